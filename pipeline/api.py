@@ -1,0 +1,238 @@
+"""The composition root: config -> plan -> cluster -> shard tasks -> report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from distributed import Client, as_completed
+
+from . import kernel, stores
+from .cluster import connect
+from .config import SEED_EPSILON, SEED_THRESHOLD, Config
+from .errors import ConfigError
+from .model import Model, ModelRef, load_model
+from .plan import auto_shard_size, make_plan
+from .reduce import combine
+from .report import Report
+
+__all__ = ["check", "run"]
+
+#: ``progress(done, total)`` is called after each shard arrives.
+Progress = Callable[[int, int], None]
+
+
+def _identity(config: Config, shard_size: int) -> str:
+    """What makes two runs the same run: everything that decides the numbers."""
+    key = {
+        "model": config.model,
+        "params": config.params,
+        "data": config.data,
+        "gradient": config.gradient,
+        "epsilon": config.epsilon,
+        "shard_size": shard_size,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run(
+    config: Config,
+    *,
+    model: Model | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    client: Client | None = None,
+) -> Report:
+    """Run one gradient check and write its output group.
+
+    Parameters
+    ----------
+    config : Config
+        The validated run configuration.
+    model : object, optional
+        The model object itself, used instead of resolving ``config.model``
+        (which then only names it in the report).
+    overwrite : bool
+        Replace an output that holds the result of a different check.
+    progress : callable, optional
+        Called as ``progress(shards_done, shards_total)``.
+    client : distributed.Client, optional
+        Use this client instead of the cluster that ``config.cluster`` describes.
+
+    Returns
+    -------
+    Report
+        Also stored in the output group's attributes.
+
+    Raises
+    ------
+    GradcheckError
+        Bad input: a store, the model or the output cannot be used.
+    """
+    started = time.perf_counter()
+    # Validate everything that can be checked from metadata before any cluster starts.
+    layout = stores.read_layout(config.params)
+    stores.validate_data(config.data)
+    if config.gradient is not None:
+        stores.validate_gradient(config.gradient, layout)
+    # Fail fast on the client. Workers import the model themselves: only the
+    # reference travels, unless the caller handed us the object.
+    model_ref: ModelRef = model if model is not None else config.model
+    load_model(model_ref)
+    shard_size = config.shard_size or auto_shard_size(layout.n_params)
+    plan = make_plan(layout.n_params, shard_size)
+    created = not _exists(config.output)
+    stores.prepare_output(
+        config.output, layout, shard_size, _identity(config, shard_size), config.to_dict(), overwrite=overwrite
+    )
+    problem = kernel.Problem(
+        run_id=uuid.uuid4().hex,
+        model=model_ref,
+        params=config.params,
+        data=config.data,
+        gradient=config.gradient,
+        output=config.output,
+        layout=layout,
+        epsilon=config.epsilon,
+        worst=config.worst,
+    )
+    try:
+        if client is not None:
+            timings, results, probe = _execute(client, problem, plan, progress, started)
+        else:
+            with connect(config.cluster, len(plan)) as own_client:
+                timings, results, probe = _execute(own_client, problem, plan, progress, started)
+    except BaseException:
+        if created:  # leave nothing half-written behind where nothing was before
+            _remove(config.output)
+        raise
+    verdict = combine(layout, results, threshold=config.threshold, worst=config.worst)
+    timings["total_seconds"] = time.perf_counter() - started
+    report = Report(
+        model=config.model,
+        difference=verdict.difference,
+        passed=verdict.passed,
+        epsilon=config.epsilon,
+        threshold=config.threshold,
+        n_params=layout.n_params,
+        n_checked=verdict.n_checked,
+        loss=probe.loss,
+        tensors=verdict.tensors,
+        worst=verdict.worst,
+        timings=timings,
+    )
+    stores.write_report(config.output, report.to_dict())
+    return report
+
+
+def _execute(
+    client: Client, problem: kernel.Problem, plan: tuple[Any, ...], progress: Progress | None, started: float
+) -> tuple[dict[str, float], list[Any], kernel.ProbeResult]:
+    ready = time.perf_counter()
+    probe: kernel.ProbeResult = client.submit(kernel.probe_task, problem, pure=False).result()
+    shards_started = time.perf_counter()
+    futures = client.map(kernel.shard_task, [problem] * len(plan), plan, pure=False)
+    results = []
+    for future in as_completed(futures):
+        results.append(future.result())
+        if progress is not None:
+            progress(len(results), len(plan))
+    done = time.perf_counter()
+    evaluations = 2 * problem.layout.n_params
+    timings = {
+        "cluster_seconds": ready - started,
+        "probe_seconds": probe.seconds,
+        "shards_seconds": done - shards_started,
+        "loss_evaluations": float(evaluations + 1),
+        "evaluations_per_second": evaluations / (done - shards_started) if done > shards_started else 0.0,
+        "worker_loads": float(sum(r.loaded for r in results)),
+        "workers": float(len(client.scheduler_info(n_workers=-1)["workers"])),
+    }
+    return timings, results, probe
+
+
+def _exists(path: str) -> bool:
+    return "://" not in path and os.path.exists(path)
+
+
+def _remove(path: str) -> None:
+    if "://" not in path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def check(
+    model: ModelRef,
+    params: Mapping[str, np.ndarray],
+    data: Mapping[str, np.ndarray],
+    *,
+    gradient: Mapping[str, np.ndarray] | None = None,
+    epsilon: float = SEED_EPSILON,
+    threshold: float = SEED_THRESHOLD,
+    shard_size: int | None = None,
+    worst: int = 10,
+    workers: int | None = None,
+    output: str | None = None,
+    client: Client | None = None,
+) -> Report:
+    """Check a model's gradient on in-memory arrays; the notebook and pytest entry point.
+
+    Parameters
+    ----------
+    model : object or str
+        An object with ``loss(params, data)`` and ``grad(params, data)``, or a
+        reference ``package.module:attr`` / ``path/to/file.py:attr``.
+    params : dict of str to ndarray
+        The parameter tensors (float32 or float64); the dict's order is the
+        flattening order.
+    data : dict of str to ndarray
+        Passed to the model as it is.
+    gradient : dict of str to ndarray, optional
+        A precomputed analytic gradient; without it ``model.grad`` is called once.
+    epsilon, threshold, shard_size, worst
+        As in the config (see :class:`Config`).
+    workers : int, optional
+        Size of the local cluster started for this check.
+    output : str, optional
+        Where to keep the output group; a temporary folder by default.
+    client : distributed.Client, optional
+        Run on this client's cluster instead of starting one (saves the
+        start-up when checking many models).
+
+    Returns
+    -------
+    Report
+    """
+    if not isinstance(params, Mapping) or not params:
+        raise ConfigError(f"`params` must be a non-empty dict of arrays. Got {params!r} instead.")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"`data` must be a dict of arrays. Got {type(data).__name__} instead.")
+    name = model if isinstance(model, str) else f"{type(model).__module__}.{type(model).__qualname__}"
+    with tempfile.TemporaryDirectory(prefix="gradcheck-") as scratch:
+        stores.write_group(os.path.join(scratch, "params.zarr"), params, {"order": list(params)})
+        stores.write_group(os.path.join(scratch, "data.zarr"), data)
+        if gradient is not None:
+            stores.write_group(os.path.join(scratch, "gradient.zarr"), gradient)
+        config = Config.from_dict(
+            {
+                "model": name,
+                "params": os.path.join(scratch, "params.zarr"),
+                "data": os.path.join(scratch, "data.zarr"),
+                "gradient": None if gradient is None else os.path.join(scratch, "gradient.zarr"),
+                "output": output or os.path.join(scratch, "output.zarr"),
+                "epsilon": epsilon,
+                "threshold": threshold,
+                "shard_size": shard_size,
+                "worst": worst,
+                "cluster": {"workers": workers} if workers is not None else None,
+            }
+        )
+        return run(config, model=None if isinstance(model, str) else model, client=client)
+

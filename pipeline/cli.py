@@ -1,0 +1,129 @@
+"""The ``gradcheck`` command: one subcommand per unit of work.
+
+Exit codes: 0 the gradients agree, 1 they disagree, 2 bad input or usage (one
+line on stderr naming what is wrong; no traceback). A traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+from . import api, stores
+from .config import ClusterConfig, load_config, parse_overrides
+from .errors import GradcheckError, StoreError
+from .examples import EXAMPLES, write_example
+from .report import Report, format_report
+
+__all__ = ["main"]
+
+EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gradcheck", description="Check a model's analytic gradient against centered finite differences.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run one check", description="Run one gradient check as CONFIG describes.")
+    run.add_argument("config", metavar="CONFIG", help="the run's YAML config")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="use the existing cluster at this scheduler address")
+    where.add_argument("--scheduler-file", metavar="PATH", help="use the existing cluster of this scheduler file")
+    run.add_argument("--overwrite", action="store_true", help="replace an output that holds a different check's result")
+    run.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
+
+    report = commands.add_parser("report", help="print a stored report", description="Print the report stored in OUTPUT.")
+    report.add_argument("output", metavar="OUTPUT", help="a check's output group")
+    report.add_argument("--json", action="store_true", help="print JSON")
+
+    example = commands.add_parser("example", help="write a built-in example", description="Write a ready-to-run example.")
+    example.add_argument("name", choices=sorted(EXAMPLES), metavar="NAME", help=f"one of: {', '.join(sorted(EXAMPLES))}")
+    example.add_argument("folder", metavar="DIR", help="where to write it")
+    return parser
+
+
+class _ProgressBar:
+    """A one-line progress bar on a terminal; nothing elsewhere."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream, self.width, self.started = stream, width, time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.width * done // total
+        elapsed = time.perf_counter() - self.started
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} shards  {elapsed:.1f} s")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, parse_overrides(args.set))
+    if args.workers is not None or args.scheduler or args.scheduler_file:
+        if args.workers is not None and args.workers < 1:
+            raise GradcheckError(f"`--workers` must be at least 1. Got {args.workers} instead.")
+        scheduler_file = os.path.abspath(args.scheduler_file) if args.scheduler_file else None
+        cluster = ClusterConfig(workers=args.workers, address=args.scheduler, scheduler_file=scheduler_file)
+        config = dataclasses.replace(config, cluster=cluster)
+    show_progress = not args.no_progress and not args.json and sys.stderr.isatty()
+    report = api.run(config, overwrite=args.overwrite, progress=_ProgressBar(sys.stderr) if show_progress else None)
+    _print(report, as_json=args.json)
+    return EXIT_PASSED if report.passed else EXIT_FAILED
+
+
+def _report(args: argparse.Namespace) -> int:
+    attrs = stores.read_output_attrs(args.output)
+    if "report" not in attrs:
+        raise StoreError(f"The output '{args.output}' has no report yet: its run did not finish.")
+    report = Report.from_dict(attrs["report"])
+    _print(report, as_json=args.json)
+    return EXIT_PASSED if report.passed else EXIT_FAILED
+
+
+def _example(args: argparse.Namespace) -> int:
+    configs = write_example(args.name, args.folder)
+    print(f"Wrote example {args.name} to {args.folder}. Run it with:")
+    for path in configs:
+        print(f"  gradcheck run {path}")
+    return EXIT_PASSED
+
+
+def _print(report: Report, *, as_json: bool) -> None:
+    print(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gradcheck`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    # The scheduler of a local cluster lives in this process: keep its chatter off the terminal.
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    commands = {"run": _run, "report": _report, "example": _example}
+    try:
+        return commands[args.command](args)
+    except GradcheckError as e:
+        print(f"gradcheck: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("gradcheck: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

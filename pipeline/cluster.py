@@ -1,0 +1,68 @@
+"""The one module that creates or connects to a Dask cluster.
+
+``connect`` yields a :class:`distributed.Client`: on an embedded
+``LocalCluster`` of worker processes (one thread each) by default, or on an
+existing cluster by scheduler address or scheduler file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from distributed import Client, LocalCluster
+
+from .config import ClusterConfig
+from .errors import GradcheckError
+
+__all__ = ["connect", "local_workers"]
+
+#: Seconds to wait for an existing scheduler before giving up.
+CONNECT_TIMEOUT_SECONDS = 10
+
+# One thread per worker process: without this each worker's BLAS would start a
+# thread per core and the workers would oversubscribe the machine.
+_SINGLE_THREADED = {
+    name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+}
+
+
+def local_workers(cluster: ClusterConfig, n_tasks: int) -> int:
+    """Worker processes of a local cluster: as configured, else one per core and at most one per task."""
+    if cluster.workers is not None:
+        return cluster.workers
+    return max(1, min(os.cpu_count() or 1, n_tasks))
+
+
+@contextmanager
+def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
+    """A client on the configured cluster, closed (and a local cluster stopped) on exit.
+
+    Raises
+    ------
+    GradcheckError
+        An existing scheduler cannot be reached in time.
+    """
+    if cluster.is_local:
+        with (
+            LocalCluster(
+                n_workers=local_workers(cluster, n_tasks),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+                env=_SINGLE_THREADED,
+            ) as local,
+            Client(local) as client,
+        ):
+            yield client
+        return
+    where = f"scheduler at {cluster.address}" if cluster.address else f"scheduler file '{cluster.scheduler_file}'"
+    try:
+        client = Client(address=cluster.address, scheduler_file=cluster.scheduler_file, timeout=CONNECT_TIMEOUT_SECONDS)
+    except (OSError, TimeoutError) as e:
+        raise GradcheckError(f"Cannot reach the {where} within {CONNECT_TIMEOUT_SECONDS} s: {e}") from e
+    with client:
+        yield client

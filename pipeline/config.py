@@ -1,0 +1,296 @@
+"""Run configuration: loaded from YAML, validated at the door, frozen.
+
+A :class:`Config` is plain data. Relative paths in a config file are resolved
+against the file's folder, so an example folder can be moved as a whole;
+relative paths given on the command line (``--set``) are resolved against the
+current directory, like any other command-line path. URLs (``scheme://...``)
+and module references (``package.module:attr``) are left as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, ConfigTypeError
+
+__all__ = ["ClusterConfig", "Config", "load_config", "parse_overrides"]
+
+#: The seed's step and threshold (``gradient_check_n``): the defaults.
+SEED_EPSILON = 1e-7
+SEED_THRESHOLD = 2e-7
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _resolve_path(path: str, base: Path) -> str:
+    if _is_url(path) or os.path.isabs(path):
+        return path
+    return os.path.normpath(base / path)
+
+
+def _resolve_model(ref: str, base: Path) -> str:
+    target, sep, attr = ref.rpartition(":")
+    if sep and target.endswith(".py"):
+        return f"{_resolve_path(target, base)}:{attr}"
+    return ref
+
+
+_PATH_KEYS = ("params", "data", "output", "gradient")
+
+
+def _resolve_paths(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of ``raw`` whose relative local paths are made absolute against ``base``.
+
+    Values of the wrong kind are left alone for validation to name.
+    """
+    resolved = dict(raw)
+    for key in _PATH_KEYS:
+        if isinstance(resolved.get(key), str):
+            resolved[key] = _resolve_path(resolved[key], base)
+    if isinstance(resolved.get("model"), str):
+        resolved["model"] = _resolve_model(resolved["model"], base)
+    cluster = resolved.get("cluster")
+    if isinstance(cluster, Mapping) and isinstance(cluster.get("scheduler_file"), str):
+        resolved["cluster"] = {**cluster, "scheduler_file": _resolve_path(cluster["scheduler_file"], base)}
+    return resolved
+
+
+def _number(key: str, value: Any) -> float:
+    # PyYAML reads `1e-7` (no dot) as a string; a user means a number.
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigTypeError(f"`{key}` must be a number. Got {value!r} instead.")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"`{key}` must be positive and finite. Got {value!r} instead.")
+    return number
+
+
+def _count(key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigTypeError(f"`{key}` must be a whole number. Got {value!r} instead.")
+    if value < minimum:
+        raise ConfigError(f"`{key}` must be at least {minimum}. Got {value!r} instead.")
+    return value
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigTypeError(f"`{key}` must be a non-empty string. Got {value!r} instead.")
+    return value
+
+
+def _reject_unknown(where: str, given: Mapping[str, Any], known: Sequence[str]) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"Unknown key{'s' if len(unknown) > 1 else ''} {', '.join(f'`{where}{k}`' for k in unknown)}. "
+            f"Expected only: {', '.join(known)}."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Where the shard tasks run.
+
+    Parameters
+    ----------
+    workers : int or None
+        Worker processes of the embedded ``LocalCluster`` (one thread each).
+        ``None`` picks one per core, at most one per shard.
+    address : str or None
+        Scheduler address of an existing cluster (``tcp://host:port``).
+    scheduler_file : str or None
+        Scheduler file of an existing cluster.
+    """
+
+    workers: int | None = None
+    address: str | None = None
+    scheduler_file: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the run starts its own ``LocalCluster``."""
+        return self.address is None and self.scheduler_file is None
+
+    @classmethod
+    def from_value(cls, value: Any) -> ClusterConfig:
+        """Validate ``cluster:`` (null, an address string, or a mapping)."""
+        if value is None or value == "local":
+            return cls()
+        if isinstance(value, str):
+            value = {"address": value}
+        if not isinstance(value, Mapping):
+            raise ConfigTypeError(
+                f"`cluster` must be 'local', a scheduler address or a mapping. Got {value!r} instead."
+            )
+        _reject_unknown("cluster.", value, ("workers", "address", "scheduler_file"))
+        workers = value.get("workers")
+        address = value.get("address")
+        scheduler_file = value.get("scheduler_file")
+        if workers is not None:
+            workers = _count("cluster.workers", workers, 1)
+        if address is not None:
+            address = _text("cluster.address", address)
+        if scheduler_file is not None:
+            scheduler_file = _text("cluster.scheduler_file", scheduler_file)
+        if address is not None and scheduler_file is not None:
+            raise ConfigError("`cluster.address` and `cluster.scheduler_file` exclude each other. Give one.")
+        if workers is not None and (address is not None or scheduler_file is not None):
+            raise ConfigError(
+                "`cluster.workers` sizes a local cluster; it cannot be combined with an existing "
+                "cluster's address or scheduler file."
+            )
+        return cls(workers=workers, address=address, scheduler_file=scheduler_file)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """One gradient check, fully resolved.
+
+    Parameters
+    ----------
+    model : str
+        ``package.module:attr`` or ``path/to/file.py:attr``.
+    params, data, output : str
+        Zarr group paths or URLs (see DESIGN.md for their layout).
+    gradient : str or None
+        Optional Zarr group holding a precomputed analytic gradient.
+    epsilon : float
+        The step of the centered difference, ``(J(θ+ε) − J(θ−ε)) / 2ε``.
+    threshold : float
+        The check passes when the normalized difference is at most this.
+    shard_size : int or None
+        Parameter indices per task (and per output chunk); ``None`` is automatic.
+    worst : int
+        How many of the worst elements the report lists.
+    cluster : ClusterConfig
+        Where to run.
+    """
+
+    model: str
+    params: str
+    data: str
+    output: str
+    gradient: str | None = None
+    epsilon: float = SEED_EPSILON
+    threshold: float = SEED_THRESHOLD
+    shard_size: int | None = None
+    worst: int = 10
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    KEYS = ("model", "params", "data", "gradient", "output", "epsilon", "threshold", "shard_size", "worst", "cluster")
+    REQUIRED = ("model", "params", "data", "output")
+
+    @classmethod
+    def from_dict(cls, raw: Any, base: str | os.PathLike[str] = ".") -> Config:
+        """Validate a mapping of config keys; relative paths resolve against ``base``."""
+        if not isinstance(raw, Mapping):
+            raise ConfigTypeError(f"A config must be a mapping of keys. Got {type(raw).__name__} instead.")
+        _reject_unknown("", raw, cls.KEYS)
+        missing = [key for key in cls.REQUIRED if raw.get(key) is None]
+        if missing:
+            raise ConfigError(f"Missing required key{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.")
+        raw = _resolve_paths(raw, Path(base).resolve())
+        gradient = raw.get("gradient")
+        shard_size = raw.get("shard_size")
+        return cls(
+            model=_text("model", raw["model"]),
+            params=_text("params", raw["params"]),
+            data=_text("data", raw["data"]),
+            output=_text("output", raw["output"]),
+            gradient=None if gradient is None else _text("gradient", gradient),
+            epsilon=_number("epsilon", raw.get("epsilon", SEED_EPSILON)),
+            threshold=_number("threshold", raw.get("threshold", SEED_THRESHOLD)),
+            shard_size=None if shard_size in (None, "auto") else _count("shard_size", shard_size, 1),
+            worst=_count("worst", raw.get("worst", 10), 0),
+            cluster=ClusterConfig.from_value(raw.get("cluster")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain JSON-ready data (``from_dict`` reads it back)."""
+        return asdict(self)
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """Parse ``key=value`` pairs (values as YAML scalars; ``cluster.workers=2`` nests)."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"`--set` takes key=value. Got {pair!r} instead.")
+        try:
+            value = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            value = text
+        head, dot, tail = key.partition(".")
+        if dot:
+            nested = overrides.setdefault(head, {})
+            if not isinstance(nested, dict):
+                raise ConfigError(f"`--set {key}` conflicts with `--set {head}`.")
+            nested[tail] = value
+        else:
+            overrides[key] = value
+    return overrides
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Config file '{path}' does not exist.") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"Config file '{path}' cannot be read: {e}.") from e
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"Config file '{path}' is not valid YAML{where}: {problem}.") from e
+
+
+def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Config:
+    """Load, merge and validate a YAML config.
+
+    Parameters
+    ----------
+    path : path-like
+        The YAML file. Relative paths inside it resolve against its folder.
+    overrides : mapping, optional
+        Keys from the command line (``--set``); relative paths in them resolve
+        against the current directory.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not YAML, or a key is unknown, missing or invalid.
+        The message names the file.
+    """
+    file = Path(path)
+    raw = _read_yaml(file)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigTypeError(f"Config file '{file}' must hold a mapping of keys. Got {type(raw).__name__} instead.")
+    merged = _resolve_paths(raw, file.parent.resolve())
+    for key, value in _resolve_paths(overrides or {}, Path.cwd()).items():
+        current = merged.get(key)
+        merged[key] = {**current, **value} if isinstance(value, Mapping) and isinstance(current, Mapping) else value
+    try:
+        return Config.from_dict(merged, Path.cwd())
+    except ConfigError as e:
+        raise type(e)(f"{file}: {e}") from e

@@ -1,0 +1,52 @@
+"""The project's exceptions.
+
+Every error a user can cause by what they give us (a config, a store, a model,
+a command line) is a :class:`GradcheckError`: the CLI prints its message as one
+line and exits with code 2. Anything else is a bug and keeps its traceback.
+Each class also inherits the builtin a Python caller would naturally catch.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConfigTypeError",
+    "GradcheckError",
+    "ModelError",
+    "ModelImportError",
+    "OutputExistsError",
+    "StoreError",
+    "StoreNotFoundError",
+]
+
+
+class GradcheckError(Exception):
+    """Bad input: a config, store, model or command line that cannot be used."""
+
+
+class ConfigError(GradcheckError, ValueError):
+    """A config key is unknown, missing or has a value out of range."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A config key has a value of the wrong kind."""
+
+
+class StoreError(GradcheckError, ValueError):
+    """A Zarr store does not have the layout the pipeline needs."""
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """A Zarr store, or an array inside one, does not exist."""
+
+
+class OutputExistsError(GradcheckError, FileExistsError):
+    """The output location holds something this run must not overwrite."""
+
+
+class ModelError(GradcheckError):
+    """A model does not follow the protocol, or misbehaves when called."""
+
+
+class ModelImportError(ModelError, ImportError):
+    """A model reference cannot be resolved to an object."""

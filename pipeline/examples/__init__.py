@@ -1,0 +1,76 @@
+"""Built-in example problems, written out by ``gradcheck example NAME DIR``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import zarr
+
+from ..errors import GradcheckError, OutputExistsError
+from ..stores import write_group
+from . import seed_mlp
+
+__all__ = ["EXAMPLES", "write_example"]
+
+_MARKER = "gradcheck_example"
+
+_CONFIG = """\
+# The seed's network (gradcheck example seed-mlp), {what}.
+# Run it with: gradcheck run {name}.yaml
+model: pipeline.examples.seed_mlp:{name}
+params: params.zarr
+data: data.zarr
+output: {name}-output.zarr
+epsilon: 1.0e-7    # the seed's step
+threshold: 2.0e-7  # the seed's threshold
+"""
+
+
+def _refuse_foreign(path: str, expected_text: str | None, name: str) -> None:
+    """Refuse to replace anything at ``path`` that this example did not write."""
+    if not os.path.exists(path):
+        return
+    try:
+        if expected_text is not None:
+            with open(path, encoding="utf-8") as f:
+                if f.read() == expected_text:
+                    return
+        elif zarr.open_group(store=path, mode="r").attrs.get(_MARKER) == name:
+            return
+    except Exception:
+        pass  # unreadable, a folder where a file should be, not Zarr: not ours
+    raise OutputExistsError(f"'{path}' exists and was not written by `gradcheck example {name}`; choose another folder.")
+
+
+def write_seed_mlp(folder: str) -> list[str]:
+    """Write the seed network's stores and its two configs; return the configs' paths."""
+    name = "seed-mlp"
+    configs = {
+        "correct": _CONFIG.format(name="correct", what="with its correct backward pass: this check passes"),
+        "planted": _CONFIG.format(
+            name="planted", what="with the exercise's planted mistakes (dW2 * 2, db1 * 4): this check fails"
+        ),
+    }
+    targets = {os.path.join(folder, f"{k}.yaml"): text for k, text in configs.items()}
+    stores_ = {os.path.join(folder, s): None for s in ("params.zarr", "data.zarr")}
+    for path, text in {**targets, **stores_}.items():
+        _refuse_foreign(path, text, name)
+    os.makedirs(folder, exist_ok=True)
+    params, data = seed_mlp.problem()
+    write_group(os.path.join(folder, "params.zarr"), params, {"order": list(seed_mlp.ORDER), _MARKER: name})
+    write_group(os.path.join(folder, "data.zarr"), data, {_MARKER: name})
+    for path, text in targets.items():
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    return list(targets)
+
+
+EXAMPLES: dict[str, Callable[[str], list[str]]] = {"seed-mlp": write_seed_mlp}
+
+
+def write_example(name: str, folder: str) -> list[str]:
+    """Write example ``name`` into ``folder``; return the paths of its configs."""
+    if name not in EXAMPLES:
+        raise GradcheckError(f"Unknown example {name!r}. Expected one of: {', '.join(EXAMPLES)}.")
+    return EXAMPLES[name](folder)

@@ -1,0 +1,121 @@
+"""The only code that runs on workers.
+
+A task receives a :class:`Problem` (plain, picklable data: the model reference
+and store paths, never big arrays) and loads parameters and data once per run,
+then reuses them across all its tasks. Entries are perturbed in place, so each
+worker thread keeps its own copy (threads of one worker must not perturb the
+same array at once).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import stores
+from .fd import central_differences
+from .layout import Layout
+from .model import ModelRef, as_loss_value, check_gradient, load_model
+from .plan import Shard
+from .reduce import ShardResult, summarize_shard
+
+__all__ = ["ProbeResult", "Problem", "probe_task", "shard_task"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Everything a worker needs, as plain data. ``run_id`` keys the worker's cache."""
+
+    run_id: str
+    model: ModelRef
+    params: str
+    data: str
+    gradient: str | None
+    output: str
+    layout: Layout
+    epsilon: float
+    worst: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What the probe task learned at θ."""
+
+    loss: float
+    analytic_source: str
+    seconds: float
+
+
+class _Loaded:
+    """One thread's copy of a run's model, parameters, data and output handles."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.run_id = problem.run_id
+        self.model = load_model(problem.model)
+        self.params = stores.read_arrays("params", problem.params, problem.layout.names)
+        self.data = stores.read_arrays("data", problem.data)
+        # reshape(-1) of a C-contiguous array is a view: writes reach self.params.
+        self.flat = {name: array.reshape(-1) for name, array in self.params.items()}
+        self.output = stores.open_output_arrays(problem.output)
+
+    def loss(self) -> Any:
+        return self.model.loss(self.params, self.data)
+
+
+_local = threading.local()
+
+
+def _load(problem: Problem) -> tuple[_Loaded, bool]:
+    """This thread's loaded problem, and whether this call had to load it."""
+    loaded: _Loaded | None = getattr(_local, "loaded", None)
+    if loaded is not None and loaded.run_id == problem.run_id:
+        return loaded, False
+    _local.loaded = None  # release the previous run's arrays before loading
+    _local.loaded = _Loaded(problem)
+    return _local.loaded, True
+
+
+def probe_task(problem: Problem) -> ProbeResult:
+    """Check the loss at θ, get the analytic gradient once, write it to ``analytic``."""
+    start = time.perf_counter()
+    loaded, _ = _load(problem)
+    loss = as_loss_value(loaded.loss(), "at θ")
+    shapes = {spec.name: spec.shape for spec in problem.layout.tensors}
+    if problem.gradient is None:
+        analytic = check_gradient(loaded.model.grad(loaded.params, loaded.data), shapes, "model.grad")
+        source = "model.grad"
+    else:
+        analytic = stores.read_gradient(problem.gradient, problem.layout)
+        source = problem.gradient
+    flat = np.concatenate([analytic[name].reshape(-1) for name in problem.layout.names])
+    loaded.output.analytic[:] = flat
+    return ProbeResult(loss=loss, analytic_source=source, seconds=time.perf_counter() - start)
+
+
+def shard_task(problem: Problem, shard: Shard) -> ShardResult:
+    """Centered differences over one shard; writes its chunk of ``numeric``."""
+    start = time.perf_counter()
+    loaded, fresh = _load(problem)
+    numeric = np.empty(shard.size, dtype=np.float64)
+
+    def loss() -> float:
+        return float(loaded.loss())
+
+    for spec, lo, hi in problem.layout.segments(shard.start, shard.stop):
+        at = spec.offset + lo - shard.start
+        numeric[at : at + hi - lo] = central_differences(loss, loaded.flat[spec.name], range(lo, hi), problem.epsilon)
+    loaded.output.numeric[shard.start : shard.stop] = numeric
+    analytic = loaded.output.analytic[shard.start : shard.stop]
+    return summarize_shard(
+        problem.layout,
+        shard,
+        analytic,
+        numeric,
+        worst=problem.worst,
+        seconds=time.perf_counter() - start,
+        loaded=fresh,
+    )

@@ -1,0 +1,199 @@
+"""The report: the verdict as plain data, its JSON form, and its terminal form."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["RULE", "Report", "TensorReport", "WorstElement", "format_report"]
+
+REPORT_VERSION = 1
+
+#: How tensors are judged; stored in every report and explained in the README.
+RULE = (
+    "The check passes when the normalized difference ||g - g~|| / (||g|| + ||g~||) is at most the threshold. "
+    "Each tensor's contribution is ||g_t - g~_t|| / (||g|| + ||g~||), its own error over the whole gradient's "
+    "scale; the squares of the contributions add up to the square of the difference. When the check fails, the "
+    "wrong tensors are the largest contributors, taken in turn until what remains is within the threshold: "
+    "exactly the tensors to fix for the check to pass. A tensor's own normalized difference is shown too, but "
+    "not judged: on a tensor with a small gradient it is dominated by rounding noise."
+)
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _json_float(value: float) -> float | None:
+    # Standard JSON has no NaN or infinity.
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True, slots=True)
+class TensorReport:
+    """One tensor's metrics."""
+
+    name: str
+    shape: tuple[int, ...]
+    difference: float
+    contribution: float
+    max_abs_error: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "difference": _json_float(self.difference),
+            "contribution": _json_float(self.contribution),
+            "max_abs_error": _json_float(self.max_abs_error),
+            "passed": self.passed,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TensorReport:
+        """Read back :meth:`to_dict`."""
+        return cls(
+            raw["name"], tuple(raw["shape"]), _float(raw["difference"]), _float(raw["contribution"]),
+            _float(raw["max_abs_error"]), bool(raw["passed"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorstElement:
+    """One element, located by tensor and multi-index."""
+
+    tensor: str
+    index: tuple[int, ...]
+    analytic: float
+    numeric: float
+    abs_error: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "tensor": self.tensor,
+            "index": list(self.index),
+            "analytic": _json_float(self.analytic),
+            "numeric": _json_float(self.numeric),
+            "abs_error": _json_float(self.abs_error),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> WorstElement:
+        """Read back :meth:`to_dict`."""
+        return cls(raw["tensor"], tuple(raw["index"]), _float(raw["analytic"]), _float(raw["numeric"]), _float(raw["abs_error"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The outcome of one gradient check.
+
+    ``difference`` is the seed's normalized difference over the whole gradient;
+    ``tensors`` are in flattening order; ``worst`` is worst first. ``timings``
+    holds seconds and counts (``total_seconds``, ``loss_evaluations``, ...).
+    """
+
+    model: str
+    difference: float
+    passed: bool
+    epsilon: float
+    threshold: float
+    n_params: int
+    n_checked: int
+    loss: float
+    tensors: tuple[TensorReport, ...]
+    worst: tuple[WorstElement, ...]
+    timings: Mapping[str, float] = field(default_factory=dict)
+    rule: str = RULE
+
+    @property
+    def failing(self) -> tuple[str, ...]:
+        """Names of the wrong tensors, in flattening order."""
+        return tuple(t.name for t in self.tensors if not t.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (non-finite numbers become null)."""
+        return {
+            "version": REPORT_VERSION,
+            "model": self.model,
+            "difference": _json_float(self.difference),
+            "passed": self.passed,
+            "epsilon": self.epsilon,
+            "threshold": self.threshold,
+            "n_params": self.n_params,
+            "n_checked": self.n_checked,
+            "loss": _json_float(self.loss),
+            "failing": list(self.failing),
+            "tensors": [t.to_dict() for t in self.tensors],
+            "worst": [w.to_dict() for w in self.worst],
+            "timings": dict(self.timings),
+            "rule": self.rule,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Report:
+        """Read back :meth:`to_dict`."""
+        return cls(
+            model=raw["model"],
+            difference=_float(raw["difference"]),
+            passed=bool(raw["passed"]),
+            epsilon=float(raw["epsilon"]),
+            threshold=float(raw["threshold"]),
+            n_params=int(raw["n_params"]),
+            n_checked=int(raw["n_checked"]),
+            loss=_float(raw["loss"]),
+            tensors=tuple(TensorReport.from_dict(t) for t in raw["tensors"]),
+            worst=tuple(WorstElement.from_dict(w) for w in raw["worst"]),
+            timings=dict(raw.get("timings", {})),
+            rule=raw.get("rule", RULE),
+        )
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _index(index: Sequence[int]) -> str:
+    return "[" + ", ".join(str(k) for k in index) + "]"
+
+
+def format_report(report: Report) -> str:
+    """The report as a person reads it in a terminal."""
+    verdict = "PASSED" if report.passed else "FAILED"
+    relation = "<=" if report.passed else ">"
+    lines = [
+        f"gradcheck {verdict}: difference {report.difference:.3e} {relation} threshold {report.threshold:g}",
+        f"  model {report.model}; {report.n_checked} of {report.n_params} parameters checked, "
+        f"epsilon {report.epsilon:g}, loss at θ {report.loss:.6g}",
+        "",
+    ]
+    rows = [["tensor", "shape", "difference", "contribution", "max |a-n|", "verdict"]]
+    for t in report.tensors:
+        rows.append([
+            t.name, "(" + ", ".join(map(str, t.shape)) + ")", f"{t.difference:.3e}", f"{t.contribution:.3e}",
+            f"{t.max_abs_error:.3e}", "ok" if t.passed else "WRONG",
+        ])
+    lines += ["  " + line for line in _table(rows)]
+    if report.failing:
+        backwards = ", ".join(reversed(report.failing))
+        lines += ["", f"Wrong tensors, from the last layer back: {backwards}"]
+    if report.worst:
+        lines += ["", "Worst elements (analytic a, numeric n):"]
+        rows = [["element", "a", "n", "|a-n|"]]
+        for w in report.worst:
+            rows.append([f"{w.tensor}{_index(w.index)}", f"{w.analytic:.6e}", f"{w.numeric:.6e}", f"{w.abs_error:.3e}"])
+        lines += ["  " + line for line in _table(rows)]
+    timings = report.timings
+    if timings:
+        lines += [
+            "",
+            f"{timings.get('total_seconds', math.nan):.2f} s in all (cluster {timings.get('cluster_seconds', math.nan):.2f} s, "
+            f"shards {timings.get('shards_seconds', math.nan):.2f} s); {int(timings.get('loss_evaluations', 0))} loss evaluations, "
+            f"{timings.get('evaluations_per_second', math.nan):.0f}/s",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,224 @@
+"""The Zarr layout: reading params, data and gradients; writing the output.
+
+Every store is a Zarr v3 group addressed by a path or fsspec URL. Errors name
+the store and the array at fault. The output group holds ``numeric`` and
+``analytic`` (flat float64, chunked on shard boundaries, NaN where nothing was
+written yet) and, in its attributes, the layout, the resolved config and the
+report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.errors
+
+from .errors import OutputExistsError, StoreError, StoreNotFoundError
+from .layout import Layout
+
+__all__ = [
+    "FORMAT_VERSION",
+    "OutputArrays",
+    "open_output_arrays",
+    "prepare_output",
+    "read_arrays",
+    "read_gradient",
+    "read_layout",
+    "read_output_attrs",
+    "validate_data",
+    "validate_gradient",
+    "write_group",
+    "write_report",
+]
+
+#: Version of the output group's attribute format; readers refuse newer ones.
+FORMAT_VERSION = 1
+_PARAM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@contextmanager
+def _reading(role: str, path: str) -> Iterator[None]:
+    """Turn Zarr's and the filesystem's exceptions into one line naming the store."""
+    try:
+        yield
+    except (StoreError, OutputExistsError):
+        raise
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError) as e:
+        raise StoreNotFoundError(f"The {role} store '{path}' does not exist (or is not a Zarr group).") from e
+    except zarr.errors.ContainsArrayError as e:
+        raise StoreError(f"The {role} store '{path}' is a Zarr array; expected a group of arrays.") from e
+    except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
+        raise StoreError(f"The {role} store '{path}' cannot be read: {type(e).__name__}: {e}") from e
+
+
+def _open_group(role: str, path: str) -> zarr.Group:
+    with _reading(role, path):
+        return zarr.open_group(store=path, mode="r")
+
+
+def read_layout(path: str) -> Layout:
+    """Validate a params store's metadata and return its flat layout (reads no data).
+
+    The group attribute ``order`` fixes the flattening order and must name every
+    array once; without it, names are sorted. Tensors must be float32 or float64.
+    """
+    group = _open_group("params", path)
+    with _reading("params", path):
+        arrays = {name: group[name] for name in group.array_keys()}
+        order_attr = group.attrs.get("order")
+    if not arrays:
+        raise StoreError(f"The params store '{path}' holds no arrays; expected one array per parameter tensor.")
+    if order_attr is None:
+        order = sorted(arrays)
+    else:
+        if not isinstance(order_attr, list) or not all(isinstance(n, str) for n in order_attr):
+            raise StoreError(f"The params store '{path}': attribute `order` must be a list of array names. Got {order_attr!r} instead.")
+        absent = [n for n in order_attr if n not in arrays]
+        if absent:
+            raise StoreError(f"The params store '{path}': `order` names {', '.join(absent)}, which the group does not hold.")
+        repeated = sorted({n for n in order_attr if order_attr.count(n) > 1})
+        if repeated:
+            raise StoreError(f"The params store '{path}': `order` lists {', '.join(repeated)} more than once.")
+        unlisted = sorted(set(arrays) - set(order_attr))
+        if unlisted:
+            raise StoreError(f"The params store '{path}': `order` leaves out {', '.join(unlisted)}; list every parameter tensor once.")
+        order = list(order_attr)
+    dtypes = {}
+    for name in order:
+        dtype = np.dtype(arrays[name].dtype)
+        if dtype not in _PARAM_DTYPES:
+            raise StoreError(f"The params store '{path}': array '{name}' has dtype {dtype}; parameters must be float32 or float64.")
+        dtypes[name] = dtype.name
+    return Layout.from_shapes(order, {n: arrays[n].shape for n in order}, dtypes)
+
+
+def validate_data(path: str) -> tuple[str, ...]:
+    """Check that the data store is a readable group; return its array names."""
+    group = _open_group("data", path)
+    with _reading("data", path):
+        return tuple(sorted(group.array_keys()))
+
+
+def validate_gradient(path: str, layout: Layout) -> None:
+    """Check that a gradient store has exactly the params' names and shapes (reads no data)."""
+    group = _open_group("gradient", path)
+    with _reading("gradient", path):
+        arrays = {name: group[name] for name in group.array_keys()}
+    names = set(layout.names)
+    missing = [n for n in layout.names if n not in arrays]
+    extra = sorted(set(arrays) - names)
+    if missing or extra:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unexpected {', '.join(extra)}"] if extra else [])
+        raise StoreError(f"The gradient store '{path}' must hold one array per parameter tensor: {'; '.join(parts)}.")
+    for spec in layout.tensors:
+        shape = tuple(arrays[spec.name].shape)
+        if shape != spec.shape:
+            raise StoreError(f"The gradient store '{path}': array '{spec.name}' has shape {shape}; the params have {spec.shape}.")
+
+
+def read_arrays(role: str, path: str, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Read whole arrays of a group into memory as writable, C-contiguous numpy arrays."""
+    group = _open_group(role, path)
+    with _reading(role, path):
+        wanted = names if names is not None else tuple(sorted(group.array_keys()))
+        return {name: np.ascontiguousarray(group[name][...]) for name in wanted}
+
+
+def read_gradient(path: str, layout: Layout) -> dict[str, np.ndarray]:
+    """Read a validated gradient store as float64 arrays keyed like the params."""
+    arrays = read_arrays("gradient", path, layout.names)
+    return {name: np.asarray(array, dtype=np.float64) for name, array in arrays.items()}
+
+
+def write_group(path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None) -> None:
+    """Write ``arrays`` as a new Zarr group at ``path`` (replacing one that is there)."""
+    group = zarr.open_group(store=path, mode="w", attributes=dict(attrs or {}))
+    for name, array in arrays.items():
+        group.create_array(name, data=np.asarray(array))
+
+
+# -- the output group --------------------------------------------------------
+
+
+class OutputArrays:
+    """A worker's handles on the output's ``numeric`` and ``analytic`` arrays."""
+
+    def __init__(self, path: str) -> None:
+        with _reading("output", path):
+            self.numeric = zarr.open_array(store=path, path="numeric", mode="r+")
+            self.analytic = zarr.open_array(store=path, path="analytic", mode="r+")
+
+
+def open_output_arrays(path: str) -> OutputArrays:
+    """Open the output arrays for writing chunks."""
+    return OutputArrays(path)
+
+
+def read_output_attrs(path: str) -> dict[str, Any]:
+    """The attributes of a gradcheck output group; refuses anything else."""
+    group = _open_group("output", path)
+    with _reading("output", path):
+        attrs = dict(group.attrs)
+    meta = attrs.get("gradcheck")
+    if not isinstance(meta, Mapping) or "format_version" not in meta:
+        raise StoreError(f"'{path}' is a Zarr group but not a gradcheck output.")
+    if meta["format_version"] > FORMAT_VERSION:
+        raise StoreError(
+            f"The output '{path}' has format version {meta['format_version']}; this gradcheck reads up to {FORMAT_VERSION}. Upgrade gradcheck."
+        )
+    return attrs
+
+
+def _existing_output(path: str) -> dict[str, Any] | None:
+    """Attributes of what is at ``path``: None if nothing; raises if it is not ours."""
+    try:
+        zarr.open_group(store=path, mode="r")
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+        if "://" not in path and os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+            raise OutputExistsError(f"The output '{path}' exists and is not a gradcheck output; choose another `output`.") from None
+        return None
+    except Exception as e:
+        raise OutputExistsError(f"The output '{path}' exists and is not a gradcheck output; choose another `output`.") from e
+    try:
+        return read_output_attrs(path)
+    except StoreError as e:
+        raise OutputExistsError(f"The output '{path}' exists and is not a gradcheck output; choose another `output`.") from e
+
+
+def prepare_output(path: str, layout: Layout, shard_size: int, identity: str, config: Mapping[str, Any], *, overwrite: bool) -> None:
+    """Create the output group, or reopen the output of this same run.
+
+    An output from the same run (same ``identity``) is reused: every shard
+    rewrites its own chunk with the same values. A gradcheck output of another
+    run is replaced only with ``overwrite``. Anything else at ``path`` is never
+    touched.
+    """
+    existing = _existing_output(path)
+    meta = {"format_version": FORMAT_VERSION, "identity": identity, "shard_size": shard_size, "status": "running"}
+    attrs = {"gradcheck": meta, "layout": layout.to_dict(), "config": dict(config)}
+    if existing is not None and existing["gradcheck"].get("identity") == identity:
+        group = zarr.open_group(store=path, mode="r+")
+        group.attrs.put(attrs)  # drops the previous report until the new one is written
+        return
+    if existing is not None and not overwrite:
+        raise OutputExistsError(
+            f"The output '{path}' holds the result of a different check; pass --overwrite to replace it, or choose another `output`."
+        )
+    group = zarr.open_group(store=path, mode="w", attributes=attrs)
+    n = layout.n_params
+    for name in ("numeric", "analytic"):
+        group.create_array(name, shape=(n,), chunks=(max(1, min(shard_size, n)),), dtype="float64", fill_value=np.nan)
+
+
+def write_report(path: str, report: Mapping[str, Any]) -> None:
+    """Store the report in the output's attributes and mark the run complete."""
+    group = zarr.open_group(store=path, mode="r+")
+    meta = dict(group.attrs["gradcheck"])  # type: ignore[arg-type]
+    meta["status"] = "complete"
+    group.attrs.update({"gradcheck": meta, "report": dict(report)})
