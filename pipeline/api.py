@@ -20,8 +20,8 @@ from .cluster import connect
 from .config import SEED_EPSILON, SEED_THRESHOLD, Config
 from .errors import ConfigError
 from .model import Model, ModelRef, load_model
-from .plan import auto_shard_size, make_plan
-from .reduce import combine
+from .plan import Shard, auto_shard_size, make_plan
+from .reduce import ShardResult, combine
 from .report import Report
 
 __all__ = ["check", "run"]
@@ -89,10 +89,8 @@ def run(
     load_model(model_ref)
     shard_size = config.shard_size or auto_shard_size(layout.n_params)
     plan = make_plan(layout.n_params, shard_size)
-    created = not _exists(config.output)
-    stores.prepare_output(
-        config.output, layout, shard_size, _identity(config, shard_size), config.to_dict(), overwrite=overwrite
-    )
+    identity = _identity(config, shard_size)
+    stores.check_output(config.output, identity, overwrite=overwrite)
     problem = kernel.Problem(
         run_id=uuid.uuid4().hex,
         model=model_ref,
@@ -104,16 +102,15 @@ def run(
         epsilon=config.epsilon,
         worst=config.worst,
     )
-    try:
-        if client is not None:
-            timings, results, probe = _execute(client, problem, plan, progress, started)
-        else:
-            with connect(config.cluster, len(plan)) as own_client:
-                timings, results, probe = _execute(own_client, problem, plan, progress, started)
-    except BaseException:
-        if created:  # leave nothing half-written behind where nothing was before
-            _remove(config.output)
-        raise
+
+    def prepare() -> bool:
+        return stores.prepare_output(config.output, layout, shard_size, identity, overwrite=overwrite)
+
+    if client is not None:
+        timings, results, probe = _execute(client, problem, plan, prepare, progress, started)
+    else:
+        with connect(config.cluster, len(plan)) as own_client:
+            timings, results, probe = _execute(own_client, problem, plan, prepare, progress, started)
     verdict = combine(layout, results, threshold=config.threshold, worst=config.worst)
     timings["total_seconds"] = time.perf_counter() - started
     report = Report(
@@ -129,22 +126,38 @@ def run(
         worst=verdict.worst,
         timings=timings,
     )
-    stores.write_report(config.output, report.to_dict())
+    stores.write_report(config.output, report.to_dict(), config.to_dict())
     return report
 
 
 def _execute(
-    client: Client, problem: kernel.Problem, plan: tuple[Any, ...], progress: Progress | None, started: float
-) -> tuple[dict[str, float], list[Any], kernel.ProbeResult]:
+    client: Client,
+    problem: kernel.Problem,
+    plan: tuple[Shard, ...],
+    prepare: Callable[[], bool],
+    progress: Progress | None,
+    started: float,
+) -> tuple[dict[str, float], list[ShardResult], kernel.ProbeResult]:
+    """Probe, then (only if the model is usable) create the output and run the shards."""
     ready = time.perf_counter()
-    probe: kernel.ProbeResult = client.submit(kernel.probe_task, problem, pure=False).result()
-    shards_started = time.perf_counter()
-    futures = client.map(kernel.shard_task, [problem] * len(plan), plan, pure=False)
-    results = []
-    for future in as_completed(futures):
-        results.append(future.result())
-        if progress is not None:
-            progress(len(results), len(plan))
+    probe_future = client.submit(kernel.probe_task, problem, pure=False)
+    probe: kernel.ProbeResult = probe_future.result()
+    # The probe's worker holds the analytic gradient: write it from there.
+    prober = list(client.who_has(probe_future).get(probe_future.key, ()))
+    created = prepare()
+    try:
+        client.submit(kernel.analytic_task, problem, pure=False, workers=prober, allow_other_workers=True).result()
+        shards_started = time.perf_counter()
+        futures = client.map(kernel.shard_task, [problem] * len(plan), plan, pure=False)
+        results: list[ShardResult] = []
+        for future in as_completed(futures):
+            results.append(future.result())
+            if progress is not None:
+                progress(len(results), len(plan))
+    except BaseException:
+        if created:  # leave nothing half-written where there was nothing before
+            _remove(problem.output)
+        raise
     done = time.perf_counter()
     evaluations = 2 * problem.layout.n_params
     timings = {
@@ -157,10 +170,6 @@ def _execute(
         "workers": float(len(client.scheduler_info(n_workers=-1)["workers"])),
     }
     return timings, results, probe
-
-
-def _exists(path: str) -> bool:
-    return "://" not in path and os.path.exists(path)
 
 
 def _remove(path: str) -> None:

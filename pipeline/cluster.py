@@ -52,7 +52,9 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                silence_logs=logging.ERROR,
+                # Task errors come back to the client, which reports them; the workers' own
+                # "Compute Failed" log lines would put a traceback on the user's terminal.
+                silence_logs=logging.CRITICAL,
                 env=_SINGLE_THREADED,
             ) as local,
             Client(local) as client,

@@ -19,11 +19,12 @@ import numpy as np
 from . import stores
 from .fd import central_differences
 from .layout import Layout
+from .errors import GradcheckError, ModelError
 from .model import ModelRef, as_loss_value, check_gradient, load_model
 from .plan import Shard
 from .reduce import ShardResult, summarize_shard
 
-__all__ = ["ProbeResult", "Problem", "probe_task", "shard_task"]
+__all__ = ["ProbeResult", "Problem", "analytic_task", "probe_task", "shard_task"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,6 @@ class ProbeResult:
     """What the probe task learned at θ."""
 
     loss: float
-    analytic_source: str
     seconds: float
 
 
@@ -54,16 +54,47 @@ class _Loaded:
     """One thread's copy of a run's model, parameters, data and output handles."""
 
     def __init__(self, problem: Problem) -> None:
-        self.run_id = problem.run_id
+        self.problem = problem
         self.model = load_model(problem.model)
         self.params = stores.read_arrays("params", problem.params, problem.layout.names)
         self.data = stores.read_arrays("data", problem.data)
         # reshape(-1) of a C-contiguous array is a view: writes reach self.params.
         self.flat = {name: array.reshape(-1) for name, array in self.params.items()}
-        self.output = stores.open_output_arrays(problem.output)
+        self.analytic: np.ndarray | None = None
+        self._output: stores.OutputArrays | None = None
 
     def loss(self) -> Any:
         return self.model.loss(self.params, self.data)
+
+    @property
+    def output(self) -> stores.OutputArrays:
+        """Handles on the output arrays, opened on first use (the output is created after the probe)."""
+        if self._output is None:
+            self._output = stores.OutputArrays(self.problem.output)
+        return self._output
+
+    def analytic_gradient(self) -> np.ndarray:
+        """The flat analytic gradient, from the gradient store or ``model.grad``, once per run and thread."""
+        if self.analytic is None:
+            problem = self.problem
+            if problem.gradient is not None:
+                grad = stores.read_gradient(problem.gradient, problem.layout)
+            else:
+                shapes = {spec.name: spec.shape for spec in problem.layout.tensors}
+                raw = _call("grad at θ", lambda: self.model.grad(self.params, self.data))
+                grad = check_gradient(raw, shapes, "model.grad")
+            self.analytic = np.concatenate([grad[name].reshape(-1) for name in problem.layout.names])
+        return self.analytic
+
+
+def _call(what: str, fn: Any) -> Any:
+    """Call the user's model; its exceptions become one-line model errors."""
+    try:
+        return fn()
+    except GradcheckError:
+        raise
+    except Exception as e:
+        raise ModelError(f"Model {what} raised {type(e).__name__}: {e}") from e
 
 
 _local = threading.local()
@@ -72,7 +103,7 @@ _local = threading.local()
 def _load(problem: Problem) -> tuple[_Loaded, bool]:
     """This thread's loaded problem, and whether this call had to load it."""
     loaded: _Loaded | None = getattr(_local, "loaded", None)
-    if loaded is not None and loaded.run_id == problem.run_id:
+    if loaded is not None and loaded.problem.run_id == problem.run_id:
         return loaded, False
     _local.loaded = None  # release the previous run's arrays before loading
     _local.loaded = _Loaded(problem)
@@ -80,20 +111,18 @@ def _load(problem: Problem) -> tuple[_Loaded, bool]:
 
 
 def probe_task(problem: Problem) -> ProbeResult:
-    """Check the loss at θ, get the analytic gradient once, write it to ``analytic``."""
+    """Check the model at θ before anything is written: a finite scalar loss, a gradient of the right shapes."""
     start = time.perf_counter()
     loaded, _ = _load(problem)
-    loss = as_loss_value(loaded.loss(), "at θ")
-    shapes = {spec.name: spec.shape for spec in problem.layout.tensors}
-    if problem.gradient is None:
-        analytic = check_gradient(loaded.model.grad(loaded.params, loaded.data), shapes, "model.grad")
-        source = "model.grad"
-    else:
-        analytic = stores.read_gradient(problem.gradient, problem.layout)
-        source = problem.gradient
-    flat = np.concatenate([analytic[name].reshape(-1) for name in problem.layout.names])
-    loaded.output.analytic[:] = flat
-    return ProbeResult(loss=loss, analytic_source=source, seconds=time.perf_counter() - start)
+    loss = as_loss_value(_call("loss at θ", loaded.loss), "at θ")
+    loaded.analytic_gradient()
+    return ProbeResult(loss=loss, seconds=time.perf_counter() - start)
+
+
+def analytic_task(problem: Problem) -> None:
+    """Write the analytic gradient to the output's ``analytic`` array (once per run)."""
+    loaded, _ = _load(problem)
+    loaded.output.analytic[:] = loaded.analytic_gradient()
 
 
 def shard_task(problem: Problem, shard: Shard) -> ShardResult:
@@ -107,7 +136,10 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
 
     for spec, lo, hi in problem.layout.segments(shard.start, shard.stop):
         at = spec.offset + lo - shard.start
-        numeric[at : at + hi - lo] = central_differences(loss, loaded.flat[spec.name], range(lo, hi), problem.epsilon)
+        numeric[at : at + hi - lo] = _call(
+            f"loss near θ (tensor {spec.name}, elements {lo}..{hi - 1})",
+            lambda: central_differences(loss, loaded.flat[spec.name], range(lo, hi), problem.epsilon),
+        )
     loaded.output.numeric[shard.start : shard.stop] = numeric
     analytic = loaded.output.analytic[shard.start : shard.stop]
     return summarize_shard(

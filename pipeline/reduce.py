@@ -19,7 +19,7 @@ from .layout import Layout
 from .plan import Shard
 from .report import TensorReport, WorstElement
 
-__all__ = ["Element", "ShardResult", "TensorSums", "Verdict", "combine", "summarize_shard"]
+__all__ = ["Element", "ShardResult", "TensorSums", "Verdict", "combine", "failing_tensors", "summarize_shard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class TensorSums:
     sum_sq_analytic: float
     sum_sq_numeric: float
     max_abs_error: float
+    n_nonfinite: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +79,13 @@ def summarize_shard(
     sums = []
     for spec, lo, hi in layout.segments(shard.start, shard.stop):
         at = slice(spec.offset + lo - shard.start, spec.offset + hi - shard.start)
-        a, n, e = analytic[at], numeric[at], error[at]
-        # np.max propagates NaN: a non-finite loss shows in max_abs_error.
-        sums.append(TensorSums(spec.name, float(e @ e), float(a @ a), float(n @ n), float(e.max(initial=0.0))))
+        # Sums over finite elements only, so one non-finite loss does not blind the
+        # metrics of every other tensor; the non-finite ones are counted instead.
+        finite = np.isfinite(error[at])
+        a, n, e = analytic[at][finite], numeric[at][finite], error[at][finite]
+        n_nonfinite = int(finite.size - np.count_nonzero(finite))
+        max_abs_error = math.nan if n_nonfinite else float(e.max(initial=0.0))
+        sums.append(TensorSums(spec.name, float(e @ e), float(a @ a), float(n @ n), max_abs_error, n_nonfinite))
     ranked = np.where(np.isnan(error), np.inf, error)
     top = np.argsort(-ranked, kind="stable")[:worst]
     elements = tuple(Element(shard.start + int(k), float(analytic[k]), float(numeric[k]), float(error[k])) for k in top)
@@ -109,6 +114,7 @@ def failing_tensors(contributions: dict[str, float], difference: float, threshol
 def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float, worst: int) -> Verdict:
     """Reduce shard results to the seed's difference, per-tensor metrics and worst elements."""
     totals = {name: [0.0, 0.0, 0.0, 0.0] for name in layout.names}
+    nonfinite = dict.fromkeys(layout.names, 0)
     heap: list[tuple[float, int, Element]] = []
     n_checked = 0
     for result in results:
@@ -119,6 +125,7 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float,
             t[1] += s.sum_sq_analytic
             t[2] += s.sum_sq_numeric
             t[3] = max(t[3], s.max_abs_error, key=_error_key)
+            nonfinite[s.name] += s.n_nonfinite
         for element in result.worst:
             item = (_error_key(element.abs_error), -element.index, element)
             if len(heap) < worst:
@@ -127,15 +134,23 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float,
                 heapq.heapreplace(heap, item)
     diff_norm = math.sqrt(sum(t[0] for t in totals.values()))
     scale = math.sqrt(sum(t[1] for t in totals.values())) + math.sqrt(sum(t[2] for t in totals.values()))
-    difference = normalized_difference(diff_norm, scale)
+    # A non-finite element makes the seed's difference undefined (NaN: the check
+    # fails) and its tensor wrong outright; the other tensors are judged as usual.
+    difference = math.nan if any(nonfinite.values()) else normalized_difference(diff_norm, scale)
     passed = difference <= threshold
-    contributions = {name: normalized_difference(math.sqrt(t[0]), scale) for name, t in totals.items()}
-    failing = failing_tensors(contributions, difference, threshold) if not passed else set()
+    contributions = {
+        name: math.inf if nonfinite[name] else normalized_difference(math.sqrt(t[0]), scale) for name, t in totals.items()
+    }
+    failing = failing_tensors(contributions, difference, threshold)
     tensors = tuple(
         TensorReport(
             spec.name,
             spec.shape,
-            normalized_difference(math.sqrt(totals[spec.name][0]), math.sqrt(totals[spec.name][1]) + math.sqrt(totals[spec.name][2])),
+            math.nan
+            if nonfinite[spec.name]
+            else normalized_difference(
+                math.sqrt(totals[spec.name][0]), math.sqrt(totals[spec.name][1]) + math.sqrt(totals[spec.name][2])
+            ),
             contributions[spec.name],
             totals[spec.name][3],
             spec.name not in failing,

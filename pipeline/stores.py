@@ -25,7 +25,7 @@ from .layout import Layout
 __all__ = [
     "FORMAT_VERSION",
     "OutputArrays",
-    "open_output_arrays",
+    "check_output",
     "prepare_output",
     "read_arrays",
     "read_gradient",
@@ -127,7 +127,8 @@ def read_arrays(role: str, path: str, names: tuple[str, ...] | None = None) -> d
     group = _open_group(role, path)
     with _reading(role, path):
         wanted = names if names is not None else tuple(sorted(group.array_keys()))
-        return {name: np.ascontiguousarray(group[name][...]) for name in wanted}
+        # np.require keeps 0-d tensors 0-d (np.ascontiguousarray would make them 1-d).
+        return {name: np.require(group[name][...], requirements="CW") for name in wanted}
 
 
 def read_gradient(path: str, layout: Layout) -> dict[str, np.ndarray]:
@@ -153,11 +154,6 @@ class OutputArrays:
         with _reading("output", path):
             self.numeric = zarr.open_array(store=path, path="numeric", mode="r+")
             self.analytic = zarr.open_array(store=path, path="analytic", mode="r+")
-
-
-def open_output_arrays(path: str) -> OutputArrays:
-    """Open the output arrays for writing chunks."""
-    return OutputArrays(path)
 
 
 def read_output_attrs(path: str) -> dict[str, Any]:
@@ -191,34 +187,41 @@ def _existing_output(path: str) -> dict[str, Any] | None:
         raise OutputExistsError(f"The output '{path}' exists and is not a gradcheck output; choose another `output`.") from e
 
 
-def prepare_output(path: str, layout: Layout, shard_size: int, identity: str, config: Mapping[str, Any], *, overwrite: bool) -> None:
-    """Create the output group, or reopen the output of this same run.
+def check_output(path: str, identity: str, *, overwrite: bool) -> bool:
+    """Check, without writing, that this run may use ``path``; return whether it holds this same run.
 
     An output from the same run (same ``identity``) is reused: every shard
     rewrites its own chunk with the same values. A gradcheck output of another
-    run is replaced only with ``overwrite``. Anything else at ``path`` is never
-    touched.
+    run may be replaced only with ``overwrite``. Anything else is never touched.
     """
     existing = _existing_output(path)
-    meta = {"format_version": FORMAT_VERSION, "identity": identity, "shard_size": shard_size, "status": "running"}
-    attrs = {"gradcheck": meta, "layout": layout.to_dict(), "config": dict(config)}
-    if existing is not None and existing["gradcheck"].get("identity") == identity:
-        group = zarr.open_group(store=path, mode="r+")
-        group.attrs.put(attrs)  # drops the previous report until the new one is written
-        return
-    if existing is not None and not overwrite:
+    if existing is None:
+        return False
+    if existing["gradcheck"].get("identity") == identity:
+        return True
+    if not overwrite:
         raise OutputExistsError(
             f"The output '{path}' holds the result of a different check; pass --overwrite to replace it, or choose another `output`."
         )
-    group = zarr.open_group(store=path, mode="w", attributes=attrs)
+    return False
+
+
+def prepare_output(path: str, layout: Layout, shard_size: int, identity: str, *, overwrite: bool) -> bool:
+    """Create the output group (or reuse the same run's); return whether it was created.
+
+    Raises :class:`OutputExistsError` as :func:`check_output` does.
+    """
+    if check_output(path, identity, overwrite=overwrite):
+        return False
+    meta = {"format_version": FORMAT_VERSION, "identity": identity, "shard_size": shard_size}
+    group = zarr.open_group(store=path, mode="w", attributes={"gradcheck": meta, "layout": layout.to_dict()})
     n = layout.n_params
     for name in ("numeric", "analytic"):
         group.create_array(name, shape=(n,), chunks=(max(1, min(shard_size, n)),), dtype="float64", fill_value=np.nan)
+    return True
 
 
-def write_report(path: str, report: Mapping[str, Any]) -> None:
-    """Store the report in the output's attributes and mark the run complete."""
+def write_report(path: str, report: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Store the finished run's report and resolved config in the output's attributes."""
     group = zarr.open_group(store=path, mode="r+")
-    meta = dict(group.attrs["gradcheck"])  # type: ignore[arg-type]
-    meta["status"] = "complete"
-    group.attrs.update({"gradcheck": meta, "report": dict(report)})
+    group.attrs.update({"config": dict(config), "report": dict(report)})

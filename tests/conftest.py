@@ -1,0 +1,68 @@
+"""Shared fixtures: a real LocalCluster, the CLI as a subprocess, example folders."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from pipeline.examples import write_example
+from pipeline.stores import write_group
+
+from . import models
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS_FILE = Path(models.__file__).resolve()
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``gradcheck ARGS`` in a fresh process, as a user would."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[Client]:
+    """Two single-threaded worker processes, shared by the tests that take it."""
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture
+def seed_example(tmp_path: Path) -> Path:
+    """The seed network's example folder, as `gradcheck example seed-mlp` writes it."""
+    folder = tmp_path / "example"
+    write_example("seed-mlp", str(folder))
+    return folder
+
+
+@pytest.fixture
+def smooth_problem(tmp_path: Path) -> Path:
+    """Stores for tests/models.py's smooth model and a config naming it by file path."""
+    params, data = models.problem()
+    write_group(str(tmp_path / "params.zarr"), params, {"order": list(models.SHAPES)})
+    write_group(str(tmp_path / "data.zarr"), data)
+    (tmp_path / "check.yaml").write_text(
+        f"model: {MODELS_FILE}:smooth\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
+        "epsilon: 1.0e-6\nthreshold: 1.0e-8\n"
+    )
+    return tmp_path

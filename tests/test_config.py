@@ -1,0 +1,110 @@
+"""Config loading: paths, overrides, and one clear message per mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ClusterConfig, Config, load_config, parse_overrides
+from pipeline.errors import ConfigError, ConfigTypeError
+
+MINIMAL = "model: pkg.mod:model\nparams: p.zarr\ndata: d.zarr\noutput: o.zarr\n"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sub" / "run.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_seeds_and_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL + "gradient: g.zarr\n"))
+    sub = tmp_path.resolve() / "sub"
+    assert (config.params, config.data, config.output, config.gradient) == (
+        str(sub / "p.zarr"), str(sub / "d.zarr"), str(sub / "o.zarr"), str(sub / "g.zarr"),
+    )
+    assert (config.epsilon, config.threshold, config.shard_size, config.worst) == (1e-7, 2e-7, None, 10)
+    assert config.cluster == ClusterConfig() and config.cluster.is_local
+    assert config.model == "pkg.mod:model"  # a module reference is not a path
+
+
+def test_model_file_paths_resolve_but_urls_do_not(tmp_path: Path) -> None:
+    text = "model: models/net.py:Net\nparams: s3://bucket/p.zarr\ndata: /abs/d.zarr\noutput: o.zarr\n"
+    config = load_config(_write(tmp_path, text))
+    assert config.model == f"{tmp_path.resolve() / 'sub' / 'models' / 'net.py'}:Net"
+    assert config.params == "s3://bucket/p.zarr"
+    assert config.data == "/abs/d.zarr"
+
+
+def test_overrides_win_and_their_paths_resolve_against_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    overrides = parse_overrides(["epsilon=1e-6", "output=elsewhere.zarr", "cluster.workers=3", "shard_size=auto"])
+    config = load_config(_write(tmp_path, MINIMAL + "shard_size: 5\n"), overrides)
+    assert config.epsilon == 1e-6  # "1e-6" is a string to YAML 1.1; it means a number
+    assert config.output == str(tmp_path.resolve() / "elsewhere.zarr")
+    assert config.cluster.workers == 3
+    assert config.shard_size is None
+
+
+def test_to_dict_round_trips() -> None:
+    config = Config.from_dict({"model": "m:x", "params": "/p", "data": "/d", "output": "/o", "cluster": "tcp://127.0.0.1:8786"})
+    assert Config.from_dict(config.to_dict()) == config
+    assert config.cluster.address == "tcp://127.0.0.1:8786"
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "message"),
+    [
+        ("epsilon: -1.0e-7\n", ConfigError, r"`epsilon` must be positive and finite. Got -1e-07 instead."),
+        ("epsilon: 0\n", ConfigError, r"`epsilon` must be positive and finite. Got 0 instead."),
+        ("epsilon: tiny\n", ConfigTypeError, r"`epsilon` must be a number. Got 'tiny' instead."),
+        ("threshold: .nan\n", ConfigError, r"`threshold` must be positive and finite"),
+        ("shard_size: 0\n", ConfigError, r"`shard_size` must be at least 1. Got 0 instead."),
+        ("shard_size: 2.5\n", ConfigTypeError, r"`shard_size` must be a whole number. Got 2.5 instead."),
+        ("worst: true\n", ConfigTypeError, r"`worst` must be a whole number. Got True instead."),
+        ("epsilom: 1.0e-7\n", ConfigError, r"Unknown key `epsilom`. Expected only: model, params"),
+        ("cluster: {workers: 0}\n", ConfigError, r"`cluster.workers` must be at least 1. Got 0 instead."),
+        ("cluster: {nodes: 2}\n", ConfigError, r"Unknown key `cluster.nodes`"),
+        ("cluster: [1]\n", ConfigTypeError, r"`cluster` must be 'local', a scheduler address or a mapping"),
+        (
+            "cluster: {address: 'tcp://127.0.0.1:1', workers: 2}\n",
+            ConfigError,
+            r"`cluster.workers` sizes a local cluster; it cannot be combined",
+        ),
+        ("params: 3\n", ConfigTypeError, r"`params` must be a non-empty string. Got 3 instead."),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, extra: str, error: type[Exception], message: str) -> None:
+    lines = [line for line in MINIMAL.splitlines(keepends=True) if not line.startswith(extra.split(":")[0] + ":")]
+    path = _write(tmp_path, "".join(lines) + extra)
+    with pytest.raises(error, match=message) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: [unclosed\n", r"is not valid YAML at line 2, column 1"),
+        ("- a\n- b\n", r"must hold a mapping of keys. Got list instead."),
+        ("params: p.zarr\ndata: d.zarr\n", r"Missing required keys: model, output."),
+    ],
+)
+def test_bad_files_name_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"Config file '.*nope.yaml' does not exist."):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_must_be_key_value_pairs() -> None:
+    with pytest.raises(ConfigError, match=r"`--set` takes key=value. Got 'epsilon' instead."):
+        parse_overrides(["epsilon"])

@@ -1,0 +1,87 @@
+"""The reducer against numpy on the whole vector."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.layout import Layout
+from pipeline.plan import make_plan
+from pipeline.reduce import combine, failing_tensors, summarize_shard
+
+SHAPES = {"W1": (5, 4), "b1": (5, 1), "W2": (3, 5), "b3": ()}
+LAYOUT = Layout.from_shapes(list(SHAPES), SHAPES, dict.fromkeys(SHAPES, "float64"))
+
+
+def _reduce(analytic: np.ndarray, numeric: np.ndarray, shard_size: int, worst: int = 5, threshold: float = 1e-3):  # type: ignore[no-untyped-def]
+    results = [
+        summarize_shard(
+            LAYOUT, s, analytic[s.start : s.stop], numeric[s.start : s.stop], worst=worst, seconds=0.0, loaded=False
+        )
+        for s in make_plan(LAYOUT.n_params, shard_size)
+    ]
+    results.reverse()  # arrival order must not matter
+    return combine(LAYOUT, results, threshold=threshold, worst=worst)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), shard_size=st.integers(1, 50), noise=st.sampled_from([0.0, 1e-9, 1e-2, 1.0]))
+def test_metrics_equal_numpy_on_the_whole_vector(seed: int, shard_size: int, noise: float) -> None:
+    rng = np.random.default_rng(seed)
+    analytic = rng.normal(size=LAYOUT.n_params)
+    numeric = analytic + noise * rng.normal(size=LAYOUT.n_params)
+    verdict = _reduce(analytic, numeric, shard_size)
+    expected = np.linalg.norm(analytic - numeric) / (np.linalg.norm(analytic) + np.linalg.norm(numeric))
+    assert verdict.difference == pytest.approx(expected, rel=1e-12, abs=1e-300)
+    assert verdict.n_checked == LAYOUT.n_params
+    scale = np.linalg.norm(analytic) + np.linalg.norm(numeric)
+    for t in verdict.tensors:
+        spec = next(s for s in LAYOUT.tensors if s.name == t.name)
+        a, n = analytic[spec.offset : spec.stop], numeric[spec.offset : spec.stop]
+        own = np.linalg.norm(a - n) / (np.linalg.norm(a) + np.linalg.norm(n))
+        assert t.difference == pytest.approx(own, rel=1e-12, abs=1e-300)
+        assert t.contribution == pytest.approx(np.linalg.norm(a - n) / scale, rel=1e-12, abs=1e-300)
+        assert t.max_abs_error == np.max(np.abs(a - n))
+    # The contributions decompose the difference.
+    assert math.fsum(t.contribution**2 for t in verdict.tensors) == pytest.approx(verdict.difference**2, rel=1e-12)
+    # The worst elements are numpy's top 5 by absolute error, worst first, located in their tensors.
+    top = np.argsort(-np.abs(analytic - numeric), kind="stable")[:5]
+    assert [(w.tensor, w.index) for w in verdict.worst] == [LAYOUT.locate(int(i)) for i in top]
+    assert [w.abs_error for w in verdict.worst] == [float(abs(analytic[i] - numeric[i])) for i in top]
+
+
+def test_one_wrong_element_is_the_worst_and_its_tensor_alone_fails() -> None:
+    rng = np.random.default_rng(0)
+    analytic = rng.normal(size=LAYOUT.n_params)
+    numeric = analytic * (1 + 1e-9 * rng.normal(size=LAYOUT.n_params))
+    i = LAYOUT.tensors[2].offset + 7  # W2[1, 2]
+    analytic[i] += 1.0
+    verdict = _reduce(analytic, numeric, shard_size=6, threshold=2e-7)
+    assert not verdict.passed
+    assert (verdict.worst[0].tensor, verdict.worst[0].index) == ("W2", (1, 2))
+    assert [t.name for t in verdict.tensors if not t.passed] == ["W2"]
+
+
+def test_failing_set_is_the_largest_contributors_until_the_rest_passes() -> None:
+    contributions = {"a": 0.3, "b": 0.2, "c": 1e-7, "d": 1.5e-7}
+    difference = math.sqrt(sum(c * c for c in contributions.values()))
+    assert failing_tensors(contributions, difference, 2e-7) == {"a", "b"}
+    # Noise spread thinly over tensors can fail the check with no tensor above the threshold:
+    # the largest contributors are still named, so a failing check always names a tensor.
+    spread = dict.fromkeys("abcd", 1.5e-7)
+    assert failing_tensors(spread, 3e-7, 2e-7) == {"a", "b", "c"}
+    assert failing_tensors(contributions, 1e-7, 2e-7) == set()
+
+
+def test_nan_numeric_values_fail_and_rank_first() -> None:
+    analytic = np.ones(LAYOUT.n_params)
+    numeric = analytic.copy()
+    numeric[LAYOUT.tensors[1].offset] = np.nan
+    verdict = _reduce(analytic, numeric, shard_size=4)
+    assert not verdict.passed
+    assert verdict.worst[0].tensor == "b1" and math.isnan(verdict.worst[0].abs_error)
+    assert [t.name for t in verdict.tensors if not t.passed] == ["b1"]
