@@ -10,7 +10,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import numpy as np
 from distributed import Client, as_completed
@@ -244,4 +243,3 @@ def check(
             }
         )
         return run(config, model=None if isinstance(model, str) else model, client=client)
-

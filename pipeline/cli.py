@@ -35,26 +35,38 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gradcheck", description="Check a model's analytic gradient against centered finite differences.")
+    parser = _Parser(
+        prog="gradcheck", description="Check a model's analytic gradient against centered finite differences."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser("run", help="run one check", description="Run one gradient check as CONFIG describes.")
     run.add_argument("config", metavar="CONFIG", help="the run's YAML config")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster")
     where.add_argument("--scheduler", metavar="ADDRESS", help="use the existing cluster at this scheduler address")
     where.add_argument("--scheduler-file", metavar="PATH", help="use the existing cluster of this scheduler file")
     run.add_argument("--overwrite", action="store_true", help="replace an output that holds a different check's result")
     run.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
+    run.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)"
+    )
 
-    report = commands.add_parser("report", help="print a stored report", description="Print the report stored in OUTPUT.")
+    report = commands.add_parser(
+        "report", help="print a stored report", description="Print the report stored in OUTPUT."
+    )
     report.add_argument("output", metavar="OUTPUT", help="a check's output group")
     report.add_argument("--json", action="store_true", help="print JSON")
 
-    example = commands.add_parser("example", help="write a built-in example", description="Write a ready-to-run example.")
-    example.add_argument("name", choices=sorted(EXAMPLES), metavar="NAME", help=f"one of: {', '.join(sorted(EXAMPLES))}")
+    example = commands.add_parser(
+        "example", help="write a built-in example", description="Write a ready-to-run example."
+    )
+    example.add_argument(
+        "name", choices=sorted(EXAMPLES), metavar="NAME", help=f"one of: {', '.join(sorted(EXAMPLES))}"
+    )
     example.add_argument("folder", metavar="DIR", help="where to write it")
     return parser
 

@@ -25,7 +25,14 @@ CONNECT_TIMEOUT_SECONDS = 10
 # One thread per worker process: without this each worker's BLAS would start a
 # thread per core and the workers would oversubscribe the machine.
 _SINGLE_THREADED = {
-    name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+    name: "1"
+    for name in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    )
 }
 
 
@@ -51,7 +58,7 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
                 n_workers=local_workers(cluster, n_tasks),
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: never collide with another cluster
                 # Task errors come back to the client, which reports them; the workers' own
                 # "Compute Failed" log lines would put a traceback on the user's terminal.
                 silence_logs=logging.CRITICAL,

@@ -9,6 +9,7 @@ and module references (``package.module:attr``) are left as they are.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -67,10 +68,8 @@ def _resolve_paths(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
 def _number(key: str, value: Any) -> float:
     # PyYAML reads `1e-7` (no dot) as a string; a user means a number.
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigTypeError(f"`{key}` must be a number. Got {value!r} instead.")
     number = float(value)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import stores
+from .errors import GradcheckError, ModelError
 from .fd import central_differences
 from .layout import Layout
-from .errors import GradcheckError, ModelError
 from .model import ModelRef, as_loss_value, check_gradient, load_model
 from .plan import Shard
 from .reduce import ShardResult, summarize_shard
@@ -80,17 +81,16 @@ class _Loaded:
             if problem.gradient is not None:
                 grad = stores.read_gradient(problem.gradient, problem.layout)
             else:
-                shapes = {spec.name: spec.shape for spec in problem.layout.tensors}
-                raw = _call("grad at θ", lambda: self.model.grad(self.params, self.data))
-                grad = check_gradient(raw, shapes, "model.grad")
+                raw = _call("grad at θ", self.model.grad, self.params, self.data)
+                grad = check_gradient(raw, problem.layout, "model.grad")
             self.analytic = np.concatenate([grad[name].reshape(-1) for name in problem.layout.names])
         return self.analytic
 
 
-def _call(what: str, fn: Any) -> Any:
-    """Call the user's model; its exceptions become one-line model errors."""
+def _call(what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn(*args)``, which calls the user's model; its exceptions become one-line model errors."""
     try:
-        return fn()
+        return fn(*args)
     except GradcheckError:
         raise
     except Exception as e:
@@ -138,10 +138,14 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
         at = spec.offset + lo - shard.start
         numeric[at : at + hi - lo] = _call(
             f"loss near θ (tensor {spec.name}, elements {lo}..{hi - 1})",
-            lambda: central_differences(loss, loaded.flat[spec.name], range(lo, hi), problem.epsilon),
+            central_differences,
+            loss,
+            loaded.flat[spec.name],
+            range(lo, hi),
+            problem.epsilon,
         )
     loaded.output.numeric[shard.start : shard.stop] = numeric
-    analytic = loaded.output.analytic[shard.start : shard.stop]
+    analytic = np.asarray(loaded.output.analytic[shard.start : shard.stop])
     return summarize_shard(
         problem.layout,
         shard,

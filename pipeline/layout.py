@@ -7,7 +7,7 @@ is plain data; it travels to workers, into the output's attributes and back.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,9 @@ class Layout:
     tensors: tuple[TensorSpec, ...]
 
     @classmethod
-    def from_shapes(cls, order: Sequence[str], shapes: Mapping[str, Sequence[int]], dtypes: Mapping[str, str]) -> Layout:
+    def from_shapes(
+        cls, order: Sequence[str], shapes: Mapping[str, Sequence[int]], dtypes: Mapping[str, str]
+    ) -> Layout:
         """Lay out tensors ``order`` with the given shapes and dtypes."""
         tensors = []
         offset = 0
@@ -62,6 +64,16 @@ class Layout:
     def names(self) -> tuple[str, ...]:
         """Tensor names in flattening order."""
         return tuple(t.name for t in self.tensors)
+
+    def name_mismatch(self, names: Iterable[str]) -> str:
+        """How ``names`` differ from the tensors' names (``"missing b; unexpected c"``), or ``""``."""
+        given = list(names)
+        missing = [n for n in self.names if n not in given]
+        extra = sorted(str(n) for n in given if n not in self.names)
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected {', '.join(extra)}"] if extra else []
+        )
+        return "; ".join(parts)
 
     def tensor_positions(self, indices: np.ndarray) -> np.ndarray:
         """Position in ``tensors`` of each global index (vectorised)."""

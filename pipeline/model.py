@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 import numpy as np
 
 from .errors import ModelError, ModelImportError
+from .layout import Layout
 
 __all__ = ["Model", "ModelRef", "as_loss_value", "check_gradient", "load_model"]
 
@@ -64,7 +65,9 @@ def _import_module(name: str) -> Any:
         return importlib.import_module(name)
     except ModuleNotFoundError as e:
         if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
-            raise ModelImportError(f"Model module '{name}' cannot be found (is it installed, or on PYTHONPATH?).") from e
+            raise ModelImportError(
+                f"Model module '{name}' cannot be found (is it installed, or on PYTHONPATH?)."
+            ) from e
         raise ModelImportError(f"Model module '{name}' failed to import: {e}") from e
     except Exception as e:
         raise ModelImportError(f"Model module '{name}' raised {type(e).__name__} on import: {e}") from e
@@ -103,7 +106,9 @@ def load_model(ref: ModelRef) -> Model:
         obj, name = ref, type(ref).__name__
     missing = [method for method in ("loss", "grad") if not callable(getattr(obj, method, None))]
     if missing:
-        raise ModelError(f"Model {name!r} has no callable {' or '.join(missing)}; a model needs loss(params, data) and grad(params, data).")
+        raise ModelError(
+            f"Model {name!r} has no callable {' or '.join(missing)}; a model needs loss(params, data) and grad(params, data)."
+        )
     return obj  # type: ignore[no-any-return]
 
 
@@ -120,25 +125,23 @@ def as_loss_value(value: Any, where: str) -> float:
     return number
 
 
-def check_gradient(grad: Any, shapes: Mapping[str, tuple[int, ...]], source: str) -> Arrays:
-    """Check an analytic gradient against the parameter shapes; return it as float64 arrays.
+def check_gradient(grad: Any, layout: Layout, source: str) -> Arrays:
+    """Check an analytic gradient against the parameter layout; return it as float64 arrays.
 
-    ``source`` names where it came from (``model.grad`` or a store) for the message.
+    ``source`` names where it came from (``model.grad``) for the message.
     """
     if not isinstance(grad, Mapping):
         raise ModelError(f"{source} must return a dict of arrays. Got {type(grad).__name__} instead.")
-    missing = [name for name in shapes if name not in grad]
-    extra = [str(name) for name in grad if name not in shapes]
-    if missing or extra:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unexpected {', '.join(extra)}"] if extra else [])
-        raise ModelError(f"{source} must have one array per parameter tensor: {'; '.join(parts)}.")
+    mismatch = layout.name_mismatch(grad)
+    if mismatch:
+        raise ModelError(f"{source} must have one array per parameter tensor: {mismatch}.")
     checked: Arrays = {}
-    for name, shape in shapes.items():
+    for spec in layout.tensors:
         try:
-            array = np.asarray(grad[name], dtype=np.float64)
+            array = np.asarray(grad[spec.name], dtype=np.float64)
         except (TypeError, ValueError) as e:
-            raise ModelError(f"{source}['{name}'] is not a numeric array: {e}") from e
-        if array.shape != tuple(shape):
-            raise ModelError(f"{source}['{name}'] must have shape {tuple(shape)}. Got {array.shape} instead.")
-        checked[name] = array
+            raise ModelError(f"{source}['{spec.name}'] is not a numeric array: {e}") from e
+        if array.shape != spec.shape:
+            raise ModelError(f"{source}['{spec.name}'] must have shape {spec.shape}. Got {array.shape} instead.")
+        checked[spec.name] = array
     return checked

@@ -139,7 +139,8 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float,
     difference = math.nan if any(nonfinite.values()) else normalized_difference(diff_norm, scale)
     passed = difference <= threshold
     contributions = {
-        name: math.inf if nonfinite[name] else normalized_difference(math.sqrt(t[0]), scale) for name, t in totals.items()
+        name: math.inf if nonfinite[name] else normalized_difference(math.sqrt(t[0]), scale)
+        for name, t in totals.items()
     }
     failing = failing_tensors(contributions, difference, threshold)
     tensors = tuple(
@@ -158,7 +159,5 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float,
         for spec in layout.tensors
     )
     ranked = sorted(heap, key=lambda item: item[:2], reverse=True)
-    elements = tuple(
-        WorstElement(*layout.locate(e.index), e.analytic, e.numeric, e.abs_error) for _, _, e in ranked
-    )
+    elements = tuple(WorstElement(*layout.locate(e.index), e.analytic, e.numeric, e.abs_error) for _, _, e in ranked)
     return Verdict(difference, passed, n_checked, tensors, elements)

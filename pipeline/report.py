@@ -57,8 +57,12 @@ class TensorReport:
     def from_dict(cls, raw: Mapping[str, Any]) -> TensorReport:
         """Read back :meth:`to_dict`."""
         return cls(
-            raw["name"], tuple(raw["shape"]), _float(raw["difference"]), _float(raw["contribution"]),
-            _float(raw["max_abs_error"]), bool(raw["passed"]),
+            raw["name"],
+            tuple(raw["shape"]),
+            _float(raw["difference"]),
+            _float(raw["contribution"]),
+            _float(raw["max_abs_error"]),
+            bool(raw["passed"]),
         )
 
 
@@ -85,7 +89,13 @@ class WorstElement:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> WorstElement:
         """Read back :meth:`to_dict`."""
-        return cls(raw["tensor"], tuple(raw["index"]), _float(raw["analytic"]), _float(raw["numeric"]), _float(raw["abs_error"]))
+        return cls(
+            raw["tensor"],
+            tuple(raw["index"]),
+            _float(raw["analytic"]),
+            _float(raw["numeric"]),
+            _float(raw["abs_error"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +184,16 @@ def format_report(report: Report) -> str:
     ]
     rows = [["tensor", "shape", "difference", "contribution", "max |a-n|", "verdict"]]
     for t in report.tensors:
-        rows.append([
-            t.name, "(" + ", ".join(map(str, t.shape)) + ")", f"{t.difference:.3e}", f"{t.contribution:.3e}",
-            f"{t.max_abs_error:.3e}", "ok" if t.passed else "WRONG",
-        ])
+        rows.append(
+            [
+                t.name,
+                "(" + ", ".join(map(str, t.shape)) + ")",
+                f"{t.difference:.3e}",
+                f"{t.contribution:.3e}",
+                f"{t.max_abs_error:.3e}",
+                "ok" if t.passed else "WRONG",
+            ]
+        )
     lines += ["  " + line for line in _table(rows)]
     if report.failing:
         backwards = ", ".join(reversed(report.failing))

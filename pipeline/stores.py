@@ -62,38 +62,51 @@ def _open_group(role: str, path: str) -> zarr.Group:
         return zarr.open_group(store=path, mode="r")
 
 
+def _arrays(role: str, path: str) -> tuple[zarr.Group, dict[str, zarr.Array[Any]]]:
+    """A store's group and the arrays at its root, by name."""
+    group = _open_group(role, path)
+    with _reading(role, path):
+        return group, dict(group.arrays())
+
+
 def read_layout(path: str) -> Layout:
     """Validate a params store's metadata and return its flat layout (reads no data).
 
     The group attribute ``order`` fixes the flattening order and must name every
     array once; without it, names are sorted. Tensors must be float32 or float64.
     """
-    group = _open_group("params", path)
-    with _reading("params", path):
-        arrays = {name: group[name] for name in group.array_keys()}
-        order_attr = group.attrs.get("order")
+    group, arrays = _arrays("params", path)
+    order_attr = group.attrs.get("order")
     if not arrays:
         raise StoreError(f"The params store '{path}' holds no arrays; expected one array per parameter tensor.")
     if order_attr is None:
         order = sorted(arrays)
     else:
         if not isinstance(order_attr, list) or not all(isinstance(n, str) for n in order_attr):
-            raise StoreError(f"The params store '{path}': attribute `order` must be a list of array names. Got {order_attr!r} instead.")
+            raise StoreError(
+                f"The params store '{path}': attribute `order` must be a list of array names. Got {order_attr!r} instead."
+            )
         absent = [n for n in order_attr if n not in arrays]
         if absent:
-            raise StoreError(f"The params store '{path}': `order` names {', '.join(absent)}, which the group does not hold.")
+            raise StoreError(
+                f"The params store '{path}': `order` names {', '.join(absent)}, which the group does not hold."
+            )
         repeated = sorted({n for n in order_attr if order_attr.count(n) > 1})
         if repeated:
             raise StoreError(f"The params store '{path}': `order` lists {', '.join(repeated)} more than once.")
         unlisted = sorted(set(arrays) - set(order_attr))
         if unlisted:
-            raise StoreError(f"The params store '{path}': `order` leaves out {', '.join(unlisted)}; list every parameter tensor once.")
+            raise StoreError(
+                f"The params store '{path}': `order` leaves out {', '.join(unlisted)}; list every parameter tensor once."
+            )
         order = list(order_attr)
     dtypes = {}
     for name in order:
         dtype = np.dtype(arrays[name].dtype)
         if dtype not in _PARAM_DTYPES:
-            raise StoreError(f"The params store '{path}': array '{name}' has dtype {dtype}; parameters must be float32 or float64.")
+            raise StoreError(
+                f"The params store '{path}': array '{name}' has dtype {dtype}; parameters must be float32 or float64."
+            )
         dtypes[name] = dtype.name
     return Layout.from_shapes(order, {n: arrays[n].shape for n in order}, dtypes)
 
@@ -107,28 +120,25 @@ def validate_data(path: str) -> tuple[str, ...]:
 
 def validate_gradient(path: str, layout: Layout) -> None:
     """Check that a gradient store has exactly the params' names and shapes (reads no data)."""
-    group = _open_group("gradient", path)
-    with _reading("gradient", path):
-        arrays = {name: group[name] for name in group.array_keys()}
-    names = set(layout.names)
-    missing = [n for n in layout.names if n not in arrays]
-    extra = sorted(set(arrays) - names)
-    if missing or extra:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unexpected {', '.join(extra)}"] if extra else [])
-        raise StoreError(f"The gradient store '{path}' must hold one array per parameter tensor: {'; '.join(parts)}.")
+    _, arrays = _arrays("gradient", path)
+    mismatch = layout.name_mismatch(arrays)
+    if mismatch:
+        raise StoreError(f"The gradient store '{path}' must hold one array per parameter tensor: {mismatch}.")
     for spec in layout.tensors:
         shape = tuple(arrays[spec.name].shape)
         if shape != spec.shape:
-            raise StoreError(f"The gradient store '{path}': array '{spec.name}' has shape {shape}; the params have {spec.shape}.")
+            raise StoreError(
+                f"The gradient store '{path}': array '{spec.name}' has shape {shape}; the params have {spec.shape}."
+            )
 
 
 def read_arrays(role: str, path: str, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """Read whole arrays of a group into memory as writable, C-contiguous numpy arrays."""
-    group = _open_group(role, path)
+    _, arrays = _arrays(role, path)
+    wanted = names if names is not None else tuple(sorted(arrays))
     with _reading(role, path):
-        wanted = names if names is not None else tuple(sorted(group.array_keys()))
         # np.require keeps 0-d tensors 0-d (np.ascontiguousarray would make them 1-d).
-        return {name: np.require(group[name][...], requirements="CW") for name in wanted}
+        return {name: np.require(np.asarray(arrays[name][...]), requirements=["C", "W"]) for name in wanted}
 
 
 def read_gradient(path: str, layout: Layout) -> dict[str, np.ndarray]:
@@ -164,7 +174,7 @@ def read_output_attrs(path: str) -> dict[str, Any]:
     meta = attrs.get("gradcheck")
     if not isinstance(meta, Mapping) or "format_version" not in meta:
         raise StoreError(f"'{path}' is a Zarr group but not a gradcheck output.")
-    if meta["format_version"] > FORMAT_VERSION:
+    if not isinstance(meta["format_version"], int) or meta["format_version"] > FORMAT_VERSION:
         raise StoreError(
             f"The output '{path}' has format version {meta['format_version']}; this gradcheck reads up to {FORMAT_VERSION}. Upgrade gradcheck."
         )
@@ -177,14 +187,20 @@ def _existing_output(path: str) -> dict[str, Any] | None:
         zarr.open_group(store=path, mode="r")
     except (FileNotFoundError, zarr.errors.NodeNotFoundError):
         if "://" not in path and os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-            raise OutputExistsError(f"The output '{path}' exists and is not a gradcheck output; choose another `output`.") from None
+            raise OutputExistsError(
+                f"The output '{path}' exists and is not a gradcheck output; choose another `output`."
+            ) from None
         return None
     except Exception as e:
-        raise OutputExistsError(f"The output '{path}' exists and is not a gradcheck output; choose another `output`.") from e
+        raise OutputExistsError(
+            f"The output '{path}' exists and is not a gradcheck output; choose another `output`."
+        ) from e
     try:
         return read_output_attrs(path)
     except StoreError as e:
-        raise OutputExistsError(f"The output '{path}' exists and is not a gradcheck output; choose another `output`.") from e
+        raise OutputExistsError(
+            f"The output '{path}' exists and is not a gradcheck output; choose another `output`."
+        ) from e
 
 
 def check_output(path: str, identity: str, *, overwrite: bool) -> bool:
@@ -213,8 +229,11 @@ def prepare_output(path: str, layout: Layout, shard_size: int, identity: str, *,
     """
     if check_output(path, identity, overwrite=overwrite):
         return False
-    meta = {"format_version": FORMAT_VERSION, "identity": identity, "shard_size": shard_size}
-    group = zarr.open_group(store=path, mode="w", attributes={"gradcheck": meta, "layout": layout.to_dict()})
+    attrs: dict[str, Any] = {
+        "gradcheck": {"format_version": FORMAT_VERSION, "identity": identity, "shard_size": shard_size},
+        "layout": layout.to_dict(),
+    }
+    group = zarr.open_group(store=path, mode="w", attributes=attrs)
     n = layout.n_params
     for name in ("numeric", "analytic"):
         group.create_array(name, shape=(n,), chunks=(max(1, min(shard_size, n)),), dtype="float64", fill_value=np.nan)
@@ -224,4 +243,5 @@ def prepare_output(path: str, layout: Layout, shard_size: int, identity: str, *,
 def write_report(path: str, report: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     """Store the finished run's report and resolved config in the output's attributes."""
     group = zarr.open_group(store=path, mode="r+")
-    group.attrs.update({"config": dict(config), "report": dict(report)})
+    attrs: dict[str, Any] = {"config": dict(config), "report": dict(report)}
+    group.attrs.update(attrs)

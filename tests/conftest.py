@@ -40,7 +40,7 @@ def client() -> Iterator[Client]:
     """Two single-threaded worker processes, shared by the tests that take it."""
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL
         ) as cluster,
         Client(cluster) as c,
     ):

@@ -18,7 +18,7 @@ SHAPES = {"conv.weight": (2, 3, 4), "scale": (), "bias": (3,)}
 def problem(dtype: type = np.float64, seed: int = 0) -> tuple[Arrays, Arrays]:
     """Parameters (in ``dtype``) and data (float64 coefficients ``c_<name>``)."""
     rng = np.random.default_rng(seed)
-    params = {name: rng.uniform(-1, 1, shape).astype(dtype) for name, shape in SHAPES.items()}
+    params: Arrays = {name: np.asarray(rng.uniform(-1, 1, shape), dtype=dtype) for name, shape in SHAPES.items()}
     data = {f"c_{name}": rng.uniform(0.5, 2, shape) for name, shape in SHAPES.items()}
     return params, data
 

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 
-def seed_loop(model: Any, params: dict[str, np.ndarray], data: dict[str, np.ndarray], order: Sequence[str], epsilon: float) -> np.ndarray:
+def seed_loop(
+    model: Any, params: dict[str, np.ndarray], data: dict[str, np.ndarray], order: Sequence[str], epsilon: float
+) -> np.ndarray:
     """The seed's ``gradient_check_n`` loop: copy the vector, perturb one entry, rebuild the dict, two losses."""
     theta = np.concatenate([params[n].reshape(-1) for n in order])
     offsets = np.cumsum([0] + [params[n].size for n in order])

@@ -40,11 +40,13 @@ def test_seed_example_correct_passes_with_the_seeds_figure(seed_example: Path) -
     report = _json(run_cli("report", str(seed_example / "correct-output.zarr"), "--json"))
     # The seed's published figure for its correct network, epsilon 1e-7.
     assert report["difference"] == pytest.approx(1.1890913024229996e-07, rel=1e-9)
-    assert report["passed"] is True and report["failing"] == []
+    assert report["passed"] is True
+    assert report["failing"] == []
     assert [t["name"] for t in report["tensors"]] == list(seed_mlp.ORDER)
     # b1 and b3 have own normalized differences above the threshold (rounding noise): not judged.
     own = {t["name"]: t["difference"] for t in report["tensors"]}
-    assert own["b1"] > 2e-7 and own["b3"] > 2e-7
+    assert own["b1"] > 2e-7
+    assert own["b3"] > 2e-7
     assert all(t["passed"] for t in report["tensors"])
     assert (report["n_params"], report["n_checked"], report["epsilon"], report["threshold"]) == (47, 47, 1e-7, 2e-7)
 
@@ -89,7 +91,9 @@ def test_any_model_by_file_path_with_any_names_and_shapes(smooth_problem: Path) 
     assert result.returncode == 0, result.stderr
     report = _json(result)
     assert [(t["name"], t["shape"]) for t in report["tensors"]] == [
-        ("conv.weight", [2, 3, 4]), ("scale", []), ("bias", [3]),
+        ("conv.weight", [2, 3, 4]),
+        ("scale", []),
+        ("bias", [3]),
     ]
     assert report["n_params"] == 28
     params, data = models.problem()
@@ -97,7 +101,7 @@ def test_any_model_by_file_path_with_any_names_and_shapes(smooth_problem: Path) 
     # Central differences at h = 1e-6 on a smooth O(1) loss: error ~ eps * |J| / h ~ 1e-9.
     np.testing.assert_allclose(_numeric(smooth_problem / "out.zarr"), truth, rtol=0, atol=1e-8)
     assert report["difference"] < 1e-9
-    attrs = dict(zarr.open_group(str(smooth_problem / "out.zarr"), mode="r").attrs)
+    attrs: dict[str, Any] = dict(zarr.open_group(str(smooth_problem / "out.zarr"), mode="r").attrs)
     assert attrs["layout"][1] == {"name": "scale", "shape": [], "offset": 24, "dtype": "float64"}
     assert attrs["config"]["model"] == f"{MODELS_FILE}:smooth"
     assert attrs["report"] == report
@@ -118,8 +122,13 @@ def test_a_gradient_store_is_used_instead_of_model_grad(smooth_problem: Path) ->
     params, data = models.problem()
     write_group(str(smooth_problem / "gradient.zarr"), models.truth(params, data))
     result = run_cli(
-        "run", str(smooth_problem / "check.yaml"), "--json",
-        "--set", f"model={MODELS_FILE}:grad_not_called", "--set", f"gradient={smooth_problem / 'gradient.zarr'}",
+        "run",
+        str(smooth_problem / "check.yaml"),
+        "--json",
+        "--set",
+        f"model={MODELS_FILE}:grad_not_called",
+        "--set",
+        f"gradient={smooth_problem / 'gradient.zarr'}",
     )
     assert result.returncode == 0, result.stderr
     assert _json(result)["difference"] < 1e-9
@@ -138,7 +147,7 @@ def test_float32_parameters(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = _json(result)
     assert [t["name"] for t in report["tensors"]] == ["bias", "conv.weight", "scale"]  # sorted without `order`
-    attrs = dict(zarr.open_group(str(tmp_path / "out.zarr"), mode="r").attrs)
+    attrs: dict[str, Any] = dict(zarr.open_group(str(tmp_path / "out.zarr"), mode="r").attrs)
     assert {t["dtype"] for t in attrs["layout"]} == {"float32"}
     truth = models.truth(params, data)
     expected = np.concatenate([truth[n].reshape(-1) for n in ("bias", "conv.weight", "scale")])
@@ -159,7 +168,9 @@ def test_a_progress_bar_is_drawn_on_a_terminal(seed_example: Path) -> None:
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", str(seed_example / "correct.yaml"), "--set", "shard_size=8"],
-        stdout=subprocess.PIPE, stderr=terminal, env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     os.close(terminal)
     stdout, _ = process.communicate(timeout=120)
@@ -174,7 +185,8 @@ def test_a_progress_bar_is_drawn_on_a_terminal(seed_example: Path) -> None:
         drawn += chunk
     os.close(controller)
     assert process.returncode == 0
-    assert b"] 6/6 shards" in drawn and drawn.count(b"\r[") == 6
+    assert b"] 6/6 shards" in drawn
+    assert drawn.count(b"\r[") == 6
     assert b"\r[" not in stdout  # the bar is on the terminal, not in the summary
 
 
@@ -199,7 +211,8 @@ def test_rerun_reuses_a_different_check_is_refused_and_overwrite_replaces(seed_e
 
 def test_example_is_rewritten_in_place_but_never_over_other_files(tmp_path: Path) -> None:
     first = run_cli("example", "seed-mlp", str(tmp_path / "ex"))
-    assert first.returncode == 0 and f"gradcheck run {tmp_path / 'ex' / 'correct.yaml'}" in first.stdout
+    assert first.returncode == 0
+    assert f"gradcheck run {tmp_path / 'ex' / 'correct.yaml'}" in first.stdout
     assert run_cli("example", "seed-mlp", str(tmp_path / "ex")).returncode == 0
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "correct.yaml").write_text("my own notes\n")

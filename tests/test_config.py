@@ -23,10 +23,14 @@ def test_defaults_are_the_seeds_and_paths_resolve_against_the_file(tmp_path: Pat
     config = load_config(_write(tmp_path, MINIMAL + "gradient: g.zarr\n"))
     sub = tmp_path.resolve() / "sub"
     assert (config.params, config.data, config.output, config.gradient) == (
-        str(sub / "p.zarr"), str(sub / "d.zarr"), str(sub / "o.zarr"), str(sub / "g.zarr"),
+        str(sub / "p.zarr"),
+        str(sub / "d.zarr"),
+        str(sub / "o.zarr"),
+        str(sub / "g.zarr"),
     )
     assert (config.epsilon, config.threshold, config.shard_size, config.worst) == (1e-7, 2e-7, None, 10)
-    assert config.cluster == ClusterConfig() and config.cluster.is_local
+    assert config.cluster == ClusterConfig()
+    assert config.cluster.is_local
     assert config.model == "pkg.mod:model"  # a module reference is not a path
 
 
@@ -51,7 +55,9 @@ def test_overrides_win_and_their_paths_resolve_against_the_current_directory(
 
 
 def test_to_dict_round_trips() -> None:
-    config = Config.from_dict({"model": "m:x", "params": "/p", "data": "/d", "output": "/o", "cluster": "tcp://127.0.0.1:8786"})
+    config = Config.from_dict(
+        {"model": "m:x", "params": "/p", "data": "/d", "output": "/o", "cluster": "tcp://127.0.0.1:8786"}
+    )
     assert Config.from_dict(config.to_dict()) == config
     assert config.cluster.address == "tcp://127.0.0.1:8786"
 

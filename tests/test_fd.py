@@ -64,8 +64,6 @@ def test_bit_for_bit_the_seed_loop() -> None:
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize(
-    ("diff", "scale", "expected"), [(1.0, 4.0, 0.25), (0.0, 0.0, 0.0), (1.0, 0.0, float("inf"))]
-)
+@pytest.mark.parametrize(("diff", "scale", "expected"), [(1.0, 4.0, 0.25), (0.0, 0.0, 0.0), (1.0, 0.0, float("inf"))])
 def test_normalized_difference(diff: float, scale: float, expected: float) -> None:
     assert normalized_difference(diff, scale) == expected

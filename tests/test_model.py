@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ModelError, ModelImportError
+from pipeline.layout import Layout
 from pipeline.model import as_loss_value, check_gradient, load_model
 
 from . import models
@@ -69,12 +70,15 @@ def test_scalar_kinds_are_accepted() -> None:
 
 
 def test_gradients_must_match_the_parameters() -> None:
-    shapes = {"w": (2, 2), "b": (2,)}
-    with pytest.raises(ModelError, match=r"model.grad must have one array per parameter tensor: missing b; unexpected c."):
+    shapes = Layout.from_shapes(["w", "b"], {"w": (2, 2), "b": (2,)}, {"w": "float64", "b": "float64"})
+    with pytest.raises(
+        ModelError, match=r"model.grad must have one array per parameter tensor: missing b; unexpected c."
+    ):
         check_gradient({"w": np.zeros((2, 2)), "c": np.zeros(2)}, shapes, "model.grad")
     with pytest.raises(ModelError, match=r"model.grad\['b'\] must have shape \(2,\). Got \(3,\) instead."):
         check_gradient({"w": np.zeros((2, 2)), "b": np.zeros(3)}, shapes, "model.grad")
     with pytest.raises(ModelError, match=r"model.grad must return a dict of arrays. Got list instead."):
         check_gradient([], shapes, "model.grad")
     grad = check_gradient({"w": np.eye(2, dtype=np.float32), "b": [1, 2]}, shapes, "model.grad")
-    assert grad["w"].dtype == np.float64 and grad["b"].tolist() == [1.0, 2.0]
+    assert grad["w"].dtype == np.float64
+    assert grad["b"].tolist() == [1.0, 2.0]

@@ -29,7 +29,7 @@ def test_plan_covers_the_index_space_exactly_once(n: int, shard_size: int) -> No
 
 
 def test_plan_rejects_an_empty_shard_size() -> None:
-    with pytest.raises(ValueError, match="`shard_size` must be at least 1. Got 0 instead."):
+    with pytest.raises(ValueError, match=r"`shard_size` must be at least 1\. Got 0 instead\."):
         make_plan(10, 0)
 
 

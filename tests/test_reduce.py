@@ -83,5 +83,6 @@ def test_nan_numeric_values_fail_and_rank_first() -> None:
     numeric[LAYOUT.tensors[1].offset] = np.nan
     verdict = _reduce(analytic, numeric, shard_size=4)
     assert not verdict.passed
-    assert verdict.worst[0].tensor == "b1" and math.isnan(verdict.worst[0].abs_error)
+    assert verdict.worst[0].tensor == "b1"
+    assert math.isnan(verdict.worst[0].abs_error)
     assert [t.name for t in verdict.tensors if not t.passed] == ["b1"]

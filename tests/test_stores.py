@@ -53,7 +53,9 @@ def test_bad_params_stores_are_named(tmp_path: Path) -> None:
         read_layout(empty)
     lone = str(tmp_path / "lone.zarr")
     zarr.create_array(lone, shape=(3,), dtype="f8")
-    with pytest.raises(StoreError, match=r"The params store '.*lone.zarr' is a Zarr array; expected a group of arrays."):
+    with pytest.raises(
+        StoreError, match=r"The params store '.*lone.zarr' is a Zarr array; expected a group of arrays."
+    ):
         read_layout(lone)
 
 
@@ -77,7 +79,9 @@ def test_an_output_is_never_written_over_unless_it_is_ours(tmp_path: Path) -> No
     out = str(tmp_path / "out.zarr")
     prepare_output(out, layout, 4, "run-a", overwrite=False)
     numeric = zarr.open_array(out, path="numeric", mode="r")
-    assert numeric.shape == (10,) and numeric.chunks == (4,) and np.isnan(numeric[:]).all()
+    assert numeric.shape == (10,)
+    assert numeric.chunks == (4,)
+    assert np.isnan(numeric[:]).all()
     assert read_output_attrs(out)["layout"] == layout.to_dict()
     prepare_output(out, layout, 4, "run-a", overwrite=False)  # the same run: reused
     with pytest.raises(OutputExistsError, match=r"holds the result of a different check; pass --overwrite"):

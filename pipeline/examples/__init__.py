@@ -40,7 +40,9 @@ def _refuse_foreign(path: str, expected_text: str | None, name: str) -> None:
             return
     except Exception:
         pass  # unreadable, a folder where a file should be, not Zarr: not ours
-    raise OutputExistsError(f"'{path}' exists and was not written by `gradcheck example {name}`; choose another folder.")
+    raise OutputExistsError(
+        f"'{path}' exists and was not written by `gradcheck example {name}`; choose another folder."
+    )
 
 
 def write_seed_mlp(folder: str) -> list[str]:

@@ -37,7 +37,8 @@ def problem() -> tuple[Arrays, Arrays]:
 
 
 def _relu(z: np.ndarray) -> np.ndarray:
-    return np.maximum(0, z)
+    activated: np.ndarray = np.maximum(0, z)
+    return activated
 
 
 def _forward(params: Arrays, data: Arrays) -> tuple[float, tuple[np.ndarray, ...]]:

@@ -1,0 +1,69 @@
+"""`pipeline.check` from Python: in-memory arrays in, the same report out."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from distributed import Client
+
+import pipeline
+from pipeline.examples import seed_mlp
+
+from . import models
+from .conftest import MODELS_FILE
+from .reference import seed_loop
+
+
+def test_check_a_model_object_on_a_shared_cluster(client: Client, tmp_path: Path) -> None:
+    params, data = seed_mlp.problem()
+    report = pipeline.check(seed_mlp.planted, params, data, client=client, output=str(tmp_path / "out.zarr"))
+    assert isinstance(report, pipeline.Report)
+    assert report.difference == pytest.approx(0.2850931567761624, rel=1e-12)
+    assert not report.passed
+    assert report.failing == ("b1", "W2")
+    assert report.model == "pipeline.examples.seed_mlp.SeedMLP"
+    # The report is the one stored in the output, and the numbers are the seed loop's.
+    stored = pipeline.Report.from_dict(pipeline.stores.read_output_attrs(str(tmp_path / "out.zarr"))["report"])
+    assert stored == report
+    numeric = pipeline.stores.read_arrays("output", str(tmp_path / "out.zarr"), ("numeric",))["numeric"]
+    np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.planted, params, data, seed_mlp.ORDER, 1e-7))
+
+
+def test_dict_order_is_the_flattening_order(client: Client) -> None:
+    params, data = models.problem()
+    reordered = {name: params[name] for name in ("bias", "scale", "conv.weight")}
+    report = pipeline.check(f"{MODELS_FILE}:smooth", reordered, data, epsilon=1e-6, threshold=1e-8, client=client)
+    assert report.passed
+    assert report.difference < 1e-9
+    assert [t.name for t in report.tensors] == ["bias", "scale", "conv.weight"]
+    assert report.n_params == 28
+
+
+def test_a_precomputed_gradient_dict_is_checked_instead_of_model_grad(client: Client) -> None:
+    params, data = models.problem()
+    gradient = models.truth(params, data)
+    gradient["bias"] = -gradient["bias"]  # a sign flip in one tensor
+    report = pipeline.check(models.grad_not_called, params, data, gradient=gradient, epsilon=1e-6, client=client)
+    assert report.failing == ("bias",)
+    bias = next(t for t in report.tensors if t.name == "bias")
+    assert bias.difference == pytest.approx(1.0, rel=1e-6)  # ||-g - g|| / (||g|| + ||g||)
+
+
+def test_check_starts_its_own_local_cluster_when_given_none() -> None:
+    params, data = models.problem()
+    report = pipeline.check(models.one_wrong, params, data, epsilon=1e-6, workers=1)
+    assert (report.worst[0].tensor, report.worst[0].index) == ("conv.weight", (1, 2, 3))
+    assert report.timings["workers"] == 1
+    assert math.isclose(report.worst[0].abs_error, 0.5, rel_tol=1e-7)
+
+
+def test_check_validates_its_arguments() -> None:
+    with pytest.raises(pipeline.ConfigError, match=r"`params` must be a non-empty dict of arrays. Got \{\} instead."):
+        pipeline.check(models.smooth, {}, {})
+    with pytest.raises(pipeline.ConfigError, match=r"`epsilon` must be positive and finite. Got -1.0 instead."):
+        pipeline.check(models.smooth, *models.problem(), epsilon=-1.0)
+    with pytest.raises(pipeline.ModelError, match=r"has no callable grad"):
+        pipeline.check(models.not_a_model, *models.problem())  # type: ignore[arg-type]
