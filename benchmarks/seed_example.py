@@ -52,7 +52,10 @@ def main() -> None:
             start = time.perf_counter()
             result = subprocess.run(
                 [sys.executable, "-m", "pipeline.cli", "run", str(folder / "correct.yaml"), "--json", "--overwrite"],
-                capture_output=True, text=True, check=True, cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO,
             )
             walls.append(time.perf_counter() - start)
             reports.append(json.loads(result.stdout))
@@ -70,10 +73,14 @@ def main() -> None:
         "command_over_seed_loop": median / seed,
     }
     print(f"seed loop (1 process, 94 losses)   {seed * 1e3:8.1f} ms")
-    print(f"gradcheck run, whole command       {median:8.2f} s   (median of {args.repeats}: {', '.join(f'{w:.2f}' for w in walls)})")
+    print(
+        f"gradcheck run, whole command       {median:8.2f} s   (median of {args.repeats}: {', '.join(f'{w:.2f}' for w in walls)})"
+    )
     print(f"  inside: cluster start-up         {part['cluster_seconds']:8.2f} s")
     print(f"          probe (loss, grad at θ)  {part['probe_seconds'] * 1e3:8.1f} ms")
-    print(f"          shards                   {part['shards_seconds']:8.2f} s   ({part['evaluations_per_second']:.0f} losses/s)")
+    print(
+        f"          shards                   {part['shards_seconds']:8.2f} s   ({part['evaluations_per_second']:.0f} losses/s)"
+    )
     print(f"          total in the process     {part['total_seconds']:8.2f} s")
     print(f"command / seed loop                {median / seed:8.0f}x   (start-up dominates a 47-parameter check)")
     print(f"difference                         {reports[0]['difference']:.10e}")
