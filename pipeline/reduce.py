@@ -8,6 +8,7 @@ shard's own worst few.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +33,28 @@ class TensorSums:
     sum_sq_numeric: float
     max_abs_error: float
     n_nonfinite: int
+
+    def __add__(self, other: TensorSums) -> TensorSums:
+        return TensorSums(
+            self.name,
+            self.sum_sq_diff + other.sum_sq_diff,
+            self.sum_sq_analytic + other.sum_sq_analytic,
+            self.sum_sq_numeric + other.sum_sq_numeric,
+            max(self.max_abs_error, other.max_abs_error, key=_error_key),
+            self.n_nonfinite + other.n_nonfinite,
+        )
+
+    def contribution(self, scale: float) -> float:
+        """``||g_t − g~_t|| / scale``; infinite when the tensor holds a non-finite element."""
+        return math.inf if self.n_nonfinite else normalized_difference(math.sqrt(self.sum_sq_diff), scale)
+
+    def difference(self) -> float:
+        """The tensor's own normalized difference (NaN when it holds a non-finite element)."""
+        if self.n_nonfinite:
+            return math.nan
+        return normalized_difference(
+            math.sqrt(self.sum_sq_diff), math.sqrt(self.sum_sq_analytic) + math.sqrt(self.sum_sq_numeric)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,63 +120,52 @@ def failing_tensors(contributions: dict[str, float], difference: float, threshol
 
     The squares of the contributions add up to ``difference**2``, so this is
     the smallest set of tensors whose errors, once fixed, let the check pass.
-    It is empty exactly when the check passes.
+    It is empty exactly when the check passes. Between equal contributions the
+    later tensor, nearer the output, is named first.
     """
     if difference <= threshold:
         return set()
-    failing: set[str] = set()
-    remaining = dict(contributions)
-    for name in sorted(contributions, key=lambda n: _error_key(contributions[n]), reverse=True):
-        if math.sqrt(sum(c * c for c in remaining.values())) <= threshold:
-            break
-        failing.add(name)
-        del remaining[name]
-    return failing
+    ranked = sorted(contributions, key=lambda n: _error_key(contributions[n]))  # smallest first
+    # remaining[k]: what is left when all but the k smallest are fixed. Summing from
+    # the small end avoids the cancellation of subtracting from the total.
+    remaining = [0.0, *itertools.accumulate(contributions[n] ** 2 for n in ranked)]
+    keep = max(k for k in range(len(ranked) + 1) if math.sqrt(remaining[k]) <= threshold)
+    return set(ranked[keep:])
 
 
 def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float, worst: int) -> Verdict:
     """Reduce shard results to the seed's difference, per-tensor metrics and worst elements."""
-    totals = {name: [0.0, 0.0, 0.0, 0.0] for name in layout.names}
-    nonfinite = dict.fromkeys(layout.names, 0)
+    totals = {name: TensorSums(name, 0.0, 0.0, 0.0, 0.0, 0) for name in layout.names}
     heap: list[tuple[float, int, Element]] = []
     n_checked = 0
     for result in results:
         n_checked += result.shard.size
-        for s in result.sums:
-            t = totals[s.name]
-            t[0] += s.sum_sq_diff
-            t[1] += s.sum_sq_analytic
-            t[2] += s.sum_sq_numeric
-            t[3] = max(t[3], s.max_abs_error, key=_error_key)
-            nonfinite[s.name] += s.n_nonfinite
+        for sums in result.sums:
+            totals[sums.name] += sums
         for element in result.worst:
             item = (_error_key(element.abs_error), -element.index, element)
             if len(heap) < worst:
                 heapq.heappush(heap, item)
             elif item[:2] > heap[0][:2]:
                 heapq.heapreplace(heap, item)
-    diff_norm = math.sqrt(sum(t[0] for t in totals.values()))
-    scale = math.sqrt(sum(t[1] for t in totals.values())) + math.sqrt(sum(t[2] for t in totals.values()))
+    diff_norm = math.sqrt(math.fsum(t.sum_sq_diff for t in totals.values()))
+    scale = math.sqrt(math.fsum(t.sum_sq_analytic for t in totals.values())) + math.sqrt(
+        math.fsum(t.sum_sq_numeric for t in totals.values())
+    )
     # A non-finite element makes the seed's difference undefined (NaN: the check
     # fails) and its tensor wrong outright; the other tensors are judged as usual.
-    difference = math.nan if any(nonfinite.values()) else normalized_difference(diff_norm, scale)
+    nonfinite = any(t.n_nonfinite for t in totals.values())
+    difference = math.nan if nonfinite else normalized_difference(diff_norm, scale)
     passed = difference <= threshold
-    contributions = {
-        name: math.inf if nonfinite[name] else normalized_difference(math.sqrt(t[0]), scale)
-        for name, t in totals.items()
-    }
+    contributions = {name: t.contribution(scale) for name, t in totals.items()}
     failing = failing_tensors(contributions, difference, threshold)
     tensors = tuple(
         TensorReport(
             spec.name,
             spec.shape,
-            math.nan
-            if nonfinite[spec.name]
-            else normalized_difference(
-                math.sqrt(totals[spec.name][0]), math.sqrt(totals[spec.name][1]) + math.sqrt(totals[spec.name][2])
-            ),
+            totals[spec.name].difference(),
             contributions[spec.name],
-            totals[spec.name][3],
+            totals[spec.name].max_abs_error,
             spec.name not in failing,
         )
         for spec in layout.tensors

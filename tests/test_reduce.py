@@ -72,8 +72,9 @@ def test_failing_set_is_the_largest_contributors_until_the_rest_passes() -> None
     assert failing_tensors(contributions, difference, 2e-7) == {"a", "b"}
     # Noise spread thinly over tensors can fail the check with no tensor above the threshold:
     # the largest contributors are still named, so a failing check always names a tensor.
+    # Equal contributions: the later tensors (nearer the output) are named first.
     spread = dict.fromkeys("abcd", 1.5e-7)
-    assert failing_tensors(spread, 3e-7, 2e-7) == {"a", "b", "c"}
+    assert failing_tensors(spread, 3e-7, 2e-7) == {"b", "c", "d"}
     assert failing_tensors(contributions, 1e-7, 2e-7) == set()
 
 
@@ -86,3 +87,27 @@ def test_nan_numeric_values_fail_and_rank_first() -> None:
     assert verdict.worst[0].tensor == "b1"
     assert math.isnan(verdict.worst[0].abs_error)
     assert [t.name for t in verdict.tensors if not t.passed] == ["b1"]
+
+
+@given(
+    values=st.lists(
+        st.one_of(st.floats(0, 1, allow_nan=False), st.sampled_from([0.0, 1e-9, 2e-7, math.inf])),
+        min_size=1,
+        max_size=12,
+    ),
+    threshold=st.sampled_from([1e-9, 2e-7, 1e-3]),
+)
+def test_failing_set_equals_the_greedy_definition(values: list[float], threshold: float) -> None:
+    contributions = {f"t{k}": v for k, v in enumerate(values)}
+    difference = math.sqrt(math.fsum(v * v for v in values))
+    # The definition, step by step: drop the largest until the rest is within the threshold.
+    expected: set[str] = set()
+    rest = dict(contributions)
+    while difference > threshold and math.sqrt(math.fsum(v * v for v in rest.values())) > threshold:
+        largest = max(rest, key=lambda n: (rest[n], n))
+        expected.add(largest)
+        del rest[largest]
+    got = failing_tensors(contributions, difference, threshold)
+    # Ties between equal contributions may be broken either way; the sizes and values must agree.
+    assert len(got) == len(expected)
+    assert sorted(contributions[n] for n in got) == sorted(contributions[n] for n in expected)
