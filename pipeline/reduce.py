@@ -134,11 +134,15 @@ def failing_tensors(contributions: dict[str, float], difference: float, threshol
 
 
 def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float, worst: int) -> Verdict:
-    """Reduce shard results to the seed's difference, per-tensor metrics and worst elements."""
+    """Reduce shard results to the seed's difference, per-tensor metrics and worst elements.
+
+    The result does not depend on the order the shards arrived in: they are
+    folded in shard order, so the same run always gives the same report, bit for bit.
+    """
     totals = {name: TensorSums(name, 0.0, 0.0, 0.0, 0.0, 0) for name in layout.names}
     heap: list[tuple[float, int, Element]] = []
     n_checked = 0
-    for result in results:
+    for result in sorted(results, key=lambda r: r.shard.index):
         n_checked += result.shard.size
         for sums in result.sums:
             totals[sums.name] += sums

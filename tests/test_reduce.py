@@ -54,6 +54,23 @@ def test_metrics_equal_numpy_on_the_whole_vector(seed: int, shard_size: int, noi
     assert [w.abs_error for w in verdict.worst] == [float(abs(analytic[i] - numeric[i])) for i in top]
 
 
+def test_the_verdict_does_not_depend_on_arrival_order() -> None:
+    rng = np.random.default_rng(7)
+    analytic = rng.normal(size=LAYOUT.n_params) * 10.0 ** rng.integers(-8, 8, LAYOUT.n_params)
+    numeric = analytic * (1 + 1e-3 * rng.normal(size=LAYOUT.n_params))
+    results = [
+        summarize_shard(
+            LAYOUT, s, analytic[s.start : s.stop], numeric[s.start : s.stop], worst=3, seconds=0.0, loaded=False
+        )
+        for s in make_plan(LAYOUT.n_params, 3)
+    ]
+    verdicts = set()
+    for seed in range(20):
+        order = np.random.default_rng(seed).permutation(len(results))
+        verdicts.add(combine(LAYOUT, [results[k] for k in order], threshold=2e-7, worst=3))
+    assert len(verdicts) == 1
+
+
 def test_one_wrong_element_is_the_worst_and_its_tensor_alone_fails() -> None:
     rng = np.random.default_rng(0)
     analytic = rng.normal(size=LAYOUT.n_params)
