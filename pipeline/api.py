@@ -13,11 +13,12 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 from distributed import Client, as_completed
+from distributed.scheduler import KilledWorker
 
 from . import kernel, stores
 from .cluster import connect
 from .config import SEED_EPSILON, SEED_THRESHOLD, Config
-from .errors import ConfigError
+from .errors import ClusterError, ConfigError, OutputExistsError
 from .model import Model, ModelRef, load_model
 from .plan import Shard, auto_shard_size, make_plan
 from .reduce import ShardResult, combine
@@ -30,14 +31,18 @@ Progress = Callable[[int, int], None]
 
 
 def _identity(config: Config, shard_size: int) -> str:
-    """What makes two runs the same run: everything that decides the numbers."""
+    """What makes two runs the same run: the settings that decide the numbers and the stores' contents.
+
+    The model's code is not part of it, so that a run stopped by a crashing model
+    resumes once the model is fixed; a changed gradient is caught on resume instead.
+    """
     key = {
         "model": config.model,
-        "params": config.params,
-        "data": config.data,
-        "gradient": config.gradient,
         "epsilon": config.epsilon,
         "shard_size": shard_size,
+        "params": stores.fingerprint("params", config.params),
+        "data": stores.fingerprint("data", config.data),
+        "gradient": None if config.gradient is None else stores.fingerprint("gradient", config.gradient),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -50,7 +55,7 @@ def run(
     progress: Progress | None = None,
     client: Client | None = None,
 ) -> Report:
-    """Run one gradient check and write its output group.
+    """Run one gradient check and write its output group; resume it if it was interrupted.
 
     Parameters
     ----------
@@ -74,7 +79,8 @@ def run(
     Raises
     ------
     GradcheckError
-        Bad input: a store, the model or the output cannot be used.
+        Bad input: a store, the model or the output cannot be used, or the
+        cluster cannot be reached. Shards completed before the error are kept.
     """
     started = time.perf_counter()
     # Validate everything that can be checked from metadata before any cluster starts.
@@ -88,44 +94,47 @@ def run(
     load_model(model_ref)
     shard_size = config.shard_size or auto_shard_size(layout.n_params)
     plan = make_plan(layout.n_params, shard_size)
-    identity = _identity(config, shard_size)
-    stores.check_output(config.output, identity, overwrite=overwrite)
-    problem = kernel.Problem(
-        run_id=uuid.uuid4().hex,
-        model=model_ref,
-        params=config.params,
-        data=config.data,
-        gradient=config.gradient,
-        output=config.output,
-        layout=layout,
-        epsilon=config.epsilon,
-        worst=config.worst,
-    )
+    with stores.output_lock(config.output):
+        identity = _identity(config, shard_size)
+        resuming = stores.check_output(config.output, identity, overwrite=overwrite)
+        done = frozenset(int(k) for k in stores.completed_shards(config.output)) if resuming else frozenset()
+        problem = kernel.Problem(
+            run_id=uuid.uuid4().hex,
+            model=model_ref,
+            params=config.params,
+            data=config.data,
+            gradient=config.gradient,
+            output=config.output,
+            layout=layout,
+            epsilon=config.epsilon,
+            worst=config.worst,
+        )
 
-    def prepare() -> bool:
-        return stores.prepare_output(config.output, layout, shard_size, identity, overwrite=overwrite)
+        def prepare() -> bool:
+            return stores.prepare_output(config.output, layout, shard_size, identity, overwrite=overwrite)
 
-    if client is not None:
-        timings, results, probe = _execute(client, problem, plan, prepare, progress, started)
-    else:
-        with connect(config.cluster, len(plan)) as own_client:
-            timings, results, probe = _execute(own_client, problem, plan, prepare, progress, started)
-    verdict = combine(layout, results, threshold=config.threshold, worst=config.worst)
-    timings["total_seconds"] = time.perf_counter() - started
-    report = Report(
-        model=config.model,
-        difference=verdict.difference,
-        passed=verdict.passed,
-        epsilon=config.epsilon,
-        threshold=config.threshold,
-        n_params=layout.n_params,
-        n_checked=verdict.n_checked,
-        loss=probe.loss,
-        tensors=verdict.tensors,
-        worst=verdict.worst,
-        timings=timings,
-    )
-    stores.write_report(config.output, report.to_dict(), config.to_dict())
+        if client is not None:
+            timings, results, probe = _execute(client, problem, plan, done, prepare, progress, started)
+        else:
+            with connect(config.cluster, len(plan) - len(done)) as own_client:
+                timings, results, probe = _execute(own_client, problem, plan, done, prepare, progress, started)
+        verdict = combine(layout, results, threshold=config.threshold, worst=config.worst)
+        timings["total_seconds"] = time.perf_counter() - started
+        report = Report(
+            model=config.model,
+            difference=verdict.difference,
+            passed=verdict.passed,
+            epsilon=config.epsilon,
+            threshold=config.threshold,
+            n_params=layout.n_params,
+            n_checked=verdict.n_checked,
+            loss=probe.loss,
+            tensors=verdict.tensors,
+            worst=verdict.worst,
+            nonfinite=verdict.nonfinite,
+            timings=timings,
+        )
+        stores.write_report(config.output, report.to_dict(), config.to_dict())
     return report
 
 
@@ -133,42 +142,74 @@ def _execute(
     client: Client,
     problem: kernel.Problem,
     plan: tuple[Shard, ...],
+    done: frozenset[int],
     prepare: Callable[[], bool],
     progress: Progress | None,
     started: float,
 ) -> tuple[dict[str, float], list[ShardResult], kernel.ProbeResult]:
-    """Probe, then (only if the model is usable) create the output and run the shards."""
+    """Probe; then, only if the model is usable, create the output and run the missing shards."""
     ready = time.perf_counter()
     probe_future = client.submit(kernel.probe_task, problem, pure=False)
     probe: kernel.ProbeResult = probe_future.result()
-    # The probe's worker holds the analytic gradient: write it from there.
+    # The probe's worker holds the analytic gradient: write (or, on resume, compare) it from there.
     prober = list(client.who_has(probe_future).get(probe_future.key, ()))
     created = prepare()
     try:
-        client.submit(kernel.analytic_task, problem, pure=False, workers=prober, allow_other_workers=True).result()
-        shards_started = time.perf_counter()
-        futures = client.map(kernel.shard_task, [problem] * len(plan), plan, pure=False)
-        results: list[ShardResult] = []
-        for future in as_completed(futures):
-            results.append(future.result())
-            if progress is not None:
-                progress(len(results), len(plan))
+        same = client.submit(
+            kernel.analytic_task, problem, bool(done), pure=False, workers=prober, allow_other_workers=True
+        ).result()
     except BaseException:
-        if created:  # leave nothing half-written where there was nothing before
+        if created:  # nothing computed yet: leave nothing half-written where there was nothing before
             _remove(problem.output)
         raise
-    done = time.perf_counter()
-    evaluations = 2 * problem.layout.n_params
+    if not same:
+        raise OutputExistsError(
+            f"The output '{problem.output}' holds an interrupted run whose analytic gradient differs from "
+            "what the model gives now: the model changed. Pass --overwrite to start again."
+        )
+    shards_started = time.perf_counter()
+    todo = [shard for shard in plan if shard.index not in done]
+    futures = {
+        **dict(zip(client.map(kernel.shard_task, [problem] * len(todo), todo, pure=False), todo, strict=True)),
+        **{
+            client.submit(kernel.summary_task, problem, shard, pure=False): shard
+            for shard in plan
+            if shard.index in done
+        },
+    }
+    results: list[ShardResult] = []
+    for future in as_completed(futures):
+        try:
+            results.append(future.result())
+        except KilledWorker as e:
+            raise _crashed(problem, futures[future], len(results), len(plan)) from e
+        if progress is not None:
+            progress(len(results), len(plan))
+    finished = time.perf_counter()
+    evaluations = 2 * sum(shard.size for shard in todo)
     timings = {
         "cluster_seconds": ready - started,
         "probe_seconds": probe.seconds,
-        "shards_seconds": done - shards_started,
+        "shards_seconds": finished - shards_started,
         "loss_evaluations": float(evaluations + 1),
-        "evaluations_per_second": evaluations / (done - shards_started) if done > shards_started else 0.0,
+        "evaluations_per_second": evaluations / (finished - shards_started) if finished > shards_started else 0.0,
+        "resumed_shards": float(len(done)),
         "worker_loads": float(sum(r.loaded for r in results)),
         "workers": float(len(client.scheduler_info(n_workers=-1)["workers"])),
     }
     return timings, results, probe
+
+
+def _crashed(problem: kernel.Problem, shard: Shard, completed: int, total: int) -> ClusterError:
+    """The error for a shard whose task killed every worker that ran it."""
+    first, last = problem.layout.locate(shard.start), problem.layout.locate(shard.stop - 1)
+    return ClusterError(
+        f"Shard {shard.index} (indices {shard.start}..{shard.stop - 1}: {first[0]}{list(first[1])} to "
+        f"{last[0]}{list(last[1])}) killed the worker running it, as many times as Dask allows "
+        "(distributed.scheduler.allowed-failures): the model may crash the process there. "
+        f"{completed} of {total} shards are complete and kept in '{problem.output}'; "
+        "fix the model and run the same command again to resume."
+    )
 
 
 def _remove(path: str) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
 from . import api, stores
-from .config import ClusterConfig, load_config, parse_overrides
+from .config import load_config, parse_overrides
 from .errors import GradcheckError, StoreError
 from .examples import EXAMPLES, write_example
 from .report import Report, format_report
@@ -92,7 +92,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.workers is not None and args.workers < 1:
             raise GradcheckError(f"`--workers` must be at least 1. Got {args.workers} instead.")
         scheduler_file = os.path.abspath(args.scheduler_file) if args.scheduler_file else None
-        cluster = ClusterConfig(workers=args.workers, address=args.scheduler, scheduler_file=scheduler_file)
+        # Where to run is replaced as a whole; how long to wait for it is kept.
+        cluster = dataclasses.replace(
+            config.cluster, workers=args.workers, address=args.scheduler, scheduler_file=scheduler_file
+        )
         config = dataclasses.replace(config, cluster=cluster)
     show_progress = not args.no_progress and not args.json and sys.stderr.isatty()
     report = api.run(config, overwrite=args.overwrite, progress=_ProgressBar(sys.stderr) if show_progress else None)

@@ -15,12 +15,9 @@ from contextlib import contextmanager
 from distributed import Client, LocalCluster
 
 from .config import ClusterConfig
-from .errors import GradcheckError
+from .errors import ClusterError
 
 __all__ = ["connect", "local_workers"]
-
-#: Seconds to wait for an existing scheduler before giving up.
-CONNECT_TIMEOUT_SECONDS = 10
 
 # One thread per worker process: without this each worker's BLAS would start a
 # thread per core and the workers would oversubscribe the machine.
@@ -45,12 +42,12 @@ def local_workers(cluster: ClusterConfig, n_tasks: int) -> int:
 
 @contextmanager
 def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
-    """A client on the configured cluster, closed (and a local cluster stopped) on exit.
+    """A client on the configured cluster with at least one worker; closed (a local cluster stopped) on exit.
 
     Raises
     ------
-    GradcheckError
-        An existing scheduler cannot be reached in time.
+    ClusterError
+        The scheduler cannot be reached, or has no worker, within ``cluster.timeout`` seconds.
     """
     if cluster.is_local:
         with (
@@ -59,19 +56,24 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",  # a free port: never collide with another cluster
-                # Task errors come back to the client, which reports them; the workers' own
-                # "Compute Failed" log lines would put a traceback on the user's terminal.
+                # Task errors come back to the client, which reports them; the workers'
+                # own "Compute Failed" log lines would put a traceback on the user's terminal.
                 silence_logs=logging.CRITICAL,
                 env=_SINGLE_THREADED,
+                timeout=cluster.timeout,
             ) as local,
-            Client(local) as client,
+            Client(local, timeout=cluster.timeout) as client,
         ):
             yield client
         return
     where = f"scheduler at {cluster.address}" if cluster.address else f"scheduler file '{cluster.scheduler_file}'"
     try:
-        client = Client(address=cluster.address, scheduler_file=cluster.scheduler_file, timeout=CONNECT_TIMEOUT_SECONDS)
-    except (OSError, TimeoutError) as e:
-        raise GradcheckError(f"Cannot reach the {where} within {CONNECT_TIMEOUT_SECONDS} s: {e}") from e
+        client = Client(address=cluster.address, scheduler_file=cluster.scheduler_file, timeout=cluster.timeout)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ClusterError(f"Cannot reach the {where} within {cluster.timeout:g} s: {e}") from e
     with client:
+        try:
+            client.wait_for_workers(1, timeout=cluster.timeout)
+        except TimeoutError as e:
+            raise ClusterError(f"The cluster of the {where} has no workers (waited {cluster.timeout:g} s).") from e
         yield client

@@ -26,6 +26,8 @@ __all__ = ["ClusterConfig", "Config", "load_config", "parse_overrides"]
 #: The seed's step and threshold (``gradient_check_n``): the defaults.
 SEED_EPSILON = 1e-7
 SEED_THRESHOLD = 2e-7
+#: Seconds to wait for a cluster to answer and to have a worker.
+CLUSTER_TIMEOUT_SECONDS = 30.0
 
 
 def _is_url(path: str) -> bool:
@@ -114,11 +116,14 @@ class ClusterConfig:
         Scheduler address of an existing cluster (``tcp://host:port``).
     scheduler_file : str or None
         Scheduler file of an existing cluster.
+    timeout : float
+        Seconds to wait for the cluster to answer and to have a worker.
     """
 
     workers: int | None = None
     address: str | None = None
     scheduler_file: str | None = None
+    timeout: float = CLUSTER_TIMEOUT_SECONDS
 
     @property
     def is_local(self) -> bool:
@@ -136,7 +141,7 @@ class ClusterConfig:
             raise ConfigTypeError(
                 f"`cluster` must be 'local', a scheduler address or a mapping. Got {value!r} instead."
             )
-        _reject_unknown("cluster.", value, ("workers", "address", "scheduler_file"))
+        _reject_unknown("cluster.", value, ("workers", "address", "scheduler_file", "timeout"))
         workers = value.get("workers")
         address = value.get("address")
         scheduler_file = value.get("scheduler_file")
@@ -146,6 +151,7 @@ class ClusterConfig:
             address = _text("cluster.address", address)
         if scheduler_file is not None:
             scheduler_file = _text("cluster.scheduler_file", scheduler_file)
+        timeout = _number("cluster.timeout", value.get("timeout", CLUSTER_TIMEOUT_SECONDS))
         if address is not None and scheduler_file is not None:
             raise ConfigError("`cluster.address` and `cluster.scheduler_file` exclude each other. Give one.")
         if workers is not None and (address is not None or scheduler_file is not None):
@@ -153,7 +159,7 @@ class ClusterConfig:
                 "`cluster.workers` sizes a local cluster; it cannot be combined with an existing "
                 "cluster's address or scheduler file."
             )
-        return cls(workers=workers, address=address, scheduler_file=scheduler_file)
+        return cls(workers=workers, address=address, scheduler_file=scheduler_file, timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ Each class also inherits the builtin a Python caller would naturally catch.
 from __future__ import annotations
 
 __all__ = [
+    "ClusterError",
     "ConfigError",
     "ConfigTypeError",
     "GradcheckError",
@@ -42,6 +43,10 @@ class StoreNotFoundError(StoreError, FileNotFoundError):
 
 class OutputExistsError(GradcheckError, FileExistsError):
     """The output location holds something this run must not overwrite."""
+
+
+class ClusterError(GradcheckError, ConnectionError):
+    """The cluster cannot be reached, has no workers, or lost a shard for good."""
 
 
 class ModelError(GradcheckError):

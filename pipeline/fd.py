@@ -12,11 +12,19 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["central_differences", "normalized_difference"]
+__all__ = ["MINUS", "PLUS", "central_differences", "normalized_difference"]
+
+
+#: Codes for which side of a centered difference had a non-finite loss.
+PLUS, MINUS = 1, 2
 
 
 def central_differences(
-    loss: Callable[[], float], flat: np.ndarray, positions: Iterable[int], epsilon: float
+    loss: Callable[[], float],
+    flat: np.ndarray,
+    positions: Iterable[int],
+    epsilon: float,
+    nonfinite: np.ndarray | None = None,
 ) -> np.ndarray:
     """Centered differences of ``loss`` along entries of ``flat``.
 
@@ -31,6 +39,9 @@ def central_differences(
         Entries of ``flat`` to differentiate along.
     epsilon : float
         The step ε.
+    nonfinite : ndarray of shape (len(positions),), optional
+        Filled with which loss was not finite per position: ``PLUS``, ``MINUS``,
+        both (``PLUS | MINUS``) or 0.
 
     Returns
     -------
@@ -56,6 +67,8 @@ def central_differences(
         finally:
             flat[k] = original
         numeric[j] = (plus - minus) / two_epsilon
+        if nonfinite is not None:
+            nonfinite[j] = (PLUS if not math.isfinite(plus) else 0) | (MINUS if not math.isfinite(minus) else 0)
     return numeric
 
 

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from . import stores
-from .errors import GradcheckError, ModelError
+from .errors import GradcheckError, ModelError, StoreError
 from .fd import central_differences
 from .layout import Layout
 from .model import ModelRef, as_loss_value, check_gradient, load_model
 from .plan import Shard
 from .reduce import ShardResult, summarize_shard
 
-__all__ = ["ProbeResult", "Problem", "analytic_task", "probe_task", "shard_task"]
+__all__ = ["ProbeResult", "Problem", "analytic_task", "probe_task", "shard_task", "summary_task"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,44 +114,86 @@ def probe_task(problem: Problem) -> ProbeResult:
     """Check the model at θ before anything is written: a finite scalar loss, a gradient of the right shapes."""
     start = time.perf_counter()
     loaded, _ = _load(problem)
+    for name, array in loaded.params.items():
+        bad = np.flatnonzero(~np.isfinite(array.reshape(-1)))
+        if bad.size:
+            first = [int(k) for k in np.unravel_index(int(bad[0]), array.shape)]
+            raise StoreError(
+                f"The params store '{problem.params}': array '{name}' holds {bad.size} non-finite value(s), "
+                f"the first at {first}; parameters must be finite."
+            )
     loss = as_loss_value(_call("loss at θ", loaded.loss), "at θ")
     loaded.analytic_gradient()
     return ProbeResult(loss=loss, seconds=time.perf_counter() - start)
 
 
-def analytic_task(problem: Problem) -> None:
-    """Write the analytic gradient to the output's ``analytic`` array (once per run)."""
+def analytic_task(problem: Problem, resuming: bool) -> bool:
+    """Write the analytic gradient to the output's ``analytic`` array, once per run.
+
+    When resuming, the array is already written: compare instead, and return
+    whether the model still gives the same gradient (a changed model must not
+    be mixed with the shards of the old one).
+    """
     loaded, _ = _load(problem)
-    loaded.output.analytic[:] = loaded.analytic_gradient()
+    analytic = loaded.analytic_gradient()
+    if resuming:
+        return bool(np.array_equal(np.asarray(loaded.output.analytic[:]), analytic, equal_nan=True))
+    loaded.output.analytic[:] = analytic
+    return True
 
 
 def shard_task(problem: Problem, shard: Shard) -> ShardResult:
-    """Centered differences over one shard; writes its chunk of ``numeric``."""
+    """Centered differences over one shard; writes its chunks, then marks the shard done."""
     start = time.perf_counter()
     loaded, fresh = _load(problem)
     numeric = np.empty(shard.size, dtype=np.float64)
+    nonfinite = np.zeros(shard.size, dtype=np.int8)
 
     def loss() -> float:
         return float(loaded.loss())
 
     for spec, lo, hi in problem.layout.segments(shard.start, shard.stop):
-        at = spec.offset + lo - shard.start
-        numeric[at : at + hi - lo] = _call(
+        at = slice(spec.offset + lo - shard.start, spec.offset + hi - shard.start)
+        numeric[at] = _call(
             f"loss near θ (tensor {spec.name}, elements {lo}..{hi - 1})",
             central_differences,
             loss,
             loaded.flat[spec.name],
             range(lo, hi),
             problem.epsilon,
+            nonfinite[at],
         )
-    loaded.output.numeric[shard.start : shard.stop] = numeric
-    analytic = np.asarray(loaded.output.analytic[shard.start : shard.stop])
+    output = loaded.output
+    output.numeric[shard.start : shard.stop] = numeric
+    output.nonfinite[shard.start : shard.stop] = nonfinite
+    # Last: a shard marked done has all its chunks written. A crash before this
+    # line leaves the shard to be computed again, with the same values.
+    output.done[shard.index] = 1
+    analytic = np.asarray(output.analytic[shard.start : shard.stop])
     return summarize_shard(
         problem.layout,
         shard,
         analytic,
         numeric,
+        nonfinite,
         worst=problem.worst,
         seconds=time.perf_counter() - start,
         loaded=fresh,
+    )
+
+
+def summary_task(problem: Problem, shard: Shard) -> ShardResult:
+    """The summary of a shard an earlier, interrupted run completed: read back, not recomputed."""
+    start = time.perf_counter()
+    output = stores.OutputArrays(problem.output)
+    window = slice(shard.start, shard.stop)
+    return summarize_shard(
+        problem.layout,
+        shard,
+        np.asarray(output.analytic[window]),
+        np.asarray(output.numeric[window]),
+        np.asarray(output.nonfinite[window]),
+        worst=problem.worst,
+        seconds=time.perf_counter() - start,
+        loaded=False,
     )

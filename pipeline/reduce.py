@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fd import normalized_difference
+from .fd import MINUS, PLUS, normalized_difference
 from .layout import Layout
 from .plan import Shard
-from .report import TensorReport, WorstElement
+from .report import NonFinite, NonFiniteLoss, TensorReport, WorstElement
 
 __all__ = ["Element", "ShardResult", "TensorSums", "Verdict", "combine", "failing_tensors", "summarize_shard"]
 
@@ -69,11 +69,16 @@ class Element:
 
 @dataclass(frozen=True, slots=True)
 class ShardResult:
-    """What a shard task returns: small, whatever the shard's size."""
+    """What a shard task returns: small, whatever the shard's size.
+
+    ``nonfinite`` lists ``(global index, side)`` where a loss was not finite
+    (side: 1 plus, 2 minus, 3 both); it is empty for a healthy model.
+    """
 
     shard: Shard
     sums: tuple[TensorSums, ...]
     worst: tuple[Element, ...]
+    nonfinite: tuple[tuple[int, int], ...]
     seconds: float
     loaded: bool
 
@@ -87,6 +92,12 @@ class Verdict:
     n_checked: int
     tensors: tuple[TensorReport, ...]
     worst: tuple[WorstElement, ...]
+    nonfinite: NonFinite
+
+
+#: How many non-finite losses the report lists (all are counted).
+NONFINITE_LISTED = 100
+SIDES = {PLUS: "plus", MINUS: "minus", PLUS | MINUS: "both"}
 
 
 def _error_key(abs_error: float) -> float:
@@ -95,9 +106,17 @@ def _error_key(abs_error: float) -> float:
 
 
 def summarize_shard(
-    layout: Layout, shard: Shard, analytic: np.ndarray, numeric: np.ndarray, *, worst: int, seconds: float, loaded: bool
+    layout: Layout,
+    shard: Shard,
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    nonfinite: np.ndarray,
+    *,
+    worst: int,
+    seconds: float,
+    loaded: bool,
 ) -> ShardResult:
-    """Partial sums per tensor and the ``worst`` largest errors of one shard."""
+    """Partial sums per tensor, the ``worst`` largest errors and the non-finite losses of one shard."""
     error = np.abs(analytic - numeric)
     sums = []
     for spec, lo, hi in layout.segments(shard.start, shard.stop):
@@ -112,7 +131,8 @@ def summarize_shard(
     ranked = np.where(np.isnan(error), np.inf, error)
     top = np.argsort(-ranked, kind="stable")[:worst]
     elements = tuple(Element(shard.start + int(k), float(analytic[k]), float(numeric[k]), float(error[k])) for k in top)
-    return ShardResult(shard, tuple(sums), elements, seconds, loaded)
+    sides = tuple((shard.start + int(k), int(nonfinite[k])) for k in np.flatnonzero(nonfinite))
+    return ShardResult(shard, tuple(sums), elements, sides, seconds, loaded)
 
 
 def failing_tensors(contributions: dict[str, float], difference: float, threshold: float) -> set[str]:
@@ -142,8 +162,12 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float,
     totals = {name: TensorSums(name, 0.0, 0.0, 0.0, 0.0, 0) for name in layout.names}
     heap: list[tuple[float, int, Element]] = []
     n_checked = 0
+    n_nonfinite = 0
+    nonfinite: list[tuple[int, int]] = []
     for result in sorted(results, key=lambda r: r.shard.index):
         n_checked += result.shard.size
+        n_nonfinite += len(result.nonfinite)
+        nonfinite.extend(result.nonfinite[: max(0, NONFINITE_LISTED - len(nonfinite))])
         for sums in result.sums:
             totals[sums.name] += sums
         for element in result.worst:
@@ -158,8 +182,8 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float,
     )
     # A non-finite element makes the seed's difference undefined (NaN: the check
     # fails) and its tensor wrong outright; the other tensors are judged as usual.
-    nonfinite = any(t.n_nonfinite for t in totals.values())
-    difference = math.nan if nonfinite else normalized_difference(diff_norm, scale)
+    any_nonfinite = any(t.n_nonfinite for t in totals.values())
+    difference = math.nan if any_nonfinite else normalized_difference(diff_norm, scale)
     passed = difference <= threshold
     contributions = {name: t.contribution(scale) for name, t in totals.items()}
     failing = failing_tensors(contributions, difference, threshold)
@@ -176,4 +200,5 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float,
     )
     ranked = sorted(heap, key=lambda item: item[:2], reverse=True)
     elements = tuple(WorstElement(*layout.locate(e.index), e.analytic, e.numeric, e.abs_error) for _, _, e in ranked)
-    return Verdict(difference, passed, n_checked, tensors, elements)
+    listed = tuple(NonFiniteLoss(*layout.locate(index), SIDES[side]) for index, side in nonfinite)
+    return Verdict(difference, passed, n_checked, tensors, elements, NonFinite(n_nonfinite, listed))

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RULE", "Report", "TensorReport", "WorstElement", "format_report"]
+__all__ = ["RULE", "NonFinite", "NonFiniteLoss", "Report", "TensorReport", "WorstElement", "format_report"]
 
 REPORT_VERSION = 1
 
@@ -99,6 +99,41 @@ class WorstElement:
 
 
 @dataclass(frozen=True, slots=True)
+class NonFiniteLoss:
+    """An element where the loss at θ + ε (``plus``), θ − ε (``minus``) or both was NaN or infinite."""
+
+    tensor: str
+    index: tuple[int, ...]
+    side: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"tensor": self.tensor, "index": list(self.index), "side": self.side}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> NonFiniteLoss:
+        """Read back :meth:`to_dict`."""
+        return cls(raw["tensor"], tuple(raw["index"]), raw["side"])
+
+
+@dataclass(frozen=True, slots=True)
+class NonFinite:
+    """How many elements had a non-finite loss, and the first of them in index order."""
+
+    count: int = 0
+    elements: tuple[NonFiniteLoss, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"count": self.count, "elements": [e.to_dict() for e in self.elements]}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> NonFinite:
+        """Read back :meth:`to_dict`."""
+        return cls(int(raw["count"]), tuple(NonFiniteLoss.from_dict(e) for e in raw["elements"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """The outcome of one gradient check.
 
@@ -117,6 +152,7 @@ class Report:
     loss: float
     tensors: tuple[TensorReport, ...]
     worst: tuple[WorstElement, ...]
+    nonfinite: NonFinite = field(default_factory=NonFinite)
     timings: Mapping[str, float] = field(default_factory=dict)
     rule: str = RULE
 
@@ -140,6 +176,7 @@ class Report:
             "failing": list(self.failing),
             "tensors": [t.to_dict() for t in self.tensors],
             "worst": [w.to_dict() for w in self.worst],
+            "nonfinite": self.nonfinite.to_dict(),
             "timings": dict(self.timings),
             "rule": self.rule,
         }
@@ -158,6 +195,7 @@ class Report:
             loss=_float(raw["loss"]),
             tensors=tuple(TensorReport.from_dict(t) for t in raw["tensors"]),
             worst=tuple(WorstElement.from_dict(w) for w in raw["worst"]),
+            nonfinite=NonFinite.from_dict(raw.get("nonfinite", {"count": 0, "elements": []})),
             timings=dict(raw.get("timings", {})),
             rule=raw.get("rule", RULE),
         )
@@ -198,6 +236,10 @@ def format_report(report: Report) -> str:
     if report.failing:
         backwards = ", ".join(reversed(report.failing))
         lines += ["", f"Wrong tensors, from the last layer back: {backwards}"]
+    if report.nonfinite.count:
+        shown = ", ".join(f"{e.tensor}{_index(e.index)} ({e.side})" for e in report.nonfinite.elements[:5])
+        more = f" and {report.nonfinite.count - 5} more" if report.nonfinite.count > 5 else ""
+        lines += ["", f"Non-finite loss at {report.nonfinite.count} element(s), side of θ in brackets: {shown}{more}"]
     if report.worst:
         lines += ["", "Worst elements (analytic a, numeric n):"]
         rows = [["element", "a", "n", "|a-n|"]]

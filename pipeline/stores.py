@@ -9,8 +9,11 @@ report.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +29,9 @@ __all__ = [
     "FORMAT_VERSION",
     "OutputArrays",
     "check_output",
+    "completed_shards",
+    "fingerprint",
+    "output_lock",
     "prepare_output",
     "read_arrays",
     "read_gradient",
@@ -147,6 +153,33 @@ def read_gradient(path: str, layout: Layout) -> dict[str, np.ndarray]:
     return {name: np.asarray(array, dtype=np.float64) for name, array in arrays.items()}
 
 
+def fingerprint(role: str, path: str) -> str:
+    """A digest of a store's contents: every key and the bytes behind it.
+
+    Two stores with the same arrays, values and attributes have the same
+    fingerprint, however often they were rewritten. Costs one read of the store.
+    """
+    digest = hashlib.sha256()
+    with _reading(role, path):
+        if "://" in path:
+            import fsspec  # only remote stores need it
+
+            fs, root = fsspec.core.url_to_fs(path)
+            files = sorted(fs.find(root))
+            for file in files:
+                digest.update(file[len(root) :].encode() + b"\0")
+                digest.update(fs.cat_file(file))
+        else:
+            for folder, subfolders, files in os.walk(path):
+                subfolders.sort()
+                for name in sorted(files):
+                    file = os.path.join(folder, name)
+                    digest.update(os.path.relpath(file, path).encode() + b"\0")
+                    with open(file, "rb") as f:
+                        digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
 def write_group(path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None) -> None:
     """Write ``arrays`` as a new Zarr group at ``path`` (replacing one that is there)."""
     group = zarr.open_group(store=path, mode="w", attributes=dict(attrs or {}))
@@ -158,12 +191,21 @@ def write_group(path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str,
 
 
 class OutputArrays:
-    """A worker's handles on the output's ``numeric`` and ``analytic`` arrays."""
+    """A worker's handles on the output arrays it writes."""
 
     def __init__(self, path: str) -> None:
         with _reading("output", path):
-            self.numeric = zarr.open_array(store=path, path="numeric", mode="r+")
-            self.analytic = zarr.open_array(store=path, path="analytic", mode="r+")
+            self.numeric, self.analytic, self.nonfinite, self.done = (
+                zarr.open_array(store=path, path=name, mode="r+")
+                for name in ("numeric", "analytic", "nonfinite", "done")
+            )
+
+
+def completed_shards(path: str) -> np.ndarray:
+    """Indices of the shards whose chunks are written (their ``done`` marker is set)."""
+    with _reading("output", path):
+        done = np.asarray(zarr.open_array(store=path, path="done", mode="r")[:])
+    return np.flatnonzero(done)
 
 
 def read_output_attrs(path: str) -> dict[str, Any]:
@@ -235,9 +277,67 @@ def prepare_output(path: str, layout: Layout, shard_size: int, identity: str, *,
     }
     group = zarr.open_group(store=path, mode="w", attributes=attrs)
     n = layout.n_params
+    chunks = (max(1, min(shard_size, n)),)
     for name in ("numeric", "analytic"):
-        group.create_array(name, shape=(n,), chunks=(max(1, min(shard_size, n)),), dtype="float64", fill_value=np.nan)
+        group.create_array(name, shape=(n,), chunks=chunks, dtype="float64", fill_value=np.nan)
+    # Which side of an index had a non-finite loss: 1 plus, 2 minus, 3 both.
+    group.create_array("nonfinite", shape=(n,), chunks=chunks, dtype="int8", fill_value=0)
+    # One chunk per shard, so that shards mark themselves done without locks.
+    n_shards = -(-n // chunks[0])
+    group.create_array("done", shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0)
     return True
+
+
+@contextmanager
+def output_lock(path: str) -> Iterator[None]:
+    """Hold ``<output>.lock`` for the duration of a run: one run writes an output at a time.
+
+    A lock left by a process that is gone (on this host) is taken over; any
+    other is refused. Remote (URL) outputs are not locked.
+    """
+    if "://" in path:
+        yield
+        return
+    lock = path.rstrip("/") + ".lock"
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None:
+                raise OutputExistsError(
+                    f"The output '{path}' is being written by another gradcheck run "
+                    f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}); "
+                    f"wait for it, or remove '{lock}' if that run is gone."
+                ) from None
+            os.unlink(lock)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f)
+        break
+    try:
+        yield
+    finally:
+        os.unlink(lock)
+
+
+def _lock_holder(lock: str) -> dict[str, Any] | None:
+    """Who holds ``lock``, or None when it was left by a process that is gone."""
+    try:
+        with open(lock, encoding="utf-8") as f:
+            holder: dict[str, Any] = json.load(f)
+    except (OSError, ValueError):
+        return {"pid": "?", "host": "?", "started": "?"}  # being written right now, or unreadable: respect it
+    if holder.get("host") != socket.gethostname():
+        return holder
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return None
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return holder
+    return holder
 
 
 def write_report(path: str, report: Mapping[str, Any], config: Mapping[str, Any]) -> None:

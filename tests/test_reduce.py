@@ -11,19 +11,33 @@ from hypothesis import strategies as st
 
 from pipeline.layout import Layout
 from pipeline.plan import make_plan
-from pipeline.reduce import combine, failing_tensors, summarize_shard
+from pipeline.reduce import ShardResult, Verdict, combine, failing_tensors, summarize_shard
 
 SHAPES = {"W1": (5, 4), "b1": (5, 1), "W2": (3, 5), "b3": ()}
 LAYOUT = Layout.from_shapes(list(SHAPES), SHAPES, dict.fromkeys(SHAPES, "float64"))
 
 
-def _reduce(analytic: np.ndarray, numeric: np.ndarray, shard_size: int, worst: int = 5, threshold: float = 1e-3):  # type: ignore[no-untyped-def]
-    results = [
+def _summaries(analytic: np.ndarray, numeric: np.ndarray, shard_size: int, worst: int) -> list[ShardResult]:
+    """What the shard tasks of a run return, for whole vectors cut into shards."""
+    return [
         summarize_shard(
-            LAYOUT, s, analytic[s.start : s.stop], numeric[s.start : s.stop], worst=worst, seconds=0.0, loaded=False
+            LAYOUT,
+            s,
+            analytic[s.start : s.stop],
+            numeric[s.start : s.stop],
+            np.zeros(s.size, dtype=np.int8),
+            worst=worst,
+            seconds=0.0,
+            loaded=False,
         )
         for s in make_plan(LAYOUT.n_params, shard_size)
     ]
+
+
+def _reduce(
+    analytic: np.ndarray, numeric: np.ndarray, shard_size: int, worst: int = 5, threshold: float = 1e-3
+) -> Verdict:
+    results = _summaries(analytic, numeric, shard_size, worst)
     results.reverse()  # arrival order must not matter
     return combine(LAYOUT, results, threshold=threshold, worst=worst)
 
@@ -58,12 +72,7 @@ def test_the_verdict_does_not_depend_on_arrival_order() -> None:
     rng = np.random.default_rng(7)
     analytic = rng.normal(size=LAYOUT.n_params) * 10.0 ** rng.integers(-8, 8, LAYOUT.n_params)
     numeric = analytic * (1 + 1e-3 * rng.normal(size=LAYOUT.n_params))
-    results = [
-        summarize_shard(
-            LAYOUT, s, analytic[s.start : s.stop], numeric[s.start : s.stop], worst=3, seconds=0.0, loaded=False
-        )
-        for s in make_plan(LAYOUT.n_params, 3)
-    ]
+    results = _summaries(analytic, numeric, shard_size=3, worst=3)
     verdicts = set()
     for seed in range(20):
         order = np.random.default_rng(seed).permutation(len(results))
