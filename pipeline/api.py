@@ -182,7 +182,7 @@ def _execute(
         try:
             results.append(future.result())
         except KilledWorker as e:
-            raise _crashed(problem, futures[future], len(results), len(plan)) from e
+            raise _crashed(problem, futures[future], len(plan)) from e
         if progress is not None:
             progress(len(results), len(plan))
     finished = time.perf_counter()
@@ -200,8 +200,9 @@ def _execute(
     return timings, results, probe
 
 
-def _crashed(problem: kernel.Problem, shard: Shard, completed: int, total: int) -> ClusterError:
+def _crashed(problem: kernel.Problem, shard: Shard, total: int) -> ClusterError:
     """The error for a shard whose task killed every worker that ran it."""
+    completed = len(stores.completed_shards(problem.output))  # on disk, not only those reported back
     first, last = problem.layout.locate(shard.start), problem.layout.locate(shard.stop - 1)
     return ClusterError(
         f"Shard {shard.index} (indices {shard.start}..{shard.stop - 1}: {first[0]}{list(first[1])} to "

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dask
 from distributed import Client, LocalCluster
 
 from .config import ClusterConfig
@@ -51,6 +52,9 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
     """
     if cluster.is_local:
         with (
+            # A worker holds only the task it runs (Dask would queue a second one on it):
+            # when a model crashes its process, Dask then blames exactly that shard.
+            dask.config.set({"distributed.scheduler.worker-saturation": 1.0}),
             LocalCluster(
                 n_workers=local_workers(cluster, n_tasks),
                 threads_per_worker=1,

@@ -7,6 +7,8 @@ a 3-d tensor, a scalar (shape ()), a vector.
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,3 +103,60 @@ class _LossRaises(Smooth):
 
 
 raising_loss = _LossRaises()
+
+
+# -- models for the reliability tests ---------------------------------------------------------
+# Gated: J = sum(c * sin θ) + 0.5 * sum(θ ** 2) over tensors `early` (100,) and `late` (100,).
+# While the file named by $GRADCHECK_TEST_GATE does not exist, a loss evaluated with an
+# element of `late` perturbed waits for it: the `early` shards finish, the `late` ones
+# block, and a test can interrupt the run at exactly that point. While the file named by
+# $GRADCHECK_TEST_POISON exists, perturbing late[5] kills the worker process.
+
+GATED_SHAPES = {"early": (100,), "late": (100,)}
+
+
+def gated_problem() -> tuple[Arrays, Arrays]:
+    """Parameters and data of the gated model (data holds `late` at θ, to see perturbations)."""
+    rng = np.random.default_rng(5)
+    params = {name: rng.uniform(-1, 1, shape) for name, shape in GATED_SHAPES.items()}
+    data = {f"c_{name}": rng.uniform(0.5, 2, shape) for name, shape in GATED_SHAPES.items()}
+    data["late_at_theta"] = params["late"].copy()
+    return params, data
+
+
+class Gated:
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        moved = np.flatnonzero(params["late"] != data["late_at_theta"])
+        if moved.size:
+            poison = os.environ.get("GRADCHECK_TEST_POISON")
+            if moved[0] == 5 and poison and os.path.exists(poison):
+                os._exit(13)
+            gate = os.environ.get("GRADCHECK_TEST_GATE")
+            while gate and not os.path.exists(gate):
+                time.sleep(0.01)
+        return float(sum(np.sum(data[f"c_{n}"] * np.sin(params[n]) + 0.5 * params[n] ** 2) for n in GATED_SHAPES))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return {n: data[f"c_{n}"] * np.cos(params[n]) + params[n] for n in GATED_SHAPES}
+
+
+gated = Gated()
+
+
+class NonFiniteNear:
+    """J = 0.5 * sum(w ** 2); NaN at θ + ε along w[3], infinite on both sides along w[5]."""
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        w, w0 = params["w"], data["w_at_theta"]
+        if w[5] != w0[5]:
+            return float("inf")
+        if w[3] > w0[3]:
+            return float("nan")
+        return float(0.5 * np.sum(w * w))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return {"w": params["w"].copy()}
+
+
+nonfinite_near = NonFiniteNear()
+none_loss = _BadLoss(None)

@@ -1,0 +1,245 @@
+"""Faults survived with nothing lost: a killed client, a killed worker, a crashing model,
+non-finite losses, a concurrent run, a cluster that is not there. Real processes, killed by PID."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from distributed import Client, LocalCluster
+
+import pipeline
+from pipeline.stores import write_group
+
+from . import models
+from .conftest import MODELS_FILE, REPO, run_cli
+
+
+@pytest.fixture
+def gated(tmp_path: Path) -> Path:
+    """The gated model's stores and config (shards of 10: 0-9 over `early`, 10-19 over `late`)."""
+    params, data = models.gated_problem()
+    write_group(str(tmp_path / "params.zarr"), params, {"order": ["early", "late"]})
+    write_group(str(tmp_path / "data.zarr"), data)
+    (tmp_path / "check.yaml").write_text(
+        f"model: {MODELS_FILE}:gated\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
+        "epsilon: 1.0e-6\nthreshold: 1.0e-8\nshard_size: 10\n"
+    )
+    return tmp_path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
+
+
+def _start(folder: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(folder / "check.yaml"), "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(**env),
+    )
+
+
+def _done(output: Path) -> int:
+    try:
+        return int(np.asarray(zarr.open_array(str(output), path="done", mode="r")[:]).sum())
+    except Exception:
+        return 0  # not created yet
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _reference(folder: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """An undisturbed run of the same check, into its own output."""
+    gate = folder / "reference-gate"
+    gate.touch()
+    result = run_cli("run", str(folder / "check.yaml"), "--json", "--set", f"output={folder / 'reference.zarr'}")
+    assert result.returncode == 0, result.stderr
+    return _numeric(folder / "reference.zarr"), json.loads(result.stdout)
+
+
+def _numeric(output: Path) -> np.ndarray:
+    return np.asarray(zarr.open_array(str(output), path="numeric", mode="r")[:])
+
+
+def _same_report(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert {k: v for k, v in a.items() if k != "timings"} == {k: v for k, v in b.items() if k != "timings"}
+
+
+def test_sigkill_of_the_client_then_rerun_is_bit_identical_to_an_undisturbed_run(gated: Path) -> None:
+    reference, reference_report = _reference(gated)
+    gate = gated / "gate"
+    process = _start(gated, GRADCHECK_TEST_GATE=str(gate))
+    _wait_until(lambda: _done(gated / "out.zarr") == 10)  # every `early` shard, no `late` one
+    time.sleep(0.3)
+    assert _done(gated / "out.zarr") == 10
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)  # reaps it and closes its pipes
+    assert (gated / "out.zarr.lock").exists()  # left behind by the killed run: stale
+    gate.touch()
+    result = run_cli("run", str(gated / "check.yaml"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["timings"]["resumed_shards"] == 10
+    assert report["timings"]["loss_evaluations"] == 2 * 100 + 1  # only the `late` half was computed again
+    np.testing.assert_array_equal(_numeric(gated / "out.zarr"), reference)
+    _same_report(report, reference_report)
+    assert not (gated / "out.zarr.lock").exists()
+
+
+def test_sigkill_of_a_worker_mid_run_changes_nothing(gated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference, reference_report = _reference(gated)
+    gate = gated / "gate"
+    monkeypatch.setenv("GRADCHECK_TEST_GATE", str(gate))  # the workers inherit it
+    config = pipeline.load_config(gated / "check.yaml")
+    outcome: dict[str, Any] = {}
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.CRITICAL
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        thread = threading.Thread(target=lambda: outcome.setdefault("report", pipeline.run(config, client=client)))
+        thread.start()
+        _wait_until(lambda: _done(gated / "out.zarr") == 10)
+        # Each worker answers with its PID from its event loop, even while a task blocks its thread.
+        victim = next(iter(client.run(os.getpid).values()))
+        os.kill(victim, signal.SIGKILL)  # it is blocked inside a `late` shard
+        _wait_until(lambda: victim not in client.run(os.getpid, on_error="ignore").values())
+        gate.touch()
+        thread.join(timeout=120)
+    assert not thread.is_alive()
+    report: pipeline.Report = outcome["report"]
+    np.testing.assert_array_equal(_numeric(gated / "out.zarr"), reference)
+    _same_report(report.to_dict(), reference_report)
+
+
+def test_a_shard_that_kills_its_worker_stops_the_run_and_resumes_once_fixed(gated: Path) -> None:
+    reference, reference_report = _reference(gated)
+    poison = gated / "poison"
+    poison.touch()
+    (gated / "gate").touch()
+    crash_env = {"GRADCHECK_TEST_POISON": str(poison), "GRADCHECK_TEST_GATE": str(gated / "gate")}
+    # One death is enough to give up here (Dask's default allows 3 before giving up).
+    process = _start(gated, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0", **crash_env)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2, stderr
+    assert stdout == ""
+    assert stderr.count("\n") == 1
+    assert stderr.startswith("gradcheck: error: Shard 10 (indices 100..109: late[0] to late[9]) killed the worker")
+    assert "fix the model and run the same command again to resume" in stderr
+    kept = _done(gated / "out.zarr")
+    assert kept >= 10  # at least every `early` shard
+    assert f"{kept} of 20 shards are complete and kept" in stderr
+    poison.unlink()  # the model is fixed; its reference is unchanged
+    result = run_cli("run", str(gated / "check.yaml"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["timings"]["resumed_shards"] == kept
+    np.testing.assert_array_equal(_numeric(gated / "out.zarr"), reference)
+    _same_report(report, reference_report)
+
+
+def test_a_second_run_on_an_output_being_written_is_refused(gated: Path) -> None:
+    reference, _ = _reference(gated)
+    gate = gated / "gate"
+    first = _start(gated, GRADCHECK_TEST_GATE=str(gate))
+    _wait_until(lambda: _done(gated / "out.zarr") == 10)
+    second = run_cli("run", str(gated / "check.yaml"))
+    assert second.returncode == 2
+    assert second.stderr.startswith(
+        f"gradcheck: error: The output '{gated / 'out.zarr'}' is being written by another gradcheck run (pid {first.pid} on "
+    )
+    gate.touch()
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert json.loads(stdout)["passed"] is True
+    np.testing.assert_array_equal(_numeric(gated / "out.zarr"), reference)
+
+
+def test_non_finite_losses_are_recorded_by_element_and_side(client: Client) -> None:
+    w = np.linspace(-1, 1, 8)
+    report = pipeline.check(models.nonfinite_near, {"w": w}, {"w_at_theta": w.copy()}, epsilon=1e-6, client=client)
+    assert not report.passed
+    assert np.isnan(report.difference)
+    assert report.failing == ("w",)
+    assert report.nonfinite.count == 2
+    assert [(e.tensor, e.index, e.side) for e in report.nonfinite.elements] == [
+        ("w", (3,), "plus"),
+        ("w", (5,), "both"),
+    ]
+    assert report.to_dict()["difference"] is None  # valid JSON: no NaN
+    summary = pipeline.report.format_report(report)
+    assert "Non-finite loss at 2 element(s), side of θ in brackets: w[3] (plus), w[5] (both)" in summary
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_unreachable_scheduler_fails_within_the_timeout(gated: Path) -> None:
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    start = time.monotonic()
+    result = run_cli("run", str(gated / "check.yaml"), "--scheduler", address, "--set", "cluster.timeout=2")
+    assert time.monotonic() - start < 20
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"gradcheck: error: Cannot reach the scheduler at {address} within 2 s")
+    assert result.stderr.count("\n") == 1
+    assert not (gated / "out.zarr").exists()
+    assert not (gated / "out.zarr.lock").exists()
+
+
+def test_a_cluster_without_workers_fails_within_the_timeout(gated: Path) -> None:
+    scheduler_file = gated / "scheduler.json"
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_until(scheduler_file.exists)
+        result = run_cli(
+            "run", str(gated / "check.yaml"), "--scheduler-file", str(scheduler_file), "--set", "cluster.timeout=2"
+        )
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=30)
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"gradcheck: error: The cluster of the scheduler file '{scheduler_file}' has no workers (waited 2 s).\n"
+    )
+    assert not (gated / "out.zarr").exists()
