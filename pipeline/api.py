@@ -208,7 +208,7 @@ def _crashed(problem: kernel.Problem, shard: Shard, total: int) -> ClusterError:
         f"Shard {shard.index} (indices {shard.start}..{shard.stop - 1}: {first[0]}{list(first[1])} to "
         f"{last[0]}{list(last[1])}) killed the worker running it, as many times as Dask allows "
         "(distributed.scheduler.allowed-failures): the model may crash the process there. "
-        f"{completed} of {total} shards are complete and kept in '{problem.output}'; "
+        f"At least {completed} of {total} shards are complete and kept in '{problem.output}'; "
         "fix the model and run the same command again to resume."
     )
 

@@ -94,8 +94,13 @@ def _text(key: str, value: Any) -> str:
     return value
 
 
+def _key_text(key: Any) -> str:
+    # A key is echoed in a one-line message: anything unprintable is shown escaped.
+    return key if isinstance(key, str) and key.isprintable() else repr(key)
+
+
 def _reject_unknown(where: str, given: Mapping[str, Any], known: Sequence[str]) -> None:
-    unknown = sorted(set(given) - set(known))
+    unknown = sorted(_key_text(k) for k in set(given) - set(known))
     if unknown:
         raise ConfigError(
             f"Unknown key{'s' if len(unknown) > 1 else ''} {', '.join(f'`{where}{k}`' for k in unknown)}. "

@@ -5,14 +5,39 @@ from __future__ import annotations
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
 from pipeline.stores import write_group
 
+from . import models
 from .conftest import MODELS_FILE, run_cli
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smooth problem's folder after one good run: it holds an output a user would not want to lose."""
+    folder = tmp_path_factory.mktemp("checked")
+    params, data = models.problem()
+    write_group(str(folder / "params.zarr"), params, {"order": list(models.SHAPES)})
+    write_group(str(folder / "data.zarr"), data)
+    (folder / "check.yaml").write_text(
+        f"model: {MODELS_FILE}:smooth\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
+        "epsilon: 1.0e-6\nthreshold: 1.0e-8\n"
+    )
+    result = run_cli("run", str(folder / "check.yaml"), "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture
+def problem(checked: Path, tmp_path: Path) -> Path:
+    """A private copy of the checked folder, output included, for one case to spoil."""
+    return Path(shutil.copytree(checked, tmp_path / "case"))
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -30,7 +55,11 @@ def _assert_one_line_error(result: object, pattern: str) -> None:
     assert result.stdout == ""  # type: ignore[attr-defined]
 
 
-# (name, how to spoil the smooth problem's folder, --set overrides, expected message)
+# How a case spoils its folder.
+def _nothing(d: Path) -> None:
+    pass
+
+
 def _no_params(d: Path) -> None:
     shutil.rmtree(d / "params.zarr")
 
@@ -40,19 +69,38 @@ def _params_is_a_file(d: Path) -> None:
     (d / "params.zarr").write_text("not zarr")
 
 
+def _params_is_an_array(d: Path) -> None:
+    shutil.rmtree(d / "params.zarr")
+    zarr.create_array(str(d / "params.zarr"), shape=(3,), dtype="f8")
+
+
+def _params_empty(d: Path) -> None:
+    shutil.rmtree(d / "params.zarr")
+    zarr.open_group(str(d / "params.zarr"), mode="w")
+
+
 def _corrupt_params_metadata(d: Path) -> None:
     (d / "params.zarr" / "zarr.json").write_text("{ not json")
 
 
 def _order_names_absent_array(d: Path) -> None:
-    params = {"w": np.zeros(3)}
-    write_group(str(d / "params.zarr"), params, {"order": ["w", "b"]})
+    write_group(str(d / "params.zarr"), {"w": np.zeros(3)}, {"order": ["w", "b"]})
 
 
 def _string_params(d: Path) -> None:
     with warnings.catch_warnings():  # zarr warns that fixed-length strings have no v3 spec yet
         warnings.simplefilter("ignore")
         write_group(str(d / "params.zarr"), {"w": np.zeros(3), "names": np.array(["a", "b"])})
+
+
+def _integer_params(d: Path) -> None:
+    write_group(str(d / "params.zarr"), {"w": np.zeros(3), "steps": np.arange(3)})
+
+
+def _nan_params(d: Path) -> None:
+    params, _ = models.problem()
+    params["conv.weight"][1, 0, 2] = np.nan
+    write_group(str(d / "params.zarr"), params, {"order": list(models.SHAPES)})
 
 
 def _gradient_wrong_shape(d: Path) -> None:
@@ -65,54 +113,100 @@ def _gradient_wrong_names(d: Path) -> None:
     write_group(str(d / "gradient.zarr"), {"conv.weight": np.zeros((2, 3, 4)), "scale": np.zeros(()), "b": np.zeros(3)})
 
 
-def _bad_yaml(d: Path) -> None:
-    (d / "check.yaml").write_text("model: [oops\n")
+def _config(text: str) -> Callable[[Path], None]:
+    def spoil(d: Path) -> None:
+        (d / "check.yaml").write_text(text)
+
+    return spoil
 
 
-def _unknown_key(d: Path) -> None:
-    (d / "check.yaml").write_text((d / "check.yaml").read_text() + "epsilom: 1.0e-7\n")
+def _config_plus(line: str) -> Callable[[Path], None]:
+    def spoil(d: Path) -> None:
+        (d / "check.yaml").write_text((d / "check.yaml").read_text() + line)
+
+    return spoil
 
 
-def _nothing(d: Path) -> None:
-    pass
+def _model(name: str) -> list[str]:
+    return ["--set", f"model={MODELS_FILE}:{name}"]
 
 
-GRADIENT = ["--set", "gradient=GRADIENT"]
+def _broken_model_file(d: Path) -> None:
+    (d / "broken.py").write_text("raise RuntimeError('no GPU here')\n")
 
-CASES = [
-    ("missing params store", _no_params, [], r"The params store '.*params.zarr' does not exist"),
+
+GRADIENT = ["--set", "gradient=gradient.zarr"]
+GOOD = "model: tests.models:smooth\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
+
+# (id, spoil, extra arguments, the message). Every case runs with --overwrite unless it
+# says otherwise: even allowed to replace the output, bad input must leave it as it was.
+CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
+    # config: syntax, types, unknown keys, ranges
+    ("config not YAML", _config("model: [oops\n"), [], r"check.yaml' is not valid YAML at line 2"),
+    ("config a list", _config("- model\n- params\n"), [], r"must hold a mapping of keys. Got list instead."),
     (
-        "params store is a file",
-        _params_is_a_file,
+        "config missing key",
+        _config("params: params.zarr\ndata: data.zarr\noutput: out.zarr\n"),
         [],
-        r"The params store '.*params.zarr' does not exist \(or is not a Zarr group\)",
+        r"Missing required key: model.",
     ),
-    ("unreadable params metadata", _corrupt_params_metadata, [], r"The params store '.*params.zarr' cannot be read"),
-    ("missing data store", _nothing, ["--set", "data=nowhere.zarr"], r"The data store '.*nowhere.zarr' does not exist"),
-    ("order names an absent array", _order_names_absent_array, [], r"`order` names b, which the group does not hold"),
-    ("string parameters", _string_params, [], r"array 'names' has dtype <U1; parameters must be float32 or float64"),
+    ("config unknown key", _config_plus("epsilom: 1.0e-7\n"), [], r"check.yaml: Unknown key `epsilom`"),
+    ("config unknown cluster key", _config_plus("cluster: {nodes: 3}\n"), [], r"Unknown key `cluster.nodes`"),
+    ("epsilon zero", _nothing, ["--set", "epsilon=0"], r"`epsilon` must be positive and finite. Got 0 instead."),
     (
-        "missing gradient store",
-        _nothing,
-        ["--set", "gradient=nowhere.zarr"],
-        r"The gradient store '.*nowhere.zarr' does not exist",
-    ),
-    (
-        "gradient of the wrong shape",
-        _gradient_wrong_shape,
-        GRADIENT,
-        r"array 'bias' has shape \(4,\); the params have \(3,\)",
-    ),
-    ("gradient with wrong names", _gradient_wrong_names, GRADIENT, r"missing bias; unexpected b"),
-    ("config is not YAML", _bad_yaml, [], r"check.yaml' is not valid YAML at line 2"),
-    ("unknown config key", _unknown_key, [], r"check.yaml: Unknown key `epsilom`"),
-    ("zero epsilon", _nothing, ["--set", "epsilon=0"], r"`epsilon` must be positive and finite. Got 0 instead."),
-    (
-        "negative epsilon",
+        "epsilon negative",
         _nothing,
         ["--set", "epsilon=-1e-7"],
         r"`epsilon` must be positive and finite. Got -1e-07 instead.",
     ),
+    ("epsilon a word", _nothing, ["--set", "epsilon=tiny"], r"`epsilon` must be a number. Got 'tiny' instead."),
+    ("epsilon overflows", _nothing, ["--set", "epsilon=1e999"], r"`epsilon` must be positive and finite"),
+    ("threshold NaN", _nothing, ["--set", "threshold=.nan"], r"`threshold` must be positive and finite"),
+    ("shard_size zero", _nothing, ["--set", "shard_size=0"], r"`shard_size` must be at least 1. Got 0 instead."),
+    (
+        "shard_size fractional",
+        _nothing,
+        ["--set", "shard_size=2.5"],
+        r"`shard_size` must be a whole number. Got 2.5 instead.",
+    ),
+    ("params a number", _nothing, ["--set", "params=3"], r"`params` must be a non-empty string. Got 3 instead."),
+    (
+        "cluster timeout negative",
+        _nothing,
+        ["--set", "cluster.timeout=-1"],
+        r"`cluster.timeout` must be positive and finite",
+    ),
+    ("config file missing", _nothing, ["CONFIG=missing.yaml"], r"Config file '.*missing.yaml' does not exist."),
+    # stores: missing, not a group, empty, wrong dtype, mismatched shapes, NaN
+    ("params missing", _no_params, [], r"The params store '.*params.zarr' does not exist"),
+    (
+        "params a file",
+        _params_is_a_file,
+        [],
+        r"The params store '.*params.zarr' does not exist \(or is not a Zarr group\)",
+    ),
+    (
+        "params an array",
+        _params_is_an_array,
+        [],
+        r"The params store '.*params.zarr' is a Zarr array; expected a group of arrays.",
+    ),
+    ("params empty", _params_empty, [], r"The params store '.*params.zarr' holds no arrays"),
+    ("params metadata corrupt", _corrupt_params_metadata, [], r"The params store '.*params.zarr' cannot be read"),
+    ("params order absent array", _order_names_absent_array, [], r"`order` names b, which the group does not hold"),
+    ("params strings", _string_params, [], r"array 'names' has dtype <U1; parameters must be float32 or float64"),
+    ("params integers", _integer_params, [], r"array 'steps' has dtype int64; parameters must be float32 or float64"),
+    ("params NaN", _nan_params, [], r"array 'conv.weight' holds 1 non-finite value\(s\), the first at \[1, 0, 2\]"),
+    ("data missing", _nothing, ["--set", "data=nowhere.zarr"], r"The data store '.*nowhere.zarr' does not exist"),
+    (
+        "gradient missing",
+        _nothing,
+        ["--set", "gradient=nowhere.zarr"],
+        r"The gradient store '.*nowhere.zarr' does not exist",
+    ),
+    ("gradient shape", _gradient_wrong_shape, GRADIENT, r"array 'bias' has shape \(4,\); the params have \(3,\)"),
+    ("gradient names", _gradient_wrong_names, GRADIENT, r"missing bias; unexpected b"),
+    # model: import errors, missing functions, a loss that is an array, a string, None, NaN or raises
     (
         "model module absent",
         _nothing,
@@ -120,59 +214,61 @@ CASES = [
         r"Model module 'no_such_pkg.net' cannot be found",
     ),
     ("model file absent", _nothing, ["--set", "model=absent.py:model"], r"Model file '.*absent.py' does not exist."),
-    ("model attribute absent", _nothing, ["--set", f"model={MODELS_FILE}:nope"], r"has no attribute 'nope'"),
-    ("model lacks grad", _nothing, ["--set", f"model={MODELS_FILE}:not_a_model"], r"has no callable grad"),
     (
-        "missing config file",
+        "model file raises",
+        _broken_model_file,
+        ["--set", "model=broken.py:model"],
+        r"broken.py' raised RuntimeError on import: no GPU here",
+    ),
+    ("model attribute absent", _nothing, _model("nope"), r"has no attribute 'nope'"),
+    ("model lacks grad", _nothing, _model("not_a_model"), r"has no callable grad"),
+    ("loss NaN", _nothing, _model("nan_loss"), r"Model loss at θ must be finite. Got nan instead."),
+    (
+        "loss an array",
         _nothing,
-        ["--set", "x=1", "CONFIG=missing.yaml"],
-        r"Config file '.*missing.yaml' does not exist.",
+        _model("array_loss"),
+        r"Model loss at θ must return a real scalar. Got ndarray of shape \(3,\) instead.",
+    ),
+    ("loss a string", _nothing, _model("string_loss"), r"Model loss at θ must return a real scalar. Got str instead."),
+    ("loss None", _nothing, _model("none_loss"), r"Model loss at θ must return a real scalar. Got NoneType instead."),
+    ("loss raises", _nothing, _model("raising_loss"), r"Model loss at θ raised KeyError: 'missing'"),
+    (
+        "grad wrong shape",
+        _nothing,
+        _model("wrong_grad_shape"),
+        r"model.grad\['bias'\] must have shape \(3,\). Got \(4,\) instead.",
+    ),
+    # the output
+    (
+        "output someone else's",
+        _nothing,
+        ["--set", "output=data.zarr"],
+        r"The output '.*data.zarr' exists and is not a gradcheck output",
+    ),
+    (
+        "output a different check",
+        _nothing,
+        ["--set", "epsilon=1e-5", "NO-OVERWRITE"],
+        r"holds the result of a different check; pass --overwrite",
     ),
 ]
 
 
 @pytest.mark.parametrize(("spoil", "args", "pattern"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_before_any_cluster(smooth_problem: Path, spoil: object, args: list[str], pattern: str) -> None:
-    spoil(smooth_problem)  # type: ignore[operator]
-    config = str(smooth_problem / "check.yaml")
-    args = [a.replace("GRADIENT", str(smooth_problem / "gradient.zarr")) for a in args]
-    if "CONFIG=missing.yaml" in args:
-        config, args = str(smooth_problem / "missing.yaml"), []
-    before = _snapshot(smooth_problem)
-    result = run_cli("run", config, *args, cwd=smooth_problem)
-    _assert_one_line_error(result, pattern)
-    assert _snapshot(smooth_problem) == before  # nothing written, nothing lost
-
-
-MODEL_CASES = [
-    ("nan_loss", r"Model loss at θ must be finite. Got nan instead."),
-    ("array_loss", r"Model loss at θ must return a real scalar. Got ndarray of shape \(3,\) instead."),
-    ("string_loss", r"Model loss at θ must return a real scalar. Got str instead."),
-    ("raising_loss", r"Model loss at θ raised KeyError: 'missing'"),
-    ("wrong_grad_shape", r"model.grad\['bias'\] must have shape \(3,\). Got \(4,\) instead."),
-]
-
-
-@pytest.mark.parametrize(("model", "pattern"), MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
-def test_a_misbehaving_model_is_caught_on_a_worker_before_anything_is_written(
-    smooth_problem: Path, model: str, pattern: str
+def test_bad_input_is_one_line_exit_2_and_loses_nothing(
+    problem: Path, spoil: Callable[[Path], None], args: list[str], pattern: str
 ) -> None:
-    before = _snapshot(smooth_problem)
-    result = run_cli(
-        "run", str(smooth_problem / "check.yaml"), "--workers", "1", "--set", f"model={MODELS_FILE}:{model}"
-    )
+    spoil(problem)
+    config = str(problem / "check.yaml")
+    if "CONFIG=missing.yaml" in args:
+        config, args = str(problem / "missing.yaml"), []
+    flags = [] if "NO-OVERWRITE" in args else ["--overwrite"]
+    args = [a for a in args if a != "NO-OVERWRITE"]
+    before = _snapshot(problem)
+    assert "out.zarr/zarr.json" in before  # there is something to lose
+    result = run_cli("run", config, "--workers", "1", *flags, *args, cwd=problem)
     _assert_one_line_error(result, pattern)
-    assert _snapshot(smooth_problem) == before
-    assert not (smooth_problem / "out.zarr").exists()
-
-
-def test_a_bad_model_with_overwrite_leaves_the_previous_output_byte_for_byte(smooth_problem: Path) -> None:
-    config = str(smooth_problem / "check.yaml")
-    assert run_cli("run", config, "--workers", "1").returncode == 0
-    before = _snapshot(smooth_problem)
-    result = run_cli("run", config, "--workers", "1", "--overwrite", "--set", f"model={MODELS_FILE}:nan_loss")
-    _assert_one_line_error(result, r"Model loss at θ must be finite")
-    assert _snapshot(smooth_problem) == before
+    assert _snapshot(problem) == before  # byte for byte, the output included
 
 
 @pytest.mark.parametrize(
@@ -185,32 +281,29 @@ def test_a_bad_model_with_overwrite_leaves_the_previous_output_byte_for_byte(smo
         (["run", "c.yaml", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], r"not allowed with argument"),
         (["run", "c.yaml", "--bogus"], r"unrecognized arguments: --bogus"),
         (["example", "resnet", "d"], r"argument NAME: invalid choice: 'resnet'"),
+        (["report"], r"the following arguments are required: OUTPUT"),
     ],
 )
 def test_usage_errors_are_one_line(args: list[str], pattern: str) -> None:
     _assert_one_line_error(run_cli(*args), pattern)
 
 
-def test_workers_must_be_positive(smooth_problem: Path) -> None:
-    result = run_cli("run", str(smooth_problem / "check.yaml"), "--workers", "0")
-    _assert_one_line_error(result, r"`--workers` must be at least 1. Got 0 instead.")
-
-
-def test_report_of_something_that_is_not_an_output(smooth_problem: Path) -> None:
+def test_workers_must_be_positive(problem: Path) -> None:
+    before = _snapshot(problem)
     _assert_one_line_error(
-        run_cli("report", str(smooth_problem / "params.zarr")), r"is a Zarr group but not a gradcheck output"
+        run_cli("run", str(problem / "check.yaml"), "--workers", "0"), r"`--workers` must be at least 1. Got 0 instead."
     )
+    assert _snapshot(problem) == before
+
+
+def test_report_of_something_that_is_not_an_output(problem: Path) -> None:
     _assert_one_line_error(
-        run_cli("report", str(smooth_problem / "nowhere.zarr")), r"The output store '.*nowhere.zarr' does not exist"
-    )
-
-
-def test_an_output_path_holding_someone_elses_data_is_refused(smooth_problem: Path) -> None:
-    before = _snapshot(smooth_problem)
-    result = run_cli(
-        "run", str(smooth_problem / "check.yaml"), "--overwrite", "--set", "output=data.zarr", cwd=smooth_problem
+        run_cli("report", str(problem / "params.zarr")), r"is a Zarr group but not a gradcheck output"
     )
     _assert_one_line_error(
-        result, r"The output '.*data.zarr' exists and is not a gradcheck output; choose another `output`."
+        run_cli("report", str(problem / "nowhere.zarr")), r"The output store '.*nowhere.zarr' does not exist"
     )
-    assert _snapshot(smooth_problem) == before
+
+
+def test_the_matrix_is_as_wide_as_promised() -> None:
+    assert len(CASES) >= 25

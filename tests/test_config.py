@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.config import ClusterConfig, Config, load_config, parse_overrides
 from pipeline.errors import ConfigError, ConfigTypeError
@@ -114,3 +117,32 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 def test_overrides_must_be_key_value_pairs() -> None:
     with pytest.raises(ConfigError, match=r"`--set` takes key=value. Got 'epsilon' instead."):
         parse_overrides(["epsilon"])
+
+
+_yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+_config_like = st.dictionaries(
+    st.sampled_from([*Config.KEYS, "cluster.workers", "surprise"]).map(lambda k: k.split(".")[0]),
+    _yaml_values
+    | st.dictionaries(st.sampled_from(["workers", "address", "scheduler_file", "timeout", "x"]), _yaml_values),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=st.one_of(st.text(max_size=200), _yaml_values.map(yaml.safe_dump), _config_like.map(yaml.safe_dump)))
+def test_random_yaml_raises_only_the_projects_error(tmp_path: Path, document: str) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(document, encoding="utf-8")
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        message = str(e)
+    else:
+        assert Config.from_dict(config.to_dict()) == config
+        return
+    assert message.strip()  # it says something...
+    assert "\n" not in message  # ...on one line

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -150,7 +151,9 @@ def test_a_shard_that_kills_its_worker_stops_the_run_and_resumes_once_fixed(gate
     assert "fix the model and run the same command again to resume" in stderr
     kept = _done(gated / "out.zarr")
     assert kept >= 10  # at least every `early` shard
-    assert f"{kept} of 20 shards are complete and kept" in stderr
+    claimed = re.search(r"At least (\d+) of 20 shards are complete and kept", stderr)
+    assert claimed is not None
+    assert 10 <= int(claimed.group(1)) <= kept  # shards in flight may finish after the message
     poison.unlink()  # the model is fixed; its reference is unchanged
     result = run_cli("run", str(gated / "check.yaml"), "--json")
     assert result.returncode == 0, result.stderr
