@@ -62,17 +62,14 @@ class _Loaded:
         # reshape(-1) of a C-contiguous array is a view: writes reach self.params.
         self.flat = {name: array.reshape(-1) for name, array in self.params.items()}
         self.analytic: np.ndarray | None = None
-        self._output: stores.OutputArrays | None = None
 
     def loss(self) -> Any:
         return self.model.loss(self.params, self.data)
 
     @property
     def output(self) -> stores.OutputArrays:
-        """Handles on the output arrays, opened on first use (the output is created after the probe)."""
-        if self._output is None:
-            self._output = stores.OutputArrays(self.problem.output)
-        return self._output
+        """Handles on the output arrays (opened on first use: the output is created after the probe)."""
+        return _output_arrays(self.problem)
 
     def analytic_gradient(self) -> np.ndarray:
         """The flat analytic gradient, from the gradient store or ``model.grad``, once per run and thread."""
@@ -98,6 +95,15 @@ def _call(what: str, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 _local = threading.local()
+
+
+def _output_arrays(problem: Problem) -> stores.OutputArrays:
+    """This thread's handles on the run's output arrays, opened once per run."""
+    cached: tuple[str, stores.OutputArrays] | None = getattr(_local, "output", None)
+    if cached is None or cached[0] != problem.run_id:
+        cached = (problem.run_id, stores.OutputArrays(problem.output))
+        _local.output = cached
+    return cached[1]
 
 
 def _load(problem: Problem) -> tuple[_Loaded, bool]:
@@ -185,7 +191,7 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
 def summary_task(problem: Problem, shard: Shard) -> ShardResult:
     """The summary of a shard an earlier, interrupted run completed: read back, not recomputed."""
     start = time.perf_counter()
-    output = stores.OutputArrays(problem.output)
+    output = _output_arrays(problem)  # no params or data: nothing is evaluated
     window = slice(shard.start, shard.stop)
     return summarize_shard(
         problem.layout,

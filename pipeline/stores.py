@@ -224,25 +224,19 @@ def read_output_attrs(path: str) -> dict[str, Any]:
 
 
 def _existing_output(path: str) -> dict[str, Any] | None:
-    """Attributes of what is at ``path``: None if nothing; raises if it is not ours."""
+    """Attributes of the gradcheck output at ``path``; None if nothing is there; raises if something else is."""
+    foreign = OutputExistsError(f"The output '{path}' exists and is not a gradcheck output; choose another `output`.")
     try:
-        zarr.open_group(store=path, mode="r")
+        group = zarr.open_group(store=path, mode="r")
     except (FileNotFoundError, zarr.errors.NodeNotFoundError):
         if "://" not in path and os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-            raise OutputExistsError(
-                f"The output '{path}' exists and is not a gradcheck output; choose another `output`."
-            ) from None
+            raise foreign from None
         return None
     except Exception as e:
-        raise OutputExistsError(
-            f"The output '{path}' exists and is not a gradcheck output; choose another `output`."
-        ) from e
-    try:
-        return read_output_attrs(path)
-    except StoreError as e:
-        raise OutputExistsError(
-            f"The output '{path}' exists and is not a gradcheck output; choose another `output`."
-        ) from e
+        raise foreign from e
+    if not isinstance(group.attrs.get("gradcheck"), Mapping):
+        raise foreign
+    return read_output_attrs(path)  # ours: a newer format's error comes through as it is
 
 
 def check_output(path: str, identity: str, *, overwrite: bool) -> bool:
@@ -323,20 +317,19 @@ def output_lock(path: str) -> Iterator[None]:
 
 
 def _lock_holder(lock: str) -> dict[str, Any] | None:
-    """Who holds ``lock``, or None when it was left by a process that is gone."""
+    """Who holds ``lock``, or None when it was left by a process that is gone from this host."""
     try:
         with open(lock, encoding="utf-8") as f:
             holder: dict[str, Any] = json.load(f)
     except (OSError, ValueError):
         return {"pid": "?", "host": "?", "started": "?"}  # being written right now, or unreadable: respect it
-    if holder.get("host") != socket.gethostname():
-        return holder
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return None
-    except (PermissionError, KeyError, TypeError, ValueError):
-        return holder
+    if holder.get("host") == socket.gethostname():
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return None
+        except (PermissionError, KeyError, TypeError, ValueError):
+            pass  # alive but not ours, or unreadable: respect it
     return holder
 
 
