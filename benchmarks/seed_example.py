@@ -48,10 +48,11 @@ def main() -> None:
         folder = Path(scratch) / "example"
         write_example("seed-mlp", str(folder))
         walls, reports = [], []
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats):
+            output = f"output={folder / f'out-{repeat}.zarr'}"  # a fresh output: a full run, not a resume
             start = time.perf_counter()
             result = subprocess.run(
-                [sys.executable, "-m", "pipeline.cli", "run", str(folder / "correct.yaml"), "--json", "--overwrite"],
+                [sys.executable, "-m", "pipeline.cli", "run", str(folder / "correct.yaml"), "--json", "--set", output],
                 capture_output=True,
                 text=True,
                 check=True,

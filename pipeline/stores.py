@@ -240,22 +240,21 @@ def _existing_output(path: str) -> dict[str, Any] | None:
 
 
 def check_output(path: str, identity: str, *, overwrite: bool) -> bool:
-    """Check, without writing, that this run may use ``path``; return whether it holds this same run.
+    """Check, without writing, that this run may use ``path``; return whether it resumes the run there.
 
-    An output from the same run (same ``identity``) is reused: every shard
-    rewrites its own chunk with the same values. A gradcheck output of another
-    run may be replaced only with ``overwrite``. Anything else is never touched.
+    An output of the same run (same ``identity``) is resumed: finished shards
+    are kept. ``overwrite`` starts afresh instead, and is required to replace
+    the output of a different run. Anything that is not a gradcheck output is
+    never touched.
     """
     existing = _existing_output(path)
-    if existing is None:
+    if existing is None or overwrite:
         return False
     if existing["gradcheck"].get("identity") == identity:
         return True
-    if not overwrite:
-        raise OutputExistsError(
-            f"The output '{path}' holds the result of a different check; pass --overwrite to replace it, or choose another `output`."
-        )
-    return False
+    raise OutputExistsError(
+        f"The output '{path}' holds the result of a different check; pass --overwrite to replace it, or choose another `output`."
+    )
 
 
 def prepare_output(path: str, layout: Layout, shard_size: int, identity: str, *, overwrite: bool) -> bool:

@@ -207,6 +207,13 @@ def test_rerun_reuses_a_different_check_is_refused_and_overwrite_replaces(seed_e
     assert replaced.returncode == 0
     assert _json(replaced)["epsilon"] == 1e-6
     assert not np.array_equal(_numeric(output), first)
+    # On the same check, --overwrite starts afresh instead of resuming.
+    again = _json(run_cli("run", config, "--set", "epsilon=1e-6", "--overwrite", "--json"))
+    assert again["timings"]["resumed_shards"] == 0
+    assert again["timings"]["loss_evaluations"] == 2 * 47 + 1
+    resumed = _json(run_cli("run", config, "--set", "epsilon=1e-6", "--json"))
+    assert resumed["timings"]["resumed_shards"] == 16
+    assert resumed["timings"]["loss_evaluations"] == 1
 
 
 def test_example_is_rewritten_in_place_but_never_over_other_files(tmp_path: Path) -> None:
