@@ -14,13 +14,17 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 from . import api, stores
 from .config import load_config, parse_overrides
 from .errors import GradcheckError, StoreError
 from .examples import EXAMPLES, write_example
+from .history import format_history, format_run, read_history
+from .page import render_page
 from .report import Report, format_report
+from .suite import load_suite, run_suite
 
 __all__ = ["main"]
 
@@ -60,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("output", metavar="OUTPUT", help="a check's output group")
     report.add_argument("--json", action="store_true", help="print JSON")
+
+    suite = commands.add_parser(
+        "suite",
+        help="run a suite against its history",
+        description="Run every check of SUITE; judge it against history.",
+    )
+    suite.add_argument("suite", metavar="SUITE", help="the suite's YAML file")
+    suite.add_argument("--history", required=True, metavar="DIR", help="the history folder (created if absent)")
+    suite.add_argument("--workdir", metavar="DIR", help="keep the checks' outputs here (default: a temporary folder)")
+    suite.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster")
+
+    history = commands.add_parser("history", help="print a suite's history", description="Print the history in DIR.")
+    history.add_argument("history", metavar="DIR", help="the history folder")
+    history.add_argument("--html", metavar="PATH", help="also write a self-contained page with plots")
 
     example = commands.add_parser(
         "example", help="write a built-in example", description="Write a ready-to-run example."
@@ -112,6 +130,27 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_PASSED if report.passed else EXIT_FAILED
 
 
+def _suite(args: argparse.Namespace) -> int:
+    suite = load_suite(args.suite)
+    cluster = suite.cluster
+    if args.workers is not None:
+        if args.workers < 1:
+            raise GradcheckError(f"`--workers` must be at least 1. Got {args.workers} instead.")
+        cluster = dataclasses.replace(cluster, workers=args.workers, address=None, scheduler_file=None)
+    result = run_suite(suite, args.history, workdir=args.workdir, cluster=cluster)
+    print(format_run(result.records, result.history))
+    return EXIT_FAILED if result.failed else EXIT_PASSED
+
+
+def _history(args: argparse.Namespace) -> int:
+    records = read_history(args.history)
+    print(format_history(records))
+    if args.html:
+        Path(args.html).write_text(render_page(records), encoding="utf-8")
+        print(f"Wrote {args.html}")
+    return EXIT_PASSED
+
+
 def _example(args: argparse.Namespace) -> int:
     configs = write_example(args.name, args.folder)
     print(f"Wrote example {args.name} to {args.folder}. Run it with:")
@@ -129,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # The scheduler of a local cluster lives in this process: keep its chatter off the terminal.
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    commands = {"run": _run, "report": _report, "example": _example}
+    commands = {"run": _run, "report": _report, "suite": _suite, "history": _history, "example": _example}
     try:
         return commands[args.command](args)
     except GradcheckError as e:

@@ -21,7 +21,7 @@ import yaml
 
 from .errors import ConfigError, ConfigTypeError
 
-__all__ = ["ClusterConfig", "Config", "load_config", "parse_overrides"]
+__all__ = ["ClusterConfig", "Config", "load_config", "merge_config", "parse_overrides", "read_config_file", "read_yaml"]
 
 #: The seed's step and threshold (``gradient_check_n``): the defaults.
 SEED_EPSILON = 1e-7
@@ -257,7 +257,8 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; a missing file or bad YAML is a one-line ConfigError naming the file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -271,6 +272,26 @@ def _read_yaml(path: Path) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise ConfigError(f"Config file '{path}' is not valid YAML{where}: {problem}.") from e
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A config file's keys, unvalidated, with its relative paths resolved against its folder."""
+    file = Path(path)
+    raw = read_yaml(file)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigTypeError(f"Config file '{file}' must hold a mapping of keys. Got {type(raw).__name__} instead.")
+    return _resolve_paths(raw, file.parent.resolve())
+
+
+def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any], where: Path) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it; nested mappings (``cluster``) merge; relative paths in overrides resolve against ``where``."""
+    merged = dict(base)
+    for key, value in _resolve_paths(overrides, where).items():
+        current = merged.get(key)
+        merged[key] = {**current, **value} if isinstance(value, Mapping) and isinstance(current, Mapping) else value
+    return merged
 
 
 def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> Config:
@@ -290,17 +311,8 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
         The file is missing or not YAML, or a key is unknown, missing or invalid.
         The message names the file.
     """
-    file = Path(path)
-    raw = _read_yaml(file)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigTypeError(f"Config file '{file}' must hold a mapping of keys. Got {type(raw).__name__} instead.")
-    merged = _resolve_paths(raw, file.parent.resolve())
-    for key, value in _resolve_paths(overrides or {}, Path.cwd()).items():
-        current = merged.get(key)
-        merged[key] = {**current, **value} if isinstance(value, Mapping) and isinstance(current, Mapping) else value
+    merged = merge_config(read_config_file(path), overrides or {}, Path.cwd())
     try:
         return Config.from_dict(merged, Path.cwd())
     except ConfigError as e:
-        raise type(e)(f"{file}: {e}") from e
+        raise type(e)(f"{path}: {e}") from e

@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "ConfigTypeError",
     "GradcheckError",
+    "HistoryError",
     "ModelError",
     "ModelImportError",
     "OutputExistsError",
@@ -47,6 +48,10 @@ class OutputExistsError(GradcheckError, FileExistsError):
 
 class ClusterError(GradcheckError, ConnectionError):
     """The cluster cannot be reached, has no workers, or lost a shard for good."""
+
+
+class HistoryError(GradcheckError, ValueError):
+    """A suite's history record cannot be read, or a newer gradcheck wrote it."""
 
 
 class ModelError(GradcheckError):

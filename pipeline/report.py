@@ -7,7 +7,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RULE", "NonFinite", "NonFiniteLoss", "Report", "TensorReport", "WorstElement", "format_report"]
+__all__ = [
+    "RULE",
+    "NonFinite",
+    "NonFiniteLoss",
+    "Report",
+    "TensorReport",
+    "WorstElement",
+    "format_report",
+    "text_table",
+]
 
 REPORT_VERSION = 1
 
@@ -201,7 +210,8 @@ class Report:
         )
 
 
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as aligned lines (the first row is the header)."""
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
@@ -232,7 +242,7 @@ def format_report(report: Report) -> str:
                 "ok" if t.passed else "WRONG",
             ]
         )
-    lines += ["  " + line for line in _table(rows)]
+    lines += ["  " + line for line in text_table(rows)]
     if report.failing:
         backwards = ", ".join(reversed(report.failing))
         lines += ["", f"Wrong tensors, from the last layer back: {backwards}"]
@@ -245,7 +255,7 @@ def format_report(report: Report) -> str:
         rows = [["element", "a", "n", "|a-n|"]]
         for w in report.worst:
             rows.append([f"{w.tensor}{_index(w.index)}", f"{w.analytic:.6e}", f"{w.numeric:.6e}", f"{w.abs_error:.3e}"])
-        lines += ["  " + line for line in _table(rows)]
+        lines += ["  " + line for line in text_table(rows)]
     timings = report.timings
     if timings:
         lines += [
