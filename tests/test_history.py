@@ -1,0 +1,118 @@
+"""History records and the drift judge: pure, on synthetic histories."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError, HistoryError
+from pipeline.history import RECORD_VERSION, DriftPolicy, Record, judge, read_history, write_record
+
+
+def _record(difference: float, wall: float = 10.0, k: int = 0, check: str = "net") -> Record:
+    shown = difference if math.isfinite(difference) else None  # as a report's JSON has it
+    return Record(
+        suite="nightly",
+        check=check,
+        run_id=f"r{k}",
+        time=f"2026-11-{k + 1:02d}T03:00:00.000000+00:00",
+        commit=None,
+        config_hash="h",
+        expect="pass",
+        passed=difference <= 2e-7,
+        difference=difference,
+        threshold=2e-7,
+        tensors=({"name": "w", "difference": shown, "contribution": shown, "passed": True},),
+        failing=(),
+        worst=(),
+        n_params=47,
+        wall_seconds=wall,
+        evaluations_per_second=1000.0,
+    )
+
+
+POLICY = DriftPolicy()
+
+
+def test_a_deterministic_check_is_flagged_for_a_small_rise_and_not_for_none() -> None:
+    history = [_record(1.19e-7, k=k) for k in range(6)]
+    assert judge(_record(1.19e-7), history, POLICY) == ()
+    flags = judge(_record(1.19e-7 * 1.2), history, POLICY)  # +20%, still under the threshold
+    assert len(flags) == 1
+    assert flags[0].startswith("difference drifted up: 1.428e-07 against a median of 1.190e-07 over 6 runs")
+    assert judge(_record(1.19e-7 * 0.5), history, POLICY) == ()  # better is not drift
+
+
+def test_a_noisy_check_is_judged_by_its_own_spread() -> None:
+    # log10 differences spread by about 0.1 decade: a rise of 0.2 decade is within 3 robust sigmas.
+    history = [_record(10 ** (-9 + 0.1 * ((k % 3) - 1)), k=k) for k in range(9)]
+    assert judge(_record(10 ** (-9 + 0.2)), history, POLICY) == ()
+    assert judge(_record(10 ** (-9 + 0.6)), history, POLICY) != ()
+
+
+def test_a_short_history_uses_the_factor() -> None:
+    history = [_record(1e-9, k=k) for k in range(2)]
+    assert judge(_record(1.9e-9), history, POLICY) == ()
+    (flag,) = judge(_record(2.1e-9), history, POLICY)
+    assert flag == "difference rose 2.10x: 2.100e-09 against a median of 1.000e-09 over 2 run(s)"
+    assert judge(_record(1e-3), [], POLICY) == ()  # nothing to compare with
+
+
+def test_wall_time_regressions_need_the_factor_and_the_floor() -> None:
+    history = [_record(1e-9, wall=10.0, k=k) for k in range(5)]
+    assert judge(_record(1e-9, wall=19.0), history, POLICY) == ()
+    (flag,) = judge(_record(1e-9, wall=25.0), history, POLICY)
+    assert flag == "wall time regressed 2.5x: 25.00 s against a median of 10.00 s"
+    quick = [_record(1e-9, wall=0.3, k=k) for k in range(5)]
+    assert judge(_record(1e-9, wall=0.9), quick, POLICY) == ()  # 3x, but only 0.6 s: jitter
+
+
+def test_a_non_finite_difference_is_flagged() -> None:
+    assert judge(_record(math.nan), [_record(1e-9)], POLICY) == (
+        "difference is not finite (a loss was NaN or infinite)",
+    )
+
+
+def test_records_round_trip_and_sort_by_time(tmp_path: Path) -> None:
+    later, earlier = _record(2e-9, k=3), dataclasses.replace(_record(math.nan, k=1), flags=("x",))
+    write_record(tmp_path, later)
+    write_record(tmp_path, earlier)
+    history = read_history(tmp_path)
+    assert list(history) == ["net"]
+    assert [r.to_dict() for r in history["net"]] == [earlier.to_dict(), later.to_dict()]  # NaN != NaN: compare JSON
+    raw = json.loads(next((tmp_path / "net").glob("*r1.json")).read_text())
+    assert raw["difference"] is None  # valid JSON
+    assert raw["format_version"] == RECORD_VERSION
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{ not json", r"History record '.*bad.json' cannot be read"),
+        ('{"format": "something-else"}', r"History record '.*bad.json' is not a gradcheck history record."),
+        (
+            json.dumps({"format": "gradcheck-history", "format_version": RECORD_VERSION + 1}),
+            rf"has format version {RECORD_VERSION + 1}; this gradcheck reads up to {RECORD_VERSION}. Upgrade gradcheck.",
+        ),
+        (json.dumps({"format": "gradcheck-history", "format_version": 1, "suite": "s"}), r"is damaged: KeyError"),
+    ],
+)
+def test_a_bad_record_is_an_error_never_skipped(tmp_path: Path, content: str, message: str) -> None:
+    write_record(tmp_path, _record(1e-9))
+    (tmp_path / "net" / "bad.json").write_text(content)
+    with pytest.raises(HistoryError, match=message):
+        read_history(tmp_path)
+
+
+def test_drift_settings_are_validated() -> None:
+    assert DriftPolicy.from_dict({"window": 5, "fail": True}, "s.yaml") == DriftPolicy(window=5, fail=True)
+    with pytest.raises(ConfigError, match=r"s.yaml: unknown key `drift.sigma`"):
+        DriftPolicy.from_dict({"sigma": 3}, "s.yaml")
+    with pytest.raises(ConfigError, match=r"`drift.window` must be a whole number of at least 1. Got 0 instead."):
+        DriftPolicy.from_dict({"window": 0}, "s.yaml")
+    with pytest.raises(ConfigError, match=r"`drift.factor` must be a positive number. Got -2 instead."):
+        DriftPolicy.from_dict({"factor": -2}, "s.yaml")
