@@ -169,6 +169,14 @@ class DriftPolicy:
         return cls(**values)
 
 
+_WALL_FLAG = "wall time regressed"
+
+
+def flag_kind(flag: str) -> str:
+    """What a flag is about: ``"wall"`` time or the ``"difference"``."""
+    return "wall" if flag.startswith(_WALL_FLAG) else "difference"
+
+
 def _decades(difference: float) -> float:
     return math.log10(max(difference, 1e-300))
 
@@ -200,7 +208,7 @@ def judge(record: Record, earlier: Sequence[Record], policy: DriftPolicy) -> tup
         typical = statistics.median(walls)
         if record.wall_seconds > max(policy.wall_factor * typical, typical + policy.wall_min_seconds):
             flags.append(
-                f"wall time regressed {record.wall_seconds / typical:.1f}x: {record.wall_seconds:.2f} s against "
+                f"{_WALL_FLAG} {record.wall_seconds / typical:.1f}x: {record.wall_seconds:.2f} s against "
                 f"a median of {typical:.2f} s"
             )
     return tuple(flags)

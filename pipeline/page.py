@@ -6,7 +6,7 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 
-from .history import Record
+from .history import Record, flag_kind
 
 __all__ = ["render_page"]
 
@@ -86,7 +86,7 @@ def trend_chart(records: Sequence[Record], *, wall: bool) -> str:
     if wall:
         finite = [v for v in values if math.isfinite(v)] or [0.0]
         low, high, log = 0.0, max(finite) * 1.1 or 1.0, False
-        title = "wall time, seconds, per run"
+        title = "wall time, seconds, per run; orange: regression flagged"
     else:
         low, high = _log_scale([*values, records[-1].threshold])
         log, title = True, "difference per run (log scale); orange: drift flagged, red: unexpected verdict"
@@ -98,7 +98,8 @@ def trend_chart(records: Sequence[Record], *, wall: bool) -> str:
             continue
         x, y = _PAD + 8 + k * step, _y(value, low, high, log)
         points.append(f"{x:.1f},{y:.1f}")
-        css = "dot bad" if not record.ok else ("dot flagged" if record.flags else "dot")
+        flagged = any(flag_kind(flag) == ("wall" if wall else "difference") for flag in record.flags)
+        css = "dot bad" if not record.ok else ("dot flagged" if flagged else "dot")
         parts.append(
             f'<circle class="{css}" cx="{x:.1f}" cy="{y:.1f}" r="4"><title>{html.escape(record.time[:19])}: '
             f"{value:.3e}</title></circle>"

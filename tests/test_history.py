@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, HistoryError
-from pipeline.history import RECORD_VERSION, DriftPolicy, Record, judge, read_history, write_record
+from pipeline.history import RECORD_VERSION, DriftPolicy, Record, flag_kind, judge, read_history, write_record
 
 
 def _record(difference: float, wall: float = 10.0, k: int = 0, check: str = "net") -> Record:
@@ -67,6 +67,8 @@ def test_wall_time_regressions_need_the_factor_and_the_floor() -> None:
     assert judge(_record(1e-9, wall=19.0), history, POLICY) == ()
     (flag,) = judge(_record(1e-9, wall=25.0), history, POLICY)
     assert flag == "wall time regressed 2.5x: 25.00 s against a median of 10.00 s"
+    assert flag_kind(flag) == "wall"
+    assert flag_kind(judge(_record(1e-3), history, POLICY)[0]) == "difference"
     quick = [_record(1e-9, wall=0.3, k=k) for k in range(5)]
     assert judge(_record(1e-9, wall=0.9), quick, POLICY) == ()  # 3x, but only 0.6 s: jitter
 

@@ -115,7 +115,7 @@ def test_a_drift_under_the_threshold_is_caught_and_an_unchanged_model_is_not(sui
     _assert_well_formed(text)
     assert text.count("<svg") == 9
     drifting_section = text[text.index("<h2>drifting</h2>") : text.index("</section>", text.index("<h2>drifting</h2>"))]
-    assert drifting_section.count('class="dot flagged"') == 4  # two flagged runs, on both trend charts
+    assert drifting_section.count('class="dot flagged"') == 2  # two drifted runs, on the difference chart only
     assert drifting_section.count("<circle") == 12  # six runs, on two trend charts
     assert 'class="threshold"' in drifting_section
     assert "<script" not in text  # self-contained: opens offline...
