@@ -55,14 +55,19 @@ def seed_example(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def smooth_problem(tmp_path: Path) -> Path:
-    """Stores for tests/models.py's smooth model and a config naming it by file path."""
+def write_smooth_problem(folder: Path) -> Path:
+    """Stores for tests/models.py's smooth model in ``folder``, and check.yaml naming it by file path."""
     params, data = models.problem()
-    write_group(str(tmp_path / "params.zarr"), params, {"order": list(models.SHAPES)})
-    write_group(str(tmp_path / "data.zarr"), data)
-    (tmp_path / "check.yaml").write_text(
+    write_group(str(folder / "params.zarr"), params, {"order": list(models.SHAPES)})
+    write_group(str(folder / "data.zarr"), data)
+    (folder / "check.yaml").write_text(
         f"model: {MODELS_FILE}:smooth\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
         "epsilon: 1.0e-6\nthreshold: 1.0e-8\n"
     )
-    return tmp_path
+    return folder
+
+
+@pytest.fixture
+def smooth_problem(tmp_path: Path) -> Path:
+    """The smooth model's problem folder (see write_smooth_problem)."""
+    return write_smooth_problem(tmp_path)

@@ -15,20 +15,13 @@ import zarr
 from pipeline.stores import write_group
 
 from . import models
-from .conftest import MODELS_FILE, run_cli
+from .conftest import MODELS_FILE, run_cli, write_smooth_problem
 
 
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smooth problem's folder after one good run: it holds an output a user would not want to lose."""
-    folder = tmp_path_factory.mktemp("checked")
-    params, data = models.problem()
-    write_group(str(folder / "params.zarr"), params, {"order": list(models.SHAPES)})
-    write_group(str(folder / "data.zarr"), data)
-    (folder / "check.yaml").write_text(
-        f"model: {MODELS_FILE}:smooth\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
-        "epsilon: 1.0e-6\nthreshold: 1.0e-8\n"
-    )
+    folder = write_smooth_problem(tmp_path_factory.mktemp("checked"))
     result = run_cli("run", str(folder / "check.yaml"), "--workers", "1")
     assert result.returncode == 0, result.stderr
     return folder
