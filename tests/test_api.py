@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ import pipeline
 from pipeline.examples import seed_mlp
 
 from . import models
-from .conftest import MODELS_FILE
+from .conftest import MODELS_FILE, REPO
 from .reference import seed_loop
 
 
@@ -67,3 +70,31 @@ def test_check_validates_its_arguments() -> None:
         pipeline.check(models.smooth, *models.problem(), epsilon=-1.0)
     with pytest.raises(pipeline.ModelError, match=r"has no callable grad"):
         pipeline.check(models.not_a_model, *models.problem())  # type: ignore[arg-type]
+
+
+def test_the_mlp_examples_backward_pass_is_right(client: Client) -> None:
+    from pipeline.examples import mlp
+
+    params, data = mlp.problem(sizes=(5, 7, 3), batch=16)
+    report = pipeline.check(mlp.mlp, params, data, epsilon=1e-6, threshold=1e-8, client=client)
+    assert report.passed, report.failing
+    assert report.n_params == 5 * 7 + 7 + 7 * 3 + 3
+
+
+def test_local_workers_run_without_the_nannys_malloc_trim_threshold() -> None:
+    # A nanny sets the variable in its own process before spawning, so a process that started
+    # a Dask cluster before (a notebook, this test session) passes it on: start from there.
+    script = (
+        "import os\n"
+        "from pipeline.cluster import connect\n"
+        "from pipeline.config import ClusterConfig\n"
+        "if __name__ == '__main__':\n"
+        "    with connect(ClusterConfig(workers=1), 1) as client:\n"
+        "        print(sorted(client.run(lambda: (os.environ.get('MALLOC_TRIM_THRESHOLD_'), os.environ.get('OMP_NUM_THREADS'))).values()))\n"
+    )
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False, cwd=REPO, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[(None, '1')]"
