@@ -10,6 +10,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from distributed import Client, as_completed
@@ -30,16 +31,18 @@ __all__ = ["check", "run"]
 Progress = Callable[[int, int], None]
 
 
-def _identity(config: Config, shard_size: int) -> str:
+def _identity(config: Config) -> str:
     """What makes two runs the same run: the settings that decide the numbers and the stores' contents.
 
     The model's code is not part of it, so that a run stopped by a crashing model
     resumes once the model is fixed; a changed gradient is caught on resume instead.
+    An automatic shard size is part of it as ``auto``: a resumed run keeps the size
+    its output was made with.
     """
     key = {
         "model": config.model,
         "epsilon": config.epsilon,
-        "shard_size": shard_size,
+        "shard_size": config.shard_size or "auto",
         "params": stores.fingerprint("params", config.params),
         "data": stores.fingerprint("data", config.data),
         "gradient": None if config.gradient is None else stores.fingerprint("gradient", config.gradient),
@@ -65,7 +68,7 @@ def run(
         The model object itself, used instead of resolving ``config.model``
         (which then only names it in the report).
     overwrite : bool
-        Replace an output that holds the result of a different check.
+        Start afresh: replace whatever gradcheck output is at ``config.output``.
     progress : callable, optional
         Called as ``progress(shards_done, shards_total)``.
     client : distributed.Client, optional
@@ -92,32 +95,26 @@ def run(
     # reference travels, unless the caller handed us the object.
     model_ref: ModelRef = model if model is not None else config.model
     load_model(model_ref)
-    shard_size = config.shard_size or auto_shard_size(layout.n_params)
-    plan = make_plan(layout.n_params, shard_size)
+    problem = kernel.Problem(
+        run_id=uuid.uuid4().hex,
+        model=model_ref,
+        params=config.params,
+        data=config.data,
+        gradient=config.gradient,
+        output=config.output,
+        layout=layout,
+        epsilon=config.epsilon,
+        worst=config.worst,
+    )
     with stores.output_lock(config.output):
-        identity = _identity(config, shard_size)
+        identity = _identity(config)
         resuming = stores.check_output(config.output, identity, overwrite=overwrite)
-        done = frozenset(int(k) for k in stores.completed_shards(config.output)) if resuming else frozenset()
-        problem = kernel.Problem(
-            run_id=uuid.uuid4().hex,
-            model=model_ref,
-            params=config.params,
-            data=config.data,
-            gradient=config.gradient,
-            output=config.output,
-            layout=layout,
-            epsilon=config.epsilon,
-            worst=config.worst,
-        )
-
-        def prepare() -> bool:
-            return stores.prepare_output(config.output, layout, shard_size, identity, overwrite=overwrite)
-
+        steps = _Run(problem, config, identity, resuming, overwrite, progress, started)
         if client is not None:
-            timings, results, probe = _execute(client, problem, plan, done, prepare, progress, started)
+            timings, results, probe = steps.execute(client)
         else:
-            with connect(config.cluster, len(plan) - len(done)) as own_client:
-                timings, results, probe = _execute(own_client, problem, plan, done, prepare, progress, started)
+            with connect(config.cluster, layout.n_params) as own_client:
+                timings, results, probe = steps.execute(own_client)
         verdict = combine(layout, results, threshold=config.threshold, worst=config.worst)
         timings["total_seconds"] = time.perf_counter() - started
         report = Report(
@@ -138,66 +135,78 @@ def run(
     return report
 
 
-def _execute(
-    client: Client,
-    problem: kernel.Problem,
-    plan: tuple[Shard, ...],
-    done: frozenset[int],
-    prepare: Callable[[], bool],
-    progress: Progress | None,
-    started: float,
-) -> tuple[dict[str, float], list[ShardResult], kernel.ProbeResult]:
-    """Probe; then, only if the model is usable, create the output and run the missing shards."""
-    ready = time.perf_counter()
-    probe_future = client.submit(kernel.probe_task, problem, pure=False)
-    probe: kernel.ProbeResult = probe_future.result()
-    # The probe's worker holds the analytic gradient: write (or, on resume, compare) it from there.
-    prober = list(client.who_has(probe_future).get(probe_future.key, ()))
-    created = prepare()
-    try:
-        same = client.submit(
-            kernel.analytic_task, problem, bool(done), pure=False, workers=prober, allow_other_workers=True
-        ).result()
-    except BaseException:
-        if created:  # nothing computed yet: leave nothing half-written where there was nothing before
-            _remove(problem.output)
-        raise
-    if not same:
-        raise OutputExistsError(
-            f"The output '{problem.output}' holds an interrupted run whose analytic gradient differs from "
-            "what the model gives now: the model changed. Pass --overwrite to start again."
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One run's plain settings, and its steps on a client."""
+
+    problem: kernel.Problem
+    config: Config
+    identity: str
+    resuming: bool
+    overwrite: bool
+    progress: Progress | None
+    started: float
+
+    def execute(self, client: Client) -> tuple[dict[str, float], list[ShardResult], kernel.ProbeResult]:
+        """Probe; then, only if the model is usable, plan, create the output and run the missing shards."""
+        problem, n = self.problem, self.problem.layout.n_params
+        ready = time.perf_counter()
+        probe_future = client.submit(kernel.probe_task, problem, pure=False)
+        probe: kernel.ProbeResult = probe_future.result()
+        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        if self.resuming:
+            shard_size = stores.output_shard_size(problem.output)
+        else:
+            shard_size = self.config.shard_size or auto_shard_size(n, probe.loss_seconds, workers)
+        plan = make_plan(n, shard_size)
+        done = frozenset(int(k) for k in stores.completed_shards(problem.output)) if self.resuming else frozenset()
+        created = stores.prepare_output(
+            problem.output, problem.layout, shard_size, self.identity, overwrite=self.overwrite
         )
-    shards_started = time.perf_counter()
-    todo = [shard for shard in plan if shard.index not in done]
-    futures = {
-        **dict(zip(client.map(kernel.shard_task, [problem] * len(todo), todo, pure=False), todo, strict=True)),
-        **{
-            client.submit(kernel.summary_task, problem, shard, pure=False): shard
-            for shard in plan
-            if shard.index in done
-        },
-    }
-    results: list[ShardResult] = []
-    for future in as_completed(futures):
+        # The probe's worker holds the analytic gradient: write (or, on resume, compare) it from there.
+        prober = list(client.who_has(probe_future).get(probe_future.key, ()))
         try:
-            results.append(future.result())
-        except KilledWorker as e:
-            raise _crashed(problem, futures[future], len(plan)) from e
-        if progress is not None:
-            progress(len(results), len(plan))
-    finished = time.perf_counter()
-    evaluations = 2 * sum(shard.size for shard in todo)
-    timings = {
-        "cluster_seconds": ready - started,
-        "probe_seconds": probe.seconds,
-        "shards_seconds": finished - shards_started,
-        "loss_evaluations": float(evaluations + 1),
-        "evaluations_per_second": evaluations / (finished - shards_started) if finished > shards_started else 0.0,
-        "resumed_shards": float(len(done)),
-        "worker_loads": float(sum(r.loaded for r in results)),
-        "workers": float(len(client.scheduler_info(n_workers=-1)["workers"])),
-    }
-    return timings, results, probe
+            same = client.submit(
+                kernel.analytic_task, problem, bool(done), pure=False, workers=prober, allow_other_workers=True
+            ).result()
+        except BaseException:
+            if created:  # nothing computed yet: leave nothing half-written where there was nothing before
+                _remove(problem.output)
+            raise
+        if not same:
+            raise OutputExistsError(
+                f"The output '{problem.output}' holds an interrupted run whose analytic gradient differs from "
+                "what the model gives now: the model changed. Pass --overwrite to start again."
+            )
+        shards_started = time.perf_counter()
+        todo = [shard for shard in plan if shard.index not in done]
+        futures = {
+            **dict(zip(client.map(kernel.shard_task, [problem] * len(todo), todo, pure=False), todo, strict=True)),
+            **{client.submit(kernel.summary_task, problem, s, pure=False): s for s in plan if s.index in done},
+        }
+        results: list[ShardResult] = []
+        for future in as_completed(futures):
+            try:
+                results.append(future.result())
+            except KilledWorker as e:
+                raise _crashed(problem, futures[future], len(plan)) from e
+            if self.progress is not None:
+                self.progress(len(results), len(plan))
+        finished = time.perf_counter()
+        evaluations = 2 * sum(shard.size for shard in todo)
+        timings = {
+            "cluster_seconds": ready - self.started,
+            "probe_seconds": probe.seconds,
+            "loss_seconds": probe.loss_seconds,
+            "shard_size": float(shard_size),
+            "shards_seconds": finished - shards_started,
+            "loss_evaluations": float(evaluations + 1),
+            "evaluations_per_second": evaluations / (finished - shards_started) if finished > shards_started else 0.0,
+            "resumed_shards": float(len(done)),
+            "worker_loads": float(sum(r.loaded for r in results)),
+            "workers": float(workers),
+        }
+        return timings, results, probe
 
 
 def _crashed(problem: kernel.Problem, shard: Shard, total: int) -> ClusterError:

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 __all__ = ["Shard", "auto_shard_size", "make_plan"]
 
-#: Automatic sharding aims at this many shards, for load balance and progress...
-TARGET_SHARDS = 16
-#: ...but never more indices than this in one task, so a lost task costs little.
-MAX_AUTO_SHARD_SIZE = 1024
+#: Automatic sharding aims at tasks of about this long: long enough that Dask's
+#: per-task overhead (about a millisecond) is lost in them, short enough that a lost
+#: task costs little and the progress bar moves.
+TARGET_TASK_SECONDS = 1.0
+#: ...and at this many shards per worker at least, so that workers finish together.
+MIN_SHARDS_PER_WORKER = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +34,15 @@ class Shard:
         return self.stop - self.start
 
 
-def auto_shard_size(n_params: int) -> int:
-    """Indices per shard when the config does not say: about ``TARGET_SHARDS`` shards."""
-    return max(1, min(MAX_AUTO_SHARD_SIZE, math.ceil(n_params / TARGET_SHARDS)))
+def auto_shard_size(n_params: int, loss_seconds: float, workers: int) -> int:
+    """Indices per shard when the config does not say, from the measured time of one loss.
+
+    A shard of ``k`` indices costs ``2 k`` losses: ``k`` is chosen for tasks of about
+    ``TARGET_TASK_SECONDS``, but no larger than gives ``MIN_SHARDS_PER_WORKER`` shards per worker.
+    """
+    by_time = TARGET_TASK_SECONDS / (2 * max(loss_seconds, 1e-9))
+    by_balance = math.ceil(n_params / (MIN_SHARDS_PER_WORKER * max(1, workers)))
+    return max(1, min(int(by_time), by_balance, n_params))
 
 
 def make_plan(n_params: int, shard_size: int) -> tuple[Shard, ...]:

@@ -32,6 +32,7 @@ __all__ = [
     "completed_shards",
     "fingerprint",
     "output_lock",
+    "output_shard_size",
     "prepare_output",
     "read_arrays",
     "read_gradient",
@@ -237,6 +238,11 @@ def _existing_output(path: str) -> dict[str, Any] | None:
     if not isinstance(group.attrs.get("gradcheck"), Mapping):
         raise foreign
     return read_output_attrs(path)  # ours: a newer format's error comes through as it is
+
+
+def output_shard_size(path: str) -> int:
+    """The shard size (= chunk size) an existing output was made with."""
+    return int(read_output_attrs(path)["gradcheck"]["shard_size"])
 
 
 def check_output(path: str, identity: str, *, overwrite: bool) -> bool:

@@ -15,6 +15,7 @@ import pytest
 import zarr
 
 from pipeline.examples import seed_mlp
+from pipeline.plan import auto_shard_size
 from pipeline.stores import write_group
 
 from . import models
@@ -49,6 +50,10 @@ def test_seed_example_correct_passes_with_the_seeds_figure(seed_example: Path) -
     assert own["b3"] > 2e-7
     assert all(t["passed"] for t in report["tensors"])
     assert (report["n_params"], report["n_checked"], report["epsilon"], report["threshold"]) == (47, 47, 1e-7, 2e-7)
+    # The shard size was chosen from the loss time the probe measured on a worker.
+    timings = report["timings"]
+    assert 0 < timings["loss_seconds"] < 0.1
+    assert timings["shard_size"] == auto_shard_size(47, timings["loss_seconds"], 2)
 
 
 def test_seed_example_planted_fails_naming_exactly_w2_and_b1(seed_example: Path) -> None:
@@ -212,7 +217,9 @@ def test_rerun_reuses_a_different_check_is_refused_and_overwrite_replaces(seed_e
     assert again["timings"]["resumed_shards"] == 0
     assert again["timings"]["loss_evaluations"] == 2 * 47 + 1
     resumed = _json(run_cli("run", config, "--set", "epsilon=1e-6", "--json"))
-    assert resumed["timings"]["resumed_shards"] == 16
+    shard_size = again["timings"]["shard_size"]
+    assert resumed["timings"]["shard_size"] == shard_size  # the output's, whatever the timing says now
+    assert resumed["timings"]["resumed_shards"] == -(-47 // shard_size)
     assert resumed["timings"]["loss_evaluations"] == 1
 
 

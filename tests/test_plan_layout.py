@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.layout import Layout
-from pipeline.plan import MAX_AUTO_SHARD_SIZE, auto_shard_size, make_plan
+from pipeline.plan import auto_shard_size, make_plan
 
 shapes = st.lists(st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5)
 
@@ -33,9 +33,20 @@ def test_plan_rejects_an_empty_shard_size() -> None:
         make_plan(10, 0)
 
 
-@pytest.mark.parametrize(("n", "expected"), [(1, 1), (47, 3), (160, 10), (10**7, MAX_AUTO_SHARD_SIZE)])
-def test_auto_shard_size(n: int, expected: int) -> None:
-    assert auto_shard_size(n) == expected
+@pytest.mark.parametrize(
+    ("n", "loss_seconds", "workers", "expected"),
+    [
+        (47, 1e-5, 2, 6),  # a tiny model: shards for balance, 4 per worker
+        (10**6, 1e-3, 2, 500),  # 1000 losses of 1 ms: a task of about 1 s
+        (10**7, 1e-3, 64, 500),
+        (10, 10.0, 2, 1),  # a loss of 10 s: one index per task
+        (1, 1e-6, 8, 1),
+    ],
+)
+def test_auto_shard_size_aims_at_one_second_tasks_and_four_per_worker(
+    n: int, loss_seconds: float, workers: int, expected: int
+) -> None:
+    assert auto_shard_size(n, loss_seconds, workers) == expected
 
 
 @given(shape_list=shapes)
