@@ -1,0 +1,209 @@
+"""Throughput of the pipeline against the black-box limit, the seed's loop and scipy, in one run.
+
+Usage: pip install -e ".[bench]" && python benchmarks/throughput.py [--models seed,mlp-1e4] [--json PATH]
+
+A full check of n indices costs 2n loss evaluations; on c cores no black-box method
+can finish faster than 2n·t_loss/c. For each model this prints:
+
+- t_loss alone, in this process and inside a Dask worker (where the pipeline runs it);
+- the seed's loop (copy the vector, perturb, rebuild the dict, two losses per index) and
+  scipy's approx_derivative(method='3-point'), each on one core; on large models they
+  are timed on the first --baseline-indices indices and scaled to n (marked "~");
+- the pipeline on 1 worker and on all cores: wall time with and without cluster start-up,
+  efficiency = 2n·t_loss(worker) / (wall·workers), and peak memory per worker.
+
+Every process is held to one BLAS thread, as the pipeline's workers are, so that a core
+is a core. Figures are ratios within one run: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = "1"  # before numpy is imported
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import pipeline  # noqa: E402
+from pipeline.cluster import connect  # noqa: E402
+from pipeline.config import ClusterConfig, Config  # noqa: E402
+from pipeline.examples import mlp, seed_mlp  # noqa: E402
+from pipeline.stores import write_group  # noqa: E402
+
+Arrays = dict[str, np.ndarray]
+MODELS: dict[str, Callable[[], tuple[str, Any, Arrays, Arrays]]] = {
+    "seed": lambda: ("pipeline.examples.seed_mlp:correct", seed_mlp.correct, *seed_mlp.problem()),
+    "mlp-1e4": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((64, 96, 96, 1), batch=512)),
+    "mlp-2e5": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((256, 512, 128, 1), batch=16)),
+}
+
+
+def loss_seconds(model: Any, params: Arrays, data: Arrays, budget: float = 1.0) -> float:
+    """The fastest of repeated batches of loss evaluations, per evaluation."""
+    model.loss(params, data)
+    best, spent = float("inf"), 0.0
+    while spent < budget:
+        start = time.perf_counter()
+        for _ in range(10):
+            model.loss(params, data)
+        took = time.perf_counter() - start
+        best, spent = min(best, took / 10), spent + took
+    return best
+
+
+def _in_worker(ref: str, params: Arrays, data: Arrays) -> float:
+    return loss_seconds(pipeline.model.load_model(ref), params, data)
+
+
+def seed_loop_seconds(model: Any, params: Arrays, data: Arrays, indices: int) -> float:
+    """The seed's loop over the first ``indices`` indices."""
+    names = list(params)
+    theta = np.concatenate([params[n].reshape(-1) for n in names])
+    offsets = np.cumsum([0] + [params[n].size for n in names])
+
+    def as_dict(vector: np.ndarray) -> Arrays:
+        return {n: vector[offsets[k] : offsets[k + 1]].reshape(params[n].shape) for k, n in enumerate(names)}
+
+    start = time.perf_counter()
+    for i in range(indices):
+        plus, minus = np.copy(theta), np.copy(theta)
+        plus[i] += 1e-7
+        minus[i] -= 1e-7
+        _ = (model.loss(as_dict(plus), data) - model.loss(as_dict(minus), data)) / 2e-7
+    return time.perf_counter() - start
+
+
+def scipy_seconds(model: Any, params: Arrays, data: Arrays, indices: int) -> float:
+    """scipy's 3-point approx_derivative over the first ``indices`` indices (the rest held fixed)."""
+    from scipy.optimize._numdiff import approx_derivative
+
+    names = list(params)
+    theta = np.concatenate([params[n].reshape(-1) for n in names])
+    offsets = np.cumsum([0] + [params[n].size for n in names])
+
+    def loss(sub: np.ndarray) -> float:
+        vector = theta.copy()
+        vector[:indices] = sub
+        return float(
+            model.loss(
+                {n: vector[offsets[k] : offsets[k + 1]].reshape(params[n].shape) for k, n in enumerate(names)}, data
+            )
+        )
+
+    start = time.perf_counter()
+    approx_derivative(loss, theta[:indices], method="3-point")
+    return time.perf_counter() - start
+
+
+def pipeline_run(ref: str, folder: Path, workers: int) -> dict[str, float]:
+    """A full check on a fresh local cluster of ``workers``; wall from before the cluster starts."""
+    config = Config.from_dict(
+        {
+            "model": ref,
+            "params": str(folder / "params.zarr"),
+            "data": str(folder / "data.zarr"),
+            "output": str(folder / f"out-{workers}.zarr"),
+        }
+    )
+    start = time.perf_counter()
+    with connect(ClusterConfig(workers=workers), 10**9) as client:
+        up = time.perf_counter()
+        # t_loss in these very workers, just before the run: the machine is shared, and a
+        # figure measured a minute apart can differ by half.
+        params = pipeline.stores.read_arrays("params", config.params)
+        data = pipeline.stores.read_arrays("data", config.data)
+        t_worker = min(client.run(_in_worker, ref, params, data).values())
+        ready = time.perf_counter()
+        report = pipeline.run(config, client=client, overwrite=True)
+        done = time.perf_counter()
+        peak_kib = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return {
+        "t_loss_worker_seconds": t_worker,
+        "wall_seconds": (up - start) + (done - ready),
+        "startup_seconds": up - start,
+        "shards_seconds": report.timings["shards_seconds"],
+        "run_seconds": done - ready,
+        "shard_size": report.timings["shard_size"],
+        "peak_worker_mib": max(peak_kib.values()) / 1024,
+        "difference": report.difference,
+    }
+
+
+def bench(name: str, baseline_indices: int, cores: int) -> dict[str, Any]:
+    ref, model, params, data = MODELS[name]()
+    n = sum(p.size for p in params.values())
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        write_group(str(folder / "params.zarr"), params, {"order": list(params)})
+        write_group(str(folder / "data.zarr"), data)
+        t_loss = loss_seconds(model, params, data)
+        k = min(n, baseline_indices)
+        loop = seed_loop_seconds(model, params, data, k) * n / k
+        scipy = scipy_seconds(model, params, data, k) * n / k
+        runs = {w: pipeline_run(ref, folder, w) for w in sorted({1, cores})}
+    row: dict[str, Any] = {
+        "model": name,
+        "n_params": n,
+        "t_loss_seconds": t_loss,
+        "baselines_extrapolated_from": k,
+        "seed_loop_seconds": loop,
+        "scipy_seconds": scipy,
+        "params_and_data_mib": (sum(a.nbytes for a in params.values()) + sum(a.nbytes for a in data.values())) / 2**20,
+        "runs": {},
+    }
+    for w, r in runs.items():
+        limit = 2 * n * r["t_loss_worker_seconds"]  # the black-box limit on one core
+        row["runs"][w] = {
+            **r,
+            "efficiency": limit / (r["shards_seconds"] * w),
+            "efficiency_with_startup": limit / (r["wall_seconds"] * w),
+            "speedup_vs_seed_loop": loop / r["wall_seconds"],
+            "speedup_vs_scipy": scipy / r["wall_seconds"],
+        }
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="seed,mlp-1e4", help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--baseline-indices", type=int, default=4000)
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "throughput.json")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    rows = [bench(name, args.baseline_indices, cores) for name in args.models.split(",")]
+    print(
+        f"{'model':8} {'n':>7} {'t_loss':>9} {'in worker':>9} {'seed loop':>10} {'scipy':>9} "
+        f"{'workers':>7} {'wall':>8} {'no start':>8} {'eff':>5} {'eff+start':>9} {'vs loop':>8} {'vs scipy':>8} {'peak MiB':>8}"
+    )
+    for row in rows:
+        mark = "~" if row["baselines_extrapolated_from"] < row["n_params"] else " "
+        for w, r in row["runs"].items():
+            print(
+                f"{row['model']:8} {row['n_params']:7d} {row['t_loss_seconds'] * 1e3:7.3f}ms {r['t_loss_worker_seconds'] * 1e3:7.3f}ms "
+                f"{mark}{row['seed_loop_seconds']:8.2f}s {mark}{row['scipy_seconds']:7.2f}s {w:7d} {r['wall_seconds']:7.2f}s "
+                f"{r['shards_seconds']:7.2f}s {r['efficiency']:5.2f} {r['efficiency_with_startup']:9.2f} "
+                f"{r['speedup_vs_seed_loop']:7.2f}x {r['speedup_vs_scipy']:7.2f}x {r['peak_worker_mib']:8.1f}"
+            )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"format_version": 1, "cores": cores, "models": rows}, indent=2))
+    print(
+        f"(efficiency = 2n·t_loss(worker) / (time·workers); ~ = extrapolated from the first indices; JSON: {args.json})"
+    )
+
+
+if __name__ == "__main__":
+    main()
