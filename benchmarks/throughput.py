@@ -136,6 +136,7 @@ def pipeline_run(ref: str, folder: Path, workers: int) -> dict[str, float]:
         "wall_seconds": (up - start) + (done - ready),
         "startup_seconds": up - start,
         "shards_seconds": report.timings["shards_seconds"],
+        "evaluate_seconds": report.timings["evaluate_seconds"],
         "run_seconds": done - ready,
         "shard_size": report.timings["shard_size"],
         "peak_worker_mib": max(peak_kib.values()) / 1024,
@@ -172,6 +173,7 @@ def bench(name: str, baseline_indices: int, cores: int) -> dict[str, Any]:
             "efficiency": limit / (r["shards_seconds"] * w),
             "efficiency_with_startup": limit / (r["wall_seconds"] * w),
             "speedup_vs_seed_loop": loop / r["wall_seconds"],
+            "evaluate_speedup_vs_seed_loop": loop / r["evaluate_seconds"],
             "speedup_vs_scipy": scipy / r["wall_seconds"],
         }
     return row
@@ -187,7 +189,7 @@ def main() -> None:
     rows = [bench(name, args.baseline_indices, cores) for name in args.models.split(",")]
     print(
         f"{'model':8} {'n':>7} {'t_loss':>9} {'in worker':>9} {'seed loop':>10} {'scipy':>9} "
-        f"{'workers':>7} {'wall':>8} {'no start':>8} {'eff':>5} {'eff+start':>9} {'vs loop':>8} {'vs scipy':>8} {'peak MiB':>8}"
+        f"{'workers':>7} {'wall':>8} {'no start':>8} {'eff':>5} {'eff+start':>9} {'vs loop':>8} {'vs scipy':>8} {'evaluate':>9} {'vs loop':>8} {'peak MiB':>8}"
     )
     for row in rows:
         mark = "~" if row["baselines_extrapolated_from"] < row["n_params"] else " "
@@ -196,7 +198,8 @@ def main() -> None:
                 f"{row['model']:8} {row['n_params']:7d} {row['t_loss_seconds'] * 1e3:7.3f}ms {r['t_loss_worker_seconds'] * 1e3:7.3f}ms "
                 f"{mark}{row['seed_loop_seconds']:8.2f}s {mark}{row['scipy_seconds']:7.2f}s {w:7d} {r['wall_seconds']:7.2f}s "
                 f"{r['shards_seconds']:7.2f}s {r['efficiency']:5.2f} {r['efficiency_with_startup']:9.2f} "
-                f"{r['speedup_vs_seed_loop']:7.2f}x {r['speedup_vs_scipy']:7.2f}x {r['peak_worker_mib']:8.1f}"
+                f"{r['speedup_vs_seed_loop']:7.2f}x {r['speedup_vs_scipy']:7.2f}x {r['evaluate_seconds'] * 1e3:7.2f}ms "
+                f"{r['evaluate_speedup_vs_seed_loop']:7.1f}x {r['peak_worker_mib']:8.1f}"
             )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"format_version": 1, "cores": cores, "models": rows}, indent=2))

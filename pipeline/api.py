@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -200,6 +201,7 @@ class _Run:
             "loss_seconds": probe.loss_seconds,
             "shard_size": float(shard_size),
             "shards_seconds": finished - shards_started,
+            "evaluate_seconds": math.fsum(r.evaluate_seconds for r in results),  # the losses alone, all shards
             "loss_evaluations": float(evaluations + 1),
             "evaluations_per_second": evaluations / (finished - shards_started) if finished > shards_started else 0.0,
             "resumed_shards": float(len(done)),

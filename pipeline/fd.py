@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["MINUS", "PLUS", "central_differences", "normalized_difference"]
+__all__ = ["MINUS", "PLUS", "batched_central_differences", "central_differences", "normalized_difference"]
 
 
 #: Codes for which side of a centered difference had a non-finite loss.
@@ -81,3 +81,51 @@ def normalized_difference(diff_norm: float, scale: float) -> float:
     if denominator == 0:
         return 0.0 if diff_norm == 0 else math.inf
     return diff_norm / denominator
+
+
+def batched_central_differences(
+    loss_batch: Callable[[dict[str, np.ndarray]], np.ndarray],
+    params: dict[str, np.ndarray],
+    entries: list[tuple[str, int]],
+    epsilon: float,
+    nonfinite: np.ndarray | None = None,
+) -> np.ndarray:
+    """Centered differences along ``entries`` with one call of a batched loss.
+
+    Parameters
+    ----------
+    loss_batch : callable
+        Takes every tensor with a leading axis of ``K`` (one parameter set per row)
+        and returns the ``K`` losses.
+    params : dict of str to ndarray
+        The parameters at θ; not modified.
+    entries : list of (tensor name, flat position)
+        What to differentiate along: row ``2 j`` of the batch is θ + ε along entry
+        ``j``, row ``2 j + 1`` is θ − ε.
+    epsilon : float
+        The step ε.
+    nonfinite : ndarray of shape (len(entries),), optional
+        Filled as :func:`central_differences` does.
+
+    Returns
+    -------
+    ndarray of shape (len(entries),), float64
+        The same quotient as :func:`central_differences`, with the perturbed values
+        computed the same way; only the model's own batched arithmetic may differ.
+    """
+    rows = 2 * len(entries)
+    batch = {name: np.repeat(array[np.newaxis], rows, axis=0) for name, array in params.items()}
+    for j, (name, k) in enumerate(entries):
+        flat = batch[name].reshape(rows, -1)  # a view: writes reach the batch
+        original = params[name].reshape(-1)[k]  # in the tensor's dtype, as in central_differences
+        flat[2 * j, k] = original + epsilon
+        flat[2 * j + 1, k] = original - epsilon
+    losses = np.asarray(loss_batch(batch), dtype=np.float64)
+    if losses.shape != (rows,):
+        raise ValueError(f"loss_batch must return one loss per row, shape ({rows},). Got {losses.shape} instead.")
+    plus, minus = losses[0::2], losses[1::2]
+    if nonfinite is not None:
+        nonfinite[:] = np.where(np.isfinite(plus), 0, PLUS) | np.where(np.isfinite(minus), 0, MINUS)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite losses are recorded, not warned about
+        result: np.ndarray = (plus - minus) / (2 * epsilon)
+    return result

@@ -16,8 +16,10 @@ __all__ = ["Shard", "auto_shard_size", "make_plan"]
 #: per-task overhead (about a millisecond) is lost in them, short enough that a lost
 #: task costs little and the progress bar moves.
 TARGET_TASK_SECONDS = 1.0
-#: ...and at this many shards per worker at least, so that workers finish together.
+#: ...and at this many shards per worker at least, so that workers finish together...
 MIN_SHARDS_PER_WORKER = 4
+#: ...unless tasks would be shorter than this: balancing them is not worth a task each.
+MIN_TASK_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +37,16 @@ class Shard:
 
 
 def auto_shard_size(n_params: int, loss_seconds: float, workers: int) -> int:
-    """Indices per shard when the config does not say, from the measured time of one loss.
+    """Indices per shard when the config does not say, from the measured time of one loss evaluation.
 
-    A shard of ``k`` indices costs ``2 k`` losses: ``k`` is chosen for tasks of about
-    ``TARGET_TASK_SECONDS``, but no larger than gives ``MIN_SHARDS_PER_WORKER`` shards per worker.
+    A shard of ``k`` indices costs ``2 k`` evaluations: ``k`` is chosen for tasks of about
+    ``TARGET_TASK_SECONDS``, but no larger than gives ``MIN_SHARDS_PER_WORKER`` shards per
+    worker, unless that would make tasks shorter than ``MIN_TASK_SECONDS``.
     """
-    by_time = TARGET_TASK_SECONDS / (2 * max(loss_seconds, 1e-9))
-    by_balance = math.ceil(n_params / (MIN_SHARDS_PER_WORKER * max(1, workers)))
-    return max(1, min(int(by_time), by_balance, n_params))
+    per_index = 2 * max(loss_seconds, 1e-9)
+    by_time = int(TARGET_TASK_SECONDS / per_index)
+    by_balance = max(math.ceil(n_params / (MIN_SHARDS_PER_WORKER * max(1, workers))), int(MIN_TASK_SECONDS / per_index))
+    return max(1, min(by_time, by_balance, n_params))
 
 
 def make_plan(n_params: int, shard_size: int) -> tuple[Shard, ...]:

@@ -81,6 +81,7 @@ class ShardResult:
     nonfinite: tuple[tuple[int, int], ...]
     seconds: float
     loaded: bool
+    evaluate_seconds: float = 0.0  # of ``seconds``, the loss evaluations alone (no I/O, no loading)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,7 @@ def summarize_shard(
     worst: int,
     seconds: float,
     loaded: bool,
+    evaluate_seconds: float = 0.0,
 ) -> ShardResult:
     """Partial sums per tensor, the ``worst`` largest errors and the non-finite losses of one shard."""
     error = np.abs(analytic - numeric)
@@ -132,7 +134,7 @@ def summarize_shard(
     top = np.argsort(-ranked, kind="stable")[:worst]
     elements = tuple(Element(shard.start + int(k), float(analytic[k]), float(numeric[k]), float(error[k])) for k in top)
     sides = tuple((shard.start + int(k), int(nonfinite[k])) for k in np.flatnonzero(nonfinite))
-    return ShardResult(shard, tuple(sums), elements, sides, seconds, loaded)
+    return ShardResult(shard, tuple(sums), elements, sides, seconds, loaded, evaluate_seconds)
 
 
 def failing_tensors(contributions: dict[str, float], difference: float, threshold: float) -> set[str]:

@@ -160,3 +160,31 @@ class NonFiniteNear:
 
 nonfinite_near = NonFiniteNear()
 none_loss = _BadLoss(None)
+
+
+class SmoothBatched(Smooth):
+    """The smooth model with the optional ``loss_batch`` (same formulas, a leading axis of K)."""
+
+    def loss_batch(self, params_batch: Arrays, data: Arrays) -> np.ndarray:
+        total = np.zeros(next(iter(params_batch.values())).shape[0])
+        for name, p in params_batch.items():
+            p64 = p.astype(np.float64).reshape(p.shape[0], -1)
+            c = data[f"c_{name}"].reshape(-1)
+            total += np.sum(c * np.sin(p64), axis=1) + 0.5 * np.sum(p64 * p64, axis=1)
+        return total
+
+
+smooth_batched = SmoothBatched()
+
+
+class PlainOnly:
+    """Another model's loss and grad, without its optional capabilities."""
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return self.model.loss(params, data)  # type: ignore[attr-defined, no-any-return]
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return self.model.grad(params, data)  # type: ignore[attr-defined, no-any-return]

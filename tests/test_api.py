@@ -98,3 +98,18 @@ def test_local_workers_run_without_the_nannys_malloc_trim_threshold() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[(None, '1')]"
+
+
+def test_the_batched_path_gives_the_plain_paths_numbers(client: Client, tmp_path: Path) -> None:
+    params, data = seed_mlp.problem()
+    batched = pipeline.check(seed_mlp.planted, params, data, client=client, output=str(tmp_path / "b.zarr"))
+    plain = pipeline.check(
+        models.PlainOnly(seed_mlp.planted), params, data, client=client, output=str(tmp_path / "p.zarr")
+    )
+    read = pipeline.stores.read_arrays
+    np.testing.assert_array_equal(
+        read("output", str(tmp_path / "b.zarr"), ("numeric",))["numeric"],
+        read("output", str(tmp_path / "p.zarr"), ("numeric",))["numeric"],
+    )
+    assert batched.failing == plain.failing == ("b1", "W2")
+    assert batched.difference == plain.difference

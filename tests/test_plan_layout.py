@@ -36,7 +36,9 @@ def test_plan_rejects_an_empty_shard_size() -> None:
 @pytest.mark.parametrize(
     ("n", "loss_seconds", "workers", "expected"),
     [
-        (47, 1e-5, 2, 6),  # a tiny model: shards for balance, 4 per worker
+        (47, 1e-5, 2, 47),  # a tiny model: one task, not worth balancing
+        (4000, 1e-4, 2, 500),  # 4 shards per worker (of 0.1 s each)
+        (800, 1e-4, 2, 500),  # 4 per worker would be tasks of 0.02 s: 0.1 s tasks instead
         (10**6, 1e-3, 2, 500),  # 1000 losses of 1 ms: a task of about 1 s
         (10**7, 1e-3, 64, 500),
         (10, 10.0, 2, 1),  # a loss of 10 s: one index per task
