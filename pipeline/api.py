@@ -158,7 +158,9 @@ class _Run:
         if self.resuming:
             shard_size = stores.output_shard_size(problem.output)
         else:
-            shard_size = self.config.shard_size or auto_shard_size(n, probe.loss_seconds, workers)
+            # An index costs loss_equivalents_per_index evaluations (2 unless the model is staged).
+            per_evaluation = probe.loss_seconds * probe.loss_equivalents_per_index / 2
+            shard_size = self.config.shard_size or auto_shard_size(n, per_evaluation, workers)
         plan = make_plan(n, shard_size)
         done = frozenset(int(k) for k in stores.completed_shards(problem.output)) if self.resuming else frozenset()
         created = stores.prepare_output(
@@ -199,6 +201,7 @@ class _Run:
             "cluster_seconds": ready - self.started,
             "probe_seconds": probe.seconds,
             "loss_seconds": probe.loss_seconds,
+            "loss_equivalents_per_index": probe.loss_equivalents_per_index,
             "shard_size": float(shard_size),
             "shards_seconds": finished - shards_started,
             "evaluate_seconds": math.fsum(r.evaluate_seconds for r in results),  # the losses alone, all shards

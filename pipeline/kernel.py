@@ -9,6 +9,7 @@ same array at once).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -45,10 +46,12 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """What the probe task learned at θ: the loss, and how long one evaluation takes there."""
+    """What the probe task learned at θ: the loss, how long one evaluation takes there, and
+    how many loss-equivalents an index costs (2, or fewer for a staged model)."""
 
     loss: float
     loss_seconds: float
+    loss_equivalents_per_index: float
     seconds: float
 
 
@@ -63,6 +66,40 @@ class _Loaded:
         # reshape(-1) of a C-contiguous array is a view: writes reach self.params.
         self.flat = {name: array.reshape(-1) for name, array in self.params.items()}
         self.analytic: np.ndarray | None = None
+        self.stages: list[tuple[tuple[str, ...], Callable[..., Any]]] = []
+        self.stage_of: dict[str, int] = {}
+        self.stage_inputs: list[Any] = []
+        if getattr(self.model, "stages", None) is not None:
+            self._prepare_stages()
+
+    def _prepare_stages(self) -> None:
+        """Check the model's stages and compute every stage's input at θ, now, before any perturbation."""
+        stages = list(_call("stages", lambda: list(self.model.stages)))  # type: ignore[attr-defined]
+        for s, stage in enumerate(stages):
+            if not (isinstance(stage, tuple) and len(stage) == 2 and callable(stage[1])):
+                raise ModelError(
+                    f"Model stage {s} must be (tensor names, forward(carry, params, data)). Got {stage!r} instead."
+                )
+            for name in stage[0]:
+                if name in self.stage_of:
+                    raise ModelError(f"Model stages {self.stage_of[name]} and {s} both own tensor '{name}'.")
+                self.stage_of[name] = s
+        mismatch = self.problem.layout.name_mismatch(self.stage_of)
+        if mismatch:
+            raise ModelError(f"Model stages must own every parameter tensor once: {mismatch}.")
+        self.stages = [(tuple(names), forward) for names, forward in stages]
+        carry: Any = None
+        for s, (_, forward) in enumerate(self.stages[:-1]):
+            self.stage_inputs.append(carry)
+            carry = _call(f"stage {s} at θ", forward, carry, self.params, self.data)
+        self.stage_inputs.append(carry)
+
+    def loss_from(self, stage: int) -> Any:
+        """The loss, re-evaluating only stages ``stage`` on from their input at θ."""
+        carry = self.stage_inputs[stage]
+        for _, forward in self.stages[stage:]:
+            carry = forward(carry, self.params, self.data)
+        return carry
 
     def loss(self) -> Any:
         return self.model.loss(self.params, self.data)
@@ -148,7 +185,31 @@ def probe_task(problem: Problem) -> ProbeResult:
             )
     loss = as_loss_value(_call("loss at θ", loaded.loss), "at θ")
     loaded.analytic_gradient()
-    return ProbeResult(loss=loss, loss_seconds=_time_loss(loaded), seconds=time.perf_counter() - start)
+    return ProbeResult(
+        loss=loss,
+        loss_seconds=_time_loss(loaded),
+        loss_equivalents_per_index=_loss_equivalents(loaded, loss),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _loss_equivalents(loaded: _Loaded, loss: float) -> float:
+    """Loss evaluations an index costs: 2, or for a staged model 2 × the share of the
+    stage costs (timed here at θ) that perturbing its tensor re-evaluates."""
+    if not loaded.stages:
+        return 2.0
+    staged = as_loss_value(_call("stages at θ", loaded.loss_from, 0), "from its stages at θ")
+    if abs(staged - loss) > 1e-12 * max(1.0, abs(loss)):
+        raise ModelError(
+            f"Model stages evaluate the loss at θ to {staged!r}, but loss gives {loss!r}; they must agree."
+        )
+    costs = [
+        _fastest(functools.partial(forward, loaded.stage_inputs[s], loaded.params, loaded.data))
+        for s, (_, forward) in enumerate(loaded.stages)
+    ]
+    share_from = [sum(costs[s:]) / sum(costs) for s in range(len(costs))]
+    layout = loaded.problem.layout
+    return 2 * sum(spec.size * share_from[loaded.stage_of[spec.name]] for spec in layout.tensors) / layout.n_params
 
 
 def _time_loss(loaded: _Loaded, budget_seconds: float = 0.2, at_most: int = 20) -> float:
@@ -156,22 +217,24 @@ def _time_loss(loaded: _Loaded, budget_seconds: float = 0.2, at_most: int = 20) 
 
     The fastest of a few runs: one loss, or one batch of losses divided by its rows.
     """
-    evaluate: Callable[[], Any] = loaded.loss
-    rows = 1
-    if loaded.batched:
-        rows = loaded.batch_rows(2 * min(loaded.problem.layout.n_params, 64))
-        batch = {name: np.repeat(array[np.newaxis], rows, axis=0) for name, array in loaded.params.items()}
+    if not loaded.batched:
+        return _fastest(loaded.loss, budget_seconds, at_most)
+    rows = loaded.batch_rows(2 * min(loaded.problem.layout.n_params, 64))
+    batch = {name: np.repeat(array[np.newaxis], rows, axis=0) for name, array in loaded.params.items()}
+    return (
+        _fastest(functools.partial(_call, "loss_batch at θ", loaded.loss_batch, batch), budget_seconds, at_most) / rows
+    )
 
-        def evaluate() -> Any:
-            return _call("loss_batch at θ", loaded.loss_batch, batch)
 
+def _fastest(evaluate: Callable[[], Any], budget_seconds: float = 0.1, at_most: int = 50) -> float:
+    """The fastest of repeated calls (at least 3, then until the budget is spent): robust to a noisy machine."""
     fastest, spent, runs = float("inf"), 0.0, 0
     while runs < at_most and (runs < 3 or spent < budget_seconds):
         start = time.perf_counter()
         evaluate()
         took = time.perf_counter() - start
         fastest, spent, runs = min(fastest, took), spent + took, runs + 1
-    return fastest / rows
+    return fastest
 
 
 def analytic_task(problem: Problem, resuming: bool) -> bool:
@@ -196,7 +259,9 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
     numeric = np.empty(shard.size, dtype=np.float64)
     nonfinite = np.zeros(shard.size, dtype=np.int8)
     evaluating = time.perf_counter()
-    if loaded.batched:
+    if loaded.stages:  # fewest evaluations
+        _staged_shard(loaded, shard, numeric, nonfinite)
+    elif loaded.batched:  # least overhead per evaluation
         _batched_shard(loaded, shard, numeric, nonfinite)
     else:
         _plain_shard(loaded, shard, numeric, nonfinite)
@@ -239,6 +304,26 @@ def _plain_shard(loaded: _Loaded, shard: Shard, numeric: np.ndarray, nonfinite: 
             problem.epsilon,
             nonfinite[at],
         )
+
+
+def _staged_shard(loaded: _Loaded, shard: Shard, numeric: np.ndarray, nonfinite: np.ndarray) -> None:
+    """Two partial losses per index: only the stages from the one owning the tensor on."""
+    problem = loaded.problem
+    for spec, lo, hi in problem.layout.segments(shard.start, shard.stop):
+        at = slice(spec.offset + lo - shard.start, spec.offset + hi - shard.start)
+        numeric[at] = _call(
+            f"stages near θ (tensor {spec.name}, elements {lo}..{hi - 1})",
+            central_differences,
+            functools.partial(_float_loss_from, loaded, loaded.stage_of[spec.name]),
+            loaded.flat[spec.name],
+            range(lo, hi),
+            problem.epsilon,
+            nonfinite[at],
+        )
+
+
+def _float_loss_from(loaded: _Loaded, stage: int) -> float:
+    return float(loaded.loss_from(stage))
 
 
 def _batched_shard(loaded: _Loaded, shard: Shard, numeric: np.ndarray, nonfinite: np.ndarray) -> None:

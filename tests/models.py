@@ -188,3 +188,36 @@ class PlainOnly:
 
     def grad(self, params: Arrays, data: Arrays) -> Arrays:
         return self.model.grad(params, data)  # type: ignore[attr-defined, no-any-return]
+
+
+class _StagedMLPMissingATensor:
+    """Stages that leave b2 to no stage."""
+
+    def __init__(self) -> None:
+        from pipeline.examples.mlp import staged
+
+        self.model = staged(2)
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return self.model.loss(params, data)
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return self.model.grad(params, data)
+
+    @property
+    def stages(self) -> list[tuple[tuple[str, ...], object]]:
+        first, second = self.model.stages
+        return [first, (("W2",), second[1])]
+
+
+class _StagedMLPDisagreeing(_StagedMLPMissingATensor):
+    """Stages whose loss is not the model's loss."""
+
+    @property
+    def stages(self) -> list[tuple[tuple[str, ...], object]]:
+        first, second = self.model.stages
+        return [first, (second[0], lambda carry, params, data: second[1](carry, params, data) + 1.0)]
+
+
+staged_missing_a_tensor = _StagedMLPMissingATensor()
+staged_disagreeing = _StagedMLPDisagreeing()

@@ -113,3 +113,40 @@ def test_the_batched_path_gives_the_plain_paths_numbers(client: Client, tmp_path
     )
     assert batched.failing == plain.failing == ("b1", "W2")
     assert batched.difference == plain.difference
+
+
+def test_the_staged_path_gives_the_plain_paths_numbers_for_fewer_losses(client: Client, tmp_path: Path) -> None:
+    from pipeline.examples import mlp
+
+    params, data = mlp.problem((6, 8, 8, 8, 2), batch=32)
+    staged = pipeline.check(
+        mlp.staged(4), params, data, epsilon=1e-6, threshold=1e-8, client=client, output=str(tmp_path / "s.zarr")
+    )
+    plain = pipeline.check(
+        mlp.mlp, params, data, epsilon=1e-6, threshold=1e-8, client=client, output=str(tmp_path / "p.zarr")
+    )
+    read = pipeline.stores.read_arrays
+    np.testing.assert_array_equal(
+        read("output", str(tmp_path / "s.zarr"), ("numeric",))["numeric"],
+        read("output", str(tmp_path / "p.zarr"), ("numeric",))["numeric"],
+    )
+    assert staged.passed
+    assert plain.passed
+    assert plain.timings["loss_equivalents_per_index"] == 2.0
+    # Perturbing layer k re-evaluates layers k to 4 only: well under 2 losses per index.
+    assert 0.5 < staged.timings["loss_equivalents_per_index"] < 1.8
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("staged_missing_a_tensor", r"Model stages must own every parameter tensor once: missing b2."),
+        ("staged_disagreeing", r"Model stages evaluate the loss at θ to .*, but loss gives .*; they must agree."),
+    ],
+)
+def test_stages_are_checked_on_the_worker(client: Client, model: str, message: str) -> None:
+    from pipeline.examples import mlp
+
+    params, data = mlp.problem((3, 4, 2), batch=8)
+    with pytest.raises(pipeline.ModelError, match=message):
+        pipeline.check(getattr(models, model), params, data, client=client)
