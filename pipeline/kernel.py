@@ -65,7 +65,7 @@ class _Loaded:
         self.data = stores.read_arrays("data", problem.data)
         # reshape(-1) of a C-contiguous array is a view: writes reach self.params.
         self.flat = {name: array.reshape(-1) for name, array in self.params.items()}
-        self.analytic: np.ndarray | None = None
+        self.analytic: dict[str, np.ndarray] | None = None
         self.stages: list[tuple[tuple[str, ...], Callable[..., Any]]] = []
         self.stage_of: dict[str, int] = {}
         self.stage_inputs: list[Any] = []
@@ -110,8 +110,10 @@ class _Loaded:
 
     @property
     def batched(self) -> bool:
-        """Whether the model offers ``loss_batch(params_batch, data)``."""
-        return callable(getattr(self.model, "loss_batch", None))
+        """Whether to use the model's ``loss_batch(params_batch, data)``: it offers one, and
+        batches of at least ``MIN_BATCH_ROWS`` parameter copies fit in ``BATCH_BYTES``."""
+        row_bytes = sum(array.nbytes for array in self.params.values())
+        return callable(getattr(self.model, "loss_batch", None)) and MIN_BATCH_ROWS * row_bytes <= BATCH_BYTES
 
     def batch_rows(self, wanted: int) -> int:
         """How many perturbed parameter sets one batch may hold: each row copies every tensor."""
@@ -123,16 +125,19 @@ class _Loaded:
         """Handles on the output arrays (opened on first use: the output is created after the probe)."""
         return _output_arrays(self.problem)
 
-    def analytic_gradient(self) -> np.ndarray:
-        """The flat analytic gradient, from the gradient store or ``model.grad``, once per run and thread."""
+    def analytic_gradient(self) -> dict[str, np.ndarray]:
+        """The analytic gradient per tensor (float64), from the gradient store or ``model.grad``.
+
+        Computed once per run and thread, and kept only until it is written: it is
+        the size of the parameters, and the shards read it back from the output.
+        """
         if self.analytic is None:
             problem = self.problem
             if problem.gradient is not None:
-                grad = stores.read_gradient(problem.gradient, problem.layout)
+                self.analytic = stores.read_gradient(problem.gradient, problem.layout)
             else:
                 raw = _call("grad at θ", self.model.grad, self.params, self.data)
-                grad = check_gradient(raw, problem.layout, "model.grad")
-            self.analytic = np.concatenate([grad[name].reshape(-1) for name in problem.layout.names])
+                self.analytic = check_gradient(raw, problem.layout, "model.grad")
         return self.analytic
 
 
@@ -146,8 +151,11 @@ def _call(what: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise ModelError(f"Model {what} raised {type(e).__name__}: {e}") from e
 
 
-#: The most memory one batch of perturbed parameter copies may take.
+#: The most memory one batch of perturbed parameter copies may take...
 BATCH_BYTES = 64 * 2**20
+#: ...and the fewest rows worth a batch: a model too large for that is evaluated plainly,
+#: in place, whatever it offers (no allocation proportional to its size per index).
+MIN_BATCH_ROWS = 4
 
 _local = threading.local()
 
@@ -245,11 +253,18 @@ def analytic_task(problem: Problem, resuming: bool) -> bool:
     be mixed with the shards of the old one).
     """
     loaded, _ = _load(problem)
-    analytic = loaded.analytic_gradient()
-    if resuming:
-        return bool(np.array_equal(np.asarray(loaded.output.analytic[:]), analytic, equal_nan=True))
-    loaded.output.analytic[:] = analytic
-    return True
+    analytic, target = loaded.analytic_gradient(), loaded.output.analytic
+    same = True
+    for spec in problem.layout.tensors:  # tensor by tensor: no flat copy of the whole gradient
+        window = slice(spec.offset, spec.stop)
+        if resuming:
+            same = same and bool(
+                np.array_equal(np.asarray(target[window]), analytic[spec.name].reshape(-1), equal_nan=True)
+            )
+        else:
+            target[window] = analytic[spec.name].reshape(-1)
+    loaded.analytic = None  # written (or compared): free it
+    return same
 
 
 def shard_task(problem: Problem, shard: Shard) -> ShardResult:
