@@ -1,6 +1,6 @@
 """Throughput of the pipeline against the black-box limit, the seed's loop and scipy, in one run.
 
-Usage: pip install -e ".[bench]" && python benchmarks/throughput.py [--models seed,mlp-1e4] [--json PATH]
+Usage: pip install -e ".[bench]" && python benchmarks/throughput.py [--models seed,mlp-1e4,mlp4,mlp4-staged] [--json PATH]
 
 A full check of n indices costs 2n loss evaluations; on c cores no black-box method
 can finish faster than 2n·t_loss/c. For each model this prints:
@@ -10,7 +10,9 @@ can finish faster than 2n·t_loss/c. For each model this prints:
   scipy's approx_derivative(method='3-point'), each on one core; on large models they
   are timed on the first --baseline-indices indices and scaled to n (marked "~");
 - the pipeline on 1 worker and on all cores: wall time with and without cluster start-up,
-  efficiency = 2n·t_loss(worker) / (wall·workers), and peak memory per worker.
+  efficiency = 2n·t_loss(worker) / (wall·workers), the time of the loss evaluations
+  alone, the loss-equivalents an index cost (2, fewer for a staged model: its
+  efficiency can pass 1) and peak memory per worker.
 
 Every process is held to one BLAS thread, as the pipeline's workers are, so that a core
 is a core. Figures are ratios within one run: the machine is shared.
@@ -49,6 +51,9 @@ MODELS: dict[str, Callable[[], tuple[str, Any, Arrays, Arrays]]] = {
     "seed": lambda: ("pipeline.examples.seed_mlp:correct", seed_mlp.correct, *seed_mlp.problem()),
     "mlp-1e4": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((64, 96, 96, 1), batch=512)),
     "mlp-2e5": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((256, 512, 128, 1), batch=16)),
+    # The same 4-layer MLP, plain and declaring its stages: past the black-box limit.
+    "mlp4": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((32, 64, 64, 64, 1), batch=256)),
+    "mlp4-staged": lambda: ("pipeline.examples.mlp:staged4", mlp.staged4, *mlp.problem((32, 64, 64, 64, 1), batch=256)),
 }
 
 
@@ -137,6 +142,7 @@ def pipeline_run(ref: str, folder: Path, workers: int) -> dict[str, float]:
         "startup_seconds": up - start,
         "shards_seconds": report.timings["shards_seconds"],
         "evaluate_seconds": report.timings["evaluate_seconds"],
+        "loss_equivalents_per_index": report.timings["loss_equivalents_per_index"],
         "run_seconds": done - ready,
         "shard_size": report.timings["shard_size"],
         "peak_worker_mib": max(peak_kib.values()) / 1024,
@@ -181,7 +187,9 @@ def bench(name: str, baseline_indices: int, cores: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="seed,mlp-1e4", help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument(
+        "--models", default="seed,mlp-1e4,mlp4,mlp4-staged", help=f"comma-separated, of {', '.join(MODELS)}"
+    )
     parser.add_argument("--baseline-indices", type=int, default=4000)
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "throughput.json")
     args = parser.parse_args()
@@ -189,7 +197,7 @@ def main() -> None:
     rows = [bench(name, args.baseline_indices, cores) for name in args.models.split(",")]
     print(
         f"{'model':8} {'n':>7} {'t_loss':>9} {'in worker':>9} {'seed loop':>10} {'scipy':>9} "
-        f"{'workers':>7} {'wall':>8} {'no start':>8} {'eff':>5} {'eff+start':>9} {'vs loop':>8} {'vs scipy':>8} {'evaluate':>9} {'vs loop':>8} {'peak MiB':>8}"
+        f"{'workers':>7} {'wall':>8} {'no start':>8} {'eff':>5} {'eff+start':>9} {'vs loop':>8} {'vs scipy':>8} {'evaluate':>9} {'vs loop':>8} {'loss-eq':>7} {'peak MiB':>8}"
     )
     for row in rows:
         mark = "~" if row["baselines_extrapolated_from"] < row["n_params"] else " "
@@ -199,7 +207,7 @@ def main() -> None:
                 f"{mark}{row['seed_loop_seconds']:8.2f}s {mark}{row['scipy_seconds']:7.2f}s {w:7d} {r['wall_seconds']:7.2f}s "
                 f"{r['shards_seconds']:7.2f}s {r['efficiency']:5.2f} {r['efficiency_with_startup']:9.2f} "
                 f"{r['speedup_vs_seed_loop']:7.2f}x {r['speedup_vs_scipy']:7.2f}x {r['evaluate_seconds'] * 1e3:7.2f}ms "
-                f"{r['evaluate_speedup_vs_seed_loop']:7.1f}x {r['peak_worker_mib']:8.1f}"
+                f"{r['evaluate_speedup_vs_seed_loop']:7.1f}x {r['loss_equivalents_per_index']:7.2f} {r['peak_worker_mib']:8.1f}"
             )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"format_version": 1, "cores": cores, "models": rows}, indent=2))
