@@ -65,6 +65,7 @@ class _Loaded:
         self.data = stores.read_arrays("data", problem.data)
         # reshape(-1) of a C-contiguous array is a view: writes reach self.params.
         self.flat = {name: array.reshape(-1) for name, array in self.params.items()}
+        self.row_bytes = max(1, sum(array.nbytes for array in self.params.values()))  # one parameter copy
         self.analytic: dict[str, np.ndarray] | None = None
         self.stages: list[tuple[tuple[str, ...], Callable[..., Any]]] = []
         self.stage_of: dict[str, int] = {}
@@ -112,13 +113,11 @@ class _Loaded:
     def batched(self) -> bool:
         """Whether to use the model's ``loss_batch(params_batch, data)``: it offers one, and
         batches of at least ``MIN_BATCH_ROWS`` parameter copies fit in ``BATCH_BYTES``."""
-        row_bytes = sum(array.nbytes for array in self.params.values())
-        return callable(getattr(self.model, "loss_batch", None)) and MIN_BATCH_ROWS * row_bytes <= BATCH_BYTES
+        return callable(getattr(self.model, "loss_batch", None)) and MIN_BATCH_ROWS * self.row_bytes <= BATCH_BYTES
 
     def batch_rows(self, wanted: int) -> int:
         """How many perturbed parameter sets one batch may hold: each row copies every tensor."""
-        row_bytes = max(1, sum(array.nbytes for array in self.params.values()))
-        return max(2, min(wanted, BATCH_BYTES // row_bytes))
+        return max(2, min(wanted, BATCH_BYTES // self.row_bytes))
 
     @property
     def output(self) -> stores.OutputArrays:
