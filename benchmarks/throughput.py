@@ -50,7 +50,8 @@ from pipeline.stores import write_group  # noqa: E402
 Arrays = dict[str, np.ndarray]
 MODELS: dict[str, Callable[[], tuple[str, Any, Arrays, Arrays]]] = {
     "seed": lambda: ("pipeline.examples.seed_mlp:correct", seed_mlp.correct, *seed_mlp.problem()),
-    "mlp-1e4": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((64, 96, 96, 1), batch=512)),
+    # t_loss of 1 ms or more, sustained, as the efficiency target asks.
+    "mlp-1e4": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((64, 96, 96, 1), batch=768)),
     "mlp-2e5": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((256, 512, 128, 1), batch=16)),
     # The same 4-layer MLP, plain and declaring its stages: past the black-box limit.
     "mlp4": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((32, 64, 64, 64, 1), batch=256)),
