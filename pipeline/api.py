@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -174,7 +173,7 @@ class _Run:
             ).result()
         except BaseException:
             if created:  # nothing computed yet: leave nothing half-written where there was nothing before
-                _remove(problem.output)
+                stores.remove_output(problem.output)
             raise
         if not same:
             raise OutputExistsError(
@@ -225,11 +224,6 @@ def _crashed(problem: kernel.Problem, shard: Shard, total: int) -> ClusterError:
         f"At least {completed} of {total} shards are complete and kept in '{problem.output}'; "
         "fix the model and run the same command again to resume."
     )
-
-
-def _remove(path: str) -> None:
-    if "://" not in path:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def check(

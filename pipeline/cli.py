@@ -38,6 +38,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _workers(text: str) -> int:
+    """``--workers N``: a whole number of at least 1, or a one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number. Got {text!r} instead.") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1. Got {value} instead.")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="gradcheck", description="Check a model's analytic gradient against centered finite differences."
@@ -50,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
     )
     where = run.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster")
+    where.add_argument("--workers", type=_workers, metavar="N", help="worker processes of the local cluster")
     where.add_argument("--scheduler", metavar="ADDRESS", help="use the existing cluster at this scheduler address")
     where.add_argument("--scheduler-file", metavar="PATH", help="use the existing cluster of this scheduler file")
     run.add_argument("--overwrite", action="store_true", help="replace an output that holds a different check's result")
@@ -73,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     suite.add_argument("suite", metavar="SUITE", help="the suite's YAML file")
     suite.add_argument("--history", required=True, metavar="DIR", help="the history folder (created if absent)")
     suite.add_argument("--workdir", metavar="DIR", help="keep the checks' outputs here (default: a temporary folder)")
-    suite.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster")
+    suite.add_argument("--workers", type=_workers, metavar="N", help="worker processes of the local cluster")
 
     history = commands.add_parser("history", help="print a suite's history", description="Print the history in DIR.")
     history.add_argument("history", metavar="DIR", help="the history folder")
@@ -107,8 +118,6 @@ class _ProgressBar:
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, parse_overrides(args.set))
     if args.workers is not None or args.scheduler or args.scheduler_file:
-        if args.workers is not None and args.workers < 1:
-            raise GradcheckError(f"`--workers` must be at least 1. Got {args.workers} instead.")
         scheduler_file = os.path.abspath(args.scheduler_file) if args.scheduler_file else None
         # Where to run is replaced as a whole; how long to wait for it is kept.
         cluster = dataclasses.replace(
@@ -134,8 +143,6 @@ def _suite(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     cluster = suite.cluster
     if args.workers is not None:
-        if args.workers < 1:
-            raise GradcheckError(f"`--workers` must be at least 1. Got {args.workers} instead.")
         cluster = dataclasses.replace(cluster, workers=args.workers, address=None, scheduler_file=None)
     result = run_suite(suite, args.history, workdir=args.workdir, cluster=cluster)
     print(format_run(result.records, result.history))

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, ConfigTypeError
+from .stores import is_url
 
 __all__ = ["ClusterConfig", "Config", "load_config", "merge_config", "parse_overrides", "read_config_file", "read_yaml"]
 
@@ -30,12 +31,8 @@ SEED_THRESHOLD = 2e-7
 CLUSTER_TIMEOUT_SECONDS = 30.0
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path
-
-
 def _resolve_path(path: str, base: Path) -> str:
-    if _is_url(path) or os.path.isabs(path):
+    if is_url(path) or os.path.isabs(path):
         return path
     return os.path.normpath(base / path)
 

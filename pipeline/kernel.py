@@ -75,7 +75,7 @@ class _Loaded:
 
     def _prepare_stages(self) -> None:
         """Check the model's stages and compute every stage's input at θ, now, before any perturbation."""
-        stages = list(_call("stages", lambda: list(self.model.stages)))  # type: ignore[attr-defined]
+        stages = _call("stages", lambda: list(self.model.stages))  # type: ignore[attr-defined]
         for s, stage in enumerate(stages):
             if not (isinstance(stage, tuple) and len(stage) == 2 and callable(stage[1])):
                 raise ModelError(

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ __all__ = [
     "check_output",
     "completed_shards",
     "fingerprint",
+    "is_url",
     "output_lock",
     "output_shard_size",
     "prepare_output",
@@ -38,6 +40,7 @@ __all__ = [
     "read_gradient",
     "read_layout",
     "read_output_attrs",
+    "remove_output",
     "validate_data",
     "validate_gradient",
     "write_group",
@@ -47,6 +50,11 @@ __all__ = [
 #: Version of the output group's attribute format; readers refuse newer ones.
 FORMAT_VERSION = 1
 _PARAM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def is_url(path: str) -> bool:
+    """Whether ``path`` is an fsspec URL (``s3://...``) rather than a local path."""
+    return "://" in path
 
 
 @contextmanager
@@ -162,7 +170,7 @@ def fingerprint(role: str, path: str) -> str:
     """
     digest = hashlib.sha256()
     with _reading(role, path):
-        if "://" in path:
+        if is_url(path):
             import fsspec  # only remote stores need it
 
             fs, root = fsspec.core.url_to_fs(path)
@@ -230,7 +238,7 @@ def _existing_output(path: str) -> dict[str, Any] | None:
     try:
         group = zarr.open_group(store=path, mode="r")
     except (FileNotFoundError, zarr.errors.NodeNotFoundError):
-        if "://" not in path and os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        if not is_url(path) and os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
             raise foreign from None
         return None
     except Exception as e:
@@ -294,12 +302,12 @@ def output_lock(path: str) -> Iterator[None]:
     A lock left by a process that is gone (on this host) is taken over; any
     other is refused. Remote (URL) outputs are not locked.
     """
-    if "://" in path:
+    if is_url(path):
         yield
         return
     lock = path.rstrip("/") + ".lock"
     record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    for _ in range(2):
+    for _ in range(3):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -310,11 +318,14 @@ def output_lock(path: str) -> Iterator[None]:
                     f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}); "
                     f"wait for it, or remove '{lock}' if that run is gone."
                 ) from None
-            os.unlink(lock)  # stale: its process is gone
+            with suppress(FileNotFoundError):  # stale: its process is gone (another run may remove it first)
+                os.unlink(lock)
             continue
         with os.fdopen(fd, "w") as f:
             json.dump(record, f)
         break
+    else:  # every attempt lost a race for a stale lock to another run: never proceed unlocked
+        raise OutputExistsError(f"The output '{path}' is being taken by another gradcheck run; try again.")
     try:
         yield
     finally:
@@ -336,6 +347,12 @@ def _lock_holder(lock: str) -> dict[str, Any] | None:
         except (PermissionError, KeyError, TypeError, ValueError):
             pass  # alive but not ours, or unreadable: respect it
     return holder
+
+
+def remove_output(path: str) -> None:
+    """Remove an output this run created (local paths; a remote one is left to its store's tools)."""
+    if not is_url(path):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_report(path: str, report: Mapping[str, Any], config: Mapping[str, Any]) -> None:

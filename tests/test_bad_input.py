@@ -270,7 +270,11 @@ def test_bad_input_is_one_line_exit_2_and_loses_nothing(
         ([], r"the following arguments are required: COMMAND"),
         (["frobnicate"], r"invalid choice: 'frobnicate'"),
         (["run"], r"the following arguments are required: CONFIG"),
-        (["run", "c.yaml", "--workers", "two"], r"argument --workers: invalid int value: 'two'"),
+        (["run", "c.yaml", "--workers", "two"], r"argument --workers: must be a whole number. Got 'two' instead."),
+        (
+            ["suite", "s.yaml", "--history", "h", "--workers", "0"],
+            r"argument --workers: must be at least 1. Got 0 instead.",
+        ),
         (["run", "c.yaml", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], r"not allowed with argument"),
         (["run", "c.yaml", "--bogus"], r"unrecognized arguments: --bogus"),
         (["example", "resnet", "d"], r"argument NAME: invalid choice: 'resnet'"),
@@ -284,7 +288,8 @@ def test_usage_errors_are_one_line(args: list[str], pattern: str) -> None:
 def test_workers_must_be_positive(problem: Path) -> None:
     before = _snapshot(problem)
     _assert_one_line_error(
-        run_cli("run", str(problem / "check.yaml"), "--workers", "0"), r"`--workers` must be at least 1. Got 0 instead."
+        run_cli("run", str(problem / "check.yaml"), "--workers", "0"),
+        r"gradcheck run: error: argument --workers: must be at least 1. Got 0 instead.",
     )
     assert _snapshot(problem) == before
 
