@@ -76,6 +76,7 @@ def main() -> None:
             layout=layout,
             epsilon=1e-6,
             worst=10,
+            scheme="central",
         )
         plan = make_plan(n, args.shard_size)
         # Shards at the start of every tensor: each tensor's perturbation path runs.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -18,12 +19,16 @@ from distributed.scheduler import KilledWorker
 
 from . import kernel, stores
 from .cluster import connect
-from .config import SEED_EPSILON, SEED_THRESHOLD, Config
+from .config import DEFAULT_SCHEME, Config
+from .diagnose import MAX_ELEMENTS, diagnose
 from .errors import ClusterError, ConfigError, OutputExistsError
+from .fd import AUTO_POWER, COMPLEX_STEP, STENCILS
+from .layout import Layout, TensorSpec
 from .model import Model, ModelRef, load_model
-from .plan import Shard, auto_shard_size, make_plan
-from .reduce import ShardResult, combine
-from .report import Report
+from .plan import Shard, auto_shard_size, make_plan, sampled_positions
+from .reduce import ShardResult, Verdict, combine
+from .report import Report, TensorReport
+from .tolerance import Tolerance, default_tolerance
 
 __all__ = ["check", "run"]
 
@@ -42,6 +47,10 @@ def _identity(config: Config) -> str:
     key = {
         "model": config.model,
         "epsilon": config.epsilon,
+        "scheme": config.scheme,
+        "tolerance": config.tolerance,
+        "indices": config.indices,
+        "precision": config.precision,
         "shard_size": config.shard_size or "auto",
         "params": stores.fingerprint("params", config.params),
         "data": stores.fingerprint("data", config.data),
@@ -105,6 +114,11 @@ def run(
         layout=layout,
         epsilon=config.epsilon,
         worst=config.worst,
+        scheme=config.scheme,
+        tolerance=_tolerance(config),
+        judged=config.tolerance != "none",
+        sample=config.sample,
+        promote=config.precision == "float64",
     )
     with stores.output_lock(config.output):
         identity = _identity(config)
@@ -116,23 +130,101 @@ def run(
             with connect(config.cluster, layout.n_params) as own_client:
                 timings, results, probe = steps.execute(own_client)
         verdict = combine(layout, results, threshold=config.threshold, worst=config.worst)
+        tensors = _diagnosed(config.output, layout, verdict)
         timings["total_seconds"] = time.perf_counter() - started
         report = Report(
             model=config.model,
             difference=verdict.difference,
             passed=verdict.passed,
-            epsilon=config.epsilon,
+            epsilon="auto" if config.epsilon is None else config.epsilon,
             threshold=config.threshold,
             n_params=layout.n_params,
             n_checked=verdict.n_checked,
             loss=probe.loss,
-            tensors=verdict.tensors,
+            tensors=tensors,
             worst=verdict.worst,
             nonfinite=verdict.nonfinite,
             timings=timings,
+            scheme=config.scheme,
+            step_rule=_step_rule(config),
+            tolerance=_tolerance_report(config, problem),
+            noise={"level": probe.noise, "measured": probe.noise_measured, "spread_at_theta": probe.spread},
+            sample=_sample_report(config),
+            n_wrong=verdict.n_wrong,
+            n_nondifferentiable=verdict.n_nondifferentiable,
         )
         stores.write_report(config.output, report.to_dict(), config.to_dict())
     return report
+
+
+def _tolerance(config: Config) -> Tolerance | None:
+    """The config's tolerance override, completed from the float64 default of its scheme; None for the defaults."""
+    if not isinstance(config.tolerance, Mapping):
+        return None
+    return dataclasses.replace(default_tolerance("float64", config.scheme), **config.tolerance)
+
+
+def _tolerance_report(config: Config, problem: kernel.Problem) -> dict[str, object]:
+    """The tolerance per tensor dtype, as the report states it (empty when elements are not judged)."""
+    if not problem.judged:
+        return {}
+    dtypes = sorted({spec.dtype for spec in problem.layout.tensors})
+    return {dtype: problem.tolerance_for(_spec_of(problem.layout, dtype)).to_dict() for dtype in dtypes}
+
+
+def _spec_of(layout: Layout, dtype: str) -> TensorSpec:
+    return next(spec for spec in layout.tensors if spec.dtype == dtype)
+
+
+def _step_rule(config: Config) -> str:
+    """How the steps were chosen, in words."""
+    if config.epsilon is not None:
+        if config.scheme == "complex-step":
+            return f"fixed step {config.epsilon:g}: Im J(θ + i·h) / h"
+        return f"fixed step {config.epsilon:g}; the quotient divides by 2·epsilon, as the seed's formula does"
+    if config.scheme == "complex-step":
+        return f"auto: {COMPLEX_STEP:g}·max(1, |θ_i|) per element; Im J(θ + i·h) / h"
+    power = AUTO_POWER[config.scheme]
+    return (
+        f"auto: EPS**(1/{round(1 / power)})·max(1, |θ_i|) per element, EPS of the parameter dtype; "
+        "divided by the steps the floats actually took"
+    )
+
+
+#: Confidence of the statement a clean sample supports.
+SAMPLE_CONFIDENCE = 0.95
+
+
+def _sample_report(config: Config) -> dict[str, object]:
+    """What a clean sample means, for a sampled run."""
+    if config.sample is None:
+        return {}
+    k, seed = config.sample
+    delta = 1 - SAMPLE_CONFIDENCE
+    bound = math.log(1 / delta) / k
+    return {
+        "per_tensor": k,
+        "seed": seed,
+        "confidence": SAMPLE_CONFIDENCE,
+        "bound": bound,
+        "statement": (
+            f"{k} random elements per tensor checked (seed {seed}); a tensor whose sampled elements all agree has "
+            f"fewer than ln(1/δ)/k = {bound:.3g} of its elements wrong, at confidence 1 - δ = {SAMPLE_CONFIDENCE:g}"
+        ),
+    }
+
+
+def _diagnosed(output: str, layout: Layout, verdict: Verdict) -> tuple[TensorReport, ...]:
+    """The verdict's tensors, each wrong one with a diagnosis read from the output's arrays."""
+    arrays = stores.OutputArrays(output)
+    tensors = []
+    for spec, tensor in zip(layout.tensors, verdict.tensors, strict=True):
+        if not tensor.passed and spec.size <= MAX_ELEMENTS:
+            window = slice(spec.offset, spec.stop)
+            a, n, _, allowed, status, _ = (np.asarray(array[window]) for array in arrays.per_index)
+            tensor = dataclasses.replace(tensor, diagnosis=diagnose(spec.shape, a, n, allowed, status))
+        tensors.append(tensor)
+    return tuple(tensors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,14 +245,21 @@ class _Run:
         ready = time.perf_counter()
         probe_future = client.submit(kernel.probe_task, problem, pure=False)
         probe: kernel.ProbeResult = probe_future.result()
+        problem = dataclasses.replace(problem, loss0=probe.loss, noise=probe.noise)
         workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        checked = _checked(problem)
+        n_checked = sum(positions.size for positions in checked.values()) if checked else n
         if self.resuming:
             shard_size = stores.output_shard_size(problem.output)
         else:
-            # An index costs loss_equivalents_per_index evaluations (2 unless the model is staged).
+            # An index costs loss_equivalents_per_index evaluations (the scheme's stencil, fewer if staged).
             per_evaluation = probe.loss_seconds * probe.loss_equivalents_per_index / 2
-            shard_size = self.config.shard_size or auto_shard_size(n, per_evaluation, workers)
+            shard_size = self.config.shard_size or auto_shard_size(n_checked, per_evaluation, workers)
+            if checked:  # the same number of tasks, each spanning its share of the whole index space
+                shard_size = math.ceil(n / math.ceil(n_checked / shard_size))
         plan = make_plan(n, shard_size)
+        if checked:
+            plan = tuple(shard for shard in plan if _holds_sample(problem.layout, checked, shard))
         done = frozenset(int(k) for k in stores.completed_shards(problem.output)) if self.resuming else frozenset()
         created = stores.prepare_output(
             problem.output, problem.layout, shard_size, self.identity, overwrite=self.overwrite
@@ -195,7 +294,8 @@ class _Run:
             if self.progress is not None:
                 self.progress(len(results), len(plan))
         finished = time.perf_counter()
-        evaluations = 2 * sum(shard.size for shard in todo)
+        width = len(STENCILS[problem.scheme])
+        evaluations = width * sum(t.n_checked for r in results if r.shard.index not in done for t in r.sums)
         timings = {
             "cluster_seconds": ready - self.started,
             "probe_seconds": probe.seconds,
@@ -204,13 +304,31 @@ class _Run:
             "shard_size": float(shard_size),
             "shards_seconds": finished - shards_started,
             "evaluate_seconds": math.fsum(r.evaluate_seconds for r in results),  # the losses alone, all shards
-            "loss_evaluations": float(evaluations + 1),
+            "loss_evaluations": float(evaluations + 2 + 9 * probe.noise_measured),
             "evaluations_per_second": evaluations / (finished - shards_started) if finished > shards_started else 0.0,
             "resumed_shards": float(len(done)),
             "worker_loads": float(sum(r.loaded for r in results)),
             "workers": float(workers),
         }
         return timings, results, probe
+
+
+def _checked(problem: kernel.Problem) -> dict[str, np.ndarray]:
+    """Per tensor, the elements a sampled run checks (sorted); empty when it checks all."""
+    if problem.sample is None:
+        return {}
+    k, seed = problem.sample
+    return {
+        spec.name: sampled_positions(spec.size, k, seed, number) for number, spec in enumerate(problem.layout.tensors)
+    }
+
+
+def _holds_sample(layout: Layout, checked: dict[str, np.ndarray], shard: Shard) -> bool:
+    """Whether a shard's range holds any sampled element."""
+    return any(
+        np.any((checked[spec.name] >= lo) & (checked[spec.name] < hi))
+        for spec, lo, hi in layout.segments(shard.start, shard.stop)
+    )
 
 
 def _crashed(problem: kernel.Problem, shard: Shard, total: int) -> ClusterError:
@@ -232,8 +350,12 @@ def check(
     data: Mapping[str, np.ndarray],
     *,
     gradient: Mapping[str, np.ndarray] | None = None,
-    epsilon: float = SEED_EPSILON,
-    threshold: float = SEED_THRESHOLD,
+    epsilon: float | str | None = "auto",
+    threshold: float | None = None,
+    scheme: str = DEFAULT_SCHEME,
+    tolerance: str | Mapping[str, float] = "auto",
+    indices: str | Mapping[str, int] = "all",
+    precision: str = "native",
     shard_size: int | None = None,
     worst: int = 10,
     workers: int | None = None,
@@ -254,7 +376,7 @@ def check(
         Passed to the model as it is.
     gradient : dict of str to ndarray, optional
         A precomputed analytic gradient; without it ``model.grad`` is called once.
-    epsilon, threshold, shard_size, worst
+    epsilon, threshold, scheme, tolerance, indices, precision, shard_size, worst
         As in the config (see :class:`Config`).
     workers : int, optional
         Size of the local cluster started for this check.
@@ -287,6 +409,10 @@ def check(
                 "output": output or os.path.join(scratch, "output.zarr"),
                 "epsilon": epsilon,
                 "threshold": threshold,
+                "scheme": scheme,
+                "tolerance": tolerance,
+                "indices": indices,
+                "precision": precision,
                 "shard_size": shard_size,
                 "worst": worst,
                 "cluster": {"workers": workers} if workers is not None else None,

@@ -24,9 +24,13 @@ from .stores import is_url
 
 __all__ = ["ClusterConfig", "Config", "load_config", "merge_config", "parse_overrides", "read_config_file", "read_yaml"]
 
-#: The seed's step and threshold (``gradient_check_n``): the defaults.
+#: The seed's step and threshold (``gradient_check_n``): available by naming them.
 SEED_EPSILON = 1e-7
 SEED_THRESHOLD = 2e-7
+#: The settings a config gets when it names none: the most accurate this tool has.
+DEFAULT_SCHEME = "richardson"
+SCHEMES = ("central", "richardson", "complex-step")
+TOLERANCE_KEYS = ("atol", "rtol", "safety")
 #: Seconds to wait for a cluster to answer and to have a worker.
 CLUSTER_TIMEOUT_SECONDS = 30.0
 
@@ -164,6 +168,53 @@ class ClusterConfig:
         return cls(workers=workers, address=address, scheduler_file=scheduler_file, timeout=timeout)
 
 
+def _epsilon(value: Any) -> float | None:
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        return _number("epsilon", value)
+    except ConfigTypeError:
+        raise ConfigTypeError(f"`epsilon` must be a number or 'auto'. Got {value!r} instead.") from None
+
+
+def _choice(key: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ConfigError(f"`{key}` must be one of {', '.join(choices)}. Got {value!r} instead.")
+    return str(value)
+
+
+def _tolerance(value: Any) -> str | dict[str, float]:
+    """``auto`` (per dtype and scheme), ``none`` (no per-element verdicts) or overrides of atol/rtol/safety."""
+    if value is None or value in ("auto", "none"):
+        return value or "auto"
+    if not isinstance(value, Mapping):
+        raise ConfigTypeError(
+            f"`tolerance` must be 'auto', 'none' or a mapping of {', '.join(TOLERANCE_KEYS)}. Got {value!r} instead."
+        )
+    _reject_unknown("tolerance.", value, TOLERANCE_KEYS)
+    checked = {}
+    for key, number in value.items():
+        checked[key] = 0.0 if key == "atol" and number in (0, "0") else _number(f"tolerance.{key}", number)
+    return checked
+
+
+def _indices(value: Any) -> str | dict[str, int]:
+    """``all``, or ``{sample_per_tensor: k, seed: s}``."""
+    if value is None or value == "all":
+        return "all"
+    if not isinstance(value, Mapping):
+        raise ConfigTypeError(f"`indices` must be 'all' or {{sample_per_tensor: k, seed: s}}. Got {value!r} instead.")
+    _reject_unknown("indices.", value, ("sample_per_tensor", "seed"))
+    if "sample_per_tensor" not in value:
+        raise ConfigError("`indices` needs `sample_per_tensor` (elements checked per tensor).")
+    return {
+        "sample_per_tensor": _count("indices.sample_per_tensor", value["sample_per_tensor"], 1),
+        "seed": _count("indices.seed", value.get("seed", 0), 0),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """One gradient check, fully resolved.
@@ -176,10 +227,21 @@ class Config:
         Zarr group paths or URLs (see DESIGN.md for their layout).
     gradient : str or None
         Optional Zarr group holding a precomputed analytic gradient.
-    epsilon : float
-        The step of the centered difference, ``(J(θ+ε) − J(θ−ε)) / 2ε``.
-    threshold : float
-        The check passes when the normalized difference is at most this.
+    epsilon : float or None
+        A fixed step (the seed's ``1e-7``), or None (``auto``): ``EPS**(1/(order+1))·max(1, |θ_i|)``
+        per element for the parameter dtype.
+    threshold : float or None
+        If set, the check also needs the seed's normalized difference to be at most this.
+    scheme : str
+        ``central``, ``richardson`` (the default) or ``complex-step``.
+    tolerance : str or dict
+        ``auto`` (per dtype and scheme, see :mod:`pipeline.tolerance`), ``none`` (no
+        per-element verdicts: the threshold alone decides), or a mapping overriding
+        ``atol``, ``rtol``, ``safety``.
+    indices : str or dict
+        ``all``, or ``{sample_per_tensor: k, seed: s}``: k seeded random elements per tensor.
+    precision : str
+        ``native`` (the parameters' dtype) or ``float64`` (re-check a float32 model in float64).
     shard_size : int or None
         Parameter indices per task (and per output chunk); ``None`` is automatic.
     worst : int
@@ -193,13 +255,32 @@ class Config:
     data: str
     output: str
     gradient: str | None = None
-    epsilon: float = SEED_EPSILON
-    threshold: float = SEED_THRESHOLD
+    epsilon: float | None = None
+    threshold: float | None = None
     shard_size: int | None = None
     worst: int = 10
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    scheme: str = DEFAULT_SCHEME
+    tolerance: str | dict[str, float] = "auto"
+    indices: str | dict[str, int] = "all"
+    precision: str = "native"
 
-    KEYS = ("model", "params", "data", "gradient", "output", "epsilon", "threshold", "shard_size", "worst", "cluster")
+    KEYS = (
+        "model",
+        "params",
+        "data",
+        "gradient",
+        "output",
+        "epsilon",
+        "scheme",
+        "threshold",
+        "tolerance",
+        "indices",
+        "precision",
+        "shard_size",
+        "worst",
+        "cluster",
+    )
     REQUIRED = ("model", "params", "data", "output")
 
     @classmethod
@@ -220,8 +301,12 @@ class Config:
             data=_text("data", raw["data"]),
             output=_text("output", raw["output"]),
             gradient=None if gradient is None else _text("gradient", gradient),
-            epsilon=_number("epsilon", raw.get("epsilon", SEED_EPSILON)),
-            threshold=_number("threshold", raw.get("threshold", SEED_THRESHOLD)),
+            epsilon=_epsilon(raw.get("epsilon")),
+            threshold=None if raw.get("threshold") in (None, "none") else _number("threshold", raw["threshold"]),
+            scheme=_choice("scheme", raw.get("scheme", DEFAULT_SCHEME), SCHEMES),
+            tolerance=_tolerance(raw.get("tolerance")),
+            indices=_indices(raw.get("indices")),
+            precision=_choice("precision", raw.get("precision", "native"), ("native", "float64")),
             shard_size=None if shard_size in (None, "auto") else _count("shard_size", shard_size, 1),
             worst=_count("worst", raw.get("worst", 10), 0),
             cluster=ClusterConfig.from_value(raw.get("cluster")),
@@ -230,6 +315,13 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain JSON-ready data (``from_dict`` reads it back)."""
         return asdict(self)
+
+    @property
+    def sample(self) -> tuple[int, int] | None:
+        """``(k, seed)`` when the config samples k elements per tensor; None when it checks all."""
+        if isinstance(self.indices, Mapping):
+            return self.indices["sample_per_tensor"], self.indices["seed"]
+        return None
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:

@@ -1,75 +1,234 @@
 """Finite differences: pure numerics, no I/O and no Dask.
 
-The centered difference of the seed, ``(J(θ + ε·e_i) − J(θ − ε·e_i)) / 2ε``,
-taken by perturbing one entry of a parameter array in place and restoring it,
-so that no copy of the parameters is made per index.
+A derivative along one parameter entry is estimated from losses at a few points
+``θ + s·h·e_i`` (a *stencil*), taken by perturbing that entry in place and
+restoring it, so that no copy of the parameters is made per index. Three schemes:
+
+``central``
+    ``(J(θ + h) − J(θ − h)) / 2h``: the seed's formula, 2 losses, error O(h²).
+``richardson``
+    ``D(h) + (D(h) − D(2h)) / 3`` from two central differences: 4 losses, error
+    O(h⁴), and ``|D(h) − D(2h)| / 3`` estimates the truncation error.
+``complex-step``
+    ``Im J(θ + i·h) / h`` for a model that computes its loss in complex
+    arithmetic: 1 loss, no cancellation, exact to rounding.
+
+Steps are either fixed (the seed's ``epsilon``; the quotient divides by ``2ε``
+exactly as the seed does) or ``auto``: ``EPS**(1/(order+1)) · max(1, |θ_i|)``
+for the parameter's dtype, dividing by the step the floats actually took.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MINUS", "PLUS", "batched_central_differences", "central_differences", "normalized_difference"]
+__all__ = [
+    "AUTO_POWER",
+    "MINUS",
+    "PLUS",
+    "SCHEMES",
+    "STENCILS",
+    "Estimate",
+    "batched_stencil_losses",
+    "estimate",
+    "noise_level",
+    "normalized_difference",
+    "points",
+    "stencil_losses",
+    "step_sizes",
+]
 
 
-#: Codes for which side of a centered difference had a non-finite loss.
+#: Codes for which side of θ had a non-finite loss.
 PLUS, MINUS = 1, 2
 
+SCHEMES = ("central", "richardson", "complex-step")
+#: The multiples of the step each scheme evaluates the loss at, in order.
+STENCILS: dict[str, tuple[complex, ...]] = {
+    "central": (1, -1),
+    "richardson": (1, -1, 2, -2),
+    "complex-step": (1j,),
+}
+#: ``epsilon: auto`` takes ``EPS ** power · max(1, |θ_i|)``: the step that balances an
+#: error of order ``h**p`` against rounding of order ``EPS / h`` is ``EPS ** (1 / (p + 1))``.
+AUTO_POWER = {"central": 1 / 3, "richardson": 1 / 5}
+#: The complex step cancels nothing, so it can be tiny: truncation vanishes below rounding.
+COMPLEX_STEP = 1e-20
 
-def central_differences(
-    loss: Callable[[], float],
-    flat: np.ndarray,
-    positions: Iterable[int],
-    epsilon: float,
-    nonfinite: np.ndarray | None = None,
-) -> np.ndarray:
-    """Centered differences of ``loss`` along entries of ``flat``.
 
-    Parameters
-    ----------
-    loss : callable
-        Evaluates the loss at the current contents of ``flat`` (and whatever
-        else it closes over).
-    flat : ndarray of shape (m,)
-        A writable 1-D view of one parameter tensor; perturbed in place.
-    positions : iterable of int
-        Entries of ``flat`` to differentiate along.
-    epsilon : float
-        The step ε.
-    nonfinite : ndarray of shape (len(positions),), optional
-        Filled with which loss was not finite per position: ``PLUS``, ``MINUS``,
-        both (``PLUS | MINUS``) or 0.
+def step_sizes(values: np.ndarray, scheme: str, epsilon: float | None) -> np.ndarray:
+    """The step per entry of ``values``: the fixed ``epsilon``, or automatic when it is None."""
+    if epsilon is not None:
+        return np.full(values.shape, float(epsilon))
+    scale = np.maximum(1.0, np.abs(values.astype(np.float64)))
+    if scheme == "complex-step":
+        return COMPLEX_STEP * scale
+    eps = float(np.finfo(values.dtype).eps)
+    return np.asarray(eps ** AUTO_POWER[scheme] * scale)
 
-    Returns
-    -------
-    ndarray of shape (len(positions),), float64
-        ``(loss(θ + ε) − loss(θ − ε)) / 2ε`` per position, bit for bit the seed's
-        formula. ``flat`` is restored exactly, even if ``loss`` raises.
 
-    Notes
-    -----
-    The step is added in ``flat``'s dtype and the quotient divides by ``2ε``,
-    not by the step the floats actually took, as the seed does.
+def points(values: np.ndarray, steps: np.ndarray, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    """The perturbed values per entry and stencil point, and the steps they actually took.
+
+    Returns ``(perturbed, taken)``, both of shape ``(len(values), len(stencil))``:
+    ``perturbed`` in the values' dtype (complex for ``complex-step``), ``taken`` the
+    exact float64 difference ``perturbed − value`` (the imaginary step for complex).
     """
-    positions = list(positions)
-    numeric = np.empty(len(positions), dtype=np.float64)
-    two_epsilon = 2 * epsilon
+    stencil = STENCILS[scheme]
+    values = np.asarray(values)
+    if scheme == "complex-step":
+        perturbed = values.astype(np.complex128)[:, None] + 1j * steps[:, None]
+        return perturbed, steps[:, None].astype(np.float64)
+    multiples = np.array([s.real for s in stencil])
+    # In the values' dtype, as the model will see them; for float64 this is the seed's θ_i ± ε.
+    perturbed = (values[:, None] + multiples[None, :] * steps[:, None]).astype(values.dtype)
+    taken = perturbed.astype(np.float64) - values.astype(np.float64)[:, None]
+    return perturbed, taken
+
+
+def stencil_losses(
+    loss: Callable[[], complex], flat: np.ndarray, positions: Iterable[int], perturbed: np.ndarray
+) -> np.ndarray:
+    """The loss with entry ``positions[j]`` of ``flat`` set to each ``perturbed[j, s]`` in turn.
+
+    ``flat`` is perturbed in place and restored exactly, even if ``loss`` raises.
+    Returns an array like ``perturbed`` (float64, or complex128 for complex points).
+    """
+    dtype = np.complex128 if np.iscomplexobj(perturbed) else np.float64
+    losses = np.empty(perturbed.shape, dtype=dtype)
     for j, k in enumerate(positions):
         original = flat[k]
         try:
-            flat[k] = original + epsilon
-            plus = loss()
-            flat[k] = original - epsilon
-            minus = loss()
+            for s in range(perturbed.shape[1]):
+                flat[k] = perturbed[j, s]
+                losses[j, s] = loss()
         finally:
             flat[k] = original
-        numeric[j] = (plus - minus) / two_epsilon
-        if nonfinite is not None:
-            nonfinite[j] = (PLUS if not math.isfinite(plus) else 0) | (MINUS if not math.isfinite(minus) else 0)
-    return numeric
+    return losses
+
+
+def batched_stencil_losses(
+    loss_batch: Callable[[dict[str, np.ndarray]], np.ndarray],
+    params: dict[str, np.ndarray],
+    entries: Sequence[tuple[str, int]],
+    perturbed: np.ndarray,
+) -> np.ndarray:
+    """:func:`stencil_losses` with one call of a batched loss.
+
+    ``loss_batch`` takes every tensor with a leading axis of ``K`` (one parameter
+    set per row) and returns the ``K`` losses. Row ``m·j + s`` is θ with entry
+    ``entries[j]`` set to ``perturbed[j, s]``. ``params`` is not modified.
+    """
+    m = perturbed.shape[1]
+    rows = m * len(entries)
+    batch = {name: np.repeat(array[np.newaxis], rows, axis=0) for name, array in params.items()}
+    for j, (name, k) in enumerate(entries):
+        flat = batch[name].reshape(rows, -1)  # a view: writes reach the batch
+        flat[m * j : m * (j + 1), k] = perturbed[j]
+    losses = np.asarray(loss_batch(batch), dtype=np.float64)
+    if losses.shape != (rows,):
+        raise ValueError(f"loss_batch must return one loss per row, shape ({rows},). Got {losses.shape} instead.")
+    return losses.reshape(len(entries), m)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """Derivative estimates along some entries, with what is needed to judge them.
+
+    ``numeric``: the estimate. ``bar``: its error bar, rounding (the loss's noise
+    carried through the scheme's weights) plus the truncation error where the
+    scheme measures it. ``lower``/``upper``: the one-sided slopes
+    ``(J(θ + h) − J(θ)) / h`` and ``(J(θ) − J(θ − h)) / h``, which disagree at a
+    kink. ``nonfinite``: ``PLUS``, ``MINUS``, both, or 0 per entry.
+    """
+
+    numeric: np.ndarray
+    bar: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    nonfinite: np.ndarray
+
+
+def estimate(
+    losses: np.ndarray, taken: np.ndarray, scheme: str, *, epsilon: float | None, loss0: float, noise: float
+) -> Estimate:
+    """Turn stencil losses into derivative estimates and error bars.
+
+    Parameters
+    ----------
+    losses, taken : ndarray of shape (n, len(stencil))
+        From :func:`stencil_losses` and :func:`points`.
+    scheme : str
+        One of :data:`SCHEMES`.
+    epsilon : float or None
+        The fixed step (the quotient then divides by ``2ε``, bit for bit the seed's
+        formula), or None for automatic steps (it divides by the steps taken).
+    loss0 : float
+        The loss at θ, for the one-sided slopes.
+    noise : float
+        The loss's evaluation noise (an absolute standard deviation).
+    """
+    if scheme == "complex-step":
+        numeric = losses[:, 0].imag / taken[:, 0]
+        finite = np.isfinite(losses[:, 0])
+        zero = np.zeros_like(numeric)
+        nonfinite = np.where(finite, 0, PLUS | MINUS).astype(np.int8)
+        return Estimate(numeric, zero, numeric, numeric, nonfinite)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite losses are recorded
+        plus, minus = losses[:, 0::2], losses[:, 1::2]  # columns h, 2h on each side
+        spans = 2 * epsilon * np.array([1.0, 2.0])[None, : plus.shape[1]] if epsilon is not None else None
+        span = spans if spans is not None else taken[:, 0::2] - taken[:, 1::2]
+        central = (plus - minus) / span
+        weights = 1 / span  # each central difference's weight on its two losses
+        if scheme == "central":
+            numeric = central[:, 0]
+            bar = noise * math.sqrt(2) * np.abs(weights[:, 0])
+        else:
+            d1, d2 = central[:, 0], central[:, 1]
+            numeric = d1 + (d1 - d2) / 3
+            w1, w2 = 4 / 3 * weights[:, 0], 1 / 3 * weights[:, 1]
+            bar = noise * np.sqrt(2 * (w1**2 + w2**2)) + np.abs(d1 - d2) / 3
+        upper = (losses[:, 0] - loss0) / taken[:, 0]
+        lower = (loss0 - losses[:, 1]) / -taken[:, 1]
+    finite_plus = np.all(np.isfinite(plus), axis=1)
+    finite_minus = np.all(np.isfinite(minus), axis=1)
+    nonfinite = (np.where(finite_plus, 0, PLUS) | np.where(finite_minus, 0, MINUS)).astype(np.int8)
+    return Estimate(numeric, bar, lower, upper, nonfinite)
+
+
+def noise_level(values: Sequence[float]) -> float | None:
+    """The noise of a function from its values at equally spaced points (Moré and Wild's ECNoise).
+
+    Differences of increasing order of a smooth function shrink; of noise they do
+    not. At the first order ``k`` whose scaled estimates ``sqrt(γ_k · mean(Δ^k f²))``
+    agree with the next two within a factor 4, and whose differences change
+    sign, that estimate is the noise's standard deviation.
+
+    Returns None when the points were too close (the values are mostly equal) or
+    too far apart (no order is dominated by noise).
+    """
+    f = np.asarray(values, dtype=np.float64)
+    nf = f.size
+    top = min(6, nf - 1)
+    if nf < 4 or np.ptp(f) > 0.1 * np.max(np.abs(f)):
+        return None
+    levels, signs, gamma = [], [], 1.0
+    for k in range(1, top + 1):
+        f = np.diff(f)
+        if k == 1 and np.count_nonzero(f == 0) >= nf / 2:
+            return None
+        gamma *= 0.5 * k / (2 * k - 1)
+        levels.append(math.sqrt(gamma * float(np.mean(f**2))))
+        signs.append(bool(f.min() * f.max() < 0))
+    for k in range(top - 2):
+        window = levels[k : k + 3]
+        if max(window) <= 4 * min(window) and signs[k]:
+            return levels[k]
+    return None
 
 
 def normalized_difference(diff_norm: float, scale: float) -> float:
@@ -81,51 +240,3 @@ def normalized_difference(diff_norm: float, scale: float) -> float:
     if denominator == 0:
         return 0.0 if diff_norm == 0 else math.inf
     return diff_norm / denominator
-
-
-def batched_central_differences(
-    loss_batch: Callable[[dict[str, np.ndarray]], np.ndarray],
-    params: dict[str, np.ndarray],
-    entries: list[tuple[str, int]],
-    epsilon: float,
-    nonfinite: np.ndarray | None = None,
-) -> np.ndarray:
-    """Centered differences along ``entries`` with one call of a batched loss.
-
-    Parameters
-    ----------
-    loss_batch : callable
-        Takes every tensor with a leading axis of ``K`` (one parameter set per row)
-        and returns the ``K`` losses.
-    params : dict of str to ndarray
-        The parameters at θ; not modified.
-    entries : list of (tensor name, flat position)
-        What to differentiate along: row ``2 j`` of the batch is θ + ε along entry
-        ``j``, row ``2 j + 1`` is θ − ε.
-    epsilon : float
-        The step ε.
-    nonfinite : ndarray of shape (len(entries),), optional
-        Filled as :func:`central_differences` does.
-
-    Returns
-    -------
-    ndarray of shape (len(entries),), float64
-        The same quotient as :func:`central_differences`, with the perturbed values
-        computed the same way; only the model's own batched arithmetic may differ.
-    """
-    rows = 2 * len(entries)
-    batch = {name: np.repeat(array[np.newaxis], rows, axis=0) for name, array in params.items()}
-    for j, (name, k) in enumerate(entries):
-        flat = batch[name].reshape(rows, -1)  # a view: writes reach the batch
-        original = params[name].reshape(-1)[k]  # in the tensor's dtype, as in central_differences
-        flat[2 * j, k] = original + epsilon
-        flat[2 * j + 1, k] = original - epsilon
-    losses = np.asarray(loss_batch(batch), dtype=np.float64)
-    if losses.shape != (rows,):
-        raise ValueError(f"loss_batch must return one loss per row, shape ({rows},). Got {losses.shape} instead.")
-    plus, minus = losses[0::2], losses[1::2]
-    if nonfinite is not None:
-        nonfinite[:] = np.where(np.isfinite(plus), 0, PLUS) | np.where(np.isfinite(minus), 0, MINUS)
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite losses are recorded, not warned about
-        result: np.ndarray = (plus - minus) / (2 * epsilon)
-    return result

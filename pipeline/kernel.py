@@ -10,6 +10,7 @@ same array at once).
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,18 +21,26 @@ import numpy as np
 
 from . import stores
 from .errors import GradcheckError, ModelError, StoreError
-from .fd import batched_central_differences, central_differences
-from .layout import Layout
+from .fd import STENCILS, batched_stencil_losses, estimate, noise_level, points, stencil_losses, step_sizes
+from .layout import Layout, TensorSpec
 from .model import ModelRef, as_loss_value, check_gradient, load_model
-from .plan import Shard
+from .plan import Shard, sampled_positions
 from .reduce import ShardResult, summarize_shard
+from .tolerance import UNCHECKED, Tolerance, default_tolerance, judge
 
 __all__ = ["ProbeResult", "Problem", "analytic_task", "probe_task", "shard_task", "summary_task"]
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Everything a worker needs, as plain data. ``run_id`` keys the worker's cache."""
+    """Everything a worker needs, as plain data. ``run_id`` keys the worker's cache.
+
+    ``loss0`` and ``noise`` are filled in from the probe before the shards run.
+    ``tolerance`` overrides the per-dtype defaults; ``judged`` is False when the
+    config turned per-element verdicts off. ``sample`` is ``(k, seed)`` for
+    ``k`` random elements per tensor, None for all. ``promote`` checks float32
+    parameters in float64.
+    """
 
     run_id: str
     model: ModelRef
@@ -40,19 +49,34 @@ class Problem:
     gradient: str | None
     output: str
     layout: Layout
-    epsilon: float
+    epsilon: float | None
     worst: int
+    scheme: str = "richardson"
+    tolerance: Tolerance | None = None
+    judged: bool = True
+    sample: tuple[int, int] | None = None
+    promote: bool = False
+    loss0: float = math.nan
+    noise: float = math.nan
+
+    def tolerance_for(self, spec: TensorSpec) -> Tolerance:
+        """The tolerance for one tensor: the config's, or the default for its dtype and the scheme."""
+        return self.tolerance or default_tolerance("float64" if self.promote else spec.dtype, self.scheme)
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """What the probe task learned at θ: the loss, how long one evaluation takes there, and
-    how many loss-equivalents an index costs (2, or fewer for a staged model)."""
+    """What the probe task learned at θ: the loss (evaluated twice: ``spread`` is how far
+    apart), the loss's noise level, how long one evaluation takes there, and how many
+    loss-equivalents an index costs (the scheme's stencil, or fewer for a staged model)."""
 
     loss: float
     loss_seconds: float
     loss_equivalents_per_index: float
     seconds: float
+    noise: float = math.nan
+    noise_measured: bool = False
+    spread: float = 0.0
 
 
 class _Loaded:
@@ -62,15 +86,22 @@ class _Loaded:
         self.problem = problem
         self.model = load_model(problem.model)
         self.params = stores.read_arrays("params", problem.params, problem.layout.names)
+        if problem.promote:  # re-check a float32 model in float64
+            self.params = {name: array.astype(np.float64) for name, array in self.params.items()}
         self.data = stores.read_arrays("data", problem.data)
-        # reshape(-1) of a C-contiguous array is a view: writes reach self.params.
-        self.flat = {name: array.reshape(-1) for name, array in self.params.items()}
+        # What the loss is evaluated on: the parameters, or a complex copy for complex-step.
+        self.evaluated = self.params
+        if problem.scheme == "complex-step":
+            self.evaluated = {name: array.astype(np.complex128) for name, array in self.params.items()}
+        # reshape(-1) of a C-contiguous array is a view: writes reach self.evaluated.
+        self.flat = {name: array.reshape(-1) for name, array in self.evaluated.items()}
         self.row_bytes = max(1, sum(array.nbytes for array in self.params.values()))  # one parameter copy
+        self.samples: dict[str, np.ndarray] = {}
         self.analytic: dict[str, np.ndarray] | None = None
         self.stages: list[tuple[tuple[str, ...], Callable[..., Any]]] = []
         self.stage_of: dict[str, int] = {}
         self.stage_inputs: list[Any] = []
-        if getattr(self.model, "stages", None) is not None:
+        if getattr(self.model, "stages", None) is not None and problem.scheme != "complex-step":
             self._prepare_stages()
 
     def _prepare_stages(self) -> None:
@@ -103,7 +134,18 @@ class _Loaded:
         return carry
 
     def loss(self) -> Any:
-        return self.model.loss(self.params, self.data)
+        return self.model.loss(self.evaluated, self.data)
+
+    def positions(self, spec: TensorSpec, lo: int, hi: int) -> np.ndarray:
+        """The elements ``lo..hi-1`` of a tensor that this run checks: all, or the sampled ones."""
+        if self.problem.sample is None:
+            return np.arange(lo, hi)
+        if spec.name not in self.samples:
+            k, seed = self.problem.sample
+            number = self.problem.layout.names.index(spec.name)
+            self.samples[spec.name] = sampled_positions(spec.size, k, seed, number)
+        chosen = self.samples[spec.name]
+        return chosen[(chosen >= lo) & (chosen < hi)]
 
     def loss_batch(self, batch: dict[str, np.ndarray]) -> Any:
         """The model's optional batched loss (every tensor with a leading axis of K)."""
@@ -113,7 +155,11 @@ class _Loaded:
     def batched(self) -> bool:
         """Whether to use the model's ``loss_batch(params_batch, data)``: it offers one, and
         batches of at least ``MIN_BATCH_ROWS`` parameter copies fit in ``BATCH_BYTES``."""
-        return callable(getattr(self.model, "loss_batch", None)) and MIN_BATCH_ROWS * self.row_bytes <= BATCH_BYTES
+        return (
+            callable(getattr(self.model, "loss_batch", None))
+            and self.problem.scheme != "complex-step"
+            and MIN_BATCH_ROWS * self.row_bytes <= BATCH_BYTES
+        )
 
     def batch_rows(self, wanted: int) -> int:
         """How many perturbed parameter sets one batch may hold: each row copies every tensor."""
@@ -172,6 +218,7 @@ def _load(problem: Problem) -> tuple[_Loaded, bool]:
     """This thread's loaded problem, and whether this call had to load it."""
     loaded: _Loaded | None = getattr(_local, "loaded", None)
     if loaded is not None and loaded.problem.run_id == problem.run_id:
+        loaded.problem = problem  # the same run, now with what the probe learned
         return loaded, False
     _local.loaded = None  # release the previous run's arrays before loading
     _local.loaded = _Loaded(problem)
@@ -179,9 +226,15 @@ def _load(problem: Problem) -> tuple[_Loaded, bool]:
 
 
 def probe_task(problem: Problem) -> ProbeResult:
-    """Check the model at θ before anything is written: a finite scalar loss, a gradient of the right shapes."""
+    """Check the model at θ before anything is written: finite parameters, a finite real loss
+    that is the same twice, a gradient of the right shapes; and measure the loss's noise."""
     start = time.perf_counter()
     loaded, _ = _load(problem)
+    if problem.scheme == "complex-step" and getattr(loaded.model, "complex_step", False) is not True:
+        raise ModelError(
+            "scheme complex-step needs a model that declares `complex_step = True` (its loss computed in complex "
+            "arithmetic, analytic in the parameters); this model does not. Choose scheme richardson or central."
+        )
     for name, array in loaded.params.items():
         bad = np.flatnonzero(~np.isfinite(array.reshape(-1)))
         if bad.size:
@@ -190,21 +243,91 @@ def probe_task(problem: Problem) -> ProbeResult:
                 f"The params store '{problem.params}': array '{name}' holds {bad.size} non-finite value(s), "
                 f"the first at {first}; parameters must be finite."
             )
-    loss = as_loss_value(_call("loss at θ", loaded.loss), "at θ")
+    loss = _loss_value(loaded, "at θ")
     loaded.analytic_gradient()
+    again = _loss_value(loaded, "at θ")
+    spread = abs(again - loss)
+    if spread > NONDETERMINISM_ULPS * _eps(problem) * max(abs(loss), np.finfo(np.float64).tiny):
+        raise ModelError(
+            f"Model loss is not deterministic: two evaluations at θ gave {loss!r} and {again!r} "
+            f"(spread {spread:.3g}, {spread / max(abs(loss), 1e-300):.3g} relative). Dropout or other randomness "
+            "makes gradient checking meaningless; fix the random state inside the loss to check such a model."
+        )
+    noise, measured = _noise(loaded, loss)
     return ProbeResult(
         loss=loss,
         loss_seconds=_time_loss(loaded),
         loss_equivalents_per_index=_loss_equivalents(loaded, loss),
         seconds=time.perf_counter() - start,
+        noise=max(noise, spread),
+        noise_measured=measured,
+        spread=spread,
     )
+
+
+#: Two evaluations at θ may differ by this many units of rounding (summation order in a
+#: threaded reduction); more is randomness.
+NONDETERMINISM_ULPS = 64
+
+
+def _eps(problem: Problem) -> float:
+    """The machine epsilon of the coarsest parameter dtype the loss is evaluated in."""
+    if problem.promote or problem.scheme == "complex-step":
+        return float(np.finfo(np.float64).eps)
+    return max(float(np.finfo(np.dtype(spec.dtype)).eps) for spec in problem.layout.tensors)
+
+
+def _loss_value(loaded: _Loaded, where: str) -> float:
+    """The loss at the current parameters, checked to be a finite real scalar (its real part for complex-step)."""
+    value = _call(f"loss {where}", loaded.loss)
+    if loaded.problem.scheme == "complex-step":
+        if not isinstance(value, (complex, np.complexfloating)) and not np.iscomplexobj(value):
+            raise ModelError(
+                "scheme complex-step needs a loss computed in complex arithmetic: given complex parameters, "
+                f"the model's loss returned {type(value).__name__}. Declare complex support or choose another scheme."
+            )
+        value = np.real(value)
+    return as_loss_value(value, where)
+
+
+def _noise(loaded: _Loaded, loss: float) -> tuple[float, bool]:
+    """The loss's evaluation noise at θ (Moré and Wild's ECNoise), and whether it was measured.
+
+    The loss is evaluated at 9 points ``θ + j·δ·p`` along a fixed random direction
+    ``p`` scaled like the parameters. Falls back to one rounding unit of the loss
+    when the points are too close or too far apart for a measurement.
+    """
+    problem = loaded.problem
+    eps = _eps(problem)
+    floor = eps * abs(loss)
+    if problem.scheme == "complex-step":
+        return floor, False
+    rng = np.random.default_rng(NOISE_SEED)
+    real = loaded.params
+    direction = {
+        name: rng.choice([-1.0, 1.0], size=array.shape) * np.maximum(1.0, np.abs(array)) for name, array in real.items()
+    }
+    for delta in (eps ** (1 / 3) * 0.1, eps ** (1 / 3) * 10, eps ** (1 / 3) * 1e-3):
+        values = []
+        for j in range(-4, 5):
+            shifted = {name: (array + j * delta * direction[name]).astype(array.dtype) for name, array in real.items()}
+            values.append(float(np.real(_call("loss near θ", loaded.model.loss, shifted, loaded.data))))
+        noise = noise_level(values)
+        if noise is not None:
+            return max(noise, floor), True
+    return floor, False
+
+
+#: The noise direction's seed: the same direction every run, so the same check is repeatable.
+NOISE_SEED = 20261128
 
 
 def _loss_equivalents(loaded: _Loaded, loss: float) -> float:
     """Loss evaluations an index costs: 2, or for a staged model 2 × the share of the
     stage costs (timed here at θ) that perturbing its tensor re-evaluates."""
+    width = float(len(STENCILS[loaded.problem.scheme]))
     if not loaded.stages:
-        return 2.0
+        return width
     staged = as_loss_value(_call("stages at θ", loaded.loss_from, 0), "from its stages at θ")
     if abs(staged - loss) > 1e-12 * max(1.0, abs(loss)):
         raise ModelError(
@@ -216,7 +339,7 @@ def _loss_equivalents(loaded: _Loaded, loss: float) -> float:
     ]
     share_from = [sum(costs[s:]) / sum(costs) for s in range(len(costs))]
     layout = loaded.problem.layout
-    return 2 * sum(spec.size * share_from[loaded.stage_of[spec.name]] for spec in layout.tensors) / layout.n_params
+    return width * sum(spec.size * share_from[loaded.stage_of[spec.name]] for spec in layout.tensors) / layout.n_params
 
 
 def _time_loss(loaded: _Loaded, budget_seconds: float = 0.2, at_most: int = 20) -> float:
@@ -267,32 +390,48 @@ def analytic_task(problem: Problem, resuming: bool) -> bool:
 
 
 def shard_task(problem: Problem, shard: Shard) -> ShardResult:
-    """Centered differences over one shard; writes its chunks, then marks the shard done."""
+    """Derivative estimates over one shard, judged; writes its chunks, then marks the shard done."""
     start = time.perf_counter()
     loaded, fresh = _load(problem)
-    numeric = np.empty(shard.size, dtype=np.float64)
-    nonfinite = np.zeros(shard.size, dtype=np.int8)
-    evaluating = time.perf_counter()
-    if loaded.stages:  # fewest evaluations
-        _staged_shard(loaded, shard, numeric, nonfinite)
-    elif loaded.batched:  # least overhead per evaluation
-        _batched_shard(loaded, shard, numeric, nonfinite)
-    else:
-        _plain_shard(loaded, shard, numeric, nonfinite)
-    evaluated = time.perf_counter()
     output = loaded.output
+    analytic = np.asarray(output.analytic[shard.start : shard.stop])
+    numeric = np.full(shard.size, np.nan)
+    allowed = np.full(shard.size, np.nan)
+    status = np.full(shard.size, UNCHECKED, dtype=np.int8)
+    nonfinite = np.zeros(shard.size, dtype=np.int8)
+    steps = np.full(shard.size, np.nan)
+    segments = [
+        (spec, loaded.positions(spec, lo, hi)) for spec, lo, hi in problem.layout.segments(shard.start, shard.stop)
+    ]
+    evaluating = time.perf_counter()
+    estimates = _evaluate(loaded, segments)
+    evaluated = time.perf_counter()
+    for (spec, positions), (h, est) in zip(segments, estimates, strict=True):
+        at = spec.offset + positions - shard.start
+        numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, h
+        if problem.judged:
+            allowed[at], status[at] = judge(
+                analytic[at], est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(spec)
+            )
+        else:
+            status[at] = 0
     output.numeric[shard.start : shard.stop] = numeric
     output.nonfinite[shard.start : shard.stop] = nonfinite
+    output.allowed[shard.start : shard.stop] = allowed
+    output.status[shard.start : shard.stop] = status
+    output.step[shard.start : shard.stop] = steps
     # Last: a shard marked done has all its chunks written. A crash before this
     # line leaves the shard to be computed again, with the same values.
     output.done[shard.index] = 1
-    analytic = np.asarray(output.analytic[shard.start : shard.stop])
     return summarize_shard(
         problem.layout,
         shard,
         analytic,
         numeric,
         nonfinite,
+        allowed,
+        status,
+        steps,
         worst=problem.worst,
         seconds=time.perf_counter() - start,
         loaded=fresh,
@@ -300,65 +439,76 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
     )
 
 
-def _plain_shard(loaded: _Loaded, shard: Shard, numeric: np.ndarray, nonfinite: np.ndarray) -> None:
-    """Two losses per index, perturbing the worker's own parameters in place."""
+Segment = tuple[TensorSpec, np.ndarray]
+
+
+def _evaluate(loaded: _Loaded, segments: list[Segment]) -> list[tuple[np.ndarray, Any]]:
+    """Steps and estimates per segment (a tensor and the positions checked in it)."""
     problem = loaded.problem
-
-    def loss() -> float:
-        return float(loaded.loss())
-
-    for spec, lo, hi in problem.layout.segments(shard.start, shard.stop):
-        at = slice(spec.offset + lo - shard.start, spec.offset + hi - shard.start)
-        numeric[at] = _call(
-            f"loss near θ (tensor {spec.name}, elements {lo}..{hi - 1})",
-            central_differences,
-            loss,
-            loaded.flat[spec.name],
-            range(lo, hi),
-            problem.epsilon,
-            nonfinite[at],
-        )
-
-
-def _staged_shard(loaded: _Loaded, shard: Shard, numeric: np.ndarray, nonfinite: np.ndarray) -> None:
-    """Two partial losses per index: only the stages from the one owning the tensor on."""
-    problem = loaded.problem
-    for spec, lo, hi in problem.layout.segments(shard.start, shard.stop):
-        at = slice(spec.offset + lo - shard.start, spec.offset + hi - shard.start)
-        numeric[at] = _call(
-            f"stages near θ (tensor {spec.name}, elements {lo}..{hi - 1})",
-            central_differences,
-            functools.partial(_float_loss_from, loaded, loaded.stage_of[spec.name]),
-            loaded.flat[spec.name],
-            range(lo, hi),
-            problem.epsilon,
-            nonfinite[at],
-        )
+    stencils = []
+    for spec, positions in segments:
+        values = loaded.params[spec.name].reshape(-1)[positions]
+        h = step_sizes(values, problem.scheme, problem.epsilon)
+        stencils.append((h, *points(values, h, problem.scheme)))
+    if loaded.stages:  # fewest evaluations
+        losses = [
+            _call(
+                f"stages near θ (tensor {spec.name})",
+                stencil_losses,
+                functools.partial(_float_loss_from, loaded, loaded.stage_of[spec.name]),
+                loaded.flat[spec.name],
+                positions,
+                perturbed,
+            )
+            for (spec, positions), (_, perturbed, _) in zip(segments, stencils, strict=True)
+        ]
+    elif loaded.batched:  # least overhead per evaluation
+        losses = _batched_losses(loaded, segments, [perturbed for _, perturbed, _ in stencils])
+    else:
+        scalar = complex if problem.scheme == "complex-step" else float
+        losses = [
+            _call(
+                f"loss near θ (tensor {spec.name})",
+                stencil_losses,
+                lambda: scalar(loaded.loss()),
+                loaded.flat[spec.name],
+                positions,
+                perturbed,
+            )
+            for (spec, positions), (_, perturbed, _) in zip(segments, stencils, strict=True)
+        ]
+    return [
+        (h, estimate(table, taken, problem.scheme, epsilon=problem.epsilon, loss0=problem.loss0, noise=problem.noise))
+        for table, (h, _, taken) in zip(losses, stencils, strict=True)
+    ]
 
 
 def _float_loss_from(loaded: _Loaded, stage: int) -> float:
     return float(loaded.loss_from(stage))
 
 
-def _batched_shard(loaded: _Loaded, shard: Shard, numeric: np.ndarray, nonfinite: np.ndarray) -> None:
-    """The same differences through ``loss_batch``: as many indices per call as the memory budget allows."""
-    problem = loaded.problem
-    entries = [
-        (spec.name, k) for spec, lo, hi in problem.layout.segments(shard.start, shard.stop) for k in range(lo, hi)
-    ]
-    per_call = loaded.batch_rows(2 * len(entries)) // 2
+def _batched_losses(loaded: _Loaded, segments: list[Segment], perturbed: list[np.ndarray]) -> list[np.ndarray]:
+    """The stencil losses through ``loss_batch``: as many points per call as the memory budget allows,
+    across tensors."""
+    entries = [(spec.name, int(k)) for spec, positions in segments for k in positions]
+    if not entries:
+        return [np.empty((0, p.shape[1])) for p in perturbed]
+    table = np.concatenate(perturbed)  # float32 values are exact in float64, and written back as float32
+    width = table.shape[1]
+    per_call = max(1, loaded.batch_rows(width * len(entries)) // width)
+    losses = np.empty(table.shape, dtype=np.float64)
     for first in range(0, len(entries), per_call):
-        part = entries[first : first + per_call]
-        at = slice(first, first + len(part))
-        numeric[at] = _call(
-            f"loss_batch near θ (indices {shard.start + first}..{shard.start + first + len(part) - 1})",
-            batched_central_differences,
+        part = slice(first, first + per_call)
+        losses[part] = _call(
+            f"loss_batch near θ ({entries[first][0]}, {len(entries[part])} elements)",
+            batched_stencil_losses,
             loaded.loss_batch,
             loaded.params,
-            part,
-            problem.epsilon,
-            nonfinite[at],
+            entries[part],
+            table[part],
         )
+    bounds = np.cumsum([0, *(p.shape[0] for p in perturbed)])
+    return [losses[bounds[j] : bounds[j + 1]] for j in range(len(perturbed))]
 
 
 def summary_task(problem: Problem, shard: Shard) -> ShardResult:
@@ -369,9 +519,7 @@ def summary_task(problem: Problem, shard: Shard) -> ShardResult:
     return summarize_shard(
         problem.layout,
         shard,
-        np.asarray(output.analytic[window]),
-        np.asarray(output.numeric[window]),
-        np.asarray(output.nonfinite[window]),
+        *(np.asarray(array[window]) for array in output.per_index),
         worst=problem.worst,
         seconds=time.perf_counter() - start,
         loaded=False,

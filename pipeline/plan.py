@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Shard", "auto_shard_size", "make_plan"]
+import numpy as np
+
+__all__ = ["Shard", "auto_shard_size", "make_plan", "sampled_positions"]
 
 #: Automatic sharding aims at tasks of about this long: long enough that Dask's
 #: per-task overhead (about a millisecond) is lost in them, short enough that a lost
@@ -56,3 +58,14 @@ def make_plan(n_params: int, shard_size: int) -> tuple[Shard, ...]:
     return tuple(
         Shard(k, start, min(start + shard_size, n_params)) for k, start in enumerate(range(0, n_params, shard_size))
     )
+
+
+def sampled_positions(size: int, k: int, seed: int, tensor_number: int) -> np.ndarray:
+    """``k`` distinct elements of a tensor of ``size``, sorted (all of them when ``k >= size``).
+
+    Seeded by ``(seed, tensor_number)``: the same choice on every worker and every run.
+    """
+    if k >= size:
+        return np.arange(size)
+    rng = np.random.default_rng([seed, tensor_number])
+    return np.sort(rng.choice(size, size=k, replace=False))

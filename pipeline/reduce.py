@@ -19,6 +19,7 @@ from .fd import MINUS, PLUS, normalized_difference
 from .layout import Layout
 from .plan import Shard
 from .report import NonFinite, NonFiniteLoss, TensorReport, WorstElement
+from .tolerance import NONDIFFERENTIABLE, UNCHECKED, WRONG
 
 __all__ = ["Element", "ShardResult", "TensorSums", "Verdict", "combine", "failing_tensors", "summarize_shard"]
 
@@ -33,6 +34,11 @@ class TensorSums:
     sum_sq_numeric: float
     max_abs_error: float
     n_nonfinite: int
+    n_checked: int = 0
+    n_wrong: int = 0
+    n_nondifferentiable: int = 0
+    step_min: float = math.inf
+    step_max: float = 0.0
 
     def __add__(self, other: TensorSums) -> TensorSums:
         return TensorSums(
@@ -42,6 +48,11 @@ class TensorSums:
             self.sum_sq_numeric + other.sum_sq_numeric,
             max(self.max_abs_error, other.max_abs_error, key=_error_key),
             self.n_nonfinite + other.n_nonfinite,
+            self.n_checked + other.n_checked,
+            self.n_wrong + other.n_wrong,
+            self.n_nondifferentiable + other.n_nondifferentiable,
+            min(self.step_min, other.step_min),
+            max(self.step_max, other.step_max),
         )
 
     def contribution(self, scale: float) -> float:
@@ -65,6 +76,18 @@ class Element:
     analytic: float
     numeric: float
     abs_error: float
+    allowed: float = math.nan
+    status: int = 0
+
+    @property
+    def rank(self) -> float:
+        """How bad: errors in units of the allowance when elements are judged, else absolute;
+        a non-finite estimate is the worst of all."""
+        if math.isnan(self.abs_error):
+            return math.inf
+        if self.allowed > 0:
+            return self.abs_error / self.allowed
+        return self.abs_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +117,14 @@ class Verdict:
     tensors: tuple[TensorReport, ...]
     worst: tuple[WorstElement, ...]
     nonfinite: NonFinite
+    n_wrong: int = 0
+    n_nondifferentiable: int = 0
 
 
 #: How many non-finite losses the report lists (all are counted).
 NONFINITE_LISTED = 100
 SIDES = {PLUS: "plus", MINUS: "minus", PLUS | MINUS: "both"}
+STATUS = {0: "agrees", WRONG: "wrong", NONDIFFERENTIABLE: "non-differentiable", UNCHECKED: "unchecked"}
 
 
 def _error_key(abs_error: float) -> float:
@@ -112,40 +138,79 @@ def summarize_shard(
     analytic: np.ndarray,
     numeric: np.ndarray,
     nonfinite: np.ndarray,
+    allowed: np.ndarray,
+    status: np.ndarray,
+    step: np.ndarray,
     *,
     worst: int,
     seconds: float,
     loaded: bool,
     evaluate_seconds: float = 0.0,
 ) -> ShardResult:
-    """Partial sums per tensor, the ``worst`` largest errors and the non-finite losses of one shard."""
-    error = np.abs(analytic - numeric)
+    """Partial sums and counts per tensor, the ``worst`` elements and the non-finite losses of one shard.
+
+    Only checked elements count (``status`` other than ``UNCHECKED``: all of them
+    unless the run samples).
+    """
+    checked = status != UNCHECKED
+    with np.errstate(invalid="ignore"):
+        error = np.abs(analytic - numeric)
     sums = []
     for spec, lo, hi in layout.segments(shard.start, shard.stop):
         at = slice(spec.offset + lo - shard.start, spec.offset + hi - shard.start)
         # Sums over finite elements only, so one non-finite loss does not blind the
         # metrics of every other tensor; the non-finite ones are counted instead.
-        finite = np.isfinite(error[at])
+        mine = checked[at]
+        finite = np.isfinite(error[at]) & mine
         a, n, e = analytic[at][finite], numeric[at][finite], error[at][finite]
-        n_nonfinite = int(finite.size - np.count_nonzero(finite))
+        n_checked = int(np.count_nonzero(mine))
+        n_nonfinite = n_checked - int(np.count_nonzero(finite))
         max_abs_error = math.nan if n_nonfinite else float(e.max(initial=0.0))
-        sums.append(TensorSums(spec.name, float(e @ e), float(a @ a), float(n @ n), max_abs_error, n_nonfinite))
-    ranked = np.where(np.isnan(error), np.inf, error)
-    top = np.argsort(-ranked, kind="stable")[:worst]
-    elements = tuple(Element(shard.start + int(k), float(analytic[k]), float(numeric[k]), float(error[k])) for k in top)
+        h = step[at][mine]
+        sums.append(
+            TensorSums(
+                spec.name,
+                float(e @ e),
+                float(a @ a),
+                float(n @ n),
+                max_abs_error,
+                n_nonfinite,
+                n_checked,
+                int(np.count_nonzero(status[at] == WRONG)),
+                int(np.count_nonzero(status[at] == NONDIFFERENTIABLE)),
+                float(h.min(initial=math.inf)),
+                float(h.max(initial=0.0)),
+            )
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ranked = np.where(allowed > 0, error / allowed, error)
+    ranked = np.where(np.isnan(error), np.inf, ranked)
+    ranked = np.where(checked, ranked, -np.inf)
+    top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]
+    elements = tuple(
+        Element(
+            shard.start + int(k),
+            float(analytic[k]),
+            float(numeric[k]),
+            float(error[k]),
+            float(allowed[k]),
+            int(status[k]),
+        )
+        for k in top
+    )
     sides = tuple((shard.start + int(k), int(nonfinite[k])) for k in np.flatnonzero(nonfinite))
     return ShardResult(shard, tuple(sums), elements, sides, seconds, loaded, evaluate_seconds)
 
 
-def failing_tensors(contributions: dict[str, float], difference: float, threshold: float) -> set[str]:
+def failing_tensors(contributions: dict[str, float], difference: float, threshold: float | None) -> set[str]:
     """The largest contributors, taken in turn until what remains is within ``threshold``.
 
     The squares of the contributions add up to ``difference**2``, so this is
     the smallest set of tensors whose errors, once fixed, let the check pass.
-    It is empty exactly when the check passes. Between equal contributions the
-    later tensor, nearer the output, is named first.
+    It is empty exactly when the check passes (or there is no threshold). Between
+    equal contributions the later tensor, nearer the output, is named first.
     """
-    if difference <= threshold:
+    if threshold is None or difference <= threshold:
         return set()
     ranked = sorted(contributions, key=lambda n: _error_key(contributions[n]))  # smallest first
     # remaining[k]: what is left when all but the k smallest are fixed. Summing from
@@ -155,8 +220,13 @@ def failing_tensors(contributions: dict[str, float], difference: float, threshol
     return set(ranked[keep:])
 
 
-def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float, worst: int) -> Verdict:
+def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float | None, worst: int) -> Verdict:
     """Reduce shard results to the seed's difference, per-tensor metrics and worst elements.
+
+    The check passes when no element is wrong (non-differentiable ones are not)
+    and, if there is a ``threshold``, the seed's difference is within it. A tensor
+    is wrong when one of its elements is, or when the threshold's rule names it
+    (:func:`failing_tensors`).
 
     The result does not depend on the order the shards arrived in: they are
     folded in shard order, so the same run always gives the same report, bit for bit.
@@ -167,13 +237,12 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float,
     n_nonfinite = 0
     nonfinite: list[tuple[int, int]] = []
     for result in sorted(results, key=lambda r: r.shard.index):
-        n_checked += result.shard.size
         n_nonfinite += len(result.nonfinite)
         nonfinite.extend(result.nonfinite[: max(0, NONFINITE_LISTED - len(nonfinite))])
         for sums in result.sums:
             totals[sums.name] += sums
         for element in result.worst:
-            item = (_error_key(element.abs_error), -element.index, element)
+            item = (element.rank, -element.index, element)
             if len(heap) < worst:
                 heapq.heappush(heap, item)
             elif item[:2] > heap[0][:2]:
@@ -186,9 +255,13 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float,
     # fails) and its tensor wrong outright; the other tensors are judged as usual.
     any_nonfinite = any(t.n_nonfinite for t in totals.values())
     difference = math.nan if any_nonfinite else normalized_difference(diff_norm, scale)
-    passed = difference <= threshold
+    n_checked = sum(t.n_checked for t in totals.values())
+    n_wrong = sum(t.n_wrong for t in totals.values())
+    within = threshold is None or difference <= threshold
+    passed = within and n_wrong == 0 and not any_nonfinite
     contributions = {name: t.contribution(scale) for name, t in totals.items()}
     failing = failing_tensors(contributions, difference, threshold)
+    failing |= {name for name, t in totals.items() if t.n_wrong or t.n_nonfinite}
     tensors = tuple(
         TensorReport(
             spec.name,
@@ -197,10 +270,27 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float,
             contributions[spec.name],
             totals[spec.name].max_abs_error,
             spec.name not in failing,
+            n_checked=totals[spec.name].n_checked,
+            n_wrong=totals[spec.name].n_wrong,
+            n_nondifferentiable=totals[spec.name].n_nondifferentiable,
+            step_min=totals[spec.name].step_min,
+            step_max=totals[spec.name].step_max,
         )
         for spec in layout.tensors
     )
     ranked = sorted(heap, key=lambda item: item[:2], reverse=True)
-    elements = tuple(WorstElement(*layout.locate(e.index), e.analytic, e.numeric, e.abs_error) for _, _, e in ranked)
+    elements = tuple(
+        WorstElement(*layout.locate(e.index), e.analytic, e.numeric, e.abs_error, e.allowed, STATUS[e.status])
+        for _, _, e in ranked
+    )
     listed = tuple(NonFiniteLoss(*layout.locate(index), SIDES[side]) for index, side in nonfinite)
-    return Verdict(difference, passed, n_checked, tensors, elements, NonFinite(n_nonfinite, listed))
+    return Verdict(
+        difference,
+        passed,
+        n_checked,
+        tensors,
+        elements,
+        NonFinite(n_nonfinite, listed),
+        n_wrong,
+        sum(t.n_nondifferentiable for t in totals.values()),
+    )

@@ -18,14 +18,19 @@ __all__ = [
     "text_table",
 ]
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 
-#: How tensors are judged; stored in every report and explained in the README.
+#: How elements and tensors are judged; stored in every report and explained in the README.
 RULE = (
-    "The check passes when the normalized difference ||g - g~|| / (||g|| + ||g~||) is at most the threshold. "
-    "Each tensor's contribution is ||g_t - g~_t|| / (||g|| + ||g~||), its own error over the whole gradient's "
-    "scale; the squares of the contributions add up to the square of the difference. When the check fails, the "
-    "wrong tensors are the largest contributors, taken in turn until what remains is within the threshold: "
+    "Each element agrees when |a - n| <= atol + rtol*|n| + safety*bar, where bar is the numeric estimate's own "
+    "error bar: the loss's measured noise carried through the scheme, plus the truncation error where the scheme "
+    "measures it (richardson). An element that disagrees is non-differentiable, not wrong, when its one-sided "
+    "slopes disagree and the analytic value lies between them (a kink, such as ReLU at 0). The check passes when "
+    "no element is wrong and, if a threshold is set, the normalized difference ||g - g~|| / (||g|| + ||g~||) is "
+    "at most the threshold. A tensor is wrong when one of its elements is. With a threshold, each tensor's "
+    "contribution is ||g_t - g~_t|| / (||g|| + ||g~||), its own error over the whole gradient's "
+    "scale; the squares of the contributions add up to the square of the difference. When the difference exceeds "
+    "the threshold, the largest contributors are wrong too, taken in turn until what remains is within the threshold: "
     "exactly the tensors to fix for the check to pass. A tensor's own normalized difference is shown too, but "
     "not judged: on a tensor with a small gradient it is dominated by rounding noise."
 )
@@ -50,6 +55,12 @@ class TensorReport:
     contribution: float
     max_abs_error: float
     passed: bool
+    n_checked: int = 0
+    n_wrong: int = 0
+    n_nondifferentiable: int = 0
+    step_min: float = math.nan
+    step_max: float = math.nan
+    diagnosis: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -60,11 +71,17 @@ class TensorReport:
             "contribution": _json_float(self.contribution),
             "max_abs_error": _json_float(self.max_abs_error),
             "passed": self.passed,
+            "n_checked": self.n_checked,
+            "n_wrong": self.n_wrong,
+            "n_nondifferentiable": self.n_nondifferentiable,
+            "step": [_json_float(self.step_min), _json_float(self.step_max)],
+            "diagnosis": list(self.diagnosis),
         }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TensorReport:
         """Read back :meth:`to_dict`."""
+        step = raw.get("step", [None, None])
         return cls(
             raw["name"],
             tuple(raw["shape"]),
@@ -72,6 +89,12 @@ class TensorReport:
             _float(raw["contribution"]),
             _float(raw["max_abs_error"]),
             bool(raw["passed"]),
+            int(raw.get("n_checked", 0)),
+            int(raw.get("n_wrong", 0)),
+            int(raw.get("n_nondifferentiable", 0)),
+            _float(step[0]),
+            _float(step[1]),
+            tuple(raw.get("diagnosis", ())),
         )
 
 
@@ -84,6 +107,8 @@ class WorstElement:
     analytic: float
     numeric: float
     abs_error: float
+    allowed: float = math.nan
+    status: str = "agrees"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -93,6 +118,8 @@ class WorstElement:
             "analytic": _json_float(self.analytic),
             "numeric": _json_float(self.numeric),
             "abs_error": _json_float(self.abs_error),
+            "allowed": _json_float(self.allowed),
+            "status": self.status,
         }
 
     @classmethod
@@ -104,6 +131,8 @@ class WorstElement:
             _float(raw["analytic"]),
             _float(raw["numeric"]),
             _float(raw["abs_error"]),
+            _float(raw.get("allowed")),
+            raw.get("status", "agrees"),
         )
 
 
@@ -154,8 +183,8 @@ class Report:
     model: str
     difference: float
     passed: bool
-    epsilon: float
-    threshold: float
+    epsilon: float | str
+    threshold: float | None
     n_params: int
     n_checked: int
     loss: float
@@ -164,6 +193,13 @@ class Report:
     nonfinite: NonFinite = field(default_factory=NonFinite)
     timings: Mapping[str, float] = field(default_factory=dict)
     rule: str = RULE
+    scheme: str = "central"
+    step_rule: str = ""
+    tolerance: Mapping[str, Any] = field(default_factory=dict)
+    noise: Mapping[str, Any] = field(default_factory=dict)
+    sample: Mapping[str, Any] = field(default_factory=dict)
+    n_wrong: int = 0
+    n_nondifferentiable: int = 0
 
     @property
     def failing(self) -> tuple[str, ...]:
@@ -188,6 +224,13 @@ class Report:
             "nonfinite": self.nonfinite.to_dict(),
             "timings": dict(self.timings),
             "rule": self.rule,
+            "scheme": self.scheme,
+            "step_rule": self.step_rule,
+            "tolerance": dict(self.tolerance),
+            "noise": dict(self.noise),
+            "sample": dict(self.sample),
+            "n_wrong": self.n_wrong,
+            "n_nondifferentiable": self.n_nondifferentiable,
         }
 
     @classmethod
@@ -197,8 +240,8 @@ class Report:
             model=raw["model"],
             difference=_float(raw["difference"]),
             passed=bool(raw["passed"]),
-            epsilon=float(raw["epsilon"]),
-            threshold=float(raw["threshold"]),
+            epsilon=raw["epsilon"] if isinstance(raw["epsilon"], str) else float(raw["epsilon"]),
+            threshold=None if raw["threshold"] is None else float(raw["threshold"]),
             n_params=int(raw["n_params"]),
             n_checked=int(raw["n_checked"]),
             loss=_float(raw["loss"]),
@@ -207,6 +250,13 @@ class Report:
             nonfinite=NonFinite.from_dict(raw.get("nonfinite", {"count": 0, "elements": []})),
             timings=dict(raw.get("timings", {})),
             rule=raw.get("rule", RULE),
+            scheme=raw.get("scheme", "central"),
+            step_rule=raw.get("step_rule", ""),
+            tolerance=dict(raw.get("tolerance", {})),
+            noise=dict(raw.get("noise", {})),
+            sample=dict(raw.get("sample", {})),
+            n_wrong=int(raw.get("n_wrong", 0)),
+            n_nondifferentiable=int(raw.get("n_nondifferentiable", 0)),
         )
 
 
@@ -220,18 +270,39 @@ def _index(index: Sequence[int]) -> str:
     return "[" + ", ".join(str(k) for k in index) + "]"
 
 
+def _headline(report: Report) -> str:
+    verdict = "PASSED" if report.passed else "FAILED"
+    parts = []
+    if report.tolerance:
+        parts.append(f"{report.n_wrong} of {report.n_checked} elements wrong")
+    if report.threshold is not None:
+        relation = "<=" if report.difference <= report.threshold else ">"
+        parts.append(f"difference {report.difference:.3e} {relation} threshold {report.threshold:g}")
+    else:
+        parts.append(f"difference {report.difference:.3e}")
+    return f"gradcheck {verdict}: " + "; ".join(parts)
+
+
 def format_report(report: Report) -> str:
     """The report as a person reads it in a terminal."""
-    verdict = "PASSED" if report.passed else "FAILED"
-    relation = "<=" if report.passed else ">"
+    epsilon = report.epsilon if isinstance(report.epsilon, str) else f"{report.epsilon:g}"
+    noise = report.noise
     lines = [
-        f"gradcheck {verdict}: difference {report.difference:.3e} {relation} threshold {report.threshold:g}",
-        f"  model {report.model}; {report.n_checked} of {report.n_params} parameters checked, "
-        f"epsilon {report.epsilon:g}, loss at θ {report.loss:.6g}",
-        "",
+        _headline(report),
+        f"  model {report.model}; {report.n_checked} of {report.n_params} parameters checked; loss at θ {report.loss:.6g}",
+        f"  scheme {report.scheme}, epsilon {epsilon}: {report.step_rule}",
     ]
-    rows = [["tensor", "shape", "difference", "contribution", "max |a-n|", "verdict"]]
+    if noise:
+        how = "measured" if noise.get("measured") else "not measurable; one rounding unit assumed"
+        lines.append(f"  loss noise {_float(noise.get('level')):.2e} ({how})")
+    if report.sample:
+        lines.append(f"  {report.sample.get('statement', '')}")
+    lines.append("")
+    judged = bool(report.tolerance)
+    header = ["tensor", "shape", "difference", "contribution", "max |a-n|"]
+    rows = [header + (["wrong", "kinks"] if judged else []) + ["verdict"]]
     for t in report.tensors:
+        counts = [f"{t.n_wrong}/{t.n_checked}", str(t.n_nondifferentiable)] if judged else []
         rows.append(
             [
                 t.name,
@@ -239,22 +310,39 @@ def format_report(report: Report) -> str:
                 f"{t.difference:.3e}",
                 f"{t.contribution:.3e}",
                 f"{t.max_abs_error:.3e}",
+                *counts,
                 "ok" if t.passed else "WRONG",
             ]
         )
     lines += ["  " + line for line in text_table(rows)]
     if report.failing:
-        backwards = ", ".join(reversed(report.failing))
-        lines += ["", f"Wrong tensors, from the last layer back: {backwards}"]
+        backwards = [t for t in reversed(report.tensors) if not t.passed]
+        lines += ["", f"Wrong tensors, from the last layer back: {', '.join(t.name for t in backwards)}"]
+        lines += [f"  {t.name}: {sentence}" for t in backwards for sentence in t.diagnosis]
+    if report.n_nondifferentiable:
+        lines += [
+            "",
+            f"{report.n_nondifferentiable} element(s) sit on a kink (one-sided slopes disagree, the analytic value "
+            "lies between them): non-differentiable there, not wrong.",
+        ]
     if report.nonfinite.count:
         shown = ", ".join(f"{e.tensor}{_index(e.index)} ({e.side})" for e in report.nonfinite.elements[:5])
         more = f" and {report.nonfinite.count - 5} more" if report.nonfinite.count > 5 else ""
         lines += ["", f"Non-finite loss at {report.nonfinite.count} element(s), side of θ in brackets: {shown}{more}"]
     if report.worst:
-        lines += ["", "Worst elements (analytic a, numeric n):"]
-        rows = [["element", "a", "n", "|a-n|"]]
+        lines += ["", "Worst elements (analytic a, numeric n, allowed |a-n|):"]
+        rows = [["element", "a", "n", "|a-n|", "allowed", "status"]]
         for w in report.worst:
-            rows.append([f"{w.tensor}{_index(w.index)}", f"{w.analytic:.6e}", f"{w.numeric:.6e}", f"{w.abs_error:.3e}"])
+            rows.append(
+                [
+                    f"{w.tensor}{_index(w.index)}",
+                    f"{w.analytic:.6e}",
+                    f"{w.numeric:.6e}",
+                    f"{w.abs_error:.3e}",
+                    f"{w.allowed:.3e}",
+                    w.status,
+                ]
+            )
         lines += ["  " + line for line in text_table(rows)]
     timings = report.timings
     if timings:

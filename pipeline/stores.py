@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Version of the output group's attribute format; readers refuse newer ones.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PARAM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -204,10 +204,30 @@ class OutputArrays:
 
     def __init__(self, path: str) -> None:
         with _reading("output", path):
-            self.numeric, self.analytic, self.nonfinite, self.done = (
-                zarr.open_array(store=path, path=name, mode="r+")
-                for name in ("numeric", "analytic", "nonfinite", "done")
-            )
+            opened = {name: zarr.open_array(store=path, path=name, mode="r+") for name in (*PER_INDEX, "done")}
+        self.analytic, self.numeric, self.nonfinite = opened["analytic"], opened["numeric"], opened["nonfinite"]
+        self.allowed, self.status, self.step, self.done = (
+            opened["allowed"],
+            opened["status"],
+            opened["step"],
+            opened["done"],
+        )
+        self.per_index = tuple(opened[name] for name in PER_INDEX)
+
+
+#: The arrays over the index space, in the order :func:`pipeline.reduce.summarize_shard` takes them:
+#: the analytic and numeric gradients, which side had a non-finite loss (1 plus, 2 minus, 3 both),
+#: how far apart analytic and numeric may be, the element's verdict (see
+#: :mod:`pipeline.tolerance`), and the step taken.
+PER_INDEX = ("analytic", "numeric", "nonfinite", "allowed", "status", "step")
+_PER_INDEX_TYPES = {
+    "analytic": ("float64", np.nan),
+    "numeric": ("float64", np.nan),
+    "nonfinite": ("int8", 0),
+    "allowed": ("float64", np.nan),
+    "status": ("int8", 3),
+    "step": ("float64", np.nan),
+}
 
 
 def completed_shards(path: str) -> np.ndarray:
@@ -285,10 +305,9 @@ def prepare_output(path: str, layout: Layout, shard_size: int, identity: str, *,
     group = zarr.open_group(store=path, mode="w", attributes=attrs)
     n = layout.n_params
     chunks = (max(1, min(shard_size, n)),)
-    for name in ("numeric", "analytic"):
-        group.create_array(name, shape=(n,), chunks=chunks, dtype="float64", fill_value=np.nan)
-    # Which side of an index had a non-finite loss: 1 plus, 2 minus, 3 both.
-    group.create_array("nonfinite", shape=(n,), chunks=chunks, dtype="int8", fill_value=0)
+    for name in PER_INDEX:
+        dtype, fill = _PER_INDEX_TYPES[name]
+        group.create_array(name, shape=(n,), chunks=chunks, dtype=dtype, fill_value=fill)
     # One chunk per shard, so that shards mark themselves done without locks.
     n_shards = -(-n // chunks[0])
     group.create_array("done", shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0)

@@ -152,7 +152,7 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         ["--set", "epsilon=-1e-7"],
         r"`epsilon` must be positive and finite. Got -1e-07 instead.",
     ),
-    ("epsilon a word", _nothing, ["--set", "epsilon=tiny"], r"`epsilon` must be a number. Got 'tiny' instead."),
+    ("epsilon a word", _nothing, ["--set", "epsilon=tiny"], r"`epsilon` must be a number or 'auto'. Got 'tiny' instead."),
     ("epsilon overflows", _nothing, ["--set", "epsilon=1e999"], r"`epsilon` must be positive and finite"),
     ("threshold NaN", _nothing, ["--set", "threshold=.nan"], r"`threshold` must be positive and finite"),
     ("shard_size zero", _nothing, ["--set", "shard_size=0"], r"`shard_size` must be at least 1. Got 0 instead."),
@@ -225,6 +225,20 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("loss a string", _nothing, _model("string_loss"), r"Model loss at θ must return a real scalar. Got str instead."),
     ("loss None", _nothing, _model("none_loss"), r"Model loss at θ must return a real scalar. Got NoneType instead."),
     ("loss raises", _nothing, _model("raising_loss"), r"Model loss at θ raised KeyError: 'missing'"),
+    (
+        "loss random (dropout)",
+        _nothing,
+        _model("dropout"),
+        r"Model loss is not deterministic: two evaluations at θ gave .* \(spread .*\)\. Dropout or other randomness "
+        r"makes gradient checking meaningless; fix the random state inside the loss to check such a model\.",
+    ),
+    (
+        "complex-step on a real model",
+        _nothing,
+        ["--set", "scheme=complex-step"],
+        r"scheme complex-step needs a model that declares `complex_step = True` \(its loss computed in complex "
+        r"arithmetic, analytic in the parameters\); this model does not\. Choose scheme richardson or central\.",
+    ),
     (
         "grad wrong shape",
         _nothing,

@@ -36,7 +36,7 @@ def _numeric(output: Path) -> np.ndarray:
 def test_seed_example_correct_passes_with_the_seeds_figure(seed_example: Path) -> None:
     result = run_cli("run", str(seed_example / "correct.yaml"), "--workers", "2")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("gradcheck PASSED: difference 1.189e-07 <= threshold 2e-07")
+    assert result.stdout.startswith("gradcheck PASSED: 0 of 47 elements wrong; difference 1.189e-07 <= threshold 2e-07")
     assert "Wrong tensors" not in result.stdout
     report = _json(run_cli("report", str(seed_example / "correct-output.zarr"), "--json"))
     # The seed's published figure for its correct network, epsilon 1e-7.
@@ -59,7 +59,7 @@ def test_seed_example_correct_passes_with_the_seeds_figure(seed_example: Path) -
 def test_seed_example_planted_fails_naming_exactly_w2_and_b1(seed_example: Path) -> None:
     result = run_cli("run", str(seed_example / "planted.yaml"))
     assert result.returncode == 1, result.stderr
-    assert "gradcheck FAILED: difference 2.851e-01 > threshold 2e-07" in result.stdout
+    assert "gradcheck FAILED: 8 of 47 elements wrong; difference 2.851e-01 > threshold 2e-07" in result.stdout
     assert "Wrong tensors, from the last layer back: W2, b1\n" in result.stdout
     wrong_rows = [line.split()[0] for line in result.stdout.splitlines() if line.rstrip().endswith("WRONG")]
     assert wrong_rows == ["b1", "W2"]
@@ -166,7 +166,8 @@ def test_each_worker_loads_params_and_data_once_per_run(smooth_problem: Path) ->
     # 14 shards on 2 workers: at most one load per worker (the probe's worker may load first).
     assert timings["workers"] == 2
     assert 1 <= timings["worker_loads"] <= 2
-    assert timings["loss_evaluations"] == 2 * 28 + 1
+    # 4 per index (richardson, the default), 2 at θ (the determinism check), 9 for the noise level.
+    assert timings["loss_evaluations"] == 4 * 28 + 2 + 9
 
 
 def test_a_progress_bar_is_drawn_on_a_terminal(seed_example: Path) -> None:
@@ -215,12 +216,12 @@ def test_rerun_reuses_a_different_check_is_refused_and_overwrite_replaces(seed_e
     # On the same check, --overwrite starts afresh instead of resuming.
     again = _json(run_cli("run", config, "--set", "epsilon=1e-6", "--overwrite", "--json"))
     assert again["timings"]["resumed_shards"] == 0
-    assert again["timings"]["loss_evaluations"] == 2 * 47 + 1
+    assert again["timings"]["loss_evaluations"] == 2 * 47 + 2 + 9  # central: 2 per index
     resumed = _json(run_cli("run", config, "--set", "epsilon=1e-6", "--json"))
     shard_size = again["timings"]["shard_size"]
     assert resumed["timings"]["shard_size"] == shard_size  # the output's, whatever the timing says now
     assert resumed["timings"]["resumed_shards"] == -(-47 // shard_size)
-    assert resumed["timings"]["loss_evaluations"] == 1
+    assert resumed["timings"]["loss_evaluations"] == 2 + 9  # only the probe: twice at θ, 9 for the noise
 
 
 def test_example_is_rewritten_in_place_but_never_over_other_files(tmp_path: Path) -> None:

@@ -31,7 +31,10 @@ def test_defaults_are_the_seeds_and_paths_resolve_against_the_file(tmp_path: Pat
         str(sub / "o.zarr"),
         str(sub / "g.zarr"),
     )
-    assert (config.epsilon, config.threshold, config.shard_size, config.worst) == (1e-7, 2e-7, None, 10)
+    # Naming no step, scheme or tolerance gets the most accurate settings, not the seed's.
+    assert (config.epsilon, config.threshold, config.shard_size, config.worst) == (None, None, None, 10)
+    assert (config.scheme, config.tolerance, config.indices, config.precision) == ("richardson", "auto", "all", "native")
+    assert config.sample is None
     assert config.cluster == ClusterConfig()
     assert config.cluster.is_local
     assert config.model == "pkg.mod:model"  # a module reference is not a path
@@ -62,6 +65,14 @@ def test_to_dict_round_trips() -> None:
         {"model": "m:x", "params": "/p", "data": "/d", "output": "/o", "cluster": "tcp://127.0.0.1:8786"}
     )
     assert Config.from_dict(config.to_dict()) == config
+    tuned = Config.from_dict(
+        {
+            **{"model": "m:x", "params": "/p", "data": "/d", "output": "/o", "epsilon": "1e-6"},
+            **{"scheme": "central", "tolerance": {"rtol": 1e-6, "atol": 0}, "indices": {"sample_per_tensor": 5}},
+        }
+    )
+    assert Config.from_dict(tuned.to_dict()) == tuned
+    assert (tuned.epsilon, tuned.tolerance, tuned.sample) == (1e-6, {"rtol": 1e-6, "atol": 0.0}, (5, 0))
     assert config.cluster.address == "tcp://127.0.0.1:8786"
 
 
@@ -70,7 +81,15 @@ def test_to_dict_round_trips() -> None:
     [
         ("epsilon: -1.0e-7\n", ConfigError, r"`epsilon` must be positive and finite. Got -1e-07 instead."),
         ("epsilon: 0\n", ConfigError, r"`epsilon` must be positive and finite. Got 0 instead."),
-        ("epsilon: tiny\n", ConfigTypeError, r"`epsilon` must be a number. Got 'tiny' instead."),
+        ("epsilon: tiny\n", ConfigTypeError, r"`epsilon` must be a number or 'auto'. Got 'tiny' instead."),
+        ("scheme: forward\n", ConfigError, r"`scheme` must be one of central, richardson, complex-step. Got 'forward'"),
+        ("tolerance: {rtol: -1}\n", ConfigError, r"`tolerance.rtol` must be positive and finite. Got -1 instead."),
+        ("tolerance: {tol: 1}\n", ConfigError, r"Unknown key `tolerance.tol`. Expected only: atol, rtol, safety."),
+        ("tolerance: strict\n", ConfigTypeError, r"`tolerance` must be 'auto', 'none' or a mapping"),
+        ("indices: some\n", ConfigTypeError, r"`indices` must be 'all' or \{sample_per_tensor: k, seed: s\}"),
+        ("indices: {seed: 1}\n", ConfigError, r"`indices` needs `sample_per_tensor`"),
+        ("indices: {sample_per_tensor: 0}\n", ConfigError, r"`indices.sample_per_tensor` must be at least 1"),
+        ("precision: float16\n", ConfigError, r"`precision` must be one of native, float64. Got 'float16'"),
         ("threshold: .nan\n", ConfigError, r"`threshold` must be positive and finite"),
         ("shard_size: 0\n", ConfigError, r"`shard_size` must be at least 1. Got 0 instead."),
         ("shard_size: 2.5\n", ConfigTypeError, r"`shard_size` must be a whole number. Got 2.5 instead."),

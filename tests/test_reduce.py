@@ -12,13 +12,25 @@ from hypothesis import strategies as st
 from pipeline.layout import Layout
 from pipeline.plan import make_plan
 from pipeline.reduce import ShardResult, Verdict, combine, failing_tensors, summarize_shard
+from pipeline.tolerance import AGREE, NONDIFFERENTIABLE, UNCHECKED, WRONG
 
 SHAPES = {"W1": (5, 4), "b1": (5, 1), "W2": (3, 5), "b3": ()}
 LAYOUT = Layout.from_shapes(list(SHAPES), SHAPES, dict.fromkeys(SHAPES, "float64"))
 
 
-def _summaries(analytic: np.ndarray, numeric: np.ndarray, shard_size: int, worst: int) -> list[ShardResult]:
-    """What the shard tasks of a run return, for whole vectors cut into shards."""
+def _summaries(
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    shard_size: int,
+    worst: int,
+    allowed: np.ndarray | None = None,
+    status: np.ndarray | None = None,
+) -> list[ShardResult]:
+    """What the shard tasks of a run return, for whole vectors cut into shards (elements not judged by default)."""
+    n = LAYOUT.n_params
+    allowed = np.full(n, np.nan) if allowed is None else allowed
+    status = np.full(n, AGREE, dtype=np.int8) if status is None else status
+    step = np.linspace(1e-6, 2e-6, n)
     return [
         summarize_shard(
             LAYOUT,
@@ -26,6 +38,9 @@ def _summaries(analytic: np.ndarray, numeric: np.ndarray, shard_size: int, worst
             analytic[s.start : s.stop],
             numeric[s.start : s.stop],
             np.zeros(s.size, dtype=np.int8),
+            allowed[s.start : s.stop],
+            status[s.start : s.stop],
+            step[s.start : s.stop],
             worst=worst,
             seconds=0.0,
             loaded=False,
@@ -90,6 +105,33 @@ def test_one_wrong_element_is_the_worst_and_its_tensor_alone_fails() -> None:
     assert not verdict.passed
     assert (verdict.worst[0].tensor, verdict.worst[0].index) == ("W2", (1, 2))
     assert [t.name for t in verdict.tensors if not t.passed] == ["W2"]
+
+
+def test_judged_elements_decide_rank_and_count_and_kinks_do_not_fail() -> None:
+    rng = np.random.default_rng(1)
+    n = LAYOUT.n_params
+    analytic = rng.normal(size=n)
+    numeric = analytic + 1e-3 * rng.normal(size=n)
+    allowed = np.full(n, 1.0)
+    status = np.full(n, AGREE, dtype=np.int8)
+    w1, b1, w2 = (spec.offset for spec in LAYOUT.tensors[:3])
+    # A small error far beyond a tiny allowance outranks a larger one within a large allowance.
+    allowed[w2 + 3], numeric[w2 + 3], status[w2 + 3] = 1e-9, analytic[w2 + 3] + 1e-6, WRONG
+    numeric[w1] = analytic[w1] + 0.5  # within its allowance of 1
+    status[b1 + 2] = NONDIFFERENTIABLE  # a kink: counted, never a failure
+    status[w1 + 5 : w1 + 9] = UNCHECKED  # a sample skipped these: not counted at all
+    verdict = combine(LAYOUT, _summaries(analytic, numeric, 4, 3, allowed, status), threshold=None, worst=3)
+    assert not verdict.passed
+    assert (verdict.worst[0].tensor, verdict.worst[0].index, verdict.worst[0].status) == ("W2", (0, 3), "wrong")
+    assert verdict.worst[0].allowed == 1e-9
+    assert [t.name for t in verdict.tensors if not t.passed] == ["W2"]
+    by_name = {t.name: t for t in verdict.tensors}
+    assert (by_name["W2"].n_wrong, by_name["b1"].n_nondifferentiable, by_name["W1"].n_checked) == (1, 1, 16)
+    assert (verdict.n_wrong, verdict.n_nondifferentiable, verdict.n_checked) == (1, 1, n - 4)
+    # Without the wrong element, no threshold: the check passes.
+    status[w2 + 3] = AGREE
+    allowed[w2 + 3] = 1.0
+    assert combine(LAYOUT, _summaries(analytic, numeric, 4, 3, allowed, status), threshold=None, worst=3).passed
 
 
 def test_failing_set_is_the_largest_contributors_until_the_rest_passes() -> None:

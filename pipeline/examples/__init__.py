@@ -22,6 +22,9 @@ model: pipeline.examples.seed_mlp:{name}
 params: params.zarr
 data: data.zarr
 output: {name}-output.zarr
+# The seed's settings, named: without these three lines the check takes the most
+# accurate defaults (scheme richardson, epsilon auto, per-element error bars).
+scheme: central    # the seed's formula, (J(θ+ε) − J(θ−ε)) / 2ε
 epsilon: 1.0e-7    # the seed's step
 threshold: 2.0e-7  # the seed's threshold
 """
