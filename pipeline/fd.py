@@ -143,7 +143,9 @@ class Estimate:
     carried through the scheme's weights) plus the truncation error where the
     scheme measures it. ``lower``/``upper``: the one-sided slopes
     ``(J(θ + h) − J(θ)) / h`` and ``(J(θ) − J(θ − h)) / h``, which disagree at a
-    kink. ``nonfinite``: ``PLUS``, ``MINUS``, both, or 0 per entry.
+    kink. ``nonfinite``: ``PLUS``, ``MINUS``, both, or 0 per entry. ``smooth``: True
+    where the losses show the function smooth within the stencil (richardson's
+    second differences agree), so that no kink can explain a disagreement.
     """
 
     numeric: np.ndarray
@@ -151,6 +153,7 @@ class Estimate:
     lower: np.ndarray
     upper: np.ndarray
     nonfinite: np.ndarray
+    smooth: np.ndarray
 
 
 def estimate(
@@ -177,7 +180,7 @@ def estimate(
         finite = np.isfinite(losses[:, 0])
         zero = np.zeros_like(numeric)
         nonfinite = np.where(finite, 0, PLUS | MINUS).astype(np.int8)
-        return Estimate(numeric, zero, numeric, numeric, nonfinite)
+        return Estimate(numeric, zero, numeric, numeric, nonfinite, np.ones(numeric.shape, dtype=bool))
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite losses are recorded
         plus, minus = losses[:, 0::2], losses[:, 1::2]  # columns h, 2h on each side
         spans = 2 * epsilon * np.array([1.0, 2.0])[None, : plus.shape[1]] if epsilon is not None else None
@@ -187,17 +190,53 @@ def estimate(
         if scheme == "central":
             numeric = central[:, 0]
             bar = noise * math.sqrt(2) * np.abs(weights[:, 0])
+            smooth = np.zeros(numeric.shape, dtype=bool)  # two points cannot tell
         else:
             d1, d2 = central[:, 0], central[:, 1]
             numeric = d1 + (d1 - d2) / 3
             w1, w2 = 4 / 3 * weights[:, 0], 1 / 3 * weights[:, 1]
-            bar = noise * np.sqrt(2 * (w1**2 + w2**2)) + np.abs(d1 - d2) / 3
+            rounding = noise * np.sqrt(2 * (w1**2 + w2**2))
+            truncation, smooth = _richardson_truncation(losses, taken, loss0, d1, d2, noise)
+            bar = rounding + truncation
         upper = (losses[:, 0] - loss0) / taken[:, 0]
         lower = (loss0 - losses[:, 1]) / -taken[:, 1]
     finite_plus = np.all(np.isfinite(plus), axis=1)
     finite_minus = np.all(np.isfinite(minus), axis=1)
     nonfinite = (np.where(finite_plus, 0, PLUS) | np.where(finite_minus, 0, MINUS)).astype(np.int8)
-    return Estimate(numeric, bar, lower, upper, nonfinite)
+    return Estimate(numeric, bar, lower, upper, nonfinite, smooth)
+
+
+#: Second differences at h and 2h that differ by more than this fraction mean the loss is
+#: not smooth within 2h of θ (a kink): the Richardson error bar falls back to D(h)'s own.
+SMOOTH_CURVATURE = 0.1
+#: ...and R's error is only taken as ``e²/|D(h)|`` once D(h) is accurate to this fraction
+#: (the asymptotic regime, where each order is smaller than the one before).
+ASYMPTOTIC = 1e-3
+
+
+def _richardson_truncation(
+    losses: np.ndarray, taken: np.ndarray, loss0: float, d1: np.ndarray, d2: np.ndarray, noise: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The truncation error of ``R = D(h) + (D(h) − D(2h))/3`` per entry, and where the loss is smooth.
+
+    ``e = |D(h) − D(2h)|/3`` is D(h)'s error (order h²); R's is of order h⁴. Where the loss
+    is smooth, each order shrinks by about the same factor, so R's error is about
+    ``e · (e / |D(h)|)``, once ``e / |D(h)|`` is small (:data:`ASYMPTOTIC`). Smooth means the second differences at h and 2h agree (within
+    :data:`SMOOTH_CURVATURE` and their noise); where they do not, a kink lies within 2h
+    and R is no better than D(h): the bar is ``e`` itself.
+    """
+    e = np.abs(d1 - d2) / 3
+    h1, h2 = taken[:, 0], taken[:, 2]
+    curvature_h = (losses[:, 0] - 2 * loss0 + losses[:, 1]) / (h1 * h1)
+    curvature_2h = (losses[:, 2] - 2 * loss0 + losses[:, 3]) / (h2 * h2)
+    curvature_noise = 4 * noise / (h1 * h1)
+    smooth = (
+        np.abs(curvature_h - curvature_2h)
+        <= SMOOTH_CURVATURE * np.maximum(np.abs(curvature_h), np.abs(curvature_2h)) + 10 * curvature_noise
+    )
+    relative = np.divide(e, np.abs(d1), out=np.ones_like(e), where=d1 != 0)
+    smooth &= relative <= ASYMPTOTIC
+    return np.where(smooth, e * relative, e), smooth
 
 
 def noise_level(values: Sequence[float]) -> float | None:

@@ -47,7 +47,7 @@ class Record:
     expect: str  # "pass" or "fail"
     passed: bool
     difference: float  # NaN when undefined (non-finite losses)
-    threshold: float
+    threshold: float | None  # None: elements are judged by error bars alone
     tensors: tuple[Mapping[str, Any], ...]  # name, difference, contribution, passed
     failing: tuple[str, ...]
     worst: tuple[Mapping[str, Any], ...]

@@ -411,7 +411,7 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
         numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, h
         if problem.judged:
             allowed[at], status[at] = judge(
-                analytic[at], est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(spec)
+                analytic[at], est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(spec), est.smooth
             )
         else:
             status[at] = 0

@@ -46,7 +46,9 @@ def _axis(low: float, high: float, log: bool, title: str) -> list[str]:
     return parts
 
 
-def _threshold(value: float, low: float, high: float) -> str:
+def _threshold(value: float | None, low: float, high: float) -> str:
+    if value is None:
+        return ""
     y = _y(value, low, high, True)
     return (
         f'<line class="threshold" x1="{_PAD}" x2="{_WIDTH - 8}" y1="{y:.1f}" y2="{y:.1f}"/>'
@@ -59,10 +61,14 @@ def _svg(parts: list[str], label: str) -> str:
     return f'<svg role="img" aria-label="{html.escape(label)}" width="{_WIDTH}" height="{_HEIGHT}" viewBox="0 0 {_WIDTH} {_HEIGHT}">{body}</svg>'
 
 
+def _given(threshold: float | None) -> list[float]:
+    return [] if threshold is None else [threshold]
+
+
 def tensor_chart(record: Record) -> str:
     """The latest run's per-tensor differences, log scale, with the threshold."""
     values = [t["difference"] if t["difference"] is not None else math.nan for t in record.tensors]
-    low, high = _log_scale([*values, record.threshold])
+    low, high = _log_scale([*values, *_given(record.threshold)])
     parts = _axis(low, high, True, "per-tensor difference (log scale); red: wrong tensor")
     step = (_WIDTH - _PAD - 8) / max(1, len(values))
     for k, (tensor, value) in enumerate(zip(record.tensors, values, strict=True)):
@@ -88,7 +94,7 @@ def trend_chart(records: Sequence[Record], *, wall: bool) -> str:
         low, high, log = 0.0, max(finite) * 1.1 or 1.0, False
         title = "wall time, seconds, per run; orange: regression flagged"
     else:
-        low, high = _log_scale([*values, records[-1].threshold])
+        low, high = _log_scale([*values, *_given(records[-1].threshold)])
         log, title = True, "difference per run (log scale); orange: drift flagged, red: unexpected verdict"
     parts = _axis(low, high, log, title)
     step = (_WIDTH - _PAD - 16) / max(1, len(values) - 1)
@@ -125,7 +131,7 @@ def render_page(history: Mapping[str, Sequence[Record]], title: str = "gradcheck
         sections.append(
             f"<section><h2>{html.escape(check)}</h2>"
             f"<p>Latest run {html.escape(latest.time[:19].replace('T', ' '))} UTC: {verdict}, difference "
-            f"{latest.difference:.3e} (threshold {latest.threshold:g}), {latest.wall_seconds:.2f} s, "
+            f"{latest.difference:.3e} (threshold {'none' if latest.threshold is None else f'{latest.threshold:g}'}), {latest.wall_seconds:.2f} s, "
             f"{len(records)} run(s) recorded.</p>"
             + (f"<ul>{flags}</ul>" if flags else "")
             + tensor_chart(latest)

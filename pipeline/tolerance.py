@@ -12,8 +12,9 @@ overridable in the config.
 
 An element that disagrees is *non-differentiable* rather than wrong when θ sits
 on a kink: its one-sided slopes disagree with each other (beyond the allowance),
-and the analytic value lies between them (ReLU at 0: any value in between is a
-valid subgradient).
+the analytic value lies between them (ReLU at 0: any value in between is a valid
+subgradient), and the losses do not show the function smooth there (richardson
+compares the second differences at h and 2h; two points cannot tell).
 """
 
 from __future__ import annotations
@@ -74,16 +75,24 @@ def judge(
     lower: np.ndarray,
     upper: np.ndarray,
     tolerance: Tolerance,
+    smooth: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each element's allowance and status (``AGREE``, ``WRONG`` or ``NONDIFFERENTIABLE``).
 
-    A non-finite estimate is ``WRONG``; its allowance is NaN.
+    A non-finite estimate is ``WRONG``; its allowance is NaN. Where ``smooth`` is True
+    the losses rule a kink out, so a disagreement there is always ``WRONG``.
     """
     with np.errstate(invalid="ignore"):
         allowed = tolerance.atol + tolerance.rtol * np.abs(numeric) + tolerance.safety * bar
         error = np.abs(analytic - numeric)
         wrong = ~(error <= allowed)
         low, high = np.minimum(lower, upper), np.maximum(lower, upper)
-        kink = wrong & (high - low > allowed) & (analytic >= low - allowed) & (analytic <= high + allowed)
+        kink = (
+            wrong
+            & (high - low > allowed)
+            & (True if smooth is None else ~smooth)
+            & (analytic >= low - allowed)
+            & (analytic <= high + allowed)
+        )
     status = np.where(kink, NONDIFFERENTIABLE, np.where(wrong, WRONG, AGREE)).astype(np.int8)
     return allowed, status

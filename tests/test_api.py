@@ -22,9 +22,10 @@ from .reference import seed_loop
 
 def test_check_a_model_object_on_a_shared_cluster(client: Client, tmp_path: Path) -> None:
     params, data = seed_mlp.problem()
-    seed_settings = {"scheme": "central", "epsilon": 1e-7, "threshold": 2e-7}
+    output = str(tmp_path / "out.zarr")
+    # The seed's settings, named.
     report = pipeline.check(
-        seed_mlp.planted, params, data, client=client, output=str(tmp_path / "out.zarr"), **seed_settings
+        seed_mlp.planted, params, data, scheme="central", epsilon=1e-7, threshold=2e-7, client=client, output=output
     )
     assert isinstance(report, pipeline.Report)
     assert report.difference == pytest.approx(0.2850931567761624, rel=1e-12)
@@ -47,9 +48,11 @@ def test_default_settings_find_and_describe_the_seeds_planted_bugs(client: Clien
     by_name = {t.name: t for t in report.tensors}
     assert by_name["b1"].diagnosis == ("analytic is 4x the numeric gradient everywhere",)
     assert by_name["b1"].n_wrong >= 4  # b1[2, 0] is near zero: 4x of it is within its allowance
-    assert report.noise["measured"] and 0 < report.noise["level"] < 1e-13
+    assert report.noise["measured"]
+    assert 0 < report.noise["level"] < 1e-13
     correct = pipeline.check(seed_mlp.correct, params, data, client=client)
-    assert correct.passed and correct.n_wrong == 0
+    assert correct.passed
+    assert correct.n_wrong == 0
     assert correct.difference <= 3e-11  # the seed's settings give 1.19e-7 on the same network
 
 

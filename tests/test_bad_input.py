@@ -152,7 +152,12 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         ["--set", "epsilon=-1e-7"],
         r"`epsilon` must be positive and finite. Got -1e-07 instead.",
     ),
-    ("epsilon a word", _nothing, ["--set", "epsilon=tiny"], r"`epsilon` must be a number or 'auto'. Got 'tiny' instead."),
+    (
+        "epsilon a word",
+        _nothing,
+        ["--set", "epsilon=tiny"],
+        r"`epsilon` must be a number or 'auto'. Got 'tiny' instead.",
+    ),
     ("epsilon overflows", _nothing, ["--set", "epsilon=1e999"], r"`epsilon` must be positive and finite"),
     ("threshold NaN", _nothing, ["--set", "threshold=.nan"], r"`threshold` must be positive and finite"),
     ("shard_size zero", _nothing, ["--set", "shard_size=0"], r"`shard_size` must be at least 1. Got 0 instead."),

@@ -33,7 +33,12 @@ def test_defaults_are_the_seeds_and_paths_resolve_against_the_file(tmp_path: Pat
     )
     # Naming no step, scheme or tolerance gets the most accurate settings, not the seed's.
     assert (config.epsilon, config.threshold, config.shard_size, config.worst) == (None, None, None, 10)
-    assert (config.scheme, config.tolerance, config.indices, config.precision) == ("richardson", "auto", "all", "native")
+    assert (config.scheme, config.tolerance, config.indices, config.precision) == (
+        "richardson",
+        "auto",
+        "all",
+        "native",
+    )
     assert config.sample is None
     assert config.cluster == ClusterConfig()
     assert config.cluster.is_local

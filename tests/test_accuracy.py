@@ -1,0 +1,144 @@
+"""Accuracy and diagnosis, pinned: the zoo's planted bugs are found and named, correct
+models pass (float64 and float32, a ReLU kink included), and the sharper settings
+really are sharper. The full table is benchmarks/accuracy.py's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from distributed import Client
+
+import pipeline
+from pipeline.diagnose import diagnose
+from pipeline.examples import seed_mlp, zoo
+from pipeline.tolerance import AGREE, NONDIFFERENTIABLE, UNCHECKED, WRONG, Tolerance, judge
+
+
+@pytest.mark.parametrize("kind", zoo.MODELS)
+def test_every_planted_bug_is_found_in_its_own_tensor_and_correct_models_pass(client: Client, kind: str) -> None:
+    for dtype in (np.float64, np.float32):
+        correct = zoo.run_case(kind, None, "default", dtype, client)
+        assert correct.passed, correct  # no false alarm, in either precision
+        for bug, tensor in zoo.model(kind).bugs():
+            outcome = zoo.run_case(kind, bug, "default", dtype, client)
+            assert outcome.right, outcome  # failed, naming exactly the planted tensor
+
+
+DIAGNOSES = [
+    ("logreg", "scale", "analytic is 3x the numeric gradient everywhere"),
+    ("mlp-tanh", "sign", "the sign is flipped: analytic = -1 x numeric everywhere"),
+    ("softmax", "transpose", "analytic is the transpose of the numeric gradient"),
+    ("conv1d", "missing", "the analytic gradient is zero everywhere, the numeric one is not: a missing term"),
+    ("l2-penalty", "one-element", r"only element \[2, 1\] is wrong: analytic -1.49077, numeric -1.35524 \(1.1x\)"),
+    (
+        "embedding",
+        "off-by-one",
+        "analytic is the numeric gradient shifted by one along axis 0: element i holds the next",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "bug", "sentence"), DIAGNOSES)
+def test_the_bug_is_described_in_words(client: Client, kind: str, bug: str, sentence: str) -> None:
+    outcome = zoo.run_case(kind, bug, "default", np.float64, client)
+    assert len(outcome.diagnosis) == 1
+    assert __import__("re").match(sentence, outcome.diagnosis[0])
+
+
+def test_a_relu_kink_is_marked_non_differentiable_not_wrong(client: Client, tmp_path: Path) -> None:
+    # The relu MLP's unit 0 has a pre-activation of exactly 0 on sample 0: along b1[0] the
+    # one-sided slopes differ, and the analytic value (ReLU'(0) = 0) lies between them.
+    subject = zoo.model("mlp-relu")
+    params, data = subject.problem()
+    report = pipeline.check(subject, params, data, client=client, output=str(tmp_path / "o.zarr"))
+    assert report.passed
+    assert report.n_nondifferentiable == 1
+    status = np.asarray(zarr.open_array(str(tmp_path / "o.zarr"), path="status")[:])
+    assert np.flatnonzero(status == NONDIFFERENTIABLE).tolist() == [params["W1"].size]  # b1[0], after W1
+    # The seed's settings call the same correct model wrong.
+    assert not zoo.run_case("mlp-relu", None, "seed", np.float64, client).passed
+
+
+def test_default_settings_see_an_error_of_1e_5_that_a_fixed_tolerance_does_not(client: Client) -> None:
+    for kind in ("logreg", "layernorm", "embedding"):
+        assert zoo.run_case(kind, "subtle", "default", np.float64, client).right
+        assert zoo.run_case(kind, "subtle", "torch-rule", np.float64, client).passed  # missed
+
+
+def test_the_seed_network_under_each_step_rule(client: Client) -> None:
+    params, data = seed_mlp.problem()
+    seed = pipeline.check(seed_mlp.correct, params, data, scheme="central", epsilon=1e-7, client=client)
+    central = pipeline.check(seed_mlp.correct, params, data, scheme="central", client=client)
+    richardson = pipeline.check(seed_mlp.correct, params, data, client=client)
+    assert seed.difference == pytest.approx(1.1890913024229996e-07, rel=1e-9)
+    assert central.difference <= 3e-9
+    assert richardson.difference <= 3e-11
+    assert "EPS**(1/3)" in central.step_rule
+    assert "EPS**(1/5)" in richardson.step_rule
+    step = richardson.tensors[0]
+    assert step.step_min == pytest.approx(np.finfo(float).eps ** 0.2)  # max(1, |θ|) = 1 somewhere in W1
+
+
+@pytest.mark.parametrize("kind", ["mlp-tanh", "layernorm"])
+def test_complex_step_is_exact_to_rounding_in_the_pipeline(client: Client, kind: str) -> None:
+    subject = zoo.model(kind)
+    params, data = subject.problem()
+    report = pipeline.check(subject, params, data, scheme="complex-step", client=client)
+    assert report.passed
+    assert report.difference <= 1e-15
+    assert report.timings["loss_equivalents_per_index"] == 1.0
+
+
+def test_a_float32_model_rechecked_in_float64(client: Client) -> None:
+    subject = zoo.model("mlp-tanh")
+    params, data = subject.problem(np.float32)
+    native = pipeline.check(subject, params, data, client=client)
+    promoted = pipeline.check(subject, params, data, precision="float64", client=client)
+    assert native.passed
+    assert promoted.passed
+    assert promoted.difference < 1e-3 * native.difference  # float64 arithmetic, float64 steps
+    assert native.tolerance["float32"]["rtol"] > promoted.tolerance["float32"]["rtol"]
+
+
+def test_sampling_checks_k_elements_per_tensor_and_states_what_a_clean_sample_means(client: Client) -> None:
+    subject = zoo.planted("l2-penalty", "one-element")  # one wrong element of 16
+    params, data = subject.problem()
+    report = pipeline.check(subject, params, data, indices={"sample_per_tensor": 5, "seed": 3}, client=client)
+    assert report.n_checked == 5
+    assert report.sample["bound"] == pytest.approx(np.log(20) / 5)
+    assert (
+        "fewer than ln(1/δ)/k = 0.599 of its elements wrong, at confidence 1 - δ = 0.95" in report.sample["statement"]
+    )
+    chosen = set(pipeline.plan.sampled_positions(16, 5, 3, 0).tolist())
+    wrong = 2 * 4 + 1  # w[2, 1], the element the bug changes
+    assert report.passed == (wrong not in chosen)
+    # Every element sampled: the bug cannot hide.
+    full = pipeline.check(subject, params, data, indices={"sample_per_tensor": 16}, client=client)
+    assert not full.passed
+    assert full.failing == ("w",)
+
+
+def test_judge_counts_error_bars_and_kinks() -> None:
+    tolerance = Tolerance(atol=0.0, rtol=1e-6, safety=10.0)
+    analytic = np.array([1.0, 1.0, 0.0, 0.5, 2.0])
+    numeric = np.array([1.0 + 5e-7, 1.1, 0.5, 0.5, 0.5])
+    bar = np.array([0.0, 0.0, 0.0, 0.0, 0.0])
+    lower = np.array([1.0, 1.1, 0.0, 0.5, 0.0])  # element 2: slopes 0 and 1 around a kink, analytic 0
+    upper = np.array([1.0, 1.1, 1.0, 0.5, 1.0])  # element 4: a kink too, but 2.0 is not between
+    allowed, status = judge(analytic, numeric, bar, lower, upper, tolerance)
+    assert status.tolist() == [AGREE, WRONG, NONDIFFERENTIABLE, AGREE, WRONG]
+    np.testing.assert_allclose(allowed, 1e-6 * np.abs(numeric))
+    # Where the losses show the function smooth, no kink excuses a disagreement.
+    smooth = np.array([True, True, True, True, True])
+    assert judge(analytic, numeric, bar, lower, upper, tolerance, smooth)[1][2] == WRONG
+
+
+def test_diagnose_reads_only_checked_elements() -> None:
+    numeric = np.arange(1.0, 7.0)
+    allowed = np.full(6, 1e-9)
+    status = np.array([WRONG, UNCHECKED, WRONG, UNCHECKED, WRONG, UNCHECKED], dtype=np.int8)
+    analytic = np.where(status == UNCHECKED, np.nan, 2 * numeric)
+    assert diagnose((6,), analytic, numeric, allowed, status) == ("analytic is 2x the numeric gradient everywhere",)
