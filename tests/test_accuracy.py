@@ -22,7 +22,7 @@ def test_every_planted_bug_is_found_in_its_own_tensor_and_correct_models_pass(cl
     for dtype in (np.float64, np.float32):
         correct = zoo.run_case(kind, None, "default", dtype, client)
         assert correct.passed, correct  # no false alarm, in either precision
-        for bug, tensor in zoo.model(kind).bugs():
+        for bug, _ in zoo.model(kind).bugs():
             outcome = zoo.run_case(kind, bug, "default", dtype, client)
             assert outcome.right, outcome  # failed, naming exactly the planted tensor
 
