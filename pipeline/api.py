@@ -183,10 +183,10 @@ def _step_rule(config: Config) -> str:
             return f"fixed step {config.epsilon:g}: Im J(θ + i·h) / h"
         return f"fixed step {config.epsilon:g}; the quotient divides by 2·epsilon, as the seed's formula does"
     if config.scheme == "complex-step":
-        return f"auto: {COMPLEX_STEP:g}·max(1, |θ_i|) per element; Im J(θ + i·h) / h"
+        return f"{COMPLEX_STEP:g}·max(1, |θ_i|) per element; Im J(θ + i·h) / h"
     power = AUTO_POWER[config.scheme]
     return (
-        f"auto: EPS**(1/{round(1 / power)})·max(1, |θ_i|) per element, EPS of the parameter dtype; "
+        f"EPS**(1/{round(1 / power)})·max(1, |θ_i|) per element, EPS of the parameter dtype; "
         "divided by the steps the floats actually took"
     )
 
