@@ -22,13 +22,13 @@ from .cluster import connect
 from .config import DEFAULT_SCHEME, Config
 from .diagnose import MAX_ELEMENTS, diagnose
 from .errors import ClusterError, ConfigError, OutputExistsError
-from .fd import AUTO_POWER, COMPLEX_STEP, STENCILS
+from .fd import AUTO_POWER, COMPLEX_STEP, STENCILS, normalized_difference
 from .layout import Layout, TensorSpec
 from .model import Model, ModelRef, load_model
 from .plan import Shard, auto_shard_size, make_plan, sampled_positions
-from .reduce import ShardResult, Verdict, combine
+from .reduce import STATUS, ShardResult, Verdict, combine
 from .report import Report, TensorReport
-from .tolerance import Tolerance, default_tolerance
+from .tolerance import WRONG, Tolerance, default_tolerance
 
 __all__ = ["check", "run"]
 
@@ -50,6 +50,7 @@ def _identity(config: Config) -> str:
         "scheme": config.scheme,
         "tolerance": config.tolerance,
         "indices": config.indices,
+        "directions": config.directions,
         "precision": config.precision,
         "shard_size": config.shard_size or "auto",
         "params": stores.fingerprint("params", config.params),
@@ -125,17 +126,21 @@ def run(
         resuming = stores.check_output(config.output, identity, overwrite=overwrite)
         steps = _Run(problem, config, identity, resuming, overwrite, progress, started)
         if client is not None:
-            timings, results, probe = steps.execute(client)
+            timings, results, probe, directions = steps.execute(client)
         else:
             with connect(config.cluster, layout.n_params) as own_client:
-                timings, results, probe = steps.execute(own_client)
+                timings, results, probe, directions = steps.execute(own_client)
         verdict = combine(layout, results, threshold=config.threshold, worst=config.worst)
-        tensors = _diagnosed(config.output, layout, verdict)
+        tensors = _with_directions(_diagnosed(config.output, layout, verdict), directions)
+        wrong_directions = sum(d.status == WRONG for d in directions)
+        difference = verdict.difference
+        if not verdict.n_checked and directions:  # directions only: the seed's difference over them
+            difference = _difference([d.analytic for d in directions], [d.numeric for d in directions])
         timings["total_seconds"] = time.perf_counter() - started
         report = Report(
             model=config.model,
-            difference=verdict.difference,
-            passed=verdict.passed,
+            difference=difference,
+            passed=verdict.passed and not wrong_directions and all(t.passed for t in tensors),
             epsilon="auto" if config.epsilon is None else config.epsilon,
             threshold=config.threshold,
             n_params=layout.n_params,
@@ -152,6 +157,7 @@ def run(
             sample=_sample_report(config),
             n_wrong=verdict.n_wrong,
             n_nondifferentiable=verdict.n_nondifferentiable,
+            directions=tuple(_direction_dict(d) for d in directions),
         )
         stores.write_report(config.output, report.to_dict(), config.to_dict())
     return report
@@ -200,6 +206,8 @@ def _sample_report(config: Config) -> dict[str, object]:
     if config.sample is None:
         return {}
     k, seed = config.sample
+    if k == 0:
+        return {"per_tensor": 0, "statement": "no single element checked (indices: none): random directions only"}
     delta = 1 - SAMPLE_CONFIDENCE
     bound = math.log(1 / delta) / k
     return {
@@ -212,6 +220,56 @@ def _sample_report(config: Config) -> dict[str, object]:
             f"fewer than ln(1/δ)/k = {bound:.3g} of its elements wrong, at confidence 1 - δ = {SAMPLE_CONFIDENCE:g}"
         ),
     }
+
+
+def _difference(analytic: list[float], numeric: list[float]) -> float:
+    a, n = np.array(analytic), np.array(numeric)
+    return normalized_difference(float(np.linalg.norm(a - n)), float(np.linalg.norm(a) + np.linalg.norm(n)))
+
+
+def _direction_dict(d: kernel.DirectionResult) -> dict[str, object]:
+    return {
+        "tensor": d.tensor,
+        "number": d.number,
+        "analytic": d.analytic,
+        "numeric": d.numeric if math.isfinite(d.numeric) else None,
+        "allowed": d.allowed if math.isfinite(d.allowed) else None,
+        "status": STATUS[d.status],
+        "step": d.step,
+    }
+
+
+def _with_directions(
+    tensors: tuple[TensorReport, ...], directions: list[kernel.DirectionResult]
+) -> tuple[TensorReport, ...]:
+    """The tensors with their random-direction checks counted in; a disagreeing direction makes its tensor wrong."""
+    if not directions:
+        return tensors
+    updated = []
+    for tensor in tensors:
+        mine = [d for d in directions if d.tensor == tensor.name]
+        wrong = [d for d in mine if d.status == WRONG]
+        diagnosis = tensor.diagnosis
+        if wrong and not diagnosis:
+            ratios = [d.analytic / d.numeric for d in mine if d.numeric]
+            if len(ratios) == len(mine) and max(ratios) - min(ratios) <= 1e-3 * max(abs(r) for r in ratios):
+                diagnosis = (f"analytic is {ratios[0]:.4g}x the numeric gradient along every random direction",)
+            else:
+                worst = max(wrong, key=lambda d: abs(d.analytic - d.numeric) / max(d.allowed, 1e-300))
+                diagnosis = (
+                    f"{len(wrong)} of {len(mine)} random directions disagree; along direction {worst.number}, "
+                    f"g·v = {worst.analytic:.6g} but the loss changes at {worst.numeric:.6g}",
+                )
+        updated.append(
+            dataclasses.replace(
+                tensor,
+                passed=tensor.passed and not wrong,
+                n_directions=len(mine),
+                n_directions_wrong=len(wrong),
+                diagnosis=diagnosis,
+            )
+        )
+    return tuple(updated)
 
 
 def _diagnosed(output: str, layout: Layout, verdict: Verdict) -> tuple[TensorReport, ...]:
@@ -239,7 +297,9 @@ class _Run:
     progress: Progress | None
     started: float
 
-    def execute(self, client: Client) -> tuple[dict[str, float], list[ShardResult], kernel.ProbeResult]:
+    def execute(
+        self, client: Client
+    ) -> tuple[dict[str, float], list[ShardResult], kernel.ProbeResult, list[kernel.DirectionResult]]:
         """Probe; then, only if the model is usable, plan, create the output and run the missing shards."""
         problem, n = self.problem, self.problem.layout.n_params
         ready = time.perf_counter()
@@ -256,7 +316,7 @@ class _Run:
             per_evaluation = probe.loss_seconds * probe.loss_equivalents_per_index / 2
             shard_size = self.config.shard_size or auto_shard_size(n_checked, per_evaluation, workers)
             if checked:  # the same number of tasks, each spanning its share of the whole index space
-                shard_size = math.ceil(n / math.ceil(n_checked / shard_size))
+                shard_size = math.ceil(n / max(1, math.ceil(n_checked / shard_size)))
         plan = make_plan(n, shard_size)
         if checked:
             plan = tuple(shard for shard in plan if _holds_sample(problem.layout, checked, shard))
@@ -280,6 +340,11 @@ class _Run:
                 "what the model gives now: the model changed. Pass --overwrite to start again."
             )
         shards_started = time.perf_counter()
+        directions = [
+            client.submit(kernel.direction_task, problem, spec.name, j, pure=False)
+            for spec in problem.layout.tensors
+            for j in range(self.config.directions)
+        ]
         todo = [shard for shard in plan if shard.index not in done]
         futures = {
             **dict(zip(client.map(kernel.shard_task, [problem] * len(todo), todo, pure=False), todo, strict=True)),
@@ -293,9 +358,11 @@ class _Run:
                 raise _crashed(problem, futures[future], len(plan)) from e
             if self.progress is not None:
                 self.progress(len(results), len(plan))
+        direction_results: list[kernel.DirectionResult] = client.gather(directions)
         finished = time.perf_counter()
         width = len(STENCILS[problem.scheme])
         evaluations = width * sum(t.n_checked for r in results if r.shard.index not in done for t in r.sums)
+        evaluations += width * len(direction_results)
         timings = {
             "cluster_seconds": ready - self.started,
             "probe_seconds": probe.seconds,
@@ -310,7 +377,7 @@ class _Run:
             "worker_loads": float(sum(r.loaded for r in results)),
             "workers": float(workers),
         }
-        return timings, results, probe
+        return timings, results, probe, direction_results
 
 
 def _checked(problem: kernel.Problem) -> dict[str, np.ndarray]:
@@ -355,6 +422,7 @@ def check(
     scheme: str = DEFAULT_SCHEME,
     tolerance: str | Mapping[str, float] = "auto",
     indices: str | Mapping[str, int] = "all",
+    directions: int = 0,
     precision: str = "native",
     shard_size: int | None = None,
     worst: int = 10,
@@ -376,7 +444,7 @@ def check(
         Passed to the model as it is.
     gradient : dict of str to ndarray, optional
         A precomputed analytic gradient; without it ``model.grad`` is called once.
-    epsilon, threshold, scheme, tolerance, indices, precision, shard_size, worst
+    epsilon, threshold, scheme, tolerance, indices, directions, precision, shard_size, worst
         As in the config (see :class:`Config`).
     workers : int, optional
         Size of the local cluster started for this check.
@@ -412,6 +480,7 @@ def check(
                 "scheme": scheme,
                 "tolerance": tolerance,
                 "indices": indices,
+                "directions": directions,
                 "precision": precision,
                 "shard_size": shard_size,
                 "worst": worst,

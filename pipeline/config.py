@@ -201,11 +201,13 @@ def _tolerance(value: Any) -> str | dict[str, float]:
 
 
 def _indices(value: Any) -> str | dict[str, int]:
-    """``all``, or ``{sample_per_tensor: k, seed: s}``."""
-    if value is None or value == "all":
-        return "all"
+    """``all``, ``none`` (random directions only), or ``{sample_per_tensor: k, seed: s}``."""
+    if value is None or value in ("all", "none"):
+        return value or "all"
     if not isinstance(value, Mapping):
-        raise ConfigTypeError(f"`indices` must be 'all' or {{sample_per_tensor: k, seed: s}}. Got {value!r} instead.")
+        raise ConfigTypeError(
+            f"`indices` must be 'all', 'none' or {{sample_per_tensor: k, seed: s}}. Got {value!r} instead."
+        )
     _reject_unknown("indices.", value, ("sample_per_tensor", "seed"))
     if "sample_per_tensor" not in value:
         raise ConfigError("`indices` needs `sample_per_tensor` (elements checked per tensor).")
@@ -239,7 +241,10 @@ class Config:
         per-element verdicts: the threshold alone decides), or a mapping overriding
         ``atol``, ``rtol``, ``safety``.
     indices : str or dict
-        ``all``, or ``{sample_per_tensor: k, seed: s}``: k seeded random elements per tensor.
+        ``all``, ``none``, or ``{sample_per_tensor: k, seed: s}``: k seeded random elements per tensor.
+    directions : int
+        Seeded random unit directions per tensor along which ``g·v`` is compared with the
+        directional difference (2 losses each with central, whatever the tensor's size).
     precision : str
         ``native`` (the parameters' dtype) or ``float64`` (re-check a float32 model in float64).
     shard_size : int or None
@@ -264,6 +269,7 @@ class Config:
     tolerance: str | dict[str, float] = "auto"
     indices: str | dict[str, int] = "all"
     precision: str = "native"
+    directions: int = 0
 
     KEYS = (
         "model",
@@ -276,6 +282,7 @@ class Config:
         "threshold",
         "tolerance",
         "indices",
+        "directions",
         "precision",
         "shard_size",
         "worst",
@@ -295,6 +302,8 @@ class Config:
         raw = _resolve_paths(raw, Path(base).resolve())
         gradient = raw.get("gradient")
         shard_size = raw.get("shard_size")
+        if raw.get("indices") == "none" and not raw.get("directions"):
+            raise ConfigError("`indices: none` checks nothing unless `directions` is at least 1.")
         return cls(
             model=_text("model", raw["model"]),
             params=_text("params", raw["params"]),
@@ -307,6 +316,7 @@ class Config:
             tolerance=_tolerance(raw.get("tolerance")),
             indices=_indices(raw.get("indices")),
             precision=_choice("precision", raw.get("precision", "native"), ("native", "float64")),
+            directions=_count("directions", raw.get("directions", 0), 0),
             shard_size=None if shard_size in (None, "auto") else _count("shard_size", shard_size, 1),
             worst=_count("worst", raw.get("worst", 10), 0),
             cluster=ClusterConfig.from_value(raw.get("cluster")),
@@ -321,6 +331,8 @@ class Config:
         """``(k, seed)`` when the config samples k elements per tensor; None when it checks all."""
         if isinstance(self.indices, Mapping):
             return self.indices["sample_per_tensor"], self.indices["seed"]
+        if self.indices == "none":
+            return 0, 0
         return None
 
 

@@ -28,7 +28,16 @@ from .plan import Shard, sampled_positions
 from .reduce import ShardResult, summarize_shard
 from .tolerance import UNCHECKED, Tolerance, default_tolerance, judge
 
-__all__ = ["ProbeResult", "Problem", "analytic_task", "probe_task", "shard_task", "summary_task"]
+__all__ = [
+    "DirectionResult",
+    "ProbeResult",
+    "Problem",
+    "analytic_task",
+    "direction_task",
+    "probe_task",
+    "shard_task",
+    "summary_task",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +518,81 @@ def _batched_losses(loaded: _Loaded, segments: list[Segment], perturbed: list[np
         )
     bounds = np.cumsum([0, *(p.shape[0] for p in perturbed)])
     return [losses[bounds[j] : bounds[j + 1]] for j in range(len(perturbed))]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionResult:
+    """One random-direction check of one tensor: ``g·v`` against the directional difference."""
+
+    tensor: str
+    number: int
+    analytic: float
+    numeric: float
+    allowed: float
+    status: int
+    step: float
+
+
+#: Directions are seeded by (this, the tensor's number, the direction's number): every run
+#: of the same check takes the same directions.
+DIRECTION_SEED = 9001
+
+
+def direction(spec: TensorSpec, tensor_number: int, number: int) -> np.ndarray:
+    """The ``number``-th random unit direction in a tensor's space (float64, its shape)."""
+    rng = np.random.default_rng([DIRECTION_SEED, tensor_number, number])
+    v = rng.standard_normal(spec.shape)
+    return np.asarray(v / max(float(np.linalg.norm(v)), np.finfo(np.float64).tiny))
+
+
+def direction_task(problem: Problem, tensor: str, number: int) -> DirectionResult:
+    """Compare ``g·v`` with the scheme's difference along a random unit direction ``v`` of one tensor.
+
+    Costs the scheme's stencil in losses (2 for central) whatever the tensor's size, and one
+    perturbed copy of that tensor at a time. The step is the scheme's, scaled by the
+    tensor's largest magnitude.
+    """
+    loaded, _ = _load(problem)
+    layout = problem.layout
+    number_of = layout.names.index(tensor)
+    spec = layout.tensors[number_of]
+    v = direction(spec, number_of, number)
+    g = np.asarray(loaded.output.analytic[spec.offset : spec.stop]).reshape(spec.shape)
+    theta = loaded.params[tensor]
+    scale = np.array([float(np.max(np.abs(theta), initial=0.0))], dtype=theta.dtype)
+    h = float(step_sizes(scale, problem.scheme, problem.epsilon)[0])
+    losses, taken = [], []
+    for s in STENCILS[problem.scheme]:
+        if problem.scheme == "complex-step":
+            shifted = theta.astype(np.complex128) + 1j * h * v
+            taken.append(h)
+        else:
+            shifted = (theta + s.real * h * v).astype(theta.dtype)
+            taken.append(s.real * h)
+        value = _call(
+            f"loss along direction {number} of {tensor}",
+            loaded.model.loss,
+            {**loaded.evaluated, tensor: shifted},
+            loaded.data,
+        )
+        losses.append(complex(value) if problem.scheme == "complex-step" else float(value))
+    est = estimate(
+        np.array([losses]),
+        np.array([taken]),
+        problem.scheme,
+        epsilon=problem.epsilon,
+        loss0=problem.loss0,
+        noise=problem.noise,
+    )
+    analytic = np.array([float(np.sum(g * v))])
+    allowed, status = judge(
+        analytic, est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(spec), est.smooth
+    )
+    if not np.isfinite(est.numeric[0]):
+        status[0] = 1
+    return DirectionResult(
+        tensor, number, float(analytic[0]), float(est.numeric[0]), float(allowed[0]), int(status[0]), h
+    )
 
 
 def summary_task(problem: Problem, shard: Shard) -> ShardResult:

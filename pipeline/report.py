@@ -61,6 +61,8 @@ class TensorReport:
     step_min: float = math.nan
     step_max: float = math.nan
     diagnosis: tuple[str, ...] = ()
+    n_directions: int = 0
+    n_directions_wrong: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -76,6 +78,8 @@ class TensorReport:
             "n_nondifferentiable": self.n_nondifferentiable,
             "step": [_json_float(self.step_min), _json_float(self.step_max)],
             "diagnosis": list(self.diagnosis),
+            "n_directions": self.n_directions,
+            "n_directions_wrong": self.n_directions_wrong,
         }
 
     @classmethod
@@ -95,6 +99,8 @@ class TensorReport:
             _float(step[0]),
             _float(step[1]),
             tuple(raw.get("diagnosis", ())),
+            int(raw.get("n_directions", 0)),
+            int(raw.get("n_directions_wrong", 0)),
         )
 
 
@@ -200,6 +206,7 @@ class Report:
     sample: Mapping[str, Any] = field(default_factory=dict)
     n_wrong: int = 0
     n_nondifferentiable: int = 0
+    directions: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def failing(self) -> tuple[str, ...]:
@@ -231,6 +238,7 @@ class Report:
             "sample": dict(self.sample),
             "n_wrong": self.n_wrong,
             "n_nondifferentiable": self.n_nondifferentiable,
+            "directions": [dict(d) for d in self.directions],
         }
 
     @classmethod
@@ -257,6 +265,7 @@ class Report:
             sample=dict(raw.get("sample", {})),
             n_wrong=int(raw.get("n_wrong", 0)),
             n_nondifferentiable=int(raw.get("n_nondifferentiable", 0)),
+            directions=tuple(raw.get("directions", ())),
         )
 
 
@@ -273,8 +282,11 @@ def _index(index: Sequence[int]) -> str:
 def _headline(report: Report) -> str:
     verdict = "PASSED" if report.passed else "FAILED"
     parts = []
-    if report.tolerance:
+    if report.tolerance and report.n_checked:
         parts.append(f"{report.n_wrong} of {report.n_checked} elements wrong")
+    if report.directions:
+        wrong = sum(d["status"] == "wrong" for d in report.directions)
+        parts.append(f"{wrong} of {len(report.directions)} random directions wrong")
     if report.threshold is not None:
         relation = "<=" if report.difference <= report.threshold else ">"
         parts.append(f"difference {report.difference:.3e} {relation} threshold {report.threshold:g}")
@@ -300,9 +312,11 @@ def format_report(report: Report) -> str:
     lines.append("")
     judged = bool(report.tolerance)
     header = ["tensor", "shape", "difference", "contribution", "max |a-n|"]
-    rows = [header + (["wrong", "kinks"] if judged else []) + ["verdict"]]
+    along = ["directions wrong"] if report.directions else []
+    rows = [header + (["wrong", "kinks"] if judged else []) + along + ["verdict"]]
     for t in report.tensors:
         counts = [f"{t.n_wrong}/{t.n_checked}", str(t.n_nondifferentiable)] if judged else []
+        counts += [f"{t.n_directions_wrong}/{t.n_directions}"] if report.directions else []
         rows.append(
             [
                 t.name,

@@ -142,3 +142,28 @@ def test_diagnose_reads_only_checked_elements() -> None:
     status = np.array([WRONG, UNCHECKED, WRONG, UNCHECKED, WRONG, UNCHECKED], dtype=np.int8)
     analytic = np.where(status == UNCHECKED, np.nan, 2 * numeric)
     assert diagnose((6,), analytic, numeric, allowed, status) == ("analytic is 2x the numeric gradient everywhere",)
+
+
+@pytest.mark.parametrize("kind", ["logreg", "mlp-tanh", "conv1d", "layernorm", "embedding"])
+def test_random_directions_alone_find_and_localise_every_bug(client: Client, kind: str) -> None:
+    subject = zoo.model(kind)
+    params, data = subject.problem()
+    clean = pipeline.check(subject, params, data, indices="none", directions=3, client=client)
+    assert clean.passed
+    assert clean.n_checked == 0
+    assert clean.difference < 1e-9
+    for bug, tensor in subject.bugs():
+        planted = zoo.planted(kind, bug)
+        report = pipeline.check(planted, params, data, indices="none", directions=3, client=client)
+        assert report.failing == (tensor,), (bug, report.failing)
+
+
+def test_a_direction_costs_the_stencil_whatever_the_tensors_size(client: Client) -> None:
+    subject = zoo.model("embedding")
+    params, data = subject.problem()
+    report = pipeline.check(subject, params, data, scheme="central", indices="none", directions=5, client=client)
+    # 2 tensors x 5 directions x 2 losses, plus the probe's 2 at θ and 9 for the noise.
+    assert report.timings["loss_evaluations"] == 2 * 5 * 2 + 2 + 9
+    assert [t.n_directions for t in report.tensors] == [5, 5]
+    assert len(report.directions) == 10
+    assert {d["status"] for d in report.directions} == {"agrees"}
