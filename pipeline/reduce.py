@@ -39,6 +39,7 @@ class TensorSums:
     n_nondifferentiable: int = 0
     step_min: float = math.inf
     step_max: float = 0.0
+    worst: Element | None = None  # the tensor's worst element in this part
 
     def __add__(self, other: TensorSums) -> TensorSums:
         return TensorSums(
@@ -53,6 +54,7 @@ class TensorSums:
             self.n_nondifferentiable + other.n_nondifferentiable,
             min(self.step_min, other.step_min),
             max(self.step_max, other.step_max),
+            _worse(self.worst, other.worst),
         )
 
     def contribution(self, scale: float) -> float:
@@ -127,6 +129,13 @@ SIDES = {PLUS: "plus", MINUS: "minus", PLUS | MINUS: "both"}
 STATUS = {0: "agrees", WRONG: "wrong", NONDIFFERENTIABLE: "non-differentiable", UNCHECKED: "unchecked"}
 
 
+def _worse(a: Element | None, b: Element | None) -> Element | None:
+    """The worse of two elements (by rank; between equals, the earlier index), either may be None."""
+    if a is None or b is None:
+        return a or b
+    return max(a, b, key=lambda e: (e.rank, -e.index))
+
+
 def _error_key(abs_error: float) -> float:
     # A NaN error (a non-finite loss) is as bad as it gets.
     return math.inf if math.isnan(abs_error) else abs_error
@@ -153,8 +162,17 @@ def summarize_shard(
     unless the run samples).
     """
     checked = status != UNCHECKED
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         error = np.abs(analytic - numeric)
+        ranked = np.where(allowed > 0, error / allowed, error)
+    ranked = np.where(np.isnan(error), np.inf, ranked)
+    ranked = np.where(checked, ranked, -np.inf)
+
+    def element(k: int) -> Element:
+        return Element(
+            shard.start + k, float(analytic[k]), float(numeric[k]), float(error[k]), float(allowed[k]), int(status[k])
+        )
+
     sums = []
     for spec, lo, hi in layout.segments(shard.start, shard.stop):
         at = slice(spec.offset + lo - shard.start, spec.offset + hi - shard.start)
@@ -167,6 +185,7 @@ def summarize_shard(
         n_nonfinite = n_checked - int(np.count_nonzero(finite))
         max_abs_error = math.nan if n_nonfinite else float(e.max(initial=0.0))
         h = step[at][mine]
+        worst_here = at.start + int(np.argmax(ranked[at])) if np.any(mine) else None
         sums.append(
             TensorSums(
                 spec.name,
@@ -180,24 +199,11 @@ def summarize_shard(
                 int(np.count_nonzero(status[at] == NONDIFFERENTIABLE)),
                 float(h.min(initial=math.inf)),
                 float(h.max(initial=0.0)),
+                None if worst_here is None else element(worst_here),
             )
         )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ranked = np.where(allowed > 0, error / allowed, error)
-    ranked = np.where(np.isnan(error), np.inf, ranked)
-    ranked = np.where(checked, ranked, -np.inf)
     top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]
-    elements = tuple(
-        Element(
-            shard.start + int(k),
-            float(analytic[k]),
-            float(numeric[k]),
-            float(error[k]),
-            float(allowed[k]),
-            int(status[k]),
-        )
-        for k in top
-    )
+    elements = tuple(element(int(k)) for k in top)
     sides = tuple((shard.start + int(k), int(nonfinite[k])) for k in np.flatnonzero(nonfinite))
     return ShardResult(shard, tuple(sums), elements, sides, seconds, loaded, evaluate_seconds)
 
@@ -218,6 +224,14 @@ def failing_tensors(contributions: dict[str, float], difference: float, threshol
     remaining = [0.0, *itertools.accumulate(contributions[n] ** 2 for n in ranked)]
     keep = max(k for k in range(len(ranked) + 1) if math.sqrt(remaining[k]) <= threshold)
     return set(ranked[keep:])
+
+
+def _located(layout: Layout, e: Element) -> WorstElement:
+    return WorstElement(*layout.locate(e.index), e.analytic, e.numeric, e.abs_error, e.allowed, STATUS[e.status])
+
+
+def _maybe_located(layout: Layout, e: Element | None) -> WorstElement | None:
+    return None if e is None else _located(layout, e)
 
 
 def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float | None, worst: int) -> Verdict:
@@ -275,14 +289,12 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             n_nondifferentiable=totals[spec.name].n_nondifferentiable,
             step_min=totals[spec.name].step_min,
             step_max=totals[spec.name].step_max,
+            worst=_maybe_located(layout, totals[spec.name].worst),
         )
         for spec in layout.tensors
     )
     ranked = sorted(heap, key=lambda item: item[:2], reverse=True)
-    elements = tuple(
-        WorstElement(*layout.locate(e.index), e.analytic, e.numeric, e.abs_error, e.allowed, STATUS[e.status])
-        for _, _, e in ranked
-    )
+    elements = tuple(_located(layout, e) for _, _, e in ranked)
     listed = tuple(NonFiniteLoss(*layout.locate(index), SIDES[side]) for index, side in nonfinite)
     return Verdict(
         difference,

@@ -63,6 +63,7 @@ class TensorReport:
     diagnosis: tuple[str, ...] = ()
     n_directions: int = 0
     n_directions_wrong: int = 0
+    worst: WorstElement | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -80,6 +81,7 @@ class TensorReport:
             "diagnosis": list(self.diagnosis),
             "n_directions": self.n_directions,
             "n_directions_wrong": self.n_directions_wrong,
+            "worst": None if self.worst is None else self.worst.to_dict(),
         }
 
     @classmethod
@@ -101,6 +103,7 @@ class TensorReport:
             tuple(raw.get("diagnosis", ())),
             int(raw.get("n_directions", 0)),
             int(raw.get("n_directions_wrong", 0)),
+            None if raw.get("worst") is None else WorstElement.from_dict(raw["worst"]),
         )
 
 
@@ -332,7 +335,14 @@ def format_report(report: Report) -> str:
     if report.failing:
         backwards = [t for t in reversed(report.tensors) if not t.passed]
         lines += ["", f"Wrong tensors, from the last layer back: {', '.join(t.name for t in backwards)}"]
-        lines += [f"  {t.name}: {sentence}" for t in backwards for sentence in t.diagnosis]
+        for t in backwards:
+            lines += [f"  {t.name}: {sentence}" for sentence in t.diagnosis]
+            if t.worst is not None and t.n_wrong:
+                w = t.worst
+                lines.append(
+                    f"  {t.name}: worst element {w.tensor}{_index(w.index)}: analytic {w.analytic:.6g}, "
+                    f"numeric {w.numeric:.6g}, |a-n| {w.abs_error:.3g} where {w.allowed:.3g} is allowed"
+                )
     if report.n_nondifferentiable:
         lines += [
             "",

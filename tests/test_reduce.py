@@ -127,6 +127,11 @@ def test_judged_elements_decide_rank_and_count_and_kinks_do_not_fail() -> None:
     assert [t.name for t in verdict.tensors if not t.passed] == ["W2"]
     by_name = {t.name: t for t in verdict.tensors}
     assert (by_name["W2"].n_wrong, by_name["b1"].n_nondifferentiable, by_name["W1"].n_checked) == (1, 1, 16)
+    # Each tensor names its own worst element, whichever shards it spans.
+    assert by_name["W2"].worst is not None
+    assert by_name["W2"].worst.index == (0, 3)
+    assert by_name["W1"].worst is not None
+    assert by_name["W1"].worst.index == (0, 0)
     assert (verdict.n_wrong, verdict.n_nondifferentiable, verdict.n_checked) == (1, 1, n - 4)
     # Without the wrong element, no threshold: the check passes.
     status[w2 + 3] = AGREE
