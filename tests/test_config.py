@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,15 @@ def test_random_yaml_raises_only_the_projects_error(tmp_path: Path, document: st
         return
     assert message.strip()  # it says something...
     assert "\n" not in message  # ...on one line
+
+
+@pytest.mark.parametrize("name", ["defaults.yaml", "seed.yaml", "large-model.yaml"])
+def test_the_repositorys_example_configs_are_valid(name: str) -> None:
+    config = load_config(Path(__file__).resolve().parent.parent / "config" / name)
+    assert config.params.endswith(os.path.join("example", "params.zarr"))
+    expected = {
+        "defaults.yaml": ("richardson", None, "auto", None),
+        "seed.yaml": ("central", 1e-7, "none", 2e-7),
+        "large-model.yaml": ("central", None, "auto", None),
+    }[name]
+    assert (config.scheme, config.epsilon, config.tolerance, config.threshold) == expected
