@@ -1,6 +1,9 @@
 """Peak memory of a worker checking a 10^7-parameter model (issue 5's memory target).
 
-Usage: python benchmarks/memory.py [--sizes 2500,2000,2500,1] [--batch 4] [--json PATH]
+Usage: python benchmarks/memory.py [--sizes 2500,2000,2500,1] [--batch 4] [--sampled K] [--json PATH]
+
+With --sampled K, a whole check runs instead (pipeline.run on a 1-worker LocalCluster):
+K random elements per tensor and 4 random directions per tensor, central differences.
 
 A full check of 10^7 indices is 2·10^7 losses, so until sampling exists this runs the
 worker's real path on part of the index space: the probe (loss and gradient at θ), the
@@ -31,8 +34,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline import kernel, stores  # noqa: E402
+from pipeline.api import run  # noqa: E402
 from pipeline.cluster import connect  # noqa: E402
-from pipeline.config import ClusterConfig  # noqa: E402
+from pipeline.config import ClusterConfig, Config  # noqa: E402
 from pipeline.examples import mlp  # noqa: E402
 from pipeline.plan import make_plan  # noqa: E402
 
@@ -54,8 +58,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     # Output chunks are shards: small shards of a 10^7 model mean millions of chunk files.
     parser.add_argument("--shard-size", type=int, default=4096)
-    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "memory.json")
+    parser.add_argument("--sampled", type=int, default=0, help="run a whole sampled check, K elements per tensor")
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.json is None:
+        name = f"memory-sampled-{args.sampled}.json" if args.sampled else "memory.json"
+        args.json = REPO / "benchmarks" / "results" / name
     params, data = mlp.problem([int(s) for s in args.sizes.split(",")], batch=args.batch)
     n = sum(p.size for p in params.values())
     store_mib = (sum(p.nbytes for p in params.values()) + sum(d.nbytes for d in data.values())) / MIB
@@ -81,6 +89,18 @@ def main() -> None:
         plan = make_plan(n, args.shard_size)
         # Shards at the start of every tensor: each tensor's perturbation path runs.
         chosen = [plan[spec.offset // args.shard_size] for spec in layout.tensors]
+        if args.sampled:
+            sampled = _sampled_run(problem, args.sampled)
+            bound = 1.5 * store_mib + grad_mib
+            sampled |= {"n_params": n, "params_and_data_mib": store_mib, "bound_mib": bound}
+            over = float(sampled["worker_peak_mib"]) - float(sampled["worker_baseline_mib"])  # type: ignore[arg-type]
+            print(f"parameters                    {n:,} ({store_mib:.1f} MiB with the data)")
+            print(f"a whole sampled check         {sampled['seconds']:.1f} s, verdict {sampled['passed']}")
+            print(f"  {sampled['n_checked']} elements and {sampled['directions']} directions checked")
+            print(f"worker peak over its baseline {over:8.1f} MiB; bound {bound:.1f} MiB -> {over / bound:.2f} of it")
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(sampled, indent=2))
+            return
         with connect(ClusterConfig(workers=1), 1) as client:
             baseline = next(iter(client.run(_rss_mib).values()))
             start = time.perf_counter()
@@ -120,6 +140,39 @@ def main() -> None:
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=2))
+
+
+def _sampled_run(problem: kernel.Problem, k: int) -> dict[str, object]:
+    """A whole check through pipeline.run: k elements per tensor, 4 directions per tensor."""
+    config = Config.from_dict(
+        {
+            "model": "pipeline.examples.mlp:mlp",
+            "params": problem.params,
+            "data": problem.data,
+            "output": problem.output,
+            "scheme": "central",
+            "indices": {"sample_per_tensor": k, "seed": 0},
+            "directions": 4,
+        }
+    )
+    with connect(ClusterConfig(workers=1), 1) as client:
+        baseline = next(iter(client.run(_rss_mib).values()))
+        start = time.perf_counter()
+        report = run(config, client=client)
+        seconds = time.perf_counter() - start
+        peak = next(iter(client.run(_peak_mib).values()))
+    return {
+        "format_version": 1,
+        "sampled_per_tensor": k,
+        "n_checked": report.n_checked,
+        "directions": len(report.directions),
+        "passed": report.passed,
+        "difference": report.difference,
+        "seconds": seconds,
+        "loss_evaluations": report.timings["loss_evaluations"],
+        "worker_baseline_mib": baseline,
+        "worker_peak_mib": peak,
+    }
 
 
 if __name__ == "__main__":

@@ -197,6 +197,9 @@ def _step_rule(config: Config) -> str:
     )
 
 
+#: The most indices a shard of a sampled run spans (its chunk of each output array).
+MAX_SAMPLED_SHARD = 2**16
+
 #: Confidence of the statement a clean sample supports.
 SAMPLE_CONFIDENCE = 0.95
 
@@ -315,8 +318,10 @@ class _Run:
             # An index costs loss_equivalents_per_index evaluations (the scheme's stencil, fewer if staged).
             per_evaluation = probe.loss_seconds * probe.loss_equivalents_per_index / 2
             shard_size = self.config.shard_size or auto_shard_size(n_checked, per_evaluation, workers)
-            if checked:  # the same number of tasks, each spanning its share of the whole index space
+            if checked:  # the same number of tasks, each spanning its share of the whole index space...
                 shard_size = math.ceil(n / max(1, math.ceil(n_checked / shard_size)))
+                # ...but a chunk, and a shard's arrays, stay small: empty shards are never run.
+                shard_size = min(shard_size, MAX_SAMPLED_SHARD)
         plan = make_plan(n, shard_size)
         if checked:
             plan = tuple(shard for shard in plan if _holds_sample(problem.layout, checked, shard))
