@@ -10,7 +10,9 @@ missing term, one wrong element, an index off by one), under three settings:
 
 - default:    what a config that names nothing gets (richardson, epsilon auto, per-element error bars);
 - seed:       the seed's fixed step 1e-7 and global threshold 2e-7;
-- torch-rule: torch.autograd.gradcheck's rule (step 1e-6, |a - n| <= 1e-5 + 1e-3·|n| per element).
+- torch-rule: torch.autograd.gradcheck's rule (step 1e-6, |a - n| <= 1e-5 + 1e-3·|n| per element);
+- jax-rule:   jax's check_grads (one random direction, step 1e-4, tolerance 1e-5 in float64,
+              2e-3 in float32), with one direction per tensor so that it can name a tensor.
 
 A bug counts as found when the check fails naming exactly the planted tensor; a correct
 model must pass (the relu MLP sits on a ReLU kink on purpose). Correct models are

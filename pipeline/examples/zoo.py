@@ -29,6 +29,7 @@ import numpy as np
 
 __all__ = [
     "BUGS",
+    "JAX_RULE",
     "MODELS",
     "SEED_SETTINGS",
     "SETTINGS",
@@ -365,7 +366,17 @@ class Outcome:
 SEED_SETTINGS = {"scheme": "central", "epsilon": 1e-7, "threshold": 2e-7, "tolerance": "none"}
 #: torch.autograd.gradcheck's rule, emulated: a fixed step 1e-6, per element |a - n| <= 1e-5 + 1e-3·|n|.
 TORCH_RULE = {"scheme": "central", "epsilon": 1e-6, "tolerance": {"atol": 1e-5, "rtol": 1e-3, "safety": 1e-300}}
-SETTINGS: dict[str, dict[str, object]] = {"default": {}, "seed": SEED_SETTINGS, "torch-rule": TORCH_RULE}
+#: jax's check_grads, emulated: a random direction, step 1e-4, |a - n| <= tol + tol·|n| with
+#: tol 1e-5 for float64 and 2e-3 for float32. (jax takes one direction over all parameters
+#: and cannot say which tensor is wrong; here each tensor gets its own.)
+JAX_RULE = {"scheme": "central", "epsilon": 1e-4, "indices": "none", "directions": 1}
+JAX_TOLERANCE = {"float64": 1e-5, "float32": 2e-3}
+SETTINGS: dict[str, dict[str, object]] = {
+    "default": {},
+    "seed": SEED_SETTINGS,
+    "torch-rule": TORCH_RULE,
+    "jax-rule": JAX_RULE,
+}
 
 
 def run_case(kind: str, bug: str | None, settings: str, dtype: type, client: object) -> Outcome:
@@ -374,7 +385,11 @@ def run_case(kind: str, bug: str | None, settings: str, dtype: type, client: obj
 
     subject = model(kind) if bug is None else planted(kind, bug)
     params, data = subject.problem(dtype)
-    report = check(subject, params, data, client=client, **SETTINGS[settings])  # type: ignore[arg-type]
+    chosen = dict(SETTINGS[settings])
+    if settings == "jax-rule":
+        tol = JAX_TOLERANCE[np.dtype(dtype).name]
+        chosen["tolerance"] = {"atol": tol, "rtol": tol, "safety": 1e-300}
+    report = check(subject, params, data, client=client, **chosen)  # type: ignore[arg-type]
     tensor = None if subject.bug is None else subject.bug[1]
     diagnosis = next((t.diagnosis for t in report.tensors if t.name == tensor), ())
     return Outcome(
