@@ -13,7 +13,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -553,44 +553,58 @@ class DirectionResult:
 DIRECTION_SEED = 9001
 
 
-def direction(spec: TensorSpec, tensor_number: int, number: int) -> np.ndarray:
-    """The ``number``-th random unit direction in a tensor's space (float64, its shape)."""
-    rng = np.random.default_rng([DIRECTION_SEED, tensor_number, number])
-    v = rng.standard_normal(spec.shape)
-    return np.asarray(v / max(float(np.linalg.norm(v)), np.finfo(np.float64).tiny))
+#: Directions are drawn and applied this many elements at a time: a direction costs one
+#: perturbed copy of its tensor, not several float64 ones.
+DIRECTION_CHUNK = 2**20
+
+
+def _direction_chunks(size: int, tensor_number: int, number: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """The ``number``-th random direction of a tensor, unnormalized, chunk by chunk (each chunk seeded)."""
+    for k, start in enumerate(range(0, size, DIRECTION_CHUNK)):
+        stop = min(size, start + DIRECTION_CHUNK)
+        yield (
+            slice(start, stop),
+            np.random.default_rng([DIRECTION_SEED, tensor_number, number, k]).standard_normal(stop - start),
+        )
 
 
 def direction_task(problem: Problem, tensor: str, number: int) -> DirectionResult:
     """Compare ``g·v`` with the scheme's difference along a random unit direction ``v`` of one tensor.
 
     Costs the scheme's stencil in losses (2 for central) whatever the tensor's size, and one
-    perturbed copy of that tensor at a time. The step is the scheme's, scaled by the
-    tensor's largest magnitude.
+    perturbed copy of that tensor at a time: the direction and the analytic gradient are
+    read chunk by chunk. The step is the scheme's, scaled by the tensor's largest magnitude.
     """
     loaded, _ = _load(problem)
     layout = problem.layout
     number_of = layout.names.index(tensor)
     spec = layout.tensors[number_of]
-    v = direction(spec, number_of, number)
-    g = np.asarray(loaded.output.analytic[spec.offset : spec.stop]).reshape(spec.shape)
+    analytic_store = loaded.output.analytic
+    norm_sq, dot = 0.0, 0.0
+    for at, v in _direction_chunks(spec.size, number_of, number):
+        norm_sq += float(v @ v)
+        dot += float(np.asarray(analytic_store[spec.offset + at.start : spec.offset + at.stop]) @ v)
+    norm = max(np.sqrt(norm_sq), np.finfo(np.float64).tiny)
     theta = loaded.params[tensor]
+    flat = theta.reshape(-1)
     scale = np.array([float(np.max(np.abs(theta), initial=0.0))], dtype=theta.dtype)
     h = float(step_sizes(scale, problem.scheme, problem.epsilon)[0])
+    complex_step = problem.scheme == "complex-step"
+    shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
+    moved = shifted.reshape(-1)
     losses, taken = [], []
     for s in STENCILS[problem.scheme]:
-        if problem.scheme == "complex-step":
-            shifted = theta.astype(np.complex128) + 1j * h * v
-            taken.append(h)
-        else:
-            shifted = (theta + s.real * h * v).astype(theta.dtype)
-            taken.append(s.real * h)
+        step = 1j * h if complex_step else s.real * h
+        for at, v in _direction_chunks(spec.size, number_of, number):
+            moved[at] = flat[at] + step * (v / norm)
+        taken.append(h if complex_step else step.real)
         value = _call(
             f"loss along direction {number} of {tensor}",
             loaded.model.loss,
             {**loaded.evaluated, tensor: shifted},
             loaded.data,
         )
-        losses.append(complex(value) if problem.scheme == "complex-step" else float(value))
+        losses.append(complex(value) if complex_step else float(value))
     est = estimate(
         np.array([losses]),
         np.array([taken]),
@@ -599,7 +613,7 @@ def direction_task(problem: Problem, tensor: str, number: int) -> DirectionResul
         loss0=problem.loss0,
         noise=problem.noise,
     )
-    analytic = np.array([float(np.sum(g * v))])
+    analytic = np.array([dot / norm])
     allowed, status = judge(
         analytic, est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(spec), est.smooth
     )
