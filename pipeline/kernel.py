@@ -105,6 +105,7 @@ class _Loaded:
         # reshape(-1) of a C-contiguous array is a view: writes reach self.evaluated.
         self.flat = {name: array.reshape(-1) for name, array in self.evaluated.items()}
         self.row_bytes = max(1, sum(array.nbytes for array in self.params.values()))  # one parameter copy
+        self._theta: np.ndarray | None = None
         self.samples: dict[str, np.ndarray] = {}
         self.analytic: dict[str, np.ndarray] | None = None
         self.stages: list[tuple[tuple[str, ...], Callable[..., Any]]] = []
@@ -159,6 +160,13 @@ class _Loaded:
     def loss_batch(self, batch: dict[str, np.ndarray]) -> Any:
         """The model's optional batched loss (every tensor with a leading axis of K)."""
         return getattr(self.model, "loss_batch")(batch, self.data)  # noqa: B009  (optional: not in the protocol)
+
+    @property
+    def theta(self) -> np.ndarray:
+        """The parameters flattened and concatenated (made on first use: only batches need it)."""
+        if self._theta is None:
+            self._theta = np.concatenate([array.reshape(-1) for array in self.params.values()])
+        return self._theta
 
     @property
     def batched(self) -> bool:
@@ -369,15 +377,17 @@ def _loss_equivalents(loaded: _Loaded, loss: float) -> float:
 def _time_loss(loaded: _Loaded, budget_seconds: float = 0.2, at_most: int = 20) -> float:
     """Seconds per loss evaluation at θ, in this worker, the way the shards will evaluate it.
 
-    The fastest of a few runs: one loss, or one batch of losses divided by its rows.
+    The fastest of a few runs: one loss, or, for a batched model, the shards' own path
+    (perturbation, one batch, estimates) over the first indices, divided by its losses.
+    That also warms the path up in this worker before the shards time it.
     """
-    if not loaded.batched:
+    if not loaded.batched or loaded.stages:
         return _fastest(loaded.loss, budget_seconds, at_most)
-    rows = loaded.batch_rows(2 * min(loaded.problem.layout.n_params, 64))
-    batch = {name: np.repeat(array[np.newaxis], rows, axis=0) for name, array in loaded.params.items()}
-    return (
-        _fastest(functools.partial(_call, "loss_batch at θ", loaded.loss_batch, batch), budget_seconds, at_most) / rows
-    )
+    layout = loaded.problem.layout
+    width = len(STENCILS[loaded.problem.scheme])
+    indices = max(1, loaded.batch_rows(width * min(layout.n_params, 64)) // width)
+    groups = _by_dtype([(spec, np.arange(lo, hi)) for spec, lo, hi in layout.segments(0, indices)])
+    return _fastest(functools.partial(_evaluate, loaded, groups), budget_seconds, at_most) / (width * indices)
 
 
 def _fastest(evaluate: Callable[[], Any], budget_seconds: float = 0.1, at_most: int = 50) -> float:
@@ -427,15 +437,16 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
     segments = [
         (spec, loaded.positions(spec, lo, hi)) for spec, lo, hi in problem.layout.segments(shard.start, shard.stop)
     ]
+    groups = _by_dtype(segments)
     evaluating = time.perf_counter()
-    estimates = _evaluate(loaded, segments)
+    estimates = _evaluate(loaded, groups)
     evaluated = time.perf_counter()
-    for (spec, positions), (h, est) in zip(segments, estimates, strict=True):
-        at = spec.offset + positions - shard.start
+    for group, (h, est) in zip(groups, estimates, strict=True):
+        at = np.concatenate([spec.offset + positions - shard.start for spec, positions in group])
         numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, h
-        if problem.judged:
+        if problem.judged:  # one tolerance per group: it depends on the dtype and the scheme
             allowed[at], status[at] = judge(
-                analytic[at], est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(spec), est.smooth
+                analytic[at], est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(group[0][0]), est.smooth
             )
         else:
             status[at] = 0
@@ -466,40 +477,35 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
 Segment = tuple[TensorSpec, np.ndarray]
 
 
-def _evaluate(loaded: _Loaded, segments: list[Segment]) -> list[tuple[np.ndarray, Any]]:
-    """Steps and estimates per segment (a tensor and the positions checked in it)."""
+def _by_dtype(segments: list[Segment]) -> list[list[Segment]]:
+    """Consecutive segments of the same dtype, together: each group is stepped, estimated and
+    judged in one vectorised pass (a shard of many small tensors would otherwise pay numpy's
+    overhead per tensor)."""
+    groups: list[list[Segment]] = []
+    for segment in segments:
+        if groups and groups[-1][0][0].dtype == segment[0].dtype:
+            groups[-1].append(segment)
+        else:
+            groups.append([segment])
+    return groups
+
+
+def _evaluate(loaded: _Loaded, groups: list[list[Segment]]) -> list[tuple[np.ndarray, Any]]:
+    """Steps and estimates per group of segments (tensors and the positions checked in them)."""
     problem = loaded.problem
     stencils = []
-    for spec, positions in segments:
-        values = loaded.params[spec.name].reshape(-1)[positions]
+    for group in groups:
+        values = np.concatenate([loaded.params[spec.name].reshape(-1)[positions] for spec, positions in group])
         h = step_sizes(values, problem.scheme, problem.epsilon)
         stencils.append((h, *points(values, h, problem.scheme)))
-    if loaded.stages:  # fewest evaluations
-        losses = [
-            _call(
-                f"stages near θ (tensor {spec.name})",
-                stencil_losses,
-                functools.partial(_float_loss_from, loaded, loaded.stage_of[spec.name]),
-                loaded.flat[spec.name],
-                positions,
-                perturbed,
-            )
-            for (spec, positions), (_, perturbed, _) in zip(segments, stencils, strict=True)
-        ]
-    elif loaded.batched:  # least overhead per evaluation
-        losses = _batched_losses(loaded, segments, [perturbed for _, perturbed, _ in stencils])
+    if loaded.batched and not loaded.stages:  # least overhead per evaluation (a staged model: fewest)
+        losses = _batched_losses(loaded, groups, [perturbed for _, perturbed, _ in stencils])
     else:
-        scalar = complex if problem.scheme == "complex-step" else float
         losses = [
-            _call(
-                f"loss near θ (tensor {spec.name})",
-                stencil_losses,
-                lambda: scalar(loaded.loss()),
-                loaded.flat[spec.name],
-                positions,
-                perturbed,
+            np.concatenate(
+                [_segment_losses(loaded, spec, positions, rows) for spec, positions, rows in _rows(group, perturbed)]
             )
-            for (spec, positions), (_, perturbed, _) in zip(segments, stencils, strict=True)
+            for group, (_, perturbed, _) in zip(groups, stencils, strict=True)
         ]
     return [
         (h, estimate(table, taken, problem.scheme, epsilon=problem.epsilon, loss0=problem.loss0, noise=problem.noise))
@@ -507,30 +513,67 @@ def _evaluate(loaded: _Loaded, segments: list[Segment]) -> list[tuple[np.ndarray
     ]
 
 
+def _rows(group: list[Segment], perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:
+    """Each segment of a group with its rows of the group's perturbed values."""
+    first = 0
+    for spec, positions in group:
+        yield spec, positions, perturbed[first : first + positions.size]
+        first += positions.size
+
+
+def _segment_losses(loaded: _Loaded, spec: TensorSpec, positions: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
+    """One tensor's stencil losses, in place: only the stages from the tensor's own on when the
+    model is staged (fewest evaluations), else the whole loss."""
+    if loaded.stages:
+        return _call(  # type: ignore[no-any-return]
+            f"stages near θ (tensor {spec.name})",
+            stencil_losses,
+            functools.partial(_float_loss_from, loaded, loaded.stage_of[spec.name]),
+            loaded.flat[spec.name],
+            positions,
+            perturbed,
+        )
+    scalar = complex if loaded.problem.scheme == "complex-step" else float
+    return _call(  # type: ignore[no-any-return]
+        f"loss near θ (tensor {spec.name})",
+        stencil_losses,
+        lambda: scalar(loaded.loss()),
+        loaded.flat[spec.name],
+        positions,
+        perturbed,
+    )
+
+
 def _float_loss_from(loaded: _Loaded, stage: int) -> float:
     return float(loaded.loss_from(stage))
 
 
-def _batched_losses(loaded: _Loaded, segments: list[Segment], perturbed: list[np.ndarray]) -> list[np.ndarray]:
-    """The stencil losses through ``loss_batch``: as many points per call as the memory budget allows,
-    across tensors."""
-    entries = [(spec.name, int(k)) for spec, positions in segments for k in positions]
-    if not entries:
-        return [np.empty((0, p.shape[1])) for p in perturbed]
-    table = np.concatenate(perturbed)  # float32 values are exact in float64, and written back as float32
+def _batched_losses(loaded: _Loaded, groups: list[list[Segment]], perturbed: list[np.ndarray]) -> list[np.ndarray]:
+    """The stencil losses through ``loss_batch``, per group: as many points per call as the memory
+    budget allows, across tensors."""
+    # Indices into the flat index space: the params are held in the layout's order.
+    columns = np.concatenate([spec.offset + positions for group in groups for spec, positions in group])
+    # float32 values are exact in float64, and written back as float32
+    table = perturbed[0] if len(perturbed) == 1 else np.concatenate(perturbed)
     width = table.shape[1]
-    per_call = max(1, loaded.batch_rows(width * len(entries)) // width)
-    losses = np.empty(table.shape, dtype=np.float64)
-    for first in range(0, len(entries), per_call):
+    per_call = max(1, loaded.batch_rows(width * columns.size) // width)
+    parts = []
+    for first in range(0, columns.size, per_call):
         part = slice(first, first + per_call)
-        losses[part] = _call(
-            f"loss_batch near θ ({entries[first][0]}, {len(entries[part])} elements)",
-            batched_stencil_losses,
-            loaded.loss_batch,
-            loaded.params,
-            entries[part],
-            table[part],
+        parts.append(
+            _call(
+                f"loss_batch near θ (indices {columns[first]}..{columns[part][-1]})",
+                batched_stencil_losses,
+                loaded.loss_batch,
+                loaded.params,
+                columns[part],
+                table[part],
+                loaded.theta,
+            )
         )
+    losses = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty((0, width))
+    if len(perturbed) == 1:
+        return [losses]
     bounds = np.cumsum([0, *(p.shape[0] for p in perturbed)])
     return [losses[bounds[j] : bounds[j + 1]] for j in range(len(perturbed))]
 

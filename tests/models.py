@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.examples.mlp import StagedMLP
+
 Arrays = dict[str, np.ndarray]
 SHAPES = {"conv.weight": (2, 3, 4), "scale": (), "bias": (3,)}
 
@@ -232,3 +234,14 @@ class _StagedMLPDisagreeing(_StagedMLPMissingATensor):
 
 staged_missing_a_tensor = _StagedMLPMissingATensor()
 staged_disagreeing = _StagedMLPDisagreeing()
+
+
+@dataclass(frozen=True)
+class StagedAndBatched(StagedMLP):
+    """Offers both capabilities: it must be evaluated by its stages (fewest evaluations)."""
+
+    def loss_batch(self, params_batch: Arrays, data: Arrays) -> np.ndarray:
+        raise AssertionError("a model that offers stages is evaluated by its stages, not loss_batch")
+
+
+staged_and_batched = StagedAndBatched(2)

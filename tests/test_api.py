@@ -167,3 +167,12 @@ def test_stages_are_checked_on_the_worker(client: Client, model: str, message: s
     params, data = mlp.problem((3, 4, 2), batch=8)
     with pytest.raises(pipeline.ModelError, match=message):
         pipeline.check(getattr(models, model), params, data, client=client)
+
+
+def test_a_model_with_stages_and_loss_batch_is_run_staged(client: Client) -> None:
+    from pipeline.examples import mlp
+
+    params, data = mlp.problem((4, 5, 2), batch=8)
+    report = pipeline.check(models.staged_and_batched, params, data, scheme="central", client=client)
+    assert report.passed
+    assert report.timings["loss_equivalents_per_index"] < 2.0  # stages: fewer than 2 losses per index

@@ -173,11 +173,11 @@ def test_normalized_difference(diff: float, scale: float, expected: float) -> No
 def test_batched_losses_equal_the_plain_ones(dtype: type, scheme: str) -> None:
     params, data = models.problem(dtype)  # a 3-d tensor, a 0-d tensor, a vector
     model = models.smooth_batched
-    entries = [(name, k) for name, array in params.items() for k in range(array.size)]
     values = np.concatenate([array.reshape(-1) for array in params.values()])
     perturbed, _ = points(values, step_sizes(values, scheme, None), scheme)
     before = {name: array.copy() for name, array in params.items()}
-    batched = batched_stencil_losses(lambda batch: model.loss_batch(batch, data), params, entries, perturbed)
+    every = np.arange(values.size)
+    batched = batched_stencil_losses(lambda batch: model.loss_batch(batch, data), params, every, perturbed)
     plain, at = [], 0
     for array in params.values():
         rows = perturbed[at : at + array.size]
@@ -195,11 +195,11 @@ def test_non_finite_sides_are_recorded_and_the_batch_shape_checked() -> None:
         return np.array([models.nonfinite_near.loss({"w": row}, {"w_at_theta": w}) for row in batch["w"]])
 
     perturbed, taken = points(w, step_sizes(w, "central", 1e-6), "central")
-    losses = batched_stencil_losses(loss_batch, {"w": w}, [("w", k) for k in range(8)], perturbed)
+    losses = batched_stencil_losses(loss_batch, {"w": w}, np.arange(8), perturbed)
     sides = estimate(losses, taken, "central", epsilon=1e-6, loss0=0.0, noise=0.0).nonfinite
     assert sides.tolist() == [0, 0, 0, PLUS, 0, PLUS | MINUS, 0, 0]
     with pytest.raises(ValueError, match=r"loss_batch must return one loss per row, shape \(4,\). Got \(3,\) instead."):
-        batched_stencil_losses(lambda batch: np.zeros(3), {"w": w}, [("w", 0), ("w", 1)], perturbed[:2])
+        batched_stencil_losses(lambda batch: np.zeros(3), {"w": w}, np.arange(2), perturbed[:2])
 
 
 @pytest.mark.parametrize("sigma", [1e-12, 1e-9, 1e-6])
