@@ -22,11 +22,11 @@ from .cluster import connect
 from .config import DEFAULT_SCHEME, Config
 from .diagnose import MAX_ELEMENTS, diagnose
 from .errors import ClusterError, ConfigError, OutputExistsError
-from .fd import AUTO_POWER, COMPLEX_STEP, STENCILS, normalized_difference
+from .fd import AUTO_POWER, COMPLEX_STEP, STENCILS
 from .layout import Layout, TensorSpec
 from .model import Model, ModelRef, load_model
 from .plan import Shard, auto_shard_size, make_plan, sampled_positions
-from .reduce import STATUS, ShardResult, Verdict, combine
+from .reduce import DirectionResult, ShardResult, Verdict, combine, direction_difference, with_directions
 from .report import Report, TensorReport
 from .tolerance import WRONG, Tolerance, default_tolerance
 
@@ -131,11 +131,11 @@ def run(
             with connect(config.cluster, layout.n_params) as own_client:
                 timings, results, probe, directions = steps.execute(own_client)
         verdict = combine(layout, results, threshold=config.threshold, worst=config.worst)
-        tensors = _with_directions(_diagnosed(config.output, layout, verdict), directions)
+        tensors = with_directions(_diagnosed(config.output, layout, verdict), directions)
         wrong_directions = sum(d.status == WRONG for d in directions)
         difference = verdict.difference
         if not verdict.n_checked and directions:  # directions only: the seed's difference over them
-            difference = _difference([d.analytic for d in directions], [d.numeric for d in directions])
+            difference = direction_difference(directions)
         timings["total_seconds"] = time.perf_counter() - started
         report = Report(
             model=config.model,
@@ -157,7 +157,7 @@ def run(
             sample=_sample_report(config),
             n_wrong=verdict.n_wrong,
             n_nondifferentiable=verdict.n_nondifferentiable,
-            directions=tuple(_direction_dict(d) for d in directions),
+            directions=tuple(d.to_dict() for d in directions),
         )
         stores.write_report(config.output, report.to_dict(), config.to_dict())
     return report
@@ -225,56 +225,6 @@ def _sample_report(config: Config) -> dict[str, object]:
     }
 
 
-def _difference(analytic: list[float], numeric: list[float]) -> float:
-    a, n = np.array(analytic), np.array(numeric)
-    return normalized_difference(float(np.linalg.norm(a - n)), float(np.linalg.norm(a) + np.linalg.norm(n)))
-
-
-def _direction_dict(d: kernel.DirectionResult) -> dict[str, object]:
-    return {
-        "tensor": d.tensor,
-        "number": d.number,
-        "analytic": d.analytic,
-        "numeric": d.numeric if math.isfinite(d.numeric) else None,
-        "allowed": d.allowed if math.isfinite(d.allowed) else None,
-        "status": STATUS[d.status],
-        "step": d.step,
-    }
-
-
-def _with_directions(
-    tensors: tuple[TensorReport, ...], directions: list[kernel.DirectionResult]
-) -> tuple[TensorReport, ...]:
-    """The tensors with their random-direction checks counted in; a disagreeing direction makes its tensor wrong."""
-    if not directions:
-        return tensors
-    updated = []
-    for tensor in tensors:
-        mine = [d for d in directions if d.tensor == tensor.name]
-        wrong = [d for d in mine if d.status == WRONG]
-        diagnosis = tensor.diagnosis
-        if wrong and not diagnosis:
-            ratios = [d.analytic / d.numeric for d in mine if d.numeric]
-            if len(ratios) == len(mine) and max(ratios) - min(ratios) <= 1e-3 * max(abs(r) for r in ratios):
-                diagnosis = (f"analytic is {ratios[0]:.4g}x the numeric gradient along every random direction",)
-            else:
-                worst = max(wrong, key=lambda d: abs(d.analytic - d.numeric) / max(d.allowed, 1e-300))
-                diagnosis = (
-                    f"{len(wrong)} of {len(mine)} random directions disagree; along direction {worst.number}, "
-                    f"g·v = {worst.analytic:.6g} but the loss changes at {worst.numeric:.6g}",
-                )
-        updated.append(
-            dataclasses.replace(
-                tensor,
-                passed=tensor.passed and not wrong,
-                n_directions=len(mine),
-                n_directions_wrong=len(wrong),
-                diagnosis=diagnosis,
-            )
-        )
-    return tuple(updated)
-
-
 def _diagnosed(output: str, layout: Layout, verdict: Verdict) -> tuple[TensorReport, ...]:
     """The verdict's tensors, each wrong one with a diagnosis read from the output's arrays."""
     arrays = stores.OutputArrays(output)
@@ -302,7 +252,7 @@ class _Run:
 
     def execute(
         self, client: Client
-    ) -> tuple[dict[str, float], list[ShardResult], kernel.ProbeResult, list[kernel.DirectionResult]]:
+    ) -> tuple[dict[str, float], list[ShardResult], kernel.ProbeResult, list[DirectionResult]]:
         """Probe; then, only if the model is usable, plan, create the output and run the missing shards."""
         problem, n = self.problem, self.problem.layout.n_params
         ready = time.perf_counter()
@@ -363,7 +313,7 @@ class _Run:
                 raise _crashed(problem, futures[future], len(plan)) from e
             if self.progress is not None:
                 self.progress(len(results), len(plan))
-        direction_results: list[kernel.DirectionResult] = client.gather(directions)
+        direction_results: list[DirectionResult] = client.gather(directions)
         finished = time.perf_counter()
         width = len(STENCILS[problem.scheme])
         evaluations = width * sum(t.n_checked for r in results if r.shard.index not in done for t in r.sums)

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, ConfigTypeError
+from .fd import SCHEMES
 from .stores import is_url
 
 __all__ = ["ClusterConfig", "Config", "load_config", "merge_config", "parse_overrides", "read_config_file", "read_yaml"]
@@ -29,7 +30,6 @@ SEED_EPSILON = 1e-7
 SEED_THRESHOLD = 2e-7
 #: The settings a config gets when it names none: the most accurate this tool has.
 DEFAULT_SCHEME = "richardson"
-SCHEMES = ("central", "richardson", "complex-step")
 TOLERANCE_KEYS = ("atol", "rtol", "safety")
 #: Seconds to wait for a cluster to answer and to have a worker.
 CLUSTER_TIMEOUT_SECONDS = 30.0

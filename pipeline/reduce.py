@@ -10,8 +10,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,7 +21,18 @@ from .plan import Shard
 from .report import NonFinite, NonFiniteLoss, TensorReport, WorstElement
 from .tolerance import NONDIFFERENTIABLE, UNCHECKED, WRONG
 
-__all__ = ["Element", "ShardResult", "TensorSums", "Verdict", "combine", "failing_tensors", "summarize_shard"]
+__all__ = [
+    "DirectionResult",
+    "Element",
+    "ShardResult",
+    "TensorSums",
+    "Verdict",
+    "combine",
+    "direction_difference",
+    "failing_tensors",
+    "summarize_shard",
+    "with_directions",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +118,31 @@ class ShardResult:
     seconds: float
     loaded: bool
     evaluate_seconds: float = 0.0  # of ``seconds``, the loss evaluations alone (no I/O, no loading)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionResult:
+    """One random-direction check of one tensor: ``g·v`` against the directional difference."""
+
+    tensor: str
+    number: int
+    analytic: float
+    numeric: float
+    allowed: float
+    status: int
+    step: float
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form, as the report lists it."""
+        return {
+            "tensor": self.tensor,
+            "number": self.number,
+            "analytic": self.analytic,
+            "numeric": self.numeric if math.isfinite(self.numeric) else None,
+            "allowed": self.allowed if math.isfinite(self.allowed) else None,
+            "status": STATUS[self.status],
+            "step": self.step,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,3 +342,43 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
         n_wrong,
         sum(t.n_nondifferentiable for t in totals.values()),
     )
+
+
+def direction_difference(directions: Sequence[DirectionResult]) -> float:
+    """The seed's normalized difference over directional derivatives (a run that checks no element)."""
+    a = np.array([d.analytic for d in directions])
+    n = np.array([d.numeric for d in directions])
+    return normalized_difference(float(np.linalg.norm(a - n)), float(np.linalg.norm(a) + np.linalg.norm(n)))
+
+
+def with_directions(
+    tensors: tuple[TensorReport, ...], directions: Sequence[DirectionResult]
+) -> tuple[TensorReport, ...]:
+    """The tensors with their random-direction checks counted in; a disagreeing direction makes its tensor wrong."""
+    if not directions:
+        return tensors
+    updated = []
+    for tensor in tensors:
+        mine = [d for d in directions if d.tensor == tensor.name]
+        wrong = [d for d in mine if d.status == WRONG]
+        diagnosis = tensor.diagnosis
+        if wrong and not diagnosis:
+            ratios = [d.analytic / d.numeric for d in mine if d.numeric]
+            if len(ratios) == len(mine) and max(ratios) - min(ratios) <= 1e-3 * max(abs(r) for r in ratios):
+                diagnosis = (f"analytic is {ratios[0]:.4g}x the numeric gradient along every random direction",)
+            else:
+                worst = max(wrong, key=lambda d: abs(d.analytic - d.numeric) / max(d.allowed, 1e-300))
+                diagnosis = (
+                    f"{len(wrong)} of {len(mine)} random directions disagree; along direction {worst.number}, "
+                    f"g·v = {worst.analytic:.6g} but the loss changes at {worst.numeric:.6g}",
+                )
+        updated.append(
+            replace(
+                tensor,
+                passed=tensor.passed and not wrong,
+                n_directions=len(mine),
+                n_directions_wrong=len(wrong),
+                diagnosis=diagnosis,
+            )
+        )
+    return tuple(updated)
