@@ -118,3 +118,19 @@ def test_drift_settings_are_validated() -> None:
         DriftPolicy.from_dict({"window": 0}, "s.yaml")
     with pytest.raises(ConfigError, match=r"`drift.factor` must be a positive number. Got -2 instead."):
         DriftPolicy.from_dict({"factor": -2}, "s.yaml")
+
+
+def test_a_check_without_a_threshold_is_recorded_and_drawn(tmp_path: Path) -> None:
+    # The default settings judge elements, not a global threshold: threshold is None.
+    from pipeline.history import format_history
+    from pipeline.page import render_page
+
+    records = [dataclasses.replace(_record(1e-11 * (1 + k / 10), k=k), threshold=None) for k in range(3)]
+    for record in records:
+        write_record(tmp_path, record)
+    history = read_history(tmp_path)
+    assert [r.threshold for r in history["net"]] == [None, None, None]
+    page = render_page(history)
+    assert "threshold none" in page
+    assert 'class="threshold"' not in page  # no line to draw
+    assert "net" in format_history(history)
