@@ -23,12 +23,11 @@ from .config import DEFAULT_SCHEME, Config
 from .diagnose import MAX_ELEMENTS, diagnose
 from .errors import ClusterError, ConfigError, OutputExistsError
 from .fd import AUTO_POWER, COMPLEX_STEP, STENCILS
-from .layout import Layout, TensorSpec
+from .layout import Layout
 from .model import Model, ModelRef, load_model
 from .plan import Shard, auto_shard_size, make_plan, sampled_positions
 from .reduce import DirectionResult, ShardResult, Verdict, combine, direction_difference, with_directions
 from .report import Report, TensorReport
-from .tolerance import Tolerance, default_tolerance
 
 __all__ = ["check", "run"]
 
@@ -116,7 +115,7 @@ def run(
         epsilon=config.epsilon,
         worst=config.worst,
         scheme=config.scheme,
-        tolerance=_tolerance(config),
+        tolerance=tuple(config.tolerance.items()) if isinstance(config.tolerance, Mapping) else (),
         judged=config.tolerance != "none",
         sample=config.sample,
         promote=config.precision == "float64",
@@ -151,7 +150,7 @@ def run(
             timings=timings,
             scheme=config.scheme,
             step_rule=_step_rule(config),
-            tolerance=_tolerance_report(config, problem),
+            tolerance=_tolerance_report(problem),
             noise={"level": probe.noise, "measured": probe.noise_measured, "spread_at_theta": probe.spread},
             sample=_sample_report(config),
             n_wrong=verdict.n_wrong,
@@ -162,23 +161,13 @@ def run(
     return report
 
 
-def _tolerance(config: Config) -> Tolerance | None:
-    """The config's tolerance override, completed from the float64 default of its scheme; None for the defaults."""
-    if not isinstance(config.tolerance, Mapping):
-        return None
-    return dataclasses.replace(default_tolerance("float64", config.scheme), **config.tolerance)
-
-
-def _tolerance_report(config: Config, problem: kernel.Problem) -> dict[str, object]:
+def _tolerance_report(problem: kernel.Problem) -> dict[str, object]:
     """The tolerance per tensor dtype, as the report states it (empty when elements are not judged)."""
     if not problem.judged:
         return {}
-    dtypes = sorted({spec.dtype for spec in problem.layout.tensors})
-    return {dtype: problem.tolerance_for(_spec_of(problem.layout, dtype)).to_dict() for dtype in dtypes}
-
-
-def _spec_of(layout: Layout, dtype: str) -> TensorSpec:
-    return next(spec for spec in layout.tensors if spec.dtype == dtype)
+    return {
+        dtype: problem.tolerance_for(dtype).to_dict() for dtype in sorted({t.dtype for t in problem.layout.tensors})
+    }
 
 
 def _step_rule(config: Config) -> str:

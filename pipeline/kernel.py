@@ -9,6 +9,7 @@ same array at once).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
@@ -44,7 +45,7 @@ class Problem:
     """Everything a worker needs, as plain data. ``run_id`` keys the worker's cache.
 
     ``loss0`` and ``noise`` are filled in from the probe before the shards run.
-    ``tolerance`` overrides the per-dtype defaults; ``judged`` is False when the
+    ``tolerance`` holds the config's overrides of the per-dtype defaults, as pairs; ``judged`` is False when the
     config turned per-element verdicts off. ``sample`` is ``(k, seed)`` for
     ``k`` random elements per tensor, None for all. ``promote`` checks float32
     parameters in float64.
@@ -60,16 +61,17 @@ class Problem:
     epsilon: float | None
     worst: int
     scheme: str = "richardson"
-    tolerance: Tolerance | None = None
+    tolerance: tuple[tuple[str, float], ...] = ()
     judged: bool = True
     sample: tuple[int, int] | None = None
     promote: bool = False
     loss0: float = math.nan
     noise: float = math.nan
 
-    def tolerance_for(self, spec: TensorSpec) -> Tolerance:
-        """The tolerance for one tensor: the config's, or the default for its dtype and the scheme."""
-        return self.tolerance or default_tolerance("float64" if self.promote else spec.dtype, self.scheme)
+    def tolerance_for(self, dtype: str) -> Tolerance:
+        """The tolerance for tensors of ``dtype``: the default for it and the scheme, with the config's overrides."""
+        default = default_tolerance("float64" if self.promote else dtype, self.scheme)
+        return dataclasses.replace(default, **dict(self.tolerance))
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,8 +356,8 @@ NOISE_SEED = 20261128
 
 
 def _loss_equivalents(loaded: _Loaded, loss: float) -> float:
-    """Loss evaluations an index costs: 2, or for a staged model 2 × the share of the
-    stage costs (timed here at θ) that perturbing its tensor re-evaluates."""
+    """Loss evaluations an index costs: the scheme's stencil, or for a staged model the stencil
+    × the share of the stage costs (timed here at θ) that perturbing its tensor re-evaluates."""
     width = float(len(STENCILS[loaded.problem.scheme]))
     if not loaded.stages:
         return width
@@ -445,7 +447,13 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
         numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, h
         if problem.judged:  # one tolerance per group: it depends on the dtype and the scheme
             allowed[at], status[at] = judge(
-                analytic[at], est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(group[0][0]), est.smooth
+                analytic[at],
+                est.numeric,
+                est.bar,
+                est.lower,
+                est.upper,
+                problem.tolerance_for(group[0][0].dtype),
+                est.smooth,
             )
         else:
             status[at] = 0
@@ -644,7 +652,7 @@ def direction_task(problem: Problem, tensor: str, number: int) -> DirectionResul
     )
     analytic = np.array([dot / norm])
     allowed, status = judge(
-        analytic, est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(spec), est.smooth
+        analytic, est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(spec.dtype), est.smooth
     )
     return DirectionResult(
         tensor, number, float(analytic[0]), float(est.numeric[0]), float(allowed[0]), int(status[0]), h

@@ -167,3 +167,12 @@ def test_a_direction_costs_the_stencil_whatever_the_tensors_size(client: Client)
     assert [t.n_directions for t in report.tensors] == [5, 5]
     assert len(report.directions) == 10
     assert {d["status"] for d in report.directions} == {"agrees"}
+
+
+def test_a_tolerance_override_keeps_the_other_defaults_of_each_dtype(client: Client) -> None:
+    subject = zoo.model("mlp-tanh")
+    params, data = subject.problem(np.float32)
+    report = pipeline.check(subject, params, data, tolerance={"rtol": 5e-3}, client=client)
+    assert report.passed
+    # Only rtol is overridden: atol and safety stay float32's defaults for the scheme.
+    assert report.tolerance == {"float32": {"atol": 1e-6, "rtol": 5e-3, "safety": 10.0}}
