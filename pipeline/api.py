@@ -215,12 +215,15 @@ def _sample_report(config: Config) -> dict[str, object]:
 
 def _diagnosed(output: str, layout: Layout, verdict: Verdict) -> tuple[TensorReport, ...]:
     """The verdict's tensors, each wrong one with a diagnosis read from the output's arrays."""
-    arrays = stores.OutputArrays(output)
+    arrays: stores.OutputArrays | None = None  # opened only if a tensor is wrong
     tensors = []
     for spec, tensor in zip(layout.tensors, verdict.tensors, strict=True):
         if not tensor.passed and spec.size <= MAX_ELEMENTS:
+            arrays = arrays or stores.OutputArrays(output)
             window = slice(spec.offset, spec.stop)
-            a, n, _, allowed, status, _ = (np.asarray(array[window]) for array in arrays.per_index)
+            a, n, allowed, status = (
+                np.asarray(array[window]) for array in (arrays.analytic, arrays.numeric, arrays.allowed, arrays.status)
+            )
             tensor = dataclasses.replace(tensor, diagnosis=diagnose(spec.shape, a, n, allowed, status))
         tensors.append(tensor)
     return tuple(tensors)
