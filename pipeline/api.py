@@ -21,10 +21,10 @@ from . import kernel, stores
 from .cluster import connect
 from .config import DEFAULT_SCHEME, Config
 from .diagnose import MAX_ELEMENTS, diagnose
-from .errors import ClusterError, ConfigError, OutputExistsError
+from .errors import ClusterError, ConfigError, ModelImportError, OutputExistsError
 from .fd import AUTO_POWER, COMPLEX_STEP, STENCILS
 from .layout import Layout
-from .model import Model, ModelRef, load_model
+from .model import ModelRef, load_model, missing_module, shipped
 from .plan import Shard, auto_shard_size, make_plan, sampled_positions
 from .reduce import DirectionResult, ShardResult, Verdict, combine, direction_difference, with_directions
 from .report import Report, TensorReport
@@ -62,7 +62,7 @@ def _identity(config: Config) -> str:
 def run(
     config: Config,
     *,
-    model: Model | None = None,
+    model: ModelRef | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
     client: Client | None = None,
@@ -73,9 +73,10 @@ def run(
     ----------
     config : Config
         The validated run configuration.
-    model : object, optional
-        The model object itself, used instead of resolving ``config.model``
-        (which then only names it in the report).
+    model : object or ModelSource, optional
+        The model object itself, or a file reference with the source to run,
+        used instead of resolving ``config.model`` (which then only names it in
+        the report).
     overwrite : bool
         Start afresh: replace whatever gradcheck output is at ``config.output``.
     progress : callable, optional
@@ -100,9 +101,9 @@ def run(
     stores.validate_data(config.data)
     if config.gradient is not None:
         stores.validate_gradient(config.gradient, layout)
-    # Fail fast on the client. Workers import the model themselves: only the
-    # reference travels, unless the caller handed us the object.
-    model_ref: ModelRef = model if model is not None else config.model
+    # Fail fast on the client. Workers import the model themselves: a module by
+    # name, a file from the source read here; an object the caller handed us travels by pickle.
+    model_ref: ModelRef = model if model is not None else shipped(config.model)
     load_model(model_ref)
     problem = kernel.Problem(
         run_id=uuid.uuid4().hex,
@@ -247,6 +248,7 @@ class _Run:
         """Probe; then, only if the model is usable, plan, create the output and run the missing shards."""
         problem, n = self.problem, self.problem.layout.n_params
         ready = time.perf_counter()
+        _importable_everywhere(client, problem.model)
         probe_future = client.submit(kernel.probe_task, problem, pure=False)
         probe: kernel.ProbeResult = probe_future.result()
         problem = dataclasses.replace(problem, loss0=probe.loss, noise=probe.noise)
@@ -324,6 +326,18 @@ class _Run:
             "workers": float(workers),
         }
         return timings, results, probe, direction_results
+
+
+def _importable_everywhere(client: Client, model: ModelRef) -> None:
+    """Refuse, naming the workers, a model module that some worker cannot import."""
+    answers = client.run(missing_module, model)
+    missing = sorted(worker for worker, why in answers.items() if why)
+    if missing:
+        raise ModelImportError(
+            f"{answers[missing[0]]} on {len(missing)} of the cluster's {len(answers)} workers "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): install it there, "
+            "put it on their PYTHONPATH, or name the model by file path."
+        )
 
 
 def _checked(problem: kernel.Problem) -> dict[str, np.ndarray]:

@@ -4,17 +4,23 @@ A model is any object with ``loss(params, data) -> float`` and
 ``grad(params, data) -> dict[str, ndarray]``. It is named in a config as
 ``package.module:attr`` or ``path/to/file.py:attr``; from Python it may also be
 the object itself (it then travels to the workers by pickle).
+
+A module must be importable on every worker. A file travels with the tasks as
+its source text (:class:`ModelSource`), so workers that do not share the
+client's disk run exactly the code the client read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import math
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
@@ -22,7 +28,16 @@ import numpy as np
 from .errors import ModelError, ModelImportError
 from .layout import Layout
 
-__all__ = ["Model", "ModelRef", "as_loss_value", "check_gradient", "load_model"]
+__all__ = [
+    "Model",
+    "ModelRef",
+    "ModelSource",
+    "as_loss_value",
+    "check_gradient",
+    "load_model",
+    "missing_module",
+    "shipped",
+]
 
 Arrays: TypeAlias = dict[str, np.ndarray]
 
@@ -36,24 +51,57 @@ class Model(Protocol):
     def grad(self, params: Arrays, data: Arrays) -> Arrays: ...
 
 
-#: A model as a reference string, or the object itself.
-ModelRef: TypeAlias = "str | Model"
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """A ``path/to/file.py:attr`` reference with the file's text, as read on the client."""
+
+    ref: str
+    text: str
 
 
-def _import_file(path: str) -> Any:
-    if not os.path.isfile(path):
-        raise ModelImportError(f"Model file '{path}' does not exist.")
-    # One module per file path, so two files of the same name do not collide.
-    name = "_gradcheck_model_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
+#: A model as a reference string (or one with its file's source), or the object itself.
+ModelRef: TypeAlias = "str | ModelSource | Model"
+
+
+def _split(ref: str) -> tuple[str, str]:
+    """``target`` (a module or a .py file) and ``attr`` of a reference string."""
+    target, sep, attr = ref.rpartition(":")
+    if not sep or not target or not attr:
+        raise ModelImportError(
+            f"Expected a model reference 'package.module:attr' or 'path/to/file.py:attr'. Got {ref!r} instead."
+        )
+    return target, attr
+
+
+def shipped(ref: ModelRef) -> ModelRef:
+    """``ref`` as it travels to the workers: a file reference with the file's text; anything else as it is."""
+    if not isinstance(ref, str):
+        return ref
+    target, _ = _split(ref)
+    if not target.endswith(".py"):
+        return ref
+    if not os.path.isfile(target):
+        raise ModelImportError(f"Model file '{target}' does not exist.")
+    try:
+        with open(target, encoding="utf-8") as f:
+            return ModelSource(ref, f.read())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelImportError(f"Model file '{target}' cannot be read: {e}") from e
+
+
+def _import_source(path: str, text: str) -> Any:
+    """The module that ``text`` (the source of ``path``) defines, executed once per process and text."""
+    # One module per file path and content: two files of one name do not collide, and an
+    # edited file is loaded afresh by a long-lived worker.
+    digest = hashlib.sha1(f"{os.path.abspath(path)}\0{text}".encode()).hexdigest()[:12]
+    name = "_gradcheck_model_" + digest
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ModelImportError(f"Model file '{path}' cannot be loaded as Python.")
-    module = importlib.util.module_from_spec(spec)
+    module = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(name, None, origin=path))
+    module.__file__ = path
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(compile(text, path, "exec"), module.__dict__)  # the model file, as the client read it
     except Exception as e:
         del sys.modules[name]
         raise ModelImportError(f"Model file '{path}' raised {type(e).__name__} on import: {e}") from e
@@ -73,14 +121,31 @@ def _import_module(name: str) -> Any:
         raise ModelImportError(f"Model module '{name}' raised {type(e).__name__} on import: {e}") from e
 
 
+def missing_module(ref: ModelRef) -> str | None:
+    """Why a ``package.module:attr`` model cannot be imported in this process, or None (also for other refs).
+
+    Run on every worker before the check starts, so that a module installed only
+    on the client is named there rather than failing in the workers' tasks.
+    """
+    if not isinstance(ref, str) or _split(ref)[0].endswith(".py"):
+        return None
+    target = _split(ref)[0]
+    try:
+        found = importlib.util.find_spec(target) is not None
+    except (ImportError, ValueError) as e:
+        found = not isinstance(e, ModuleNotFoundError)
+    return None if found else f"Model module '{target}' cannot be found"
+
+
 def load_model(ref: ModelRef) -> Model:
     """Resolve a model reference and check that it follows the protocol.
 
     Parameters
     ----------
-    ref : str or object
+    ref : str, ModelSource or object
         ``package.module:attr``, ``path/to/file.py:attr`` (``attr`` may be
-        dotted), or a model object, returned as it is once checked.
+        dotted), such a file reference with its source (see :func:`shipped`),
+        or a model object, returned as it is once checked.
 
     Raises
     ------
@@ -89,19 +154,17 @@ def load_model(ref: ModelRef) -> Model:
     ModelError
         The object lacks a callable ``loss`` or ``grad``.
     """
-    if isinstance(ref, str):
-        target, sep, attr = ref.rpartition(":")
-        if not sep or not target or not attr:
-            raise ModelImportError(
-                f"Expected a model reference 'package.module:attr' or 'path/to/file.py:attr'. Got {ref!r} instead."
-            )
-        obj = _import_file(target) if target.endswith(".py") else _import_module(target)
+    if isinstance(ref, str) and _split(ref)[0].endswith(".py"):
+        ref = shipped(ref)
+    if isinstance(ref, (str, ModelSource)):
+        target, attr = _split(ref if isinstance(ref, str) else ref.ref)
+        obj = _import_module(target) if isinstance(ref, str) else _import_source(target, ref.text)
         for part in attr.split("."):
             try:
                 obj = getattr(obj, part)
             except AttributeError:
-                raise ModelImportError(f"Model {ref!r}: '{target}' has no attribute '{attr}'.") from None
-        name = ref
+                raise ModelImportError(f"Model {_name(ref)!r}: '{target}' has no attribute '{attr}'.") from None
+        name = _name(ref)
     else:
         obj, name = ref, type(ref).__name__
     missing = [method for method in ("loss", "grad") if not callable(getattr(obj, method, None))]
@@ -110,6 +173,10 @@ def load_model(ref: ModelRef) -> Model:
             f"Model {name!r} has no callable {' or '.join(missing)}; a model needs loss(params, data) and grad(params, data)."
         )
     return obj  # type: ignore[no-any-return]
+
+
+def _name(ref: str | ModelSource) -> str:
+    return ref if isinstance(ref, str) else ref.ref
 
 
 def as_loss_value(value: Any, where: str) -> float:
