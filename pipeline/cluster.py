@@ -2,7 +2,10 @@
 
 ``connect`` yields a :class:`distributed.Client`: on an embedded
 ``LocalCluster`` of worker processes (one thread each) by default, or on an
-existing cluster by scheduler address or scheduler file.
+existing cluster by scheduler address or scheduler file. Dask's own
+configuration is honoured as ``Client()`` honours it: with no cluster named,
+``scheduler-address`` (``DASK_SCHEDULER_ADDRESS``) is used when set, and
+without ``cluster.security`` the TLS settings come from ``distributed.comm.tls``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from contextlib import contextmanager
 
 import dask
 from distributed import Client, LocalCluster
+from distributed.security import Security
 
 from .config import ClusterConfig
 from .errors import ClusterError
 
-__all__ = ["connect", "local_workers"]
+__all__ = ["connect", "local_workers", "resolved", "security"]
 
 # One thread per worker process: without this each worker's BLAS would start a
 # thread per core and the workers would oversubscribe the machine.
@@ -41,6 +45,26 @@ def local_workers(cluster: ClusterConfig, n_tasks: int) -> int:
     return max(1, min(os.cpu_count() or 1, n_tasks))
 
 
+def resolved(cluster: ClusterConfig) -> ClusterConfig:
+    """``cluster`` with Dask's ``scheduler-address`` filled in when it names no cluster at all."""
+    default = dask.config.get("scheduler-address", None)
+    if cluster.is_local and cluster.workers is None and default:
+        return ClusterConfig(address=str(default), timeout=cluster.timeout)
+    return cluster
+
+
+def security(cluster: ClusterConfig) -> Security:
+    """Mutual TLS from ``cluster.security``; otherwise whatever Dask's configuration says (plain TCP by default)."""
+    if cluster.security is None:
+        return Security()
+    return Security(
+        tls_ca_file=cluster.security.ca,
+        tls_client_cert=cluster.security.cert,
+        tls_client_key=cluster.security.key,
+        require_encryption=True,
+    )
+
+
 @contextmanager
 def _unset(name: str) -> Iterator[None]:
     """``name`` out of this process's environment (so out of the workers it spawns), restored on exit."""
@@ -52,6 +76,10 @@ def _unset(name: str) -> Iterator[None]:
             os.environ[name] = saved
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
 @contextmanager
 def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
     """A client on the configured cluster with at least one worker; closed (a local cluster stopped) on exit.
@@ -61,6 +89,7 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
     ClusterError
         The scheduler cannot be reached, or has no worker, within ``cluster.timeout`` seconds.
     """
+    cluster = resolved(cluster)
     if cluster.is_local:
         with (
             # A nanny started earlier in this process (or its parent's) leaves the
@@ -93,9 +122,17 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
         return
     where = f"scheduler at {cluster.address}" if cluster.address else f"scheduler file '{cluster.scheduler_file}'"
     try:
-        client = Client(address=cluster.address, scheduler_file=cluster.scheduler_file, timeout=cluster.timeout)
-    except (OSError, TimeoutError, ValueError) as e:
-        raise ClusterError(f"Cannot reach the {where} within {cluster.timeout:g} s: {e}") from e
+        client = Client(
+            address=cluster.address,
+            scheduler_file=cluster.scheduler_file,
+            timeout=cluster.timeout,
+            security=security(cluster),
+        )
+    except (OSError, TimeoutError, ValueError, TypeError) as e:  # TypeError: a tls:// address without TLS
+        hint = ""
+        if cluster.security is None and ("tls://" in (cluster.address or "") or "TLS" in str(e)):
+            hint = " (a tls:// scheduler needs `cluster.security`: ca, cert and key files)"
+        raise ClusterError(f"Cannot reach the {where} within {cluster.timeout:g} s{hint}: {_one_line(e)}") from e
     with client:
         try:
             client.wait_for_workers(1, timeout=cluster.timeout)

@@ -23,7 +23,16 @@ from .errors import ConfigError, ConfigTypeError
 from .fd import SCHEMES
 from .stores import is_url
 
-__all__ = ["ClusterConfig", "Config", "load_config", "merge_config", "parse_overrides", "read_config_file", "read_yaml"]
+__all__ = [
+    "ClusterConfig",
+    "Config",
+    "TLSFiles",
+    "load_config",
+    "merge_config",
+    "parse_overrides",
+    "read_config_file",
+    "read_yaml",
+]
 
 #: The seed's step and threshold (``gradient_check_n``): available by naming them.
 SEED_EPSILON = 1e-7
@@ -63,8 +72,16 @@ def _resolve_paths(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(resolved.get("model"), str):
         resolved["model"] = _resolve_model(resolved["model"], base)
     cluster = resolved.get("cluster")
-    if isinstance(cluster, Mapping) and isinstance(cluster.get("scheduler_file"), str):
-        resolved["cluster"] = {**cluster, "scheduler_file": _resolve_path(cluster["scheduler_file"], base)}
+    if isinstance(cluster, Mapping):
+        cluster = dict(cluster)
+        if isinstance(cluster.get("scheduler_file"), str):
+            cluster["scheduler_file"] = _resolve_path(cluster["scheduler_file"], base)
+        security = cluster.get("security")
+        if isinstance(security, Mapping):
+            cluster["security"] = {
+                key: _resolve_path(value, base) if isinstance(value, str) else value for key, value in security.items()
+            }
+        resolved["cluster"] = cluster
     return resolved
 
 
@@ -110,6 +127,34 @@ def _reject_unknown(where: str, given: Mapping[str, Any], known: Sequence[str]) 
 
 
 @dataclass(frozen=True, slots=True)
+class TLSFiles:
+    """Mutual TLS with an existing cluster: the CA's certificate, and this client's certificate and key (PEM files)."""
+
+    ca: str
+    cert: str
+    key: str
+
+    KEYS = ("ca", "cert", "key")
+
+    @classmethod
+    def from_value(cls, value: Any) -> TLSFiles:
+        """Validate ``cluster.security``: a mapping of the three files, each of which must exist."""
+        if not isinstance(value, Mapping):
+            raise ConfigTypeError(
+                f"`cluster.security` must be a mapping of ca, cert and key files. Got {value!r} instead."
+            )
+        _reject_unknown("cluster.security.", value, cls.KEYS)
+        missing = [key for key in cls.KEYS if value.get(key) is None]
+        if missing:
+            raise ConfigError(f"`cluster.security` needs {', '.join(missing)} (mutual TLS takes all three files).")
+        files = {key: _text(f"cluster.security.{key}", value[key]) for key in cls.KEYS}
+        for key, path in files.items():
+            if not os.path.isfile(path):
+                raise ConfigError(f"`cluster.security.{key}`: the file '{path}' does not exist.")
+        return cls(**files)
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """Where the shard tasks run.
 
@@ -124,12 +169,15 @@ class ClusterConfig:
         Scheduler file of an existing cluster.
     timeout : float
         Seconds to wait for the cluster to answer and to have a worker.
+    security : TLSFiles or None
+        Mutual TLS files; None takes Dask's own configuration (``distributed.comm.tls``).
     """
 
     workers: int | None = None
     address: str | None = None
     scheduler_file: str | None = None
     timeout: float = CLUSTER_TIMEOUT_SECONDS
+    security: TLSFiles | None = None
 
     @property
     def is_local(self) -> bool:
@@ -147,7 +195,7 @@ class ClusterConfig:
             raise ConfigTypeError(
                 f"`cluster` must be 'local', a scheduler address or a mapping. Got {value!r} instead."
             )
-        _reject_unknown("cluster.", value, ("workers", "address", "scheduler_file", "timeout"))
+        _reject_unknown("cluster.", value, ("workers", "address", "scheduler_file", "timeout", "security"))
         workers = value.get("workers")
         address = value.get("address")
         scheduler_file = value.get("scheduler_file")
@@ -165,7 +213,12 @@ class ClusterConfig:
                 "`cluster.workers` sizes a local cluster; it cannot be combined with an existing "
                 "cluster's address or scheduler file."
             )
-        return cls(workers=workers, address=address, scheduler_file=scheduler_file, timeout=timeout)
+        security = value.get("security")
+        if security is not None:
+            if workers is not None:
+                raise ConfigError("`cluster.security` is for an existing cluster; a local cluster needs none.")
+            security = TLSFiles.from_value(security)
+        return cls(workers=workers, address=address, scheduler_file=scheduler_file, timeout=timeout, security=security)
 
 
 def _epsilon(value: Any) -> float | None:
@@ -198,6 +251,42 @@ def _tolerance(value: Any) -> str | dict[str, float]:
     for key, number in value.items():
         checked[key] = 0.0 if key == "atol" and number in (0, "0") else _number(f"tolerance.{key}", number)
     return checked
+
+
+#: Keys that carry credentials, refused in ``storage_options``: a config file is no place for them.
+CREDENTIAL_KEYS = frozenset(
+    {
+        "key",
+        "secret",
+        "token",
+        "password",
+        "session_token",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "account_key",
+        "sas_token",
+        "client_secret",
+        "connection_string",
+    }
+)
+
+
+def _storage_options(value: Any, where: str = "storage_options") -> dict[str, Any]:
+    """fsspec options for every URL store (``endpoint_url``, ``client_kwargs``...); never credentials."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigTypeError(f"`{where}` must be a mapping of fsspec options. Got {value!r} instead.")
+    for key, item in value.items():
+        if key.lower() in CREDENTIAL_KEYS:
+            raise ConfigError(
+                f"`{where}.{_key_text(key)}` is a credential, which a config file must not hold in clear: set it in "
+                "the environment of the client and the workers (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) instead."
+            )
+        if isinstance(item, Mapping):
+            _storage_options(item, f"{where}.{key}")
+    return dict(value)
 
 
 def _indices(value: Any) -> str | dict[str, int]:
@@ -253,6 +342,8 @@ class Config:
         How many of the worst elements the report lists.
     cluster : ClusterConfig
         Where to run.
+    storage_options : dict
+        fsspec options for the stores given as URLs (credentials come from the environment).
     """
 
     model: str
@@ -270,6 +361,7 @@ class Config:
     indices: str | dict[str, int] = "all"
     precision: str = "native"
     directions: int = 0
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
     KEYS = (
         "model",
@@ -287,6 +379,7 @@ class Config:
         "shard_size",
         "worst",
         "cluster",
+        "storage_options",
     )
     REQUIRED = ("model", "params", "data", "output")
 
@@ -320,6 +413,7 @@ class Config:
             shard_size=None if shard_size in (None, "auto") else _count("shard_size", shard_size, 1),
             worst=_count("worst", raw.get("worst", 10), 0),
             cluster=ClusterConfig.from_value(raw.get("cluster")),
+            storage_options=_storage_options(raw.get("storage_options")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -337,7 +431,7 @@ class Config:
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """Parse ``key=value`` pairs (values as YAML scalars; ``cluster.workers=2`` nests)."""
+    """Parse ``key=value`` pairs (values as YAML scalars; dotted keys nest: ``cluster.security.ca=ca.pem``)."""
     overrides: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -347,14 +441,13 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
             value = yaml.safe_load(text) if text else None
         except yaml.YAMLError:
             value = text
-        head, dot, tail = key.partition(".")
-        if dot:
-            nested = overrides.setdefault(head, {})
+        *heads, last = key.split(".")
+        nested = overrides
+        for depth, head in enumerate(heads):
+            nested = nested.setdefault(head, {})
             if not isinstance(nested, dict):
-                raise ConfigError(f"`--set {key}` conflicts with `--set {head}`.")
-            nested[tail] = value
-        else:
-            overrides[key] = value
+                raise ConfigError(f"`--set {key}` conflicts with `--set {'.'.join(heads[: depth + 1])}`.")
+        nested[last] = value
     return overrides
 
 
@@ -388,10 +481,14 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def merge_config(base: Mapping[str, Any], overrides: Mapping[str, Any], where: Path) -> dict[str, Any]:
     """``base`` with ``overrides`` laid over it; nested mappings (``cluster``) merge; relative paths in overrides resolve against ``where``."""
+    return _merge(base, _resolve_paths(overrides, where))
+
+
+def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
-    for key, value in _resolve_paths(overrides, where).items():
+    for key, value in overrides.items():
         current = merged.get(key)
-        merged[key] = {**current, **value} if isinstance(value, Mapping) and isinstance(current, Mapping) else value
+        merged[key] = _merge(current, value) if isinstance(value, Mapping) and isinstance(current, Mapping) else value
     return merged
 
 

@@ -145,6 +145,37 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ),
     ("config unknown key", _config_plus("epsilom: 1.0e-7\n"), [], r"check.yaml: Unknown key `epsilom`"),
     ("config unknown cluster key", _config_plus("cluster: {nodes: 3}\n"), [], r"Unknown key `cluster.nodes`"),
+    (
+        "storage credential in clear",
+        _config_plus("storage_options: {secret: hunter2, endpoint_url: 'http://127.0.0.1:9'}\n"),
+        [],
+        r"`storage_options.secret` is a credential, which a config file must not hold in clear: set it in the environment",
+    ),
+    (
+        "storage credential nested",
+        _nothing,
+        ["--set", "storage_options.client_kwargs.aws_secret_access_key=x"],
+        r"`storage_options.client_kwargs.aws_secret_access_key` is a credential",
+    ),
+    (
+        "TLS key missing",
+        _nothing,
+        ["--set", "cluster.address=tls://127.0.0.1:9", "--set", "cluster.security.ca=ca.pem"],
+        r"`cluster.security` needs cert, key \(mutual TLS takes all three files\).",
+    ),
+    (
+        "TLS file absent",
+        _nothing,
+        [
+            "--set",
+            "cluster.security.ca=ca.pem",
+            "--set",
+            "cluster.security.cert=c.pem",
+            "--set",
+            "cluster.security.key=k",
+        ],
+        r"`cluster.security.ca`: the file '.*ca.pem' does not exist.",
+    ),
     ("epsilon zero", _nothing, ["--set", "epsilon=0"], r"`epsilon` must be positive and finite. Got 0 instead."),
     (
         "epsilon negative",

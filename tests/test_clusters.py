@@ -1,0 +1,175 @@
+"""Checks on existing clusters started with the ``dask scheduler`` / ``dask worker`` commands:
+by address, by scheduler file, by Dask's own configuration, and over mutual TLS."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pipeline
+from pipeline.examples import seed_mlp
+from pipeline.model import ModelSource
+
+from .clusters import CLICluster, client_of, dask_cluster, make_certificates
+from .conftest import REPO, run_cli
+from .reference import seed_loop
+
+
+@pytest.fixture(scope="module")
+def cli_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CLICluster]:
+    """A scheduler and two single-threaded workers, started as a user would, shared by this module's tests."""
+    with dask_cluster(tmp_path_factory.mktemp("cluster"), workers=2) as cluster:
+        with client_of(cluster.address) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield cluster
+
+
+def _seed_numeric_is_the_seed_loops(output: Path) -> None:
+    params, data = seed_mlp.problem()
+    numeric = pipeline.stores.read_arrays("output", str(output), ("numeric",))["numeric"]
+    np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.correct, params, data, seed_mlp.ORDER, 1e-7))
+
+
+def _ran_on(cluster: CLICluster) -> set[str]:
+    """The task prefixes the cluster's scheduler has seen."""
+    with client_of(cluster.address) as client:
+        return set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes)))
+
+
+def test_a_check_runs_on_a_cli_cluster_by_address_and_by_scheduler_file(
+    cli_cluster: CLICluster, seed_example: Path
+) -> None:
+    config = str(seed_example / "correct.yaml")
+    by_address = run_cli("run", config, "--scheduler", cli_cluster.address, "--json")
+    assert by_address.returncode == 0, by_address.stderr
+    report = pipeline.Report.from_dict(json.loads(by_address.stdout))
+    assert report.timings["workers"] == 2
+    assert report.difference == pytest.approx(1.1890913024229996e-07, rel=1e-12)
+    _seed_numeric_is_the_seed_loops(seed_example / "correct-output.zarr")
+
+    by_file = run_cli("run", config, "--scheduler-file", str(cli_cluster.scheduler_file), "--overwrite")
+    assert by_file.returncode == 0, by_file.stderr
+    _seed_numeric_is_the_seed_loops(seed_example / "correct-output.zarr")
+    assert {"probe_task", "shard_task", "analytic_task"} <= _ran_on(cli_cluster)
+
+
+def test_dasks_own_scheduler_address_is_honoured(cli_cluster: CLICluster, smooth_problem: Path) -> None:
+    """With no cluster named, DASK_SCHEDULER_ADDRESS picks the cluster, as it does for `Client()`."""
+    with client_of(cli_cluster.address) as client:
+        client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.task_prefixes.clear())
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DASK_SCHEDULER_ADDRESS": cli_cluster.address}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(smooth_problem / "check.yaml"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "shard_task" in _ran_on(cli_cluster)
+
+
+def test_a_model_file_reaches_workers_that_cannot_read_it(cli_cluster: CLICluster, tmp_path: Path) -> None:
+    """The file's text travels with the tasks: here the path exists nowhere, so no worker could read it."""
+    params, data = seed_mlp.problem()
+    source = Path(seed_mlp.__file__).read_text().replace("from .. import", "from pipeline import")
+    source += "\nshipped_model = SeedMLP(planted=True)\n"
+    ref = ModelSource("/nowhere/on/any/disk/seed_model.py:shipped_model", source)
+    config = pipeline.Config.from_dict(
+        {
+            "model": ref.ref,
+            "params": str(tmp_path / "params.zarr"),
+            "data": str(tmp_path / "data.zarr"),
+            "output": str(tmp_path / "out.zarr"),
+            "scheme": "central",
+            "epsilon": 1e-7,
+            "cluster": {"address": cli_cluster.address},
+        }
+    )
+    pipeline.stores.write_group(config.params, params, {"order": list(seed_mlp.ORDER)})
+    pipeline.stores.write_group(config.data, data)
+    report = pipeline.run(config, model=ref)
+    assert not report.passed
+    assert report.failing == ("b1", "W2")
+    numeric = pipeline.stores.read_arrays("output", config.output, ("numeric",))["numeric"]
+    np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.planted, params, data, seed_mlp.ORDER, 1e-7))
+
+
+def test_a_module_the_workers_cannot_import_is_named_on_the_client(
+    cli_cluster: CLICluster, seed_example: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "client_only_model.py").write_text("from pipeline.examples.seed_mlp import correct\n")
+    config = seed_example / "correct.yaml"
+    config.write_text(config.read_text().replace("pipeline.examples.seed_mlp:correct", "client_only_model:correct"))
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(config), "--scheduler", cli_cluster.address],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "gradcheck: error: Model module 'client_only_model' cannot be found on 2 of the cluster's 2 workers (tcp://"
+    )
+    assert result.stderr.endswith("install it there, put it on their PYTHONPATH, or name the model by file path.\n")
+    assert result.stderr.count("\n") == 1
+    assert not (seed_example / "correct-output.zarr").exists()
+
+
+def test_a_check_runs_over_mutual_tls_and_a_client_without_a_certificate_is_refused(
+    tmp_path: Path, seed_example: Path
+) -> None:
+    certificates = make_certificates(tmp_path / "certs")
+    with dask_cluster(tmp_path / "cluster", workers=1, certificates=certificates) as cluster:
+        assert cluster.address.startswith("tls://127.0.0.1:")
+        config = seed_example / "correct.yaml"
+        config.write_text(
+            config.read_text()
+            + f"cluster:\n  address: {cluster.address}\n  timeout: 5\n  security:\n"
+            + f"    ca: {certificates.ca}\n    cert: {certificates.client_cert}\n    key: {certificates.client_key}\n"
+        )
+        result = run_cli("run", str(config))
+        assert result.returncode == 0, result.stderr
+        _seed_numeric_is_the_seed_loops(seed_example / "correct-output.zarr")
+
+        # The same config without its certificates: one line naming what is missing.
+        plain = seed_example / "plain.yaml"
+        plain.write_text(config.read_text().split("cluster:")[0] + f"cluster:\n  address: {cluster.address}\n")
+        refused = run_cli("run", str(plain), "--overwrite", "--set", "cluster.timeout=3")
+        assert refused.returncode == 2
+        assert refused.stderr.startswith(
+            f"gradcheck: error: Cannot reach the scheduler at {cluster.address} within 3 s "
+            "(a tls:// scheduler needs `cluster.security`: ca, cert and key files)"
+        )
+        assert refused.stderr.count("\n") == 1
+
+        # A client that trusts the CA but shows no certificate of its own is refused by the
+        # scheduler; with the client certificate, the same connection is served.
+        host, port = cluster.address.removeprefix("tls://").rsplit(":", 1)
+        for with_certificate in (True, False):
+            context = ssl.create_default_context(cafile=str(certificates.ca))
+            if with_certificate:
+                context.load_cert_chain(str(certificates.client_cert), str(certificates.client_key))
+            with (
+                socket.create_connection((host, int(port)), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname=host) as tls,
+            ):
+                if with_certificate:
+                    assert tls.version() is not None
+                    continue
+                tls.sendall(b"\0" * 8)  # TLS 1.3 reports a refused client after the handshake
+                with pytest.raises(ssl.SSLError, match=r"CERTIFICATE_REQUIRED|certificate required"):
+                    tls.recv(1)
