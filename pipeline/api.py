@@ -52,9 +52,11 @@ def _identity(config: Config) -> str:
         "directions": config.directions,
         "precision": config.precision,
         "shard_size": config.shard_size or "auto",
-        "params": stores.fingerprint("params", config.params),
-        "data": stores.fingerprint("data", config.data),
-        "gradient": None if config.gradient is None else stores.fingerprint("gradient", config.gradient),
+        "params": stores.fingerprint("params", config.params, config.storage_options),
+        "data": stores.fingerprint("data", config.data, config.storage_options),
+        "gradient": None
+        if config.gradient is None
+        else stores.fingerprint("gradient", config.gradient, config.storage_options),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -97,10 +99,11 @@ def run(
     """
     started = time.perf_counter()
     # Validate everything that can be checked from metadata before any cluster starts.
-    layout = stores.read_layout(config.params)
-    stores.validate_data(config.data)
+    options = config.storage_options
+    layout = stores.read_layout(config.params, options)
+    stores.validate_data(config.data, options)
     if config.gradient is not None:
-        stores.validate_gradient(config.gradient, layout)
+        stores.validate_gradient(config.gradient, layout, options)
     # Fail fast on the client. Workers import the model themselves: a module by
     # name, a file from the source read here; an object the caller handed us travels by pickle.
     model_ref: ModelRef = model if model is not None else shipped(config.model)
@@ -120,10 +123,11 @@ def run(
         judged=config.tolerance != "none",
         sample=config.sample,
         promote=config.precision == "float64",
+        storage_options=config.storage_options,
     )
     with stores.output_lock(config.output):
         identity = _identity(config)
-        resuming = stores.check_output(config.output, identity, overwrite=overwrite)
+        resuming = stores.check_output(config.output, identity, overwrite=overwrite, options=options)
         steps = _Run(problem, config, identity, resuming, overwrite, progress, started)
         if client is not None:
             timings, results, probe, directions = steps.execute(client)
@@ -131,7 +135,7 @@ def run(
             with connect(config.cluster, layout.n_params) as own_client:
                 timings, results, probe, directions = steps.execute(own_client)
         verdict = combine(layout, results, threshold=config.threshold, worst=config.worst)
-        tensors = with_directions(_diagnosed(config.output, layout, verdict), directions)
+        tensors = with_directions(_diagnosed(config.output, layout, verdict, options), directions)
         difference = verdict.difference
         if not verdict.n_checked and directions:  # directions only: the seed's difference over them
             difference = direction_difference(directions)
@@ -158,7 +162,7 @@ def run(
             n_nondifferentiable=verdict.n_nondifferentiable,
             directions=tuple(d.to_dict() for d in directions),
         )
-        stores.write_report(config.output, report.to_dict(), config.to_dict())
+        stores.write_report(config.output, report.to_dict(), config.to_dict(), options)
     return report
 
 
@@ -214,13 +218,15 @@ def _sample_report(config: Config) -> dict[str, object]:
     }
 
 
-def _diagnosed(output: str, layout: Layout, verdict: Verdict) -> tuple[TensorReport, ...]:
+def _diagnosed(
+    output: str, layout: Layout, verdict: Verdict, options: stores.Options = None
+) -> tuple[TensorReport, ...]:
     """The verdict's tensors, each wrong one with a diagnosis read from the output's arrays."""
     arrays: stores.OutputArrays | None = None  # opened only if a tensor is wrong
     tensors = []
     for spec, tensor in zip(layout.tensors, verdict.tensors, strict=True):
         if not tensor.passed and spec.size <= MAX_ELEMENTS:
-            arrays = arrays or stores.OutputArrays(output)
+            arrays = arrays or stores.OutputArrays(output, options)
             window = slice(spec.offset, spec.stop)
             a, n, allowed, status = (
                 np.asarray(array[window]) for array in (arrays.analytic, arrays.numeric, arrays.allowed, arrays.status)
@@ -256,7 +262,7 @@ class _Run:
         checked = _checked(problem)
         n_checked = sum(positions.size for positions in checked.values()) if checked else n
         if self.resuming:
-            shard_size = stores.output_shard_size(problem.output)
+            shard_size = stores.output_shard_size(problem.output, problem.storage_options)
         else:
             # An index costs loss_equivalents_per_index evaluations (the scheme's stencil, fewer if staged).
             per_evaluation = probe.loss_seconds * probe.loss_equivalents_per_index / 2
@@ -268,9 +274,18 @@ class _Run:
         plan = make_plan(n, shard_size)
         if checked:
             plan = tuple(shard for shard in plan if _holds_sample(problem.layout, checked, shard))
-        done = frozenset(int(k) for k in stores.completed_shards(problem.output)) if self.resuming else frozenset()
+        done = (
+            frozenset(int(k) for k in stores.completed_shards(problem.output, problem.storage_options))
+            if self.resuming
+            else frozenset()
+        )
         created = stores.prepare_output(
-            problem.output, problem.layout, shard_size, self.identity, overwrite=self.overwrite
+            problem.output,
+            problem.layout,
+            shard_size,
+            self.identity,
+            overwrite=self.overwrite,
+            options=problem.storage_options,
         )
         # The probe's worker holds the analytic gradient: write (or, on resume, compare) it from there.
         prober = list(client.who_has(probe_future).get(probe_future.key, ()))
@@ -280,7 +295,7 @@ class _Run:
             ).result()
         except BaseException:
             if created:  # nothing computed yet: leave nothing half-written where there was nothing before
-                stores.remove_output(problem.output)
+                stores.remove_output(problem.output, problem.storage_options)
             raise
         if not same:
             raise OutputExistsError(
@@ -360,7 +375,9 @@ def _holds_sample(layout: Layout, checked: dict[str, np.ndarray], shard: Shard) 
 
 def _crashed(problem: kernel.Problem, shard: Shard, total: int) -> ClusterError:
     """The error for a shard whose task killed every worker that ran it."""
-    completed = len(stores.completed_shards(problem.output))  # on disk, not only those reported back
+    completed = len(
+        stores.completed_shards(problem.output, problem.storage_options)
+    )  # on disk, not only those reported back
     first, last = problem.layout.locate(shard.start), problem.layout.locate(shard.stop - 1)
     return ClusterError(
         f"Shard {shard.index} (indices {shard.start}..{shard.stop - 1}: {first[0]}{list(first[1])} to "

@@ -14,7 +14,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,7 @@ class Problem:
     promote: bool = False
     loss0: float = math.nan
     noise: float = math.nan
+    storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def tolerance_for(self, dtype: str) -> Tolerance:
         """The tolerance for tensors of ``dtype``: the default for it and the scheme, with the config's overrides."""
@@ -95,10 +96,10 @@ class _Loaded:
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.model = load_model(problem.model)
-        self.params = stores.read_arrays("params", problem.params, problem.layout.names)
+        self.params = stores.read_arrays("params", problem.params, problem.layout.names, problem.storage_options)
         if problem.promote:  # re-check a float32 model in float64
             self.params = {name: array.astype(np.float64) for name, array in self.params.items()}
-        self.data = stores.read_arrays("data", problem.data)
+        self.data = stores.read_arrays("data", problem.data, options=problem.storage_options)
         # What the loss is evaluated on: the parameters, or a complex copy for complex-step.
         self.evaluated = self.params
         if problem.scheme == "complex-step":
@@ -197,7 +198,7 @@ class _Loaded:
         if self.analytic is None:
             problem = self.problem
             if problem.gradient is not None:
-                self.analytic = stores.read_gradient(problem.gradient, problem.layout)
+                self.analytic = stores.read_gradient(problem.gradient, problem.layout, problem.storage_options)
             else:
                 raw = _call("grad at θ", self.model.grad, self.params, self.data)
                 self.analytic = check_gradient(raw, problem.layout, "model.grad")
@@ -227,7 +228,7 @@ def _output_arrays(problem: Problem) -> stores.OutputArrays:
     """This thread's handles on the run's output arrays, opened once per run."""
     cached: tuple[str, stores.OutputArrays] | None = getattr(_local, "output", None)
     if cached is None or cached[0] != problem.run_id:
-        cached = (problem.run_id, stores.OutputArrays(problem.output))
+        cached = (problem.run_id, stores.OutputArrays(problem.output, problem.storage_options))
         _local.output = cached
     return cached[1]
 

@@ -1,7 +1,8 @@
 """The Zarr layout: reading params, data and gradients; writing the output.
 
-Every store is a Zarr v3 group addressed by a path or fsspec URL. Errors name
-the store and the array at fault. The output group holds ``numeric`` and
+Every store is a Zarr v3 group addressed by a path or fsspec URL (opened with
+the run's ``storage_options``; credentials come from the environment, as the
+filesystem's own library reads them). Errors name the store and the array at fault. The output group holds ``numeric`` and
 ``analytic`` (flat float64, chunked on shard boundaries, NaN where nothing was
 written yet) and, in its attributes, the layout, the resolved config and the
 report.
@@ -28,6 +29,7 @@ from .layout import Layout
 
 __all__ = [
     "FORMAT_VERSION",
+    "Options",
     "OutputArrays",
     "check_output",
     "completed_shards",
@@ -47,6 +49,9 @@ __all__ = [
     "write_report",
 ]
 
+#: fsspec options for URL stores (``endpoint_url``...), as the config's ``storage_options`` gives them.
+Options = Mapping[str, Any] | None
+
 #: Version of the output group's attribute format; readers refuse newer ones.
 FORMAT_VERSION = 2
 _PARAM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -55,6 +60,11 @@ _PARAM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def is_url(path: str) -> bool:
     """Whether ``path`` is an fsspec URL (``s3://...``) rather than a local path."""
     return "://" in path
+
+
+def _opened(path: str, options: Options) -> dict[str, Any]:
+    """Zarr's keyword for a store's fsspec options: only URLs take them."""
+    return {"storage_options": dict(options)} if options and is_url(path) else {}
 
 
 @contextmanager
@@ -70,27 +80,32 @@ def _reading(role: str, path: str) -> Iterator[None]:
         raise StoreError(f"The {role} store '{path}' is a Zarr array; expected a group of arrays.") from e
     except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
         raise StoreError(f"The {role} store '{path}' cannot be read: {type(e).__name__}: {e}") from e
+    except Exception as e:
+        if not is_url(path):
+            raise
+        # A remote filesystem's own errors (botocore's NoCredentialsError...) derive from none of the above.
+        raise StoreError(f"The {role} store '{path}' cannot be read: {type(e).__name__}: {e}") from e
 
 
-def _open_group(role: str, path: str) -> zarr.Group:
+def _open_group(role: str, path: str, options: Options = None) -> zarr.Group:
     with _reading(role, path):
-        return zarr.open_group(store=path, mode="r")
+        return zarr.open_group(store=path, mode="r", **_opened(path, options))
 
 
-def _arrays(role: str, path: str) -> tuple[zarr.Group, dict[str, zarr.Array[Any]]]:
+def _arrays(role: str, path: str, options: Options = None) -> tuple[zarr.Group, dict[str, zarr.Array[Any]]]:
     """A store's group and the arrays at its root, by name."""
-    group = _open_group(role, path)
+    group = _open_group(role, path, options)
     with _reading(role, path):
         return group, dict(group.arrays())
 
 
-def read_layout(path: str) -> Layout:
+def read_layout(path: str, options: Options = None) -> Layout:
     """Validate a params store's metadata and return its flat layout (reads no data).
 
     The group attribute ``order`` fixes the flattening order and must name every
     array once; without it, names are sorted. Tensors must be float32 or float64.
     """
-    group, arrays = _arrays("params", path)
+    group, arrays = _arrays("params", path, options)
     order_attr = group.attrs.get("order")
     if not arrays:
         raise StoreError(f"The params store '{path}' holds no arrays; expected one array per parameter tensor.")
@@ -126,16 +141,16 @@ def read_layout(path: str) -> Layout:
     return Layout.from_shapes(order, {n: arrays[n].shape for n in order}, dtypes)
 
 
-def validate_data(path: str) -> tuple[str, ...]:
+def validate_data(path: str, options: Options = None) -> tuple[str, ...]:
     """Check that the data store is a readable group; return its array names."""
-    group = _open_group("data", path)
+    group = _open_group("data", path, options)
     with _reading("data", path):
         return tuple(sorted(group.array_keys()))
 
 
-def validate_gradient(path: str, layout: Layout) -> None:
+def validate_gradient(path: str, layout: Layout, options: Options = None) -> None:
     """Check that a gradient store has exactly the params' names and shapes (reads no data)."""
-    _, arrays = _arrays("gradient", path)
+    _, arrays = _arrays("gradient", path, options)
     mismatch = layout.name_mismatch(arrays)
     if mismatch:
         raise StoreError(f"The gradient store '{path}' must hold one array per parameter tensor: {mismatch}.")
@@ -147,22 +162,24 @@ def validate_gradient(path: str, layout: Layout) -> None:
             )
 
 
-def read_arrays(role: str, path: str, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def read_arrays(
+    role: str, path: str, names: tuple[str, ...] | None = None, options: Options = None
+) -> dict[str, np.ndarray]:
     """Read whole arrays of a group into memory as writable, C-contiguous numpy arrays."""
-    _, arrays = _arrays(role, path)
+    _, arrays = _arrays(role, path, options)
     wanted = names if names is not None else tuple(sorted(arrays))
     with _reading(role, path):
         # np.require keeps 0-d tensors 0-d (np.ascontiguousarray would make them 1-d).
         return {name: np.require(np.asarray(arrays[name][...]), requirements=["C", "W"]) for name in wanted}
 
 
-def read_gradient(path: str, layout: Layout) -> dict[str, np.ndarray]:
+def read_gradient(path: str, layout: Layout, options: Options = None) -> dict[str, np.ndarray]:
     """Read a validated gradient store as float64 arrays keyed like the params."""
-    arrays = read_arrays("gradient", path, layout.names)
+    arrays = read_arrays("gradient", path, layout.names, options)
     return {name: np.asarray(array, dtype=np.float64) for name, array in arrays.items()}
 
 
-def fingerprint(role: str, path: str) -> str:
+def fingerprint(role: str, path: str, options: Options = None) -> str:
     """A digest of a store's contents: every key and the bytes behind it.
 
     Two stores with the same arrays, values and attributes have the same
@@ -173,7 +190,7 @@ def fingerprint(role: str, path: str) -> str:
         if is_url(path):
             import fsspec  # only remote stores need it
 
-            fs, root = fsspec.core.url_to_fs(path)
+            fs, root = fsspec.core.url_to_fs(path, **dict(options or {}))
             files = sorted(fs.find(root))
             for file in files:
                 digest.update(file[len(root) :].encode() + b"\0")
@@ -189,9 +206,11 @@ def fingerprint(role: str, path: str) -> str:
     return digest.hexdigest()
 
 
-def write_group(path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None) -> None:
+def write_group(
+    path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None, options: Options = None
+) -> None:
     """Write ``arrays`` as a new Zarr group at ``path`` (replacing one that is there)."""
-    group = zarr.open_group(store=path, mode="w", attributes=dict(attrs or {}))
+    group = zarr.open_group(store=path, mode="w", attributes=dict(attrs or {}), **_opened(path, options))
     for name, array in arrays.items():
         group.create_array(name, data=np.asarray(array))
 
@@ -202,9 +221,12 @@ def write_group(path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str,
 class OutputArrays:
     """A worker's handles on the output arrays it writes."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, options: Options = None) -> None:
         with _reading("output", path):
-            opened = {name: zarr.open_array(store=path, path=name, mode="r+") for name in (*PER_INDEX, "done")}
+            opened = {
+                name: zarr.open_array(store=path, path=name, mode="r+", **_opened(path, options))
+                for name in (*PER_INDEX, "done")
+            }
         self.analytic, self.numeric, self.nonfinite = opened["analytic"], opened["numeric"], opened["nonfinite"]
         self.allowed, self.status, self.step, self.done = (
             opened["allowed"],
@@ -230,16 +252,16 @@ _PER_INDEX_TYPES = {
 }
 
 
-def completed_shards(path: str) -> np.ndarray:
+def completed_shards(path: str, options: Options = None) -> np.ndarray:
     """Indices of the shards whose chunks are written (their ``done`` marker is set)."""
     with _reading("output", path):
-        done = np.asarray(zarr.open_array(store=path, path="done", mode="r")[:])
+        done = np.asarray(zarr.open_array(store=path, path="done", mode="r", **_opened(path, options))[:])
     return np.flatnonzero(done)
 
 
-def read_output_attrs(path: str) -> dict[str, Any]:
+def read_output_attrs(path: str, options: Options = None) -> dict[str, Any]:
     """The attributes of a gradcheck output group; refuses anything else."""
-    group = _open_group("output", path)
+    group = _open_group("output", path, options)
     with _reading("output", path):
         attrs = dict(group.attrs)
     meta = attrs.get("gradcheck")
@@ -252,11 +274,11 @@ def read_output_attrs(path: str) -> dict[str, Any]:
     return attrs
 
 
-def _existing_output(path: str) -> dict[str, Any] | None:
+def _existing_output(path: str, options: Options) -> dict[str, Any] | None:
     """Attributes of the gradcheck output at ``path``; None if nothing is there; raises if something else is."""
     foreign = OutputExistsError(f"The output '{path}' exists and is not a gradcheck output; choose another `output`.")
     try:
-        group = zarr.open_group(store=path, mode="r")
+        group = zarr.open_group(store=path, mode="r", **_opened(path, options))
     except (FileNotFoundError, zarr.errors.NodeNotFoundError):
         if not is_url(path) and os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
             raise foreign from None
@@ -265,15 +287,15 @@ def _existing_output(path: str) -> dict[str, Any] | None:
         raise foreign from e
     if not isinstance(group.attrs.get("gradcheck"), Mapping):
         raise foreign
-    return read_output_attrs(path)  # ours: a newer format's error comes through as it is
+    return read_output_attrs(path, options)  # ours: a newer format's error comes through as it is
 
 
-def output_shard_size(path: str) -> int:
+def output_shard_size(path: str, options: Options = None) -> int:
     """The shard size (= chunk size) an existing output was made with."""
-    return int(read_output_attrs(path)["gradcheck"]["shard_size"])
+    return int(read_output_attrs(path, options)["gradcheck"]["shard_size"])
 
 
-def check_output(path: str, identity: str, *, overwrite: bool) -> bool:
+def check_output(path: str, identity: str, *, overwrite: bool, options: Options = None) -> bool:
     """Check, without writing, that this run may use ``path``; return whether it resumes the run there.
 
     An output of the same run (same ``identity``) is resumed: finished shards
@@ -281,7 +303,7 @@ def check_output(path: str, identity: str, *, overwrite: bool) -> bool:
     the output of a different run. Anything that is not a gradcheck output is
     never touched.
     """
-    existing = _existing_output(path)
+    existing = _existing_output(path, options)
     if existing is None or overwrite:
         return False
     if existing["gradcheck"].get("identity") == identity:
@@ -291,18 +313,20 @@ def check_output(path: str, identity: str, *, overwrite: bool) -> bool:
     )
 
 
-def prepare_output(path: str, layout: Layout, shard_size: int, identity: str, *, overwrite: bool) -> bool:
+def prepare_output(
+    path: str, layout: Layout, shard_size: int, identity: str, *, overwrite: bool, options: Options = None
+) -> bool:
     """Create the output group (or reuse the same run's); return whether it was created.
 
     Raises :class:`OutputExistsError` as :func:`check_output` does.
     """
-    if check_output(path, identity, overwrite=overwrite):
+    if check_output(path, identity, overwrite=overwrite, options=options):
         return False
     attrs: dict[str, Any] = {
         "gradcheck": {"format_version": FORMAT_VERSION, "identity": identity, "shard_size": shard_size},
         "layout": layout.to_dict(),
     }
-    group = zarr.open_group(store=path, mode="w", attributes=attrs)
+    group = zarr.open_group(store=path, mode="w", attributes=attrs, **_opened(path, options))
     n = layout.n_params
     chunks = (max(1, min(shard_size, n)),)
     for name in PER_INDEX:
@@ -368,14 +392,20 @@ def _lock_holder(lock: str) -> dict[str, Any] | None:
     return holder
 
 
-def remove_output(path: str) -> None:
-    """Remove an output this run created (local paths; a remote one is left to its store's tools)."""
+def remove_output(path: str, options: Options = None) -> None:
+    """Remove an output this run created."""
     if not is_url(path):
         shutil.rmtree(path, ignore_errors=True)
+        return
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path, **dict(options or {}))
+    with suppress(FileNotFoundError):
+        fs.rm(root, recursive=True)
 
 
-def write_report(path: str, report: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+def write_report(path: str, report: Mapping[str, Any], config: Mapping[str, Any], options: Options = None) -> None:
     """Store the finished run's report and resolved config in the output's attributes."""
-    group = zarr.open_group(store=path, mode="r+")
+    group = zarr.open_group(store=path, mode="r+", **_opened(path, options))
     attrs: dict[str, Any] = {"config": dict(config), "report": dict(report)}
     group.attrs.update(attrs)

@@ -1,0 +1,122 @@
+"""Stores in S3: a local S3-compatible server (moto's server mode) on loopback, zarr over s3fs.
+
+Credentials come from the environment only; the config holds the endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pipeline
+from pipeline.examples import seed_mlp
+
+from .clusters import wait_until
+from .conftest import REPO
+from .reference import seed_loop
+
+#: What moto accepts; any value works, but it must come from the environment.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "not-a-real-secret"}
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, with a bucket named `checks`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(url))
+        import s3fs
+
+        s3fs.S3FileSystem(endpoint_url=url, key=CREDENTIALS["AWS_ACCESS_KEY_ID"], secret="x").mkdir("checks")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment a user would have: credentials set, no instance metadata to wait for."""
+    for name, value in {**CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def _cli(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_a_check_reads_and_writes_its_stores_in_s3(s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path) -> None:
+    params, data = seed_mlp.problem()
+    options = {"endpoint_url": s3_endpoint}
+    root = "s3://checks/seed"
+    pipeline.stores.write_group(f"{root}/params.zarr", params, {"order": list(seed_mlp.ORDER)}, options)
+    pipeline.stores.write_group(f"{root}/data.zarr", data, None, options)
+    (tmp_path / "check.yaml").write_text(
+        "model: pipeline.examples.seed_mlp:planted\n"
+        f"params: {root}/params.zarr\ndata: {root}/data.zarr\noutput: {root}/out.zarr\n"
+        "scheme: central\nepsilon: 1.0e-7\n"
+        f"storage_options:\n  endpoint_url: {s3_endpoint}\n"
+    )
+    result = _cli(s3_env, "run", "check.yaml", "--workers", "2", "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # the planted bugs, found
+    assert json.loads(result.stdout)["failing"] == ["b1", "W2"]
+    numeric = pipeline.stores.read_arrays("output", f"{root}/out.zarr", ("numeric",), options)["numeric"]
+    np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.planted, params, data, seed_mlp.ORDER, 1e-7))
+
+    # Every other command reads it too; fsspec's own variable gives the endpoint.
+    report = _cli({**s3_env, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint}, "report", f"{root}/out.zarr", cwd=tmp_path)
+    assert report.returncode == 1
+    assert "analytic is 4x the numeric gradient everywhere" in report.stdout
+
+    # The same run again resumes from what S3 holds: nothing is recomputed.
+    again = _cli(s3_env, "run", "check.yaml", "--workers", "1", "--json", cwd=tmp_path)
+    assert again.returncode == 1
+    assert json.loads(again.stdout)["timings"]["resumed_shards"] >= 1
+
+    # No secret reaches the output: the stored config has the endpoint and nothing else.
+    attrs = pipeline.stores.read_output_attrs(f"{root}/out.zarr", options)
+    assert attrs["config"]["storage_options"] == options
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in json.dumps(attrs)
+
+    # Without credentials in the environment: one line naming the store, exit 2.
+    bare = {k: v for k, v in s3_env.items() if k not in CREDENTIALS}
+    refused = _cli(bare, "run", "check.yaml", "--overwrite", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"gradcheck: error: The params store '{root}/params.zarr' cannot be read: "
+        "NoCredentialsError: Unable to locate credentials\n"
+    )
