@@ -21,7 +21,7 @@ from . import kernel, stores
 from .cluster import connect
 from .config import DEFAULT_SCHEME, Config
 from .diagnose import MAX_ELEMENTS, diagnose
-from .errors import ClusterError, ConfigError, ModelImportError, OutputExistsError
+from .errors import ClusterError, ConfigError, GradcheckError, ModelImportError, OutputExistsError
 from .fd import AUTO_POWER, COMPLEX_STEP, STENCILS
 from .layout import Layout
 from .model import ModelRef, load_model, missing_module, shipped
@@ -29,13 +29,19 @@ from .plan import Shard, auto_shard_size, make_plan, sampled_positions
 from .reduce import DirectionResult, ShardResult, Verdict, combine, direction_difference, with_directions
 from .report import Report, TensorReport
 
-__all__ = ["check", "run"]
+__all__ = ["RunCancelled", "check", "identity", "importable_everywhere", "run", "validate"]
 
 #: ``progress(done, total)`` is called after each shard arrives.
 Progress = Callable[[int, int], None]
+#: Seconds between two looks at ``stop`` while no shard arrives.
+STOP_POLL_SECONDS = 0.2
 
 
-def _identity(config: Config) -> str:
+class RunCancelled(GradcheckError):
+    """``stop`` asked the run to end: its finished shards are kept, and the same run resumes them."""
+
+
+def identity(config: Config) -> str:
     """What makes two runs the same run: the settings that decide the numbers and the stores' contents.
 
     The model's code is not part of it, so that a run stopped by a crashing model
@@ -68,6 +74,8 @@ def run(
     overwrite: bool = False,
     progress: Progress | None = None,
     client: Client | None = None,
+    stop: Callable[[], bool] | None = None,
+    job: Mapping[str, object] | None = None,
 ) -> Report:
     """Run one gradient check and write its output group; resume it if it was interrupted.
 
@@ -85,6 +93,11 @@ def run(
         Called as ``progress(shards_done, shards_total)``.
     client : distributed.Client, optional
         Use this client instead of the cluster that ``config.cluster`` describes.
+    stop : callable, optional
+        Asked while shards run; True ends the run with :class:`RunCancelled`,
+        keeping the finished shards (see :mod:`pipeline.jobs`).
+    job : mapping, optional
+        The detached job running this check, recorded in the output's ``progress``.
 
     Returns
     -------
@@ -98,16 +111,8 @@ def run(
         cluster cannot be reached. Shards completed before the error are kept.
     """
     started = time.perf_counter()
-    # Validate everything that can be checked from metadata before any cluster starts.
     options = config.storage_options
-    layout = stores.read_layout(config.params, options)
-    stores.validate_data(config.data, options)
-    if config.gradient is not None:
-        stores.validate_gradient(config.gradient, layout, options)
-    # Fail fast on the client. Workers import the model themselves: a module by
-    # name, a file from the source read here; an object the caller handed us travels by pickle.
-    model_ref: ModelRef = model if model is not None else shipped(config.model)
-    load_model(model_ref)
+    layout, model_ref = validate(config, model)
     problem = kernel.Problem(
         run_id=uuid.uuid4().hex,
         model=model_ref,
@@ -126,9 +131,9 @@ def run(
         storage_options=config.storage_options,
     )
     with stores.output_lock(config.output):
-        identity = _identity(config)
-        resuming = stores.check_output(config.output, identity, overwrite=overwrite, options=options)
-        steps = _Run(problem, config, identity, resuming, overwrite, progress, started)
+        identity_ = identity(config)
+        resuming = stores.check_output(config.output, identity_, overwrite=overwrite, options=options)
+        steps = _Run(problem, config, identity_, resuming, overwrite, progress, started, stop, job)
         if client is not None:
             timings, results, probe, directions = steps.execute(client)
         else:
@@ -162,8 +167,28 @@ def run(
             n_nondifferentiable=verdict.n_nondifferentiable,
             directions=tuple(d.to_dict() for d in directions),
         )
-        stores.write_report(config.output, report.to_dict(), config.to_dict(), options)
+        stores.update_attrs(
+            config.output,
+            {"config": config.to_dict(), "report": report.to_dict(), "state": {"state": "finished"}},
+            options,
+        )
     return report
+
+
+def validate(config: Config, model: ModelRef | None = None) -> tuple[Layout, ModelRef]:
+    """Check, before any cluster starts, what metadata can tell; return the layout and the model as it travels.
+
+    Workers import the model themselves: a module by name, a file from the source
+    read here; an object the caller handed us travels by pickle.
+    """
+    options = config.storage_options
+    layout = stores.read_layout(config.params, options)
+    stores.validate_data(config.data, options)
+    if config.gradient is not None:
+        stores.validate_gradient(config.gradient, layout, options)
+    model_ref: ModelRef = model if model is not None else shipped(config.model)
+    load_model(model_ref)
+    return layout, model_ref
 
 
 def _tolerance_report(problem: kernel.Problem) -> dict[str, object]:
@@ -247,6 +272,8 @@ class _Run:
     overwrite: bool
     progress: Progress | None
     started: float
+    stop: Callable[[], bool] | None
+    job: Mapping[str, object] | None
 
     def execute(
         self, client: Client
@@ -254,7 +281,7 @@ class _Run:
         """Probe; then, only if the model is usable, plan, create the output and run the missing shards."""
         problem, n = self.problem, self.problem.layout.n_params
         ready = time.perf_counter()
-        _importable_everywhere(client, problem.model)
+        importable_everywhere(client, problem.model)
         probe_future = client.submit(kernel.probe_task, problem, pure=False)
         probe: kernel.ProbeResult = probe_future.result()
         problem = dataclasses.replace(problem, loss0=probe.loss, noise=probe.noise)
@@ -313,8 +340,34 @@ class _Run:
             **dict(zip(client.map(kernel.shard_task, [problem] * len(todo), todo, pure=False), todo, strict=True)),
             **{client.submit(kernel.summary_task, problem, s, pure=False): s for s in plan if s.index in done},
         }
+        width = len(STENCILS[problem.scheme])
+        stores.update_attrs(
+            problem.output,
+            {
+                "progress": {
+                    "started": time.time(),
+                    "shards": len(plan),
+                    "resumed": len(done),
+                    "evaluations": width * (n_checked * len(todo) // max(1, len(plan)) + len(directions)),
+                    "job": dict(self.job) if self.job else None,
+                },
+                "state": {"state": "running"},
+            },
+            problem.storage_options,
+        )
         results: list[ShardResult] = []
-        for future in as_completed(futures):
+        arriving = as_completed(futures)
+        while not arriving.is_empty():
+            if self.stop is not None and not arriving.has_ready():
+                if self.stop():
+                    client.cancel([*futures, *directions])
+                    raise RunCancelled(
+                        f"Cancelled with {len(done) + len(results)} of {len(plan)} shards done; they are kept, "
+                        "and the same run resumes from them."
+                    )
+                time.sleep(STOP_POLL_SECONDS)
+                continue
+            future = next(arriving)
             try:
                 results.append(future.result())
             except KilledWorker as e:
@@ -323,7 +376,6 @@ class _Run:
                 self.progress(len(results), len(plan))
         direction_results: list[DirectionResult] = client.gather(directions)
         finished = time.perf_counter()
-        width = len(STENCILS[problem.scheme])
         evaluations = width * sum(t.n_checked for r in results if r.shard.index not in done for t in r.sums)
         evaluations += width * len(direction_results)
         timings = {
@@ -343,7 +395,7 @@ class _Run:
         return timings, results, probe, direction_results
 
 
-def _importable_everywhere(client: Client, model: ModelRef) -> None:
+def importable_everywhere(client: Client, model: ModelRef) -> None:
     """Refuse, naming the workers, a model module that some worker cannot import."""
     answers = client.run(missing_module, model)
     missing = sorted(worker for worker, why in answers.items() if why)

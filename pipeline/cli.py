@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from . import api, stores
-from .config import load_config, parse_overrides
+from . import api, jobs, stores
+from .config import ClusterConfig, Config, load_config, parse_overrides
 from .errors import GradcheckError, StoreError
 from .examples import EXAMPLES, write_example
 from .history import format_history, format_run, read_history
@@ -49,6 +49,26 @@ def _workers(text: str) -> int:
     return value
 
 
+def _cluster_arguments(where: argparse._MutuallyExclusiveGroup) -> None:
+    where.add_argument("--scheduler", metavar="ADDRESS", help="use the existing cluster at this scheduler address")
+    where.add_argument("--scheduler-file", metavar="PATH", help="use the existing cluster of this scheduler file")
+
+
+def _check_arguments(command: argparse.ArgumentParser, *, local: bool) -> None:
+    """CONFIG, --set, where to run and --overwrite: what `run` and `submit` share."""
+    command.add_argument("config", metavar="CONFIG", help="the run's YAML config")
+    command.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
+    where = command.add_mutually_exclusive_group()
+    if local:
+        where.add_argument("--workers", type=_workers, metavar="N", help="worker processes of the local cluster")
+    _cluster_arguments(where)
+    command.add_argument(
+        "--overwrite", action="store_true", help="replace an output that holds a different check's result"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="gradcheck", description="Check a model's analytic gradient against centered finite differences."
@@ -56,19 +76,36 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser("run", help="run one check", description="Run one gradient check as CONFIG describes.")
-    run.add_argument("config", metavar="CONFIG", help="the run's YAML config")
-    run.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
-    )
-    where = run.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_workers, metavar="N", help="worker processes of the local cluster")
-    where.add_argument("--scheduler", metavar="ADDRESS", help="use the existing cluster at this scheduler address")
-    where.add_argument("--scheduler-file", metavar="PATH", help="use the existing cluster of this scheduler file")
-    run.add_argument("--overwrite", action="store_true", help="replace an output that holds a different check's result")
+    _check_arguments(run, local=True)
     run.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     run.add_argument(
         "--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)"
     )
+
+    submit = commands.add_parser(
+        "submit",
+        help="start a check on an existing cluster and return",
+        description="Start the check CONFIG describes on an existing Dask cluster; print its job id and return at "
+        "once. The job goes on after this process exits; follow it with `gradcheck status OUTPUT`.",
+    )
+    _check_arguments(submit, local=False)
+
+    status = commands.add_parser(
+        "status",
+        help="follow a run through its output",
+        description="Show the shards done, evaluations per second and ETA of the run writing OUTPUT, "
+        "and its verdict once it is done (exit code as `run`'s then).",
+    )
+    status.add_argument("output", metavar="OUTPUT", help="a check's output group")
+
+    cancel = commands.add_parser(
+        "cancel",
+        help="stop a submitted job",
+        description="Stop the submitted job writing OUTPUT. Its finished shards are kept: "
+        "`gradcheck run CONFIG` resumes it.",
+    )
+    cancel.add_argument("output", metavar="OUTPUT", help="the job's output group")
+    _cluster_arguments(cancel.add_mutually_exclusive_group())
 
     report = commands.add_parser(
         "report", help="print a stored report", description="Print the report stored in OUTPUT."
@@ -115,19 +152,55 @@ class _ProgressBar:
         self.stream.flush()
 
 
-def _run(args: argparse.Namespace) -> int:
+def _where(cluster: ClusterConfig, args: argparse.Namespace) -> ClusterConfig:
+    """The config's cluster, with where to run replaced as a whole by the command line's; timeout and TLS kept."""
+    workers = getattr(args, "workers", None)
+    if workers is None and not args.scheduler and not args.scheduler_file:
+        return cluster
+    scheduler_file = os.path.abspath(args.scheduler_file) if args.scheduler_file else None
+    return dataclasses.replace(
+        cluster,
+        workers=workers,
+        address=args.scheduler,
+        scheduler_file=scheduler_file,
+        security=None if workers is not None else cluster.security,
+    )
+
+
+def _config(args: argparse.Namespace) -> Config:
     config = load_config(args.config, parse_overrides(args.set))
-    if args.workers is not None or args.scheduler or args.scheduler_file:
-        scheduler_file = os.path.abspath(args.scheduler_file) if args.scheduler_file else None
-        # Where to run is replaced as a whole; how long to wait for it is kept.
-        cluster = dataclasses.replace(
-            config.cluster, workers=args.workers, address=args.scheduler, scheduler_file=scheduler_file
-        )
-        config = dataclasses.replace(config, cluster=cluster)
+    return dataclasses.replace(config, cluster=_where(config.cluster, args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _config(args)
     show_progress = not args.no_progress and not args.json and sys.stderr.isatty()
     report = api.run(config, overwrite=args.overwrite, progress=_ProgressBar(sys.stderr) if show_progress else None)
     _print(report, as_json=args.json)
     return EXIT_PASSED if report.passed else EXIT_FAILED
+
+
+def _submit(args: argparse.Namespace) -> int:
+    config = _config(args)
+    job = jobs.submit(config, overwrite=args.overwrite)
+    print(job)
+    print(f"follow it with: gradcheck status {config.output}", file=sys.stderr)
+    return EXIT_PASSED
+
+
+def _status(args: argparse.Namespace) -> int:
+    current = jobs.status(args.output)
+    print(jobs.format_status(current))
+    if current.state == "failed":
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED if current.report is not None and not current.report.passed else EXIT_PASSED
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    cluster = _where(ClusterConfig(), args) if args.scheduler or args.scheduler_file else None
+    stopped = jobs.cancel(args.output, cluster)
+    print(jobs.format_status(stopped))
+    return EXIT_PASSED
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -175,7 +248,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # The scheduler of a local cluster lives in this process: keep its chatter off the terminal.
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    commands = {"run": _run, "report": _report, "suite": _suite, "history": _history, "example": _example}
+    commands = {
+        "run": _run,
+        "submit": _submit,
+        "status": _status,
+        "cancel": _cancel,
+        "report": _report,
+        "suite": _suite,
+        "history": _history,
+        "example": _example,
+    }
     try:
         return commands[args.command](args)
     except GradcheckError as e:

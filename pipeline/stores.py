@@ -43,10 +43,10 @@ __all__ = [
     "read_layout",
     "read_output_attrs",
     "remove_output",
+    "update_attrs",
     "validate_data",
     "validate_gradient",
     "write_group",
-    "write_report",
 ]
 
 #: fsspec options for URL stores (``endpoint_url``...), as the config's ``storage_options`` gives them.
@@ -404,8 +404,7 @@ def remove_output(path: str, options: Options = None) -> None:
         fs.rm(root, recursive=True)
 
 
-def write_report(path: str, report: Mapping[str, Any], config: Mapping[str, Any], options: Options = None) -> None:
-    """Store the finished run's report and resolved config in the output's attributes."""
-    group = zarr.open_group(store=path, mode="r+", **_opened(path, options))
-    attrs: dict[str, Any] = {"config": dict(config), "report": dict(report)}
-    group.attrs.update(attrs)
+def update_attrs(path: str, attrs: Mapping[str, Any], options: Options = None) -> None:
+    """Set top-level attributes of an output group (the run's progress, state, report and config)."""
+    with _reading("output", path):
+        zarr.open_group(store=path, mode="r+", **_opened(path, options)).attrs.update(dict(attrs))

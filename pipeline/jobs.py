@@ -1,0 +1,193 @@
+"""Detached jobs: a whole check submitted to an existing cluster, followed and cancelled through its output.
+
+``submit`` validates the check on the client, then hands the cluster one
+driver task (held by Dask's ``fire_and_forget``, so it outlives the submitter).
+On a worker, the driver runs :func:`pipeline.api.run` through that worker's
+client, exactly as ``gradcheck run`` would, and records its state in the
+output group. ``status`` reads only the output; ``cancel`` raises the job's
+Dask ``Event``, which the driver watches between shards. A cancelled job
+resumes with ``gradcheck run`` on the same config: its finished shards are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+from distributed import Event, fire_and_forget, worker_client
+
+from . import api, stores
+from .cluster import connect, resolved
+from .config import ClusterConfig, Config
+from .errors import ClusterError, ConfigError, GradcheckError, StoreError, StoreNotFoundError
+from .model import ModelRef
+from .report import Report
+
+__all__ = ["JobStatus", "cancel", "format_status", "status", "submit"]
+
+#: Seconds ``cancel`` waits for the driver to acknowledge.
+CANCEL_WAIT_SECONDS = 60.0
+
+
+def submit(config: Config, *, overwrite: bool = False) -> str:
+    """Start the check on ``config.cluster`` (an existing one) and return its job id at once.
+
+    Raises
+    ------
+    GradcheckError
+        As :func:`pipeline.api.run` would before computing anything: a bad store,
+        model or output, a local cluster, or a cluster that cannot be reached.
+    """
+    cluster = resolved(config.cluster)
+    if cluster.is_local:
+        raise ConfigError(
+            "`gradcheck submit` runs the check on an existing cluster, which outlives this process: "
+            "give --scheduler, --scheduler-file or `cluster.address`."
+        )
+    layout, model = api.validate(config)
+    stores.check_output(config.output, api.identity(config), overwrite=overwrite, options=config.storage_options)
+    job = f"gradcheck-{uuid.uuid4().hex[:12]}"
+    with connect(cluster, layout.n_params) as client:
+        api.importable_everywhere(client, model)
+        # An output already there (resumed or replaced) says at once that it waits for this job,
+        # not what its last run ended with; the driver records "running" when it starts.
+        with suppress(StoreNotFoundError):
+            stores.update_attrs(config.output, {"state": {"state": "submitted", "job": job}}, config.storage_options)
+        address = str(client.scheduler_info(n_workers=0)["address"])
+        # How `cancel` reaches this scheduler again: its address (even if given by file), timeout and TLS files.
+        where = dataclasses.replace(cluster, address=address, scheduler_file=None)
+        record = {"id": job, "cluster": dataclasses.asdict(where)}
+        future = client.submit(_drive, config, model, overwrite, record, key=job, pure=False)
+        fire_and_forget(future)  # type: ignore[no-untyped-call]
+        # The scheduler holds the task before this client (and maybe its process) goes.
+        deadline = time.monotonic() + cluster.timeout
+        while not client.run_on_scheduler(_known, job):  # type: ignore[no-untyped-call]
+            if time.monotonic() > deadline:
+                raise ClusterError(f"The scheduler at {address} did not take job {job}.")
+            time.sleep(0.05)
+    return job
+
+
+def _known(key: str, dask_scheduler: Any = None) -> bool:
+    return key in dask_scheduler.tasks
+
+
+def _drive(config: Config, model: ModelRef, overwrite: bool, job: Mapping[str, Any]) -> bool:
+    """The job, on a worker: the whole run through the worker's client; its end recorded in the output."""
+    with worker_client() as client:  # secedes: this task holds no worker thread while shards run
+        cancelled = Event(job["id"], client=client)  # type: ignore[no-untyped-call]
+        try:
+            report = api.run(config, model=model, overwrite=overwrite, client=client, stop=cancelled.is_set, job=job)
+        except GradcheckError as e:
+            state = "cancelled" if isinstance(e, api.RunCancelled) else "failed"
+            _record(config, {"state": state, "message": str(e)})
+            raise
+        except BaseException as e:
+            _record(config, {"state": "failed", "message": f"{type(e).__name__}: {e}"})
+            raise
+    return report.passed
+
+
+def _record(config: Config, state: Mapping[str, Any]) -> None:
+    """The job's final state in its output, when it got as far as creating one."""
+    with suppress(StoreError):  # the run failed before its output existed: the job's error is all there is
+        stores.update_attrs(config.output, {"state": dict(state)}, config.storage_options)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """What an output says of the run writing it. Rates and ETA are None until a shard is done."""
+
+    output: str
+    state: str
+    job: str | None
+    done: int
+    total: int
+    resumed: int
+    evaluations_per_second: float | None
+    eta_seconds: float | None
+    message: str | None
+    report: Report | None
+
+
+def status(output: str, options: stores.Options = None) -> JobStatus:
+    """Read the state, the shards done and the report of the run writing ``output``."""
+    attrs = stores.read_output_attrs(output, options)
+    state = dict(attrs.get("state") or {})
+    if state.get("state") == "submitted":  # what the output holds is the last run's, not this job's
+        return JobStatus(output, "submitted", state.get("job"), 0, 0, 0, None, None, None, None)
+    progress = attrs.get("progress")
+    if not isinstance(progress, Mapping):
+        raise StoreError(f"The output '{output}' has no progress record: its run has not started its shards.")
+    total, resumed = int(progress["shards"]), int(progress["resumed"])
+    done = len(stores.completed_shards(output, options))
+    elapsed = time.time() - float(progress["started"])
+    computed = done - resumed
+    rate = eta = None
+    if computed > 0 and elapsed > 0:
+        rate = float(progress["evaluations"]) * computed / max(1, total - resumed) / elapsed
+        eta = (total - done) * elapsed / computed
+    running = state.get("state", "running") == "running"
+    return JobStatus(
+        output=output,
+        state=str(state.get("state", "running")),
+        job=(progress.get("job") or {}).get("id"),
+        done=done,
+        total=total,
+        resumed=resumed,
+        evaluations_per_second=rate,
+        eta_seconds=eta if running else None,
+        message=state.get("message"),
+        report=Report.from_dict(attrs["report"]) if state.get("state") == "finished" and "report" in attrs else None,
+    )
+
+
+def format_status(s: JobStatus) -> str:
+    """A few lines for a terminal."""
+    who = f"job {s.job}" if s.job else "run (not a submitted job)"
+    lines = [f"{s.output}: {who}, {s.state}"]
+    if s.state == "submitted":
+        return "\n".join([*lines, "waiting for the cluster to start it"])
+    shards = f"shards {s.done}/{s.total} done" + (f" ({s.resumed} resumed)" if s.resumed else "")
+    if s.evaluations_per_second is not None:
+        shards += f", {s.evaluations_per_second:.0f} evaluations/s"
+    if s.eta_seconds is not None and math.isfinite(s.eta_seconds):
+        shards += f", ETA {s.eta_seconds:.0f} s"
+    lines.append(shards)
+    if s.message:
+        lines.append(s.message)
+    if s.report is not None:
+        verdict = "passed" if s.report.passed else f"FAILED ({', '.join(s.report.failing) or 'threshold'})"
+        difference = "n/a" if s.report.difference is None else f"{s.report.difference:.3e}"
+        lines.append(f"verdict: {verdict}; difference {difference}")
+    return "\n".join(lines)
+
+
+def cancel(output: str, cluster: ClusterConfig | None = None, options: stores.Options = None) -> JobStatus:
+    """Stop the submitted job writing ``output``; return its status once it has stopped.
+
+    ``cluster`` reaches the scheduler when the recorded one cannot (another
+    address, TLS files); by default the job's own record is used.
+    """
+    current = status(output, options)
+    if current.job is None:
+        raise ConfigError(f"The output '{output}' is written by a foreground run, not a submitted job: stop it there.")
+    if current.state != "running":
+        raise ConfigError(f"Job {current.job} writing '{output}' is not running: it is {current.state}.")
+    if cluster is None:
+        recorded = stores.read_output_attrs(output, options)["progress"]["job"]["cluster"]
+        cluster = ClusterConfig.from_value({k: v for k, v in recorded.items() if v is not None})
+    with connect(cluster, 1) as client:
+        Event(current.job, client=client).set()  # type: ignore[no-untyped-call]
+    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+    while (current := status(output, options)).state == "running":
+        if time.monotonic() > deadline:
+            raise ClusterError(f"Job {current.job} did not stop within {CANCEL_WAIT_SECONDS:g} s of being cancelled.")
+        time.sleep(0.1)
+    return current

@@ -1,0 +1,124 @@
+"""Detached jobs on a real `dask scheduler` / `dask worker` cluster: submit, status, cancel, resume."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from pipeline.examples import seed_mlp
+from pipeline.stores import write_group
+
+from . import models
+from .clusters import dask_cluster, wait_until
+from .conftest import MODELS_FILE, run_cli
+from .reference import seed_loop
+
+
+def _done(output: Path) -> int:
+    try:
+        return int(np.asarray(zarr.open_array(str(output), path="done", mode="r")[:]).sum())
+    except Exception:
+        return 0  # not created yet
+
+
+def _status(output: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli("status", str(output))
+
+
+def test_a_submitted_job_finishes_after_its_submitter_exits(tmp_path: Path, seed_example: Path) -> None:
+    with dask_cluster(tmp_path / "cluster", workers=2) as cluster:
+        started = time.monotonic()
+        submitted = run_cli("submit", str(seed_example / "planted.yaml"), "--scheduler", cluster.address)
+        assert submitted.returncode == 0, submitted.stderr
+        assert re.fullmatch(r"gradcheck-[0-9a-f]{12}\n", submitted.stdout)
+        job = submitted.stdout.strip()
+        output = seed_example / "planted-output.zarr"
+        # The submitting process is gone; the job goes on, on the cluster.
+        wait_until(lambda: _status(output).returncode == 1, timeout=120)
+        assert time.monotonic() - started < 120
+        final = _status(output)
+        assert final.stdout.splitlines()[0] == f"{output}: job {job}, finished"
+        assert final.stdout.splitlines()[1].startswith("shards 1/1 done")
+        assert final.stdout.splitlines()[-1] == "verdict: FAILED (b1, W2); difference 2.851e-01"
+    params, data = seed_mlp.problem()
+    numeric = np.asarray(zarr.open_array(str(output), path="numeric", mode="r")[:])
+    np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.planted, params, data, seed_mlp.ORDER, 1e-7))
+    report = run_cli("report", str(output), "--json")
+    assert json.loads(report.stdout)["failing"] == ["b1", "W2"]
+
+
+def test_a_cancelled_job_keeps_its_shards_and_resumes_with_run(tmp_path: Path) -> None:
+    """The gated model: the 10 `early` shards finish, the 10 `late` ones wait for a file."""
+    params, data = models.gated_problem()
+    write_group(str(tmp_path / "params.zarr"), params, {"order": ["early", "late"]})
+    write_group(str(tmp_path / "data.zarr"), data)
+    (tmp_path / "check.yaml").write_text(
+        f"model: {MODELS_FILE}:gated\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
+        "epsilon: 1.0e-6\nscheme: central\nshard_size: 10\n"
+    )
+    output = tmp_path / "out.zarr"
+    gate = tmp_path / "gate"
+    with dask_cluster(tmp_path / "cluster", workers=2, env={"GRADCHECK_TEST_GATE": str(gate)}) as cluster:
+        submitted = run_cli("submit", str(tmp_path / "check.yaml"), "--scheduler-file", str(cluster.scheduler_file))
+        assert submitted.returncode == 0, submitted.stderr
+        job = submitted.stdout.strip()
+        wait_until(lambda: _done(output) == 10, timeout=120)
+
+        running = _status(output)
+        assert running.returncode == 0
+        lines = running.stdout.splitlines()
+        assert lines[0] == f"{output}: job {job}, running"
+        assert re.fullmatch(r"shards 10/20 done, \d+ evaluations/s, ETA \d+ s", lines[1]), lines[1]
+
+        cancelled = run_cli("cancel", str(output))
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert cancelled.stdout.splitlines()[0] == f"{output}: job {job}, cancelled"
+        assert "Cancelled with 10 of 20 shards done; they are kept, and the same run resumes from them." in (
+            cancelled.stdout
+        )
+        assert _status(output).stdout.splitlines()[0] == f"{output}: job {job}, cancelled"
+        again = run_cli("cancel", str(output))
+        assert again.returncode == 2
+        assert again.stderr == f"gradcheck: error: Job {job} writing '{output}' is not running: it is cancelled.\n"
+
+        gate.touch()  # the `late` shards may finish now
+        resumed = run_cli("run", str(tmp_path / "check.yaml"), "--scheduler", cluster.address, "--json")
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["timings"]["resumed_shards"] >= 10
+    # The same numbers as the analytic derivative's finite differences, computed here independently.
+    reference = seed_loop(models.gated, params, data, ("early", "late"), 1e-6)
+    np.testing.assert_array_equal(np.asarray(zarr.open_array(str(output), path="numeric", mode="r")[:]), reference)
+
+
+def test_submit_needs_an_existing_cluster(seed_example: Path) -> None:
+    result = run_cli("submit", str(seed_example / "correct.yaml"), "--set", "cluster.workers=2")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "gradcheck: error: `gradcheck submit` runs the check on an existing cluster, which outlives this process: "
+        "give --scheduler, --scheduler-file or `cluster.address`.\n"
+    )
+    assert not (seed_example / "correct-output.zarr").exists()
+
+
+def test_status_of_a_foreground_run_and_of_no_run(seed_example: Path) -> None:
+    assert run_cli("run", str(seed_example / "correct.yaml")).returncode == 0
+    output = seed_example / "correct-output.zarr"
+    shown = _status(output)
+    assert shown.returncode == 0
+    assert shown.stdout.splitlines()[0] == f"{output}: run (not a submitted job), finished"
+    assert shown.stdout.splitlines()[-1] == "verdict: passed; difference 1.189e-07"
+    refused = run_cli("cancel", str(output))
+    assert refused.returncode == 2
+    assert "is written by a foreground run, not a submitted job" in refused.stderr
+    missing = _status(seed_example / "nothing.zarr")
+    assert missing.returncode == 2
+    assert (
+        missing.stderr
+        == f"gradcheck: error: The output store '{seed_example / 'nothing.zarr'}' does not exist (or is not a Zarr group).\n"
+    )
