@@ -5,9 +5,11 @@ Usage: python benchmarks/clusters.py [--repeats N] [--workers N] [--json PATH]
 The check is the throughput benchmark's mlp-1e4 (about 10^4 parameters, a loss of
 about 1 ms), `scheme: central`, ε 1e-6, run as `gradcheck run` in a fresh process:
 1. on its own LocalCluster (`--workers N`; cluster start-up included in the wall time);
-2. on a CLI-started cluster of N single-threaded workers, by address (plain TCP);
-3. on the same kind of cluster over mutual TLS, with certificates made here;
-4. as `gradcheck submit` on the TCP cluster, followed with `gradcheck status` to the end.
+2. on a CLI-started cluster of N single-threaded workers, by address (plain TCP), as
+   `dask worker` starts them by default (the nanny sets MALLOC_TRIM_THRESHOLD_);
+3. the same with deploy/dask/dask.yaml as the workers' Dask configuration (it unsets it);
+4. on such a cluster over mutual TLS, with certificates made here;
+5. as `gradcheck submit` on it, followed with `gradcheck status`'s reader to the end.
 Each is the median of --repeats runs (`--overwrite`); the clusters start once, before
 the timed runs. Ratios within one run are what compare on a shared machine.
 """
@@ -28,6 +30,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from pipeline import jobs  # noqa: E402
+from pipeline.errors import GradcheckError  # noqa: E402
 from pipeline.examples import mlp  # noqa: E402
 from pipeline.stores import write_group  # noqa: E402
 from tests.clusters import dask_cluster, make_certificates  # noqa: E402
@@ -61,10 +65,18 @@ def _submitted(config: Path, output: Path, address: str) -> dict[str, Any]:
     submitted = _gradcheck("submit", str(config), "--overwrite", "--scheduler", address)
     if submitted.returncode != 0:
         raise SystemExit(f"gradcheck submit failed: {submitted.stderr.strip()}")
-    while "finished" not in _gradcheck("status", str(output)).stdout.splitlines()[0]:
+    # In this process: a `gradcheck status` process every poll would take a core from the workers.
+    while _state(output) != "finished":
         time.sleep(0.2)
     report: dict[str, Any] = json.loads(_gradcheck("report", str(output), "--json").stdout)
     return report
+
+
+def _state(output: Path) -> str:
+    try:
+        return jobs.status(str(output)).state
+    except GradcheckError:
+        return "not started"  # the output is not there yet, or has no progress record
 
 
 def main() -> None:
@@ -88,23 +100,26 @@ def main() -> None:
         results["local"] = _timed(lambda: _run(config, "--workers", str(args.workers)), args.repeats)
         with dask_cluster(folder / "tcp", workers=args.workers) as cluster:
             results["cli_tcp"] = _timed(lambda: _run(config, "--scheduler", cluster.address), args.repeats)
+        untrimmed = {"DASK_CONFIG": str(REPO / "deploy" / "dask")}
+        with dask_cluster(folder / "tcp-config", workers=args.workers, env=untrimmed) as cluster:
+            results["cli_tcp_config"] = _timed(lambda: _run(config, "--scheduler", cluster.address), args.repeats)
             results["submitted"] = _timed(
                 lambda: _submitted(config, folder / "out.zarr", cluster.address), args.repeats
             )
         certificates = make_certificates(folder / "certs")
-        with dask_cluster(folder / "tls", workers=args.workers, certificates=certificates) as cluster:
+        with dask_cluster(folder / "tls", workers=args.workers, certificates=certificates, env=untrimmed) as cluster:
             tls = (
                 f"--set=cluster.security.ca={certificates.ca}",
                 f"--set=cluster.security.cert={certificates.client_cert}",
                 f"--set=cluster.security.key={certificates.client_key}",
             )
-            results["cli_tls"] = _timed(lambda: _run(config, "--scheduler", cluster.address, *tls), args.repeats)
+            results["cli_tls_config"] = _timed(lambda: _run(config, "--scheduler", cluster.address, *tls), args.repeats)
     print(f"{n} parameters, {args.workers} workers, median of {args.repeats}:")
-    print(f"{'where':<12} {'wall s':>8} {'shards s':>9} {'wall / local':>13}")
-    for key in ("local", "cli_tcp", "cli_tls", "submitted"):
+    print(f"{'where':<16} {'wall s':>8} {'shards s':>9} {'wall / local':>13}")
+    for key in ("local", "cli_tcp", "cli_tcp_config", "cli_tls_config", "submitted"):
         row = results[key]
         ratio = row["wall_seconds"] / results["local"]["wall_seconds"]
-        print(f"{key:<12} {row['wall_seconds']:>8.2f} {row['shards_seconds']:>9.2f} {ratio:>13.2f}")
+        print(f"{key:<16} {row['wall_seconds']:>8.2f} {row['shards_seconds']:>9.2f} {ratio:>13.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
