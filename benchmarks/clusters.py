@@ -34,7 +34,7 @@ from pipeline import jobs  # noqa: E402
 from pipeline.errors import GradcheckError  # noqa: E402
 from pipeline.examples import mlp  # noqa: E402
 from pipeline.stores import write_group  # noqa: E402
-from tests.clusters import dask_cluster, make_certificates  # noqa: E402
+from tests.clusters import Certificates, dask_cluster, make_certificates  # noqa: E402
 
 
 def _gradcheck(*args: str) -> subprocess.CompletedProcess[str]:
@@ -79,11 +79,29 @@ def _state(output: Path) -> str:
         return "not started"  # the output is not there yet, or has no progress record
 
 
+def _on_cluster(case: str, config: Path, address: str, certificates: Certificates | None) -> Callable[[], Any]:
+    """One timed run of ``case`` on the cluster at ``address``."""
+    if case == "submitted":
+        return lambda: _submitted(config, config.parent / "out.zarr", address)
+    tls: tuple[str, ...] = ()
+    if certificates is not None:
+        tls = (
+            f"--set=cluster.security.ca={certificates.ca}",
+            f"--set=cluster.security.cert={certificates.client_cert}",
+            f"--set=cluster.security.key={certificates.client_key}",
+        )
+    return lambda: _run(config, "--scheduler", address, *tls)
+
+
+CASES = ("local", "cli_tcp", "cli_tcp_config", "cli_tls_config", "submitted")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gradcheck-clusters-") as scratch:
         folder = Path(scratch)
@@ -97,28 +115,21 @@ def main() -> None:
         )
         n = sum(a.size for a in params.values())
         results: dict[str, Any] = {"n_params": n, "workers": args.workers, "repeats": args.repeats}
-        results["local"] = _timed(lambda: _run(config, "--workers", str(args.workers)), args.repeats)
-        with dask_cluster(folder / "tcp", workers=args.workers) as cluster:
-            results["cli_tcp"] = _timed(lambda: _run(config, "--scheduler", cluster.address), args.repeats)
+        cases = args.cases.split(",")
         untrimmed = {"DASK_CONFIG": str(REPO / "deploy" / "dask")}
-        with dask_cluster(folder / "tcp-config", workers=args.workers, env=untrimmed) as cluster:
-            results["cli_tcp_config"] = _timed(lambda: _run(config, "--scheduler", cluster.address), args.repeats)
-            results["submitted"] = _timed(
-                lambda: _submitted(config, folder / "out.zarr", cluster.address), args.repeats
-            )
-        certificates = make_certificates(folder / "certs")
-        with dask_cluster(folder / "tls", workers=args.workers, certificates=certificates, env=untrimmed) as cluster:
-            tls = (
-                f"--set=cluster.security.ca={certificates.ca}",
-                f"--set=cluster.security.cert={certificates.client_cert}",
-                f"--set=cluster.security.key={certificates.client_key}",
-            )
-            results["cli_tls_config"] = _timed(lambda: _run(config, "--scheduler", cluster.address, *tls), args.repeats)
+        for case in cases:
+            if case == "local":
+                results[case] = _timed(lambda: _run(config, "--workers", str(args.workers)), args.repeats)
+                continue
+            certificates = make_certificates(folder / "certs") if case == "cli_tls_config" else None
+            env = {} if case == "cli_tcp" else untrimmed
+            with dask_cluster(folder / case, workers=args.workers, certificates=certificates, env=env) as cluster:
+                results[case] = _timed(_on_cluster(case, config, cluster.address, certificates), args.repeats)
     print(f"{n} parameters, {args.workers} workers, median of {args.repeats}:")
-    print(f"{'where':<16} {'wall s':>8} {'shards s':>9} {'wall / local':>13}")
-    for key in ("local", "cli_tcp", "cli_tcp_config", "cli_tls_config", "submitted"):
+    print(f"{'where':<16} {'wall s':>8} {'shards s':>9} {'wall / ' + cases[0]:>13}")
+    for key in cases:
         row = results[key]
-        ratio = row["wall_seconds"] / results["local"]["wall_seconds"]
+        ratio = row["wall_seconds"] / results[cases[0]]["wall_seconds"]
         print(f"{key:<16} {row['wall_seconds']:>8.2f} {row['shards_seconds']:>9.2f} {ratio:>13.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

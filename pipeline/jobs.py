@@ -55,14 +55,14 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
     job = f"gradcheck-{uuid.uuid4().hex[:12]}"
     with connect(cluster, layout.n_params) as client:
         api.importable_everywhere(client, model)
-        # An output already there (resumed or replaced) says at once that it waits for this job,
-        # not what its last run ended with; the driver records "running" when it starts.
-        with suppress(StoreNotFoundError):
-            stores.update_attrs(config.output, {"state": {"state": "submitted", "job": job}}, config.storage_options)
         address = str(client.scheduler_info(n_workers=0)["address"])
         # How `cancel` reaches this scheduler again: its address (even if given by file), timeout and TLS files.
         where = dataclasses.replace(cluster, address=address, scheduler_file=None)
         record = {"id": job, "cluster": dataclasses.asdict(where)}
+        # An output already there (resumed or replaced) says at once that it waits for this job,
+        # not what its last run ended with; the driver records "running" when it starts.
+        with suppress(StoreNotFoundError):
+            stores.update_attrs(config.output, {"state": {"state": "submitted", "job": record}}, config.storage_options)
         future = client.submit(_drive, config, model, overwrite, record, key=job, pure=False)
         fire_and_forget(future)  # type: ignore[no-untyped-call]
         # The scheduler holds the task before this client (and maybe its process) goes.
@@ -82,6 +82,9 @@ def _drive(config: Config, model: ModelRef, overwrite: bool, job: Mapping[str, A
     """The job, on a worker: the whole run through the worker's client; its end recorded in the output."""
     with worker_client() as client:  # secedes: this task holds no worker thread while shards run
         cancelled = Event(job["id"], client=client)  # type: ignore[no-untyped-call]
+        if cancelled.is_set():  # type: ignore[no-untyped-call]  # cancelled while it waited for a worker
+            _record(config, {"state": "cancelled", "message": "Cancelled before it started."})
+            return False
         try:
             report = api.run(config, model=model, overwrite=overwrite, client=client, stop=cancelled.is_set, job=job)
         except GradcheckError as e:
@@ -121,7 +124,7 @@ def status(output: str, options: stores.Options = None) -> JobStatus:
     attrs = stores.read_output_attrs(output, options)
     state = dict(attrs.get("state") or {})
     if state.get("state") == "submitted":  # what the output holds is the last run's, not this job's
-        return JobStatus(output, "submitted", state.get("job"), 0, 0, 0, None, None, None, None)
+        return JobStatus(output, "submitted", state["job"]["id"], 0, 0, 0, None, None, None, None)
     progress = attrs.get("progress")
     if not isinstance(progress, Mapping):
         raise StoreError(f"The output '{output}' has no progress record: its run has not started its shards.")
@@ -178,15 +181,16 @@ def cancel(output: str, cluster: ClusterConfig | None = None, options: stores.Op
     current = status(output, options)
     if current.job is None:
         raise ConfigError(f"The output '{output}' is written by a foreground run, not a submitted job: stop it there.")
-    if current.state != "running":
+    if current.state not in ("running", "submitted"):
         raise ConfigError(f"Job {current.job} writing '{output}' is not running: it is {current.state}.")
     if cluster is None:
-        recorded = stores.read_output_attrs(output, options)["progress"]["job"]["cluster"]
-        cluster = ClusterConfig.from_value({k: v for k, v in recorded.items() if v is not None})
+        attrs = stores.read_output_attrs(output, options)
+        job = attrs["state"]["job"] if current.state == "submitted" else attrs["progress"]["job"]
+        cluster = ClusterConfig.from_value({k: v for k, v in job["cluster"].items() if v is not None})
     with connect(cluster, 1) as client:
         Event(current.job, client=client).set()  # type: ignore[no-untyped-call]
     deadline = time.monotonic() + CANCEL_WAIT_SECONDS
-    while (current := status(output, options)).state == "running":
+    while (current := status(output, options)).state in ("running", "submitted"):
         if time.monotonic() > deadline:
             raise ClusterError(f"Job {current.job} did not stop within {CANCEL_WAIT_SECONDS:g} s of being cancelled.")
         time.sleep(0.1)

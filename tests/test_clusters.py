@@ -156,6 +156,23 @@ def test_a_check_runs_over_mutual_tls_and_a_client_without_a_certificate_is_refu
         )
         assert refused.stderr.count("\n") == 1
 
+        # Dask's own TLS configuration serves as well as `cluster.security` does.
+        dask_tls = {
+            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(certificates.ca),
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(certificates.client_cert),
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(certificates.client_key),
+        }
+        configured = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "run", str(plain), "--overwrite"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), **dask_tls},
+            timeout=120,
+            check=False,
+        )
+        assert configured.returncode == 0, configured.stderr
+        _seed_numeric_is_the_seed_loops(seed_example / "correct-output.zarr")
+
         # A client that trusts the CA but shows no certificate of its own is refused by the
         # scheduler; with the client certificate, the same connection is served.
         host, port = cluster.address.removeprefix("tls://").rsplit(":", 1)
