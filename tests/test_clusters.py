@@ -3,23 +3,26 @@ by address, by scheduler file, by Dask's own configuration, and over mutual TLS.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from distributed.comm.core import CommClosedError
+from distributed.comm.core import connect as comm_connect
 
 import pipeline
 from pipeline.examples import seed_mlp
 from pipeline.model import ModelSource
 
-from .clusters import CLICluster, client_of, dask_cluster, make_certificates
+from .clusters import Certificates, CLICluster, client_of, dask_cluster, make_certificates
 from .conftest import REPO, run_cli
 from .reference import seed_loop
 
@@ -129,6 +132,21 @@ def test_a_module_the_workers_cannot_import_is_named_on_the_client(
     assert not (seed_example / "correct-output.zarr").exists()
 
 
+async def _identity(address: str, certificates: Certificates, *, with_certificate: bool) -> dict[str, Any]:
+    """The scheduler's answer to `identity` over distributed's own comm, with or without a client certificate."""
+    context = ssl.create_default_context(cafile=str(certificates.ca))
+    context.check_hostname = False
+    if with_certificate:
+        context.load_cert_chain(str(certificates.client_cert), str(certificates.client_key))
+    comm = await comm_connect(address, timeout=10, ssl_context=context)  # type: ignore[no-untyped-call]
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        answer: dict[str, Any] = await comm.read()
+    finally:
+        await comm.close()
+    return answer
+
+
 def test_a_check_runs_over_mutual_tls_and_a_client_without_a_certificate_is_refused(
     tmp_path: Path, seed_example: Path
 ) -> None:
@@ -174,19 +192,8 @@ def test_a_check_runs_over_mutual_tls_and_a_client_without_a_certificate_is_refu
         _seed_numeric_is_the_seed_loops(seed_example / "correct-output.zarr")
 
         # A client that trusts the CA but shows no certificate of its own is refused by the
-        # scheduler; with the client certificate, the same connection is served.
-        host, port = cluster.address.removeprefix("tls://").rsplit(":", 1)
-        for with_certificate in (True, False):
-            context = ssl.create_default_context(cafile=str(certificates.ca))
-            if with_certificate:
-                context.load_cert_chain(str(certificates.client_cert), str(certificates.client_key))
-            with (
-                socket.create_connection((host, int(port)), timeout=10) as raw,
-                context.wrap_socket(raw, server_hostname=host) as tls,
-            ):
-                if with_certificate:
-                    assert tls.version() is not None
-                    continue
-                tls.sendall(b"\0" * 8)  # TLS 1.3 reports a refused client after the handshake
-                with pytest.raises(ssl.SSLError, match=r"CERTIFICATE_REQUIRED|certificate required"):
-                    tls.recv(1)
+        # scheduler; with the client certificate, the same request is answered.
+        served = asyncio.run(_identity(cluster.address, certificates, with_certificate=True))
+        assert served["type"] == "Scheduler"
+        with pytest.raises((ssl.SSLError, CommClosedError, OSError)):
+            asyncio.run(_identity(cluster.address, certificates, with_certificate=False))
