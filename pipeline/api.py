@@ -169,7 +169,7 @@ def run(
         )
         stores.update_attrs(
             config.output,
-            {"config": config.to_dict(), "report": report.to_dict(), "state": {"state": "finished"}},
+            {"config": config.to_dict(), "report": report.to_dict(), "state": {"state": "finished", "at": time.time()}},
             options,
         )
     return report

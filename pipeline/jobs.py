@@ -100,7 +100,7 @@ def _drive(config: Config, model: ModelRef, overwrite: bool, job: Mapping[str, A
 def _record(config: Config, state: Mapping[str, Any]) -> None:
     """The job's final state in its output, when it got as far as creating one."""
     with suppress(StoreError):  # the run failed before its output existed: the job's error is all there is
-        stores.update_attrs(config.output, {"state": dict(state)}, config.storage_options)
+        stores.update_attrs(config.output, {"state": {**state, "at": time.time()}}, config.storage_options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +130,7 @@ def status(output: str, options: stores.Options = None) -> JobStatus:
         raise StoreError(f"The output '{output}' has no progress record: its run has not started its shards.")
     total, resumed = int(progress["shards"]), int(progress["resumed"])
     done = len(stores.completed_shards(output, options))
-    elapsed = time.time() - float(progress["started"])
+    elapsed = float(state.get("at", time.time())) - float(progress["started"])  # until it ended, if it did
     computed = done - resumed
     rate = eta = None
     if computed > 0 and elapsed > 0:
