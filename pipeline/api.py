@@ -29,7 +29,7 @@ from .plan import Shard, auto_shard_size, make_plan, sampled_positions
 from .reduce import DirectionResult, ShardResult, Verdict, combine, direction_difference, with_directions
 from .report import Report, TensorReport
 
-__all__ = ["RunCancelled", "check", "identity", "importable_everywhere", "run", "validate"]
+__all__ = ["RunCancelled", "check", "identity", "importable_everywhere", "make_problem", "run", "validate"]
 
 #: ``progress(done, total)`` is called after each shard arrives.
 Progress = Callable[[int, int], None]
@@ -113,23 +113,7 @@ def run(
     started = time.perf_counter()
     options = config.storage_options
     layout, model_ref = validate(config, model)
-    problem = kernel.Problem(
-        run_id=uuid.uuid4().hex,
-        model=model_ref,
-        params=config.params,
-        data=config.data,
-        gradient=config.gradient,
-        output=config.output,
-        layout=layout,
-        epsilon=config.epsilon,
-        worst=config.worst,
-        scheme=config.scheme,
-        tolerance=tuple(config.tolerance.items()) if isinstance(config.tolerance, Mapping) else (),
-        judged=config.tolerance != "none",
-        sample=config.sample,
-        promote=config.precision == "float64",
-        storage_options=config.storage_options,
-    )
+    problem = make_problem(config, layout, model_ref)
     with stores.output_lock(config.output):
         identity_ = identity(config)
         resuming = stores.check_output(config.output, identity_, overwrite=overwrite, options=options)
@@ -189,6 +173,27 @@ def validate(config: Config, model: ModelRef | None = None) -> tuple[Layout, Mod
     model_ref: ModelRef = model if model is not None else shipped(config.model)
     load_model(model_ref)
     return layout, model_ref
+
+
+def make_problem(config: Config, layout: Layout, model: ModelRef) -> kernel.Problem:
+    """What the workers get for this run, as plain data."""
+    return kernel.Problem(
+        run_id=uuid.uuid4().hex,
+        model=model,
+        params=config.params,
+        data=config.data,
+        gradient=config.gradient,
+        output=config.output,
+        layout=layout,
+        epsilon=config.epsilon,
+        worst=config.worst,
+        scheme=config.scheme,
+        tolerance=tuple(config.tolerance.items()) if isinstance(config.tolerance, Mapping) else (),
+        judged=config.tolerance != "none",
+        sample=config.sample,
+        promote=config.precision == "float64",
+        storage_options=config.storage_options,
+    )
 
 
 def _tolerance_report(problem: kernel.Problem) -> dict[str, object]:

@@ -1,7 +1,8 @@
 """Detached jobs: a whole check submitted to an existing cluster, followed and cancelled through its output.
 
-``submit`` validates the check on the client, then hands the cluster one
-driver task (held by Dask's ``fire_and_forget``, so it outlives the submitter).
+``submit`` validates the check on the client and probes the model at θ on
+the cluster (a model that cannot be checked fails there, before any job
+exists), then hands the cluster one driver task (held by Dask's ``fire_and_forget``, so it outlives the submitter).
 On a worker, the driver runs :func:`pipeline.api.run` through that worker's
 client, exactly as ``gradcheck run`` would, and records its state in the
 output group. ``status`` reads only the output; ``cancel`` raises the job's
@@ -22,7 +23,7 @@ from typing import Any
 
 from distributed import Event, fire_and_forget, worker_client
 
-from . import api, stores
+from . import api, kernel, stores
 from .cluster import connect, resolved
 from .config import ClusterConfig, Config
 from .errors import ClusterError, ConfigError, GradcheckError, StoreError, StoreNotFoundError
@@ -36,13 +37,14 @@ CANCEL_WAIT_SECONDS = 60.0
 
 
 def submit(config: Config, *, overwrite: bool = False) -> str:
-    """Start the check on ``config.cluster`` (an existing one) and return its job id at once.
+    """Start the check on ``config.cluster`` (an existing one) and return its job id once it is handed over.
 
     Raises
     ------
     GradcheckError
         As :func:`pipeline.api.run` would before computing anything: a bad store,
-        model or output, a local cluster, or a cluster that cannot be reached.
+        model (probed at θ on the cluster) or output, a local cluster, or a cluster
+        that cannot be reached.
     """
     cluster = resolved(config.cluster)
     if cluster.is_local:
@@ -55,6 +57,10 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
     job = f"gradcheck-{uuid.uuid4().hex[:12]}"
     with connect(cluster, layout.n_params) as client:
         api.importable_everywhere(client, model)
+        # The model at θ, probed on the cluster as the run will: a model that cannot be
+        # checked (a non-finite or random loss, a wrong gradient shape) fails here, in one
+        # line, before there is a job whose output would never be created.
+        client.submit(kernel.probe_task, api.make_problem(config, layout, model), pure=False).result()
         address = str(client.scheduler_info(n_workers=0)["address"])
         # How `cancel` reaches this scheduler again: its address (even if given by file), timeout and TLS files.
         where = dataclasses.replace(cluster, address=address, scheduler_file=None)

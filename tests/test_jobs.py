@@ -106,6 +106,23 @@ def test_submit_needs_an_existing_cluster(seed_example: Path) -> None:
     assert not (seed_example / "correct-output.zarr").exists()
 
 
+def test_a_model_that_cannot_be_checked_is_refused_by_submit_before_any_job(tmp_path: Path) -> None:
+    """The probe runs on the cluster before submit returns: a random loss is one line and exit 2."""
+    params, data = models.problem()
+    write_group(str(tmp_path / "params.zarr"), params, {"order": list(models.SHAPES)})
+    write_group(str(tmp_path / "data.zarr"), data)
+    (tmp_path / "check.yaml").write_text(
+        f"model: {MODELS_FILE}:dropout\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
+    )
+    with dask_cluster(tmp_path / "cluster", workers=1) as cluster:
+        result = run_cli("submit", str(tmp_path / "check.yaml"), "--scheduler", cluster.address)
+    assert result.returncode == 2
+    assert result.stderr.startswith("gradcheck: error: Model loss is not deterministic: two evaluations at θ gave")
+    assert result.stderr.count("\n") == 1
+    assert result.stdout == ""
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_status_of_a_foreground_run_and_of_no_run(seed_example: Path) -> None:
     assert run_cli("run", str(seed_example / "correct.yaml")).returncode == 0
     output = seed_example / "correct-output.zarr"
