@@ -111,7 +111,12 @@ def _record(config: Config, state: Mapping[str, Any]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class JobStatus:
-    """What an output says of the run writing it. Rates and ETA are None until a shard is done."""
+    """What an output says of the run writing it. Rates and ETA are None until a shard is done.
+
+    ``state`` is ``submitted`` (waiting for a worker), ``running``, ``finished``,
+    ``cancelled``, ``failed`` (``message`` says why) or ``interrupted`` (recorded as
+    running, but no live process holds the output's lock: it was killed).
+    """
 
     output: str
     state: str
@@ -142,10 +147,13 @@ def status(output: str, options: stores.Options = None) -> JobStatus:
     if computed > 0 and elapsed > 0:
         rate = float(progress["evaluations"]) * computed / max(1, total - resumed) / elapsed
         eta = (total - done) * elapsed / computed
-    running = state.get("state", "running") == "running"
+    recorded = str(state.get("state", "running"))
+    if recorded == "running" and stores.lock_held(output) is False:
+        recorded = "interrupted"  # its process is gone without a word: `gradcheck run` resumes it
+    running = recorded == "running"
     return JobStatus(
         output=output,
-        state=str(state.get("state", "running")),
+        state=recorded,
         job=(progress.get("job") or {}).get("id"),
         done=done,
         total=total,
@@ -171,6 +179,8 @@ def format_status(s: JobStatus) -> str:
     lines.append(shards)
     if s.message:
         lines.append(s.message)
+    if s.state == "interrupted":
+        lines.append("its process is gone; the same `gradcheck run` resumes it from the shards done")
     if s.report is not None:
         verdict = "passed" if s.report.passed else f"FAILED ({', '.join(s.report.failing) or 'threshold'})"
         difference = "n/a" if s.report.difference is None else f"{s.report.difference:.3e}"

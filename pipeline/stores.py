@@ -35,6 +35,7 @@ __all__ = [
     "completed_shards",
     "fingerprint",
     "is_url",
+    "lock_held",
     "output_lock",
     "output_shard_size",
     "prepare_output",
@@ -373,6 +374,14 @@ def output_lock(path: str) -> Iterator[None]:
         yield
     finally:
         os.unlink(lock)
+
+
+def lock_held(path: str) -> bool | None:
+    """Whether a live run holds ``<output>.lock``: None for a remote output, which is not locked."""
+    if is_url(path):
+        return None
+    lock = path.rstrip("/") + ".lock"
+    return os.path.exists(lock) and _lock_holder(lock) is not None
 
 
 def _lock_holder(lock: str) -> dict[str, Any] | None:

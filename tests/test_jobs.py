@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from pipeline.stores import write_group
 
 from . import models
 from .clusters import dask_cluster, wait_until
-from .conftest import MODELS_FILE, run_cli
+from .conftest import MODELS_FILE, REPO, run_cli
 from .reference import seed_loop
 
 
@@ -25,6 +28,18 @@ def _done(output: Path) -> int:
         return int(np.asarray(zarr.open_array(str(output), path="done", mode="r")[:]).sum())
     except Exception:
         return 0  # not created yet
+
+
+def _gated(folder: Path) -> Path:
+    """The gated model's check in ``folder`` (shards of 10: 0-9 over `early`, 10-19 over `late`); its output."""
+    params, data = models.gated_problem()
+    write_group(str(folder / "params.zarr"), params, {"order": ["early", "late"]})
+    write_group(str(folder / "data.zarr"), data)
+    (folder / "check.yaml").write_text(
+        f"model: {MODELS_FILE}:gated\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
+        "epsilon: 1.0e-6\nscheme: central\nshard_size: 10\n"
+    )
+    return folder / "out.zarr"
 
 
 def _status(output: Path) -> subprocess.CompletedProcess[str]:
@@ -55,14 +70,8 @@ def test_a_submitted_job_finishes_after_its_submitter_exits(tmp_path: Path, seed
 
 def test_a_cancelled_job_keeps_its_shards_and_resumes_with_run(tmp_path: Path) -> None:
     """The gated model: the 10 `early` shards finish, the 10 `late` ones wait for a file."""
+    output = _gated(tmp_path)
     params, data = models.gated_problem()
-    write_group(str(tmp_path / "params.zarr"), params, {"order": ["early", "late"]})
-    write_group(str(tmp_path / "data.zarr"), data)
-    (tmp_path / "check.yaml").write_text(
-        f"model: {MODELS_FILE}:gated\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
-        "epsilon: 1.0e-6\nscheme: central\nshard_size: 10\n"
-    )
-    output = tmp_path / "out.zarr"
     gate = tmp_path / "gate"
     with dask_cluster(tmp_path / "cluster", workers=2, env={"GRADCHECK_TEST_GATE": str(gate)}) as cluster:
         submitted = run_cli("submit", str(tmp_path / "check.yaml"), "--scheduler-file", str(cluster.scheduler_file))
@@ -94,6 +103,32 @@ def test_a_cancelled_job_keeps_its_shards_and_resumes_with_run(tmp_path: Path) -
     # The same numbers as the analytic derivative's finite differences, computed here independently.
     reference = seed_loop(models.gated, params, data, ("early", "late"), 1e-6)
     np.testing.assert_array_equal(np.asarray(zarr.open_array(str(output), path="numeric", mode="r")[:]), reference)
+
+
+def test_status_tells_a_killed_run_from_a_running_one(tmp_path: Path) -> None:
+    output = _gated(tmp_path)
+    gate = tmp_path / "gate"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(tmp_path / "check.yaml"), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO), "GRADCHECK_TEST_GATE": str(gate)},
+    )
+    try:
+        wait_until(lambda: _done(output) == 10, timeout=120)
+        running = _status(output)
+        assert running.stdout.splitlines()[0] == f"{output}: run (not a submitted job), running"
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+    killed = _status(output)
+    assert killed.returncode == 0
+    assert killed.stdout.splitlines() == [
+        f"{output}: run (not a submitted job), interrupted",
+        killed.stdout.splitlines()[1],
+        "its process is gone; the same `gradcheck run` resumes it from the shards done",
+    ]
+    assert killed.stdout.splitlines()[1].startswith("shards 10/20 done")
 
 
 def test_submit_needs_an_existing_cluster(seed_example: Path) -> None:
