@@ -22,6 +22,9 @@ TARGET_TASK_SECONDS = 1.0
 MIN_SHARDS_PER_WORKER = 4
 #: ...unless tasks would be shorter than this: balancing them is not worth a task each.
 MIN_TASK_SECONDS = 0.1
+#: At most this many shards (tasks, and chunks per output array): a full check of a large,
+#: slow model gets longer tasks instead of hundreds of thousands of tasks and chunk files.
+MAX_SHARDS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +46,14 @@ def auto_shard_size(n_params: int, loss_seconds: float, workers: int) -> int:
 
     A shard of ``k`` indices costs ``2 k`` evaluations: ``k`` is chosen for tasks of about
     ``TARGET_TASK_SECONDS``, but no larger than gives ``MIN_SHARDS_PER_WORKER`` shards per
-    worker, unless that would make tasks shorter than ``MIN_TASK_SECONDS``.
+    worker, unless that would make tasks shorter than ``MIN_TASK_SECONDS``; and never so
+    small that there would be more than ``MAX_SHARDS`` shards.
     """
     per_index = 2 * max(loss_seconds, 1e-9)
     by_time = int(TARGET_TASK_SECONDS / per_index)
     by_balance = max(math.ceil(n_params / (MIN_SHARDS_PER_WORKER * max(1, workers))), int(MIN_TASK_SECONDS / per_index))
-    return max(1, min(by_time, by_balance, n_params))
+    by_count = math.ceil(n_params / MAX_SHARDS)
+    return max(1, min(max(min(by_time, by_balance), by_count), n_params))
 
 
 def make_plan(n_params: int, shard_size: int) -> tuple[Shard, ...]:

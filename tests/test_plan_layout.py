@@ -40,12 +40,14 @@ def test_plan_rejects_an_empty_shard_size() -> None:
         (4000, 1e-4, 2, 500),  # 4 shards per worker (of 0.1 s each)
         (800, 1e-4, 2, 500),  # 4 per worker would be tasks of 0.02 s: 0.1 s tasks instead
         (10**6, 1e-3, 2, 500),  # 1000 losses of 1 ms: a task of about 1 s
-        (10**7, 1e-3, 64, 500),
+        (10**7, 1e-3, 64, 1000),  # 1 s tasks would be 20,000 of them: at most 10,000 shards, of 2 s
+        (10**7, 1e-2, 64, 1000),  # a 10 ms loss: 10,000 tasks of 20 s rather than 200,000 of 1 s
+        (10**7, 1e-5, 64, 39063),  # a fast loss: balance decides (4 per worker), as before
         (10, 10.0, 2, 1),  # a loss of 10 s: one index per task
         (1, 1e-6, 8, 1),
     ],
 )
-def test_auto_shard_size_aims_at_one_second_tasks_and_four_per_worker(
+def test_auto_shard_size_aims_at_one_second_tasks_four_per_worker_and_at_most_10000(
     n: int, loss_seconds: float, workers: int, expected: int
 ) -> None:
     assert auto_shard_size(n, loss_seconds, workers) == expected
