@@ -6,7 +6,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,11 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS_FILE = Path(models.__file__).resolve()
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``gradcheck ARGS`` in a fresh process, as a user would."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 120, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``gradcheck ARGS`` in a fresh process, as a user would (in ``env``, by default this process's)."""
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *args],
         capture_output=True,
@@ -65,6 +67,19 @@ def write_smooth_problem(folder: Path) -> Path:
         "epsilon: 1.0e-6\nthreshold: 1.0e-8\n"
     )
     return folder
+
+
+def write_gated_problem(folder: Path, settings: str) -> Path:
+    """The gated model's stores and check.yaml (shards of 10: 0-9 over `early`, 10-19 over `late`,
+    plus ``settings``, YAML lines) in ``folder``; returns the output's path."""
+    params, data = models.gated_problem()
+    write_group(str(folder / "params.zarr"), params, {"order": list(models.GATED_SHAPES)})
+    write_group(str(folder / "data.zarr"), data)
+    (folder / "check.yaml").write_text(
+        f"model: {MODELS_FILE}:gated\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
+        f"epsilon: 1.0e-6\nshard_size: 10\n{settings}"
+    )
+    return folder / "out.zarr"
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ import asyncio
 import json
 import os
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from pipeline.examples import seed_mlp
 from pipeline.model import ModelSource
 
 from .clusters import Certificates, CLICluster, client_of, dask_cluster, make_certificates
-from .conftest import REPO, run_cli
+from .conftest import run_cli
 from .reference import seed_loop
 
 
@@ -69,15 +67,8 @@ def test_dasks_own_scheduler_address_is_honoured(cli_cluster: CLICluster, smooth
     """With no cluster named, DASK_SCHEDULER_ADDRESS picks the cluster, as it does for `Client()`."""
     with client_of(cli_cluster.address) as client:
         client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.task_prefixes.clear())
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DASK_SCHEDULER_ADDRESS": cli_cluster.address}
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(smooth_problem / "check.yaml"), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    env = {**os.environ, "DASK_SCHEDULER_ADDRESS": cli_cluster.address}
+    result = run_cli("run", str(smooth_problem / "check.yaml"), "--json", env=env)
     assert result.returncode == 0, result.stderr
     assert "shard_task" in _ran_on(cli_cluster)
 
@@ -114,15 +105,8 @@ def test_a_module_the_workers_cannot_import_is_named_on_the_client(
     (tmp_path / "client_only_model.py").write_text("from pipeline.examples.seed_mlp import correct\n")
     config = seed_example / "correct.yaml"
     config.write_text(config.read_text().replace("pipeline.examples.seed_mlp:correct", "client_only_model:correct"))
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(config), "--scheduler", cli_cluster.address],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    # `python -m` puts its working folder on the path: the module is importable here, not on the workers.
+    result = run_cli("run", str(config), "--scheduler", cli_cluster.address, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(
         "gradcheck: error: Model module 'client_only_model' cannot be found on 2 of the cluster's 2 workers (tcp://"
@@ -180,14 +164,7 @@ def test_a_check_runs_over_mutual_tls_and_a_client_without_a_certificate_is_refu
             "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(certificates.client_cert),
             "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(certificates.client_key),
         }
-        configured = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "run", str(plain), "--overwrite"],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO), **dask_tls},
-            timeout=120,
-            check=False,
-        )
+        configured = run_cli("run", str(plain), "--overwrite", env={**os.environ, **dask_tls})
         assert configured.returncode == 0, configured.stderr
         _seed_numeric_is_the_seed_loops(seed_example / "correct-output.zarr")
 

@@ -15,11 +15,10 @@ import numpy as np
 import zarr
 
 from pipeline.examples import seed_mlp
-from pipeline.stores import write_group
 
 from . import models
 from .clusters import dask_cluster, wait_until
-from .conftest import MODELS_FILE, REPO, run_cli
+from .conftest import REPO, run_cli, write_gated_problem, write_smooth_problem
 from .reference import seed_loop
 
 
@@ -28,18 +27,6 @@ def _done(output: Path) -> int:
         return int(np.asarray(zarr.open_array(str(output), path="done", mode="r")[:]).sum())
     except Exception:
         return 0  # not created yet
-
-
-def _gated(folder: Path) -> Path:
-    """The gated model's check in ``folder`` (shards of 10: 0-9 over `early`, 10-19 over `late`); its output."""
-    params, data = models.gated_problem()
-    write_group(str(folder / "params.zarr"), params, {"order": ["early", "late"]})
-    write_group(str(folder / "data.zarr"), data)
-    (folder / "check.yaml").write_text(
-        f"model: {MODELS_FILE}:gated\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
-        "epsilon: 1.0e-6\nscheme: central\nshard_size: 10\n"
-    )
-    return folder / "out.zarr"
 
 
 def _status(output: Path) -> subprocess.CompletedProcess[str]:
@@ -70,7 +57,7 @@ def test_a_submitted_job_finishes_after_its_submitter_exits(tmp_path: Path, seed
 
 def test_a_cancelled_job_keeps_its_shards_and_resumes_with_run(tmp_path: Path) -> None:
     """The gated model: the 10 `early` shards finish, the 10 `late` ones wait for a file."""
-    output = _gated(tmp_path)
+    output = write_gated_problem(tmp_path, "scheme: central\n")
     params, data = models.gated_problem()
     gate = tmp_path / "gate"
     with dask_cluster(tmp_path / "cluster", workers=2, env={"GRADCHECK_TEST_GATE": str(gate)}) as cluster:
@@ -106,7 +93,7 @@ def test_a_cancelled_job_keeps_its_shards_and_resumes_with_run(tmp_path: Path) -
 
 
 def test_status_tells_a_killed_run_from_a_running_one(tmp_path: Path) -> None:
-    output = _gated(tmp_path)
+    output = write_gated_problem(tmp_path, "scheme: central\n")
     gate = tmp_path / "gate"
     run = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", str(tmp_path / "check.yaml"), "--workers", "2"],
@@ -143,12 +130,8 @@ def test_submit_needs_an_existing_cluster(seed_example: Path) -> None:
 
 def test_a_model_that_cannot_be_checked_is_refused_by_submit_before_any_job(tmp_path: Path) -> None:
     """The probe runs on the cluster before submit returns: a random loss is one line and exit 2."""
-    params, data = models.problem()
-    write_group(str(tmp_path / "params.zarr"), params, {"order": list(models.SHAPES)})
-    write_group(str(tmp_path / "data.zarr"), data)
-    (tmp_path / "check.yaml").write_text(
-        f"model: {MODELS_FILE}:dropout\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
-    )
+    config = write_smooth_problem(tmp_path) / "check.yaml"
+    config.write_text(config.read_text().replace(":smooth", ":dropout"))
     with dask_cluster(tmp_path / "cluster", workers=1) as cluster:
         result = run_cli("submit", str(tmp_path / "check.yaml"), "--scheduler", cluster.address)
     assert result.returncode == 2

@@ -23,22 +23,16 @@ import zarr
 from distributed import Client, LocalCluster
 
 import pipeline
-from pipeline.stores import write_group
 
 from . import models
-from .conftest import MODELS_FILE, REPO, run_cli
+from .clusters import dask_cluster
+from .conftest import REPO, run_cli, write_gated_problem
 
 
 @pytest.fixture
 def gated(tmp_path: Path) -> Path:
-    """The gated model's stores and config (shards of 10: 0-9 over `early`, 10-19 over `late`)."""
-    params, data = models.gated_problem()
-    write_group(str(tmp_path / "params.zarr"), params, {"order": ["early", "late"]})
-    write_group(str(tmp_path / "data.zarr"), data)
-    (tmp_path / "check.yaml").write_text(
-        f"model: {MODELS_FILE}:gated\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
-        "epsilon: 1.0e-6\nthreshold: 1.0e-8\nshard_size: 10\n"
-    )
+    """The gated model's stores and config (see conftest.write_gated_problem)."""
+    write_gated_problem(tmp_path, "threshold: 1.0e-8\n")
     return tmp_path
 
 
@@ -216,31 +210,16 @@ def test_an_unreachable_scheduler_fails_within_the_timeout(gated: Path) -> None:
 
 
 def test_a_cluster_without_workers_fails_within_the_timeout(gated: Path) -> None:
-    scheduler_file = gated / "scheduler.json"
-    scheduler = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "distributed.cli.dask_scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-dashboard",
-            "--scheduler-file",
-            str(scheduler_file),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_until(scheduler_file.exists)
+    with dask_cluster(gated / "cluster", workers=0) as cluster:
         result = run_cli(
-            "run", str(gated / "check.yaml"), "--scheduler-file", str(scheduler_file), "--set", "cluster.timeout=2"
+            "run",
+            str(gated / "check.yaml"),
+            "--scheduler-file",
+            str(cluster.scheduler_file),
+            "--set",
+            "cluster.timeout=2",
         )
-    finally:
-        scheduler.terminate()
-        scheduler.wait(timeout=30)
+    scheduler_file = cluster.scheduler_file
     assert result.returncode == 2
     assert (
         result.stderr

@@ -21,7 +21,7 @@ import pipeline
 from pipeline.examples import seed_mlp
 
 from .clusters import wait_until
-from .conftest import REPO
+from .conftest import run_cli
 from .reference import seed_loop
 
 #: What moto accepts; any value works, but it must come from the environment.
@@ -64,19 +64,7 @@ def s3_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The environment a user would have: credentials set, no instance metadata to wait for."""
     for name, value in {**CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
         monkeypatch.setenv(name, value)
-    return {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def _cli(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=180,
-        check=False,
-    )
+    return dict(os.environ)
 
 
 def test_a_check_reads_and_writes_its_stores_in_s3(s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path) -> None:
@@ -91,19 +79,19 @@ def test_a_check_reads_and_writes_its_stores_in_s3(s3_endpoint: str, s3_env: dic
         "scheme: central\nepsilon: 1.0e-7\n"
         f"storage_options:\n  endpoint_url: {s3_endpoint}\n"
     )
-    result = _cli(s3_env, "run", "check.yaml", "--workers", "2", "--json", cwd=tmp_path)
+    result = run_cli("run", "check.yaml", "--workers", "2", "--json", cwd=tmp_path, env=s3_env)
     assert result.returncode == 1, result.stderr  # the planted bugs, found
     assert json.loads(result.stdout)["failing"] == ["b1", "W2"]
     numeric = pipeline.stores.read_arrays("output", f"{root}/out.zarr", ("numeric",), options)["numeric"]
     np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.planted, params, data, seed_mlp.ORDER, 1e-7))
 
     # Every other command reads it too; fsspec's own variable gives the endpoint.
-    report = _cli({**s3_env, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint}, "report", f"{root}/out.zarr", cwd=tmp_path)
+    report = run_cli("report", f"{root}/out.zarr", env={**s3_env, "FSSPEC_S3_ENDPOINT_URL": s3_endpoint})
     assert report.returncode == 1
     assert "analytic is 4x the numeric gradient everywhere" in report.stdout
 
     # The same run again resumes from what S3 holds: nothing is recomputed.
-    again = _cli(s3_env, "run", "check.yaml", "--workers", "1", "--json", cwd=tmp_path)
+    again = run_cli("run", "check.yaml", "--workers", "1", "--json", cwd=tmp_path, env=s3_env)
     assert again.returncode == 1
     assert json.loads(again.stdout)["timings"]["resumed_shards"] >= 1
 
@@ -114,7 +102,7 @@ def test_a_check_reads_and_writes_its_stores_in_s3(s3_endpoint: str, s3_env: dic
 
     # Without credentials in the environment: one line naming the store, exit 2.
     bare = {k: v for k, v in s3_env.items() if k not in CREDENTIALS}
-    refused = _cli(bare, "run", "check.yaml", "--overwrite", cwd=tmp_path)
+    refused = run_cli("run", "check.yaml", "--overwrite", cwd=tmp_path, env=bare)
     assert refused.returncode == 2
     assert refused.stderr == (
         f"gradcheck: error: The params store '{root}/params.zarr' cannot be read: "
