@@ -2,10 +2,11 @@
 
 ``submit`` validates the check on the client and probes the model at θ on
 the cluster (a model that cannot be checked fails there, before any job
-exists), then hands the cluster one driver task (held by Dask's ``fire_and_forget``, so it outlives the submitter).
-On a worker, the driver runs :func:`pipeline.api.run` through that worker's
-client, exactly as ``gradcheck run`` would, and records its state in the
-output group. ``status`` reads only the output; ``cancel`` raises the job's
+exists). It then hands the cluster one driver task, held by Dask's
+``fire_and_forget`` so that it outlives the submitter. On a worker, the driver
+runs :func:`pipeline.api.run` through that worker's client, exactly as
+``gradcheck run`` would, and records its state in the output group. The driver
+only orchestrates: :mod:`pipeline.kernel` stays the only code that computes on workers. ``status`` reads only the output; ``cancel`` raises the job's
 Dask ``Event``, which the driver watches between shards. A cancelled job
 resumes with ``gradcheck run`` on the same config: its finished shards are kept.
 """
