@@ -87,6 +87,21 @@ def test_a_cancelled_job_keeps_its_shards_and_resumes_with_run(tmp_path: Path) -
         resumed = run_cli("run", str(tmp_path / "check.yaml"), "--scheduler", cluster.address, "--json")
         assert resumed.returncode == 0, resumed.stderr
         assert json.loads(resumed.stdout)["timings"]["resumed_shards"] >= 10
+        assert _status(output).stdout.splitlines()[0] == f"{output}: run (not a submitted job), finished"
+
+        # Submitted again over the finished output (its `late` shards wait again): from the moment submit
+        # returns, status speaks of the new job, waiting or running, never of the last run's verdict.
+        gate.unlink()
+        again_submitted = run_cli("submit", str(tmp_path / "check.yaml"), "--overwrite", "--scheduler", cluster.address)
+        assert again_submitted.returncode == 0, again_submitted.stderr
+        new_job = again_submitted.stdout.strip()
+        assert _status(output).stdout.splitlines()[0] in (
+            f"{output}: job {new_job}, submitted",
+            f"{output}: job {new_job}, running",
+        )
+        gate.touch()
+        wait_until(lambda: "finished" in _status(output).stdout, timeout=120)
+        assert _status(output).stdout.splitlines()[0] == f"{output}: job {new_job}, finished"
     # The same numbers as the analytic derivative's finite differences, computed here independently.
     reference = seed_loop(models.gated, params, data, ("early", "late"), 1e-6)
     np.testing.assert_array_equal(np.asarray(zarr.open_array(str(output), path="numeric", mode="r")[:]), reference)
