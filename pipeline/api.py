@@ -118,11 +118,16 @@ def run(
         identity_ = identity(config)
         resuming = stores.check_output(config.output, identity_, overwrite=overwrite, options=options)
         steps = _Run(problem, config, identity_, resuming, overwrite, progress, started, stop, job)
-        if client is not None:
-            timings, results, probe, directions = steps.execute(client)
-        else:
-            with connect(config.cluster, layout.n_params) as own_client:
-                timings, results, probe, directions = steps.execute(own_client)
+        try:
+            if client is not None:
+                timings, results, probe, directions = steps.execute(client)
+            else:
+                with connect(config.cluster, layout.n_params) as own_client:
+                    timings, results, probe, directions = steps.execute(own_client)
+        except BaseException as e:
+            # Said while the lock is still held: `status` never sees a run that is neither running nor ended.
+            _ended(config, "cancelled" if isinstance(e, (RunCancelled, KeyboardInterrupt)) else "failed", e)
+            raise
         verdict = combine(layout, results, threshold=config.threshold, worst=config.worst)
         tensors = with_directions(_diagnosed(config.output, layout, verdict, options), directions)
         difference = verdict.difference
@@ -157,6 +162,18 @@ def run(
             options,
         )
     return report
+
+
+def _ended(config: Config, state: str, error: BaseException) -> None:
+    """Record how a run that had started its shards ended early; an output it did not get to is left as it is."""
+    try:
+        recorded = stores.read_output_attrs(config.output, config.storage_options).get("state") or {}
+        if recorded.get("state") == "running":
+            message = str(error) if isinstance(error, GradcheckError) else f"{type(error).__name__}: {error}"
+            update = {"state": state, "message": message, "at": time.time()}
+            stores.update_attrs(config.output, {"state": update}, config.storage_options)
+    except GradcheckError:
+        pass  # no output (yet, or any more): nothing to say it in
 
 
 def validate(config: Config, model: ModelRef | None = None) -> tuple[Layout, ModelRef]:

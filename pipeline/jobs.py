@@ -27,7 +27,7 @@ from distributed import Event, fire_and_forget, worker_client
 from . import api, kernel, stores
 from .cluster import connect, resolved
 from .config import ClusterConfig, Config
-from .errors import ClusterError, ConfigError, GradcheckError, StoreError, StoreNotFoundError
+from .errors import ClusterError, ConfigError, StoreError, StoreNotFoundError
 from .model import ModelRef
 from .report import Report
 
@@ -86,28 +86,17 @@ def _known(key: str, dask_scheduler: Any = None) -> bool:
 
 
 def _drive(config: Config, model: ModelRef, overwrite: bool, job: Mapping[str, Any]) -> bool:
-    """The job, on a worker: the whole run through the worker's client; its end recorded in the output."""
+    """The job, on a worker: the whole run through the worker's client."""
     with worker_client() as client:  # secedes: this task holds no worker thread while shards run
         cancelled = Event(job["id"], client=client)  # type: ignore[no-untyped-call]
         if cancelled.is_set():  # type: ignore[no-untyped-call]  # cancelled while it waited for a worker
-            _record(config, {"state": "cancelled", "message": "Cancelled before it started."})
+            with suppress(StoreError):  # the output is not there unless it was submitted over one
+                ended = {"state": "cancelled", "message": "Cancelled before it started.", "at": time.time()}
+                stores.update_attrs(config.output, {"state": ended}, config.storage_options)
             return False
-        try:
-            report = api.run(config, model=model, overwrite=overwrite, client=client, stop=cancelled.is_set, job=job)
-        except GradcheckError as e:
-            state = "cancelled" if isinstance(e, api.RunCancelled) else "failed"
-            _record(config, {"state": state, "message": str(e)})
-            raise
-        except BaseException as e:
-            _record(config, {"state": "failed", "message": f"{type(e).__name__}: {e}"})
-            raise
+        # The run records its own end (finished, cancelled or failed) in the output.
+        report = api.run(config, model=model, overwrite=overwrite, client=client, stop=cancelled.is_set, job=job)
     return report.passed
-
-
-def _record(config: Config, state: Mapping[str, Any]) -> None:
-    """The job's final state in its output, when it got as far as creating one."""
-    with suppress(StoreError):  # the run failed before its output existed: the job's error is all there is
-        stores.update_attrs(config.output, {"state": {**state, "at": time.time()}}, config.storage_options)
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,6 +149,11 @@ def test_a_shard_that_kills_its_worker_stops_the_run_and_resumes_once_fixed(gate
     claimed = re.search(r"At least (\d+) of 20 shards are complete and kept", stderr)
     assert claimed is not None
     assert 10 <= int(claimed.group(1)) <= kept  # shards in flight may finish after the message
+    # The output says so too, for `gradcheck status`: failed, with the same message.
+    shown = run_cli("status", str(gated / "out.zarr"))
+    assert shown.returncode == 2
+    assert shown.stdout.splitlines()[0] == f"{gated / 'out.zarr'}: run (not a submitted job), failed"
+    assert shown.stdout.splitlines()[2] == stderr.removeprefix("gradcheck: error: ").rstrip("\n")
     poison.unlink()  # the model is fixed; its reference is unchanged
     result = run_cli("run", str(gated / "check.yaml"), "--json")
     assert result.returncode == 0, result.stderr
