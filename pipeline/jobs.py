@@ -105,7 +105,8 @@ class JobStatus:
 
     ``state`` is ``submitted`` (waiting for a worker), ``running``, ``finished``,
     ``cancelled``, ``failed`` (``message`` says why) or ``interrupted`` (recorded as
-    running, but no live process holds the output's lock: it was killed).
+    running, but no live process holds the output's lock: it was killed). ``cluster``
+    is where a submitted job runs, as ``cancel`` reaches it (None for a foreground run).
     """
 
     output: str
@@ -118,6 +119,7 @@ class JobStatus:
     eta_seconds: float | None
     message: str | None
     report: Report | None
+    cluster: Mapping[str, Any] | None = None
 
 
 def status(output: str, options: stores.Options = None) -> JobStatus:
@@ -125,7 +127,8 @@ def status(output: str, options: stores.Options = None) -> JobStatus:
     attrs = stores.read_output_attrs(output, options)
     state = dict(attrs.get("state") or {})
     if state.get("state") == "submitted":  # what the output holds is the last run's, not this job's
-        return JobStatus(output, "submitted", state["job"]["id"], 0, 0, 0, None, None, None, None)
+        job = state["job"]
+        return JobStatus(output, "submitted", job["id"], 0, 0, 0, None, None, None, None, job["cluster"])
     progress = attrs.get("progress")
     if not isinstance(progress, Mapping):
         raise StoreError(f"The output '{output}' has no progress record: its run has not started its shards.")
@@ -141,10 +144,12 @@ def status(output: str, options: stores.Options = None) -> JobStatus:
     if recorded == "running" and stores.lock_held(output) is False:
         recorded = "interrupted"  # its process is gone without a word: `gradcheck run` resumes it
     running = recorded == "running"
+    job = progress.get("job") or {}
     return JobStatus(
         output=output,
         state=recorded,
-        job=(progress.get("job") or {}).get("id"),
+        job=job.get("id"),
+        cluster=job.get("cluster"),
         done=done,
         total=total,
         resumed=resumed,
@@ -185,14 +190,12 @@ def cancel(output: str, cluster: ClusterConfig | None = None, options: stores.Op
     address, TLS files); by default the job's own record is used.
     """
     current = status(output, options)
-    if current.job is None:
+    if current.job is None or current.cluster is None:
         raise ConfigError(f"The output '{output}' is written by a foreground run, not a submitted job: stop it there.")
     if current.state not in ("running", "submitted"):
         raise ConfigError(f"Job {current.job} writing '{output}' is not running: it is {current.state}.")
     if cluster is None:
-        attrs = stores.read_output_attrs(output, options)
-        job = attrs["state"]["job"] if current.state == "submitted" else attrs["progress"]["job"]
-        cluster = ClusterConfig.from_value({k: v for k, v in job["cluster"].items() if v is not None})
+        cluster = ClusterConfig.from_value({k: v for k, v in current.cluster.items() if v is not None})
     with connect(cluster, 1) as client:
         Event(current.job, client=client).set()  # type: ignore[no-untyped-call]
     deadline = time.monotonic() + CANCEL_WAIT_SECONDS

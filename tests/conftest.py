@@ -9,7 +9,9 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import numpy as np
 import pytest
+import zarr
 from distributed import Client, LocalCluster
 
 from pipeline.examples import write_example
@@ -67,6 +69,14 @@ def write_smooth_problem(folder: Path) -> Path:
         "epsilon: 1.0e-6\nthreshold: 1.0e-8\n"
     )
     return folder
+
+
+def shards_done(output: Path) -> int:
+    """How many shards of ``output`` are marked done (0 while it does not exist yet)."""
+    try:
+        return int(np.asarray(zarr.open_array(str(output), path="done", mode="r")[:]).sum())
+    except Exception:
+        return 0
 
 
 def write_gated_problem(folder: Path, settings: str) -> Path:

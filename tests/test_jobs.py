@@ -18,15 +18,8 @@ from pipeline.examples import seed_mlp
 
 from . import models
 from .clusters import dask_cluster, wait_until
-from .conftest import REPO, run_cli, write_gated_problem, write_smooth_problem
+from .conftest import REPO, run_cli, shards_done, write_gated_problem, write_smooth_problem
 from .reference import seed_loop
-
-
-def _done(output: Path) -> int:
-    try:
-        return int(np.asarray(zarr.open_array(str(output), path="done", mode="r")[:]).sum())
-    except Exception:
-        return 0  # not created yet
 
 
 def _status(output: Path) -> subprocess.CompletedProcess[str]:
@@ -64,7 +57,7 @@ def test_a_cancelled_job_keeps_its_shards_and_resumes_with_run(tmp_path: Path) -
         submitted = run_cli("submit", str(tmp_path / "check.yaml"), "--scheduler-file", str(cluster.scheduler_file))
         assert submitted.returncode == 0, submitted.stderr
         job = submitted.stdout.strip()
-        wait_until(lambda: _done(output) == 10, timeout=120)
+        wait_until(lambda: shards_done(output) == 10, timeout=120)
 
         running = _status(output)
         assert running.returncode == 0
@@ -117,7 +110,7 @@ def test_status_tells_a_killed_run_from_a_running_one(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(REPO), "GRADCHECK_TEST_GATE": str(gate)},
     )
     try:
-        wait_until(lambda: _done(output) == 10, timeout=120)
+        wait_until(lambda: shards_done(output) == 10, timeout=120)
         running = _status(output)
         assert running.stdout.splitlines()[0] == f"{output}: run (not a submitted job), running"
     finally:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,8 @@ from distributed import Client, LocalCluster
 import pipeline
 
 from . import models
-from .clusters import dask_cluster
-from .conftest import REPO, run_cli, write_gated_problem
+from .clusters import dask_cluster, wait_until
+from .conftest import REPO, run_cli, shards_done, write_gated_problem
 
 
 @pytest.fixture
@@ -50,20 +49,6 @@ def _start(folder: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     )
 
 
-def _done(output: Path) -> int:
-    try:
-        return int(np.asarray(zarr.open_array(str(output), path="done", mode="r")[:]).sum())
-    except Exception:
-        return 0  # not created yet
-
-
-def _wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def _reference(folder: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """An undisturbed run of the same check, into its own output."""
     gate = folder / "reference-gate"
@@ -85,9 +70,9 @@ def test_sigkill_of_the_client_then_rerun_is_bit_identical_to_an_undisturbed_run
     reference, reference_report = _reference(gated)
     gate = gated / "gate"
     process = _start(gated, GRADCHECK_TEST_GATE=str(gate))
-    _wait_until(lambda: _done(gated / "out.zarr") == 10)  # every `early` shard, no `late` one
+    wait_until(lambda: shards_done(gated / "out.zarr") == 10)  # every `early` shard, no `late` one
     time.sleep(0.3)
-    assert _done(gated / "out.zarr") == 10
+    assert shards_done(gated / "out.zarr") == 10
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)  # reaps it and closes its pipes
     assert (gated / "out.zarr.lock").exists()  # left behind by the killed run: stale
@@ -117,11 +102,11 @@ def test_sigkill_of_a_worker_mid_run_changes_nothing(gated: Path, monkeypatch: p
     ):
         thread = threading.Thread(target=lambda: outcome.setdefault("report", pipeline.run(config, client=client)))
         thread.start()
-        _wait_until(lambda: _done(gated / "out.zarr") == 10)
+        wait_until(lambda: shards_done(gated / "out.zarr") == 10)
         # Each worker answers with its PID from its event loop, even while a task blocks its thread.
         victim = next(iter(client.run(os.getpid).values()))
         os.kill(victim, signal.SIGKILL)  # it is blocked inside a `late` shard
-        _wait_until(lambda: victim not in client.run(os.getpid, on_error="ignore").values())
+        wait_until(lambda: victim not in client.run(os.getpid, on_error="ignore").values())
         gate.touch()
         thread.join(timeout=120)
     assert not thread.is_alive()
@@ -144,7 +129,7 @@ def test_a_shard_that_kills_its_worker_stops_the_run_and_resumes_once_fixed(gate
     assert stderr.count("\n") == 1
     assert stderr.startswith("gradcheck: error: Shard 10 (indices 100..109: late[0] to late[9]) killed the worker")
     assert "fix the model and run the same command again to resume" in stderr
-    kept = _done(gated / "out.zarr")
+    kept = shards_done(gated / "out.zarr")
     assert kept >= 10  # at least every `early` shard
     claimed = re.search(r"At least (\d+) of 20 shards are complete and kept", stderr)
     assert claimed is not None
@@ -167,7 +152,7 @@ def test_a_second_run_on_an_output_being_written_is_refused(gated: Path) -> None
     reference, _ = _reference(gated)
     gate = gated / "gate"
     first = _start(gated, GRADCHECK_TEST_GATE=str(gate))
-    _wait_until(lambda: _done(gated / "out.zarr") == 10)
+    wait_until(lambda: shards_done(gated / "out.zarr") == 10)
     second = run_cli("run", str(gated / "check.yaml"))
     assert second.returncode == 2
     assert second.stderr.startswith(
