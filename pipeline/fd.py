@@ -53,6 +53,11 @@ STENCILS: dict[str, tuple[complex, ...]] = {
     "richardson": (1, -1, 2, -2),
     "complex-step": (1j,),
 }
+#: The real stencils' multiples, as arrays (made once: a shard of a small model is a few
+#: dozen numpy calls, and each one counts).
+MULTIPLES = {
+    scheme: np.array([s.real for s in stencil]) for scheme, stencil in STENCILS.items() if scheme != "complex-step"
+}
 #: ``epsilon: auto`` takes ``EPS ** power · max(1, |θ_i|)``: the step that balances an
 #: error of order ``h**p`` against rounding of order ``EPS / h`` is ``EPS ** (1 / (p + 1))``.
 AUTO_POWER = {"central": 1 / 3, "richardson": 1 / 5}
@@ -78,15 +83,13 @@ def points(values: np.ndarray, steps: np.ndarray, scheme: str) -> tuple[np.ndarr
     ``perturbed`` in the values' dtype (complex for ``complex-step``), ``taken`` the
     exact float64 difference ``perturbed − value`` (the imaginary step for complex).
     """
-    stencil = STENCILS[scheme]
     values = np.asarray(values)
     if scheme == "complex-step":
         perturbed = values.astype(np.complex128)[:, None] + 1j * steps[:, None]
         return perturbed, steps[:, None].astype(np.float64)
-    multiples = np.array([s.real for s in stencil])
     # In the values' dtype, as the model will see them; for float64 this is the seed's θ_i ± ε.
-    perturbed = (values[:, None] + multiples[None, :] * steps[:, None]).astype(values.dtype)
-    taken = perturbed.astype(np.float64) - values.astype(np.float64)[:, None]
+    perturbed = (values[:, None] + MULTIPLES[scheme] * steps[:, None]).astype(values.dtype, copy=False)
+    taken = perturbed.astype(np.float64, copy=False) - values.astype(np.float64, copy=False)[:, None]
     return perturbed, taken
 
 
@@ -136,12 +139,12 @@ def batched_stencil_losses(
     if theta is None:
         theta = np.concatenate([array.reshape(-1) for array in params.values()])
     matrix = np.repeat(theta[np.newaxis], rows, axis=0)
-    matrix[m * np.arange(len(columns))[:, None] + np.arange(m)[None, :], columns[:, None]] = perturbed
+    # Viewed as (entry, stencil point, column): row m·j + s gets perturbed[j, s] in column columns[j].
+    matrix.reshape(len(columns), m, -1)[np.arange(len(columns)), :, columns] = perturbed
+    views = {name: matrix[:, offsets[name] : offsets[name] + array.size] for name, array in params.items()}
     batch = {
-        name: matrix[:, offsets[name] : offsets[name] + array.size]
-        .reshape(rows, *array.shape)
-        .astype(array.dtype, copy=False)
-        for name, array in params.items()
+        name: (view if view.dtype == array.dtype else view.astype(array.dtype)).reshape(rows, *array.shape)
+        for (name, view), array in zip(views.items(), params.values(), strict=True)
     }
     losses = np.asarray(loss_batch(batch), dtype=np.float64)
     if losses.shape != (rows,):
@@ -221,15 +224,22 @@ def _central(losses: np.ndarray, taken: np.ndarray, *, epsilon: float | None, lo
     """:func:`estimate` for central differences: the seed's formula, few numpy calls (a shard of a
     small model spends as long here as in its losses)."""
     plus, minus = losses[:, 0], losses[:, 1]
-    up, down = taken[:, 0], taken[:, 1]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # non-finite losses are recorded
-        span = 2 * epsilon if epsilon is not None else up - down
-        numeric = (plus - minus) / span
-        bar = (noise * math.sqrt(2)) / np.abs(span) * np.ones_like(numeric)
-        upper = (plus - loss0) / up
-        lower = (loss0 - minus) / -down
-    nonfinite = (~np.isfinite(plus) * PLUS | ~np.isfinite(minus) * MINUS).astype(np.int8)
-    return Estimate(numeric, bar, lower, upper, nonfinite, np.zeros(numeric.shape, dtype=bool))
+        if epsilon is not None:
+            span = 2 * epsilon
+            numeric = (plus - minus) / span
+            bar = np.full(numeric.shape, (noise * math.sqrt(2)) / abs(span))
+        else:
+            span = taken[:, 0] - taken[:, 1]
+            numeric = (plus - minus) / span
+            bar = (noise * math.sqrt(2)) / np.abs(span)
+        # (J(θ ± h) − J(θ)) / ±h: the one-sided slopes, (loss0 − minus) / −down exactly for the lower one
+        slopes = (losses - loss0) / taken
+    if np.isfinite(losses).all():
+        nonfinite = np.zeros(numeric.shape, dtype=np.int8)
+    else:
+        nonfinite = (~np.isfinite(plus) * PLUS | ~np.isfinite(minus) * MINUS).astype(np.int8)
+    return Estimate(numeric, bar, slopes[:, 1], slopes[:, 0], nonfinite, np.zeros(numeric.shape, dtype=bool))
 
 
 #: Second differences at h and 2h that differ by more than this fraction mean the loss is

@@ -205,14 +205,19 @@ class _Loaded:
         return self.analytic
 
 
-def _call(what: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Call ``fn(*args)``, which calls the user's model; its exceptions become one-line model errors."""
+def _call(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn(*args)``, which calls the user's model; its exceptions become one-line model errors.
+
+    ``what`` names the call in the message; it may be a function that makes the name, called only on
+    an error (formatting costs as much as a small model's batch).
+    """
     try:
         return fn(*args)
     except GradcheckError:
         raise
     except Exception as e:
-        raise ModelError(f"Model {what} raised {type(e).__name__}: {e}") from e
+        named = what if isinstance(what, str) else what()
+        raise ModelError(f"Model {named} raised {type(e).__name__}: {e}") from e
 
 
 #: The most memory one batch of perturbed parameter copies may take...
@@ -444,7 +449,7 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
     estimates = _evaluate(loaded, groups)
     evaluated = time.perf_counter()
     for group, (h, est) in zip(groups, estimates, strict=True):
-        at = np.concatenate([spec.offset + positions - shard.start for spec, positions in group])
+        at = group.columns - shard.start
         numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, h
         if problem.judged:  # one tolerance per group: it depends on the dtype and the scheme
             allowed[at], status[at] = judge(
@@ -453,7 +458,7 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
                 est.bar,
                 est.lower,
                 est.upper,
-                problem.tolerance_for(group[0][0].dtype),
+                problem.tolerance_for(group.dtype),
                 est.smooth,
             )
         else:
@@ -485,29 +490,49 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
 Segment = tuple[TensorSpec, np.ndarray]
 
 
-def _by_dtype(segments: list[Segment]) -> list[list[Segment]]:
-    """Consecutive segments of the same dtype, together: each group is stepped, estimated and
-    judged in one vectorised pass (a shard of many small tensors would otherwise pay numpy's
-    overhead per tensor)."""
-    groups: list[list[Segment]] = []
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Consecutive segments (tensors and the positions checked in them) of one dtype, with their
+    indices in the flat index space: stepped, evaluated, estimated and judged in one pass."""
+
+    segments: tuple[Segment, ...]
+    columns: np.ndarray
+
+    @property
+    def dtype(self) -> str:
+        return self.segments[0][0].dtype
+
+
+def _by_dtype(segments: list[Segment]) -> list[_Group]:
+    """Consecutive segments of the same dtype, together: a shard of many small tensors would
+    otherwise pay numpy's overhead per tensor."""
+    runs: list[list[Segment]] = []
     for segment in segments:
-        if groups and groups[-1][0][0].dtype == segment[0].dtype:
-            groups[-1].append(segment)
+        if runs and runs[-1][0][0].dtype == segment[0].dtype:
+            runs[-1].append(segment)
         else:
-            groups.append([segment])
-    return groups
+            runs.append([segment])
+    return [_Group(tuple(run), np.concatenate([spec.offset + positions for spec, positions in run])) for run in runs]
 
 
-def _evaluate(loaded: _Loaded, groups: list[list[Segment]]) -> list[tuple[np.ndarray, Any]]:
-    """Steps and estimates per group of segments (tensors and the positions checked in them)."""
+def _evaluate(loaded: _Loaded, groups: list[_Group]) -> list[tuple[np.ndarray, Any]]:
+    """Steps and estimates per group."""
     problem = loaded.problem
+    batched = loaded.batched and not loaded.stages  # least overhead per evaluation (a staged model: fewest)
     stencils = []
     for group in groups:
-        values = np.concatenate([loaded.params[spec.name].reshape(-1)[positions] for spec, positions in group])
+        if batched:  # one fancy index, not one per tensor (float32 values are exact in float64)
+            values = loaded.theta[group.columns].astype(group.dtype, copy=False)
+        else:  # no flat copy of the parameters
+            values = np.concatenate(
+                [loaded.params[spec.name].reshape(-1)[positions] for spec, positions in group.segments]
+            )
         h = step_sizes(values, problem.scheme, problem.epsilon)
         stencils.append((h, *points(values, h, problem.scheme)))
-    if loaded.batched and not loaded.stages:  # least overhead per evaluation (a staged model: fewest)
-        losses = _batched_losses(loaded, groups, [perturbed for _, perturbed, _ in stencils])
+    if batched:
+        losses = _batched_losses(
+            loaded, [group.columns for group in groups], [perturbed for _, perturbed, _ in stencils]
+        )
     else:
         losses = [
             np.concatenate(
@@ -521,10 +546,10 @@ def _evaluate(loaded: _Loaded, groups: list[list[Segment]]) -> list[tuple[np.nda
     ]
 
 
-def _rows(group: list[Segment], perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:
+def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:
     """Each segment of a group with its rows of the group's perturbed values."""
     first = 0
-    for spec, positions in group:
+    for spec, positions in group.segments:
         yield spec, positions, perturbed[first : first + positions.size]
         first += positions.size
 
@@ -556,25 +581,25 @@ def _float_loss_from(loaded: _Loaded, stage: int) -> float:
     return float(loaded.loss_from(stage))
 
 
-def _batched_losses(loaded: _Loaded, groups: list[list[Segment]], perturbed: list[np.ndarray]) -> list[np.ndarray]:
-    """The stencil losses through ``loss_batch``, per group: as many points per call as the memory
-    budget allows, across tensors."""
-    # Indices into the flat index space: the params are held in the layout's order.
-    columns = np.concatenate([spec.offset + positions for group in groups for spec, positions in group])
+def _batched_losses(loaded: _Loaded, columns: list[np.ndarray], perturbed: list[np.ndarray]) -> list[np.ndarray]:
+    """The stencil losses through ``loss_batch``, per group (its flat ``columns`` and perturbed values):
+    as many points per call as the memory budget allows, across groups."""
+    every = columns[0] if len(columns) == 1 else np.concatenate(columns)
     # float32 values are exact in float64, and written back as float32
     table = perturbed[0] if len(perturbed) == 1 else np.concatenate(perturbed)
     width = table.shape[1]
-    per_call = max(1, loaded.batch_rows(width * columns.size) // width)
+    per_call = max(1, loaded.batch_rows(width * every.size) // width)
     parts = []
-    for first in range(0, columns.size, per_call):
+    for first in range(0, every.size, per_call):
         part = slice(first, first + per_call)
+        indices = every[part]
         parts.append(
             _call(
-                f"loss_batch near θ (indices {columns[first]}..{columns[part][-1]})",
+                functools.partial(_batch_near, indices),
                 batched_stencil_losses,
                 loaded.loss_batch,
                 loaded.params,
-                columns[part],
+                indices,
                 table[part],
                 loaded.theta,
             )
@@ -584,6 +609,10 @@ def _batched_losses(loaded: _Loaded, groups: list[list[Segment]], perturbed: lis
         return [losses]
     bounds = np.cumsum([0, *(p.shape[0] for p in perturbed)])
     return [losses[bounds[j] : bounds[j + 1]] for j in range(len(perturbed))]
+
+
+def _batch_near(indices: np.ndarray) -> str:
+    return f"loss_batch near θ (indices {indices[0]}..{indices[-1]})"
 
 
 #: Directions are seeded by (this, the tensor's number, the direction's number): every run

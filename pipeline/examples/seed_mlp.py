@@ -73,12 +73,17 @@ class SeedMLP:
         """
         x, y = data["X"], data["Y"]
         m = x.shape[1]
-        a1 = _relu(np.matmul(params_batch["W1"], x) + params_batch["b1"])
+        w1 = params_batch["W1"]
+        k, hidden, inputs = w1.shape
+        # Every row multiplies the same X: one matrix product for all K rows (the same dot
+        # products as K separate ones), not K small ones.
+        z1 = np.dot(w1.reshape(k * hidden, inputs), x).reshape(k, hidden, m)
+        a1 = _relu(z1 + params_batch["b1"])
         a2 = _relu(np.matmul(params_batch["W2"], a1) + params_batch["b2"])
         z3 = np.matmul(params_batch["W3"], a2) + params_batch["b3"]
         a3 = 1 / (1 + np.exp(-z3))
         logprobs = np.multiply(-np.log(a3), y) + np.multiply(-np.log(1 - a3), 1 - y)
-        losses: np.ndarray = 1.0 / m * np.sum(logprobs, axis=(1, 2))
+        losses: np.ndarray = 1.0 / m * logprobs.sum(axis=(1, 2))
         return losses
 
     def grad(self, params: Arrays, data: Arrays) -> Arrays:
