@@ -358,15 +358,8 @@ class _Run:
             for j in range(self.config.directions)
         ]
         todo = [shard for shard in plan if shard.index not in done]
-        # The probe's worker has the problem loaded and its loss warmed up: the first shard goes there
-        # (a check of one shard, a small model's, then reads no store again and runs warm).
-        head, rest = todo[:1], todo[1:]
         futures = {
-            **{
-                client.submit(kernel.shard_task, problem, s, pure=False, workers=prober, allow_other_workers=True): s
-                for s in head
-            },
-            **dict(zip(client.map(kernel.shard_task, [problem] * len(rest), rest, pure=False), rest, strict=True)),
+            **dict(zip(client.map(kernel.shard_task, [problem] * len(todo), todo, pure=False), todo, strict=True)),
             **{client.submit(kernel.summary_task, problem, s, pure=False): s for s in plan if s.index in done},
         }
         width = len(STENCILS[problem.scheme])
