@@ -133,19 +133,16 @@ def batched_stencil_losses(
     rows = m * len(columns)
     # One matrix of every parameter set, one row each, built with one fancy-indexed write;
     # the tensors are views of its columns (copies only for a dtype other than the matrix's).
-    offsets, stop = {}, 0
-    for name, array in params.items():
-        offsets[name], stop = stop, stop + array.size
     if theta is None:
         theta = np.concatenate([array.reshape(-1) for array in params.values()])
     matrix = np.repeat(theta[np.newaxis], rows, axis=0)
     # Viewed as (entry, stencil point, column): row m·j + s gets perturbed[j, s] in column columns[j].
     matrix.reshape(len(columns), m, -1)[np.arange(len(columns)), :, columns] = perturbed
-    views = {name: matrix[:, offsets[name] : offsets[name] + array.size] for name, array in params.items()}
-    batch = {
-        name: (view if view.dtype == array.dtype else view.astype(array.dtype)).reshape(rows, *array.shape)
-        for (name, view), array in zip(views.items(), params.values(), strict=True)
-    }
+    batch, start = {}, 0
+    for name, array in params.items():
+        view = matrix[:, start : start + array.size]
+        start += array.size
+        batch[name] = (view if view.dtype == array.dtype else view.astype(array.dtype)).reshape(rows, *array.shape)
     losses = np.asarray(loss_batch(batch), dtype=np.float64)
     if losses.shape != (rows,):
         raise ValueError(f"loss_batch must return one loss per row, shape ({rows},). Got {losses.shape} instead.")
