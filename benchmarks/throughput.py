@@ -1,6 +1,6 @@
 """Throughput of the pipeline against the black-box limit, the seed's loop and scipy, in one run.
 
-Usage: pip install -e ".[bench]" && python benchmarks/throughput.py [--models seed,mlp-1e4,mlp4,mlp4-staged] [--json PATH]
+Usage: pip install -e ".[bench]" && python benchmarks/throughput.py [--models seed,mlp-1e4,...] [--json PATH]
 
 A full check of n indices costs 2n loss evaluations; on c cores no black-box method
 can finish faster than 2n·t_loss/c. For each model this prints:
@@ -59,6 +59,14 @@ MODELS: dict[str, Callable[[], tuple[str, Any, Arrays, Arrays]]] = {
     # The same 4-layer MLP, plain and declaring its stages: past the black-box limit.
     "mlp4": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((32, 64, 64, 64, 1), batch=256)),
     "mlp4-staged": lambda: ("pipeline.examples.mlp:staged4", mlp.staged4, *mlp.problem((32, 64, 64, 64, 1), batch=256)),
+    # Four equal layers: the most a staged check can save when a layer costs in proportion to its
+    # parameters, 1 / (1/2 + 1/(2·4)) = 1.6x fewer loss-equivalents.
+    "mlp4-equal": lambda: ("pipeline.examples.mlp:mlp", mlp.mlp, *mlp.problem((64, 64, 64, 64, 64), batch=256)),
+    "mlp4-equal-staged": lambda: (
+        "pipeline.examples.mlp:staged4",
+        mlp.staged4,
+        *mlp.problem((64, 64, 64, 64, 64), batch=256),
+    ),
 }
 
 
@@ -166,7 +174,7 @@ def check_rates_in_worker(problem: Any, ref: str, params: Arrays, data: Arrays, 
     groups = kernel._by_dtype([(spec, np.arange(lo, hi)) for spec, lo, hi in layout.segments(0, layout.n_params)])
     spent = {"seed_loop": 0.0, "evaluate": 0.0}
     counts = dict.fromkeys(spent, 0)
-    runs = {
+    runs: dict[str, Callable[[], Any]] = {
         "seed_loop": lambda: seed_loop(model, params, data, layout.n_params),
         "evaluate": lambda: kernel._evaluate(loaded, groups),
     }
@@ -213,11 +221,11 @@ def pipeline_run(ref: str, folder: Path, workers: int) -> dict[str, float]:
             layout = pipeline.stores.read_layout(config.params)
             # The run's own problem, as the shards got it (the noise only sets error bars: timing alone here).
             problem = dataclasses.replace(make_problem(config, layout, ref), loss0=report.loss, noise=0.0)
-            futures = [
+            checks = [
                 client.submit(check_rates_in_worker, problem, ref, params, data, workers=[a], pure=False)
                 for a in addresses
             ]
-            per_worker = [f.result() for f in futures]
+            per_worker: list[dict[str, float]] = [f.result() for f in checks]
             rates = {
                 f"sustained_{name}_seconds": sum(r[name] for r in per_worker) / len(per_worker)
                 for name in per_worker[0]
