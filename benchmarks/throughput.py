@@ -288,7 +288,7 @@ def bench(name: str, baseline_indices: int, cores: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", default="seed,mlp-1e4,mlp4,mlp4-staged", help=f"comma-separated, of {', '.join(MODELS)}"
+        "--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)} (default: all)"
     )
     parser.add_argument("--baseline-indices", type=int, default=4000)
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "throughput.json")
