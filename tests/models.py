@@ -192,6 +192,14 @@ class SmoothBatched(Smooth):
 smooth_batched = SmoothBatched()
 
 
+class _BatchRaises(SmoothBatched):
+    def loss_batch(self, params_batch: Arrays, data: Arrays) -> np.ndarray:
+        raise ValueError("no batch here")
+
+
+raising_batch = _BatchRaises()
+
+
 class PlainOnly:
     """Another model's loss and grad, without its optional capabilities."""
 

@@ -280,6 +280,12 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("loss None", _nothing, _model("none_loss"), r"Model loss at θ must return a real scalar. Got NoneType instead."),
     ("loss raises", _nothing, _model("raising_loss"), r"Model loss at θ raised KeyError: 'missing'"),
     (
+        "loss_batch raises",
+        _nothing,
+        _model("raising_batch"),
+        r"Model loss_batch near θ \(indices 0\.\.\d+\) raised ValueError: no batch here",
+    ),
+    (
         "loss random (dropout)",
         _nothing,
         _model("dropout"),
