@@ -158,7 +158,7 @@ def scipy_seconds(model: Any, params: Arrays, data: Arrays, indices: int) -> flo
 SUSTAINED_MAX_PARAMS = 1000
 
 
-def check_rates_in_worker(problem: Any, ref: str, params: Arrays, data: Arrays, rounds: int = 5) -> dict[str, float]:
+def check_rates_in_worker(problem: Any, params: Arrays, data: Arrays, rounds: int = 5) -> dict[str, float]:
     """Seconds per whole check, sustained, inside this worker: the seed's loop against the
     evaluation a pipeline shard runs over every index (``kernel._evaluate``, what a run's
     ``evaluate_seconds`` times), alternating in rounds of 0.2 s each so both see the same load.
@@ -168,9 +168,8 @@ def check_rates_in_worker(problem: Any, ref: str, params: Arrays, data: Arrays, 
     """
     from pipeline import kernel
 
-    model = pipeline.model.load_model(ref)
-    loaded, _ = kernel._load(problem)
-    layout = problem.layout
+    loaded, _ = kernel._load(problem)  # the model, parameters and data, as a shard has them
+    model, layout = loaded.model, problem.layout
     groups = kernel._by_dtype([(spec, np.arange(lo, hi)) for spec, lo, hi in layout.segments(0, layout.n_params)])
     spent = {"seed_loop": 0.0, "evaluate": 0.0}
     counts = dict.fromkeys(spent, 0)
@@ -222,8 +221,7 @@ def pipeline_run(ref: str, folder: Path, workers: int) -> dict[str, float]:
             # The run's own problem, as the shards got it (the noise only sets error bars: timing alone here).
             problem = dataclasses.replace(make_problem(config, layout, ref), loss0=report.loss, noise=0.0)
             checks = [
-                client.submit(check_rates_in_worker, problem, ref, params, data, workers=[a], pure=False)
-                for a in addresses
+                client.submit(check_rates_in_worker, problem, params, data, workers=[a], pure=False) for a in addresses
             ]
             per_worker: list[dict[str, float]] = [f.result() for f in checks]
             rates = {
