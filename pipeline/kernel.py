@@ -172,10 +172,12 @@ class _Loaded:
 
     @property
     def batched(self) -> bool:
-        """Whether to use the model's ``loss_batch(params_batch, data)``: it offers one, and
+        """Whether to use the model's ``loss_batch(params_batch, data)``: it offers one, it is not
+        staged (stages cost the fewest evaluations; batches the least overhead per evaluation), and
         batches of at least ``MIN_BATCH_ROWS`` parameter copies fit in ``BATCH_BYTES``."""
         return (
             callable(getattr(self.model, "loss_batch", None))
+            and not self.stages
             and self.problem.scheme != "complex-step"
             and MIN_BATCH_ROWS * self.row_bytes <= BATCH_BYTES
         )
@@ -388,7 +390,7 @@ def _time_loss(loaded: _Loaded, budget_seconds: float = 0.2, at_most: int = 20) 
     (perturbation, one batch, estimates) over the first indices, divided by its losses.
     That also warms the path up in this worker before the shards time it.
     """
-    if not loaded.batched or loaded.stages:
+    if not loaded.batched:
         return _fastest(loaded.loss, budget_seconds, at_most)
     layout = loaded.problem.layout
     width = len(STENCILS[loaded.problem.scheme])
@@ -518,7 +520,7 @@ def _by_dtype(segments: list[Segment]) -> list[_Group]:
 def _evaluate(loaded: _Loaded, groups: list[_Group]) -> list[tuple[np.ndarray, Any]]:
     """Steps and estimates per group."""
     problem = loaded.problem
-    batched = loaded.batched and not loaded.stages  # least overhead per evaluation (a staged model: fewest)
+    batched = loaded.batched
     stencils = []
     for group in groups:
         if batched:  # one fancy index, not one per tensor (float32 values are exact in float64)
