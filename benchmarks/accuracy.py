@@ -37,9 +37,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import pipeline  # noqa: E402
-from pipeline.cluster import connect  # noqa: E402
 from pipeline.config import ClusterConfig  # noqa: E402
 from pipeline.examples import seed_mlp, zoo  # noqa: E402
+from pipeline.execution.cluster import connect  # noqa: E402
 from pipeline.report import text_table  # noqa: E402
 
 DTYPES = {"float64": np.float64, "float32": np.float32}

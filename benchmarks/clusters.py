@@ -30,10 +30,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import jobs  # noqa: E402
 from pipeline.errors import GradcheckError  # noqa: E402
 from pipeline.examples import mlp  # noqa: E402
-from pipeline.stores import write_group  # noqa: E402
+from pipeline.execution import jobs  # noqa: E402
+from pipeline.storage.inputs import write_group  # noqa: E402
 from tests.clusters import Certificates, dask_cluster, make_certificates  # noqa: E402
 
 

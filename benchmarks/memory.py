@@ -33,12 +33,14 @@ from pathlib import Path  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import kernel, stores  # noqa: E402
 from pipeline.api import run  # noqa: E402
-from pipeline.cluster import connect  # noqa: E402
 from pipeline.config import ClusterConfig, Config  # noqa: E402
 from pipeline.examples import mlp  # noqa: E402
-from pipeline.plan import make_plan  # noqa: E402
+from pipeline.execution import dask as kernel  # noqa: E402
+from pipeline.execution.cluster import connect  # noqa: E402
+from pipeline.numerics.core import Settings  # noqa: E402
+from pipeline.numerics.plan import make_plan  # noqa: E402
+from pipeline.storage import inputs, output  # noqa: E402
 
 MIB = 2**20
 
@@ -69,11 +71,11 @@ def main() -> None:
     store_mib = (sum(p.nbytes for p in params.values()) + sum(d.nbytes for d in data.values())) / MIB
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        stores.write_group(str(folder / "params.zarr"), params, {"order": list(params)})
-        stores.write_group(str(folder / "data.zarr"), data)
+        inputs.write_group(str(folder / "params.zarr"), params, {"order": list(params)})
+        inputs.write_group(str(folder / "data.zarr"), data)
         grad_mib = sum(p.nbytes for p in params.values()) / MIB  # what model.grad returns
         del params, data
-        layout = stores.read_layout(str(folder / "params.zarr"))
+        layout = inputs.read_layout(str(folder / "params.zarr"))
         problem = kernel.Problem(
             run_id=uuid.uuid4().hex,
             model="pipeline.examples.mlp:mlp",
@@ -81,10 +83,7 @@ def main() -> None:
             data=str(folder / "data.zarr"),
             gradient=None,
             output=str(folder / "out.zarr"),
-            layout=layout,
-            epsilon=1e-6,
-            worst=10,
-            scheme="central",
+            settings=Settings(layout=layout, epsilon=1e-6, worst=10, scheme="central"),
         )
         plan = make_plan(n, args.shard_size)
         # Shards at the start of every tensor: each tensor's perturbation path runs.
@@ -105,7 +104,7 @@ def main() -> None:
             baseline = next(iter(client.run(_rss_mib).values()))
             start = time.perf_counter()
             client.submit(kernel.probe_task, problem, pure=False).result()
-            stores.prepare_output(problem.output, layout, args.shard_size, "memory-benchmark", overwrite=True)
+            output.prepare_output(problem.output, layout, args.shard_size, "memory-benchmark", overwrite=True)
             client.submit(kernel.analytic_task, problem, False, pure=False).result()
             after_analytic = next(iter(client.run(_rss_mib).values()))
             rss_after_shards = []

@@ -44,11 +44,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import pipeline  # noqa: E402
+import pipeline.storage.inputs  # noqa: E402
 from pipeline.api import make_problem  # noqa: E402
-from pipeline.cluster import connect  # noqa: E402
 from pipeline.config import ClusterConfig, Config  # noqa: E402
 from pipeline.examples import mlp, seed_mlp  # noqa: E402
-from pipeline.stores import write_group  # noqa: E402
+from pipeline.execution.cluster import connect  # noqa: E402
+from pipeline.storage.inputs import write_group  # noqa: E402
 
 Arrays = dict[str, np.ndarray]
 MODELS: dict[str, Callable[[], tuple[str, Any, Arrays, Arrays]]] = {
@@ -160,22 +161,23 @@ SUSTAINED_MAX_PARAMS = 1000
 
 def check_rates_in_worker(problem: Any, params: Arrays, data: Arrays, rounds: int = 5) -> dict[str, float]:
     """Seconds per whole check, sustained, inside this worker: the seed's loop against the
-    evaluation a pipeline shard runs over every index (``kernel._evaluate``, what a run's
+    evaluation a pipeline shard runs over every index (``core._evaluate``, what a run's
     ``evaluate_seconds`` times), alternating in rounds of 0.2 s each so both see the same load.
 
     Like for like, both warm: a single evaluation of a 47-index shard after even 10 ms idle costs
     300-600 µs on this machine in a plain process as well (cold caches), whichever code runs.
     """
-    from pipeline import kernel
+    from pipeline.execution import dask
+    from pipeline.numerics import core
 
-    loaded, _ = kernel._load(problem)  # the model, parameters and data, as a shard has them
-    model, layout = loaded.model, problem.layout
-    groups = kernel._by_dtype([(spec, np.arange(lo, hi)) for spec, lo, hi in layout.segments(0, layout.n_params)])
+    loaded, _ = dask._load(problem)  # the model, parameters and data, as a shard has them
+    model, layout = loaded.model, problem.settings.layout
+    groups = core._by_dtype([(spec, np.arange(lo, hi)) for spec, lo, hi in layout.segments(0, layout.n_params)])
     spent = {"seed_loop": 0.0, "evaluate": 0.0}
     counts = dict.fromkeys(spent, 0)
     runs: dict[str, Callable[[], Any]] = {
         "seed_loop": lambda: seed_loop(model, params, data, layout.n_params),
-        "evaluate": lambda: kernel._evaluate(loaded, groups),
+        "evaluate": lambda: core._evaluate(loaded, groups),
     }
     for run in runs.values():
         run()  # warm
@@ -206,8 +208,8 @@ def pipeline_run(ref: str, folder: Path, workers: int) -> dict[str, float]:
         up = time.perf_counter()
         # t_loss in these very workers, all at once (as loaded as during the run), just
         # before the run: the machine is shared, and figures a minute apart differ.
-        params = pipeline.stores.read_arrays("params", config.params)
-        data = pipeline.stores.read_arrays("data", config.data)
+        params = pipeline.storage.inputs.read_arrays("params", config.params)
+        data = pipeline.storage.inputs.read_arrays("data", config.data)
         addresses = list(client.scheduler_info(n_workers=-1)["workers"])
         futures = [client.submit(sustained_loss_seconds, ref, params, data, workers=[a], pure=False) for a in addresses]
         t_worker = sum(f.result() for f in futures) / len(futures)
@@ -217,9 +219,12 @@ def pipeline_run(ref: str, folder: Path, workers: int) -> dict[str, float]:
         peak_kib = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         rates = {}
         if sum(a.size for a in params.values()) <= SUSTAINED_MAX_PARAMS:  # a whole check is one small shard
-            layout = pipeline.stores.read_layout(config.params)
+            layout = pipeline.storage.inputs.read_layout(config.params)
             # The run's own problem, as the shards got it (the noise only sets error bars: timing alone here).
-            problem = dataclasses.replace(make_problem(config, layout, ref), loss0=report.loss, noise=0.0)
+            problem = make_problem(config, layout, ref)
+            problem = dataclasses.replace(
+                problem, settings=dataclasses.replace(problem.settings, loss0=report.loss, noise=0.0)
+            )
             checks = [
                 client.submit(check_rates_in_worker, problem, params, data, workers=[a], pure=False) for a in addresses
             ]

@@ -12,7 +12,7 @@ from .errors import (
     StoreError,
     StoreNotFoundError,
 )
-from .layout import Layout, TensorSpec
+from .numerics.layout import Layout, TensorSpec
 from .report import Report, TensorReport, WorstElement
 
 __all__ = [

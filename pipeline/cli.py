@@ -13,18 +13,20 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from . import api, jobs, stores
+from . import api
 from .config import ClusterConfig, Config, load_config, parse_overrides
 from .errors import GradcheckError, StoreError
 from .examples import EXAMPLES, write_example
-from .history import format_history, format_run, read_history
-from .page import render_page
+from .execution import jobs
+from .nightly.history import format_history, format_run, read_history
+from .nightly.page import render_page
+from .nightly.suite import load_suite, run_suite
 from .report import Report, format_report
-from .suite import load_suite, run_suite
 
 __all__ = ["main"]
 
@@ -63,6 +65,9 @@ def _check_arguments(command: argparse.ArgumentParser, *, local: bool) -> None:
     where = command.add_mutually_exclusive_group()
     if local:
         where.add_argument("--workers", type=_workers, metavar="N", help="worker processes of the local cluster")
+        where.add_argument(
+            "--inline", action="store_true", help="run in this process: no cluster (the same numbers, bit for bit)"
+        )
     _cluster_arguments(where)
     command.add_argument(
         "--overwrite", action="store_true", help="replace an output that holds a different check's result"
@@ -72,6 +77,9 @@ def _check_arguments(command: argparse.ArgumentParser, *, local: bool) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="gradcheck", description="Check a model's analytic gradient against centered finite differences."
+    )
+    parser.add_argument(
+        "--traceback", action="store_true", help="on an error, print the whole traceback (the model's, when it raised)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
@@ -134,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
         "name", choices=sorted(EXAMPLES), metavar="NAME", help=f"one of: {', '.join(sorted(EXAMPLES))}"
     )
     example.add_argument("folder", metavar="DIR", help="where to write it")
+    for command in commands.choices.values():  # also after the subcommand; SUPPRESS keeps the main parser's value
+        command.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -155,6 +165,8 @@ class _ProgressBar:
 def _where(cluster: ClusterConfig, args: argparse.Namespace) -> ClusterConfig:
     """The config's cluster, with where to run replaced as a whole by the command line's; timeout and TLS kept."""
     workers = getattr(args, "workers", None)
+    if getattr(args, "inline", False):
+        return ClusterConfig(inline=True)
     if workers is None and not args.scheduler and not args.scheduler_file:
         return cluster
     scheduler_file = os.path.abspath(args.scheduler_file) if args.scheduler_file else None
@@ -204,7 +216,9 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    attrs = stores.read_output_attrs(args.output)
+    from .storage.output import read_output_attrs  # Zarr, only for the commands that read an output
+
+    attrs = read_output_attrs(args.output)
     if "report" not in attrs:
         raise StoreError(f"The output '{args.output}' has no report yet: its run did not finish.")
     report = Report.from_dict(attrs["report"])
@@ -261,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except GradcheckError as e:
+        if args.traceback:
+            print(getattr(e, "detail", None) or "".join(traceback.format_exception(e)), end="", file=sys.stderr)
         print(f"gradcheck: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, ConfigTypeError
-from .fd import SCHEMES
-from .stores import is_url
+from .numerics.fd import SCHEMES
+from .storage import is_url
 
 __all__ = [
     "ClusterConfig",
@@ -160,6 +160,8 @@ class ClusterConfig:
 
     Parameters
     ----------
+    inline : bool
+        Run in this process (``cluster: inline``): no cluster, no task, the same numbers.
     workers : int or None
         Worker processes of the embedded ``LocalCluster`` (one thread each).
         ``None`` picks one per core, at most one per shard.
@@ -178,24 +180,34 @@ class ClusterConfig:
     scheduler_file: str | None = None
     timeout: float = CLUSTER_TIMEOUT_SECONDS
     security: TLSFiles | None = None
+    inline: bool = False
 
     @property
     def is_local(self) -> bool:
         """Whether the run starts its own ``LocalCluster``."""
-        return self.address is None and self.scheduler_file is None
+        return not self.inline and self.address is None and self.scheduler_file is None
 
     @classmethod
     def from_value(cls, value: Any) -> ClusterConfig:
-        """Validate ``cluster:`` (null, an address string, or a mapping)."""
+        """Validate ``cluster:`` (null or ``local``, ``inline``, an address string, or a mapping)."""
         if value is None or value == "local":
             return cls()
+        if value == "inline":
+            return cls(inline=True)
         if isinstance(value, str):
             value = {"address": value}
         if not isinstance(value, Mapping):
             raise ConfigTypeError(
-                f"`cluster` must be 'local', a scheduler address or a mapping. Got {value!r} instead."
+                f"`cluster` must be 'local', 'inline', a scheduler address or a mapping. Got {value!r} instead."
             )
-        _reject_unknown("cluster.", value, ("workers", "address", "scheduler_file", "timeout", "security"))
+        _reject_unknown("cluster.", value, ("inline", "workers", "address", "scheduler_file", "timeout", "security"))
+        inline = value.get("inline", False)
+        if not isinstance(inline, bool):
+            raise ConfigTypeError(f"`cluster.inline` must be true or false. Got {inline!r} instead.")
+        if inline:
+            if set(value) - {"inline", "timeout"}:
+                raise ConfigError("`cluster.inline` runs the check in this process; it takes no other cluster key.")
+            return cls(inline=True)
         workers = value.get("workers")
         address = value.get("address")
         scheduler_file = value.get("scheduler_file")

@@ -55,7 +55,15 @@ class HistoryError(GradcheckError, ValueError):
 
 
 class ModelError(GradcheckError):
-    """A model does not follow the protocol, or misbehaves when called."""
+    """A model does not follow the protocol, or misbehaves when called.
+
+    ``detail`` holds the model's own traceback as text, when it raised (``gradcheck
+    --traceback`` prints it); an attribute, so it survives pickling from a worker.
+    """
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class ModelImportError(ModelError, ImportError):

@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 import numpy as np
 
 from .errors import ModelError, ModelImportError
-from .layout import Layout
+from .numerics.layout import Layout
 
 __all__ = [
     "Model",

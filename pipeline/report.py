@@ -7,6 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .numerics.core import Settings
+from .numerics.fd import AUTO_POWER, COMPLEX_STEP
+from .numerics.verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement, json_float, read_float
+
 __all__ = [
     "RULE",
     "NonFinite",
@@ -15,7 +19,10 @@ __all__ = [
     "TensorReport",
     "WorstElement",
     "format_report",
+    "sample_statement",
+    "step_rule",
     "text_table",
+    "tolerance_statement",
 ]
 
 REPORT_VERSION = 2
@@ -34,150 +41,6 @@ RULE = (
     "exactly the tensors to fix for the check to pass. A tensor's own normalized difference is shown too, but "
     "not judged: on a tensor with a small gradient it is dominated by rounding noise."
 )
-
-
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _json_float(value: float) -> float | None:
-    # Standard JSON has no NaN or infinity.
-    return value if math.isfinite(value) else None
-
-
-@dataclass(frozen=True, slots=True)
-class TensorReport:
-    """One tensor's metrics."""
-
-    name: str
-    shape: tuple[int, ...]
-    difference: float
-    contribution: float
-    max_abs_error: float
-    passed: bool
-    n_checked: int = 0
-    n_wrong: int = 0
-    n_nondifferentiable: int = 0
-    step_min: float = math.nan
-    step_max: float = math.nan
-    diagnosis: tuple[str, ...] = ()
-    n_directions: int = 0
-    n_directions_wrong: int = 0
-    worst: WorstElement | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "name": self.name,
-            "shape": list(self.shape),
-            "difference": _json_float(self.difference),
-            "contribution": _json_float(self.contribution),
-            "max_abs_error": _json_float(self.max_abs_error),
-            "passed": self.passed,
-            "n_checked": self.n_checked,
-            "n_wrong": self.n_wrong,
-            "n_nondifferentiable": self.n_nondifferentiable,
-            "step": [_json_float(self.step_min), _json_float(self.step_max)],
-            "diagnosis": list(self.diagnosis),
-            "n_directions": self.n_directions,
-            "n_directions_wrong": self.n_directions_wrong,
-            "worst": None if self.worst is None else self.worst.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> TensorReport:
-        """Read back :meth:`to_dict`."""
-        step = raw.get("step", [None, None])
-        return cls(
-            raw["name"],
-            tuple(raw["shape"]),
-            _float(raw["difference"]),
-            _float(raw["contribution"]),
-            _float(raw["max_abs_error"]),
-            bool(raw["passed"]),
-            int(raw.get("n_checked", 0)),
-            int(raw.get("n_wrong", 0)),
-            int(raw.get("n_nondifferentiable", 0)),
-            _float(step[0]),
-            _float(step[1]),
-            tuple(raw.get("diagnosis", ())),
-            int(raw.get("n_directions", 0)),
-            int(raw.get("n_directions_wrong", 0)),
-            None if raw.get("worst") is None else WorstElement.from_dict(raw["worst"]),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class WorstElement:
-    """One element, located by tensor and multi-index."""
-
-    tensor: str
-    index: tuple[int, ...]
-    analytic: float
-    numeric: float
-    abs_error: float
-    allowed: float = math.nan
-    status: str = "agrees"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "tensor": self.tensor,
-            "index": list(self.index),
-            "analytic": _json_float(self.analytic),
-            "numeric": _json_float(self.numeric),
-            "abs_error": _json_float(self.abs_error),
-            "allowed": _json_float(self.allowed),
-            "status": self.status,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> WorstElement:
-        """Read back :meth:`to_dict`."""
-        return cls(
-            raw["tensor"],
-            tuple(raw["index"]),
-            _float(raw["analytic"]),
-            _float(raw["numeric"]),
-            _float(raw["abs_error"]),
-            _float(raw.get("allowed")),
-            raw.get("status", "agrees"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class NonFiniteLoss:
-    """An element where the loss at θ + ε (``plus``), θ − ε (``minus``) or both was NaN or infinite."""
-
-    tensor: str
-    index: tuple[int, ...]
-    side: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"tensor": self.tensor, "index": list(self.index), "side": self.side}
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> NonFiniteLoss:
-        """Read back :meth:`to_dict`."""
-        return cls(raw["tensor"], tuple(raw["index"]), raw["side"])
-
-
-@dataclass(frozen=True, slots=True)
-class NonFinite:
-    """How many elements had a non-finite loss, and the first of them in index order."""
-
-    count: int = 0
-    elements: tuple[NonFiniteLoss, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"count": self.count, "elements": [e.to_dict() for e in self.elements]}
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> NonFinite:
-        """Read back :meth:`to_dict`."""
-        return cls(int(raw["count"]), tuple(NonFiniteLoss.from_dict(e) for e in raw["elements"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,13 +84,13 @@ class Report:
         return {
             "version": REPORT_VERSION,
             "model": self.model,
-            "difference": _json_float(self.difference),
+            "difference": json_float(self.difference),
             "passed": self.passed,
             "epsilon": self.epsilon,
             "threshold": self.threshold,
             "n_params": self.n_params,
             "n_checked": self.n_checked,
-            "loss": _json_float(self.loss),
+            "loss": json_float(self.loss),
             "failing": list(self.failing),
             "tensors": [t.to_dict() for t in self.tensors],
             "worst": [w.to_dict() for w in self.worst],
@@ -249,13 +112,13 @@ class Report:
         """Read back :meth:`to_dict`."""
         return cls(
             model=raw["model"],
-            difference=_float(raw["difference"]),
+            difference=read_float(raw["difference"]),
             passed=bool(raw["passed"]),
             epsilon=raw["epsilon"] if isinstance(raw["epsilon"], str) else float(raw["epsilon"]),
             threshold=None if raw["threshold"] is None else float(raw["threshold"]),
             n_params=int(raw["n_params"]),
             n_checked=int(raw["n_checked"]),
-            loss=_float(raw["loss"]),
+            loss=read_float(raw["loss"]),
             tensors=tuple(TensorReport.from_dict(t) for t in raw["tensors"]),
             worst=tuple(WorstElement.from_dict(w) for w in raw["worst"]),
             nonfinite=NonFinite.from_dict(raw.get("nonfinite", {"count": 0, "elements": []})),
@@ -270,6 +133,54 @@ class Report:
             n_nondifferentiable=int(raw.get("n_nondifferentiable", 0)),
             directions=tuple(raw.get("directions", ())),
         )
+
+
+def step_rule(scheme: str, epsilon: float | None) -> str:
+    """How the steps were chosen, in words."""
+    if epsilon is not None:
+        if scheme == "complex-step":
+            return f"fixed step {epsilon:g}: Im J(θ + i·h) / h"
+        return f"fixed step {epsilon:g}; the quotient divides by 2·epsilon, as the seed's formula does"
+    if scheme == "complex-step":
+        return f"{COMPLEX_STEP:g}·max(1, |θ_i|) per element; Im J(θ + i·h) / h"
+    power = AUTO_POWER[scheme]
+    return (
+        f"EPS**(1/{round(1 / power)})·max(1, |θ_i|) per element, EPS of the parameter dtype; "
+        "divided by the steps the floats actually took"
+    )
+
+
+def tolerance_statement(settings: Settings) -> dict[str, object]:
+    """The tolerance per tensor dtype, as the report states it (empty when elements are not judged)."""
+    if not settings.judged:
+        return {}
+    dtypes = sorted({t.dtype for t in settings.layout.tensors})
+    return {dtype: settings.tolerance_for(dtype).to_dict() for dtype in dtypes}
+
+
+#: Confidence of the statement a clean sample supports.
+SAMPLE_CONFIDENCE = 0.95
+
+
+def sample_statement(sample: tuple[int, int] | None) -> dict[str, object]:
+    """What a clean sample means, for a sampled run (``sample`` is ``(k, seed)``); empty when all are checked."""
+    if sample is None:
+        return {}
+    k, seed = sample
+    if k == 0:
+        return {"per_tensor": 0, "statement": "no single element checked (indices: none): random directions only"}
+    delta = 1 - SAMPLE_CONFIDENCE
+    bound = math.log(1 / delta) / k
+    return {
+        "per_tensor": k,
+        "seed": seed,
+        "confidence": SAMPLE_CONFIDENCE,
+        "bound": bound,
+        "statement": (
+            f"{k} random elements per tensor checked (seed {seed}); a tensor whose sampled elements all agree has "
+            f"fewer than ln(1/δ)/k = {bound:.3g} of its elements wrong, at confidence 1 - δ = {SAMPLE_CONFIDENCE:g}"
+        ),
+    }
 
 
 def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -309,7 +220,7 @@ def format_report(report: Report) -> str:
     ]
     if noise:
         how = "measured" if noise.get("measured") else "not measurable; one rounding unit assumed"
-        lines.append(f"  loss noise {_float(noise.get('level')):.2e} ({how})")
+        lines.append(f"  loss noise {read_float(noise.get('level')):.2e} ({how})")
     if report.sample:
         lines.append(f"  {report.sample.get('statement', '')}")
     lines.append("")
@@ -370,9 +281,11 @@ def format_report(report: Report) -> str:
         lines += ["  " + line for line in text_table(rows)]
     timings = report.timings
     if timings:
+        # In this process there is no cluster: what came before the probe is opening the inputs.
+        where = "in this process: set-up" if timings.get("in_process") else "cluster"
         lines += [
             "",
-            f"{timings.get('total_seconds', math.nan):.2f} s in all (cluster {timings.get('cluster_seconds', math.nan):.2f} s, "
+            f"{timings.get('total_seconds', math.nan):.2f} s in all ({where} {timings.get('cluster_seconds', math.nan):.2f} s, "
             f"shards {timings.get('shards_seconds', math.nan):.2f} s); {int(timings.get('loss_evaluations', 0))} loss evaluations, "
             f"{timings.get('evaluations_per_second', math.nan):.0f}/s",
         ]

@@ -15,7 +15,7 @@ import zarr
 from distributed import Client, LocalCluster
 
 from pipeline.examples import write_example
-from pipeline.stores import write_group
+from pipeline.storage.inputs import write_group
 
 from . import models
 

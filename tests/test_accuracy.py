@@ -12,9 +12,10 @@ import zarr
 from distributed import Client
 
 import pipeline
-from pipeline.diagnose import diagnose
+import pipeline.numerics.plan
 from pipeline.examples import seed_mlp, zoo
-from pipeline.tolerance import AGREE, NONDIFFERENTIABLE, UNCHECKED, WRONG, Tolerance, judge
+from pipeline.numerics.diagnose import diagnose
+from pipeline.numerics.tolerance import AGREE, NONDIFFERENTIABLE, UNCHECKED, WRONG, Tolerance, judge
 
 
 @pytest.mark.parametrize("kind", zoo.MODELS)
@@ -112,7 +113,7 @@ def test_sampling_checks_k_elements_per_tensor_and_states_what_a_clean_sample_me
     assert (
         "fewer than ln(1/δ)/k = 0.599 of its elements wrong, at confidence 1 - δ = 0.95" in report.sample["statement"]
     )
-    chosen = set(pipeline.plan.sampled_positions(16, 5, 3, 0).tolist())
+    chosen = set(pipeline.numerics.plan.sampled_positions(16, 5, 3, 0).tolist())
     wrong = 2 * 4 + 1  # w[2, 1], the element the bug changes
     assert report.passed == (wrong not in chosen)
     # Every element sampled: the bug cannot hide.

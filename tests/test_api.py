@@ -13,6 +13,8 @@ import pytest
 from distributed import Client
 
 import pipeline
+import pipeline.storage.inputs
+import pipeline.storage.output
 from pipeline.examples import seed_mlp
 
 from . import models
@@ -33,9 +35,9 @@ def test_check_a_model_object_on_a_shared_cluster(client: Client, tmp_path: Path
     assert report.failing == ("b1", "W2")
     assert report.model == "pipeline.examples.seed_mlp.SeedMLP"
     # The report is the one stored in the output, and the numbers are the seed loop's.
-    stored = pipeline.Report.from_dict(pipeline.stores.read_output_attrs(str(tmp_path / "out.zarr"))["report"])
+    stored = pipeline.Report.from_dict(pipeline.storage.output.read_output_attrs(str(tmp_path / "out.zarr"))["report"])
     assert stored == report
-    numeric = pipeline.stores.read_arrays("output", str(tmp_path / "out.zarr"), ("numeric",))["numeric"]
+    numeric = pipeline.storage.inputs.read_arrays("output", str(tmp_path / "out.zarr"), ("numeric",))["numeric"]
     np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.planted, params, data, seed_mlp.ORDER, 1e-7))
 
 
@@ -107,7 +109,7 @@ def test_local_workers_run_without_the_nannys_malloc_trim_threshold() -> None:
     # a Dask cluster before (a notebook, this test session) passes it on: start from there.
     script = (
         "import os\n"
-        "from pipeline.cluster import connect\n"
+        "from pipeline.execution.cluster import connect\n"
         "from pipeline.config import ClusterConfig\n"
         "if __name__ == '__main__':\n"
         "    with connect(ClusterConfig(workers=1), 1) as client:\n"
@@ -127,7 +129,7 @@ def test_the_batched_path_gives_the_plain_paths_numbers(client: Client, tmp_path
     plain = pipeline.check(
         models.PlainOnly(seed_mlp.planted), params, data, client=client, output=str(tmp_path / "p.zarr")
     )
-    read = pipeline.stores.read_arrays
+    read = pipeline.storage.inputs.read_arrays
     np.testing.assert_array_equal(
         read("output", str(tmp_path / "b.zarr"), ("numeric",))["numeric"],
         read("output", str(tmp_path / "p.zarr"), ("numeric",))["numeric"],
@@ -142,7 +144,7 @@ def test_the_staged_path_gives_the_plain_paths_numbers_for_fewer_losses(client: 
     params, data = mlp.problem((6, 8, 8, 8, 2), batch=32)
     staged = pipeline.check(mlp.staged(4), params, data, client=client, output=str(tmp_path / "s.zarr"))
     plain = pipeline.check(mlp.mlp, params, data, client=client, output=str(tmp_path / "p.zarr"))
-    read = pipeline.stores.read_arrays
+    read = pipeline.storage.inputs.read_arrays
     np.testing.assert_array_equal(
         read("output", str(tmp_path / "s.zarr"), ("numeric",))["numeric"],
         read("output", str(tmp_path / "p.zarr"), ("numeric",))["numeric"],

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.stores import write_group
+from pipeline.storage.inputs import write_group
 
 from . import models
 from .conftest import MODELS_FILE, run_cli, write_smooth_problem

@@ -15,8 +15,8 @@ import pytest
 import zarr
 
 from pipeline.examples import seed_mlp
-from pipeline.plan import auto_shard_size
-from pipeline.stores import write_group
+from pipeline.numerics.plan import auto_shard_size
+from pipeline.storage.inputs import write_group
 
 from . import models
 from .conftest import MODELS_FILE, REPO, run_cli

@@ -17,6 +17,7 @@ from distributed.comm.core import CommClosedError
 from distributed.comm.core import connect as comm_connect
 
 import pipeline
+import pipeline.storage.inputs
 from pipeline.examples import seed_mlp
 from pipeline.model import ModelSource
 
@@ -36,7 +37,7 @@ def cli_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CLICluster
 
 def _seed_numeric_is_the_seed_loops(output: Path) -> None:
     params, data = seed_mlp.problem()
-    numeric = pipeline.stores.read_arrays("output", str(output), ("numeric",))["numeric"]
+    numeric = pipeline.storage.inputs.read_arrays("output", str(output), ("numeric",))["numeric"]
     np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.correct, params, data, seed_mlp.ORDER, 1e-7))
 
 
@@ -90,12 +91,12 @@ def test_a_model_file_reaches_workers_that_cannot_read_it(cli_cluster: CLICluste
             "cluster": {"address": cli_cluster.address},
         }
     )
-    pipeline.stores.write_group(config.params, params, {"order": list(seed_mlp.ORDER)})
-    pipeline.stores.write_group(config.data, data)
+    pipeline.storage.inputs.write_group(config.params, params, {"order": list(seed_mlp.ORDER)})
+    pipeline.storage.inputs.write_group(config.data, data)
     report = pipeline.run(config, model=ref)
     assert not report.passed
     assert report.failing == ("b1", "W2")
-    numeric = pipeline.stores.read_arrays("output", config.output, ("numeric",))["numeric"]
+    numeric = pipeline.storage.inputs.read_arrays("output", config.output, ("numeric",))["numeric"]
     np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.planted, params, data, seed_mlp.ORDER, 1e-7))
 
 

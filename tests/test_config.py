@@ -105,7 +105,7 @@ def test_to_dict_round_trips() -> None:
         ("epsilom: 1.0e-7\n", ConfigError, r"Unknown key `epsilom`. Expected only: model, params"),
         ("cluster: {workers: 0}\n", ConfigError, r"`cluster.workers` must be at least 1. Got 0 instead."),
         ("cluster: {nodes: 2}\n", ConfigError, r"Unknown key `cluster.nodes`"),
-        ("cluster: [1]\n", ConfigTypeError, r"`cluster` must be 'local', a scheduler address or a mapping"),
+        ("cluster: [1]\n", ConfigTypeError, r"`cluster` must be 'local', 'inline', a scheduler address or a mapping"),
         (
             "cluster: {address: 'tcp://127.0.0.1:1', workers: 2}\n",
             ConfigError,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.examples import seed_mlp
-from pipeline.fd import (
+from pipeline.numerics.fd import (
     MINUS,
     PLUS,
     Estimate,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, HistoryError
-from pipeline.history import RECORD_VERSION, DriftPolicy, Record, flag_kind, judge, read_history, write_record
+from pipeline.nightly.history import RECORD_VERSION, DriftPolicy, Record, flag_kind, judge, read_history, write_record
 
 
 def _record(difference: float, wall: float = 10.0, k: int = 0, check: str = "net") -> Record:
@@ -122,8 +122,8 @@ def test_drift_settings_are_validated() -> None:
 
 def test_a_check_without_a_threshold_is_recorded_and_drawn(tmp_path: Path) -> None:
     # The default settings judge elements, not a global threshold: threshold is None.
-    from pipeline.history import format_history
-    from pipeline.page import render_page
+    from pipeline.nightly.history import format_history
+    from pipeline.nightly.page import render_page
 
     records = [dataclasses.replace(_record(1e-11 * (1 + k / 10), k=k), threshold=None) for k in range(3)]
     for record in records:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ModelError, ModelImportError
-from pipeline.layout import Layout
 from pipeline.model import as_loss_value, check_gradient, load_model
+from pipeline.numerics.layout import Layout
 
 from . import models
 from .conftest import MODELS_FILE

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.layout import Layout
-from pipeline.plan import auto_shard_size, make_plan
+from pipeline.numerics.layout import Layout
+from pipeline.numerics.plan import auto_shard_size, make_plan
 
 shapes = st.lists(st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5)
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.layout import Layout
-from pipeline.plan import make_plan
-from pipeline.reduce import ShardResult, Verdict, combine, failing_tensors, summarize_shard
-from pipeline.tolerance import AGREE, NONDIFFERENTIABLE, UNCHECKED, WRONG
+from pipeline.numerics.layout import Layout
+from pipeline.numerics.plan import make_plan
+from pipeline.numerics.reduce import ShardResult, Verdict, combine, failing_tensors, summarize_shard
+from pipeline.numerics.tolerance import AGREE, NONDIFFERENTIABLE, UNCHECKED, WRONG
 
 SHAPES = {"W1": (5, 4), "b1": (5, 1), "W2": (3, 5), "b3": ()}
 LAYOUT = Layout.from_shapes(list(SHAPES), SHAPES, dict.fromkeys(SHAPES, "float64"))

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 import pipeline
+import pipeline.storage.inputs
+import pipeline.storage.output
 from pipeline.examples import seed_mlp
 
 from .clusters import wait_until
@@ -71,8 +73,8 @@ def test_a_check_reads_and_writes_its_stores_in_s3(s3_endpoint: str, s3_env: dic
     params, data = seed_mlp.problem()
     options = {"endpoint_url": s3_endpoint}
     root = "s3://checks/seed"
-    pipeline.stores.write_group(f"{root}/params.zarr", params, {"order": list(seed_mlp.ORDER)}, options)
-    pipeline.stores.write_group(f"{root}/data.zarr", data, None, options)
+    pipeline.storage.inputs.write_group(f"{root}/params.zarr", params, {"order": list(seed_mlp.ORDER)}, options)
+    pipeline.storage.inputs.write_group(f"{root}/data.zarr", data, None, options)
     (tmp_path / "check.yaml").write_text(
         "model: pipeline.examples.seed_mlp:planted\n"
         f"params: {root}/params.zarr\ndata: {root}/data.zarr\noutput: {root}/out.zarr\n"
@@ -82,7 +84,7 @@ def test_a_check_reads_and_writes_its_stores_in_s3(s3_endpoint: str, s3_env: dic
     result = run_cli("run", "check.yaml", "--workers", "2", "--json", cwd=tmp_path, env=s3_env)
     assert result.returncode == 1, result.stderr  # the planted bugs, found
     assert json.loads(result.stdout)["failing"] == ["b1", "W2"]
-    numeric = pipeline.stores.read_arrays("output", f"{root}/out.zarr", ("numeric",), options)["numeric"]
+    numeric = pipeline.storage.inputs.read_arrays("output", f"{root}/out.zarr", ("numeric",), options)["numeric"]
     np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.planted, params, data, seed_mlp.ORDER, 1e-7))
 
     # Every other command reads it too; fsspec's own variable gives the endpoint.
@@ -96,7 +98,7 @@ def test_a_check_reads_and_writes_its_stores_in_s3(s3_endpoint: str, s3_env: dic
     assert json.loads(again.stdout)["timings"]["resumed_shards"] >= 1
 
     # No secret reaches the output: the stored config has the endpoint and nothing else.
-    attrs = pipeline.stores.read_output_attrs(f"{root}/out.zarr", options)
+    attrs = pipeline.storage.output.read_output_attrs(f"{root}/out.zarr", options)
     assert attrs["config"]["storage_options"] == options
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in json.dumps(attrs)
 

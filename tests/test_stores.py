@@ -9,8 +9,9 @@ import pytest
 import zarr
 
 from pipeline.errors import OutputExistsError, StoreError, StoreNotFoundError
-from pipeline.layout import Layout
-from pipeline.stores import prepare_output, read_layout, read_output_attrs, validate_gradient, write_group
+from pipeline.numerics.layout import Layout
+from pipeline.storage.inputs import read_layout, validate_gradient, write_group
+from pipeline.storage.output import prepare_output, read_output_attrs
 
 
 def _params(tmp_path: Path, attrs: dict[str, object] | None = None, **arrays: np.ndarray) -> str:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from pipeline.cli import _parser
-from pipeline.history import read_history
-from pipeline.stores import write_group
+from pipeline.nightly.history import read_history
+from pipeline.storage.inputs import write_group
 
 from . import models
 from .conftest import MODELS_FILE, REPO, run_cli

@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-import zarr
-
 from ..errors import GradcheckError, OutputExistsError
-from ..stores import write_group
 from . import seed_mlp
 
 __all__ = ["EXAMPLES", "write_example"]
@@ -34,6 +31,8 @@ def _refuse_foreign(path: str, expected_text: str | None, name: str) -> None:
     """Refuse to replace anything at ``path`` that this example did not write."""
     if not os.path.exists(path):
         return
+    import zarr  # only writing an example needs it: the example models are imported without it
+
     try:
         if expected_text is not None:
             with open(path, encoding="utf-8") as f:
@@ -61,6 +60,8 @@ def write_seed_mlp(folder: str) -> list[str]:
     stores_ = {os.path.join(folder, s): None for s in ("params.zarr", "data.zarr")}
     for path, text in {**targets, **stores_}.items():
         _refuse_foreign(path, text, name)
+    from ..storage.inputs import write_group
+
     os.makedirs(folder, exist_ok=True)
     params, data = seed_mlp.problem()
     write_group(os.path.join(folder, "params.zarr"), params, {"order": list(seed_mlp.ORDER), _MARKER: name})

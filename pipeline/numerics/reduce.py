@@ -18,8 +18,8 @@ import numpy as np
 from .fd import MINUS, PLUS, normalized_difference
 from .layout import Layout
 from .plan import Shard
-from .report import NonFinite, NonFiniteLoss, TensorReport, WorstElement
 from .tolerance import NONDIFFERENTIABLE, UNCHECKED, WRONG
+from .verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement
 
 __all__ = [
     "DirectionResult",

@@ -19,8 +19,8 @@ import dask
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
-from .config import ClusterConfig
-from .errors import ClusterError
+from ..config import ClusterConfig
+from ..errors import ClusterError
 
 __all__ = ["connect", "local_workers", "resolved", "security"]
 

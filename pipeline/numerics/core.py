@@ -1,10 +1,16 @@
-"""The only code that runs on workers.
+"""The numerics core: a check's steps on loaded arrays, the same in every executor.
 
-A task receives a :class:`Problem` (plain, picklable data: the model reference
-and store paths, never big arrays) and loads parameters and data once per run,
-then reuses them across all its tasks. Entries are perturbed in place, so each
-worker thread keeps its own copy (threads of one worker must not perturb the
-same array at once).
+Everything here takes a :class:`Loaded` problem (a model, its parameters and data
+as numpy arrays, and the run's :class:`Settings`) and returns plain results. It
+imports no Dask and no Zarr: the in-process executor calls these functions in the
+caller's process, the Dask executor calls the same functions inside tasks, and so
+their results are bit-identical. Results are written to an *output*: any object
+whose arrays (``analytic``, ``numeric``, ``nonfinite``, ``allowed``, ``status``,
+``step`` over the index space, ``done`` per shard) take numpy slicing, such as
+Zarr arrays or plain numpy arrays.
+
+Entries are perturbed in place and restored exactly, so a :class:`Loaded` must not
+be shared between threads that evaluate at once.
 """
 
 from __future__ import annotations
@@ -12,37 +18,41 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import threading
+import os
+import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from . import stores
-from .errors import GradcheckError, ModelError, StoreError
+from ..errors import GradcheckError, ModelError, StoreError
+from ..model import Model, as_loss_value, check_gradient
 from .fd import STENCILS, batched_stencil_losses, estimate, noise_level, points, stencil_losses, step_sizes
 from .layout import Layout, TensorSpec
-from .model import ModelRef, as_loss_value, check_gradient, load_model
 from .plan import Shard, sampled_positions
 from .reduce import DirectionResult, ShardResult, summarize_shard
 from .tolerance import UNCHECKED, Tolerance, default_tolerance, judge
 
 __all__ = [
+    "Loaded",
+    "Output",
     "ProbeResult",
-    "Problem",
-    "analytic_task",
-    "direction_task",
-    "probe_task",
-    "shard_task",
-    "summary_task",
+    "Settings",
+    "call_model",
+    "check_direction",
+    "probe",
+    "run_shard",
+    "summarize_stored",
+    "write_analytic",
 ]
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
-    """Everything a worker needs, as plain data. ``run_id`` keys the worker's cache.
+class Settings:
+    """What the numerics need to know of a run, as plain data.
 
     ``loss0`` and ``noise`` are filled in from the probe before the shards run.
     ``tolerance`` holds the config's overrides of the per-dtype defaults, as pairs; ``judged`` is False when the
@@ -51,15 +61,9 @@ class Problem:
     parameters in float64.
     """
 
-    run_id: str
-    model: ModelRef
-    params: str
-    data: str
-    gradient: str | None
-    output: str
     layout: Layout
     epsilon: float | None
-    worst: int
+    worst: int = 10
     scheme: str = "richardson"
     tolerance: tuple[tuple[str, float], ...] = ()
     judged: bool = True
@@ -67,7 +71,6 @@ class Problem:
     promote: bool = False
     loss0: float = math.nan
     noise: float = math.nan
-    storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def tolerance_for(self, dtype: str) -> Tolerance:
         """The tolerance for tensors of ``dtype``: the default for it and the scheme, with the config's overrides."""
@@ -77,7 +80,7 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """What the probe task learned at θ: the loss (evaluated twice: ``spread`` is how far
+    """What the probe learned at θ: the loss (evaluated twice: ``spread`` is how far
     apart), the loss's noise level, how long one evaluation takes there, and how many
     loss-equivalents an index costs (the scheme's stencil, or fewer for a staged model)."""
 
@@ -90,19 +93,61 @@ class ProbeResult:
     spread: float = 0.0
 
 
-class _Loaded:
-    """One thread's copy of a run's model, parameters, data and output handles."""
+class Output(Protocol):
+    """Where results go: arrays over the index space (and ``done`` per shard) that take numpy slicing."""
 
-    def __init__(self, problem: Problem) -> None:
-        self.problem = problem
-        self.model = load_model(problem.model)
-        self.params = stores.read_arrays("params", problem.params, problem.layout.names, problem.storage_options)
-        if problem.promote:  # re-check a float32 model in float64
+    analytic: Any
+    numeric: Any
+    nonfinite: Any
+    allowed: Any
+    status: Any
+    step: Any
+    done: Any
+
+    @property
+    def per_index(self) -> tuple[Any, ...]:
+        """The per-index arrays in the order :func:`~.reduce.summarize_shard` takes them."""
+        ...
+
+
+class Loaded:
+    """A run's model, parameters (perturbed in place, restored exactly) and data, loaded once.
+
+    Parameters
+    ----------
+    settings : Settings
+    model : object
+        Speaks the model protocol (see :mod:`pipeline.model`).
+    params : dict of str to ndarray
+        Writable, C-contiguous arrays in flattening order, owned by this object.
+    data : dict of str to ndarray
+    gradient : callable, optional
+        Returns a precomputed analytic gradient (float64 arrays keyed like the params);
+        without it ``model.grad`` is called.
+    params_source : str
+        How messages name where the parameters came from.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        model: Model,
+        params: dict[str, np.ndarray],
+        data: dict[str, np.ndarray],
+        gradient: Callable[[], dict[str, np.ndarray]] | None = None,
+        params_source: str = "`params`",
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        self.params = params
+        self.gradient = gradient
+        self.params_source = params_source
+        if settings.promote:  # re-check a float32 model in float64
             self.params = {name: array.astype(np.float64) for name, array in self.params.items()}
-        self.data = stores.read_arrays("data", problem.data, options=problem.storage_options)
+        self.data = data
         # What the loss is evaluated on: the parameters, or a complex copy for complex-step.
         self.evaluated = self.params
-        if problem.scheme == "complex-step":
+        if settings.scheme == "complex-step":
             self.evaluated = {name: array.astype(np.complex128) for name, array in self.params.items()}
         # reshape(-1) of a C-contiguous array is a view: writes reach self.evaluated.
         self.flat = {name: array.reshape(-1) for name, array in self.evaluated.items()}
@@ -113,12 +158,12 @@ class _Loaded:
         self.stages: list[tuple[tuple[str, ...], Callable[..., Any]]] = []
         self.stage_of: dict[str, int] = {}
         self.stage_inputs: list[Any] = []
-        if getattr(self.model, "stages", None) is not None and problem.scheme != "complex-step":
+        if getattr(self.model, "stages", None) is not None and settings.scheme != "complex-step":
             self._prepare_stages()
 
     def _prepare_stages(self) -> None:
         """Check the model's stages and compute every stage's input at θ, now, before any perturbation."""
-        stages = _call("stages", lambda: list(self.model.stages))  # type: ignore[attr-defined]
+        stages = call_model("stages", lambda: list(self.model.stages))  # type: ignore[attr-defined]
         for s, stage in enumerate(stages):
             if not (isinstance(stage, tuple) and len(stage) == 2 and callable(stage[1])):
                 raise ModelError(
@@ -128,14 +173,14 @@ class _Loaded:
                 if name in self.stage_of:
                     raise ModelError(f"Model stages {self.stage_of[name]} and {s} both own tensor '{name}'.")
                 self.stage_of[name] = s
-        mismatch = self.problem.layout.name_mismatch(self.stage_of)
+        mismatch = self.settings.layout.name_mismatch(self.stage_of)
         if mismatch:
             raise ModelError(f"Model stages must own every parameter tensor once: {mismatch}.")
         self.stages = [(tuple(names), forward) for names, forward in stages]
         carry: Any = None
         for s, (_, forward) in enumerate(self.stages[:-1]):
             self.stage_inputs.append(carry)
-            carry = _call(f"stage {s} at θ", forward, carry, self.params, self.data)
+            carry = call_model(f"stage {s} at θ", forward, carry, self.params, self.data)
         self.stage_inputs.append(carry)
 
     def loss_from(self, stage: int) -> Any:
@@ -150,11 +195,11 @@ class _Loaded:
 
     def positions(self, spec: TensorSpec, lo: int, hi: int) -> np.ndarray:
         """The elements ``lo..hi-1`` of a tensor that this run checks: all, or the sampled ones."""
-        if self.problem.sample is None:
+        if self.settings.sample is None:
             return np.arange(lo, hi)
         if spec.name not in self.samples:
-            k, seed = self.problem.sample
-            number = self.problem.layout.names.index(spec.name)
+            k, seed = self.settings.sample
+            number = self.settings.layout.names.index(spec.name)
             self.samples[spec.name] = sampled_positions(spec.size, k, seed, number)
         chosen = self.samples[spec.name]
         return chosen[(chosen >= lo) & (chosen < hi)]
@@ -178,7 +223,7 @@ class _Loaded:
         return (
             callable(getattr(self.model, "loss_batch", None))
             and not self.stages
-            and self.problem.scheme != "complex-step"
+            and self.settings.scheme != "complex-step"
             and MIN_BATCH_ROWS * self.row_bytes <= BATCH_BYTES
         )
 
@@ -186,32 +231,28 @@ class _Loaded:
         """How many perturbed parameter sets one batch may hold: each row copies every tensor."""
         return max(2, min(wanted, BATCH_BYTES // self.row_bytes))
 
-    @property
-    def output(self) -> stores.OutputArrays:
-        """Handles on the output arrays (opened on first use: the output is created after the probe)."""
-        return _output_arrays(self.problem)
-
     def analytic_gradient(self) -> dict[str, np.ndarray]:
-        """The analytic gradient per tensor (float64), from the gradient store or ``model.grad``.
+        """The analytic gradient per tensor (float64), from the given gradient or ``model.grad``.
 
-        Computed once per run and thread, and kept only until it is written: it is
-        the size of the parameters, and the shards read it back from the output.
+        Computed once per run and kept only until it is written: it is the size of
+        the parameters, and the shards read it back from the output.
         """
         if self.analytic is None:
-            problem = self.problem
-            if problem.gradient is not None:
-                self.analytic = stores.read_gradient(problem.gradient, problem.layout, problem.storage_options)
+            if self.gradient is not None:
+                self.analytic = self.gradient()
             else:
-                raw = _call("grad at θ", self.model.grad, self.params, self.data)
-                self.analytic = check_gradient(raw, problem.layout, "model.grad")
+                raw = call_model("grad at θ", self.model.grad, self.params, self.data)
+                self.analytic = check_gradient(raw, self.settings.layout, "model.grad")
         return self.analytic
 
 
-def _call(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any) -> Any:
+def call_model(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any) -> Any:
     """Call ``fn(*args)``, which calls the user's model; its exceptions become one-line model errors.
 
     ``what`` names the call in the message; it may be a function that makes the name, called only on
-    an error (formatting costs as much as a small model's batch).
+    an error (formatting costs as much as a small model's batch). The message names the file and line
+    where the model raised; the error's ``detail`` holds the whole traceback as text (it survives
+    pickling, so it comes back from a worker too).
     """
     try:
         return fn(*args)
@@ -219,7 +260,29 @@ def _call(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any) -> 
         raise
     except Exception as e:
         named = what if isinstance(what, str) else what()
-        raise ModelError(f"Model {named} raised {type(e).__name__}: {e}") from e
+        raise ModelError(
+            f"Model {named} raised {type(e).__name__}: {e}{_raised_at(e)}",
+            detail="".join(traceback.format_exception(e)),
+        ) from e
+
+
+#: This package's folder: frames inside it are ours, not the model's.
+_OURS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Installed libraries and the standard library: where a model's error may surface, but not where it is.
+_LIBRARIES = tuple({os.path.dirname(os.__file__), *(p for p in sys.path if p.endswith("-packages"))})
+
+
+def _raised_at(error: BaseException) -> str:
+    """`` (at FILE:LINE)`` of the innermost frame of the model's own code where ``error`` was raised.
+
+    The model's own code is any file outside this package and the installed libraries (numpy's
+    frames are where a shape error surfaces, not where the bug is); failing that, any frame outside
+    this package.
+    """
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_OURS)]
+    own = [f for f in frames if not f.filename.startswith(_LIBRARIES)]
+    candidates = own or frames
+    return f" (at {candidates[-1].filename}:{candidates[-1].lineno})" if candidates else ""
 
 
 #: The most memory one batch of perturbed parameter copies may take...
@@ -228,35 +291,13 @@ BATCH_BYTES = 64 * 2**20
 #: in place, whatever it offers (no allocation proportional to its size per index).
 MIN_BATCH_ROWS = 4
 
-_local = threading.local()
 
-
-def _output_arrays(problem: Problem) -> stores.OutputArrays:
-    """This thread's handles on the run's output arrays, opened once per run."""
-    cached: tuple[str, stores.OutputArrays] | None = getattr(_local, "output", None)
-    if cached is None or cached[0] != problem.run_id:
-        cached = (problem.run_id, stores.OutputArrays(problem.output, problem.storage_options))
-        _local.output = cached
-    return cached[1]
-
-
-def _load(problem: Problem) -> tuple[_Loaded, bool]:
-    """This thread's loaded problem, and whether this call had to load it."""
-    loaded: _Loaded | None = getattr(_local, "loaded", None)
-    if loaded is not None and loaded.problem.run_id == problem.run_id:
-        loaded.problem = problem  # the same run, now with what the probe learned
-        return loaded, False
-    _local.loaded = None  # release the previous run's arrays before loading
-    _local.loaded = _Loaded(problem)
-    return _local.loaded, True
-
-
-def probe_task(problem: Problem) -> ProbeResult:
+def probe(loaded: Loaded) -> ProbeResult:
     """Check the model at θ before anything is written: finite parameters, a finite real loss
     that is the same twice, a gradient of the right shapes; and measure the loss's noise."""
     start = time.perf_counter()
-    loaded, _ = _load(problem)
-    if problem.scheme == "complex-step" and getattr(loaded.model, "complex_step", False) is not True:
+    settings = loaded.settings
+    if settings.scheme == "complex-step" and getattr(loaded.model, "complex_step", False) is not True:
         raise ModelError(
             "scheme complex-step needs a model that declares `complex_step = True` (its loss computed in complex "
             "arithmetic, analytic in the parameters); this model does not. Choose scheme richardson or central."
@@ -266,14 +307,14 @@ def probe_task(problem: Problem) -> ProbeResult:
         if bad.size:
             first = [int(k) for k in np.unravel_index(int(bad[0]), array.shape)]
             raise StoreError(
-                f"The params store '{problem.params}': array '{name}' holds {bad.size} non-finite value(s), "
+                f"{loaded.params_source}: array '{name}' holds {bad.size} non-finite value(s), "
                 f"the first at {first}; parameters must be finite."
             )
     loss = _loss_value(loaded, "at θ")
     loaded.analytic_gradient()
     again = _loss_value(loaded, "at θ")
     spread = abs(again - loss)
-    if spread > NONDETERMINISM_ULPS * _eps(problem) * max(abs(loss), np.finfo(np.float64).tiny):
+    if spread > NONDETERMINISM_ULPS * _eps(settings) * max(abs(loss), np.finfo(np.float64).tiny):
         raise ModelError(
             f"Model loss is not deterministic: two evaluations at θ gave {loss!r} and {again!r} "
             f"(spread {spread:.3g}, {spread / max(abs(loss), 1e-300):.3g} relative). Dropout or other randomness "
@@ -296,17 +337,17 @@ def probe_task(problem: Problem) -> ProbeResult:
 NONDETERMINISM_ULPS = 64
 
 
-def _eps(problem: Problem) -> float:
+def _eps(settings: Settings) -> float:
     """The machine epsilon of the coarsest parameter dtype the loss is evaluated in."""
-    if problem.promote or problem.scheme == "complex-step":
+    if settings.promote or settings.scheme == "complex-step":
         return float(np.finfo(np.float64).eps)
-    return max(float(np.finfo(np.dtype(spec.dtype)).eps) for spec in problem.layout.tensors)
+    return max(float(np.finfo(np.dtype(spec.dtype)).eps) for spec in settings.layout.tensors)
 
 
-def _loss_value(loaded: _Loaded, where: str) -> float:
+def _loss_value(loaded: Loaded, where: str) -> float:
     """The loss at the current parameters, checked to be a finite real scalar (its real part for complex-step)."""
-    value = _call(f"loss {where}", loaded.loss)
-    if loaded.problem.scheme == "complex-step":
+    value = call_model(f"loss {where}", loaded.loss)
+    if loaded.settings.scheme == "complex-step":
         if not isinstance(value, (complex, np.complexfloating)) and not np.iscomplexobj(value):
             raise ModelError(
                 "scheme complex-step needs a loss computed in complex arithmetic: given complex parameters, "
@@ -316,7 +357,7 @@ def _loss_value(loaded: _Loaded, where: str) -> float:
     return as_loss_value(value, where)
 
 
-def _noise(loaded: _Loaded, loss: float) -> tuple[float, bool]:
+def _noise(loaded: Loaded, loss: float) -> tuple[float, bool]:
     """The loss's evaluation noise at θ (Moré and Wild's ECNoise), and whether it was measured.
 
     The loss is evaluated at 9 points ``θ + j·δ·p`` along a fixed random direction ``p``
@@ -325,10 +366,10 @@ def _noise(loaded: _Loaded, loss: float) -> tuple[float, bool]:
     unit of the loss when the points are too close or too far apart for a measurement,
     or the loss is not finite or raises there (the shards will say so per element).
     """
-    problem = loaded.problem
-    eps = _eps(problem)
+    settings = loaded.settings
+    eps = _eps(settings)
     floor = eps * abs(loss)
-    if problem.scheme == "complex-step":
+    if settings.scheme == "complex-step":
         return floor, False
     rng = np.random.default_rng(NOISE_SEED)
     chosen = {}
@@ -363,13 +404,13 @@ NOISE_ELEMENTS = 256
 NOISE_SEED = 20261128
 
 
-def _loss_equivalents(loaded: _Loaded, loss: float) -> float:
+def _loss_equivalents(loaded: Loaded, loss: float) -> float:
     """Loss evaluations an index costs: the scheme's stencil, or for a staged model the stencil
     × the share of the stage costs (timed here at θ) that perturbing its tensor re-evaluates."""
-    width = float(len(STENCILS[loaded.problem.scheme]))
+    width = float(len(STENCILS[loaded.settings.scheme]))
     if not loaded.stages:
         return width
-    staged = as_loss_value(_call("stages at θ", loaded.loss_from, 0), "from its stages at θ")
+    staged = as_loss_value(call_model("stages at θ", loaded.loss_from, 0), "from its stages at θ")
     if abs(staged - loss) > 1e-12 * max(1.0, abs(loss)):
         raise ModelError(
             f"Model stages evaluate the loss at θ to {staged!r}, but loss gives {loss!r}; they must agree."
@@ -379,11 +420,11 @@ def _loss_equivalents(loaded: _Loaded, loss: float) -> float:
         for s, (_, forward) in enumerate(loaded.stages)
     ]
     share_from = [sum(costs[s:]) / sum(costs) for s in range(len(costs))]
-    layout = loaded.problem.layout
+    layout = loaded.settings.layout
     return width * sum(spec.size * share_from[loaded.stage_of[spec.name]] for spec in layout.tensors) / layout.n_params
 
 
-def _time_loss(loaded: _Loaded, budget_seconds: float = 0.2, at_most: int = 20) -> float:
+def _time_loss(loaded: Loaded, budget_seconds: float = 0.2, at_most: int = 20) -> float:
     """Seconds per loss evaluation at θ, in this worker, the way the shards will evaluate it.
 
     The fastest of a few runs: one loss, or, for a batched model, the shards' own path
@@ -392,8 +433,8 @@ def _time_loss(loaded: _Loaded, budget_seconds: float = 0.2, at_most: int = 20) 
     """
     if not loaded.batched:
         return _fastest(loaded.loss, budget_seconds, at_most)
-    layout = loaded.problem.layout
-    width = len(STENCILS[loaded.problem.scheme])
+    layout = loaded.settings.layout
+    width = len(STENCILS[loaded.settings.scheme])
     indices = max(1, loaded.batch_rows(width * min(layout.n_params, 64)) // width)
     groups = _by_dtype([(spec, np.arange(lo, hi)) for spec, lo, hi in layout.segments(0, indices)])
     return _fastest(functools.partial(_evaluate, loaded, groups), budget_seconds, at_most) / (width * indices)
@@ -410,17 +451,16 @@ def _fastest(evaluate: Callable[[], Any], budget_seconds: float = 0.1, at_most: 
     return fastest
 
 
-def analytic_task(problem: Problem, resuming: bool) -> bool:
-    """Write the analytic gradient to the output's ``analytic`` array, once per run.
+def write_analytic(loaded: Loaded, output: Output, resuming: bool) -> bool:
+    """Write the analytic gradient to ``output.analytic``, once per run.
 
     When resuming, the array is already written: compare instead, and return
     whether the model still gives the same gradient (a changed model must not
     be mixed with the shards of the old one).
     """
-    loaded, _ = _load(problem)
-    analytic, target = loaded.analytic_gradient(), loaded.output.analytic
+    analytic, target = loaded.analytic_gradient(), output.analytic
     same = True
-    for spec in problem.layout.tensors:  # tensor by tensor: no flat copy of the whole gradient
+    for spec in loaded.settings.layout.tensors:  # tensor by tensor: no flat copy of the whole gradient
         window = slice(spec.offset, spec.stop)
         if resuming:
             same = same and bool(
@@ -432,11 +472,13 @@ def analytic_task(problem: Problem, resuming: bool) -> bool:
     return same
 
 
-def shard_task(problem: Problem, shard: Shard) -> ShardResult:
-    """Derivative estimates over one shard, judged; writes its chunks, then marks the shard done."""
+def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = False) -> ShardResult:
+    """Derivative estimates over one shard, judged; writes its chunks to ``output``, then marks the shard done.
+
+    ``fresh`` says, for the timings, whether the caller had to load the problem for this shard.
+    """
     start = time.perf_counter()
-    loaded, fresh = _load(problem)
-    output = loaded.output
+    settings = loaded.settings
     analytic = np.asarray(output.analytic[shard.start : shard.stop])
     numeric = np.full(shard.size, np.nan)
     allowed = np.full(shard.size, np.nan)
@@ -444,7 +486,7 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
     nonfinite = np.zeros(shard.size, dtype=np.int8)
     steps = np.full(shard.size, np.nan)
     segments = [
-        (spec, loaded.positions(spec, lo, hi)) for spec, lo, hi in problem.layout.segments(shard.start, shard.stop)
+        (spec, loaded.positions(spec, lo, hi)) for spec, lo, hi in settings.layout.segments(shard.start, shard.stop)
     ]
     groups = _by_dtype(segments)
     evaluating = time.perf_counter()
@@ -453,14 +495,14 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
     for group, (h, est) in zip(groups, estimates, strict=True):
         at = group.columns - shard.start
         numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, h
-        if problem.judged:  # one tolerance per group: it depends on the dtype and the scheme
+        if settings.judged:  # one tolerance per group: it depends on the dtype and the scheme
             allowed[at], status[at] = judge(
                 analytic[at],
                 est.numeric,
                 est.bar,
                 est.lower,
                 est.upper,
-                problem.tolerance_for(group.dtype),
+                settings.tolerance_for(group.dtype),
                 est.smooth,
             )
         else:
@@ -474,7 +516,7 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
     # line leaves the shard to be computed again, with the same values.
     output.done[shard.index] = 1
     return summarize_shard(
-        problem.layout,
+        settings.layout,
         shard,
         analytic,
         numeric,
@@ -482,7 +524,7 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
         allowed,
         status,
         steps,
-        worst=problem.worst,
+        worst=settings.worst,
         seconds=time.perf_counter() - start,
         loaded=fresh,
         evaluate_seconds=evaluated - evaluating,
@@ -517,9 +559,9 @@ def _by_dtype(segments: list[Segment]) -> list[_Group]:
     return [_Group(tuple(run), np.concatenate([spec.offset + positions for spec, positions in run])) for run in runs]
 
 
-def _evaluate(loaded: _Loaded, groups: list[_Group]) -> list[tuple[np.ndarray, Any]]:
+def _evaluate(loaded: Loaded, groups: list[_Group]) -> list[tuple[np.ndarray, Any]]:
     """Steps and estimates per group."""
-    problem = loaded.problem
+    settings = loaded.settings
     batched = loaded.batched
     stencils = []
     for group in groups:
@@ -529,8 +571,8 @@ def _evaluate(loaded: _Loaded, groups: list[_Group]) -> list[tuple[np.ndarray, A
             values = np.concatenate(
                 [loaded.params[spec.name].reshape(-1)[positions] for spec, positions in group.segments]
             )
-        h = step_sizes(values, problem.scheme, problem.epsilon)
-        stencils.append((h, *points(values, h, problem.scheme)))
+        h = step_sizes(values, settings.scheme, settings.epsilon)
+        stencils.append((h, *points(values, h, settings.scheme)))
     if batched:
         losses = _batched_losses(
             loaded, [group.columns for group in groups], [perturbed for _, perturbed, _ in stencils]
@@ -543,7 +585,12 @@ def _evaluate(loaded: _Loaded, groups: list[_Group]) -> list[tuple[np.ndarray, A
             for group, (_, perturbed, _) in zip(groups, stencils, strict=True)
         ]
     return [
-        (h, estimate(table, taken, problem.scheme, epsilon=problem.epsilon, loss0=problem.loss0, noise=problem.noise))
+        (
+            h,
+            estimate(
+                table, taken, settings.scheme, epsilon=settings.epsilon, loss0=settings.loss0, noise=settings.noise
+            ),
+        )
         for table, (h, _, taken) in zip(losses, stencils, strict=True)
     ]
 
@@ -556,11 +603,11 @@ def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np
         first += positions.size
 
 
-def _segment_losses(loaded: _Loaded, spec: TensorSpec, positions: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
+def _segment_losses(loaded: Loaded, spec: TensorSpec, positions: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
     """One tensor's stencil losses, in place: only the stages from the tensor's own on when the
     model is staged (fewest evaluations), else the whole loss."""
     if loaded.stages:
-        return _call(  # type: ignore[no-any-return]
+        return call_model(  # type: ignore[no-any-return]
             f"stages near θ (tensor {spec.name})",
             stencil_losses,
             functools.partial(_float_loss_from, loaded, loaded.stage_of[spec.name]),
@@ -568,8 +615,8 @@ def _segment_losses(loaded: _Loaded, spec: TensorSpec, positions: np.ndarray, pe
             positions,
             perturbed,
         )
-    scalar = complex if loaded.problem.scheme == "complex-step" else float
-    return _call(  # type: ignore[no-any-return]
+    scalar = complex if loaded.settings.scheme == "complex-step" else float
+    return call_model(  # type: ignore[no-any-return]
         f"loss near θ (tensor {spec.name})",
         stencil_losses,
         lambda: scalar(loaded.loss()),
@@ -579,11 +626,11 @@ def _segment_losses(loaded: _Loaded, spec: TensorSpec, positions: np.ndarray, pe
     )
 
 
-def _float_loss_from(loaded: _Loaded, stage: int) -> float:
+def _float_loss_from(loaded: Loaded, stage: int) -> float:
     return float(loaded.loss_from(stage))
 
 
-def _batched_losses(loaded: _Loaded, columns: list[np.ndarray], perturbed: list[np.ndarray]) -> list[np.ndarray]:
+def _batched_losses(loaded: Loaded, columns: list[np.ndarray], perturbed: list[np.ndarray]) -> list[np.ndarray]:
     """The stencil losses through ``loss_batch``, per group (its flat ``columns`` and perturbed values):
     as many points per call as the memory budget allows, across groups."""
     every = columns[0] if len(columns) == 1 else np.concatenate(columns)
@@ -596,7 +643,7 @@ def _batched_losses(loaded: _Loaded, columns: list[np.ndarray], perturbed: list[
         part = slice(first, first + per_call)
         indices = every[part]
         parts.append(
-            _call(
+            call_model(
                 functools.partial(_batch_near, indices),
                 batched_stencil_losses,
                 loaded.loss_batch,
@@ -637,18 +684,17 @@ def _direction_chunks(size: int, tensor_number: int, number: int) -> Iterator[tu
         )
 
 
-def direction_task(problem: Problem, tensor: str, number: int) -> DirectionResult:
+def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: Any) -> DirectionResult:
     """Compare ``g·v`` with the scheme's difference along a random unit direction ``v`` of one tensor.
 
     Costs the scheme's stencil in losses (2 for central) whatever the tensor's size, and one
     perturbed copy of that tensor at a time: the direction and the analytic gradient are
-    read chunk by chunk. The step is the scheme's, scaled by the tensor's largest magnitude.
+    read chunk by chunk from ``analytic_store`` (the output's ``analytic``). The step is the scheme's, scaled by the tensor's largest magnitude.
     """
-    loaded, _ = _load(problem)
-    layout = problem.layout
+    settings = loaded.settings
+    layout = settings.layout
     number_of = layout.names.index(tensor)
     spec = layout.tensors[number_of]
-    analytic_store = loaded.output.analytic
     norm_sq, dot = 0.0, 0.0
     for at, v in _direction_chunks(spec.size, number_of, number):
         norm_sq += float(v @ v)
@@ -657,17 +703,17 @@ def direction_task(problem: Problem, tensor: str, number: int) -> DirectionResul
     theta = loaded.params[tensor]
     flat = theta.reshape(-1)
     scale = np.array([float(np.max(np.abs(theta), initial=0.0))], dtype=theta.dtype)
-    h = float(step_sizes(scale, problem.scheme, problem.epsilon)[0])
-    complex_step = problem.scheme == "complex-step"
+    h = float(step_sizes(scale, settings.scheme, settings.epsilon)[0])
+    complex_step = settings.scheme == "complex-step"
     shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
     moved = shifted.reshape(-1)
     losses, taken = [], []
-    for s in STENCILS[problem.scheme]:
+    for s in STENCILS[settings.scheme]:
         step = 1j * h if complex_step else s.real * h
         for at, v in _direction_chunks(spec.size, number_of, number):
             moved[at] = flat[at] + step * (v / norm)
         taken.append(h if complex_step else step.real)
-        value = _call(
+        value = call_model(
             f"loss along direction {number} of {tensor}",
             loaded.model.loss,
             {**loaded.evaluated, tensor: shifted},
@@ -677,30 +723,29 @@ def direction_task(problem: Problem, tensor: str, number: int) -> DirectionResul
     est = estimate(
         np.array([losses]),
         np.array([taken]),
-        problem.scheme,
-        epsilon=problem.epsilon,
-        loss0=problem.loss0,
-        noise=problem.noise,
+        settings.scheme,
+        epsilon=settings.epsilon,
+        loss0=settings.loss0,
+        noise=settings.noise,
     )
     analytic = np.array([dot / norm])
     allowed, status = judge(
-        analytic, est.numeric, est.bar, est.lower, est.upper, problem.tolerance_for(spec.dtype), est.smooth
+        analytic, est.numeric, est.bar, est.lower, est.upper, settings.tolerance_for(spec.dtype), est.smooth
     )
     return DirectionResult(
         tensor, number, float(analytic[0]), float(est.numeric[0]), float(allowed[0]), int(status[0]), h
     )
 
 
-def summary_task(problem: Problem, shard: Shard) -> ShardResult:
-    """The summary of a shard an earlier, interrupted run completed: read back, not recomputed."""
+def summarize_stored(settings: Settings, shard: Shard, output: Output) -> ShardResult:
+    """The summary of a shard an earlier, interrupted run completed: read back from ``output``, not recomputed."""
     start = time.perf_counter()
-    output = _output_arrays(problem)  # no params or data: nothing is evaluated
     window = slice(shard.start, shard.stop)
     return summarize_shard(
-        problem.layout,
+        settings.layout,
         shard,
         *(np.asarray(array[window]) for array in output.per_index),
-        worst=problem.worst,
+        worst=settings.worst,
         seconds=time.perf_counter() - start,
         loaded=False,
     )

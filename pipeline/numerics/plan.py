@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Shard", "auto_shard_size", "make_plan", "sampled_positions"]
+from .layout import Layout
+
+__all__ = ["Shard", "auto_shard_size", "checked_positions", "make_plan", "plan_shards", "sampled_positions"]
 
 #: Automatic sharding aims at tasks of about this long: long enough that Dask's
 #: per-task overhead (about a millisecond) is lost in them, short enough that a lost
@@ -25,6 +27,8 @@ MIN_TASK_SECONDS = 0.1
 #: At most this many shards (tasks, and chunks per output array): a full check of a large,
 #: slow model gets longer tasks instead of hundreds of thousands of tasks and chunk files.
 MAX_SHARDS = 10_000
+#: The most indices a shard of a sampled run spans (its chunk of each output array).
+MAX_SAMPLED_SHARD = 2**16
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +78,49 @@ def sampled_positions(size: int, k: int, seed: int, tensor_number: int) -> np.nd
         return np.arange(size)
     rng = np.random.default_rng([seed, tensor_number])
     return np.sort(rng.choice(size, size=k, replace=False))
+
+
+def checked_positions(layout: Layout, sample: tuple[int, int] | None) -> dict[str, np.ndarray]:
+    """Per tensor, the elements a sampled run checks (sorted); empty when it checks all."""
+    if sample is None:
+        return {}
+    k, seed = sample
+    return {spec.name: sampled_positions(spec.size, k, seed, number) for number, spec in enumerate(layout.tensors)}
+
+
+def plan_shards(
+    layout: Layout,
+    checked: dict[str, np.ndarray],
+    *,
+    wanted: int | None,
+    seconds_per_index: float,
+    workers: int,
+    fixed: int | None = None,
+) -> tuple[int, tuple[Shard, ...]]:
+    """The shard size and the shards to run: all of them, or for a sampled run those that hold a checked element.
+
+    ``fixed`` (a resumed output's size) is kept as it is. Otherwise the size is ``wanted`` (the
+    config's) or :func:`auto_shard_size` for the indices checked, given how long one index takes;
+    a sampled run then gets as many tasks as its checked elements would, each spanning its share
+    of the whole index space, but at most :data:`MAX_SAMPLED_SHARD` indices (a chunk of each
+    output array).
+    """
+    n = layout.n_params
+    n_checked = sum(positions.size for positions in checked.values()) if checked else n
+    size = fixed
+    if size is None:
+        size = wanted or auto_shard_size(n_checked, seconds_per_index / 2, workers)
+        if checked:
+            size = min(math.ceil(n / max(1, math.ceil(n_checked / size))), MAX_SAMPLED_SHARD)
+    plan = make_plan(n, size)
+    if checked:
+        plan = tuple(shard for shard in plan if _holds_sample(layout, checked, shard))
+    return size, plan
+
+
+def _holds_sample(layout: Layout, checked: dict[str, np.ndarray], shard: Shard) -> bool:
+    """Whether a shard's range holds any checked element."""
+    return any(
+        np.any((checked[spec.name] >= lo) & (checked[spec.name] < hi))
+        for spec, lo, hi in layout.segments(shard.start, shard.stop)
+    )

@@ -8,11 +8,17 @@ never written (a missing term), an index off by one, a single wrong element.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
+from .layout import Layout
 from .tolerance import UNCHECKED, WRONG
+from .verdict import TensorReport
 
-__all__ = ["MAX_ELEMENTS", "diagnose"]
+__all__ = ["MAX_ELEMENTS", "diagnose", "diagnose_tensors"]
 
 #: Larger tensors are not read back whole for a diagnosis.
 MAX_ELEMENTS = 2**24
@@ -107,3 +113,24 @@ def diagnose(
         if zeros == wrong.size:
             sentences.append("the analytic gradient is zero at all of them: a missing term there")
     return tuple(sentences)
+
+
+def diagnose_tensors(
+    layout: Layout, tensors: tuple[TensorReport, ...], output: Callable[[], Any]
+) -> tuple[TensorReport, ...]:
+    """The tensors, each wrong one with its :func:`diagnose`, from the output's arrays.
+
+    ``output()`` gives the arrays (``analytic``, ``numeric``, ``allowed``, ``status``); it is
+    called only if a tensor is wrong (opening a stored output costs a few milliseconds).
+    """
+    diagnosed = []
+    for spec, tensor in zip(layout.tensors, tensors, strict=True):
+        if not tensor.passed and spec.size <= MAX_ELEMENTS:
+            arrays = output()
+            window = slice(spec.offset, spec.stop)
+            a, n, allowed, status = (
+                np.asarray(array[window]) for array in (arrays.analytic, arrays.numeric, arrays.allowed, arrays.status)
+            )
+            tensor = dataclasses.replace(tensor, diagnosis=diagnose(spec.shape, a, n, allowed, status))
+        diagnosed.append(tensor)
+    return tuple(diagnosed)

@@ -6,7 +6,7 @@ exists). It then hands the cluster one driver task, held by Dask's
 ``fire_and_forget`` so that it outlives the submitter. On a worker, the driver
 runs :func:`pipeline.api.run` through that worker's client, exactly as
 ``gradcheck run`` would, and records its state in the output group. The driver
-only orchestrates: :mod:`pipeline.kernel` stays the only code that computes on workers. ``status`` reads only the output; ``cancel`` raises the job's
+only orchestrates: :mod:`pipeline.execution.dask`'s tasks stay the only code that computes on workers. ``status`` reads only the output; ``cancel`` raises the job's
 Dask ``Event``, which the driver watches between shards. A cancelled job
 resumes with ``gradcheck run`` on the same config: its finished shards are kept.
 """
@@ -24,12 +24,15 @@ from typing import Any
 
 from distributed import Event, fire_and_forget, worker_client
 
-from . import api, kernel, stores
+from .. import api
+from ..config import ClusterConfig, Config
+from ..errors import ClusterError, ConfigError, StoreError, StoreNotFoundError
+from ..model import ModelRef
+from ..report import Report
+from ..storage import Options
+from ..storage import output as stores
 from .cluster import connect, resolved
-from .config import ClusterConfig, Config
-from .errors import ClusterError, ConfigError, StoreError, StoreNotFoundError
-from .model import ModelRef
-from .report import Report
+from .dask import importable_everywhere, probe_task
 
 __all__ = ["JobStatus", "cancel", "format_status", "status", "submit"]
 
@@ -53,15 +56,18 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
             "`gradcheck submit` runs the check on an existing cluster, which outlives this process: "
             "give --scheduler, --scheduler-file or `cluster.address`."
         )
-    layout, model = api.validate(config)
-    stores.check_output(config.output, api.identity(config), overwrite=overwrite, options=config.storage_options)
+    inputs, model = api.validate(config)
+    layout = inputs.layout
+    stores.check_output(
+        config.output, api.identity(config, inputs), overwrite=overwrite, options=config.storage_options
+    )
     job = f"gradcheck-{uuid.uuid4().hex[:12]}"
     with connect(cluster, layout.n_params) as client:
-        api.importable_everywhere(client, model)
+        importable_everywhere(client, model)
         # The model at θ, probed on the cluster as the run will: a model that cannot be
         # checked (a non-finite or random loss, a wrong gradient shape) fails here, in one
         # line, before there is a job whose output would never be created.
-        client.submit(kernel.probe_task, api.make_problem(config, layout, model), pure=False).result()
+        client.submit(probe_task, api.make_problem(config, layout, model), pure=False).result()
         address = str(client.scheduler_info(n_workers=0)["address"])
         # How `cancel` reaches this scheduler again: its address (even if given by file), timeout and TLS files.
         where = dataclasses.replace(cluster, address=address, scheduler_file=None)
@@ -122,7 +128,7 @@ class JobStatus:
     cluster: Mapping[str, Any] | None = None
 
 
-def status(output: str, options: stores.Options = None) -> JobStatus:
+def status(output: str, options: Options = None) -> JobStatus:
     """Read the state, the shards done and the report of the run writing ``output``."""
     attrs = stores.read_output_attrs(output, options)
     state = dict(attrs.get("state") or {})
@@ -183,7 +189,7 @@ def format_status(s: JobStatus) -> str:
     return "\n".join(lines)
 
 
-def cancel(output: str, cluster: ClusterConfig | None = None, options: stores.Options = None) -> JobStatus:
+def cancel(output: str, cluster: ClusterConfig | None = None, options: Options = None) -> JobStatus:
     """Stop the submitted job writing ``output``; return its status once it has stopped.
 
     ``cluster`` reaches the scheduler when the recorded one cannot (another

@@ -37,11 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import api
-from .cluster import connect
-from .config import ClusterConfig, Config, merge_config, read_config_file, read_yaml
-from .errors import ConfigError, GradcheckError
-from .examples import EXAMPLES, write_example
+from .. import api
+from ..config import ClusterConfig, Config, merge_config, read_config_file, read_yaml
+from ..errors import ConfigError, GradcheckError
+from ..examples import EXAMPLES, write_example
 from .history import DriftPolicy, Record, judge, read_history, write_record
 
 __all__ = ["CheckSpec", "Suite", "SuiteResult", "load_suite", "run_suite"]
@@ -201,6 +200,18 @@ def _workdir(path: str | os.PathLike[str] | None) -> Iterator[Path]:
         yield Path(scratch)
 
 
+@contextmanager
+def _client(cluster: ClusterConfig, n_checks: int) -> Iterator[Any]:
+    """One client for the whole suite; none when it runs in this process (``cluster: inline``)."""
+    if cluster.inline:
+        yield None
+        return
+    from ..execution.cluster import connect
+
+    with connect(cluster, n_checks) as client:
+        yield client
+
+
 def run_suite(
     suite: Suite,
     history_dir: str | os.PathLike[str],
@@ -216,9 +227,10 @@ def run_suite(
     history = read_history(history_dir) if Path(history_dir).exists() else {}
     run_id = uuid.uuid4().hex[:12]
     records = []
-    with _workdir(workdir) as work, connect(cluster or suite.cluster, len(suite.checks)) as client:
+    where = cluster or suite.cluster
+    with _workdir(workdir) as work, _client(where, len(suite.checks)) as client:
         for check in suite.checks:
-            config = _check_config(suite, check, work)
+            config = dataclasses.replace(_check_config(suite, check, work), cluster=where)
             try:
                 report = api.run(config, overwrite=True, client=client)
             except GradcheckError as e:

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, HistoryError
-from .report import text_table
+from ..errors import ConfigError, HistoryError
+from ..report import text_table
 
 __all__ = [
     "RECORD_VERSION",

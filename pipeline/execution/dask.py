@@ -1,0 +1,218 @@
+"""The Dask executor: the numerics core inside tasks, on any Dask cluster.
+
+Only plain, picklable data crosses to the workers: a :class:`Problem` (the model
+reference, the store paths and the run's settings, never big arrays) and shards.
+A worker thread loads parameters and data once per run and reuses them across
+its tasks; each task calls the same :mod:`pipeline.numerics.core` function the
+in-process executor calls, on arrays read from the stores, and writes its
+results to the output group. Entries are perturbed in place, so each worker
+thread keeps its own copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from distributed import Client, Future, as_completed
+from distributed.scheduler import KilledWorker
+
+from ..errors import ClusterError, ModelImportError
+from ..model import ModelRef, load_model, missing_module
+from ..numerics import core
+from ..numerics.core import ProbeResult, Settings
+from ..numerics.plan import Shard
+from ..numerics.reduce import DirectionResult, ShardResult
+from ..storage import inputs, output
+from .driver import RunCancelled
+
+__all__ = ["DaskExecutor", "Problem", "importable_everywhere", "probe_task"]
+
+#: Seconds between two looks at ``stop`` while no shard arrives.
+STOP_POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Everything a worker needs, as plain data. ``run_id`` keys the worker's cache."""
+
+    run_id: str
+    model: ModelRef
+    params: str
+    data: str
+    gradient: str | None
+    output: str
+    settings: Settings
+    storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_local = threading.local()
+
+
+def _load(problem: Problem) -> tuple[core.Loaded, bool]:
+    """This thread's loaded problem, and whether this call had to load it."""
+    loaded: core.Loaded | None = getattr(_local, "loaded", None)
+    if loaded is not None and getattr(_local, "run_id", None) == problem.run_id:
+        loaded.settings = problem.settings  # the same run, now with what the probe learned
+        return loaded, False
+    _local.loaded = None  # release the previous run's arrays before loading
+    options = problem.storage_options
+    gradient = problem.gradient
+    _local.loaded = core.Loaded(
+        problem.settings,
+        load_model(problem.model),
+        inputs.read_arrays("params", problem.params, problem.settings.layout.names, options),
+        inputs.read_arrays("data", problem.data, options=options),
+        gradient=None
+        if gradient is None
+        else functools.partial(inputs.read_gradient, gradient, problem.settings.layout, options),
+        params_source=f"The params store '{problem.params}'",
+    )
+    _local.run_id = problem.run_id
+    return _local.loaded, True
+
+
+def _output_arrays(problem: Problem) -> output.OutputArrays:
+    """This thread's handles on the run's output arrays, opened once per run."""
+    cached: tuple[str, output.OutputArrays] | None = getattr(_local, "output", None)
+    if cached is None or cached[0] != problem.run_id:
+        cached = (problem.run_id, output.OutputArrays(problem.output, problem.storage_options))
+        _local.output = cached
+    return cached[1]
+
+
+def probe_task(problem: Problem) -> ProbeResult:
+    """:func:`~pipeline.numerics.core.probe` on a worker."""
+    return core.probe(_load(problem)[0])
+
+
+def analytic_task(problem: Problem, resuming: bool) -> bool:
+    """:func:`~pipeline.numerics.core.write_analytic` on a worker, into the output group."""
+    return core.write_analytic(_load(problem)[0], _output_arrays(problem), resuming)
+
+
+def shard_task(problem: Problem, shard: Shard) -> ShardResult:
+    """:func:`~pipeline.numerics.core.run_shard` on a worker, into the output group."""
+    start = time.perf_counter()
+    loaded, fresh = _load(problem)
+    result = core.run_shard(loaded, shard, _output_arrays(problem), fresh=fresh)
+    return dataclasses.replace(result, seconds=time.perf_counter() - start)  # loading included
+
+
+def direction_task(problem: Problem, tensor: str, number: int) -> DirectionResult:
+    """:func:`~pipeline.numerics.core.check_direction` on a worker."""
+    return core.check_direction(_load(problem)[0], tensor, number, _output_arrays(problem).analytic)
+
+
+def summary_task(problem: Problem, shard: Shard) -> ShardResult:
+    """:func:`~pipeline.numerics.core.summarize_stored` on a worker (no params or data: nothing is evaluated)."""
+    return core.summarize_stored(problem.settings, shard, _output_arrays(problem))
+
+
+def importable_everywhere(client: Client, model: ModelRef) -> None:
+    """Refuse, naming the workers, a model module that some worker cannot import."""
+    answers = client.run(missing_module, model)
+    missing = sorted(worker for worker, why in answers.items() if why)
+    if missing:
+        raise ModelImportError(
+            f"{answers[missing[0]]} on {len(missing)} of the cluster's {len(answers)} workers "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): install it there, "
+            "put it on their PYTHONPATH, or name the model by file path."
+        )
+
+
+class DaskExecutor:
+    """Runs a check's steps as tasks on a client's cluster.
+
+    ``stop`` is asked every :data:`STOP_POLL_SECONDS` while shards run; True cancels
+    the run's tasks and raises :class:`RunCancelled`.
+    """
+
+    def __init__(self, client: Client, problem: Problem, stop: Callable[[], bool] | None = None) -> None:
+        self.client, self.problem, self.stop = client, problem, stop
+        self._prober: list[str] = []
+        self._directions: list[Future[DirectionResult]] = []
+
+    in_process = False
+
+    @property
+    def workers(self) -> int:
+        """How many workers the cluster has now."""
+        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    def probe(self) -> ProbeResult:
+        """The probe, on one worker (which keeps the problem loaded for the analytic gradient)."""
+        importable_everywhere(self.client, self.problem.model)
+        future = self.client.submit(probe_task, self.problem, pure=False)
+        result: ProbeResult = future.result()
+        self._prober = list(self.client.who_has(future).get(future.key, ()))
+        return result
+
+    def write_analytic(self, settings: Settings, resuming: bool) -> bool:
+        """The analytic gradient written (or compared) from the probe's worker, which holds it."""
+        problem = dataclasses.replace(self.problem, settings=settings)
+        future = self.client.submit(
+            analytic_task, problem, resuming, pure=False, workers=self._prober, allow_other_workers=True
+        )
+        return bool(future.result())
+
+    def run(
+        self,
+        settings: Settings,
+        todo: Sequence[Shard],
+        resumed: Sequence[Shard],
+        directions: Sequence[tuple[str, int]],
+    ) -> Iterator[ShardResult]:
+        """The shards' results as they arrive (resumed ones read back); directions run alongside."""
+        client, problem = self.client, dataclasses.replace(self.problem, settings=settings)
+        self._directions = [client.submit(direction_task, problem, name, j, pure=False) for name, j in directions]
+        futures = {
+            **dict(zip(client.map(shard_task, [problem] * len(todo), todo, pure=False), todo, strict=True)),
+            **{client.submit(summary_task, problem, s, pure=False): s for s in resumed},
+        }
+        total = len(todo) + len(resumed)
+        arriving, next_look = as_completed(futures), time.monotonic()
+        while not arriving.is_empty():
+            if self.stop is not None:  # a detached job: look at `stop` every so often, busy or not
+                if time.monotonic() >= next_look:
+                    next_look = time.monotonic() + STOP_POLL_SECONDS
+                    if self.stop():
+                        client.cancel([*futures, *self._directions])
+                        kept = len(output.completed_shards(problem.output, problem.storage_options))
+                        raise RunCancelled(
+                            f"Cancelled with {kept} of {total} shards done; they are kept, "
+                            "and the same run resumes from them."
+                        )
+                if not arriving.has_ready():
+                    # Not shorter: the driver shares its worker's GIL with the shard being computed.
+                    time.sleep(STOP_POLL_SECONDS)
+                    continue
+            future = next(arriving)
+            try:
+                yield future.result()
+            except KilledWorker as e:
+                raise _crashed(problem, futures[future], total) from e
+
+    def direction_results(self) -> list[DirectionResult]:
+        """The direction checks, once the shards are done."""
+        results: list[DirectionResult] = self.client.gather(self._directions)
+        return results
+
+
+def _crashed(problem: Problem, shard: Shard, total: int) -> ClusterError:
+    """The error for a shard whose task killed every worker that ran it."""
+    completed = len(output.completed_shards(problem.output, problem.storage_options))  # on disk, not only reported
+    layout = problem.settings.layout
+    first, last = layout.locate(shard.start), layout.locate(shard.stop - 1)
+    return ClusterError(
+        f"Shard {shard.index} (indices {shard.start}..{shard.stop - 1}: {first[0]}{list(first[1])} to "
+        f"{last[0]}{list(last[1])}) killed the worker running it, as many times as Dask allows "
+        "(distributed.scheduler.allowed-failures): the model may crash the process there. "
+        f"At least {completed} of {total} shards are complete and kept in '{problem.output}'; "
+        "fix the model and run the same command again to resume."
+    )

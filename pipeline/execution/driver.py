@@ -1,0 +1,186 @@
+"""A run's steps, the same whichever executor computes them.
+
+Probe the model at θ; plan the shards; create the output (or reuse the same
+run's); write the analytic gradient; run the shards that are missing and the
+random directions; time it all. An *executor* (:mod:`.inline` or :mod:`.dask`)
+computes each step; a *target* (:class:`~pipeline.storage.output.StoredOutput`
+or :class:`~.inline.MemoryOutput`) keeps the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import GradcheckError, OutputExistsError
+from ..numerics.core import ProbeResult, Settings
+from ..numerics.fd import STENCILS
+from ..numerics.layout import Layout
+from ..numerics.plan import Shard, checked_positions, plan_shards
+from ..numerics.reduce import DirectionResult, ShardResult
+
+__all__ = ["Executed", "Executor", "RunCancelled", "Target", "execute"]
+
+#: ``progress(done, total)`` is called after each shard arrives.
+Progress = Callable[[int, int], None]
+
+
+class RunCancelled(GradcheckError):
+    """``stop`` asked the run to end: its finished shards are kept, and the same run resumes them."""
+
+
+class Executor(Protocol):
+    """Computes a run's steps (see :mod:`.inline` and :mod:`.dask`)."""
+
+    @property
+    def workers(self) -> int: ...
+
+    @property
+    def in_process(self) -> bool: ...
+
+    def probe(self) -> ProbeResult: ...
+
+    def write_analytic(self, settings: Settings, resuming: bool) -> bool: ...
+
+    def run(
+        self, settings: Settings, todo: Sequence[Shard], resumed: Sequence[Shard], directions: Sequence[tuple[str, int]]
+    ) -> Iterator[ShardResult]: ...
+
+    def direction_results(self) -> list[DirectionResult]: ...
+
+
+class Target(Protocol):
+    """Keeps a run's results (see :class:`~pipeline.storage.output.StoredOutput`)."""
+
+    def shard_size(self) -> int: ...
+
+    def completed(self) -> frozenset[int]: ...
+
+    def create(self, layout: Layout, shard_size: int, identity: str, *, overwrite: bool) -> bool: ...
+
+    def remove(self) -> None: ...
+
+    def record(self, attrs: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Executed:
+    """What a run computed: the probe, every shard's result, the directions, and the timings."""
+
+    probe: ProbeResult
+    settings: Settings
+    results: tuple[ShardResult, ...]
+    directions: tuple[DirectionResult, ...]
+    timings: dict[str, float]
+
+
+def execute(
+    executor: Executor,
+    target: Target,
+    settings: Settings,
+    *,
+    shard_size: int | None,
+    directions: int,
+    identity: str = "",
+    resuming: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    started: float | None = None,
+    job: Mapping[str, object] | None = None,
+) -> Executed:
+    """Probe; then, only if the model is usable, plan, create the output and run the missing shards.
+
+    Parameters
+    ----------
+    executor, target
+        Where the steps run and where their results go.
+    settings : Settings
+        The run's numerics settings (the probe's loss and noise are added here).
+    shard_size : int or None
+        The config's; None for automatic.
+    directions : int
+        Random directions per tensor.
+    identity, resuming, overwrite
+        The run's identity, whether the target holds an interrupted run of it to resume,
+        and whether to replace what the target holds.
+    progress : callable, optional
+        ``progress(shards_done, shards_total)`` after each shard.
+    started : float, optional
+        ``time.perf_counter()`` when the run started (for ``cluster_seconds``).
+    job : mapping, optional
+        The detached job running this check, recorded in the output's ``progress``.
+    """
+    ready = time.perf_counter()
+    probe = executor.probe()
+    settings = dataclasses.replace(settings, loss0=probe.loss, noise=probe.noise)
+    layout, workers = settings.layout, executor.workers
+    checked = checked_positions(layout, settings.sample)
+    n_checked = sum(positions.size for positions in checked.values()) if checked else layout.n_params
+    size, plan = plan_shards(
+        layout,
+        checked,
+        wanted=shard_size,
+        # An index costs loss_equivalents_per_index evaluations (the scheme's stencil, fewer if staged).
+        seconds_per_index=probe.loss_seconds * probe.loss_equivalents_per_index,
+        workers=workers,
+        fixed=target.shard_size() if resuming else None,
+    )
+    done = target.completed() if resuming else frozenset()
+    created = target.create(layout, size, identity, overwrite=overwrite)
+    try:
+        same = executor.write_analytic(settings, bool(done))
+    except BaseException:
+        if created:  # nothing computed yet: leave nothing half-written where there was nothing before
+            target.remove()
+        raise
+    if not same:
+        raise OutputExistsError(
+            f"The output {target} holds an interrupted run whose analytic gradient differs from "
+            "what the model gives now: the model changed. Pass --overwrite to start again."
+        )
+    shards_started = time.perf_counter()
+    along = [(spec.name, j) for spec in layout.tensors for j in range(directions)]
+    todo = [shard for shard in plan if shard.index not in done]
+    resumed = [shard for shard in plan if shard.index in done]
+    width = len(STENCILS[settings.scheme])
+    target.record(
+        {
+            "progress": {
+                "started": time.time(),
+                "shards": len(plan),
+                "resumed": len(done),
+                "evaluations": width * (n_checked * len(todo) // max(1, len(plan)) + len(along)),
+                "job": dict(job) if job else None,
+            },
+            "state": {"state": "running"},
+        }
+    )
+    results: list[ShardResult] = []
+    for result in executor.run(settings, todo, resumed, along):
+        results.append(result)
+        if progress is not None:
+            progress(len(results), len(plan))
+    direction_results = executor.direction_results()
+    finished = time.perf_counter()
+    evaluations = width * sum(t.n_checked for r in results if r.shard.index not in done for t in r.sums)
+    evaluations += width * len(direction_results)
+    timings = {
+        "cluster_seconds": ready - (ready if started is None else started),
+        "probe_seconds": probe.seconds,
+        "loss_seconds": probe.loss_seconds,
+        "loss_equivalents_per_index": probe.loss_equivalents_per_index,
+        "shard_size": float(size),
+        "shards_seconds": finished - shards_started,
+        "evaluate_seconds": math.fsum(r.evaluate_seconds for r in results),  # the losses alone, all shards
+        "loss_evaluations": float(evaluations + 2 + 9 * probe.noise_measured),
+        "evaluations_per_second": evaluations / (finished - shards_started) if finished > shards_started else 0.0,
+        "resumed_shards": float(len(done)),
+        "worker_loads": float(sum(r.loaded for r in results)),
+        "workers": float(workers),
+        "in_process": float(executor.in_process),  # then cluster_seconds is the set-up alone
+    }
+    return Executed(probe, settings, tuple(results), tuple(direction_results), timings)

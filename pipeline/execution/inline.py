@@ -1,0 +1,118 @@
+"""The in-process executor: the numerics core in the calling process, no cluster and no task.
+
+It runs the same :mod:`pipeline.numerics.core` functions the Dask executor runs
+in its tasks, one after the other, on one :class:`~pipeline.numerics.core.Loaded`
+problem, so its results are bit-identical to a Dask run's. Its output is a
+stored group (a config's ``output``) or, for ``pipeline.check`` without one,
+:class:`MemoryOutput`: numpy arrays that live as long as the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..numerics import core
+from ..numerics.core import Loaded, Output, ProbeResult, Settings
+from ..numerics.layout import Layout
+from ..numerics.plan import Shard
+from ..numerics.reduce import DirectionResult, ShardResult
+from ..numerics.tolerance import UNCHECKED
+from .driver import RunCancelled
+
+__all__ = ["InlineExecutor", "MemoryOutput"]
+
+
+class MemoryOutput:
+    """An output in memory: the output group's arrays as numpy arrays, and nothing to resume."""
+
+    def __init__(self) -> None:
+        self.analytic = self.numeric = self.nonfinite = self.allowed = self.status = self.step = np.empty(0)
+        self.done = np.empty(0)
+
+    def __str__(self) -> str:
+        return "in memory"
+
+    def shard_size(self) -> int:
+        """Never called: nothing in memory is resumed."""
+        raise NotImplementedError("an output in memory is never resumed")
+
+    def completed(self) -> frozenset[int]:
+        """No shard was done before this check."""
+        return frozenset()
+
+    def create(self, layout: Layout, shard_size: int, identity: str, *, overwrite: bool) -> bool:
+        """The arrays, filled as a new output group's are (NaN, or "not checked")."""
+        n = layout.n_params
+        self.analytic, self.numeric, self.allowed, self.step = (np.full(n, np.nan) for _ in range(4))
+        self.nonfinite = np.zeros(n, dtype=np.int8)
+        self.status = np.full(n, UNCHECKED, dtype=np.int8)
+        self.done = np.zeros(-(-n // max(1, shard_size)), dtype=np.uint8)
+        return True
+
+    def remove(self) -> None:
+        """Nothing to remove."""
+
+    def record(self, attrs: Mapping[str, Any]) -> None:
+        """Nothing to record: progress and state are for runs that others follow."""
+
+    @property
+    def per_index(self) -> tuple[np.ndarray, ...]:
+        """The per-index arrays in the order :func:`~pipeline.numerics.reduce.summarize_shard` takes them."""
+        return (self.analytic, self.numeric, self.nonfinite, self.allowed, self.status, self.step)
+
+    @property
+    def arrays(self) -> MemoryOutput:
+        """Itself: it holds its arrays."""
+        return self
+
+
+class InlineExecutor:
+    """Runs a check's steps in this process, on ``loaded``, writing to ``output``'s arrays.
+
+    ``output`` (a :class:`MemoryOutput` or a stored group) is read only once the driver
+    has created it. ``stop`` is asked between shards; True raises :class:`RunCancelled`.
+    """
+
+    workers = 1
+    in_process = True
+
+    def __init__(self, loaded: Loaded, output: Any, stop: Callable[[], bool] | None = None) -> None:
+        self.loaded, self.output, self.stop = loaded, output, stop
+        self._directions: list[tuple[str, int]] = []
+
+    @property
+    def arrays(self) -> Output:
+        return self.output.arrays  # type: ignore[no-any-return]
+
+    def probe(self) -> ProbeResult:
+        """The probe, here."""
+        return core.probe(self.loaded)
+
+    def write_analytic(self, settings: Settings, resuming: bool) -> bool:
+        """The analytic gradient written (or compared), here."""
+        self.loaded.settings = settings
+        return core.write_analytic(self.loaded, self.arrays, resuming)
+
+    def run(
+        self,
+        settings: Settings,
+        todo: Sequence[Shard],
+        resumed: Sequence[Shard],
+        directions: Sequence[tuple[str, int]],
+    ) -> Iterator[ShardResult]:
+        """Each shard's result in turn, resumed ones read back."""
+        self.loaded.settings = settings
+        self._directions = list(directions)
+        for shard in resumed:
+            yield core.summarize_stored(settings, shard, self.arrays)
+        for shard in todo:
+            if self.stop is not None and self.stop():
+                raise RunCancelled("Cancelled between shards; the finished ones are kept.")
+            yield core.run_shard(self.loaded, shard, self.arrays)
+
+    def direction_results(self) -> list[DirectionResult]:
+        """The direction checks, here, once the shards are done."""
+        return [core.check_direction(self.loaded, name, j, self.arrays.analytic) for name, j in self._directions]

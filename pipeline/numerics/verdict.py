@@ -1,0 +1,158 @@
+"""The verdict's parts as plain data: per tensor, per element, and the non-finite losses.
+
+The reducer (:mod:`.reduce`) makes them; the report (:mod:`pipeline.report`) holds and prints them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["NonFinite", "NonFiniteLoss", "TensorReport", "WorstElement", "json_float", "read_float"]
+
+
+def read_float(value: Any) -> float:
+    """A float read back from JSON, where null stands for NaN."""
+    return math.nan if value is None else float(value)
+
+
+def json_float(value: float) -> float | None:
+    """A float for JSON: standard JSON has no NaN or infinity."""
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True, slots=True)
+class TensorReport:
+    """One tensor's metrics."""
+
+    name: str
+    shape: tuple[int, ...]
+    difference: float
+    contribution: float
+    max_abs_error: float
+    passed: bool
+    n_checked: int = 0
+    n_wrong: int = 0
+    n_nondifferentiable: int = 0
+    step_min: float = math.nan
+    step_max: float = math.nan
+    diagnosis: tuple[str, ...] = ()
+    n_directions: int = 0
+    n_directions_wrong: int = 0
+    worst: WorstElement | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "difference": json_float(self.difference),
+            "contribution": json_float(self.contribution),
+            "max_abs_error": json_float(self.max_abs_error),
+            "passed": self.passed,
+            "n_checked": self.n_checked,
+            "n_wrong": self.n_wrong,
+            "n_nondifferentiable": self.n_nondifferentiable,
+            "step": [json_float(self.step_min), json_float(self.step_max)],
+            "diagnosis": list(self.diagnosis),
+            "n_directions": self.n_directions,
+            "n_directions_wrong": self.n_directions_wrong,
+            "worst": None if self.worst is None else self.worst.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TensorReport:
+        """Read back :meth:`to_dict`."""
+        step = raw.get("step", [None, None])
+        return cls(
+            raw["name"],
+            tuple(raw["shape"]),
+            read_float(raw["difference"]),
+            read_float(raw["contribution"]),
+            read_float(raw["max_abs_error"]),
+            bool(raw["passed"]),
+            int(raw.get("n_checked", 0)),
+            int(raw.get("n_wrong", 0)),
+            int(raw.get("n_nondifferentiable", 0)),
+            read_float(step[0]),
+            read_float(step[1]),
+            tuple(raw.get("diagnosis", ())),
+            int(raw.get("n_directions", 0)),
+            int(raw.get("n_directions_wrong", 0)),
+            None if raw.get("worst") is None else WorstElement.from_dict(raw["worst"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorstElement:
+    """One element, located by tensor and multi-index."""
+
+    tensor: str
+    index: tuple[int, ...]
+    analytic: float
+    numeric: float
+    abs_error: float
+    allowed: float = math.nan
+    status: str = "agrees"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "tensor": self.tensor,
+            "index": list(self.index),
+            "analytic": json_float(self.analytic),
+            "numeric": json_float(self.numeric),
+            "abs_error": json_float(self.abs_error),
+            "allowed": json_float(self.allowed),
+            "status": self.status,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> WorstElement:
+        """Read back :meth:`to_dict`."""
+        return cls(
+            raw["tensor"],
+            tuple(raw["index"]),
+            read_float(raw["analytic"]),
+            read_float(raw["numeric"]),
+            read_float(raw["abs_error"]),
+            read_float(raw.get("allowed")),
+            raw.get("status", "agrees"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NonFiniteLoss:
+    """An element where the loss at θ + ε (``plus``), θ − ε (``minus``) or both was NaN or infinite."""
+
+    tensor: str
+    index: tuple[int, ...]
+    side: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"tensor": self.tensor, "index": list(self.index), "side": self.side}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> NonFiniteLoss:
+        """Read back :meth:`to_dict`."""
+        return cls(raw["tensor"], tuple(raw["index"]), raw["side"])
+
+
+@dataclass(frozen=True, slots=True)
+class NonFinite:
+    """How many elements had a non-finite loss, and the first of them in index order."""
+
+    count: int = 0
+    elements: tuple[NonFiniteLoss, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"count": self.count, "elements": [e.to_dict() for e in self.elements]}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> NonFinite:
+        """Read back :meth:`to_dict`."""
+        return cls(int(raw["count"]), tuple(NonFiniteLoss.from_dict(e) for e in raw["elements"]))

@@ -1,0 +1,283 @@
+"""The output group: per-index arrays chunked on shard boundaries, completion markers, a lock, attributes.
+
+It holds ``numeric`` and ``analytic`` (flat float64, chunked on shard
+boundaries, NaN where nothing was written yet), the other per-index arrays of
+:data:`PER_INDEX`, a ``done`` marker per shard and, in its attributes, the
+layout, the resolved config, the run's progress and state, and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.errors
+
+from ..errors import OutputExistsError, StoreError
+from ..numerics.layout import Layout
+from . import Options, is_url
+from .access import open_group, opened, reading
+
+__all__ = [
+    "FORMAT_VERSION",
+    "PER_INDEX",
+    "OutputArrays",
+    "check_output",
+    "completed_shards",
+    "lock_held",
+    "output_lock",
+    "output_shard_size",
+    "prepare_output",
+    "read_output_attrs",
+    "remove_output",
+    "update_attrs",
+]
+
+#: Version of the output group's attribute format; readers refuse newer ones.
+FORMAT_VERSION = 2
+
+
+class OutputArrays:
+    """A worker's handles on the output arrays it writes."""
+
+    def __init__(self, path: str, options: Options = None) -> None:
+        with reading("output", path):
+            handles = {
+                name: zarr.open_array(store=path, path=name, mode="r+", **opened(path, options))
+                for name in (*PER_INDEX, "done")
+            }
+        self.analytic, self.numeric, self.nonfinite = handles["analytic"], handles["numeric"], handles["nonfinite"]
+        self.allowed, self.status, self.step, self.done = (
+            handles["allowed"],
+            handles["status"],
+            handles["step"],
+            handles["done"],
+        )
+        self.per_index = tuple(handles[name] for name in PER_INDEX)
+
+
+#: The arrays over the index space, in the order :func:`pipeline.numerics.reduce.summarize_shard` takes them:
+#: the analytic and numeric gradients, which side had a non-finite loss (1 plus, 2 minus, 3 both),
+#: how far apart analytic and numeric may be, the element's verdict (see
+#: :mod:`pipeline.numerics.tolerance`), and the step taken.
+PER_INDEX = ("analytic", "numeric", "nonfinite", "allowed", "status", "step")
+_PER_INDEX_TYPES = {
+    "analytic": ("float64", np.nan),
+    "numeric": ("float64", np.nan),
+    "nonfinite": ("int8", 0),
+    "allowed": ("float64", np.nan),
+    "status": ("int8", 3),
+    "step": ("float64", np.nan),
+}
+
+
+def completed_shards(path: str, options: Options = None) -> np.ndarray:
+    """Indices of the shards whose chunks are written (their ``done`` marker is set)."""
+    with reading("output", path):
+        done = np.asarray(zarr.open_array(store=path, path="done", mode="r", **opened(path, options))[:])
+    return np.flatnonzero(done)
+
+
+def read_output_attrs(path: str, options: Options = None) -> dict[str, Any]:
+    """The attributes of a gradcheck output group; refuses anything else."""
+    group = open_group("output", path, options)
+    with reading("output", path):
+        attrs = dict(group.attrs)
+    meta = attrs.get("gradcheck")
+    if not isinstance(meta, Mapping) or "format_version" not in meta:
+        raise StoreError(f"'{path}' is a Zarr group but not a gradcheck output.")
+    if not isinstance(meta["format_version"], int) or meta["format_version"] > FORMAT_VERSION:
+        raise StoreError(
+            f"The output '{path}' has format version {meta['format_version']}; this gradcheck reads up to {FORMAT_VERSION}. Upgrade gradcheck."
+        )
+    return attrs
+
+
+def _existing_output(path: str, options: Options) -> dict[str, Any] | None:
+    """Attributes of the gradcheck output at ``path``; None if nothing is there; raises if something else is."""
+    foreign = OutputExistsError(f"The output '{path}' exists and is not a gradcheck output; choose another `output`.")
+    try:
+        group = zarr.open_group(store=path, mode="r", **opened(path, options))
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+        if not is_url(path) and os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+            raise foreign from None
+        return None
+    except Exception as e:
+        raise foreign from e
+    if not isinstance(group.attrs.get("gradcheck"), Mapping):
+        raise foreign
+    return read_output_attrs(path, options)  # ours: a newer format's error comes through as it is
+
+
+def output_shard_size(path: str, options: Options = None) -> int:
+    """The shard size (= chunk size) an existing output was made with."""
+    return int(read_output_attrs(path, options)["gradcheck"]["shard_size"])
+
+
+def check_output(path: str, identity: str, *, overwrite: bool, options: Options = None) -> bool:
+    """Check, without writing, that this run may use ``path``; return whether it resumes the run there.
+
+    An output of the same run (same ``identity``) is resumed: finished shards
+    are kept. ``overwrite`` starts afresh instead, and is required to replace
+    the output of a different run. Anything that is not a gradcheck output is
+    never touched.
+    """
+    existing = _existing_output(path, options)
+    if existing is None or overwrite:
+        return False
+    if existing["gradcheck"].get("identity") == identity:
+        return True
+    raise OutputExistsError(
+        f"The output '{path}' holds the result of a different check; pass --overwrite to replace it, or choose another `output`."
+    )
+
+
+def prepare_output(
+    path: str, layout: Layout, shard_size: int, identity: str, *, overwrite: bool, options: Options = None
+) -> bool:
+    """Create the output group (or reuse the same run's); return whether it was created.
+
+    Raises :class:`OutputExistsError` as :func:`check_output` does.
+    """
+    if check_output(path, identity, overwrite=overwrite, options=options):
+        return False
+    attrs: dict[str, Any] = {
+        "gradcheck": {"format_version": FORMAT_VERSION, "identity": identity, "shard_size": shard_size},
+        "layout": layout.to_dict(),
+    }
+    group = zarr.open_group(store=path, mode="w", attributes=attrs, **opened(path, options))
+    n = layout.n_params
+    chunks = (max(1, min(shard_size, n)),)
+    for name in PER_INDEX:
+        dtype, fill = _PER_INDEX_TYPES[name]
+        group.create_array(name, shape=(n,), chunks=chunks, dtype=dtype, fill_value=fill)
+    # One chunk per shard, so that shards mark themselves done without locks.
+    n_shards = -(-n // chunks[0])
+    group.create_array("done", shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0)
+    return True
+
+
+@contextmanager
+def output_lock(path: str) -> Iterator[None]:
+    """Hold ``<output>.lock`` for the duration of a run: one run writes an output at a time.
+
+    A lock left by a process that is gone (on this host) is taken over; any
+    other is refused. Remote (URL) outputs are not locked.
+    """
+    if is_url(path):
+        yield
+        return
+    lock = path.rstrip("/") + ".lock"
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None:
+                raise OutputExistsError(
+                    f"The output '{path}' is being written by another gradcheck run "
+                    f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}); "
+                    f"wait for it, or remove '{lock}' if that run is gone."
+                ) from None
+            with suppress(FileNotFoundError):  # stale: its process is gone (another run may remove it first)
+                os.unlink(lock)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f)
+        break
+    else:  # every attempt lost a race for a stale lock to another run: never proceed unlocked
+        raise OutputExistsError(f"The output '{path}' is being taken by another gradcheck run; try again.")
+    try:
+        yield
+    finally:
+        os.unlink(lock)
+
+
+def lock_held(path: str) -> bool | None:
+    """Whether a live run holds ``<output>.lock``: None for a remote output, which is not locked."""
+    if is_url(path):
+        return None
+    lock = path.rstrip("/") + ".lock"
+    return os.path.exists(lock) and _lock_holder(lock) is not None
+
+
+def _lock_holder(lock: str) -> dict[str, Any] | None:
+    """Who holds ``lock``, or None when it was left by a process that is gone from this host."""
+    try:
+        with open(lock, encoding="utf-8") as f:
+            holder: dict[str, Any] = json.load(f)
+    except (OSError, ValueError):
+        return {"pid": "?", "host": "?", "started": "?"}  # being written right now, or unreadable: respect it
+    if holder.get("host") == socket.gethostname():
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return None
+        except (PermissionError, KeyError, TypeError, ValueError):
+            pass  # alive but not ours, or unreadable: respect it
+    return holder
+
+
+def remove_output(path: str, options: Options = None) -> None:
+    """Remove an output this run created."""
+    if not is_url(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path, **dict(options or {}))
+    with suppress(FileNotFoundError):
+        fs.rm(root, recursive=True)
+
+
+def update_attrs(path: str, attrs: Mapping[str, Any], options: Options = None) -> None:
+    """Set top-level attributes of an output group (the run's progress, state, report and config)."""
+    with reading("output", path):
+        zarr.open_group(store=path, mode="r+", **opened(path, options)).attrs.update(dict(attrs))
+
+
+class StoredOutput:
+    """A run's output group at ``path``, as the driver uses it (see :mod:`pipeline.execution.driver`)."""
+
+    def __init__(self, path: str, options: Options = None) -> None:
+        self.path, self.options = path, options
+        self._arrays: OutputArrays | None = None
+
+    def __str__(self) -> str:
+        return f"'{self.path}'"
+
+    def shard_size(self) -> int:
+        """The shard size an existing output was made with."""
+        return output_shard_size(self.path, self.options)
+
+    def completed(self) -> frozenset[int]:
+        """The shards an earlier run completed."""
+        return frozenset(int(k) for k in completed_shards(self.path, self.options))
+
+    def create(self, layout: Layout, shard_size: int, identity: str, *, overwrite: bool) -> bool:
+        """Create the group (or reuse the same run's); whether it was created."""
+        return prepare_output(self.path, layout, shard_size, identity, overwrite=overwrite, options=self.options)
+
+    def remove(self) -> None:
+        """Remove the group this run created."""
+        remove_output(self.path, self.options)
+
+    def record(self, attrs: Mapping[str, Any]) -> None:
+        """Set top-level attributes (progress, state, report)."""
+        update_attrs(self.path, attrs, self.options)
+
+    @property
+    def arrays(self) -> OutputArrays:
+        """Handles on the arrays (opened on first use: the group is created after the probe)."""
+        if self._arrays is None:
+            self._arrays = OutputArrays(self.path, self.options)
+        return self._arrays

@@ -1,0 +1,206 @@
+"""In-process checks: the same numerics core as the Dask tasks, bit for bit, with no cluster and no store."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from distributed import Client
+
+import pipeline
+from pipeline.examples import mlp, seed_mlp, zoo
+from pipeline.storage.inputs import read_arrays
+from pipeline.storage.output import PER_INDEX
+
+from . import models
+from .conftest import REPO, run_cli
+
+# Every example model: the seed network (batched), plain and staged MLPs, every zoo model and
+# one planted bug of each, in float64 and (for the zoo) float32.
+CASES: list[tuple[str, Any, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]] = [
+    ("seed-correct", seed_mlp.correct, seed_mlp.problem()),
+    ("seed-planted", seed_mlp.planted, seed_mlp.problem()),
+    ("mlp", mlp.mlp, mlp.problem(sizes=(4, 5, 1), batch=8)),
+    ("mlp-staged", mlp.staged(3), mlp.problem(sizes=(4, 5, 3, 1), batch=8)),
+    *((kind, zoo.model(kind), zoo.model(kind).problem()) for kind in zoo.MODELS),
+    *(
+        (
+            f"{kind}-{zoo.model(kind).bugs()[0][0]}",
+            zoo.planted(kind, zoo.model(kind).bugs()[0][0]),
+            zoo.model(kind).problem(),
+        )
+        for kind in zoo.MODELS
+    ),
+    *((f"{kind}-float32", zoo.model(kind), zoo.model(kind).problem(np.float32)) for kind in zoo.MODELS[:3]),
+]
+
+
+def _schemes(model: Any) -> list[str]:
+    return ["central", "richardson", *(["complex-step"] if getattr(model, "complex_step", False) else [])]
+
+
+def _without_timings(report: pipeline.Report) -> dict[str, Any]:
+    as_dict = report.to_dict()
+    del as_dict["timings"]
+    return as_dict
+
+
+@pytest.mark.parametrize(("name", "model", "problem"), CASES, ids=[case[0] for case in CASES])
+def test_inline_and_dask_runs_are_bit_identical(
+    client: Client, tmp_path: Path, name: str, model: Any, problem: tuple[dict[str, np.ndarray], ...]
+) -> None:
+    params, data = problem
+    for scheme in _schemes(model):
+        # The same shards in both (an automatic size comes from a timing): several of them, and directions too.
+        settings: dict[str, Any] = {"scheme": scheme, "shard_size": 7, "directions": 1}
+        in_memory = pipeline.check(model, params, data, **settings)
+        inline = pipeline.check(model, params, data, output=str(tmp_path / f"inline-{scheme}.zarr"), **settings)
+        on_dask = pipeline.check(
+            model, params, data, client=client, output=str(tmp_path / f"dask-{scheme}.zarr"), **settings
+        )
+        assert in_memory.timings["workers"] == inline.timings["workers"] == 1
+        assert on_dask.timings["workers"] == 2
+        assert _without_timings(in_memory) == _without_timings(inline) == _without_timings(on_dask), scheme
+        stored = [
+            read_arrays("output", str(tmp_path / f"{where}-{scheme}.zarr"), PER_INDEX) for where in ("inline", "dask")
+        ]
+        for array in PER_INDEX:
+            np.testing.assert_array_equal(stored[0][array], stored[1][array], err_msg=f"{scheme}: {array}")
+        assert np.isfinite(stored[0]["numeric"]).all()
+
+
+def test_an_inline_check_finds_the_seeds_planted_bugs_and_leaves_the_callers_arrays_alone() -> None:
+    params, data = seed_mlp.problem()
+    before = {name: array.copy() for name, array in params.items()}
+    report = pipeline.check(seed_mlp.planted, params, data, scheme="central", epsilon=1e-7, threshold=2e-7)
+    assert report.failing == ("b1", "W2")
+    assert report.difference == pytest.approx(0.2850931567761624, rel=1e-12)  # the seed loop's figure
+    assert report.timings["workers"] == 1
+    for name, array in params.items():
+        np.testing.assert_array_equal(array, before[name])  # perturbed copies, never the caller's arrays
+
+
+def test_an_inline_check_reports_progress_per_shard() -> None:
+    seen: list[tuple[int, int]] = []
+    pipeline.check(
+        models.smooth, *models.problem(), shard_size=10, progress=lambda done, total: seen.append((done, total))
+    )
+    assert seen == [(1, 3), (2, 3), (3, 3)]  # 28 indices in shards of 10
+
+
+def test_an_inline_check_validates_its_parameters() -> None:
+    params, data = models.problem()
+    with pytest.raises(
+        pipeline.ConfigError, match=r"`params\['bias'\]` must be a float32 or float64 array. Got dtype int64 instead."
+    ):
+        pipeline.check(models.smooth, {**params, "bias": np.arange(2)}, data)
+    with pytest.raises(pipeline.ModelError, match=r"`gradient` must have one array per parameter tensor"):
+        pipeline.check(models.smooth, params, data, gradient={"bias": np.zeros(2)})
+    with pytest.raises(
+        pipeline.StoreError, match=r"`params`: array 'bias' holds 1 non-finite value\(s\), the first at \[0\]"
+    ):
+        pipeline.check(models.smooth, {**params, "bias": np.array([np.nan, 0.0])}, data)
+
+
+def test_importing_the_numerics_and_an_in_memory_check_load_neither_dask_nor_zarr() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        import pipeline.numerics.core, pipeline.numerics.reduce, pipeline.numerics.diagnose, pipeline.execution.inline
+        import pipeline.testing
+        print(sorted(m for m in ("distributed", "dask", "zarr") if m in sys.modules))
+        from pipeline.examples import seed_mlp
+        report = pipeline.check(seed_mlp.correct, *seed_mlp.problem())
+        print(report.passed, sorted(m for m in ("distributed", "dask", "zarr") if m in sys.modules))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True []"]
+
+
+def test_a_model_error_names_the_models_file_and_line(tmp_path: Path) -> None:
+    source = textwrap.dedent(
+        """
+        import numpy as np
+
+        def _hidden(x):
+            return np.linalg.inv(x)  # raises LinAlgError inside numpy
+
+        class Net:
+            def loss(self, params, data):
+                return float(_hidden(np.zeros((2, 2))).sum())
+
+            def grad(self, params, data):
+                return {"w": np.zeros(2)}
+
+        net = Net()
+        """
+    )
+    (tmp_path / "net.py").write_text(source)
+    line = (
+        source.split("\n").index(
+            "        return np.linalg.inv(x)  # raises LinAlgError inside numpy".strip().join(["    ", ""])
+        )
+        + 1
+    )
+    with pytest.raises(pipeline.ModelError) as raised:
+        pipeline.check(f"{tmp_path / 'net.py'}:net", {"w": np.zeros(2)}, {})
+    message = str(raised.value)
+    assert message.startswith("Model loss at θ raised LinAlgError: Singular matrix")
+    assert message.endswith(f"(at {tmp_path / 'net.py'}:{line})")  # the model's line, not numpy's
+    assert "\n" not in message
+    assert raised.value.detail is not None
+    assert "np.linalg.inv(x)" in raised.value.detail
+
+
+def test_the_cli_runs_inline_and_prints_the_models_traceback_on_request(seed_example: Path, tmp_path: Path) -> None:
+    done = run_cli("run", str(seed_example / "planted.yaml"), "--inline")
+    assert done.returncode == 1, done.stderr
+    assert "FAILED: 8 of 47 elements wrong; difference 2.851e-01 > threshold 2e-07" in done.stdout
+    assert re.search(r"s in all \(in this process: set-up \d\.\d\d s, shards", done.stdout)  # no cluster started
+    (tmp_path / "broken.py").write_text(
+        "class Broken:\n    def loss(self, params, data):\n        return 1 / 0\n\n"
+        "    def grad(self, params, data):\n        return {}\n\nbroken = Broken()\n"
+    )
+    for extra, traceback_shown in (((), False), (("--traceback",), True)):
+        done = run_cli(
+            "run",
+            str(seed_example / "correct.yaml"),
+            "--inline",
+            "--set",
+            f"model={tmp_path / 'broken.py'}:broken",
+            *extra,
+        )
+        assert done.returncode == 2
+        last = done.stderr.strip().split("\n")[-1]
+        assert (
+            last
+            == f"gradcheck: error: Model loss at θ raised ZeroDivisionError: division by zero (at {tmp_path / 'broken.py'}:3)"
+        )
+        assert ("Traceback (most recent call last)" in done.stderr) is traceback_shown
+
+
+def test_an_output_in_a_missing_folder_is_bad_input(seed_example: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "out.zarr"
+    done = run_cli("run", str(seed_example / "correct.yaml"), "--inline", "--set", f"output={missing}")
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"gradcheck: error: `output`: the folder '{missing.parent}' does not exist. "
+        "Create it, or choose an `output` in an existing folder.\n"
+    )
+    assert not (tmp_path / "no").exists()
