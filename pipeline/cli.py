@@ -70,9 +70,13 @@ def _check_arguments(command: argparse.ArgumentParser, *, local: bool) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Looked up when the parser is built, not at import: the package's __init__ may import this module.
+    from . import __version__
+
     parser = _Parser(
         prog="gradcheck", description="Check a model's analytic gradient against centered finite differences."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser("run", help="run one check", description="Run one gradient check as CONFIG describes.")

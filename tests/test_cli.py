@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
+import pipeline
 from pipeline.examples import seed_mlp
 from pipeline.plan import auto_shard_size
 from pipeline.stores import write_group
@@ -239,3 +240,10 @@ def test_example_is_rewritten_in_place_but_never_over_other_files(tmp_path: Path
     )
     assert (tmp_path / "mine" / "correct.yaml").read_text() == "my own notes\n"
     assert not (tmp_path / "mine" / "params.zarr").exists()
+
+
+def test_version_prints_the_packages_version_and_exits_0() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"gradcheck {pipeline.__version__}\n"
+    assert result.stderr == ""
