@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ from hypothesis import strategies as st
 
 from pipeline.config import ClusterConfig, Config, load_config, parse_overrides
 from pipeline.errors import ConfigError, ConfigTypeError
+
+from .conftest import run_cli
 
 MINIMAL = "model: pkg.mod:model\nparams: p.zarr\ndata: d.zarr\noutput: o.zarr\n"
 
@@ -139,6 +143,81 @@ def test_bad_files_name_the_file(tmp_path: Path, text: str, message: str) -> Non
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"Config file '.*nope.yaml' does not exist."):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("fault", "key", "message"),
+    [
+        ("foo=1", "foo", r"Unknown key `foo`. Expected only: model, params"),
+        ("epsilon=-1", "epsilon", r"`epsilon` must be positive and finite. Got -1 instead."),
+        ("cluster.nodes=3", "cluster.nodes", r"Unknown key `cluster.nodes`. Expected only: workers"),
+        ("cluster.workers=0", "cluster.workers", r"`cluster.workers` must be at least 1. Got 0 instead."),
+    ],
+)
+def test_a_bad_key_is_blamed_on_the_command_line_or_the_file_whichever_gave_it(
+    tmp_path: Path, fault: str, key: str, message: str
+) -> None:
+    path = _write(tmp_path, MINIMAL)
+    # Given with --set: the command line is named, not the file (which is valid on its own).
+    result = run_cli("run", str(path), "--set", fault, "--set", "threshold=1e-3")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert re.fullmatch(rf"gradcheck: error: --set {re.escape(key)}: {message}[^\n]*\n", result.stderr), result.stderr
+    # The same fault in the file, with another key on the command line: the file is named.
+    name, _, value = fault.partition("=")
+    head, _, nested = name.partition(".")
+    path.write_text(MINIMAL + (f"{head}: {{{nested}: {value}}}\n" if nested else f"{name}: {value}\n"))
+    result = run_cli("run", str(path), "--set", "threshold=1e-3", "--set", "cluster.timeout=5")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert re.fullmatch(rf"gradcheck: error: {re.escape(str(path))}: {message}[^\n]*\n", result.stderr), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "key", "where"),
+    [
+        (MINIMAL + "tolerance: {rtol: -1}\n", {}, "tolerance.rtol", "FILE"),
+        (MINIMAL, {"tolerance": {"rtol": -1}}, "tolerance.rtol", "--set tolerance.rtol"),
+        (
+            MINIMAL,
+            {"cluster": {"security": {"ca": "absent.pem", "cert": "c", "key": "k"}}},
+            "cluster.security.ca",
+            "--set cluster.security.ca",
+        ),
+        (MINIMAL + "cluster: {workers: 0}\n", {"cluster": {"timeout": 5}}, "cluster.workers", "FILE"),
+        (MINIMAL, {"cluster": [1]}, "cluster", "--set cluster"),
+        (MINIMAL, {"storage_options": {"secret": "x"}}, "storage_options.secret", "--set storage_options.secret"),
+        (MINIMAL, {"indices": "none"}, "indices", "--set indices"),
+        (MINIMAL, {"scheme": "forward"}, "scheme", "--set scheme"),
+        (MINIMAL, {"params": 3}, "params", "--set params"),
+        ("params: p.zarr\ndata: d.zarr\noutput: o.zarr\n", {}, None, "FILE"),  # missing: no one key
+    ],
+    ids=[
+        "file nested",
+        "set nested",
+        "set deep",
+        "file beside a set",
+        "set whole mapping",
+        "set credential",
+        "set indices",
+        "set choice",
+        "set text",
+        "missing keys",
+    ],
+)
+def test_config_errors_carry_the_key_at_fault_and_keep_it_through_pickle(
+    tmp_path: Path, text: str, overrides: dict[str, object], key: str | None, where: str
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, overrides)
+    error = caught.value
+    assert error.key == key
+    assert str(error).startswith(f"{path if where == 'FILE' else where}: ")
+    # An exception that crosses processes is pickled: the key must go with it.
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.key) == (type(error), str(error), key)
 
 
 def test_overrides_must_be_key_value_pairs() -> None:
