@@ -216,6 +216,11 @@ class Report:
         """Names of the wrong tensors, in flattening order."""
         return tuple(t.name for t in self.tensors if not t.passed)
 
+    def __str__(self) -> str:
+        """The readable report, as :func:`format_report` writes it: ``print(report)`` shows the verdict."""
+        # Defined here, not left to the dataclass: it generates __repr__ only, and str() would fall back to it.
+        return format_report(self)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (non-finite numbers become null)."""
         return {
