@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from hypothesis import strategies as st
 
 from pipeline.config import ClusterConfig, Config, load_config, parse_overrides
 from pipeline.errors import ConfigError, ConfigTypeError
+from pipeline.examples import write_example
 
-from .conftest import run_cli
+from .conftest import REPO, run_cli
 
 MINIMAL = "model: pkg.mod:model\nparams: p.zarr\ndata: d.zarr\noutput: o.zarr\n"
 
@@ -254,13 +256,62 @@ def test_random_yaml_raises_only_the_projects_error(tmp_path: Path, document: st
     assert "\n" not in message  # ...on one line
 
 
-@pytest.mark.parametrize("name", ["defaults.yaml", "seed.yaml", "large-model.yaml"])
-def test_the_repositorys_example_configs_are_valid(name: str) -> None:
-    config = load_config(Path(__file__).resolve().parent.parent / "config" / name)
+#: Every file in config/: each is named for the network it checks and the exit code that follows.
+CONFIGS = sorted(path for path in (REPO / "config").iterdir() if path.is_file())
+#: Settings per family, as (scheme, epsilon, tolerance, threshold).
+FAMILIES = {
+    "defaults": ("richardson", None, "auto", None),
+    "seed": ("central", 1e-7, "auto", 2e-7),
+    "large-model": ("central", None, "auto", None),
+}
+
+
+def _family_and_network(path: Path) -> tuple[str, str]:
+    family, _, network = path.stem.rpartition("-")
+    return family, network
+
+
+def test_every_config_is_a_correct_and_planted_pair_of_a_known_family() -> None:
+    names = [path.name for path in CONFIGS]
+    assert all(name.endswith(("-correct.yaml", "-planted.yaml")) for name in names), names
+    families = {family for family, _ in map(_family_and_network, CONFIGS)}
+    assert set(FAMILIES) <= families
+    for family in families:  # every config has its twin
+        assert [n for f, n in map(_family_and_network, CONFIGS) if f == family] == ["correct", "planted"], names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_the_repositorys_configs_are_valid_and_say_what_they_check(path: Path, tmp_path: Path) -> None:
+    config = load_config(path)
+    family, network = _family_and_network(path)
+    assert config.model == f"pipeline.examples.seed_mlp:{network}"
     assert config.params.endswith(os.path.join("example", "params.zarr"))
-    expected = {
-        "defaults.yaml": ("richardson", None, "auto", None),
-        "seed.yaml": ("central", 1e-7, "none", 2e-7),
-        "large-model.yaml": ("central", None, "auto", None),
-    }[name]
-    assert (config.scheme, config.epsilon, config.tolerance, config.threshold) == expected
+    if family in FAMILIES:
+        assert (config.scheme, config.epsilon, config.tolerance, config.threshold) == FAMILIES[family]
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# ")
+    assert ("exits 1 by design" if network == "planted" else "passes (exit 0)") in first, first
+    if family == "seed":  # the seed's settings are the ones `gradcheck example seed-mlp` writes, to the letter
+        write_example("seed-mlp", str(tmp_path))
+        written = load_config(tmp_path / f"{network}.yaml")
+        assert (written.scheme, written.epsilon, written.tolerance, written.threshold) == FAMILIES["seed"]
+    outputs = [load_config(other).output for other in CONFIGS]
+    assert outputs.count(config.output) == 1  # no two configs write the same output
+
+
+@pytest.fixture(scope="module")
+def repository_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder laid out like the repository: config/ (filled by each test) beside a written example/."""
+    root = tmp_path_factory.mktemp("repository")
+    write_example("seed-mlp", str(root / "example"))
+    (root / "config").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_every_config_exits_as_its_name_says(repository_copy: Path, path: Path) -> None:
+    copy = Path(shutil.copy(path, repository_copy / "config" / path.name))
+    result = run_cli("run", str(copy), "--workers", "1")
+    _, network = _family_and_network(path)
+    assert result.returncode == {"correct": 0, "planted": 1}[network], result.stderr
+    assert result.stdout.startswith("gradcheck PASSED" if network == "correct" else "gradcheck FAILED")
