@@ -13,7 +13,7 @@ from .errors import (
     StoreNotFoundError,
 )
 from .numerics.layout import Layout, TensorSpec
-from .report import Report, TensorReport, WorstElement
+from .report import Report, TensorReport, WorstElement, format_report
 
 __all__ = [
     "ClusterConfig",
@@ -32,6 +32,7 @@ __all__ = [
     "TensorSpec",
     "WorstElement",
     "check",
+    "format_report",
     "load_config",
     "run",
 ]

@@ -28,7 +28,7 @@ from .nightly.page import render_page
 from .nightly.suite import load_suite, run_suite
 from .report import Report, format_report
 
-__all__ = ["main"]
+__all__ = ["main", "progress_line"]
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -75,9 +75,13 @@ def _check_arguments(command: argparse.ArgumentParser, *, local: bool) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Looked up when the parser is built, not at import: the package's __init__ may import this module.
+    from . import __version__
+
     parser = _Parser(
         prog="gradcheck", description="Check a model's analytic gradient against centered finite differences."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--traceback", action="store_true", help="on an error, print the whole traceback (the model's, when it raised)"
     )
@@ -147,16 +151,48 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def progress_line(done: int, total: int, elapsed_seconds: float, width: int = 30) -> str:
+    """The progress bar's text: the bar, the shards done, the time so far and, once a shard is done, the ETA.
+
+    Parameters
+    ----------
+    done, total : int
+        Shards done, and in all (``0 <= done <= total``, ``total >= 1``).
+    elapsed_seconds : float
+        Seconds since the run started.
+    width : int
+        Characters of the bar between its brackets.
+
+    Returns
+    -------
+    str
+        ``[####......] 3/10 shards  6.0 s  ETA 14 s``; no ETA before the first shard
+        (nothing to extrapolate from) nor after the last (nothing left).
+
+    Notes
+    -----
+    The ETA assumes the remaining shards go at the average pace so far,
+    ``elapsed_seconds / done * (total - done)``: shards are of equal size.
+    """
+    filled = width * done // total
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} shards  {elapsed_seconds:.1f} s"
+    if 0 < done < total:
+        line += f"  ETA {elapsed_seconds / done * (total - done):.0f} s"
+    return line
+
+
 class _ProgressBar:
     """A one-line progress bar on a terminal; nothing elsewhere."""
 
     def __init__(self, stream: TextIO, width: int = 30) -> None:
         self.stream, self.width, self.started = stream, width, time.perf_counter()
+        self.drawn = 0  # characters of the line on screen
 
     def __call__(self, done: int, total: int) -> None:
-        filled = self.width * done // total
-        elapsed = time.perf_counter() - self.started
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} shards  {elapsed:.1f} s")
+        line = progress_line(done, total, time.perf_counter() - self.started, self.width)
+        # Padded: a shorter line (the ETA gone at the end) must not leave the longer one's tail behind.
+        self.stream.write(f"\r{line.ljust(self.drawn)}")
+        self.drawn = len(line)
         if done == total:
             self.stream.write("\n")
         self.stream.flush()

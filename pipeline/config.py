@@ -91,24 +91,24 @@ def _number(key: str, value: Any) -> float:
         with contextlib.suppress(ValueError):
             value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigTypeError(f"`{key}` must be a number. Got {value!r} instead.")
+        raise ConfigTypeError(f"`{key}` must be a number. Got {value!r} instead.", key=key)
     number = float(value)
     if not math.isfinite(number) or number <= 0:
-        raise ConfigError(f"`{key}` must be positive and finite. Got {value!r} instead.")
+        raise ConfigError(f"`{key}` must be positive and finite. Got {value!r} instead.", key=key)
     return number
 
 
 def _count(key: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigTypeError(f"`{key}` must be a whole number. Got {value!r} instead.")
+        raise ConfigTypeError(f"`{key}` must be a whole number. Got {value!r} instead.", key=key)
     if value < minimum:
-        raise ConfigError(f"`{key}` must be at least {minimum}. Got {value!r} instead.")
+        raise ConfigError(f"`{key}` must be at least {minimum}. Got {value!r} instead.", key=key)
     return value
 
 
 def _text(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigTypeError(f"`{key}` must be a non-empty string. Got {value!r} instead.")
+        raise ConfigTypeError(f"`{key}` must be a non-empty string. Got {value!r} instead.", key=key)
     return value
 
 
@@ -118,11 +118,14 @@ def _key_text(key: Any) -> str:
 
 
 def _reject_unknown(where: str, given: Mapping[str, Any], known: Sequence[str]) -> None:
-    unknown = sorted(_key_text(k) for k in set(given) - set(known))
+    unknown = sorted(set(given) - set(known), key=_key_text)
     if unknown:
+        shown = [_key_text(k) for k in unknown]
+        # With several unknown keys, the first in the message is the one the error is keyed on.
         raise ConfigError(
-            f"Unknown key{'s' if len(unknown) > 1 else ''} {', '.join(f'`{where}{k}`' for k in unknown)}. "
-            f"Expected only: {', '.join(known)}."
+            f"Unknown key{'s' if len(unknown) > 1 else ''} {', '.join(f'`{where}{k}`' for k in shown)}. "
+            f"Expected only: {', '.join(known)}.",
+            key=f"{where}{unknown[0]}",
         )
 
 
@@ -141,16 +144,22 @@ class TLSFiles:
         """Validate ``cluster.security``: a mapping of the three files, each of which must exist."""
         if not isinstance(value, Mapping):
             raise ConfigTypeError(
-                f"`cluster.security` must be a mapping of ca, cert and key files. Got {value!r} instead."
+                f"`cluster.security` must be a mapping of ca, cert and key files. Got {value!r} instead.",
+                key="cluster.security",
             )
         _reject_unknown("cluster.security.", value, cls.KEYS)
         missing = [key for key in cls.KEYS if value.get(key) is None]
         if missing:
-            raise ConfigError(f"`cluster.security` needs {', '.join(missing)} (mutual TLS takes all three files).")
+            raise ConfigError(
+                f"`cluster.security` needs {', '.join(missing)} (mutual TLS takes all three files).",
+                key="cluster.security",
+            )
         files = {key: _text(f"cluster.security.{key}", value[key]) for key in cls.KEYS}
         for key, path in files.items():
             if not os.path.isfile(path):
-                raise ConfigError(f"`cluster.security.{key}`: the file '{path}' does not exist.")
+                raise ConfigError(
+                    f"`cluster.security.{key}`: the file '{path}' does not exist.", key=f"cluster.security.{key}"
+                )
         return cls(**files)
 
 
@@ -198,15 +207,20 @@ class ClusterConfig:
             value = {"address": value}
         if not isinstance(value, Mapping):
             raise ConfigTypeError(
-                f"`cluster` must be 'local', 'inline', a scheduler address or a mapping. Got {value!r} instead."
+                f"`cluster` must be 'local', 'inline', a scheduler address or a mapping. Got {value!r} instead.",
+                key="cluster",
             )
         _reject_unknown("cluster.", value, ("inline", "workers", "address", "scheduler_file", "timeout", "security"))
         inline = value.get("inline", False)
         if not isinstance(inline, bool):
-            raise ConfigTypeError(f"`cluster.inline` must be true or false. Got {inline!r} instead.")
+            raise ConfigTypeError(
+                f"`cluster.inline` must be true or false. Got {inline!r} instead.", key="cluster.inline"
+            )
         if inline:
             if set(value) - {"inline", "timeout"}:
-                raise ConfigError("`cluster.inline` runs the check in this process; it takes no other cluster key.")
+                raise ConfigError(
+                    "`cluster.inline` runs the check in this process; it takes no other cluster key.", key="cluster"
+                )
             return cls(inline=True)
         workers = value.get("workers")
         address = value.get("address")
@@ -223,12 +237,15 @@ class ClusterConfig:
         if workers is not None and (address is not None or scheduler_file is not None):
             raise ConfigError(
                 "`cluster.workers` sizes a local cluster; it cannot be combined with an existing "
-                "cluster's address or scheduler file."
+                "cluster's address or scheduler file.",
+                key="cluster.workers",
             )
         security = value.get("security")
         if security is not None:
             if workers is not None:
-                raise ConfigError("`cluster.security` is for an existing cluster; a local cluster needs none.")
+                raise ConfigError(
+                    "`cluster.security` is for an existing cluster; a local cluster needs none.", key="cluster.security"
+                )
             security = TLSFiles.from_value(security)
         return cls(workers=workers, address=address, scheduler_file=scheduler_file, timeout=timeout, security=security)
 
@@ -241,12 +258,12 @@ def _epsilon(value: Any) -> float | None:
     try:
         return _number("epsilon", value)
     except ConfigTypeError:
-        raise ConfigTypeError(f"`epsilon` must be a number or 'auto'. Got {value!r} instead.") from None
+        raise ConfigTypeError(f"`epsilon` must be a number or 'auto'. Got {value!r} instead.", key="epsilon") from None
 
 
 def _choice(key: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
-        raise ConfigError(f"`{key}` must be one of {', '.join(choices)}. Got {value!r} instead.")
+        raise ConfigError(f"`{key}` must be one of {', '.join(choices)}. Got {value!r} instead.", key=key)
     return str(value)
 
 
@@ -256,7 +273,8 @@ def _tolerance(value: Any) -> str | dict[str, float]:
         return value or "auto"
     if not isinstance(value, Mapping):
         raise ConfigTypeError(
-            f"`tolerance` must be 'auto', 'none' or a mapping of {', '.join(TOLERANCE_KEYS)}. Got {value!r} instead."
+            f"`tolerance` must be 'auto', 'none' or a mapping of {', '.join(TOLERANCE_KEYS)}. Got {value!r} instead.",
+            key="tolerance",
         )
     _reject_unknown("tolerance.", value, TOLERANCE_KEYS)
     checked = {}
@@ -289,12 +307,13 @@ def _storage_options(value: Any, where: str = "storage_options") -> dict[str, An
     if value is None:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise ConfigTypeError(f"`{where}` must be a mapping of fsspec options. Got {value!r} instead.")
+        raise ConfigTypeError(f"`{where}` must be a mapping of fsspec options. Got {value!r} instead.", key=where)
     for key, item in value.items():
         if key.lower() in CREDENTIAL_KEYS:
             raise ConfigError(
                 f"`{where}.{_key_text(key)}` is a credential, which a config file must not hold in clear: set it in "
-                "the environment of the client and the workers (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) instead."
+                "the environment of the client and the workers (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) instead.",
+                key=f"{where}.{key}",
             )
         if isinstance(item, Mapping):
             _storage_options(item, f"{where}.{key}")
@@ -307,11 +326,12 @@ def _indices(value: Any) -> str | dict[str, int]:
         return value or "all"
     if not isinstance(value, Mapping):
         raise ConfigTypeError(
-            f"`indices` must be 'all', 'none' or {{sample_per_tensor: k, seed: s}}. Got {value!r} instead."
+            f"`indices` must be 'all', 'none' or {{sample_per_tensor: k, seed: s}}. Got {value!r} instead.",
+            key="indices",
         )
     _reject_unknown("indices.", value, ("sample_per_tensor", "seed"))
     if "sample_per_tensor" not in value:
-        raise ConfigError("`indices` needs `sample_per_tensor` (elements checked per tensor).")
+        raise ConfigError("`indices` needs `sample_per_tensor` (elements checked per tensor).", key="indices")
     return {
         "sample_per_tensor": _count("indices.sample_per_tensor", value["sample_per_tensor"], 1),
         "seed": _count("indices.seed", value.get("seed", 0), 0),
@@ -408,7 +428,7 @@ class Config:
         gradient = raw.get("gradient")
         shard_size = raw.get("shard_size")
         if raw.get("indices") == "none" and not raw.get("directions"):
-            raise ConfigError("`indices: none` checks nothing unless `directions` is at least 1.")
+            raise ConfigError("`indices: none` checks nothing unless `directions` is at least 1.", key="indices")
         return cls(
             model=_text("model", raw["model"]),
             params=_text("params", raw["params"]),
@@ -519,10 +539,35 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
     ------
     ConfigError
         The file is missing or not YAML, or a key is unknown, missing or invalid.
-        The message names the file.
+        The message names where the faulty key came from: ``--set KEY`` when the
+        command line gave it, the file otherwise.
     """
-    merged = merge_config(read_config_file(path), overrides or {}, Path.cwd())
+    overrides = overrides or {}
+    merged = merge_config(read_config_file(path), overrides, Path.cwd())
     try:
         return Config.from_dict(merged, Path.cwd())
     except ConfigError as e:
-        raise type(e)(f"{path}: {e}") from e
+        given = _override_given(e.key, overrides)
+        where = f"--set {given}" if given is not None else str(path)
+        raise type(e)(f"{where}: {e}", key=e.key) from e
+
+
+def _override_given(key: str | None, overrides: Mapping[str, Any]) -> str | None:
+    """The dotted key that ``overrides`` gave and that holds ``key`` (itself or an enclosing key), or None.
+
+    ``cluster.workers`` is the command line's when ``--set cluster.workers=0`` gave it, or when
+    ``--set cluster=...`` replaced the whole mapping; not when the file gave it and the command
+    line only set ``cluster.timeout`` beside it.
+    """
+    if key is None:
+        return None
+    parts = key.split(".")
+    level: Any = overrides
+    for depth, part in enumerate(parts):
+        if not isinstance(level, Mapping):
+            # A scalar override (`--set cluster=tcp://...`) stands for everything under it.
+            return ".".join(parts[:depth])
+        if part not in level:
+            return None
+        level = level[part]
+    return key

@@ -27,7 +27,23 @@ class GradcheckError(Exception):
 
 
 class ConfigError(GradcheckError, ValueError):
-    """A config key is unknown, missing or has a value out of range."""
+    """A config key is unknown, missing or has a value out of range.
+
+    Parameters
+    ----------
+    *args : object
+        The message, as for any exception.
+    key : str or None, optional
+        The dotted key at fault (``epsilon``, ``cluster.workers``) when the error
+        is about one key, so that a caller can tell whether the config file or a
+        command-line override gave it; None when no single key is to blame.
+    """
+
+    def __init__(self, *args: object, key: str | None = None) -> None:
+        super().__init__(*args)
+        # An attribute, not an argument: BaseException pickles args and __dict__, so the key
+        # survives the trip from a worker (cls(*args), then __dict__ restored).
+        self.key = key
 
 
 class ConfigTypeError(ConfigError, TypeError):

@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import inspect
 import math
 import os
 import sys
@@ -150,9 +151,17 @@ def load_model(ref: ModelRef) -> Model:
     Raises
     ------
     ModelImportError
-        The reference is malformed, or its module or attribute cannot be found.
+        The reference is malformed, or its module or attribute cannot be found,
+        or it names a class with instance methods whose constructor needs arguments.
     ModelError
-        The object lacks a callable ``loss`` or ``grad``.
+        The object lacks a callable ``loss`` or ``grad``, or the class it names
+        raised when instantiated.
+
+    Notes
+    -----
+    A reference may name a class. If its ``loss`` and ``grad`` are static or
+    class methods, the class itself is the model; otherwise it is instantiated
+    once, with no arguments, and the instance is the model.
     """
     if isinstance(ref, str) and _split(ref)[0].endswith(".py"):
         ref = shipped(ref)
@@ -165,6 +174,8 @@ def load_model(ref: ModelRef) -> Model:
             except AttributeError:
                 raise ModelImportError(f"Model {_name(ref)!r}: '{target}' has no attribute '{attr}'.") from None
         name = _name(ref)
+        if isinstance(obj, type) and all(callable(getattr(obj, method, None)) for method in ("loss", "grad")):
+            obj = _from_class(obj, name, target)
     else:
         obj, name = ref, type(ref).__name__
     missing = [method for method in ("loss", "grad") if not callable(getattr(obj, method, None))]
@@ -177,6 +188,35 @@ def load_model(ref: ModelRef) -> Model:
 
 def _name(ref: str | ModelSource) -> str:
     return ref if isinstance(ref, str) else ref.ref
+
+
+def _from_class(cls: type, name: str, target: str) -> Any:
+    """The model a reference to class ``cls`` stands for: the class, or an instance made with no arguments."""
+    if all(isinstance(inspect.getattr_static(cls, m), (staticmethod, classmethod)) for m in ("loss", "grad")):
+        return cls  # "a class with static methods" (DESIGN): nothing to instantiate
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        parameters = None  # no signature to read (a C extension type): try the call itself
+    if parameters is not None:
+        required = [
+            p.name
+            for p in parameters
+            if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if required:
+            # The instance needs values only the user knows: ask for one, made where the class is.
+            instance = cls.__name__.lower() if cls.__name__.lower() != cls.__name__ else "model"
+            where = "the file" if target.endswith(".py") else f"module '{target}'"
+            raise ModelImportError(
+                f"Model {name!r} is a class whose loss and grad are instance methods, and its constructor needs "
+                f"arguments ({', '.join(required)}), so an instance is needed: define `{instance} = "
+                f"{cls.__name__}(...)` in {where} and name '{target}:{instance}'."
+            )
+    try:
+        return cls()
+    except Exception as e:
+        raise ModelError(f"Model {name!r}: {cls.__name__}() raised {type(e).__name__}: {e}") from e
 
 
 def as_loss_value(value: Any, where: str) -> float:

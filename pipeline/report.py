@@ -79,6 +79,11 @@ class Report:
         """Names of the wrong tensors, in flattening order."""
         return tuple(t.name for t in self.tensors if not t.passed)
 
+    def __str__(self) -> str:
+        """The readable report, as :func:`format_report` writes it: ``print(report)`` shows the verdict."""
+        # Defined here, not left to the dataclass: it generates __repr__ only, and str() would fall back to it.
+        return format_report(self)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (non-finite numbers become null)."""
         return {
@@ -209,6 +214,21 @@ def _headline(report: Report) -> str:
     return f"gradcheck {verdict}: " + "; ".join(parts)
 
 
+def _unjudged_rule(report: Report) -> str:
+    """What decides a check whose elements are not judged one by one (``tolerance: none``)."""
+    deciders = []
+    if report.directions:
+        deciders.append("the random directions, each against its error bar,")
+    if report.threshold is not None:
+        deciders.append(f"the threshold {report.threshold:g} on the normalized difference")
+    if not deciders:
+        return (
+            "Elements are not judged one by one (tolerance: none) and no threshold is set: "
+            "nothing was judged, and PASSED only means the check ran."
+        )
+    return f"Elements are not judged one by one (tolerance: none): {' and '.join(deciders)} alone decide{'s' if len(deciders) == 1 else ''}."
+
+
 def format_report(report: Report) -> str:
     """The report as a person reads it in a terminal."""
     epsilon = report.epsilon if isinstance(report.epsilon, str) else f"{report.epsilon:g}"
@@ -223,8 +243,10 @@ def format_report(report: Report) -> str:
         lines.append(f"  loss noise {read_float(noise.get('level')):.2e} ({how})")
     if report.sample:
         lines.append(f"  {report.sample.get('statement', '')}")
-    lines.append("")
     judged = bool(report.tolerance)
+    if not judged:
+        lines.append(f"  {_unjudged_rule(report)}")
+    lines.append("")
     header = ["tensor", "shape", "difference", "contribution", "max |a-n|"]
     along = ["directions wrong"] if report.directions else []
     rows = [header + (["wrong", "kinks"] if judged else []) + along + ["verdict"]]
@@ -248,7 +270,7 @@ def format_report(report: Report) -> str:
         lines += ["", f"Wrong tensors, from the last layer back: {', '.join(t.name for t in backwards)}"]
         for t in backwards:
             lines += [f"  {t.name}: {sentence}" for sentence in t.diagnosis]
-            if t.worst is not None and t.n_wrong:
+            if t.worst is not None and t.n_wrong and judged:
                 w = t.worst
                 lines.append(
                     f"  {t.name}: worst element {w.tensor}{_index(w.index)}: analytic {w.analytic:.6g}, "
@@ -265,8 +287,10 @@ def format_report(report: Report) -> str:
         more = f" and {report.nonfinite.count - 5} more" if report.nonfinite.count > 5 else ""
         lines += ["", f"Non-finite loss at {report.nonfinite.count} element(s), side of θ in brackets: {shown}{more}"]
     if report.worst:
-        lines += ["", "Worst elements (analytic a, numeric n, allowed |a-n|):"]
-        rows = [["element", "a", "n", "|a-n|", "allowed", "status"]]
+        # Without per-element verdicts no element has an allowance or a status: a column of nan
+        # and "agrees" would read as a judgement that was never made.
+        lines += ["", f"Worst elements (analytic a, numeric n{', allowed |a-n|' if judged else ''}):"]
+        rows = [["element", "a", "n", "|a-n|", *(["allowed", "status"] if judged else [])]]
         for w in report.worst:
             rows.append(
                 [
@@ -274,8 +298,7 @@ def format_report(report: Report) -> str:
                     f"{w.analytic:.6e}",
                     f"{w.numeric:.6e}",
                     f"{w.abs_error:.3e}",
-                    f"{w.allowed:.3e}",
-                    w.status,
+                    *([f"{w.allowed:.3e}", w.status] if judged else []),
                 ]
             )
         lines += ["  " + line for line in text_table(rows)]

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import zarr
 
+import pipeline
+from pipeline.cli import progress_line
 from pipeline.examples import seed_mlp
 from pipeline.numerics.plan import auto_shard_size
 from pipeline.storage.inputs import write_group
@@ -239,3 +241,31 @@ def test_example_is_rewritten_in_place_but_never_over_other_files(tmp_path: Path
     )
     assert (tmp_path / "mine" / "correct.yaml").read_text() == "my own notes\n"
     assert not (tmp_path / "mine" / "params.zarr").exists()
+
+
+def test_version_prints_the_packages_version_and_exits_0() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"gradcheck {pipeline.__version__}\n"
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "elapsed", "expected"),
+    [
+        (0, 10, 0.4, "[" + "." * 30 + "] 0/10 shards  0.4 s"),  # nothing to extrapolate from yet
+        (1, 10, 2.0, "[###" + "." * 27 + "] 1/10 shards  2.0 s  ETA 18 s"),
+        (3, 10, 6.0, "[#########" + "." * 21 + "] 3/10 shards  6.0 s  ETA 14 s"),
+        (5, 6, 12.5, "[" + "#" * 25 + "." * 5 + "] 5/6 shards  12.5 s  ETA 2 s"),
+        (6, 6, 15.0, "[" + "#" * 30 + "] 6/6 shards  15.0 s"),  # done: nothing left
+    ],
+)
+def test_the_progress_line_shows_an_eta_from_the_pace_so_far(
+    done: int, total: int, elapsed: float, expected: str
+) -> None:
+    assert progress_line(done, total, elapsed) == expected
+
+
+def test_the_eta_is_the_average_pace_times_the_shards_left() -> None:
+    # 40 of 1000 shards in 100 s: 2.5 s a shard, 960 left.
+    assert progress_line(40, 1000, 100.0, width=10).endswith("] 40/1000 shards  100.0 s  ETA 2400 s")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,9 @@ from hypothesis import strategies as st
 
 from pipeline.config import ClusterConfig, Config, load_config, parse_overrides
 from pipeline.errors import ConfigError, ConfigTypeError
+from pipeline.examples import write_example
+
+from .conftest import REPO, run_cli
 
 MINIMAL = "model: pkg.mod:model\nparams: p.zarr\ndata: d.zarr\noutput: o.zarr\n"
 
@@ -141,6 +147,81 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
 
 
+@pytest.mark.parametrize(
+    ("fault", "key", "message"),
+    [
+        ("foo=1", "foo", r"Unknown key `foo`. Expected only: model, params"),
+        ("epsilon=-1", "epsilon", r"`epsilon` must be positive and finite. Got -1 instead."),
+        ("cluster.nodes=3", "cluster.nodes", r"Unknown key `cluster.nodes`. Expected only: workers"),
+        ("cluster.workers=0", "cluster.workers", r"`cluster.workers` must be at least 1. Got 0 instead."),
+    ],
+)
+def test_a_bad_key_is_blamed_on_the_command_line_or_the_file_whichever_gave_it(
+    tmp_path: Path, fault: str, key: str, message: str
+) -> None:
+    path = _write(tmp_path, MINIMAL)
+    # Given with --set: the command line is named, not the file (which is valid on its own).
+    result = run_cli("run", str(path), "--set", fault, "--set", "threshold=1e-3")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert re.fullmatch(rf"gradcheck: error: --set {re.escape(key)}: {message}[^\n]*\n", result.stderr), result.stderr
+    # The same fault in the file, with another key on the command line: the file is named.
+    name, _, value = fault.partition("=")
+    head, _, nested = name.partition(".")
+    path.write_text(MINIMAL + (f"{head}: {{{nested}: {value}}}\n" if nested else f"{name}: {value}\n"))
+    result = run_cli("run", str(path), "--set", "threshold=1e-3", "--set", "cluster.timeout=5")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert re.fullmatch(rf"gradcheck: error: {re.escape(str(path))}: {message}[^\n]*\n", result.stderr), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "key", "where"),
+    [
+        (MINIMAL + "tolerance: {rtol: -1}\n", {}, "tolerance.rtol", "FILE"),
+        (MINIMAL, {"tolerance": {"rtol": -1}}, "tolerance.rtol", "--set tolerance.rtol"),
+        (
+            MINIMAL,
+            {"cluster": {"security": {"ca": "absent.pem", "cert": "c", "key": "k"}}},
+            "cluster.security.ca",
+            "--set cluster.security.ca",
+        ),
+        (MINIMAL + "cluster: {workers: 0}\n", {"cluster": {"timeout": 5}}, "cluster.workers", "FILE"),
+        (MINIMAL, {"cluster": [1]}, "cluster", "--set cluster"),
+        (MINIMAL, {"storage_options": {"secret": "x"}}, "storage_options.secret", "--set storage_options.secret"),
+        (MINIMAL, {"indices": "none"}, "indices", "--set indices"),
+        (MINIMAL, {"scheme": "forward"}, "scheme", "--set scheme"),
+        (MINIMAL, {"params": 3}, "params", "--set params"),
+        ("params: p.zarr\ndata: d.zarr\noutput: o.zarr\n", {}, None, "FILE"),  # missing: no one key
+    ],
+    ids=[
+        "file nested",
+        "set nested",
+        "set deep",
+        "file beside a set",
+        "set whole mapping",
+        "set credential",
+        "set indices",
+        "set choice",
+        "set text",
+        "missing keys",
+    ],
+)
+def test_config_errors_carry_the_key_at_fault_and_keep_it_through_pickle(
+    tmp_path: Path, text: str, overrides: dict[str, object], key: str | None, where: str
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, overrides)
+    error = caught.value
+    assert error.key == key
+    assert str(error).startswith(f"{path if where == 'FILE' else where}: ")
+    # An exception that crosses processes is pickled: the key must go with it.
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.key) == (type(error), str(error), key)
+
+
 def test_overrides_must_be_key_value_pairs() -> None:
     with pytest.raises(ConfigError, match=r"`--set` takes key=value. Got 'epsilon' instead."):
         parse_overrides(["epsilon"])
@@ -175,13 +256,62 @@ def test_random_yaml_raises_only_the_projects_error(tmp_path: Path, document: st
     assert "\n" not in message  # ...on one line
 
 
-@pytest.mark.parametrize("name", ["defaults.yaml", "seed.yaml", "large-model.yaml"])
-def test_the_repositorys_example_configs_are_valid(name: str) -> None:
-    config = load_config(Path(__file__).resolve().parent.parent / "config" / name)
+#: Every file in config/: each is named for the network it checks and the exit code that follows.
+CONFIGS = sorted(path for path in (REPO / "config").iterdir() if path.is_file())
+#: Settings per family, as (scheme, epsilon, tolerance, threshold).
+FAMILIES = {
+    "defaults": ("richardson", None, "auto", None),
+    "seed": ("central", 1e-7, "auto", 2e-7),
+    "large-model": ("central", None, "auto", None),
+}
+
+
+def _family_and_network(path: Path) -> tuple[str, str]:
+    family, _, network = path.stem.rpartition("-")
+    return family, network
+
+
+def test_every_config_is_a_correct_and_planted_pair_of_a_known_family() -> None:
+    names = [path.name for path in CONFIGS]
+    assert all(name.endswith(("-correct.yaml", "-planted.yaml")) for name in names), names
+    families = {family for family, _ in map(_family_and_network, CONFIGS)}
+    assert set(FAMILIES) <= families
+    for family in families:  # every config has its twin
+        assert [n for f, n in map(_family_and_network, CONFIGS) if f == family] == ["correct", "planted"], names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_the_repositorys_configs_are_valid_and_say_what_they_check(path: Path, tmp_path: Path) -> None:
+    config = load_config(path)
+    family, network = _family_and_network(path)
+    assert config.model == f"pipeline.examples.seed_mlp:{network}"
     assert config.params.endswith(os.path.join("example", "params.zarr"))
-    expected = {
-        "defaults.yaml": ("richardson", None, "auto", None),
-        "seed.yaml": ("central", 1e-7, "none", 2e-7),
-        "large-model.yaml": ("central", None, "auto", None),
-    }[name]
-    assert (config.scheme, config.epsilon, config.tolerance, config.threshold) == expected
+    if family in FAMILIES:
+        assert (config.scheme, config.epsilon, config.tolerance, config.threshold) == FAMILIES[family]
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# ")
+    assert ("exits 1 by design" if network == "planted" else "passes (exit 0)") in first, first
+    if family == "seed":  # the seed's settings are the ones `gradcheck example seed-mlp` writes, to the letter
+        write_example("seed-mlp", str(tmp_path))
+        written = load_config(tmp_path / f"{network}.yaml")
+        assert (written.scheme, written.epsilon, written.tolerance, written.threshold) == FAMILIES["seed"]
+    outputs = [load_config(other).output for other in CONFIGS]
+    assert outputs.count(config.output) == 1  # no two configs write the same output
+
+
+@pytest.fixture(scope="module")
+def repository_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder laid out like the repository: config/ (filled by each test) beside a written example/."""
+    root = tmp_path_factory.mktemp("repository")
+    write_example("seed-mlp", str(root / "example"))
+    (root / "config").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_every_config_exits_as_its_name_says(repository_copy: Path, path: Path) -> None:
+    copy = Path(shutil.copy(path, repository_copy / "config" / path.name))
+    result = run_cli("run", str(copy), "--workers", "1")
+    _, network = _family_and_network(path)
+    assert result.returncode == {"correct": 0, "planted": 1}[network], result.stderr
+    assert result.stdout.startswith("gradcheck PASSED" if network == "correct" else "gradcheck FAILED")

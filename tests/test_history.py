@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError, HistoryError
-from pipeline.nightly.history import RECORD_VERSION, DriftPolicy, Record, flag_kind, judge, read_history, write_record
+from pipeline.nightly.history import (
+    RECORD_VERSION,
+    DriftPolicy,
+    Record,
+    flag_kind,
+    format_run,
+    judge,
+    read_history,
+    write_record,
+)
 
 
 def _record(difference: float, wall: float = 10.0, k: int = 0, check: str = "net") -> Record:
@@ -134,3 +143,15 @@ def test_a_check_without_a_threshold_is_recorded_and_drawn(tmp_path: Path) -> No
     assert "threshold none" in page
     assert 'class="threshold"' not in page  # no line to draw
     assert "net" in format_history(history)
+
+
+def test_a_suite_runs_table_shows_the_expected_verdict_beside_the_actual_one() -> None:
+    correct = _record(1.19e-7, check="correct")
+    planted = dataclasses.replace(_record(0.285, check="planted"), expect="fail")  # fails, as it should
+    missed = dataclasses.replace(_record(0.285, check="missed"), expect="pass")  # fails, and should not
+    lines = format_run([correct, planted, missed], {}).splitlines()
+    rows = {line.split()[0]: line.split() for line in lines}
+    assert rows["check"][:4] == ["check", "expected", "verdict", "difference"]
+    assert rows["correct"][1:4] == ["pass", "passed", "1.190e-07"]
+    assert rows["planted"][1:4] == ["fail", "failed", "2.850e-01"]
+    assert rows["missed"][1:5] == ["pass", "failed", "(UNEXPECTED)", "2.850e-01"]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from distributed import Client
 
+import pipeline
 from pipeline.errors import ModelError, ModelImportError
 from pipeline.model import as_loss_value, check_gradient, load_model
 from pipeline.numerics.layout import Layout
+from pipeline.storage.inputs import write_group
 
 from . import models
-from .conftest import MODELS_FILE
+from .conftest import MODELS_FILE, run_cli
 
 
 def test_module_and_file_references_resolve_to_the_object() -> None:
@@ -82,3 +86,136 @@ def test_gradients_must_match_the_parameters() -> None:
     grad = check_gradient({"w": np.eye(2, dtype=np.float32), "b": [1, 2]}, shapes, "model.grad")
     assert grad["w"].dtype == np.float64
     assert grad["b"].tolist() == [1.0, 2.0]
+
+
+# Classes named by reference: the smooth model's formulas (tests/models.py), four ways.
+CLASSES = """\
+import numpy as np
+
+
+def _loss(params, data):
+    return float(sum(np.sum(data[f"c_{n}"] * np.sin(p) + 0.5 * p * p) for n, p in params.items()))
+
+
+def _grad(params, data):
+    return {n: data[f"c_{n}"] * np.cos(p) + p for n, p in params.items()}
+
+
+class Static:
+    @staticmethod
+    def loss(params, data):
+        return _loss(params, data)
+
+    @staticmethod
+    def grad(params, data):
+        return _grad(params, data)
+
+
+class Classy:
+    @classmethod
+    def loss(cls, params, data):
+        return _loss(params, data)
+
+    @classmethod
+    def grad(cls, params, data):
+        return _grad(params, data)
+
+
+class Net:
+    made = 0
+
+    def __init__(self, scale=1.0):
+        Net.made += 1
+        self.scale = scale
+
+    def loss(self, params, data):
+        return self.scale * _loss(params, data)
+
+    def grad(self, params, data):
+        return {n: self.scale * g for n, g in _grad(params, data).items()}
+
+
+class Sized(Net):
+    def __init__(self, width, depth, *, seed, scale=1.0, **options):
+        super().__init__(scale)
+
+
+class Broken(Net):
+    def __init__(self):
+        raise RuntimeError("no GPU here")
+"""
+
+
+@pytest.fixture
+def classes(tmp_path: Path) -> Path:
+    """A model file defining the classes above."""
+    path = tmp_path / "classes.py"
+    path.write_text(CLASSES)
+    return path
+
+
+@pytest.mark.parametrize("name", ["Static", "Classy"])
+def test_a_class_with_static_or_class_methods_is_the_model_itself(classes: Path, name: str) -> None:
+    model = load_model(f"{classes}:{name}")
+    assert isinstance(model, type)
+    assert model.__name__ == name
+    params, data = models.problem()
+    assert model.loss(params, data) == pytest.approx(models.smooth.loss(params, data), rel=1e-14)
+
+
+def test_a_class_with_a_no_argument_constructor_is_instantiated_once(classes: Path) -> None:
+    model = load_model(f"{classes}:Net")
+    assert not isinstance(model, type)
+    assert type(model).__name__ == "Net"
+    assert type(model).made == 1  # type: ignore[attr-defined]
+    assert model.scale == 1.0  # type: ignore[attr-defined]
+    params, data = models.problem()
+    assert model.loss(params, data) == pytest.approx(models.smooth.loss(params, data), rel=1e-14)
+
+
+@pytest.mark.parametrize("name", ["Static", "Net"])
+def test_a_check_of_a_model_named_by_its_class_passes(client: Client, classes: Path, name: str) -> None:
+    params, data = models.problem()
+    report = pipeline.check(f"{classes}:{name}", params, data, client=client)
+    assert report.passed
+    assert (report.n_checked, report.n_wrong) == (28, 0)
+    assert report.difference < 1e-9
+
+
+def test_a_class_whose_constructor_needs_arguments_is_one_line_naming_them(classes: Path) -> None:
+    ref = f"{classes}:Sized"
+    with pytest.raises(ModelImportError) as caught:
+        load_model(ref)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message == (
+        f"Model {ref!r} is a class whose loss and grad are instance methods, and its constructor needs arguments "
+        f"(width, depth, seed), so an instance is needed: define `sized = Sized(...)` in the file and name "
+        f"'{classes}:sized'."
+    )
+
+
+def test_a_class_whose_constructor_raises_is_named(classes: Path) -> None:
+    with pytest.raises(ModelError, match=r"classes.py:Broken': Broken\(\) raised RuntimeError: no GPU here$"):
+        load_model(f"{classes}:Broken")
+
+
+def test_a_config_naming_a_class_that_needs_arguments_exits_2_with_one_line(classes: Path) -> None:
+    params, data = models.problem()
+    folder = classes.parent
+    write_group(str(folder / "params.zarr"), params, {"order": list(models.SHAPES)})
+    write_group(str(folder / "data.zarr"), data)
+    (folder / "check.yaml").write_text(
+        "model: classes.py:Sized\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
+    )
+    result = run_cli("run", str(folder / "check.yaml"), "--workers", "1")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert re.fullmatch(
+        rf"gradcheck: error: Model '{re.escape(str(classes))}:Sized' is a class .* constructor needs arguments "
+        rf"\(width, depth, seed\), so an instance is needed: define `sized = Sized\(\.\.\.\)` in the file and "
+        rf"name '{re.escape(str(classes))}:sized'\.\n",
+        result.stderr,
+    )
+    assert not (folder / "out.zarr").exists()

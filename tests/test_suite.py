@@ -88,10 +88,10 @@ def test_a_drift_under_the_threshold_is_caught_and_an_unchanged_model_is_not(sui
     code, stdout, stderr = _run(suite)
     assert code == 0, stderr  # drift is reported; this suite does not fail on it
     drifting, stable = _row(stdout, "drifting"), _row(stdout, "stable")
-    assert drifting[1] == "passed"
+    assert drifting[1:3] == ["pass", "passed"]
     assert drifting[-1] == "FLAGGED"
-    assert float(drifting[2]) < 1e-6  # under the threshold...
-    assert float(drifting[2]) > 100 * float(drifting[3])  # ...but far above its own history
+    assert float(drifting[3]) < 1e-6  # under the threshold...
+    assert float(drifting[3]) > 100 * float(drifting[4])  # ...but far above its own history
     assert stable[-1] == "-"
     assert re.search(r"^drifting: difference drifted up: .* over 4 runs", stdout, re.MULTILINE)
     assert not re.search(r"^(stable|planted): ", stdout, re.MULTILINE)
@@ -127,7 +127,7 @@ def test_a_check_that_misses_its_expectation_fails_the_suite(suite: Path) -> Non
     (suite / "suite.yaml").write_text(text)
     code, stdout, _ = _run(suite)
     assert code == 1
-    assert _row(stdout, "planted")[1:3] == ["failed", "(UNEXPECTED)"]
+    assert _row(stdout, "planted")[1:4] == ["pass", "failed", "(UNEXPECTED)"]
 
 
 def test_a_corrupt_history_stops_the_suite_before_it_runs(suite: Path) -> None:
@@ -171,8 +171,11 @@ def test_bad_suites_are_one_line_errors(suite: Path, edit: object, message: str)
 def test_the_repositorys_own_suite_runs(tmp_path: Path) -> None:
     result = run_cli("suite", str(REPO / "workflows" / "nightly.yaml"), "--history", str(tmp_path / "h"))
     assert result.returncode == 0, result.stderr
-    assert _row(result.stdout, "seed-mlp-correct")[1:3] == ["passed", "1.189e-07"]
-    assert _row(result.stdout, "seed-mlp-planted")[1:3] == ["failed", "2.851e-01"]
+    header = result.stdout.splitlines()[0].split()
+    assert header[:4] == ["check", "expected", "verdict", "difference"]
+    # The expectation beside the verdict: the planted check's failure is the expected outcome.
+    assert _row(result.stdout, "seed-mlp-correct")[1:4] == ["pass", "passed", "1.189e-07"]
+    assert _row(result.stdout, "seed-mlp-planted")[1:4] == ["fail", "failed", "2.851e-01"]
 
 
 def _scheduled_commands() -> list[str]:

@@ -221,7 +221,20 @@ def _verdict(record: Record) -> str:
 
 def format_run(records: Sequence[Record], history: Mapping[str, Sequence[Record]]) -> str:
     """One suite run against its history: a row per check, then the flags in words."""
-    rows = [["check", "verdict", "difference", "median before", "runs before", "wall s", "median wall s", "drift"]]
+    # The expectation beside the verdict: a planted check's "failed" is then read as the success it is.
+    rows = [
+        [
+            "check",
+            "expected",
+            "verdict",
+            "difference",
+            "median before",
+            "runs before",
+            "wall s",
+            "median wall s",
+            "drift",
+        ]
+    ]
     for r in records:
         earlier = [e for e in history.get(r.check, []) if math.isfinite(e.difference)]
         median = f"{statistics.median(e.difference for e in earlier):.3e}" if earlier else "-"
@@ -230,6 +243,7 @@ def format_run(records: Sequence[Record], history: Mapping[str, Sequence[Record]
         rows.append(
             [
                 r.check,
+                r.expect,
                 _verdict(r),
                 f"{r.difference:.3e}",
                 median,

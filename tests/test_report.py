@@ -1,0 +1,74 @@
+"""The report's terminal form, on reports of real runs of the seed example."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+import pipeline
+from pipeline import Report, format_report
+from pipeline.examples import write_example
+
+from .conftest import run_cli
+
+
+def _run_json(config: Path, output: Path, *settings: str) -> Report:
+    """``gradcheck run CONFIG --json --set output=OUTPUT [--set ...]`` in a fresh process, read back as a Report."""
+    overrides = [arg for setting in (f"output={output}", *settings) for arg in ("--set", setting)]
+    result = run_cli("run", str(config), "--json", "--workers", "1", *overrides)
+    assert result.returncode in (0, 1), result.stderr
+    return Report.from_dict(json.loads(result.stdout))
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed example's folder, as `gradcheck example seed-mlp` writes it."""
+    folder = tmp_path_factory.mktemp("report") / "example"
+    write_example("seed-mlp", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def planted(example: Path) -> Report:
+    """The planted network's report with the example's settings: elements judged one by one."""
+    return _run_json(example / "planted.yaml", example / "judged.zarr")
+
+
+def test_printing_a_report_shows_the_readable_report(planted: Report, capsys: pytest.CaptureFixture[str]) -> None:
+    text = str(planted)
+    assert text == format_report(planted)
+    assert text.startswith("gradcheck FAILED: 8 of 47 elements wrong; difference 2.851e-01 > threshold 2e-07\n")
+    assert "Wrong tensors, from the last layer back: W2, b1\n" in text
+    print(planted)
+    assert capsys.readouterr().out == text + "\n"
+    assert "format_report" in pipeline.__all__
+    assert pipeline.format_report is pipeline.report.format_report
+
+
+def test_without_per_element_verdicts_the_report_states_the_rule_instead_of_nan(example: Path, planted: Report) -> None:
+    # Judged, the worst elements have an allowance and a status (the contrast).
+    assert planted.tolerance
+    assert "  element   a              n              |a-n|      allowed    status\n" in format_report(planted)
+
+    report = _run_json(example / "planted.yaml", example / "unjudged.zarr", "tolerance=none", "threshold=2e-7")
+    assert not report.tolerance
+    text = format_report(report)
+    assert "nan" not in text
+    assert "allowed" not in text
+    assert "agrees" not in text
+    assert text.startswith("gradcheck FAILED: difference 2.851e-01 > threshold 2e-07\n")
+    rule = (
+        "  Elements are not judged one by one (tolerance: none): the threshold 2e-07 on the normalized difference "
+        "alone decides.\n"
+    )
+    assert text.count(rule) == 1
+    assert "Worst elements (analytic a, numeric n):\n  element   a              n              |a-n|\n" in text
+    assert "  b1[0, 0]  2.531631e+00   6.329079e-01   1.899e+00\n" in text  # 4x the numeric value
+
+    # No threshold either: the report says that nothing was judged.
+    text = format_report(dataclasses.replace(report, threshold=None))
+    assert "nothing was judged, and PASSED only means the check ran." in text
+    assert "alone decide" not in text
