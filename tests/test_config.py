@@ -152,7 +152,7 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
     [
         ("foo=1", "foo", r"Unknown key `foo`. Expected only: model, params"),
         ("epsilon=-1", "epsilon", r"`epsilon` must be positive and finite. Got -1 instead."),
-        ("cluster.nodes=3", "cluster.nodes", r"Unknown key `cluster.nodes`. Expected only: workers"),
+        ("cluster.nodes=3", "cluster.nodes", r"Unknown key `cluster.nodes`. Expected only: inline, workers"),
         ("cluster.workers=0", "cluster.workers", r"`cluster.workers` must be at least 1. Got 0 instead."),
     ],
 )

@@ -204,3 +204,9 @@ def test_an_output_in_a_missing_folder_is_bad_input(seed_example: Path, tmp_path
         "Create it, or choose an `output` in an existing folder.\n"
     )
     assert not (tmp_path / "no").exists()
+
+
+def test_submit_refuses_an_inline_cluster(seed_example: Path) -> None:
+    done = run_cli("submit", str(seed_example / "correct.yaml"), "--set", "cluster=inline")
+    assert done.returncode == 2
+    assert done.stderr.startswith("gradcheck: error: `gradcheck submit` runs the check on an existing cluster")

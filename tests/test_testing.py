@@ -81,4 +81,4 @@ def test_the_readmes_python_example_runs_as_a_plain_script(tmp_path: Path) -> No
 def test_the_readmes_test_file_passes_under_xdist(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_linear=_python_block("### In your test suite"))
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)

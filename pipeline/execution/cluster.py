@@ -89,6 +89,8 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
     ClusterError
         The scheduler cannot be reached, or has no worker, within ``cluster.timeout`` seconds.
     """
+    if cluster.inline:  # a caller's bug: an in-process run has no cluster to connect to
+        raise ValueError("`cluster: inline` runs in this process; there is no cluster to connect to.")
     cluster = resolved(cluster)
     if cluster.is_local:
         with (

@@ -51,7 +51,7 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
         that cannot be reached.
     """
     cluster = resolved(config.cluster)
-    if cluster.is_local:
+    if cluster.is_local or cluster.inline:
         raise ConfigError(
             "`gradcheck submit` runs the check on an existing cluster, which outlives this process: "
             "give --scheduler, --scheduler-file or `cluster.address`."
