@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from pipeline.api import run  # noqa: E402
 from pipeline.config import ClusterConfig, Config  # noqa: E402
 from pipeline.examples import mlp  # noqa: E402
-from pipeline.execution import dask as kernel  # noqa: E402
+from pipeline.execution import dask as tasks  # noqa: E402
 from pipeline.execution.cluster import connect  # noqa: E402
 from pipeline.numerics.core import Settings  # noqa: E402
 from pipeline.numerics.plan import make_plan  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
         grad_mib = sum(p.nbytes for p in params.values()) / MIB  # what model.grad returns
         del params, data
         layout = inputs.read_layout(str(folder / "params.zarr"))
-        problem = kernel.Problem(
+        problem = tasks.Problem(
             run_id=uuid.uuid4().hex,
             model="pipeline.examples.mlp:mlp",
             params=str(folder / "params.zarr"),
@@ -103,13 +103,13 @@ def main() -> None:
         with connect(ClusterConfig(workers=1), 1) as client:
             baseline = next(iter(client.run(_rss_mib).values()))
             start = time.perf_counter()
-            client.submit(kernel.probe_task, problem, pure=False).result()
+            client.submit(tasks.probe_task, problem, pure=False).result()
             output.prepare_output(problem.output, layout, args.shard_size, "memory-benchmark", overwrite=True)
-            client.submit(kernel.analytic_task, problem, False, pure=False).result()
+            client.submit(tasks.analytic_task, problem, False, pure=False).result()
             after_analytic = next(iter(client.run(_rss_mib).values()))
             rss_after_shards = []
             for shard in chosen:
-                client.submit(kernel.shard_task, problem, shard, pure=False).result()
+                client.submit(tasks.shard_task, problem, shard, pure=False).result()
                 rss_after_shards.append(next(iter(client.run(_rss_mib).values())))
             seconds = time.perf_counter() - start
             peak = next(iter(client.run(_peak_mib).values()))
@@ -141,7 +141,7 @@ def main() -> None:
     args.json.write_text(json.dumps(figures, indent=2))
 
 
-def _sampled_run(problem: kernel.Problem, k: int) -> dict[str, object]:
+def _sampled_run(problem: tasks.Problem, k: int) -> dict[str, object]:
     """A whole check through pipeline.run: k elements per tensor, 4 directions per tensor."""
     config = Config.from_dict(
         {

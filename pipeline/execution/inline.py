@@ -108,10 +108,10 @@ class InlineExecutor:
         self._directions = list(directions)
         for shard in resumed:
             yield core.summarize_stored(settings, shard, self.arrays)
-        for shard in todo:
+        for k, shard in enumerate(todo):
             if self.stop is not None and self.stop():
                 raise RunCancelled("Cancelled between shards; the finished ones are kept.")
-            yield core.run_shard(self.loaded, shard, self.arrays)
+            yield core.run_shard(self.loaded, shard, self.arrays, fresh=k == 0)  # loaded once, for the first
 
     def direction_results(self) -> list[DirectionResult]:
         """The direction checks, here, once the shards are done."""
