@@ -13,6 +13,7 @@ of arrays in memory needs neither (and a script or a test suite starts faster).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -25,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DEFAULT_SCHEME, Config
-from .errors import ConfigError, ConfigTypeError, GradcheckError
+from .errors import ConfigError, ConfigTypeError, GradcheckError, ModelError
 from .execution.driver import Executed, Executor, Progress, RunCancelled, Target, execute
-from .execution.inline import InlineExecutor, MemoryOutput
-from .model import ModelRef, check_gradient, load_model, shipped
+from .execution.inline import InlineExecutor, MemoryOutput, one_blas_thread
+from .model import Model, ModelRef, check_gradient, load_model, shipped
 from .numerics.core import Loaded, Output, Settings
 from .numerics.diagnose import diagnose_tensors
 from .numerics.layout import Layout
@@ -82,11 +83,12 @@ def settings_for(config: Config, layout: Layout) -> Settings:
     )
 
 
-def validate(config: Config, model: ModelRef | None = None) -> tuple[Inputs, ModelRef]:
-    """Check, before any cluster starts, what metadata can tell; return the opened inputs and the model as it travels.
+def validate(config: Config, model: ModelRef | None = None) -> tuple[Inputs, ModelRef, Model]:
+    """Check, before any cluster starts, what metadata can tell.
 
-    Workers import the model themselves: a module by name, a file from the source
-    read here; an object the caller handed us travels by pickle.
+    Returns the opened inputs, the model as it travels and the model loaded here. Workers
+    import the model themselves: a module by name, a file from the source read here; an
+    object the caller handed us travels by pickle.
     """
     from .storage.inputs import Inputs
 
@@ -98,8 +100,7 @@ def validate(config: Config, model: ModelRef | None = None) -> tuple[Inputs, Mod
             )
     inputs = Inputs(config.params, config.data, config.gradient, config.storage_options)
     model_ref: ModelRef = model if model is not None else shipped(config.model)
-    load_model(model_ref)
-    return inputs, model_ref
+    return inputs, model_ref, load_model(model_ref)
 
 
 def make_problem(config: Config, layout: Layout, model: ModelRef) -> Problem:
@@ -164,7 +165,7 @@ def run(
     from .storage import output
 
     started = time.perf_counter()
-    inputs, model_ref = validate(config, model)
+    inputs, model_ref, loaded_model = validate(config, model)
     layout = inputs.layout
     target = output.StoredOutput(config.output, config.storage_options)
     with output.output_lock(config.output):
@@ -183,15 +184,16 @@ def run(
         settings = settings_for(config, layout)
         try:
             if client is None and config.cluster.inline:
-                loaded = Loaded(
-                    settings,
-                    load_model(model_ref),
-                    inputs.read("params"),
-                    inputs.read("data"),
-                    gradient=None if config.gradient is None else lambda: _float64(inputs.read("gradient")),
-                    params_source=f"The params store '{config.params}'",
-                )
-                executed = execute(InlineExecutor(loaded, target, stop), target, settings, **steps)
+                with one_blas_thread():
+                    loaded = Loaded(
+                        settings,
+                        loaded_model,
+                        inputs.read("params"),
+                        inputs.read("data"),
+                        gradient=None if config.gradient is None else functools.partial(inputs.read, "gradient"),
+                        params_source=f"The params store '{config.params}'",
+                    )
+                    executed = execute(InlineExecutor(loaded, target), target, settings, **steps)
             else:
                 executed = _on_dask(config, layout, model_ref, client, stop, target, settings, steps)
         except BaseException as e:
@@ -219,16 +221,12 @@ def _on_dask(
     from .execution.cluster import connect
     from .execution.dask import DaskExecutor
 
-    problem = dataclasses.replace(make_problem(config, layout, model), settings=settings)
+    problem = make_problem(config, layout, model)
     if client is not None:
         return execute(DaskExecutor(client, problem, stop), target, settings, **steps)
     with connect(config.cluster, layout.n_params) as own_client:
         executor: Executor = DaskExecutor(own_client, problem, stop)
         return execute(executor, target, settings, **steps)
-
-
-def _float64(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {name: np.asarray(array, dtype=np.float64) for name, array in arrays.items()}
 
 
 def _ended(target: StoredOutput, state: str, error: BaseException) -> None:
@@ -342,6 +340,8 @@ def check(
         raise ConfigTypeError(f"`data` must be a dict of arrays. Got {type(data).__name__} instead.")
     if gradient is not None and not isinstance(gradient, Mapping):
         raise ConfigTypeError(f"`gradient` must be a dict of arrays. Got {type(gradient).__name__} instead.")
+    for role, arrays in (("params", params), ("data", data), ("gradient", gradient or {})):
+        _check_names(role, arrays)
     if client is None and workers is None and cluster is None:
         cluster = "inline"
     if workers is not None:
@@ -394,29 +394,42 @@ def _check_in_memory(
     """``check`` in this process, on copies of the caller's arrays, into an output in memory."""
     started = time.perf_counter()
     copies = {name: _parameter(name, value) for name, value in params.items()}
+    # As a store gives them: C-ordered copies, by sorted name (a loss's rounding may depend on either).
+    arrays = {name: np.array(data[name], order="C", copy=True) for name in sorted(data)}
     layout = Layout.from_shapes(
         list(copies), {n: a.shape for n, a in copies.items()}, {n: a.dtype.name for n, a in copies.items()}
     )
     settings = settings_for(config, layout)
-    given = None if gradient is None else check_gradient(gradient, layout, "`gradient`")
-    loaded = Loaded(
-        settings,
-        load_model(model),
-        copies,
-        {name: np.asarray(value) for name, value in data.items()},
-        gradient=None if given is None else lambda: given,
-    )
+    try:
+        given = None if gradient is None else check_gradient(gradient, layout, "`gradient`")
+    except ModelError as e:  # the caller's argument, not the model's doing
+        raise ConfigError(str(e)) from e
     target = MemoryOutput()
-    executed = execute(
-        InlineExecutor(loaded, target),
-        target,
-        settings,
-        shard_size=config.shard_size,
-        directions=config.directions,
-        progress=progress,
-        started=started,
-    )
+    with one_blas_thread():
+        loaded = Loaded(settings, load_model(model), copies, arrays, gradient=None if given is None else lambda: given)
+        executed = execute(
+            InlineExecutor(loaded, target),
+            target,
+            settings,
+            shard_size=config.shard_size,
+            directions=config.directions,
+            progress=progress,
+            started=started,
+        )
     return _report(config, executed, lambda: target, started)
+
+
+def _check_names(role: str, arrays: Mapping[Any, Any]) -> None:
+    """Names a Zarr group can hold (the same call may be sent to a cluster through stores), and numeric values."""
+    for name, value in arrays.items():
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("__"):
+            raise ConfigTypeError(
+                f"`{role}` names must be non-empty strings without '/' that do not start with '__'. Got {name!r} instead."
+            )
+        if np.asarray(value).dtype.kind not in "biufc":
+            raise ConfigTypeError(
+                f"`{role}['{name}']` must be a numeric array. Got {type(value).__name__} of dtype {np.asarray(value).dtype} instead."
+            )
 
 
 def _parameter(name: str, value: Any) -> np.ndarray:

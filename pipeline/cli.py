@@ -22,7 +22,6 @@ from . import api
 from .config import ClusterConfig, Config, load_config, parse_overrides
 from .errors import GradcheckError, StoreError
 from .examples import EXAMPLES, write_example
-from .execution import jobs
 from .nightly.history import format_history, format_run, read_history
 from .nightly.page import render_page
 from .nightly.suite import load_suite, run_suite
@@ -230,6 +229,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     config = _config(args)
+    from .execution import jobs  # Dask and Zarr, only for the commands that need them
+
     job = jobs.submit(config, overwrite=args.overwrite)
     print(job)
     print(f"follow it with: gradcheck status {config.output}", file=sys.stderr)
@@ -237,6 +238,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from .execution import jobs
+
     current = jobs.status(args.output)
     print(jobs.format_status(current))
     if current.state == "failed":
@@ -246,6 +249,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     cluster = _where(ClusterConfig(), args) if args.scheduler or args.scheduler_file else None
+    from .execution import jobs
+
     stopped = jobs.cancel(args.output, cluster)
     print(jobs.format_status(stopped))
     return EXIT_PASSED

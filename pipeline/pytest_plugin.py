@@ -22,6 +22,6 @@ __all__ = ["gradcheck"]
 @pytest.fixture
 def gradcheck() -> Callable[..., Any]:
     """``gradcheck(model, params, data, **settings)``: assert that the model's gradient is right."""
-    from .testing import assert_gradients  # only tests that use the fixture pay for the import
+    from .testing import assert_gradients
 
     return assert_gradients

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -11,7 +12,15 @@ from hypothesis import strategies as st
 
 from pipeline.numerics.layout import Layout
 from pipeline.numerics.plan import make_plan
-from pipeline.numerics.reduce import ShardResult, Verdict, combine, failing_tensors, summarize_shard
+from pipeline.numerics.reduce import (
+    ULP_SHIFT,
+    ShardResult,
+    Verdict,
+    combine,
+    exact_sum,
+    failing_tensors,
+    summarize_shard,
+)
 from pipeline.numerics.tolerance import AGREE, NONDIFFERENTIABLE, UNCHECKED, WRONG
 
 SHAPES = {"W1": (5, 4), "b1": (5, 1), "W2": (3, 5), "b3": ()}
@@ -184,3 +193,20 @@ def test_failing_set_equals_the_greedy_definition(values: list[float], threshold
     # Ties between equal contributions may be broken either way; the sizes and values must agree.
     assert len(got) == len(expected)
     assert sorted(contributions[n] for n in got) == sorted(contributions[n] for n in expected)
+
+
+@given(
+    st.lists(
+        st.floats(allow_nan=False, allow_infinity=False, width=64, min_value=-1e150, max_value=1e150),
+        min_size=0,
+        max_size=300,
+    ),
+    st.integers(min_value=0, max_value=300),
+)
+def test_exact_sums_are_exact_and_do_not_depend_on_the_split(values: list[float], cut: int) -> None:
+    array = np.array(values, dtype=np.float64)
+    exact = sum((Fraction(v) for v in values), Fraction(0))
+    assert Fraction(exact_sum(array), 1 << ULP_SHIFT) == exact
+    assert exact_sum(array[:cut]) + exact_sum(array[cut:]) == exact_sum(array)
+    wide = np.tile(array, 3)  # past the Python loop's size: numpy's path, the same integer
+    assert exact_sum(wide) == 3 * exact_sum(array)

@@ -9,10 +9,12 @@ stored group (a config's ``output``) or, for ``pipeline.check`` without one,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..numerics import core
 from ..numerics.core import Loaded, Output, ProbeResult, Settings
@@ -20,9 +22,14 @@ from ..numerics.layout import Layout
 from ..numerics.plan import Shard
 from ..numerics.reduce import DirectionResult, ShardResult
 from ..numerics.tolerance import UNCHECKED
-from .driver import RunCancelled
 
-__all__ = ["InlineExecutor", "MemoryOutput"]
+__all__ = ["InlineExecutor", "MemoryOutput", "one_blas_thread"]
+
+
+def one_blas_thread() -> AbstractContextManager[Any]:
+    """BLAS and OpenMP held to one thread while an in-process check runs, as in a local cluster's workers
+    (see :mod:`.cluster`): a matrix product's bits depend on how many threads share it."""
+    return threadpool_limits(limits=1)  # type: ignore[no-any-return]
 
 
 class MemoryOutput:
@@ -73,14 +80,14 @@ class InlineExecutor:
     """Runs a check's steps in this process, on ``loaded``, writing to ``output``'s arrays.
 
     ``output`` (a :class:`MemoryOutput` or a stored group) is read only once the driver
-    has created it. ``stop`` is asked between shards; True raises :class:`RunCancelled`.
+    has created it. Run it under :func:`one_blas_thread`.
     """
 
     workers = 1
     in_process = True
 
-    def __init__(self, loaded: Loaded, output: Any, stop: Callable[[], bool] | None = None) -> None:
-        self.loaded, self.output, self.stop = loaded, output, stop
+    def __init__(self, loaded: Loaded, output: Any) -> None:
+        self.loaded, self.output = loaded, output
         self._directions: list[tuple[str, int]] = []
 
     @property
@@ -108,10 +115,8 @@ class InlineExecutor:
         self._directions = list(directions)
         for shard in resumed:
             yield core.summarize_stored(settings, shard, self.arrays)
-        for k, shard in enumerate(todo):
-            if self.stop is not None and self.stop():
-                raise RunCancelled("Cancelled between shards; the finished ones are kept.")
-            yield core.run_shard(self.loaded, shard, self.arrays, fresh=k == 0)  # loaded once, for the first
+        for shard in todo:  # loaded once before the probe: no shard loads (as in a Dask worker that probed)
+            yield core.run_shard(self.loaded, shard, self.arrays)
 
     def direction_results(self) -> list[DirectionResult]:
         """The direction checks, here, once the shards are done."""

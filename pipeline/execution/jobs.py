@@ -56,7 +56,7 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
             "`gradcheck submit` runs the check on an existing cluster, which outlives this process: "
             "give --scheduler, --scheduler-file or `cluster.address`."
         )
-    inputs, model = api.validate(config)
+    inputs, model, _ = api.validate(config)
     layout = inputs.layout
     stores.check_output(
         config.output, api.identity(config, inputs), overwrite=overwrite, options=config.storage_options

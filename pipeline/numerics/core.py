@@ -719,7 +719,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
             {**loaded.evaluated, tensor: shifted},
             loaded.data,
         )
-        losses.append(complex(value) if complex_step else float(value))
+        losses.append(complex(value) if complex_step else as_loss_value(value, f"along direction {number} of {tensor}"))
     est = estimate(
         np.array([losses]),
         np.array([taken]),

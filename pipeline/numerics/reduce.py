@@ -2,7 +2,10 @@
 
 Pure numpy, no Dask. The whole numeric gradient is never needed in one place:
 norms come from per-tensor sums of squares, the worst elements from each
-shard's own worst few.
+shard's own worst few. The sums are exact (integers in units of the smallest
+float's ulp), so the verdict does not depend on where the shards were cut: a run
+split into 7-index shards, one in a single shard, in this process or on a
+cluster, gives the same report, bit for bit.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 import numpy as np
 
@@ -29,20 +33,58 @@ __all__ = [
     "Verdict",
     "combine",
     "direction_difference",
+    "exact_sum",
     "failing_tensors",
     "summarize_shard",
     "with_directions",
 ]
 
 
+#: An exact sum is an integer count of 2**-ULP_SHIFT: every float64 is a whole multiple of it.
+ULP_SHIFT = 1074 + 53
+
+
+def exact_sum(values: np.ndarray) -> int:
+    """The exact sum of finite float64 ``values``, as an integer count of ``2**-ULP_SHIFT``.
+
+    Exact sums add in any order and any grouping to the same integer (float sums do not).
+    Each value is ``m·2**k`` with an integer ``|m| < 2**53``; the ``m`` are summed per
+    exponent in two 26-bit halves, which cannot overflow int64 below 2**36 values.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    values = values[values != 0]
+    if not values.size:
+        return 0
+    if values.size <= _FEW:  # numpy's set-up costs more than Python's loop
+        return sum(int(m * 2.0**53) << (e + ULP_SHIFT - 53) for m, e in map(math.frexp, values.tolist()))
+    fraction, exponent = np.frexp(values)
+    mantissa = (fraction * 2.0**53).astype(np.int64)  # exact: |fraction| < 1 has 53 significant bits
+    shift = exponent + (ULP_SHIFT - 53)  # in 0 .. _BINS for every finite float64
+    high, low = np.zeros(_BINS, dtype=np.int64), np.zeros(_BINS, dtype=np.int64)
+    np.add.at(high, shift, mantissa >> 26)
+    np.add.at(low, shift, mantissa & (2**26 - 1))
+    return sum(((int(high[k]) << 26) + int(low[k])) << int(k) for k in np.flatnonzero(high | low))
+
+
+#: Up to this many values, :func:`exact_sum` adds them in a Python loop.
+_FEW = 64
+#: Bins of :func:`exact_sum`, one per binary exponent a float64 can have.
+_BINS = 1024 + ULP_SHIFT - 53 + 1
+
+
+def _as_float(total: int) -> float:
+    """An exact sum as the nearest float."""
+    return float(Fraction(total, 1 << ULP_SHIFT))
+
+
 @dataclass(frozen=True, slots=True)
 class TensorSums:
-    """Sums over the part of one tensor that one shard covers."""
+    """Sums over the part of one tensor that one shard covers (the sums of squares exact: see :func:`exact_sum`)."""
 
     name: str
-    sum_sq_diff: float
-    sum_sq_analytic: float
-    sum_sq_numeric: float
+    sum_sq_diff: int
+    sum_sq_analytic: int
+    sum_sq_numeric: int
     max_abs_error: float
     n_nonfinite: int
     n_checked: int = 0
@@ -70,14 +112,15 @@ class TensorSums:
 
     def contribution(self, scale: float) -> float:
         """``||g_t − g~_t|| / scale``; infinite when the tensor holds a non-finite element."""
-        return math.inf if self.n_nonfinite else normalized_difference(math.sqrt(self.sum_sq_diff), scale)
+        return math.inf if self.n_nonfinite else normalized_difference(math.sqrt(_as_float(self.sum_sq_diff)), scale)
 
     def difference(self) -> float:
         """The tensor's own normalized difference (NaN when it holds a non-finite element)."""
         if self.n_nonfinite:
             return math.nan
         return normalized_difference(
-            math.sqrt(self.sum_sq_diff), math.sqrt(self.sum_sq_analytic) + math.sqrt(self.sum_sq_numeric)
+            math.sqrt(_as_float(self.sum_sq_diff)),
+            math.sqrt(_as_float(self.sum_sq_analytic)) + math.sqrt(_as_float(self.sum_sq_numeric)),
         )
 
 
@@ -225,9 +268,9 @@ def summarize_shard(
         sums.append(
             TensorSums(
                 spec.name,
-                float(e @ e),
-                float(a @ a),
-                float(n @ n),
+                exact_sum(e * e),
+                exact_sum(a * a),
+                exact_sum(n * n),
                 max_abs_error,
                 n_nonfinite,
                 n_checked,
@@ -281,7 +324,7 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
     The result does not depend on the order the shards arrived in: they are
     folded in shard order, so the same run always gives the same report, bit for bit.
     """
-    totals = {name: TensorSums(name, 0.0, 0.0, 0.0, 0.0, 0) for name in layout.names}
+    totals = {name: TensorSums(name, 0, 0, 0, 0.0, 0) for name in layout.names}
     heap: list[tuple[float, int, Element]] = []
     n_checked = 0
     n_nonfinite = 0
@@ -297,9 +340,9 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
                 heapq.heappush(heap, item)
             elif item[:2] > heap[0][:2]:
                 heapq.heapreplace(heap, item)
-    diff_norm = math.sqrt(math.fsum(t.sum_sq_diff for t in totals.values()))
-    scale = math.sqrt(math.fsum(t.sum_sq_analytic for t in totals.values())) + math.sqrt(
-        math.fsum(t.sum_sq_numeric for t in totals.values())
+    diff_norm = math.sqrt(_as_float(sum(t.sum_sq_diff for t in totals.values())))
+    scale = math.sqrt(_as_float(sum(t.sum_sq_analytic for t in totals.values()))) + math.sqrt(
+        _as_float(sum(t.sum_sq_numeric for t in totals.values()))
     )
     # A non-finite element makes the seed's difference undefined (NaN: the check
     # fails) and its tensor wrong outright; the other tensors are judged as usual.

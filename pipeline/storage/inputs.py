@@ -24,7 +24,6 @@ __all__ = [
     "read_arrays",
     "read_gradient",
     "read_layout",
-    "validate_data",
     "validate_gradient",
     "write_group",
 ]
@@ -84,13 +83,6 @@ def _layout(path: str, group: zarr.Group, arrays: Mapping[str, zarr.Array[Any]])
     return Layout.from_shapes(order, {n: arrays[n].shape for n in order}, dtypes)
 
 
-def validate_data(path: str, options: Options = None) -> tuple[str, ...]:
-    """Check that the data store is a readable group; return its array names."""
-    group = open_group("data", path, options)
-    with reading("data", path):
-        return tuple(sorted(group.array_keys()))
-
-
 def validate_gradient(path: str, layout: Layout, options: Options = None) -> None:
     """Check that a gradient store has exactly the params' names and shapes (reads no data)."""
     _check_gradient(path, layout, _arrays("gradient", path, options)[1])
@@ -101,6 +93,11 @@ def _check_gradient(path: str, layout: Layout, arrays: Mapping[str, zarr.Array[A
     if mismatch:
         raise StoreError(f"The gradient store '{path}' must hold one array per parameter tensor: {mismatch}.")
     for spec in layout.tensors:
+        dtype = np.dtype(arrays[spec.name].dtype)
+        if dtype.kind not in "biuf":
+            raise StoreError(
+                f"The gradient store '{path}': array '{spec.name}' has dtype {dtype}; a gradient must be real numbers."
+            )
         shape = tuple(arrays[spec.name].shape)
         if shape != spec.shape:
             raise StoreError(
@@ -183,12 +180,13 @@ class Inputs:
         }
 
     def read(self, role: str) -> dict[str, np.ndarray]:
-        """The arrays of ``params`` (in flattening order), ``data`` or ``gradient``, read into memory."""
+        """The arrays of ``params`` (in flattening order), ``data`` or ``gradient`` (as float64), read into memory."""
         path = {"params": self.params, "data": self.data, "gradient": self.gradient}[role]
         arrays = self._arrays[role]
         names = self.layout.names if role != "data" else tuple(sorted(arrays))
         with reading(role, str(path)):
-            return {name: _in_memory(arrays[name]) for name in names}
+            read = {name: _in_memory(arrays[name]) for name in names}
+        return {name: array.astype(np.float64) for name, array in read.items()} if role == "gradient" else read
 
 
 def _in_memory(array: zarr.Array[Any]) -> np.ndarray:
