@@ -258,3 +258,25 @@ def test_a_gradient_store_that_is_not_real_numbers_is_one_line(seed_example: Pat
             f"gradcheck: error: The gradient store '{tmp_path / 'gradient.zarr'}': array 'W1' has dtype complex128; "
             "a gradient must be real numbers.\n"
         )
+
+
+class _Wide:
+    """tanh(A @ W @ B) summed: matrix products large enough for a multi-threaded BLAS to split."""
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        return float(np.tanh(data["A"] @ params["W"] @ data["B"]).sum())
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inner = 1 - np.tanh(data["A"] @ params["W"] @ data["B"]) ** 2
+        return {"W": data["A"].T @ inner @ data["B"].T}
+
+
+def test_bit_identity_holds_where_blas_would_use_threads() -> None:
+    rng = np.random.default_rng(3)
+    params = {"W": rng.standard_normal((300, 300)) / 30}
+    data = {"A": rng.standard_normal((300, 300)) / 30, "B": rng.standard_normal((300, 300)) / 30}
+    settings: dict[str, Any] = {"scheme": "central", "indices": {"sample_per_tensor": 6, "seed": 0}}
+    in_memory = pipeline.check(_Wide(), params, data, **settings)
+    local = pipeline.check(_Wide(), params, data, workers=1, **settings)
+    assert in_memory.passed
+    assert _without_timings(in_memory) == _without_timings(local)
