@@ -133,7 +133,9 @@ def test_a_shard_that_kills_its_worker_stops_the_run_and_resumes_once_fixed(gate
     assert kept >= 10  # at least every `early` shard
     claimed = re.search(r"At least (\d+) of 20 shards are complete and kept", stderr)
     assert claimed is not None
-    assert 10 <= int(claimed.group(1)) <= kept  # shards in flight may finish after the message
+    # Shard 10 starts once a worker is free: the other may still be in an `early` shard when it
+    # crashes, so at least 9 are done then; shards in flight may finish after the message.
+    assert 9 <= int(claimed.group(1)) <= kept
     # The output says so too, for `gradcheck status`: failed, with the same message.
     shown = run_cli("status", str(gated / "out.zarr"))
     assert shown.returncode == 2
