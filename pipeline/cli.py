@@ -1,7 +1,9 @@
 """The ``gradcheck`` command: one subcommand per unit of work.
 
 Exit codes: 0 the gradients agree, 1 they disagree, 2 bad input or usage (one
-line on stderr naming what is wrong; no traceback). A traceback means a bug.
+line on stderr naming what is wrong; no traceback), 3 an internal error (a bug of
+ours or a library's error: one line, and the traceback written to a file). 1 is
+never anything but a verdict.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Sequence
@@ -29,7 +32,7 @@ from .report import Report, format_report
 
 __all__ = ["main", "progress_line"]
 
-EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -323,6 +326,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gradcheck: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug of ours, or a library's error: never a verdict, never bad input
+        return _internal_error(e, show=args.traceback)
+
+
+def _internal_error(error: Exception, *, show: bool) -> int:
+    """Say in one line that something unexpected failed, keep its traceback in a file, and return exit code 3."""
+    text = "".join(traceback.format_exception(error))
+    try:
+        fd, path = tempfile.mkstemp(prefix="gradcheck-crash-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        where = f"the traceback is in {path}"
+    except OSError as e:
+        where, show = f"the traceback could not be written ({e}), so here it is", True
+    if show:
+        print(text, end="", file=sys.stderr)
+    summary = " ".join(f"{type(error).__name__}: {error}".split())
+    print(
+        f"gradcheck: internal error (exit code {EXIT_INTERNAL}, not a verdict): {summary[:400]}; {where}. "
+        "Please report it with that file.",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
