@@ -127,6 +127,15 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("output", metavar="OUTPUT", help="a check's output group")
     report.add_argument("--json", action="store_true", help="print JSON")
 
+    verify = commands.add_parser(
+        "verify",
+        help="check an output's chunks against their records",
+        description="Read back every shard OUTPUT records as done and check its chunks against the seal the shard "
+        "recorded. Exit 0 when all are intact; 2 when any is corrupt, as for any input that cannot be used "
+        "(1 is only ever a verdict on gradients); resuming the run recomputes the corrupt shards.",
+    )
+    verify.add_argument("output", metavar="OUTPUT", help="a check's output group")
+
     suite = commands.add_parser(
         "suite",
         help="run a suite against its history",
@@ -260,14 +269,38 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .storage.output import read_output_attrs  # Zarr, only for the commands that read an output
+    from .storage.output import read_output_attrs, verify  # Zarr, only for the commands that read an output
 
     attrs = read_output_attrs(args.output)
     if "report" not in attrs:
         raise StoreError(f"The output '{args.output}' has no report yet: its run did not finish.")
     report = Report.from_dict(attrs["report"])
     _print(report, as_json=args.json)
+    corrupt = verify(args.output).corrupt
+    if corrupt:  # the report was made from intact chunks; what is on disk now is not what it describes
+        print(
+            f"gradcheck: warning: {len(corrupt)} shard(s) of '{args.output}' no longer verify (the first: "
+            f"{', '.join(map(str, corrupt[:5]))}); the report stands, but the arrays do not: "
+            "`gradcheck verify` lists them, and running the check again recomputes them.",
+            file=sys.stderr,
+        )
     return EXIT_PASSED if report.passed else EXIT_FAILED
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .storage.output import verify
+
+    found = verify(args.output)
+    if not found.corrupt:
+        print(f"{args.output}: {found.done} of {found.shards} shards done, every one intact")
+        return EXIT_PASSED
+    listed = ", ".join(map(str, found.corrupt[:20])) + (", ..." if len(found.corrupt) > 20 else "")
+    print(
+        f"gradcheck: error: '{args.output}': {len(found.corrupt)} of {found.done} shards done are corrupt (a chunk "
+        f"cut short, missing or changed): {listed}. Running the same check again recomputes them.",
+        file=sys.stderr,
+    )
+    return EXIT_BAD_INPUT
 
 
 def _suite(args: argparse.Namespace) -> int:
@@ -312,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": _status,
         "cancel": _cancel,
         "report": _report,
+        "verify": _verify,
         "suite": _suite,
         "history": _history,
         "example": _example,

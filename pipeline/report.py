@@ -303,6 +303,12 @@ def format_report(report: Report) -> str:
             )
         lines += ["  " + line for line in text_table(rows)]
     timings = report.timings
+    if timings.get("recomputed_shards"):
+        lines += [
+            "",
+            f"{int(timings['recomputed_shards'])} shard(s) of the earlier run failed verification (a chunk cut short, "
+            "missing or changed) and were computed again.",
+        ]
     if timings:
         # In this process there is no cluster: what came before the probe is opening the inputs.
         where = "in this process: set-up" if timings.get("in_process") else "cluster"

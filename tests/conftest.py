@@ -74,7 +74,7 @@ def write_smooth_problem(folder: Path) -> Path:
 def shards_done(output: Path) -> int:
     """How many shards of ``output`` are marked done (0 while it does not exist yet)."""
     try:
-        return int(np.asarray(zarr.open_array(str(output), path="done", mode="r")[:]).sum())
+        return int(np.count_nonzero(zarr.open_array(str(output), path="done", mode="r")[:]))
     except Exception:
         return 0
 

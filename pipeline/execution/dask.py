@@ -109,9 +109,10 @@ def direction_task(problem: Problem, tensor: str, number: int) -> DirectionResul
     return core.check_direction(_load(problem)[0], tensor, number, _output_arrays(problem).analytic)
 
 
-def summary_task(problem: Problem, shard: Shard) -> ShardResult:
-    """:func:`~pipeline.numerics.core.summarize_stored` on a worker (no params or data: nothing is evaluated)."""
-    return core.summarize_stored(problem.settings, shard, _output_arrays(problem))
+def resume_task(problem: Problem, shard: Shard) -> ShardResult:
+    """:func:`~pipeline.numerics.core.resume_shard` on a worker: params and data are loaded only for a
+    shard whose chunks fail verification."""
+    return core.resume_shard(problem.settings, shard, _output_arrays(problem), functools.partial(_load, problem))
 
 
 def importable_everywhere(client: Client, model: ModelRef) -> None:
@@ -173,7 +174,7 @@ class DaskExecutor:
         self._directions = [client.submit(direction_task, problem, name, j, pure=False) for name, j in directions]
         futures = {
             **dict(zip(client.map(shard_task, [problem] * len(todo), todo, pure=False), todo, strict=True)),
-            **{client.submit(summary_task, problem, s, pure=False): s for s in resumed},
+            **{client.submit(resume_task, problem, s, pure=False): s for s in resumed},
         }
         total = len(todo) + len(resumed)
         arriving, next_look = as_completed(futures), time.monotonic()

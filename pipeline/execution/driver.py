@@ -116,7 +116,7 @@ def execute(
     """
     ready = time.perf_counter()
     probe = executor.probe()
-    settings = dataclasses.replace(settings, loss0=probe.loss, noise=probe.noise)
+    settings = dataclasses.replace(settings, loss0=probe.loss, noise=probe.noise, identity=identity)
     layout, workers = settings.layout, executor.workers
     checked = checked_positions(layout, settings.sample)
     n_checked = sum(positions.size for positions in checked.values()) if checked else layout.n_params
@@ -166,7 +166,8 @@ def execute(
             progress(len(results), len(plan))
     direction_results = executor.direction_results()
     finished = time.perf_counter()
-    evaluations = width * sum(t.n_checked for r in results if r.shard.index not in done for t in r.sums)
+    computed = [r for r in results if r.shard.index not in done or r.recomputed]
+    evaluations = width * sum(t.n_checked for r in computed for t in r.sums)
     evaluations += width * len(direction_results)
     timings = {
         "cluster_seconds": ready - (ready if started is None else started),
@@ -179,6 +180,7 @@ def execute(
         "loss_evaluations": float(evaluations + 2 + 9 * probe.noise_measured),
         "evaluations_per_second": evaluations / (finished - shards_started) if finished > shards_started else 0.0,
         "resumed_shards": float(len(done)),
+        "recomputed_shards": float(sum(r.recomputed for r in results)),  # resumed, but failed verification
         "worker_loads": float(sum(r.loaded for r in results)),
         "workers": float(workers),
         "in_process": float(executor.in_process),  # then cluster_seconds is the set-up alone

@@ -56,7 +56,7 @@ class MemoryOutput:
         self.analytic, self.numeric, self.allowed, self.step = (np.full(n, np.nan) for _ in range(4))
         self.nonfinite = np.zeros(n, dtype=np.int8)
         self.status = np.full(n, UNCHECKED, dtype=np.int8)
-        self.done = np.zeros(-(-n // max(1, shard_size)), dtype=np.uint8)
+        self.done = np.zeros(-(-n // max(1, shard_size)), dtype=np.int64)
         return True
 
     def remove(self) -> None:
@@ -114,7 +114,7 @@ class InlineExecutor:
         self.loaded.settings = settings
         self._directions = list(directions)
         for shard in resumed:
-            yield core.summarize_stored(settings, shard, self.arrays)
+            yield core.resume_shard(settings, shard, self.arrays, lambda: (self.loaded, False))
         for shard in todo:  # loaded once before the probe: no shard loads (as in a Dask worker that probed)
             yield core.run_shard(self.loaded, shard, self.arrays)
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,7 +45,10 @@ __all__ = [
     "call_model",
     "check_direction",
     "probe",
+    "resume_shard",
     "run_shard",
+    "shard_intact",
+    "shard_seal",
     "summarize_stored",
     "write_analytic",
 ]
@@ -54,7 +58,8 @@ __all__ = [
 class Settings:
     """What the numerics need to know of a run, as plain data.
 
-    ``loss0`` and ``noise`` are filled in from the probe before the shards run.
+    ``loss0`` and ``noise`` are filled in from the probe before the shards run, and
+    ``identity`` (the run's, sealed into every shard's completion record) once it is known.
     ``tolerance`` holds the config's overrides of the per-dtype defaults, as pairs; ``judged`` is False when the
     config turned per-element verdicts off. ``sample`` is ``(k, seed)`` for
     ``k`` random elements per tensor, None for all. ``promote`` checks float32
@@ -71,6 +76,7 @@ class Settings:
     promote: bool = False
     loss0: float = math.nan
     noise: float = math.nan
+    identity: str = ""
 
     def tolerance_for(self, dtype: str) -> Tolerance:
         """The tolerance for tensors of ``dtype``: the default for it and the scheme, with the config's overrides."""
@@ -514,7 +520,9 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
     output.step[shard.start : shard.stop] = steps
     # Last: a shard marked done has all its chunks written. A crash before this
     # line leaves the shard to be computed again, with the same values.
-    output.done[shard.index] = 1
+    output.done[shard.index] = shard_seal(
+        settings.identity, shard, (analytic, numeric, nonfinite, allowed, status, steps)
+    )
     return summarize_shard(
         settings.layout,
         shard,
@@ -735,6 +743,40 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
     return DirectionResult(
         tensor, number, float(analytic[0]), float(est.numeric[0]), float(allowed[0]), int(status[0]), h
     )
+
+
+def shard_seal(identity: str, shard: Shard, per_index: Sequence[np.ndarray]) -> int:
+    """A shard's completion record: a digest of the run's identity, the shard, and every per-index value it
+    wrote (in :data:`~pipeline.storage.output.PER_INDEX` order), as a positive int64 (0 means "not done").
+
+    A record is trusted only when the chunks read back give the same seal: a chunk cut short, flipped,
+    missing (read back as fill values) or written by another run does not.
+    """
+    digest = hashlib.blake2b(f"{identity}\0{shard.index}\0{shard.start}\0{shard.stop}".encode(), digest_size=8)
+    for values in per_index:
+        digest.update(np.ascontiguousarray(values).tobytes())
+    return (int.from_bytes(digest.digest(), "little") >> 1) | 1
+
+
+def shard_intact(identity: str, shard: Shard, output: Output) -> bool:
+    """Whether a shard's chunks, read back, give the seal its completion record holds."""
+    window = slice(shard.start, shard.stop)
+    try:
+        stored = [np.asarray(array[window]) for array in output.per_index]
+        return int(np.asarray(output.done[shard.index])) == shard_seal(identity, shard, stored)
+    except Exception:  # a chunk that cannot be decoded (cut short, garbled): as untrustworthy as a wrong seal
+        return False
+
+
+def resume_shard(
+    settings: Settings, shard: Shard, output: Output, load: Callable[[], tuple[Loaded, bool]]
+) -> ShardResult:
+    """A shard an earlier run completed: read back when its chunks verify against its completion record,
+    computed again (``load`` gives the problem and whether it had to be loaded) when they do not."""
+    if shard_intact(settings.identity, shard, output):
+        return summarize_stored(settings, shard, output)
+    loaded, fresh = load()
+    return dataclasses.replace(run_shard(loaded, shard, output, fresh=fresh), recomputed=True)
 
 
 def summarize_stored(settings: Settings, shard: Shard, output: Output) -> ShardResult:

@@ -161,6 +161,7 @@ class ShardResult:
     seconds: float
     loaded: bool
     evaluate_seconds: float = 0.0  # of ``seconds``, the loss evaluations alone (no I/O, no loading)
+    recomputed: bool = False  # an earlier run's shard whose chunks failed verification, computed again
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,9 @@ import zarr
 import zarr.errors
 
 from ..errors import OutputExistsError, StoreError
+from ..numerics.core import shard_intact
 from ..numerics.layout import Layout
+from ..numerics.plan import make_plan
 from . import Options, is_url
 from .access import open_group, opened, reading
 
@@ -30,6 +33,7 @@ __all__ = [
     "FORMAT_VERSION",
     "PER_INDEX",
     "OutputArrays",
+    "Verified",
     "check_output",
     "completed_shards",
     "lock_held",
@@ -39,10 +43,12 @@ __all__ = [
     "read_output_attrs",
     "remove_output",
     "update_attrs",
+    "verify",
 ]
 
-#: Version of the output group's attribute format; readers refuse newer ones.
-FORMAT_VERSION = 2
+#: Version of the output group's format; readers refuse newer ones. 3: ``done`` holds each shard's
+#: seal (see :func:`pipeline.numerics.core.shard_seal`) instead of 1.
+FORMAT_VERSION = 3
 
 
 class OutputArrays:
@@ -80,7 +86,7 @@ _PER_INDEX_TYPES = {
 
 
 def completed_shards(path: str, options: Options = None) -> np.ndarray:
-    """Indices of the shards whose chunks are written (their ``done`` marker is set)."""
+    """Indices of the shards whose chunks are written (their ``done`` record is set; see :func:`verify`)."""
     with reading("output", path):
         done = np.asarray(zarr.open_array(store=path, path="done", mode="r", **opened(path, options))[:])
     return np.flatnonzero(done)
@@ -134,6 +140,11 @@ def check_output(path: str, identity: str, *, overwrite: bool, options: Options 
     if existing is None or overwrite:
         return False
     if existing["gradcheck"].get("identity") == identity:
+        if existing["gradcheck"]["format_version"] < FORMAT_VERSION:
+            raise OutputExistsError(
+                f"The output '{path}' was made by an older gradcheck (format {existing['gradcheck']['format_version']}), "
+                "whose shards carry no record to verify them by; pass --overwrite to start it again."
+            )
         return True
     raise OutputExistsError(
         f"The output '{path}' holds the result of a different check; pass --overwrite to replace it, or choose another `output`."
@@ -161,7 +172,7 @@ def prepare_output(
         group.create_array(name, shape=(n,), chunks=chunks, dtype=dtype, fill_value=fill)
     # One chunk per shard, so that shards mark themselves done without locks.
     n_shards = -(-n // chunks[0])
-    group.create_array("done", shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0)
+    group.create_array("done", shape=(n_shards,), chunks=(1,), dtype="int64", fill_value=0)
     return True
 
 
@@ -281,3 +292,31 @@ class StoredOutput:
         if self._arrays is None:
             self._arrays = OutputArrays(self.path, self.options)
         return self._arrays
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What :func:`verify` found: how many shards the output records as done, and which of them fail."""
+
+    shards: int
+    done: int
+    corrupt: tuple[int, ...]
+
+
+def verify(path: str, options: Options = None) -> Verified:
+    """Read back every shard the output records as done and check it against its seal.
+
+    A shard fails when a chunk cannot be decoded, is missing, or holds other values than the
+    shard wrote (see :func:`pipeline.numerics.core.shard_seal`); resuming the run computes it again.
+    """
+    meta = read_output_attrs(path, options)
+    if meta["gradcheck"]["format_version"] < FORMAT_VERSION:
+        raise StoreError(f"The output '{path}' was made by an older gradcheck, whose shards carry no record to verify.")
+    layout = Layout.from_dict(meta["layout"])
+    plan = make_plan(layout.n_params, int(meta["gradcheck"]["shard_size"]))
+    arrays = OutputArrays(path, options)
+    with reading("output", path):
+        done = np.asarray(arrays.done[:])
+    identity = str(meta["gradcheck"]["identity"])
+    corrupt = tuple(s.index for s in plan if done[s.index] and not shard_intact(identity, s, arrays))
+    return Verified(len(plan), int(np.count_nonzero(done)), corrupt)

@@ -1,0 +1,76 @@
+"""Integrity of what is on disk: each shard's completion record seals its chunks; resume and `verify` check it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.storage.inputs import read_arrays
+from pipeline.storage.output import PER_INDEX
+
+from .conftest import run_cli
+
+
+def _arrays(output: Path) -> dict[str, np.ndarray]:
+    return read_arrays("output", str(output), PER_INDEX)
+
+
+def _damage(output: Path) -> None:
+    """Three kinds of damage to three shards (of 10 indices each): cut short, missing, and another shard's chunk."""
+    cut = output / "numeric" / "c" / "1"
+    cut.write_bytes(cut.read_bytes()[:7])
+    (output / "step" / "c" / "3").unlink()  # read back as fill values: NaN steps
+    shutil.copyfile(output / "numeric" / "c" / "2", output / "numeric" / "c" / "0")  # decodes, wrong values
+
+
+@pytest.mark.parametrize("where", ["--inline", "--workers=1"])
+def test_corrupt_chunks_are_found_by_verify_and_recomputed_on_resume(seed_example: Path, where: str) -> None:
+    config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
+    first = run_cli("run", config, where, "--set", "shard_size=10")
+    assert first.returncode == 0, first.stderr
+    reference = _arrays(output)
+    intact = run_cli("verify", str(output))
+    assert (intact.returncode, intact.stdout) == (0, f"{output}: 5 of 5 shards done, every one intact\n")
+
+    _damage(output)
+    found = run_cli("verify", str(output))
+    assert found.returncode == 2
+    assert found.stderr == (
+        f"gradcheck: error: '{output}': 3 of 5 shards done are corrupt (a chunk cut short, missing or changed): "
+        "0, 1, 3. Running the same check again recomputes them.\n"
+    )
+    reported = run_cli("report", str(output))
+    assert reported.returncode == 0  # the stored verdict was made from intact chunks
+    assert reported.stderr.startswith("gradcheck: warning: 3 shard(s) of")
+
+    resumed = run_cli("run", config, where, "--set", "shard_size=10")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "3 shard(s) of the earlier run failed verification (a chunk cut short, missing or changed)" in resumed.stdout
+    assert "and were computed again." in resumed.stdout
+    for name, values in _arrays(output).items():
+        np.testing.assert_array_equal(values, reference[name], err_msg=name)  # bit for bit
+    assert run_cli("verify", str(output)).returncode == 0
+    again = run_cli("run", config, where, "--set", "shard_size=10")  # all intact now: read back, none recomputed
+    assert again.returncode == 0
+    assert "computed again" not in again.stdout
+
+
+def test_an_output_made_before_shards_were_sealed_is_not_resumed(seed_example: Path) -> None:
+    config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
+    assert run_cli("run", config, "--inline").returncode == 0
+    group = zarr.open_group(str(output), mode="r+")
+    meta = dict(group.attrs["gradcheck"])  # type: ignore[arg-type]
+    group.attrs["gradcheck"] = {**meta, "format_version": 2}
+    before = (output / "numeric" / "c" / "0").read_bytes()
+    done = run_cli("run", config, "--inline")
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"gradcheck: error: The output '{output}' was made by an older gradcheck (format 2), whose shards carry "
+        "no record to verify them by; pass --overwrite to start it again.\n"
+    )
+    assert (output / "numeric" / "c" / "0").read_bytes() == before
+    assert run_cli("run", config, "--inline", "--overwrite").returncode == 0
