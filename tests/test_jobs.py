@@ -170,3 +170,28 @@ def test_status_of_a_foreground_run_and_of_no_run(seed_example: Path) -> None:
         missing.stderr
         == f"gradcheck: error: The output store '{seed_example / 'nothing.zarr'}' does not exist (or is not a Zarr group).\n"
     )
+
+
+def test_submitting_over_an_output_another_job_is_writing_is_refused_at_once(tmp_path: Path) -> None:
+    """The 'overwrite that never happened': refused at submit time, naming the run that holds the output."""
+    output = write_gated_problem(tmp_path, "scheme: central\n")
+    gate = tmp_path / "gate"
+    config = str(tmp_path / "check.yaml")
+    with dask_cluster(tmp_path / "cluster", workers=2, env={"GRADCHECK_TEST_GATE": str(gate)}) as cluster:
+        where = ("--scheduler-file", str(cluster.scheduler_file))
+        first = run_cli("submit", config, *where)
+        assert first.returncode == 0, first.stderr
+        job = first.stdout.strip()
+        wait_until(lambda: shards_done(output) == 10, timeout=120)  # the `late` shards wait for the gate
+        second = run_cli("submit", config, *where, "--overwrite", "--set", "epsilon=1.0e-5")
+        assert second.returncode == 2
+        assert second.stdout == ""
+        assert re.fullmatch(
+            rf"gradcheck: error: The output '{re.escape(str(output))}' is being written by another gradcheck run "
+            r"\(pid \d+ on \S+, since \S+\); wait for it, or remove '.*\.lock' if that run is gone\.\n",
+            second.stderr,
+        ), second.stderr
+        assert _status(output).stdout.splitlines()[0] == f"{output}: job {job}, running"
+        gate.touch()
+        wait_until(lambda: _status(output).returncode == 0, timeout=120)
+        assert _status(output).stdout.splitlines()[0] == f"{output}: job {job}, finished"

@@ -26,7 +26,7 @@ from distributed import Event, fire_and_forget, worker_client
 
 from .. import api
 from ..config import ClusterConfig, Config
-from ..errors import ClusterError, ConfigError, StoreError, StoreNotFoundError
+from ..errors import ClusterError, ConfigError, GradcheckError, OutputExistsError, StoreError, StoreNotFoundError
 from ..model import ModelRef
 from ..report import Report
 from ..storage import Options
@@ -58,9 +58,13 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
         )
     inputs, model, _ = api.validate(config)
     layout = inputs.layout
+    # An output another run is writing is refused here, in one line, not by a job that would fail on the
+    # cluster where only a worker's log would say so (while `status` went on showing the other run).
+    stores.refuse_if_locked(config.output)
     stores.check_output(
         config.output, api.identity(config, inputs), overwrite=overwrite, options=config.storage_options
     )
+    _refuse_if_submitted(config)
     job = f"gradcheck-{uuid.uuid4().hex[:12]}"
     with connect(cluster, layout.n_params) as client:
         importable_everywhere(client, model)
@@ -87,6 +91,17 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
     return job
 
 
+def _refuse_if_submitted(config: Config) -> None:
+    """Refuse an output that a job submitted before this one is waiting to write."""
+    with suppress(StoreNotFoundError):
+        state = stores.read_output_attrs(config.output, config.storage_options).get("state") or {}
+        if state.get("state") == "submitted":
+            raise OutputExistsError(
+                f"The output '{config.output}' is waiting for job {state['job']['id']}, submitted before this one; "
+                f"wait for it (gradcheck status {config.output}), or cancel it (gradcheck cancel {config.output})."
+            )
+
+
 def _known(key: str, dask_scheduler: Any = None) -> bool:
     return key in dask_scheduler.tasks
 
@@ -100,9 +115,24 @@ def _drive(config: Config, model: ModelRef, overwrite: bool, job: Mapping[str, A
                 ended = {"state": "cancelled", "message": "Cancelled before it started.", "at": time.time()}
                 stores.update_attrs(config.output, {"state": ended}, config.storage_options)
             return False
-        # The run records its own end (finished, cancelled or failed) in the output.
-        report = api.run(config, model=model, overwrite=overwrite, client=client, stop=cancelled.is_set, job=job)
+        try:
+            # The run records its own end (finished, cancelled or failed) in the output once it runs...
+            report = api.run(config, model=model, overwrite=overwrite, client=client, stop=cancelled.is_set, job=job)
+        except Exception as e:
+            _failed_before_running(config, job, e)
+            raise
     return report.passed
+
+
+def _failed_before_running(config: Config, job: Mapping[str, Any], error: Exception) -> None:
+    """...and before that (the output locked, a store gone), the job says so here: `status` must never go on
+    showing a job as submitted when it has failed."""
+    with suppress(StoreError):
+        state = stores.read_output_attrs(config.output, config.storage_options).get("state") or {}
+        if state.get("state") == "submitted" and state.get("job", {}).get("id") == job["id"]:
+            message = str(error) if isinstance(error, GradcheckError) else f"{type(error).__name__}: {error}"
+            failed = {"state": "failed", "message": message, "at": time.time(), "job": dict(job)}
+            stores.update_attrs(config.output, {"state": failed}, config.storage_options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +162,12 @@ def status(output: str, options: Options = None) -> JobStatus:
     """Read the state, the shards done and the report of the run writing ``output``."""
     attrs = stores.read_output_attrs(output, options)
     state = dict(attrs.get("state") or {})
-    if state.get("state") == "submitted":  # what the output holds is the last run's, not this job's
+    if state.get("state") in ("submitted", "failed") and "job" in state:
+        # A job that is waiting, or that failed before it ran: what the output holds is the last run's.
         job = state["job"]
-        return JobStatus(output, "submitted", job["id"], 0, 0, 0, None, None, None, None, job["cluster"])
+        return JobStatus(
+            output, state["state"], job["id"], 0, 0, 0, None, None, state.get("message"), None, job["cluster"]
+        )
     progress = attrs.get("progress")
     if not isinstance(progress, Mapping):
         raise StoreError(f"The output '{output}' has no progress record: its run has not started its shards.")
@@ -172,6 +205,8 @@ def format_status(s: JobStatus) -> str:
     lines = [f"{s.output}: {who}, {s.state}"]
     if s.state == "submitted":
         return "\n".join([*lines, "waiting for the cluster to start it"])
+    if s.state == "failed" and not s.total:
+        return "\n".join([*lines, f"it failed before it ran: {s.message}"])
     shards = f"shards {s.done}/{s.total} done" + (f" ({s.resumed} resumed)" if s.resumed else "")
     if s.evaluations_per_second is not None:
         shards += f", {s.evaluations_per_second:.0f} evaluations/s"

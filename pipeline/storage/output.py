@@ -41,6 +41,7 @@ __all__ = [
     "output_shard_size",
     "prepare_output",
     "read_output_attrs",
+    "refuse_if_locked",
     "remove_output",
     "update_attrs",
     "verify",
@@ -194,11 +195,7 @@ def output_lock(path: str) -> Iterator[None]:
         except FileExistsError:
             holder = _lock_holder(lock)
             if holder is not None:
-                raise OutputExistsError(
-                    f"The output '{path}' is being written by another gradcheck run "
-                    f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}); "
-                    f"wait for it, or remove '{lock}' if that run is gone."
-                ) from None
+                raise _being_written(path, holder) from None
             with suppress(FileNotFoundError):  # stale: its process is gone (another run may remove it first)
                 os.unlink(lock)
             continue
@@ -211,6 +208,24 @@ def output_lock(path: str) -> Iterator[None]:
         yield
     finally:
         os.unlink(lock)
+
+
+def _being_written(path: str, holder: Mapping[str, Any]) -> OutputExistsError:
+    lock = path.rstrip("/") + ".lock"
+    return OutputExistsError(
+        f"The output '{path}' is being written by another gradcheck run "
+        f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}); "
+        f"wait for it, or remove '{lock}' if that run is gone."
+    )
+
+
+def refuse_if_locked(path: str) -> None:
+    """Refuse, naming the holder, an output that a live run holds the lock of (a remote output is not locked)."""
+    lock = path.rstrip("/") + ".lock"
+    if not is_url(path) and os.path.exists(lock):
+        holder = _lock_holder(lock)
+        if holder is not None:
+            raise _being_written(path, holder)
 
 
 def lock_held(path: str) -> bool | None:
