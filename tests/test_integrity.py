@@ -74,3 +74,35 @@ def test_an_output_made_before_shards_were_sealed_is_not_resumed(seed_example: P
     )
     assert (output / "numeric" / "c" / "0").read_bytes() == before
     assert run_cli("run", config, "--inline", "--overwrite").returncode == 0
+
+
+def test_an_old_runs_late_writes_never_count_for_the_run_that_replaced_it(seed_example: Path) -> None:
+    """The race of an overwrite: the replaced run's last shard lands after the new run wrote its own.
+
+    A task of a cancelled job cannot be interrupted: it writes its chunks and its record into whatever is at
+    the output's path when it finishes. Here those exact bytes (the old run's shard 2, as it wrote them) land
+    after the replacing run (another epsilon: another identity) finished; its seal does not match, so the
+    shard is corrupt for `verify` and is recomputed on resume, bit for bit.
+    """
+    config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
+    chunks = [output / name / "c" / "2" for name in (*PER_INDEX, "done")]
+    assert run_cli("run", config, "--inline", "--set", "shard_size=10").returncode == 0
+    late = {chunk: chunk.read_bytes() if chunk.exists() else None for chunk in chunks}  # none: all fill values
+    replacing = ("--inline", "--set", "shard_size=10", "--set", "epsilon=1.0e-6")
+    assert run_cli("run", config, *replacing, "--overwrite").returncode == 0
+    reference = _arrays(output)
+    for chunk, written in late.items():
+        if written is None:
+            chunk.unlink(missing_ok=True)
+        else:
+            chunk.write_bytes(written)
+    assert not np.array_equal(_arrays(output)["numeric"], reference["numeric"])  # the late write landed
+
+    found = run_cli("verify", str(output))
+    assert found.returncode == 2
+    assert "1 of 5 shards done are corrupt (a chunk cut short, missing or changed): 2." in found.stderr
+    resumed = run_cli("run", config, *replacing)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 shard(s) of the earlier run failed verification" in resumed.stdout
+    for name, values in _arrays(output).items():
+        np.testing.assert_array_equal(values, reference[name], err_msg=name)
