@@ -168,7 +168,7 @@ def run(
     inputs, model_ref, loaded_model = validate(config, model)
     layout = inputs.layout
     target = output.StoredOutput(config.output, config.storage_options)
-    with output.output_lock(config.output):
+    with output.output_lock(config.output, config.storage_options):
         identity_ = identity(config, inputs)
         resuming = output.check_output(config.output, identity_, overwrite=overwrite, options=config.storage_options)
         steps: dict[str, Any] = {

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import s3fs
 
 import pipeline
 import pipeline.storage.inputs
@@ -110,3 +111,35 @@ def test_a_check_reads_and_writes_its_stores_in_s3(s3_endpoint: str, s3_env: dic
         f"gradcheck: error: The params store '{root}/params.zarr' cannot be read: "
         "NoCredentialsError: Unable to locate credentials\n"
     )
+
+
+def test_a_remote_output_is_locked_by_a_conditional_create(
+    s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    params, data = seed_mlp.problem()
+    options = {"endpoint_url": s3_endpoint}
+    root = "s3://checks/locked"
+    pipeline.storage.inputs.write_group(f"{root}/params.zarr", params, {"order": list(seed_mlp.ORDER)}, options)
+    pipeline.storage.inputs.write_group(f"{root}/data.zarr", data, None, options)
+    (tmp_path / "check.yaml").write_text(
+        "model: pipeline.examples.seed_mlp:correct\n"
+        f"params: {root}/params.zarr\ndata: {root}/data.zarr\noutput: {root}/out.zarr\n"
+        f"storage_options:\n  endpoint_url: {s3_endpoint}\n"
+    )
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
+    lock = "checks/locked/out.zarr.lock"
+    # Another run holds it: this very process, alive, on this host.
+    fs.pipe_file(lock, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}).encode())
+    refused = run_cli("run", "check.yaml", "--inline", cwd=tmp_path, env=s3_env)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"gradcheck: error: The output '{root}/out.zarr' is being written by another gradcheck run (pid {os.getpid()} "
+        f"on {socket.gethostname()}, since now); wait for it, or remove '{root}/out.zarr.lock' if that run is gone.\n"
+    )
+    assert not fs.exists("checks/locked/out.zarr")  # nothing written
+    # A lock left by a process that is gone from this host is taken over, and released at the end.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    fs.pipe_file(lock, json.dumps({"pid": int(gone.stdout), "host": socket.gethostname(), "started": "then"}).encode())
+    done = run_cli("run", "check.yaml", "--inline", cwd=tmp_path, env=s3_env)
+    assert done.returncode == 0, done.stderr
+    assert not fs.exists(lock)

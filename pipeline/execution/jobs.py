@@ -60,7 +60,7 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
     layout = inputs.layout
     # An output another run is writing is refused here, in one line, not by a job that would fail on the
     # cluster where only a worker's log would say so (while `status` went on showing the other run).
-    stores.refuse_if_locked(config.output)
+    stores.refuse_if_locked(config.output, config.storage_options)
     stores.check_output(
         config.output, api.identity(config, inputs), overwrite=overwrite, options=config.storage_options
     )
@@ -180,7 +180,7 @@ def status(output: str, options: Options = None) -> JobStatus:
         rate = float(progress["evaluations"]) * computed / max(1, total - resumed) / elapsed
         eta = (total - done) * elapsed / computed
     recorded = str(state.get("state", "running"))
-    if recorded == "running" and stores.lock_held(output) is False:
+    if recorded == "running" and not stores.lock_held(output, options):
         recorded = "interrupted"  # its process is gone without a word: `gradcheck run` resumes it
     running = recorded == "running"
     job = progress.get("job") or {}

@@ -177,71 +177,112 @@ def prepare_output(
     return True
 
 
+class _LockFile:
+    """``<output>.lock``: on the local disk, or an object in the output's object store."""
+
+    def __init__(self, output: str, options: Options = None) -> None:
+        self.path = output.rstrip("/") + ".lock"
+        self.fs: Any = None
+        if is_url(output):
+            import fsspec
+
+            self.fs, self.key = fsspec.core.url_to_fs(self.path, **dict(options or {}))
+
+    def create(self, record: bytes) -> bool:
+        """Create the lock holding ``record``, only if it does not exist; whether this call created it."""
+        if self.fs is None:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(record)
+            return True
+        try:  # a conditional create (S3's If-None-Match: *): of two runs, exactly one succeeds
+            self.fs.pipe_file(self.key, record, mode="create")
+        except FileExistsError:
+            return False
+        except (TypeError, NotImplementedError) as e:
+            raise OutputExistsError(
+                f"The output '{self.path[: -len('.lock')]}' is on a filesystem that cannot create a file only if it "
+                f"does not exist ({type(e).__name__}: {e}), so two runs could write it at once; choose an output "
+                "on a local disk or on S3."
+            ) from e
+        # A store that ignores the condition lets a second run replace the first's lock: see who holds it.
+        return bool(self.fs.cat_file(self.key) == record)
+
+    def read(self) -> bytes | None:
+        """The lock's record; None when there is no lock."""
+        try:
+            if self.fs is None:
+                with open(self.path, "rb") as f:
+                    return f.read()
+            return bytes(self.fs.cat_file(self.key))
+        except FileNotFoundError:
+            return None
+
+    def remove(self) -> None:
+        with suppress(FileNotFoundError):
+            if self.fs is None:
+                os.unlink(self.path)
+            else:
+                self.fs.rm(self.key)
+
+
 @contextmanager
-def output_lock(path: str) -> Iterator[None]:
+def output_lock(path: str, options: Options = None) -> Iterator[None]:
     """Hold ``<output>.lock`` for the duration of a run: one run writes an output at a time.
 
-    A lock left by a process that is gone (on this host) is taken over; any
-    other is refused. Remote (URL) outputs are not locked.
+    On a local disk the lock is a file created exclusively; in an object store, an object
+    created only if absent (S3's conditional put). A lock left by a process that is gone (on
+    this host) is taken over; any other is refused.
     """
-    if is_url(path):
-        yield
-        return
-    lock = path.rstrip("/") + ".lock"
+    lock = _LockFile(path, options)
     record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _lock_holder(lock)
-            if holder is not None:
-                raise _being_written(path, holder) from None
-            with suppress(FileNotFoundError):  # stale: its process is gone (another run may remove it first)
-                os.unlink(lock)
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
-        break
+        if lock.create(json.dumps(record).encode()):
+            break
+        holder = _lock_holder(lock)
+        if holder is not None:
+            raise _being_written(path, lock, holder)
+        lock.remove()  # stale: its process is gone (another run may remove it first)
     else:  # every attempt lost a race for a stale lock to another run: never proceed unlocked
         raise OutputExistsError(f"The output '{path}' is being taken by another gradcheck run; try again.")
     try:
         yield
     finally:
-        os.unlink(lock)
+        lock.remove()
 
 
-def _being_written(path: str, holder: Mapping[str, Any]) -> OutputExistsError:
-    lock = path.rstrip("/") + ".lock"
+def _being_written(path: str, lock: _LockFile, holder: Mapping[str, Any]) -> OutputExistsError:
     return OutputExistsError(
         f"The output '{path}' is being written by another gradcheck run "
         f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}); "
-        f"wait for it, or remove '{lock}' if that run is gone."
+        f"wait for it, or remove '{lock.path}' if that run is gone."
     )
 
 
-def refuse_if_locked(path: str) -> None:
-    """Refuse, naming the holder, an output that a live run holds the lock of (a remote output is not locked)."""
-    lock = path.rstrip("/") + ".lock"
-    if not is_url(path) and os.path.exists(lock):
-        holder = _lock_holder(lock)
-        if holder is not None:
-            raise _being_written(path, holder)
+def refuse_if_locked(path: str, options: Options = None) -> None:
+    """Refuse, naming the holder, an output that a live run holds the lock of."""
+    lock = _LockFile(path, options)
+    holder = _lock_holder(lock)
+    if holder is not None:
+        raise _being_written(path, lock, holder)
 
 
-def lock_held(path: str) -> bool | None:
-    """Whether a live run holds ``<output>.lock``: None for a remote output, which is not locked."""
-    if is_url(path):
+def lock_held(path: str, options: Options = None) -> bool:
+    """Whether a live run holds ``<output>.lock``."""
+    return _lock_holder(_LockFile(path, options)) is not None
+
+
+def _lock_holder(lock: _LockFile) -> dict[str, Any] | None:
+    """Who holds ``lock``; None when there is none, or it was left by a process that is gone from this host."""
+    text = lock.read()
+    if text is None:
         return None
-    lock = path.rstrip("/") + ".lock"
-    return os.path.exists(lock) and _lock_holder(lock) is not None
-
-
-def _lock_holder(lock: str) -> dict[str, Any] | None:
-    """Who holds ``lock``, or None when it was left by a process that is gone from this host."""
     try:
-        with open(lock, encoding="utf-8") as f:
-            holder: dict[str, Any] = json.load(f)
-    except (OSError, ValueError):
+        holder: dict[str, Any] = json.loads(text)
+    except ValueError:
         return {"pid": "?", "host": "?", "started": "?"}  # being written right now, or unreadable: respect it
     if holder.get("host") == socket.gethostname():
         try:
