@@ -13,6 +13,7 @@ of arrays in memory needs neither (and a script or a test suite starts faster).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DEFAULT_SCHEME, Config
-from .errors import ConfigError, ConfigTypeError, GradcheckError, ModelError
+from .errors import ConfigError, ConfigTypeError, GradcheckError, ModelError, StoreError
 from .execution.driver import Executed, Executor, Progress, RunCancelled, Target, execute
 from .execution.inline import InlineExecutor, MemoryOutput, one_blas_thread
 from .model import Model, ModelRef, check_gradient, load_model, shipped
@@ -196,6 +197,16 @@ def run(
                     executed = execute(InlineExecutor(loaded, target), target, settings, **steps)
             else:
                 executed = _on_dask(config, layout, model_ref, client, stop, target, settings, steps)
+        except OSError as e:
+            if e.errno not in _FULL:
+                _ended(target, "failed", e)
+                raise
+            error = StoreError(
+                f"The output '{config.output}' cannot be written: {e.strerror or e}. Make room and run the same "
+                "command again: the shards finished before are kept, and checked before they are trusted."
+            )
+            _ended(target, "failed", error)
+            raise error from e
         except BaseException as e:
             # Said while the lock is still held: `status` never sees a run that is neither running nor ended.
             _ended(target, "cancelled" if isinstance(e, (RunCancelled, KeyboardInterrupt)) else "failed", e)
@@ -205,6 +216,10 @@ def run(
             {"config": config.to_dict(), "report": report.to_dict(), "state": {"state": "finished", "at": time.time()}}
         )
     return report
+
+
+#: What a full, read-only or failing disk raises (in this process, or from a worker's write).
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
 
 
 def _on_dask(

@@ -337,8 +337,10 @@ def _print(report: Report, *, as_json: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradcheck`` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    # The scheduler of a local cluster lives in this process: keep its chatter off the terminal.
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    # The scheduler of a local cluster lives in this process: keep its chatter off the terminal. Its
+    # errors too (a lost scheduler logs a traceback per reconnection attempt, whatever level Dask's
+    # configuration gives its loggers when it is imported): the one line we print says what failed.
+    logging.disable(logging.ERROR)
     commands = {
         "run": _run,
         "submit": _submit,

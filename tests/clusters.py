@@ -131,6 +131,7 @@ class CLICluster:
     address: str
     scheduler_file: Path
     workers: tuple[subprocess.Popen[bytes], ...]
+    scheduler: subprocess.Popen[bytes] | None = None
 
 
 @contextmanager
@@ -198,7 +199,7 @@ def dask_cluster(
                     env=environment,
                 )
             )
-        yield CLICluster(address, scheduler_file, tuple(processes[1:]))
+        yield CLICluster(address, scheduler_file, tuple(processes[1:]), processes[0])
     finally:
         for process in reversed(processes):
             process.send_signal(signal.SIGTERM)

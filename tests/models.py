@@ -255,3 +255,19 @@ class StagedAndBatched(StagedMLP):
 
 
 staged_and_batched = StagedAndBatched(2)
+
+
+class Slow(Smooth):
+    """The smooth model taking a millisecond per loss: a check long enough to be interrupted at random."""
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        time.sleep(0.001)
+        return super().loss(params, data)
+
+
+slow = Slow()
+
+
+def slow_problem(n: int = 400) -> tuple[Arrays, Arrays]:
+    rng = np.random.default_rng(11)
+    return {"w": rng.uniform(-1, 1, n)}, {"c_w": rng.uniform(0.5, 2, n)}

@@ -16,10 +16,12 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any
 
 from distributed import Client, Future, as_completed
+from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
 from ..errors import ClusterError, ModelImportError
@@ -177,6 +179,18 @@ class DaskExecutor:
             **{client.submit(resume_task, problem, s, pure=False): s for s in resumed},
         }
         total = len(todo) + len(resumed)
+        try:
+            yield from self._arrivals(futures, problem, total)
+        except (CommClosedError, CancelledError) as e:  # the scheduler (or the way to it) is gone
+            raise ClusterError(
+                f"Lost the cluster's scheduler while shards ran ({_one_line(e)}). The shards finished "
+                f"so far are kept in '{problem.output}': run the same command again, on a cluster, to resume."
+            ) from e
+
+    def _arrivals(
+        self, futures: dict[Future[ShardResult], Shard], problem: Problem, total: int
+    ) -> Iterator[ShardResult]:
+        client = self.client
         arriving, next_look = as_completed(futures), time.monotonic()
         while not arriving.is_empty():
             if self.stop is not None:  # a detached job: look at `stop` every so often, busy or not
@@ -203,6 +217,10 @@ class DaskExecutor:
         """The direction checks, once the shards are done."""
         results: list[DirectionResult] = self.client.gather(self._directions)
         return results
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 def _crashed(problem: Problem, shard: Shard, total: int) -> ClusterError:
