@@ -165,16 +165,30 @@ def prepare_output(
         "gradcheck": {"format_version": FORMAT_VERSION, "identity": identity, "shard_size": shard_size},
         "layout": layout.to_dict(),
     }
-    group = zarr.open_group(store=path, mode="w", attributes=attrs, **opened(path, options))
+    # Made aside and moved into place on a local disk: a full disk or an interrupt never leaves a
+    # half-made group at `path` (zarr may still finish a write after the error, so the leftovers are
+    # removed where they can do no harm).
+    where = path if is_url(path) else f"{path.rstrip('/')}.partial-{os.getpid()}"
+    try:
+        _create_arrays(where, layout, shard_size, attrs, options)
+    except BaseException:
+        remove_output(where, options)
+        raise
+    if where != path:
+        remove_output(path, options)  # what check_output allowed to be replaced
+        os.rename(where, path)
+    return True
+
+
+def _create_arrays(path: str, layout: Layout, shard_size: int, attrs: dict[str, Any], options: Options) -> None:
     n = layout.n_params
     chunks = (max(1, min(shard_size, n)),)
+    group = zarr.open_group(store=path, mode="w", attributes=attrs, **opened(path, options))
     for name in PER_INDEX:
         dtype, fill = _PER_INDEX_TYPES[name]
         group.create_array(name, shape=(n,), chunks=chunks, dtype=dtype, fill_value=fill)
     # One chunk per shard, so that shards mark themselves done without locks.
-    n_shards = -(-n // chunks[0])
-    group.create_array("done", shape=(n_shards,), chunks=(1,), dtype="int64", fill_value=0)
-    return True
+    group.create_array("done", shape=(-(-n // chunks[0]),), chunks=(1,), dtype="int64", fill_value=0)
 
 
 class _LockFile:
@@ -294,10 +308,20 @@ def _lock_holder(lock: _LockFile) -> dict[str, Any] | None:
     return holder
 
 
+#: How often :func:`remove_output` removes a local output that reappears (every 0.05 s).
+REMOVE_ATTEMPTS = 40
+
+
 def remove_output(path: str, options: Options = None) -> None:
     """Remove an output this run created."""
     if not is_url(path):
-        shutil.rmtree(path, ignore_errors=True)
+        # After a failed write (a full disk) Zarr may still finish the chunk writes it had started,
+        # recreating folders under `path`: remove until it stays gone.
+        for _ in range(REMOVE_ATTEMPTS):
+            shutil.rmtree(path, ignore_errors=True)
+            time.sleep(0.05)
+            if not os.path.exists(path):
+                return
         return
     import fsspec
 
@@ -307,9 +331,28 @@ def remove_output(path: str, options: Options = None) -> None:
 
 
 def update_attrs(path: str, attrs: Mapping[str, Any], options: Options = None) -> None:
-    """Set top-level attributes of an output group (the run's progress, state, report and config)."""
-    with reading("output", path):
-        zarr.open_group(store=path, mode="r+", **opened(path, options)).attrs.update(dict(attrs))
+    """Set top-level attributes of an output group (the run's progress, state, report and config).
+
+    On a local disk the group's metadata is replaced atomically (written beside it, then renamed):
+    a full disk must not leave a truncated ``zarr.json``, which would make the output, with its
+    identity and every finished shard, unreadable. An object store's put is atomic already.
+    """
+    if is_url(path):
+        with reading("output", path):
+            zarr.open_group(store=path, mode="r+", **opened(path, options)).attrs.update(dict(attrs))
+        return
+    metadata = os.path.join(path, "zarr.json")
+    with reading("output", path), open(metadata, encoding="utf-8") as f:
+        document = json.load(f)
+    document["attributes"] = {**document.get("attributes", {}), **attrs}
+    partial = f"{metadata}.{os.getpid()}.partial"
+    try:
+        with open(partial, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=2)
+        os.replace(partial, metadata)
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(partial)
 
 
 class StoredOutput:
