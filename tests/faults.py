@@ -30,10 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS_FILE = Path(models.__file__).resolve()
 
 
-def write_problem(folder: Path, output: Path | None = None) -> Path:
-    """The slow model's stores and check.yaml in ``folder``; returns the config's path."""
+def write_problem(folder: Path, output: Path | None = None, n: int = 400) -> Path:
+    """The slow model's stores (``n`` indices) and check.yaml in ``folder``; returns the config's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    params, data = models.slow_problem()
+    params, data = models.slow_problem(n)
     write_group(str(folder / "params.zarr"), params)
     write_group(str(folder / "data.zarr"), data)
     config = folder / "check.yaml"
@@ -63,16 +63,17 @@ def numeric(output: Path) -> np.ndarray:
     return np.asarray(zarr.open_array(str(output), path="numeric", mode="r")[:])
 
 
-def reference(folder: Path) -> np.ndarray:
+def reference(folder: Path, n: int = 400) -> np.ndarray:
     """The uninterrupted run's numeric gradient."""
-    config = write_problem(folder)
+    config = write_problem(folder, n=n)
     done = run(config, "--inline")
     assert done.returncode == 0, done.stderr
     return numeric(folder / "out.zarr")
 
 
-def _kill_after(config: Path, seconds: float, *where: str) -> None:
-    """Start the check and SIGKILL it, and every process it started, after ``seconds``."""
+def _kill_after(config: Path, seconds: float, *where: str) -> bool:
+    """Start the check and SIGKILL it, and every process it started, after ``seconds``; whether it was
+    still running then."""
     process = subprocess.Popen(
         _command(config, *where),
         stdout=subprocess.DEVNULL,
@@ -81,8 +82,10 @@ def _kill_after(config: Path, seconds: float, *where: str) -> None:
         start_new_session=True,
     )
     time.sleep(seconds)
+    running = process.poll() is None
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    return running
 
 
 def _cut_a_chunk(output: Path, rng: random.Random) -> None:
@@ -93,16 +96,20 @@ def _cut_a_chunk(output: Path, rng: random.Random) -> None:
         chunk.write_bytes(chunk.read_bytes()[: rng.randrange(1, 8)])
 
 
-def client_kills(folder: Path, expected: np.ndarray, kills: int, rng: random.Random, *where: str) -> bool:
+def client_kills(
+    folder: Path, expected: np.ndarray, kills: int, rng: random.Random, *where: str, n: int = 400
+) -> tuple[bool, int]:
     """``kills`` SIGKILLs in a row at random moments, each run resuming the last, with a chunk cut short
-    after every other kill; then the run to its end."""
-    config = write_problem(folder)
+    after every other kill; then the run to its end. Returns whether the result is bit-identical, and how
+    many kills found the check still running (the others came after it had finished)."""
+    config = write_problem(folder, n=n)
+    interrupted = 0
     for k in range(kills):
-        _kill_after(config, rng.uniform(0.3, 2.5), *where)
+        interrupted += _kill_after(config, rng.uniform(0.3, 1.0), *where)
         if k % 2:
             _cut_a_chunk(folder / "out.zarr", rng)
     done = run(config, *where)
-    return done.returncode == 0 and bool(np.array_equal(numeric(folder / "out.zarr"), expected))
+    return done.returncode == 0 and bool(np.array_equal(numeric(folder / "out.zarr"), expected)), interrupted
 
 
 def worker_kill(folder: Path, expected: np.ndarray, rng: random.Random, *, during_probe: bool) -> bool:

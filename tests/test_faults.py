@@ -17,7 +17,9 @@ def expected(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 
 
 def test_client_kills_in_a_row_with_chunks_cut_short_resume_bit_for_bit(tmp_path: Path, expected: np.ndarray) -> None:
-    assert faults.client_kills(tmp_path, expected, 4, random.Random(1), "--inline")
+    identical, interrupted = faults.client_kills(tmp_path, expected, 4, random.Random(1), "--inline")
+    assert identical
+    assert interrupted >= 1
 
 
 def test_a_worker_killed_during_the_probe_or_the_shards_changes_nothing(tmp_path: Path, expected: np.ndarray) -> None:
