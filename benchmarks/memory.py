@@ -105,7 +105,7 @@ def main() -> None:
             start = time.perf_counter()
             client.submit(tasks.probe_task, problem, pure=False).result()
             output.prepare_output(problem.output, layout, args.shard_size, "memory-benchmark", overwrite=True)
-            client.submit(tasks.analytic_task, problem, False, pure=False).result()
+            client.submit(tasks.analytic_task, problem, (), pure=False).result()
             after_analytic = next(iter(client.run(_rss_mib).values()))
             rss_after_shards = []
             for shard in chosen:

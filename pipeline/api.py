@@ -12,6 +12,7 @@ of arrays in memory needs neither (and a script or a test suite starts faster).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -21,7 +22,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -169,7 +170,7 @@ def run(
     inputs, model_ref, loaded_model = validate(config, model)
     layout = inputs.layout
     target = output.StoredOutput(config.output, config.storage_options)
-    with output.output_lock(config.output, config.storage_options):
+    with _disk_errors(config.output), output.output_lock(config.output, config.storage_options):
         identity_ = identity(config, inputs)
         resuming = output.check_output(config.output, identity_, overwrite=overwrite, options=config.storage_options)
         steps: dict[str, Any] = {
@@ -197,16 +198,6 @@ def run(
                     executed = execute(InlineExecutor(loaded, target), target, settings, **steps)
             else:
                 executed = _on_dask(config, layout, model_ref, client, stop, target, settings, steps)
-        except OSError as e:
-            if e.errno not in _FULL:
-                _ended(target, "failed", e)
-                raise
-            error = StoreError(
-                f"The output '{config.output}' cannot be written: {e.strerror or e}. Make room and run the same "
-                "command again: the shards finished before are kept, and checked before they are trusted."
-            )
-            _ended(target, "failed", error)
-            raise error from e
         except BaseException as e:
             # Said while the lock is still held: `status` never sees a run that is neither running nor ended.
             _ended(target, "cancelled" if isinstance(e, (RunCancelled, KeyboardInterrupt)) else "failed", e)
@@ -220,6 +211,20 @@ def run(
 
 #: What a full, read-only or failing disk raises (in this process, or from a worker's write).
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def _disk_errors(path: str) -> Iterator[None]:
+    """A full or failing disk, wherever the run met it (the lock, the output, a worker's write), as one line."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _FULL:
+            raise
+        raise StoreError(
+            f"The output '{path}' cannot be written: {e.strerror or e}. Make room and run the same command "
+            "again: the shards finished before are kept, and checked before they are trusted."
+        ) from e
 
 
 def _on_dask(
@@ -248,13 +253,12 @@ def _ended(target: StoredOutput, state: str, error: BaseException) -> None:
     """Record how a run that had started its shards ended early; an output it did not get to is left as it is."""
     from .storage.output import read_output_attrs
 
-    try:
+    # No output (yet, or any more), or a disk too full to say it on: nothing to say it in.
+    with contextlib.suppress(GradcheckError, OSError):
         recorded = read_output_attrs(target.path, target.options).get("state") or {}
         if recorded.get("state") == "running":
             message = str(error) if isinstance(error, GradcheckError) else f"{type(error).__name__}: {error}"
             target.record({"state": {"state": state, "message": message, "at": time.time()}})
-    except GradcheckError:
-        pass  # no output (yet, or any more): nothing to say it in
 
 
 def _report(config: Config, executed: Executed, arrays: Callable[[], Output], started: float) -> Report:

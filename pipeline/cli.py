@@ -23,7 +23,7 @@ from typing import NoReturn, TextIO
 
 from . import api
 from .config import ClusterConfig, Config, load_config, parse_overrides
-from .errors import GradcheckError, StoreError
+from .errors import GradcheckError, StoreError, one_line
 from .examples import EXAMPLES, write_example
 from .nightly.history import format_history, format_run, read_history
 from .nightly.page import render_page
@@ -269,14 +269,15 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .storage.output import read_output_attrs, verify  # Zarr, only for the commands that read an output
+    from .storage.output import FORMAT_VERSION, read_output_attrs, verify  # Zarr: only for commands that read one
 
     attrs = read_output_attrs(args.output)
     if "report" not in attrs:
         raise StoreError(f"The output '{args.output}' has no report yet: its run did not finish.")
     report = Report.from_dict(attrs["report"])
     _print(report, as_json=args.json)
-    corrupt = verify(args.output).corrupt
+    sealed = attrs["gradcheck"]["format_version"] >= FORMAT_VERSION  # older outputs carry no seals to check
+    corrupt = verify(args.output).corrupt if sealed else ()
     if corrupt:  # the report was made from intact chunks; what is on disk now is not what it describes
         print(
             f"gradcheck: warning: {len(corrupt)} shard(s) of '{args.output}' no longer verify (the first: "
@@ -341,6 +342,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # errors too (a lost scheduler logs a traceback per reconnection attempt, whatever level Dask's
     # configuration gives its loggers when it is imported): the one line we print says what failed.
     logging.disable(logging.ERROR)
+    try:
+        return _main(args)
+    finally:
+        logging.disable(logging.NOTSET)  # for a caller of main() in its own process
+
+
+def _main(args: argparse.Namespace) -> int:
     commands = {
         "run": _run,
         "submit": _submit,
@@ -378,7 +386,7 @@ def _internal_error(error: Exception, *, show: bool) -> int:
         where, show = f"the traceback could not be written ({e}), so here it is", True
     if show:
         print(text, end="", file=sys.stderr)
-    summary = " ".join(f"{type(error).__name__}: {error}".split())
+    summary = one_line(error)
     print(
         f"gradcheck: internal error (exit code {EXIT_INTERNAL}, not a verdict): {summary[:400]}; {where}. "
         "Please report it with that file.",

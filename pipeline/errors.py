@@ -19,6 +19,7 @@ __all__ = [
     "OutputExistsError",
     "StoreError",
     "StoreNotFoundError",
+    "one_line",
 ]
 
 
@@ -84,3 +85,8 @@ class ModelError(GradcheckError):
 
 class ModelImportError(ModelError, ImportError):
     """A model reference cannot be resolved to an object."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its type and its message, whitespace collapsed."""
+    return " ".join(f"{type(error).__name__}: {error}".split())

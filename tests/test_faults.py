@@ -31,7 +31,7 @@ def test_a_killed_scheduler_is_one_line_and_the_run_resumes_on_a_new_cluster(
     tmp_path: Path, expected: np.ndarray
 ) -> None:
     ok, said = faults.scheduler_kill(tmp_path, expected, random.Random(4))
-    assert said.startswith("gradcheck: error: Lost the cluster's scheduler while shards ran"), said
+    assert said.startswith("gradcheck: error: Lost the cluster's scheduler while the check ran"), said
     assert ok
 
 

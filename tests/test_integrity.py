@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,3 +107,42 @@ def test_an_old_runs_late_writes_never_count_for_the_run_that_replaced_it(seed_e
     assert "1 shard(s) of the earlier run failed verification" in resumed.stdout
     for name, values in _arrays(output).items():
         np.testing.assert_array_equal(values, reference[name], err_msg=name)
+
+
+@pytest.mark.parametrize("damage", ["missing", "cut short"])
+def test_a_damaged_analytic_chunk_is_written_again_on_resume(seed_example: Path, damage: str) -> None:
+    """The analytic gradient is the model's: a resume writes it again (after comparing it where shards verify),
+    which repairs the chunk; the shard's seal then holds again, and nothing else needs computing."""
+    config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
+    assert run_cli("run", config, "--inline", "--set", "shard_size=10").returncode == 0
+    reference = _arrays(output)
+    chunk = output / "analytic" / "c" / "1"
+    if damage == "missing":
+        chunk.unlink()
+    else:
+        chunk.write_bytes(chunk.read_bytes()[:6])
+    resumed = run_cli("run", config, "--inline", "--set", "shard_size=10")
+    assert resumed.returncode == 0, resumed.stderr  # not "the model changed", not a crash
+    for name, values in _arrays(output).items():
+        np.testing.assert_array_equal(values, reference[name], err_msg=name)
+    assert run_cli("verify", str(output)).returncode == 0
+
+
+def test_a_shard_of_non_finite_losses_verifies(tmp_path: Path) -> None:
+    """Losses infinite on both sides give NaN estimates whose sign bit numpy sets; a chunk of nothing but NaN is
+    never written (it is the fill value) and reads back as the canonical NaN: the seal sees them as one."""
+    import pipeline
+    from pipeline.storage.output import verify
+
+    from . import models
+
+    params = {"w": np.linspace(-1, 1, 8)}
+    data = {"w_at_theta": params["w"].copy()}
+    output = str(tmp_path / "out.zarr")
+    settings: dict[str, Any] = {"epsilon": 1e-6, "shard_size": 1, "output": output, "scheme": "central"}
+    first = pipeline.check(models.nonfinite_near, params, data, **settings)
+    assert first.nonfinite.count == 2
+    assert verify(output).corrupt == ()
+    again = pipeline.check(models.nonfinite_near, params, data, **settings)
+    assert again.timings["recomputed_shards"] == 0
+    assert again.timings["resumed_shards"] == 8

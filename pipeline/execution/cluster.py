@@ -20,7 +20,7 @@ from distributed import Client, LocalCluster
 from distributed.security import Security
 
 from ..config import ClusterConfig
-from ..errors import ClusterError
+from ..errors import ClusterError, one_line
 
 __all__ = ["connect", "local_workers", "resolved", "security"]
 
@@ -74,10 +74,6 @@ def _unset(name: str) -> Iterator[None]:
     finally:
         if saved is not None:
             os.environ[name] = saved
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 @contextmanager
@@ -134,7 +130,7 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
         hint = ""
         if cluster.security is None and ("tls://" in (cluster.address or "") or "TLS" in str(e)):
             hint = " (a tls:// scheduler needs `cluster.security`: ca, cert and key files)"
-        raise ClusterError(f"Cannot reach the {where} within {cluster.timeout:g} s{hint}: {_one_line(e)}") from e
+        raise ClusterError(f"Cannot reach the {where} within {cluster.timeout:g} s{hint}: {one_line(e)}") from e
     with client:
         try:
             client.wait_for_workers(1, timeout=cluster.timeout)

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from distributed import Client, Future, as_completed
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from ..errors import ClusterError, ModelImportError
+from ..errors import ClusterError, ModelImportError, one_line
 from ..model import ModelRef, load_model, missing_module
 from ..numerics import core
 from ..numerics.core import ProbeResult, Settings
@@ -93,9 +94,9 @@ def probe_task(problem: Problem) -> ProbeResult:
     return core.probe(_load(problem)[0])
 
 
-def analytic_task(problem: Problem, resuming: bool) -> bool:
+def analytic_task(problem: Problem, done: Sequence[Shard]) -> bool:
     """:func:`~pipeline.numerics.core.write_analytic` on a worker, into the output group."""
-    return core.write_analytic(_load(problem)[0], _output_arrays(problem), resuming)
+    return core.write_analytic(_load(problem)[0], _output_arrays(problem), done)
 
 
 def shard_task(problem: Problem, shard: Shard) -> ShardResult:
@@ -150,19 +151,21 @@ class DaskExecutor:
 
     def probe(self) -> ProbeResult:
         """The probe, on one worker (which keeps the problem loaded for the analytic gradient)."""
-        importable_everywhere(self.client, self.problem.model)
-        future = self.client.submit(probe_task, self.problem, pure=False)
-        result: ProbeResult = future.result()
-        self._prober = list(self.client.who_has(future).get(future.key, ()))
+        with _scheduler_lost(self.problem.output):
+            importable_everywhere(self.client, self.problem.model)
+            future = self.client.submit(probe_task, self.problem, pure=False)
+            result: ProbeResult = future.result()
+            self._prober = list(self.client.who_has(future).get(future.key, ()))
         return result
 
-    def write_analytic(self, settings: Settings, resuming: bool) -> bool:
+    def write_analytic(self, settings: Settings, done: Sequence[Shard]) -> bool:
         """The analytic gradient written (or compared) from the probe's worker, which holds it."""
         problem = dataclasses.replace(self.problem, settings=settings)
-        future = self.client.submit(
-            analytic_task, problem, resuming, pure=False, workers=self._prober, allow_other_workers=True
-        )
-        return bool(future.result())
+        with _scheduler_lost(problem.output):
+            future = self.client.submit(
+                analytic_task, problem, done, pure=False, workers=self._prober, allow_other_workers=True
+            )
+            return bool(future.result())
 
     def run(
         self,
@@ -178,14 +181,8 @@ class DaskExecutor:
             **dict(zip(client.map(shard_task, [problem] * len(todo), todo, pure=False), todo, strict=True)),
             **{client.submit(resume_task, problem, s, pure=False): s for s in resumed},
         }
-        total = len(todo) + len(resumed)
-        try:
-            yield from self._arrivals(futures, problem, total)
-        except (CommClosedError, CancelledError) as e:  # the scheduler (or the way to it) is gone
-            raise ClusterError(
-                f"Lost the cluster's scheduler while shards ran ({_one_line(e)}). The shards finished "
-                f"so far are kept in '{problem.output}': run the same command again, on a cluster, to resume."
-            ) from e
+        with _scheduler_lost(problem.output):
+            yield from self._arrivals(futures, problem, len(todo) + len(resumed))
 
     def _arrivals(
         self, futures: dict[Future[ShardResult], Shard], problem: Problem, total: int
@@ -215,12 +212,21 @@ class DaskExecutor:
 
     def direction_results(self) -> list[DirectionResult]:
         """The direction checks, once the shards are done."""
-        results: list[DirectionResult] = self.client.gather(self._directions)
+        with _scheduler_lost(self.problem.output):
+            results: list[DirectionResult] = self.client.gather(self._directions)
         return results
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())
+@contextmanager
+def _scheduler_lost(output_path: str) -> Iterator[None]:
+    """The scheduler (or the way to it) gone, at any step of the run, as one line saying what to do."""
+    try:
+        yield
+    except (CommClosedError, CancelledError) as e:
+        raise ClusterError(
+            f"Lost the cluster's scheduler while the check ran ({one_line(e)}). The shards finished so far are "
+            f"kept in '{output_path}': run the same command again, on a cluster, to resume."
+        ) from e
 
 
 def _crashed(problem: Problem, shard: Shard, total: int) -> ClusterError:

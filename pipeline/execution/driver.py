@@ -44,7 +44,7 @@ class Executor(Protocol):
 
     def probe(self) -> ProbeResult: ...
 
-    def write_analytic(self, settings: Settings, resuming: bool) -> bool: ...
+    def write_analytic(self, settings: Settings, done: Sequence[Shard]) -> bool: ...
 
     def run(
         self, settings: Settings, todo: Sequence[Shard], resumed: Sequence[Shard], directions: Sequence[tuple[str, int]]
@@ -132,7 +132,7 @@ def execute(
     done = target.completed() if resuming else frozenset()
     created = target.create(layout, size, identity, overwrite=overwrite)
     try:
-        same = executor.write_analytic(settings, bool(done))
+        same = executor.write_analytic(settings, [shard for shard in plan if shard.index in done])
     except BaseException:
         if created:  # nothing computed yet: leave nothing half-written where there was nothing before
             target.remove()

@@ -98,10 +98,10 @@ class InlineExecutor:
         """The probe, here."""
         return core.probe(self.loaded)
 
-    def write_analytic(self, settings: Settings, resuming: bool) -> bool:
+    def write_analytic(self, settings: Settings, done: Sequence[Shard]) -> bool:
         """The analytic gradient written (or compared), here."""
         self.loaded.settings = settings
-        return core.write_analytic(self.loaded, self.arrays, resuming)
+        return core.write_analytic(self.loaded, self.arrays, done)
 
     def run(
         self,

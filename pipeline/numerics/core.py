@@ -49,7 +49,6 @@ __all__ = [
     "run_shard",
     "shard_intact",
     "shard_seal",
-    "summarize_stored",
     "write_analytic",
 ]
 
@@ -457,25 +456,30 @@ def _fastest(evaluate: Callable[[], Any], budget_seconds: float = 0.1, at_most: 
     return fastest
 
 
-def write_analytic(loaded: Loaded, output: Output, resuming: bool) -> bool:
+def write_analytic(loaded: Loaded, output: Output, done: Sequence[Shard] = ()) -> bool:
     """Write the analytic gradient to ``output.analytic``, once per run.
 
-    When resuming, the array is already written: compare instead, and return
-    whether the model still gives the same gradient (a changed model must not
-    be mixed with the shards of the old one).
+    When resuming (``done``: the shards an earlier run finished), first compare it over the finished
+    shards that verify, and return False if it differs there: a changed model must not be mixed with
+    the shards of the old one. Then write it whole: the same values where it was compared, and again
+    where a damaged shard will be computed again.
     """
-    analytic, target = loaded.analytic_gradient(), output.analytic
-    same = True
-    for spec in loaded.settings.layout.tensors:  # tensor by tensor: no flat copy of the whole gradient
-        window = slice(spec.offset, spec.stop)
-        if resuming:
-            same = same and bool(
-                np.array_equal(np.asarray(target[window]), analytic[spec.name].reshape(-1), equal_nan=True)
+    settings, analytic, target = loaded.settings, loaded.analytic_gradient(), output.analytic
+    for shard in done:
+        stored = _stored(shard, output)
+        if stored is not None and _sealed(settings.identity, shard, output, stored):
+            given = np.concatenate(
+                [
+                    analytic[spec.name].reshape(-1)[lo:hi]
+                    for spec, lo, hi in settings.layout.segments(shard.start, shard.stop)
+                ]
             )
-        else:
-            target[window] = analytic[spec.name].reshape(-1)
-    loaded.analytic = None  # written (or compared): free it
-    return same
+            if not np.array_equal(stored[0], given, equal_nan=True):
+                return False
+    for spec in settings.layout.tensors:  # tensor by tensor: no flat copy of the whole gradient
+        target[spec.offset : spec.stop] = analytic[spec.name].reshape(-1)
+    loaded.analytic = None  # written: free it
+    return True
 
 
 def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = False) -> ShardResult:
@@ -754,18 +758,34 @@ def shard_seal(identity: str, shard: Shard, per_index: Sequence[np.ndarray]) -> 
     """
     digest = hashlib.blake2b(f"{identity}\0{shard.index}\0{shard.start}\0{shard.stop}".encode(), digest_size=8)
     for values in per_index:
+        if values.dtype.kind == "f":  # every NaN as one: a chunk of fill values reads back the canonical NaN
+            values = np.where(np.isnan(values), np.nan, values)
         digest.update(np.ascontiguousarray(values).tobytes())
     return (int.from_bytes(digest.digest(), "little") >> 1) | 1
 
 
-def shard_intact(identity: str, shard: Shard, output: Output) -> bool:
-    """Whether a shard's chunks, read back, give the seal its completion record holds."""
+def _stored(shard: Shard, output: Output) -> list[np.ndarray] | None:
+    """A shard's per-index values as stored; None when a chunk cannot be decoded (cut short, garbled).
+
+    An ``OSError`` (a store that cannot be reached) is not damage: it is raised.
+    """
     window = slice(shard.start, shard.stop)
     try:
-        stored = [np.asarray(array[window]) for array in output.per_index]
-        return int(np.asarray(output.done[shard.index])) == shard_seal(identity, shard, stored)
-    except Exception:  # a chunk that cannot be decoded (cut short, garbled): as untrustworthy as a wrong seal
-        return False
+        return [np.asarray(array[window]) for array in output.per_index]
+    except OSError:
+        raise
+    except Exception:  # the codecs' own errors (zstd's RuntimeError, ValueError...): as untrustworthy as a wrong seal
+        return None
+
+
+def _sealed(identity: str, shard: Shard, output: Output, stored: Sequence[np.ndarray]) -> bool:
+    return int(np.asarray(output.done[shard.index])) == shard_seal(identity, shard, stored)
+
+
+def shard_intact(identity: str, shard: Shard, output: Output) -> bool:
+    """Whether a shard's chunks, read back, give the seal its completion record holds."""
+    stored = _stored(shard, output)
+    return stored is not None and _sealed(identity, shard, output, stored)
 
 
 def resume_shard(
@@ -773,21 +793,11 @@ def resume_shard(
 ) -> ShardResult:
     """A shard an earlier run completed: read back when its chunks verify against its completion record,
     computed again (``load`` gives the problem and whether it had to be loaded) when they do not."""
-    if shard_intact(settings.identity, shard, output):
-        return summarize_stored(settings, shard, output)
+    start = time.perf_counter()
+    stored = _stored(shard, output)
+    if stored is not None and _sealed(settings.identity, shard, output, stored):
+        return summarize_shard(
+            settings.layout, shard, *stored, worst=settings.worst, seconds=time.perf_counter() - start, loaded=False
+        )
     loaded, fresh = load()
     return dataclasses.replace(run_shard(loaded, shard, output, fresh=fresh), recomputed=True)
-
-
-def summarize_stored(settings: Settings, shard: Shard, output: Output) -> ShardResult:
-    """The summary of a shard an earlier, interrupted run completed: read back from ``output``, not recomputed."""
-    start = time.perf_counter()
-    window = slice(shard.start, shard.stop)
-    return summarize_shard(
-        settings.layout,
-        shard,
-        *(np.asarray(array[window]) for array in output.per_index),
-        worst=settings.worst,
-        seconds=time.perf_counter() - start,
-        loaded=False,
-    )

@@ -8,10 +8,12 @@ layout, the resolved config, the run's progress and state, and the report.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -191,6 +193,15 @@ def _create_arrays(path: str, layout: Layout, shard_size: int, attrs: dict[str, 
     group.create_array("done", shape=(-(-n // chunks[0]),), chunks=(1,), dtype="int64", fill_value=0)
 
 
+#: fsspec protocols whose ``pipe_file(mode="create")`` is one atomic conditional create.
+ATOMIC_CREATE = frozenset({"s3", "s3a"})
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
 class _LockFile:
     """``<output>.lock``: on the local disk, or an object in the output's object store."""
 
@@ -209,19 +220,27 @@ class _LockFile:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(record)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(record)
+            except BaseException:  # a full disk: an empty lock would read as held forever
+                os.unlink(self.path)
+                raise
             return True
+        if not set(_protocols(self.fs)) & ATOMIC_CREATE:
+            raise OutputExistsError(
+                f"The output '{self.path[: -len('.lock')]}' is on a filesystem ({'/'.join(_protocols(self.fs))}) that "
+                "cannot create a file only if it does not exist, so two runs could write it at once; choose an "
+                "output on a local disk or on S3."
+            )
         try:  # a conditional create (S3's If-None-Match: *): of two runs, exactly one succeeds
             self.fs.pipe_file(self.key, record, mode="create")
         except FileExistsError:
             return False
-        except (TypeError, NotImplementedError) as e:
-            raise OutputExistsError(
-                f"The output '{self.path[: -len('.lock')]}' is on a filesystem that cannot create a file only if it "
-                f"does not exist ({type(e).__name__}: {e}), so two runs could write it at once; choose an output "
-                "on a local disk or on S3."
-            ) from e
+        except OSError as e:
+            if e.errno == errno.EBUSY:  # S3's 409: another conditional create of the same key is under way
+                return False
+            raise
         # A store that ignores the condition lets a second run replace the first's lock: see who holds it.
         return bool(self.fs.cat_file(self.key) == record)
 
@@ -318,10 +337,10 @@ def remove_output(path: str, options: Options = None) -> None:
         # After a failed write (a full disk) Zarr may still finish the chunk writes it had started,
         # recreating folders under `path`: remove until it stays gone.
         for _ in range(REMOVE_ATTEMPTS):
-            shutil.rmtree(path, ignore_errors=True)
-            time.sleep(0.05)
             if not os.path.exists(path):
                 return
+            shutil.rmtree(path, ignore_errors=True)
+            time.sleep(0.05)
         return
     import fsspec
 
@@ -345,10 +364,12 @@ def update_attrs(path: str, attrs: Mapping[str, Any], options: Options = None) -
     with reading("output", path), open(metadata, encoding="utf-8") as f:
         document = json.load(f)
     document["attributes"] = {**document.get("attributes", {}), **attrs}
-    partial = f"{metadata}.{os.getpid()}.partial"
+    fd, partial = tempfile.mkstemp(prefix="zarr.json.", suffix=".partial", dir=path)
     try:
-        with open(partial, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(document, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(partial, metadata)
     finally:
         with suppress(FileNotFoundError):
