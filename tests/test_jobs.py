@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -195,3 +196,17 @@ def test_submitting_over_an_output_another_job_is_writing_is_refused_at_once(tmp
         gate.touch()
         wait_until(lambda: _status(output).returncode == 0, timeout=120)
         assert _status(output).stdout.splitlines()[0] == f"{output}: job {job}, finished"
+
+
+def test_a_submitted_record_whose_cluster_is_gone_does_not_block_the_output(tmp_path: Path, seed_example: Path) -> None:
+    config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
+    assert run_cli("run", config, "--inline").returncode == 0
+    group = zarr.open_group(str(output), mode="r+")
+    gone: dict[str, Any] = {"id": "gradcheck-000000000000", "cluster": {"address": "tcp://127.0.0.1:9"}}
+    group.attrs["state"] = {"state": "submitted", "job": gone}  # its scheduler died before it started
+    with dask_cluster(tmp_path / "cluster", workers=1) as cluster:
+        submitted = run_cli("submit", config, "--scheduler", cluster.address, "--overwrite")
+        assert submitted.returncode == 0, submitted.stderr
+        job = submitted.stdout.strip()
+        wait_until(lambda: _status(output).returncode == 0 and "finished" in _status(output).stdout, timeout=120)
+    assert _status(output).stdout.splitlines()[0] == f"{output}: job {job}, finished"

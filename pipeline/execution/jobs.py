@@ -64,9 +64,9 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
     stores.check_output(
         config.output, api.identity(config, inputs), overwrite=overwrite, options=config.storage_options
     )
-    _refuse_if_submitted(config)
     job = f"gradcheck-{uuid.uuid4().hex[:12]}"
     with connect(cluster, layout.n_params) as client:
+        _refuse_if_submitted(config, client)
         importable_everywhere(client, model)
         # The model at θ, probed on the cluster as the run will: a model that cannot be
         # checked (a non-finite or random loss, a wrong gradient shape) fails here, in one
@@ -91,11 +91,21 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
     return job
 
 
-def _refuse_if_submitted(config: Config) -> None:
-    """Refuse an output that a job submitted before this one is waiting to write."""
+def _refuse_if_submitted(config: Config, client: Any) -> None:
+    """Refuse an output that a job submitted before this one, to this cluster, is still waiting to write.
+
+    A job whose cluster went away (or that this scheduler no longer knows) is waiting for nothing:
+    its record must not block the output for good.
+    """
     with suppress(StoreNotFoundError):
         state = stores.read_output_attrs(config.output, config.storage_options).get("state") or {}
-        if state.get("state") == "submitted":
+        recorded = (state.get("job") or {}).get("cluster") or {}
+        here = str(client.scheduler_info(n_workers=0)["address"])
+        if (
+            state.get("state") == "submitted"
+            and recorded.get("address") == here
+            and client.run_on_scheduler(_known, state["job"]["id"])
+        ):
             raise OutputExistsError(
                 f"The output '{config.output}' is waiting for job {state['job']['id']}, submitted before this one; "
                 f"wait for it (gradcheck status {config.output}), or cancel it (gradcheck cancel {config.output})."
