@@ -24,7 +24,7 @@ import zarr
 from pipeline.storage.inputs import write_group
 
 from . import models
-from .clusters import dask_cluster, wait_until
+from .clusters import CLICluster, dask_cluster, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_FILE = Path(models.__file__).resolve()
@@ -112,17 +112,22 @@ def client_kills(
     return done.returncode == 0 and bool(np.array_equal(numeric(folder / "out.zarr"), expected)), interrupted
 
 
+def _on(cluster: CLICluster, config: Path) -> subprocess.Popen[str]:
+    """The check started on ``cluster``, by its scheduler file."""
+    return subprocess.Popen(
+        _command(config, "--scheduler-file", str(cluster.scheduler_file)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+
+
 def worker_kill(folder: Path, expected: np.ndarray, rng: random.Random, *, during_probe: bool) -> bool:
     """SIGKILL one of two ``dask worker`` processes during the probe or during the shards."""
     config = write_problem(folder)
     with dask_cluster(folder / "cluster", workers=2) as cluster:
-        process = subprocess.Popen(
-            _command(config, "--scheduler-file", str(cluster.scheduler_file)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_env(),
-        )
+        process = _on(cluster, config)
         time.sleep(rng.uniform(0.0, 0.3) if during_probe else rng.uniform(1.0, 2.0))
         victim = psutil.Process(cluster.workers[rng.randrange(2)].pid)
         for doomed in [*victim.children(recursive=True), victim]:  # the nanny and the worker it runs
@@ -136,13 +141,7 @@ def scheduler_kill(folder: Path, expected: np.ndarray, rng: random.Random) -> tu
     command on a new cluster resumes it. Returns whether all held, and the error line."""
     config = write_problem(folder)
     with dask_cluster(folder / "cluster", workers=2) as cluster:
-        process = subprocess.Popen(
-            _command(config, "--scheduler-file", str(cluster.scheduler_file)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_env(),
-        )
+        process = _on(cluster, config)
         wait_until(lambda: _done(folder / "out.zarr") >= 2, timeout=120)
         time.sleep(rng.uniform(0.0, 0.5))
         assert cluster.scheduler is not None

@@ -70,18 +70,24 @@ def s3_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return dict(os.environ)
 
 
+def _write_check(folder: Path, root: str, endpoint: str, model: str, settings: str) -> None:
+    """The seed network's stores under ``root`` in S3, and ``folder/check.yaml`` checking ``model`` on them."""
+    params, data = seed_mlp.problem()
+    options = {"endpoint_url": endpoint}
+    pipeline.storage.inputs.write_group(f"{root}/params.zarr", params, {"order": list(seed_mlp.ORDER)}, options)
+    pipeline.storage.inputs.write_group(f"{root}/data.zarr", data, None, options)
+    (folder / "check.yaml").write_text(
+        f"model: pipeline.examples.seed_mlp:{model}\n"
+        f"params: {root}/params.zarr\ndata: {root}/data.zarr\noutput: {root}/out.zarr\n{settings}"
+        f"storage_options:\n  endpoint_url: {endpoint}\n"
+    )
+
+
 def test_a_check_reads_and_writes_its_stores_in_s3(s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path) -> None:
     params, data = seed_mlp.problem()
     options = {"endpoint_url": s3_endpoint}
     root = "s3://checks/seed"
-    pipeline.storage.inputs.write_group(f"{root}/params.zarr", params, {"order": list(seed_mlp.ORDER)}, options)
-    pipeline.storage.inputs.write_group(f"{root}/data.zarr", data, None, options)
-    (tmp_path / "check.yaml").write_text(
-        "model: pipeline.examples.seed_mlp:planted\n"
-        f"params: {root}/params.zarr\ndata: {root}/data.zarr\noutput: {root}/out.zarr\n"
-        "scheme: central\nepsilon: 1.0e-7\n"
-        f"storage_options:\n  endpoint_url: {s3_endpoint}\n"
-    )
+    _write_check(tmp_path, root, s3_endpoint, "planted", "scheme: central\nepsilon: 1.0e-7\n")
     result = run_cli("run", "check.yaml", "--workers", "2", "--json", cwd=tmp_path, env=s3_env)
     assert result.returncode == 1, result.stderr  # the planted bugs, found
     assert json.loads(result.stdout)["failing"] == ["b1", "W2"]
@@ -116,16 +122,8 @@ def test_a_check_reads_and_writes_its_stores_in_s3(s3_endpoint: str, s3_env: dic
 def test_a_remote_output_is_locked_by_a_conditional_create(
     s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path
 ) -> None:
-    params, data = seed_mlp.problem()
-    options = {"endpoint_url": s3_endpoint}
     root = "s3://checks/locked"
-    pipeline.storage.inputs.write_group(f"{root}/params.zarr", params, {"order": list(seed_mlp.ORDER)}, options)
-    pipeline.storage.inputs.write_group(f"{root}/data.zarr", data, None, options)
-    (tmp_path / "check.yaml").write_text(
-        "model: pipeline.examples.seed_mlp:correct\n"
-        f"params: {root}/params.zarr\ndata: {root}/data.zarr\noutput: {root}/out.zarr\n"
-        f"storage_options:\n  endpoint_url: {s3_endpoint}\n"
-    )
+    _write_check(tmp_path, root, s3_endpoint, "correct", "")
     fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
     lock = "checks/locked/out.zarr.lock"
     # Another run holds it: this very process, alive, on this host.
