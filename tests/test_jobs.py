@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,9 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import zarr
+from distributed import Client
 
+import pipeline
+from pipeline.errors import OutputExistsError
 from pipeline.examples import seed_mlp
+from pipeline.execution import jobs
+from pipeline.storage.output import update_attrs
 
 from . import models
 from .clusters import dask_cluster, wait_until
@@ -210,3 +217,27 @@ def test_a_submitted_record_whose_cluster_is_gone_does_not_block_the_output(tmp_
         job = submitted.stdout.strip()
         wait_until(lambda: _status(output).returncode == 0 and "finished" in _status(output).stdout, timeout=120)
     assert _status(output).stdout.splitlines()[0] == f"{output}: job {job}, finished"
+
+
+def test_a_job_that_fails_before_it_runs_is_shown_failed_by_status(client: Client, seed_example: Path) -> None:
+    """Between submit's checks and its driver's start, another run took the output: the driver fails on the
+    cluster, and the output says so, for `status`, instead of showing the job waiting forever."""
+    config = pipeline.load_config(seed_example / "correct.yaml")
+    output = Path(config.output)
+    assert run_cli("run", str(seed_example / "correct.yaml"), "--inline").returncode == 0
+    job = {"id": "gradcheck-0123456789ab", "cluster": {"address": client.scheduler_info(n_workers=0)["address"]}}
+    update_attrs(config.output, {"state": {"state": "submitted", "job": job}})  # as submit leaves it
+    lock = Path(f"{output}.lock")  # the other run: this test's process, alive on this host
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
+    try:
+        driver = client.submit(jobs._drive, config, config.model, False, job, pure=False)  # as the cluster runs it
+        with pytest.raises(OutputExistsError, match="is being written by another gradcheck run"):
+            driver.result()
+    finally:
+        lock.unlink()
+    shown = run_cli("status", str(output))
+    assert shown.returncode == 2
+    assert shown.stdout.splitlines()[0] == f"{output}: job {job['id']}, failed"
+    assert shown.stdout.splitlines()[1].startswith(
+        f"it failed before it ran: The output '{output}' is being written by another gradcheck run (pid {os.getpid()}"
+    )
