@@ -445,9 +445,10 @@ def _check_names(role: str, arrays: Mapping[Any, Any]) -> None:
             raise ConfigTypeError(
                 f"`{role}` names must be non-empty strings without '/' that do not start with '__'. Got {name!r} instead."
             )
-        if np.asarray(value).dtype.kind not in "biufc":
+        dtype = np.asarray(value).dtype
+        if dtype.kind not in "biufc":
             raise ConfigTypeError(
-                f"`{role}['{name}']` must be a numeric array. Got {type(value).__name__} of dtype {np.asarray(value).dtype} instead."
+                f"`{role}['{name}']` must be a numeric array. Got {type(value).__name__} of dtype {dtype} instead."
             )
 
 
