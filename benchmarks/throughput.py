@@ -223,7 +223,7 @@ def pipeline_run(ref: str, folder: Path, workers: int) -> dict[str, float]:
             # The run's own problem, as the shards got it (the noise only sets error bars: timing alone here).
             problem = make_problem(config, layout, ref)
             problem = dataclasses.replace(
-                problem, settings=dataclasses.replace(problem.settings, loss0=report.loss, noise=0.0)
+                problem, settings=dataclasses.replace(problem.settings, loss0=report.loss, noise=())
             )
             checks = [
                 client.submit(check_rates_in_worker, problem, params, data, workers=[a], pure=False) for a in addresses

@@ -64,6 +64,8 @@ def identity(config: Config, inputs: Inputs) -> str:
         "tolerance": config.tolerance,
         "indices": config.indices,
         "directions": config.directions,
+        "direction_test": config.direction_test,
+        "second_look": config.second_look,
         "precision": config.precision,
         "shard_size": config.shard_size or "auto",
         **inputs.fingerprints,
@@ -82,6 +84,8 @@ def settings_for(config: Config, layout: Layout) -> Settings:
         judged=config.tolerance != "none",
         sample=config.sample,
         promote=config.precision == "float64",
+        second_look=config.second_look,
+        taylor=config.direction_test == "taylor",
     )
 
 
@@ -271,10 +275,19 @@ def _report(config: Config, executed: Executed, arrays: Callable[[], Output], st
     if not verdict.n_checked and directions:  # directions only: the seed's difference over them
         difference = direction_difference(directions)
     timings = {**executed.timings, "total_seconds": time.perf_counter() - started}
+    tensors = tuple(
+        dataclasses.replace(t, noise=level, noise_source=source)
+        for t, level, source in zip(tensors, probe.noise, probe.noise_sources, strict=True)
+    )
+    agreed = verdict.passed and all(t.passed for t in tensors)  # a wrong direction makes its tensor wrong
+    not_verified = tuple(t.name for t in tensors if t.passed and not t.verified)
+    outcome = "failed" if not agreed else "not verified" if not_verified and config.unverified == "fail" else "passed"
     return Report(
         model=config.model,
         difference=difference,
-        passed=verdict.passed and all(t.passed for t in tensors),  # a wrong direction makes its tensor wrong
+        passed=outcome == "passed",
+        verdict=outcome,
+        not_verified=not_verified,
         epsilon="auto" if config.epsilon is None else config.epsilon,
         threshold=config.threshold,
         n_params=layout.n_params,
@@ -287,10 +300,11 @@ def _report(config: Config, executed: Executed, arrays: Callable[[], Output], st
         scheme=config.scheme,
         step_rule=step_rule(config.scheme, config.epsilon),
         tolerance=tolerance_statement(settings),
-        noise={"level": probe.noise, "measured": probe.noise_measured, "spread_at_theta": probe.spread},
+        noise={"spread_at_theta": probe.spread, "evaluations": probe.noise_evaluations},
         sample=sample_statement(config.sample),
         n_wrong=verdict.n_wrong,
         n_nondifferentiable=verdict.n_nondifferentiable,
+        n_inconclusive=verdict.n_inconclusive,
         directions=tuple(d.to_dict() for d in directions),
     )
 
@@ -307,6 +321,9 @@ def check(
     tolerance: str | Mapping[str, float] = "auto",
     indices: str | Mapping[str, int] = "all",
     directions: int = 0,
+    direction_test: str = "difference",
+    second_look: bool = True,
+    unverified: str = "fail",
     precision: str = "native",
     shard_size: int | None = None,
     worst: int = 10,
@@ -332,7 +349,8 @@ def check(
         Passed to the model as it is.
     gradient : dict of str to ndarray, optional
         A precomputed analytic gradient; without it ``model.grad`` is called once.
-    epsilon, threshold, scheme, tolerance, indices, directions, precision, shard_size, worst
+    epsilon, threshold, scheme, tolerance, indices, directions, direction_test, second_look, unverified, \
+    precision, shard_size, worst
         As in the config (see :class:`~pipeline.config.Config`).
     progress : callable, optional
         Called as ``progress(shards_done, shards_total)`` after each shard.
@@ -374,6 +392,9 @@ def check(
         "tolerance": tolerance,
         "indices": indices,
         "directions": directions,
+        "direction_test": direction_test,
+        "second_look": second_look,
+        "unverified": unverified,
         "precision": precision,
         "shard_size": shard_size,
         "worst": worst,

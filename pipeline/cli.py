@@ -2,8 +2,10 @@
 
 Exit codes: 0 the gradients agree, 1 they disagree, 2 bad input or usage (one
 line on stderr naming what is wrong; no traceback), 3 an internal error (a bug of
-ours or a library's error: one line, and the traceback written to a file). 1 is
-never anything but a verdict.
+ours or a library's error: one line, and the traceback written to a file), 4 not
+verified (nothing disagrees, but some tensor's elements were all inconclusive or
+kinks: the check could not have seen a bug there; ``unverified: warn`` makes that a
+pass). 1 is never anything but a verdict.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .report import Report, format_report
 
 __all__ = ["main", "progress_line"]
 
-EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_NOT_VERIFIED = 0, 1, 2, 3, 4
 
 
 class _Parser(argparse.ArgumentParser):
@@ -236,7 +238,12 @@ def _run(args: argparse.Namespace) -> int:
     show_progress = not args.no_progress and not args.json and sys.stderr.isatty()
     report = api.run(config, overwrite=args.overwrite, progress=_ProgressBar(sys.stderr) if show_progress else None)
     _print(report, as_json=args.json)
-    return EXIT_PASSED if report.passed else EXIT_FAILED
+    return _exit_code(report)
+
+
+def _exit_code(report: Report) -> int:
+    """0 passed, 1 the gradients disagree, 4 nothing disagrees but some tensor could not be verified."""
+    return {"passed": EXIT_PASSED, "not verified": EXIT_NOT_VERIFIED}.get(report.verdict, EXIT_FAILED)
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -256,7 +263,7 @@ def _status(args: argparse.Namespace) -> int:
     print(jobs.format_status(current))
     if current.state == "failed":
         return EXIT_BAD_INPUT
-    return EXIT_FAILED if current.report is not None and not current.report.passed else EXIT_PASSED
+    return EXIT_PASSED if current.report is None else _exit_code(current.report)
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -285,7 +292,7 @@ def _report(args: argparse.Namespace) -> int:
             "`gradcheck verify` lists them, and running the check again recomputes them.",
             file=sys.stderr,
         )
-    return EXIT_PASSED if report.passed else EXIT_FAILED
+    return _exit_code(report)
 
 
 def _verify(args: argparse.Namespace) -> int:

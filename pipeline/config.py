@@ -39,6 +39,8 @@ SEED_EPSILON = 1e-7
 SEED_THRESHOLD = 2e-7
 #: The settings a config gets when it names none: the most accurate this tool has.
 DEFAULT_SCHEME = "richardson"
+#: How random directions are judged: a directional difference with an error bar, or the Taylor test.
+DIRECTION_TESTS = ("difference", "taylor")
 TOLERANCE_KEYS = ("atol", "rtol", "safety")
 #: Seconds to wait for a cluster to answer and to have a worker.
 CLUSTER_TIMEOUT_SECONDS = 30.0
@@ -103,6 +105,12 @@ def _count(key: str, value: Any, minimum: int) -> int:
         raise ConfigTypeError(f"`{key}` must be a whole number. Got {value!r} instead.", key=key)
     if value < minimum:
         raise ConfigError(f"`{key}` must be at least {minimum}. Got {value!r} instead.", key=key)
+    return value
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigTypeError(f"`{key}` must be true or false. Got {value!r} instead.", key=key)
     return value
 
 
@@ -366,6 +374,15 @@ class Config:
     directions : int
         Seeded random unit directions per tensor along which ``g·v`` is compared with the
         directional difference (2 losses each with central, whatever the tensor's size).
+    direction_test : str
+        How each random direction is judged: ``difference`` (its directional difference against
+        ``g·u``, with an error bar) or ``taylor`` (the Taylor test: the remainder's observed order
+        of convergence, 2 for a correct gradient and 1 for a wrong one).
+    second_look : bool
+        Evaluate every suspect element again over a sequence of steps before its verdict (the default).
+    unverified : str
+        ``fail`` (the default): a tensor none of whose checked elements could be verified fails the
+        check (exit 4); ``warn``: the report names it and the check may still pass.
     precision : str
         ``native`` (the parameters' dtype) or ``float64`` (re-check a float32 model in float64).
     shard_size : int or None
@@ -393,6 +410,9 @@ class Config:
     indices: str | dict[str, int] = "all"
     precision: str = "native"
     directions: int = 0
+    direction_test: str = "difference"
+    second_look: bool = True
+    unverified: str = "fail"
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     KEYS = (
@@ -407,6 +427,9 @@ class Config:
         "tolerance",
         "indices",
         "directions",
+        "direction_test",
+        "second_look",
+        "unverified",
         "precision",
         "shard_size",
         "worst",
@@ -429,6 +452,12 @@ class Config:
         shard_size = raw.get("shard_size")
         if raw.get("indices") == "none" and not raw.get("directions"):
             raise ConfigError("`indices: none` checks nothing unless `directions` is at least 1.", key="indices")
+        if raw.get("tolerance") == "none" and raw.get("threshold") in (None, "none") and not raw.get("directions"):
+            raise ConfigError(
+                "`tolerance: none` with no `threshold` (and no `directions`) judges nothing: any gradient would "
+                "pass. Set a `threshold` (the seed's is 2e-7), or leave `tolerance` at auto.",
+                key="tolerance",
+            )
         return cls(
             model=_text("model", raw["model"]),
             params=_text("params", raw["params"]),
@@ -442,6 +471,9 @@ class Config:
             indices=_indices(raw.get("indices")),
             precision=_choice("precision", raw.get("precision", "native"), ("native", "float64")),
             directions=_count("directions", raw.get("directions", 0), 0),
+            direction_test=_choice("direction_test", raw.get("direction_test", "difference"), DIRECTION_TESTS),
+            second_look=_flag("second_look", raw.get("second_look", True)),
+            unverified=_choice("unverified", raw.get("unverified", "fail"), ("fail", "warn")),
             shard_size=None if shard_size in (None, "auto") else _count("shard_size", shard_size, 1),
             worst=_count("worst", raw.get("worst", 10), 0),
             cluster=ClusterConfig.from_value(raw.get("cluster")),

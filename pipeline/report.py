@@ -9,6 +9,7 @@ from typing import Any
 
 from .numerics.core import Settings
 from .numerics.fd import AUTO_POWER, COMPLEX_STEP
+from .numerics.tolerance import VERIFY_LIMIT
 from .numerics.verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement, json_float, read_float
 
 __all__ = [
@@ -73,6 +74,13 @@ class Report:
     n_wrong: int = 0
     n_nondifferentiable: int = 0
     directions: tuple[Mapping[str, Any], ...] = ()
+    verdict: str = ""
+    not_verified: tuple[str, ...] = ()
+    n_inconclusive: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.verdict:  # a report without one (older, or made by hand): the verdict is passed or failed
+            object.__setattr__(self, "verdict", "passed" if self.passed else "failed")
 
     @property
     def failing(self) -> tuple[str, ...]:
@@ -110,6 +118,9 @@ class Report:
             "n_wrong": self.n_wrong,
             "n_nondifferentiable": self.n_nondifferentiable,
             "directions": [dict(d) for d in self.directions],
+            "verdict": self.verdict,
+            "not_verified": list(self.not_verified),
+            "n_inconclusive": self.n_inconclusive,
         }
 
     @classmethod
@@ -137,6 +148,9 @@ class Report:
             n_wrong=int(raw.get("n_wrong", 0)),
             n_nondifferentiable=int(raw.get("n_nondifferentiable", 0)),
             directions=tuple(raw.get("directions", ())),
+            verdict=str(raw.get("verdict", "")),
+            not_verified=tuple(raw.get("not_verified", ())),
+            n_inconclusive=int(raw.get("n_inconclusive", 0)),
         )
 
 
@@ -232,26 +246,30 @@ def _unjudged_rule(report: Report) -> str:
 def format_report(report: Report) -> str:
     """The report as a person reads it in a terminal."""
     epsilon = report.epsilon if isinstance(report.epsilon, str) else f"{report.epsilon:g}"
-    noise = report.noise
     lines = [
         _headline(report),
         f"  model {report.model}; {report.n_checked} of {report.n_params} parameters checked; loss at θ {report.loss:.6g}",
         f"  scheme {report.scheme}, epsilon {epsilon}: {report.step_rule}",
     ]
-    if noise:
-        how = "measured" if noise.get("measured") else "not measurable; one rounding unit assumed"
-        lines.append(f"  loss noise {read_float(noise.get('level')):.2e} ({how})")
+    unmeasured = [t for t in report.tensors if t.noise_source and t.noise_source != "measured"]
+    for source in sorted({t.noise_source for t in unmeasured}):
+        names = ", ".join(t.name for t in unmeasured if t.noise_source == source)
+        lines.append(f"  loss noise along {names}: {source}")
     if report.sample:
         lines.append(f"  {report.sample.get('statement', '')}")
     judged = bool(report.tolerance)
     if not judged:
         lines.append(f"  {_unjudged_rule(report)}")
     lines.append("")
-    header = ["tensor", "shape", "difference", "contribution", "max |a-n|"]
+    header = ["tensor", "shape", "difference", "contribution", "max |a-n|", "noise"]
     along = ["directions wrong"] if report.directions else []
-    rows = [header + (["wrong", "kinks"] if judged else []) + along + ["verdict"]]
+    rows = [header + (["wrong", "kinks", "inconclusive", "power"] if judged else []) + along + ["verdict"]]
     for t in report.tensors:
-        counts = [f"{t.n_wrong}/{t.n_checked}", str(t.n_nondifferentiable)] if judged else []
+        counts = (
+            [f"{t.n_wrong}/{t.n_checked}", str(t.n_nondifferentiable), str(t.n_inconclusive), f"{t.power:.1e}"]
+            if judged
+            else []
+        )
         counts += [f"{t.n_directions_wrong}/{t.n_directions}"] if report.directions else []
         rows.append(
             [
@@ -260,11 +278,17 @@ def format_report(report: Report) -> str:
                 f"{t.difference:.3e}",
                 f"{t.contribution:.3e}",
                 f"{t.max_abs_error:.3e}",
+                f"{t.noise:.1e}",
                 *counts,
-                "ok" if t.passed else "WRONG",
+                "WRONG" if not t.passed else "ok" if t.verified else "NOT VERIFIED",
             ]
         )
     lines += ["  " + line for line in text_table(rows)]
+    if judged:
+        lines.append(
+            "  power: the relative error each tensor's check could have detected (its widest allowance of an "
+            "agreeing element, against max(|a|, |n|, the tensor's RMS gradient))"
+        )
     if report.failing:
         backwards = [t for t in reversed(report.tensors) if not t.passed]
         lines += ["", f"Wrong tensors, from the last layer back: {', '.join(t.name for t in backwards)}"]
@@ -276,6 +300,35 @@ def format_report(report: Report) -> str:
                     f"  {t.name}: worst element {w.tensor}{_index(w.index)}: analytic {w.analytic:.6g}, "
                     f"numeric {w.numeric:.6g}, |a-n| {w.abs_error:.3g} where {w.allowed:.3g} is allowed"
                 )
+    unverified = [t for t in reversed(report.tensors) if t.passed and not t.verified]
+    if unverified:
+        consequence = "the check fails" if report.verdict == "not verified" else "reported only (unverified: warn)"
+        lines += [
+            "",
+            f"Not verified, from the last layer back ({consequence}): {', '.join(t.name for t in unverified)}",
+        ]
+        for t in unverified:
+            if t.n_checked:
+                why = (
+                    f"none of its {t.n_checked} checked elements could be verified: {t.n_inconclusive} inconclusive "
+                    f"(error bars wider than {VERIFY_LIMIT:g} of |n| even after a second look), "
+                    f"{t.n_nondifferentiable} on a kink"
+                )
+            else:
+                why = f"none of its {t.n_directions} random directions could be verified (all inconclusive)"
+            lines.append(f"  {t.name}: {why}; a wrong gradient there would not have been seen")
+    if timings_looked := report.timings.get("second_look_elements"):
+        lines += [
+            "",
+            f"Second look: {int(timings_looked)} suspect element(s) evaluated again over a sequence of steps, "
+            f"{int(report.timings.get('second_look_evaluations', 0))} loss evaluations.",
+        ]
+    orders = [d for d in report.directions if d.get("orders")]
+    if orders:
+        lines += ["", "Taylor test, observed orders of convergence (2 for a correct gradient, 1 for a wrong one):"]
+        for d in orders:
+            shown = " ".join("-" if o is None else f"{o:.2f}" for o in d["orders"])
+            lines.append(f"  {d['tensor']} direction {d['number']}: {shown} ({d['status']})")
     if report.n_nondifferentiable:
         lines += [
             "",

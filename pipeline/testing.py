@@ -52,8 +52,9 @@ def assert_gradients(
     Raises
     ------
     AssertionError
-        The gradients disagree. Its message is the readable report: the wrong tensors from
-        the last layer back, what is wrong with each, and the worst elements.
+        The gradients disagree, or some tensor could not be verified (``unverified="warn"`` lets
+        that pass). Its message is the readable report: the wrong (or unverified) tensors from the
+        last layer back, what is wrong with each, and the worst elements.
     """
     elsewhere = sorted(set(settings) & set(_ELSEWHERE))
     if elsewhere:

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import GradcheckError, OutputExistsError
-from ..numerics.core import ProbeResult, Settings
+from ..numerics.core import NONDETERMINISM_ULPS, ProbeResult, Settings
 from ..numerics.fd import STENCILS
 from ..numerics.layout import Layout
 from ..numerics.plan import Shard, checked_positions, plan_shards
 from ..numerics.reduce import DirectionResult, ShardResult
 
 __all__ = ["Executed", "Executor", "RunCancelled", "Target", "execute"]
+
+EPS = sys.float_info.epsilon
 
 #: ``progress(done, total)`` is called after each shard arrives.
 Progress = Callable[[int, int], None]
@@ -65,6 +68,8 @@ class Target(Protocol):
     def remove(self) -> None: ...
 
     def record(self, attrs: Mapping[str, Any]) -> None: ...
+
+    def recorded(self, key: str) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +121,9 @@ def execute(
     """
     ready = time.perf_counter()
     probe = executor.probe()
-    settings = dataclasses.replace(settings, loss0=probe.loss, noise=probe.noise, identity=identity)
+    settings = dataclasses.replace(
+        settings, loss0=probe.loss, noise=probe.noise, scales=probe.scales, identity=identity
+    )
     layout, workers = settings.layout, executor.workers
     checked = checked_positions(layout, settings.sample)
     n_checked = sum(positions.size for positions in checked.values()) if checked else layout.n_params
@@ -131,6 +138,8 @@ def execute(
     )
     done = target.completed() if resuming else frozenset()
     created = target.create(layout, size, identity, overwrite=overwrite)
+    if done:
+        _same_loss(target, probe)
     try:
         same = executor.write_analytic(settings, [shard for shard in plan if shard.index in done])
     except BaseException:
@@ -157,6 +166,8 @@ def execute(
                 "job": dict(job) if job else None,
             },
             "state": {"state": "running"},
+            # what a resume compares: a loss edited since must not be mixed with this run's shards
+            "at_theta": {"loss": probe.loss.hex(), "spread": probe.spread},
         }
     )
     results: list[ShardResult] = []
@@ -168,7 +179,8 @@ def execute(
     finished = time.perf_counter()
     computed = [r for r in results if r.shard.index not in done or r.recomputed]
     evaluations = width * sum(t.n_checked for r in computed for t in r.sums)
-    evaluations += width * len(direction_results)
+    looked = sum(r.second_look[1] for r in computed)
+    evaluations += looked + sum(d.evaluations for d in direction_results)
     timings = {
         "cluster_seconds": ready - (ready if started is None else started),
         "probe_seconds": probe.seconds,
@@ -177,7 +189,10 @@ def execute(
         "shard_size": float(size),
         "shards_seconds": finished - shards_started,
         "evaluate_seconds": math.fsum(r.evaluate_seconds for r in results),  # the losses alone, all shards
-        "loss_evaluations": float(evaluations + 2 + 9 * probe.noise_measured),
+        "loss_evaluations": float(evaluations + 2 + probe.noise_evaluations),
+        "noise_evaluations": float(probe.noise_evaluations),
+        "second_look_elements": float(sum(r.second_look[0] for r in computed)),
+        "second_look_evaluations": float(looked),
         "evaluations_per_second": evaluations / (finished - shards_started) if finished > shards_started else 0.0,
         "resumed_shards": float(len(done)),
         "recomputed_shards": float(sum(r.recomputed for r in results)),  # resumed, but failed verification
@@ -186,3 +201,18 @@ def execute(
         "in_process": float(executor.in_process),  # then cluster_seconds is the set-up alone
     }
     return Executed(probe, settings, tuple(results), tuple(direction_results), timings)
+
+
+def _same_loss(target: Target, probe: ProbeResult) -> None:
+    """Refuse to resume an interrupted run whose loss at θ differs from the loss now: the loss was edited
+    (an L2 term added, say, with the gradient code unchanged), and its shards are of another function."""
+    earlier = target.recorded("at_theta")
+    if not earlier:
+        return
+    before = float.fromhex(earlier["loss"])
+    allowed = max(float(earlier.get("spread", 0.0)), probe.spread, NONDETERMINISM_ULPS * EPS * abs(before))
+    if abs(probe.loss - before) > allowed:
+        raise OutputExistsError(
+            f"The output {target} holds an interrupted run whose loss at θ was {before!r}; the model's loss is "
+            f"{probe.loss!r} now: the loss changed. Pass --overwrite to start again."
+        )

@@ -65,6 +65,10 @@ class MemoryOutput:
     def record(self, attrs: Mapping[str, Any]) -> None:
         """Nothing to record: progress and state are for runs that others follow."""
 
+    def recorded(self, key: str) -> Any:
+        """Nothing was recorded before this check."""
+        return None
+
     @property
     def per_index(self) -> tuple[np.ndarray, ...]:
         """The per-index arrays in the order :func:`~pipeline.numerics.reduce.summarize_shard` takes them."""

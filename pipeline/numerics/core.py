@@ -31,11 +31,12 @@ import numpy as np
 
 from ..errors import GradcheckError, ModelError, StoreError
 from ..model import Model, as_loss_value, check_gradient
-from .fd import STENCILS, batched_stencil_losses, estimate, noise_level, points, stencil_losses, step_sizes
+from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, noise_level, points, stencil_losses, step_sizes
 from .layout import Layout, TensorSpec
 from .plan import Shard, sampled_positions
 from .reduce import DirectionResult, ShardResult, summarize_shard
-from .tolerance import UNCHECKED, Tolerance, default_tolerance, judge
+from .refine import Refined, second_look, taylor
+from .tolerance import UNCHECKED, Tolerance, default_tolerance, inconclusive, judge, judge_again, suspects
 
 __all__ = [
     "Loaded",
@@ -57,12 +58,14 @@ __all__ = [
 class Settings:
     """What the numerics need to know of a run, as plain data.
 
-    ``loss0`` and ``noise`` are filled in from the probe before the shards run, and
+    ``loss0``, ``noise`` (per tensor) and ``scales`` (each tensor's root-mean-square analytic gradient) are
+    filled in from the probe before the shards run, and
     ``identity`` (the run's, sealed into every shard's completion record) once it is known.
     ``tolerance`` holds the config's overrides of the per-dtype defaults, as pairs; ``judged`` is False when the
     config turned per-element verdicts off. ``sample`` is ``(k, seed)`` for
     ``k`` random elements per tensor, None for all. ``promote`` checks float32
-    parameters in float64.
+    parameters in float64. ``second_look`` evaluates suspect elements again (:mod:`.refine`);
+    ``taylor`` checks the random directions by the Taylor test instead of a difference.
     """
 
     layout: Layout
@@ -73,8 +76,11 @@ class Settings:
     judged: bool = True
     sample: tuple[int, int] | None = None
     promote: bool = False
+    second_look: bool = True
+    taylor: bool = False
     loss0: float = math.nan
-    noise: float = math.nan
+    noise: tuple[float, ...] = ()
+    scales: tuple[float, ...] = ()
     identity: str = ""
 
     def tolerance_for(self, dtype: str) -> Tolerance:
@@ -82,19 +88,35 @@ class Settings:
         default = default_tolerance("float64" if self.promote else dtype, self.scheme)
         return dataclasses.replace(default, **dict(self.tolerance))
 
+    def noise_of(self, number: int) -> float:
+        """The loss's noise along tensor ``number`` (NaN before the probe has measured it)."""
+        return self.noise[number] if self.noise else math.nan
+
+    def scale_of(self, number: int) -> float:
+        """Tensor ``number``'s root-mean-square analytic gradient (0 before the probe has computed it)."""
+        return self.scales[number] if self.scales else 0.0
+
+    def eps(self, dtype: str) -> float:
+        """The machine epsilon the loss is evaluated in for tensors of ``dtype``."""
+        return float(np.finfo(np.float64 if self.promote else np.dtype(dtype)).eps)
+
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     """What the probe learned at θ: the loss (evaluated twice: ``spread`` is how far
-    apart), the loss's noise level, how long one evaluation takes there, and how many
-    loss-equivalents an index costs (the scheme's stencil, or fewer for a staged model)."""
+    apart), the loss's noise along each tensor and where each figure came from (and the losses
+    that cost), each tensor's root-mean-square analytic gradient, how long one evaluation takes
+    there, and how many loss-equivalents an index costs (the scheme's stencil, or fewer for a
+    staged model)."""
 
     loss: float
     loss_seconds: float
     loss_equivalents_per_index: float
     seconds: float
-    noise: float = math.nan
-    noise_measured: bool = False
+    noise: tuple[float, ...] = ()
+    noise_sources: tuple[str, ...] = ()
+    noise_evaluations: int = 0
+    scales: tuple[float, ...] = ()
     spread: float = 0.0
 
 
@@ -325,14 +347,21 @@ def probe(loaded: Loaded) -> ProbeResult:
             f"(spread {spread:.3g}, {spread / max(abs(loss), 1e-300):.3g} relative). Dropout or other randomness "
             "makes gradient checking meaningless; fix the random state inside the loss to check such a model."
         )
-    noise, measured = _noise(loaded, loss)
+    noise, sources, evaluations = _noise(loaded, loss)
+    analytic = loaded.analytic_gradient()
+    scales = tuple(
+        math.sqrt(float(np.mean(np.square(analytic[spec.name], dtype=np.float64)))) if spec.size else 0.0
+        for spec in settings.layout.tensors
+    )
     return ProbeResult(
         loss=loss,
         loss_seconds=_time_loss(loaded),
         loss_equivalents_per_index=_loss_equivalents(loaded, loss),
         seconds=time.perf_counter() - start,
-        noise=max(noise, spread),
-        noise_measured=measured,
+        noise=tuple(max(level, spread) for level in noise),
+        noise_sources=sources,
+        noise_evaluations=evaluations,
+        scales=scales,
         spread=spread,
     )
 
@@ -362,50 +391,80 @@ def _loss_value(loaded: Loaded, where: str) -> float:
     return as_loss_value(value, where)
 
 
-def _noise(loaded: Loaded, loss: float) -> tuple[float, bool]:
-    """The loss's evaluation noise at θ (Moré and Wild's ECNoise), and whether it was measured.
+def _noise(loaded: Loaded, loss: float) -> tuple[tuple[float, ...], tuple[str, ...], int]:
+    """The loss's evaluation noise along each tensor, where each figure came from, and the losses it cost.
 
-    The loss is evaluated at 9 points ``θ + j·δ·p`` along a fixed random direction ``p``
-    over up to ``NOISE_ELEMENTS`` elements of each tensor, scaled like the parameters and
-    set in place (no copy of the parameters; restored exactly). Falls back to one rounding
-    unit of the loss when the points are too close or too far apart for a measurement,
-    or the loss is not finite or raises there (the shards will say so per element).
+    Per tensor, Moré and Wild's ECNoise on 9 losses at ``θ + j·δ·p`` along a seeded direction ``p``
+    over up to :data:`NOISE_ELEMENTS` of its elements (scaled like them, set in place and restored
+    exactly). A level is noise only if the same is measured at ``δ/16``: noise does not depend on
+    the spacing, but a kink on the line (a ReLU, a max-pool tie) shows up as a level proportional
+    to it. Such a level is set aside and another direction tried; failing that, the level measured
+    at the finer spacing is taken. Where nothing can be measured (the points too close or too far
+    apart, a loss that fails off θ), one rounding unit of the loss.
     """
     settings = loaded.settings
-    eps = _eps(settings)
-    floor = eps * abs(loss)
-    if settings.scheme == "complex-step":
-        return floor, False
-    rng = np.random.default_rng(NOISE_SEED)
-    chosen = {}
-    for name, flat in loaded.flat.items():
+    floor = _eps(settings) * abs(loss)
+    names = settings.layout.names
+    if settings.scheme == "complex-step":  # nothing cancels: rounding is all there is
+        return (floor,) * len(names), ("rounding of the loss (complex step)",) * len(names), 0
+    levels, sources, evaluations = [], [], 0
+    for number, name in enumerate(names):
+        level, source, cost = _tensor_noise(loaded, number, name)
+        levels.append(max(level, floor))
+        sources.append(source)
+        evaluations += cost
+    return tuple(levels), tuple(sources), evaluations
+
+
+def _tensor_noise(loaded: Loaded, number: int, name: str) -> tuple[float, str, int]:
+    """:func:`_noise` for one tensor: ``(level, source, losses evaluated)``."""
+    flat, eps = loaded.flat[name], _eps(loaded.settings)
+    finer: list[float] = []
+    evaluations = 0
+    for attempt in range(NOISE_DIRECTIONS):
+        rng = np.random.default_rng([NOISE_SEED, number, attempt])
         at = rng.choice(flat.size, size=min(NOISE_ELEMENTS, flat.size), replace=False)
-        original = flat[at].copy()
-        chosen[name] = (at, original, rng.choice([-1.0, 1.0], size=at.size) * np.maximum(1.0, np.abs(original)))
+        p = rng.choice([-1.0, 1.0], size=at.size) * np.maximum(1.0, np.abs(flat[at].real))
+        for spacing in NOISE_SPACINGS:
+            coarse, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) * p)
+            evaluations += cost
+            if coarse is None:
+                continue
+            fine, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) / 16 * p)
+            evaluations += cost
+            if fine is not None and fine >= coarse / 4:
+                return max(coarse, fine), "measured", evaluations
+            if fine is not None:
+                finer.append(fine)
+            break  # a level that shrinks with the spacing: a kink on this line; try another direction
+    if finer:
+        return min(finer), "measured at a finer spacing (a kink crossed the probe's line)", evaluations
+    return 0.0, "not measurable: one rounding unit of the loss", evaluations
+
+
+def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray) -> tuple[float | None, int]:
+    """ECNoise's level from the losses at ``θ + j·step`` (``step`` over the elements ``at`` of ``flat``),
+    j = -4..4, and how many losses that took; None where it cannot tell, or the loss fails or is not finite."""
+    original = flat[at].copy()
+    values: list[float] = []
     try:
-        for delta in (eps ** (1 / 3) * 0.1, eps ** (1 / 3) * 10, eps ** (1 / 3) * 1e-3):
-            values = []
-            for j in range(-4, 5):
-                for name, (at, original, p) in chosen.items():
-                    flat = loaded.flat[name]
-                    flat[at] = (original + j * delta * p).astype(flat.dtype)
-                values.append(float(np.real(loaded.loss())))
-            noise = noise_level(values) if all(np.isfinite(values)) else None
-            if noise is not None:
-                return max(noise, floor), True
+        for j in range(-4, 5):
+            flat[at] = (original + j * step).astype(flat.dtype)
+            values.append(float(np.real(loaded.loss())))
     except Exception:  # a loss that fails off θ fails again in its shard, with the element named
-        return floor, False
+        return None, len(values) + 1
     finally:
-        for name, (at, original, _) in chosen.items():
-            loaded.flat[name][at] = original
-    return floor, False
+        flat[at] = original
+    return (noise_level(values) if all(np.isfinite(values)) else None), len(values)
 
 
-#: How many elements of each tensor the noise direction moves.
+#: How many elements of each tensor a noise direction moves...
 NOISE_ELEMENTS = 256
-
-
-#: The noise direction's seed: the same direction every run, so the same check is repeatable.
+#: ...how many directions are tried per tensor before a kink-free measurement is given up...
+NOISE_DIRECTIONS = 2
+#: ...and the spacings tried, in units of ``EPS**(1/3)`` (times ``max(1, |θ|)``), first to last.
+NOISE_SPACINGS = (0.1, 10.0, 1e-3)
+#: The noise directions' seed: the same directions every run, so the same check is repeatable.
 NOISE_SEED = 20261128
 
 
@@ -488,7 +547,8 @@ def write_analytic(loaded: Loaded, output: Output, done: Sequence[Shard] = ()) -
 
 
 def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = False) -> ShardResult:
-    """Derivative estimates over one shard, judged; writes its chunks to ``output``, then marks the shard done.
+    """Derivative estimates over one shard, judged (suspects after a second look); writes its chunks to
+    ``output``, then marks the shard done.
 
     ``fresh`` says, for the timings, whether the caller had to load the problem for this shard.
     """
@@ -507,21 +567,43 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
     evaluating = time.perf_counter()
     estimates = _evaluate(loaded, groups)
     evaluated = time.perf_counter()
-    for group, (h, est) in zip(groups, estimates, strict=True):
+    looked, looked_evaluations = 0, 0
+    for group, (h, est, noise, table, taken) in zip(groups, estimates, strict=True):
         at = group.columns - shard.start
         numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, h
-        if settings.judged:  # one tolerance per group: it depends on the dtype and the scheme
-            allowed[at], status[at] = judge(
-                analytic[at],
-                est.numeric,
-                est.bar,
-                est.lower,
-                est.upper,
-                settings.tolerance_for(group.dtype),
-                est.smooth,
-            )
-        else:
+        if not settings.judged:
             status[at] = 0
+            continue
+        # one tolerance per group: it depends on the dtype and the scheme
+        tolerance, scale = settings.tolerance_for(group.dtype), _per_element(settings.scale_of, settings.layout, group)
+        a = analytic[at]
+        allowed[at], status[at] = judge(a, est.numeric, est.bar, est.lower, est.upper, tolerance, est.smooth)
+        if settings.second_look and settings.scheme != "complex-step":
+            precision = "float64" if settings.promote else group.dtype
+            suspect = suspects(a, est.numeric, est.bar, status[at], tolerance, scale, precision)
+            if suspect.any():
+                k = np.flatnonzero(suspect)
+                known = _known_rows(table[k], taken[k], settings.scheme)
+                refined = _look_again(loaded, _subgroup(group, suspect), h[k], noise[k], scale[k], known)
+                numeric[at[k]], allowed[at[k]], status[at[k]] = judge_again(
+                    a[k],
+                    refined.numeric,
+                    refined.bar,
+                    refined.kink,
+                    refined.lower,
+                    refined.upper,
+                    (est.numeric[k], allowed[at[k]], status[at[k]]),
+                    tolerance,
+                    scale[k],
+                )
+                if settings.epsilon is None:
+                    steps[at[k]] = np.where(refined.kink | ~np.isfinite(refined.numeric), h[k], refined.step)
+                else:  # the step asked for: the numeric gradient stays its quotient (the seed's difference)
+                    numeric[at[k]] = est.numeric[k]
+                looked, looked_evaluations = looked + k.size, looked_evaluations + refined.evaluations
+        else:
+            status[at] = inconclusive(a, est.numeric, est.bar, status[at], tolerance, scale)
+    second_look_seconds = time.perf_counter() - evaluated
     output.numeric[shard.start : shard.stop] = numeric
     output.nonfinite[shard.start : shard.stop] = nonfinite
     output.allowed[shard.start : shard.stop] = allowed
@@ -532,7 +614,7 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
     output.done[shard.index] = shard_seal(
         settings.identity, shard, (analytic, numeric, nonfinite, allowed, status, steps)
     )
-    return summarize_shard(
+    result = summarize_shard(
         settings.layout,
         shard,
         analytic,
@@ -542,10 +624,12 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         status,
         steps,
         worst=settings.worst,
+        scales=settings.scales,
         seconds=time.perf_counter() - start,
         loaded=fresh,
-        evaluate_seconds=evaluated - evaluating,
+        evaluate_seconds=evaluated - evaluating + second_look_seconds,
     )
+    return dataclasses.replace(result, second_look=(looked, looked_evaluations))
 
 
 Segment = tuple[TensorSpec, np.ndarray]
@@ -576,40 +660,98 @@ def _by_dtype(segments: list[Segment]) -> list[_Group]:
     return [_Group(tuple(run), np.concatenate([spec.offset + positions for spec, positions in run])) for run in runs]
 
 
-def _evaluate(loaded: Loaded, groups: list[_Group]) -> list[tuple[np.ndarray, Any]]:
-    """Steps and estimates per group."""
+def _subgroup(group: _Group, chosen: np.ndarray) -> _Group:
+    """The elements of ``group`` where ``chosen`` (a mask over them) is True."""
+    segments, first = [], 0
+    for spec, positions in group.segments:
+        part = chosen[first : first + positions.size]
+        first += positions.size
+        if part.any():
+            segments.append((spec, positions[part]))
+    return _Group(tuple(segments), group.columns[chosen])
+
+
+def _per_element(per_tensor: Callable[[int], float], layout: Layout, group: _Group) -> np.ndarray:
+    """A per-tensor figure (``per_tensor(the tensor's number)``) repeated for each element of the group."""
+    number = {name: k for k, name in enumerate(layout.names)}
+    return np.concatenate(
+        [np.full(positions.size, per_tensor(number[spec.name]), dtype=np.float64) for spec, positions in group.segments]
+    )
+
+
+def _values(loaded: Loaded, group: _Group) -> np.ndarray:
+    """The parameters' values at the group's elements, in their dtype."""
+    if loaded.batched:  # one fancy index, not one per tensor (float32 values are exact in float64)
+        return np.asarray(loaded.theta[group.columns].astype(group.dtype, copy=False))
+    # no flat copy of the parameters
+    return np.concatenate([loaded.params[spec.name].reshape(-1)[positions] for spec, positions in group.segments])
+
+
+def _losses(loaded: Loaded, groups: Sequence[_Group], perturbed: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each group's losses with its elements set to their ``perturbed`` values, one row per element."""
+    if loaded.batched:
+        return _batched_losses(loaded, [group.columns for group in groups], list(perturbed))
+    return [
+        np.concatenate(
+            [_segment_losses(loaded, spec, positions, rows) for spec, positions, rows in _rows(group, table)]
+        )
+        for group, table in zip(groups, perturbed, strict=True)
+    ]
+
+
+def _evaluate(
+    loaded: Loaded, groups: list[_Group]
+) -> list[tuple[np.ndarray, Estimate, np.ndarray, np.ndarray, np.ndarray]]:
+    """Steps, estimates, the loss noise per element, and the stencil's losses and steps taken, per group.
+
+    The noise is the tensor's (measured by the probe), but never below one rounding unit of the
+    largest loss the element's stencil evaluated: a loss that is small at θ is not small nearby.
+    """
     settings = loaded.settings
-    batched = loaded.batched
     stencils = []
     for group in groups:
-        if batched:  # one fancy index, not one per tensor (float32 values are exact in float64)
-            values = loaded.theta[group.columns].astype(group.dtype, copy=False)
-        else:  # no flat copy of the parameters
-            values = np.concatenate(
-                [loaded.params[spec.name].reshape(-1)[positions] for spec, positions in group.segments]
-            )
+        values = _values(loaded, group)
         h = step_sizes(values, settings.scheme, settings.epsilon)
         stencils.append((h, *points(values, h, settings.scheme)))
-    if batched:
-        losses = _batched_losses(
-            loaded, [group.columns for group in groups], [perturbed for _, perturbed, _ in stencils]
-        )
-    else:
-        losses = [
-            np.concatenate(
-                [_segment_losses(loaded, spec, positions, rows) for spec, positions, rows in _rows(group, perturbed)]
-            )
-            for group, (_, perturbed, _) in zip(groups, stencils, strict=True)
-        ]
-    return [
-        (
-            h,
-            estimate(
-                table, taken, settings.scheme, epsilon=settings.epsilon, loss0=settings.loss0, noise=settings.noise
-            ),
-        )
-        for table, (h, _, taken) in zip(losses, stencils, strict=True)
-    ]
+    losses = _losses(loaded, groups, [perturbed for _, perturbed, _ in stencils])
+    evaluated = []
+    for group, table, (h, _, taken) in zip(groups, losses, stencils, strict=True):
+        with np.errstate(invalid="ignore"):
+            rounding = settings.eps(group.dtype) * np.max(np.abs(table), axis=1, initial=0.0)
+        noise = np.fmax(_per_element(settings.noise_of, settings.layout, group), rounding)
+        est = estimate(table, taken, settings.scheme, epsilon=settings.epsilon, loss0=settings.loss0, noise=noise)
+        evaluated.append((h, est, noise, table, taken))
+    return evaluated
+
+
+def _known_rows(
+    table: np.ndarray, taken: np.ndarray, scheme: str
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The second look's first rows (steps 2h and h) where the first pass evaluated them: richardson's stencil."""
+    if scheme != "richardson":
+        return []
+    return [(table[:, 2], table[:, 3], taken[:, 2], taken[:, 3]), (table[:, 0], table[:, 1], taken[:, 0], taken[:, 1])]
+
+
+def _look_again(
+    loaded: Loaded,
+    group: _Group,
+    h: np.ndarray,
+    noise: np.ndarray,
+    scale: np.ndarray,
+    known: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+) -> Refined:
+    """The second look (:func:`.refine.second_look`) at a group's suspect elements, each along its own axis."""
+    values = _values(loaded, group)
+
+    def losses(which: np.ndarray, multiple: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        chosen = np.zeros(values.size, dtype=bool)
+        chosen[which] = True
+        perturbed, taken = points(values[which], multiple * h[which], "central")
+        (table,) = _losses(loaded, [_subgroup(group, chosen)], [perturbed])
+        return table[:, 0], table[:, 1], taken[:, 0], taken[:, 1]
+
+    return second_look(losses, values.size, h, loaded.settings.loss0, noise, scale, known)
 
 
 def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:
@@ -702,55 +844,104 @@ def _direction_chunks(size: int, tensor_number: int, number: int) -> Iterator[tu
 
 
 def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: Any) -> DirectionResult:
-    """Compare ``g·v`` with the scheme's difference along a random unit direction ``v`` of one tensor.
+    """Compare ``g·u`` with the loss's change along a random tangent ``u`` of one tensor.
 
-    Costs the scheme's stencil in losses (2 for central) whatever the tensor's size, and one
-    perturbed copy of that tensor at a time: the direction and the analytic gradient are
-    read chunk by chunk from ``analytic_store`` (the output's ``analytic``). The step is the scheme's, scaled by the tensor's largest magnitude.
+    ``u`` moves every element by about its own step: a seeded standard normal times the element's
+    step (as jax's ``check_grads`` does), so the check's power does not fade with the tensor's size.
+    The loss is evaluated at ``θ ± m·u`` for the scheme's multiples ``m``, and each quotient divides by
+    the step the floats took along ``u`` (the projection of the move actually made). The direction is
+    judged like an element: inconclusive when its bar exceeds :data:`~.tolerance.VERIFY_LIMIT` of
+    ``|g·u|``, looked at again (:mod:`.refine`) when it disagrees or is that wide. With
+    ``settings.taylor`` it is judged by the Taylor test instead (:func:`.refine.taylor`).
+
+    Costs the scheme's stencil in losses (more for a second look or the Taylor test) whatever the
+    tensor's size, and one perturbed copy of that tensor at a time: the tangent and the analytic gradient
+    are read chunk by chunk from ``analytic_store`` (the output's ``analytic``).
     """
     settings = loaded.settings
     layout = settings.layout
     number_of = layout.names.index(tensor)
     spec = layout.tensors[number_of]
-    norm_sq, dot = 0.0, 0.0
-    for at, v in _direction_chunks(spec.size, number_of, number):
-        norm_sq += float(v @ v)
-        dot += float(np.asarray(analytic_store[spec.offset + at.start : spec.offset + at.stop]) @ v)
-    norm = max(np.sqrt(norm_sq), np.finfo(np.float64).tiny)
     theta = loaded.params[tensor]
     flat = theta.reshape(-1)
-    scale = np.array([float(np.max(np.abs(theta), initial=0.0))], dtype=theta.dtype)
-    h = float(step_sizes(scale, settings.scheme, settings.epsilon)[0])
+
+    def tangent() -> Iterator[tuple[slice, np.ndarray]]:
+        for at, v in _direction_chunks(spec.size, number_of, number):
+            yield at, step_sizes(flat[at], settings.scheme, settings.epsilon) * v
+
+    dot, norm_sq = 0.0, 0.0
+    for at, u in tangent():
+        dot += float(np.asarray(analytic_store[spec.offset + at.start : spec.offset + at.stop]) @ u)
+        norm_sq += float(u @ u)
+    norm_sq = max(norm_sq, float(np.finfo(np.float64).tiny))
     complex_step = settings.scheme == "complex-step"
     shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
     moved = shifted.reshape(-1)
-    losses, taken = [], []
-    for s in STENCILS[settings.scheme]:
-        step = 1j * h if complex_step else s.real * h
-        for at, v in _direction_chunks(spec.size, number_of, number):
-            moved[at] = flat[at] + step * (v / norm)
-        taken.append(h if complex_step else step.real)
+    evaluations = 0
+
+    def along(multiple: complex) -> tuple[float | complex, float]:
+        """The loss at ``θ + multiple·u``, and the multiple the floats took along ``u``."""
+        nonlocal evaluations
+        projected = 0.0
+        for at, u in tangent():
+            moved[at] = flat[at] + multiple * u
+            if not complex_step:
+                projected += float((moved[at].astype(np.float64) - flat[at]) @ u)
         value = call_model(
             f"loss along direction {number} of {tensor}",
             loaded.model.loss,
             {**loaded.evaluated, tensor: shifted},
             loaded.data,
         )
-        losses.append(complex(value) if complex_step else as_loss_value(value, f"along direction {number} of {tensor}"))
-    est = estimate(
-        np.array([losses]),
-        np.array([taken]),
-        settings.scheme,
-        epsilon=settings.epsilon,
-        loss0=settings.loss0,
-        noise=settings.noise,
-    )
-    analytic = np.array([dot / norm])
-    allowed, status = judge(
-        analytic, est.numeric, est.bar, est.lower, est.upper, settings.tolerance_for(spec.dtype), est.smooth
-    )
+        evaluations += 1
+        if complex_step:
+            return complex(value), multiple.imag
+        return as_loss_value(value, f"along direction {number} of {tensor}"), projected / norm_sq
+
+    noise = settings.noise_of(number_of)
+    step = math.sqrt(norm_sq / max(1, spec.size))
+    analytic = np.array([dot])
+    tolerance = settings.tolerance_for(spec.dtype)
+    if settings.taylor and not complex_step:
+        checked = taylor(along, dot, settings.loss0, noise)
+        return DirectionResult(
+            tensor, number, dot, checked.numeric, checked.allowed, checked.status, step, checked.orders, evaluations
+        )
+    points_ = [along(1j if complex_step else s.real) for s in STENCILS[settings.scheme]]
+    losses = np.array([[value for value, _ in points_]])
+    taken = np.array([[took for _, took in points_]])
+    if not complex_step:
+        noise = max(noise, settings.eps(spec.dtype) * float(np.max(np.abs(losses))))
+    est = estimate(losses, taken, settings.scheme, epsilon=None, loss0=settings.loss0, noise=noise)
+    allowed, status = judge(analytic, est.numeric, est.bar, est.lower, est.upper, tolerance, est.smooth)
+    numeric = est.numeric
+    precision = "float64" if settings.promote else spec.dtype
+    if (
+        settings.second_look
+        and not complex_step
+        and suspects(analytic, numeric, est.bar, status, tolerance, 0.0, precision)[0]
+    ):
+
+        def pair(_: np.ndarray, multiple: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            (plus, up), (minus, down) = along(multiple), along(-multiple)
+            return np.array([plus]), np.array([minus]), np.array([up]), np.array([down])
+
+        refined = second_look(pair, 1, np.ones(1), settings.loss0, np.array([noise]), np.abs(analytic))
+        numeric, allowed, status = judge_again(
+            analytic,
+            refined.numeric,
+            refined.bar,
+            refined.kink,
+            refined.lower,
+            refined.upper,
+            (numeric, allowed, status),
+            tolerance,
+            0.0,
+        )
+    elif settings.judged:
+        status = inconclusive(analytic, numeric, est.bar, status, tolerance, 0.0)
     return DirectionResult(
-        tensor, number, float(analytic[0]), float(est.numeric[0]), float(allowed[0]), int(status[0]), h
+        tensor, number, dot, float(numeric[0]), float(allowed[0]), int(status[0]), step, (), evaluations
     )
 
 
@@ -802,7 +993,13 @@ def resume_shard(
     stored = _stored(shard, output)
     if stored is not None and _sealed(settings.identity, shard, output, stored):
         return summarize_shard(
-            settings.layout, shard, *stored, worst=settings.worst, seconds=time.perf_counter() - start, loaded=False
+            settings.layout,
+            shard,
+            *stored,
+            worst=settings.worst,
+            scales=settings.scales,
+            seconds=time.perf_counter() - start,
+            loaded=False,
         )
     loaded, fresh = load()
     return dataclasses.replace(run_shard(loaded, shard, output, fresh=fresh), recomputed=True)

@@ -22,7 +22,7 @@ import numpy as np
 from .fd import MINUS, PLUS, normalized_difference
 from .layout import Layout
 from .plan import Shard
-from .tolerance import NONDIFFERENTIABLE, UNCHECKED, WRONG
+from .tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, UNCHECKED, WRONG, reference
 from .verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement
 
 __all__ = [
@@ -93,6 +93,13 @@ class TensorSums:
     step_min: float = math.inf
     step_max: float = 0.0
     worst: Element | None = None  # the tensor's worst element in this part
+    n_inconclusive: int = 0
+    power: float = 0.0  # the largest allowance of an agreeing element, relative to its reference magnitude
+
+    @property
+    def n_verified(self) -> int:
+        """Checked elements that agree within an allowance narrow enough to be a verification."""
+        return self.n_checked - self.n_nonfinite - self.n_wrong - self.n_nondifferentiable - self.n_inconclusive
 
     def __add__(self, other: TensorSums) -> TensorSums:
         return TensorSums(
@@ -108,6 +115,8 @@ class TensorSums:
             min(self.step_min, other.step_min),
             max(self.step_max, other.step_max),
             _worse(self.worst, other.worst),
+            self.n_inconclusive + other.n_inconclusive,
+            max(self.power, other.power),
         )
 
     def contribution(self, scale: float) -> float:
@@ -162,6 +171,7 @@ class ShardResult:
     loaded: bool
     evaluate_seconds: float = 0.0  # of ``seconds``, the loss evaluations alone (no I/O, no loading)
     recomputed: bool = False  # an earlier run's shard whose chunks failed verification, computed again
+    second_look: tuple[int, int] = (0, 0)  # elements looked at again, and the losses that cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +184,9 @@ class DirectionResult:
     numeric: float
     allowed: float
     status: int
-    step: float
+    step: float  # the root-mean-square move of the tangent's elements
+    orders: tuple[float, ...] = ()  # the Taylor test's observed orders of convergence (when it ran)
+    evaluations: int = 0
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, as the report lists it."""
@@ -186,6 +198,8 @@ class DirectionResult:
             "allowed": self.allowed if math.isfinite(self.allowed) else None,
             "status": STATUS[self.status],
             "step": self.step,
+            "orders": [o if math.isfinite(o) else None for o in self.orders],
+            "evaluations": self.evaluations,
         }
 
 
@@ -201,12 +215,19 @@ class Verdict:
     nonfinite: NonFinite
     n_wrong: int = 0
     n_nondifferentiable: int = 0
+    n_inconclusive: int = 0
 
 
 #: How many non-finite losses the report lists (all are counted).
 NONFINITE_LISTED = 100
 SIDES = {PLUS: "plus", MINUS: "minus", PLUS | MINUS: "both"}
-STATUS = {0: "agrees", WRONG: "wrong", NONDIFFERENTIABLE: "non-differentiable", UNCHECKED: "unchecked"}
+STATUS = {
+    AGREE: "agrees",
+    WRONG: "wrong",
+    NONDIFFERENTIABLE: "non-differentiable",
+    UNCHECKED: "unchecked",
+    INCONCLUSIVE: "inconclusive",
+}
 
 
 def _worse(a: Element | None, b: Element | None) -> Element | None:
@@ -232,6 +253,7 @@ def summarize_shard(
     step: np.ndarray,
     *,
     worst: int,
+    scales: Sequence[float] = (),
     seconds: float,
     loaded: bool,
     evaluate_seconds: float = 0.0,
@@ -239,7 +261,9 @@ def summarize_shard(
     """Partial sums and counts per tensor, the ``worst`` elements and the non-finite losses of one shard.
 
     Only checked elements count (``status`` other than ``UNCHECKED``: all of them
-    unless the run samples).
+    unless the run samples). ``scales`` (each tensor's root-mean-square analytic gradient, in layout
+    order) is what an element's allowance is measured against where its own gradient is smaller
+    (:func:`~.tolerance.reference`), for the tensor's power.
     """
     checked = status != UNCHECKED
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -254,8 +278,14 @@ def summarize_shard(
         )
 
     sums = []
+    number = {name: k for k, name in enumerate(layout.names)} if scales else {}
     for spec, lo, hi in layout.segments(shard.start, shard.stop):
         at = slice(spec.offset + lo - shard.start, spec.offset + hi - shard.start)
+        agreeing = status[at] == AGREE
+        scale = scales[number[spec.name]] if scales else 0.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            relative = allowed[at][agreeing] / reference(analytic[at][agreeing], numeric[at][agreeing], scale)
+        relative = relative[np.isfinite(relative)]
         # Sums over finite elements only, so one non-finite loss does not blind the
         # metrics of every other tensor; the non-finite ones are counted instead.
         mine = checked[at]
@@ -280,6 +310,8 @@ def summarize_shard(
                 float(h.min(initial=math.inf)),
                 float(h.max(initial=0.0)),
                 None if worst_here is None else element(worst_here),
+                int(np.count_nonzero(status[at] == INCONCLUSIVE)),
+                float(relative.max(initial=0.0)),
             )
         )
     top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]
@@ -370,6 +402,10 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             step_min=totals[spec.name].step_min,
             step_max=totals[spec.name].step_max,
             worst=_maybe_located(layout, totals[spec.name].worst),
+            n_inconclusive=totals[spec.name].n_inconclusive,
+            power=totals[spec.name].power if totals[spec.name].n_verified else math.nan,
+            # a tensor checked by directions alone is verified (or not) by them: see with_directions
+            verified=totals[spec.name].n_verified > 0 or totals[spec.name].n_checked == 0,
         )
         for spec in layout.tensors
     )
@@ -385,6 +421,7 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
         NonFinite(n_nonfinite, listed),
         n_wrong,
         sum(t.n_nondifferentiable for t in totals.values()),
+        sum(t.n_inconclusive for t in totals.values()),
     )
 
 
@@ -405,6 +442,7 @@ def with_directions(
     for tensor in tensors:
         mine = [d for d in directions if d.tensor == tensor.name]
         wrong = [d for d in mine if d.status == WRONG]
+        agreeing = [d for d in mine if d.status == AGREE]
         diagnosis = tensor.diagnosis
         if wrong and not diagnosis:
             ratios = [d.analytic / d.numeric for d in mine if d.numeric]
@@ -422,6 +460,9 @@ def with_directions(
                 passed=tensor.passed and not wrong,
                 n_directions=len(mine),
                 n_directions_wrong=len(wrong),
+                n_directions_inconclusive=sum(d.status == INCONCLUSIVE for d in mine),
+                # checked by directions alone: verified when one of them agrees within a narrow enough bar
+                verified=tensor.verified if tensor.n_checked else bool(agreeing),
                 diagnosis=diagnosis,
             )
         )

@@ -25,10 +25,37 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AGREE", "DEFAULTS", "NONDIFFERENTIABLE", "UNCHECKED", "WRONG", "Tolerance", "default_tolerance", "judge"]
+__all__ = [
+    "AGREE",
+    "DEFAULTS",
+    "INCONCLUSIVE",
+    "NONDIFFERENTIABLE",
+    "SUSPECT",
+    "UNCHECKED",
+    "VERIFY_LIMIT",
+    "WRONG",
+    "Tolerance",
+    "default_tolerance",
+    "inconclusive",
+    "judge",
+    "judge_again",
+    "reference",
+    "suspects",
+]
 
-#: Element status codes, as stored in the output's ``status`` array.
-AGREE, WRONG, NONDIFFERENTIABLE, UNCHECKED = 0, 1, 2, 3
+#: Element status codes, as stored in the output's ``status`` array. ``INCONCLUSIVE``: the
+#: analytic value lies within the allowance, but the error bar (even after a second look) is
+#: too wide to call that a verification (see :data:`VERIFY_LIMIT`).
+AGREE, WRONG, NONDIFFERENTIABLE, UNCHECKED, INCONCLUSIVE = 0, 1, 2, 3, 4
+
+#: An element is verified when its measured uncertainty (``safety·bar``) is within this fraction
+#: of its reference magnitude (:func:`reference`), or within ``atol``; otherwise it is inconclusive.
+VERIFY_LIMIT = 1e-2
+#: An element whose measured uncertainty exceeds this fraction of its reference magnitude (or the
+#: tolerance's ``rtol``, if larger) gets a second look, as does every element that disagrees or is
+#: called a kink: for float64 losses, and for float32 ones, whose differences cannot be much more
+#: accurate than this (rounding of 6e-8 against steps of 4e-2 leaves about 1e-3 relative).
+SUSPECT = {"float64": 1e-4, "float32": 5e-3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +123,82 @@ def judge(
         )
     status = np.where(kink, NONDIFFERENTIABLE, np.where(wrong, WRONG, AGREE)).astype(np.int8)
     return allowed, status
+
+
+def reference(analytic: np.ndarray, numeric: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
+    """The magnitude an element's error bar is measured against: ``max(|a|, |n|, scale)``, where
+    ``scale`` is its tensor's root-mean-square analytic gradient (so that an element whose gradient is
+    zero, a dead unit, is verified against its tensor's scale rather than never)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.fmax(np.fmax(np.abs(analytic), np.abs(numeric)), scale), dtype=np.float64)
+
+
+def suspects(
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    bar: np.ndarray,
+    status: np.ndarray,
+    tolerance: Tolerance,
+    scale: np.ndarray | float,
+    precision: str = "float64",
+) -> np.ndarray:
+    """Which elements get a second look: those that disagree or are called kinks, and those whose
+    measured uncertainty exceeds :data:`SUSPECT` for the loss's precision (or ``rtol``) of their
+    :func:`reference`."""
+    fraction = max(SUSPECT.get(precision, SUSPECT["float32"]), tolerance.rtol)
+    with np.errstate(invalid="ignore"):
+        wide = ~(tolerance.safety * bar <= fraction * reference(analytic, numeric, scale))
+    return np.asarray((status == WRONG) | (status == NONDIFFERENTIABLE) | wide, dtype=bool)
+
+
+def inconclusive(
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    bar: np.ndarray,
+    status: np.ndarray,
+    tolerance: Tolerance,
+    scale: np.ndarray | float,
+) -> np.ndarray:
+    """``status`` with agreeing elements whose measured uncertainty exceeds both ``atol`` and
+    :data:`VERIFY_LIMIT` of their :func:`reference` made ``INCONCLUSIVE``."""
+    with np.errstate(invalid="ignore"):
+        measured = tolerance.safety * bar
+        wide = ~(measured <= np.fmax(VERIFY_LIMIT * reference(analytic, numeric, scale), tolerance.atol))
+    return np.where((status == AGREE) & wide, INCONCLUSIVE, status).astype(np.int8)
+
+
+def judge_again(
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    bar: np.ndarray,
+    kink: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    first: tuple[np.ndarray, np.ndarray, np.ndarray],
+    tolerance: Tolerance,
+    scale: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
+
+    Where the one-sided slopes show a kink, the first pass's estimate and allowance stand, and the
+    element is non-differentiable if its analytic value lies between the slopes (a valid
+    subgradient), wrong if not. Elsewhere the refined estimate and its bar decide as in :func:`judge`,
+    and an agreeing element whose bar is still too wide is inconclusive (:func:`inconclusive`).
+    ``first`` is the first pass's ``(numeric, allowed, status)``; it stands where the second look
+    could not evaluate the loss.
+    """
+    first_numeric, first_allowed, first_status = first
+    usable = np.isfinite(numeric) & np.isfinite(bar)
+    with np.errstate(invalid="ignore"):
+        allowed = tolerance.atol + tolerance.rtol * np.abs(numeric) + tolerance.safety * bar
+        agree = np.abs(analytic - numeric) <= allowed
+        between = (analytic >= lower - first_allowed) & (analytic <= upper + first_allowed)
+    status = np.where(agree, AGREE, WRONG).astype(np.int8)
+    status = inconclusive(analytic, numeric, bar, status, tolerance, scale)
+    kinked = kink & usable
+    status = np.where(kinked, np.where(between, NONDIFFERENTIABLE, WRONG), status).astype(np.int8)
+    status = np.where(usable, status, first_status).astype(np.int8)
+    keep = kinked | ~usable
+    numeric = np.where(keep, first_numeric, numeric)
+    allowed = np.where(keep, first_allowed, allowed)
+    return numeric, allowed, status

@@ -25,7 +25,14 @@ def json_float(value: float) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class TensorReport:
-    """One tensor's metrics."""
+    """One tensor's metrics.
+
+    ``power``: the relative error this tensor's check could have detected, its widest allowance of
+    an agreeing element against that element's reference magnitude (NaN when no element was judged).
+    ``verified``: at least one of its elements (or directions) agreed within an allowance narrow
+    enough to count; a tensor whose checked elements were all inconclusive or kinks is not verified.
+    ``noise``: the loss's noise along it, and ``noise_source`` where that figure came from.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -42,6 +49,12 @@ class TensorReport:
     n_directions: int = 0
     n_directions_wrong: int = 0
     worst: WorstElement | None = None
+    n_inconclusive: int = 0
+    power: float = math.nan
+    verified: bool = True
+    noise: float = math.nan
+    noise_source: str = ""
+    n_directions_inconclusive: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -60,6 +73,12 @@ class TensorReport:
             "n_directions": self.n_directions,
             "n_directions_wrong": self.n_directions_wrong,
             "worst": None if self.worst is None else self.worst.to_dict(),
+            "n_inconclusive": self.n_inconclusive,
+            "power": json_float(self.power),
+            "verified": self.verified,
+            "noise": json_float(self.noise),
+            "noise_source": self.noise_source,
+            "n_directions_inconclusive": self.n_directions_inconclusive,
         }
 
     @classmethod
@@ -82,6 +101,12 @@ class TensorReport:
             int(raw.get("n_directions", 0)),
             int(raw.get("n_directions_wrong", 0)),
             None if raw.get("worst") is None else WorstElement.from_dict(raw["worst"]),
+            int(raw.get("n_inconclusive", 0)),
+            read_float(raw.get("power")),
+            bool(raw.get("verified", True)),
+            read_float(raw.get("noise")),
+            str(raw.get("noise_source", "")),
+            int(raw.get("n_directions_inconclusive", 0)),
         )
 
 

@@ -406,6 +406,10 @@ class StoredOutput:
         """Set top-level attributes (progress, state, report)."""
         update_attrs(self.path, attrs, self.options)
 
+    def recorded(self, key: str) -> Any:
+        """A top-level attribute an earlier run recorded (None if it did not)."""
+        return read_output_attrs(self.path, self.options).get(key)
+
     @property
     def arrays(self) -> OutputArrays:
         """Handles on the arrays (opened on first use: the group is created after the probe)."""
