@@ -9,7 +9,9 @@ import numpy as np
 
 import pipeline
 from pipeline.numerics.diagnose import diagnose
+from pipeline.numerics.reduce import DirectionResult, with_directions
 from pipeline.numerics.tolerance import AGREE, NONDIFFERENTIABLE, UNCHECKED, WRONG
+from pipeline.numerics.verdict import TensorReport
 
 #: Not yet in tolerance.py: an element whose error bar was too wide to verify it. Checked, not wrong.
 INCONCLUSIVE = 4
@@ -222,4 +224,34 @@ def test_a_non_finite_numeric_value_is_named_and_the_rest_read_apart() -> None:
     assert _unjudged((4,), analytic, numeric) == (
         "the numeric gradient is not finite (a non-finite loss) at 1 element: [0]",
         "analytic is 2x the numeric gradient at the 2 other wrong elements (of 4 checked)",
+    )
+
+
+# --- random directions ---------------------------------------------------------------------------------------------
+
+
+def _tensor(diagnosis: tuple[str, ...] = ()) -> TensorReport:
+    return TensorReport("w", (4,), 0.1, 0.1, 0.1, passed=not diagnosis, diagnosis=diagnosis)
+
+
+def _direction(number: int, analytic: float, numeric: float) -> DirectionResult:
+    status = AGREE if abs(analytic - numeric) <= 1e-6 else WRONG
+    return DirectionResult("w", number, analytic, numeric, 1e-6, status, 1e-5)
+
+
+def test_a_factor_along_some_random_directions_only_is_not_every_direction() -> None:
+    directions = [_direction(0, 2.0, 1.0), _direction(1, 1.5, 1.5), _direction(2, -4.0, -2.0)]
+    (tensor,) = with_directions((_tensor(),), directions)
+    assert tensor.diagnosis == ("analytic is 2x the numeric gradient along the 2 wrong random directions (of 3)",)
+    assert not tensor.passed
+    (tensor,) = with_directions((_tensor(),), [_direction(0, 2.0, 1.0), _direction(2, -4.0, -2.0)])
+    assert tensor.diagnosis == ("analytic is 2x the numeric gradient along every random direction",)
+
+
+def test_wrong_directions_are_said_after_what_the_elements_showed() -> None:
+    elements = "none of the 3 checked elements is wrong by itself; the largest |a-n| is 9e-06, at [2]"
+    (tensor,) = with_directions((_tensor((elements,)),), [_direction(0, 2.0, 1.0), _direction(1, 1.5, 1.0)])
+    assert tensor.diagnosis == (
+        elements,
+        "2 of 2 random directions disagree; along direction 0, g·v = 2 but the loss changes at 1",
     )
