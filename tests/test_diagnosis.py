@@ -3,6 +3,8 @@ reverse, and a failed check's headline says what failed."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,7 @@ from pipeline.numerics.diagnose import diagnose
 from pipeline.numerics.reduce import DirectionResult, with_directions
 from pipeline.numerics.tolerance import AGREE, NONDIFFERENTIABLE, UNCHECKED, WRONG
 from pipeline.numerics.verdict import TensorReport
+from pipeline.report import Report
 
 #: Not yet in tolerance.py: an element whose error bar was too wide to verify it. Checked, not wrong.
 INCONCLUSIVE = 4
@@ -255,3 +258,100 @@ def test_wrong_directions_are_said_after_what_the_elements_showed() -> None:
         elements,
         "2 of 2 random directions disagree; along direction 0, g·v = 2 but the loss changes at 1",
     )
+
+
+# --- the headline ---------------------------------------------------------------------------------------------------
+
+
+class SlightlyOff:
+    """J = ½ Σ c·w², with a backward pass 3e-6 too large: no element is off by 1e-3, the seed's threshold fails."""
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        return float(0.5 * np.sum(data["c"] * params["w"] ** 2))
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w": data["c"] * params["w"] * (1 + 3e-6)}
+
+
+def _problem() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    return {"w": rng.uniform(-1, 1, (4, 4))}, {"c": rng.uniform(0.5, 2, (4, 4))}
+
+
+def _check(**settings: Any) -> Report:
+    params, data = _problem()
+    return pipeline.check(SlightlyOff(), params, data, **settings)
+
+
+def test_a_check_failed_on_the_threshold_alone_says_so_in_the_headline() -> None:
+    seed = _check(**SEED)
+    assert not seed.passed
+    assert seed.n_wrong == 0
+    headline = str(seed).splitlines()[0]
+    assert headline == f"gradcheck FAILED: difference {seed.difference:.3e} > threshold 2e-07"
+    (tensor,) = seed.tensors
+    assert tensor.diagnosis[0].startswith(
+        "none of the 16 checked elements is off by more than 1e-3 relative (elements are not judged)"
+    )
+
+    # With per-element verdicts every element agrees: the headline leads with the threshold, never "0 of 16 wrong".
+    judged = _check(**{**SEED, "tolerance": "auto"})
+    assert not judged.passed
+    assert judged.n_wrong == 0
+    headline = str(judged).splitlines()[0]
+    assert "0 of 16 elements wrong" not in headline
+    assert headline == (
+        f"gradcheck FAILED: difference {judged.difference:.3e} > threshold 2e-07; none of the 16 checked elements wrong"
+    )
+
+
+def test_the_headline_names_a_tensor_that_failed_for_no_other_reason_as_not_verified() -> None:
+    report = _check(**{**SEED, "tolerance": "auto", "threshold": None})
+    assert report.passed
+    assert (
+        str(report).splitlines()[0] == f"gradcheck PASSED: 0 of 16 elements wrong; difference {report.difference:.3e}"
+    )
+    unverified = dataclasses.replace(
+        report, passed=False, tensors=tuple(dataclasses.replace(t, passed=False) for t in report.tensors)
+    )
+    assert str(unverified).splitlines()[0] == (
+        f"gradcheck FAILED: 1 tensor not verified (w); none of the 16 checked elements wrong; "
+        f"difference {report.difference:.3e}"
+    )
+
+
+class LogLoss:
+    """J = Σ log w, exact gradient 1/w; w[0] sits within a step of 0, so the loss below it is not finite."""
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        with np.errstate(invalid="ignore"):
+            return float(np.sum(np.log(params["w"])))
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w": 1 / params["w"]}
+
+
+def test_the_headline_names_non_finite_losses_and_random_directions() -> None:
+    w = np.array([5e-8, 1.0, 2.0, 3.0])
+    report = pipeline.check(LogLoss(), {"w": w}, {}, scheme="central", epsilon=1e-7, threshold=2e-7)
+    assert report.nonfinite.count == 1
+    assert math.isnan(report.difference)
+    assert (
+        str(report).splitlines()[0]
+        == "gradcheck FAILED: 1 of 4 elements wrong; non-finite loss at 1 element; difference nan"
+    )
+    assert report.tensors[0].diagnosis == ("the numeric gradient is not finite (a non-finite loss) at 1 element: [0]",)
+
+    params, data = _problem()
+    doubled = pipeline.check(TwiceTheGradient(), params, data, indices="none", directions=2)
+    assert str(doubled).splitlines()[0] == (
+        f"gradcheck FAILED: 2 of 2 random directions wrong; difference {doubled.difference:.3e}"
+    )
+    assert doubled.tensors[0].diagnosis == ("analytic is 2x the numeric gradient along every random direction",)
+
+
+class TwiceTheGradient(SlightlyOff):
+    """The same loss; a backward pass twice too large."""
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w": 2 * data["c"] * params["w"]}
