@@ -213,19 +213,57 @@ def _index(index: Sequence[int]) -> str:
 
 
 def _headline(report: Report) -> str:
-    verdict = "PASSED" if report.passed else "FAILED"
-    parts = []
-    if report.tolerance and report.n_checked:
-        parts.append(f"{report.n_wrong} of {report.n_checked} elements wrong")
+    """The verdict in one line; a failed check names what failed first, then what held."""
+    elements = bool(report.tolerance) and report.n_checked > 0
+    directions_wrong = sum(d["status"] == "wrong" for d in report.directions)
+    difference = f"difference {report.difference:.3e}"
+    if report.passed:
+        parts = [f"{report.n_wrong} of {report.n_checked} elements wrong"] if elements else []
+        if report.directions:
+            parts.append(f"{directions_wrong} of {len(report.directions)} random directions wrong")
+        if report.threshold is not None:
+            difference += f" <= threshold {report.threshold:g}"
+        return "gradcheck PASSED: " + "; ".join([*parts, difference])
+    failed: list[str] = []  # each reason the check failed for, as the verdicts have it
+    held: list[str] = []  # the rest, said so that no count reads as a reason
+    if elements:
+        if report.n_wrong:
+            failed.append(f"{report.n_wrong} of {report.n_checked} elements wrong")
+        else:
+            held.append(f"none of the {report.n_checked} checked elements wrong")
+    if report.nonfinite.count:
+        failed.append(f"non-finite loss at {report.nonfinite.count} element{'s' if report.nonfinite.count > 1 else ''}")
     if report.directions:
-        wrong = sum(d["status"] == "wrong" for d in report.directions)
-        parts.append(f"{wrong} of {len(report.directions)} random directions wrong")
-    if report.threshold is not None:
-        relation = "<=" if report.difference <= report.threshold else ">"
-        parts.append(f"difference {report.difference:.3e} {relation} threshold {report.threshold:g}")
+        if directions_wrong:
+            failed.append(f"{directions_wrong} of {len(report.directions)} random directions wrong")
+        else:
+            held.append(f"none of the {len(report.directions)} random directions wrong")
+    over = report.threshold is not None and not report.difference <= report.threshold
+    if over and not (math.isnan(report.difference) and report.nonfinite.count):
+        failed.append(f"{difference} > threshold {report.threshold:g}")
     else:
-        parts.append(f"difference {report.difference:.3e}")
-    return f"gradcheck {verdict}: " + "; ".join(parts)
+        held.append(
+            difference + (f" <= threshold {report.threshold:g}" if report.threshold is not None and not over else "")
+        )
+    # A tensor can fail for none of the reasons above (not verified): name it rather than leave the count unexplained.
+    from .numerics.reduce import failing_tensors  # the threshold's rule, as the verdict applied it
+
+    named = (
+        failing_tensors({t.name: t.contribution for t in report.tensors}, report.difference, report.threshold)
+        if over
+        else set()
+    )
+    unverified = [
+        t.name
+        for t in report.tensors
+        if not t.passed
+        and not (t.n_wrong or t.n_directions_wrong or not math.isfinite(t.contribution) or t.name in named)
+    ]
+    if unverified:
+        failed.append(
+            f"{len(unverified)} tensor{'s' if len(unverified) > 1 else ''} not verified ({', '.join(unverified)})"
+        )
+    return "gradcheck FAILED: " + "; ".join([*failed, *held])
 
 
 def _unjudged_rule(report: Report) -> str:

@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 
 from .layout import Layout
-from .tolerance import UNCHECKED, WRONG
+from .tolerance import AGREE, UNCHECKED, WRONG
 from .verdict import TensorReport
 
 __all__ = ["MAX_ELEMENTS", "diagnose", "diagnose_tensors"]
 
 #: Larger tensors are not read back whole for a diagnosis.
 MAX_ELEMENTS = 2**24
+#: How many indices a sentence lists before it says "and N more".
+LISTED = 3
 
 
 def _close(candidate: np.ndarray, numeric: np.ndarray, allowed: np.ndarray) -> bool:
@@ -57,6 +59,37 @@ def _shift(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray) -> st
     return None
 
 
+def _index(shape: tuple[int, ...], flat: int) -> str:
+    """One element's index in its tensor, as ``[2, 1]`` (``[]`` for a scalar)."""
+    return str([int(i) for i in np.unravel_index(flat, shape)] if shape else [])
+
+
+def _where(shape: tuple[int, ...], flat: np.ndarray) -> str:
+    """The first few of these elements' indices, as ``[0, 1], [2, 3], [4, 0] and 2 more``."""
+    shown = ", ".join(_index(shape, int(k)) for k in flat[:LISTED])
+    return shown + (f" and {flat.size - LISTED} more" if flat.size > LISTED else "")
+
+
+def _elements(count: int) -> str:
+    return f"{count} element{'' if count == 1 else 's'}"
+
+
+def _mask(shape: tuple[int, ...], flat: np.ndarray) -> str:
+    """Analytic non-zero where the loss does not move at all: the forward pass masks, the backward does not."""
+    return (
+        f"analytic is non-zero at {_elements(flat.size)} ({_where(shape, flat)}) where the loss does not change at all "
+        "(numeric exactly 0): a mask (ReLU, dropout, padding) applied in the forward pass but not in the backward"
+    )
+
+
+def _masked_term(shape: tuple[int, ...], flat: np.ndarray) -> str:
+    """Analytic exactly zero, at some elements only, where the loss does move: a term masked where it should not be."""
+    return (
+        f"analytic is exactly 0 at {_elements(flat.size)} ({_where(shape, flat)}) where the loss does change "
+        "(numeric non-zero): a term masked out in the backward pass where the forward pass keeps it"
+    )
+
+
 def diagnose(
     shape: tuple[int, ...],
     analytic: np.ndarray,
@@ -66,6 +99,13 @@ def diagnose(
 ) -> tuple[str, ...]:
     """Sentences describing how one tensor's analytic gradient is wrong.
 
+    The sentences speak of the wrong elements only: a pattern is said to hold
+    "everywhere" only when every checked element is wrong. An element is wrong
+    when its status says so, when either gradient is not finite there, or, where
+    elements are not judged (``allowed`` NaN, status ``AGREE``), when it is off by
+    more than a relative 1e-3. Any other status (a kink, an element too noisy to
+    verify) is checked but not wrong; ``UNCHECKED`` is not checked.
+
     Parameters
     ----------
     shape : tuple of int
@@ -74,23 +114,65 @@ def diagnose(
         Per element, as stored in the output (``allowed`` NaN when elements are
         not judged; ``status`` UNCHECKED for elements a sample skipped).
     """
-    checked = (status != UNCHECKED) & np.isfinite(numeric) & np.isfinite(analytic)
-    if not np.any(checked):
+    considered = status != UNCHECKED
+    n_checked = int(np.count_nonzero(considered))
+    if not n_checked:
         return ()
-    a, n = analytic[checked], numeric[checked]
+    finite = np.isfinite(numeric) & np.isfinite(analytic)
+    checked = considered & finite
     # Where elements are not judged (tolerance: none), allow a relative 1e-3.
-    fallback = 1e-3 * np.abs(n) + 1e-8 * float(np.max(np.abs(n)))
-    room = np.where(np.isfinite(allowed[checked]), allowed[checked], fallback)
-    wrong = np.flatnonzero((status == WRONG) | ~np.isfinite(numeric))
+    scale = float(np.max(np.abs(numeric[checked]), initial=0.0))
+    with np.errstate(invalid="ignore"):
+        fallback = 1e-3 * np.abs(numeric) + 1e-8 * scale
+        room_all = np.where(np.isfinite(allowed), allowed, fallback)
+        off = ~(np.abs(analytic - numeric) <= room_all)
+    unjudged = ~np.isfinite(allowed) & (status == AGREE)
+    wrong = considered & ((status == WRONG) | ~finite | (unjudged & off))
     sentences: list[str] = []
-    whole = bool(np.all(checked))
-    if np.all(a == 0) and np.any(np.abs(n) > room):
-        return ("the analytic gradient is zero everywhere, the numeric one is not: a missing term",)
-    k = _ratio(a, n, room)
+    for bad, what in (
+        (considered & ~np.isfinite(numeric), "the numeric gradient is not finite (a non-finite loss)"),
+        (considered & np.isfinite(numeric) & ~np.isfinite(analytic), "the analytic gradient is not finite"),
+    ):
+        if np.any(bad):
+            flat = np.flatnonzero(bad)
+            sentences.append(f"{what} at {_elements(flat.size)}: {_where(shape, flat)}")
+    if not np.any(wrong):
+        error = np.where(checked, np.abs(analytic - numeric), -np.inf)
+        worst = int(np.argmax(error))
+        within = (
+            "is wrong by itself"
+            if not np.any(unjudged & checked)
+            else "is off by more than 1e-3 relative (elements are not judged)"
+        )
+        return (
+            f"none of the {n_checked} checked elements {within}; the largest |a-n| is {error[worst]:.3g}, "
+            f"at {_index(shape, worst)}",
+        )
+    # The patterns below are read on the finite wrong elements.
+    flat = np.flatnonzero(wrong & finite)
+    if not flat.size:
+        return tuple(sentences)
+    everywhere = flat.size == n_checked
+    a, room = analytic[checked], room_all[checked]
+    if np.all(a == 0):
+        if everywhere:
+            return ("the analytic gradient is zero everywhere, the numeric one is not: a missing term",)
+        return (
+            *sentences,
+            f"the analytic gradient is zero at every checked element, the numeric one is not at "
+            f"{flat.size} of the {n_checked} ({_where(shape, flat)}): a missing term",
+        )
+    k = _ratio(analytic[flat], numeric[flat], room_all[flat]) if everywhere or flat.size > 1 else None
     if k is not None and abs(k - 1) > 1e-3:
+        scope = (
+            "everywhere"
+            if everywhere
+            else f"at the {flat.size}{' other' if sentences else ''} wrong elements (of {n_checked} checked)"
+        )
         if abs(k + 1) <= 1e-3:
-            return ("the sign is flipped: analytic = -1 x numeric everywhere",)
-        return (f"analytic is {k:.4g}x the numeric gradient everywhere",)
+            return (*sentences, f"the sign is flipped: analytic = -1 x numeric {scope}")
+        return (*sentences, f"analytic is {k:.4g}x the numeric gradient {scope}")
+    whole = bool(np.all(checked))
     if whole and len(shape) == 2 and shape[0] > 1 and shape[1] > 1:
         transposed = numeric.reshape(shape).T.reshape(-1)
         if _close(analytic, transposed, room + np.abs(transposed) * 1e-12) and not _close(analytic, numeric, room):
@@ -100,18 +182,21 @@ def diagnose(
         moved = _shift(analytic.reshape(shape), numeric.reshape(shape), room.reshape(shape))
         if moved is not None:
             return (f"analytic is the numeric gradient shifted by one {moved}",)
-    if wrong.size == 1:
-        k0 = int(wrong[0])
-        index = [int(i) for i in np.unravel_index(k0, shape)] if shape else []
+    n_wrong = int(np.count_nonzero(wrong))
+    # The commonest bug of all: a mask the forward pass applies and the backward does not, or the reverse.
+    # Either is named when it is what most of the wrong elements show.
+    patterns = ((flat[numeric[flat] == 0], _mask), (flat[analytic[flat] == 0], _masked_term))
+    found = next(((at, say) for at, say in patterns if 2 * at.size > flat.size), None)
+    if n_wrong == 1:
+        k0 = int(flat[0])
         sentences.append(
-            f"only element {index} is wrong: analytic {analytic[k0]:.6g}, numeric {numeric[k0]:.6g}"
+            f"only element {_index(shape, k0)} is wrong: analytic {analytic[k0]:.6g}, numeric {numeric[k0]:.6g}"
             + (f" ({analytic[k0] / numeric[k0]:.4g}x)" if numeric[k0] != 0 else "")
         )
-    elif wrong.size:
-        sentences.append(f"{wrong.size} of {int(np.count_nonzero(checked))} checked elements are wrong")
-        zeros = np.count_nonzero(analytic[wrong] == 0)
-        if zeros == wrong.size:
-            sentences.append("the analytic gradient is zero at all of them: a missing term there")
+    elif found is None or found[0].size < n_wrong:
+        sentences.append(f"{n_wrong} of {n_checked} checked elements are wrong")
+    if found is not None:
+        sentences.append(found[1](shape, found[0]))
     return tuple(sentences)
 
 

@@ -435,25 +435,44 @@ def direction_difference(directions: Sequence[DirectionResult]) -> float:
 def with_directions(
     tensors: tuple[TensorReport, ...], directions: Sequence[DirectionResult]
 ) -> tuple[TensorReport, ...]:
-    """The tensors with their random-direction checks counted in; a disagreeing direction makes its tensor wrong."""
+    """The tensors with their random-direction checks counted in; a disagreeing direction makes its tensor wrong.
+
+    A tensor with a wrong direction gets a sentence on its wrong directions, after what its elements showed:
+    a common factor is said to hold "along every random direction" only when every one of them is wrong.
+    """
     if not directions:
         return tensors
+
+    def badness(d: DirectionResult) -> float:
+        error = abs(d.analytic - d.numeric) / max(d.allowed, 1e-300)
+        return math.inf if math.isnan(error) else error
+
+    def sentence(mine: Sequence[DirectionResult], wrong: Sequence[DirectionResult]) -> str:
+        ratios = [d.analytic / d.numeric for d in wrong if d.numeric != 0 and math.isfinite(d.analytic / d.numeric)]
+        every = len(wrong) == len(mine)
+        common = len(ratios) == len(wrong) and max(ratios) - min(ratios) <= 1e-3 * max(abs(r) for r in ratios)
+        if common and (every or len(wrong) > 1):
+            scope = (
+                "along every random direction"
+                if every
+                else f"along the {len(wrong)} wrong random directions (of {len(mine)})"
+            )
+            if ratios[0] == 0:
+                return f"g·v is 0 {scope}, the loss changes: a missing term"
+            if abs(ratios[0] + 1) <= 1e-3:
+                return f"the sign is flipped: analytic = -1 x numeric {scope}"
+            return f"analytic is {ratios[0]:.4g}x the numeric gradient {scope}"
+        worst = max(wrong, key=badness)
+        return (
+            f"{len(wrong)} of {len(mine)} random directions disagree; along direction {worst.number}, "
+            f"g·v = {worst.analytic:.6g} but the loss changes at {worst.numeric:.6g}"
+        )
+
     updated = []
     for tensor in tensors:
         mine = [d for d in directions if d.tensor == tensor.name]
         wrong = [d for d in mine if d.status == WRONG]
         agreeing = [d for d in mine if d.status == AGREE]
-        diagnosis = tensor.diagnosis
-        if wrong and not diagnosis:
-            ratios = [d.analytic / d.numeric for d in mine if d.numeric]
-            if len(ratios) == len(mine) and max(ratios) - min(ratios) <= 1e-3 * max(abs(r) for r in ratios):
-                diagnosis = (f"analytic is {ratios[0]:.4g}x the numeric gradient along every random direction",)
-            else:
-                worst = max(wrong, key=lambda d: abs(d.analytic - d.numeric) / max(d.allowed, 1e-300))
-                diagnosis = (
-                    f"{len(wrong)} of {len(mine)} random directions disagree; along direction {worst.number}, "
-                    f"g·v = {worst.analytic:.6g} but the loss changes at {worst.numeric:.6g}",
-                )
         updated.append(
             replace(
                 tensor,
@@ -463,7 +482,7 @@ def with_directions(
                 n_directions_inconclusive=sum(d.status == INCONCLUSIVE for d in mine),
                 # checked by directions alone: verified when one of them agrees within a narrow enough bar
                 verified=tensor.verified if tensor.n_checked else bool(agreeing),
-                diagnosis=diagnosis,
+                diagnosis=(*tensor.diagnosis, sentence(mine, wrong)) if wrong else tensor.diagnosis,
             )
         )
     return tuple(updated)

@@ -1,0 +1,357 @@
+"""Diagnosis in words, rule by rule: the sentences speak of the wrong elements only, name the mask bug and its
+reverse, and a failed check's headline says what failed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+import pipeline
+from pipeline.numerics.diagnose import diagnose
+from pipeline.numerics.reduce import DirectionResult, with_directions
+from pipeline.numerics.tolerance import AGREE, NONDIFFERENTIABLE, UNCHECKED, WRONG
+from pipeline.numerics.verdict import TensorReport
+from pipeline.report import Report
+
+#: Not yet in tolerance.py: an element whose error bar was too wide to verify it. Checked, not wrong.
+INCONCLUSIVE = 4
+#: The seed's settings (``gradient_check_n``): no per-element verdicts, a threshold on the whole difference.
+SEED: dict[str, Any] = {"scheme": "central", "epsilon": 1e-7, "threshold": 2e-7, "tolerance": "none"}
+MASK = "a mask (ReLU, dropout, padding) applied in the forward pass but not in the backward"
+MASKED_TERM = "a term masked out in the backward pass where the forward pass keeps it"
+
+
+def _unjudged(
+    shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, status: np.ndarray | None = None
+) -> tuple[str, ...]:
+    """The diagnosis of a run with ``tolerance: none``: ``allowed`` NaN, every element ``AGREE``."""
+    size = int(np.prod(shape))
+    status = np.full(size, AGREE, dtype=np.int8) if status is None else status
+    return diagnose(shape, analytic, numeric, np.full(size, np.nan), status)
+
+
+def _judged(
+    shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, status: np.ndarray | None = None
+) -> tuple[str, ...]:
+    """The diagnosis with per-element verdicts: a relative 1e-6 allowed, status WRONG beyond it unless given."""
+    allowed = 1e-6 * np.abs(numeric) + 1e-12
+    if status is None:
+        status = np.where(np.abs(analytic - numeric) <= allowed, AGREE, WRONG).astype(np.int8)
+    return diagnose(shape, analytic, numeric, allowed, status)
+
+
+# --- a constant factor or a flipped sign: "everywhere" only when every checked element is wrong ---------------------
+
+
+def test_a_factor_on_2_of_3_elements_is_not_everywhere_under_the_fallback_allowance() -> None:
+    # The issue's case: the third element agrees (0 and 0), so a factor fitted to all three fits it too;
+    # it is still not wrong, and the factor holds at the 2 wrong elements only.
+    numeric = np.array([0.5, -1.25, 0.0])
+    analytic = np.array([0.5 * 0.8965, -1.25 * 0.8965, 0.0])
+    assert _unjudged((3,), analytic, numeric) == (
+        "analytic is 0.8965x the numeric gradient at the 2 wrong elements (of 3 checked)",
+    )
+
+
+def test_a_factor_on_some_elements_only_with_per_element_verdicts() -> None:
+    numeric = np.array([1.0, 2.0, 3.0, 4.0])
+    analytic = np.array([1.0, 6.0, 3.0, 12.0])
+    assert _judged((2, 2), analytic, numeric) == (
+        "analytic is 3x the numeric gradient at the 2 wrong elements (of 4 checked)",
+    )
+
+
+def test_a_factor_on_every_element_is_everywhere() -> None:
+    numeric = np.array([0.3, -1.0, 2.5, 0.7, -0.2, 1.1])
+    for say in (_unjudged, _judged):
+        assert say((2, 3), 2 * numeric, numeric) == ("analytic is 2x the numeric gradient everywhere",)
+
+
+def test_a_sign_flipped_at_the_wrong_elements_only() -> None:
+    numeric = np.array([1.0, 2.0, 3.0, 4.0])
+    analytic = np.array([-1.0, 2.0, -3.0, 4.0])
+    assert _unjudged((4,), analytic, numeric) == (
+        "the sign is flipped: analytic = -1 x numeric at the 2 wrong elements (of 4 checked)",
+    )
+    assert _unjudged((4,), -numeric, numeric) == ("the sign is flipped: analytic = -1 x numeric everywhere",)
+
+
+def test_an_element_of_another_status_is_checked_and_not_wrong() -> None:
+    # A kink (2) and an element too noisy to verify (4) count as checked: the factor is not "everywhere".
+    numeric = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    analytic = 2 * numeric
+    status = np.array([WRONG, WRONG, NONDIFFERENTIABLE, WRONG, INCONCLUSIVE], dtype=np.int8)
+    assert _judged((5,), analytic, numeric, status) == (
+        "analytic is 2x the numeric gradient at the 3 wrong elements (of 5 checked)",
+    )
+    # Nor is an element of an unknown status judged by the fallback allowance.
+    status = np.array([AGREE, AGREE, AGREE, AGREE, INCONCLUSIVE], dtype=np.int8)
+    assert _unjudged((5,), analytic, numeric, status) == (
+        "analytic is 2x the numeric gradient at the 4 wrong elements (of 5 checked)",
+    )
+
+
+def test_unchecked_elements_are_not_counted_wrong() -> None:
+    # A sampled run stores NaN as the numeric value of the elements it skipped.
+    numeric = np.array([1.0, np.nan, 3.0, np.nan, 5.0, np.nan])
+    analytic = np.array([1.0, 7.0, 3.5, 8.0, 5.0, 9.0])
+    status = np.array([AGREE, UNCHECKED, WRONG, UNCHECKED, AGREE, UNCHECKED], dtype=np.int8)
+    assert diagnose((6,), analytic, numeric, np.full(6, 1e-6), status) == (
+        "only element [2] is wrong: analytic 3.5, numeric 3 (1.167x)",
+    )
+
+
+# --- the mask and its reverse --------------------------------------------------------------------------------------
+
+
+def _relu_layer() -> tuple[np.ndarray, np.ndarray]:
+    """A (3, 4) weight's numeric gradient with 5 dead units (exactly 0), and the same as the analytic one."""
+    numeric = np.arange(1.0, 13.0) / 7
+    dead = [1, 4, 7, 9, 10]
+    numeric[dead] = 0.0
+    return numeric.copy(), numeric
+
+
+def test_analytic_non_zero_where_the_loss_does_not_change_is_a_mask_missing_from_the_backward() -> None:
+    analytic, numeric = _relu_layer()
+    analytic[[1, 4, 7, 9, 10]] = [0.3, -0.2, 0.5, 0.1, 0.4]
+    sentence = (
+        "analytic is non-zero at 5 elements ([0, 1], [1, 0], [1, 3] and 2 more) where the loss does not change "
+        f"at all (numeric exactly 0): {MASK}"
+    )
+    assert _unjudged((3, 4), analytic, numeric) == (sentence,)
+    assert _judged((3, 4), analytic, numeric) == (sentence,)
+
+
+def test_a_mask_on_most_of_the_wrong_elements_is_named_with_the_count_of_all() -> None:
+    analytic, numeric = _relu_layer()
+    analytic[[1, 4, 7, 9, 10]] = [0.3, -0.2, 0.5, 0.1, 0.4]
+    analytic[11] *= 1.5  # one more wrong element, of another kind
+    assert _judged((3, 4), analytic, numeric) == (
+        "6 of 12 checked elements are wrong",
+        "analytic is non-zero at 5 elements ([0, 1], [1, 0], [1, 3] and 2 more) where the loss does not change "
+        f"at all (numeric exactly 0): {MASK}",
+    )
+
+
+def test_a_single_masked_element_gives_its_values_and_the_mask() -> None:
+    analytic, numeric = _relu_layer()
+    analytic[4] = 0.25
+    assert _judged((3, 4), analytic, numeric) == (
+        "only element [1, 0] is wrong: analytic 0.25, numeric 0",
+        f"analytic is non-zero at 1 element ([1, 0]) where the loss does not change at all (numeric exactly 0): {MASK}",
+    )
+
+
+def test_analytic_zero_at_some_elements_where_the_loss_changes_is_a_term_masked_where_it_should_not_be() -> None:
+    numeric = np.array([0.4, -1.3, 0.9, 2.2, -0.6, 1.7])
+    analytic = numeric.copy()
+    analytic[[1, 4]] = 0.0
+    assert _unjudged((6,), analytic, numeric) == (
+        f"analytic is exactly 0 at 2 elements ([1], [4]) where the loss does change (numeric non-zero): {MASKED_TERM}",
+    )
+
+
+def test_analytic_zero_at_every_element_is_a_missing_term() -> None:
+    numeric = np.array([0.4, -1.3, 0.9, 2.2])
+    assert _judged((4,), np.zeros(4), numeric) == (
+        "the analytic gradient is zero everywhere, the numeric one is not: a missing term",
+    )
+    # Where the numeric gradient is 0 too, that element is not wrong: not "everywhere".
+    numeric[2] = 0.0
+    assert _judged((4,), np.zeros(4), numeric) == (
+        "the analytic gradient is zero at every checked element, the numeric one is not at 3 of the 4 "
+        "([0], [1], [3]): a missing term",
+    )
+
+
+class ReluWithoutMask:
+    """J = ½ Σ (relu(x W1 + b1) W2 - y)², with a backward pass that forgets ReLU's mask."""
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        hidden = np.maximum(data["x"] @ params["W1"] + params["b1"], 0)
+        return float(0.5 * np.sum((hidden @ params["W2"] - data["y"]) ** 2))
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        hidden = np.maximum(data["x"] @ params["W1"] + params["b1"], 0)
+        residual = hidden @ params["W2"] - data["y"]
+        g_hidden = residual @ params["W2"].T  # should be multiplied by (hidden > 0)
+        return {"W1": data["x"].T @ g_hidden, "b1": g_hidden.sum(0), "W2": hidden.T @ residual}
+
+
+def test_a_relu_mask_missing_from_the_backward_pass_is_named_in_a_real_check() -> None:
+    # Units 1 and 3 are dead on every sample: the loss does not move with their weights, bit for bit.
+    rng = np.random.default_rng(1)
+    params = {
+        "W1": rng.normal(size=(3, 6)),
+        "b1": np.array([50.0, -50, 50, -50, 50, 50]),
+        "W2": rng.normal(size=(6, 2)),
+    }
+    data = {"x": rng.normal(size=(8, 3)), "y": rng.normal(size=(8, 2))}
+    choices: tuple[dict[str, Any], ...] = ({}, SEED)
+    for settings in choices:
+        report = pipeline.check(ReluWithoutMask(), params, data, **settings)
+        assert report.failing == ("W1", "b1")
+        by_name = {t.name: t.diagnosis for t in report.tensors}
+        assert by_name["W1"] == (
+            "analytic is non-zero at 6 elements ([0, 1], [0, 3], [1, 1] and 3 more) where the loss does not change "
+            f"at all (numeric exactly 0): {MASK}",
+        )
+        assert by_name["b1"] == (
+            f"analytic is non-zero at 2 elements ([1], [3]) where the loss does not change at all (numeric exactly 0): {MASK}",
+        )
+
+
+# --- nothing wrong by itself, and non-finite values ----------------------------------------------------------------
+
+
+def test_a_tensor_with_no_wrong_element_says_so() -> None:
+    numeric = np.array([1.0, 2.0, 3.0])
+    analytic = numeric * (1 + 3e-6)
+    assert _unjudged((3,), analytic, numeric) == (
+        "none of the 3 checked elements is off by more than 1e-3 relative (elements are not judged); "
+        "the largest |a-n| is 9e-06, at [2]",
+    )
+    status = np.full(3, AGREE, dtype=np.int8)
+    assert diagnose((3,), analytic, numeric, np.full(3, 1e-5), status) == (
+        "none of the 3 checked elements is wrong by itself; the largest |a-n| is 9e-06, at [2]",
+    )
+
+
+def test_a_non_finite_numeric_value_is_named_and_the_rest_read_apart() -> None:
+    numeric = np.array([np.nan, 1.0, 2.0, 3.0])
+    analytic = np.array([1.0, 2.0, 4.0, 3.0])
+    assert _unjudged((4,), analytic, numeric) == (
+        "the numeric gradient is not finite (a non-finite loss) at 1 element: [0]",
+        "analytic is 2x the numeric gradient at the 2 other wrong elements (of 4 checked)",
+    )
+
+
+# --- random directions ---------------------------------------------------------------------------------------------
+
+
+def _tensor(diagnosis: tuple[str, ...] = ()) -> TensorReport:
+    return TensorReport("w", (4,), 0.1, 0.1, 0.1, passed=not diagnosis, diagnosis=diagnosis)
+
+
+def _direction(number: int, analytic: float, numeric: float) -> DirectionResult:
+    status = AGREE if abs(analytic - numeric) <= 1e-6 else WRONG
+    return DirectionResult("w", number, analytic, numeric, 1e-6, status, 1e-5)
+
+
+def test_a_factor_along_some_random_directions_only_is_not_every_direction() -> None:
+    directions = [_direction(0, 2.0, 1.0), _direction(1, 1.5, 1.5), _direction(2, -4.0, -2.0)]
+    (tensor,) = with_directions((_tensor(),), directions)
+    assert tensor.diagnosis == ("analytic is 2x the numeric gradient along the 2 wrong random directions (of 3)",)
+    assert not tensor.passed
+    (tensor,) = with_directions((_tensor(),), [_direction(0, 2.0, 1.0), _direction(2, -4.0, -2.0)])
+    assert tensor.diagnosis == ("analytic is 2x the numeric gradient along every random direction",)
+
+
+def test_wrong_directions_are_said_after_what_the_elements_showed() -> None:
+    elements = "none of the 3 checked elements is wrong by itself; the largest |a-n| is 9e-06, at [2]"
+    (tensor,) = with_directions((_tensor((elements,)),), [_direction(0, 2.0, 1.0), _direction(1, 1.5, 1.0)])
+    assert tensor.diagnosis == (
+        elements,
+        "2 of 2 random directions disagree; along direction 0, g·v = 2 but the loss changes at 1",
+    )
+
+
+# --- the headline ---------------------------------------------------------------------------------------------------
+
+
+class SlightlyOff:
+    """J = ½ Σ c·w², with a backward pass 3e-6 too large: no element is off by 1e-3, the seed's threshold fails."""
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        return float(0.5 * np.sum(data["c"] * params["w"] ** 2))
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w": data["c"] * params["w"] * (1 + 3e-6)}
+
+
+def _problem() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    return {"w": rng.uniform(-1, 1, (4, 4))}, {"c": rng.uniform(0.5, 2, (4, 4))}
+
+
+def _check(**settings: Any) -> Report:
+    params, data = _problem()
+    return pipeline.check(SlightlyOff(), params, data, **settings)
+
+
+def test_a_check_failed_on_the_threshold_alone_says_so_in_the_headline() -> None:
+    seed = _check(**SEED)
+    assert not seed.passed
+    assert seed.n_wrong == 0
+    headline = str(seed).splitlines()[0]
+    assert headline == f"gradcheck FAILED: difference {seed.difference:.3e} > threshold 2e-07"
+    (tensor,) = seed.tensors
+    assert tensor.diagnosis[0].startswith(
+        "none of the 16 checked elements is off by more than 1e-3 relative (elements are not judged)"
+    )
+
+    # With per-element verdicts every element agrees: the headline leads with the threshold, never "0 of 16 wrong".
+    judged = _check(**{**SEED, "tolerance": "auto"})
+    assert not judged.passed
+    assert judged.n_wrong == 0
+    headline = str(judged).splitlines()[0]
+    assert "0 of 16 elements wrong" not in headline
+    assert headline == (
+        f"gradcheck FAILED: difference {judged.difference:.3e} > threshold 2e-07; none of the 16 checked elements wrong"
+    )
+
+
+def test_the_headline_names_a_tensor_that_failed_for_no_other_reason_as_not_verified() -> None:
+    report = _check(**{**SEED, "tolerance": "auto", "threshold": None})
+    assert report.passed
+    assert (
+        str(report).splitlines()[0] == f"gradcheck PASSED: 0 of 16 elements wrong; difference {report.difference:.3e}"
+    )
+    unverified = dataclasses.replace(
+        report, passed=False, tensors=tuple(dataclasses.replace(t, passed=False) for t in report.tensors)
+    )
+    assert str(unverified).splitlines()[0] == (
+        f"gradcheck FAILED: 1 tensor not verified (w); none of the 16 checked elements wrong; "
+        f"difference {report.difference:.3e}"
+    )
+
+
+class LogLoss:
+    """J = Σ log w, exact gradient 1/w; w[0] sits within a step of 0, so the loss below it is not finite."""
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        with np.errstate(invalid="ignore"):
+            return float(np.sum(np.log(params["w"])))
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w": 1 / params["w"]}
+
+
+def test_the_headline_names_non_finite_losses_and_random_directions() -> None:
+    w = np.array([5e-8, 1.0, 2.0, 3.0])
+    report = pipeline.check(LogLoss(), {"w": w}, {}, scheme="central", epsilon=1e-7, threshold=2e-7)
+    assert report.nonfinite.count == 1
+    assert math.isnan(report.difference)
+    assert (
+        str(report).splitlines()[0]
+        == "gradcheck FAILED: 1 of 4 elements wrong; non-finite loss at 1 element; difference nan"
+    )
+    assert report.tensors[0].diagnosis == ("the numeric gradient is not finite (a non-finite loss) at 1 element: [0]",)
+
+    params, data = _problem()
+    doubled = pipeline.check(TwiceTheGradient(), params, data, indices="none", directions=2)
+    assert str(doubled).splitlines()[0] == (
+        f"gradcheck FAILED: 2 of 2 random directions wrong; difference {doubled.difference:.3e}"
+    )
+    assert doubled.tensors[0].diagnosis == ("analytic is 2x the numeric gradient along every random direction",)
+
+
+class TwiceTheGradient(SlightlyOff):
+    """The same loss; a backward pass twice too large."""
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w": 2 * data["c"] * params["w"]}
