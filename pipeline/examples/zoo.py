@@ -36,6 +36,7 @@ __all__ = [
     "TORCH_RULE",
     "Outcome",
     "ZooModel",
+    "chosen_settings",
     "model",
     "planted",
     "run_case",
@@ -379,16 +380,22 @@ SETTINGS: dict[str, dict[str, object]] = {
 }
 
 
+def chosen_settings(settings: str, dtype: type) -> dict[str, object]:
+    """The keyword arguments of the named setting for parameters of ``dtype`` (jax's tolerance depends on it)."""
+    chosen = dict(SETTINGS[settings])
+    if settings == "jax-rule":
+        tol = JAX_TOLERANCE[np.dtype(dtype).name]
+        chosen["tolerance"] = {"atol": tol, "rtol": tol, "safety": 1e-300}
+    return chosen
+
+
 def run_case(kind: str, bug: str | None, settings: str, dtype: type, client: object) -> Outcome:
     """Check one zoo model (correct, or with ``bug`` planted) through the pipeline on ``client``."""
     from pipeline.api import check  # the zoo is plain models; only running it needs the pipeline
 
     subject = model(kind) if bug is None else planted(kind, bug)
     params, data = subject.problem(dtype)
-    chosen = dict(SETTINGS[settings])
-    if settings == "jax-rule":
-        tol = JAX_TOLERANCE[np.dtype(dtype).name]
-        chosen["tolerance"] = {"atol": tol, "rtol": tol, "safety": 1e-300}
+    chosen = chosen_settings(settings, dtype)
     report = check(subject, params, data, client=client, **chosen)  # type: ignore[arg-type]
     tensor = None if subject.bug is None else subject.bug[1]
     diagnosis = next((t.diagnosis for t in report.tensors if t.name == tensor), ())
