@@ -223,6 +223,8 @@ def _headline(report: Report) -> str:
             parts.append(f"{directions_wrong} of {len(report.directions)} random directions wrong")
         if report.threshold is not None:
             difference += f" <= threshold {report.threshold:g}"
+        if report.not_verified:  # unverified: warn
+            parts.append(f"{len(report.not_verified)} tensor(s) not verified ({', '.join(report.not_verified)})")
         return "gradcheck PASSED: " + "; ".join([*parts, difference])
     failed: list[str] = []  # each reason the check failed for, as the verdicts have it
     held: list[str] = []  # the rest, said so that no count reads as a reason
@@ -245,25 +247,13 @@ def _headline(report: Report) -> str:
         held.append(
             difference + (f" <= threshold {report.threshold:g}" if report.threshold is not None and not over else "")
         )
-    # A tensor can fail for none of the reasons above (not verified): name it rather than leave the count unexplained.
-    from .numerics.reduce import failing_tensors  # the threshold's rule, as the verdict applied it
-
-    named = (
-        failing_tensors({t.name: t.contribution for t in report.tensors}, report.difference, report.threshold)
-        if over
-        else set()
-    )
-    unverified = [
-        t.name
-        for t in report.tensors
-        if not t.passed
-        and not (t.n_wrong or t.n_directions_wrong or not math.isfinite(t.contribution) or t.name in named)
-    ]
-    if unverified:
-        failed.append(
-            f"{len(unverified)} tensor{'s' if len(unverified) > 1 else ''} not verified ({', '.join(unverified)})"
+    if report.not_verified:
+        names = report.not_verified
+        (failed if report.verdict == "not verified" else held).append(
+            f"{len(names)} tensor{'s' if len(names) > 1 else ''} not verified ({', '.join(names)})"
         )
-    return "gradcheck FAILED: " + "; ".join([*failed, *held])
+    verdict = "NOT VERIFIED" if report.verdict == "not verified" else "FAILED"
+    return f"gradcheck {verdict}: " + "; ".join([*failed, *held])
 
 
 def _unjudged_rule(report: Report) -> str:

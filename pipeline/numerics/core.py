@@ -395,11 +395,11 @@ def _noise(loaded: Loaded, loss: float) -> tuple[tuple[float, ...], tuple[str, .
     """The loss's evaluation noise along each tensor, where each figure came from, and the losses it cost.
 
     Per tensor, Moré and Wild's ECNoise on 9 losses at ``θ + j·δ·p`` along a seeded direction ``p``
-    over up to :data:`NOISE_ELEMENTS` of its elements (scaled like them, set in place and restored
+    over some of its elements (:data:`NOISE_ELEMENTS`; scaled like them, set in place and restored
     exactly). A level is noise only if the same is measured at ``δ/16``: noise does not depend on
     the spacing, but a kink on the line (a ReLU, a max-pool tie) shows up as a level proportional
-    to it. Such a level is set aside and another direction tried; failing that, the level measured
-    at the finer spacing is taken. Where nothing can be measured (the points too close or too far
+    to it. Such a level is set aside and another direction tried, over fewer elements; failing that,
+    the smallest level measured at a finer spacing is taken. Where nothing can be measured (the points too close or too far
     apart, a loss that fails off θ), one rounding unit of the loss.
     """
     settings = loaded.settings
@@ -421,19 +421,21 @@ def _tensor_noise(loaded: Loaded, number: int, name: str) -> tuple[float, str, i
     flat, eps = loaded.flat[name], _eps(loaded.settings)
     finer: list[float] = []
     evaluations = 0
-    for attempt in range(NOISE_DIRECTIONS):
+    for attempt, elements in enumerate(NOISE_ELEMENTS):
         rng = np.random.default_rng([NOISE_SEED, number, attempt])
-        at = rng.choice(flat.size, size=min(NOISE_ELEMENTS, flat.size), replace=False)
+        at = rng.choice(flat.size, size=min(elements, flat.size), replace=False)
         p = rng.choice([-1.0, 1.0], size=at.size) * np.maximum(1.0, np.abs(flat[at].real))
         for spacing in NOISE_SPACINGS:
             coarse, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) * p)
             evaluations += cost
-            if coarse is None:
+            if not coarse:
                 continue
             fine, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) / 16 * p)
             evaluations += cost
             if fine is not None and fine >= coarse / 4:
                 return max(coarse, fine), "measured", evaluations
+            if fine == 0.0:  # the loss does not move at the finer spacing: it is quantised at the coarse level
+                return coarse, "measured (the loss moves in steps: quantised)", evaluations
             if fine is not None:
                 finer.append(fine)
             break  # a level that shrinks with the spacing: a kink on this line; try another direction
@@ -444,7 +446,8 @@ def _tensor_noise(loaded: Loaded, number: int, name: str) -> tuple[float, str, i
 
 def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray) -> tuple[float | None, int]:
     """ECNoise's level from the losses at ``θ + j·step`` (``step`` over the elements ``at`` of ``flat``),
-    j = -4..4, and how many losses that took; None where it cannot tell, or the loss fails or is not finite."""
+    j = -4..4, and how many losses that took; None where it cannot tell, or the loss fails or is not finite;
+    0 where the loss did not move at all."""
     original = flat[at].copy()
     values: list[float] = []
     try:
@@ -455,13 +458,16 @@ def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndar
         return None, len(values) + 1
     finally:
         flat[at] = original
-    return (noise_level(values) if all(np.isfinite(values)) else None), len(values)
+    if not all(np.isfinite(values)):
+        return None, len(values)
+    if np.ptp(values) == 0:  # the loss did not move at all: 0, which no noise level can be
+        return 0.0, len(values)
+    return noise_level(values), len(values)
 
 
-#: How many elements of each tensor a noise direction moves...
-NOISE_ELEMENTS = 256
-#: ...how many directions are tried per tensor before a kink-free measurement is given up...
-NOISE_DIRECTIONS = 2
+#: How many elements of a tensor each noise direction moves, in turn until one is free of kinks
+#: (fewer elements, fewer kinks to cross; a kink at θ itself is crossed by every line through it)...
+NOISE_ELEMENTS = (256, 16, 1)
 #: ...and the spacings tried, in units of ``EPS**(1/3)`` (times ``max(1, |θ|)``), first to last.
 NOISE_SPACINGS = (0.1, 10.0, 1e-3)
 #: The noise directions' seed: the same directions every run, so the same check is repeatable.
@@ -595,6 +601,7 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
                     (est.numeric[k], allowed[at[k]], status[at[k]]),
                     tolerance,
                     scale[k],
+                    refined.margin,
                 )
                 if settings.epsilon is None:
                     steps[at[k]] = np.where(refined.kink | ~np.isfinite(refined.numeric), h[k], refined.step)
@@ -937,6 +944,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
             (numeric, allowed, status),
             tolerance,
             0.0,
+            refined.margin,
         )
     elif settings.judged:
         status = inconclusive(analytic, numeric, est.bar, status, tolerance, 0.0)

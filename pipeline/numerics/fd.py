@@ -281,15 +281,14 @@ def noise_level(values: Sequence[float]) -> float | None:
     sign, that estimate is the noise's standard deviation.
 
     Returns None when the points were too close (the values are mostly equal) or
-    too far apart (no order is dominated by noise). Unlike ECNoise, values that vary a lot
-    relative to their size are not refused: a loss that is 0 at θ varies by 100% over any
-    spacing, and its noise is still measurable; a spacing too wide for noise leaves no order
-    settled with differences changing sign.
+    too far apart (they vary by more than 10% of their size, or no order is dominated by
+    noise). Where the middle value is exactly 0 the 10% rule is skipped: a loss that is 0 at θ
+    varies by 100% over any spacing, and its noise is still measurable.
     """
     f = np.asarray(values, dtype=np.float64)
     nf = f.size
     top = min(6, nf - 1)
-    if nf < 4:
+    if nf < 4 or (f[nf // 2] != 0 and np.ptp(f) > 0.1 * np.max(np.abs(f))):
         return None
     levels, signs, gamma = [], [], 1.0
     for k in range(1, top + 1):

@@ -64,8 +64,9 @@ class Refined:
 
     ``numeric``: the table's best estimate. ``bar``: its error bar (the table's error estimate plus
     the rounding of its finest difference). ``kink``: the one-sided slopes keep a gap that does not
-    shrink with the step. ``lower``/``upper``: the one-sided slopes at the finest step whose gap is
-    still above its noise (at the first step if none is). ``step``: the step of the best estimate's
+    shrink with the step. ``lower``/``upper``: the one-sided slopes extrapolated to step 0 from the two
+    finest steps whose gap is still above its noise (a slope at step h is off by about f''·h/2, enough
+    to put a valid subgradient outside), and ``margin`` how far that extrapolation moved them. ``step``: the step of the best estimate's
     finest difference. ``evaluations``: the losses evaluated, all suspects together.
     """
 
@@ -76,6 +77,7 @@ class Refined:
     upper: np.ndarray
     step: np.ndarray
     evaluations: int
+    margin: np.ndarray | float = 0.0
 
 
 def second_look(
@@ -115,8 +117,8 @@ def second_look(
     previous = np.full((ROWS, k), np.nan)  # the table's last column
     gaps = np.full((ROWS, k), np.nan)
     gap_noise = np.full((ROWS, k), np.inf)
-    lows = np.full((ROWS, k), np.nan)
-    highs = np.full((ROWS, k), np.nan)
+    uppers = np.full((ROWS, k), np.nan)
+    lowers = np.full((ROWS, k), np.nan)
     steps = np.full((ROWS, k), np.nan)
     diagonal = np.full(k, np.nan)  # the table's last diagonal entry, per suspect
     active = np.ones(k, dtype=bool)
@@ -138,20 +140,27 @@ def second_look(
             lower = (loss0 - minus) / -down
             gaps[i, which] = upper - lower
             gap_noise[i, which] = 2 * noise[which] * (1 / np.abs(up) + 1 / np.abs(down))
-            lows[i, which], highs[i, which] = np.minimum(lower, upper), np.maximum(lower, upper)
+            lowers[i, which], uppers[i, which] = lower, upper
             steps[i, which] = span / 2
             rounding = noise[which] * math.sqrt(2) / np.abs(span)
             err, num, rnd, stp = error[which], numeric[which], rounding_best[which], step_best[which]
+            # Only a row in the asymptotic regime may give the best estimate: there the slopes' gap shrinks with
+            # the step (or is lost in noise). On a plateau reached by too coarse a step, J(θ±h) agree and the
+            # table "converges" on nothing, while the gap grows as the step shrinks.
+            with_gap = np.abs(gaps[i, which]) > GAP_SIGNIFICANT * gap_noise[i, which]
+            asymptotic = ~with_gap
+            if i:
+                asymptotic |= np.abs(gaps[i, which]) <= 0.75 * np.abs(gaps[i - 1, which])
             factor = CON * CON
             for j in range(1, i + 1):
                 column[j] = (column[j - 1] * factor - previous[j - 1, which]) / (factor - 1)
                 factor *= CON * CON
                 trial = np.maximum(np.abs(column[j] - column[j - 1]), np.abs(column[j] - previous[j - 1, which]))
-                better = trial <= err
+                better = (trial <= err) & asymptotic
                 err, num = np.where(better, trial, err), np.where(better, column[j], num)
                 rnd, stp = np.where(better, rounding, rnd), np.where(better, span / 2, stp)
             if i == 0:  # one difference: its own estimate, its error unknown until the next row
-                num = column[0]
+                num = np.where(asymptotic, column[0], np.nan)
             error[which], numeric[which], rounding_best[which], step_best[which] = err, num, rnd, stp
             previous[:, which] = column
             done = ~np.isfinite(column[0]) | (span == 0)  # no finer step is possible, or the loss failed
@@ -160,14 +169,14 @@ def second_look(
             if i + 1 >= MIN_ROWS:
                 growing = np.abs(column[i] - diagonal[which]) >= SAFE * err
                 converged = err <= 1e-3 * SAFE * scale[which]
-                done |= growing & converged
+                done |= growing & converged & asymptotic
                 done |= rounding > SAFE * err  # noise dominates: finer steps can only be worse
         diagonal[which] = column[i]
         active[which[done]] = False
-    kink, lower, upper = _kinks(gaps, gap_noise, lows, highs)
+    kink, lower, upper, margin = _kinks(gaps, gap_noise, lowers, uppers)
     with np.errstate(invalid="ignore"):
         bar = np.where(np.isfinite(error), error, np.abs(numeric)) + ROUNDING_GAIN * rounding_best
-    return Refined(numeric, bar, kink, lower, upper, step_best, evaluations)
+    return Refined(numeric, bar, kink, lower, upper, step_best, evaluations, margin)
 
 
 def _flat(gaps: np.ndarray, gap_noise: np.ndarray) -> np.ndarray:
@@ -183,11 +192,12 @@ def _flat(gaps: np.ndarray, gap_noise: np.ndarray) -> np.ndarray:
 
 
 def _kinks(
-    gaps: np.ndarray, gap_noise: np.ndarray, lows: np.ndarray, highs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    gaps: np.ndarray, gap_noise: np.ndarray, lowers: np.ndarray, uppers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per suspect: whether its one-sided slopes keep a gap that does not shrink with the step (the finest
     4 rows whose gaps are all significant decide, by :func:`_flat`), and the slopes at the finest step
-    whose gap is significant (the first step's when none is)."""
+    whose gap is significant (the first step's when none is), extrapolated to step 0 with the row
+    before: ``(kink, low, high, margin)``."""
     with np.errstate(invalid="ignore"):
         significant = np.abs(gaps) > GAP_SIGNIFICANT * gap_noise
     rows, k = gaps.shape
@@ -199,7 +209,13 @@ def _kinks(
             window = np.all(significant[i - 3 : i + 1], axis=0)
             kink = np.where(window, _flat(gaps[i - 3 : i + 1], gap_noise[i - 3 : i + 1]), kink)
     at = np.arange(k)
-    return kink, lows[finest, at], highs[finest, at]
+    before = np.maximum(finest - 1, 0)
+    with np.errstate(invalid="ignore"):
+        # one-sided slopes are first order in h: s(0) ≈ 2·s(h) − s(2h)
+        upper = np.where(finest > 0, 2 * uppers[finest, at] - uppers[before, at], uppers[finest, at])
+        lower = np.where(finest > 0, 2 * lowers[finest, at] - lowers[before, at], lowers[finest, at])
+        margin = np.fmax(np.abs(upper - uppers[finest, at]), np.abs(lower - lowers[finest, at]))
+    return kink, np.fmin(lower, upper), np.fmax(lower, upper), margin
 
 
 #: The Taylor test's multiples of the tangent, halving (pyadjoint's ``taylor_test`` takes 4 steps).

@@ -177,12 +177,13 @@ def judge_again(
     first: tuple[np.ndarray, np.ndarray, np.ndarray],
     tolerance: Tolerance,
     scale: np.ndarray | float,
+    margin: np.ndarray | float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
 
     Where the one-sided slopes show a kink, the first pass's estimate and allowance stand, and the
     element is non-differentiable if its analytic value lies between the slopes (a valid
-    subgradient), wrong if not. Elsewhere the refined estimate and its bar decide as in :func:`judge`,
+    subgradient; within the first allowance and the slopes' extrapolation ``margin``), wrong if not. Elsewhere the refined estimate and its bar decide as in :func:`judge`,
     and an agreeing element whose bar is still too wide is inconclusive (:func:`inconclusive`).
     ``first`` is the first pass's ``(numeric, allowed, status)``; it stands where the second look
     could not evaluate the loss.
@@ -192,13 +193,13 @@ def judge_again(
     with np.errstate(invalid="ignore"):
         allowed = tolerance.atol + tolerance.rtol * np.abs(numeric) + tolerance.safety * bar
         agree = np.abs(analytic - numeric) <= allowed
-        between = (analytic >= lower - first_allowed) & (analytic <= upper + first_allowed)
+        room = first_allowed + margin
+        between = (analytic >= lower - room) & (analytic <= upper + room)
     status = np.where(agree, AGREE, WRONG).astype(np.int8)
     status = inconclusive(analytic, numeric, bar, status, tolerance, scale)
-    kinked = kink & usable
-    status = np.where(kinked, np.where(between, NONDIFFERENTIABLE, WRONG), status).astype(np.int8)
     status = np.where(usable, status, first_status).astype(np.int8)
-    keep = kinked | ~usable
+    status = np.where(kink, np.where(between, NONDIFFERENTIABLE, WRONG), status).astype(np.int8)
+    keep = kink | ~usable
     numeric = np.where(keep, first_numeric, numeric)
     allowed = np.where(keep, first_allowed, allowed)
     return numeric, allowed, status
