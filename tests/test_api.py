@@ -51,8 +51,9 @@ def test_default_settings_find_and_describe_the_seeds_planted_bugs(client: Clien
     # b1[4, 0] is exactly 0 (a dead unit): 4x of it agrees, so the factor is not "everywhere".
     assert by_name["b1"].diagnosis == ("analytic is 4x the numeric gradient at the 4 wrong elements (of 5 checked)",)
     assert by_name["b1"].n_wrong == 4
-    assert report.noise["measured"]
-    assert 0 < report.noise["level"] < 1e-13
+    # The noise is measured per tensor, and the power each tensor had is stated.
+    assert all(t.noise_source == "measured" and 0 < t.noise < 1e-13 for t in report.tensors)
+    assert all(t.power < 1e-6 for t in report.tensors if t.passed)
     correct = pipeline.check(seed_mlp.correct, params, data, client=client)
     assert correct.passed
     assert correct.n_wrong == 0

@@ -312,10 +312,14 @@ def test_the_headline_names_a_tensor_that_failed_for_no_other_reason_as_not_veri
         str(report).splitlines()[0] == f"gradcheck PASSED: 0 of 16 elements wrong; difference {report.difference:.3e}"
     )
     unverified = dataclasses.replace(
-        report, passed=False, tensors=tuple(dataclasses.replace(t, passed=False) for t in report.tensors)
+        report,
+        passed=False,
+        verdict="not verified",
+        not_verified=("w",),
+        tensors=tuple(dataclasses.replace(t, verified=False) for t in report.tensors),
     )
     assert str(unverified).splitlines()[0] == (
-        f"gradcheck FAILED: 1 tensor not verified (w); none of the 16 checked elements wrong; "
+        f"gradcheck NOT VERIFIED: 1 tensor not verified (w); none of the 16 checked elements wrong; "
         f"difference {report.difference:.3e}"
     )
 
