@@ -592,11 +592,11 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
                 sub = _subgroup(group, suspect)
                 # The table starts at the first pass's steps, and reuses its losses; but a fixed step may be far
                 # too fine for the loss's noise: then it starts no finer than the automatic one.
-                start: np.ndarray = h[k]
-                known = _known_rows(table[k], taken[k], settings.scheme)
+                first_step, known = h[k], _known_rows(table[k], taken[k], settings.scheme)
                 if settings.epsilon is not None:
-                    start, known = np.maximum(start, step_sizes(_values(loaded, sub), settings.scheme, None)), []
-                refined = _look_again(loaded, sub, start, noise[k], scale[k], known)
+                    automatic = step_sizes(_values(loaded, sub), settings.scheme, None)
+                    first_step, known = np.maximum(first_step, automatic), []
+                refined = _look_again(loaded, sub, first_step, noise[k], scale[k], known)
                 numeric[at[k]], allowed[at[k]], status[at[k]] = judge_again(
                     a[k],
                     refined.numeric,
