@@ -425,9 +425,13 @@ def _tensor_noise(loaded: Loaded, number: int, name: str) -> tuple[float, str, i
         rng = np.random.default_rng([NOISE_SEED, number, attempt])
         at = rng.choice(flat.size, size=min(elements, flat.size), replace=False)
         p = rng.choice([-1.0, 1.0], size=at.size) * np.maximum(1.0, np.abs(flat[at].real))
-        for spacing in NOISE_SPACINGS:
+        still = True  # the loss has not moved at any spacing yet
+        for spacing in NOISE_SPACINGS + NOISE_QUANTISED * (attempt == 0):
+            if spacing in NOISE_QUANTISED and not still:
+                break
             coarse, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) * p)
             evaluations += cost
+            still &= coarse == 0.0
             if not coarse:
                 continue
             fine, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) / 16 * p)
@@ -439,6 +443,8 @@ def _tensor_noise(loaded: Loaded, number: int, name: str) -> tuple[float, str, i
             if fine is not None:
                 finer.append(fine)
             break  # a level that shrinks with the spacing: a kink on this line; try another direction
+        if still:  # the loss does not depend on this tensor at all (or is far coarser than any step): no use
+            break
     if finer:
         return min(finer), "measured at a finer spacing (a kink crossed the probe's line)", evaluations
     return 0.0, "not measurable: one rounding unit of the loss", evaluations
@@ -468,8 +474,12 @@ def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndar
 #: How many elements of a tensor each noise direction moves, in turn until one is free of kinks
 #: (fewer elements, fewer kinks to cross; a kink at θ itself is crossed by every line through it)...
 NOISE_ELEMENTS = (256, 16, 1)
-#: ...and the spacings tried, in units of ``EPS**(1/3)`` (times ``max(1, |θ|)``), first to last.
+#: ...and the spacings tried, in units of ``EPS**(1/3)`` (times ``max(1, |θ|)``), first to last...
 NOISE_SPACINGS = (0.1, 10.0, 1e-3)
+#: ...and, where the loss did not move at all at those, far wider ones: a loss rounded to steps far
+#: coarser than the tensor's contribution (a float32 sum of terms near 1e6) moves only there, by its
+#: quantum, which is then its noise; a loss that does not move even there does not depend on the tensor.
+NOISE_QUANTISED = (1e3, 1e5)
 #: The noise directions' seed: the same directions every run, so the same check is repeatable.
 NOISE_SEED = 20261128
 

@@ -45,10 +45,16 @@ ROWS = 22
 MIN_ROWS = 4
 #: It stops once its error is this many times its best (the finest steps are noise).
 SAFE = 2.0
+#: In the asymptotic regime the slopes' gap halves with the step, to within this (its own noise included).
+SMOOTH_GAP = 0.15
 #: A gap between the one-sided slopes counts only when it is this many times its noise.
-GAP_SIGNIFICANT = 10.0
-#: A kink's gap shrinks by less than this over a step 4x smaller (a smooth one's by 4x).
+GAP_SIGNIFICANT = 4.0
+#: A kink's gap keeps its size within this factor over a 4x smaller step, twice, to stop its table
+#: early (a smooth function's gap shrinks 4x)...
 KINK_RATIO = 0.8
+#: ...and, to call a suspect a kink once its table has stopped, its finest two significant gaps 4x apart
+#: in step are within this factor of each other (a kink a little off θ: the gap approaches the jump).
+KINK_BAND = 0.5
 #: The rounding of the table's best entry is its finest difference's times this
 #: (extrapolation weights add up to about 2).
 ROUNDING_GAIN = 2.0
@@ -149,8 +155,9 @@ def second_look(
             # table "converges" on nothing, while the gap grows as the step shrinks.
             with_gap = np.abs(gaps[i, which]) > GAP_SIGNIFICANT * gap_noise[i, which]
             asymptotic = ~with_gap
-            if i:
-                asymptotic |= np.abs(gaps[i, which]) <= 0.75 * np.abs(gaps[i - 1, which])
+            if i:  # a smooth gap is about f''·h: it halves with the step, keeping its sign
+                ratio = gaps[i, which] / gaps[i - 1, which]
+                asymptotic |= (ratio >= 0.5 - SMOOTH_GAP) & (ratio <= 0.5 + SMOOTH_GAP)
             factor = CON * CON
             for j in range(1, i + 1):
                 column[j] = (column[j - 1] * factor - previous[j - 1, which]) / (factor - 1)
@@ -170,7 +177,9 @@ def second_look(
                 growing = np.abs(column[i] - diagonal[which]) >= SAFE * err
                 converged = err <= 1e-3 * SAFE * scale[which]
                 done |= growing & converged & asymptotic
-                done |= rounding > SAFE * err  # noise dominates: finer steps can only be worse
+                # noise dominates: finer steps can only be worse (unless the slopes' gap is still to be told
+                # apart: a kink shows only at steps where the jump exceeds the noise)
+                done |= (rounding > SAFE * err) & asymptotic
         diagonal[which] = column[i]
         active[which[done]] = False
     kink, lower, upper, margin = _kinks(gaps, gap_noise, lowers, uppers)
@@ -195,7 +204,9 @@ def _kinks(
     gaps: np.ndarray, gap_noise: np.ndarray, lowers: np.ndarray, uppers: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per suspect: whether its one-sided slopes keep a gap that does not shrink with the step (the finest
-    4 rows whose gaps are all significant decide, by :func:`_flat`), and the slopes at the finest step
+    two significant gaps 4x apart in step, within a factor 1/:data:`KINK_BAND` of each other: a kink
+    a little off θ makes the gap grow toward the jump as the step shrinks; or a significant gap that changed
+    sign as the step shrank), and the slopes at the finest step
     whose gap is significant (the first step's when none is), extrapolated to step 0 with the row
     before: ``(kink, low, high, margin)``."""
     with np.errstate(invalid="ignore"):
@@ -203,11 +214,18 @@ def _kinks(
     rows, k = gaps.shape
     kink = np.zeros(k, dtype=bool)
     finest = np.zeros(k, dtype=np.int64)
+    flipped = np.zeros(k, dtype=bool)
     for i in range(rows):
+        # a significant gap that changed sign since the last significant one: not smooth at this scale (a smooth
+        # gap, about f''·h, keeps its sign as h shrinks; curvature outweighing a small jump at coarse steps flips)
+        flipped |= significant[i] & (i > 0) & (np.sign(gaps[i]) * np.sign(gaps[finest, np.arange(k)]) < 0)
         finest = np.where(significant[i], i, finest)
-        if i >= 3:
-            window = np.all(significant[i - 3 : i + 1], axis=0)
-            kink = np.where(window, _flat(gaps[i - 3 : i + 1], gap_noise[i - 3 : i + 1]), kink)
+        if i >= 2:  # the finest pair of significant gaps 4x apart in step decides (a looser band than _flat's)
+            both = significant[i] & significant[i - 2]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = gaps[i] / gaps[i - 2]
+            kink = np.where(both, (ratio >= KINK_BAND) & (ratio <= 1 / KINK_BAND), kink)
+    kink |= flipped
     at = np.arange(k)
     before = np.maximum(finest - 1, 0)
     with np.errstate(invalid="ignore"):
