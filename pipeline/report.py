@@ -31,16 +31,21 @@ REPORT_VERSION = 2
 #: How elements and tensors are judged; stored in every report and explained in the README.
 RULE = (
     "Each element agrees when |a - n| <= atol + rtol*|n| + safety*bar, where bar is the numeric estimate's own "
-    "error bar: the loss's measured noise carried through the scheme, plus the truncation error where the scheme "
-    "measures it (richardson). An element that disagrees is non-differentiable, not wrong, when its one-sided "
-    "slopes disagree and the analytic value lies between them (a kink, such as ReLU at 0). The check passes when "
-    "no element is wrong and, if a threshold is set, the normalized difference ||g - g~|| / (||g|| + ||g~||) is "
-    "at most the threshold. A tensor is wrong when one of its elements is. With a threshold, each tensor's "
-    "contribution is ||g_t - g~_t|| / (||g|| + ||g~||), its own error over the whole gradient's "
-    "scale; the squares of the contributions add up to the square of the difference. When the difference exceeds "
-    "the threshold, the largest contributors are wrong too, taken in turn until what remains is within the threshold: "
-    "exactly the tensors to fix for the check to pass. A tensor's own normalized difference is shown too, but "
-    "not judged: on a tensor with a small gradient it is dominated by rounding noise."
+    "error bar: the loss's noise along its tensor (measured, a kink on the probe's line set aside) carried through "
+    "the scheme, plus the truncation error where the scheme measures it (richardson). Every suspect element (it "
+    "disagrees, is called a kink, or its bar is wide) is estimated again over a sequence of steps (a Richardson "
+    "table in the regime where the one-sided slopes' gap shrinks with the step) before its verdict. It is "
+    "non-differentiable, not wrong, when that gap does not shrink (a kink) and the analytic value lies between the "
+    "slopes; inconclusive when its bar stays above 1% of max(|a|, |n|, its tensor's RMS gradient). A tensor is "
+    "wrong when one of its elements (or random directions) is; not verified when none of its checked elements or "
+    "directions could be verified. The check passes when no tensor is wrong, every tensor is verified (unless "
+    "unverified: warn) and, if a threshold is set, the normalized difference ||g - g~|| / (||g|| + ||g~||) is "
+    "at most the threshold. With a threshold, each tensor's contribution is ||g_t - g~_t|| / (||g|| + ||g~||), "
+    "its own error over the whole gradient's scale; the squares of the contributions add up to the square of the "
+    "difference. When the difference exceeds the threshold, the largest contributors are wrong too, taken in turn "
+    "until what remains is within the threshold: exactly the tensors to fix for the check to pass. A tensor's own "
+    "normalized difference is shown too, but not judged: on a tensor with a small gradient it is dominated by "
+    "rounding noise."
 )
 
 

@@ -1,0 +1,286 @@
+"""Verdicts with power: each class of wrong gradient that once passed because an error bar or a rule
+was too wide is caught now, a correct one still passes, and a check that could not have seen a bug
+says so. In-process checks on models with exact gradients (pipeline/examples/hard.py and below)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pipeline
+import pipeline.testing
+from pipeline.errors import ConfigError
+from pipeline.examples import hard
+from pipeline.numerics.refine import second_look, taylor
+from pipeline.numerics.tolerance import AGREE, WRONG
+
+from .conftest import run_cli
+
+Arrays = dict[str, np.ndarray]
+
+
+def _found(report: pipeline.Report, tensor: str) -> bool:
+    return not report.passed and report.failing == (tensor,)
+
+
+# -- 1. a kink anywhere no longer widens every error bar --------------------------------------------
+
+
+def test_a_kink_on_the_probes_line_does_not_widen_the_bars_of_tensors_without_one() -> None:
+    model = hard.model("kink-relu")
+    params, data = model.problem()
+    report = pipeline.check(model, params, data)
+    assert report.passed
+    assert report.n_nondifferentiable > 0
+    noise = {t.name: t for t in report.tensors}
+    # The kinks are in the first layer: the tensors after it keep the loss's own rounding noise.
+    for name in ("W2", "b2", "W3", "b3"):
+        assert noise[name].noise < 1e-14, noise[name]
+        assert noise[name].noise_source == "measured", noise[name]
+        assert noise[name].power < 1e-4
+    assert "kink crossed" in noise["W1"].noise_source
+    for name in ("W2", "W3"):  # and a 1e-5 relative error there is found, named
+        assert _found(pipeline.check(hard.planted("kink-relu", name, 1e-5), params, data), name)
+
+
+# -- 2. the step shrinks where the function varies on a scale far below |θ| ---------------------------
+
+
+def test_an_offset_into_a_tiny_variance_normalisation_is_checked_at_its_own_scale() -> None:
+    params, data = hard.model("offset-layernorm").problem()
+    assert pipeline.check(hard.model("offset-layernorm"), params, data).passed
+    for r in (2e-2, 1e-3):  # both passed with EPS**(1/5)·max(1, |θ|), a step of 0.74 on a scale of 1e-3
+        assert _found(pipeline.check(hard.planted("offset-layernorm", "c", r), params, data), "c"), r
+
+
+# -- 3. central differences do not excuse a smooth bug near a minimum as a kink ------------------------
+
+
+class NearMinimum:
+    """J = Σ cosh(w − c) just off its minimum: gradients of 3e-4, curvature 1, so the one-sided slopes at
+    EPS**(1/3) straddle a 0.3% error; ``factor`` scales the analytic gradient."""
+
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = factor
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum(np.cosh(params["w"] - data["c"])))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return {"w": self.factor * np.sinh(params["w"] - data["c"])}
+
+
+def test_central_differences_do_not_excuse_a_smooth_bug_near_a_minimum_as_a_kink() -> None:
+    c = np.linspace(-1, 1, 6)
+    params, data = {"w": c + 3e-4 * np.array([1, -1, 2, -2, 1.5, -1.5])}, {"c": c}
+    assert pipeline.check(NearMinimum(), params, data, scheme="central").passed
+    unseen = pipeline.check(NearMinimum(1.003), params, data, scheme="central", second_look=False)
+    # Without a second look every element is a "kink" (this passed before): now at least not verified.
+    assert unseen.n_nondifferentiable == 6
+    assert unseen.verdict == "not verified"
+    caught = pipeline.check(NearMinimum(1.003), params, data, scheme="central")
+    assert _found(caught, "w")
+    assert caught.n_wrong == 6
+    assert caught.n_nondifferentiable == 0
+
+
+# -- 4. richardson's fallback bar at high curvature ------------------------------------------------------
+
+
+def test_a_sharp_exponential_catches_one_percent_and_calls_no_bug_a_kink() -> None:
+    params, data = hard.model("sharp-exp").problem()
+    assert pipeline.check(hard.model("sharp-exp"), params, data).passed
+    for r in (1e-2, 3e-2, 5e-2):
+        report = pipeline.check(hard.planted("sharp-exp", "w", r), params, data)
+        assert _found(report, "w"), r
+        assert report.n_nondifferentiable == 0, r
+
+
+# -- 5. directions keep their power on large tensors ------------------------------------------------------
+
+
+def test_directions_on_a_large_float32_tensor_catch_a_wrong_gradient() -> None:
+    params, data = hard.model("wide-float32").problem(np.float32)
+    assert params["W"].size == 100_000
+    settings: dict[str, Any] = {"indices": "none", "directions": 8}
+    assert pipeline.check(hard.model("wide-float32"), params, data, **settings).passed
+    for r in (1.0, 1e-2):  # 2x passed its directions before, each element moved by h/sqrt(n)
+        report = pipeline.check(hard.planted("wide-float32", "W", r), params, data, **settings)
+        assert _found(report, "W"), (r, report.directions)
+
+
+# -- 6. vacuous settings, and tensors nothing could verify ------------------------------------------------
+
+
+def test_settings_that_judge_nothing_are_refused() -> None:
+    params, data = hard.model("smooth-tanh").problem()
+    with pytest.raises(
+        ConfigError, match=r"^`tolerance: none` with no `threshold` \(and no `directions`\) judges nothing"
+    ):
+        pipeline.check(hard.model("smooth-tanh"), params, data, tolerance="none")
+
+
+class AllKinks:
+    """J = Σ |w| at w = 0 (every element on a kink; 0 is a valid subgradient) plus a smooth term in v."""
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum(np.abs(params["w"])) + np.sum(np.sin(params["v"])))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return {"w": np.zeros_like(params["w"]), "v": np.cos(params["v"])}
+
+
+def test_a_tensor_whose_elements_are_all_kinks_is_not_verified_and_fails_unless_told_to_warn(tmp_path: Path) -> None:
+    params, data = {"w": np.zeros(4), "v": np.linspace(0, 1, 5)}, dict[str, np.ndarray]()
+    report = pipeline.check(AllKinks(), params, data)
+    assert (report.passed, report.verdict, report.not_verified, report.failing) == (False, "not verified", ("w",), ())
+    assert report.n_nondifferentiable == 4
+    text = str(report)
+    assert text.startswith("gradcheck NOT VERIFIED: 1 tensor not verified (w); none of the 9 checked elements wrong")
+    assert "  w: none of its 4 checked elements could be verified: 0 inconclusive" in text
+    warned = pipeline.check(AllKinks(), params, data, unverified="warn")
+    assert warned.passed
+    assert warned.verdict == "passed"
+    assert warned.not_verified == ("w",)
+    with pytest.raises(AssertionError, match="NOT VERIFIED"):
+        pipeline.testing.assert_gradients(AllKinks(), params, data)
+    # On the command line: exit 4, not 1 (nothing disagrees).
+    from pipeline.storage.inputs import write_group
+
+    (tmp_path / "model.py").write_text(
+        "import numpy as np\n\nclass AllKinks:\n"
+        "    def loss(self, params, data):\n"
+        "        return float(np.sum(np.abs(params['w'])) + np.sum(np.sin(params['v'])))\n\n"
+        "    def grad(self, params, data):\n"
+        "        return {'w': np.zeros_like(params['w']), 'v': np.cos(params['v'])}\n"
+    )
+    write_group(str(tmp_path / "params.zarr"), params)
+    write_group(str(tmp_path / "data.zarr"), {})
+    (tmp_path / "check.yaml").write_text(
+        f"model: {tmp_path / 'model.py'}:AllKinks\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
+    )
+    assert run_cli("run", str(tmp_path / "check.yaml"), "--inline").returncode == 4
+    assert run_cli("report", str(tmp_path / "out.zarr")).returncode == 4
+    warn = run_cli("run", str(tmp_path / "check.yaml"), "--inline", "--set", "unverified=warn", "--overwrite")
+    assert warn.returncode == 0
+
+
+# -- 7. a loss exactly 0 at θ ---------------------------------------------------------------------------
+
+
+def test_a_loss_exactly_zero_at_theta_has_its_noise_measured() -> None:
+    model = hard.model("zero-loss")
+    params, data = model.problem()
+    assert model.loss(params, data) == 0.0
+    report = pipeline.check(model, params, data)
+    assert report.passed, str(report)
+    assert all(t.noise_source == "measured" and t.noise > 1e-12 for t in report.tensors)  # terms near 1e6
+    assert _found(pipeline.check(hard.planted("zero-loss", "W", 1e-5), params, data), "W")
+
+
+# -- 8. a resume whose loss changed is refused --------------------------------------------------------------
+
+
+def test_a_resume_whose_loss_now_differs_is_refused(tmp_path: Path) -> None:
+    """An L2 term added to the loss, the gradient code not updated: the analytic gradient is the same, the
+    loss is not. The resumed output must not mix shards of two functions."""
+    from pipeline.storage.inputs import write_group
+
+    model = tmp_path / "net.py"
+    source = (
+        "import numpy as np\n\nclass Net:\n    def loss(self, params, data):\n"
+        "        return float(0.5 * np.sum(params['w'] ** 2) + EXTRA * np.sum(params['w'] ** 2))\n\n"
+        "    def grad(self, params, data):\n        return {'w': params['w']}\n\nnet = Net()\n"
+    )
+    model.write_text("EXTRA = 0.0\n" + source)
+    write_group(str(tmp_path / "params.zarr"), {"w": np.linspace(-1, 1, 20)})
+    write_group(str(tmp_path / "data.zarr"), {})
+    (tmp_path / "check.yaml").write_text(
+        f"model: {model}:net\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\nshard_size: 5\n"
+    )
+    assert run_cli("run", str(tmp_path / "check.yaml"), "--inline").returncode == 0
+    model.write_text("EXTRA = 0.01\n" + source)
+    again = run_cli("run", str(tmp_path / "check.yaml"), "--inline")
+    assert again.returncode == 2
+    assert again.stderr.startswith(
+        f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds an interrupted run whose loss at θ was "
+    )
+    assert again.stderr.endswith("the loss changed. Pass --overwrite to start again.\n")
+    assert again.stderr.count("\n") == 1
+
+
+# -- the second look and the Taylor test on functions with known derivatives --------------------------------
+
+
+def _line(f: Any, x0: float, h0: float) -> Any:
+    def losses(which: np.ndarray, multiple: float) -> tuple[np.ndarray, ...]:
+        up, down = x0 + multiple * h0, x0 - multiple * h0
+        return np.array([f(up)]), np.array([f(down)]), np.array([up - x0]), np.array([down - x0])
+
+    return losses
+
+
+@pytest.mark.parametrize(
+    ("f", "x0", "h0", "slope", "kink"),
+    [
+        (lambda x: math.exp(5 * x), 0.3, 1e-2, 5 * math.exp(1.5), False),  # smooth, a coarse first step
+        (lambda x: math.exp(5 * x) + abs(x), 0.0, 1e-2, None, True),  # a kink at θ: slopes 4 and 6
+        (lambda x: math.tanh((x - 1000) / 1e-3), 1000.0003, 0.7, (1 - math.tanh(0.3) ** 2) / 1e-3, False),
+    ],
+)
+def test_the_second_look_finds_the_derivative_or_the_kink(
+    f: Any, x0: float, h0: float, slope: float | None, kink: bool
+) -> None:
+    found = second_look(_line(f, x0, h0), 1, np.array([h0]), f(x0), np.array([1e-16]), np.array([1.0]))
+    assert bool(found.kink[0]) is kink
+    if slope is not None:
+        assert found.numeric[0] == pytest.approx(slope, rel=1e-8)
+        assert found.bar[0] < 1e-8 * abs(slope)
+    else:
+        assert found.lower[0] == pytest.approx(4.0, abs=1e-3)
+        assert found.upper[0] == pytest.approx(6.0, abs=1e-3)
+    assert found.evaluations <= 2 * 22
+
+
+def test_the_taylor_test_sees_order_2_for_a_right_slope_and_1_for_a_wrong_one() -> None:
+    def along(slope_error: float) -> Any:
+        def at(m: float) -> tuple[float, float]:
+            t = 1e-3 * m
+            return math.exp(1 + t) - 1, t
+
+        return taylor(at, math.e * (1 + slope_error), math.e - 1, 1e-16)
+
+    right, wrong = along(0.0), along(1e-2)
+    assert right.status == AGREE
+    assert all(abs(o - 2) < 0.05 for o in right.orders)
+    assert wrong.status == WRONG
+    assert max(wrong.orders) < 1.3
+    assert abs(wrong.orders[-1] - 1) < 0.15
+
+
+def test_the_taylor_test_as_a_directions_mode() -> None:
+    params, data = hard.model("smooth-tanh").problem()
+    settings: dict[str, Any] = {"indices": "none", "directions": 3, "direction_test": "taylor"}
+    report = pipeline.check(hard.model("smooth-tanh"), params, data, **settings)
+    assert report.passed
+    assert all(d["orders"] and min(d["orders"]) > 1.8 for d in report.directions)
+    assert "Taylor test, observed orders of convergence" in str(report)
+    planted = pipeline.check(hard.planted("smooth-tanh", "W2", 1e-1), params, data, **settings)
+    assert _found(planted, "W2")
+    assert all(d["orders"][-1] < 1.3 for d in planted.directions if d["tensor"] == "W2")  # converging to 1
+
+
+def test_the_second_look_costs_only_its_suspects() -> None:
+    params, data = hard.model("smooth-tanh").problem()
+    clean = pipeline.check(hard.model("smooth-tanh"), params, data)
+    assert clean.timings["second_look_elements"] == 0
+    assert clean.timings["second_look_evaluations"] == 0
+    planted = pipeline.check(hard.planted("smooth-tanh", "b2", 1e-2), params, data)
+    looked = planted.timings["second_look_elements"]
+    assert looked == params["b2"].size  # the wrong elements, and only them
+    assert 0 < planted.timings["second_look_evaluations"] <= 2 * 22 * looked
+    assert f"Second look: {int(looked)} suspect element(s)" in str(planted)
