@@ -22,7 +22,7 @@ element 1e-5 off, float64), and the seed's correct network under each step rule.
 benchmarks/results/accuracy.json).
 
 Detection power (JSON key ``power``; ``--only-power`` runs this section alone, in this
-process, with no cluster: ``pipeline.check`` without a client). The hard zoo
+process, with no cluster: ``pipeline.check`` without a client). The zoo above and the hard zoo
 (pipeline/examples/hard.py: a ReLU kink next to smooth layers, an offset of 1000 into a
 tiny-variance layer norm, a sharp exponential, a loss exactly 0 made of ~1e6 terms, a
 1e5-element weight checked by random directions, and a smooth tanh control) is checked
@@ -35,7 +35,9 @@ the planted tensor), descending until a size is missed (the first miss is kept i
 JSON), and whether the correct model passes: ``pass``, ``FALSE ALARM`` (it names this
 tensor), ``(other)`` (it names other tensors only), ``not verified`` (it fails naming no
 tensor). A smallest r marked ``*`` is not a detection: the correct model already fails
-naming that tensor. About 10 s on 2 cores.
+naming that tensor. Then the second look's cost (JSON key ``second_look``): on every correct
+model of both zoos with the defaults, the losses it took against the shards' own. About a
+minute on 2 cores.
 """
 
 from __future__ import annotations
@@ -197,32 +199,86 @@ class Power:
         return asdict(self) | {"false_alarm": self.false_alarm, "first_missed_as": self.first_missed_as}
 
 
-def _power_check(subject: hard.HardModel, dtype: type, settings: dict[str, object]) -> tuple[bool, tuple[str, ...]]:
-    params, data = subject.problem(dtype)
+@dataclass(frozen=True)
+class Relative:
+    """A zoo model with one tensor's analytic gradient scaled by ``1 + r`` (a planted relative error)."""
+
+    inner: Any
+    tensor: str
+    r: float
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> Any:
+        return self.inner.loss(params, data)
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        grads = dict(self.inner.grad(params, data))
+        g = grads[self.tensor]
+        grads[self.tensor] = (np.asarray(g, dtype=np.float64) * (1 + self.r)).astype(g.dtype)
+        return grads
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A model of either zoo, as the power section checks it."""
+
+    zoo: str
+    kind: str
+    correct: Any
+    tensors: tuple[str, ...]
+
+    def problem(self, dtype: type) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        return self.correct.problem(dtype)  # type: ignore[no-any-return]
+
+    def planted(self, tensor: str, r: float, element: bool) -> Any:
+        if self.zoo == "hard":
+            return hard.planted(self.kind, tensor, r, element=element)
+        if element:
+            raise ValueError("--plant element is for the hard zoo's models only")
+        return Relative(self.correct, tensor, r)
+
+    def settings(self, name: str, dtype: type) -> dict[str, object]:
+        if self.zoo == "hard":
+            return hard.settings_for(self.kind, name, dtype)
+        return zoo.chosen_settings(name, dtype)
+
+
+def subjects(element: bool) -> list[Subject]:
+    """The hard zoo's models, and (planting in whole tensors) the zoo's."""
+    found = [Subject("hard", kind, hard.model(kind), hard.model(kind).tensors) for kind in hard.MODELS]
+    if not element:
+        found += [Subject("zoo", kind, zoo.model(kind), tuple(zoo.model(kind).problem()[0])) for kind in zoo.MODELS]
+    return found
+
+
+def _power_check(
+    subject: Any, problem: Subject, dtype: type, settings: dict[str, object]
+) -> tuple[bool, tuple[str, ...]]:
+    params, data = problem.problem(dtype)
     report = pipeline.check(subject, params, data, **settings)  # type: ignore[arg-type]
     return report.passed, report.failing
 
 
 def power_outcomes(element: bool = False) -> list[Power]:
-    """Every hard-zoo tensor, dtype and setting: plant r = 1e-1, 1e-2, ... until one is missed. In this process."""
+    """Every tensor of both zoos, dtype and setting: plant r = 1e-1, 1e-2, ... until one is missed. In this process."""
     outcomes = []
-    for kind in hard.MODELS:
+    for subject in subjects(element):
         for dtype_name, dtype in DTYPES.items():
             for settings in zoo.SETTINGS:
-                chosen = hard.settings_for(kind, settings, dtype)
-                correct_passed, correct_failing = _power_check(hard.model(kind), dtype, chosen)
-                for tensor in hard.model(kind).tensors:
+                chosen = subject.settings(settings, dtype)
+                correct_passed, correct_failing = _power_check(subject.correct, subject, dtype, chosen)
+                for tensor in subject.tensors:
                     tried: list[Tried] = []
                     for r in hard.RATES:
-                        subject = hard.planted(kind, tensor, r, element=element)
-                        tried.append(Tried(r, *_power_check(subject, dtype, chosen)))
+                        tried.append(
+                            Tried(r, *_power_check(subject.planted(tensor, r, element), subject, dtype, chosen))
+                        )
                         if not tried[-1].detected(tensor):
                             break  # a smaller error would be missed too
                     found = [t.r for t in tried if t.detected(tensor)]
                     missed = [t.r for t in tried if not t.detected(tensor)]
                     outcomes.append(
                         Power(
-                            kind,
+                            subject.kind,
                             tensor,
                             dtype_name,
                             settings,
@@ -235,6 +291,53 @@ def power_outcomes(element: bool = False) -> list[Power]:
                         )
                     )
     return outcomes
+
+
+def second_look_cost() -> list[dict[str, Any]]:
+    """The second look's losses against the shards' own, on every correct model of both zoos, defaults, in this process."""
+    rows = []
+    for subject in subjects(element=False):
+        for dtype_name, dtype in DTYPES.items():
+            params, data = subject.problem(dtype)
+            report = pipeline.check(subject.correct, params, data, **subject.settings("default", dtype))  # type: ignore[arg-type]
+            t = report.timings
+            looked = t["second_look_evaluations"]
+            shards = t["loss_evaluations"] - looked - t["noise_evaluations"] - 2
+            rows.append(
+                {
+                    "model": subject.kind,
+                    "dtype": dtype_name,
+                    "passed": report.passed,
+                    "shard_evaluations": shards,
+                    "second_look_elements": t["second_look_elements"],
+                    "second_look_evaluations": looked,
+                    "noise_evaluations": t["noise_evaluations"],
+                }
+            )
+    return rows
+
+
+def print_second_look(rows: list[dict[str, Any]]) -> None:
+    print("\nThe second look's cost on the correct models (defaults): losses it took against the shards' own")
+    table = [["model", "dtype", "suspects", "second look", "shards", "extra"]]
+    for r in rows:
+        extra = r["second_look_evaluations"] / max(1.0, r["shard_evaluations"])
+        table.append(
+            [
+                r["model"],
+                r["dtype"],
+                str(int(r["second_look_elements"])),
+                str(int(r["second_look_evaluations"])),
+                str(int(r["shard_evaluations"])),
+                f"{100 * extra:.1f}%",
+            ]
+        )
+    for dtype in DTYPES:
+        mine = [r for r in rows if r["dtype"] == dtype]
+        looked = sum(r["second_look_evaluations"] for r in mine)
+        shards = sum(r["shard_evaluations"] for r in mine)
+        table.append(["all", dtype, "", str(int(looked)), str(int(shards)), f"{100 * looked / shards:.1f}%"])
+    print("\n".join(text_table(table)))
 
 
 def _smallest(outcome: Power) -> str:
@@ -252,11 +355,11 @@ def print_power(outcomes: list[Power]) -> None:
     )
     index = {(o.model, o.tensor, o.dtype, o.settings): o for o in outcomes}
     rows = [["model", "tensor", "dtype", *(f"r {s}" for s in zoo.SETTINGS), *(f"correct {s}" for s in zoo.SETTINGS)]]
-    for kind in hard.MODELS:
+    for subject in subjects(element=bool(outcomes) and outcomes[0].plant == "element"):
         for dtype in DTYPES:
-            for tensor in hard.model(kind).tensors:
-                mine = [index[(kind, tensor, dtype, s)] for s in zoo.SETTINGS]
-                rows.append([kind, tensor, dtype, *map(_smallest, mine), *(o.false_alarm for o in mine)])
+            for tensor in subject.tensors:
+                mine = [index[(subject.kind, tensor, dtype, s)] for s in zoo.SETTINGS]
+                rows.append([subject.kind, tensor, dtype, *map(_smallest, mine), *(o.false_alarm for o in mine)])
     print("\n".join(text_table(rows)))
     print("* not a detection: the correct model already fails naming this tensor")
     print(
@@ -328,7 +431,9 @@ def main() -> None:
     print_power(power)
     checks = sum(len(o.tried) for o in power) + len({(o.model, o.dtype, o.settings) for o in power})
     print(f"\n{checks} power checks in {time.perf_counter() - started:.0f} s, in this process")
-    _write_json(args.json, results | {"power": [o.to_dict() for o in power]})
+    cost = second_look_cost()
+    print_second_look(cost)
+    _write_json(args.json, results | {"power": [o.to_dict() for o in power], "second_look": cost})
 
 
 if __name__ == "__main__":
