@@ -39,6 +39,20 @@ def run_cli(
     )
 
 
+def file_model_check(
+    tmp_path: Path, source: str, attr: str, params: Mapping[str, np.ndarray], extra: str = ""
+) -> tuple[Path, Path]:
+    """A model written to ``tmp_path/net.py`` (``source``, naming ``attr``), its parameters and empty data
+    as stores, and ``check.yaml`` naming them (plus ``extra`` config lines): ``(model file, config)``."""
+    model = tmp_path / "net.py"
+    model.write_text(source)
+    write_group(str(tmp_path / "params.zarr"), dict(params))
+    write_group(str(tmp_path / "data.zarr"), {})
+    config = tmp_path / "check.yaml"
+    config.write_text(f"model: {model}:{attr}\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n{extra}")
+    return model, config
+
+
 @pytest.fixture(scope="session")
 def client() -> Iterator[Client]:
     """Two single-threaded worker processes, shared by the tests that take it."""

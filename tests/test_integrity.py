@@ -13,7 +13,7 @@ import zarr
 from pipeline.storage.inputs import read_arrays
 from pipeline.storage.output import PER_INDEX
 
-from .conftest import run_cli
+from .conftest import file_model_check, run_cli
 
 
 def _arrays(output: Path) -> dict[str, np.ndarray]:
@@ -151,28 +151,45 @@ def test_a_shard_of_non_finite_losses_verifies(tmp_path: Path) -> None:
 def test_a_resume_whose_model_now_gives_another_gradient_is_refused(tmp_path: Path) -> None:
     """The model's code is not part of a run's identity (a crashing model is fixed, then resumed), so a model
     edited between an interrupted run and its resume is caught by its analytic gradient: never mixed."""
-    from pipeline.storage.inputs import write_group
-
-    model = tmp_path / "net.py"
     source = (
         "import numpy as np\n\nclass Net:\n    def loss(self, params, data):\n"
         "        return float(0.5 * np.sum(params['w'] ** 2))\n\n"
         "    def grad(self, params, data):\n        return {'w': SCALE * params['w']}\n\nnet = Net()\n"
     )
-    model.write_text("SCALE = 1.0\n" + source)
-    write_group(str(tmp_path / "params.zarr"), {"w": np.linspace(-1, 1, 20)})
-    write_group(str(tmp_path / "data.zarr"), {})
-    (tmp_path / "check.yaml").write_text(
-        f"model: {model}:net\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\nshard_size: 5\n"
-    )
-    assert run_cli("run", str(tmp_path / "check.yaml"), "--inline").returncode == 0
+    params = {"w": np.linspace(-1, 1, 20)}
+    model, config = file_model_check(tmp_path, "SCALE = 1.0\n" + source, "net", params, "shard_size: 5\n")
+    assert run_cli("run", str(config), "--inline").returncode == 0
     before = _arrays(tmp_path / "out.zarr")
     model.write_text("SCALE = 1.5\n" + source)  # the backward pass edited; the identity does not see it
-    again = run_cli("run", str(tmp_path / "check.yaml"), "--inline")
+    again = run_cli("run", str(config), "--inline")
     assert again.returncode == 2
     assert again.stderr == (
         f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds an interrupted run whose analytic gradient "
         "differs from what the model gives now: the model changed. Pass --overwrite to start again.\n"
     )
+    for name, values in _arrays(tmp_path / "out.zarr").items():
+        np.testing.assert_array_equal(values, before[name], err_msg=name)  # nothing of the old run lost
+
+
+def test_a_resume_whose_loss_now_differs_is_refused(tmp_path: Path) -> None:
+    """An L2 term added to the loss, the gradient code not updated: the analytic gradient is the same, the
+    loss at θ is not. The resumed output must not mix shards of two functions."""
+    source = (
+        "import numpy as np\n\nclass Net:\n    def loss(self, params, data):\n"
+        "        return float(0.5 * np.sum(params['w'] ** 2) + EXTRA * np.sum(params['w'] ** 2))\n\n"
+        "    def grad(self, params, data):\n        return {'w': params['w']}\n\nnet = Net()\n"
+    )
+    params = {"w": np.linspace(-1, 1, 20)}
+    model, config = file_model_check(tmp_path, "EXTRA = 0.0\n" + source, "net", params, "shard_size: 5\n")
+    assert run_cli("run", str(config), "--inline").returncode == 0
+    before = _arrays(tmp_path / "out.zarr")
+    model.write_text("EXTRA = 0.01\n" + source)
+    again = run_cli("run", str(config), "--inline")
+    assert again.returncode == 2
+    assert again.stderr.startswith(
+        f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds an interrupted run whose loss at θ was "
+    )
+    assert again.stderr.endswith("the loss changed. Pass --overwrite to start again.\n")
+    assert again.stderr.count("\n") == 1
     for name, values in _arrays(tmp_path / "out.zarr").items():
         np.testing.assert_array_equal(values, before[name], err_msg=name)  # nothing of the old run lost
