@@ -869,10 +869,11 @@ def _direction_chunks(size: int, tensor_number: int, number: int) -> Iterator[tu
 def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: Any) -> DirectionResult:
     """Compare ``g·u`` with the loss's change along a random tangent ``u`` of one tensor.
 
-    ``u`` moves every element by about its own step: a seeded standard normal times the element's
-    step (as jax's ``check_grads`` does), so the check's power does not fade with the tensor's size.
-    The loss is evaluated at ``θ ± m·u`` for the scheme's multiples ``m``, and each quotient divides by
-    the step the floats took along ``u`` (the projection of the move actually made). The direction is
+    ``u`` is a seeded standard normal per element (as jax's ``check_grads`` takes), each element scaled
+    by its own step relative to a unit parameter's (so ``u = v`` where every ``|θ_i| <= 1``), and the loss
+    is evaluated at ``θ ± t·u`` for the scheme's multiples of that unit step: every element moves by
+    about its own step, so the check's power does not fade with the tensor's size. Each quotient divides
+    by the ``t`` the floats took along ``u`` (the projection of the move actually made). The direction is
     judged like an element: inconclusive when its bar exceeds :data:`~.tolerance.VERIFY_LIMIT` of
     ``|g·u|``, looked at again (:mod:`.refine`) when it disagrees or is that wide. With
     ``settings.taylor`` it is judged by the Taylor test instead (:func:`.refine.taylor`).
@@ -888,9 +889,13 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
     theta = loaded.params[tensor]
     flat = theta.reshape(-1)
 
+    # The step of an element of magnitude at most 1; the tangent is a standard normal (jax's), each
+    # element scaled by its own step relative to that one (1 wherever |θ_i| <= 1 or the step is fixed).
+    unit = float(step_sizes(np.ones(1, dtype=theta.dtype), settings.scheme, settings.epsilon)[0])
+
     def tangent() -> Iterator[tuple[slice, np.ndarray]]:
         for at, v in _direction_chunks(spec.size, number_of, number):
-            yield at, step_sizes(flat[at], settings.scheme, settings.epsilon) * v
+            yield at, step_sizes(flat[at], settings.scheme, settings.epsilon) / unit * v
 
     dot, norm_sq = 0.0, 0.0
     for at, u in tangent():
@@ -903,11 +908,11 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
     evaluations = 0
 
     def along(multiple: complex) -> tuple[float | complex, float]:
-        """The loss at ``θ + multiple·u``, and the multiple the floats took along ``u``."""
+        """The loss at ``θ + t·u`` for ``t = multiple·unit``, and the ``t`` the floats took along ``u``."""
         nonlocal evaluations
         projected = 0.0
         for at, u in tangent():
-            moved[at] = flat[at] + multiple * u
+            moved[at] = flat[at] + (multiple * unit) * u
             if not complex_step:
                 projected += float((moved[at].astype(np.float64) - flat[at]) @ u)
         value = call_model(
@@ -918,11 +923,11 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
         )
         evaluations += 1
         if complex_step:
-            return complex(value), multiple.imag
+            return complex(value), multiple.imag * unit
         return as_loss_value(value, f"along direction {number} of {tensor}"), projected / norm_sq
 
     noise = settings.noise_of(number_of)
-    step = math.sqrt(norm_sq / max(1, spec.size))
+    step = unit
     analytic = np.array([dot])
     tolerance = settings.tolerance_for(spec.dtype)
     if settings.taylor and not complex_step:

@@ -184,7 +184,7 @@ class DirectionResult:
     numeric: float
     allowed: float
     status: int
-    step: float  # the root-mean-square move of the tangent's elements
+    step: float  # the step t of a unit parameter along the tangent (each element moves by about its own step)
     orders: tuple[float, ...] = ()  # the Taylor test's observed orders of convergence (when it ran)
     evaluations: int = 0
 
