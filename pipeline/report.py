@@ -36,7 +36,7 @@ RULE = (
     "disagrees, is called a kink, or its bar is wide) is estimated again over a sequence of steps (a Richardson "
     "table in the regime where the one-sided slopes' gap shrinks with the step) before its verdict. It is "
     "non-differentiable, not wrong, when that gap does not shrink (a kink) and the analytic value lies between the "
-    "slopes; inconclusive when its bar stays above 1% of max(|a|, |n|, its tensor's RMS gradient). A tensor is "
+    "slopes; inconclusive when its bar stays above 1% of max(|a|, |n|) (and above atol). A tensor is "
     "wrong when one of its elements (or random directions) is; not verified when none of its checked elements or "
     "directions could be verified. The check passes when no tensor is wrong, every tensor is verified (unless "
     "unverified: warn) and, if a threshold is set, the normalized difference ||g - g~|| / (||g|| + ||g~||) is "
@@ -320,7 +320,7 @@ def format_report(report: Report) -> str:
     if judged:
         lines.append(
             "  power: the relative error each tensor's check could have detected (its widest allowance of an "
-            "agreeing element, against max(|a|, |n|, the tensor's RMS gradient))"
+            "agreeing element, against max(|a|, |n|))"
         )
     if report.failing:
         backwards = [t for t in reversed(report.tensors) if not t.passed]

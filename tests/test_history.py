@@ -155,3 +155,16 @@ def test_a_suite_runs_table_shows_the_expected_verdict_beside_the_actual_one() -
     assert rows["correct"][1:4] == ["pass", "passed", "1.190e-07"]
     assert rows["planted"][1:4] == ["fail", "failed", "2.850e-01"]
     assert rows["missed"][1:5] == ["pass", "failed", "(UNEXPECTED)", "2.850e-01"]
+
+
+def test_a_check_that_could_not_verify_a_tensor_is_never_as_expected(tmp_path: Path) -> None:
+    # A planted check must fail *because its bug was seen*: "not verified" means it could not have been.
+    planted = dataclasses.replace(_record(1.0), expect="fail", passed=False, verdict="not verified")
+    assert not planted.ok
+    assert not dataclasses.replace(planted, expect="pass").ok
+    assert dataclasses.replace(planted, verdict="failed").ok
+    assert dataclasses.replace(planted, verdict="").ok  # a record from before: its `passed` decides
+    write_record(tmp_path, planted)
+    (read,) = read_history(tmp_path)["net"]
+    assert read.verdict == "not verified"
+    assert "not verified (UNEXPECTED)" in format_run([read], {"net": [read]})

@@ -171,12 +171,19 @@ def test_a_resume_whose_model_now_gives_another_gradient_is_refused(tmp_path: Pa
         np.testing.assert_array_equal(values, before[name], err_msg=name)  # nothing of the old run lost
 
 
-def test_a_resume_whose_loss_now_differs_is_refused(tmp_path: Path) -> None:
-    """An L2 term added to the loss, the gradient code not updated: the analytic gradient is the same, the
-    loss at θ is not. The resumed output must not mix shards of two functions."""
+@pytest.mark.parametrize(
+    ("term", "where"),
+    [
+        ("np.sum(params['w'] ** 2)", "at θ"),  # an L2 term: the loss at θ changes
+        ("np.sum(params['w'])", "near θ"),  # a term that vanishes at θ (the w sum to 0): only near it
+    ],
+)
+def test_a_resume_whose_loss_now_differs_is_refused(tmp_path: Path, term: str, where: str) -> None:
+    """A term added to the loss, the gradient code not updated: the analytic gradient is the same, the loss
+    is not. The resumed output must not mix shards of two functions."""
     source = (
         "import numpy as np\n\nclass Net:\n    def loss(self, params, data):\n"
-        "        return float(0.5 * np.sum(params['w'] ** 2) + EXTRA * np.sum(params['w'] ** 2))\n\n"
+        f"        return float(0.5 * np.sum(params['w'] ** 2) + EXTRA * {term})\n\n"
         "    def grad(self, params, data):\n        return {'w': params['w']}\n\nnet = Net()\n"
     )
     params = {"w": np.linspace(-1, 1, 20)}
@@ -187,7 +194,7 @@ def test_a_resume_whose_loss_now_differs_is_refused(tmp_path: Path) -> None:
     again = run_cli("run", str(config), "--inline")
     assert again.returncode == 2
     assert again.stderr.startswith(
-        f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds an interrupted run whose loss at θ was "
+        f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds an interrupted run whose loss {where} was "
     )
     assert again.stderr.endswith("the loss changed. Pass --overwrite to start again.\n")
     assert again.stderr.count("\n") == 1

@@ -167,7 +167,12 @@ def execute(
             },
             "state": {"state": "running"},
             # what a resume compares: a loss edited since must not be mixed with this run's shards
-            "at_theta": {"loss": probe.loss.hex(), "spread": probe.spread},
+            "at_theta": {
+                "loss": probe.loss.hex(),
+                "off_theta": probe.off_theta.hex(),
+                "spread": probe.spread,
+                "noise": max(probe.noise, default=0.0),
+            },
         }
     )
     results: list[ShardResult] = []
@@ -209,10 +214,16 @@ def _same_loss(target: Target, probe: ProbeResult) -> None:
     earlier = target.recorded("at_theta")
     if not earlier:
         return
-    before = float.fromhex(earlier["loss"])
-    allowed = max(float(earlier.get("spread", 0.0)), probe.spread, NONDETERMINISM_ULPS * EPS * abs(before))
-    if abs(probe.loss - before) > allowed:
-        raise OutputExistsError(
-            f"The output {target} holds an interrupted run whose loss at θ was {before!r}; the model's loss is "
-            f"{probe.loss!r} now: the loss changed. Pass --overwrite to start again."
-        )
+    for key, where, now in (("loss", "at θ", probe.loss), ("off_theta", "near θ", probe.off_theta)):
+        if key not in earlier:
+            continue
+        before = float.fromhex(earlier[key])
+        spread = max(float(earlier.get("spread", 0.0)), probe.spread)
+        noise = 10 * max(float(earlier.get("noise", 0.0)), max(probe.noise, default=0.0))
+        allowed = max(spread, noise, NONDETERMINISM_ULPS * EPS * abs(before))
+        same = (math.isnan(before) and math.isnan(now)) or abs(now - before) <= allowed
+        if not same:
+            raise OutputExistsError(
+                f"The output {target} holds an interrupted run whose loss {where} was {before!r}; the model's "
+                f"loss there is {now!r} now: the loss changed. Pass --overwrite to start again."
+            )

@@ -55,11 +55,18 @@ class Record:
     wall_seconds: float
     evaluations_per_second: float
     flags: tuple[str, ...] = ()  # drift found when the record was made
+    verdict: str = ""  # "passed", "failed" or "not verified" ("" in records made before verdicts had three values)
+
+    @property
+    def outcome(self) -> str:
+        """The verdict: ``passed``, ``failed`` or ``not verified``."""
+        return self.verdict or ("passed" if self.passed else "failed")
 
     @property
     def ok(self) -> bool:
-        """Whether the check came out as expected (a planted bug that is still caught is ok)."""
-        return self.passed == (self.expect == "pass")
+        """Whether the check came out as expected (a planted bug that is still caught is ok). A check that
+        could not verify some tensor is never as expected: a planted bug it could not have seen is not caught."""
+        return self.outcome == ("passed" if self.expect == "pass" else "failed")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the format and its version."""
@@ -79,7 +86,8 @@ class Record:
                 f"{RECORD_VERSION}. Upgrade gradcheck."
             )
         try:
-            values = {name: raw[name] for name in cls.__dataclass_fields__}
+            values = {name: raw[name] for name in cls.__dataclass_fields__ if name != "verdict"}
+            values["verdict"] = str(raw.get("verdict", ""))
             values["difference"] = math.nan if values["difference"] is None else float(values["difference"])
             for name in ("tensors", "failing", "worst", "flags"):
                 values[name] = tuple(values[name])
@@ -215,8 +223,7 @@ def judge(record: Record, earlier: Sequence[Record], policy: DriftPolicy) -> tup
 
 
 def _verdict(record: Record) -> str:
-    outcome = "passed" if record.passed else "failed"
-    return f"{outcome}{'' if record.ok else ' (UNEXPECTED)'}"
+    return f"{record.outcome}{'' if record.ok else ' (UNEXPECTED)'}"
 
 
 def format_run(records: Sequence[Record], history: Mapping[str, Sequence[Record]]) -> str:

@@ -123,9 +123,9 @@ def render_page(history: Mapping[str, Sequence[Record]], title: str = "gradcheck
     for check, records in sorted(history.items()):
         latest = records[-1]
         verdict = (
-            f'<span class="ok">{"passed" if latest.passed else "failed"}, as expected</span>'
+            f'<span class="ok">{latest.outcome}, as expected</span>'
             if latest.ok
-            else f'<span class="bad">{"passed" if latest.passed else "failed"}, expected to {latest.expect}</span>'
+            else f'<span class="bad">{latest.outcome}, expected to {latest.expect}</span>'
         )
         flags = "".join(f'<li class="flag">{html.escape(flag)}</li>' for flag in latest.flags)
         sections.append(

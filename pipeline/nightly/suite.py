@@ -244,6 +244,7 @@ def run_suite(
                 config_hash=_config_hash(config),
                 expect=check.expect,
                 passed=report.passed,
+                verdict=report.verdict,
                 difference=report.difference,
                 threshold=report.threshold,
                 tensors=tuple(

@@ -36,7 +36,7 @@ from .layout import Layout, TensorSpec
 from .plan import Shard, sampled_positions
 from .reduce import DirectionResult, ShardResult, summarize_shard
 from .refine import Refined, second_look, taylor
-from .tolerance import UNCHECKED, Tolerance, default_tolerance, inconclusive, judge, judge_again, suspects
+from .tolerance import CONVERGED, UNCHECKED, Tolerance, default_tolerance, inconclusive, judge, judge_again, suspects
 
 __all__ = [
     "Loaded",
@@ -118,6 +118,7 @@ class ProbeResult:
     noise_evaluations: int = 0
     scales: tuple[float, ...] = ()
     spread: float = 0.0
+    off_theta: float = math.nan  # the loss at a seeded point near θ: with the loss at θ, what a resume compares
 
 
 class Output(Protocol):
@@ -348,6 +349,7 @@ def probe(loaded: Loaded) -> ProbeResult:
             "makes gradient checking meaningless; fix the random state inside the loss to check such a model."
         )
     noise, sources, evaluations = _noise(loaded, loss)
+    off_theta = _off_theta(loaded)
     analytic = loaded.analytic_gradient()
     scales = tuple(
         math.sqrt(float(np.mean(np.square(analytic[spec.name], dtype=np.float64)))) if spec.size else 0.0
@@ -360,9 +362,10 @@ def probe(loaded: Loaded) -> ProbeResult:
         seconds=time.perf_counter() - start,
         noise=tuple(max(level, spread) for level in noise),
         noise_sources=sources,
-        noise_evaluations=evaluations,
+        noise_evaluations=evaluations + 1,
         scales=scales,
         spread=spread,
+        off_theta=off_theta,
     )
 
 
@@ -403,22 +406,46 @@ def _noise(loaded: Loaded, loss: float) -> tuple[tuple[float, ...], tuple[str, .
     apart, a loss that fails off θ), one rounding unit of the loss.
     """
     settings = loaded.settings
-    floor = _eps(settings) * abs(loss)
     names = settings.layout.names
     if settings.scheme == "complex-step":  # nothing cancels: rounding is all there is
+        floor = _eps(settings) * abs(loss)
         return (floor,) * len(names), ("rounding of the loss (complex step)",) * len(names), 0
     levels, sources, evaluations = [], [], 0
-    for number, name in enumerate(names):
-        level, source, cost = _tensor_noise(loaded, number, name)
-        levels.append(max(level, floor))
+    for number, spec in enumerate(settings.layout.tensors):
+        level, source, cost = _tensor_noise(loaded, number, spec.name, settings.eps(spec.dtype))
+        # one rounding unit of the loss at least, in the tensor's own precision; none where the loss
+        # does not depend on the tensor at all
+        levels.append(level if source == UNMOVED else max(level, settings.eps(spec.dtype) * abs(loss)))
         sources.append(source)
         evaluations += cost
     return tuple(levels), tuple(sources), evaluations
 
 
-def _tensor_noise(loaded: Loaded, number: int, name: str) -> tuple[float, str, int]:
-    """:func:`_noise` for one tensor: ``(level, source, losses evaluated)``."""
-    flat, eps = loaded.flat[name], _eps(loaded.settings)
+def _off_theta(loaded: Loaded) -> float:
+    """The loss at a seeded point near θ: every tensor's first elements moved by ``EPS**(1/3)·max(1, |θ|)``
+    times a seeded standard normal (an edit of the loss that vanishes at θ, a term λ·Σw with Σθ = 0, shows here). NaN
+    where the loss fails or is not finite there."""
+    moved = []
+    for number, flat in enumerate(loaded.flat.values()):
+        at = np.arange(min(NOISE_ELEMENTS[0], flat.size))
+        original = flat[at].copy()
+        v = np.random.default_rng([NOISE_SEED, number, 99]).standard_normal(at.size)
+        step = _eps(loaded.settings) ** (1 / 3) * np.maximum(1.0, np.abs(original.real))
+        flat[at] = (original + v * step).astype(flat.dtype)
+        moved.append((flat, at, original))
+    try:
+        return float(np.real(loaded.loss()))
+    except Exception:  # a loss that fails off θ fails again in its shard, with the element named
+        return math.nan
+    finally:
+        for flat, at, original in moved:
+            flat[at] = original
+
+
+def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[float, str, int]:
+    """:func:`_noise` for one tensor, whose values' machine epsilon is ``eps``: ``(level, source, losses
+    evaluated)``."""
+    flat = loaded.flat[name]
     finer: list[float] = []
     evaluations = 0
     for attempt, elements in enumerate(NOISE_ELEMENTS):
@@ -443,8 +470,8 @@ def _tensor_noise(loaded: Loaded, number: int, name: str) -> tuple[float, str, i
             if fine is not None:
                 finer.append(fine)
             break  # a level that shrinks with the spacing: a kink on this line; try another direction
-        if still:  # the loss does not depend on this tensor at all (or is far coarser than any step): no use
-            break
+        if still:  # the loss does not move even 1e5 steps away: it does not depend on this tensor
+            return 0.0, UNMOVED, evaluations
     if finer:
         return min(finer), "measured at a finer spacing (a kink crossed the probe's line)", evaluations
     return 0.0, "not measurable: one rounding unit of the loss", evaluations
@@ -471,6 +498,9 @@ def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndar
     return noise_level(values), len(values)
 
 
+#: The noise's source where the loss did not move at any spacing: no noise, and no rounding floor (an
+#: element whose losses are all J(θ) exactly has a numeric gradient of exactly 0, to be matched exactly).
+UNMOVED = "none: the loss does not depend on this tensor"
 #: How many elements of a tensor each noise direction moves, in turn until one is free of kinks
 #: (fewer elements, fewer kinks to cross; a kink at θ itself is crossed by every line through it)...
 NOISE_ELEMENTS = (256, 16, 1)
@@ -606,7 +636,8 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
                 if settings.epsilon is not None:
                     automatic = step_sizes(_values(loaded, sub), settings.scheme, None)
                     first_step, known = np.maximum(first_step, automatic), []
-                refined = _look_again(loaded, sub, first_step, noise[k], scale[k], known)
+                converged = CONVERGED.get(precision, CONVERGED["float32"])
+                refined = _look_again(loaded, sub, first_step, noise[k], scale[k], known, converged)
                 numeric[at[k]], allowed[at[k]], status[at[k]] = judge_again(
                     a[k],
                     refined.numeric,
@@ -614,18 +645,24 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
                     refined.kink,
                     refined.lower,
                     refined.upper,
-                    (est.numeric[k], allowed[at[k]], status[at[k]]),
+                    (est.numeric[k], allowed[at[k]], status[at[k]], est.bar[k]),
                     tolerance,
-                    scale[k],
                     refined.margin,
                 )
                 if settings.epsilon is None:
                     steps[at[k]] = np.where(refined.kink | ~np.isfinite(refined.numeric), h[k], refined.step)
-                else:  # the step asked for: the numeric gradient stays its quotient (the seed's difference)
+                else:  # the step asked for: the numeric gradient stays its quotient (the seed's difference), and
+                    # the allowance widens by how far that is from the estimate the verdict was made on
+                    shift = np.abs(numeric[at[k]] - est.numeric[k])
+                    allowed[at[k]] += np.where(np.isfinite(shift), shift, 0.0)
                     numeric[at[k]] = est.numeric[k]
                 looked, looked_evaluations = looked + k.size, looked_evaluations + refined.evaluations
+            others = at[~suspect]
+            status[others] = inconclusive(
+                a[~suspect], est.numeric[~suspect], est.bar[~suspect], status[others], tolerance
+            )
         else:
-            status[at] = inconclusive(a, est.numeric, est.bar, status[at], tolerance, scale)
+            status[at] = inconclusive(a, est.numeric, est.bar, status[at], tolerance)
     second_look_seconds = time.perf_counter() - evaluated
     output.numeric[shard.start : shard.stop] = numeric
     output.nonfinite[shard.start : shard.stop] = nonfinite
@@ -647,7 +684,6 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         status,
         steps,
         worst=settings.worst,
-        scales=settings.scales,
         seconds=time.perf_counter() - start,
         loaded=fresh,
         evaluate_seconds=evaluated - evaluating + second_look_seconds,
@@ -741,7 +777,8 @@ def _evaluate(
     for group, table, (h, _, taken) in zip(groups, losses, stencils, strict=True):
         with np.errstate(invalid="ignore"):
             rounding = settings.eps(group.dtype) * np.max(np.abs(table), axis=1, initial=0.0)
-        noise = np.fmax(_per_element(settings.noise_of, settings.layout, group), rounding)
+        measured = _per_element(settings.noise_of, settings.layout, group)
+        noise = np.where(measured > 0, np.fmax(measured, rounding), measured)  # 0: the loss ignores the tensor
         est = estimate(table, taken, settings.scheme, epsilon=settings.epsilon, loss0=settings.loss0, noise=noise)
         evaluated.append((h, est, noise, table, taken))
     return evaluated
@@ -763,6 +800,7 @@ def _look_again(
     noise: np.ndarray,
     scale: np.ndarray,
     known: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    converged: float,
 ) -> Refined:
     """The second look (:func:`.refine.second_look`) at a group's suspect elements, each along its own axis."""
     values = _values(loaded, group)
@@ -774,7 +812,7 @@ def _look_again(
         (table,) = _losses(loaded, [_subgroup(group, chosen)], [perturbed])
         return table[:, 0], table[:, 1], taken[:, 0], taken[:, 1]
 
-    return second_look(losses, values.size, h, loaded.settings.loss0, noise, scale, known)
+    return second_look(losses, values.size, h, loaded.settings.loss0, noise, scale, known, converged)
 
 
 def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:
@@ -954,7 +992,8 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
             (plus, up), (minus, down) = along(multiple), along(-multiple)
             return np.array([plus]), np.array([minus]), np.array([up]), np.array([down])
 
-        refined = second_look(pair, 1, np.ones(1), settings.loss0, np.array([noise]), np.abs(analytic))
+        converged = CONVERGED.get(precision, CONVERGED["float32"])
+        refined = second_look(pair, 1, np.ones(1), settings.loss0, np.array([noise]), np.abs(analytic), (), converged)
         numeric, allowed, status = judge_again(
             analytic,
             refined.numeric,
@@ -962,13 +1001,12 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
             refined.kink,
             refined.lower,
             refined.upper,
-            (numeric, allowed, status),
+            (numeric, allowed, status, est.bar),
             tolerance,
-            0.0,
             refined.margin,
         )
     elif settings.judged:
-        status = inconclusive(analytic, numeric, est.bar, status, tolerance, 0.0)
+        status = inconclusive(analytic, numeric, est.bar, status, tolerance)
     return DirectionResult(
         tensor, number, dot, float(numeric[0]), float(allowed[0]), int(status[0]), step, (), evaluations
     )
@@ -1026,7 +1064,6 @@ def resume_shard(
             shard,
             *stored,
             worst=settings.worst,
-            scales=settings.scales,
             seconds=time.perf_counter() - start,
             loaded=False,
         )

@@ -171,7 +171,13 @@ class Estimate:
 
 
 def estimate(
-    losses: np.ndarray, taken: np.ndarray, scheme: str, *, epsilon: float | None, loss0: float, noise: float
+    losses: np.ndarray,
+    taken: np.ndarray,
+    scheme: str,
+    *,
+    epsilon: float | None,
+    loss0: float,
+    noise: float | np.ndarray,
 ) -> Estimate:
     """Turn stencil losses into derivative estimates and error bars.
 
@@ -186,8 +192,8 @@ def estimate(
         formula), or None for automatic steps (it divides by the steps taken).
     loss0 : float
         The loss at θ, for the one-sided slopes.
-    noise : float
-        The loss's evaluation noise (an absolute standard deviation).
+    noise : float or ndarray
+        The loss's evaluation noise (an absolute standard deviation), or one per entry.
     """
     if scheme == "complex-step":
         numeric = losses[:, 0].imag / taken[:, 0]
@@ -217,7 +223,9 @@ def estimate(
     return Estimate(numeric, bar, lower, upper, nonfinite, smooth)
 
 
-def _central(losses: np.ndarray, taken: np.ndarray, *, epsilon: float | None, loss0: float, noise: float) -> Estimate:
+def _central(
+    losses: np.ndarray, taken: np.ndarray, *, epsilon: float | None, loss0: float, noise: float | np.ndarray
+) -> Estimate:
     """:func:`estimate` for central differences: the seed's formula, few numpy calls (a shard of a
     small model spends as long here as in its losses)."""
     plus, minus = losses[:, 0], losses[:, 1]
@@ -248,7 +256,7 @@ ASYMPTOTIC = 1e-3
 
 
 def _richardson_truncation(
-    losses: np.ndarray, taken: np.ndarray, loss0: float, d1: np.ndarray, d2: np.ndarray, noise: float
+    losses: np.ndarray, taken: np.ndarray, loss0: float, d1: np.ndarray, d2: np.ndarray, noise: float | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The truncation error of ``R = D(h) + (D(h) − D(2h))/3`` per entry, and where the loss is smooth.
 

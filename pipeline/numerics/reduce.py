@@ -253,7 +253,6 @@ def summarize_shard(
     step: np.ndarray,
     *,
     worst: int,
-    scales: Sequence[float] = (),
     seconds: float,
     loaded: bool,
     evaluate_seconds: float = 0.0,
@@ -261,9 +260,8 @@ def summarize_shard(
     """Partial sums and counts per tensor, the ``worst`` elements and the non-finite losses of one shard.
 
     Only checked elements count (``status`` other than ``UNCHECKED``: all of them
-    unless the run samples). ``scales`` (each tensor's root-mean-square analytic gradient, in layout
-    order) is what an element's allowance is measured against where its own gradient is smaller
-    (:func:`~.tolerance.reference`), for the tensor's power.
+    unless the run samples). A tensor's power is its agreeing elements' widest allowance against
+    their own magnitude (:func:`~.tolerance.reference`).
     """
     checked = status != UNCHECKED
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -278,13 +276,11 @@ def summarize_shard(
         )
 
     sums = []
-    number = {name: k for k, name in enumerate(layout.names)} if scales else {}
     for spec, lo, hi in layout.segments(shard.start, shard.stop):
         at = slice(spec.offset + lo - shard.start, spec.offset + hi - shard.start)
         agreeing = status[at] == AGREE
-        scale = scales[number[spec.name]] if scales else 0.0
         with np.errstate(invalid="ignore", divide="ignore"):
-            relative = allowed[at][agreeing] / reference(analytic[at][agreeing], numeric[at][agreeing], scale)
+            relative = allowed[at][agreeing] / reference(analytic[at][agreeing], numeric[at][agreeing])
         relative = relative[np.isfinite(relative)]
         # Sums over finite elements only, so one non-finite loss does not blind the
         # metrics of every other tensor; the non-finite ones are counted instead.
@@ -480,8 +476,8 @@ def with_directions(
                 n_directions=len(mine),
                 n_directions_wrong=len(wrong),
                 n_directions_inconclusive=sum(d.status == INCONCLUSIVE for d in mine),
-                # checked by directions alone: verified when one of them agrees within a narrow enough bar
-                verified=tensor.verified if tensor.n_checked else bool(agreeing),
+                # verified when an element or a direction agrees within a narrow enough bar
+                verified=(tensor.verified and bool(tensor.n_checked)) or bool(agreeing),
                 diagnosis=(*tensor.diagnosis, sentence(mine, wrong)) if wrong else tensor.diagnosis,
             )
         )

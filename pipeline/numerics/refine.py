@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tolerance import AGREE, INCONCLUSIVE, VERIFY_LIMIT, WRONG
+from .tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, VERIFY_LIMIT, WRONG
 
 __all__ = ["CON", "ROWS", "Refined", "Taylor", "second_look", "taylor"]
 
@@ -41,8 +41,11 @@ CON = 2.0
 START = 2.0
 #: ...for at most this many steps (the last is 2**-20 of the first pass's step).
 ROWS = 22
-#: The table is not stopped before it has this many rows.
+#: The table is not stopped before it has this many rows...
 MIN_ROWS = 4
+#: ...nor called a kink before this many (a 2**7 range of steps: a smooth feature narrower than the
+#: first step must not pass for a kink).
+KINK_ROWS = 8
 #: It stops once its error is this many times its best (the finest steps are noise).
 SAFE = 2.0
 #: In the asymptotic regime the slopes' gap halves with the step, to within this (its own noise included).
@@ -94,6 +97,7 @@ def second_look(
     noise: np.ndarray,
     scale: np.ndarray,
     known: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = (),
+    converged: float = 1e-6,
 ) -> Refined:
     """Estimate ``k`` suspects' derivatives again over a sequence of steps (see the module's text).
 
@@ -111,10 +115,13 @@ def second_look(
         Each suspect's loss noise (an absolute standard deviation).
     scale : ndarray
         The magnitude each estimate must be accurate against: a table whose error is below
-        :data:`SAFE`·1e-3 of it has converged, and may stop once its error grows.
+        ``converged`` of it may stop once its error grows (else it goes on until the noise dominates).
     known : sequence of tuples
         The first rows' ``losses(all, multiple)``, where the first pass already evaluated them (its
         stencil's 2h and h for richardson): not evaluated again, and the table starts there.
+    converged : float
+        See ``scale``: about what the loss's precision allows (a table stopped short of it may not
+        have seen a finer feature of the function).
     """
     numeric = np.full(k, np.nan)
     error = np.full(k, np.inf)
@@ -127,6 +134,7 @@ def second_look(
     lowers = np.full((ROWS, k), np.nan)
     steps = np.full((ROWS, k), np.nan)
     diagonal = np.full(k, np.nan)  # the table's last diagonal entry, per suspect
+    streak = np.zeros(k, dtype=np.int64)  # consecutive rows whose gap halved (or was lost in noise)
     active = np.ones(k, dtype=bool)
     evaluations = 0
     for i in range(ROWS):
@@ -150,36 +158,39 @@ def second_look(
             steps[i, which] = span / 2
             rounding = noise[which] * math.sqrt(2) / np.abs(span)
             err, num, rnd, stp = error[which], numeric[which], rounding_best[which], step_best[which]
-            # Only a row in the asymptotic regime may give the best estimate: there the slopes' gap shrinks with
-            # the step (or is lost in noise). On a plateau reached by too coarse a step, J(θ±h) agree and the
-            # table "converges" on nothing, while the gap grows as the step shrinks.
+            # Only rows in the asymptotic regime may give the best estimate: there the slopes' gap halves with
+            # the step, keeping its sign (a smooth gap is about f''·h), or is lost in noise. On a plateau reached
+            # by too coarse a step J(θ±h) agree and the table "converges" on nothing while the gap grows; a
+            # ratio near 1/2 can happen once by chance, so the regime needs two in a row.
             with_gap = np.abs(gaps[i, which]) > GAP_SIGNIFICANT * gap_noise[i, which]
-            asymptotic = ~with_gap
-            if i:  # a smooth gap is about f''·h: it halves with the step, keeping its sign
+            halving = ~with_gap
+            if i:
                 ratio = gaps[i, which] / gaps[i - 1, which]
-                asymptotic |= (ratio >= 0.5 - SMOOTH_GAP) & (ratio <= 0.5 + SMOOTH_GAP)
+                halving |= (ratio >= 0.5 - SMOOTH_GAP) & (ratio <= 0.5 + SMOOTH_GAP)
+            streak[which] = np.where(halving, streak[which] + 1, 0)
+            run = streak[which]  # rows i-run+1..i each halved the gap of the row before
             factor = CON * CON
             for j in range(1, i + 1):
                 column[j] = (column[j - 1] * factor - previous[j - 1, which]) / (factor - 1)
                 factor *= CON * CON
                 trial = np.maximum(np.abs(column[j] - column[j - 1]), np.abs(column[j] - previous[j - 1, which]))
-                better = (trial <= err) & asymptotic
+                # an entry of rows i-j..i, every one of them in the regime (and at least two ratios seen)
+                better = (trial <= err) & (run >= max(j, 2))
                 err, num = np.where(better, trial, err), np.where(better, column[j], num)
                 rnd, stp = np.where(better, rounding, rnd), np.where(better, span / 2, stp)
-            if i == 0:  # one difference: its own estimate, its error unknown until the next row
-                num = np.where(asymptotic, column[0], np.nan)
             error[which], numeric[which], rounding_best[which], step_best[which] = err, num, rnd, stp
             previous[:, which] = column
             done = ~np.isfinite(column[0]) | (span == 0)  # no finer step is possible, or the loss failed
-            if i >= 3:  # a gap that keeps its size over 4x smaller steps, twice: a kink, confirmed
-                done |= _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which]).all(axis=0)
+            if i + 1 >= KINK_ROWS:  # a gap that keeps its size over 4x smaller steps, twice, after a 2**7 range
+                done |= _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which])
             if i + 1 >= MIN_ROWS:
                 growing = np.abs(column[i] - diagonal[which]) >= SAFE * err
-                converged = err <= 1e-3 * SAFE * scale[which]
-                done |= growing & converged & asymptotic
-                # noise dominates: finer steps can only be worse (unless the slopes' gap is still to be told
-                # apart: a kink shows only at steps where the jump exceeds the noise)
-                done |= (rounding > SAFE * err) & asymptotic
+                accurate = err <= converged * scale[which]
+                settled = run >= 3  # two entries of the regime combined
+                done |= growing & accurate & settled
+                # noise dominates: finer steps can only be worse (once the slopes' gap is settled or lost in
+                # noise: a kink shows only at steps where its jump exceeds the noise)
+                done |= (rounding > SAFE * err) & (settled | ~with_gap)
         diagonal[which] = column[i]
         active[which[done]] = False
     kink, lower, upper, margin = _kinks(gaps, gap_noise, lowers, uppers)
@@ -203,41 +214,54 @@ def _flat(gaps: np.ndarray, gap_noise: np.ndarray) -> np.ndarray:
 def _kinks(
     gaps: np.ndarray, gap_noise: np.ndarray, lowers: np.ndarray, uppers: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per suspect: whether its one-sided slopes keep a gap that does not shrink with the step (the finest
-    two significant gaps 4x apart in step, within a factor 1/:data:`KINK_BAND` of each other: a kink
-    a little off θ makes the gap grow toward the jump as the step shrinks; or a significant gap that changed
-    sign as the step shrank), and the slopes at the finest step
-    whose gap is significant (the first step's when none is), extrapolated to step 0 with the row
-    before: ``(kink, low, high, margin)``."""
+    """Per suspect: whether it sits on a kink, the one-sided slopes extrapolated to step 0, and their margin.
+
+    Only the finest significant gaps decide: a kink when the finest two 4x apart in step are within a
+    factor 1/:data:`KINK_BAND` of each other (a kink a little off θ makes the gap grow toward the jump)
+    or the finest two changed sign (curvature outweighing a small jump at coarse steps); never when the
+    finest three halve in turn (the asymptotic regime of a smooth function). The slopes are taken at the
+    finest significant step (the first step's when none is) and extrapolated, s(0) ≈ 2·s(h) − s(2h);
+    ``margin`` is how far that moved them plus the gap's noise there: ``(kink, low, high, margin)``.
+    """
     with np.errstate(invalid="ignore"):
         significant = np.abs(gaps) > GAP_SIGNIFICANT * gap_noise
     rows, k = gaps.shape
-    kink = np.zeros(k, dtype=bool)
-    finest = np.zeros(k, dtype=np.int64)
-    flipped = np.zeros(k, dtype=bool)
-    for i in range(rows):
-        # a significant gap that changed sign since the last significant one: not smooth at this scale (a smooth
-        # gap, about f''·h, keeps its sign as h shrinks; curvature outweighing a small jump at coarse steps flips)
-        flipped |= significant[i] & (i > 0) & (np.sign(gaps[i]) * np.sign(gaps[finest, np.arange(k)]) < 0)
-        finest = np.where(significant[i], i, finest)
-        if i >= 2:  # the finest pair of significant gaps 4x apart in step decides (a looser band than _flat's)
-            both = significant[i] & significant[i - 2]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ratio = gaps[i] / gaps[i - 2]
-            kink = np.where(both, (ratio >= KINK_BAND) & (ratio <= 1 / KINK_BAND), kink)
-    kink |= flipped
     at = np.arange(k)
-    before = np.maximum(finest - 1, 0)
+    # the finest three significant rows, per suspect (-1: none)
+    finest = np.full((3, k), -1, dtype=np.int64)
+    for i in range(rows):
+        finest = np.where(significant[i], np.vstack([finest[1:], np.full(k, i)]), finest)
+    last, before, first = finest[2], finest[1], finest[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g_last = np.where(last >= 0, gaps[np.maximum(last, 0), at], np.nan)
+        g_before = np.where(before >= 0, gaps[np.maximum(before, 0), at], np.nan)
+        g_first = np.where(first >= 0, gaps[np.maximum(first, 0), at], np.nan)
+        flipped = (before >= 0) & (np.sign(g_last) * np.sign(g_before) < 0)
+        # the finest significant pair 4x apart in step
+        two_back = np.maximum(last - 2, 0)
+        pair = (last >= 2) & significant[two_back, at]
+        ratio = g_last / gaps[two_back, at]
+        kept = pair & (ratio >= KINK_BAND) & (ratio <= 1 / KINK_BAND)
+        consecutive = (first >= 0) & (last - before == 1) & (before - first == 1)
+        halving = (
+            consecutive
+            & (np.abs(g_last / g_before - 0.5) <= SMOOTH_GAP)
+            & (np.abs(g_before / g_first - 0.5) <= SMOOTH_GAP)
+        )
+    kink = (flipped | kept) & ~halving
+    row = np.maximum(last, 0)
+    prior = np.maximum(row - 1, 0)
     with np.errstate(invalid="ignore"):
-        # one-sided slopes are first order in h: s(0) ≈ 2·s(h) − s(2h)
-        upper = np.where(finest > 0, 2 * uppers[finest, at] - uppers[before, at], uppers[finest, at])
-        lower = np.where(finest > 0, 2 * lowers[finest, at] - lowers[before, at], lowers[finest, at])
-        margin = np.fmax(np.abs(upper - uppers[finest, at]), np.abs(lower - lowers[finest, at]))
+        upper = np.where(row > 0, 2 * uppers[row, at] - uppers[prior, at], uppers[row, at])
+        lower = np.where(row > 0, 2 * lowers[row, at] - lowers[prior, at], lowers[row, at])
+        moved = np.fmax(np.abs(upper - uppers[row, at]), np.abs(lower - lowers[row, at]))
+        margin = moved + np.where(np.isfinite(gap_noise[row, at]), gap_noise[row, at], 0.0)
     return kink, np.fmin(lower, upper), np.fmax(lower, upper), margin
 
 
-#: The Taylor test's multiples of the tangent, halving (pyadjoint's ``taylor_test`` takes 4 steps).
-TAYLOR_MULTIPLES = (8.0, 4.0, 2.0, 1.0)
+#: The Taylor test's multiples of the tangent, halving (pyadjoint's ``taylor_test`` takes 4 steps; more
+#: here, so that a first-order error hidden by curvature at the coarse steps shows at the fine ones).
+TAYLOR_MULTIPLES = (8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.125, 0.0625)
 #: A remainder counts when it is this many times the loss's noise.
 TAYLOR_SIGNIFICANT = 100.0
 #: A correct gradient's remainders converge at order 2, a wrong one's at order 1: orders of at
@@ -250,7 +274,7 @@ class Taylor:
     """The Taylor test along one tangent: the observed orders of convergence and their verdict.
 
     ``numeric``: the one-sided slope at the finest step. ``allowed``: the error of ``g·u`` the finest
-    remainder could hide (remainder / step). ``status``: a tolerance status code.
+    significant remainder could hide (remainder / step). ``status``: a tolerance status code.
     """
 
     numeric: float
@@ -262,27 +286,44 @@ class Taylor:
 def taylor(along: Callable[[float], tuple[float | complex, float]], slope: float, loss0: float, noise: float) -> Taylor:
     """The Taylor test (pyadjoint's ``taylor_test``, as PETSc and Devito verify adjoints).
 
-    ``along(m)`` gives the loss at ``θ + m·u`` and the multiple the floats took; ``slope`` is ``g·u``.
-    The remainders ``|J(θ + m·u) − J(θ) − m·g·u|`` at :data:`TAYLOR_MULTIPLES` shrink at order 2 when
-    ``g·u`` is right and at order 1 when it is not. Only remainders above the loss's noise count
-    (:data:`TAYLOR_SIGNIFICANT`); where none does, the first-order term matched to rounding.
+    ``along(m)`` gives the loss at ``θ + m·u`` and the ``t`` the floats took; ``slope`` is ``g·u``. The
+    remainders ``|J(θ + t·u) − J(θ) − t·g·u|`` at :data:`TAYLOR_MULTIPLES` shrink at order 2 when ``g·u``
+    is right and at order 1 when it is not; only remainders above the loss's noise count
+    (:data:`TAYLOR_SIGNIFICANT`), and the finest three decide. It agrees only when, besides, the finest
+    remainder leaves room for an error of at most :data:`~.tolerance.VERIFY_LIMIT` of ``|g·u|``. The loss
+    is also evaluated at ``θ − t·u``: where the symmetric part ``J(θ+t·u) + J(θ−t·u) − 2J(θ)`` is first
+    order too, the line crosses a kink, and ``g·u`` is a valid subgradient when it lies between the
+    one-sided slopes (non-differentiable), wrong when not.
     """
-    values, taken = zip(*(along(m) for m in TAYLOR_MULTIPLES), strict=True)
-    t = np.array(taken, dtype=np.float64)
-    remainders = np.abs(np.array([float(np.real(v)) for v in values]) - loss0 - t * slope)
-    significant = remainders > TAYLOR_SIGNIFICANT * noise
+    plus = [along(m) for m in TAYLOR_MULTIPLES]
+    minus = [along(-m) for m in TAYLOR_MULTIPLES]
+    t = np.array([took for _, took in plus], dtype=np.float64)
+    up = np.array([float(np.real(v)) for v, _ in plus]) - loss0
+    down = np.array([float(np.real(v)) for v, _ in minus]) - loss0
+    t_down = np.array([took for _, took in minus], dtype=np.float64)
+    remainders = np.abs(up - t * slope)
+    symmetric = np.abs(up + down) / 2
+    floor = TAYLOR_SIGNIFICANT * noise
     with np.errstate(divide="ignore", invalid="ignore"):
         orders = np.log2(remainders[:-1] / remainders[1:]) / np.log2(t[:-1] / t[1:])
-    pairs = significant[:-1] & significant[1:]
+        sym_orders = np.log2(symmetric[:-1] / symmetric[1:]) / np.log2(t[:-1] / t[1:])
+    pairs = np.flatnonzero((remainders[:-1] > floor) & (remainders[1:] > floor))[-3:]
+    sym_pairs = np.flatnonzero((symmetric[:-1] > floor) & (symmetric[1:] > floor))[-2:]
     counted = orders[pairs]
-    numeric = (float(np.real(values[-1])) - loss0) / t[-1]
-    allowed = float(max(remainders[-1], TAYLOR_SIGNIFICANT * noise) / abs(t[-1]))
-    if not significant.any():
-        status = AGREE if allowed <= VERIFY_LIMIT * abs(slope) else INCONCLUSIVE
-    elif counted.size and counted.min() >= TAYLOR_AGREE:
-        status = AGREE
-    elif counted.size and counted.min() <= TAYLOR_WRONG:
+    finest = int(pairs[-1]) + 1 if pairs.size else len(t) - 1
+    numeric = up[finest] / t[finest]
+    allowed = float(max(remainders[finest], floor) / abs(t[finest]))
+    kink = sym_pairs.size >= 2 and bool(np.all(sym_orders[sym_pairs] <= TAYLOR_WRONG))
+    if kink:
+        s_up, s_down = up[finest] / t[finest], down[finest] / t_down[finest]
+        low, high = min(s_up, s_down), max(s_up, s_down)
+        status = NONDIFFERENTIABLE if low - allowed <= slope <= high + allowed else WRONG
+    elif counted.size and counted.max() <= TAYLOR_WRONG:
         status = WRONG
+    elif allowed > VERIFY_LIMIT * abs(slope):
+        status = INCONCLUSIVE
+    elif not counted.size or counted.min() >= TAYLOR_AGREE:
+        status = AGREE
     else:
         status = INCONCLUSIVE
     return Taylor(numeric, allowed, status, tuple(float(o) for o in orders))

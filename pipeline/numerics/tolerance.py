@@ -27,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "AGREE",
+    "CONVERGED",
     "DEFAULTS",
     "INCONCLUSIVE",
     "NONDIFFERENTIABLE",
@@ -57,6 +58,9 @@ VERIFY_LIMIT = 1e-2
 #: accurate than about 1e-3 (rounding of 6e-8 against steps of 4e-2): only those that would otherwise
 #: be inconclusive.
 SUSPECT = {"float64": 1e-4, "float32": 1e-2}
+#: A second look's table may stop early once its error is within this fraction of the element's
+#: magnitude, for the loss's precision (else it goes on until the noise dominates).
+CONVERGED = {"float64": 1e-8, "float32": 1e-4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +130,11 @@ def judge(
     return allowed, status
 
 
-def reference(analytic: np.ndarray, numeric: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
-    """The magnitude an element's error bar is measured against: ``max(|a|, |n|, scale)``, where
-    ``scale`` is its tensor's root-mean-square analytic gradient (so that an element whose gradient is
-    zero, a dead unit, is verified against its tensor's scale rather than never)."""
+def reference(analytic: np.ndarray, numeric: np.ndarray, scale: np.ndarray | float = 0.0) -> np.ndarray:
+    """The magnitude an element's error bar is measured against: ``max(|a|, |n|)``, or ``scale`` where
+    that is larger. Verdicts pass no ``scale`` (an element is verified against its own gradient, so a
+    small element's large relative error is not excused by its neighbours'); which elements get a second
+    look passes its tensor's root-mean-square gradient, so that dead units are not all looked at again."""
     with np.errstate(invalid="ignore"):
         return np.asarray(np.fmax(np.fmax(np.abs(analytic), np.abs(numeric)), scale), dtype=np.float64)
 
@@ -153,18 +158,13 @@ def suspects(
 
 
 def inconclusive(
-    analytic: np.ndarray,
-    numeric: np.ndarray,
-    bar: np.ndarray,
-    status: np.ndarray,
-    tolerance: Tolerance,
-    scale: np.ndarray | float,
+    analytic: np.ndarray, numeric: np.ndarray, bar: np.ndarray, status: np.ndarray, tolerance: Tolerance
 ) -> np.ndarray:
-    """``status`` with agreeing elements whose measured uncertainty exceeds both ``atol`` and
-    :data:`VERIFY_LIMIT` of their :func:`reference` made ``INCONCLUSIVE``."""
+    """``status`` with agreeing elements whose measured uncertainty (``safety·bar``) exceeds both ``atol``
+    and :data:`VERIFY_LIMIT` of their own magnitude (:func:`reference`) made ``INCONCLUSIVE``."""
     with np.errstate(invalid="ignore"):
         measured = tolerance.safety * bar
-        wide = ~(measured <= np.fmax(VERIFY_LIMIT * reference(analytic, numeric, scale), tolerance.atol))
+        wide = ~(measured <= np.fmax(VERIFY_LIMIT * reference(analytic, numeric), tolerance.atol))
     return np.where((status == AGREE) & wide, INCONCLUSIVE, status).astype(np.int8)
 
 
@@ -175,32 +175,33 @@ def judge_again(
     kink: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
-    first: tuple[np.ndarray, np.ndarray, np.ndarray],
+    first: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     tolerance: Tolerance,
-    scale: np.ndarray | float,
     margin: np.ndarray | float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
 
-    Where the one-sided slopes show a kink, the first pass's estimate and allowance stand, and the
-    element is non-differentiable if its analytic value lies between the slopes (a valid
-    subgradient; within the first allowance and the slopes' extrapolation ``margin``), wrong if not. Elsewhere the refined estimate and its bar decide as in :func:`judge`,
-    and an agreeing element whose bar is still too wide is inconclusive (:func:`inconclusive`).
-    ``first`` is the first pass's ``(numeric, allowed, status)``; it stands where the second look
-    could not evaluate the loss.
+    ``lower``/``upper`` are the one-sided slopes extrapolated to step 0 and ``margin`` their uncertainty;
+    they make the *room* ``atol + rtol·max|slope| + margin``. Where the slopes show a kink, the element is
+    non-differentiable if its analytic value lies between them within that room (a valid subgradient),
+    wrong if not; its allowance is the room, and its estimate the first pass's. Elsewhere the refined
+    estimate and its bar decide as in :func:`judge`; an agreeing element whose bar is still too wide,
+    or whose refined estimate does not lie between the slopes (a table that cannot be trusted), is
+    inconclusive. ``first`` is the first pass's ``(numeric, allowed, status, bar)``: it stands where the
+    second look could not evaluate the loss, judged for its width.
     """
-    first_numeric, first_allowed, first_status = first
+    first_numeric, first_allowed, first_status, first_bar = first
     usable = np.isfinite(numeric) & np.isfinite(bar)
     with np.errstate(invalid="ignore"):
+        room = tolerance.atol + tolerance.rtol * np.fmax(np.abs(lower), np.abs(upper)) + margin
         allowed = tolerance.atol + tolerance.rtol * np.abs(numeric) + tolerance.safety * bar
         agree = np.abs(analytic - numeric) <= allowed
-        room = first_allowed + margin
+        consistent = (numeric >= lower - room) & (numeric <= upper + room)
         between = (analytic >= lower - room) & (analytic <= upper + room)
-    status = np.where(agree, AGREE, WRONG).astype(np.int8)
-    status = inconclusive(analytic, numeric, bar, status, tolerance, scale)
-    status = np.where(usable, status, first_status).astype(np.int8)
+    status = np.where(agree, np.where(consistent, AGREE, INCONCLUSIVE), WRONG).astype(np.int8)
+    status = inconclusive(analytic, numeric, bar, status, tolerance)
+    status = np.where(usable, status, inconclusive(analytic, first_numeric, first_bar, first_status, tolerance))
     status = np.where(kink, np.where(between, NONDIFFERENTIABLE, WRONG), status).astype(np.int8)
-    keep = kink | ~usable
-    numeric = np.where(keep, first_numeric, numeric)
-    allowed = np.where(keep, first_allowed, allowed)
+    numeric = np.where(usable & ~kink, numeric, first_numeric)
+    allowed = np.where(kink, room, np.where(usable, allowed, first_allowed))
     return numeric, allowed, status
