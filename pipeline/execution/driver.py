@@ -221,7 +221,7 @@ def _same_loss(target: Target, probe: ProbeResult) -> None:
         spread = max(float(earlier.get("spread", 0.0)), probe.spread)
         noise = 10 * max(float(earlier.get("noise", 0.0)), max(probe.noise, default=0.0))
         allowed = max(spread, noise, NONDETERMINISM_ULPS * EPS * abs(before))
-        same = (math.isnan(before) and math.isnan(now)) or abs(now - before) <= allowed
+        same = before == now or (math.isnan(before) and math.isnan(now)) or abs(now - before) <= allowed
         if not same:
             raise OutputExistsError(
                 f"The output {target} holds an interrupted run whose loss {where} was {before!r}; the model's "
