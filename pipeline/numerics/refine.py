@@ -46,6 +46,9 @@ MIN_ROWS = 4
 #: ...nor called a kink before this many (a 2**7 range of steps: a smooth feature narrower than the
 #: first step must not pass for a kink).
 KINK_ROWS = 8
+#: ...unless its gap keeps its size to within this factor (2%), twice: a kink at θ itself, whose jump
+#: outweighs the curvature at every step (a smooth feature narrower than the step is not that flat).
+EXACT_KINK = 0.98
 #: It stops once its error is this many times its best (the finest steps are noise).
 SAFE = 2.0
 #: In the asymptotic regime the slopes' gap halves with the step, to within this (its own noise included).
@@ -181,8 +184,10 @@ def second_look(
             error[which], numeric[which], rounding_best[which], step_best[which] = err, num, rnd, stp
             previous[:, which] = column
             done = ~np.isfinite(column[0]) | (span == 0)  # no finer step is possible, or the loss failed
-            if i + 1 >= KINK_ROWS:  # a gap that keeps its size over 4x smaller steps, twice, after a 2**7 range
-                done |= _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which])
+            if i + 1 >= MIN_ROWS:  # a gap that keeps its size over 4x smaller steps, twice: a kink, confirmed
+                # after a 2**7 range of steps; or at once where it keeps it exactly (a kink at θ itself)
+                band = KINK_RATIO if i + 1 >= KINK_ROWS else EXACT_KINK
+                done |= _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which], band)
             if i + 1 >= MIN_ROWS:
                 growing = np.abs(column[i] - diagonal[which]) >= SAFE * err
                 accurate = err <= converged * scale[which]
@@ -199,15 +204,15 @@ def second_look(
     return Refined(numeric, bar, kink, lower, upper, step_best, evaluations, margin)
 
 
-def _flat(gaps: np.ndarray, gap_noise: np.ndarray) -> np.ndarray:
+def _flat(gaps: np.ndarray, gap_noise: np.ndarray, band: float = 0.8) -> np.ndarray:
     """For 4 rows of ``gaps`` (steps shrinking by :data:`CON` per row): whether all 4 are significant and
-    the gap kept its sign and size (within a factor 1/:data:`KINK_RATIO`) over a 4x smaller step, twice.
+    the gap kept its sign and size (within a factor 1/``band``) over a 4x smaller step, twice.
     A smooth function's gap shrinks 4x; a kink's stays; one that saturates at a coarse step grows, and
     passes through the band only briefly."""
     with np.errstate(invalid="ignore", divide="ignore"):
         significant = np.all(np.abs(gaps) > GAP_SIGNIFICANT * gap_noise, axis=0)
         ratio = gaps[2:] / gaps[:-2]
-        kept = np.all((ratio >= KINK_RATIO) & (ratio <= 1 / KINK_RATIO), axis=0)
+        kept = np.all((ratio >= band) & (ratio <= 1 / band), axis=0)
     return np.asarray(significant & kept)
 
 
