@@ -191,7 +191,13 @@ def status(output: str, options: Options = None) -> JobStatus:
         eta = (total - done) * elapsed / computed
     recorded = str(state.get("state", "running"))
     if recorded == "running" and not stores.lock_held(output, options):
-        recorded = "interrupted"  # its process is gone without a word: `gradcheck run` resumes it
+        # A run records how it ended before it lets go of the lock: read again, in case it ended between
+        # the two reads; still "running" with no lock held means its process is gone without a word.
+        attrs = stores.read_output_attrs(output, options)
+        state = dict(attrs.get("state") or {})
+        recorded = str(state.get("state", "running"))
+        if recorded == "running":
+            recorded = "interrupted"  # `gradcheck run` resumes it
     running = recorded == "running"
     job = progress.get("job") or {}
     return JobStatus(
