@@ -36,7 +36,17 @@ from .layout import Layout, TensorSpec
 from .plan import Shard, sampled_positions
 from .reduce import DirectionResult, ShardResult, summarize_shard
 from .refine import Refined, second_look, taylor
-from .tolerance import CONVERGED, UNCHECKED, Tolerance, default_tolerance, inconclusive, judge, judge_again, suspects
+from .tolerance import (
+    AGREE,
+    CONVERGED,
+    UNCHECKED,
+    Tolerance,
+    default_tolerance,
+    inconclusive,
+    judge,
+    judge_again,
+    suspects,
+)
 
 __all__ = [
     "Loaded",
@@ -627,6 +637,10 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         if settings.second_look and settings.scheme != "complex-step":
             precision = "float64" if settings.promote else group.dtype
             suspect = suspects(a, est.numeric, est.bar, status[at], tolerance, scale, precision)
+            # An agreeing element whose bar is mostly the loss's noise gains nothing from finer steps
+            # (the table would start at the same step and only go finer): it stands as it is.
+            rounding = est.bar if est.rounding is None else est.rounding
+            suspect &= ~((status[at] == AGREE) & (est.bar <= 2 * rounding))
             if suspect.any():
                 k = np.flatnonzero(suspect)
                 sub = _subgroup(group, suspect)

@@ -157,7 +157,8 @@ class Estimate:
     carried through the scheme's weights) plus the truncation error where the
     scheme measures it. ``lower``/``upper``: the one-sided slopes
     ``(J(θ + h) − J(θ)) / h`` and ``(J(θ) − J(θ − h)) / h``, which disagree at a
-    kink. ``nonfinite``: ``PLUS``, ``MINUS``, both, or 0 per entry. ``smooth``: True
+    kink. ``nonfinite``: ``PLUS``, ``MINUS``, both, or 0 per entry. ``rounding``: the part of
+    ``bar`` that is the noise's (the rest is truncation). ``smooth``: True
     where the losses show the function smooth within the stencil (richardson's
     second differences agree), so that no kink can explain a disagreement.
     """
@@ -168,6 +169,7 @@ class Estimate:
     upper: np.ndarray
     nonfinite: np.ndarray
     smooth: np.ndarray
+    rounding: np.ndarray | None = None  # the part of ``bar`` that is rounding (all of it where None)
 
 
 def estimate(
@@ -220,7 +222,7 @@ def estimate(
     finite_plus = np.all(np.isfinite(plus), axis=1)
     finite_minus = np.all(np.isfinite(minus), axis=1)
     nonfinite = (np.where(finite_plus, 0, PLUS) | np.where(finite_minus, 0, MINUS)).astype(np.int8)
-    return Estimate(numeric, bar, lower, upper, nonfinite, smooth)
+    return Estimate(numeric, bar, lower, upper, nonfinite, smooth, rounding)
 
 
 def _central(
