@@ -125,10 +125,11 @@ def test_settings_that_judge_nothing_are_refused() -> None:
 
 
 class AllKinks:
-    """J = Σ |w| at w = 0 (every element on a kink; 0 is a valid subgradient) plus a smooth term in v."""
+    """J = Σ 2·relu(w) at w = 0 (every element on a kink, slopes 0 and 2; ReLU'(0) = 0 is a valid
+    subgradient) plus a smooth term in v."""
 
     def loss(self, params: Arrays, data: Arrays) -> float:
-        return float(np.sum(np.abs(params["w"])) + np.sum(np.sin(params["v"])))
+        return float(np.sum(np.abs(params["w"]) + params["w"]) + np.sum(np.sin(params["v"])))
 
     def grad(self, params: Arrays, data: Arrays) -> Arrays:
         return {"w": np.zeros_like(params["w"]), "v": np.cos(params["v"])}
@@ -152,7 +153,7 @@ def test_a_tensor_whose_elements_are_all_kinks_is_not_verified_and_fails_unless_
     source = (
         "import numpy as np\n\nclass AllKinks:\n"
         "    def loss(self, params, data):\n"
-        "        return float(np.sum(np.abs(params['w'])) + np.sum(np.sin(params['v'])))\n\n"
+        "        return float(np.sum(np.abs(params['w']) + params['w']) + np.sum(np.sin(params['v'])))\n\n"
         "    def grad(self, params, data):\n"
         "        return {'w': np.zeros_like(params['w']), 'v': np.cos(params['v'])}\n"
     )
