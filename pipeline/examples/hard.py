@@ -150,18 +150,20 @@ def _relu(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(on, z, 0).astype(z.dtype), on.astype(z.dtype)
 
 
+def _mse(out: np.ndarray, t: np.ndarray) -> tuple[Any, np.ndarray]:
+    """Half the mean squared error over the batch, and its gradient with respect to ``out``."""
+    e = out - t
+    return 0.5 * np.sum(e * e) / len(out), e / len(out)
+
+
 def _kink_relu(p: Arrays, d: Arrays, want: bool) -> tuple[Any, Arrays]:
     x, t = d["x"], d["t"]
     z1 = x @ p["W1"].T + p["b1"]
     a1, d1 = _relu(z1)
     a2 = np.tanh(a1 @ p["W2"].T + p["b2"])
-    out = a2 @ p["W3"].T + p["b3"]
-    n = len(x)
-    e = out - t
-    loss = 0.5 * np.sum(e * e) / n
+    loss, g_out = _mse(a2 @ p["W3"].T + p["b3"], t)
     if not want:
         return loss, {}
-    g_out = e / n
     g_z2 = (g_out @ p["W3"]) * (1 - a2 * a2)
     g_z1 = (g_z2 @ p["W2"]) * d1
     grads = {
@@ -249,13 +251,9 @@ def _wide(p: Arrays, d: Arrays, want: bool) -> tuple[Any, Arrays]:
 def _smooth_tanh(p: Arrays, d: Arrays, want: bool) -> tuple[Any, Arrays]:
     x, t = d["x"], d["t"]
     h = np.tanh(x @ p["W1"].T + p["b1"])
-    out = h @ p["W2"].T + p["b2"]
-    n = len(x)
-    e = out - t
-    loss = 0.5 * np.sum(e * e) / n
+    loss, g_out = _mse(h @ p["W2"].T + p["b2"], t)
     if not want:
         return loss, {}
-    g_out = e / n
     g_z = (g_out @ p["W2"]) * (1 - h * h)
     return loss, {"W1": g_z.T @ x, "b1": g_z.sum(0), "W2": g_out.T @ h, "b2": g_out.sum(0)}
 
