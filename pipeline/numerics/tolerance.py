@@ -15,6 +15,12 @@ on a kink: its one-sided slopes disagree with each other (beyond the allowance),
 the analytic value lies between them (ReLU at 0: any value in between is a valid
 subgradient), and the losses do not show the function smooth there (richardson
 compares the second differences at h and 2h; two points cannot tell).
+
+That first verdict is provisional for *suspects* (:func:`suspects`: elements that
+disagree, are called kinks, or whose bar is wide): they are estimated again over a
+sequence of steps (:mod:`.refine`) and judged by :func:`judge_again`. An agreeing
+element whose bar stays wider than :data:`VERIFY_LIMIT` of its own magnitude is
+*inconclusive* (:func:`inconclusive`): it agrees, but could not have shown a bug.
 """
 
 from __future__ import annotations
