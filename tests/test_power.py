@@ -181,7 +181,8 @@ def test_a_loss_exactly_zero_at_theta_has_its_noise_measured() -> None:
 
 
 def _line(f: Any, x0: float, h0: float) -> Any:
-    def losses(which: np.ndarray, multiple: float) -> tuple[np.ndarray, ...]:
+    def losses(which: np.ndarray, multiples: np.ndarray) -> tuple[np.ndarray, ...]:
+        multiple = float(multiples[0])  # one suspect
         up, down = x0 + multiple * h0, x0 - multiple * h0
         return np.array([f(up)]), np.array([f(down)]), np.array([up - x0]), np.array([down - x0])
 

@@ -323,6 +323,10 @@ def _raised_at(error: BaseException) -> str:
     return f" (at {candidates[-1].filename}:{candidates[-1].lineno})" if candidates else ""
 
 
+#: A second look's leaps (:data:`.refine.LEAP`) stop at steps this many rounding units of the parameter.
+LEAP_ROOM = 2.0**10
+
+
 #: The most memory one batch of perturbed parameter copies may take...
 BATCH_BYTES = 64 * 2**20
 #: ...and the fewest rows worth a batch: a model too large for that is evaluated plainly,
@@ -651,7 +655,12 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
                     automatic = step_sizes(_values(loaded, sub), settings.scheme, None)
                     first_step, known = np.maximum(first_step, automatic), []
                 converged = CONVERGED.get(precision, CONVERGED["float32"])
-                refined = _look_again(loaded, sub, first_step, noise[k], scale[k], known, converged)
+                # leaps stop where a step is within 2**10 rounding units of the parameter's value
+                resolution = settings.eps(group.dtype) * np.maximum(
+                    1.0, np.abs(_values(loaded, sub).astype(np.float64))
+                )
+                leap_floor = LEAP_ROOM * resolution / first_step
+                refined = _look_again(loaded, sub, first_step, noise[k], scale[k], known, converged, leap_floor)
                 numeric[at[k]], allowed[at[k]], status[at[k]] = judge_again(
                     a[k],
                     refined.numeric,
@@ -815,18 +824,19 @@ def _look_again(
     scale: np.ndarray,
     known: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     converged: float,
+    leap_floor: np.ndarray,
 ) -> Refined:
     """The second look (:func:`.refine.second_look`) at a group's suspect elements, each along its own axis."""
     values = _values(loaded, group)
 
-    def losses(which: np.ndarray, multiple: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def losses(which: np.ndarray, multiple: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         chosen = np.zeros(values.size, dtype=bool)
         chosen[which] = True
         perturbed, taken = points(values[which], multiple * h[which], "central")
         (table,) = _losses(loaded, [_subgroup(group, chosen)], [perturbed])
         return table[:, 0], table[:, 1], taken[:, 0], taken[:, 1]
 
-    return second_look(losses, values.size, h, loaded.settings.loss0, noise, scale, known, converged)
+    return second_look(losses, values.size, h, loaded.settings.loss0, noise, scale, known, converged, leap_floor)
 
 
 def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:
@@ -1002,8 +1012,8 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
         and suspects(analytic, numeric, est.bar, status, tolerance, 0.0, precision)[0]
     ):
 
-        def pair(_: np.ndarray, multiple: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-            (plus, up), (minus, down) = along(multiple), along(-multiple)
+        def pair(_: np.ndarray, multiple: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            (plus, up), (minus, down) = along(float(multiple[0])), along(-float(multiple[0]))
             return np.array([plus]), np.array([minus]), np.array([up]), np.array([down])
 
         converged = CONVERGED.get(precision, CONVERGED["float32"])

@@ -65,9 +65,13 @@ KINK_BAND = 0.5
 #: (extrapolation weights add up to about 2).
 ROUNDING_GAIN = 2.0
 
-#: ``losses(which, multiple)``: for the suspects ``which`` (indices into the suspects), the losses
-#: at ``θ ± multiple·h·u`` and the steps the floats took on each side (``taken_minus`` negative).
-Losses = Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+#: ``losses(which, multiples)``: for the suspects ``which`` (indices into the suspects), the losses
+#: at ``θ ± multiple·h·u`` (a multiple per suspect) and the steps the floats took on each side
+#: (``taken_minus`` negative).
+Losses = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+#: Where the slopes' gap grew by more than this as the step halved, the step is still far too coarse
+#: (J(θ±h) on a plateau of the function): the next step is :data:`LEAP` times smaller, not 2.
+LEAP_RATIO, LEAP = 1.5, 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,7 @@ def second_look(
     scale: np.ndarray,
     known: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = (),
     converged: float = 1e-6,
+    leap_floor: np.ndarray | float = 0.0,
 ) -> Refined:
     """Estimate ``k`` suspects' derivatives again over a sequence of steps (see the module's text).
 
@@ -125,6 +130,9 @@ def second_look(
     converged : float
         See ``scale``: about what the loss's precision allows (a table stopped short of it may not
         have seen a finer feature of the function).
+    leap_floor : ndarray or float
+        The finest multiple a :data:`LEAP` may land on: leaps keep well clear of the steps the
+        parameter's floats can no longer take evenly, where the table needs every halving it can get.
     """
     numeric = np.full(k, np.nan)
     error = np.full(k, np.inf)
@@ -138,6 +146,8 @@ def second_look(
     steps = np.full((ROWS, k), np.nan)
     diagonal = np.full(k, np.nan)  # the table's last diagonal entry, per suspect
     streak = np.zeros(k, dtype=np.int64)  # consecutive rows whose gap halved (or was lost in noise)
+    multiple = np.full(k, START)  # each suspect's next step, in units of its first-pass step
+    leapt = np.zeros(k, dtype=bool)  # its last step was LEAP times smaller, not CON: a new table starts
     active = np.ones(k, dtype=bool)
     evaluations = 0
     for i in range(ROWS):
@@ -147,7 +157,7 @@ def second_look(
         if i < len(known):
             plus, minus, up, down = (column[which] for column in known[i])
         else:
-            plus, minus, up, down = losses(which, START * CON**-i)
+            plus, minus, up, down = losses(which, multiple[which])
             evaluations += 2 * which.size
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             span = up - down
@@ -167,9 +177,12 @@ def second_look(
             # ratio near 1/2 can happen once by chance, so the regime needs two in a row.
             with_gap = np.abs(gaps[i, which]) > GAP_SIGNIFICANT * gap_noise[i, which]
             halving = ~with_gap
+            ratio = gaps[i, which] / gaps[i - 1, which] if i else np.full(which.size, np.nan)
             if i:
-                ratio = gaps[i, which] / gaps[i - 1, which]
                 halving |= (ratio >= 0.5 - SMOOTH_GAP) & (ratio <= 0.5 + SMOOTH_GAP)
+            # after a leap the row before is not CON times coarser: no table entry spans the two
+            halving &= ~leapt[which]
+            previous[:, which] = np.where(leapt[which], np.nan, previous[:, which])
             streak[which] = np.where(halving, streak[which] + 1, 0)
             run = streak[which]  # rows i-run+1..i each halved the gap of the row before
             factor = CON * CON
@@ -198,6 +211,11 @@ def second_look(
                 done |= (rounding > SAFE * err) & (settled | ~with_gap)
         diagonal[which] = column[i]
         active[which[done]] = False
+        with np.errstate(invalid="ignore"):
+            leap = with_gap & (np.abs(ratio) > LEAP_RATIO) & (i + 1 >= len(known))
+            leap &= multiple[which] / LEAP >= np.broadcast_to(leap_floor, (k,))[which]
+        leapt[which] = leap
+        multiple[which] /= np.where(leap, LEAP, CON)
     kink, lower, upper, margin = _kinks(gaps, gap_noise, lowers, uppers)
     with np.errstate(invalid="ignore"):
         bar = np.where(np.isfinite(error), error, np.abs(numeric)) + ROUNDING_GAIN * rounding_best
