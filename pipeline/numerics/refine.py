@@ -13,7 +13,8 @@ step, and:
   entry disagrees with its neighbours; the rounding of its finest difference is
   added. The table runs until its error grows again (noise dominates) once it has
   converged, or to :data:`ROWS` steps when it has not (the first step was far too
-  coarse: the steps keep shrinking until the truncation error is small);
+  coarse: the steps keep shrinking until the truncation error is small, by :data:`LEAP`
+  at a time while the slopes' gap still grows, a plateau, and a new table starts);
 - **the one-sided slopes** ``(J(θ+h) − J(θ))/h`` and ``(J(θ) − J(θ−h))/h`` are
   compared at each step: their gap is about ``f''·h`` for a smooth function (it
   shrinks with h) and the jump of the slope at a kink (it does not). A kink is a
