@@ -35,9 +35,8 @@ from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, noise_leve
 from .layout import Layout, TensorSpec
 from .plan import Shard, sampled_positions
 from .reduce import DirectionResult, ShardResult, summarize_shard
-from .refine import Refined, second_look, taylor
+from .refine import second_look, taylor
 from .tolerance import (
-    AGREE,
     CONVERGED,
     UNCHECKED,
     Tolerance,
@@ -191,6 +190,7 @@ class Loaded:
         self.flat = {name: array.reshape(-1) for name, array in self.evaluated.items()}
         self.row_bytes = max(1, sum(array.nbytes for array in self.params.values()))  # one parameter copy
         self._theta: np.ndarray | None = None
+        self.number = {name: k for k, name in enumerate(settings.layout.names)}  # each tensor's place in the layout
         self.samples: dict[str, np.ndarray] = {}
         self.analytic: dict[str, np.ndarray] | None = None
         self.stages: list[tuple[tuple[str, ...], Callable[..., Any]]] = []
@@ -237,7 +237,7 @@ class Loaded:
             return np.arange(lo, hi)
         if spec.name not in self.samples:
             k, seed = self.settings.sample
-            number = self.settings.layout.names.index(spec.name)
+            number = self.number[spec.name]
             self.samples[spec.name] = sampled_positions(spec.size, k, seed, number)
         chosen = self.samples[spec.name]
         return chosen[(chosen >= lo) & (chosen < hi)]
@@ -628,64 +628,36 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
     estimates = _evaluate(loaded, groups)
     evaluated = time.perf_counter()
     looked, looked_evaluations = 0, 0
-    for group, (h, est, noise, table, taken) in zip(groups, estimates, strict=True):
-        at = group.columns - shard.start
-        numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, h
+    for group, first in zip(groups, estimates, strict=True):
+        at, est = group.columns - shard.start, first.est
+        numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, first.h
         if not settings.judged:
             status[at] = 0
             continue
         # one tolerance per group: it depends on the dtype and the scheme
-        tolerance, scale = settings.tolerance_for(group.dtype), _per_element(settings.scale_of, settings.layout, group)
-        a = analytic[at]
+        tolerance, a = settings.tolerance_for(group.dtype), analytic[at]
         allowed[at], status[at] = judge(a, est.numeric, est.bar, est.lower, est.upper, tolerance, est.smooth)
+        suspect = np.zeros(at.size, dtype=bool)
         if settings.second_look and settings.scheme != "complex-step":
             precision = "float64" if settings.promote else group.dtype
-            suspect = suspects(a, est.numeric, est.bar, status[at], tolerance, scale, precision)
-            # An agreeing element whose bar is mostly the loss's noise gains nothing from finer steps
-            # (the table would start at the same step and only go finer): it stands as it is.
-            rounding = est.bar if est.rounding is None else est.rounding
-            suspect &= ~((status[at] == AGREE) & (est.bar <= 2 * rounding))
+            scale = _per_element(loaded, settings.scale_of, group)
+            suspect = suspects(a, est.numeric, est.bar, status[at], tolerance, scale, precision, est.rounding)
             if suspect.any():
-                k = np.flatnonzero(suspect)
-                sub = _subgroup(group, suspect)
-                # The table starts at the first pass's steps, and reuses its losses; but a fixed step may be far
-                # too fine for the loss's noise: then it starts no finer than the automatic one.
-                first_step, known = h[k], _known_rows(table[k], taken[k], settings.scheme)
-                if settings.epsilon is not None:
-                    automatic = step_sizes(_values(loaded, sub), settings.scheme, None)
-                    first_step, known = np.maximum(first_step, automatic), []
-                converged = CONVERGED.get(precision, CONVERGED["float32"])
-                # leaps stop where a step is within 2**10 rounding units of the parameter's value
-                resolution = settings.eps(group.dtype) * np.maximum(
-                    1.0, np.abs(_values(loaded, sub).astype(np.float64))
-                )
-                leap_floor = LEAP_ROOM * resolution / first_step
-                refined = _look_again(loaded, sub, first_step, noise[k], scale[k], known, converged, leap_floor)
-                numeric[at[k]], allowed[at[k]], status[at[k]] = judge_again(
-                    a[k],
-                    refined.numeric,
-                    refined.bar,
-                    refined.kink,
-                    refined.lower,
-                    refined.upper,
-                    (est.numeric[k], allowed[at[k]], status[at[k]], est.bar[k]),
+                mine = at[suspect]
+                (numeric[mine], allowed[mine], status[mine], steps[mine]), cost = _look_again(
+                    loaded,
+                    group,
+                    first,
+                    suspect,
+                    a[suspect],
+                    (allowed[mine], status[mine]),
                     tolerance,
-                    refined.margin,
+                    scale,
+                    precision,
                 )
-                if settings.epsilon is None:
-                    steps[at[k]] = np.where(refined.kink | ~np.isfinite(refined.numeric), h[k], refined.step)
-                else:  # the step asked for: the numeric gradient stays its quotient (the seed's difference), and
-                    # the allowance widens by how far that is from the estimate the verdict was made on
-                    shift = np.abs(numeric[at[k]] - est.numeric[k])
-                    allowed[at[k]] += np.where(np.isfinite(shift), shift, 0.0)
-                    numeric[at[k]] = est.numeric[k]
-                looked, looked_evaluations = looked + k.size, looked_evaluations + refined.evaluations
-            others = at[~suspect]
-            status[others] = inconclusive(
-                a[~suspect], est.numeric[~suspect], est.bar[~suspect], status[others], tolerance
-            )
-        else:
-            status[at] = inconclusive(a, est.numeric, est.bar, status[at], tolerance)
+                looked, looked_evaluations = looked + mine.size, looked_evaluations + cost
+        others = at[~suspect]
+        status[others] = inconclusive(a[~suspect], est.numeric[~suspect], est.bar[~suspect], status[others], tolerance)
     second_look_seconds = time.perf_counter() - evaluated
     output.numeric[shard.start : shard.stop] = numeric
     output.nonfinite[shard.start : shard.stop] = nonfinite
@@ -753,11 +725,13 @@ def _subgroup(group: _Group, chosen: np.ndarray) -> _Group:
     return _Group(tuple(segments), group.columns[chosen])
 
 
-def _per_element(per_tensor: Callable[[int], float], layout: Layout, group: _Group) -> np.ndarray:
+def _per_element(loaded: Loaded, per_tensor: Callable[[int], float], group: _Group) -> np.ndarray:
     """A per-tensor figure (``per_tensor(the tensor's number)``) repeated for each element of the group."""
-    number = {name: k for k, name in enumerate(layout.names)}
     return np.concatenate(
-        [np.full(positions.size, per_tensor(number[spec.name]), dtype=np.float64) for spec, positions in group.segments]
+        [
+            np.full(positions.size, per_tensor(loaded.number[spec.name]), dtype=np.float64)
+            for spec, positions in group.segments
+        ]
     )
 
 
@@ -781,10 +755,21 @@ def _losses(loaded: Loaded, groups: Sequence[_Group], perturbed: Sequence[np.nda
     ]
 
 
-def _evaluate(
-    loaded: Loaded, groups: list[_Group]
-) -> list[tuple[np.ndarray, Estimate, np.ndarray, np.ndarray, np.ndarray]]:
-    """Steps, estimates, the loss noise per element, and the stencil's losses and steps taken, per group.
+@dataclass(frozen=True, slots=True)
+class _Evaluated:
+    """One group's first pass: the parameters' values, their steps, the estimates, the loss's noise per
+    element, and the stencil's losses and the steps they took (what a second look starts from)."""
+
+    values: np.ndarray
+    h: np.ndarray
+    est: Estimate
+    noise: np.ndarray
+    table: np.ndarray
+    taken: np.ndarray
+
+
+def _evaluate(loaded: Loaded, groups: list[_Group]) -> list[_Evaluated]:
+    """Each group's first pass (:class:`_Evaluated`).
 
     The noise is the tensor's (measured by the probe), but never below one rounding unit of the
     largest loss the element's stencil evaluated: a loss that is small at θ is not small nearby.
@@ -794,16 +779,16 @@ def _evaluate(
     for group in groups:
         values = _values(loaded, group)
         h = step_sizes(values, settings.scheme, settings.epsilon)
-        stencils.append((h, *points(values, h, settings.scheme)))
-    losses = _losses(loaded, groups, [perturbed for _, perturbed, _ in stencils])
+        stencils.append((values, h, *points(values, h, settings.scheme)))
+    losses = _losses(loaded, groups, [perturbed for _, _, perturbed, _ in stencils])
     evaluated = []
-    for group, table, (h, _, taken) in zip(groups, losses, stencils, strict=True):
+    for group, table, (values, h, _, taken) in zip(groups, losses, stencils, strict=True):
         with np.errstate(invalid="ignore"):
             rounding = settings.eps(group.dtype) * np.max(np.abs(table), axis=1, initial=0.0)
-        measured = _per_element(settings.noise_of, settings.layout, group)
+        measured = _per_element(loaded, settings.noise_of, group)
         noise = np.where(measured > 0, np.fmax(measured, rounding), measured)  # 0: the loss ignores the tensor
         est = estimate(table, taken, settings.scheme, epsilon=settings.epsilon, loss0=settings.loss0, noise=noise)
-        evaluated.append((h, est, noise, table, taken))
+        evaluated.append(_Evaluated(values, h, est, noise, table, taken))
     return evaluated
 
 
@@ -819,24 +804,61 @@ def _known_rows(
 def _look_again(
     loaded: Loaded,
     group: _Group,
-    h: np.ndarray,
-    noise: np.ndarray,
+    first: _Evaluated,
+    suspect: np.ndarray,
+    analytic: np.ndarray,
+    judged: tuple[np.ndarray, np.ndarray],
+    tolerance: Tolerance,
     scale: np.ndarray,
-    known: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-    converged: float,
-    leap_floor: np.ndarray,
-) -> Refined:
-    """The second look (:func:`.refine.second_look`) at a group's suspect elements, each along its own axis."""
-    values = _values(loaded, group)
+    precision: str,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
+    """The second look (:func:`.refine.second_look`) at a group's suspect elements, each along its own axis,
+    and its verdicts (:func:`.tolerance.judge_again`).
+
+    ``suspect`` masks the group's elements; ``analytic`` and ``judged`` (the first pass's allowances and
+    statuses) are the suspects'. Returns the suspects' ``(numeric, allowed, status, step)`` and the losses
+    the second look took.
+    """
+    settings = loaded.settings
+    k = np.flatnonzero(suspect)
+    sub, values, est = _subgroup(group, suspect), first.values[k], first.est
+    # The table starts at the first pass's steps, and reuses its losses; but a fixed step may be far too fine
+    # for the loss's noise: then it starts no finer than the automatic one.
+    h, known = first.h[k], _known_rows(first.table[k], first.taken[k], settings.scheme)
+    if settings.epsilon is not None:
+        h, known = np.maximum(h, step_sizes(values, settings.scheme, None)), []
+    # leaps stop where a step is within LEAP_ROOM rounding units of the parameter's value
+    leap_floor = LEAP_ROOM * settings.eps(group.dtype) * np.maximum(1.0, np.abs(values.astype(np.float64))) / h
 
     def losses(which: np.ndarray, multiple: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         chosen = np.zeros(values.size, dtype=bool)
         chosen[which] = True
         perturbed, taken = points(values[which], multiple * h[which], "central")
-        (table,) = _losses(loaded, [_subgroup(group, chosen)], [perturbed])
+        (table,) = _losses(loaded, [_subgroup(sub, chosen)], [perturbed])
         return table[:, 0], table[:, 1], taken[:, 0], taken[:, 1]
 
-    return second_look(losses, values.size, h, loaded.settings.loss0, noise, scale, known, converged, leap_floor)
+    converged = CONVERGED.get(precision, CONVERGED["float32"])
+    refined = second_look(losses, k.size, h, settings.loss0, first.noise[k], scale[k], known, converged, leap_floor)
+    allowed, status = judged
+    numeric, allowed, status = judge_again(
+        analytic,
+        refined.numeric,
+        refined.bar,
+        refined.kink,
+        refined.lower,
+        refined.upper,
+        (est.numeric[k], allowed, status, est.bar[k]),
+        tolerance,
+        refined.margin,
+    )
+    steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
+    if settings.epsilon is not None:
+        # The step asked for: the numeric gradient stays its quotient (the seed's difference), and the
+        # allowance widens by how far that is from the estimate the verdict was made on.
+        shift = np.abs(numeric - est.numeric[k])
+        allowed = allowed + np.where(np.isfinite(shift), shift, 0.0)
+        numeric, steps = est.numeric[k], first.h[k]
+    return (numeric, allowed, status, steps), refined.evaluations
 
 
 def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:
@@ -946,7 +968,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
     """
     settings = loaded.settings
     layout = settings.layout
-    number_of = layout.names.index(tensor)
+    number_of = loaded.number[tensor]
     spec = layout.tensors[number_of]
     theta = loaded.params[tensor]
     flat = theta.reshape(-1)
@@ -1009,7 +1031,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
     if (
         settings.second_look
         and not complex_step
-        and suspects(analytic, numeric, est.bar, status, tolerance, 0.0, precision)[0]
+        and suspects(analytic, numeric, est.bar, status, tolerance, 0.0, precision, est.rounding)[0]
     ):
 
         def pair(_: np.ndarray, multiple: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -1029,7 +1051,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
             tolerance,
             refined.margin,
         )
-    elif settings.judged:
+    else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)
         status = inconclusive(analytic, numeric, est.bar, status, tolerance)
     return DirectionResult(
         tensor, number, dot, float(numeric[0]), float(allowed[0]), int(status[0]), step, (), evaluations
