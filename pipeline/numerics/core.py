@@ -43,7 +43,6 @@ from .tolerance import (
     default_tolerance,
     inconclusive,
     judge,
-    judge_again,
     suspects,
 )
 
@@ -839,18 +838,7 @@ def _look_again(
 
     converged = CONVERGED.get(precision, CONVERGED["float32"])
     refined = second_look(losses, k.size, h, settings.loss0, first.noise[k], scale[k], known, converged, leap_floor)
-    allowed, status = judged
-    numeric, allowed, status = judge_again(
-        analytic,
-        refined.numeric,
-        refined.bar,
-        refined.kink,
-        refined.lower,
-        refined.upper,
-        (est.numeric[k], allowed, status, est.bar[k]),
-        tolerance,
-        refined.margin,
-    )
+    numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
     if settings.epsilon is not None:
         # The step asked for: the numeric gradient stays its quotient (the seed's difference), and the
@@ -1040,17 +1028,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
 
         converged = CONVERGED.get(precision, CONVERGED["float32"])
         refined = second_look(pair, 1, np.ones(1), settings.loss0, np.array([noise]), np.abs(analytic), (), converged)
-        numeric, allowed, status = judge_again(
-            analytic,
-            refined.numeric,
-            refined.bar,
-            refined.kink,
-            refined.lower,
-            refined.upper,
-            (numeric, allowed, status, est.bar),
-            tolerance,
-            refined.margin,
-        )
+        numeric, allowed, status = refined.judge(analytic, (numeric, allowed, status, est.bar), tolerance)
     else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)
         status = inconclusive(analytic, numeric, est.bar, status, tolerance)
     return DirectionResult(

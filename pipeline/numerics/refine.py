@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, VERIFY_LIMIT, WRONG
+from .tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, VERIFY_LIMIT, WRONG, Tolerance, judge_again
 
 __all__ = ["CON", "ROWS", "Refined", "Taylor", "second_look", "taylor"]
 
@@ -95,6 +95,18 @@ class Refined:
     step: np.ndarray
     evaluations: int
     margin: np.ndarray | float = 0.0
+
+    def judge(
+        self,
+        analytic: np.ndarray,
+        first: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        tolerance: Tolerance,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The suspects' ``(numeric, allowed, status)`` after this look (:func:`.tolerance.judge_again`);
+        ``first`` is the first pass's ``(numeric, allowed, status, bar)``."""
+        return judge_again(
+            analytic, self.numeric, self.bar, self.kink, self.lower, self.upper, first, tolerance, self.margin
+        )
 
 
 def second_look(
