@@ -162,6 +162,45 @@ def test_a_tensor_whose_elements_are_all_kinks_is_not_verified_and_fails_unless_
     assert run_cli("report", str(tmp_path / "out.zarr")).returncode == 4
     warn = run_cli("run", str(tmp_path / "check.yaml"), "--inline", "--set", "unverified=warn", "--overwrite")
     assert warn.returncode == 0
+    # Settings that judge nothing, or name no known choice: one line, exit 2, and the output left as it was.
+    before = (tmp_path / "out.zarr" / "zarr.json").read_bytes()
+    for setting, line in (
+        (
+            "tolerance=none",
+            "gradcheck: error: --set tolerance: `tolerance: none` with no `threshold` (and no `directions`) judges nothing",
+        ),
+        (
+            "unverified=ignore",
+            "gradcheck: error: --set unverified: `unverified` must be one of fail, warn. Got 'ignore' instead.",
+        ),
+        (
+            "direction_test=guess",
+            "gradcheck: error: --set direction_test: `direction_test` must be one of difference, taylor.",
+        ),
+        (
+            "second_look=maybe",
+            "gradcheck: error: --set second_look: `second_look` must be true or false. Got 'maybe' instead.",
+        ),
+    ):
+        refused = run_cli("run", str(tmp_path / "check.yaml"), "--inline", "--overwrite", "--set", setting)
+        assert refused.returncode == 2, setting
+        assert refused.stderr.startswith(line), refused.stderr
+        assert refused.stderr.count("\n") == 1, refused.stderr
+    assert (tmp_path / "out.zarr" / "zarr.json").read_bytes() == before
+
+
+def test_a_wrong_gradient_at_a_kink_is_wrong_and_named() -> None:
+    """The planted twin of the tensor of kinks: 3 lies outside the one-sided slopes 0 and 2."""
+
+    class OutsideTheSlopes(AllKinks):
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            return {**super().grad(params, data), "w": np.full_like(params["w"], 3.0)}
+
+    params, data = {"w": np.zeros(4), "v": np.linspace(0, 1, 5)}, dict[str, np.ndarray]()
+    report = pipeline.check(OutsideTheSlopes(), params, data)
+    assert _found(report, "w")
+    assert report.verdict == "failed"
+    assert report.n_wrong == 4
 
 
 # -- 7. a loss exactly 0 at θ ---------------------------------------------------------------------------
@@ -175,6 +214,20 @@ def test_a_loss_exactly_zero_at_theta_has_its_noise_measured() -> None:
     assert report.passed, str(report)
     assert all(t.noise_source == "measured" and t.noise > 1e-12 for t in report.tensors)  # terms near 1e6
     assert _found(pipeline.check(hard.planted("zero-loss", "W", 1e-5), params, data), "W")
+
+
+def test_a_tensor_below_the_float32_sums_rounding_is_not_verified_and_a_bug_beside_it_is_found() -> None:
+    # In float32 the zero loss's `v` moves a sum of 1e6-sized terms by less than its rounding step: no step
+    # could see a bug in it. It is named, not passed (and not called wrong); a bug in `W` is still found.
+    params, data = hard.model("zero-loss").problem(np.float32)
+    report = pipeline.check(hard.model("zero-loss"), params, data)
+    assert (report.verdict, report.not_verified, report.failing) == ("not verified", ("v",), ())
+    v = next(t for t in report.tensors if t.name == "v")
+    assert v.noise > 1e-2  # the sum's rounding step (ulp(1e6) = 0.0625), measured at wide spacings
+    assert v.n_inconclusive == v.n_checked
+    planted = pipeline.check(hard.planted("zero-loss", "W", 1e-1), params, data)
+    assert planted.verdict == "failed"
+    assert planted.failing == ("W",)
 
 
 # -- the second look and the Taylor test on functions with known derivatives --------------------------------
