@@ -306,6 +306,7 @@ def _report(config: Config, executed: Executed, arrays: Callable[[], Output], st
         n_nondifferentiable=verdict.n_nondifferentiable,
         n_inconclusive=verdict.n_inconclusive,
         directions=tuple(d.to_dict() for d in directions),
+        evaluation=probe.evaluation,
     )
 
 
@@ -460,11 +461,13 @@ def _check_in_memory(
 
 
 def _check_names(role: str, arrays: Mapping[Any, Any]) -> None:
-    """Names a Zarr group can hold (the same call may be sent to a cluster through stores), and numeric values."""
+    """Names a Zarr group can hold (the same call may be sent to a cluster through stores; a '/' is a path
+    into nested groups, as a JAX pytree's key paths are), and numeric values."""
     for name, value in arrays.items():
-        if not isinstance(name, str) or not name or "/" in name or name.startswith("__"):
+        if not isinstance(name, str) or any(not part or part.startswith("__") for part in name.split("/")):
             raise ConfigTypeError(
-                f"`{role}` names must be non-empty strings without '/' that do not start with '__'. Got {name!r} instead."
+                f"`{role}` names must be non-empty strings whose '/'-separated parts are not empty and do not start "
+                f"with '__'. Got {name!r} instead."
             )
         dtype = np.asarray(value).dtype
         if dtype.kind not in "biufc":

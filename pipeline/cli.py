@@ -377,8 +377,15 @@ def _main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("gradcheck: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped reading (`gradcheck run ... | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_BROKEN_PIPE
     except Exception as e:  # a bug of ours, or a library's error: never a verdict, never bad input
         return _internal_error(e, show=args.traceback)
+
+
+#: The shell's code for a process whose reader went away (128 + SIGPIPE); the output group is complete.
+EXIT_BROKEN_PIPE = 141
 
 
 def _internal_error(error: Exception, *, show: bool) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .numerics.core import Settings
+from .numerics.core import PLAIN_EVALUATION, Settings
 from .numerics.fd import AUTO_POWER, COMPLEX_STEP
 from .numerics.tolerance import VERIFY_LIMIT
 from .numerics.verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement, json_float, read_float
@@ -82,6 +82,7 @@ class Report:
     verdict: str = ""
     not_verified: tuple[str, ...] = ()
     n_inconclusive: int = 0
+    evaluation: str = ""  # how the losses near θ were evaluated (one call each, batched, staged)
 
     def __post_init__(self) -> None:
         if not self.verdict:  # a report without one (older, or made by hand): the verdict is passed or failed
@@ -126,6 +127,7 @@ class Report:
             "verdict": self.verdict,
             "not_verified": list(self.not_verified),
             "n_inconclusive": self.n_inconclusive,
+            "evaluation": self.evaluation,
         }
 
     @classmethod
@@ -156,6 +158,7 @@ class Report:
             verdict=str(raw.get("verdict", "")),
             not_verified=tuple(raw.get("not_verified", ())),
             n_inconclusive=int(raw.get("n_inconclusive", 0)),
+            evaluation=str(raw.get("evaluation", "")),
         )
 
 
@@ -284,6 +287,8 @@ def format_report(report: Report) -> str:
         f"  model {report.model}; {report.n_checked} of {report.n_params} parameters checked; loss at θ {report.loss:.6g}",
         f"  scheme {report.scheme}, epsilon {epsilon}: {report.step_rule}",
     ]
+    if report.evaluation and report.evaluation != PLAIN_EVALUATION:
+        lines.append(f"  losses near θ: {report.evaluation}")
     unmeasured = [t for t in report.tensors if t.noise_source and t.noise_source != "measured"]
     for source in sorted({t.noise_source for t in unmeasured}):
         names = ", ".join(t.name for t in unmeasured if t.noise_source == source)

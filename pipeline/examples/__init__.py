@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from collections.abc import Callable
 
@@ -72,7 +74,55 @@ def write_seed_mlp(folder: str) -> list[str]:
     return list(targets)
 
 
-EXAMPLES: dict[str, Callable[[str], list[str]]] = {"seed-mlp": write_seed_mlp}
+_FRAMEWORK_CONFIG = """\
+# gradcheck example {name}: the model in model.py, {what}.
+# Run it with: gradcheck run {which}.yaml
+model: model.py:{which}
+params: params.zarr
+data: data.zarr
+output: {which}-output.zarr
+"""
+
+#: The framework examples: the module written out as model.py, and the extra that installs its framework.
+_FRAMEWORKS = {"torch-custom-op": ("torch_custom_op", "torch"), "jax-custom-vjp": ("jax_custom_vjp", "jax")}
+
+
+def write_framework_example(name: str, folder: str) -> list[str]:
+    """Write a framework example (its module as ``model.py``, its stores, its two configs); return the configs."""
+    module_name, extra = _FRAMEWORKS[name]
+    try:
+        module = importlib.import_module(f"{__name__}.{module_name}")
+    except ModuleNotFoundError as e:
+        raise GradcheckError(f"The {name} example needs {e.name}: pip install 'gradcheck-pipeline[{extra}]'.") from None
+    what = {
+        "correct": "with its correct backward pass: this check passes",
+        "planted": f"with a planted mistake in its backward pass: this check fails and names {module.PLANTED_TENSOR}",
+    }
+    targets = {
+        os.path.join(folder, f"{which}.yaml"): _FRAMEWORK_CONFIG.format(name=name, what=text, which=which)
+        for which, text in what.items()
+    }
+    with open(module.__file__, encoding="utf-8") as f:  # type: ignore[arg-type]
+        targets[os.path.join(folder, "model.py")] = f.read()
+    stores_ = {os.path.join(folder, s): None for s in ("params.zarr", "data.zarr")}
+    for path, text in {**targets, **stores_}.items():
+        _refuse_foreign(path, text, name)
+    from ..storage.inputs import write_group
+
+    os.makedirs(folder, exist_ok=True)
+    params = module.correct.params
+    write_group(os.path.join(folder, "params.zarr"), params, {"order": list(params), _MARKER: name})
+    write_group(os.path.join(folder, "data.zarr"), module.data(), {_MARKER: name})
+    for path, text in targets.items():
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    return [path for path in targets if path.endswith(".yaml")]
+
+
+EXAMPLES: dict[str, Callable[[str], list[str]]] = {
+    "seed-mlp": write_seed_mlp,
+    **{name: functools.partial(write_framework_example, name) for name in _FRAMEWORKS},
+}
 
 
 def write_example(name: str, folder: str) -> list[str]:

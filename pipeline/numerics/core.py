@@ -127,6 +127,7 @@ class ProbeResult:
     scales: tuple[float, ...] = ()
     spread: float = 0.0
     off_theta: float = math.nan  # the loss at a seeded point near θ: with the loss at θ, what a resume compares
+    evaluation: str = ""  # how the losses near θ are evaluated (:attr:`Loaded.evaluation`)
 
 
 class Output(Protocol):
@@ -241,6 +242,39 @@ class Loaded:
         chosen = self.samples[spec.name]
         return chosen[(chosen >= lo) & (chosen < hi)]
 
+    def perturbed_losses(self, name: str, positions: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The model's optional ``perturbed_losses``: tensor ``name``'s element ``positions[j]`` set to each
+        ``values[j, s]`` in turn, the rest at θ; one loss per value, checked to be finite float64 of that shape."""
+        method = getattr(self.model, "perturbed_losses")  # noqa: B009  (optional: not in the protocol)
+        losses = np.asarray(method(self.evaluated, self.data, name, positions, values), dtype=np.float64)
+        if losses.shape != values.shape:
+            raise ValueError(
+                f"perturbed_losses must return one loss per value, shape {values.shape}. Got {losses.shape} instead."
+            )
+        return losses
+
+    @property
+    def perturbs(self) -> bool:
+        """Whether the model evaluates a tensor's perturbations itself (``perturbed_losses``: a framework
+        adapter's batched path) rather than one ``loss`` call each; not when staged or complex-step."""
+        return (
+            callable(getattr(self.model, "perturbed_losses", None))
+            and not self.stages
+            and self.settings.scheme != "complex-step"
+        )
+
+    @property
+    def evaluation(self) -> str:
+        """How the losses near θ are evaluated, as the report says it."""
+        if self.stages:
+            return f"staged: only the stages from the perturbed tensor's on ({len(self.stages)} stages)"
+        if self.perturbs:
+            said = getattr(self.model, "evaluation", None)
+            return said if isinstance(said, str) and said else "the model's perturbed_losses"
+        if self.batched:
+            return f"batched: loss_batch, up to {self.batch_rows(1 << 30)} parameter sets a call"
+        return PLAIN_EVALUATION
+
     def loss_batch(self, batch: dict[str, np.ndarray]) -> Any:
         """The model's optional batched loss (every tensor with a leading axis of K)."""
         return getattr(self.model, "loss_batch")(batch, self.data)  # noqa: B009  (optional: not in the protocol)
@@ -260,6 +294,7 @@ class Loaded:
         return (
             callable(getattr(self.model, "loss_batch", None))
             and not self.stages
+            and not self.perturbs
             and self.settings.scheme != "complex-step"
             and MIN_BATCH_ROWS * self.row_bytes <= BATCH_BYTES
         )
@@ -326,6 +361,9 @@ def _raised_at(error: BaseException) -> str:
 LEAP_ROOM = 2.0**10
 
 
+#: How a model that offers nothing but ``loss`` is evaluated near θ (as the report says it).
+PLAIN_EVALUATION = "one loss call per perturbation"
+
 #: The most memory one batch of perturbed parameter copies may take...
 BATCH_BYTES = 64 * 2**20
 #: ...and the fewest rows worth a batch: a model too large for that is evaluated plainly,
@@ -361,6 +399,7 @@ def probe(loaded: Loaded) -> ProbeResult:
             f"(spread {spread:.3g}, {spread / max(abs(loss), 1e-300):.3g} relative). Dropout or other randomness "
             "makes gradient checking meaningless; fix the random state inside the loss to check such a model."
         )
+    spread = max(spread, _perturbed_at_theta(loaded, loss))
     noise, sources, evaluations = _noise(loaded, loss)
     off_theta = _off_theta(loaded)
     analytic = loaded.analytic_gradient()
@@ -368,9 +407,11 @@ def probe(loaded: Loaded) -> ProbeResult:
         math.sqrt(float(np.mean(np.square(analytic[spec.name], dtype=np.float64)))) if spec.size else 0.0
         for spec in settings.layout.tensors
     )
+    loss_seconds = _time_loss(loaded)  # first: it warms up (and settles) the model's batched path
     return ProbeResult(
         loss=loss,
-        loss_seconds=_time_loss(loaded),
+        loss_seconds=loss_seconds,
+        evaluation=loaded.evaluation,
         loss_equivalents_per_index=_loss_equivalents(loaded, loss),
         seconds=time.perf_counter() - start,
         noise=tuple(max(level, spread) for level in noise),
@@ -380,6 +421,40 @@ def probe(loaded: Loaded) -> ProbeResult:
         spread=spread,
         off_theta=off_theta,
     )
+
+
+def _perturbed_at_theta(loaded: Loaded, loss: float) -> float:
+    """How far the model's own batched path (``perturbed_losses``) puts the loss at θ from ``loss``, over
+    every tensor (each element 0 set to its own value): 0 without one.
+
+    Its losses are differenced against ``loss`` (the one-sided slopes), so the two must agree to rounding;
+    the gap counts as the loss's noise. More than :data:`NONDETERMINISM_ULPS` rounding units is a model error.
+    Each tensor's first call also settles how the model evaluates it (what the report says).
+    """
+    if not loaded.perturbs:
+        return 0.0
+    widest = 0.0
+    for spec in loaded.settings.layout.tensors:
+        if not spec.size:
+            continue
+        here = loaded.evaluated[spec.name].reshape(-1)[:1].reshape(1, 1)
+        value = float(
+            call_model(
+                f"perturbed_losses at θ (tensor {spec.name})",
+                loaded.perturbed_losses,
+                spec.name,
+                np.zeros(1, dtype=np.int64),
+                here,
+            )[0, 0]
+        )
+        gap = abs(value - loss)
+        if not gap <= NONDETERMINISM_ULPS * _eps(loaded.settings) * max(abs(loss), np.finfo(np.float64).tiny):
+            raise ModelError(
+                f"Model perturbed_losses at θ (tensor {spec.name}) gave {value!r} where its loss gave {loss!r} "
+                f"(a gap of {gap / max(abs(loss), 1e-300):.3g} relative): the batched path must compute the same function."
+            )
+        widest = max(widest, gap)
+    return widest
 
 
 #: Two evaluations at θ may differ by this many units of rounding (summation order in a
@@ -554,11 +629,13 @@ def _time_loss(loaded: Loaded, budget_seconds: float = 0.2, at_most: int = 20) -
     (perturbation, one batch, estimates) over the first indices, divided by its losses.
     That also warms the path up in this worker before the shards time it.
     """
-    if not loaded.batched:
+    if not (loaded.batched or loaded.perturbs):
         return _fastest(loaded.loss, budget_seconds, at_most)
     layout = loaded.settings.layout
     width = len(STENCILS[loaded.settings.scheme])
-    indices = max(1, loaded.batch_rows(width * min(layout.n_params, 64)) // width)
+    indices = min(layout.n_params, 64)
+    if loaded.batched:
+        indices = max(1, loaded.batch_rows(width * indices) // width)
     groups = _by_dtype([(spec, np.arange(lo, hi)) for spec, lo, hi in layout.segments(0, indices)])
     return _fastest(functools.partial(_evaluate, loaded, groups), budget_seconds, at_most) / (width * indices)
 
@@ -868,6 +945,10 @@ def _segment_losses(loaded: Loaded, spec: TensorSpec, positions: np.ndarray, per
             loaded.flat[spec.name],
             positions,
             perturbed,
+        )
+    if loaded.perturbs:
+        return call_model(  # type: ignore[no-any-return]
+            f"perturbed_losses near θ (tensor {spec.name})", loaded.perturbed_losses, spec.name, positions, perturbed
         )
     scalar = complex if loaded.settings.scheme == "complex-step" else float
     return call_model(  # type: ignore[no-any-return]

@@ -1,0 +1,29 @@
+"""Framework adapters: a PyTorch module or a JAX loss as a model (see :mod:`pipeline.model`).
+
+``TorchModel`` (:mod:`pipeline.adapters.torch`) and ``JaxModel`` (:mod:`pipeline.adapters.jax`)
+speak the model protocol on numpy arrays, so they run wherever a model runs (in-process, on a
+local cluster, on workers that import the model file), and the framework's autograd computes the
+analytic gradient: a custom ``autograd.Function`` backward or a ``custom_vjp`` rule is what is
+checked. Both offer ``perturbed_losses``, the core's batched path: one call evaluates many
+perturbations of one tensor inside the framework. The core imports no framework; each adapter
+imports its own only when it is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["flat_rows", "parameter_dtype"]
+
+
+def parameter_dtype(params: Mapping[str, np.ndarray]) -> np.dtype:
+    """The dtype a check evaluates in: the widest floating dtype of the parameters (float64 under
+    ``precision: float64``). Floating data is cast to it, so that one check runs in one precision."""
+    return np.result_type(*(np.dtype(array.dtype) for array in params.values()), np.float32)
+
+
+def flat_rows(positions: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``perturbed_losses``' arguments as one row per loss: each position repeated for each of its values."""
+    return np.repeat(np.asarray(positions, dtype=np.int64), values.shape[1]), values.reshape(-1)

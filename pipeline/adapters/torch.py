@@ -1,0 +1,256 @@
+"""A PyTorch module and its loss as a gradcheck model.
+
+    model = TorchModel(net, loss_fn)      # loss_fn(module, data) -> scalar tensor
+    pipeline.check(model, model.params, data)
+
+The tensors are ``module.named_parameters()``, named as torch names them (``fc1.weight``), in
+that order. ``grad`` runs autograd, so what is checked is the backward pass torch runs: a custom
+``torch.autograd.Function``'s hand-written ``backward``, a C++/CUDA extension's. Every call
+substitutes the given arrays for the module's parameters (``torch.func.functional_call``): the
+module itself is never modified.
+
+Each call runs with deterministic algorithms on, one torch thread (a worker is one process per
+core) and, for float64 parameters (``precision: float64``), float64 as the default dtype; the
+floating buffers and data are cast to the parameters' dtype. All three are restored afterwards.
+
+Perturbations of one tensor are evaluated in one call with ``torch.func.vmap`` over that tensor
+alone. Where vmap cannot run the loss (a custom Function without a vmap rule, ``.item()`` or
+data-dependent control flow), that tensor falls back to one call per perturbation, and the
+report says so (``evaluation``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from ..numerics.core import BATCH_BYTES
+from . import flat_rows, parameter_dtype
+
+__all__ = ["TorchModel"]
+
+Arrays = dict[str, np.ndarray]
+#: The most perturbations one vmap call evaluates.
+MAX_ROWS = 256
+
+
+class _Objective(torch.nn.Module):
+    """``forward(data) = loss_fn(module, data)``: what ``functional_call`` reparametrises."""
+
+    def __init__(self, module: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor]) -> None:
+        super().__init__()
+        self.module = module
+        self.loss_fn = loss_fn
+
+    def forward(self, data: Any) -> torch.Tensor:
+        return self.loss_fn(self.module, data)
+
+
+class TorchModel:
+    """A ``torch.nn.Module`` and ``loss_fn(module, data) -> scalar tensor`` as a model.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Its parameters are the tensors checked; its buffers are used as they are (cast to the
+        parameters' dtype).
+    loss_fn : callable
+        ``loss_fn(module, data)`` with ``data`` the data store's arrays as tensors (by name), on
+        ``device``; returns a scalar tensor. It must be deterministic.
+    device : str
+        Where the loss runs: ``"cpu"`` (default) or ``"cuda"``.
+    batch : bool
+        Evaluate a tensor's perturbations with ``torch.func.vmap`` (default) or one call each.
+
+    Attributes
+    ----------
+    params : dict of str to ndarray
+        The module's parameters as numpy arrays, in ``named_parameters()`` order: what
+        ``gradcheck import`` writes, or what ``pipeline.check`` takes.
+    evaluation : str
+        How perturbations are evaluated (batched, or one call each and why), as the report says.
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+        *,
+        device: str = "cpu",
+        batch: bool = True,
+    ) -> None:
+        if not isinstance(module, torch.nn.Module):
+            raise ModelError(f"TorchModel needs a torch.nn.Module. Got {type(module).__name__} instead.")
+        if not callable(loss_fn):
+            raise ModelError(f"TorchModel needs loss_fn(module, data). Got {type(loss_fn).__name__} instead.")
+        named = list(module.named_parameters())
+        if not named:
+            raise ModelError(f"TorchModel: the module {type(module).__name__} has no parameters to check.")
+        self.params: Arrays = {name: p.detach().cpu().numpy().copy() for name, p in named}
+        self.device = torch.device(device)
+        self.batch = batch
+        self._objective = _Objective(module, loss_fn).to(self.device)
+        self._unbatched: dict[str, str] = {}  # tensors vmap cannot run the loss for, and why
+        self._data: tuple[Mapping[str, np.ndarray], torch.dtype, dict[str, torch.Tensor]] | None = None
+        if batch:  # the core's batched path; without it, one `loss` call per perturbation
+            self.perturbed_losses = self._perturbed_losses
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_data"] = None  # tensors made from one process's data
+        return state
+
+    @property
+    def evaluation(self) -> str:
+        if not self._unbatched:
+            return "batched: torch.func.vmap over each tensor's perturbations"
+        reasons = sorted(set(self._unbatched.values()))
+        if set(self._unbatched) == set(self.params):
+            return f"one loss call per perturbation: torch.func.vmap cannot run this loss ({'; '.join(reasons)})"
+        return (
+            f"batched: torch.func.vmap, except one loss call per perturbation of {', '.join(self._unbatched)} "
+            f"(vmap cannot run the loss there: {'; '.join(reasons)})"
+        )
+
+    # The model protocol -------------------------------------------------------------------------------
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        with self._running(params) as dtype, torch.no_grad():
+            return _scalar(self._call(self._tensors(params, dtype), data, dtype))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        with self._running(params) as dtype:
+            leaves = {
+                name: torch.tensor(array, dtype=dtype, device=self.device, requires_grad=True)
+                for name, array in params.items()
+            }
+            value = self._call(leaves, data, dtype)
+            _scalar(value)
+            grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
+        return {
+            name: np.zeros(leaf.shape) if g is None else g.detach().cpu().numpy().astype(np.float64)
+            for (name, leaf), g in zip(leaves.items(), grads, strict=True)
+        }
+
+    def _perturbed_losses(
+        self, params: Arrays, data: Arrays, name: str, positions: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        """``perturbed_losses`` (offered unless ``batch=False``): the losses with element ``positions[j]`` of tensor ``name`` set to ``values[j, s]``, one at a time."""
+        at, to = flat_rows(positions, values)
+        with self._running(params) as dtype, torch.no_grad():
+            tensors = self._tensors(params, dtype)
+            chosen = torch.as_tensor(at, device=self.device)
+            moved = torch.as_tensor(to, device=self.device).to(dtype=tensors[name].dtype)
+            if name not in self._unbatched:
+                try:
+                    losses = self._vmapped(tensors, data, dtype, name, chosen, moved)
+                    return losses.reshape(values.shape)
+                except Exception as e:  # vmap cannot run this loss: the loop below can (or says why not)
+                    self._unbatched[name] = _first_line(e)
+            losses = np.empty(at.size)
+            flat = tensors[name].clone().reshape(-1)
+            shaped = {**tensors, name: flat.reshape(tensors[name].shape)}
+            for r in range(at.size):
+                original = flat[chosen[r]].clone()
+                flat[chosen[r]] = moved[r]
+                losses[r] = _scalar(self._call(shaped, data, dtype))
+                flat[chosen[r]] = original
+        return losses.reshape(values.shape)
+
+    # Internals ------------------------------------------------------------------------------------------
+
+    def _vmapped(
+        self,
+        tensors: dict[str, torch.Tensor],
+        data: Arrays,
+        dtype: torch.dtype,
+        name: str,
+        chosen: torch.Tensor,
+        moved: torch.Tensor,
+    ) -> np.ndarray:
+        base = tensors[name].reshape(-1)
+        shape = tensors[name].shape
+        others = {**self._buffers(dtype), **{k: v for k, v in tensors.items() if k != name}}
+        inputs = self._inputs(data, dtype)
+
+        def one(position: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+            perturbed = base.scatter(0, position.reshape(1), value.reshape(1)).reshape(shape)
+            return self._call_with({**others, name: perturbed}, inputs)
+
+        rows = max(1, min(MAX_ROWS, BATCH_BYTES // max(1, base.numel() * base.element_size())))
+        out = torch.func.vmap(one, chunk_size=rows)(chosen, moved)
+        if out.shape != chosen.shape:
+            raise ValueError(f"the loss has shape {tuple(out.shape[1:])} under vmap")
+        return out.detach().cpu().numpy().astype(np.float64)
+
+    @contextlib.contextmanager
+    def _running(self, params: Arrays) -> Iterator[torch.dtype]:
+        """One thread, deterministic algorithms, the parameters' dtype as the default; yields that dtype."""
+        dtype = torch.float64 if parameter_dtype(params) == np.float64 else torch.float32
+        threads, deterministic, default = (
+            torch.get_num_threads(),
+            torch.are_deterministic_algorithms_enabled(),
+            torch.get_default_dtype(),
+        )
+        torch.set_num_threads(1)
+        torch.use_deterministic_algorithms(True)
+        torch.set_default_dtype(dtype)
+        try:
+            yield dtype
+        finally:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic)
+            torch.set_default_dtype(default)
+
+    def _tensors(self, params: Arrays, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The parameters as tensors in ``dtype`` on the device (on the CPU in their dtype, sharing the arrays' memory)."""
+        return {
+            name: torch.from_numpy(array if array.flags.writeable else array.copy()).to(self.device, dtype)
+            for name, array in params.items()
+        }
+
+    def _buffers(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The module's floating buffers of another dtype, cast to ``dtype`` (the others are used as they are)."""
+        return {
+            name: b.to(dtype)
+            for name, b in self._objective.module.named_buffers()
+            if b.is_floating_point() and b.dtype != dtype
+        }
+
+    def _inputs(self, data: Arrays, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The data as tensors on the device, floating arrays in ``dtype``; made once per data and dtype."""
+        if self._data is None or self._data[0] is not data or self._data[1] != dtype:
+            inputs = {}
+            for key, array in data.items():
+                tensor = torch.as_tensor(np.array(array), device=self.device)
+                inputs[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+            self._data = (data, dtype, inputs)
+        return self._data[2]
+
+    def _call(self, tensors: dict[str, torch.Tensor], data: Arrays, dtype: torch.dtype) -> torch.Tensor:
+        return self._call_with({**self._buffers(dtype), **tensors}, self._inputs(data, dtype))
+
+    def _call_with(self, tensors: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        named = {f"module.{name}": tensor for name, tensor in tensors.items()}
+        out = torch.func.functional_call(self._objective, named, (inputs,))
+        if not isinstance(out, torch.Tensor):
+            raise ModelError(f"TorchModel: loss_fn must return a scalar tensor. Got {type(out).__name__} instead.")
+        return out
+
+
+def _scalar(value: torch.Tensor) -> float:
+    if value.numel() != 1:
+        raise ModelError(f"TorchModel: loss_fn must return a scalar tensor. Got shape {tuple(value.shape)} instead.")
+    return float(value.detach().reshape(()).cpu())
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's type and first sentence."""
+    text = str(error).strip().splitlines()
+    first = (text[0] if text else "").split(". ")[0].rstrip(".")
+    return f"{type(error).__name__}: {first}"

@@ -1,0 +1,229 @@
+"""The PyTorch and JAX adapters: the model protocol on a framework's module or loss, checked against
+numpy formulas; their batched paths against one loss per perturbation; the custom-op examples end to
+end (in this process, on a cluster, from the command line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from distributed import Client
+
+import pipeline
+from pipeline.errors import ModelError
+
+from .conftest import run_cli
+
+torch = pytest.importorskip("torch")
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+
+from pipeline.adapters.jax import JaxModel  # noqa: E402  (after the frameworks are known to be there)
+from pipeline.adapters.torch import TorchModel  # noqa: E402
+
+RNG = np.random.default_rng(7)
+X = RNG.normal(size=(5, 3)).astype(np.float32).astype(np.float64)  # float32 values: the data are float32
+Y = RNG.normal(size=(5, 2)).astype(np.float32).astype(np.float64)
+DATA = {"x": X.astype(np.float32), "y": Y.astype(np.float32)}
+
+
+def reference(w: np.ndarray, b: np.ndarray, scale: float = 1.0) -> tuple[float, np.ndarray, np.ndarray]:
+    """``scale² · Σ (x w + b − y)²`` in float64, and its gradient by hand (w: (3, 2), b: (2,))."""
+    r = X @ w + b - Y
+    return scale**2 * float(np.sum(r * r)), scale**2 * 2 * X.T @ r, scale**2 * 2 * r.sum(0)
+
+
+# PyTorch -----------------------------------------------------------------------------------------------
+
+
+def linear_model(**options: Any) -> Any:
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    return TorchModel(module, lambda m, d: torch.sum((m(d["x"]) - d["y"]) ** 2), **options)
+
+
+def test_torch_model_names_its_parameters_as_torch_does_and_computes_loss_and_grad_by_autograd() -> None:
+    model = linear_model()
+    assert list(model.params) == ["0.weight", "0.bias"]  # named_parameters, dots kept
+    weight, bias = model.params["0.weight"], model.params["0.bias"]
+    assert weight.dtype == np.float32 and weight.shape == (2, 3)
+    params64 = {k: v.astype(np.float64) for k, v in model.params.items()}
+    loss, grad_w, grad_b = reference(params64["0.weight"].T, params64["0.bias"])
+    # float64 parameters: evaluated in float64 (module, buffers and data cast), to rounding
+    assert model.loss(params64, DATA) == pytest.approx(loss, rel=1e-14)
+    grads = model.grad(params64, DATA)
+    np.testing.assert_allclose(grads["0.weight"], grad_w.T, rtol=1e-13)
+    np.testing.assert_allclose(grads["0.bias"], grad_b, rtol=1e-13)
+    # and the module itself is untouched: float32, its own values
+    assert model._objective.module[0].weight.dtype == torch.float32
+    np.testing.assert_array_equal(model._objective.module[0].weight.detach().numpy(), weight)
+
+
+def test_torch_batched_losses_equal_one_loss_per_perturbation_and_the_formula() -> None:
+    model = linear_model()
+    params64 = {k: v.astype(np.float64) for k, v in model.params.items()}
+    positions = np.array([0, 5, 2])
+    values = RNG.normal(size=(3, 2))
+    got = model.perturbed_losses(params64, DATA, "0.weight", positions, values)
+    for j, k in enumerate(positions):
+        for s in range(2):
+            w = params64["0.weight"].copy()
+            w.reshape(-1)[k] = values[j, s]
+            assert got[j, s] == pytest.approx(reference(w.T, params64["0.bias"])[0], rel=1e-12)
+    assert model.evaluation == "batched: torch.func.vmap over each tensor's perturbations"
+
+
+class _NoVmapRule(torch.autograd.Function):
+    """x ↦ 2x with a backward, and no vmap rule."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Any) -> Any:
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx: Any, grad: Any) -> Any:
+        return 2 * grad
+
+
+def test_a_loss_vmap_cannot_run_falls_back_to_one_call_per_perturbation_and_the_report_says_why() -> None:
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 2)
+    model = TorchModel(module, lambda m, d: torch.sum((_NoVmapRule.apply(m(d["x"])) - d["y"]) ** 2))
+    report = pipeline.check(model, model.params, DATA, precision="float64")
+    assert report.verdict == "passed"
+    assert report.evaluation.startswith("one loss call per perturbation: torch.func.vmap cannot run this loss (")
+    assert "setup_context" in report.evaluation  # torch's own reason, in one sentence
+    assert "losses near θ: one loss call per perturbation" in str(report)
+
+
+def test_a_wrong_custom_backward_is_found_in_the_right_tensor_and_torch_state_is_restored() -> None:
+    threads, default = torch.get_num_threads(), torch.get_default_dtype()
+    from pipeline.examples import torch_custom_op as example
+
+    correct = pipeline.check(example.correct, example.correct.params, example.data())
+    planted = pipeline.check(example.planted, example.planted.params, example.data())
+    assert correct.verdict == "passed", correct
+    assert planted.verdict == "failed" and planted.failing == ("fused.bias",), planted
+    assert (torch.get_num_threads(), torch.get_default_dtype()) == (threads, default)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_torch_model_refuses_what_is_not_a_module_and_a_loss_that_is_not_a_scalar() -> None:
+    with pytest.raises(ModelError, match=r"^TorchModel needs a torch.nn.Module. Got function instead.$"):
+        TorchModel(lambda: None, lambda m, d: 0)  # type: ignore[arg-type]
+    model = TorchModel(torch.nn.Linear(3, 2), lambda m, d: m(d["x"]).sum(0))
+    with pytest.raises(ModelError, match=r"TorchModel: loss_fn must return a scalar tensor. Got shape \(2,\) instead."):
+        pipeline.check(model, model.params, DATA)
+
+
+# JAX ---------------------------------------------------------------------------------------------------
+
+
+def jax_params() -> dict[str, Any]:
+    rng = np.random.default_rng(3)
+    return {
+        "lin": {"w": rng.normal(size=(3, 2)).astype(np.float32), "b": rng.normal(size=2).astype(np.float32)},
+        "scale": [np.float32(1.5)],
+    }
+
+
+def jax_loss(p: Any, d: Any) -> Any:
+    return p["scale"][0] ** 2 * jnp.sum((d["x"] @ p["lin"]["w"] + p["lin"]["b"] - d["y"]) ** 2)
+
+
+def test_jax_model_names_leaves_by_key_path_and_computes_loss_and_grad_by_jax() -> None:
+    model = JaxModel(jax_loss, jax_params())
+    assert list(model.params) == ["lin/b", "lin/w", "scale/0"]  # the pytree's order, key paths joined by '/'
+    params64 = {k: v.astype(np.float64) for k, v in model.params.items()}
+    scale = float(params64["scale/0"])
+    loss, grad_w, grad_b = reference(params64["lin/w"], params64["lin/b"], scale)
+    assert model.loss(params64, DATA) == pytest.approx(loss, rel=1e-14)  # x64 for float64 parameters
+    grads = model.grad(params64, DATA)
+    np.testing.assert_allclose(grads["lin/w"], grad_w, rtol=1e-13)
+    np.testing.assert_allclose(grads["lin/b"], grad_b, rtol=1e-13)
+    np.testing.assert_allclose(grads["scale/0"], 2 * loss / scale, rtol=1e-13)
+    assert jnp.zeros(1).dtype == jnp.float32  # x64 only inside the call
+
+
+@pytest.mark.parametrize("batch", ["scan", "vmap"])
+def test_jax_batched_losses_equal_the_formula_over_padded_calls(batch: str) -> None:
+    model = JaxModel(jax_loss, jax_params(), batch=batch)
+    params64 = {k: v.astype(np.float64) for k, v in model.params.items()}
+    positions = np.arange(6).repeat(7)[:40]  # 40 elements, 80 rows: padded past the first call size
+    values = np.random.default_rng(4).normal(size=(40, 2))
+    got = model.perturbed_losses(params64, DATA, "lin/w", positions, values)
+    scale = float(params64["scale/0"])
+    for j, k in enumerate(positions):
+        for s in range(2):
+            w = params64["lin/w"].copy()
+            w.reshape(-1)[k] = values[j, s]
+            assert got[j, s] == pytest.approx(reference(w, params64["lin/b"], scale)[0], rel=1e-12)
+
+
+def test_a_wrong_custom_vjp_rule_is_found_in_the_right_tensor_by_every_executor(client: Client) -> None:
+    from pipeline.examples import jax_custom_vjp as example
+
+    for kind in ({}, {"client": client}):
+        correct = pipeline.check(example.correct, example.correct.params, example.data(), **kind)
+        planted = pipeline.check(example.planted, example.planted.params, example.data(), **kind)
+        assert correct.verdict == "passed", correct
+        assert planted.verdict == "failed" and planted.failing == ("fused/b",), planted
+        assert correct.evaluation.startswith("batched: one jitted lax.scan over each tensor's perturbations")
+
+
+def test_jax_batch_off_is_one_loss_call_per_perturbation_with_the_same_verdicts() -> None:
+    from pipeline.examples import jax_custom_vjp as example
+
+    model = JaxModel(example.loss(planted=True), example.params(), batch="off")
+    report = pipeline.check(model, model.params, example.data())
+    assert report.evaluation == "one loss call per perturbation"
+    assert report.failing == ("fused/b",)
+
+
+# The core's side: a batched path that is not the loss ------------------------------------------------------
+
+
+class _Inconsistent:
+    """A numpy model whose ``perturbed_losses`` computes another function than its ``loss``."""
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        return float(np.sum(params["w"] ** 2))
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w": 2 * params["w"]}
+
+    def perturbed_losses(self, params: Any, data: Any, name: str, positions: Any, values: Any) -> np.ndarray:
+        return np.full(values.shape, self.loss(params, data) * (1 + 1e-9))
+
+
+def test_a_batched_path_that_computes_another_function_is_refused_with_the_tensor_named() -> None:
+    with pytest.raises(
+        ModelError,
+        match=r"^Model perturbed_losses at θ \(tensor w\) gave .* where its loss gave .* \(a gap of 1e-09 relative\): "
+        r"the batched path must compute the same function.$",
+    ):
+        pipeline.check(_Inconsistent(), {"w": np.arange(1.0, 4.0)}, {})
+
+
+# The examples from the command line --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("example", "planted"), [("torch-custom-op", "fused.bias"), ("jax-custom-vjp", "fused/b")])
+def test_the_framework_examples_run_from_the_command_line(tmp_path: Path, example: str, planted: str) -> None:
+    folder = tmp_path / "ex"
+    written = run_cli("example", example, str(folder))
+    assert written.returncode == 0, written.stderr
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "correct.yaml",
+        "data.zarr",
+        "model.py",
+        "params.zarr",
+        "planted.yaml",
+    ]
+    passed = run_cli("run", "correct.yaml", "--workers", "1", cwd=folder, timeout=300)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    failed = run_cli("run", "planted.yaml", "--workers", "1", cwd=folder, timeout=300)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert f"Wrong tensors, from the last layer back: {planted}\n" in failed.stdout, failed.stdout
