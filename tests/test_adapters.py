@@ -18,6 +18,7 @@ from .conftest import run_cli
 
 pytest.importorskip("torch")
 pytest.importorskip("jax")
+import jax
 
 # after the frameworks are known to be there (the core install runs the suite without them)
 import jax.numpy as jnp
@@ -233,3 +234,24 @@ def test_the_framework_examples_run_from_the_command_line(tmp_path: Path, exampl
     failed = run_cli("run", "planted.yaml", "--workers", "1", cwd=folder, timeout=300)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert f"Wrong tensors, from the last layer back: {planted}\n" in failed.stdout, failed.stdout
+
+
+# GPUs, where there is one (none on the machine these tests were written on) -----------------------------------
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_torch_model_on_cuda_agrees_with_the_formula() -> None:
+    model = linear_model(device="cuda")
+    params64 = {k: v.astype(np.float64) for k, v in model.params.items()}
+    loss, grad_w, _ = reference(params64["0.weight"].T, params64["0.bias"])
+    assert model.loss(params64, DATA) == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(model.grad(params64, DATA)["0.weight"], grad_w.T, rtol=1e-12)
+    assert pipeline.check(model, model.params, DATA, precision="float64").verdict == "passed"
+
+
+@pytest.mark.skipif(not any(d.platform == "gpu" for d in jax.devices()), reason="no GPU for JAX")
+def test_jax_model_on_a_gpu_uses_vmap_and_agrees_with_the_formula() -> None:
+    model = JaxModel(jax_loss, jax_params(), device="gpu")
+    assert model.evaluation.startswith("batched: one jitted vmap")
+    report = pipeline.check(model, model.params, DATA, precision="float64")
+    assert report.verdict == "passed"
