@@ -153,7 +153,7 @@ def test_jax_model_names_leaves_by_key_path_and_computes_loss_and_grad_by_jax() 
     assert jnp.zeros(1).dtype == jnp.float32  # x64 only inside the call
 
 
-@pytest.mark.parametrize("batch", ["scan", "vmap"])
+@pytest.mark.parametrize("batch", ["loop", "vmap"])
 def test_jax_batched_losses_equal_the_formula_over_padded_calls(batch: str) -> None:
     model = JaxModel(jax_loss, jax_params(), batch=batch)
     params64 = {k: v.astype(np.float64) for k, v in model.params.items()}
@@ -177,7 +177,7 @@ def test_a_wrong_custom_vjp_rule_is_found_in_the_right_tensor_by_every_executor(
         assert correct.verdict == "passed", correct
         assert planted.verdict == "failed", planted
         assert planted.failing == ("fused/b",)
-        assert correct.evaluation.startswith("batched: one jitted lax.scan over each tensor's perturbations")
+        assert correct.evaluation.startswith("batched: one jitted loop (lax.map) over each tensor's perturbations")
 
 
 def test_jax_batch_off_is_one_loss_call_per_perturbation_with_the_same_verdicts() -> None:
