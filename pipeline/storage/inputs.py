@@ -1,6 +1,8 @@
 """The input stores: params (with their layout), data and an optional precomputed gradient.
 
-Each is a Zarr v3 group of arrays at its root (see README, "Running a check").
+Each is a Zarr v3 group of arrays (see README, "Running a check"). An array may
+sit in nested groups: it is named by its path from the root (``layers/0/w``, as
+a JAX pytree's key path names a parameter).
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ _PARAM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _arrays(role: str, path: str, options: Options = None) -> tuple[zarr.Group, dict[str, zarr.Array[Any]]]:
-    """A store's group and the arrays at its root, by name."""
+    """A store's group and its arrays, at any depth, by their path from the root (``layers/0/w``)."""
     group = open_group(role, path, options)
     with reading(role, path):
-        return group, dict(group.arrays())
+        return group, {name: node for name, node in group.members(max_depth=None) if isinstance(node, zarr.Array)}
 
 
 def read_layout(path: str, options: Options = None) -> Layout:
@@ -151,7 +153,7 @@ def fingerprint(role: str, path: str, options: Options = None) -> str:
 def write_group(
     path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None, options: Options = None
 ) -> None:
-    """Write ``arrays`` as a new Zarr group at ``path`` (replacing one that is there)."""
+    """Write ``arrays`` as a new Zarr group at ``path`` (replacing one that is there); a name with '/' in nested groups."""
     group = zarr.open_group(store=path, mode="w", attributes=dict(attrs or {}), **opened(path, options))
     for name, array in arrays.items():
         group.create_array(name, data=np.asarray(array))
