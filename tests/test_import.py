@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pipeline
 from pipeline.storage.inputs import read_arrays, read_layout, write_group
 from pipeline.storage.output import read_output_attrs
 
-from .conftest import run_cli
+from .conftest import REPO, run_cli
 
 Arrays = dict[str, np.ndarray]
 
@@ -323,3 +325,293 @@ def test_check_takes_names_with_slashes_in_memory_and_through_stores_alike(tmp_p
     assert [(w.tensor, w.index, w.analytic, w.numeric) for w in stored.worst] == [
         (w.tensor, w.index, w.analytic, w.numeric) for w in in_memory.worst
     ]
+
+
+# -- gradcheck import -------------------------------------------------------------------------------
+
+
+def _import(source: Path | str, store: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli("import", str(source), str(store))
+
+
+def test_import_npz_keeps_the_files_order_values_and_dtypes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    arrays = {
+        "layers/1/w": rng.standard_normal((3, 2)).astype(np.float32),
+        "b": rng.standard_normal(3),
+        "conv.weight": rng.standard_normal((2, 1, 3)),
+        "steps": np.arange(5),
+    }
+    np.savez(tmp_path / "weights.npz", **arrays)  # type: ignore[arg-type]
+    store = tmp_path / "params.zarr"
+    done = _import(tmp_path / "weights.npz", store)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout == (
+        f"Wrote 4 arrays (15 parameters) to '{store}'; not float32 or float64, so not parameters: steps (int64).\n"
+    )
+    order, written = _stored(store)
+    assert order == ["layers/1/w", "b", "conv.weight", "steps"]
+    _assert_same(written, arrays)
+
+
+def test_import_npz_refuses_object_arrays_without_unpickling(tmp_path: Path) -> None:
+    np.savez(tmp_path / "objects.npz", w=np.zeros(2), meta=np.array([{"lr": 0.1}], dtype=object))
+    _one_line(
+        _import(tmp_path / "objects.npz", tmp_path / "p.zarr"),
+        f"'{tmp_path / 'objects.npz'}': array 'meta' holds Python objects, which would have to be unpickled; "
+        "gradcheck will not. Save arrays of numbers.",
+    )
+    (tmp_path / "fake.npz").write_bytes(np.zeros(3).tobytes())
+    _one_line(
+        _import(tmp_path / "fake.npz", tmp_path / "p.zarr"),
+        f"'{tmp_path / 'fake.npz'}' is not an .npz file (not a zip archive of arrays, as np.savez writes).",
+    )
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def _safetensors_order(path: Path) -> list[str]:
+    """The tensors of a .safetensors file in the order of their bytes, from its header."""
+    raw = path.read_bytes()
+    header = json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])
+    header.pop("__metadata__", None)
+    return sorted(header, key=lambda name: header[name]["data_offsets"][0])
+
+
+def test_import_safetensors_keeps_the_files_order_values_and_dtypes(tmp_path: Path) -> None:
+    numpy_files = pytest.importorskip("safetensors.numpy")
+    rng = np.random.default_rng(2)
+    arrays = {
+        "encoder/layer.0/w": rng.standard_normal((4, 3)).astype(np.float32),
+        "alpha": rng.standard_normal(2),
+        "zeta": rng.standard_normal((2, 2)).astype(np.float32),
+        "ids": np.arange(3, dtype=np.int32),
+    }
+    source = tmp_path / "model.safetensors"
+    numpy_files.save_file(arrays, str(source))
+    store = tmp_path / "params.zarr"
+    done = _import(source, store)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        f"Wrote 4 arrays (18 parameters) to '{store}'; not float32 or float64, so not parameters: ids (int32).\n"
+    )
+    order, written = _stored(store)
+    assert order == _safetensors_order(source)
+    assert sorted(order) == sorted(arrays)
+    _assert_same(written, arrays)
+
+
+def test_import_safetensors_names_a_bfloat16_tensor(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    torch_files = pytest.importorskip("safetensors.torch")
+    source = tmp_path / "bf16.safetensors"
+    torch_files.save_file({"w": torch.ones(2), "emb": torch.ones(3, dtype=torch.bfloat16)}, str(source))
+    _one_line(
+        _import(source, tmp_path / "p.zarr"),
+        f"'{source}': tensor 'emb' is BF16, which numpy cannot hold; save it as float32 (tensor.float()) and import "
+        "again.",
+    )
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    _one_line(
+        _import(tmp_path / "junk.safetensors", tmp_path / "p.zarr"),
+        f"'{tmp_path / 'junk.safetensors'}' is not a safetensors file: Error while deserializing header: header too "
+        "small",
+    )
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def _torch_net() -> Any:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+
+
+def test_import_a_torch_state_dict_in_its_order(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    net = _torch_net()
+    expected = {name: tensor.numpy() for name, tensor in net.state_dict().items()}
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    # A checkpoint holding the state_dict beside other things, as the PyTorch tutorials save one.
+    torch.save({"epoch": 7, "model_state_dict": net.state_dict(), "loss": 0.25}, tmp_path / "checkpoint.pth")
+    torch.save({"state_dict": net.state_dict()}, tmp_path / "lightning.pt")
+    for source in ("net.pt", "checkpoint.pth", "lightning.pt"):
+        store = tmp_path / f"{source}.zarr"
+        done = _import(tmp_path / source, store)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"Wrote 4 arrays (26 parameters) to '{store}'.\n"
+        order, written = _stored(store)
+        assert order == ["0.weight", "0.bias", "2.weight", "2.bias"]
+        _assert_same(written, expected)
+        assert written["0.weight"].dtype == np.float32
+
+
+class Sentinel:
+    """Leaves a file behind if it is ever unpickled: what a malicious pickle could do instead."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        Path(state["marker"]).write_text("unpickled")
+        self.__dict__.update(state)
+
+
+def test_import_refuses_a_torch_file_that_is_not_weights_only_without_unpickling_it(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "unpickled.txt"
+    torch.save({"w": torch.ones(2), "hook": Sentinel(str(marker))}, tmp_path / "model.pt")
+    Sentinel.__setstate__(Sentinel(""), {"marker": str(tmp_path / "probe.txt")})  # the trap works when called
+    assert (tmp_path / "probe.txt").read_text() == "unpickled"
+    _one_line(
+        _import(tmp_path / "model.pt", tmp_path / "p.zarr"),
+        f"'{tmp_path / 'model.pt'}' is not a weights-only file (it pickles tests.test_import.Sentinel): gradcheck "
+        "will not unpickle it, since unpickling can run any code. Save the model's state_dict() instead.",
+    )
+    assert not marker.exists()
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def test_import_refuses_torch_files_that_are_not_state_dicts_naming_what_is_wrong(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    torch.save({"w": torch.ones(2), "step": 3, "opt": {"lr": torch.ones(1)}}, tmp_path / "mixed.pt")
+    torch.save([torch.ones(2), torch.zeros(2)], tmp_path / "list.pt")
+    torch.save({"w": torch.ones(2), "emb": torch.ones(3, dtype=torch.bfloat16)}, tmp_path / "bf16.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "list.pt").read_bytes()[:100])  # a copy cut short
+    cases = {
+        "mixed.pt": "'{}': 'step' (int), 'opt' (dict) are not tensors; a state_dict maps names to tensors.",
+        "list.pt": "'{}' holds a list, not a state_dict (a mapping of name -> tensor).",
+        "bf16.pt": "Cannot import '{}': entry 'emb' is a Tensor of dtype torch.bfloat16, which numpy cannot hold "
+        "(Got unsupported ScalarType BFloat16); convert it to float32 or float64 first.",
+        "junk.pt": "'{}' is not a PyTorch file torch.load can read: error: unpack requires a buffer of 4 bytes",
+        "cut.pt": "'{}' is not a PyTorch file torch.load can read: RuntimeError: PytorchStreamReader failed reading "
+        "zip archive: failed finding central directory.",
+    }
+    for name, message in cases.items():
+        _one_line(_import(tmp_path / name, tmp_path / "p.zarr"), message.format(tmp_path / name))
+    assert not (tmp_path / "p.zarr").exists()
+
+
+_ADAPTER = """\
+import numpy as np
+
+
+class Adapter:
+    # What a framework adapter offers: its parameters, in its own order, named by path.
+    def __init__(self):
+        self.params = {
+            "layers/0/w": np.arange(6.0).reshape(2, 3),
+            "layers/0/b": np.zeros(3, dtype=np.float32),
+            "out.scale": np.float64(2.5),
+        }
+
+    def loss(self, params, data):
+        return 0.0
+
+    def grad(self, params, data):
+        return {name: np.zeros_like(p) for name, p in params.items()}
+
+
+adapter = Adapter()
+weights = {"z": np.ones(2), "a": np.full((2, 2), 3.0)}
+listed = [np.ones(2)]
+"""
+
+
+def test_import_a_python_object_its_params_or_a_mapping(tmp_path: Path) -> None:
+    (tmp_path / "net.py").write_text(_ADAPTER)
+    source: dict[str, Any] = {}
+    exec(_ADAPTER, source)
+    for attr, expected, parameters in (
+        ("adapter", source["adapter"].params, 10),
+        ("weights", source["weights"], 6),
+    ):
+        store = tmp_path / f"{attr}.zarr"
+        done = _import(f"{tmp_path / 'net.py'}:{attr}", store)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"Wrote {len(expected)} arrays ({parameters} parameters) to '{store}'.\n"
+        order, written = _stored(store)
+        assert order == list(expected)
+        _assert_same(written, expected)
+    _one_line(
+        _import(f"{tmp_path / 'net.py'}:listed", tmp_path / "p.zarr"),
+        f"'{tmp_path / 'net.py'}:listed' names a list; expected a mapping of name -> array, or an object with a "
+        "`.params` mapping (a model adapter).",
+    )
+    _one_line(
+        _import(f"{tmp_path / 'net.py'}:absent", tmp_path / "p.zarr"),
+        f"Model '{tmp_path / 'net.py'}:absent': '{tmp_path / 'net.py'}' has no attribute 'absent'.",
+    )
+    _one_line(
+        _import(tmp_path / "net.py", tmp_path / "p.zarr"),
+        f"Cannot import '{tmp_path / 'net.py'}': expected an .npz, .safetensors, .pt or .pth file, or an object as "
+        f"path/to/file.py:attr. Got a '.py' file instead (name the object in it: '{tmp_path / 'net.py'}:attr').",
+    )
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def test_import_refuses_unknown_and_missing_sources_and_an_existing_store(tmp_path: Path) -> None:
+    np.save(tmp_path / "w.npy", np.ones(3))
+    _one_line(
+        _import(tmp_path / "w.npy", tmp_path / "p.zarr"),
+        f"Cannot import '{tmp_path / 'w.npy'}': expected an .npz, .safetensors, .pt or .pth file, or an object as "
+        "path/to/file.py:attr. Got a '.npy' file instead.",
+    )
+    _one_line(
+        _import(tmp_path / "weights", tmp_path / "p.zarr"),
+        f"Cannot import '{tmp_path / 'weights'}': expected an .npz, .safetensors, .pt or .pth file, or an object as "
+        "path/to/file.py:attr. Got a file without a suffix instead.",
+    )
+    _one_line(
+        _import(tmp_path / "absent.npz", tmp_path / "p.zarr"), f"The file '{tmp_path / 'absent.npz'}' does not exist."
+    )
+    assert sorted(os.listdir(tmp_path)) == ["w.npy"]
+    # STORE exists: whatever it is, even a store an earlier import wrote, it is left as it is.
+    np.savez(tmp_path / "w.npz", w=np.ones(3))
+    assert _import(tmp_path / "w.npz", tmp_path / "p.zarr").returncode == 0
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    before = _listing(tmp_path)
+    for store in ("p.zarr", "notes"):
+        _one_line(
+            _import(tmp_path / "w.npz", tmp_path / store),
+            f"'{tmp_path / store}' exists; choose another path or remove it.",
+        )
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "needs"),
+    [
+        ("torch", "net.pt", "PyTorch: pip install torch"),
+        ("safetensors", "net.safetensors", "the safetensors package: pip install safetensors"),
+    ],
+)
+def test_import_without_the_files_library_says_what_to_install(
+    tmp_path: Path, module: str, source: str, needs: str
+) -> None:
+    (tmp_path / source).write_bytes(b"weights")
+    # The library made unimportable in a fresh process, as on the core install without it.
+    script = f"import sys; sys.modules[{module!r}] = None; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "import", str(tmp_path / source), str(tmp_path / "p.zarr")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    _one_line(done, f"Reading '{tmp_path / source}' needs {needs}")
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def test_import_usage_errors_are_one_line() -> None:
+    done = run_cli("import", "weights.npz")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "gradcheck import: error: the following arguments are required: STORE (see gradcheck import --help)\n"
+    )
+    helped = run_cli("import", "--help")
+    assert helped.returncode == 0
+    assert "usage: gradcheck import [-h] SOURCE STORE" in helped.stdout
+    assert "torch.load(weights_only=True)" in " ".join(helped.stdout.split())
