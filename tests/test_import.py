@@ -224,6 +224,25 @@ def test_a_write_that_fails_midway_leaves_no_half_store_and_the_old_one_whole(tm
         pipeline.write_store(str(tmp_path / "nowhere" / "p.zarr"), {"w": np.ones(2)})
 
 
+def test_write_store_writes_a_url_in_place_and_refuses_what_is_there(tmp_path: Path) -> None:
+    fsspec = pytest.importorskip("fsspec")
+    root = f"memory://{tmp_path.name}"  # fsspec's in-memory filesystem, shared by this process
+    url = f"{root}/params.zarr"
+    pipeline.write_store(url, {"layers/0/w": np.arange(4.0).reshape(2, 2), "b": np.array([1, 2], dtype=np.float32)})
+    assert read_layout(url).names == ("layers/0/w", "b")
+    _assert_same(
+        read_arrays("data", url), {"layers/0/w": np.arange(4.0).reshape(2, 2), "b": np.array([1, 2], dtype=np.float32)}
+    )
+    pipeline.write_store(url, {"w": np.ones(1)})  # its own: replaced
+    assert read_layout(url).names == ("w",)
+    memory = fsspec.filesystem("memory")
+    memory.pipe(f"/{tmp_path.name}/notes/keep.txt", b"mine")
+    with pytest.raises(pipeline.StoreExistsError, match=rf"^'{root}/notes' exists; choose another path or remove it.$"):
+        pipeline.write_store(f"{root}/notes", {"w": np.ones(1)})
+    assert memory.cat(f"/{tmp_path.name}/notes/keep.txt") == b"mine"
+    memory.rm(f"/{tmp_path.name}", recursive=True)
+
+
 # -- names with '/' through the whole pipeline ------------------------------------------------------
 
 # J = s · Σ_t Σ sin(θ_t) + ½ Σ_t Σ θ_t², s = Σ x over the data's nested `batch/x`: dJ/dθ_t = s·cos θ_t + θ_t.
