@@ -1,5 +1,7 @@
 """gradcheck-pipeline: verify analytic gradients against centered finite differences on Dask."""
 
+from typing import TYPE_CHECKING, Any
+
 from .api import check, run
 from .config import ClusterConfig, Config, load_config
 from .errors import (
@@ -10,6 +12,7 @@ from .errors import (
     ModelImportError,
     OutputExistsError,
     StoreError,
+    StoreExistsError,
     StoreNotFoundError,
 )
 from .numerics.layout import Layout, TensorSpec
@@ -27,6 +30,7 @@ __all__ = [
     "OutputExistsError",
     "Report",
     "StoreError",
+    "StoreExistsError",
     "StoreNotFoundError",
     "TensorReport",
     "TensorSpec",
@@ -35,6 +39,21 @@ __all__ = [
     "format_report",
     "load_config",
     "run",
+    "write_store",
 ]
+
+if TYPE_CHECKING:
+    from .storage.inputs import write_store
+
+
+def __getattr__(name: str) -> Any:
+    # write_store needs Zarr: imported when first asked for, so that `import pipeline` and an
+    # in-memory check load neither Zarr nor Dask.
+    if name == "write_store":
+        from .storage.inputs import write_store
+
+        return write_store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"

@@ -37,7 +37,7 @@ from .numerics.diagnose import diagnose_tensors
 from .numerics.layout import Layout
 from .numerics.reduce import combine, direction_difference, with_directions
 from .report import Report, sample_statement, step_rule, tolerance_statement
-from .storage import is_url
+from .storage import is_url, name_problem
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -461,14 +461,11 @@ def _check_in_memory(
 
 
 def _check_names(role: str, arrays: Mapping[Any, Any]) -> None:
-    """Names a Zarr group can hold (the same call may be sent to a cluster through stores; a '/' is a path
-    into nested groups, as a JAX pytree's key paths are), and numeric values."""
+    """Names a Zarr group can hold (the same call may be sent to a cluster through stores), and numeric values."""
+    problem = name_problem(arrays)
+    if problem is not None:
+        raise ConfigTypeError(f"`{role}` names {problem}")
     for name, value in arrays.items():
-        if not isinstance(name, str) or any(not part or part.startswith("__") for part in name.split("/")):
-            raise ConfigTypeError(
-                f"`{role}` names must be non-empty strings whose '/'-separated parts are not empty and do not start "
-                f"with '__'. Got {name!r} instead."
-            )
         dtype = np.asarray(value).dtype
         if dtype.kind not in "biufc":
             raise ConfigTypeError(

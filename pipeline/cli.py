@@ -152,6 +152,19 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("history", metavar="DIR", help="the history folder")
     history.add_argument("--html", metavar="PATH", help="also write a self-contained page with plots")
 
+    import_ = commands.add_parser(
+        "import",
+        help="write a params (or data) store from saved weights",
+        description="Write SOURCE's arrays as a new Zarr store at STORE, in SOURCE's order (the store's `order`): "
+        "an .npz file; a .safetensors file; a PyTorch .pt/.pth file holding a state_dict (or a checkpoint with one "
+        "under `state_dict` or `model_state_dict`), read with torch.load(weights_only=True), so a file that would "
+        "have to unpickle other objects is refused; or path/to/file.py:attr naming a mapping of name -> array or "
+        "an object with a `.params` mapping (a model adapter). Names with '/' become nested groups. STORE must not "
+        "exist.",
+    )
+    import_.add_argument("source", metavar="SOURCE", help="file.npz, file.safetensors, file.pt, or file.py:attr")
+    import_.add_argument("store", metavar="STORE", help="the store to write (a new path)")
+
     example = commands.add_parser(
         "example", help="write a built-in example", description="Write a ready-to-run example."
     )
@@ -338,6 +351,13 @@ def _example(args: argparse.Namespace) -> int:
     return EXIT_PASSED
 
 
+def _import(args: argparse.Namespace) -> int:
+    from .storage.imports import format_imported, import_store  # Zarr, and a framework for its own files
+
+    print(format_imported(import_store(args.source, args.store)))
+    return EXIT_PASSED
+
+
 def _print(report: Report, *, as_json: bool) -> None:
     print(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
 
@@ -366,6 +386,7 @@ def _main(args: argparse.Namespace) -> int:
         "suite": _suite,
         "history": _history,
         "example": _example,
+        "import": _import,
     }
     try:
         return commands[args.command](args)

@@ -18,6 +18,7 @@ __all__ = [
     "ModelImportError",
     "OutputExistsError",
     "StoreError",
+    "StoreExistsError",
     "StoreNotFoundError",
     "one_line",
 ]
@@ -57,6 +58,10 @@ class StoreError(GradcheckError, ValueError):
 
 class StoreNotFoundError(StoreError, FileNotFoundError):
     """A Zarr store, or an array inside one, does not exist."""
+
+
+class StoreExistsError(StoreError, FileExistsError):
+    """Something is already where a store would be written; it is left as it is."""
 
 
 class OutputExistsError(GradcheckError, FileExistsError):

@@ -37,6 +37,7 @@ __all__ = [
     "check_gradient",
     "load_model",
     "missing_module",
+    "resolve",
     "shipped",
 ]
 
@@ -163,19 +164,11 @@ def load_model(ref: ModelRef) -> Model:
     class methods, the class itself is the model; otherwise it is instantiated
     once, with no arguments, and the instance is the model.
     """
-    if isinstance(ref, str) and _split(ref)[0].endswith(".py"):
-        ref = shipped(ref)
     if isinstance(ref, (str, ModelSource)):
-        target, attr = _split(ref if isinstance(ref, str) else ref.ref)
-        obj = _import_module(target) if isinstance(ref, str) else _import_source(target, ref.text)
-        for part in attr.split("."):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:
-                raise ModelImportError(f"Model {_name(ref)!r}: '{target}' has no attribute '{attr}'.") from None
+        obj = resolve(ref)
         name = _name(ref)
         if isinstance(obj, type) and all(callable(getattr(obj, method, None)) for method in ("loss", "grad")):
-            obj = _from_class(obj, name, target)
+            obj = _from_class(obj, name, _split(name)[0])
     else:
         obj, name = ref, type(ref).__name__
     missing = [method for method in ("loss", "grad") if not callable(getattr(obj, method, None))]
@@ -184,6 +177,35 @@ def load_model(ref: ModelRef) -> Model:
             f"Model {name!r} has no callable {' or '.join(missing)}; a model needs loss(params, data) and grad(params, data)."
         )
     return obj  # type: ignore[no-any-return]
+
+
+def resolve(ref: str | ModelSource) -> Any:
+    """The object a reference names, as it is: its module imported (a file's source executed), then ``attr``.
+
+    Parameters
+    ----------
+    ref : str or ModelSource
+        ``package.module:attr`` or ``path/to/file.py:attr`` (``attr`` may be
+        dotted), or such a file reference with its source (see :func:`shipped`).
+
+    Raises
+    ------
+    ModelImportError
+        The reference is malformed, or its file, module or attribute cannot be
+        found, or importing it raised.
+    """
+    target, attr = _split(_name(ref))
+    if isinstance(ref, str) and target.endswith(".py"):
+        with_text = shipped(ref)
+        assert isinstance(with_text, ModelSource)  # what shipped makes of a file reference
+        ref = with_text
+    obj = _import_module(target) if isinstance(ref, str) else _import_source(target, ref.text)
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ModelImportError(f"Model {_name(ref)!r}: '{target}' has no attribute '{attr}'.") from None
+    return obj
 
 
 def _name(ref: str | ModelSource) -> str:

@@ -228,8 +228,17 @@ def test_in_memory_data_is_given_to_the_model_as_a_store_gives_it(client: Client
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [
-        ({"params": {1: np.zeros(2)}}, r"`params` names must be non-empty strings without '/' .* Got 1 instead."),
-        ({"params": {"a/b": np.zeros(2)}}, r"`params` names must be .* Got 'a/b' instead."),
+        (
+            {"params": {1: np.zeros(2)}},
+            r"`params` names must be non-empty strings whose '/'-separated parts are not empty, '.' or '..' and do "
+            r"not start with '__'. Got 1 instead.",
+        ),
+        ({"params": {"a//b": np.zeros(2)}}, r"`params` names must be .* Got 'a//b' instead."),
+        ({"params": {"a/__b": np.zeros(2)}}, r"`params` names must be .* Got 'a/__b' instead."),
+        (
+            {"data": {"x": np.zeros(2), "x/y": np.zeros(2)}},
+            r"`data` names must not include both 'x' and 'x/y': in a store, 'x' is the group holding 'x/y'.",
+        ),
         ({"data": {"x": None}}, r"`data\['x'\]` must be a numeric array. Got NoneType of dtype object instead."),
         ({"gradient": {"bias": "no"}}, r"`gradient\['bias'\]` must be a numeric array. Got str of dtype <U2 instead."),
     ],

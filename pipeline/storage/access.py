@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import zarr
@@ -13,7 +16,7 @@ import zarr.errors
 from ..errors import OutputExistsError, StoreError, StoreNotFoundError
 from . import Options, is_url
 
-__all__ = ["open_group", "opened", "reading"]
+__all__ = ["REMOVE_ATTEMPTS", "open_group", "opened", "reading", "remove_group"]
 
 
 def opened(path: str, options: Options) -> dict[str, Any]:
@@ -45,3 +48,25 @@ def open_group(role: str, path: str, options: Options = None) -> zarr.Group:
     """The group at ``path``, read-only."""
     with reading(role, path):
         return zarr.open_group(store=path, mode="r", **opened(path, options))
+
+
+#: How often :func:`remove_group` removes a local group that reappears (every 0.05 s).
+REMOVE_ATTEMPTS = 40
+
+
+def remove_group(path: str, options: Options = None) -> None:
+    """Remove a group this process wrote (an output, a store written aside), if it is there."""
+    if not is_url(path):
+        # After a failed write (a full disk) Zarr may still finish the chunk writes it had started,
+        # recreating folders under `path`: remove until it stays gone.
+        for _ in range(REMOVE_ATTEMPTS):
+            if not os.path.exists(path):
+                return
+            shutil.rmtree(path, ignore_errors=True)
+            time.sleep(0.05)
+        return
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path, **dict(options or {}))
+    with suppress(FileNotFoundError):
+        fs.rm(root, recursive=True)

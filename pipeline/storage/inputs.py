@@ -1,41 +1,48 @@
 """The input stores: params (with their layout), data and an optional precomputed gradient.
 
-Each is a Zarr v3 group of arrays at its root (see README, "Running a check").
+Each is a Zarr v3 group of arrays (see README, "Running a check"). An array may
+sit in nested groups: it is named by its path from the root (``layers/0/w``, as
+a JAX pytree's key path names a parameter). :func:`write_store` writes one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import zarr
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreExistsError, StoreNotFoundError
 from ..numerics.layout import Layout
-from . import Options, is_url
-from .access import open_group, opened, reading
+from . import Options, is_url, name_problem
+from .access import open_group, opened, reading, remove_group
 
 __all__ = [
     "Inputs",
+    "as_arrays",
     "fingerprint",
     "read_arrays",
     "read_gradient",
     "read_layout",
+    "refuse_existing",
     "validate_gradient",
     "write_group",
+    "write_store",
 ]
 
 _PARAM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _arrays(role: str, path: str, options: Options = None) -> tuple[zarr.Group, dict[str, zarr.Array[Any]]]:
-    """A store's group and the arrays at its root, by name."""
+    """A store's group and its arrays, at any depth, by their path from the root (``layers/0/w``)."""
     group = open_group(role, path, options)
     with reading(role, path):
-        return group, dict(group.arrays())
+        return group, {name: node for name, node in group.members(max_depth=None) if isinstance(node, zarr.Array)}
 
 
 def read_layout(path: str, options: Options = None) -> Layout:
@@ -151,10 +158,191 @@ def fingerprint(role: str, path: str, options: Options = None) -> str:
 def write_group(
     path: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None, options: Options = None
 ) -> None:
-    """Write ``arrays`` as a new Zarr group at ``path`` (replacing one that is there)."""
+    """Write ``arrays`` as a Zarr group at ``path``, replacing whatever group is there, unchecked.
+
+    A name with '/' is written as an array in nested groups. The building block of
+    :func:`write_store`, which checks first and never replaces what it did not write;
+    also how the examples and tests write stores (a test's may be deliberately wrong).
+    """
     group = zarr.open_group(store=path, mode="w", attributes=dict(attrs or {}), **opened(path, options))
     for name, array in arrays.items():
         group.create_array(name, data=np.asarray(array))
+
+
+#: The attribute :func:`write_store` marks its groups with: what it may replace.
+_WRITTEN_BY = "gradcheck_write_store"
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """``value`` as a numpy array of numbers; TypeError saying why it cannot be one."""
+    if callable(getattr(value, "detach", None)):  # a torch tensor, without importing torch
+        try:
+            value = value.detach().cpu().numpy()
+        except (TypeError, RuntimeError) as e:  # bfloat16 and other types numpy lacks
+            raise TypeError(
+                f"a {type(value).__name__} of dtype {getattr(value, 'dtype', '?')}, which numpy cannot hold ({e}); "
+                "convert it to float32 or float64 first"
+            ) from e
+    try:
+        array = np.asarray(value)
+    except Exception as e:  # whatever an array-like's own conversion raises
+        raise TypeError(f"{type(value).__name__}, which numpy cannot convert ({type(e).__name__}: {e})") from e
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"{type(value).__name__} of dtype {array.dtype}, not an array of numbers")
+    return array
+
+
+def as_arrays(arrays: object, where: str) -> dict[str, np.ndarray]:
+    """A mapping of name -> array-like as numpy arrays of numbers, in its order, checked as a store needs them.
+
+    Parameters
+    ----------
+    arrays : mapping of str to array_like
+        numpy arrays, or anything ``np.asarray`` takes: a torch tensor (on any
+        device; detached and copied to the CPU), a jax array, nested lists, scalars.
+    where : str
+        Who gave them, to begin a message (``"Cannot write 'params.zarr'"``).
+
+    Raises
+    ------
+    StoreError
+        ``arrays`` is not a mapping, is empty, has a name a store cannot hold (see
+        :func:`pipeline.storage.name_problem`), or an entry that is not numbers
+        (named, with its type).
+    """
+    if not isinstance(arrays, Mapping):
+        raise StoreError(f"{where}: expected a mapping of name -> array. Got {type(arrays).__name__} instead.")
+    if not arrays:
+        raise StoreError(f"{where}: there are no arrays to write (the mapping is empty).")
+    problem = name_problem(arrays)
+    if problem is not None:
+        raise StoreError(f"{where}: names {problem}")
+    converted = {}
+    for name, value in arrays.items():
+        try:
+            converted[name] = _as_array(value)
+        except TypeError as e:
+            raise StoreError(f"{where}: entry '{name}' is {e}.") from e
+    return converted
+
+
+def refuse_existing(path: str, options: Options = None) -> None:
+    """Refuse any node at ``path``: a store is written only where nothing is."""
+    if _exists(path, options):
+        raise StoreExistsError(f"'{path}' exists; choose another path or remove it.")
+
+
+def _exists(path: str, options: Options) -> bool:
+    if not is_url(path):
+        return os.path.lexists(path)
+    import fsspec  # only remote stores need it
+
+    fs, root = fsspec.core.url_to_fs(path, **dict(options or {}))
+    return bool(fs.exists(root))
+
+
+def _written_by_write_store(path: str, options: Options) -> bool:
+    try:
+        group = zarr.open_group(store=path, mode="r", **opened(path, options))
+        return group.attrs.get(_WRITTEN_BY) == 1
+    except Exception:  # not Zarr, a file, unreadable: not ours
+        return False
+
+
+@contextmanager
+def _writing(path: str) -> Iterator[None]:
+    """Turn a failed write (a full disk, a name the filesystem refuses) into one line naming the store."""
+    try:
+        yield
+    except (OSError, ValueError, TypeError) as e:
+        raise StoreError(f"The store '{path}' cannot be written: {type(e).__name__}: {e}") from e
+
+
+def write_store(
+    path: str, arrays: Mapping[str, Any], *, order: Sequence[str] | None = None, storage_options: Options = None
+) -> None:
+    """Write ``arrays`` as a new Zarr v3 group at ``path``: a params, data or gradient store.
+
+    Parameters
+    ----------
+    path : str
+        A local path or an fsspec URL. Nothing may be there, except a store this
+        function wrote, which is replaced.
+    arrays : mapping of str to array_like
+        One array per name: numpy arrays, torch tensors (detached, copied to the
+        CPU), jax arrays, anything ``np.asarray`` takes. A name with '/' (a JAX key
+        path, ``layers/0/w``) is written as an array in nested groups, and read
+        back under that name.
+    order : sequence of str, optional
+        The flattening order, stored as the group's ``order`` attribute: every
+        name once. By default the mapping's own order.
+    storage_options : mapping, optional
+        fsspec options for a URL (``endpoint_url``...); credentials come from the
+        environment.
+
+    Raises
+    ------
+    StoreError
+        An entry is not an array of numbers (named, with its type), a name cannot
+        be held by a store, the mapping is empty, ``order`` does not list every
+        name once, or the write failed.
+    StoreExistsError
+        Something this function did not write is at ``path``; it is left as it is.
+
+    Notes
+    -----
+    A local store is written beside ``path`` and renamed into place, so a failure
+    midway (a full disk) leaves nothing at ``path``, and a store being replaced
+    stays whole until the new one is. A URL is written in place.
+    """
+    where = f"Cannot write the store '{path}'"
+    converted = as_arrays(arrays, where)
+    names = list(converted) if order is None else _order(order, converted, where)
+    replace = _exists(path, storage_options)
+    if replace and not _written_by_write_store(path, storage_options):
+        refuse_existing(path, storage_options)
+    attrs = {"order": names, _WRITTEN_BY: 1}
+    ordered = {name: converted[name] for name in names}
+    if is_url(path):
+        with _writing(path):
+            write_group(path, ordered, attrs, storage_options)
+        return
+    folder, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise StoreNotFoundError(f"{where}: its folder '{folder}' does not exist.")
+    with _writing(path):
+        aside = tempfile.mkdtemp(prefix=f"{name}.partial-", dir=folder)  # new: nobody else's
+    try:
+        with _writing(path):
+            write_group(aside, ordered, attrs)
+    except BaseException:
+        remove_group(aside)
+        raise
+    with _writing(path):
+        if replace:
+            old = f"{aside}.replaced"
+            os.rename(path, old)  # from here until the next line, the old store is whole beside it
+            os.rename(aside, path)
+            remove_group(old)
+        else:
+            os.rename(aside, path)
+
+
+def _order(order: Sequence[str], arrays: Mapping[str, np.ndarray], where: str) -> list[str]:
+    if isinstance(order, str) or not all(isinstance(name, str) for name in order):
+        raise StoreError(f"{where}: `order` must be a list of the arrays' names. Got {order!r} instead.")
+    names = list(order)
+    absent = [name for name in names if name not in arrays]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    unlisted = [name for name in arrays if name not in names]
+    if absent or repeated or unlisted:
+        parts = (
+            ([f"names {', '.join(absent)}, which are not among the arrays"] if absent else [])
+            + ([f"lists {', '.join(repeated)} more than once"] if repeated else [])
+            + ([f"leaves out {', '.join(unlisted)}"] if unlisted else [])
+        )
+        raise StoreError(f"{where}: `order` {'; '.join(parts)}; it must list every array once.")
+    return names
 
 
 class Inputs:

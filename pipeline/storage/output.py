@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import socket
 import tempfile
 import time
@@ -29,7 +28,7 @@ from ..numerics.core import shard_intact
 from ..numerics.layout import Layout
 from ..numerics.plan import make_plan
 from . import Options, is_url
-from .access import open_group, opened, reading
+from .access import open_group, opened, reading, remove_group
 
 __all__ = [
     "FORMAT_VERSION",
@@ -327,26 +326,9 @@ def _lock_holder(lock: _LockFile) -> dict[str, Any] | None:
     return holder
 
 
-#: How often :func:`remove_output` removes a local output that reappears (every 0.05 s).
-REMOVE_ATTEMPTS = 40
-
-
 def remove_output(path: str, options: Options = None) -> None:
     """Remove an output this run created."""
-    if not is_url(path):
-        # After a failed write (a full disk) Zarr may still finish the chunk writes it had started,
-        # recreating folders under `path`: remove until it stays gone.
-        for _ in range(REMOVE_ATTEMPTS):
-            if not os.path.exists(path):
-                return
-            shutil.rmtree(path, ignore_errors=True)
-            time.sleep(0.05)
-        return
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(path, **dict(options or {}))
-    with suppress(FileNotFoundError):
-        fs.rm(root, recursive=True)
+    remove_group(path, options)
 
 
 def update_attrs(path: str, attrs: Mapping[str, Any], options: Options = None) -> None:
