@@ -171,13 +171,27 @@ def test_jax_batched_losses_equal_the_formula_over_padded_calls(batch: str) -> N
 def test_a_wrong_custom_vjp_rule_is_found_in_the_right_tensor_by_every_executor(client: Client) -> None:
     from pipeline.examples import jax_custom_vjp as example
 
-    for on in (None, client):
-        correct = pipeline.check(example.correct, example.correct.params, example.data(), client=on)
-        planted = pipeline.check(example.planted, example.planted.params, example.data(), client=on)
+    # a custom_vjp function cannot be pickled: on a cluster the model is named by reference, as a config names it
+    for on, named in ((None, False), (client, True)):
+        correct_model = f"{example.__name__}:correct" if named else example.correct
+        planted_model = f"{example.__name__}:planted" if named else example.planted
+        correct = pipeline.check(correct_model, example.correct.params, example.data(), client=on)
+        planted = pipeline.check(planted_model, example.planted.params, example.data(), client=on)
         assert correct.verdict == "passed", correct
         assert planted.verdict == "failed", planted
         assert planted.failing == ("fused/b",)
         assert correct.evaluation.startswith("batched: one jitted loop (lax.map) over each tensor's perturbations")
+
+
+def test_a_model_object_that_cannot_be_pickled_is_refused_on_a_cluster_with_what_to_do(client: Client) -> None:
+    from pipeline.examples import jax_custom_vjp as example
+
+    with pytest.raises(
+        ModelError,
+        match=r"^The model object cannot be sent to the cluster's workers: pickling it failed \(TypeError: .*\)\. "
+        r"Define it in a file and name it as 'path/to/file.py:attr'",
+    ):
+        pipeline.check(example.correct, example.correct.params, example.data(), client=client)
 
 
 def test_jax_batch_off_is_one_loss_call_per_perturbation_with_the_same_verdicts() -> None:

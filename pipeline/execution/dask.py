@@ -23,10 +23,11 @@ from typing import Any
 
 from distributed import Client, Future, as_completed
 from distributed.comm.core import CommClosedError
+from distributed.protocol.pickle import dumps, loads
 from distributed.scheduler import KilledWorker
 
-from ..errors import ClusterError, ModelImportError, one_line
-from ..model import ModelRef, load_model, missing_module
+from ..errors import ClusterError, ModelError, ModelImportError, one_line
+from ..model import ModelRef, ModelSource, load_model, missing_module
 from ..numerics import core
 from ..numerics.core import ProbeResult, Settings
 from ..numerics.plan import Shard
@@ -119,7 +120,17 @@ def resume_task(problem: Problem, shard: Shard) -> ShardResult:
 
 
 def importable_everywhere(client: Client, model: ModelRef) -> None:
-    """Refuse, naming the workers, a model module that some worker cannot import."""
+    """Refuse a model object that cannot travel to the workers by pickle, and, naming the workers, a model
+    module that some worker cannot import."""
+    if not isinstance(model, (str, ModelSource)):
+        try:
+            loads(dumps(model))  # what sending it to a worker does
+        except Exception as e:
+            raise ModelError(
+                f"The model object cannot be sent to the cluster's workers: pickling it failed ({one_line(e)}). "
+                "Define it in a file and name it as 'path/to/file.py:attr' (each worker then runs the file), "
+                "or check it in this process (no client or cluster)."
+            ) from e
     answers = client.run(missing_module, model)
     missing = sorted(worker for worker, why in answers.items() if why)
     if missing:
