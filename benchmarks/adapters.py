@@ -1,11 +1,12 @@
 """The framework adapters' batched paths against one call per perturbation, and against the frameworks' own checkers.
 
-    python benchmarks/adapters.py            # about 3 minutes on 2 cores
+    python benchmarks/adapters.py            # about 10 minutes on 2 cores
     python benchmarks/adapters.py --quick    # smaller models, for a smoke run
 
 Side by side in one run (this machine is shared and noisy: ratios, not absolute times):
 
-1. A JAX MLP of about 1e5 parameters, a full check in this process with the default settings:
+1. A JAX MLP of about 1e5 parameters, a full check in this process with the default settings, on data of
+   1 and of 16 rows (the batched path saves a call's overhead, so its gain shrinks as the loss's own work grows):
    ``JaxModel`` batched (its default) against the same ``JaxModel`` with ``batch="off"`` (one jitted
    loss call per perturbation); the two numeric gradients must agree within the scheme's error bars.
 2. The same MLP in torch: ``TorchModel`` batched (``torch.func.vmap``) against ``batch=False``.
@@ -64,7 +65,7 @@ def _agree_within_bars(a: Any, b: Any) -> dict[str, Any]:
     }
 
 
-def jax_mlp(quick: bool, folder: str) -> dict[str, Any]:
+def jax_mlp(quick: bool, folder: str, rows: int) -> dict[str, Any]:
     import jax.numpy as jnp
 
     from pipeline.adapters.jax import JaxModel
@@ -89,10 +90,11 @@ def jax_mlp(quick: bool, folder: str) -> dict[str, Any]:
 
     batched = JaxModel(loss_fn, params)
     plain = JaxModel(loss_fn, params, batch="off")
-    t_batched, r_batched, out_batched = _timed_check(batched, data, folder, "jax-batched")
-    t_plain, r_plain, out_plain = _timed_check(plain, data, folder, "jax-plain")
+    t_batched, r_batched, out_batched = _timed_check(batched, data, folder, f"jax-batched-{rows}")
+    t_plain, r_plain, out_plain = _timed_check(plain, data, folder, f"jax-plain-{rows}")
     return {
         "n_params": r_batched.n_params,
+        "data_rows": rows,
         "batched_seconds": t_batched,
         "plain_seconds": t_plain,
         "speedup": t_plain / t_batched,
@@ -103,7 +105,7 @@ def jax_mlp(quick: bool, folder: str) -> dict[str, Any]:
     }
 
 
-def torch_mlp(quick: bool, folder: str) -> dict[str, Any]:
+def torch_mlp(quick: bool, folder: str, rows: int) -> dict[str, Any]:
     import torch
 
     from pipeline.adapters.torch import TorchModel
@@ -123,10 +125,13 @@ def torch_mlp(quick: bool, folder: str) -> dict[str, Any]:
     def loss_fn(m: torch.nn.Module, d: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.mean((m(d["x"]) - d["y"]) ** 2)
 
-    t_batched, r_batched, out_batched = _timed_check(TorchModel(net, loss_fn), data, folder, "torch-batched")
-    t_plain, r_plain, out_plain = _timed_check(TorchModel(net, loss_fn, batch=False), data, folder, "torch-plain")
+    t_batched, r_batched, out_batched = _timed_check(TorchModel(net, loss_fn), data, folder, f"torch-batched-{rows}")
+    t_plain, r_plain, out_plain = _timed_check(
+        TorchModel(net, loss_fn, batch=False), data, folder, f"torch-plain-{rows}"
+    )
     return {
         "n_params": r_batched.n_params,
+        "data_rows": rows,
         "batched_seconds": t_batched,
         "plain_seconds": t_plain,
         "speedup": t_plain / t_batched,
@@ -169,20 +174,26 @@ def against_frameworks() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller MLPs (a smoke run)")
+    parser.add_argument(
+        "--rows", default="1,16", help="the data's batch sizes to run the MLPs with, comma-separated (default 1,16)"
+    )
     args = parser.parse_args()
+    sizes = [int(r) for r in args.rows.split(",")]
     with tempfile.TemporaryDirectory() as folder:
-        results = {
-            "jax_mlp": jax_mlp(args.quick, folder),
-            "torch_mlp": torch_mlp(args.quick, folder),
+        results: dict[str, Any] = {
+            "jax_mlp": [jax_mlp(args.quick, folder, rows) for rows in sizes],
+            "torch_mlp": [torch_mlp(args.quick, folder, rows) for rows in sizes],
             "custom_ops": against_frameworks(),
         }
     for key in ("jax_mlp", "torch_mlp"):
-        r = results[key]
-        print(
-            f"{key}: {r['n_params']} parameters, batched {r['batched_seconds']:.2f} s, one call per perturbation "
-            f"{r['plain_seconds']:.2f} s: {r['speedup']:.1f}x; verdicts {r['verdicts']}; numeric gradients within "
-            f"bars: {r['within_bars']} (max gap/bar {r['max_gap_over_bar']:.3g}); {r['evaluation']}"
-        )
+        for r in results[key]:
+            print(
+                f"{key}: {r['n_params']} parameters, data of {r['data_rows']} rows: batched {r['batched_seconds']:.2f} s, "
+                f"one call per perturbation {r['plain_seconds']:.2f} s: {r['speedup']:.1f}x; verdicts {r['verdicts']}; "
+                f"numeric gradients within bars: {r['within_bars']} (max gap/bar {r['max_gap_over_bar']:.3g}, "
+                f"identical: {r['identical']})"
+            )
+        print(f"  {results[key][0]['evaluation']}")
     print("\ncustom ops (seconds; found: whether the check failed; gradcheck names the failing tensors):")
     for label, row in results["custom_ops"].items():
         cells = []

@@ -119,6 +119,8 @@ def test_a_wrong_custom_backward_is_found_in_the_right_tensor_and_torch_state_is
 def test_torch_model_refuses_what_is_not_a_module_and_a_loss_that_is_not_a_scalar() -> None:
     with pytest.raises(ModelError, match=r"^TorchModel needs a torch.nn.Module. Got function instead.$"):
         TorchModel(lambda: None, lambda m, d: torch.zeros(()))  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match=r"^TorchModel checks float32 or float64 parameters; weight \(torch.bfloat16\), "):
+        TorchModel(torch.nn.Linear(3, 2).to(torch.bfloat16), lambda m, d: torch.zeros(()))
     model = TorchModel(torch.nn.Linear(3, 2), lambda m, d: m(d["x"]).sum(0))
     with pytest.raises(ModelError, match=r"TorchModel: loss_fn must return a scalar tensor. Got shape \(2,\) instead."):
         pipeline.check(model, model.params, DATA)

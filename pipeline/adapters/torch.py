@@ -93,6 +93,13 @@ class TorchModel:
         named = list(module.named_parameters())
         if not named:
             raise ModelError(f"TorchModel: the module {type(module).__name__} has no parameters to check.")
+        low = [f"{name} ({p.dtype})" for name, p in named if p.dtype not in (torch.float32, torch.float64)]
+        if low:
+            raise ModelError(
+                f"TorchModel checks float32 or float64 parameters; {', '.join(low)} {'is' if len(low) == 1 else 'are'} "
+                "not: cast the module first "
+                "(module.float(), or module.double() for the most accurate check)."
+            )
         self.params: Arrays = {name: p.detach().cpu().numpy().copy() for name, p in named}
         self.device = torch.device(device)
         self.batch = batch
