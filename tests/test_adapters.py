@@ -126,6 +126,17 @@ def test_torch_model_refuses_what_is_not_a_module_and_a_loss_that_is_not_a_scala
         pipeline.check(model, model.params, DATA)
 
 
+def test_torch_state_is_restored_with_deterministic_warn_only_as_it_was() -> None:
+    model = linear_model()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        model.loss(model.params, DATA)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 # JAX ---------------------------------------------------------------------------------------------------
 
 

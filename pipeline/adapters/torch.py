@@ -201,9 +201,10 @@ class TorchModel:
     def _running(self, params: Arrays) -> Iterator[torch.dtype]:
         """One thread, deterministic algorithms, the parameters' dtype as the default; yields that dtype."""
         dtype = torch.float64 if parameter_dtype(params) == np.float64 else torch.float32
-        threads, deterministic, default = (
+        threads, deterministic, warn_only, default = (
             torch.get_num_threads(),
             torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
             torch.get_default_dtype(),
         )
         torch.set_num_threads(1)
@@ -213,7 +214,7 @@ class TorchModel:
             yield dtype
         finally:
             torch.set_num_threads(threads)
-            torch.use_deterministic_algorithms(deterministic)
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
             torch.set_default_dtype(default)
 
     def _tensors(self, params: Arrays, dtype: torch.dtype) -> dict[str, torch.Tensor]:
