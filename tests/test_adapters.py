@@ -126,6 +126,50 @@ def test_torch_model_refuses_what_is_not_a_module_and_a_loss_that_is_not_a_scala
         pipeline.check(model, model.params, DATA)
 
 
+def test_torch_losses_are_evaluated_as_grad_evaluates_them_so_a_correct_gradient_passes() -> None:
+    """A module that computes another function under no_grad (a transformer's fast path, which zeroes padded
+    positions) or for tensors that do not require grad (a penalty on trainable parameters, one frozen) was
+    checked against finite differences of that other function: every tensor wrong on a correct gradient."""
+    torch.manual_seed(0)
+    frozen = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2))
+    frozen[1].bias.requires_grad_(False)
+
+    def penalised(m: Any, d: Any) -> Any:
+        fit = torch.sum((m(d["x"]) - d["y"]) ** 2)
+        return fit + 0.1 * sum((p**2).sum() for p in m.parameters() if p.requires_grad)
+
+    layer = torch.nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, dropout=0.0, batch_first=True)
+    encoder = torch.nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=True).eval()
+    pad = np.zeros((2, 3), dtype=bool)
+    pad[0, 2] = True
+    tokens = {"x": RNG.normal(size=(2, 3, 4)).astype(np.float32), "pad": pad}
+    padded = TorchModel(encoder, lambda m, d: m(d["x"], src_key_padding_mask=d["pad"]).pow(2).sum())
+    for model, data in [(TorchModel(frozen, penalised), DATA), (padded, tokens)]:
+        report = pipeline.check(model, model.params, data, precision="float64")
+        assert report.verdict == "passed", report
+
+
+def test_torch_a_vmapped_loss_that_differs_from_one_call_falls_back_and_says_so() -> None:
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 2)
+    # vmap's batched tensors do not carry requires_grad: under vmap this penalty leaves the perturbed tensor out
+    model = TorchModel(
+        module, lambda m, d: torch.sum(m(d["x"]) ** 2) + sum(p.sum() for p in m.parameters() if p.requires_grad)
+    )
+    params64 = {k: v.astype(np.float64) for k, v in model.params.items()}
+    positions, values = np.array([0, 4]), RNG.normal(size=(2, 2))
+    got = model.perturbed_losses(params64, DATA, "weight", positions, values)
+    for j, k in enumerate(positions):
+        for s in range(2):
+            w = params64["weight"].copy()
+            w.reshape(-1)[k] = values[j, s]
+            assert got[j, s] == pytest.approx(model.loss({**params64, "weight": w}, DATA), rel=1e-14)
+    assert model.evaluation == (
+        "batched: torch.func.vmap, except one loss call per perturbation of weight "
+        "(vmap cannot run the loss there: its loss under vmap differs from one plain call's)"
+    )
+
+
 def test_torch_state_is_restored_with_deterministic_warn_only_as_it_was() -> None:
     model = linear_model()
     torch.use_deterministic_algorithms(True, warn_only=True)

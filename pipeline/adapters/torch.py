@@ -12,11 +12,14 @@ module itself is never modified.
 Each call runs with deterministic algorithms on, one torch thread (a worker is one process per
 core) and, for float64 parameters (``precision: float64``), float64 as the default dtype; the
 floating buffers and data are cast to the parameters' dtype. All three are restored afterwards.
+Every loss is evaluated as ``grad`` evaluates it, with grad enabled and each parameter requiring
+grad: a module may compute another function under ``no_grad`` (a transformer's fast path) or for
+tensors that do not require grad (a penalty on ``p.requires_grad`` parameters only).
 
 Perturbations of one tensor are evaluated in one call with ``torch.func.vmap`` over that tensor
 alone. Where vmap cannot run the loss (a custom Function without a vmap rule, ``.item()`` or
-data-dependent control flow), that tensor falls back to one call per perturbation, and the
-report says so (``evaluation``).
+data-dependent control flow), or its first loss differs from one plain call's, that tensor falls
+back to one call per perturbation, and the report says so (``evaluation``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ MAX_ROWS = 256
 #: ...and the most memory its copies of the perturbed tensor take: chunks that stay in the CPU's caches
 #: (4 MiB) ran a 256x256 layer's perturbations twice as fast per row as chunks of 64 MiB.
 CHUNK_BYTES = 4 * 2**20
+#: A tensor's first vmapped loss may differ from one plain call by this many rounding units of the loss
+#: (a batched kernel's summation order); more, and vmap computes another function there: one call each.
+AGREE_ULPS = 64
 
 
 class _Objective(torch.nn.Module):
@@ -105,6 +111,7 @@ class TorchModel:
         self.batch = batch
         self._objective = _Objective(module, loss_fn).to(self.device)
         self._unbatched: dict[str, str] = {}  # tensors vmap cannot run the loss for, and why
+        self._agreed: set[str] = set()  # tensors whose vmapped loss agreed with one plain call
         self._data: tuple[Mapping[str, np.ndarray], torch.dtype, dict[str, torch.Tensor]] | None = None
         if batch:  # the core's batched path; without it, one `loss` call per perturbation
             self.perturbed_losses = self._perturbed_losses
@@ -129,15 +136,12 @@ class TorchModel:
     # The model protocol -------------------------------------------------------------------------------
 
     def loss(self, params: Arrays, data: Arrays) -> float:
-        with self._running(params) as dtype, torch.no_grad():
+        with self._running(params) as dtype:
             return _scalar(self._call(self._tensors(params, dtype), data, dtype))
 
     def grad(self, params: Arrays, data: Arrays) -> Arrays:
         with self._running(params) as dtype:
-            leaves = {
-                name: torch.tensor(array, dtype=dtype, device=self.device, requires_grad=True)
-                for name, array in params.items()
-            }
+            leaves = self._tensors(params, dtype)
             value = self._call(leaves, data, dtype)
             _scalar(value)
             grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
@@ -151,27 +155,50 @@ class TorchModel:
     ) -> np.ndarray:
         """``perturbed_losses`` (offered unless ``batch=False``): the losses with element ``positions[j]`` of tensor ``name`` set to ``values[j, s]``, one at a time."""
         at, to = flat_rows(positions, values)
-        with self._running(params) as dtype, torch.no_grad():
+        with self._running(params) as dtype:
             tensors = self._tensors(params, dtype)
             chosen = torch.as_tensor(at, device=self.device)
             moved = torch.as_tensor(to, device=self.device).to(dtype=tensors[name].dtype)
             if name not in self._unbatched:
                 try:
                     losses = self._vmapped(tensors, data, dtype, name, chosen, moved)
-                    return losses.reshape(values.shape)
                 except Exception as e:  # vmap cannot run this loss: the loop below can (or says why not)
                     self._unbatched[name] = _first_line(e)
-            losses = np.empty(at.size)
-            flat = tensors[name].clone().reshape(-1)
-            shaped = {**tensors, name: flat.reshape(tensors[name].shape)}
-            for r in range(at.size):
-                original = flat[chosen[r]].clone()
-                flat[chosen[r]] = moved[r]
-                losses[r] = _scalar(self._call(shaped, data, dtype))
-                flat[chosen[r]] = original
+                else:
+                    if name not in self._agreed:  # once per tensor: vmap's first loss against one plain call
+                        single = self._looped(tensors, data, dtype, name, chosen[:1], moved[:1])[0]
+                        if abs(losses[0] - single) <= AGREE_ULPS * torch.finfo(dtype).eps * abs(single):
+                            self._agreed.add(name)
+                        else:  # e.g. a loss that reads requires_grad, which vmap's batched tensors do not carry
+                            self._unbatched[name] = "its loss under vmap differs from one plain call's"
+                    if name in self._agreed:
+                        return losses.reshape(values.shape)
+            losses = self._looped(tensors, data, dtype, name, chosen, moved)
         return losses.reshape(values.shape)
 
     # Internals ------------------------------------------------------------------------------------------
+
+    def _looped(
+        self,
+        tensors: dict[str, torch.Tensor],
+        data: Arrays,
+        dtype: torch.dtype,
+        name: str,
+        chosen: torch.Tensor,
+        moved: torch.Tensor,
+    ) -> np.ndarray:
+        """One loss call per row: element ``chosen[r]`` of a copy of tensor ``name`` set to ``moved[r]`` and restored."""
+        losses = np.empty(chosen.numel())
+        leaf = tensors[name].detach().clone().requires_grad_()
+        shaped = {**tensors, name: leaf}
+        for r in range(chosen.numel()):
+            with torch.no_grad():
+                original = leaf.view(-1)[chosen[r]].clone()
+                leaf.view(-1)[chosen[r]] = moved[r]
+            losses[r] = _scalar(self._call(shaped, data, dtype))
+            with torch.no_grad():
+                leaf.view(-1)[chosen[r]] = original
+        return losses
 
     def _vmapped(
         self,
@@ -192,10 +219,13 @@ class TorchModel:
             return self._call_with({**others, name: perturbed}, inputs)
 
         rows = max(1, min(MAX_ROWS, CHUNK_BYTES // max(1, base.numel() * base.element_size())))
-        out = torch.func.vmap(one, chunk_size=rows)(chosen, moved)
-        if out.shape != chosen.shape:
-            raise ValueError(f"the loss has shape {tuple(out.shape[1:])} under vmap")
-        return out.detach().cpu().numpy().astype(np.float64)
+        parts = []
+        for first in range(0, chosen.numel(), rows):  # each chunk's autograd graph is dropped before the next
+            out = torch.func.vmap(one)(chosen[first : first + rows], moved[first : first + rows])
+            if out.shape != chosen[first : first + rows].shape:
+                raise ValueError(f"the loss has shape {tuple(out.shape[1:])} under vmap")
+            parts.append(out.detach())
+        return torch.cat(parts).cpu().numpy().astype(np.float64)
 
     @contextlib.contextmanager
     def _running(self, params: Arrays) -> Iterator[torch.dtype]:
@@ -218,9 +248,11 @@ class TorchModel:
             torch.set_default_dtype(default)
 
     def _tensors(self, params: Arrays, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """The parameters as tensors in ``dtype`` on the device (on the CPU in their dtype, sharing the arrays' memory)."""
+        """The parameters as leaves that require grad, in ``dtype`` on the device: every loss is evaluated as
+        ``grad`` evaluates it (grad enabled, each parameter requiring it), since a module may compute another
+        function otherwise (a fast path taken under ``no_grad``, terms kept only for tensors that require grad)."""
         return {
-            name: torch.from_numpy(array if array.flags.writeable else array.copy()).to(self.device, dtype)
+            name: torch.tensor(array, dtype=dtype, device=self.device, requires_grad=True)
             for name, array in params.items()
         }
 
