@@ -170,6 +170,28 @@ def test_torch_a_vmapped_loss_that_differs_from_one_call_falls_back_and_says_so(
     )
 
 
+def test_torch_a_loss_that_bypasses_the_substituted_parameters_is_refused() -> None:
+    """A parameter captured outside the module's parameters (a default argument, a partial) is never
+    substituted: the check saw a loss that ignores it and passed a wrong backward, zero against zero."""
+
+    class Captured(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3, 2))
+            self.op = lambda x, w=self.w: x @ w
+
+        def forward(self, x: Any) -> Any:
+            return self.op(x)
+
+    model = TorchModel(Captured(), lambda m, d: m(d["x"]).sum())
+    with pytest.raises(ModelError, match=r"^TorchModel: loss_fn reaches the module's own w, not the arrays checked"):
+        pipeline.check(model, model.params, DATA)
+    other = torch.nn.Linear(3, 2)
+    ignored = TorchModel(torch.nn.Linear(3, 2), lambda m, d: other(d["x"]).sum())
+    with pytest.raises(ModelError, match=r"^TorchModel: none of the module's parameters reaches the loss"):
+        pipeline.check(ignored, ignored.params, DATA)
+
+
 def test_torch_state_is_restored_with_deterministic_warn_only_as_it_was() -> None:
     model = linear_model()
     torch.use_deterministic_algorithms(True, warn_only=True)

@@ -144,7 +144,22 @@ class TorchModel:
             leaves = self._tensors(params, dtype)
             value = self._call(leaves, data, dtype)
             _scalar(value)
-            grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
+            # the module's own parameters too: a loss that reaches one of them bypassed the substitution
+            own = [(name, p) for name, p in self._objective.module.named_parameters() if p.requires_grad]
+            grads = torch.autograd.grad(value, [*leaves.values(), *(p for _, p in own)], allow_unused=True)
+        bypassed = [name for (name, _), g in zip(own, grads[len(leaves) :], strict=True) if g is not None]
+        if bypassed:
+            raise ModelError(
+                f"TorchModel: loss_fn reaches the module's own {', '.join(bypassed)}, not the arrays checked "
+                "(a parameter held outside the module's parameters, in a closure, a partial or a cache, is not "
+                "substituted): use it through the module's attribute in forward."
+            )
+        grads = grads[: len(leaves)]
+        if all(g is None for g in grads):
+            raise ModelError(
+                "TorchModel: none of the module's parameters reaches the loss (autograd found no path from "
+                "any of them): loss_fn must compute the loss with the module it is given."
+            )
         return {
             name: np.zeros(leaf.shape) if g is None else g.detach().cpu().numpy().astype(np.float64)
             for (name, leaf), g in zip(leaves.items(), grads, strict=True)
