@@ -247,6 +247,36 @@ def test_jax_batched_losses_equal_the_formula_over_padded_calls(batch: str) -> N
             assert got[j, s] == pytest.approx(reference(w, params64["lin/b"], scale)[0], rel=1e-12)
 
 
+_SLOPE = [2.0]  # what the rule below says d(square)/dx is, over x
+
+
+@jax.custom_vjp
+def _square(x: Any) -> Any:
+    return x * x
+
+
+_square.defvjp(lambda x: (x * x, x), lambda x, g: (_SLOPE[0] * x * g,))
+
+
+def _square_loss(p: Any, d: Any) -> Any:
+    return jnp.sum(_square(p["w"]))
+
+
+def test_a_jax_model_made_again_sees_the_rule_as_it_is_now_not_the_code_compiled_before() -> None:
+    """The jitted loss and gradient were cached by loss_fn alone: a new JaxModel of the same loss_fn kept the
+    rule as it was traced first (a rule fixed or planted since, a flag it reads), and checked that."""
+    params = {"w": np.arange(1.0, 4.0)}
+    before = JaxModel(_square_loss, params)
+    np.testing.assert_allclose(before.grad(params, {})["w"], 2 * params["w"])
+    _SLOPE[0] = 3.0  # the rule planted wrong
+    try:
+        np.testing.assert_allclose(JaxModel(_square_loss, params).grad(params, {})["w"], 3 * params["w"])
+        report = pipeline.check(JaxModel(_square_loss, params), params, {})
+        assert report.verdict == "failed"
+    finally:
+        _SLOPE[0] = 2.0
+
+
 def test_a_wrong_custom_vjp_rule_is_found_in_the_right_tensor_by_every_executor(client: Client) -> None:
     from pipeline.examples import jax_custom_vjp as example
 

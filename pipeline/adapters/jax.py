@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -86,6 +87,9 @@ class JaxModel:
         self.device = device
         self.batch = batch
         self._names = tuple(self.params)
+        # Which compiled code this model's calls share: its own copies (pickled to a worker, one per task)
+        # reuse it; a model made again traces loss_fn again, so that it sees what its rules are now.
+        self._made = uuid.uuid4().hex
         self._data: tuple[Any, np.dtype, dict[str, Any]] | None = None
         if batch != "off":  # the core's batched path; without it, one `loss` call per perturbation
             self.perturbed_losses = self._perturbed_losses
@@ -117,12 +121,14 @@ class JaxModel:
 
     def loss(self, params: Arrays, data: Arrays) -> float:
         with self._running(params) as dtype:
-            value = _loss(self.loss_fn, self._treedef)(self._leaves(params), self._inputs(data, dtype))
+            value = _loss(self.loss_fn, self._treedef, self._made)(self._leaves(params), self._inputs(data, dtype))
             return _scalar(value)
 
     def grad(self, params: Arrays, data: Arrays) -> Arrays:
         with self._running(params) as dtype:
-            value, grads = _grad(self.loss_fn, self._treedef)(self._leaves(params), self._inputs(data, dtype))
+            value, grads = _grad(self.loss_fn, self._treedef, self._made)(
+                self._leaves(params), self._inputs(data, dtype)
+            )
             _scalar(value)
         return {name: np.asarray(g, dtype=np.float64) for name, g in zip(self._names, grads, strict=True)}
 
@@ -135,14 +141,15 @@ class JaxModel:
         with self._running(params) as dtype:
             leaves, inputs = self._leaves(params), self._inputs(data, dtype)
             if at.size <= FEW or params[name].size < SMALL:
-                loss, flat, out = _loss(self.loss_fn, self._treedef), np.array(params[name]), np.empty(at.size)
+                loss = _loss(self.loss_fn, self._treedef, self._made)
+                flat, out = np.array(params[name]), np.empty(at.size)
                 for r in range(at.size):
                     moved = flat.copy()
                     moved.reshape(-1)[at[r]] = to[r]
                     leaves[tensor] = self._put(moved)
                     out[r] = _scalar(loss(leaves, inputs))
                 return out.reshape(values.shape)
-            rows = _rows(self.loss_fn, self._treedef, tensor, self._mode)
+            rows = _rows(self.loss_fn, self._treedef, self._made, tensor, self._mode)
             parts = []
             for first in range(0, at.size, SIZES[-1]):
                 chunk = slice(first, first + SIZES[-1])
@@ -191,24 +198,29 @@ def _scalar(value: Any) -> float:
     return float(array)
 
 
-# The jitted functions, one per (loss_fn, pytree structure): a model made again (on a worker, for each
-# task) reuses the compiled code of the one before.
+# The jitted functions, one per (loss_fn, pytree structure, model made): a model's copies (unpickled on a
+# worker, for each task) reuse the compiled code of the one before; a JaxModel made again in the same process
+# traces again. Caching by loss_fn alone kept a rule's old code (a custom_vjp rule redefined, a flag the loss
+# reads) for a new model of the same loss_fn: it checked the rule as it had been.
+CACHED = 64
 
 
-@functools.cache
-def _loss(loss_fn: Callable[[Any, Any], Any], treedef: Any) -> Callable[[list[jax.Array], Any], jax.Array]:
+@functools.lru_cache(maxsize=CACHED)
+def _loss(loss_fn: Callable[[Any, Any], Any], treedef: Any, made: str) -> Callable[[list[jax.Array], Any], jax.Array]:
     return jax.jit(lambda leaves, data: loss_fn(jax.tree_util.tree_unflatten(treedef, leaves), data))
 
 
-@functools.cache
-def _grad(loss_fn: Callable[[Any, Any], Any], treedef: Any) -> Callable[[list[jax.Array], Any], Any]:
+@functools.lru_cache(maxsize=CACHED)
+def _grad(loss_fn: Callable[[Any, Any], Any], treedef: Any, made: str) -> Callable[[list[jax.Array], Any], Any]:
     return jax.jit(
         jax.value_and_grad(lambda leaves, data: loss_fn(jax.tree_util.tree_unflatten(treedef, leaves), data))
     )
 
 
-@functools.cache
-def _rows(loss_fn: Callable[[Any, Any], Any], treedef: Any, tensor: int, mode: str) -> Callable[..., jax.Array]:
+@functools.lru_cache(maxsize=4 * CACHED)
+def _rows(
+    loss_fn: Callable[[Any, Any], Any], treedef: Any, made: str, tensor: int, mode: str
+) -> Callable[..., jax.Array]:
     """The losses with element ``at[r]`` of leaf ``tensor`` set to ``to[r]``, one row at a time."""
 
     def loss_with(leaves: list[jax.Array], leaf: jax.Array, data: Any) -> jax.Array:
