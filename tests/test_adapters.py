@@ -337,6 +337,21 @@ def test_a_batched_path_that_computes_another_function_is_refused_with_the_tenso
         pipeline.check(_Inconsistent(), {"w": np.arange(1.0, 4.0)}, {})
 
 
+def test_both_adapters_see_a_new_array_put_in_the_same_data_dict() -> None:
+    """Tensors made from the data were cached by the dict's identity: a new batch put in the same dict (a
+    loop over batches calling model.grad) gave the first batch's loss and gradient again."""
+    models = [
+        TorchModel(torch.nn.Linear(3, 1, bias=False).double(), lambda m, d: m(d["x"]).sum()),
+        JaxModel(lambda p, d: jnp.sum(d["x"] @ p["w"]), {"w": np.ones((3, 1))}),
+    ]
+    for model in models:
+        data = {"x": np.ones((2, 3))}
+        assert model.loss(model.params, data) != 0.0
+        data["x"] = np.zeros((2, 3))
+        assert model.loss(model.params, data) == 0.0
+        assert not np.any(next(iter(model.grad(model.params, data).values())))
+
+
 # The examples from the command line --------------------------------------------------------------------------
 
 

@@ -12,10 +12,11 @@ imports its own only when it is made.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-__all__ = ["flat_rows", "parameter_dtype"]
+__all__ = ["flat_rows", "parameter_dtype", "same_data"]
 
 
 def parameter_dtype(params: Mapping[str, np.ndarray]) -> np.dtype:
@@ -27,3 +28,13 @@ def parameter_dtype(params: Mapping[str, np.ndarray]) -> np.dtype:
 def flat_rows(positions: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``perturbed_losses``' arguments as one row per loss: each position repeated for each of its values."""
     return np.repeat(np.asarray(positions, dtype=np.int64), values.shape[1]), values.reshape(-1)
+
+
+def same_data(made_from: Mapping[str, Any] | None, data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` holds the very arrays ``made_from`` (a copy of the mapping an adapter made its
+    tensors from) held: an entry replaced in the same dict (a new batch) is new data."""
+    return (
+        made_from is not None
+        and made_from.keys() == data.keys()
+        and all(made_from[key] is array for key, array in data.items())
+    )

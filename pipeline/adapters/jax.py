@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ModelError
-from . import flat_rows, parameter_dtype
+from . import flat_rows, parameter_dtype, same_data
 
 __all__ = ["JaxModel"]
 
@@ -182,12 +182,12 @@ class JaxModel:
 
     def _inputs(self, data: Arrays, dtype: np.dtype) -> dict[str, Any]:
         """The data as jax arrays, floating arrays in ``dtype``; made once per data and dtype."""
-        if self._data is None or self._data[0] is not data or self._data[1] != dtype:
+        if self._data is None or not same_data(self._data[0], data) or self._data[1] != dtype:
             inputs = {}
             for key, array in data.items():
                 array = np.asarray(array)
                 inputs[key] = self._put(array.astype(dtype) if np.issubdtype(array.dtype, np.floating) else array)
-            self._data = (data, dtype, inputs)
+            self._data = (dict(data), dtype, inputs)
         return self._data[2]
 
 

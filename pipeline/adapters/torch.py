@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from . import flat_rows, parameter_dtype
+from . import flat_rows, parameter_dtype, same_data
 
 __all__ = ["TorchModel"]
 
@@ -281,12 +281,12 @@ class TorchModel:
 
     def _inputs(self, data: Arrays, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The data as tensors on the device, floating arrays in ``dtype``; made once per data and dtype."""
-        if self._data is None or self._data[0] is not data or self._data[1] != dtype:
+        if self._data is None or not same_data(self._data[0], data) or self._data[1] != dtype:
             inputs = {}
             for key, array in data.items():
                 tensor = torch.as_tensor(np.array(array), device=self.device)
                 inputs[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
-            self._data = (data, dtype, inputs)
+            self._data = (dict(data), dtype, inputs)
         return self._data[2]
 
     def _call(self, tensors: dict[str, torch.Tensor], data: Arrays, dtype: torch.dtype) -> torch.Tensor:
