@@ -262,6 +262,27 @@ def _square_loss(p: Any, d: Any) -> Any:
     return jnp.sum(_square(p["w"]))
 
 
+def test_a_jax_loss_the_batched_call_cannot_run_falls_back_to_one_call_per_perturbation_and_says_why() -> None:
+    """An op wrapped around numpy code (jax.pure_callback, without a vmap_method) cannot be vmapped: with
+    vmap (the default on a GPU) the check raised instead of evaluating such a tensor one call at a time."""
+
+    def tanh_in_numpy(w: Any) -> Any:
+        return jax.pure_callback(np.tanh, jax.ShapeDtypeStruct(w.shape, w.dtype), w)
+
+    def loss(p: Any, d: Any) -> Any:
+        return jnp.sum(tanh_in_numpy(p["w"]) ** 2)
+
+    params = {"w": RNG.normal(size=(32, 32))}
+    model = JaxModel(loss, params, batch="vmap")
+    positions, values = np.arange(12), RNG.normal(size=(12, 2))
+    got = model.perturbed_losses(params, {}, "w", positions, values)
+    for j, k in enumerate(positions):
+        w = params["w"].copy()
+        w.reshape(-1)[k] = values[j, 1]
+        assert got[j, 1] == pytest.approx(float(np.sum(np.tanh(w) ** 2)), rel=1e-13)
+    assert "and for w (the batched call cannot run the loss there: NotImplementedError: " in model.evaluation
+
+
 def test_a_jax_model_made_again_sees_the_rule_as_it_is_now_not_the_code_compiled_before() -> None:
     """The jitted loss and gradient were cached by loss_fn alone: a new JaxModel of the same loss_fn kept the
     rule as it was traced first (a rule fixed or planted since, a flag it reads), and checked that."""

@@ -13,7 +13,8 @@ Perturbations of one tensor are evaluated in one jitted call. On a CPU that is a
 perturbed tensor (measured faster here than ``vmap``, whose batched matrix products are slow on a
 CPU). On a GPU or TPU it is ``vmap``. Calls are padded to two fixed
 sizes, so each tensor compiles at most twice; a call of a few rows (a second look) is one jitted
-loss call per row.
+loss call per row. A tensor whose batched call fails (a ``pure_callback`` without a ``vmap_method``
+under ``vmap``) falls back to one jitted loss call per perturbation, and the report says so.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class JaxModel:
         # Which compiled code this model's calls share: its own copies (pickled to a worker, one per task)
         # reuse it; a model made again traces loss_fn again, so that it sees what its rules are now.
         self._made = uuid.uuid4().hex
+        self._unbatched: dict[str, str] = {}  # tensors the batched call cannot run the loss for, and why
         self._data: tuple[Any, np.dtype, dict[str, Any]] | None = None
         if batch != "off":  # the core's batched path; without it, one `loss` call per perturbation
             self.perturbed_losses = self._perturbed_losses
@@ -112,10 +114,14 @@ class JaxModel:
     @property
     def evaluation(self) -> str:
         how = "loop (lax.map) over" if self._mode == "loop" else "vmap of"
-        return (
+        said = (
             f"batched: one jitted {how} each tensor's perturbations (up to {SIZES[-1]} a call), on {self._platform}; "
             f"one jitted loss call each for tensors of fewer than {SMALL} elements"
         )
+        if self._unbatched:
+            reasons = "; ".join(sorted(set(self._unbatched.values())))
+            said += f" and for {', '.join(self._unbatched)} (the batched call cannot run the loss there: {reasons})"
+        return said
 
     # The model protocol -------------------------------------------------------------------------------
 
@@ -140,28 +146,38 @@ class JaxModel:
         tensor = self._names.index(name)
         with self._running(params) as dtype:
             leaves, inputs = self._leaves(params), self._inputs(data, dtype)
-            if at.size <= FEW or params[name].size < SMALL:
-                loss = _loss(self.loss_fn, self._treedef, self._made)
-                flat, out = np.array(params[name]), np.empty(at.size)
-                for r in range(at.size):
-                    moved = flat.copy()
-                    moved.reshape(-1)[at[r]] = to[r]
-                    leaves[tensor] = self._put(moved)
-                    out[r] = _scalar(loss(leaves, inputs))
-                return out.reshape(values.shape)
-            rows = _rows(self.loss_fn, self._treedef, self._made, tensor, self._mode)
-            parts = []
-            for first in range(0, at.size, SIZES[-1]):
-                chunk = slice(first, first + SIZES[-1])
-                size = next(s for s in SIZES if s >= at[chunk].size)
-                pad = size - at[chunk].size  # padded with the first row again: a fixed shape compiles once
-                where = np.concatenate([at[chunk], np.repeat(at[chunk][:1], pad)])
-                value = np.concatenate([to[chunk], np.repeat(to[chunk][:1], pad)]).astype(params[name].dtype)
-                out = np.asarray(rows(leaves, self._put(where), self._put(value), inputs), dtype=np.float64)
-                if out.shape != (size,):
-                    raise ModelError(f"JaxModel: loss_fn must return a scalar. Got shape {out.shape[1:]} instead.")
-                parts.append(out[: at[chunk].size])
-        return np.concatenate(parts).reshape(values.shape)
+            if at.size > FEW and params[name].size >= SMALL and name not in self._unbatched:
+                try:
+                    return self._batched(params, leaves, inputs, tensor, at, to).reshape(values.shape)
+                except Exception as e:  # the batched call cannot run this loss: the loop below can (or says why not)
+                    self._unbatched[name] = _first_line(e)
+            loss = _loss(self.loss_fn, self._treedef, self._made)
+            flat, out = np.array(params[name]), np.empty(at.size)
+            for r in range(at.size):
+                moved = flat.copy()
+                moved.reshape(-1)[at[r]] = to[r]
+                leaves[tensor] = self._put(moved)
+                out[r] = _scalar(loss(leaves, inputs))
+        return out.reshape(values.shape)
+
+    def _batched(
+        self, params: Arrays, leaves: list[Any], inputs: Any, tensor: int, at: np.ndarray, to: np.ndarray
+    ) -> np.ndarray:
+        """The losses of rows ``(at, to)`` of leaf ``tensor`` in jitted calls of fixed sizes (lax.map or vmap)."""
+        name = self._names[tensor]
+        rows = _rows(self.loss_fn, self._treedef, self._made, tensor, self._mode)
+        parts = []
+        for first in range(0, at.size, SIZES[-1]):
+            chunk = slice(first, first + SIZES[-1])
+            size = next(s for s in SIZES if s >= at[chunk].size)
+            pad = size - at[chunk].size  # padded with the first row again: a fixed shape compiles once
+            where = np.concatenate([at[chunk], np.repeat(at[chunk][:1], pad)])
+            value = np.concatenate([to[chunk], np.repeat(to[chunk][:1], pad)]).astype(params[name].dtype)
+            out = np.asarray(rows(leaves, self._put(where), self._put(value), inputs), dtype=np.float64)
+            if out.shape != (size,):
+                raise ValueError(f"the loss has shape {out.shape[1:]} there")
+            parts.append(out[: at[chunk].size])
+        return np.concatenate(parts)
 
     # Internals ------------------------------------------------------------------------------------------
 
@@ -189,6 +205,13 @@ class JaxModel:
                 inputs[key] = self._put(array.astype(dtype) if np.issubdtype(array.dtype, np.floating) else array)
             self._data = (dict(data), dtype, inputs)
         return self._data[2]
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's type and first sentence."""
+    text = str(error).strip().splitlines()
+    first = (text[0] if text else "").split(". ")[0].rstrip(".")
+    return f"{type(error).__name__}: {first}"
 
 
 def _scalar(value: Any) -> float:
