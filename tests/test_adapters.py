@@ -119,7 +119,9 @@ def test_a_wrong_custom_backward_is_found_in_the_right_tensor_and_torch_state_is
 def test_torch_model_refuses_what_is_not_a_module_and_a_loss_that_is_not_a_scalar() -> None:
     with pytest.raises(ModelError, match=r"^TorchModel needs a torch.nn.Module. Got function instead.$"):
         TorchModel(lambda: None, lambda m, d: torch.zeros(()))  # type: ignore[arg-type]
-    with pytest.raises(ModelError, match=r"^TorchModel checks float32 or float64 parameters; weight \(torch.bfloat16\), "):
+    with pytest.raises(
+        ModelError, match=r"^TorchModel checks float32 or float64 parameters; weight \(torch.bfloat16\), "
+    ):
         TorchModel(torch.nn.Linear(3, 2).to(torch.bfloat16), lambda m, d: torch.zeros(()))
     model = TorchModel(torch.nn.Linear(3, 2), lambda m, d: m(d["x"]).sum(0))
     with pytest.raises(ModelError, match=r"TorchModel: loss_fn must return a scalar tensor. Got shape \(2,\) instead."):
@@ -281,6 +283,19 @@ def test_a_jax_loss_the_batched_call_cannot_run_falls_back_to_one_call_per_pertu
         w.reshape(-1)[k] = values[j, 1]
         assert got[j, 1] == pytest.approx(float(np.sum(np.tanh(w) ** 2)), rel=1e-13)
     assert "and for w (the batched call cannot run the loss there: NotImplementedError: " in model.evaluation
+
+
+def test_a_jax_loss_that_cannot_be_jitted_is_refused_in_one_line_that_says_so() -> None:
+    def branching(p: Any, d: Any) -> Any:
+        return jnp.sum(p["w"]) if jnp.sum(d["x"]) > 0 else jnp.sum(p["w"] ** 2)
+
+    model = JaxModel(branching, {"w": np.ones(3)})
+    with pytest.raises(ModelError) as raised:
+        pipeline.check(model, model.params, {"x": np.ones(2)})
+    assert "JaxModel: loss_fn must be jittable (it is evaluated under jax.jit): TracerBoolConversionError: " in str(
+        raised.value
+    )
+    assert "\n" not in str(raised.value)
 
 
 def test_a_jax_model_made_again_sees_the_rule_as_it_is_now_not_the_code_compiled_before() -> None:

@@ -35,6 +35,12 @@ from . import flat_rows, parameter_dtype, same_data
 __all__ = ["JaxModel"]
 
 Arrays = dict[str, np.ndarray]
+#: What jax raises for a loss that cannot be traced under jax.jit (Python control flow on values, numpy on a tracer).
+UNJITTABLE = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
 #: The sizes a batched call is padded to (the most a call evaluates is the last)...
 SIZES = (32, 256)
 #: ...above this many rows; fewer (a second look, the probe) are one jitted loss call each: no compilation...
@@ -185,8 +191,13 @@ class JaxModel:
     def _running(self, params: Arrays) -> Iterator[np.dtype]:
         """x64 enabled for float64 parameters (for this call only); yields the parameters' dtype."""
         dtype = parameter_dtype(params)
-        with jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext():
-            yield dtype
+        try:
+            with jax.enable_x64(True) if dtype == np.float64 else contextlib.nullcontext():
+                yield dtype
+        except UNJITTABLE as e:  # jax's own text runs to several lines and names this module's lambda
+            raise ModelError(
+                f"JaxModel: loss_fn must be jittable (it is evaluated under jax.jit): {_first_line(e)}."
+            ) from e
 
     def _put(self, array: np.ndarray) -> Any:
         """``array`` on the chosen device; on the default one, as it is: a jitted call takes numpy arrays
