@@ -188,10 +188,23 @@ def test_torch_a_loss_that_bypasses_the_substituted_parameters_is_refused() -> N
     model = TorchModel(Captured(), lambda m, d: m(d["x"]).sum())
     with pytest.raises(ModelError, match=r"^TorchModel: loss_fn reaches the module's own w, not the arrays checked"):
         pipeline.check(model, model.params, DATA)
-    other = torch.nn.Linear(3, 2)
-    ignored = TorchModel(torch.nn.Linear(3, 2), lambda m, d: other(d["x"]).sum())
-    with pytest.raises(ModelError, match=r"^TorchModel: none of the module's parameters reaches the loss"):
-        pipeline.check(ignored, ignored.params, DATA)
+    # a backward that returns None for the weight (autograd: no gradient) is a wrong gradient, not a refusal
+    model = TorchModel(torch.nn.Linear(3, 2), lambda m, d: _NoWeightGrad.apply(d["x"], m.weight).sum())
+    report = pipeline.check(model, model.params, DATA, precision="float64")
+    assert report.verdict == "failed"
+    assert report.failing == ("weight",)
+
+
+class _NoWeightGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Any, w: Any) -> Any:
+        ctx.save_for_backward(w)
+        return x @ w.T
+
+    @staticmethod
+    def backward(ctx: Any, g: Any) -> Any:
+        (w,) = ctx.saved_tensors
+        return g @ w, None
 
 
 def test_torch_state_is_restored_with_deterministic_warn_only_as_it_was() -> None:

@@ -155,11 +155,6 @@ class TorchModel:
                 "substituted): use it through the module's attribute in forward."
             )
         grads = grads[: len(leaves)]
-        if all(g is None for g in grads):
-            raise ModelError(
-                "TorchModel: none of the module's parameters reaches the loss (autograd found no path from "
-                "any of them): loss_fn must compute the loss with the module it is given."
-            )
         return {
             name: np.zeros(leaf.shape) if g is None else g.detach().cpu().numpy().astype(np.float64)
             for (name, leaf), g in zip(leaves.items(), grads, strict=True)
