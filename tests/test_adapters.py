@@ -389,7 +389,7 @@ def test_a_batched_path_that_computes_another_function_is_refused_with_the_tenso
 def test_both_adapters_see_a_new_array_put_in_the_same_data_dict() -> None:
     """Tensors made from the data were cached by the dict's identity: a new batch put in the same dict (a
     loop over batches calling model.grad) gave the first batch's loss and gradient again."""
-    models = [
+    models: list[TorchModel | JaxModel] = [
         TorchModel(torch.nn.Linear(3, 1, bias=False).double(), lambda m, d: m(d["x"]).sum()),
         JaxModel(lambda p, d: jnp.sum(d["x"] @ p["w"]), {"w": np.ones((3, 1))}),
     ]
