@@ -25,6 +25,8 @@ back to one call per perturbation, and the report says so (``evaluation``).
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -109,6 +111,11 @@ class TorchModel:
         self.params: Arrays = {name: p.detach().cpu().numpy().copy() for name, p in named}
         self.device = torch.device(device)
         self.batch = batch
+        if self.device.type == "cuda":
+            # deterministic cuBLAS needs a fixed workspace, set before CUDA starts (a no-op once it has)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if any(p.device != self.device for p in module.parameters()):
+            module = copy.deepcopy(module)  # moved to the device as a copy: the user's module stays where it is
         self._objective = _Objective(module, loss_fn).to(self.device)
         self._unbatched: dict[str, str] = {}  # tensors vmap cannot run the loss for, and why
         self._agreed: set[str] = set()  # tensors whose vmapped loss agreed with one plain call

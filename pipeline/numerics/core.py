@@ -862,7 +862,9 @@ def _evaluate(loaded: Loaded, groups: list[_Group]) -> list[_Evaluated]:
         with np.errstate(invalid="ignore"):
             rounding = settings.eps(group.dtype) * np.max(np.abs(table), axis=1, initial=0.0)
         measured = _per_element(loaded, settings.noise_of, group)
-        noise = np.where(measured > 0, np.fmax(measured, rounding), measured)  # 0: the loss ignores the tensor
+        # Never below one rounding unit, even along a tensor the loss ignores: an analytic value under the loss's
+        # resolution there is rounding of a gradient that cancels (a bias before a batch norm), not a bug.
+        noise = np.fmax(measured, rounding)
         est = estimate(table, taken, settings.scheme, epsilon=settings.epsilon, loss0=settings.loss0, noise=noise)
         evaluated.append(_Evaluated(values, h, est, noise, table, taken))
     return evaluated
