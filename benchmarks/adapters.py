@@ -65,33 +65,18 @@ def _agree_within_bars(a: Any, b: Any) -> dict[str, Any]:
     }
 
 
-def jax_mlp(quick: bool, folder: str, rows: int) -> dict[str, Any]:
-    import jax.numpy as jnp
-
-    from pipeline.adapters.jax import JaxModel
-
-    sizes = _mlp_sizes(quick)
-    rng = np.random.default_rng(0)
-    params = [
-        {"w": (rng.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32), "b": np.zeros(b, np.float32)}
-        for a, b in itertools.pairwise(sizes)
-    ]
-    data = {
-        "x": rng.normal(size=(4, sizes[0])).astype(np.float32),
-        "y": rng.normal(size=(4, sizes[-1])).astype(np.float32),
+def _data(rng: np.random.Generator, sizes: list[int], rows: int) -> dict[str, np.ndarray]:
+    return {
+        "x": rng.normal(size=(rows, sizes[0])).astype(np.float32),
+        "y": rng.normal(size=(rows, sizes[-1])).astype(np.float32),
     }
 
-    def loss_fn(p: Any, d: Any) -> Any:
-        h = d["x"]
-        for k, layer in enumerate(p):
-            h = h @ layer["w"] + layer["b"]
-            h = jnp.tanh(h) if k < len(p) - 1 else h
-        return jnp.mean((h - d["y"]) ** 2)
 
-    batched = JaxModel(loss_fn, params)
-    plain = JaxModel(loss_fn, params, batch="off")
-    t_batched, r_batched, out_batched = _timed_check(batched, data, folder, f"jax-batched-{rows}")
-    t_plain, r_plain, out_plain = _timed_check(plain, data, folder, f"jax-plain-{rows}")
+def _side_by_side(batched: Any, plain: Any, data: dict[str, np.ndarray], folder: str, rows: int) -> dict[str, Any]:
+    """The same check of the same model, batched and one call per perturbation, one after the other."""
+    kind = type(batched).__name__
+    t_batched, r_batched, out_batched = _timed_check(batched, data, folder, f"{kind}-batched-{rows}")
+    t_plain, r_plain, out_plain = _timed_check(plain, data, folder, f"{kind}-plain-{rows}")
     return {
         "n_params": r_batched.n_params,
         "data_rows": rows,
@@ -103,6 +88,29 @@ def jax_mlp(quick: bool, folder: str, rows: int) -> dict[str, Any]:
         "loss_evaluations": [r_batched.timings.get("loss_evaluations"), r_plain.timings.get("loss_evaluations")],
         **_agree_within_bars(out_batched, out_plain),
     }
+
+
+def jax_mlp(quick: bool, folder: str, rows: int) -> dict[str, Any]:
+    import jax.numpy as jnp
+
+    from pipeline.adapters.jax import JaxModel
+
+    sizes = _mlp_sizes(quick)
+    rng = np.random.default_rng(0)
+    params = [
+        {"w": (rng.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32), "b": np.zeros(b, np.float32)}
+        for a, b in itertools.pairwise(sizes)
+    ]
+    data = _data(rng, sizes, rows)
+
+    def loss_fn(p: Any, d: Any) -> Any:
+        h = d["x"]
+        for k, layer in enumerate(p):
+            h = h @ layer["w"] + layer["b"]
+            h = jnp.tanh(h) if k < len(p) - 1 else h
+        return jnp.mean((h - d["y"]) ** 2)
+
+    return _side_by_side(JaxModel(loss_fn, params), JaxModel(loss_fn, params, batch="off"), data, folder, rows)
 
 
 def torch_mlp(quick: bool, folder: str, rows: int) -> dict[str, Any]:
@@ -117,28 +125,12 @@ def torch_mlp(quick: bool, folder: str, rows: int) -> dict[str, Any]:
         layers += [torch.nn.Linear(a, b)] + ([torch.nn.Tanh()] if k < len(sizes) - 2 else [])
     net = torch.nn.Sequential(*layers)
     rng = np.random.default_rng(0)
-    data = {
-        "x": rng.normal(size=(4, sizes[0])).astype(np.float32),
-        "y": rng.normal(size=(4, sizes[-1])).astype(np.float32),
-    }
+    data = _data(rng, sizes, rows)
 
     def loss_fn(m: torch.nn.Module, d: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.mean((m(d["x"]) - d["y"]) ** 2)
 
-    t_batched, r_batched, out_batched = _timed_check(TorchModel(net, loss_fn), data, folder, f"torch-batched-{rows}")
-    t_plain, r_plain, out_plain = _timed_check(
-        TorchModel(net, loss_fn, batch=False), data, folder, f"torch-plain-{rows}"
-    )
-    return {
-        "n_params": r_batched.n_params,
-        "data_rows": rows,
-        "batched_seconds": t_batched,
-        "plain_seconds": t_plain,
-        "speedup": t_plain / t_batched,
-        "verdicts": [r_batched.verdict, r_plain.verdict],
-        "evaluation": r_batched.evaluation,
-        **_agree_within_bars(out_batched, out_plain),
-    }
+    return _side_by_side(TorchModel(net, loss_fn), TorchModel(net, loss_fn, batch=False), data, folder, rows)
 
 
 def _time(fn: Callable[[], Any]) -> tuple[float, Any]:

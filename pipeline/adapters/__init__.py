@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["flat_rows", "parameter_dtype", "same_data"]
+__all__ = ["DropsData", "flat_rows", "parameter_dtype", "same_data"]
 
 
 def parameter_dtype(params: Mapping[str, np.ndarray]) -> np.dtype:
@@ -38,3 +38,12 @@ def same_data(made_from: Mapping[str, Any] | None, data: Mapping[str, Any]) -> b
         and made_from.keys() == data.keys()
         and all(made_from[key] is array for key, array in data.items())
     )
+
+
+class DropsData:
+    """An adapter whose pickled state leaves out ``_data``, the framework's copies of one process's data."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_data"] = None
+        return state

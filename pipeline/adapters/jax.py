@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ModelError
-from . import flat_rows, parameter_dtype, same_data
+from . import DropsData, flat_rows, parameter_dtype, same_data
 
 __all__ = ["JaxModel"]
 
@@ -50,7 +50,7 @@ FEW = 8
 SMALL = 1024
 
 
-class JaxModel:
+class JaxModel(DropsData):
     """``loss_fn(params, data) -> scalar`` on a pytree of parameters, as a model.
 
     Parameters
@@ -101,11 +101,6 @@ class JaxModel:
         self._data: tuple[Any, np.dtype, dict[str, Any]] | None = None
         if batch != "off":  # the core's batched path; without it, one `loss` call per perturbation
             self.perturbed_losses = self._perturbed_losses
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_data"] = None  # arrays made from one process's data
-        return state
 
     @property
     def _platform(self) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from . import flat_rows, parameter_dtype, same_data
+from . import DropsData, flat_rows, parameter_dtype, same_data
 
 __all__ = ["TorchModel"]
 
@@ -61,7 +61,7 @@ class _Objective(torch.nn.Module):
         return self.loss_fn(self.module, data)
 
 
-class TorchModel:
+class TorchModel(DropsData):
     """A ``torch.nn.Module`` and ``loss_fn(module, data) -> scalar tensor`` as a model.
 
     Parameters
@@ -122,11 +122,6 @@ class TorchModel:
         self._data: tuple[Mapping[str, np.ndarray], torch.dtype, dict[str, torch.Tensor]] | None = None
         if batch:  # the core's batched path; without it, one `loss` call per perturbation
             self.perturbed_losses = self._perturbed_losses
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_data"] = None  # tensors made from one process's data
-        return state
 
     @property
     def evaluation(self) -> str:
