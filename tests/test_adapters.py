@@ -418,7 +418,7 @@ def test_the_framework_examples_run_from_the_command_line(tmp_path: Path, exampl
     ]
     passed = run_cli("run", "correct.yaml", "--workers", "1", cwd=folder, timeout=300)
     assert passed.returncode == 0, passed.stdout + passed.stderr
-    failed = run_cli("run", "planted.yaml", "--workers", "1", cwd=folder, timeout=300)
+    failed = run_cli("run", "planted.yaml", "--inline", cwd=folder, timeout=300)  # one cluster start is enough
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert f"Wrong tensors, from the last layer back: {planted}\n" in failed.stdout, failed.stdout
 
@@ -460,3 +460,11 @@ def test_a_bias_before_a_batch_norm_is_no_false_alarm_in_either_precision() -> N
         if precision == "float64":
             assert next(t for t in report.tensors if t.name == "0.bias").max_abs_error < 1e-10
             assert "0.weight" not in report.not_verified
+
+
+def test_a_loss_that_uses_none_of_the_parameters_checked_is_refused_not_passed() -> None:
+    """A loss over another module than the one given: every gradient is 0 against 0, and nothing was checked."""
+    other = torch.nn.Linear(3, 2)
+    model = TorchModel(torch.nn.Linear(3, 2), lambda m, d: other(d["x"]).sum())
+    with pytest.raises(ModelError, match=r"^Model loss does not change when any parameter does .* the check would "):
+        pipeline.check(model, model.params, DATA)

@@ -401,6 +401,11 @@ def probe(loaded: Loaded) -> ProbeResult:
         )
     spread = max(spread, _perturbed_at_theta(loaded, loss))
     noise, sources, evaluations = _noise(loaded, loss)
+    if all(source == UNMOVED for source in sources):
+        raise ModelError(
+            "Model loss does not change when any parameter does (the probe moved every tensor and the loss stayed "
+            f"exactly {loss!r}): the check would compare zero with zero. Does the loss use the parameters it is given?"
+        )
     off_theta = _off_theta(loaded)
     analytic = loaded.analytic_gradient()
     scales = tuple(
