@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DropsData", "flat_rows", "parameter_dtype", "same_data"]
+__all__ = ["DropsData", "first_sentence", "flat_rows", "parameter_dtype", "same_data"]
 
 
 def parameter_dtype(params: Mapping[str, np.ndarray]) -> np.dtype:
@@ -47,3 +47,11 @@ class DropsData:
         state = dict(self.__dict__)
         state["_data"] = None
         return state
+
+
+def first_sentence(error: BaseException) -> str:
+    """An error's type and the first sentence of its message: why a batched call could not run, as the report
+    says it (a framework's messages run to paragraphs)."""
+    text = str(error).strip().splitlines()
+    first = (text[0] if text else "").split(". ")[0].rstrip(".")
+    return f"{type(error).__name__}: {first}"

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import ModelError
-from . import DropsData, flat_rows, parameter_dtype, same_data
+from . import DropsData, first_sentence, flat_rows, parameter_dtype, same_data
 
 __all__ = ["JaxModel"]
 
@@ -151,7 +151,7 @@ class JaxModel(DropsData):
                 try:
                     return self._batched(params, leaves, inputs, tensor, at, to).reshape(values.shape)
                 except Exception as e:  # the batched call cannot run this loss: the loop below can (or says why not)
-                    self._unbatched[name] = _first_line(e)
+                    self._unbatched[name] = first_sentence(e)
             loss = _loss(self.loss_fn, self._treedef, self._made)
             flat, out = np.array(params[name]), np.empty(at.size)
             for r in range(at.size):
@@ -191,7 +191,7 @@ class JaxModel(DropsData):
                 yield dtype
         except UNJITTABLE as e:  # jax's own text runs to several lines and names this module's lambda
             raise ModelError(
-                f"JaxModel: loss_fn must be jittable (it is evaluated under jax.jit): {_first_line(e)}."
+                f"JaxModel: loss_fn must be jittable (it is evaluated under jax.jit): {first_sentence(e)}."
             ) from e
 
     def _put(self, array: np.ndarray) -> Any:
@@ -211,13 +211,6 @@ class JaxModel(DropsData):
                 inputs[key] = self._put(array.astype(dtype) if np.issubdtype(array.dtype, np.floating) else array)
             self._data = (dict(data), dtype, inputs)
         return self._data[2]
-
-
-def _first_line(error: BaseException) -> str:
-    """The error's type and first sentence."""
-    text = str(error).strip().splitlines()
-    first = (text[0] if text else "").split(". ")[0].rstrip(".")
-    return f"{type(error).__name__}: {first}"
 
 
 def _scalar(value: Any) -> float:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from . import DropsData, flat_rows, parameter_dtype, same_data
+from . import DropsData, first_sentence, flat_rows, parameter_dtype, same_data
 
 __all__ = ["TorchModel"]
 
@@ -110,7 +110,6 @@ class TorchModel(DropsData):
             )
         self.params: Arrays = {name: p.detach().cpu().numpy().copy() for name, p in named}
         self.device = torch.device(device)
-        self.batch = batch
         if self.device.type == "cuda":
             # deterministic cuBLAS needs a fixed workspace, set before CUDA starts (a no-op once it has)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -175,7 +174,7 @@ class TorchModel(DropsData):
                 try:
                     losses = self._vmapped(tensors, data, dtype, name, chosen, moved)
                 except Exception as e:  # vmap cannot run this loss: the loop below can (or says why not)
-                    self._unbatched[name] = _first_line(e)
+                    self._unbatched[name] = first_sentence(e)
                 else:
                     if name not in self._agreed:  # once per tensor: vmap's first loss against one plain call
                         single = self._looped(tensors, data, dtype, name, chosen[:1], moved[:1])[0]
@@ -301,10 +300,3 @@ def _scalar(value: torch.Tensor) -> float:
     if value.numel() != 1:
         raise ModelError(f"TorchModel: loss_fn must return a scalar tensor. Got shape {tuple(value.shape)} instead.")
     return float(value.detach().reshape(()).cpu())
-
-
-def _first_line(error: BaseException) -> str:
-    """The error's type and first sentence."""
-    text = str(error).strip().splitlines()
-    first = (text[0] if text else "").split(". ")[0].rstrip(".")
-    return f"{type(error).__name__}: {first}"
