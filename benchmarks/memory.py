@@ -39,7 +39,7 @@ from pipeline.examples import mlp  # noqa: E402
 from pipeline.execution import dask as tasks  # noqa: E402
 from pipeline.execution.cluster import connect  # noqa: E402
 from pipeline.numerics.core import Settings  # noqa: E402
-from pipeline.numerics.plan import make_plan  # noqa: E402
+from pipeline.numerics.plan import make_plan, slots_for  # noqa: E402
 from pipeline.storage import inputs, output  # noqa: E402
 
 MIB = 2**20
@@ -104,8 +104,10 @@ def main() -> None:
             baseline = next(iter(client.run(_rss_mib).values()))
             start = time.perf_counter()
             client.submit(tasks.probe_task, problem, pure=False).result()
-            output.prepare_output(problem.output, layout, args.shard_size, "memory-benchmark", overwrite=True)
-            client.submit(tasks.analytic_task, problem, (), pure=False).result()
+            output.prepare_output(
+                problem.output, layout, slots_for(layout, None), args.shard_size, "memory-benchmark", overwrite=True
+            )
+            client.submit(tasks.analytic_task, problem, (), (), pure=False).result()
             after_analytic = next(iter(client.run(_rss_mib).values()))
             rss_after_shards = []
             for shard in chosen:

@@ -35,6 +35,7 @@ from .model import Model, ModelRef, check_gradient, load_model, shipped
 from .numerics.core import Loaded, Output, Settings
 from .numerics.diagnose import diagnose_tensors
 from .numerics.layout import Layout
+from .numerics.plan import slots_for
 from .numerics.reduce import combine, direction_difference, with_directions
 from .report import Report, sample_statement, step_rule, tolerance_statement
 from .storage import is_url, name_problem
@@ -270,7 +271,8 @@ def _report(config: Config, executed: Executed, arrays: Callable[[], Output], st
     settings, probe, directions = executed.settings, executed.probe, executed.directions
     layout = settings.layout
     verdict = combine(layout, executed.results, threshold=config.threshold, worst=config.worst)
-    tensors = with_directions(diagnose_tensors(layout, verdict.tensors, arrays), directions)
+    slots = slots_for(layout, settings.sample)
+    tensors = with_directions(diagnose_tensors(slots, verdict.tensors, arrays), directions)
     difference = verdict.difference
     if not verdict.n_checked and directions:  # directions only: the seed's difference over them
         difference = direction_difference(directions)

@@ -289,14 +289,14 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .storage.output import FORMAT_VERSION, read_output_attrs, verify  # Zarr: only for commands that read one
+    from .storage.output import SEALED_SINCE, read_output_attrs, verify  # Zarr: only for commands that read one
 
     attrs = read_output_attrs(args.output)
     if "report" not in attrs:
         raise StoreError(f"The output '{args.output}' has no report yet: its run did not finish.")
     report = Report.from_dict(attrs["report"])
     _print(report, as_json=args.json)
-    sealed = attrs["gradcheck"]["format_version"] >= FORMAT_VERSION  # older outputs carry no seals to check
+    sealed = attrs["gradcheck"]["format_version"] >= SEALED_SINCE  # older outputs carry no seals to check
     corrupt = verify(args.output).corrupt if sealed else ()
     if corrupt:  # the report was made from intact chunks; what is on disk now is not what it describes
         print(

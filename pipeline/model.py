@@ -255,7 +255,8 @@ def as_loss_value(value: Any, where: str) -> float:
 
 
 def check_gradient(grad: Any, layout: Layout, source: str) -> Arrays:
-    """Check an analytic gradient against the parameter layout; return it as float64 arrays.
+    """Check an analytic gradient against the parameter layout; return it as float32 or float64 arrays
+    (float32 as it is: a float64 copy of a large float32 gradient would double its memory).
 
     ``source`` names where it came from (``model.grad``) for the message.
     """
@@ -267,7 +268,9 @@ def check_gradient(grad: Any, layout: Layout, source: str) -> Arrays:
     checked: Arrays = {}
     for spec in layout.tensors:
         try:
-            array = np.asarray(grad[spec.name], dtype=np.float64)
+            array = np.asarray(grad[spec.name])
+            if array.dtype not in (np.float32, np.float64):
+                array = array.astype(np.float64)
         except (TypeError, ValueError) as e:
             raise ModelError(f"{source}['{spec.name}'] is not a numeric array: {e}") from e
         if array.shape != spec.shape:

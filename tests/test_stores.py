@@ -10,6 +10,7 @@ import zarr
 
 from pipeline.errors import OutputExistsError, StoreError, StoreNotFoundError
 from pipeline.numerics.layout import Layout
+from pipeline.numerics.plan import slots_for
 from pipeline.storage.inputs import read_layout, validate_gradient, write_group
 from pipeline.storage.output import prepare_output, read_output_attrs
 
@@ -78,16 +79,16 @@ def test_gradient_stores_must_match_the_params(tmp_path: Path) -> None:
 def test_an_output_is_never_written_over_unless_it_is_ours(tmp_path: Path) -> None:
     layout = Layout.from_shapes(["w"], {"w": (10,)}, {"w": "float64"})
     out = str(tmp_path / "out.zarr")
-    prepare_output(out, layout, 4, "run-a", overwrite=False)
+    prepare_output(out, layout, slots_for(layout, None), 4, "run-a", overwrite=False)
     numeric = zarr.open_array(out, path="numeric", mode="r")
     assert numeric.shape == (10,)
     assert numeric.chunks == (4,)
     assert np.isnan(numeric[:]).all()
     assert read_output_attrs(out)["layout"] == layout.to_dict()
-    prepare_output(out, layout, 4, "run-a", overwrite=False)  # the same run: reused
+    prepare_output(out, layout, slots_for(layout, None), 4, "run-a", overwrite=False)  # the same run: reused
     with pytest.raises(OutputExistsError, match=r"holds the result of a different check; pass --overwrite"):
-        prepare_output(out, layout, 4, "run-b", overwrite=False)
-    prepare_output(out, layout, 5, "run-b", overwrite=True)
+        prepare_output(out, layout, slots_for(layout, None), 4, "run-b", overwrite=False)
+    prepare_output(out, layout, slots_for(layout, None), 5, "run-b", overwrite=True)
     assert zarr.open_array(out, path="numeric", mode="r").chunks == (5,)
     # Someone else's group or folder is never touched, with or without --overwrite.
     params = _params(tmp_path)
@@ -96,6 +97,6 @@ def test_an_output_is_never_written_over_unless_it_is_ours(tmp_path: Path) -> No
     (folder / "keep.txt").write_text("mine")
     for path in (params, str(folder)):
         with pytest.raises(OutputExistsError, match=r"exists and is not a gradcheck output; choose another `output`."):
-            prepare_output(path, layout, 4, "run-c", overwrite=True)
+            prepare_output(path, layout, slots_for(layout, None), 4, "run-c", overwrite=True)
     assert (folder / "keep.txt").read_text() == "mine"
     assert read_layout(params).names == ("b", "w")

@@ -95,9 +95,11 @@ def probe_task(problem: Problem) -> ProbeResult:
     return core.probe(_load(problem)[0])
 
 
-def analytic_task(problem: Problem, done: Sequence[Shard]) -> bool:
+def analytic_task(
+    problem: Problem, done: Sequence[Shard], directions: Sequence[tuple[str, int]]
+) -> tuple[bool, tuple[float, ...]]:
     """:func:`~pipeline.numerics.core.write_analytic` on a worker, into the output group."""
-    return core.write_analytic(_load(problem)[0], _output_arrays(problem), done)
+    return core.write_analytic(_load(problem)[0], _output_arrays(problem), done, directions)
 
 
 def shard_task(problem: Problem, shard: Shard) -> ShardResult:
@@ -108,9 +110,9 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
     return dataclasses.replace(result, seconds=time.perf_counter() - start)  # loading included
 
 
-def direction_task(problem: Problem, tensor: str, number: int) -> DirectionResult:
+def direction_task(problem: Problem, tensor: str, number: int, dot: float) -> DirectionResult:
     """:func:`~pipeline.numerics.core.check_direction` on a worker."""
-    return core.check_direction(_load(problem)[0], tensor, number, _output_arrays(problem).analytic)
+    return core.check_direction(_load(problem)[0], tensor, number, dot)
 
 
 def resume_task(problem: Problem, shard: Shard) -> ShardResult:
@@ -169,25 +171,31 @@ class DaskExecutor:
             self._prober = list(self.client.who_has(future).get(future.key, ()))
         return result
 
-    def write_analytic(self, settings: Settings, done: Sequence[Shard]) -> bool:
-        """The analytic gradient written (or compared) from the probe's worker, which holds it."""
+    def write_analytic(
+        self, settings: Settings, done: Sequence[Shard], directions: Sequence[tuple[str, int]]
+    ) -> tuple[bool, tuple[float, ...]]:
+        """The analytic gradient written (or compared), and the directions' ``g·u``, from the probe's worker,
+        which holds the gradient: it is computed once per run, and never shipped."""
         problem = dataclasses.replace(self.problem, settings=settings)
         with _scheduler_lost(problem.output):
             future = self.client.submit(
-                analytic_task, problem, done, pure=False, workers=self._prober, allow_other_workers=True
+                analytic_task, problem, done, directions, pure=False, workers=self._prober, allow_other_workers=True
             )
-            return bool(future.result())
+            same, dots = future.result()
+            return bool(same), tuple(dots)
 
     def run(
         self,
         settings: Settings,
         todo: Sequence[Shard],
         resumed: Sequence[Shard],
-        directions: Sequence[tuple[str, int]],
+        directions: Sequence[tuple[str, int, float]],
     ) -> Iterator[ShardResult]:
         """The shards' results as they arrive (resumed ones read back); directions run alongside."""
         client, problem = self.client, dataclasses.replace(self.problem, settings=settings)
-        self._directions = [client.submit(direction_task, problem, name, j, pure=False) for name, j in directions]
+        self._directions = [
+            client.submit(direction_task, problem, name, j, dot, pure=False) for name, j, dot in directions
+        ]
         futures = {
             **dict(zip(client.map(shard_task, [problem] * len(todo), todo, pure=False), todo, strict=True)),
             **{client.submit(resume_task, problem, s, pure=False): s for s in resumed},

@@ -21,7 +21,7 @@ from ..errors import GradcheckError, OutputExistsError
 from ..numerics.core import NONDETERMINISM_ULPS, ProbeResult, Settings
 from ..numerics.fd import STENCILS
 from ..numerics.layout import Layout
-from ..numerics.plan import Shard, checked_positions, plan_shards
+from ..numerics.plan import Shard, Slots, plan_shards, slots_for
 from ..numerics.reduce import DirectionResult, ShardResult
 
 __all__ = ["Executed", "Executor", "RunCancelled", "Target", "execute"]
@@ -47,10 +47,16 @@ class Executor(Protocol):
 
     def probe(self) -> ProbeResult: ...
 
-    def write_analytic(self, settings: Settings, done: Sequence[Shard]) -> bool: ...
+    def write_analytic(
+        self, settings: Settings, done: Sequence[Shard], directions: Sequence[tuple[str, int]]
+    ) -> tuple[bool, tuple[float, ...]]: ...
 
     def run(
-        self, settings: Settings, todo: Sequence[Shard], resumed: Sequence[Shard], directions: Sequence[tuple[str, int]]
+        self,
+        settings: Settings,
+        todo: Sequence[Shard],
+        resumed: Sequence[Shard],
+        directions: Sequence[tuple[str, int, float]],
     ) -> Iterator[ShardResult]: ...
 
     def direction_results(self) -> list[DirectionResult]: ...
@@ -63,7 +69,7 @@ class Target(Protocol):
 
     def completed(self) -> frozenset[int]: ...
 
-    def create(self, layout: Layout, shard_size: int, identity: str, *, overwrite: bool) -> bool: ...
+    def create(self, layout: Layout, slots: Slots, shard_size: int, identity: str, *, overwrite: bool) -> bool: ...
 
     def remove(self) -> None: ...
 
@@ -125,11 +131,10 @@ def execute(
         settings, loss0=probe.loss, noise=probe.noise, scales=probe.scales, identity=identity
     )
     layout, workers = settings.layout, executor.workers
-    checked = checked_positions(layout, settings.sample)
-    n_checked = sum(positions.size for positions in checked.values()) if checked else layout.n_params
+    slots = slots_for(layout, settings.sample)
+    n_checked = slots.size
     size, plan = plan_shards(
-        layout,
-        checked,
+        slots,
         wanted=shard_size,
         # An index costs loss_equivalents_per_index evaluations (the scheme's stencil, fewer if staged).
         seconds_per_index=probe.loss_seconds * probe.loss_equivalents_per_index,
@@ -137,11 +142,12 @@ def execute(
         fixed=target.shard_size() if resuming else None,
     )
     done = target.completed() if resuming else frozenset()
-    created = target.create(layout, size, identity, overwrite=overwrite)
+    created = target.create(layout, slots, size, identity, overwrite=overwrite)
     if done:
         _same_loss(target, probe)
+    along = [(spec.name, j) for spec in layout.tensors for j in range(directions)]
     try:
-        same = executor.write_analytic(settings, [shard for shard in plan if shard.index in done])
+        same, dots = executor.write_analytic(settings, [shard for shard in plan if shard.index in done], along)
     except BaseException:
         if created:  # nothing computed yet: leave nothing half-written where there was nothing before
             target.remove()
@@ -152,7 +158,6 @@ def execute(
             "what the model gives now: the model changed. Pass --overwrite to start again."
         )
     shards_started = time.perf_counter()
-    along = [(spec.name, j) for spec in layout.tensors for j in range(directions)]
     todo = [shard for shard in plan if shard.index not in done]
     resumed = [shard for shard in plan if shard.index in done]
     width = len(STENCILS[settings.scheme])
@@ -176,7 +181,7 @@ def execute(
         }
     )
     results: list[ShardResult] = []
-    for result in executor.run(settings, todo, resumed, along):
+    for result in executor.run(settings, todo, resumed, [(*d, dot) for d, dot in zip(along, dots, strict=True)]):
         results.append(result)
         if progress is not None:
             progress(len(results), len(plan))

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from ..numerics import core
 from ..numerics.core import Loaded, Output, ProbeResult, Settings
 from ..numerics.layout import Layout
-from ..numerics.plan import Shard
+from ..numerics.plan import Shard, Slots
 from ..numerics.reduce import DirectionResult, ShardResult
 from ..numerics.tolerance import UNCHECKED
 
@@ -50,9 +50,9 @@ class MemoryOutput:
         """No shard was done before this check."""
         return frozenset()
 
-    def create(self, layout: Layout, shard_size: int, identity: str, *, overwrite: bool) -> bool:
-        """The arrays, filled as a new output group's are (NaN, or "not checked")."""
-        n = layout.n_params
+    def create(self, layout: Layout, slots: Slots, shard_size: int, identity: str, *, overwrite: bool) -> bool:
+        """The arrays, filled as a new output group's are (NaN, or "not checked"), one element per slot."""
+        n = slots.size
         self.analytic, self.numeric, self.allowed, self.step = (np.full(n, np.nan) for _ in range(4))
         self.nonfinite = np.zeros(n, dtype=np.int8)
         self.status = np.full(n, UNCHECKED, dtype=np.int8)
@@ -92,7 +92,7 @@ class InlineExecutor:
 
     def __init__(self, loaded: Loaded, output: Any) -> None:
         self.loaded, self.output = loaded, output
-        self._directions: list[tuple[str, int]] = []
+        self._directions: list[tuple[str, int, float]] = []
 
     @property
     def arrays(self) -> Output:
@@ -102,17 +102,19 @@ class InlineExecutor:
         """The probe, here."""
         return core.probe(self.loaded)
 
-    def write_analytic(self, settings: Settings, done: Sequence[Shard]) -> bool:
-        """The analytic gradient written (or compared), here."""
+    def write_analytic(
+        self, settings: Settings, done: Sequence[Shard], directions: Sequence[tuple[str, int]]
+    ) -> tuple[bool, tuple[float, ...]]:
+        """The analytic gradient written (or compared), and the directions' ``g·u``, here."""
         self.loaded.settings = settings
-        return core.write_analytic(self.loaded, self.arrays, done)
+        return core.write_analytic(self.loaded, self.arrays, done, directions)
 
     def run(
         self,
         settings: Settings,
         todo: Sequence[Shard],
         resumed: Sequence[Shard],
-        directions: Sequence[tuple[str, int]],
+        directions: Sequence[tuple[str, int, float]],
     ) -> Iterator[ShardResult]:
         """Each shard's result in turn, resumed ones read back."""
         self.loaded.settings = settings
@@ -124,4 +126,4 @@ class InlineExecutor:
 
     def direction_results(self) -> list[DirectionResult]:
         """The direction checks, here, once the shards are done."""
-        return [core.check_direction(self.loaded, name, j, self.arrays.analytic) for name, j in self._directions]
+        return [core.check_direction(self.loaded, name, j, dot) for name, j, dot in self._directions]

@@ -33,7 +33,7 @@ from ..errors import GradcheckError, ModelError, StoreError
 from ..model import Model, as_loss_value, check_gradient
 from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, noise_level, points, stencil_losses, step_sizes
 from .layout import Layout, TensorSpec
-from .plan import Shard, sampled_positions
+from .plan import Shard, Slots, slots_for
 from .reduce import DirectionResult, ShardResult, summarize_shard
 from .refine import second_look, taylor
 from .tolerance import (
@@ -191,7 +191,6 @@ class Loaded:
         self.row_bytes = max(1, sum(array.nbytes for array in self.params.values()))  # one parameter copy
         self._theta: np.ndarray | None = None
         self.number = {name: k for k, name in enumerate(settings.layout.names)}  # each tensor's place in the layout
-        self.samples: dict[str, np.ndarray] = {}
         self.analytic: dict[str, np.ndarray] | None = None
         self.stages: list[tuple[tuple[str, ...], Callable[..., Any]]] = []
         self.stage_of: dict[str, int] = {}
@@ -231,16 +230,10 @@ class Loaded:
     def loss(self) -> Any:
         return self.model.loss(self.evaluated, self.data)
 
-    def positions(self, spec: TensorSpec, lo: int, hi: int) -> np.ndarray:
-        """The elements ``lo..hi-1`` of a tensor that this run checks: all, or the sampled ones."""
-        if self.settings.sample is None:
-            return np.arange(lo, hi)
-        if spec.name not in self.samples:
-            k, seed = self.settings.sample
-            number = self.number[spec.name]
-            self.samples[spec.name] = sampled_positions(spec.size, k, seed, number)
-        chosen = self.samples[spec.name]
-        return chosen[(chosen >= lo) & (chosen < hi)]
+    @property
+    def slots(self) -> Slots:
+        """Where this run keeps each checked element's results (:class:`~.plan.Slots`)."""
+        return slots_for(self.settings.layout, self.settings.sample)
 
     def perturbed_losses(self, name: str, positions: np.ndarray, values: np.ndarray) -> np.ndarray:
         """The model's optional ``perturbed_losses``: tensor ``name``'s element ``positions[j]`` set to each
@@ -408,10 +401,7 @@ def probe(loaded: Loaded) -> ProbeResult:
         )
     off_theta = _off_theta(loaded)
     analytic = loaded.analytic_gradient()
-    scales = tuple(
-        math.sqrt(float(np.mean(np.square(analytic[spec.name], dtype=np.float64)))) if spec.size else 0.0
-        for spec in settings.layout.tensors
-    )
+    scales = tuple(_root_mean_square(analytic[spec.name]) for spec in settings.layout.tensors)
     loss_seconds = _time_loss(loaded)  # first: it warms up (and settles) the model's batched path
     return ProbeResult(
         loss=loss,
@@ -426,6 +416,15 @@ def probe(loaded: Loaded) -> ProbeResult:
         spread=spread,
         off_theta=off_theta,
     )
+
+
+def _root_mean_square(values: np.ndarray) -> float:
+    """``sqrt(mean(values²))`` in float64, piece by piece: no float64 copy of a float32 gradient."""
+    flat = values.reshape(-1)
+    if not flat.size:
+        return 0.0
+    total = math.fsum(float(np.square(flat[at], dtype=np.float64).sum()) for at in _pieces(flat.size))
+    return math.sqrt(total / flat.size)
 
 
 def _perturbed_at_theta(loaded: Loaded, loss: float) -> float:
@@ -656,21 +655,26 @@ def _fastest(evaluate: Callable[[], Any], budget_seconds: float = 0.1, at_most: 
     return fastest
 
 
-def write_analytic(loaded: Loaded, output: Output, done: Sequence[Shard] = ()) -> bool:
-    """Write the analytic gradient to ``output.analytic``, once per run.
+def write_analytic(
+    loaded: Loaded, output: Output, done: Sequence[Shard] = (), directions: Sequence[tuple[str, int]] = ()
+) -> tuple[bool, tuple[float, ...]]:
+    """Write the analytic gradient to ``output.analytic`` (at the run's slots), once per run, and compute
+    ``g·u`` along each random direction while it is here (:func:`direction_dots`).
 
     When resuming (``done``: the shards an earlier run finished), first compare it over the finished
     shards, and return False where it differs in a shard that verifies: a changed model must not be
     mixed with the shards of the old one. Then write it whole: the same values where it agreed, and
     again where a damaged shard will be computed again. Only the analytic array is read, and a
     shard's other arrays only where it differs (to tell a changed model from a damaged chunk).
+    Returns whether it agreed, and the directions' ``g·u``.
     """
     settings, analytic, target = loaded.settings, loaded.analytic_gradient(), output.analytic
+    slots = loaded.slots
     for shard in done:
         given = np.concatenate(
             [
-                analytic[spec.name].reshape(-1)[lo:hi]
-                for spec, lo, hi in settings.layout.segments(shard.start, shard.stop)
+                analytic[spec.name].reshape(-1)[positions].astype(np.float64)
+                for spec, positions in slots.segments(settings.layout, shard.start, shard.stop)
             ]
         )
         try:
@@ -680,11 +684,14 @@ def write_analytic(loaded: Loaded, output: Output, done: Sequence[Shard] = ()) -
         except Exception:  # a chunk that cannot be decoded: damaged, written again below
             agrees = False
         if not agrees and shard_intact(settings.identity, shard, output):
-            return False
+            return False, ()
     for spec in settings.layout.tensors:  # tensor by tensor: no flat copy of the whole gradient
-        target[spec.offset : spec.stop] = analytic[spec.name].reshape(-1)
+        at, positions = slots.of_tensor(spec.name)
+        flat = analytic[spec.name].reshape(-1)
+        target[at.offset : at.stop] = flat if positions is None else flat[positions].astype(np.float64)
+    dots = direction_dots(loaded, analytic, directions)
     loaded.analytic = None  # written: free it
-    return True
+    return True, dots
 
 
 def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = False) -> ShardResult:
@@ -701,16 +708,15 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
     status = np.full(shard.size, UNCHECKED, dtype=np.int8)
     nonfinite = np.zeros(shard.size, dtype=np.int8)
     steps = np.full(shard.size, np.nan)
-    segments = [
-        (spec, loaded.positions(spec, lo, hi)) for spec, lo, hi in settings.layout.segments(shard.start, shard.stop)
-    ]
-    groups = _by_dtype(segments)
+    slots = loaded.slots
+    groups = _by_dtype(slots.segments(settings.layout, shard.start, shard.stop))
     evaluating = time.perf_counter()
     estimates = _evaluate(loaded, groups)
     evaluated = time.perf_counter()
-    looked, looked_evaluations = 0, 0
+    looked, looked_evaluations, slot = 0, 0, 0
     for group, first in zip(groups, estimates, strict=True):
-        at, est = group.columns - shard.start, first.est
+        # every slot of a shard holds a checked element, group after group
+        at, est, slot = np.arange(slot, slot + group.columns.size), first.est, slot + group.columns.size
         numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, first.h
         if not settings.judged:
             status[at] = 0
@@ -751,7 +757,7 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         settings.identity, shard, (analytic, numeric, nonfinite, allowed, status, steps)
     )
     result = summarize_shard(
-        settings.layout,
+        slots.layout,
         shard,
         analytic,
         numeric,
@@ -763,6 +769,9 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         seconds=time.perf_counter() - start,
         loaded=fresh,
         evaluate_seconds=evaluated - evaluating + second_look_seconds,
+        indices=None
+        if slots.checked is None
+        else np.concatenate([g.columns for g in groups] or [np.empty(0, np.int64)]),
     )
     return dataclasses.replace(result, second_look=(looked, looked_evaluations))
 
@@ -1011,57 +1020,80 @@ def _batch_near(indices: np.ndarray) -> str:
 DIRECTION_SEED = 9001
 
 
-#: Directions are drawn and applied this many elements at a time: a direction costs one
-#: perturbed copy of its tensor, not several float64 ones.
-DIRECTION_CHUNK = 2**20
+#: Directions are applied this many elements at a time: float64 work in pieces that stay in cache.
+DIRECTION_CHUNK = 2**16
 
 
-def _direction_chunks(size: int, tensor_number: int, number: int) -> Iterator[tuple[slice, np.ndarray]]:
-    """The ``number``-th random direction of a tensor, unnormalized, chunk by chunk (each chunk seeded)."""
-    for k, start in enumerate(range(0, size, DIRECTION_CHUNK)):
-        stop = min(size, start + DIRECTION_CHUNK)
-        yield (
-            slice(start, stop),
-            np.random.default_rng([DIRECTION_SEED, tensor_number, number, k]).standard_normal(stop - start),
-        )
+def _tangent_chunks(loaded: Loaded, tensor: str, number: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """The ``number``-th random direction's tangent ``u`` over a tensor, piece by piece, in the tensor's dtype.
 
-
-def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: Any) -> DirectionResult:
-    """Compare ``g·u`` with the loss's change along a random tangent ``u`` of one tensor.
-
-    ``u`` is a seeded standard normal per element (as jax's ``check_grads`` takes), each element scaled
-    by its own step relative to a unit parameter's (so ``u = v`` where every ``|θ_i| <= 1``), and the loss
-    is evaluated at ``θ ± t·u`` for the scheme's multiples of that unit step: every element moves by
-    about its own step, so the check's power does not fade with the tensor's size. Each quotient divides
-    by the ``t`` the floats took along ``u`` (the projection of the move actually made). The direction is
-    judged like an element: inconclusive when its bar exceeds :data:`~.tolerance.VERIFY_LIMIT` of
-    ``|g·u|``, looked at again (:mod:`.refine`) when it disagrees or is that wide. With
-    ``settings.taylor`` it is judged by the Taylor test instead (:func:`.refine.taylor`).
-
-    Costs the scheme's stencil in losses (more for a second look or the Taylor test) whatever the
-    tensor's size, and one perturbed copy of that tensor at a time: the tangent and the analytic gradient
-    are read chunk by chunk from ``analytic_store`` (the output's ``analytic``).
+    ``u`` is a seeded Rademacher sign per element (one random bit: a direction of a 10^8-element tensor
+    is drawn in milliseconds) times the element's own step relative to a unit parameter's, so every element
+    moves by about its step and ``g·u`` keeps gradient units (1 wherever ``|θ_i| <= 1``, or the step is fixed).
     """
     settings = loaded.settings
-    layout = settings.layout
+    flat = loaded.params[tensor].reshape(-1)
+    unit = _unit_step(loaded, tensor)
+    rng = np.random.default_rng([DIRECTION_SEED, loaded.number[tensor], number])
+    signs = np.frombuffer(rng.bytes(-(-flat.size // 8)), dtype=np.uint8)
+    for start in range(0, flat.size, DIRECTION_CHUNK):  # DIRECTION_CHUNK is a multiple of 8: whole bytes
+        stop = min(flat.size, start + DIRECTION_CHUNK)
+        sign = np.unpackbits(signs[start // 8 : -(-stop // 8)], count=stop - start).astype(np.float64) * 2 - 1
+        ratio = step_sizes(flat[start:stop], settings.scheme, settings.epsilon) / unit
+        yield slice(start, stop), (ratio * sign).astype(flat.dtype)
+
+
+def _unit_step(loaded: Loaded, tensor: str) -> float:
+    """The step of an element of magnitude at most 1 in ``tensor``: a direction's ``t`` is in its units."""
+    settings = loaded.settings
+    one = np.ones(1, dtype=loaded.params[tensor].dtype)
+    return float(step_sizes(one, settings.scheme, settings.epsilon)[0])
+
+
+def direction_dots(
+    loaded: Loaded, analytic: dict[str, np.ndarray], directions: Sequence[tuple[str, int]]
+) -> tuple[float, ...]:
+    """``g·u`` along each direction ``(tensor, number)``, from the analytic gradient ``analytic``: computed
+    where the gradient is (once per run), piece by piece, so the gradient is never shipped or stored whole."""
+    dots = []
+    for tensor, number in directions:
+        g = analytic[tensor].reshape(-1)
+        dots.append(
+            math.fsum(
+                float(g[at].astype(np.float64, copy=False) @ u.astype(np.float64))
+                for at, u in _tangent_chunks(loaded, tensor, number)
+            )
+        )
+    return tuple(dots)
+
+
+def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> DirectionResult:
+    """Compare ``g·u`` (``dot``: :func:`direction_dots`) with the loss's change along a random tangent ``u``
+    of one tensor (:func:`_tangent_chunks`).
+
+    The loss is evaluated at ``θ ± t·u`` for the scheme's multiples of the unit step: every element
+    moves by about its own step, so the check's power does not fade with the tensor's size. Each
+    quotient divides by the ``t`` the floats took along ``u`` (the projection of the move actually
+    made). The direction is judged like an element: inconclusive when its bar exceeds
+    :data:`~.tolerance.VERIFY_LIMIT` of ``|g·u|``, looked at again (:mod:`.refine`) when it disagrees or
+    is that wide. With ``settings.taylor`` it is judged by the Taylor test instead (:func:`.refine.taylor`).
+
+    Costs the scheme's stencil in losses (more for a second look or the Taylor test) whatever the
+    tensor's size, and two copies of that tensor: ``u``, and the perturbed tensor.
+    """
+    settings = loaded.settings
     number_of = loaded.number[tensor]
-    spec = layout.tensors[number_of]
+    spec = settings.layout.tensors[number_of]
     theta = loaded.params[tensor]
     flat = theta.reshape(-1)
-
-    # The step of an element of magnitude at most 1; the tangent is a standard normal (jax's), each
-    # element scaled by its own step relative to that one (1 wherever |θ_i| <= 1 or the step is fixed).
-    unit = float(step_sizes(np.ones(1, dtype=theta.dtype), settings.scheme, settings.epsilon)[0])
-
-    def tangent() -> Iterator[tuple[slice, np.ndarray]]:
-        for at, v in _direction_chunks(spec.size, number_of, number):
-            yield at, step_sizes(flat[at], settings.scheme, settings.epsilon) / unit * v
-
-    dot, norm_sq = 0.0, 0.0
-    for at, u in tangent():
-        dot += float(np.asarray(analytic_store[spec.offset + at.start : spec.offset + at.stop]) @ u)
-        norm_sq += float(u @ u)
-    norm_sq = max(norm_sq, float(np.finfo(np.float64).tiny))
+    unit = _unit_step(loaded, tensor)
+    u = np.empty(flat.size, dtype=flat.dtype)
+    for at, piece in _tangent_chunks(loaded, tensor, number):
+        u[at] = piece
+    norm_sq = max(
+        math.fsum(float(u[at].astype(np.float64) @ u[at].astype(np.float64)) for at in _pieces(flat.size)),
+        float(np.finfo(np.float64).tiny),
+    )
     complex_step = settings.scheme == "complex-step"
     shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
     moved = shifted.reshape(-1)
@@ -1071,10 +1103,11 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
         """The loss at ``θ + t·u`` for ``t = multiple·unit``, and the ``t`` the floats took along ``u``."""
         nonlocal evaluations
         projected = 0.0
-        for at, u in tangent():
-            moved[at] = flat[at] + (multiple * unit) * u
+        for at in _pieces(flat.size):
+            piece = u[at].astype(np.float64)
+            moved[at] = flat[at] + (multiple * unit) * piece
             if not complex_step:
-                projected += float((moved[at].astype(np.float64) - flat[at]) @ u)
+                projected += float((moved[at].astype(np.float64) - flat[at]) @ piece)
         value = call_model(
             f"loss along direction {number} of {tensor}",
             loaded.model.loss,
@@ -1124,6 +1157,12 @@ def check_direction(loaded: Loaded, tensor: str, number: int, analytic_store: An
     )
 
 
+def _pieces(size: int) -> Iterator[slice]:
+    """``[0, size)`` in pieces of :data:`DIRECTION_CHUNK`."""
+    for start in range(0, size, DIRECTION_CHUNK):
+        yield slice(start, min(size, start + DIRECTION_CHUNK))
+
+
 def shard_seal(identity: str, shard: Shard, per_index: Sequence[np.ndarray]) -> int:
     """A shard's completion record: a digest of the run's identity, the shard, and every per-index value it
     wrote (in :data:`~pipeline.storage.output.PER_INDEX` order), as a positive int64 (0 means "not done").
@@ -1171,13 +1210,15 @@ def resume_shard(
     start = time.perf_counter()
     stored = _stored(shard, output)
     if stored is not None and _sealed(settings.identity, shard, output, stored):
+        slots = slots_for(settings.layout, settings.sample)
         return summarize_shard(
-            settings.layout,
+            slots.layout,
             shard,
             *stored,
             worst=settings.worst,
             seconds=time.perf_counter() - start,
             loaded=False,
+            indices=None if slots.checked is None else slots.indices(settings.layout, shard.start, shard.stop),
         )
     loaded, fresh = load()
     return dataclasses.replace(run_shard(loaded, shard, output, fresh=fresh), recomputed=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .layout import Layout
+from .plan import Slots
 from .tolerance import AGREE, UNCHECKED, WRONG
 from .verdict import TensorReport
 
@@ -96,6 +96,7 @@ def diagnose(
     numeric: np.ndarray,
     allowed: np.ndarray,
     status: np.ndarray,
+    positions: np.ndarray | None = None,
 ) -> tuple[str, ...]:
     """Sentences describing how one tensor's analytic gradient is wrong.
 
@@ -113,7 +114,35 @@ def diagnose(
     analytic, numeric, allowed, status : ndarray
         Per element, as stored in the output (``allowed`` NaN when elements are
         not judged; ``status`` UNCHECKED for elements a sample skipped).
+    positions : ndarray, optional
+        Where the arrays hold only some elements (a sampled run's), each one's flat position in the tensor.
     """
+    if positions is not None:  # the elements a sample checked: named by their place in the tensor
+        full = positions.size == int(np.prod(shape))
+        return _diagnose(shape, analytic, numeric, allowed, status, None if full else positions)
+    return _diagnose(shape, analytic, numeric, allowed, status, None)
+
+
+def _diagnose(
+    shape: tuple[int, ...],
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    allowed: np.ndarray,
+    status: np.ndarray,
+    positions: np.ndarray | None,
+) -> tuple[str, ...]:
+    """:func:`diagnose`; ``positions`` (None: the arrays are the whole tensor) names the elements held."""
+    held = shape  # where the elements' indices are named
+    if positions is not None:
+        shape = (positions.size,)  # the patterns are read over the held elements
+
+        def named(flat: np.ndarray) -> np.ndarray:
+            return np.asarray(positions[flat])
+    else:
+
+        def named(flat: np.ndarray) -> np.ndarray:
+            return flat
+
     considered = status != UNCHECKED
     n_checked = int(np.count_nonzero(considered))
     if not n_checked:
@@ -135,7 +164,7 @@ def diagnose(
     ):
         if np.any(bad):
             flat = np.flatnonzero(bad)
-            sentences.append(f"{what} at {_elements(flat.size)}: {_where(shape, flat)}")
+            sentences.append(f"{what} at {_elements(flat.size)}: {_where(held, named(flat))}")
     if not np.any(wrong):
         error = np.where(checked, np.abs(analytic - numeric), -np.inf)
         worst = int(np.argmax(error))
@@ -146,7 +175,7 @@ def diagnose(
         )
         return (
             f"none of the {n_checked} checked elements {within}; the largest |a-n| is {error[worst]:.3g}, "
-            f"at {_index(shape, worst)}",
+            f"at {_index(held, int(named(np.array([worst]))[0]))}",
         )
     # The patterns below are read on the finite wrong elements.
     flat = np.flatnonzero(wrong & finite)
@@ -160,7 +189,7 @@ def diagnose(
         return (
             *sentences,
             f"the analytic gradient is zero at every checked element, the numeric one is not at "
-            f"{flat.size} of the {n_checked} ({_where(shape, flat)}): a missing term",
+            f"{flat.size} of the {n_checked} ({_where(held, named(flat))}): a missing term",
         )
     k = _ratio(analytic[flat], numeric[flat], room_all[flat]) if everywhere or flat.size > 1 else None
     if k is not None and abs(k - 1) > 1e-3:
@@ -172,7 +201,7 @@ def diagnose(
         if abs(k + 1) <= 1e-3:
             return (*sentences, f"the sign is flipped: analytic = -1 x numeric {scope}")
         return (*sentences, f"analytic is {k:.4g}x the numeric gradient {scope}")
-    whole = bool(np.all(checked))
+    whole = bool(np.all(checked)) and positions is None  # a sample has no neighbours to compare
     if whole and len(shape) == 2 and shape[0] > 1 and shape[1] > 1:
         transposed = numeric.reshape(shape).T.reshape(-1)
         if _close(analytic, transposed, room + np.abs(transposed) * 1e-12) and not _close(analytic, numeric, room):
@@ -190,32 +219,33 @@ def diagnose(
     if n_wrong == 1:
         k0 = int(flat[0])
         sentences.append(
-            f"only element {_index(shape, k0)} is wrong: analytic {analytic[k0]:.6g}, numeric {numeric[k0]:.6g}"
+            f"only element {_index(held, int(named(flat[:1])[0]))} is wrong: analytic {analytic[k0]:.6g}, numeric {numeric[k0]:.6g}"
             + (f" ({analytic[k0] / numeric[k0]:.4g}x)" if numeric[k0] != 0 else "")
         )
     elif found is None or found[0].size < n_wrong:
         sentences.append(f"{n_wrong} of {n_checked} checked elements are wrong")
     if found is not None:
-        sentences.append(found[1](shape, found[0]))
+        sentences.append(found[1](held, named(found[0])))
     return tuple(sentences)
 
 
 def diagnose_tensors(
-    layout: Layout, tensors: tuple[TensorReport, ...], output: Callable[[], Any]
+    slots: Slots, tensors: tuple[TensorReport, ...], output: Callable[[], Any]
 ) -> tuple[TensorReport, ...]:
     """The tensors, each wrong one with its :func:`diagnose`, from the output's arrays.
 
-    ``output()`` gives the arrays (``analytic``, ``numeric``, ``allowed``, ``status``); it is
-    called only if a tensor is wrong (opening a stored output costs a few milliseconds).
+    ``output()`` gives the arrays (``analytic``, ``numeric``, ``allowed``, ``status``) over the run's
+    ``slots``; it is called only if a tensor is wrong (opening a stored output costs a few milliseconds).
     """
     diagnosed = []
-    for spec, tensor in zip(layout.tensors, tensors, strict=True):
-        if not tensor.passed and spec.size <= MAX_ELEMENTS:
+    for tensor in tensors:
+        at, positions = slots.of_tensor(tensor.name)
+        if not tensor.passed and at.size <= MAX_ELEMENTS:
             arrays = output()
-            window = slice(spec.offset, spec.stop)
+            window = slice(at.offset, at.stop)
             a, n, allowed, status = (
                 np.asarray(array[window]) for array in (arrays.analytic, arrays.numeric, arrays.allowed, arrays.status)
             )
-            tensor = dataclasses.replace(tensor, diagnosis=diagnose(spec.shape, a, n, allowed, status))
+            tensor = dataclasses.replace(tensor, diagnosis=diagnose(tensor.shape, a, n, allowed, status, positions))
         diagnosed.append(tensor)
     return tuple(diagnosed)

@@ -1,20 +1,24 @@
-"""Sharding the flat index space into contiguous, chunk-aligned tasks.
+"""Sharding a run's checked elements into contiguous, chunk-aligned tasks.
 
-Shard ``k`` covers ``[k * shard_size, min((k + 1) * shard_size, n))``, which is
+A run keeps its results in *slots* (:class:`Slots`): at the global indices when it
+checks every element, else one after the other, only the elements it checks. Shard
+``k`` covers slots ``[k * shard_size, min((k + 1) * shard_size, n))``, which is
 exactly chunk ``k`` of the output arrays: shards write disjoint chunks, so they
 need no locks, and rerunning a shard rewrites the same chunk.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from .layout import Layout
+from .layout import Layout, TensorSpec
 
-__all__ = ["Shard", "auto_shard_size", "checked_positions", "make_plan", "plan_shards", "sampled_positions"]
+__all__ = ["Shard", "Slots", "auto_shard_size", "make_plan", "plan_shards", "sampled_positions", "slots_for"]
 
 #: Automatic sharding aims at tasks of about this long: long enough that Dask's
 #: per-task overhead (about a millisecond) is lost in them, short enough that a lost
@@ -27,8 +31,6 @@ MIN_TASK_SECONDS = 0.1
 #: At most this many shards (tasks, and chunks per output array): a full check of a large,
 #: slow model gets longer tasks instead of hundreds of thousands of tasks and chunk files.
 MAX_SHARDS = 10_000
-#: The most indices a shard of a sampled run spans (its chunk of each output array).
-MAX_SAMPLED_SHARD = 2**16
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,47 +82,81 @@ def sampled_positions(size: int, k: int, seed: int, tensor_number: int) -> np.nd
     return np.sort(rng.choice(size, size=k, replace=False))
 
 
-def checked_positions(layout: Layout, sample: tuple[int, int] | None) -> dict[str, np.ndarray]:
-    """Per tensor, the elements a sampled run checks (sorted); empty when it checks all."""
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """Where a run keeps each checked element's results: the output's index space.
+
+    A run that checks every element keeps them at their global indices (``layout`` is the
+    parameters' own and ``checked`` is None). A sampled run, or one of random directions only,
+    keeps only what it evaluates (``sample``): ``layout`` then lays out each tensor's checked elements
+    (``checked[name]``, its sorted positions in the tensor) one after the other, so its output
+    is proportional to the work, not to the model.
+    """
+
+    layout: Layout
+    checked: Mapping[str, np.ndarray] | None
+    sample: tuple[int, int] | None = None  # what made them: ``(k, seed)``, or None for all
+
+    @property
+    def size(self) -> int:
+        """How many elements the run checks (the output arrays' length)."""
+        return self.layout.n_params
+
+    def segments(self, params: Layout, start: int, stop: int) -> list[tuple[TensorSpec, np.ndarray]]:
+        """The checked elements held in slots ``[start, stop)``: ``(tensor, positions in it)`` in slot order."""
+        if self.checked is None:
+            return [(spec, np.arange(lo, hi)) for spec, lo, hi in params.segments(start, stop)]
+        return [
+            (params.tensors[number], self.checked[spec.name][lo:hi])
+            for number, spec in enumerate(self.layout.tensors)
+            for lo, hi in [(max(start, spec.offset) - spec.offset, min(stop, spec.stop) - spec.offset)]
+            if lo < hi
+        ]
+
+    def indices(self, params: Layout, start: int, stop: int) -> np.ndarray:
+        """The global index of each slot in ``[start, stop)``."""
+        if self.checked is None:
+            return np.arange(start, stop)
+        parts = [spec.offset + positions for spec, positions in self.segments(params, start, stop)]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+    def of_tensor(self, name: str) -> tuple[TensorSpec, np.ndarray | None]:
+        """A tensor's slots (its spec in the slot layout) and its checked positions (None: all, in order)."""
+        spec = next(t for t in self.layout.tensors if t.name == name)
+        return spec, None if self.checked is None else self.checked[name]
+
+
+@functools.lru_cache(maxsize=8)
+def slots_for(layout: Layout, sample: tuple[int, int] | None) -> Slots:
+    """The slots of a run over ``layout`` that checks every element (``sample`` None) or ``k`` random
+    elements per tensor (``sample = (k, seed)``; ``k = 0`` for random directions only). Cached: every
+    shard of a run asks."""
     if sample is None:
-        return {}
+        return Slots(layout, None)
     k, seed = sample
-    return {spec.name: sampled_positions(spec.size, k, seed, number) for number, spec in enumerate(layout.tensors)}
+    checked = {spec.name: sampled_positions(spec.size, k, seed, number) for number, spec in enumerate(layout.tensors)}
+    for positions in checked.values():
+        positions.setflags(write=False)
+    compact = Layout.from_shapes(
+        layout.names,
+        {name: (positions.size,) for name, positions in checked.items()},
+        {t.name: t.dtype for t in layout.tensors},
+    )
+    return Slots(compact, checked, sample)
 
 
 def plan_shards(
-    layout: Layout,
-    checked: dict[str, np.ndarray],
+    slots: Slots,
     *,
     wanted: int | None,
     seconds_per_index: float,
     workers: int,
     fixed: int | None = None,
 ) -> tuple[int, tuple[Shard, ...]]:
-    """The shard size and the shards to run: all of them, or for a sampled run those that hold a checked element.
+    """The shard size and the shards: contiguous ranges of the run's slots (see :class:`Slots`).
 
     ``fixed`` (a resumed output's size) is kept as it is. Otherwise the size is ``wanted`` (the
-    config's) or :func:`auto_shard_size` for the indices checked, given how long one index takes;
-    a sampled run then gets as many tasks as its checked elements would, each spanning its share
-    of the whole index space, but at most :data:`MAX_SAMPLED_SHARD` indices (a chunk of each
-    output array).
+    config's) or :func:`auto_shard_size` for the elements checked, given how long one index takes.
     """
-    n = layout.n_params
-    n_checked = sum(positions.size for positions in checked.values()) if checked else n
-    size = fixed
-    if size is None:
-        size = wanted or auto_shard_size(n_checked, seconds_per_index / 2, workers)
-        if checked:
-            size = min(math.ceil(n / max(1, math.ceil(n_checked / size))), MAX_SAMPLED_SHARD)
-    plan = make_plan(n, size)
-    if checked:
-        plan = tuple(shard for shard in plan if _holds_sample(layout, checked, shard))
-    return size, plan
-
-
-def _holds_sample(layout: Layout, checked: dict[str, np.ndarray], shard: Shard) -> bool:
-    """Whether a shard's range holds any checked element."""
-    return any(
-        np.any((checked[spec.name] >= lo) & (checked[spec.name] < hi))
-        for spec, lo, hi in layout.segments(shard.start, shard.stop)
-    )
+    size = fixed or wanted or auto_shard_size(slots.size, seconds_per_index / 2, workers)
+    return size, make_plan(slots.size, size)

@@ -256,12 +256,15 @@ def summarize_shard(
     seconds: float,
     loaded: bool,
     evaluate_seconds: float = 0.0,
+    indices: np.ndarray | None = None,
 ) -> ShardResult:
     """Partial sums and counts per tensor, the ``worst`` elements and the non-finite losses of one shard.
 
-    Only checked elements count (``status`` other than ``UNCHECKED``: all of them
-    unless the run samples). A tensor's power is its agreeing elements' widest allowance against
-    their own magnitude (:func:`~.tolerance.reference`).
+    ``layout`` lays out the output's slots (:class:`~.plan.Slots`), and ``indices`` gives each of the
+    shard's slots its global index where they are not the same (a sampled run's slots hold only the
+    elements it checks). Only checked elements count (``status`` other than ``UNCHECKED``).
+    A tensor's power is its agreeing elements' widest allowance against their own magnitude
+    (:func:`~.tolerance.reference`).
     """
     checked = status != UNCHECKED
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -270,9 +273,12 @@ def summarize_shard(
     ranked = np.where(np.isnan(error), np.inf, ranked)
     ranked = np.where(checked, ranked, -np.inf)
 
+    def index(k: int) -> int:
+        return shard.start + k if indices is None else int(indices[k])
+
     def element(k: int) -> Element:
         return Element(
-            shard.start + k, float(analytic[k]), float(numeric[k]), float(error[k]), float(allowed[k]), int(status[k])
+            index(k), float(analytic[k]), float(numeric[k]), float(error[k]), float(allowed[k]), int(status[k])
         )
 
     sums = []
@@ -312,7 +318,7 @@ def summarize_shard(
         )
     top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]
     elements = tuple(element(int(k)) for k in top)
-    sides = tuple((shard.start + int(k), int(nonfinite[k])) for k in np.flatnonzero(nonfinite))
+    sides = tuple((index(int(k)), int(nonfinite[k])) for k in np.flatnonzero(nonfinite))
     return ShardResult(shard, tuple(sums), elements, sides, seconds, loaded, evaluate_seconds)
 
 

@@ -26,13 +26,14 @@ import zarr.errors
 from ..errors import OutputExistsError, StoreError
 from ..numerics.core import shard_intact
 from ..numerics.layout import Layout
-from ..numerics.plan import make_plan
+from ..numerics.plan import Slots, make_plan, slots_for
 from . import Options, is_url
 from .access import open_group, opened, reading, remove_group
 
 __all__ = [
     "FORMAT_VERSION",
     "PER_INDEX",
+    "SEALED_SINCE",
     "OutputArrays",
     "Verified",
     "check_output",
@@ -40,6 +41,7 @@ __all__ = [
     "lock_held",
     "output_lock",
     "output_shard_size",
+    "output_slots",
     "prepare_output",
     "read_output_attrs",
     "refuse_if_locked",
@@ -49,8 +51,12 @@ __all__ = [
 ]
 
 #: Version of the output group's format; readers refuse newer ones. 3: ``done`` holds each shard's
-#: seal (see :func:`pipeline.numerics.core.shard_seal`) instead of 1.
-FORMAT_VERSION = 3
+#: seal (see :func:`pipeline.numerics.core.shard_seal`) instead of 1. 4: a sampled run (or one of random
+#: directions only) keeps only the elements it checks (``index`` holds their global indices), not arrays
+#: over the whole index space.
+FORMAT_VERSION = 4
+#: The first format whose shards carry seals to verify them by.
+SEALED_SINCE = 3
 
 
 class OutputArrays:
@@ -154,16 +160,29 @@ def check_output(path: str, identity: str, *, overwrite: bool, options: Options 
 
 
 def prepare_output(
-    path: str, layout: Layout, shard_size: int, identity: str, *, overwrite: bool, options: Options = None
+    path: str,
+    layout: Layout,
+    slots: Slots,
+    shard_size: int,
+    identity: str,
+    *,
+    overwrite: bool,
+    options: Options = None,
 ) -> bool:
     """Create the output group (or reuse the same run's); return whether it was created.
 
+    Its arrays hold one element per slot (:class:`~pipeline.numerics.plan.Slots`): the whole index space for a full run, only the checked elements for a sampled one.
     Raises :class:`OutputExistsError` as :func:`check_output` does.
     """
     if check_output(path, identity, overwrite=overwrite, options=options):
         return False
     attrs: dict[str, Any] = {
-        "gradcheck": {"format_version": FORMAT_VERSION, "identity": identity, "shard_size": shard_size},
+        "gradcheck": {
+            "format_version": FORMAT_VERSION,
+            "identity": identity,
+            "shard_size": shard_size,
+            "sample": None if slots.sample is None else list(slots.sample),
+        },
         "layout": layout.to_dict(),
     }
     # Made aside and moved into place on a local disk: a full disk or an interrupt never leaves a
@@ -171,7 +190,7 @@ def prepare_output(
     # removed where they can do no harm).
     where = path if is_url(path) else f"{path.rstrip('/')}.partial-{os.getpid()}"
     try:
-        _create_arrays(where, layout, shard_size, attrs, options)
+        _create_arrays(where, layout, slots, shard_size, attrs, options)
     except BaseException:
         remove_output(where, options)
         raise
@@ -181,13 +200,18 @@ def prepare_output(
     return True
 
 
-def _create_arrays(path: str, layout: Layout, shard_size: int, attrs: dict[str, Any], options: Options) -> None:
-    n = layout.n_params
+def _create_arrays(
+    path: str, layout: Layout, slots: Slots, shard_size: int, attrs: dict[str, Any], options: Options
+) -> None:
+    n = slots.size
     chunks = (max(1, min(shard_size, n)),)
     group = zarr.open_group(store=path, mode="w", attributes=attrs, **opened(path, options))
     for name in PER_INDEX:
         dtype, fill = _PER_INDEX_TYPES[name]
         group.create_array(name, shape=(n,), chunks=chunks, dtype=dtype, fill_value=fill)
+    if slots.checked is not None:  # which element each slot holds: the output says what was checked
+        index = group.create_array("index", shape=(n,), chunks=chunks, dtype="int64", fill_value=-1)
+        index[:] = slots.indices(layout, 0, n)
     # One chunk per shard, so that shards mark themselves done without locks.
     group.create_array("done", shape=(-(-n // chunks[0]),), chunks=(1,), dtype="int64", fill_value=0)
 
@@ -376,9 +400,9 @@ class StoredOutput:
         """The shards an earlier run completed."""
         return frozenset(int(k) for k in completed_shards(self.path, self.options))
 
-    def create(self, layout: Layout, shard_size: int, identity: str, *, overwrite: bool) -> bool:
+    def create(self, layout: Layout, slots: Slots, shard_size: int, identity: str, *, overwrite: bool) -> bool:
         """Create the group (or reuse the same run's); whether it was created."""
-        return prepare_output(self.path, layout, shard_size, identity, overwrite=overwrite, options=self.options)
+        return prepare_output(self.path, layout, slots, shard_size, identity, overwrite=overwrite, options=self.options)
 
     def remove(self) -> None:
         """Remove the group this run created."""
@@ -400,6 +424,12 @@ class StoredOutput:
         return self._arrays
 
 
+def output_slots(meta: Mapping[str, Any]) -> Slots:
+    """The slots of an output, from its attributes (format 3 outputs span the whole index space)."""
+    sample = meta["gradcheck"].get("sample")
+    return slots_for(Layout.from_dict(meta["layout"]), None if sample is None else (int(sample[0]), int(sample[1])))
+
+
 @dataclass(frozen=True, slots=True)
 class Verified:
     """What :func:`verify` found: how many shards the output records as done, and which of them fail."""
@@ -416,10 +446,9 @@ def verify(path: str, options: Options = None) -> Verified:
     shard wrote (see :func:`pipeline.numerics.core.shard_seal`); resuming the run computes it again.
     """
     meta = read_output_attrs(path, options)
-    if meta["gradcheck"]["format_version"] < FORMAT_VERSION:
+    if meta["gradcheck"]["format_version"] < SEALED_SINCE:
         raise StoreError(f"The output '{path}' was made by an older gradcheck, whose shards carry no record to verify.")
-    layout = Layout.from_dict(meta["layout"])
-    plan = make_plan(layout.n_params, int(meta["gradcheck"]["shard_size"]))
+    plan = make_plan(output_slots(meta).size, int(meta["gradcheck"]["shard_size"]))
     arrays = OutputArrays(path, options)
     with reading("output", path):
         done = np.asarray(arrays.done[:])
