@@ -30,12 +30,15 @@ import numpy as np
 from .config import DEFAULT_SCHEME, Config
 from .errors import ConfigError, ConfigTypeError, GradcheckError, ModelError, StoreError
 from .execution.driver import Executed, Executor, Progress, RunCancelled, Target, execute
-from .execution.inline import InlineExecutor, MemoryOutput, one_blas_thread
+from .execution.inline import InlineExecutor, MemoryOutput, one_blas_thread, peak_rss_bytes
 from .model import Model, ModelRef, check_gradient, load_model, shipped
 from .numerics.core import Loaded, Output, Settings
+from .numerics.core import probe as core_probe
+from .numerics.cost import Cost, estimate_cost
 from .numerics.diagnose import diagnose_tensors
+from .numerics.fd import STENCILS
 from .numerics.layout import Layout
-from .numerics.plan import slots_for
+from .numerics.plan import plan_shards, slots_for
 from .numerics.reduce import combine, direction_difference, with_directions
 from .report import Report, sample_statement, step_rule, tolerance_statement
 from .storage import is_url, name_problem
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
     from .storage.inputs import Inputs
     from .storage.output import StoredOutput
 
-__all__ = ["RunCancelled", "check", "identity", "make_problem", "run", "settings_for", "validate"]
+__all__ = ["Plan", "RunCancelled", "check", "identity", "make_problem", "plan", "run", "settings_for", "validate"]
 
 
 def identity(config: Config, inputs: Inputs) -> str:
@@ -187,6 +190,7 @@ def run(
             "progress": progress,
             "started": started,
             "job": job,
+            "data_bytes": inputs.data_bytes,
         }
         settings = settings_for(config, layout)
         try:
@@ -251,7 +255,7 @@ def _on_dask(
         return execute(DaskExecutor(client, problem, stop), target, settings, **steps)
     with connect(config.cluster, layout.n_params) as own_client:
         executor: Executor = DaskExecutor(own_client, problem, stop)
-        return execute(executor, target, settings, **steps)
+        return execute(executor, target, settings, **steps, local_cluster=config.cluster.is_local)
 
 
 def _ended(target: StoredOutput, state: str, error: BaseException) -> None:
@@ -277,6 +281,16 @@ def _report(config: Config, executed: Executed, arrays: Callable[[], Output], st
     if not verdict.n_checked and directions:  # directions only: the seed's difference over them
         difference = direction_difference(directions)
     timings = {**executed.timings, "total_seconds": time.perf_counter() - started}
+    cost = {}
+    if executed.estimated is not None:
+        actual = Cost(
+            loss_evaluations=int(timings["loss_evaluations"]),
+            wall_seconds=timings["total_seconds"],
+            worker_memory_bytes=int(executed.measured.get("worker_memory_bytes", 0)),
+            client_memory_bytes=peak_rss_bytes(),
+            output_bytes=int(executed.measured.get("output_bytes", 0)),
+        )
+        cost = {"estimated": executed.estimated.to_dict(), "actual": actual.to_dict()}
     tensors = tuple(
         dataclasses.replace(t, noise=level, noise_source=source)
         for t, level, source in zip(tensors, probe.noise, probe.noise_sources, strict=True)
@@ -309,7 +323,99 @@ def _report(config: Config, executed: Executed, arrays: Callable[[], Output], st
         n_inconclusive=verdict.n_inconclusive,
         directions=tuple(d.to_dict() for d in directions),
         evaluation=probe.evaluation,
+        cost=cost,
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """What ``gradcheck plan`` says of a config: the run's shape and its estimated :class:`~.numerics.cost.Cost`."""
+
+    cost: Cost
+    n_params: int
+    n_checked: int
+    directions: int
+    shards: int
+    workers: int
+    loss_seconds: float
+    loss_source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: the cost's five figures first, then how they were reached."""
+        return {
+            **self.cost.to_dict(),
+            "n_params": self.n_params,
+            "n_checked": self.n_checked,
+            "directions": self.directions,
+            "shards": self.shards,
+            "workers": self.workers,
+            "loss_seconds": self.loss_seconds,
+            "loss_source": self.loss_source,
+        }
+
+
+def plan(config: Config, *, loss_seconds: float | None = None, model: ModelRef | None = None) -> Plan:
+    """Estimate a run's cost without running it (:func:`~.numerics.cost.estimate_cost`).
+
+    The loss's time is ``loss_seconds`` when given (then nothing is evaluated and no parameter is read),
+    else the probe's, run here (the parameters and data are read into this process, the model checked at θ).
+    The workers are the config's local cluster's, or counted on the existing cluster it names.
+    """
+    from .execution.cluster import local_workers
+
+    inputs, _, loaded_model = validate(config, model)
+    layout = inputs.layout
+    settings = settings_for(config, layout)
+    slots = slots_for(layout, settings.sample)
+    equivalents, noise_evaluations, source = None, None, "given (--t-loss)"
+    if loss_seconds is None:
+        with one_blas_thread():
+            loaded = Loaded(settings, loaded_model, inputs.read("params"), inputs.read("data"))
+            probed = core_probe(loaded)
+        loss_seconds, equivalents, noise_evaluations = (
+            probed.loss_seconds,
+            probed.loss_equivalents_per_index,
+            probed.noise_evaluations,
+        )
+        source = "measured by the probe in this process"
+    cluster = config.cluster
+    if cluster.inline:
+        workers = 1
+    elif cluster.is_local:
+        workers = local_workers(cluster, max(1, slots.size))
+    else:
+        workers = _count_workers(config)
+    _, shards = plan_shards(
+        slots,
+        wanted=config.shard_size,
+        seconds_per_index=loss_seconds * (equivalents or len(STENCILS[config.scheme])),
+        workers=workers,
+    )
+    cost = estimate_cost(
+        layout,
+        slots,
+        scheme=config.scheme,
+        directions=config.directions,
+        taylor=settings.taylor,
+        promote=settings.promote,
+        shards=len(shards),
+        workers=workers,
+        loss_seconds=loss_seconds,
+        loss_equivalents_per_index=equivalents,
+        noise_evaluations=noise_evaluations,
+        data_bytes=inputs.data_bytes,
+        local_cluster=cluster.is_local and not cluster.inline,
+        in_process=cluster.inline,
+    )
+    return Plan(cost, layout.n_params, slots.size, config.directions, len(shards), workers, loss_seconds, source)
+
+
+def _count_workers(config: Config) -> int:
+    """The workers of the existing cluster a config names (connecting to it, as a run would)."""
+    from .execution.cluster import connect
+
+    with connect(config.cluster, 1) as client:
+        return len(client.scheduler_info(n_workers=-1)["workers"])
 
 
 def check(
@@ -458,6 +564,7 @@ def _check_in_memory(
             directions=config.directions,
             progress=progress,
             started=started,
+            data_bytes=sum(array.nbytes for array in arrays.values()),
         )
     return _report(config, executed, lambda: target, started)
 

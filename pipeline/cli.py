@@ -30,7 +30,7 @@ from .examples import EXAMPLES, write_example
 from .nightly.history import format_history, format_run, read_history
 from .nightly.page import render_page
 from .nightly.suite import load_suite, run_suite
-from .report import Report, format_report
+from .report import Report, format_report, text_table
 
 __all__ = ["main", "progress_line"]
 
@@ -52,6 +52,17 @@ def _workers(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number. Got {text!r} instead.") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1. Got {value} instead.")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """``--t-loss SECONDS``: a positive number, or a one-line usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds. Got {text!r} instead.") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds. Got {text} instead.")
     return value
 
 
@@ -97,6 +108,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)"
     )
+
+    plan = commands.add_parser(
+        "plan",
+        help="estimate a check's cost without running it",
+        description="Print what the check CONFIG describes would cost, without running its shards: loss "
+        "evaluations, wall time on the named cluster, peak memory per worker and on the client, and the output's "
+        "size. The loss's time is measured by probing the model in this process (which reads the parameters "
+        "and data), or given with --t-loss (then nothing is read or evaluated).",
+    )
+    plan.add_argument("config", metavar="CONFIG", help="the run's YAML config")
+    plan.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
+    plan.add_argument("--t-loss", type=_seconds, metavar="SECONDS", help="seconds one loss evaluation takes")
+    plan.add_argument("--json", action="store_true", help="print JSON")
+    plan_where = plan.add_mutually_exclusive_group()
+    plan_where.add_argument("--workers", type=_workers, metavar="N", help="worker processes of the local cluster")
+    plan_where.add_argument("--inline", action="store_true", help="plan a run in this process")
+    _cluster_arguments(plan_where)
 
     submit = commands.add_parser(
         "submit",
@@ -254,6 +284,38 @@ def _run(args: argparse.Namespace) -> int:
     return _exit_code(report)
 
 
+def _plan(args: argparse.Namespace) -> int:
+    planned = api.plan(_config(args), loss_seconds=args.t_loss)
+    if args.json:
+        print(json.dumps(planned.to_dict(), indent=2))
+        return EXIT_PASSED
+    cost, gb = planned.cost, 2**30
+    print(
+        f"gradcheck plan: {planned.n_checked:,} of {planned.n_params:,} elements checked, "
+        f"{planned.directions} random direction(s) per tensor; {planned.shards} shard(s) on {planned.workers} worker(s)"
+    )
+    rows = [
+        (
+            "loss evaluations",
+            f"{cost.loss_evaluations:,}",
+            f"one loss takes {planned.loss_seconds * 1e3:.3g} ms, {planned.loss_source}",
+        ),
+        ("wall time", _duration(cost.wall_seconds), "start-up, loading, probe and gradient included"),
+        ("memory per worker", f"{cost.worker_memory_bytes / gb:.2f} GB", "peak, beyond the model's own working set"),
+        ("client memory", f"{cost.client_memory_bytes / gb:.2f} GB", "peak, of the process running the check"),
+        ("output", f"{cost.output_bytes / 2**20:.2f} MB", "uncompressed"),
+    ]
+    for row in text_table([list(row) for row in rows]):
+        print(f"  {row}")
+    return EXIT_PASSED
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def _exit_code(report: Report) -> int:
     """0 passed, 1 the gradients disagree, 4 nothing disagrees but some tensor could not be verified."""
     return {"passed": EXIT_PASSED, "not verified": EXIT_NOT_VERIFIED}.get(report.verdict, EXIT_FAILED)
@@ -378,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     commands = {
         "run": _run,
+        "plan": _plan,
         "submit": _submit,
         "status": _status,
         "cancel": _cancel,

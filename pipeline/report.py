@@ -83,6 +83,7 @@ class Report:
     not_verified: tuple[str, ...] = ()
     n_inconclusive: int = 0
     evaluation: str = ""  # how the losses near θ were evaluated (one call each, batched, staged)
+    cost: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # {estimated, actual}: see numerics.cost
 
     def __post_init__(self) -> None:
         if not self.verdict:  # a report without one (older, or made by hand): the verdict is passed or failed
@@ -128,6 +129,7 @@ class Report:
             "not_verified": list(self.not_verified),
             "n_inconclusive": self.n_inconclusive,
             "evaluation": self.evaluation,
+            "cost": {k: dict(v) for k, v in self.cost.items()},
         }
 
     @classmethod
@@ -159,6 +161,7 @@ class Report:
             not_verified=tuple(raw.get("not_verified", ())),
             n_inconclusive=int(raw.get("n_inconclusive", 0)),
             evaluation=str(raw.get("evaluation", "")),
+            cost={str(k): dict(v) for k, v in raw.get("cost", {}).items()},
         )
 
 
@@ -409,4 +412,16 @@ def format_report(report: Report) -> str:
             f"shards {timings.get('shards_seconds', math.nan):.2f} s); {int(timings.get('loss_evaluations', 0))} loss evaluations, "
             f"{timings.get('evaluations_per_second', math.nan):.0f}/s",
         ]
+    if report.cost.get("estimated") and report.cost.get("actual"):
+        lines.append(f"estimated {_cost(report.cost['estimated'])}; took {_cost(report.cost['actual'])}")
     return "\n".join(lines)
+
+
+def _cost(cost: Mapping[str, float]) -> str:
+    """A run's cost (:class:`~pipeline.numerics.cost.Cost` as a dict) in a few words."""
+    mb = 2**20
+    return (
+        f"{int(cost['loss_evaluations'])} losses, {cost['wall_seconds']:.1f} s, "
+        f"{cost['worker_memory_bytes'] / mb:.0f} MB a worker, {cost['client_memory_bytes'] / mb:.0f} MB client, "
+        f"{cost['output_bytes'] / mb:.1f} MB output"
+    )

@@ -34,6 +34,7 @@ from ..numerics.plan import Shard
 from ..numerics.reduce import DirectionResult, ShardResult
 from ..storage import inputs, output
 from .driver import RunCancelled
+from .inline import peak_rss_bytes
 
 __all__ = ["DaskExecutor", "Problem", "importable_everywhere", "probe_task"]
 
@@ -228,6 +229,12 @@ class DaskExecutor:
                 yield future.result()
             except KilledWorker as e:
                 raise _crashed(problem, futures[future], total) from e
+
+    def peak_memory(self) -> int:
+        """The largest peak resident memory of the cluster's worker processes, in bytes."""
+        with _scheduler_lost(self.problem.output):
+            peaks = self.client.run(peak_rss_bytes)
+        return max((int(peak) for peak in peaks.values()), default=0)
 
     def direction_results(self) -> list[DirectionResult]:
         """The direction checks, once the shards are done."""

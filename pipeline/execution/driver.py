@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..errors import GradcheckError, OutputExistsError
 from ..numerics.core import NONDETERMINISM_ULPS, ProbeResult, Settings
+from ..numerics.cost import Cost, estimate_cost
 from ..numerics.fd import STENCILS
 from ..numerics.layout import Layout
 from ..numerics.plan import Shard, Slots, plan_shards, slots_for
@@ -61,6 +62,8 @@ class Executor(Protocol):
 
     def direction_results(self) -> list[DirectionResult]: ...
 
+    def peak_memory(self) -> int: ...
+
 
 class Target(Protocol):
     """Keeps a run's results (see :class:`~pipeline.storage.output.StoredOutput`)."""
@@ -77,16 +80,22 @@ class Target(Protocol):
 
     def recorded(self, key: str) -> Any: ...
 
+    def size_bytes(self) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Executed:
-    """What a run computed: the probe, every shard's result, the directions, and the timings."""
+    """What a run computed: the probe, every shard's result, the directions, and the timings; its cost as
+    estimated once the probe had timed the loss, and the memory and output it took (the wall time is the
+    caller's to add)."""
 
     probe: ProbeResult
     settings: Settings
     results: tuple[ShardResult, ...]
     directions: tuple[DirectionResult, ...]
     timings: dict[str, float]
+    estimated: Cost | None = None
+    measured: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 def execute(
@@ -102,6 +111,8 @@ def execute(
     progress: Progress | None = None,
     started: float | None = None,
     job: Mapping[str, object] | None = None,
+    data_bytes: int = 0,
+    local_cluster: bool = False,
 ) -> Executed:
     """Probe; then, only if the model is usable, plan, create the output and run the missing shards.
 
@@ -124,6 +135,9 @@ def execute(
         ``time.perf_counter()`` when the run started (for ``cluster_seconds``).
     job : mapping, optional
         The detached job running this check, recorded in the output's ``progress``.
+    data_bytes, local_cluster
+        For the run's cost estimate (:func:`~pipeline.numerics.cost.estimate_cost`): the data's size, and
+        whether the run started its own cluster.
     """
     ready = time.perf_counter()
     probe = executor.probe()
@@ -140,6 +154,22 @@ def execute(
         seconds_per_index=probe.loss_seconds * probe.loss_equivalents_per_index,
         workers=workers,
         fixed=target.shard_size() if resuming else None,
+    )
+    estimated = estimate_cost(
+        layout,
+        slots,
+        scheme=settings.scheme,
+        directions=directions,
+        taylor=settings.taylor,
+        promote=settings.promote,
+        shards=len(plan),
+        workers=workers,
+        loss_seconds=probe.loss_seconds,
+        loss_equivalents_per_index=probe.loss_equivalents_per_index,
+        noise_evaluations=probe.noise_evaluations,
+        data_bytes=data_bytes,
+        local_cluster=local_cluster,
+        in_process=executor.in_process,
     )
     done = target.completed() if resuming else frozenset()
     created = target.create(layout, slots, size, identity, overwrite=overwrite)
@@ -210,7 +240,8 @@ def execute(
         "workers": float(workers),
         "in_process": float(executor.in_process),  # then cluster_seconds is the set-up alone
     }
-    return Executed(probe, settings, tuple(results), tuple(direction_results), timings)
+    measured = {"worker_memory_bytes": executor.peak_memory(), "output_bytes": target.size_bytes()}
+    return Executed(probe, settings, tuple(results), tuple(direction_results), timings, estimated, measured)
 
 
 def _same_loss(target: Target, probe: ProbeResult) -> None:

@@ -9,6 +9,7 @@ stored group (a config's ``output``) or, for ``pipeline.check`` without one,
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -23,7 +24,17 @@ from ..numerics.plan import Shard, Slots
 from ..numerics.reduce import DirectionResult, ShardResult
 from ..numerics.tolerance import UNCHECKED
 
-__all__ = ["InlineExecutor", "MemoryOutput", "one_blas_thread"]
+__all__ = ["InlineExecutor", "MemoryOutput", "one_blas_thread", "peak_rss_bytes"]
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far, in bytes (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
 
 
 def one_blas_thread() -> AbstractContextManager[Any]:
@@ -68,6 +79,10 @@ class MemoryOutput:
     def recorded(self, key: str) -> Any:
         """Nothing was recorded before this check."""
         return None
+
+    def size_bytes(self) -> int:
+        """What the arrays take in memory."""
+        return sum(array.nbytes for array in (*self.per_index, self.done))
 
     @property
     def per_index(self) -> tuple[np.ndarray, ...]:
@@ -123,6 +138,10 @@ class InlineExecutor:
             yield core.resume_shard(settings, shard, self.arrays, lambda: (self.loaded, False))
         for shard in todo:  # loaded once before the probe: no shard loads (as in a Dask worker that probed)
             yield core.run_shard(self.loaded, shard, self.arrays)
+
+    def peak_memory(self) -> int:
+        """This process's peak resident memory, in bytes: it is the worker."""
+        return peak_rss_bytes()
 
     def direction_results(self) -> list[DirectionResult]:
         """The direction checks, here, once the shards are done."""

@@ -367,6 +367,11 @@ class Inputs:
             "gradient": None if gradient is None else fingerprint("gradient", gradient, options),
         }
 
+    @property
+    def data_bytes(self) -> int:
+        """The data's size in memory (from the arrays' metadata: nothing is read)."""
+        return sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in self._arrays["data"].values())
+
     def read(self, role: str) -> dict[str, np.ndarray]:
         """The arrays of ``params`` (in flattening order), ``data`` or ``gradient`` (as float64), read into memory."""
         path = {"params": self.params, "data": self.data, "gradient": self.gradient}[role]

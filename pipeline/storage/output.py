@@ -416,6 +416,14 @@ class StoredOutput:
         """A top-level attribute an earlier run recorded (None if it did not)."""
         return read_output_attrs(self.path, self.options).get(key)
 
+    def size_bytes(self) -> int:
+        """The output's size: its files' bytes on a local disk (0 in an object store: not measured)."""
+        if is_url(self.path):
+            return 0
+        return sum(
+            os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(self.path) for name in names
+        )
+
     @property
     def arrays(self) -> OutputArrays:
         """Handles on the arrays (opened on first use: the group is created after the probe)."""

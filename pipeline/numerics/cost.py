@@ -1,0 +1,135 @@
+"""What a run will cost, before it runs: loss evaluations, wall time, memory per worker and on the client,
+and the output's size (``gradcheck plan``, and the report's estimate against what the run took).
+
+Pure arithmetic on plain data: the layout, the run's slots, its settings, how long one loss takes
+(the probe's timing, or a figure the user gives) and the cluster's size. The constants below were
+measured on a 2-core machine by ``benchmarks/scale.py``; a faster or slower machine moves them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .fd import STENCILS
+from .layout import Layout
+from .plan import Slots
+from .refine import TAYLOR_MULTIPLES
+
+__all__ = ["Cost", "estimate_cost"]
+
+MIB = 2**20
+#: Resident memory of an idle Dask worker process once it has imported numpy, Zarr and the pipeline...
+WORKER_BASELINE_BYTES = 150 * MIB
+#: ...and of the process that runs ``gradcheck run`` with a local cluster (client, scheduler, nannies);
+#: an in-process run's is a worker's.
+CLIENT_BASELINE_BYTES = 200 * MIB
+#: Starting a local cluster of worker processes (seconds, whatever its size on a small machine)...
+LOCAL_CLUSTER_SECONDS = 2.0
+#: ...and connecting to an existing one.
+CONNECT_SECONDS = 0.5
+#: How fast a worker reads (decodes) parameters and data from a store, bytes per second.
+READ_BYTES_PER_SECOND = 300e6
+#: Per element of a tensor, the work around one loss along a random direction (drawing the tangent,
+#: moving every element, measuring the move the floats took), in seconds.
+DIRECTION_ELEMENT_SECONDS = 3e-9
+#: Losses the probe takes besides the noise's: at θ twice, near θ once, and the timing runs.
+PROBE_LOSSES = 6
+#: Losses the noise probe takes per tensor on a smooth loss (two spacings of 9 points each, and one more).
+NOISE_LOSSES_PER_TENSOR = 19
+#: A gradient costs about this many losses (a backward pass is about twice a forward one).
+GRADIENT_LOSSES = 3.0
+#: Bytes a checked element takes in the output: analytic, numeric, allowed and step (float64), status and
+#: nonfinite (int8), and for a sampled run its global index (int64).
+ELEMENT_BYTES = 8 * 4 + 2
+INDEX_BYTES = 8
+#: The output's metadata: the group's and each array's zarr.json, the report in the attributes.
+METADATA_BYTES = 64 * 2**10
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """A run's cost: estimated (``gradcheck plan``) or measured (the report's ``cost.actual``)."""
+
+    loss_evaluations: int
+    wall_seconds: float
+    worker_memory_bytes: int
+    client_memory_bytes: int
+    output_bytes: int
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON-ready form, the keys ``gradcheck plan --json`` prints."""
+        return asdict(self)
+
+
+def estimate_cost(
+    layout: Layout,
+    slots: Slots,
+    *,
+    scheme: str,
+    directions: int,
+    taylor: bool,
+    promote: bool,
+    shards: int,
+    workers: int,
+    loss_seconds: float,
+    loss_equivalents_per_index: float | None = None,
+    noise_evaluations: int | None = None,
+    data_bytes: int,
+    local_cluster: bool,
+    in_process: bool,
+) -> Cost:
+    """A run's cost, from what is known before it runs.
+
+    Loss evaluations: the probe's (its noise measurement counted as measured, or
+    :data:`NOISE_LOSSES_PER_TENSOR` per tensor), the shards' (the scheme's stencil per checked element, or
+    ``loss_equivalents_per_index`` for a staged model) and the directions' (the stencil, or the Taylor test's
+    16). A second look at suspect elements is not foreseen: on a correct model it costs a few percent more.
+
+    Wall time: the cluster's start, reading the stores on every worker at once, the probe and the gradient on
+    one worker, then the shards' and directions' losses spread over the workers, each direction's loss with
+    the work of moving its whole tensor.
+
+    Memory per worker: its idle baseline, the parameters (in float64 under ``precision: float64``) and the data
+    once, and the largest of: the gradient (on the worker that computes it; the model's own working set
+    beyond its gradient is not known here), and a direction's two copies of its tensor (the tangent and the
+    perturbed tensor). On the client: its baseline and the slots' indices; for an in-process run, a worker's
+    memory too. The output: every checked element's values, uncompressed, and the metadata.
+    """
+    width = len(STENCILS[scheme])
+    per_index = float(width if loss_equivalents_per_index is None else loss_equivalents_per_index)
+    noise = NOISE_LOSSES_PER_TENSOR * len(layout.tensors) if noise_evaluations is None else noise_evaluations
+    per_direction = 2 * len(TAYLOR_MULTIPLES) if taylor and scheme != "complex-step" else width
+    n_directions = directions * len(layout.tensors)
+    shard_losses = slots.size * per_index
+    direction_losses = n_directions * per_direction
+    evaluations = PROBE_LOSSES + noise + math.ceil(shard_losses) + direction_losses
+
+    itemsize = {spec.name: 8 if promote else np.dtype(spec.dtype).itemsize for spec in layout.tensors}
+    params_bytes = sum(spec.size * itemsize[spec.name] for spec in layout.tensors)
+    largest = max((spec.size * itemsize[spec.name] for spec in layout.tensors), default=0)
+    workers = max(1, workers)
+    # the work around each direction's losses: the tangent drawn once, then the tensor moved per loss
+    direction_work = sum(
+        directions * (per_direction + 2) * spec.size * DIRECTION_ELEMENT_SECONDS for spec in layout.tensors
+    )
+    start = 0.0 if in_process else LOCAL_CLUSTER_SECONDS if local_cluster else CONNECT_SECONDS
+    read = (params_bytes + data_bytes) / READ_BYTES_PER_SECOND
+    # the gradient's g·u: one pass over each tensor per direction, on the probe's worker
+    probe = (PROBE_LOSSES + noise + GRADIENT_LOSSES) * loss_seconds + directions * sum(
+        spec.size for spec in layout.tensors
+    ) * DIRECTION_ELEMENT_SECONDS
+    spread = ((shard_losses + direction_losses) * loss_seconds + direction_work) / min(
+        workers, max(1, shards + n_directions)
+    )
+    wall = start + read + probe + spread
+
+    gradient = sum(spec.size * np.dtype(spec.dtype).itemsize for spec in layout.tensors)
+    direction_copies = 2 * largest if directions else 0
+    worker = WORKER_BASELINE_BYTES + params_bytes + data_bytes + max(gradient, direction_copies)
+    index_bytes = INDEX_BYTES * slots.size if slots.checked is not None else 0
+    client = CLIENT_BASELINE_BYTES + index_bytes + (worker - WORKER_BASELINE_BYTES if in_process else 0)
+    output = ELEMENT_BYTES * slots.size + index_bytes + 8 * max(1, shards) + METADATA_BYTES
+    return Cost(int(evaluations), wall, int(worker), int(client), int(output))
