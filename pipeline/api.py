@@ -212,9 +212,11 @@ def run(
             _ended(target, "cancelled" if isinstance(e, (RunCancelled, KeyboardInterrupt)) else "failed", e)
             raise
         report = _report(config, executed, lambda: target.arrays, started)
-        target.record(
-            {"config": config.to_dict(), "report": report.to_dict(), "state": {"state": "finished", "at": time.time()}}
-        )
+        target.record({"config": config.to_dict(), "report": report.to_dict()})
+        if report.cost:  # the output's size with its report in it
+            actual = {**report.cost["actual"], "output_bytes": target.size_bytes()}
+            report = dataclasses.replace(report, cost={**report.cost, "actual": actual})
+        target.record({"report": report.to_dict(), "state": {"state": "finished", "at": time.time()}})
     return report
 
 

@@ -1,0 +1,154 @@
+"""Checks of models too large to check element by element: output proportional to the work, and `gradcheck plan`.
+
+A sampled run (or one of random directions only) keeps only the elements it checks; its values must be the
+ones a full run computes at those elements, bit for bit, and its report the same kind of report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from distributed import Client
+
+import pipeline
+from pipeline.examples import seed_mlp
+from pipeline.model import check_gradient
+from pipeline.numerics.layout import Layout
+from pipeline.numerics.plan import slots_for
+from pipeline.storage.output import read_output_attrs, verify
+
+from .conftest import run_cli
+
+PER_INDEX = ("analytic", "numeric", "nonfinite", "allowed", "status", "step")
+COST_KEYS = {"loss_evaluations", "wall_seconds", "worker_memory_bytes", "client_memory_bytes", "output_bytes"}
+
+
+def _arrays(output: str, names: tuple[str, ...] = PER_INDEX) -> dict[str, np.ndarray]:
+    group = zarr.open_group(output, mode="r")
+    return {name: np.asarray(group[name][:]) for name in names}
+
+
+def _folder_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def test_a_sampled_run_keeps_only_its_elements_with_the_full_runs_values(client: Client, tmp_path: Path) -> None:
+    params, data = seed_mlp.problem()
+    sample = {"sample_per_tensor": 3, "seed": 5}
+    full_out, sampled_out = str(tmp_path / "full.zarr"), str(tmp_path / "sampled.zarr")
+    full = pipeline.check(seed_mlp.planted, params, data, output=full_out)
+    sampled = pipeline.check(
+        seed_mlp.planted, params, data, indices=sample, directions=2, shard_size=4, client=client, output=sampled_out
+    )
+    # Independent of the slots' code: every tensor's k elements, drawn as the documented seeding draws them.
+    expected = []
+    offset = 0
+    for number, array in enumerate(params.values()):
+        chosen = (
+            np.arange(array.size)
+            if array.size <= 3
+            else np.random.default_rng([5, number]).choice(array.size, 3, replace=False)
+        )
+        expected.extend(offset + np.sort(chosen))
+        offset += array.size
+    stored = _arrays(sampled_out, (*PER_INDEX, "index"))
+    assert stored["index"].tolist() == expected
+    assert all(stored[name].shape == (len(expected),) for name in PER_INDEX)  # not n = 47
+    reference = _arrays(full_out)
+    for name in PER_INDEX:  # the same numbers as the full run at those elements, bit for bit
+        np.testing.assert_array_equal(stored[name], reference[name][stored["index"]])
+    # The report names the same wrong elements, located in their tensors.
+    assert not sampled.passed
+    assert sampled.n_checked == len(expected)
+    layout = Layout.from_shapes(
+        list(params), {n: a.shape for n, a in params.items()}, {n: a.dtype.name for n, a in params.items()}
+    )
+    wrong = {layout.locate(int(i)) for i in np.flatnonzero(reference["status"] == 1)}
+    for element in sampled.worst:
+        assert ((element.tensor, tuple(element.index)) in wrong) == (element.status == "wrong")
+    assert {t.name for t in sampled.tensors if not t.passed} <= {t.name for t in full.tensors if not t.passed}
+    # It verifies, and the same command resumes it: every shard read back, the same report.
+    assert verify(sampled_out).corrupt == ()
+    assert verify(sampled_out).shards == 4
+    again = pipeline.check(
+        seed_mlp.planted, params, data, indices=sample, directions=2, shard_size=4, client=client, output=sampled_out
+    )
+    assert again.timings["resumed_shards"] == 4
+    assert again.tensors == sampled.tensors
+    assert again.worst == sampled.worst
+
+
+def test_a_directions_only_run_stores_nothing_per_element_and_still_finds_the_bug(tmp_path: Path) -> None:
+    folder = tmp_path / "example"
+    assert run_cli("example", "seed-mlp", str(folder)).returncode == 0
+    for which, code in (("correct", 0), ("planted", 1)):
+        result = run_cli(
+            "run", str(folder / f"{which}.yaml"), "--inline", "--set", "indices=none", "--set", "directions=4",
+            "--set", "scheme=richardson", "--set", "epsilon=auto", "--set", "threshold=none",
+        )  # fmt: skip
+        assert result.returncode == code, result.stdout + result.stderr
+        output = str(folder / f"{which}-output.zarr")
+        assert all(array.shape == (0,) for array in _arrays(output).values())
+        assert _folder_bytes(output) < 64 * 2**10
+        report = read_output_attrs(output)["report"]
+        assert report["n_checked"] == 0
+        assert len(report["directions"]) == 24
+        assert (which == "planted") == any(d["status"] == "wrong" for d in report["directions"])
+
+
+def test_plan_estimates_what_the_run_then_takes(tmp_path: Path) -> None:
+    folder = tmp_path / "example"
+    assert run_cli("example", "seed-mlp", str(folder)).returncode == 0
+    config = str(folder / "correct.yaml")
+    settings = ["--set", "indices={sample_per_tensor: 4, seed: 0}", "--set", "directions=2", "--inline"]
+    planned = run_cli("plan", config, "--json", *settings)
+    assert planned.returncode == 0, planned.stderr
+    estimate = json.loads(planned.stdout)
+    assert set(estimate) >= COST_KEYS
+    assert not (folder / "correct-output.zarr").exists()  # nothing written, nothing run
+    ran = run_cli("run", config, "--json", *settings)
+    report = json.loads(ran.stdout)
+    assert report["cost"]["estimated"]["loss_evaluations"] == estimate["loss_evaluations"]
+    actual = report["cost"]["actual"]
+    assert set(actual) == COST_KEYS
+    # the count foresees every loss but the second look's (none here) and the probe's own extras
+    assert abs(estimate["loss_evaluations"] - actual["loss_evaluations"]) <= 8
+    assert actual["output_bytes"] == pytest.approx(_folder_bytes(str(folder / "correct-output.zarr")), rel=0.2)
+    assert estimate["output_bytes"] >= actual["output_bytes"] / 2
+    # --t-loss: nothing is read or evaluated; the losses' time is the figure given
+    given = json.loads(run_cli("plan", config, "--json", "--t-loss", "2", *settings).stdout)
+    assert given["loss_source"] == "given (--t-loss)"
+    assert given["wall_seconds"] >= 2 * (given["loss_evaluations"] - 64)
+    text = run_cli("plan", config, *settings).stdout
+    assert "loss evaluations" in text
+    assert "memory per worker" in text
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf"])
+def test_plan_refuses_a_loss_time_that_is_not_a_positive_number(tmp_path: Path, value: str) -> None:
+    result = run_cli("plan", str(tmp_path / "missing.yaml"), "--t-loss", value)
+    assert result.returncode == 2
+    assert "--t-loss" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_slots_of_a_sampled_run_are_proportional_to_the_sample_not_the_model() -> None:
+    layout = Layout.from_shapes(["w", "b"], {"w": (10_000, 10_000), "b": (7,)}, {"w": "float32", "b": "float32"})
+    slots = slots_for(layout, (100, 3))
+    assert slots.size == 107
+    assert slots.indices(layout, 0, 107)[-7:].tolist() == list(range(10**8, 10**8 + 7))
+    assert slots_for(layout, None).size == 10**8 + 7
+    assert slots_for(layout, (0, 0)).size == 0
+
+
+def test_a_float32_gradient_stays_float32() -> None:
+    """A float64 copy of a 10^8-element float32 gradient would take 800 MB more on the worker that computes it."""
+    layout = Layout.from_shapes(["w", "n"], {"w": (3,), "n": (2,)}, {"w": "float32", "n": "float32"})
+    checked = check_gradient({"w": np.ones(3, np.float32), "n": np.array([1, 2])}, layout, "model.grad")
+    assert checked["w"].dtype == np.float32
+    assert checked["n"].dtype == np.float64
