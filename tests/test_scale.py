@@ -29,8 +29,7 @@ COST_KEYS = {"loss_evaluations", "wall_seconds", "worker_memory_bytes", "client_
 
 
 def _arrays(output: str, names: tuple[str, ...] = PER_INDEX) -> dict[str, np.ndarray]:
-    group = zarr.open_group(output, mode="r")
-    return {name: np.asarray(group[name][:]) for name in names}
+    return {name: np.asarray(zarr.open_array(output, path=name, mode="r")[:]) for name in names}
 
 
 def _folder_bytes(path: str) -> int:
@@ -46,7 +45,7 @@ def test_a_sampled_run_keeps_only_its_elements_with_the_full_runs_values(client:
         seed_mlp.planted, params, data, indices=sample, directions=2, shard_size=4, client=client, output=sampled_out
     )
     # Independent of the slots' code: every tensor's k elements, drawn as the documented seeding draws them.
-    expected = []
+    expected: list[int] = []
     offset = 0
     for number, array in enumerate(params.values()):
         chosen = (
@@ -54,7 +53,7 @@ def test_a_sampled_run_keeps_only_its_elements_with_the_full_runs_values(client:
             if array.size <= 3
             else np.random.default_rng([5, number]).choice(array.size, 3, replace=False)
         )
-        expected.extend(offset + np.sort(chosen))
+        expected.extend(int(i) for i in offset + np.sort(chosen))
         offset += array.size
     stored = _arrays(sampled_out, (*PER_INDEX, "index"))
     assert stored["index"].tolist() == expected
