@@ -47,8 +47,9 @@ def _schemes(model: Any) -> list[str]:
 
 
 def _without_timings(report: pipeline.Report) -> dict[str, Any]:
+    """The report but what differs between runs: timings, and the cost (memory, estimated and taken)."""
     as_dict = report.to_dict()
-    del as_dict["timings"]
+    del as_dict["timings"], as_dict["cost"]
     return as_dict
 
 

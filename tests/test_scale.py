@@ -17,7 +17,6 @@ from distributed import Client
 
 import pipeline
 from pipeline.examples import seed_mlp
-from pipeline.model import check_gradient
 from pipeline.numerics.layout import Layout
 from pipeline.numerics.plan import slots_for
 from pipeline.storage.output import read_output_attrs, verify
@@ -143,11 +142,3 @@ def test_slots_of_a_sampled_run_are_proportional_to_the_sample_not_the_model() -
     assert slots.indices(layout, 0, 107)[-7:].tolist() == list(range(10**8, 10**8 + 7))
     assert slots_for(layout, None).size == 10**8 + 7
     assert slots_for(layout, (0, 0)).size == 0
-
-
-def test_a_float32_gradient_stays_float32() -> None:
-    """A float64 copy of a 10^8-element float32 gradient would take 800 MB more on the worker that computes it."""
-    layout = Layout.from_shapes(["w", "n"], {"w": (3,), "n": (2,)}, {"w": "float32", "n": "float32"})
-    checked = check_gradient({"w": np.ones(3, np.float32), "n": np.array([1, 2])}, layout, "model.grad")
-    assert checked["w"].dtype == np.float32
-    assert checked["n"].dtype == np.float64
