@@ -306,6 +306,7 @@ def measure(n_target: float, folder: Path, idle: int) -> dict[str, Any]:
         "loss_fraction_from_shards": timings["evaluate_seconds"] / (n_workers * timings["shards_seconds"])
         if timings["shards_seconds"] > 0
         else None,
+        "loss_fraction_measured": _measured_fraction(timings, n_workers),
         "client": client.figures(),
         "workers": [w.figures() for w in workers],
         "other_processes": [o.figures() for o in others],
@@ -355,12 +356,21 @@ def _print_size(f: dict[str, Any]) -> None:
     print(
         f"  wall time of `gradcheck run`       {f['wall_seconds']:10.2f} s  (1-minute load average before, after: {load})"
     )
-    for key in ("total_seconds", "cluster_seconds", "probe_seconds", "shards_seconds", "evaluate_seconds"):
-        print(f"    {key:<32} {t[key]:10.2f} s")
+    for key in (
+        "total_seconds",
+        "cluster_seconds",
+        "probe_seconds",
+        "analytic_seconds",
+        "shards_seconds",
+        "evaluate_seconds",
+        "directions_seconds",
+        "directions_evaluate_seconds",
+    ):
+        print(f"    {key:<32} {t.get(key, float('nan')):10.2f} s")
     print(
         f"    loss at θ (probe)                {t['loss_seconds'] * 1e3:10.2f} ms × {t['loss_evaluations']:.0f} evaluations"
     )
-    for key in ("loss_fraction_from_probe", "loss_fraction_from_shards"):
+    for key in ("loss_fraction_from_probe", "loss_fraction_from_shards", "loss_fraction_measured"):
         value = f[key]
         print(f"  {key.replace('_', ' '):<34} {'n/a' if value is None else f'{value:10.1%}'}")
     client = f["client"]
@@ -401,6 +411,7 @@ GROWTH: tuple[tuple[str, str], ...] = (
     ("loss evaluations", "timings.loss_evaluations"),
     ("loss fraction (probe)", "loss_fraction_from_probe"),
     ("loss fraction (shards)", "loss_fraction_from_shards"),
+    ("loss fraction (measured)", "loss_fraction_measured"),
     ("client peak MB", "client_peak_bytes"),
     ("worker peak MB", "worker_peak_bytes"),
     ("worker peak over first seen MB", "worker_peak_over_baseline_bytes"),
@@ -438,6 +449,26 @@ def _print_growth(small: dict[str, Any], large: dict[str, Any], rows: dict[str, 
     for label, row in rows.items():
         cells = [("n/a" if row[k] is None else f"{row[k]:.4g}") for k in ("small", "large", "ratio")]
         print(f"  {label:<30} {cells[0]:>12} {cells[1]:>12} {cells[2]:>12}")
+
+
+def _measured_fraction(timings: dict[str, float], workers: float) -> float | None:
+    """The time spent inside the model's loss, as the run measured it (the shards' and the directions' loss
+    calls, and the probe's losses at its timed pace), over the workers' time after start-up and loading.
+
+    Loading is what the run's timings leave unaccounted: the total less the cluster's start, the probe, the
+    analytic step and the shards.
+    """
+    if "directions_evaluate_seconds" not in timings:
+        return None
+    accounted = sum(timings[k] for k in ("cluster_seconds", "probe_seconds", "analytic_seconds", "shards_seconds"))
+    loading = max(0.0, timings["total_seconds"] - accounted)
+    after = timings["total_seconds"] - timings["cluster_seconds"] - loading
+    in_losses = (
+        timings["evaluate_seconds"]
+        + timings["directions_evaluate_seconds"]
+        + (timings["noise_evaluations"] + 3) * timings["loss_seconds"]
+    )
+    return in_losses / (workers * after) if after > 0 else None
 
 
 def main() -> None:

@@ -176,6 +176,7 @@ def execute(
     if done:
         _same_loss(target, probe)
     along = [(spec.name, j) for spec in layout.tensors for j in range(directions)]
+    analytic_started = time.perf_counter()
     try:
         same, dots = executor.write_analytic(settings, [shard for shard in plan if shard.index in done], along)
     except BaseException:
@@ -229,6 +230,9 @@ def execute(
         "shard_size": float(size),
         "shards_seconds": finished - shards_started,
         "evaluate_seconds": math.fsum(r.evaluate_seconds for r in results),  # the losses alone, all shards
+        "analytic_seconds": shards_started - analytic_started,  # the gradient written, and g·u per direction
+        "directions_seconds": math.fsum(d.seconds for d in direction_results),  # all directions' checks
+        "directions_evaluate_seconds": math.fsum(d.evaluate_seconds for d in direction_results),  # their losses
         "loss_evaluations": float(evaluations + 2 + probe.noise_evaluations),
         "noise_evaluations": float(probe.noise_evaluations),
         "second_look_elements": float(sum(r.second_look[0] for r in computed)),

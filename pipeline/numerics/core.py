@@ -1028,19 +1028,33 @@ def _tangent_chunks(loaded: Loaded, tensor: str, number: int) -> Iterator[tuple[
     """The ``number``-th random direction's tangent ``u`` over a tensor, piece by piece, in the tensor's dtype.
 
     ``u`` is a seeded Rademacher sign per element (one random bit: a direction of a 10^8-element tensor
-    is drawn in milliseconds) times the element's own step relative to a unit parameter's, so every element
-    moves by about its step and ``g·u`` keeps gradient units (1 wherever ``|θ_i| <= 1``, or the step is fixed).
+    is drawn in milliseconds) times the element's own step relative to a unit parameter's (:func:`_ratios`),
+    so every element moves by about its step and ``g·u`` keeps gradient units.
     """
+    signs = _signs(loaded, tensor, number)
+    for at, ratio in _ratios(loaded, tensor):
+        yield at, np.where(_bits(signs, at), ratio, -ratio)
+
+
+def _signs(loaded: Loaded, tensor: str, number: int) -> np.ndarray:
+    """The ``number``-th direction's signs over a tensor, one seeded random bit per element (1 is +), packed."""
+    rng = np.random.default_rng([DIRECTION_SEED, loaded.number[tensor], number])
+    return np.frombuffer(rng.bytes(-(-loaded.params[tensor].size // 8)), dtype=np.uint8)
+
+
+def _bits(signs: np.ndarray, at: slice) -> np.ndarray:
+    """The sign bits of elements ``at`` (a piece starting at a multiple of 8), as booleans."""
+    return np.unpackbits(signs[at.start // 8 : -(-at.stop // 8)], count=at.stop - at.start).view(bool)
+
+
+def _ratios(loaded: Loaded, tensor: str) -> Iterator[tuple[slice, np.ndarray]]:
+    """Each element's step relative to a unit parameter's, in the tensor's dtype, piece by piece (1 wherever
+    ``|θ_i| <= 1``, or the step is fixed)."""
     settings = loaded.settings
     flat = loaded.params[tensor].reshape(-1)
     unit = _unit_step(loaded, tensor)
-    rng = np.random.default_rng([DIRECTION_SEED, loaded.number[tensor], number])
-    signs = np.frombuffer(rng.bytes(-(-flat.size // 8)), dtype=np.uint8)
-    for start in range(0, flat.size, DIRECTION_CHUNK):  # DIRECTION_CHUNK is a multiple of 8: whole bytes
-        stop = min(flat.size, start + DIRECTION_CHUNK)
-        sign = np.unpackbits(signs[start // 8 : -(-stop // 8)], count=stop - start).astype(np.float64) * 2 - 1
-        ratio = step_sizes(flat[start:stop], settings.scheme, settings.epsilon) / unit
-        yield slice(start, stop), (ratio * sign).astype(flat.dtype)
+    for at in _pieces(flat.size):
+        yield at, (step_sizes(flat[at], settings.scheme, settings.epsilon) / unit).astype(flat.dtype)
 
 
 def _unit_step(loaded: Loaded, tensor: str) -> float:
@@ -1054,17 +1068,24 @@ def direction_dots(
     loaded: Loaded, analytic: dict[str, np.ndarray], directions: Sequence[tuple[str, int]]
 ) -> tuple[float, ...]:
     """``g·u`` along each direction ``(tensor, number)``, from the analytic gradient ``analytic``: computed
-    where the gradient is (once per run), piece by piece, so the gradient is never shipped or stored whole."""
-    dots = []
-    for tensor, number in directions:
+    where the gradient is (once per run), piece by piece, so the gradient is never shipped or stored whole.
+
+    One pass over each tensor serves all its directions: ``g·u = Σ ±(g_i·ratio_i)``, the sign a direction's bit.
+    """
+    dots: dict[tuple[str, int], float] = {}
+    for tensor in dict.fromkeys(name for name, _ in directions):
+        numbers = [number for name, number in directions if name == tensor]
+        signs = {number: _signs(loaded, tensor, number) for number in numbers}
         g = analytic[tensor].reshape(-1)
-        dots.append(
-            math.fsum(
-                float(g[at].astype(np.float64, copy=False) @ u.astype(np.float64))
-                for at, u in _tangent_chunks(loaded, tensor, number)
-            )
-        )
-    return tuple(dots)
+        parts: dict[int, list[float]] = {number: [] for number in numbers}
+        for at, ratio in _ratios(loaded, tensor):
+            weighted = g[at].astype(np.float64) * ratio
+            total = float(weighted.sum())
+            for number in numbers:  # Σ w·(2·bit − 1) = 2·Σ w·bit − Σ w
+                parts[number].append(2 * float(weighted @ _bits(signs[number], at)) - total)
+        for number in numbers:
+            dots[tensor, number] = math.fsum(parts[number])
+    return tuple(dots[direction] for direction in directions)
 
 
 def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> DirectionResult:
@@ -1081,6 +1102,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     Costs the scheme's stencil in losses (more for a second look or the Taylor test) whatever the
     tensor's size, and two copies of that tensor: ``u``, and the perturbed tensor.
     """
+    started = time.perf_counter()
     settings = loaded.settings
     number_of = loaded.number[tensor]
     spec = settings.layout.tensors[number_of]
@@ -1097,23 +1119,38 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     complex_step = settings.scheme == "complex-step"
     shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
     moved = shifted.reshape(-1)
-    evaluations = 0
+    evaluations, in_losses = 0, 0.0
 
     def along(multiple: complex) -> tuple[float | complex, float]:
-        """The loss at ``θ + t·u`` for ``t = multiple·unit``, and the ``t`` the floats took along ``u``."""
+        """The loss at ``θ + t·u`` for ``t = multiple·unit``, and the ``t`` the floats took along ``u``.
+
+        The move is made in the tensor's own dtype, in cache-sized pieces: moving a 2.5·10^7-element float32
+        tensor costs about a loss of a model that size, not several.
+        """
         nonlocal evaluations
         projected = 0.0
-        for at in _pieces(flat.size):
-            piece = u[at].astype(np.float64)
-            moved[at] = flat[at] + (multiple * unit) * piece
-            if not complex_step:
-                projected += float((moved[at].astype(np.float64) - flat[at]) @ piece)
+        if complex_step:
+            for at in _pieces(flat.size):
+                moved[at] = flat[at] + (multiple * unit) * u[at]
+        else:
+            step = np.empty(min(flat.size, DIRECTION_CHUNK), dtype=flat.dtype)
+            scale = flat.dtype.type(multiple.real * unit)
+            for at in _pieces(flat.size):
+                piece = step[: at.stop - at.start]
+                np.multiply(u[at], scale, out=piece)
+                np.add(flat[at], piece, out=moved[at])
+                np.subtract(moved[at], flat[at], out=piece)  # the move the floats took...
+                np.multiply(piece, u[at], out=piece)
+                projected += float(piece.sum(dtype=np.float64))  # ...projected on u, summed in float64
+        nonlocal in_losses
+        before = time.perf_counter()
         value = call_model(
             f"loss along direction {number} of {tensor}",
             loaded.model.loss,
             {**loaded.evaluated, tensor: shifted},
             loaded.data,
         )
+        in_losses += time.perf_counter() - before
         evaluations += 1
         if complex_step:
             return complex(value), multiple.imag * unit
@@ -1126,7 +1163,17 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     if settings.taylor and not complex_step:
         checked = taylor(along, dot, settings.loss0, noise)
         return DirectionResult(
-            tensor, number, dot, checked.numeric, checked.allowed, checked.status, step, checked.orders, evaluations
+            tensor,
+            number,
+            dot,
+            checked.numeric,
+            checked.allowed,
+            checked.status,
+            step,
+            checked.orders,
+            evaluations,
+            time.perf_counter() - started,
+            in_losses,
         )
     points_ = [along(1j if complex_step else s.real) for s in STENCILS[settings.scheme]]
     losses = np.array([[value for value, _ in points_]])
@@ -1153,7 +1200,17 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)
         status = inconclusive(analytic, numeric, est.bar, status, tolerance)
     return DirectionResult(
-        tensor, number, dot, float(numeric[0]), float(allowed[0]), int(status[0]), step, (), evaluations
+        tensor,
+        number,
+        dot,
+        float(numeric[0]),
+        float(allowed[0]),
+        int(status[0]),
+        step,
+        (),
+        evaluations,
+        time.perf_counter() - started,
+        in_losses,
     )
 
 

@@ -187,6 +187,8 @@ class DirectionResult:
     step: float  # the step t of a unit parameter along the tangent (each element moves by about its own step)
     orders: tuple[float, ...] = ()  # the Taylor test's observed orders of convergence (when it ran)
     evaluations: int = 0
+    seconds: float = 0.0  # the whole check, tangent and moves included (not in the report's listing: a timing)
+    evaluate_seconds: float = 0.0  # of ``seconds``, in the model's loss
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, as the report lists it."""
