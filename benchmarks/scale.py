@@ -307,6 +307,7 @@ def measure(n_target: float, folder: Path, idle: int) -> dict[str, Any]:
         if timings["shards_seconds"] > 0
         else None,
         "loss_fraction_measured": _measured_fraction(timings, n_workers),
+        "loss_fraction_with_moves": _measured_fraction(timings, n_workers, moves=True),
         "client": client.figures(),
         "workers": [w.figures() for w in workers],
         "other_processes": [o.figures() for o in others],
@@ -365,12 +366,18 @@ def _print_size(f: dict[str, Any]) -> None:
         "evaluate_seconds",
         "directions_seconds",
         "directions_evaluate_seconds",
+        "directions_move_seconds",
     ):
         print(f"    {key:<32} {t.get(key, float('nan')):10.2f} s")
     print(
         f"    loss at θ (probe)                {t['loss_seconds'] * 1e3:10.2f} ms × {t['loss_evaluations']:.0f} evaluations"
     )
-    for key in ("loss_fraction_from_probe", "loss_fraction_from_shards", "loss_fraction_measured"):
+    for key in (
+        "loss_fraction_from_probe",
+        "loss_fraction_from_shards",
+        "loss_fraction_measured",
+        "loss_fraction_with_moves",
+    ):
         value = f[key]
         print(f"  {key.replace('_', ' '):<34} {'n/a' if value is None else f'{value:10.1%}'}")
     client = f["client"]
@@ -412,6 +419,7 @@ GROWTH: tuple[tuple[str, str], ...] = (
     ("loss fraction (probe)", "loss_fraction_from_probe"),
     ("loss fraction (shards)", "loss_fraction_from_shards"),
     ("loss fraction (measured)", "loss_fraction_measured"),
+    ("loss fraction (with moves)", "loss_fraction_with_moves"),
     ("client peak MB", "client_peak_bytes"),
     ("worker peak MB", "worker_peak_bytes"),
     ("worker peak over first seen MB", "worker_peak_over_baseline_bytes"),
@@ -451,14 +459,16 @@ def _print_growth(small: dict[str, Any], large: dict[str, Any], rows: dict[str, 
         print(f"  {label:<30} {cells[0]:>12} {cells[1]:>12} {cells[2]:>12}")
 
 
-def _measured_fraction(timings: dict[str, float], workers: float) -> float | None:
+def _measured_fraction(timings: dict[str, float], workers: float, *, moves: bool = False) -> float | None:
     """The time spent inside the model's loss, as the run measured it (the shards' and the directions' loss
     calls, and the probe's losses at its timed pace), over the workers' time after start-up and loading.
+    With ``moves``, also the time taken to move each direction's tensor to the point evaluated (an element's
+    perturbation is in the shards' figure already).
 
     Loading is what the run's timings leave unaccounted: the total less the cluster's start, the probe, the
     analytic step and the shards.
     """
-    if "directions_evaluate_seconds" not in timings:
+    if "directions_move_seconds" not in timings:
         return None
     accounted = sum(timings[k] for k in ("cluster_seconds", "probe_seconds", "analytic_seconds", "shards_seconds"))
     loading = max(0.0, timings["total_seconds"] - accounted)
@@ -467,6 +477,7 @@ def _measured_fraction(timings: dict[str, float], workers: float) -> float | Non
         timings["evaluate_seconds"]
         + timings["directions_evaluate_seconds"]
         + (timings["noise_evaluations"] + 3) * timings["loss_seconds"]
+        + (timings["directions_move_seconds"] if moves else 0.0)
     )
     return in_losses / (workers * after) if after > 0 else None
 

@@ -233,6 +233,7 @@ def execute(
         "analytic_seconds": shards_started - analytic_started,  # the gradient written, and g·u per direction
         "directions_seconds": math.fsum(d.seconds for d in direction_results),  # all directions' checks
         "directions_evaluate_seconds": math.fsum(d.evaluate_seconds for d in direction_results),  # their losses
+        "directions_move_seconds": math.fsum(d.move_seconds for d in direction_results),  # their tensors moved
         "loss_evaluations": float(evaluations + 2 + probe.noise_evaluations),
         "noise_evaluations": float(probe.noise_evaluations),
         "second_look_elements": float(sum(r.second_look[0] for r in computed)),

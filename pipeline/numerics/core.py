@@ -1033,7 +1033,7 @@ def _tangent_chunks(loaded: Loaded, tensor: str, number: int) -> Iterator[tuple[
     """
     signs = _signs(loaded, tensor, number)
     for at, ratio in _ratios(loaded, tensor):
-        yield at, np.where(_bits(signs, at), ratio, -ratio)
+        yield at, np.where(_bits(signs, at), ratio, -ratio) if ratio.size else ratio
 
 
 def _signs(loaded: Loaded, tensor: str, number: int) -> np.ndarray:
@@ -1053,8 +1053,15 @@ def _ratios(loaded: Loaded, tensor: str) -> Iterator[tuple[slice, np.ndarray]]:
     settings = loaded.settings
     flat = loaded.params[tensor].reshape(-1)
     unit = _unit_step(loaded, tensor)
+    ones = np.ones(min(flat.size, DIRECTION_CHUNK), dtype=flat.dtype)
+    # A fixed step, or no element beyond 1: every ratio is 1 (the common case, and a 10^8-element tensor's
+    # directions are then drawn without computing a step per element).
+    uniform = settings.epsilon is not None or all(float(np.max(np.abs(flat[at]))) <= 1.0 for at in _pieces(flat.size))
     for at in _pieces(flat.size):
-        yield at, (step_sizes(flat[at], settings.scheme, settings.epsilon) / unit).astype(flat.dtype)
+        if uniform:
+            yield at, ones[: at.stop - at.start]
+        else:
+            yield at, (step_sizes(flat[at], settings.scheme, settings.epsilon) / unit).astype(flat.dtype)
 
 
 def _unit_step(loaded: Loaded, tensor: str) -> float:
@@ -1119,7 +1126,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     complex_step = settings.scheme == "complex-step"
     shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
     moved = shifted.reshape(-1)
-    evaluations, in_losses = 0, 0.0
+    evaluations, in_losses, moving = 0, 0.0, 0.0
 
     def along(multiple: complex) -> tuple[float | complex, float]:
         """The loss at ``θ + t·u`` for ``t = multiple·unit``, and the ``t`` the floats took along ``u``.
@@ -1128,6 +1135,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         tensor costs about a loss of a model that size, not several.
         """
         nonlocal evaluations
+        began = time.perf_counter()
         projected = 0.0
         if complex_step:
             for at in _pieces(flat.size):
@@ -1139,11 +1147,13 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
                 piece = step[: at.stop - at.start]
                 np.multiply(u[at], scale, out=piece)
                 np.add(flat[at], piece, out=moved[at])
-                np.subtract(moved[at], flat[at], out=piece)  # the move the floats took...
+                np.subtract(moved[at], flat[at], out=piece)  # the move the floats took, projected on u:
                 np.multiply(piece, u[at], out=piece)
-                projected += float(piece.sum(dtype=np.float64))  # ...projected on u, summed in float64
-        nonlocal in_losses
+                # summed pairwise in the tensor's dtype (for float32, to about 1e-7: its own rounding)
+                projected += float(piece.sum())
+        nonlocal in_losses, moving
         before = time.perf_counter()
+        moving += before - began
         value = call_model(
             f"loss along direction {number} of {tensor}",
             loaded.model.loss,
@@ -1174,6 +1184,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
             evaluations,
             time.perf_counter() - started,
             in_losses,
+            moving,
         )
     points_ = [along(1j if complex_step else s.real) for s in STENCILS[settings.scheme]]
     losses = np.array([[value for value, _ in points_]])
@@ -1211,6 +1222,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         evaluations,
         time.perf_counter() - started,
         in_losses,
+        moving,
     )
 
 

@@ -188,7 +188,8 @@ class DirectionResult:
     orders: tuple[float, ...] = ()  # the Taylor test's observed orders of convergence (when it ran)
     evaluations: int = 0
     seconds: float = 0.0  # the whole check, tangent and moves included (not in the report's listing: a timing)
-    evaluate_seconds: float = 0.0  # of ``seconds``, in the model's loss
+    evaluate_seconds: float = 0.0  # of ``seconds``, in the model's loss...
+    move_seconds: float = 0.0  # ...and moving the tensor to the points it was evaluated at
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, as the report lists it."""
