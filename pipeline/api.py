@@ -400,6 +400,7 @@ def plan(config: Config, *, loss_seconds: float | None = None, model: ModelRef |
         directions=config.directions,
         taylor=settings.taylor,
         promote=settings.promote,
+        second_look=settings.second_look,
         shards=len(shards),
         workers=workers,
         loss_seconds=loss_seconds,

@@ -162,6 +162,7 @@ def execute(
         directions=directions,
         taylor=settings.taylor,
         promote=settings.promote,
+        second_look=settings.second_look,
         shards=len(plan),
         workers=workers,
         loss_seconds=probe.loss_seconds,

@@ -28,13 +28,24 @@ __all__ = ["InlineExecutor", "MemoryOutput", "one_blas_thread", "peak_rss_bytes"
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far, in bytes (0 where the platform does not say)."""
+    """This process's peak resident memory so far, in bytes (0 where the platform does not say).
+
+    On Linux, the kernel's high-water mark of this process image (``VmHWM``): ``getrusage`` would also count
+    the process that started it, up to its ``exec`` (a large parent makes a small child look large).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # Windows
         return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB elsewhere
 
 
 def one_blas_thread() -> AbstractContextManager[Any]:

@@ -14,18 +14,18 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .fd import STENCILS
-from .layout import Layout
+from .layout import Layout, TensorSpec
 from .plan import Slots
 from .refine import TAYLOR_MULTIPLES
 
 __all__ = ["Cost", "estimate_cost"]
 
 MIB = 2**20
-#: Resident memory of an idle Dask worker process once it has imported numpy, Zarr and the pipeline...
-WORKER_BASELINE_BYTES = 150 * MIB
-#: ...and of the process that runs ``gradcheck run`` with a local cluster (client, scheduler, nannies);
-#: an in-process run's is a worker's.
-CLIENT_BASELINE_BYTES = 200 * MIB
+#: Resident memory of an idle Dask worker process once it has imported numpy, Zarr and the pipeline (77 MB)...
+WORKER_BASELINE_BYTES = 80 * MIB
+#: ...and of the process that runs ``gradcheck run`` with a local cluster (client, scheduler, nannies: 82-84 MB
+#: at 10^7 and 10^8 parameters alike); an in-process run's is a worker's.
+CLIENT_BASELINE_BYTES = 90 * MIB
 #: Starting a local cluster of worker processes (seconds, whatever its size on a small machine)...
 LOCAL_CLUSTER_SECONDS = 2.0
 #: ...and connecting to an existing one.
@@ -41,6 +41,9 @@ PROBE_LOSSES = 6
 NOISE_LOSSES_PER_TENSOR = 19
 #: A gradient costs about this many losses (a backward pass is about twice a forward one).
 GRADIENT_LOSSES = 3.0
+#: A direction of a float32 tensor is nearly always looked at again (its first bar is wide): this many more
+#: losses on average (14.5 in all with richardson on the scale benchmark's model).
+FLOAT32_DIRECTION_LOOK = 10
 #: Bytes a checked element takes in the output: analytic, numeric, allowed and step (float64), status and
 #: nonfinite (int8), and for a sampled run its global index (int64).
 ELEMENT_BYTES = 8 * 4 + 2
@@ -72,6 +75,7 @@ def estimate_cost(
     directions: int,
     taylor: bool,
     promote: bool,
+    second_look: bool,
     shards: int,
     workers: int,
     loss_seconds: float,
@@ -86,7 +90,8 @@ def estimate_cost(
     Loss evaluations: the probe's (its noise measurement counted as measured, or
     :data:`NOISE_LOSSES_PER_TENSOR` per tensor), the shards' (the scheme's stencil per checked element, or
     ``loss_equivalents_per_index`` for a staged model) and the directions' (the stencil, or the Taylor test's
-    16). A second look at suspect elements is not foreseen: on a correct model it costs a few percent more.
+    16; a float32 tensor's directions nearly always take a second look: :data:`FLOAT32_DIRECTION_LOOK` more).
+    A second look at suspect elements is not foreseen: on a correct model it costs a few percent more.
 
     Wall time: the cluster's start, reading the stores on every worker at once, the probe and the gradient on
     one worker, then the shards' and directions' losses spread over the workers, each direction's loss with
@@ -101,10 +106,15 @@ def estimate_cost(
     width = len(STENCILS[scheme])
     per_index = float(width if loss_equivalents_per_index is None else loss_equivalents_per_index)
     noise = NOISE_LOSSES_PER_TENSOR * len(layout.tensors) if noise_evaluations is None else noise_evaluations
-    per_direction = 2 * len(TAYLOR_MULTIPLES) if taylor and scheme != "complex-step" else width
+    plain = 2 * len(TAYLOR_MULTIPLES) if taylor and scheme != "complex-step" else width
+
+    def per_direction(spec: TensorSpec) -> int:
+        looked = second_look and not taylor and scheme != "complex-step" and not promote and spec.dtype == "float32"
+        return plain + (FLOAT32_DIRECTION_LOOK if looked else 0)
+
     n_directions = directions * len(layout.tensors)
     shard_losses = slots.size * per_index
-    direction_losses = n_directions * per_direction
+    direction_losses = directions * sum(per_direction(spec) for spec in layout.tensors)
     evaluations = PROBE_LOSSES + noise + math.ceil(shard_losses) + direction_losses
 
     itemsize = {spec.name: 8 if promote else np.dtype(spec.dtype).itemsize for spec in layout.tensors}
@@ -113,7 +123,7 @@ def estimate_cost(
     workers = max(1, workers)
     # the work around each direction's losses: the tangent drawn once, then the tensor moved per loss
     direction_work = sum(
-        directions * (per_direction + 2) * spec.size * DIRECTION_ELEMENT_SECONDS for spec in layout.tensors
+        directions * (per_direction(spec) + 2) * spec.size * DIRECTION_ELEMENT_SECONDS for spec in layout.tensors
     )
     start = 0.0 if in_process else LOCAL_CLUSTER_SECONDS if local_cluster else CONNECT_SECONDS
     read = (params_bytes + data_bytes) / READ_BYTES_PER_SECOND
