@@ -47,6 +47,17 @@ def _ran_on(cluster: CLICluster) -> set[str]:
         return set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes)))
 
 
+def test_plan_counts_the_workers_of_the_cluster_it_names(cli_cluster: CLICluster, seed_example: Path) -> None:
+    config = str(seed_example / "correct.yaml")
+    planned = run_cli("plan", config, "--scheduler", cli_cluster.address, "--t-loss", "0.5", "--json")
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    assert plan["workers"] == 2
+    # connecting, not starting a cluster: no start-up counted; the losses shared by the two workers
+    losses = plan["loss_evaluations"] * 0.5
+    assert losses / 2 < plan["wall_seconds"] < losses
+
+
 def test_a_check_runs_on_a_cli_cluster_by_address_and_by_scheduler_file(
     cli_cluster: CLICluster, seed_example: Path
 ) -> None:

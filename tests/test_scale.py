@@ -6,6 +6,7 @@ ones a full run computes at those elements, bit for bit, and its report the same
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -142,3 +143,36 @@ def test_slots_of_a_sampled_run_are_proportional_to_the_sample_not_the_model() -
     assert slots.indices(layout, 0, 107)[-7:].tolist() == list(range(10**8, 10**8 + 7))
     assert slots_for(layout, None).size == 10**8 + 7
     assert slots_for(layout, (0, 0)).size == 0
+
+
+def test_the_cost_estimate_adds_up_from_its_parts() -> None:
+    """The estimate's arithmetic, against figures worked out by hand from its documented constants."""
+    from pipeline.numerics import cost
+
+    layout = Layout.from_shapes(["w", "b"], {"w": (1000, 1000), "b": (1000,)}, {"w": "float32", "b": "float32"})
+    sampled, full = slots_for(layout, (10, 0)), slots_for(layout, None)
+    estimate = functools.partial(
+        cost.estimate_cost,
+        layout,
+        scheme="central",
+        taylor=False,
+        second_look=False,
+        shards=4,
+        workers=2,
+        loss_seconds=0.01,
+        noise_evaluations=30,
+        data_bytes=1000,
+    )
+    est = estimate(sampled, directions=3, promote=False, local_cluster=True, in_process=False)
+    assert est.loss_evaluations == cost.PROBE_LOSSES + 30 + 2 * 20 + 2 * 3 * 2  # probe, 20 elements, 6 directions
+    assert est.output_bytes == (cost.ELEMENT_BYTES + cost.INDEX_BYTES) * 20 + 8 * 4 + cost.METADATA_BYTES
+    params = 4 * 1_001_000
+    # a direction's two copies of w (the tangent, the moved tensor) outweigh the gradient (the parameters' size)
+    assert est.worker_memory_bytes == cost.WORKER_BASELINE_BYTES + params + 1000 + 2 * 4_000_000
+    assert est.client_memory_bytes == cost.CLIENT_BASELINE_BYTES + cost.INDEX_BYTES * 20
+    whole = estimate(full, directions=0, promote=True, local_cluster=False, in_process=True)
+    assert whole.output_bytes == cost.ELEMENT_BYTES * 1_001_000 + 8 * 4 + cost.METADATA_BYTES  # no index
+    # promoted to float64: the parameters twice the size; in this process, the client is the worker
+    assert whole.worker_memory_bytes == cost.WORKER_BASELINE_BYTES + 2 * params + 1000 + params
+    assert whole.client_memory_bytes == cost.CLIENT_BASELINE_BYTES + 2 * params + 1000 + params
+    assert whole.wall_seconds < est.wall_seconds + 2 * 1_001_000 * 0.01  # in process: no cluster to start
