@@ -30,7 +30,7 @@ import numpy as np
 from .config import DEFAULT_SCHEME, Config
 from .errors import ConfigError, ConfigTypeError, GradcheckError, ModelError, StoreError
 from .execution.driver import Executed, Executor, Progress, RunCancelled, Target, execute
-from .execution.inline import InlineExecutor, MemoryOutput, one_blas_thread, peak_rss_bytes
+from .execution.inline import InlineExecutor, MemoryOutput, one_blas_thread, peak_rss_bytes, reset_peak_rss
 from .model import Model, ModelRef, check_gradient, load_model, shipped
 from .numerics.core import Loaded, Output, Settings
 from .numerics.core import probe as core_probe
@@ -175,12 +175,19 @@ def run(
     from .storage import output
 
     started = time.perf_counter()
+    reset_peak_rss()  # the client's peak memory is this run's
     inputs, model_ref, loaded_model = validate(config, model)
     layout = inputs.layout
     target = output.StoredOutput(config.output, config.storage_options)
     with _disk_errors(config.output), output.output_lock(config.output, config.storage_options):
         identity_ = identity(config, inputs)
-        resuming = output.check_output(config.output, identity_, overwrite=overwrite, options=config.storage_options)
+        resuming = output.check_output(
+            config.output,
+            identity_,
+            sampled=config.sample is not None,
+            overwrite=overwrite,
+            options=config.storage_options,
+        )
         steps: dict[str, Any] = {
             "shard_size": config.shard_size,
             "directions": config.directions,
@@ -363,7 +370,7 @@ def plan(config: Config, *, loss_seconds: float | None = None, model: ModelRef |
     else the probe's, run here (the parameters and data are read into this process, the model checked at θ).
     The workers are the config's local cluster's, or counted on the existing cluster it names.
     """
-    from .execution.cluster import local_workers
+    from .execution.cluster import local_workers, resolved
 
     inputs, _, loaded_model = validate(config, model)
     layout = inputs.layout
@@ -372,7 +379,14 @@ def plan(config: Config, *, loss_seconds: float | None = None, model: ModelRef |
     equivalents, noise_evaluations, source = None, None, "given (--t-loss)"
     if loss_seconds is None:
         with one_blas_thread():
-            loaded = Loaded(settings, loaded_model, inputs.read("params"), inputs.read("data"))
+            loaded = Loaded(
+                settings,
+                loaded_model,
+                inputs.read("params"),
+                inputs.read("data"),
+                gradient=None if config.gradient is None else functools.partial(inputs.read, "gradient"),
+                params_source=f"The params store '{config.params}'",
+            )
             probed = core_probe(loaded)
         loss_seconds, equivalents, noise_evaluations = (
             probed.loss_seconds,
@@ -380,11 +394,11 @@ def plan(config: Config, *, loss_seconds: float | None = None, model: ModelRef |
             probed.noise_evaluations,
         )
         source = "measured by the probe in this process"
-    cluster = config.cluster
+    cluster = config.cluster if config.cluster.inline else resolved(config.cluster)
     if cluster.inline:
         workers = 1
     elif cluster.is_local:
-        workers = local_workers(cluster, max(1, slots.size))
+        workers = local_workers(cluster, layout.n_params)  # as the run's cluster is started
     else:
         workers = _count_workers(config)
     _, shards = plan_shards(
@@ -545,6 +559,7 @@ def _check_in_memory(
 ) -> Report:
     """``check`` in this process, on copies of the caller's arrays, into an output in memory."""
     started = time.perf_counter()
+    reset_peak_rss()
     copies = {name: _parameter(name, value) for name, value in params.items()}
     # As a store gives them: C-ordered copies, by sorted name (a loss's rounding may depend on either).
     arrays = {name: np.array(data[name], order="C", copy=True) for name in sorted(data)}

@@ -55,14 +55,20 @@ def _workers(text: str) -> int:
     return value
 
 
+#: The longest loss ``--t-loss`` takes (a day): beyond it, estimates overflow into meaninglessness.
+MAX_LOSS_SECONDS = 86400.0
+
+
 def _seconds(text: str) -> float:
     """``--t-loss SECONDS``: a positive number, or a one-line usage error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number of seconds. Got {text!r} instead.") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds. Got {text} instead.")
+    if not 0 < value <= MAX_LOSS_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of seconds, at most {MAX_LOSS_SECONDS:g}. Got {text} instead."
+        )
     return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,44 @@ def test_a_resume_whose_loss_now_differs_is_refused(tmp_path: Path, term: str, w
     assert again.stderr.count("\n") == 1
     for name, values in _arrays(tmp_path / "out.zarr").items():
         np.testing.assert_array_equal(values, before[name], err_msg=name)  # nothing of the old run lost
+
+
+def test_an_interrupted_full_run_of_format_3_is_resumed_and_a_sampled_one_is_not(seed_example: Path) -> None:
+    """Format 4 changed only sampled runs' layout: a full run's format-3 output resumes as it did."""
+    config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
+    assert run_cli("run", config, "--inline", "--set", "shard_size=10").returncode == 0
+    group = zarr.open_group(str(output), mode="r+")
+    meta = {k: v for k, v in dict(group.attrs["gradcheck"]).items() if k != "sample"}  # type: ignore[arg-type]
+    group.attrs["gradcheck"] = {**meta, "format_version": 3}
+    zarr.open_array(str(output), path="done", mode="r+")[2] = 0  # interrupted before its shard 2 was done
+    resumed = run_cli("run", config, "--inline", "--set", "shard_size=10", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["timings"]["resumed_shards"] == 4
+
+    sampled = ["--inline", "--set", "indices={sample_per_tensor: 3, seed: 0}", "--set", "shard_size=4"]
+    assert run_cli("run", config, *sampled, "--overwrite").returncode == 0
+    group = zarr.open_group(str(output), mode="r+")
+    meta = {k: v for k, v in dict(group.attrs["gradcheck"]).items() if k != "sample"}  # type: ignore[arg-type]
+    group.attrs["gradcheck"] = {**meta, "format_version": 3}
+    refused = run_cli("run", config, *sampled)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"gradcheck: error: The output '{output}' holds an interrupted sampled run made by an older gradcheck "
+        "(format 3), whose arrays span every parameter; this one keeps only the elements it checks. Pass "
+        "--overwrite to start it again.\n"
+    )
+
+
+def test_a_sampled_runs_index_is_verified_and_written_again_on_resume(seed_example: Path) -> None:
+    config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
+    sampled = ["--inline", "--set", "indices={sample_per_tensor: 3, seed: 0}", "--set", "shard_size=4"]
+    assert run_cli("run", config, *sampled).returncode == 0
+    index = zarr.open_array(str(output), path="index", mode="r+")
+    right = np.asarray(index[:])
+    index[5] = 46  # slot 5 (shard 1) now names another element
+    found = run_cli("verify", str(output))
+    assert found.returncode == 2
+    assert "1 of 4 shards done are corrupt" in found.stderr
+    assert run_cli("run", config, *sampled).returncode == 0
+    np.testing.assert_array_equal(zarr.open_array(str(output), path="index", mode="r")[:], right)
+    assert run_cli("verify", str(output)).returncode == 0

@@ -20,9 +20,10 @@ import pipeline
 from pipeline.examples import seed_mlp
 from pipeline.numerics.layout import Layout
 from pipeline.numerics.plan import slots_for
+from pipeline.storage.inputs import write_group
 from pipeline.storage.output import read_output_attrs, verify
 
-from .conftest import run_cli
+from .conftest import file_model_check, run_cli
 
 PER_INDEX = ("analytic", "numeric", "nonfinite", "allowed", "status", "step")
 COST_KEYS = {"loss_evaluations", "wall_seconds", "worker_memory_bytes", "client_memory_bytes", "output_bytes"}
@@ -172,7 +173,53 @@ def test_the_cost_estimate_adds_up_from_its_parts() -> None:
     assert est.client_memory_bytes == cost.CLIENT_BASELINE_BYTES + cost.INDEX_BYTES * 20
     whole = estimate(full, directions=0, promote=True, local_cluster=False, in_process=True)
     assert whole.output_bytes == cost.ELEMENT_BYTES * 1_001_000 + 8 * 4 + cost.METADATA_BYTES  # no index
-    # promoted to float64: the parameters twice the size; in this process, the client is the worker
-    assert whole.worker_memory_bytes == cost.WORKER_BASELINE_BYTES + 2 * params + 1000 + params
-    assert whole.client_memory_bytes == cost.CLIENT_BASELINE_BYTES + 2 * params + 1000 + params
+    # promoted to float64: the parameters and the gradient twice the size; in this process, the client is the worker
+    assert whole.worker_memory_bytes == cost.WORKER_BASELINE_BYTES + 2 * params + 1000 + 2 * params
+    assert whole.client_memory_bytes == cost.CLIENT_BASELINE_BYTES + 2 * params + 1000 + 2 * params
     assert whole.wall_seconds < est.wall_seconds + 2 * 1_001_000 * 0.01  # in process: no cluster to start
+
+
+def test_plan_reads_the_gradient_store_and_runs_no_backward_pass(tmp_path: Path) -> None:
+    """A config with a `gradient` store is planned as it runs: from the store, even where model.grad cannot run."""
+    source = (
+        "import numpy as np\n"
+        "class Net:\n"
+        "    def loss(self, params, data):\n"
+        "        return float(np.sum(np.sin(params['w'])))\n"
+        "    def grad(self, params, data):\n"
+        "        raise NotImplementedError('the backward pass runs elsewhere')\n"
+        "net = Net()\n"
+    )
+    w = np.linspace(-1, 1, 12)
+    _, config = file_model_check(tmp_path, source, "net", {"w": w}, "gradient: gradient.zarr\n")
+    write_group(str(tmp_path / "gradient.zarr"), {"w": np.cos(w)})
+    ran = run_cli("run", str(config), "--inline")
+    assert ran.returncode == 0, ran.stderr
+    planned = run_cli("plan", str(config), "--inline", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["workers"] == 1
+
+
+def test_a_tensor_without_elements_has_no_direction_to_fail() -> None:
+    """An empty tensor's g·u and its loss's change are both 0: it is left out of the directions, not failed."""
+
+    class Net:
+        @staticmethod
+        def loss(params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+            return float(np.sum(np.sin(params["w"])) + np.sum(params["empty"]))
+
+        @staticmethod
+        def grad(params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {"w": np.cos(params["w"]), "empty": np.ones_like(params["empty"])}
+
+    report = pipeline.check(Net(), {"w": np.linspace(-1, 1, 9), "empty": np.zeros((0, 3))}, {}, directions=2)
+    assert report.passed
+    assert [d["tensor"] for d in report.directions] == ["w", "w"]
+
+
+def test_a_runs_peak_memory_is_its_own_not_the_processs_before_it() -> None:
+    params, data = seed_mlp.problem()
+    big = np.ones(60 * 2**20)  # 480 MB, touched and freed before the check
+    del big
+    report = pipeline.check(seed_mlp.correct, params, data)
+    assert report.cost["actual"]["worker_memory_bytes"] < 400 * 2**20

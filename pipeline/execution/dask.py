@@ -34,7 +34,7 @@ from ..numerics.plan import Shard
 from ..numerics.reduce import DirectionResult, ShardResult
 from ..storage import inputs, output
 from .driver import RunCancelled
-from .inline import peak_rss_bytes
+from .inline import peak_rss_bytes, reset_peak_rss
 
 __all__ = ["DaskExecutor", "Problem", "importable_everywhere", "probe_task"]
 
@@ -167,6 +167,7 @@ class DaskExecutor:
         """The probe, on one worker (which keeps the problem loaded for the analytic gradient)."""
         with _scheduler_lost(self.problem.output):
             importable_everywhere(self.client, self.problem.model)
+            self.client.run(reset_peak_rss)  # the workers' peak memory counted from this run on
             future = self.client.submit(probe_task, self.problem, pure=False)
             result: ProbeResult = future.result()
             self._prober = list(self.client.who_has(future).get(future.key, ()))

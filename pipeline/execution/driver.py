@@ -155,6 +155,7 @@ def execute(
         workers=workers,
         fixed=target.shard_size() if resuming else None,
     )
+    done = target.completed() if resuming else frozenset()
     estimated = estimate_cost(
         layout,
         slots,
@@ -171,12 +172,13 @@ def execute(
         data_bytes=data_bytes,
         local_cluster=local_cluster,
         in_process=executor.in_process,
+        remaining=1 - len(done) / max(1, len(plan)),
     )
-    done = target.completed() if resuming else frozenset()
     created = target.create(layout, slots, size, identity, overwrite=overwrite)
     if done:
         _same_loss(target, probe)
-    along = [(spec.name, j) for spec in layout.tensors for j in range(directions)]
+    # a tensor without elements has no direction (its g·u and its loss's change are both 0: nothing to check)
+    along = [(spec.name, j) for spec in layout.tensors if spec.size for j in range(directions)]
     analytic_started = time.perf_counter()
     try:
         same, dots = executor.write_analytic(settings, [shard for shard in plan if shard.index in done], along)

@@ -24,7 +24,7 @@ from ..numerics.plan import Shard, Slots
 from ..numerics.reduce import DirectionResult, ShardResult
 from ..numerics.tolerance import UNCHECKED
 
-__all__ = ["InlineExecutor", "MemoryOutput", "one_blas_thread", "peak_rss_bytes"]
+__all__ = ["InlineExecutor", "MemoryOutput", "one_blas_thread", "peak_rss_bytes", "reset_peak_rss"]
 
 
 def peak_rss_bytes() -> int:
@@ -46,6 +46,18 @@ def peak_rss_bytes() -> int:
         return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB elsewhere
+
+
+def reset_peak_rss() -> bool:
+    """Start this process's peak resident memory afresh (Linux: ``/proc/self/clear_refs``), so that a run's
+    figure is its own, not that of whatever this process (a notebook, a test session, a worker of an earlier
+    job) did before; whether it could."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
 
 
 def one_blas_thread() -> AbstractContextManager[Any]:
@@ -125,7 +137,8 @@ class InlineExecutor:
         return self.output.arrays  # type: ignore[no-any-return]
 
     def probe(self) -> ProbeResult:
-        """The probe, here."""
+        """The probe, here (this process's peak memory counted from now)."""
+        reset_peak_rss()
         return core.probe(self.loaded)
 
     def write_analytic(

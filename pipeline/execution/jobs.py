@@ -62,7 +62,11 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
     # cluster where only a worker's log would say so (while `status` went on showing the other run).
     stores.refuse_if_locked(config.output, config.storage_options)
     stores.check_output(
-        config.output, api.identity(config, inputs), overwrite=overwrite, options=config.storage_options
+        config.output,
+        api.identity(config, inputs),
+        sampled=config.sample is not None,
+        overwrite=overwrite,
+        options=config.storage_options,
     )
     job = f"gradcheck-{uuid.uuid4().hex[:12]}"
     with connect(cluster, layout.n_params) as client:

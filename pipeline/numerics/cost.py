@@ -84,6 +84,7 @@ def estimate_cost(
     data_bytes: int,
     local_cluster: bool,
     in_process: bool,
+    remaining: float = 1.0,
 ) -> Cost:
     """A run's cost, from what is known before it runs.
 
@@ -97,10 +98,12 @@ def estimate_cost(
     one worker, then the shards' and directions' losses spread over the workers, each direction's loss with
     the work of moving its whole tensor.
 
-    Memory per worker: its idle baseline, the parameters (in float64 under ``precision: float64``) and the data
-    once, and the largest of: the gradient (on the worker that computes it; the model's own working set
-    beyond its gradient is not known here), and a direction's two copies of its tensor (the tangent and the
-    perturbed tensor). On the client: its baseline and the slots' indices; for an in-process run, a worker's
+    ``remaining`` is the share of the shards still to run (a resumed run's).
+
+    Memory per worker: its idle baseline, the parameters (in float64 under ``precision: float64``; with a
+    complex copy under complex-step) and the data once, and the largest of: the gradient (on the worker that
+    computes it; the model's own working set beyond its gradient is not known here), and a direction's two
+    copies of its tensor (the tangent and the moved tensor). On the client: its baseline and the slots' indices; for an in-process run, a worker's
     memory too. The output: every checked element's values, uncompressed, and the metadata.
     """
     width = len(STENCILS[scheme])
@@ -112,14 +115,19 @@ def estimate_cost(
         looked = second_look and not taylor and scheme != "complex-step" and not promote and spec.dtype == "float32"
         return plain + (FLOAT32_DIRECTION_LOOK if looked else 0)
 
-    n_directions = directions * len(layout.tensors)
-    shard_losses = slots.size * per_index
-    direction_losses = directions * sum(per_direction(spec) for spec in layout.tensors)
+    n_directions = directions * sum(1 for spec in layout.tensors if spec.size)
+    shard_losses = slots.size * per_index * remaining
+    direction_losses = directions * sum(per_direction(spec) for spec in layout.tensors if spec.size)
     evaluations = PROBE_LOSSES + noise + math.ceil(shard_losses) + direction_losses
 
+    complex_step = scheme == "complex-step"
     itemsize = {spec.name: 8 if promote else np.dtype(spec.dtype).itemsize for spec in layout.tensors}
     params_bytes = sum(spec.size * itemsize[spec.name] for spec in layout.tensors)
-    largest = max((spec.size * itemsize[spec.name] for spec in layout.tensors), default=0)
+    # a direction holds its tangent and the moved tensor (complex under complex-step)
+    largest = max(
+        (spec.size * (itemsize[spec.name] + (16 if complex_step else itemsize[spec.name])) for spec in layout.tensors),
+        default=0,
+    )
     workers = max(1, workers)
     # the work around each direction's losses: the tangent drawn once, then the tensor moved per loss
     direction_work = sum(
@@ -136,9 +144,10 @@ def estimate_cost(
     )
     wall = start + read + probe + spread
 
-    gradient = sum(spec.size * np.dtype(spec.dtype).itemsize for spec in layout.tensors)
-    direction_copies = 2 * largest if directions else 0
-    worker = WORKER_BASELINE_BYTES + params_bytes + data_bytes + max(gradient, direction_copies)
+    gradient = params_bytes  # in the parameters' dtype (float64 when promoted)
+    direction_copies = largest if directions else 0
+    complex_copy = 16 * layout.n_params if complex_step else 0  # complex-step's complex copy of the parameters
+    worker = WORKER_BASELINE_BYTES + params_bytes + complex_copy + data_bytes + max(gradient, direction_copies)
     index_bytes = INDEX_BYTES * slots.size if slots.checked is not None else 0
     client = CLIENT_BASELINE_BYTES + index_bytes + (worker - WORKER_BASELINE_BYTES if in_process else 0)
     output = ELEMENT_BYTES * slots.size + index_bytes + 8 * max(1, shards) + METADATA_BYTES

@@ -485,8 +485,9 @@ def with_directions(
                 n_directions=len(mine),
                 n_directions_wrong=len(wrong),
                 n_directions_inconclusive=sum(d.status == INCONCLUSIVE for d in mine),
-                # verified when an element or a direction agrees within a narrow enough bar
-                verified=(tensor.verified and bool(tensor.n_checked)) or bool(agreeing),
+                # verified when an element or a direction agrees within a narrow enough bar; a tensor
+                # without elements has nothing that could be wrong
+                verified=(tensor.verified and bool(tensor.n_checked)) or bool(agreeing) or not math.prod(tensor.shape),
                 diagnosis=(*tensor.diagnosis, sentence(mine, wrong)) if wrong else tensor.diagnosis,
             )
         )

@@ -136,22 +136,30 @@ def output_shard_size(path: str, options: Options = None) -> int:
     return int(read_output_attrs(path, options)["gradcheck"]["shard_size"])
 
 
-def check_output(path: str, identity: str, *, overwrite: bool, options: Options = None) -> bool:
+def check_output(path: str, identity: str, *, sampled: bool, overwrite: bool, options: Options = None) -> bool:
     """Check, without writing, that this run may use ``path``; return whether it resumes the run there.
 
     An output of the same run (same ``identity``) is resumed: finished shards
     are kept. ``overwrite`` starts afresh instead, and is required to replace
     the output of a different run. Anything that is not a gradcheck output is
-    never touched.
+    never touched. ``sampled`` says whether this run keeps only the elements it checks (its layout since
+    format 4): a sampled run of an older format, with arrays over every index, is not resumed.
     """
     existing = _existing_output(path, options)
     if existing is None or overwrite:
         return False
     if existing["gradcheck"].get("identity") == identity:
-        if existing["gradcheck"]["format_version"] < FORMAT_VERSION:
+        version = existing["gradcheck"]["format_version"]
+        if version < SEALED_SINCE:
             raise OutputExistsError(
-                f"The output '{path}' was made by an older gradcheck (format {existing['gradcheck']['format_version']}), "
+                f"The output '{path}' was made by an older gradcheck (format {version}), "
                 "whose shards carry no record to verify them by; pass --overwrite to start it again."
+            )
+        if sampled and "sample" not in existing["gradcheck"]:
+            raise OutputExistsError(
+                f"The output '{path}' holds an interrupted sampled run made by an older gradcheck (format {version}), "
+                "whose arrays span every parameter; this one keeps only the elements it checks. Pass --overwrite "
+                "to start it again."
             )
         return True
     raise OutputExistsError(
@@ -174,7 +182,9 @@ def prepare_output(
     Its arrays hold one element per slot (:class:`~pipeline.numerics.plan.Slots`): the whole index space for a full run, only the checked elements for a sampled one.
     Raises :class:`OutputExistsError` as :func:`check_output` does.
     """
-    if check_output(path, identity, overwrite=overwrite, options=options):
+    if check_output(path, identity, sampled=slots.checked is not None, overwrite=overwrite, options=options):
+        if slots.checked is not None:  # not sealed with the shards: written again, whatever became of it
+            _write_index(path, layout, slots, options)
         return False
     attrs: dict[str, Any] = {
         "gradcheck": {
@@ -209,11 +219,17 @@ def _create_arrays(
     for name in PER_INDEX:
         dtype, fill = _PER_INDEX_TYPES[name]
         group.create_array(name, shape=(n,), chunks=chunks, dtype=dtype, fill_value=fill)
-    if slots.checked is not None:  # which element each slot holds: the output says what was checked
-        index = group.create_array("index", shape=(n,), chunks=chunks, dtype="int64", fill_value=-1)
-        index[:] = slots.indices(layout, 0, n)
     # One chunk per shard, so that shards mark themselves done without locks.
     group.create_array("done", shape=(-(-n // chunks[0]),), chunks=(1,), dtype="int64", fill_value=0)
+    if slots.checked is not None:  # which element each slot holds: the output says what was checked
+        group.create_array("index", shape=(n,), chunks=chunks, dtype="int64", fill_value=-1)
+        _write_index(path, layout, slots, options)
+
+
+def _write_index(path: str, layout: Layout, slots: Slots, options: Options) -> None:
+    """The global index of each slot of a sampled run, in its ``index`` array."""
+    index = zarr.open_array(store=path, path="index", mode="r+", **opened(path, options))
+    index[:] = slots.indices(layout, 0, slots.size)
 
 
 #: fsspec protocols whose ``pipe_file(mode="create")`` is one atomic conditional create.
@@ -462,4 +478,15 @@ def verify(path: str, options: Options = None) -> Verified:
         done = np.asarray(arrays.done[:])
     identity = str(meta["gradcheck"]["identity"])
     corrupt = tuple(s.index for s in plan if done[s.index] and not shard_intact(identity, s, arrays))
+    slots = output_slots(meta)
+    if slots.checked is not None:  # the index is not sealed: compared with the elements the sample names
+        layout = Layout.from_dict(meta["layout"])
+        with reading("output", path):
+            stored = np.asarray(zarr.open_array(store=path, path="index", mode="r", **opened(path, options))[:])
+        wrong = {
+            s.index
+            for s in plan
+            if not np.array_equal(stored[s.start : s.stop], slots.indices(layout, s.start, s.stop))
+        }
+        corrupt = tuple(sorted({*corrupt, *wrong}))
     return Verified(len(plan), int(np.count_nonzero(done)), corrupt)
