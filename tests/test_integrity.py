@@ -229,7 +229,9 @@ def test_an_interrupted_full_run_of_format_3_is_resumed_and_a_sampled_one_is_not
     )
 
 
-def test_a_sampled_runs_index_is_verified_and_written_again_on_resume(seed_example: Path) -> None:
+def test_a_sampled_run_whose_index_names_other_elements_is_found_and_not_resumed(seed_example: Path) -> None:
+    """Its shards would be mislabelled: another NumPy may draw another sample from the seed, or the index was
+    damaged (the two cannot be told apart)."""
     config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
     sampled = ["--inline", "--set", "indices={sample_per_tensor: 3, seed: 0}", "--set", "shard_size=4"]
     assert run_cli("run", config, *sampled).returncode == 0
@@ -239,6 +241,13 @@ def test_a_sampled_runs_index_is_verified_and_written_again_on_resume(seed_examp
     found = run_cli("verify", str(output))
     assert found.returncode == 2
     assert "1 of 4 shards done are corrupt" in found.stderr
-    assert run_cli("run", config, *sampled).returncode == 0
+    refused = run_cli("run", config, *sampled)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"gradcheck: error: The output '{output}' holds an interrupted sampled run whose `index` names other "
+        "elements than this run's sample (drawn by another NumPy, or damaged): its shards cannot be resumed. Pass "
+        "--overwrite to start it again.\n"
+    )
+    assert run_cli("run", config, *sampled, "--overwrite").returncode == 0
     np.testing.assert_array_equal(zarr.open_array(str(output), path="index", mode="r")[:], right)
     assert run_cli("verify", str(output)).returncode == 0

@@ -183,8 +183,8 @@ def prepare_output(
     Raises :class:`OutputExistsError` as :func:`check_output` does.
     """
     if check_output(path, identity, sampled=slots.checked is not None, overwrite=overwrite, options=options):
-        if slots.checked is not None:  # not sealed with the shards: written again, whatever became of it
-            _write_index(path, layout, slots, options)
+        if slots.checked is not None:
+            _same_sample(path, layout, slots, options)
         return False
     attrs: dict[str, Any] = {
         "gradcheck": {
@@ -224,6 +224,25 @@ def _create_arrays(
     if slots.checked is not None:  # which element each slot holds: the output says what was checked
         group.create_array("index", shape=(n,), chunks=chunks, dtype="int64", fill_value=-1)
         _write_index(path, layout, slots, options)
+
+
+def _same_sample(path: str, layout: Layout, slots: Slots, options: Options) -> None:
+    """Refuse to resume a sampled run whose stored ``index`` names other elements than this run's sample: its
+    shards are of other elements (another NumPy may draw another sample from the same seed), or the index
+    was damaged; either way, mixing them with this run's would mislabel them."""
+    try:
+        with reading("output", path):
+            stored = np.asarray(zarr.open_array(store=path, path="index", mode="r", **opened(path, options))[:])
+    except OSError:
+        raise
+    except Exception:  # missing or undecodable: as different as can be
+        stored = np.empty(0, dtype=np.int64)
+    if not np.array_equal(stored, slots.indices(layout, 0, slots.size)):
+        raise OutputExistsError(
+            f"The output '{path}' holds an interrupted sampled run whose `index` names other elements than this "
+            "run's sample (drawn by another NumPy, or damaged): its shards cannot be resumed. Pass --overwrite to "
+            "start it again."
+        )
 
 
 def _write_index(path: str, layout: Layout, slots: Slots, options: Options) -> None:
