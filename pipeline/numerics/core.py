@@ -1206,7 +1206,10 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
             return np.array([plus]), np.array([minus]), np.array([up]), np.array([down])
 
         converged = CONVERGED.get(precision, CONVERGED["float32"])
-        refined = second_look(pair, 1, np.ones(1), settings.loss0, np.array([noise]), np.abs(analytic), (), converged)
+        known = _known_rows(losses, taken, settings.scheme)  # the first pass's points are not evaluated again
+        refined = second_look(
+            pair, 1, np.ones(1), settings.loss0, np.array([noise]), np.abs(analytic), known, converged
+        )
         numeric, allowed, status = refined.judge(analytic, (numeric, allowed, status, est.bar), tolerance)
     else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)
         status = inconclusive(analytic, numeric, est.bar, status, tolerance)
