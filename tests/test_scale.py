@@ -217,9 +217,17 @@ def test_a_tensor_without_elements_has_no_direction_to_fail() -> None:
     assert [d["tensor"] for d in report.directions] == ["w", "w"]
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="Linux measures a run's own peak")
 def test_a_runs_peak_memory_is_its_own_not_the_processs_before_it() -> None:
     params, data = seed_mlp.problem()
+    before = _rss_bytes()
     big = np.ones(60 * 2**20)  # 480 MB, touched and freed before the check
     del big
     report = pipeline.check(seed_mlp.correct, params, data)
-    assert report.cost["actual"]["worker_memory_bytes"] < 400 * 2**20
+    # the process's high-water mark is at least `before` + 480 MB; the run's own is near `before`
+    assert report.cost["actual"]["worker_memory_bytes"] < before + 240 * 2**20
