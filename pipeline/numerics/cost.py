@@ -42,8 +42,8 @@ NOISE_LOSSES_PER_TENSOR = 19
 #: A gradient costs about this many losses (a backward pass is about twice a forward one).
 GRADIENT_LOSSES = 3.0
 #: A direction of a float32 tensor is nearly always looked at again (its first bar is wide): this many more
-#: losses on average (14.5 in all with richardson on the scale benchmark's model).
-FLOAT32_DIRECTION_LOOK = 10
+#: losses on average (10.9 in all with richardson on the scale benchmark's model).
+FLOAT32_DIRECTION_LOOK = 7
 #: Bytes a checked element takes in the output: analytic, numeric, allowed and step (float64), status and
 #: nonfinite (int8), and for a sampled run its global index (int64).
 ELEMENT_BYTES = 8 * 4 + 2
