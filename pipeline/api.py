@@ -203,14 +203,7 @@ def run(
         try:
             if client is None and config.cluster.inline:
                 with one_blas_thread():
-                    loaded = Loaded(
-                        settings,
-                        loaded_model,
-                        inputs.read("params"),
-                        inputs.read("data"),
-                        gradient=None if config.gradient is None else functools.partial(inputs.read, "gradient"),
-                        params_source=f"The params store '{config.params}'",
-                    )
+                    loaded = _loaded_here(config, inputs, settings, loaded_model)
                     executed = execute(InlineExecutor(loaded, target), target, settings, **steps)
             else:
                 executed = _on_dask(config, layout, model_ref, client, stop, target, settings, steps)
@@ -225,6 +218,18 @@ def run(
             report = dataclasses.replace(report, cost={**report.cost, "actual": actual})
         target.record({"report": report.to_dict(), "state": {"state": "finished", "at": time.time()}})
     return report
+
+
+def _loaded_here(config: Config, inputs: Inputs, settings: Settings, model: Model) -> Loaded:
+    """A config's problem loaded into this process: its stores read, the gradient store (if any) on demand."""
+    return Loaded(
+        settings,
+        model,
+        inputs.read("params"),
+        inputs.read("data"),
+        gradient=None if config.gradient is None else functools.partial(inputs.read, "gradient"),
+        params_source=f"The params store '{config.params}'",
+    )
 
 
 #: What a full, read-only or failing disk raises (in this process, or from a worker's write).
@@ -379,15 +384,7 @@ def plan(config: Config, *, loss_seconds: float | None = None, model: ModelRef |
     equivalents, noise_evaluations, source = None, None, "given (--t-loss)"
     if loss_seconds is None:
         with one_blas_thread():
-            loaded = Loaded(
-                settings,
-                loaded_model,
-                inputs.read("params"),
-                inputs.read("data"),
-                gradient=None if config.gradient is None else functools.partial(inputs.read, "gradient"),
-                params_source=f"The params store '{config.params}'",
-            )
-            probed = core_probe(loaded)
+            probed = core_probe(_loaded_here(config, inputs, settings, loaded_model))
         loss_seconds, equivalents, noise_evaluations = (
             probed.loss_seconds,
             probed.loss_equivalents_per_index,

@@ -203,13 +203,18 @@ def test_a_resume_whose_loss_now_differs_is_refused(tmp_path: Path, term: str, w
         np.testing.assert_array_equal(values, before[name], err_msg=name)  # nothing of the old run lost
 
 
+def _as_format_3(output: Path) -> None:
+    """The output as format 3 wrote it: no `sample` attribute (every layout spanned the whole index space)."""
+    group = zarr.open_group(str(output), mode="r+")
+    meta = {k: v for k, v in dict(group.attrs["gradcheck"]).items() if k != "sample"}  # type: ignore[arg-type]
+    group.attrs["gradcheck"] = {**meta, "format_version": 3}
+
+
 def test_an_interrupted_full_run_of_format_3_is_resumed_and_a_sampled_one_is_not(seed_example: Path) -> None:
     """Format 4 changed only sampled runs' layout: a full run's format-3 output resumes as it did."""
     config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
     assert run_cli("run", config, "--inline", "--set", "shard_size=10").returncode == 0
-    group = zarr.open_group(str(output), mode="r+")
-    meta = {k: v for k, v in dict(group.attrs["gradcheck"]).items() if k != "sample"}  # type: ignore[arg-type]
-    group.attrs["gradcheck"] = {**meta, "format_version": 3}
+    _as_format_3(output)
     zarr.open_array(str(output), path="done", mode="r+")[2] = 0  # interrupted before its shard 2 was done
     resumed = run_cli("run", config, "--inline", "--set", "shard_size=10", "--json")
     assert resumed.returncode == 0, resumed.stderr
@@ -217,9 +222,7 @@ def test_an_interrupted_full_run_of_format_3_is_resumed_and_a_sampled_one_is_not
 
     sampled = ["--inline", "--set", "indices={sample_per_tensor: 3, seed: 0}", "--set", "shard_size=4"]
     assert run_cli("run", config, *sampled, "--overwrite").returncode == 0
-    group = zarr.open_group(str(output), mode="r+")
-    meta = {k: v for k, v in dict(group.attrs["gradcheck"]).items() if k != "sample"}  # type: ignore[arg-type]
-    group.attrs["gradcheck"] = {**meta, "format_version": 3}
+    _as_format_3(output)
     refused = run_cli("run", config, *sampled)
     assert refused.returncode == 2
     assert refused.stderr == (
