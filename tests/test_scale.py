@@ -231,3 +231,28 @@ def test_a_runs_peak_memory_is_its_own_not_the_processs_before_it() -> None:
     report = pipeline.check(seed_mlp.correct, params, data)
     # the process's high-water mark is at least `before` + 480 MB; the run's own is near `before`
     assert report.cost["actual"]["worker_memory_bytes"] < before + 240 * 2**20
+
+
+def test_a_large_sample_of_a_large_tensor_takes_memory_for_the_sample_not_the_tensor() -> None:
+    """NumPy draws more than a fiftieth of a range by permuting all of it: 800 MB for 10^8 elements."""
+    import tracemalloc
+
+    from pipeline.numerics.plan import sampled_positions
+
+    tracemalloc.start()
+    try:
+        chosen = sampled_positions(10**8, 3 * 10**6, 0, 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 160 * 2**20  # the sample is 24 MB; the permutation alone would be 800 MB
+    assert chosen.size == 3 * 10**6
+    assert np.all(np.diff(chosen) > 0)  # sorted and distinct
+    assert chosen[0] >= 0
+    assert chosen[-1] < 10**8
+    # uniform: over 40 seeds, each of 2^21 elements is drawn Binomial(40, 1/4) times
+    counts = np.zeros(2**21)
+    for seed in range(40):
+        counts[sampled_positions(2**21, 2**19, seed, 0)] += 1
+    assert counts.mean() == 10
+    assert abs(counts.std() - np.sqrt(40 * 0.25 * 0.75)) < 0.05

@@ -79,7 +79,20 @@ def sampled_positions(size: int, k: int, seed: int, tensor_number: int) -> np.nd
     if k >= size:
         return np.arange(size)
     rng = np.random.default_rng([seed, tensor_number])
-    return np.sort(rng.choice(size, size=k, replace=False))
+    if size <= LARGE_TENSOR or k <= size // 50:  # NumPy's own draw: a set of k, or a permutation of a small range
+        return np.sort(rng.choice(size, size=k, replace=False))
+    # Beyond a fiftieth of a large tensor, NumPy permutes the whole range (800 MB for 10^8 elements): instead,
+    # draw with replacement until k distinct elements are in hand, then keep k of them at random. Every draw is
+    # uniform and exchangeable, so every set of k is as likely as any other.
+    chosen = np.empty(0, dtype=np.int64)
+    while chosen.size < k:
+        drawn = np.sort(np.concatenate([chosen, rng.integers(0, size, size=k - chosen.size + k // 8 + 64)]))
+        chosen = drawn[np.concatenate([[True], drawn[1:] != drawn[:-1]])]  # distinct (np.unique is 10x slower)
+    return np.sort(chosen[rng.choice(chosen.size, size=k, replace=False)])
+
+
+#: Tensors beyond this many elements have large samples drawn in memory proportional to the sample.
+LARGE_TENSOR = 2**20
 
 
 @dataclass(frozen=True, slots=True)
