@@ -256,3 +256,47 @@ def test_a_large_sample_of_a_large_tensor_takes_memory_for_the_sample_not_the_te
         counts[sampled_positions(2**21, 2**19, seed, 0)] += 1
     assert counts.mean() == 10
     assert abs(counts.std() - np.sqrt(40 * 0.25 * 0.75)) < 0.05
+
+
+class _Square:
+    """loss = w·w, evaluated without a temporary of w's size (a memory test must see only the pipeline's)."""
+
+    @staticmethod
+    def loss(params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        w = params["w"]
+        return float(np.dot(w, w))
+
+    @staticmethod
+    def grad(params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w": 2 * params["w"]}
+
+
+@pytest.mark.parametrize(("scale", "copies"), [(0.5, 1), (3.0, 2)])
+def test_a_direction_holds_one_copy_of_its_tensor_unless_it_must_hold_its_tangent(scale: float, copies: int) -> None:
+    """A tensor with no element beyond 1 moves along signs made from bits as it goes; one with larger elements
+    holds its tangent (scaled per element) as well."""
+    import dataclasses
+    import tracemalloc
+
+    from pipeline.api import settings_for
+    from pipeline.config import Config
+    from pipeline.numerics import core
+
+    w = (scale * np.random.default_rng(0).uniform(-1, 1, 2**22)).astype(np.float32)
+    layout = Layout.from_shapes(["w"], {"w": w.shape}, {"w": "float32"})
+    config = Config.from_dict(
+        {"model": "m", "params": "p", "data": "d", "output": "o", "indices": "none", "directions": 1}
+    )
+    loaded = core.Loaded(settings_for(config, layout), _Square(), {"w": w}, {})
+    probed = core.probe(loaded)
+    loaded.settings = dataclasses.replace(loaded.settings, loss0=probed.loss, noise=probed.noise, scales=probed.scales)
+    (dot,) = core.direction_dots(loaded, loaded.analytic_gradient(), [("w", 0)])
+    loaded.analytic = None
+    tracemalloc.start()
+    try:
+        result = core.check_direction(loaded, "w", 0, dot)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.status in (0, 4)  # agrees, or inconclusive (float32 sums of 4M terms are noisy): never wrong
+    assert copies * w.nbytes <= peak < (copies + 0.5) * w.nbytes

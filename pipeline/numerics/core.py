@@ -1054,14 +1054,21 @@ def _ratios(loaded: Loaded, tensor: str) -> Iterator[tuple[slice, np.ndarray]]:
     flat = loaded.params[tensor].reshape(-1)
     unit = _unit_step(loaded, tensor)
     ones = np.ones(min(flat.size, DIRECTION_CHUNK), dtype=flat.dtype)
-    # A fixed step, or no element beyond 1: every ratio is 1 (the common case, and a 10^8-element tensor's
-    # directions are then drawn without computing a step per element).
-    uniform = settings.epsilon is not None or all(float(np.max(np.abs(flat[at]))) <= 1.0 for at in _pieces(flat.size))
+    uniform = _uniform(loaded, tensor)
     for at in _pieces(flat.size):
         if uniform:
             yield at, ones[: at.stop - at.start]
         else:
             yield at, (step_sizes(flat[at], settings.scheme, settings.epsilon) / unit).astype(flat.dtype)
+
+
+def _uniform(loaded: Loaded, tensor: str) -> bool:
+    """Whether every element's step ratio is 1: a fixed step, or no element beyond 1 in magnitude (the common
+    case: a tangent is then its signs, drawn without a step per element and never held whole)."""
+    flat = loaded.params[tensor].reshape(-1)
+    if loaded.settings.epsilon is not None:
+        return True
+    return all(float(np.max(np.abs(flat[at]))) <= 1.0 for at in _pieces(flat.size))
 
 
 def _unit_step(loaded: Loaded, tensor: str) -> float:
@@ -1107,7 +1114,8 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     is that wide. With ``settings.taylor`` it is judged by the Taylor test instead (:func:`.refine.taylor`).
 
     Costs the scheme's stencil in losses (more for a second look or the Taylor test) whatever the
-    tensor's size, and two copies of that tensor: ``u``, and the perturbed tensor.
+    tensor's size, and one copy of that tensor (the moved tensor); two where some element exceeds 1 in
+    magnitude (then ``u`` is held too).
     """
     started = time.perf_counter()
     settings = loaded.settings
@@ -1116,13 +1124,23 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     theta = loaded.params[tensor]
     flat = theta.reshape(-1)
     unit = _unit_step(loaded, tensor)
-    u = np.empty(flat.size, dtype=flat.dtype)
-    for at, piece in _tangent_chunks(loaded, tensor, number):
-        u[at] = piece
-    norm_sq = max(
-        math.fsum(float(u[at].astype(np.float64) @ u[at].astype(np.float64)) for at in _pieces(flat.size)),
-        float(np.finfo(np.float64).tiny),
-    )
+    signs, one = _signs(loaded, tensor, number), flat.dtype.type(1)
+    held: np.ndarray | None = None
+    if _uniform(loaded, tensor):  # u = ±1: made from its sign bits piece by piece, never held whole
+        norm_sq = float(flat.size)
+    else:
+        held = np.empty(flat.size, dtype=flat.dtype)
+        for at, piece in _tangent_chunks(loaded, tensor, number):
+            held[at] = piece
+        norm_sq = math.fsum(
+            float(held[at].astype(np.float64) @ held[at].astype(np.float64)) for at in _pieces(flat.size)
+        )
+    norm_sq = max(norm_sq, float(np.finfo(np.float64).tiny))
+
+    def tangent(at: slice) -> np.ndarray:
+        """``u`` over the piece ``at``."""
+        return held[at] if held is not None else np.where(_bits(signs, at), one, -one)
+
     complex_step = settings.scheme == "complex-step"
     shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
     moved = shifted.reshape(-1)
@@ -1139,16 +1157,16 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         projected = 0.0
         if complex_step:
             for at in _pieces(flat.size):
-                moved[at] = flat[at] + (multiple * unit) * u[at]
+                moved[at] = flat[at] + (multiple * unit) * tangent(at)
         else:
             step = np.empty(min(flat.size, DIRECTION_CHUNK), dtype=flat.dtype)
             scale = flat.dtype.type(multiple.real * unit)
             for at in _pieces(flat.size):
-                piece = step[: at.stop - at.start]
-                np.multiply(u[at], scale, out=piece)
+                piece, u = step[: at.stop - at.start], tangent(at)
+                np.multiply(u, scale, out=piece)
                 np.add(flat[at], piece, out=moved[at])
                 np.subtract(moved[at], flat[at], out=piece)  # the move the floats took, projected on u:
-                np.multiply(piece, u[at], out=piece)
+                np.multiply(piece, u, out=piece)
                 # summed pairwise in the tensor's dtype (for float32, to about 1e-7: its own rounding)
                 projected += float(piece.sum())
         nonlocal in_losses, moving

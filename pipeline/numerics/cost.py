@@ -103,8 +103,10 @@ def estimate_cost(
     Memory per worker: its idle baseline, the parameters (in float64 under ``precision: float64``; with a
     complex copy under complex-step) and the data once, and the largest of: the gradient (on the worker that
     computes it; the model's own working set beyond its gradient is not known here), and a direction's two
-    copies of its tensor (the tangent and the moved tensor). On the client: its baseline and the slots' indices; for an in-process run, a worker's
-    memory too. The output: every checked element's values, uncompressed, and the metadata.
+    copies of its tensor (the moved tensor, and the tangent where some element exceeds 1: the estimate
+    reads no parameter, so it counts both). On the client: its baseline and the slots' indices; for an
+    in-process run, a worker's memory too. The output: every checked element's values, uncompressed, and
+    the metadata.
     """
     width = len(STENCILS[scheme])
     per_index = float(width if loss_equivalents_per_index is None else loss_equivalents_per_index)
