@@ -271,10 +271,12 @@ class _Square:
         return {"w": 2 * params["w"]}
 
 
-@pytest.mark.parametrize(("scale", "copies"), [(0.5, 1), (3.0, 2)])
-def test_a_direction_holds_one_copy_of_its_tensor_unless_it_must_hold_its_tangent(scale: float, copies: int) -> None:
-    """A tensor with no element beyond 1 moves along signs made from bits as it goes; one with larger elements
-    holds its tangent (scaled per element) as well."""
+@pytest.mark.parametrize(("scale", "copies"), [(0.5, 1.25), (3.0, 2)])
+def test_a_direction_holds_one_copy_of_its_tensor_and_its_signs_unless_it_needs_its_tangent(
+    scale: float, copies: float
+) -> None:
+    """A tensor with no element beyond 1 moves along signs held as one byte per element (a quarter of float32);
+    one with larger elements holds its tangent (scaled per element) in its own dtype."""
     import dataclasses
     import tracemalloc
 
@@ -299,4 +301,4 @@ def test_a_direction_holds_one_copy_of_its_tensor_unless_it_must_hold_its_tangen
     finally:
         tracemalloc.stop()
     assert result.status in (0, 4)  # agrees, or inconclusive (float32 sums of 4M terms are noisy): never wrong
-    assert copies * w.nbytes <= peak < (copies + 0.5) * w.nbytes
+    assert copies * w.nbytes <= peak < (copies + 0.2) * w.nbytes

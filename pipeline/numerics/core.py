@@ -1114,8 +1114,8 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     is that wide. With ``settings.taylor`` it is judged by the Taylor test instead (:func:`.refine.taylor`).
 
     Costs the scheme's stencil in losses (more for a second look or the Taylor test) whatever the
-    tensor's size, and one copy of that tensor (the moved tensor); two where some element exceeds 1 in
-    magnitude (then ``u`` is held too).
+    tensor's size, and one copy of that tensor (the moved tensor) plus ``u``: one byte per element where no
+    element exceeds 1 in magnitude (its signs), else a second copy.
     """
     started = time.perf_counter()
     settings = loaded.settings
@@ -1124,22 +1124,18 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     theta = loaded.params[tensor]
     flat = theta.reshape(-1)
     unit = _unit_step(loaded, tensor)
-    signs, one = _signs(loaded, tensor, number), flat.dtype.type(1)
-    held: np.ndarray | None = None
-    if _uniform(loaded, tensor):  # u = ±1: made from its sign bits piece by piece, never held whole
+    if _uniform(loaded, tensor):  # u = ±1, held as one byte per element (a quarter of a float32 copy)
+        u = np.empty(flat.size, dtype=np.int8)
+        signs = _signs(loaded, tensor, number)
+        for at in _pieces(flat.size):
+            u[at] = np.where(_bits(signs, at), 1, -1)
         norm_sq = float(flat.size)
-    else:
-        held = np.empty(flat.size, dtype=flat.dtype)
+    else:  # each element's ratio too: held in the tensor's dtype
+        u = np.empty(flat.size, dtype=flat.dtype)
         for at, piece in _tangent_chunks(loaded, tensor, number):
-            held[at] = piece
-        norm_sq = math.fsum(
-            float(held[at].astype(np.float64) @ held[at].astype(np.float64)) for at in _pieces(flat.size)
-        )
+            u[at] = piece
+        norm_sq = math.fsum(float(u[at].astype(np.float64) @ u[at].astype(np.float64)) for at in _pieces(flat.size))
     norm_sq = max(norm_sq, float(np.finfo(np.float64).tiny))
-
-    def tangent(at: slice) -> np.ndarray:
-        """``u`` over the piece ``at``."""
-        return held[at] if held is not None else np.where(_bits(signs, at), one, -one)
 
     complex_step = settings.scheme == "complex-step"
     shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
@@ -1157,16 +1153,16 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         projected = 0.0
         if complex_step:
             for at in _pieces(flat.size):
-                moved[at] = flat[at] + (multiple * unit) * tangent(at)
+                moved[at] = flat[at] + (multiple * unit) * u[at]
         else:
             step = np.empty(min(flat.size, DIRECTION_CHUNK), dtype=flat.dtype)
             scale = flat.dtype.type(multiple.real * unit)
             for at in _pieces(flat.size):
-                piece, u = step[: at.stop - at.start], tangent(at)
-                np.multiply(u, scale, out=piece)
+                piece = step[: at.stop - at.start]
+                np.multiply(u[at], scale, out=piece)
                 np.add(flat[at], piece, out=moved[at])
                 np.subtract(moved[at], flat[at], out=piece)  # the move the floats took, projected on u:
-                np.multiply(piece, u, out=piece)
+                np.multiply(piece, u[at], out=piece)
                 # summed pairwise in the tensor's dtype (for float32, to about 1e-7: its own rounding)
                 projected += float(piece.sum())
         nonlocal in_losses, moving
