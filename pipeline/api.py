@@ -211,9 +211,9 @@ def run(
             # Said while the lock is still held: `status` never sees a run that is neither running nor ended.
             _ended(target, "cancelled" if isinstance(e, (RunCancelled, KeyboardInterrupt)) else "failed", e)
             raise
-        report = _report(config, executed, lambda: target.arrays, started)
+        report = _report(config, executed, lambda: target.arrays, started)  # its output's size once it is in it
         target.record({"config": config.to_dict(), "report": report.to_dict()})
-        if report.cost:  # the output's size with its report in it
+        if report.cost:
             actual = {**report.cost["actual"], "output_bytes": target.size_bytes()}
             report = dataclasses.replace(report, cost={**report.cost, "actual": actual})
         target.record({"report": report.to_dict(), "state": {"state": "finished", "at": time.time()}})
@@ -284,7 +284,9 @@ def _ended(target: StoredOutput, state: str, error: BaseException) -> None:
             target.record({"state": {"state": state, "message": message, "at": time.time()}})
 
 
-def _report(config: Config, executed: Executed, arrays: Callable[[], Output], started: float) -> Report:
+def _report(
+    config: Config, executed: Executed, arrays: Callable[[], Output], started: float, output_bytes: int = 0
+) -> Report:
     """The report of an executed run: the reduced verdict, wrong tensors diagnosed from the output's arrays."""
     settings, probe, directions = executed.settings, executed.probe, executed.directions
     layout = settings.layout
@@ -300,9 +302,9 @@ def _report(config: Config, executed: Executed, arrays: Callable[[], Output], st
         actual = Cost(
             loss_evaluations=int(timings["loss_evaluations"]),
             wall_seconds=timings["total_seconds"],
-            worker_memory_bytes=int(executed.measured.get("worker_memory_bytes", 0)),
+            worker_memory_bytes=executed.worker_memory_bytes,
             client_memory_bytes=peak_rss_bytes(),
-            output_bytes=int(executed.measured.get("output_bytes", 0)),
+            output_bytes=output_bytes,
         )
         cost = {"estimated": executed.estimated.to_dict(), "actual": actual.to_dict()}
     tensors = tuple(
@@ -405,13 +407,9 @@ def plan(config: Config, *, loss_seconds: float | None = None, model: ModelRef |
         workers=workers,
     )
     cost = estimate_cost(
-        layout,
+        settings,
         slots,
-        scheme=config.scheme,
         directions=config.directions,
-        taylor=settings.taylor,
-        promote=settings.promote,
-        second_look=settings.second_look,
         shards=len(shards),
         workers=workers,
         loss_seconds=loss_seconds,
@@ -581,7 +579,7 @@ def _check_in_memory(
             started=started,
             data_bytes=sum(array.nbytes for array in arrays.values()),
         )
-    return _report(config, executed, lambda: target, started)
+    return _report(config, executed, lambda: target, started, target.size_bytes())
 
 
 def _check_names(role: str, arrays: Mapping[Any, Any]) -> None:

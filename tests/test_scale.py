@@ -18,6 +18,7 @@ from distributed import Client
 
 import pipeline
 from pipeline.examples import seed_mlp
+from pipeline.numerics.core import Settings
 from pipeline.numerics.layout import Layout
 from pipeline.numerics.plan import slots_for
 from pipeline.storage.inputs import write_group
@@ -153,25 +154,18 @@ def test_the_cost_estimate_adds_up_from_its_parts() -> None:
     layout = Layout.from_shapes(["w", "b"], {"w": (1000, 1000), "b": (1000,)}, {"w": "float32", "b": "float32"})
     sampled, full = slots_for(layout, (10, 0)), slots_for(layout, None)
     estimate = functools.partial(
-        cost.estimate_cost,
-        layout,
-        scheme="central",
-        taylor=False,
-        second_look=False,
-        shards=4,
-        workers=2,
-        loss_seconds=0.01,
-        noise_evaluations=30,
-        data_bytes=1000,
+        cost.estimate_cost, shards=4, workers=2, loss_seconds=0.01, noise_evaluations=30, data_bytes=1000
     )
-    est = estimate(sampled, directions=3, promote=False, local_cluster=True, in_process=False)
+    settings = Settings(layout, None, scheme="central", second_look=False)
+    est = estimate(settings, sampled, directions=3, local_cluster=True, in_process=False)
     assert est.loss_evaluations == cost.PROBE_LOSSES + 30 + 2 * 20 + 2 * 3 * 2  # probe, 20 elements, 6 directions
     assert est.output_bytes == (cost.ELEMENT_BYTES + cost.INDEX_BYTES) * 20 + 8 * 4 + cost.METADATA_BYTES
     params = 4 * 1_001_000
     # a direction's two copies of w (the tangent, the moved tensor) outweigh the gradient (the parameters' size)
     assert est.worker_memory_bytes == cost.WORKER_BASELINE_BYTES + params + 1000 + 2 * 4_000_000
     assert est.client_memory_bytes == cost.CLIENT_BASELINE_BYTES + cost.INDEX_BYTES * 20
-    whole = estimate(full, directions=0, promote=True, local_cluster=False, in_process=True)
+    promoted = Settings(layout, None, scheme="central", second_look=False, promote=True)
+    whole = estimate(promoted, full, directions=0, local_cluster=False, in_process=True)
     assert whole.output_bytes == cost.ELEMENT_BYTES * 1_001_000 + 8 * 4 + cost.METADATA_BYTES  # no index
     # promoted to float64: the parameters and the gradient twice the size; in this process, the client is the worker
     assert whole.worker_memory_bytes == cost.WORKER_BASELINE_BYTES + 2 * params + 1000 + 2 * params

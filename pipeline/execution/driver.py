@@ -80,14 +80,12 @@ class Target(Protocol):
 
     def recorded(self, key: str) -> Any: ...
 
-    def size_bytes(self) -> int: ...
-
 
 @dataclass(frozen=True, slots=True)
 class Executed:
     """What a run computed: the probe, every shard's result, the directions, and the timings; its cost as
-    estimated once the probe had timed the loss, and the memory and output it took (the wall time is the
-    caller's to add)."""
+    estimated once the probe had timed the loss, and the workers' memory it took (the wall time and the
+    output's size are the caller's to add)."""
 
     probe: ProbeResult
     settings: Settings
@@ -95,7 +93,7 @@ class Executed:
     directions: tuple[DirectionResult, ...]
     timings: dict[str, float]
     estimated: Cost | None = None
-    measured: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    worker_memory_bytes: int = 0  # the largest peak of a worker's memory during the run
 
 
 def execute(
@@ -157,13 +155,9 @@ def execute(
     )
     done = target.completed() if resuming else frozenset()
     estimated = estimate_cost(
-        layout,
+        settings,
         slots,
-        scheme=settings.scheme,
         directions=directions,
-        taylor=settings.taylor,
-        promote=settings.promote,
-        second_look=settings.second_look,
         shards=len(plan),
         workers=workers,
         loss_seconds=probe.loss_seconds,
@@ -248,8 +242,9 @@ def execute(
         "workers": float(workers),
         "in_process": float(executor.in_process),  # then cluster_seconds is the set-up alone
     }
-    measured = {"worker_memory_bytes": executor.peak_memory(), "output_bytes": target.size_bytes()}
-    return Executed(probe, settings, tuple(results), tuple(direction_results), timings, estimated, measured)
+    return Executed(
+        probe, settings, tuple(results), tuple(direction_results), timings, estimated, executor.peak_memory()
+    )
 
 
 def _same_loss(target: Target, probe: ProbeResult) -> None:

@@ -685,8 +685,8 @@ def write_analytic(
             agrees = False
         if not agrees and shard_intact(settings.identity, shard, output):
             return False, ()
-    for spec in settings.layout.tensors:  # tensor by tensor: no flat copy of the whole gradient
-        at, positions = slots.of_tensor(spec.name)
+    for number, spec in enumerate(settings.layout.tensors):  # tensor by tensor: no flat copy of the gradient
+        at, positions = slots.of_tensor(number)
         flat = analytic[spec.name].reshape(-1)
         target[at.offset : at.stop] = flat if positions is None else flat[positions].astype(np.float64)
     dots = direction_dots(loaded, analytic, directions)
@@ -1024,20 +1024,13 @@ DIRECTION_SEED = 9001
 DIRECTION_CHUNK = 2**16
 
 
-def _tangent_chunks(loaded: Loaded, tensor: str, number: int) -> Iterator[tuple[slice, np.ndarray]]:
-    """The ``number``-th random direction's tangent ``u`` over a tensor, piece by piece, in the tensor's dtype.
-
-    ``u`` is a seeded Rademacher sign per element (one random bit: a direction of a 10^8-element tensor
-    is drawn in milliseconds) times the element's own step relative to a unit parameter's (:func:`_ratios`),
-    so every element moves by about its step and ``g·u`` keeps gradient units.
-    """
-    signs = _signs(loaded, tensor, number)
-    for at, ratio in _ratios(loaded, tensor):
-        yield at, np.where(_bits(signs, at), ratio, -ratio) if ratio.size else ratio
-
-
 def _signs(loaded: Loaded, tensor: str, number: int) -> np.ndarray:
-    """The ``number``-th direction's signs over a tensor, one seeded random bit per element (1 is +), packed."""
+    """The ``number``-th direction's signs over a tensor, one seeded random bit per element (1 is +), packed.
+
+    A direction's tangent ``u`` is a sign per element (Rademacher: a direction of a 10^8-element tensor is drawn
+    in milliseconds) times the element's own step relative to a unit parameter's (:func:`_ratios`), so every
+    element moves by about its step and ``g·u`` keeps gradient units.
+    """
     rng = np.random.default_rng([DIRECTION_SEED, loaded.number[tensor], number])
     return np.frombuffer(rng.bytes(-(-loaded.params[tensor].size // 8)), dtype=np.uint8)
 
@@ -1047,14 +1040,13 @@ def _bits(signs: np.ndarray, at: slice) -> np.ndarray:
     return np.unpackbits(signs[at.start // 8 : -(-at.stop // 8)], count=at.stop - at.start).view(bool)
 
 
-def _ratios(loaded: Loaded, tensor: str) -> Iterator[tuple[slice, np.ndarray]]:
-    """Each element's step relative to a unit parameter's, in the tensor's dtype, piece by piece (1 wherever
-    ``|θ_i| <= 1``, or the step is fixed)."""
+def _ratios(loaded: Loaded, tensor: str, uniform: bool) -> Iterator[tuple[slice, np.ndarray]]:
+    """Each element's step relative to a unit parameter's, in the tensor's dtype, piece by piece (all 1 where
+    ``uniform``: see :func:`_uniform`)."""
     settings = loaded.settings
     flat = loaded.params[tensor].reshape(-1)
     unit = _unit_step(loaded, tensor)
     ones = np.ones(min(flat.size, DIRECTION_CHUNK), dtype=flat.dtype)
-    uniform = _uniform(loaded, tensor)
     for at in _pieces(flat.size):
         if uniform:
             yield at, ones[: at.stop - at.start]
@@ -1092,7 +1084,7 @@ def direction_dots(
         signs = {number: _signs(loaded, tensor, number) for number in numbers}
         g = analytic[tensor].reshape(-1)
         parts: dict[int, list[float]] = {number: [] for number in numbers}
-        for at, ratio in _ratios(loaded, tensor):
+        for at, ratio in _ratios(loaded, tensor, _uniform(loaded, tensor)):
             weighted = g[at].astype(np.float64) * ratio
             total = float(weighted.sum())
             for number in numbers:  # Σ w·(2·bit − 1) = 2·Σ w·bit − Σ w
@@ -1104,7 +1096,7 @@ def direction_dots(
 
 def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> DirectionResult:
     """Compare ``g·u`` (``dot``: :func:`direction_dots`) with the loss's change along a random tangent ``u``
-    of one tensor (:func:`_tangent_chunks`).
+    of one tensor (:func:`_signs`).
 
     The loss is evaluated at ``θ ± t·u`` for the scheme's multiples of the unit step: every element
     moves by about its own step, so the check's power does not fade with the tensor's size. Each
@@ -1123,17 +1115,14 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     spec = settings.layout.tensors[number_of]
     theta = loaded.params[tensor]
     flat = theta.reshape(-1)
-    unit = _unit_step(loaded, tensor)
-    if _uniform(loaded, tensor):  # u = ±1, held as one byte per element (a quarter of a float32 copy)
-        u = np.empty(flat.size, dtype=np.int8)
-        signs = _signs(loaded, tensor, number)
-        for at in _pieces(flat.size):
-            u[at] = np.where(_bits(signs, at), 1, -1)
+    unit, uniform, signs = _unit_step(loaded, tensor), _uniform(loaded, tensor), _signs(loaded, tensor, number)
+    # ±1 held in one byte per element (a quarter of a float32 copy), or ±ratio in the tensor's dtype
+    u = np.empty(flat.size, dtype=np.int8 if uniform else flat.dtype)
+    for at, ratio in _ratios(loaded, tensor, uniform):
+        u[at] = np.where(_bits(signs, at), ratio, -ratio)
+    if uniform:
         norm_sq = float(flat.size)
-    else:  # each element's ratio too: held in the tensor's dtype
-        u = np.empty(flat.size, dtype=flat.dtype)
-        for at, piece in _tangent_chunks(loaded, tensor, number):
-            u[at] = piece
+    else:
         norm_sq = math.fsum(float(u[at].astype(np.float64) @ u[at].astype(np.float64)) for at in _pieces(flat.size))
     norm_sq = max(norm_sq, float(np.finfo(np.float64).tiny))
 
@@ -1141,6 +1130,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
     moved = shifted.reshape(-1)
     evaluations, in_losses, moving = 0, 0.0, 0.0
+    buffer = np.empty(min(flat.size, DIRECTION_CHUNK), dtype=flat.dtype)  # one piece of the move
 
     def along(multiple: complex) -> tuple[float | complex, float]:
         """The loss at ``θ + t·u`` for ``t = multiple·unit``, and the ``t`` the floats took along ``u``.
@@ -1148,24 +1138,22 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         The move is made in the tensor's own dtype, in cache-sized pieces: moving a 2.5·10^7-element float32
         tensor costs about a loss of a model that size, not several.
         """
-        nonlocal evaluations
+        nonlocal evaluations, in_losses, moving
         began = time.perf_counter()
         projected = 0.0
         if complex_step:
             for at in _pieces(flat.size):
                 moved[at] = flat[at] + (multiple * unit) * u[at]
         else:
-            step = np.empty(min(flat.size, DIRECTION_CHUNK), dtype=flat.dtype)
             scale = flat.dtype.type(multiple.real * unit)
             for at in _pieces(flat.size):
-                piece = step[: at.stop - at.start]
+                piece = buffer[: at.stop - at.start]
                 np.multiply(u[at], scale, out=piece)
                 np.add(flat[at], piece, out=moved[at])
                 np.subtract(moved[at], flat[at], out=piece)  # the move the floats took, projected on u:
                 np.multiply(piece, u[at], out=piece)
                 # summed pairwise in the tensor's dtype (for float32, to about 1e-7: its own rounding)
                 projected += float(piece.sum())
-        nonlocal in_losses, moving
         before = time.perf_counter()
         moving += before - began
         value = call_model(

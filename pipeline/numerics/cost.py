@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .core import Settings
 from .fd import STENCILS
-from .layout import Layout, TensorSpec
+from .layout import TensorSpec
 from .plan import Slots
 from .refine import TAYLOR_MULTIPLES
 
@@ -68,14 +69,10 @@ class Cost:
 
 
 def estimate_cost(
-    layout: Layout,
+    settings: Settings,
     slots: Slots,
     *,
-    scheme: str,
     directions: int,
-    taylor: bool,
-    promote: bool,
-    second_look: bool,
     shards: int,
     workers: int,
     loss_seconds: float,
@@ -86,7 +83,8 @@ def estimate_cost(
     in_process: bool,
     remaining: float = 1.0,
 ) -> Cost:
-    """A run's cost, from what is known before it runs.
+    """A run's cost, from what is known before it runs: its ``settings`` (the layout, the scheme, the Taylor
+    test, precision, the second look) and ``slots``, ``directions`` per tensor, and the shards and workers.
 
     Loss evaluations: the probe's (its noise measurement counted as measured, or
     :data:`NOISE_LOSSES_PER_TENSOR` per tensor), the shards' (the scheme's stencil per checked element, or
@@ -108,13 +106,16 @@ def estimate_cost(
     in-process run, a worker's memory too. The output: every checked element's values, uncompressed, and
     the metadata.
     """
+    layout, scheme, taylor, promote = settings.layout, settings.scheme, settings.taylor, settings.promote
     width = len(STENCILS[scheme])
     per_index = float(width if loss_equivalents_per_index is None else loss_equivalents_per_index)
     noise = NOISE_LOSSES_PER_TENSOR * len(layout.tensors) if noise_evaluations is None else noise_evaluations
     plain = 2 * len(TAYLOR_MULTIPLES) if taylor and scheme != "complex-step" else width
 
     def per_direction(spec: TensorSpec) -> int:
-        looked = second_look and not taylor and scheme != "complex-step" and not promote and spec.dtype == "float32"
+        looked = (
+            settings.second_look and not taylor and scheme != "complex-step" and not promote and spec.dtype == "float32"
+        )
         return plain + (FLOAT32_DIRECTION_LOOK if looked else 0)
 
     n_directions = directions * sum(1 for spec in layout.tensors if spec.size)

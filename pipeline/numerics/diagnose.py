@@ -117,31 +117,16 @@ def diagnose(
     positions : ndarray, optional
         Where the arrays hold only some elements (a sampled run's), each one's flat position in the tensor.
     """
-    if positions is not None:  # the elements a sample checked: named by their place in the tensor
-        full = positions.size == int(np.prod(shape))
-        return _diagnose(shape, analytic, numeric, allowed, status, None if full else positions)
-    return _diagnose(shape, analytic, numeric, allowed, status, None)
-
-
-def _diagnose(
-    shape: tuple[int, ...],
-    analytic: np.ndarray,
-    numeric: np.ndarray,
-    allowed: np.ndarray,
-    status: np.ndarray,
-    positions: np.ndarray | None,
-) -> tuple[str, ...]:
-    """:func:`diagnose`; ``positions`` (None: the arrays are the whole tensor) names the elements held."""
     held = shape  # where the elements' indices are named
-    if positions is not None:
-        shape = (positions.size,)  # the patterns are read over the held elements
+    if positions is not None and positions.size == int(np.prod(shape)):
+        positions = None  # a sample of every element: the whole tensor, in order
+    sample = positions
+    if sample is not None:
+        shape = (sample.size,)  # the patterns are read over the sampled elements
 
-        def named(flat: np.ndarray) -> np.ndarray:
-            return np.asarray(positions[flat])
-    else:
-
-        def named(flat: np.ndarray) -> np.ndarray:
-            return flat
+    def named(flat: np.ndarray) -> np.ndarray:
+        """Held elements ``flat`` as flat positions in the tensor."""
+        return flat if sample is None else np.asarray(sample[flat])
 
     considered = status != UNCHECKED
     n_checked = int(np.count_nonzero(considered))
@@ -238,8 +223,8 @@ def diagnose_tensors(
     ``slots``; it is called only if a tensor is wrong (opening a stored output costs a few milliseconds).
     """
     diagnosed = []
-    for tensor in tensors:
-        at, positions = slots.of_tensor(tensor.name)
+    for number, tensor in enumerate(tensors):  # in flattening order, as the slots
+        at, positions = slots.of_tensor(number)
         if not tensor.passed and at.size <= MAX_ELEMENTS:
             arrays = output()
             window = slice(at.offset, at.stop)

@@ -133,10 +133,11 @@ class Slots:
         parts = [spec.offset + positions for spec, positions in self.segments(params, start, stop)]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
-    def of_tensor(self, name: str) -> tuple[TensorSpec, np.ndarray | None]:
-        """A tensor's slots (its spec in the slot layout) and its checked positions (None: all, in order)."""
-        spec = next(t for t in self.layout.tensors if t.name == name)
-        return spec, None if self.checked is None else self.checked[name]
+    def of_tensor(self, number: int) -> tuple[TensorSpec, np.ndarray | None]:
+        """Tensor ``number``'s slots (its spec in the slot layout, which keeps the parameters' order) and its
+        checked positions (None: all, in order)."""
+        spec = self.layout.tensors[number]
+        return spec, None if self.checked is None else self.checked[spec.name]
 
 
 @functools.lru_cache(maxsize=8)

@@ -222,22 +222,15 @@ def _create_arrays(
     # One chunk per shard, so that shards mark themselves done without locks.
     group.create_array("done", shape=(-(-n // chunks[0]),), chunks=(1,), dtype="int64", fill_value=0)
     if slots.checked is not None:  # which element each slot holds: the output says what was checked
-        group.create_array("index", shape=(n,), chunks=chunks, dtype="int64", fill_value=-1)
-        _write_index(path, layout, slots, options)
+        index = group.create_array("index", shape=(n,), chunks=chunks, dtype="int64", fill_value=-1)
+        index[:] = slots.indices(layout, 0, n)
 
 
 def _same_sample(path: str, layout: Layout, slots: Slots, options: Options) -> None:
     """Refuse to resume a sampled run whose stored ``index`` names other elements than this run's sample: its
     shards are of other elements (another NumPy may draw another sample from the same seed), or the index
     was damaged; either way, mixing them with this run's would mislabel them."""
-    try:
-        with reading("output", path):
-            stored = np.asarray(zarr.open_array(store=path, path="index", mode="r", **opened(path, options))[:])
-    except OSError:
-        raise
-    except Exception:  # missing or undecodable: as different as can be
-        stored = np.empty(0, dtype=np.int64)
-    if not np.array_equal(stored, slots.indices(layout, 0, slots.size)):
+    if not np.array_equal(_stored_index(path, options), slots.indices(layout, 0, slots.size)):
         raise OutputExistsError(
             f"The output '{path}' holds an interrupted sampled run whose `index` names other elements than this "
             "run's sample (drawn by another NumPy, or damaged): its shards cannot be resumed. Pass --overwrite to "
@@ -245,10 +238,16 @@ def _same_sample(path: str, layout: Layout, slots: Slots, options: Options) -> N
         )
 
 
-def _write_index(path: str, layout: Layout, slots: Slots, options: Options) -> None:
-    """The global index of each slot of a sampled run, in its ``index`` array."""
-    index = zarr.open_array(store=path, path="index", mode="r+", **opened(path, options))
-    index[:] = slots.indices(layout, 0, slots.size)
+def _stored_index(path: str, options: Options) -> np.ndarray:
+    """A sampled output's ``index`` array as stored; empty where it is missing or cannot be decoded (as
+    different from any sample as can be). A store that cannot be reached (``OSError``) is raised."""
+    try:
+        with reading("output", path):
+            return np.asarray(zarr.open_array(store=path, path="index", mode="r", **opened(path, options))[:])
+    except OSError:
+        raise
+    except Exception:
+        return np.empty(0, dtype=np.int64)
 
 
 #: fsspec protocols whose ``pipe_file(mode="create")`` is one atomic conditional create.
@@ -491,21 +490,15 @@ def verify(path: str, options: Options = None) -> Verified:
     meta = read_output_attrs(path, options)
     if meta["gradcheck"]["format_version"] < SEALED_SINCE:
         raise StoreError(f"The output '{path}' was made by an older gradcheck, whose shards carry no record to verify.")
-    plan = make_plan(output_slots(meta).size, int(meta["gradcheck"]["shard_size"]))
+    slots = output_slots(meta)
+    plan = make_plan(slots.size, int(meta["gradcheck"]["shard_size"]))
     arrays = OutputArrays(path, options)
     with reading("output", path):
         done = np.asarray(arrays.done[:])
     identity = str(meta["gradcheck"]["identity"])
     corrupt = tuple(s.index for s in plan if done[s.index] and not shard_intact(identity, s, arrays))
-    slots = output_slots(meta)
     if slots.checked is not None:  # the index is not sealed: compared with the elements the sample names
-        layout = Layout.from_dict(meta["layout"])
-        with reading("output", path):
-            stored = np.asarray(zarr.open_array(store=path, path="index", mode="r", **opened(path, options))[:])
-        wrong = {
-            s.index
-            for s in plan
-            if not np.array_equal(stored[s.start : s.stop], slots.indices(layout, s.start, s.stop))
-        }
+        stored, expected = _stored_index(path, options), slots.indices(Layout.from_dict(meta["layout"]), 0, slots.size)
+        wrong = {s.index for s in plan if not np.array_equal(stored[s.start : s.stop], expected[s.start : s.stop])}
         corrupt = tuple(sorted({*corrupt, *wrong}))
     return Verified(len(plan), int(np.count_nonzero(done)), corrupt)
