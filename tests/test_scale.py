@@ -296,3 +296,28 @@ def test_a_direction_holds_one_copy_of_its_tensor_and_its_signs_unless_it_needs_
         tracemalloc.stop()
     assert result.status in (0, 4)  # agrees, or inconclusive (float32 sums of 4M terms are noisy): never wrong
     assert copies * w.nbytes <= peak < (copies + 0.2) * w.nbytes
+
+
+def test_the_analytic_gradient_is_computed_once_per_run_on_a_cluster(tmp_path: Path) -> None:
+    """Not per worker, not per shard, not per direction: every `grad` call leaves a line in a file."""
+    calls = tmp_path / "grad-calls.txt"
+    source = (
+        "import numpy as np\n"
+        "class Net:\n"
+        "    def loss(self, params, data):\n"
+        "        return float(np.sum(np.sin(params['w'])) + np.sum(params['b'] ** 2))\n"
+        "    def grad(self, params, data):\n"
+        f"        with open({str(calls)!r}, 'a') as f:\n"
+        "            f.write('grad\\n')\n"
+        "        return {'w': np.cos(params['w']), 'b': 2 * params['b']}\n"
+        "net = Net()\n"
+    )
+    params = {"w": np.linspace(-1, 1, 40), "b": np.linspace(0, 1, 7)}
+    extra = "indices: {sample_per_tensor: 10, seed: 0}\ndirections: 3\nshard_size: 2\n"
+    _, config = file_model_check(tmp_path, source, "net", params, extra)
+    ran = run_cli("run", str(config), "--workers", "2", "--json")
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["timings"]["workers"] == 2
+    assert len(report["directions"]) == 6
+    assert calls.read_text().splitlines() == ["grad"]  # 9 shards and 6 directions on 2 workers, one gradient
