@@ -72,7 +72,7 @@ def test_a_sampled_run_keeps_only_its_elements_with_the_full_runs_values(client:
     wrong = {layout.locate(int(i)) for i in np.flatnonzero(reference["status"] == 1)}
     for element in sampled.worst:
         assert ((element.tensor, tuple(element.index)) in wrong) == (element.status == "wrong")
-    assert {t.name for t in sampled.tensors if not t.passed} <= {t.name for t in full.tensors if not t.passed}
+    assert sampled.failing == full.failing == ("b1", "W2")  # the planted tensors, named
     # It verifies, and the same command resumes it: every shard read back, the same report.
     assert verify(sampled_out).corrupt == ()
     assert verify(sampled_out).shards == 4
@@ -100,6 +100,7 @@ def test_a_directions_only_run_stores_nothing_per_element_and_still_finds_the_bu
         assert report["n_checked"] == 0
         assert len(report["directions"]) == 24
         assert (which == "planted") == any(d["status"] == "wrong" for d in report["directions"])
+        assert report["failing"] == (["b1", "W2"] if which == "planted" else [])  # the planted tensors, named
 
 
 def test_plan_estimates_what_the_run_then_takes(tmp_path: Path) -> None:
