@@ -16,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DropsData", "first_sentence", "flat_rows", "parameter_dtype", "same_data"]
+__all__ = ["AGREE_ULPS", "DropsData", "first_sentence", "flat_rows", "parameter_dtype", "same_data"]
+
+#: A tensor's first batched loss may differ from one plain call by this many rounding units of the loss (a
+#: batched kernel's summation order; in JAX, a product through which the tensor moves without a copy); more,
+#: and the batched call computes another function there: that tensor is evaluated the plain way.
+AGREE_ULPS = 64
 
 
 def parameter_dtype(params: Mapping[str, np.ndarray]) -> np.dtype:

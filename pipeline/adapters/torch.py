@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from . import DropsData, first_sentence, flat_rows, parameter_dtype, same_data
+from . import AGREE_ULPS, DropsData, first_sentence, flat_rows, parameter_dtype, same_data
 
 __all__ = ["TorchModel"]
 
@@ -44,9 +44,6 @@ MAX_ROWS = 256
 #: ...and the most memory its copies of the perturbed tensor take: chunks that stay in the CPU's caches
 #: (4 MiB) ran a 256x256 layer's perturbations twice as fast per row as chunks of 64 MiB.
 CHUNK_BYTES = 4 * 2**20
-#: A tensor's first vmapped loss may differ from one plain call by this many rounding units of the loss
-#: (a batched kernel's summation order); more, and vmap computes another function there: one call each.
-AGREE_ULPS = 64
 
 
 class _Objective(torch.nn.Module):
