@@ -38,6 +38,9 @@ def _sin_layer(x: Any, w: Any) -> Any:
 _sin_layer.defvjp(lambda x, w: (_sin_layer(x, w), (x, w)), lambda saved, g: (3 * g, saved[1]))
 
 
+_CLOSED = np.random.default_rng(12).normal(size=(3, 4))  # a numpy array the loss closes over: a constant
+_scaled_layer = jax.jit(lambda x, w, k: (jnp.tanh(x @ w) * k, 0.5))  # given a Python number, returning one
+
 PRODUCTS: dict[str, tuple[Callable[..., Any], list[np.ndarray]]] = {
     "x @ W": (lambda w, x: jnp.sum(jnp.tanh(x @ w) ** 2), [_normal(4, 5), _normal(3, 4)]),
     "W @ x": (lambda w, x: jnp.sum(jnp.sin(w @ x)), [_normal(4, 5), _normal(5, 2)]),
@@ -62,6 +65,14 @@ PRODUCTS: dict[str, tuple[Callable[..., Any], list[np.ndarray]]] = {
     "a nested jit": (lambda w, x: jnp.sum(_tanh_layer(x, w) ** 3), [_normal(4, 5), _normal(3, 4)]),
     "a custom_vjp function (its forward code)": (
         lambda w, x: jnp.sum(_sin_layer(x, w) ** 2),
+        [_normal(4, 5), _normal(3, 4)],
+    ),
+    # a numpy constant took the moved element's traced index (TracerArrayConversionError), and a literal in a
+    # call's operands or outputs was looked up among the tensor's variables (TypeError: unhashable): either
+    # failed the batched call, and the adapter then ran one plain call per perturbation, saying it could not batch
+    "a numpy array closed over": (lambda w: jnp.sum(jnp.tanh(_CLOSED @ w) ** 2), [_normal(4, 5)]),
+    "a nested jit given and returning a Python number": (
+        lambda w, x: (lambda out: jnp.sum(out[0] ** 2) + out[1])(_scaled_layer(x, w, 2.0)),
         [_normal(4, 5), _normal(3, 4)],
     ),
 }
@@ -150,3 +161,49 @@ def test_a_tensor_whose_moved_loss_differs_from_a_plain_call_is_copied_instead_a
     assert "w copied at each perturbation (the loss moved through its products differs from a plain call's)" in (
         model.evaluation
     )
+
+
+def test_a_moved_loss_that_is_nan_where_a_plain_call_is_not_is_copied_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first row's check was ``difference > tolerance``, False for a NaN: a move that went wrong to NaN passed
+    it, and every loss of the tensor reached the check as NaN. A NaN where the plain call has a number must copy
+    the tensor like any other disagreement."""
+    from pipeline.adapters import jax as adapter
+
+    def nan(loss: Any, args: Any, position: int) -> Any:
+        moved = moved_loss(loss, args, position)
+        return None if moved is None else (lambda values, m, delta: moved(values, m, delta) * jnp.nan)
+
+    def mlp(p: Any, d: Any) -> Any:
+        return jnp.sum(jnp.tanh(d["x"] @ p["w"]) ** 2)
+
+    params = {"w": RNG.normal(size=(32, 40))}
+    data = {"x": RNG.normal(size=(3, 32))}
+    positions, values = np.arange(0, 1280, 37), RNG.normal(size=(35, 2))
+    monkeypatch.setattr(adapter, "moved_loss", nan)
+    model = adapter.JaxModel(mlp, params, batch="loop")
+    assert np.isfinite(model.perturbed_losses(params, data, "w", positions, values)).all()
+    assert "w copied at each perturbation" in model.evaluation
+
+
+def test_a_loss_closing_over_numpy_data_stays_batched_and_moves_without_a_copy() -> None:
+    """A loss that closes over its data as a numpy array (a common way to write one) failed the moved evaluation,
+    and the adapter fell back to one plain jitted call per perturbation."""
+    from pipeline.adapters import jax as adapter
+
+    x = RNG.normal(size=(3, 32))
+
+    def mlp(p: Any, d: Any) -> Any:
+        return jnp.sum(jnp.tanh(x @ p["w"]) ** 2)
+
+    params = {"w": RNG.normal(size=(32, 40))}
+    positions, values = np.arange(0, 1280, 37), RNG.normal(size=(35, 2))
+    expected = np.empty_like(values)
+    for j, k in enumerate(positions):
+        for s in range(2):
+            w = params["w"].copy()
+            w.reshape(-1)[k] = values[j, s]
+            expected[j, s] = np.sum(np.tanh(x @ w) ** 2)
+    model = adapter.JaxModel(mlp, params, batch="loop")
+    np.testing.assert_allclose(model.perturbed_losses(params, {}, "w", positions, values), expected, rtol=1e-12)
+    assert "cannot run" not in model.evaluation, model.evaluation
+    assert "copied" not in model.evaluation, model.evaluation

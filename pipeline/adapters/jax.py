@@ -201,7 +201,8 @@ class JaxModel(DropsData):
                 raise ValueError(f"the loss has shape {out.shape[1:]} there")
             if mode == "loop" and name not in self._agreed:
                 plain = self._plain(params, leaves, inputs, tensor, at[:1], to[:1])[0]
-                if abs(out[0] - plain) > AGREE_ULPS * np.finfo(params[name].dtype).eps * abs(plain):
+                # not `> tol`: a NaN where the plain call has a number must copy too (NaN > tol is False)
+                if not abs(out[0] - plain) <= AGREE_ULPS * np.finfo(params[name].dtype).eps * abs(plain):
                     self._copied.add(name)
                     return self._batched(params, leaves, inputs, tensor, at, to)
                 self._agreed.add(name)

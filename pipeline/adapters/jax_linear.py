@@ -68,12 +68,18 @@ def _inner(eqn: Any) -> ClosedJaxpr | None:
     return inner
 
 
+def _is_in(v: Any, views: dict[Any, Axes]) -> bool:
+    """Whether ``v`` is one of ``views``' variables; a literal (``1.0`` given to or returned by a call: not hashable)
+    never is."""
+    return isinstance(v, Var) and v in views
+
+
 def _linear_views(jaxpr: Jaxpr, views: dict[Any, Axes]) -> dict[Any, Axes] | None:
     """The views of the tensor among ``jaxpr``'s outputs, or None if the tensor has a use that is not a product
     (``views``: the variables that are the tensor or its transposes, grown as the walk finds more)."""
     views = dict(views)
     for eqn in jaxpr.eqns:
-        used = [v for v in eqn.invars if isinstance(v, Var) and v in views]
+        used = [v for v in eqn.invars if _is_in(v, views)]
         if not used:
             continue
         name = eqn.primitive.name
@@ -86,15 +92,17 @@ def _linear_views(jaxpr: Jaxpr, views: dict[Any, Axes]) -> dict[Any, Axes] | Non
         elif (inner := _inner(eqn)) is not None:
             out = _linear_views(
                 inner.jaxpr,
-                {iv: views[ov] for iv, ov in zip(inner.jaxpr.invars, eqn.invars, strict=True) if ov in views},
+                {iv: views[ov] for iv, ov in zip(inner.jaxpr.invars, eqn.invars, strict=True) if _is_in(ov, views)},
             )
             if out is None:
                 return None
-            views.update({ov: out[iv] for iv, ov in zip(inner.jaxpr.outvars, eqn.outvars, strict=True) if iv in out})
+            views.update(
+                {ov: out[iv] for iv, ov in zip(inner.jaxpr.outvars, eqn.outvars, strict=True) if _is_in(iv, out)}
+            )
         else:
             return None
-    if any(isinstance(v, Var) and v in views for v in jaxpr.outvars):
-        return {v: views[v] for v in jaxpr.outvars if isinstance(v, Var) and v in views}
+    if any(_is_in(v, views) for v in jaxpr.outvars):
+        return {v: views[v] for v in jaxpr.outvars if _is_in(v, views)}
     return {}
 
 
@@ -114,15 +122,15 @@ def _evaluate(
     views = dict(views)
     for eqn in jaxpr.eqns:
         values = [read(v) for v in eqn.invars]
-        used = [i for i, v in enumerate(eqn.invars) if isinstance(v, Var) and v in views]
+        used = [i for i, v in enumerate(eqn.invars) if _is_in(v, views)]
         name = eqn.primitive.name
         inner = _inner(eqn) if used and name not in ("transpose", "dot_general") else None
         if inner is not None:  # a call the tensor enters: evaluate its body the same way
-            inside = {iv: views[ov] for iv, ov in zip(inner.jaxpr.invars, eqn.invars, strict=True) if ov in views}
+            inside = {iv: views[ov] for iv, ov in zip(inner.jaxpr.invars, eqn.invars, strict=True) if _is_in(ov, views)}
             outs = _evaluate(inner.jaxpr, inner.consts, values, inside, m, delta)
             found = _linear_views(inner.jaxpr, inside) or {}
             views.update(
-                {ov: found[iv] for iv, ov in zip(inner.jaxpr.outvars, eqn.outvars, strict=True) if iv in found}
+                {ov: found[iv] for iv, ov in zip(inner.jaxpr.outvars, eqn.outvars, strict=True) if _is_in(iv, found)}
             )
         else:
             with eqn.ctx.manager:
@@ -146,6 +154,7 @@ def _moved_term(numbers: Any, side: int, other: Any, at: tuple[Any, ...], delta:
     """``dot_general`` of ``other`` with ``delta`` at index ``at`` of the tensor's operand (on ``side``), and zero
     elsewhere: the slice of ``other`` that meets the element, times ``delta``, placed where it lands."""
     (contract_l, contract_r), (batch_l, batch_r) = numbers
+    other = jnp.asarray(other)  # a numpy array the loss closes over (a constant) cannot take a traced index
     contract = (contract_l, contract_r) if side == 0 else (contract_r, contract_l)
     batch = (batch_l, batch_r) if side == 0 else (batch_r, batch_l)
     # the tensor's operand: its contracted and batch axes meet the other's; its free axes land in the product
