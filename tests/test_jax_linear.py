@@ -207,3 +207,33 @@ def test_a_loss_closing_over_numpy_data_stays_batched_and_moves_without_a_copy()
     np.testing.assert_allclose(model.perturbed_losses(params, {}, "w", positions, values), expected, rtol=1e-12)
     assert "cannot run" not in model.evaluation, model.evaluation
     assert "copied" not in model.evaluation, model.evaluation
+
+
+def test_a_product_the_walk_cannot_evaluate_leaves_the_tensor_copied_not_unbatched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A case the walk did not foresee (injected: the moved term raises) is found by tracing it once on shapes:
+    the tensor is copied per row, as before this path existed, never evaluated one plain call at a time."""
+    from pipeline.adapters import jax as adapter
+    from pipeline.adapters import jax_linear
+
+    def unforeseen(*args: Any) -> Any:
+        raise NotImplementedError("a product this walk does not know")
+
+    monkeypatch.setattr(jax_linear, "_moved_term", unforeseen)
+    loss, args = PRODUCTS["x @ W"]
+    with jax.enable_x64(True):
+        assert moved_loss(loss, args, 0) is None
+
+    def mlp(p: Any, d: Any) -> Any:
+        return jnp.sum(jnp.tanh(d["x"] @ p["w"]) ** 2)
+
+    params, data = {"w": RNG.normal(size=(32, 40))}, {"x": RNG.normal(size=(3, 32))}
+    positions, values = np.arange(0, 1280, 37), RNG.normal(size=(35, 2))
+    model = adapter.JaxModel(mlp, params, batch="loop")
+    got = model.perturbed_losses(params, data, "w", positions, values)
+    w = params["w"].copy()
+    w.reshape(-1)[positions[3]] = values[3, 1]
+    assert got[3, 1] == pytest.approx(float(np.sum(np.tanh(data["x"] @ w) ** 2)), rel=1e-12)
+    assert "cannot run" not in model.evaluation
+    assert "copied" not in model.evaluation

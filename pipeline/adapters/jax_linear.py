@@ -44,16 +44,21 @@ def moved_loss(
 
     ``args`` are flat arrays (or abstract values); the traced jaxpr is fixed by their shapes and dtypes.
     """
-    closed = jax.make_jaxpr(loss)(*[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args])
+    shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]
+    closed = jax.make_jaxpr(loss)(*shapes)
     views = {closed.jaxpr.invars[position]: tuple(range(len(args[position].shape)))}
     if _linear_views(closed.jaxpr, views) is None:
         return None
 
     def evaluate(values: Sequence[Any], m: Any, delta: Any) -> Any:
-        inner = {closed.jaxpr.invars[position]: tuple(range(len(m)))}
-        (out,) = _evaluate(closed.jaxpr, closed.consts, list(values), inner, tuple(m), delta)
+        (out,) = _evaluate(closed.jaxpr, closed.consts, list(values), views, tuple(m), delta)
         return out
 
+    index = tuple(jax.ShapeDtypeStruct((), jnp.int32) for _ in args[position].shape)
+    try:  # traced once on shapes: a case this walk did not foresee copies the tensor, as before, and is not an error
+        jax.eval_shape(evaluate, shapes, index, jax.ShapeDtypeStruct((), args[position].dtype))
+    except Exception:
+        return None
     return evaluate
 
 
