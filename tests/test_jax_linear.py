@@ -127,6 +127,27 @@ def test_only_the_tensor_named_is_moved_the_others_keep_their_values() -> None:
         assert float(moved(args, (2, 1), 0.25)) == pytest.approx(float(loss(args[0], b, args[2])), rel=1e-13)
 
 
+# The adapter-level tests: a tanh layer's weights, 35 of its elements moved to two values each.
+LAYER = {"w": RNG.normal(size=(32, 40))}
+LAYER_DATA = {"x": RNG.normal(size=(3, 32))}
+POSITIONS, VALUES = np.arange(0, 1280, 37), RNG.normal(size=(35, 2))
+
+
+def _layer(p: Any, d: Any) -> Any:
+    return jnp.sum(jnp.tanh(d["x"] @ p["w"]) ** 2)
+
+
+def _layer_losses() -> np.ndarray:
+    """The layer's losses at POSITIONS moved to VALUES, by numpy on copies of the weights."""
+    expected = np.empty_like(VALUES)
+    for j, k in enumerate(POSITIONS):
+        for s in range(2):
+            w = LAYER["w"].copy()
+            w.reshape(-1)[k] = VALUES[j, s]
+            expected[j, s] = np.sum(np.tanh(LAYER_DATA["x"] @ w) ** 2)
+    return expected
+
+
 def test_a_tensor_whose_moved_loss_differs_from_a_plain_call_is_copied_instead_and_the_report_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -138,26 +159,15 @@ def test_a_tensor_whose_moved_loss_differs_from_a_plain_call_is_copied_instead_a
         moved = moved_loss(loss, args, position)
         return None if moved is None else (lambda values, m, delta: moved(values, m, 2 * delta))
 
-    def mlp(p: Any, d: Any) -> Any:
-        return jnp.sum(jnp.tanh(d["x"] @ p["w"]) ** 2)
-
-    params = {"w": RNG.normal(size=(32, 40))}
-    data = {"x": RNG.normal(size=(3, 32))}
-    positions, values = np.arange(0, 1280, 37), RNG.normal(size=(35, 2))
-    expected = np.empty_like(values)
-    for j, k in enumerate(positions):
-        for s in range(2):
-            w = params["w"].copy()
-            w.reshape(-1)[k] = values[j, s]
-            expected[j, s] = np.sum(np.tanh(data["x"] @ w) ** 2)
-
-    honest = adapter.JaxModel(mlp, params, batch="loop")
-    np.testing.assert_allclose(honest.perturbed_losses(params, data, "w", positions, values), expected, rtol=1e-12)
+    honest = adapter.JaxModel(_layer, LAYER, batch="loop")
+    got = honest.perturbed_losses(LAYER, LAYER_DATA, "w", POSITIONS, VALUES)
+    np.testing.assert_allclose(got, _layer_losses(), rtol=1e-12)
     assert "copied" not in honest.evaluation
 
     monkeypatch.setattr(adapter, "moved_loss", doubled)
-    model = adapter.JaxModel(mlp, params, batch="loop")
-    np.testing.assert_allclose(model.perturbed_losses(params, data, "w", positions, values), expected, rtol=1e-12)
+    model = adapter.JaxModel(_layer, LAYER, batch="loop")
+    got = model.perturbed_losses(LAYER, LAYER_DATA, "w", POSITIONS, VALUES)
+    np.testing.assert_allclose(got, _layer_losses(), rtol=1e-12)
     assert "w copied at each perturbation (the loss moved through its products differs from a plain call's)" in (
         model.evaluation
     )
@@ -173,15 +183,10 @@ def test_a_moved_loss_that_is_nan_where_a_plain_call_is_not_is_copied_instead(mo
         moved = moved_loss(loss, args, position)
         return None if moved is None else (lambda values, m, delta: moved(values, m, delta) * jnp.nan)
 
-    def mlp(p: Any, d: Any) -> Any:
-        return jnp.sum(jnp.tanh(d["x"] @ p["w"]) ** 2)
-
-    params = {"w": RNG.normal(size=(32, 40))}
-    data = {"x": RNG.normal(size=(3, 32))}
-    positions, values = np.arange(0, 1280, 37), RNG.normal(size=(35, 2))
     monkeypatch.setattr(adapter, "moved_loss", nan)
-    model = adapter.JaxModel(mlp, params, batch="loop")
-    assert np.isfinite(model.perturbed_losses(params, data, "w", positions, values)).all()
+    model = adapter.JaxModel(_layer, LAYER, batch="loop")
+    got = model.perturbed_losses(LAYER, LAYER_DATA, "w", POSITIONS, VALUES)
+    np.testing.assert_allclose(got, _layer_losses(), rtol=1e-12)
     assert "w copied at each perturbation" in model.evaluation
 
 
@@ -190,21 +195,13 @@ def test_a_loss_closing_over_numpy_data_stays_batched_and_moves_without_a_copy()
     and the adapter fell back to one plain jitted call per perturbation."""
     from pipeline.adapters import jax as adapter
 
-    x = RNG.normal(size=(3, 32))
+    x = LAYER_DATA["x"]  # a numpy array, closed over
 
-    def mlp(p: Any, d: Any) -> Any:
+    def closing(p: Any, d: Any) -> Any:
         return jnp.sum(jnp.tanh(x @ p["w"]) ** 2)
 
-    params = {"w": RNG.normal(size=(32, 40))}
-    positions, values = np.arange(0, 1280, 37), RNG.normal(size=(35, 2))
-    expected = np.empty_like(values)
-    for j, k in enumerate(positions):
-        for s in range(2):
-            w = params["w"].copy()
-            w.reshape(-1)[k] = values[j, s]
-            expected[j, s] = np.sum(np.tanh(x @ w) ** 2)
-    model = adapter.JaxModel(mlp, params, batch="loop")
-    np.testing.assert_allclose(model.perturbed_losses(params, {}, "w", positions, values), expected, rtol=1e-12)
+    model = adapter.JaxModel(closing, LAYER, batch="loop")
+    np.testing.assert_allclose(model.perturbed_losses(LAYER, {}, "w", POSITIONS, VALUES), _layer_losses(), rtol=1e-12)
     assert "cannot run" not in model.evaluation, model.evaluation
     assert "copied" not in model.evaluation, model.evaluation
 
@@ -225,15 +222,8 @@ def test_a_product_the_walk_cannot_evaluate_leaves_the_tensor_copied_not_unbatch
     with jax.enable_x64(True):
         assert moved_loss(loss, args, 0) is None
 
-    def mlp(p: Any, d: Any) -> Any:
-        return jnp.sum(jnp.tanh(d["x"] @ p["w"]) ** 2)
-
-    params, data = {"w": RNG.normal(size=(32, 40))}, {"x": RNG.normal(size=(3, 32))}
-    positions, values = np.arange(0, 1280, 37), RNG.normal(size=(35, 2))
-    model = adapter.JaxModel(mlp, params, batch="loop")
-    got = model.perturbed_losses(params, data, "w", positions, values)
-    w = params["w"].copy()
-    w.reshape(-1)[positions[3]] = values[3, 1]
-    assert got[3, 1] == pytest.approx(float(np.sum(np.tanh(data["x"] @ w) ** 2)), rel=1e-12)
+    model = adapter.JaxModel(_layer, LAYER, batch="loop")
+    got = model.perturbed_losses(LAYER, LAYER_DATA, "w", POSITIONS, VALUES)
+    np.testing.assert_allclose(got, _layer_losses(), rtol=1e-12)
     assert "cannot run" not in model.evaluation
     assert "copied" not in model.evaluation
