@@ -930,7 +930,9 @@ def _look_again(
         return table[:, 0], table[:, 1], taken[:, 0], taken[:, 1]
 
     converged = CONVERGED.get(precision, CONVERGED["float32"])
-    refined = second_look(losses, k.size, h, settings.loss0, first.noise[k], scale[k], known, converged, leap_floor)
+    refined = second_look(
+        losses, k.size, h, settings.loss0, first.noise[k], scale[k], known, converged, leap_floor, analytic
+    )
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
     if settings.epsilon is not None:
@@ -1210,7 +1212,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         converged = CONVERGED.get(precision, CONVERGED["float32"])
         known = _known_rows(losses, taken, settings.scheme)  # the first pass's points are not evaluated again
         refined = second_look(
-            pair, 1, np.ones(1), settings.loss0, np.array([noise]), np.abs(analytic), known, converged
+            pair, 1, np.ones(1), settings.loss0, np.array([noise]), np.abs(analytic), known, converged, 0.0, analytic
         )
         numeric, allowed, status = refined.judge(analytic, (numeric, allowed, status, est.bar), tolerance)
     else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)

@@ -62,6 +62,16 @@ KINK_RATIO = 0.8
 #: ...and, to call a suspect a kink once its table has stopped, its finest two significant gaps 4x apart
 #: in step are within this factor of each other (a kink a little off θ: the gap approaches the jump).
 KINK_BAND = 0.5
+#: A best estimate that disagrees with the analytic value is held to this many finer rows before the table
+#: stops: many kinks at scales below the coarse steps (a hinge or ReLU summed over a batch) bend the loss like
+#: a smooth function there, and the table converges on their value; the finer rows leave it.
+CONFIRM_ROWS = 4
+#: A finer row toward the analytic value by more than this many times its rounding contradicts the estimate.
+CONTRADICTS = 2.0
+#: The one-sided slopes' change from one step to the next halves with the step for a smooth function beside
+#: a kink (a slope at step h is off by about f''·h/2); where it shrank by less than this, the slopes are still
+#: moving (other kinks nearby, at coarse steps), and their extrapolation cannot call a value wrong.
+DRIFT_RATIO = 0.75
 #: The rounding of the table's best entry is its finest difference's times this
 #: (extrapolation weights add up to about 2).
 ROUNDING_GAIN = 2.0
@@ -95,6 +105,8 @@ class Refined:
     step: np.ndarray
     evaluations: int
     margin: np.ndarray | float = 0.0
+    settled: np.ndarray | bool = True
+    hidden: np.ndarray | float = 0.0
 
     def judge(
         self,
@@ -105,7 +117,17 @@ class Refined:
         """The suspects' ``(numeric, allowed, status)`` after this look (:func:`.tolerance.judge_again`);
         ``first`` is the first pass's ``(numeric, allowed, status, bar)``."""
         return judge_again(
-            analytic, self.numeric, self.bar, self.kink, self.lower, self.upper, first, tolerance, self.margin
+            analytic,
+            self.numeric,
+            self.bar,
+            self.kink,
+            self.lower,
+            self.upper,
+            first,
+            tolerance,
+            self.margin,
+            self.settled,
+            self.hidden,
         )
 
 
@@ -119,6 +141,7 @@ def second_look(
     known: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = (),
     converged: float = 1e-6,
     leap_floor: np.ndarray | float = 0.0,
+    analytic: np.ndarray | None = None,
 ) -> Refined:
     """Estimate ``k`` suspects' derivatives again over a sequence of steps (see the module's text).
 
@@ -146,6 +169,10 @@ def second_look(
     leap_floor : ndarray or float
         The finest multiple a :data:`LEAP` may land on: leaps keep well clear of the steps the
         parameter's floats can no longer take evenly, where the table needs every halving it can get.
+    analytic : ndarray, optional
+        The suspects' analytic values. A table whose best estimate disagrees with one is not stopped
+        (save by a kink, or when no finer step is possible) before :data:`CONFIRM_ROWS` finer rows: a
+        verdict of wrong must hold at finer steps, which :func:`_contradicted` reads.
     """
     numeric = np.full(k, np.nan)
     error = np.full(k, np.inf)
@@ -157,10 +184,13 @@ def second_look(
     uppers = np.full((ROWS, k), np.nan)
     lowers = np.full((ROWS, k), np.nan)
     steps = np.full((ROWS, k), np.nan)
+    centrals = np.full((ROWS, k), np.nan)  # each row's central difference, and its rounding
+    roundings = np.full((ROWS, k), np.nan)
     diagonal = np.full(k, np.nan)  # the table's last diagonal entry, per suspect
     streak = np.zeros(k, dtype=np.int64)  # consecutive rows whose gap halved (or was lost in noise)
     multiple = np.full(k, START)  # each suspect's next step, in units of its first-pass step
     leapt = np.zeros(k, dtype=bool)  # its last step was LEAP times smaller, not CON: a new table starts
+    best_row = np.full(k, -1)  # the row of each suspect's best estimate
     active = np.ones(k, dtype=bool)
     evaluations = 0
     for i in range(ROWS):
@@ -183,6 +213,7 @@ def second_look(
             lowers[i, which], uppers[i, which] = lower, upper
             steps[i, which] = span / 2
             rounding = noise[which] * math.sqrt(2) / np.abs(span)
+            centrals[i, which], roundings[i, which] = column[0], rounding
             err, num, rnd, stp = error[which], numeric[which], rounding_best[which], step_best[which]
             # Only rows in the asymptotic regime may give the best estimate: there the slopes' gap halves with
             # the step, keeping its sign (a smooth gap is about f''·h), or is lost in noise. On a plateau reached
@@ -206,6 +237,7 @@ def second_look(
                 # an entry of rows i-j..i, every one of them in the regime (and at least two ratios seen)
                 better = (trial <= err) & (run >= max(j, 2))
                 err, num = np.where(better, trial, err), np.where(better, column[j], num)
+                best_row[which] = np.where(better, i, best_row[which])
                 rnd, stp = np.where(better, rounding, rnd), np.where(better, span / 2, stp)
             error[which], numeric[which], rounding_best[which], step_best[which] = err, num, rnd, stp
             previous[:, which] = column
@@ -218,10 +250,14 @@ def second_look(
                 growing = np.abs(column[i] - diagonal[which]) >= SAFE * err
                 accurate = err <= converged * scale[which]
                 settled = run >= 3  # two entries of the regime combined
-                done |= growing & accurate & settled
                 # noise dominates: finer steps can only be worse (once the slopes' gap is settled or lost in
                 # noise: a kink shows only at steps where its jump exceeds the noise)
-                done |= (rounding > SAFE * err) & (settled | ~with_gap)
+                enough = (growing & accurate & settled) | ((rounding > SAFE * err) & (settled | ~with_gap))
+                if analytic is not None:  # a disagreement must be seen at finer steps too
+                    with np.errstate(invalid="ignore"):
+                        apart = np.abs(analytic[which] - num) > err + ROUNDING_GAIN * rnd
+                    enough &= ~(apart & (i - best_row[which] < CONFIRM_ROWS))
+                done |= enough
         diagonal[which] = column[i]
         active[which[done]] = False
         with np.errstate(invalid="ignore"):
@@ -229,10 +265,54 @@ def second_look(
             leap &= multiple[which] / LEAP >= np.broadcast_to(leap_floor, (k,))[which]
         leapt[which] = leap
         multiple[which] /= np.where(leap, LEAP, CON)
-    kink, lower, upper, margin = _kinks(gaps, gap_noise, lowers, uppers)
+    kink, lower, upper, margin, settled = _kinks(gaps, gap_noise, lowers, uppers)
     with np.errstate(invalid="ignore"):
         bar = np.where(np.isfinite(error), error, np.abs(numeric)) + ROUNDING_GAIN * rounding_best
-    return Refined(numeric, bar, kink, lower, upper, step_best, evaluations, margin)
+    # What a disagreement must exceed to be called wrong (it never widens an agreement): how far finer rows
+    # moved toward the analytic value, and how far a kink whose jump is below the slopes' noise at the best
+    # estimate's step, not seen, could shift a central difference (up to half its jump).
+    at = np.arange(k)
+    row = np.maximum(best_row, 0)
+    with np.errstate(invalid="ignore"):
+        unseen = (best_row >= 0) & ~(np.abs(gaps[row, at]) > GAP_SIGNIFICANT * gap_noise[row, at])
+        hidden = np.where(unseen, GAP_SIGNIFICANT / 2 * gap_noise[row, at], 0.0)
+    hidden = np.fmax(hidden, _contradicted(numeric, step_best, steps, centrals, roundings, analytic))
+    return Refined(numeric, bar, kink, lower, upper, step_best, evaluations, margin, settled, hidden)
+
+
+def _contradicted(
+    numeric: np.ndarray,
+    step: np.ndarray,
+    steps: np.ndarray,
+    centrals: np.ndarray,
+    roundings: np.ndarray,
+    analytic: np.ndarray | None = None,
+) -> np.ndarray:
+    """How far the rows finer than the best estimate's put the derivative from it, where they contradict it
+    (0 where none does): a disagreement within that is not proven wrong.
+
+    For a smooth function a central difference's error shrinks with its step (about f3·h²/6, f3 the third
+    derivative), so each finer row lies nearer the derivative than the best estimate's own finest row did,
+    to within its rounding. A function with many kinks at scales below the first steps (a hinge loss or a
+    ReLU layer summed over a batch, at float32's coarse steps) bends like a smooth one at coarse steps: the
+    table converges there on a value the finer rows then leave, and its error estimate does not see it. Such
+    an estimate cannot call a value wrong: the verdict is inconclusive. A row counts when it is off by more than :data:`GAP_SIGNIFICANT`
+    times its rounding; given the analytic values, by more than :data:`CONTRADICTS` times it toward them
+    (the direction a kink's bias takes as the steps leave it; a wrong value's finer rows scatter both ways).
+    """
+    k = steps.shape[1]
+    at = np.arange(k)
+    with np.errstate(invalid="ignore"):
+        own = np.argmin(np.where(np.isfinite(steps), np.abs(steps - step), np.inf), axis=0)
+        finer = np.isfinite(centrals) & (steps < step * (1 - 1e-9))
+        distance = np.where(finer, np.abs(centrals - numeric), 0.0)
+        if analytic is None:
+            off = distance > np.abs(centrals[own, at] - numeric) + GAP_SIGNIFICANT * roundings
+        else:
+            toward = np.sign(centrals - numeric) == np.sign(analytic - numeric)
+            off = toward & (distance > np.abs(centrals[own, at] - numeric) + CONTRADICTS * roundings)
+        off &= finer
+        return np.asarray(np.max(np.where(off, distance, 0.0), axis=0))
 
 
 def _flat(gaps: np.ndarray, gap_noise: np.ndarray, band: float = 0.8) -> np.ndarray:
@@ -249,7 +329,7 @@ def _flat(gaps: np.ndarray, gap_noise: np.ndarray, band: float = 0.8) -> np.ndar
 
 def _kinks(
     gaps: np.ndarray, gap_noise: np.ndarray, lowers: np.ndarray, uppers: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per suspect: whether it sits on a kink, the one-sided slopes extrapolated to step 0, and their margin.
 
     Only the finest significant gaps decide: a kink when the finest two 4x apart in step are within a
@@ -257,7 +337,9 @@ def _kinks(
     or the finest two changed sign (curvature outweighing a small jump at coarse steps); never when the
     finest three halve in turn (the asymptotic regime of a smooth function). The slopes are taken at the
     finest significant step (the first step's when none is) and extrapolated, s(0) ≈ 2·s(h) − s(2h);
-    ``margin`` is how far that moved them plus the gap's noise there: ``(kink, low, high, margin)``.
+    ``margin`` is how far that moved them plus the gap's noise there. ``settled``: each slope's last change
+    was at most :data:`DRIFT_RATIO` of the one before, or lost in the noise (True with fewer than three rows):
+    ``(kink, low, high, margin, settled)``.
     """
     with np.errstate(invalid="ignore"):
         significant = np.abs(gaps) > GAP_SIGNIFICANT * gap_noise
@@ -291,8 +373,16 @@ def _kinks(
         upper = np.where(row > 0, 2 * uppers[row, at] - uppers[prior, at], uppers[row, at])
         lower = np.where(row > 0, 2 * lowers[row, at] - lowers[prior, at], lowers[row, at])
         moved = np.fmax(np.abs(upper - uppers[row, at]), np.abs(lower - lowers[row, at]))
-        margin = moved + np.where(np.isfinite(gap_noise[row, at]), gap_noise[row, at], 0.0)
-    return kink, np.fmin(lower, upper), np.fmax(lower, upper), margin
+        noise_there = np.where(np.isfinite(gap_noise[row, at]), gap_noise[row, at], 0.0)
+        margin = moved + noise_there
+        earlier = np.maximum(row - 2, 0)
+        settled = np.ones(k, dtype=bool)
+        for slopes in (uppers, lowers):
+            change = np.abs(slopes[row, at] - slopes[prior, at])
+            before = np.abs(slopes[prior, at] - slopes[earlier, at])
+            settled &= (change <= DRIFT_RATIO * before) | (change <= noise_there)
+        settled |= row < 2
+    return kink, np.fmin(lower, upper), np.fmax(lower, upper), margin, settled
 
 
 #: The Taylor test's multiples of the tangent, halving (pyadjoint's ``taylor_test`` takes 4 steps; more
