@@ -235,7 +235,7 @@ def second_look(
                 factor *= CON * CON
                 trial = np.maximum(np.abs(column[j] - column[j - 1]), np.abs(column[j] - previous[j - 1, which]))
                 # an entry of rows i-j..i, every one of them in the regime (and at least two ratios seen)
-                better = (trial <= err) & (run >= max(j, 2))
+                better = (trial < err) & (run >= max(j, 2))  # a tie keeps the coarser entry: less rounding
                 err, num = np.where(better, trial, err), np.where(better, column[j], num)
                 best_row[which] = np.where(better, i, best_row[which])
                 rnd, stp = np.where(better, rounding, rnd), np.where(better, span / 2, stp)
