@@ -395,3 +395,54 @@ def test_kinks_closer_than_float32s_first_step_are_no_false_alarm_and_a_bug_is_s
     assert correct.n_wrong == 0
     planted = pipeline.check(model(bug=1.03), params, data)  # above float32's power here (about 1.1e-2)
     assert _found(planted, tensor), str(planted)
+
+
+class _PaddedMean:
+    """Token embeddings averaged over a sentence's unpadded positions, then a linear score and softmax
+    cross-entropy. ``mask_in_backward=False`` is the bug: the pad token's row gets a gradient, though the
+    loss never reads it (its numeric gradient is exactly 0)."""
+
+    def __init__(self, mask_in_backward: bool = True) -> None:
+        self.mask_in_backward = mask_in_backward
+
+    def _scores(self, p: Arrays, d: Arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        count = d["mask"].sum(axis=1, keepdims=True)
+        pooled = (p["E"][d["tokens"]] * d["mask"][..., None]).sum(axis=1) / count
+        return count, pooled, pooled @ p["W"]
+
+    def loss(self, p: Arrays, d: Arrays) -> float:
+        _, _, s = self._scores(p, d)
+        z = s - s.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(d["y"])), d["y"]].mean())
+
+    def grad(self, p: Arrays, d: Arrays) -> Arrays:
+        count, pooled, s = self._scores(p, d)
+        ds = np.exp(s - s.max(axis=1, keepdims=True))
+        ds /= ds.sum(axis=1, keepdims=True)
+        ds[np.arange(len(d["y"])), d["y"]] -= 1
+        ds /= len(d["y"])
+        mask = d["mask"] if self.mask_in_backward else np.ones_like(d["mask"])
+        per_token = mask[..., None] * (ds @ p["W"].T / count)[:, None, :]
+        grad_e = np.zeros_like(p["E"])
+        np.add.at(grad_e, d["tokens"], per_token)
+        return {"E": grad_e, "W": pooled.T @ ds}
+
+
+def test_a_mask_missing_from_the_backward_is_found_in_float32_where_the_loss_never_moves() -> None:
+    """Following a disagreement to finer steps once made a row the loss never reads (every row's central
+    difference exactly 0, the table tied everywhere) take its finest, noisiest entry: the pad row's wrong
+    gradient was inconclusive and the check passed. A tie now keeps the coarser entry."""
+    rng = np.random.default_rng(11)
+    lengths = rng.integers(3, 7, 16)
+    mask = (np.arange(6)[None, :] < lengths[:, None]).astype(np.float32)
+    tokens = np.where(mask > 0, rng.integers(1, 50, (16, 6)), 0)  # 0 is the pad token
+    params = {
+        "E": (0.1 * rng.standard_normal((50, 8))).astype(np.float32),
+        "W": (0.3 * rng.standard_normal((8, 4))).astype(np.float32),
+    }
+    data: Arrays = {"tokens": tokens, "mask": mask, "y": rng.integers(0, 4, 16)}
+    assert pipeline.check(_PaddedMean(), params, data).passed
+    planted = pipeline.check(_PaddedMean(mask_in_backward=False), params, data)
+    assert _found(planted, "E"), str(planted)
+    assert "mask" in str(planted)  # the diagnosis names the pattern: non-zero where the numeric is exactly 0
