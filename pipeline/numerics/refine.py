@@ -191,6 +191,7 @@ def second_look(
     multiple = np.full(k, START)  # each suspect's next step, in units of its first-pass step
     leapt = np.zeros(k, dtype=bool)  # its last step was LEAP times smaller, not CON: a new table starts
     best_row = np.full(k, -1)  # the row of each suspect's best estimate
+    frozen = np.zeros(k, dtype=bool)  # it is kept while finer rows only test it (CONFIRM_ROWS)
     active = np.ones(k, dtype=bool)
     evaluations = 0
     for i in range(ROWS):
@@ -235,7 +236,7 @@ def second_look(
                 factor *= CON * CON
                 trial = np.maximum(np.abs(column[j] - column[j - 1]), np.abs(column[j] - previous[j - 1, which]))
                 # an entry of rows i-j..i, every one of them in the regime (and at least two ratios seen)
-                better = (trial < err) & (run >= max(j, 2))  # a tie keeps the coarser entry: less rounding
+                better = (trial < err) & (run >= max(j, 2)) & ~frozen[which]  # a tie keeps the coarser entry
                 err, num = np.where(better, trial, err), np.where(better, column[j], num)
                 best_row[which] = np.where(better, i, best_row[which])
                 rnd, stp = np.where(better, rounding, rnd), np.where(better, span / 2, stp)
@@ -256,7 +257,9 @@ def second_look(
                 if analytic is not None:  # a disagreement must be seen at finer steps too
                     with np.errstate(invalid="ignore"):
                         apart = np.abs(analytic[which] - num) > err + ROUNDING_GAIN * rnd
-                    enough &= ~(apart & (i - best_row[which] < CONFIRM_ROWS))
+                    confirming = enough & apart & (i - best_row[which] < CONFIRM_ROWS)
+                    frozen[which] |= confirming  # the finer rows test the estimate; they do not replace it
+                    enough &= ~confirming
                 done |= enough
         diagonal[which] = column[i]
         active[which[done]] = False
