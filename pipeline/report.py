@@ -307,7 +307,12 @@ def format_report(report: Report) -> str:
     rows = [header + (["wrong", "kinks", "inconclusive", "power"] if judged else []) + along + ["verdict"]]
     for t in report.tensors:
         counts = (
-            [f"{t.n_wrong}/{t.n_checked}", str(t.n_nondifferentiable), str(t.n_inconclusive), f"{t.power:.1e}"]
+            [
+                f"{t.n_wrong}/{t.n_checked}",
+                str(t.n_nondifferentiable),
+                str(t.n_inconclusive),
+                f"{t.power:.1e}" if math.isfinite(t.power) else "-",
+            ]
             if judged
             else []
         )
@@ -328,7 +333,7 @@ def format_report(report: Report) -> str:
     if judged:
         lines.append(
             "  power: the relative error each tensor's check could have detected (its widest allowance of an "
-            "agreeing element, against max(|a|, |n|))"
+            "agreeing element, against max(|a|, |n|); - where no element agreed)"
         )
     if report.failing:
         backwards = [t for t in reversed(report.tensors) if not t.passed]

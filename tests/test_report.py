@@ -72,3 +72,22 @@ def test_without_per_element_verdicts_the_report_states_the_rule_instead_of_nan(
     text = format_report(dataclasses.replace(report, threshold=None))
     assert "nothing was judged, and PASSED only means the check ran." in text
     assert "alone decide" not in text
+
+
+def test_a_tensor_with_no_agreeing_element_shows_no_power_rather_than_nan() -> None:
+    """Power is the widest allowance of an agreeing element: a tensor whose every element is wrong has none,
+    and its column read "nan" (a held-out user could not tell what that meant)."""
+    from .models import Smooth, problem
+
+    class BiasDoubled(Smooth):
+        def grad(self, params: dict, data: dict) -> dict:  # type: ignore[type-arg]
+            grad = super().grad(params, data)
+            return {**grad, "bias": 2 * grad["bias"]}
+
+    params, data = problem()
+    report = pipeline.check(BiasDoubled(), params, data)
+    assert report.failing == ("bias",)
+    bias_row = next(line for line in str(report).splitlines() if line.strip().startswith("bias "))
+    assert "nan" not in bias_row
+    assert " - " in bias_row
+    assert "- where no element agreed" in str(report)
