@@ -16,6 +16,9 @@ from pipeline.storage.output import PER_INDEX
 
 from .conftest import file_model_check, run_cli
 
+#: A sampled run of the seed example: 3 elements a tensor, shards of 4.
+SAMPLED = ["--inline", "--set", "indices={sample_per_tensor: 3, seed: 0}", "--set", "shard_size=4"]
+
 
 def _arrays(output: Path) -> dict[str, np.ndarray]:
     return read_arrays("output", str(output), PER_INDEX)
@@ -220,10 +223,9 @@ def test_an_interrupted_full_run_of_format_3_is_resumed_and_a_sampled_one_is_not
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["timings"]["resumed_shards"] == 4
 
-    sampled = ["--inline", "--set", "indices={sample_per_tensor: 3, seed: 0}", "--set", "shard_size=4"]
-    assert run_cli("run", config, *sampled, "--overwrite").returncode == 0
+    assert run_cli("run", config, *SAMPLED, "--overwrite").returncode == 0
     _as_format_3(output)
-    refused = run_cli("run", config, *sampled)
+    refused = run_cli("run", config, *SAMPLED)
     assert refused.returncode == 2
     assert refused.stderr == (
         f"gradcheck: error: The output '{output}' holds an interrupted sampled run made by an older gradcheck "
@@ -236,21 +238,20 @@ def test_a_sampled_run_whose_index_names_other_elements_is_found_and_not_resumed
     """Its shards would be mislabelled: another NumPy may draw another sample from the seed, or the index was
     damaged (the two cannot be told apart)."""
     config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
-    sampled = ["--inline", "--set", "indices={sample_per_tensor: 3, seed: 0}", "--set", "shard_size=4"]
-    assert run_cli("run", config, *sampled).returncode == 0
+    assert run_cli("run", config, *SAMPLED).returncode == 0
     index = zarr.open_array(str(output), path="index", mode="r+")
     right = np.asarray(index[:])
     index[5] = 46  # slot 5 (shard 1) now names another element
     found = run_cli("verify", str(output))
     assert found.returncode == 2
     assert "1 of 4 shards done are corrupt" in found.stderr
-    refused = run_cli("run", config, *sampled)
+    refused = run_cli("run", config, *SAMPLED)
     assert refused.returncode == 2
     assert refused.stderr == (
         f"gradcheck: error: The output '{output}' holds an interrupted sampled run whose `index` names other "
         "elements than this run's sample (drawn by another NumPy, or damaged): its shards cannot be resumed. Pass "
         "--overwrite to start it again.\n"
     )
-    assert run_cli("run", config, *sampled, "--overwrite").returncode == 0
+    assert run_cli("run", config, *SAMPLED, "--overwrite").returncode == 0
     np.testing.assert_array_equal(zarr.open_array(str(output), path="index", mode="r")[:], right)
     assert run_cli("verify", str(output)).returncode == 0

@@ -51,7 +51,7 @@ def moved_loss(
         return None
 
     def evaluate(values: Sequence[Any], m: Any, delta: Any) -> Any:
-        (out,) = _evaluate(closed.jaxpr, closed.consts, list(values), views, tuple(m), delta)
+        (out,), _ = _evaluate(closed.jaxpr, closed.consts, list(values), views, tuple(m), delta)
         return out
 
     index = tuple(jax.ShapeDtypeStruct((), jnp.int32) for _ in args[position].shape)
@@ -113,8 +113,9 @@ def _linear_views(jaxpr: Jaxpr, views: dict[Any, Axes]) -> dict[Any, Axes] | Non
 
 def _evaluate(
     jaxpr: Jaxpr, consts: Sequence[Any], args: list[Any], views: dict[Any, Axes], m: tuple[Any, ...], delta: Any
-) -> list[Any]:
-    """``jaxpr``'s outputs with the tensor moved: each product with a view of it gets the moved element's term."""
+) -> tuple[list[Any], dict[Any, Axes]]:
+    """``jaxpr``'s outputs with the tensor moved (each product with a view of it gets the moved element's term),
+    and the views of the tensor among them."""
     env: dict[Any, Any] = {}
 
     def read(v: Any) -> Any:
@@ -132,8 +133,7 @@ def _evaluate(
         inner = _inner(eqn) if used and name not in ("transpose", "dot_general") else None
         if inner is not None:  # a call the tensor enters: evaluate its body the same way
             inside = {iv: views[ov] for iv, ov in zip(inner.jaxpr.invars, eqn.invars, strict=True) if _is_in(ov, views)}
-            outs = _evaluate(inner.jaxpr, inner.consts, values, inside, m, delta)
-            found = _linear_views(inner.jaxpr, inside) or {}
+            outs, found = _evaluate(inner.jaxpr, inner.consts, values, inside, m, delta)
             views.update(
                 {ov: found[iv] for iv, ov in zip(inner.jaxpr.outvars, eqn.outvars, strict=True) if _is_in(iv, found)}
             )
@@ -152,7 +152,7 @@ def _evaluate(
                 ]
         for v, value in zip(eqn.outvars, outs, strict=True):
             env[v] = value
-    return [read(v) for v in jaxpr.outvars]
+    return [read(v) for v in jaxpr.outvars], {v: views[v] for v in jaxpr.outvars if _is_in(v, views)}
 
 
 def _moved_term(numbers: Any, side: int, other: Any, at: tuple[Any, ...], delta: Any, product: Any) -> Any:

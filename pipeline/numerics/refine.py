@@ -183,7 +183,6 @@ def second_look(
     gap_noise = np.full((ROWS, k), np.inf)
     uppers = np.full((ROWS, k), np.nan)
     lowers = np.full((ROWS, k), np.nan)
-    steps = np.full((ROWS, k), np.nan)
     centrals = np.full((ROWS, k), np.nan)  # each row's central difference, and its rounding
     roundings = np.full((ROWS, k), np.nan)
     diagonal = np.full(k, np.nan)  # the table's last diagonal entry, per suspect
@@ -212,7 +211,6 @@ def second_look(
             gaps[i, which] = upper - lower
             gap_noise[i, which] = 2 * noise[which] * (1 / np.abs(up) + 1 / np.abs(down))
             lowers[i, which], uppers[i, which] = lower, upper
-            steps[i, which] = span / 2
             rounding = noise[which] * math.sqrt(2) / np.abs(span)
             centrals[i, which], roundings[i, which] = column[0], rounding
             err, num, rnd, stp = error[which], numeric[which], rounding_best[which], step_best[which]
@@ -279,14 +277,13 @@ def second_look(
     with np.errstate(invalid="ignore"):
         unseen = (best_row >= 0) & ~(np.abs(gaps[row, at]) > GAP_SIGNIFICANT * gap_noise[row, at])
         hidden = np.where(unseen, GAP_SIGNIFICANT / 2 * gap_noise[row, at], 0.0)
-    hidden = np.fmax(hidden, _contradicted(numeric, step_best, steps, centrals, roundings, analytic))
+    hidden = np.fmax(hidden, _contradicted(numeric, best_row, centrals, roundings, analytic))
     return Refined(numeric, bar, kink, lower, upper, step_best, evaluations, margin, settled, hidden)
 
 
 def _contradicted(
     numeric: np.ndarray,
-    step: np.ndarray,
-    steps: np.ndarray,
+    best_row: np.ndarray,
     centrals: np.ndarray,
     roundings: np.ndarray,
     analytic: np.ndarray | None = None,
@@ -303,11 +300,11 @@ def _contradicted(
     times its rounding; given the analytic values, by more than :data:`CONTRADICTS` times it toward them
     (the direction a kink's bias takes as the steps leave it; a wrong value's finer rows scatter both ways).
     """
-    k = steps.shape[1]
+    rows, k = centrals.shape
     at = np.arange(k)
+    own = np.maximum(best_row, 0)  # rows after it are finer (a leap only makes a step smaller)
     with np.errstate(invalid="ignore"):
-        own = np.argmin(np.where(np.isfinite(steps), np.abs(steps - step), np.inf), axis=0)
-        finer = np.isfinite(centrals) & (steps < step * (1 - 1e-9))
+        finer = np.isfinite(centrals) & (np.arange(rows)[:, None] > best_row) & (best_row >= 0)
         distance = np.where(finer, np.abs(centrals - numeric), 0.0)
         if analytic is None:
             off = distance > np.abs(centrals[own, at] - numeric) + GAP_SIGNIFICANT * roundings
