@@ -446,3 +446,22 @@ def test_a_mask_missing_from_the_backward_is_found_in_float32_where_the_loss_nev
     planted = pipeline.check(_PaddedMean(mask_in_backward=False), params, data)
     assert _found(planted, "E"), str(planted)
     assert "mask" in str(planted)  # the diagnosis names the pattern: non-zero where the numeric is exactly 0
+
+
+def test_an_embedding_the_loss_reads_sparsely_is_not_said_to_be_ignored_by_the_loss() -> None:
+    """The noise probe moves 256 of a tensor's elements, then 16, then 1. Here the first two lines moved the loss
+    but were set aside (too fine a spacing for float32 to tell), and the last one moved a row no sentence uses:
+    the report said "the loss does not depend on this tensor" of the embedding every score is made of."""
+    rng = np.random.default_rng(23)
+    lengths = rng.integers(4, 13, 32)
+    mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.float32)
+    tokens = np.where(mask > 0, np.minimum(rng.zipf(1.3, (32, 12)), 499), 0)  # few of the 500 rows are read
+    params = {
+        "E": (0.1 * rng.standard_normal((500, 16))).astype(np.float32),
+        "W": (rng.standard_normal((16, 4)) * np.sqrt(2 / 20)).astype(np.float32),
+    }
+    data: Arrays = {"tokens": tokens, "mask": mask, "y": rng.integers(0, 4, 32)}
+    report = pipeline.check(_PaddedMean(), params, data, indices={"sample_per_tensor": 5})
+    embedding = report.tensors[0]
+    assert "does not depend" not in embedding.noise_source, embedding.noise_source
+    assert embedding.noise > 0

@@ -540,6 +540,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
     flat = loaded.flat[name]
     finer: list[float] = []
     evaluations = 0
+    moved = False  # the loss moved along some direction tried
     for attempt, elements in enumerate(NOISE_ELEMENTS):
         rng = np.random.default_rng([NOISE_SEED, number, attempt])
         at = rng.choice(flat.size, size=min(elements, flat.size), replace=False)
@@ -551,6 +552,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             coarse, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) * p)
             evaluations += cost
             still &= coarse == 0.0
+            moved |= coarse != 0.0
             if not coarse:
                 continue
             fine, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) / 16 * p)
@@ -562,8 +564,8 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             if fine is not None:
                 finer.append(fine)
             break  # a level that shrinks with the spacing: a kink on this line; try another direction
-        if still:  # the loss does not move even 1e5 steps away: it does not depend on this tensor
-            return 0.0, UNMOVED, evaluations
+        if still and not moved:  # the loss does not move even 1e5 steps away: it does not depend on this tensor
+            return 0.0, UNMOVED, evaluations  # (a direction through a few of its elements may miss them all)
     if finer:
         return min(finer), "measured at a finer spacing (a kink crossed the probe's line)", evaluations
     return 0.0, "not measurable: one rounding unit of the loss", evaluations
