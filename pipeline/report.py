@@ -333,7 +333,7 @@ def format_report(report: Report) -> str:
     if judged:
         lines.append(
             "  power: the relative error each tensor's check could have detected (its widest allowance of an "
-            "agreeing element, against max(|a|, |n|); - where no element agreed)"
+            "agreeing element or random direction, against max(|a|, |n|); - where none agreed)"
         )
     if report.failing:
         backwards = [t for t in reversed(report.tensors) if not t.passed]

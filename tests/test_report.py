@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import pipeline
@@ -90,4 +91,21 @@ def test_a_tensor_with_no_agreeing_element_shows_no_power_rather_than_nan() -> N
     bias_row = next(line for line in str(report).splitlines() if line.strip().startswith("bias "))
     assert "nan" not in bias_row
     assert " - " in bias_row
-    assert "- where no element agreed" in str(report)
+    assert "- where none agreed" in str(report)
+
+
+def test_a_tensor_checked_by_random_directions_alone_states_their_power() -> None:
+    """Power counts the agreeing random directions too: a tensor checked by directions alone read "-", the
+    mark of a tensor with no agreement at all."""
+    from pipeline.examples import hard
+
+    params, data = hard.model("wide-float32").problem(np.float32)
+    report = pipeline.check(hard.model("wide-float32"), params, data, indices="none", directions=8)
+    assert report.passed
+    assert report.n_checked == 0
+    for tensor in report.tensors:
+        agreeing = [d for d in report.directions if d["tensor"] == tensor.name and d["status"] == "agrees"]
+        assert agreeing
+        widest = max(d["allowed"] / max(abs(d["analytic"]), abs(d["numeric"])) for d in agreeing)
+        assert tensor.power == pytest.approx(widest, rel=1e-12)
+        assert tensor.power < 1e-2  # verified: within the verification limit

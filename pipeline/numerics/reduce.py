@@ -430,6 +430,19 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
     )
 
 
+def _relative(allowed: float, analytic: float, numeric: float) -> float:
+    """An allowance against ``max(|a|, |n|)``; NaN where both are 0."""
+    magnitude = max(abs(analytic), abs(numeric))
+    return allowed / magnitude if magnitude > 0 else math.nan
+
+
+def _widest(power: float, more: Sequence[float]) -> float:
+    """The widest of a tensor's power (NaN where no element agreed) and its agreeing directions' allowances
+    against their magnitude: the relative error its check could have detected."""
+    finite = [p for p in (power, *more) if math.isfinite(p)]
+    return max(finite) if finite else math.nan
+
+
 def direction_difference(directions: Sequence[DirectionResult]) -> float:
     """The seed's normalized difference over directional derivatives (a run that checks no element)."""
     a = np.array([d.analytic for d in directions])
@@ -488,6 +501,7 @@ def with_directions(
                 # verified when an element or a direction agrees within a narrow enough bar; a tensor
                 # without elements has nothing that could be wrong
                 verified=(tensor.verified and bool(tensor.n_checked)) or bool(agreeing) or not math.prod(tensor.shape),
+                power=_widest(tensor.power, [_relative(d.allowed, d.analytic, d.numeric) for d in agreeing]),
                 diagnosis=(*tensor.diagnosis, sentence(mine, wrong)) if wrong else tensor.diagnosis,
             )
         )
