@@ -730,7 +730,9 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         if settings.second_look and settings.scheme != "complex-step":
             precision = "float64" if settings.promote else group.dtype
             scale = _per_element(loaded, settings.scale_of, group)
-            suspect = suspects(a, est.numeric, est.bar, status[at], tolerance, scale, precision, est.rounding)
+            suspect = suspects(
+                a, est.numeric, est.bar, status[at], tolerance, scale, precision, est.rounding, est.kinked
+            )
             if suspect.any():
                 mine = at[suspect]
                 (numeric[mine], allowed[mine], status[mine], steps[mine]), cost = _look_again(
@@ -1204,7 +1206,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     if (
         settings.second_look
         and not complex_step
-        and suspects(analytic, numeric, est.bar, status, tolerance, 0.0, precision, est.rounding)[0]
+        and suspects(analytic, numeric, est.bar, status, tolerance, 0.0, precision, est.rounding, est.kinked)[0]
     ):
 
         def pair(_: np.ndarray, multiple: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

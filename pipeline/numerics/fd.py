@@ -170,6 +170,7 @@ class Estimate:
     nonfinite: np.ndarray
     smooth: np.ndarray
     rounding: np.ndarray | None = None  # the part of ``bar`` that is rounding (all of it where None)
+    kinked: np.ndarray | None = None  # the second differences at h and 2h disagree: a kink inside the stencil
 
 
 def estimate(
@@ -215,14 +216,14 @@ def estimate(
         numeric = d1 + (d1 - d2) / 3
         w1, w2 = 4 / 3 * weights[:, 0], 1 / 3 * weights[:, 1]
         rounding = noise * np.sqrt(2 * (w1**2 + w2**2))
-        truncation, smooth = _richardson_truncation(losses, taken, loss0, d1, d2, noise)
+        truncation, smooth, kinked = _richardson_truncation(losses, taken, loss0, d1, d2, noise)
         bar = rounding + truncation
         upper = (losses[:, 0] - loss0) / taken[:, 0]
         lower = (loss0 - losses[:, 1]) / -taken[:, 1]
     finite_plus = np.all(np.isfinite(plus), axis=1)
     finite_minus = np.all(np.isfinite(minus), axis=1)
     nonfinite = (np.where(finite_plus, 0, PLUS) | np.where(finite_minus, 0, MINUS)).astype(np.int8)
-    return Estimate(numeric, bar, lower, upper, nonfinite, smooth, rounding)
+    return Estimate(numeric, bar, lower, upper, nonfinite, smooth, rounding, kinked)
 
 
 def _central(
@@ -252,6 +253,9 @@ def _central(
 #: Second differences at h and 2h that differ by more than this fraction mean the loss is
 #: not smooth within 2h of θ (a kink): the Richardson error bar falls back to D(h)'s own.
 SMOOTH_CURVATURE = 0.1
+#: Where they differ by more than this fraction the element is a suspect (:func:`.tolerance.suspects`): a kink
+#: inside both steps bends D(h) and D(2h) alike, and changes the curvature less than it biases them.
+KINKED_CURVATURE = 0.02
 #: ...and R's error is only taken as ``e²/|D(h)|`` once D(h) is accurate to this fraction
 #: (the asymptotic regime, where each order is smaller than the one before).
 ASYMPTOTIC = 1e-3
@@ -259,27 +263,29 @@ ASYMPTOTIC = 1e-3
 
 def _richardson_truncation(
     losses: np.ndarray, taken: np.ndarray, loss0: float, d1: np.ndarray, d2: np.ndarray, noise: float | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The truncation error of ``R = D(h) + (D(h) − D(2h))/3`` per entry, and where the loss is smooth.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The truncation error of ``R = D(h) + (D(h) − D(2h))/3`` per entry, where the loss is smooth, and
+    where a kink lies inside the stencil.
 
     ``e = |D(h) − D(2h)|/3`` is D(h)'s error (order h²); R's is of order h⁴. Where the loss
     is smooth, each order shrinks by about the same factor, so R's error is about
     ``e · (e / |D(h)|)``, once ``e / |D(h)|`` is small (:data:`ASYMPTOTIC`). Smooth means the second differences at h and 2h agree (within
     :data:`SMOOTH_CURVATURE` and their noise); where they do not, a kink lies within 2h
-    and R is no better than D(h): the bar is ``e`` itself.
+    and R is no better than D(h): the bar is ``e`` itself. That bar cannot see kinks inside both steps,
+    which bend D(h) and D(2h) alike (a ReLU pre-activation a few thousandths from 0 against a float32
+    step of 0.04): such an element is a suspect (:func:`.tolerance.suspects`).
     """
     e = np.abs(d1 - d2) / 3
     h1, h2 = taken[:, 0], taken[:, 2]
     curvature_h = (losses[:, 0] - 2 * loss0 + losses[:, 1]) / (h1 * h1)
     curvature_2h = (losses[:, 2] - 2 * loss0 + losses[:, 3]) / (h2 * h2)
     curvature_noise = 4 * noise / (h1 * h1)
-    smooth = (
-        np.abs(curvature_h - curvature_2h)
-        <= SMOOTH_CURVATURE * np.maximum(np.abs(curvature_h), np.abs(curvature_2h)) + 10 * curvature_noise
-    )
+    change = np.abs(curvature_h - curvature_2h) - 10 * curvature_noise
+    scale = np.maximum(np.abs(curvature_h), np.abs(curvature_2h))
+    kinked = ~(change <= KINKED_CURVATURE * scale)
     relative = np.divide(e, np.abs(d1), out=np.ones_like(e), where=d1 != 0)
-    smooth &= relative <= ASYMPTOTIC
-    return np.where(smooth, e * relative, e), smooth
+    smooth = (change <= SMOOTH_CURVATURE * scale) & (relative <= ASYMPTOTIC)
+    return np.where(smooth, e * relative, e), smooth, kinked
 
 
 def noise_level(values: Sequence[float]) -> float | None:

@@ -154,16 +154,20 @@ def suspects(
     scale: np.ndarray | float,
     precision: str = "float64",
     rounding: np.ndarray | None = None,
+    kinked: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which elements get a second look: those that disagree or are called kinks, and those whose
     measured uncertainty exceeds :data:`SUSPECT` for the loss's precision (or ``rtol``) of their
     :func:`reference` (``scale``: their tensor's RMS gradient) - unless that bar is mostly the loss's
-    noise (``rounding``, its part of ``bar``; all of it where None): finer steps only add rounding."""
+    noise (``rounding``, its part of ``bar``; all of it where None): finer steps only add rounding. And those
+    whose stencil holds a kink (``kinked``: richardson's second differences at h and 2h disagree), whose bar
+    cannot see kinks that bend both steps alike."""
     fraction = max(SUSPECT.get(precision, SUSPECT["float32"]), tolerance.rtol)
     with np.errstate(invalid="ignore"):
         wide = ~(tolerance.safety * bar <= fraction * reference(analytic, numeric, scale))
         noisy = bar <= 2 * (bar if rounding is None else rounding)
-    return np.asarray((status == WRONG) | (status == NONDIFFERENTIABLE) | (wide & ~noisy), dtype=bool)
+    looked = (status == WRONG) | (status == NONDIFFERENTIABLE) | (wide & ~noisy)
+    return np.asarray(looked if kinked is None else looked | kinked, dtype=bool)
 
 
 def inconclusive(
