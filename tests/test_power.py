@@ -16,7 +16,7 @@ import pipeline.testing
 from pipeline.errors import ConfigError
 from pipeline.examples import hard, zoo
 from pipeline.numerics.refine import Refined, second_look, taylor
-from pipeline.numerics.tolerance import AGREE, WRONG
+from pipeline.numerics.tolerance import AGREE, INCONCLUSIVE, WRONG
 
 from .conftest import file_model_check, run_cli
 
@@ -660,34 +660,31 @@ def test_kinks_inside_both_first_steps_send_an_agreement_to_a_second_look() -> N
     assert _found(pipeline.check(_ReluSquare(threshold=1e-2), params32, data32), "b1")
 
 
-def test_between_the_slopes_is_not_wrong_only_where_the_curvature_did_not_hold() -> None:
-    from pipeline.numerics.tolerance import INCONCLUSIVE, Tolerance, judge_again
+@pytest.mark.parametrize(
+    ("lower", "held", "expected"),
+    [
+        (0.999, True, WRONG),  # the curvature held: the estimate decides
+        (0.999, False, INCONCLUSIVE),  # kinks inside the steps, and the value between the slopes
+        (1.0005, False, WRONG),  # outside the slopes it is wrong either way
+    ],
+)
+def test_between_the_slopes_is_not_wrong_only_where_the_curvature_did_not_hold(
+    lower: float, held: bool, expected: int
+) -> None:
+    from pipeline.numerics.tolerance import Tolerance, judge_again
 
     one = np.ones(1)
     analytic, numeric, bar = 1.0 * one, 1.001 * one, 1e-5 * one  # 1e-3 apart, 10 bars wide: a disagreement
     first = (numeric, 1e-4 * one, np.array([WRONG]), bar)
-    for held, status in ((True, WRONG), (False, INCONCLUSIVE)):
-        kept = judge_again(
-            analytic,
-            numeric,
-            bar,
-            np.array([False]),
-            0.999 * one,
-            1.003 * one,
-            first,
-            Tolerance(0.0, 0.0),
-            curvature_held=np.array([held]),
-        )
-        assert kept[2][0] == status
-    outside = judge_again(  # outside the slopes it is wrong either way
+    verdict = judge_again(
         analytic,
         numeric,
         bar,
         np.array([False]),
-        1.0005 * one,
+        lower * one,
         1.003 * one,
         first,
         Tolerance(0.0, 0.0),
-        curvature_held=np.array([False]),
+        curvature_held=np.array([held]),
     )
-    assert outside[2][0] == WRONG
+    assert verdict[2][0] == expected
