@@ -236,6 +236,8 @@ def _headline(report: Report) -> str:
             difference += f" <= threshold {report.threshold:g}"
         if report.not_verified:  # unverified: warn
             parts.append(f"{len(report.not_verified)} tensor(s) not verified ({', '.join(report.not_verified)})")
+        if unproven := sum(t.n_unproven for t in report.tensors):
+            parts.append(f"{unproven} disagreeing but not proven wrong (see below)")
         return "gradcheck PASSED: " + "; ".join([*parts, difference])
     failed: list[str] = []  # each reason the check failed for, as the verdicts have it
     held: list[str] = []  # the rest, said so that no count reads as a reason
@@ -368,6 +370,15 @@ def format_report(report: Report) -> str:
             "",
             f"Second look: {int(timings_looked)} suspect element(s) evaluated again over a sequence of steps, "
             f"{int(report.timings.get('second_look_evaluations', 0))} loss evaluations.",
+        ]
+    unproven = [t for t in report.tensors if t.n_unproven]
+    if unproven:
+        where = ", ".join(f"{t.n_unproven} of {t.name}" for t in unproven)
+        lines += [
+            "",
+            f"Not proven wrong ({where}): elements that disagree beyond their allowance, but finer steps could not "
+            "confirm it (kinks near θ inside the steps, or finer steps moving toward the analytic value): "
+            "inconclusive, not wrong. A wrong gradient may hide there; `precision: float64` checks with finer steps.",
         ]
     orders = [d for d in report.directions if d.get("orders")]
     if orders:

@@ -610,6 +610,10 @@ def test_kinks_inside_every_step_do_not_make_a_value_between_the_slopes_wrong() 
     params, data = _conv_problem(22)
     correct = pipeline.check(_ConvPool(), params, data)
     assert correct.passed, str(correct)
+    kernel = next(t for t in correct.tensors if t.name == "Wc")
+    assert kernel.n_unproven >= 1  # and the report says so: a pass that could hide a bug there
+    assert "disagreeing but not proven wrong" in str(correct).splitlines()[0]
+    assert "Not proven wrong (1 of Wc)" in str(correct)
     assert _found(pipeline.check(_ConvPool(bug=1.03), params, data), "Wc")
 
 

@@ -95,6 +95,7 @@ class TensorSums:
     worst: Element | None = None  # the tensor's worst element in this part
     n_inconclusive: int = 0
     power: float = 0.0  # the largest allowance of an agreeing element, relative to its reference magnitude
+    n_unproven: int = 0  # inconclusive elements that disagree beyond their allowance
 
     @property
     def n_verified(self) -> int:
@@ -117,6 +118,7 @@ class TensorSums:
             _worse(self.worst, other.worst),
             self.n_inconclusive + other.n_inconclusive,
             max(self.power, other.power),
+            self.n_unproven + other.n_unproven,
         )
 
     def contribution(self, scale: float) -> float:
@@ -317,6 +319,7 @@ def summarize_shard(
                 None if worst_here is None else element(worst_here),
                 int(np.count_nonzero(status[at] == INCONCLUSIVE)),
                 float(relative.max(initial=0.0)),
+                int(np.count_nonzero((status[at] == INCONCLUSIVE) & (error[at] > allowed[at]))),
             )
         )
     top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]
@@ -408,6 +411,7 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             step_max=totals[spec.name].step_max,
             worst=_maybe_located(layout, totals[spec.name].worst),
             n_inconclusive=totals[spec.name].n_inconclusive,
+            n_unproven=totals[spec.name].n_unproven,
             power=totals[spec.name].power if totals[spec.name].n_verified else math.nan,
             # a tensor checked by directions alone is verified (or not) by them: see with_directions
             verified=totals[spec.name].n_verified > 0 or totals[spec.name].n_checked == 0,

@@ -32,6 +32,8 @@ class TensorReport:
     ``verified``: at least one of its elements (or directions) agreed within an allowance narrow
     enough to count; a tensor whose checked elements were all inconclusive or kinks is not verified.
     ``noise``: the loss's noise along it, and ``noise_source`` where that figure came from.
+    ``n_unproven``: of its inconclusive elements, those that disagree beyond their allowance but whose
+    second look could not confirm it (kinks inside the steps, finer rows moving toward the analytic value).
     """
 
     name: str
@@ -55,6 +57,7 @@ class TensorReport:
     noise: float = math.nan
     noise_source: str = ""
     n_directions_inconclusive: int = 0
+    n_unproven: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -79,6 +82,7 @@ class TensorReport:
             "noise": json_float(self.noise),
             "noise_source": self.noise_source,
             "n_directions_inconclusive": self.n_directions_inconclusive,
+            "n_unproven": self.n_unproven,
         }
 
     @classmethod
@@ -107,6 +111,7 @@ class TensorReport:
             read_float(raw.get("noise")),
             str(raw.get("noise_source", "")),
             int(raw.get("n_directions_inconclusive", 0)),
+            int(raw.get("n_unproven", 0)),
         )
 
 
