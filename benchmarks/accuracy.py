@@ -200,24 +200,6 @@ class Power:
 
 
 @dataclass(frozen=True)
-class Relative:
-    """A zoo model with one tensor's analytic gradient scaled by ``1 + r`` (a planted relative error)."""
-
-    inner: Any
-    tensor: str
-    r: float
-
-    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> Any:
-        return self.inner.loss(params, data)
-
-    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        grads = dict(self.inner.grad(params, data))
-        g = grads[self.tensor]
-        grads[self.tensor] = (np.asarray(g, dtype=np.float64) * (1 + self.r)).astype(g.dtype)
-        return grads
-
-
-@dataclass(frozen=True)
 class Subject:
     """A model of either zoo, as the power section checks it."""
 
@@ -234,7 +216,7 @@ class Subject:
             return hard.planted(self.kind, tensor, r, element=element)
         if element:
             raise ValueError("--plant element is for the hard zoo's models only")
-        return Relative(self.correct, tensor, r)
+        return hard.plant_in(self.correct, tensor, r)
 
     def settings(self, name: str, dtype: type) -> dict[str, object]:
         if self.zoo == "hard":

@@ -470,22 +470,6 @@ def test_an_embedding_the_loss_reads_sparsely_is_not_said_to_be_ignored_by_the_l
 # -- float32: a 1e-3 error the first pass measured is not lost in the finer rows' rounding ----------
 
 
-class _Scaled:
-    """A model with one tensor's analytic gradient scaled by ``1 + r``."""
-
-    def __init__(self, inner: Any, tensor: str, r: float) -> None:
-        self.inner, self.tensor, self.r = inner, tensor, r
-
-    def loss(self, p: Arrays, d: Arrays) -> Any:
-        return self.inner.loss(p, d)
-
-    def grad(self, p: Arrays, d: Arrays) -> Arrays:
-        grads = dict(self.inner.grad(p, d))
-        g = grads[self.tensor]
-        grads[self.tensor] = (np.asarray(g, dtype=np.float64) * (1 + self.r)).astype(g.dtype)
-        return grads
-
-
 @pytest.mark.parametrize(
     ("model", "tensor"),
     [(zoo.model("logreg"), "b"), (zoo.model("softmax"), "b"), (hard.model("smooth-tanh"), "b2")],
@@ -497,7 +481,7 @@ def test_float32_finds_a_one_in_a_thousand_error_its_first_pass_measured(model: 
     pass's estimate now stands where the second look corroborates it."""
     params, data = model.problem(np.float32)
     assert pipeline.check(model, params, data).passed
-    report = pipeline.check(_Scaled(model, tensor, 1e-3), params, data)
+    report = pipeline.check(hard.plant_in(model, tensor, 1e-3), params, data)
     assert _found(report, tensor), str(report)
     assert report.timings["second_look_elements"] > 0  # the first pass's verdict was looked at again
 

@@ -58,8 +58,10 @@ __all__ = [
     "RATES",
     "HardModel",
     "Plant",
+    "Planted",
     "kink_positions",
     "model",
+    "plant_in",
     "planted",
     "settings_for",
 ]
@@ -126,6 +128,27 @@ class HardModel:
     def tensors(self) -> tuple[str, ...]:
         """The parameter tensors, in flattening order."""
         return tuple(_PROBLEMS[self.kind](np.random.default_rng(11))[0])
+
+
+@dataclass(frozen=True)
+class Planted:
+    """Any model (a zoo's, a test's) with a planted error in its analytic gradient (:class:`Plant`)."""
+
+    inner: Any
+    plant: Plant
+
+    def loss(self, params: Arrays, data: Arrays) -> Any:
+        return self.inner.loss(params, data)
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        grads = dict(self.inner.grad(params, data))
+        grads[self.plant.tensor] = _plant(np.asarray(grads[self.plant.tensor]), self.plant)
+        return grads
+
+
+def plant_in(model: Any, tensor: str, r: float, *, element: bool = False) -> Planted:
+    """``model`` with a relative error ``r`` in ``tensor``'s gradient (or its largest element's)."""
+    return Planted(model, Plant(tensor, r, element))
 
 
 def _plant(g: np.ndarray, plant: Plant) -> np.ndarray:

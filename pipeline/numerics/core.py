@@ -1219,7 +1219,9 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         known = _known_rows(losses, taken, settings.scheme)  # the first pass's points are not evaluated again
         refined = second_look(
             pair, 1, np.ones(1), settings.loss0, np.array([noise]), np.abs(analytic), known, converged, 0.0, analytic
-        ).confirming(est.numeric, est.bar, est.smooth, np.ones(1), analytic)
+        )
+        if known:  # its first rows are the first pass's, which may stand
+            refined = refined.confirming(est.numeric, est.bar, est.smooth, np.ones(1), analytic)
         numeric, allowed, status = refined.judge(analytic, (numeric, allowed, status, est.bar), tolerance)
     else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)
         status = inconclusive(analytic, numeric, est.bar, status, tolerance)

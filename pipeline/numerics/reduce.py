@@ -434,16 +434,14 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
     )
 
 
-def _relative(allowed: float, analytic: float, numeric: float) -> float:
-    """An allowance against ``max(|a|, |n|)``; NaN where both are 0."""
-    magnitude = max(abs(analytic), abs(numeric))
-    return allowed / magnitude if magnitude > 0 else math.nan
-
-
-def _widest(power: float, more: Sequence[float]) -> float:
+def _widest(power: float, agreeing: Sequence[DirectionResult]) -> float:
     """The widest of a tensor's power (NaN where no element agreed) and its agreeing directions' allowances
-    against their magnitude: the relative error its check could have detected."""
-    finite = [p for p in (power, *more) if math.isfinite(p)]
+    against their :func:`~.tolerance.reference` magnitude: the relative error its check could have detected."""
+    allowed = np.array([d.allowed for d in agreeing])
+    magnitude = reference(np.array([d.analytic for d in agreeing]), np.array([d.numeric for d in agreeing]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = allowed / magnitude
+    finite = [float(p) for p in (power, *relative) if math.isfinite(p)]
     return max(finite) if finite else math.nan
 
 
@@ -505,7 +503,7 @@ def with_directions(
                 # verified when an element or a direction agrees within a narrow enough bar; a tensor
                 # without elements has nothing that could be wrong
                 verified=(tensor.verified and bool(tensor.n_checked)) or bool(agreeing) or not math.prod(tensor.shape),
-                power=_widest(tensor.power, [_relative(d.allowed, d.analytic, d.numeric) for d in agreeing]),
+                power=_widest(tensor.power, agreeing),
                 diagnosis=(*tensor.diagnosis, sentence(mine, wrong)) if wrong else tensor.diagnosis,
             )
         )

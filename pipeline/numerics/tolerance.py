@@ -223,9 +223,8 @@ def judge_again(
         kink = kink & ~(usable & agree)
         consistent = (numeric >= lower - room) & (numeric <= upper + room)
         between = (analytic >= lower - room) & (analytic <= upper + room)
-    # a disagreement a kink too small to see could make (``hidden``) is not wrong, only not verified; nor is one
-    # where the curvature did not hold (kinks inside the steps) and the value lies between the slopes, as at a kink
-    with np.errstate(invalid="ignore"):
+        # a disagreement a kink too small to see could make (``hidden``) is not wrong, only not verified; nor is
+        # one where the curvature did not hold (kinks inside the steps) and the value lies between the slopes
         unproven = (np.abs(analytic - numeric) <= allowed + hidden) | (~np.asarray(curvature_held) & between)
     status = np.where(agree, np.where(consistent, AGREE, INCONCLUSIVE), np.where(unproven, INCONCLUSIVE, WRONG))
     status = status.astype(np.int8)
