@@ -57,6 +57,18 @@ def test_an_offset_into_a_tiny_variance_normalisation_is_checked_at_its_own_scal
         assert _found(pipeline.check(hard.planted("offset-layernorm", "c", r), params, data), "c"), r
 
 
+def test_in_float32_the_offset_is_found_at_its_own_scale_near_the_floats_resolution() -> None:
+    # |c| ≈ 1000 in float32: a rounding unit of 6e-5, the feature about 64 of them wide, the first step 41. The
+    # steps leap (8x) across the plateau to within 32 units of c, then halve to the last the floats can take.
+    params, data = hard.model("offset-layernorm").problem(np.float32)
+    correct = pipeline.check(hard.model("offset-layernorm"), params, data)
+    assert correct.passed, str(correct)
+    looked = correct.timings["second_look_elements"]
+    assert looked == 8  # c's elements: the first pass called them wrong
+    assert correct.timings["second_look_evaluations"] <= 26 * looked  # leaps stopped at 2**10 units: 34
+    assert _found(pipeline.check(hard.planted("offset-layernorm", "c", 1e-3), params, data), "c")
+
+
 # -- 3. central differences do not excuse a smooth bug near a minimum as a kink ------------------------
 
 
