@@ -276,6 +276,37 @@ def test_the_second_look_finds_the_derivative_or_the_kink(
     assert found.evaluations <= 2 * 22
 
 
+def _softplus(k: float) -> Any:
+    return lambda x: (max(k * x, 0.0) + math.log1p(math.exp(-abs(k * x)))) / k
+
+
+@pytest.mark.parametrize(
+    ("f", "slope"),
+    [
+        # a kink at θ with curvature beside it: the slopes' gap is 2 + 25·h, not flat within 2% at these steps,
+        # but its extrapolations to step 0 are: a kink after 4 rows (it took 8)
+        (lambda x: math.exp(5 * x) + abs(x), None),
+        # 3e-3 of the first step off θ the extrapolations move by 3·3e-5/h per row, within 2% still at the fourth
+        # row: a kink, as it was after 8 rows (its slopes hold the derivative, 4)
+        (lambda x: math.exp(5 * x) + abs(x - 3e-5), None),
+        # 1e-2 of the first step off θ they move by more: the finer rows find the function smooth there
+        (lambda x: math.exp(5 * x) + abs(x - 1e-4), 4.0),
+        # a smooth feature 1e-2 of the first step wide: the gap looks like a kink's at coarse steps (its
+        # extrapolations move by 3·log(4)/(k·h) per row); the finer rows find the derivative 1/2
+        (_softplus(1e4), 0.5),
+    ],
+)
+def test_a_kink_is_called_once_the_gaps_extrapolations_to_step_0_hold(f: Any, slope: float | None) -> None:
+    found = second_look(_line(f, 0.0, 1e-2), 1, np.array([1e-2]), f(0.0), np.array([1e-16]), np.array([1.0]))
+    assert bool(found.kink[0]) is (slope is None)
+    if slope is None:
+        assert found.evaluations == 2 * 4  # 4 rows (the fewest), not 8
+        assert found.lower[0] == pytest.approx(4.0, abs=1e-3)  # the derivative beside the kink, 4, within them
+        assert found.upper[0] > 5.9
+    else:
+        assert found.numeric[0] == pytest.approx(slope, rel=1e-6)
+
+
 def test_the_taylor_test_sees_order_2_for_a_right_slope_and_1_for_a_wrong_one() -> None:
     def along(slope_error: float) -> Any:
         def at(m: float) -> tuple[float, float]:
