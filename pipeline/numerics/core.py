@@ -350,10 +350,8 @@ def _raised_at(error: BaseException) -> str:
     return f" (at {candidates[-1].filename}:{candidates[-1].lineno})" if candidates else ""
 
 
-#: A second look's leaps (:data:`.refine.LEAP`) stop at steps this many rounding units of the parameter: below,
-#: the table needs every halving it can get. (2**10 cost the float32 offset into a layer norm, whose feature is
-#: about 64 units wide, 8 more losses per element for the same verdicts.)
-LEAP_ROOM = 2.0**5
+#: A second look's leaps (:data:`.refine.LEAP`) stop at steps this many rounding units of the parameter.
+LEAP_ROOM = 2.0**10
 
 
 #: How a model that offers nothing but ``loss`` is evaluated near θ (as the report says it).

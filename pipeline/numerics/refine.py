@@ -18,8 +18,7 @@ step, and:
 - **the one-sided slopes** ``(J(θ+h) − J(θ))/h`` and ``(J(θ) − J(θ−h))/h`` are
   compared at each step: their gap is about ``f''·h`` for a smooth function (it
   shrinks with h) and the jump of the slope at a kink (it does not). A kink is a
-  gap that stays above its noise and keeps its size (within 20%) over 4x smaller steps, twice, or
-  whose extrapolation to step 0 keeps it within 2% (a kink at θ, with curvature beside it).
+  gap that stays above its noise and keeps its size (within 20%) over 4x smaller steps, twice.
 
 The finer steps carry more rounding, so where the loss's curvature held over the first rows (no kink
 inside the steps) and this look corroborates the first pass's estimate (:meth:`Refined.confirming`),
@@ -53,10 +52,8 @@ MIN_ROWS = 4
 #: ...nor called a kink before this many (a 2**7 range of steps: a smooth feature narrower than the
 #: first step must not pass for a kink).
 KINK_ROWS = 8
-#: ...unless its gap keeps its size to within this factor (2%), twice, or its extrapolations to step 0 do
-#: (:func:`_steady`): a kink at θ itself, whose jump outweighs the curvature at every step, or beside which the
-#: curvature moves the gap in proportion to the step (a smooth feature narrower than the step is not that
-#: flat: its extrapolations move by about 3·width/step from row to row).
+#: ...unless its gap keeps its size to within this factor (2%), twice: a kink at θ itself, whose jump
+#: outweighs the curvature at every step (a smooth feature narrower than the step is not that flat).
 EXACT_KINK = 0.98
 #: It stops once its error is this many times its best (the finest steps are noise).
 SAFE = 2.0
@@ -304,12 +301,9 @@ def second_look(
                 coarse[which] = column[1]
             done = ~np.isfinite(column[0]) | (span == 0)  # no finer step is possible, or the loss failed
             if i + 1 >= MIN_ROWS:  # a gap that keeps its size over 4x smaller steps, twice: a kink, confirmed
-                # after a 2**7 range of steps; or at once where it, or its extrapolation to step 0, keeps it
-                # exactly (a kink at θ itself)
-                last4 = slice(i - 3, i + 1)
+                # after a 2**7 range of steps; or at once where it keeps it exactly (a kink at θ itself)
                 band = KINK_RATIO if i + 1 >= KINK_ROWS else EXACT_KINK
-                done |= _flat(gaps[last4, which], gap_noise[last4, which], band)
-                done |= _steady(gaps[last4, which], gap_noise[last4, which], steps[last4, which])
+                done |= _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which], band)
             if i + 1 >= MIN_ROWS:
                 growing = np.abs(column[i] - diagonal[which]) >= SAFE * err
                 accurate = err <= converged * scale[which]
@@ -429,27 +423,6 @@ def _contradicted(
             off = toward & (distance > np.abs(centrals[own, at] - numeric) + CONTRADICTS * roundings)
         off &= finer
         return np.asarray(np.max(np.where(off, distance, 0.0), axis=0))
-
-
-def _steady(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """For 4 rows: whether the slopes' gap, extrapolated to step 0 along the line through each two consecutive
-    rows, gave three significant values of one sign within :data:`EXACT_KINK` of each other. At a kink at θ with
-    curvature beside it the gap is ``jump + c·h``: the curvature can change it by far more than 2% over 4
-    rows (a ReLU at 0 in a float32 layer: 8 rows instead of 4), while the extrapolations are the jump. A smooth
-    function's shrink (8x per halving); a kink at a distance ``d`` from θ, or a smooth feature of width ``d``
-    narrower than the step (``gap ≈ jump·(1 − d/h)``), moves them by about ``3·d/h`` from row to row. It calls
-    what the 8-row rule calls: kinks 1e-5 to 1e-2 of the first step off θ, softplus features 1e-4 to 1e-1 of it
-    wide (``tests/test_power.py``)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        coarse, fine = steps[:-1], steps[1:]
-        weight = coarse / (coarse - fine)  # the intercept of the line through (fine, g_fine) and (coarse, g_coarse)
-        intercept = gaps[1:] * weight - gaps[:-1] * (weight - 1)
-        noise = gap_noise[1:] * np.abs(weight) + gap_noise[:-1] * np.abs(weight - 1)
-        significant = np.all(np.abs(intercept) > GAP_SIGNIFICANT * noise, axis=0)
-        same = np.all(np.sign(intercept) == np.sign(intercept[-1]), axis=0)
-        low, high = np.min(np.abs(intercept), axis=0), np.max(np.abs(intercept), axis=0)
-        kept = low >= EXACT_KINK * high
-    return np.asarray(significant & same & kept)
 
 
 def _flat(gaps: np.ndarray, gap_noise: np.ndarray, band: float = 0.8) -> np.ndarray:
