@@ -320,6 +320,38 @@ def test_kinks_and_features_near_theta_are_resolved_at_finer_steps_not_called_ea
     assert _found(pipeline.check(_OneElement(f, 1.03 * slope, dtype), params, {}), "x")
 
 
+_H0 = float(np.finfo(np.float64).eps) ** 0.2  # float64's first step at x = 0
+
+
+@pytest.mark.parametrize(
+    ("right", "left", "offset", "correct", "planted"),
+    [
+        (1e-3, 5e-4, 0.0, "passed", "failed"),  # both were not verified
+        (1e-4, 3e-5, 0.0, "passed", "failed"),  # the same
+        (1e-4, 3e-5, 1.0, "not verified", "not verified"),  # both failed: a loss of 1 rounds the finer steps
+    ],
+)
+def test_two_kinks_either_side_of_theta_closer_than_the_step_are_not_called_one_kink_that_excludes_it(
+    right: float, left: float, offset: float, correct: str, planted: str
+) -> None:
+    """ReLUs at ``right`` and ``-left`` (in units of the first step): at every coarser step the one-sided slopes
+    are 0 and 0.3, and the derivative between them, -0.7, lies outside both. Their gap kept its size exactly,
+    and the second look called a kink at θ after 4 rows with the analytic value outside its slopes: wrong, or
+    not verified. A value outside the slopes now stops no table early: it goes on to steps below the kinks
+    (found by an adversarial review of 3,783 such one-element losses; 30 float64 and 77 float32 false alarms
+    among them are now not verified, none the other way)."""
+    a, b = right * _H0, left * _H0
+
+    def f(x: float) -> float:
+        return float(offset + max(x - a, 0.0) - 0.7 * max(x + b, 0.0))
+
+    params: Arrays = {"x": np.array([0.0])}
+    assert pipeline.check(_OneElement(f, -0.7), params, {}).verdict == correct
+    bug = pipeline.check(_OneElement(f, -0.7 * 1.03), params, {})
+    assert bug.verdict == planted
+    assert bug.failing == (("x",) if planted == "failed" else ())
+
+
 def test_the_taylor_test_sees_order_2_for_a_right_slope_and_1_for_a_wrong_one() -> None:
     def along(slope_error: float) -> Any:
         def at(m: float) -> tuple[float, float]:

@@ -53,7 +53,8 @@ MIN_ROWS = 4
 #: first step must not pass for a kink).
 KINK_ROWS = 8
 #: ...unless its gap keeps its size to within this factor (2%), twice: a kink at θ itself, whose jump
-#: outweighs the curvature at every step (a smooth feature narrower than the step is not that flat).
+#: outweighs the curvature at every step (a smooth feature narrower than the step is not that flat). Either
+#: stops a table only where the analytic value lies between the slopes (:func:`_between`).
 EXACT_KINK = 0.98
 #: It stops once its error is this many times its best (the finest steps are noise).
 SAFE = 2.0
@@ -303,7 +304,10 @@ def second_look(
             if i + 1 >= MIN_ROWS:  # a gap that keeps its size over 4x smaller steps, twice: a kink, confirmed
                 # after a 2**7 range of steps; or at once where it keeps it exactly (a kink at θ itself)
                 band = KINK_RATIO if i + 1 >= KINK_ROWS else EXACT_KINK
-                done |= _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which], band)
+                flat = _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which], band)
+                if analytic is not None:  # a value outside the slopes would be wrong: finer steps confirm it
+                    flat &= _between(analytic[which], lower, upper, gap_noise[i, which])
+                done |= flat
             if i + 1 >= MIN_ROWS:
                 growing = np.abs(column[i] - diagonal[which]) >= SAFE * err
                 accurate = err <= converged * scale[which]
@@ -423,6 +427,18 @@ def _contradicted(
             off = toward & (distance > np.abs(centrals[own, at] - numeric) + CONTRADICTS * roundings)
         off &= finer
         return np.asarray(np.max(np.where(off, distance, 0.0), axis=0))
+
+
+def _between(analytic: np.ndarray, lower: np.ndarray, upper: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Whether each analytic value lies between the one-sided slopes at a step, within half their gap and
+    the gap's noise: a kink there would make it a valid subgradient. A value well outside would be called
+    wrong, which kinks on either side of θ closer than the step can fake (two ReLUs 1e-4 of the step
+    either side: slopes c and c + 0.3 at every coarser step, the derivative c - 0.7): the table goes on to
+    steps below them before a kink can stop it."""
+    low, high = np.fmin(lower, upper), np.fmax(lower, upper)
+    slack = 0.5 * (high - low) + noise
+    with np.errstate(invalid="ignore"):
+        return np.asarray((analytic >= low - slack) & (analytic <= high + slack))
 
 
 def _flat(gaps: np.ndarray, gap_noise: np.ndarray, band: float = 0.8) -> np.ndarray:
