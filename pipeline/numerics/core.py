@@ -935,10 +935,18 @@ def _look_again(
 
     converged = CONVERGED.get(precision, CONVERGED["float32"])
     refined = second_look(
-        losses, k.size, h, settings.loss0, first.noise[k], scale[k], known, converged, leap_floor, analytic
+        losses,
+        k.size,
+        h,
+        settings.loss0,
+        first.noise[k],
+        scale[k],
+        known,
+        converged,
+        leap_floor,
+        analytic,
+        (est.numeric[k], est.bar[k], est.smooth[k]),
     )
-    if known:  # its first rows are the first pass's, which may stand
-        refined = refined.confirming(est.numeric[k], est.bar[k], est.smooth[k], first.h[k], analytic)
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
     if settings.epsilon is not None:
@@ -1218,10 +1226,18 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         converged = CONVERGED.get(precision, CONVERGED["float32"])
         known = _known_rows(losses, taken, settings.scheme)  # the first pass's points are not evaluated again
         refined = second_look(
-            pair, 1, np.ones(1), settings.loss0, np.array([noise]), np.abs(analytic), known, converged, 0.0, analytic
+            pair,
+            1,
+            np.ones(1),
+            settings.loss0,
+            np.array([noise]),
+            np.abs(analytic),
+            known,
+            converged,
+            0.0,
+            analytic,
+            (est.numeric, est.bar, est.smooth),
         )
-        if known:  # its first rows are the first pass's, which may stand
-            refined = refined.confirming(est.numeric, est.bar, est.smooth, np.ones(1), analytic)
         numeric, allowed, status = refined.judge(analytic, (numeric, allowed, status, est.bar), tolerance)
     else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)
         status = inconclusive(analytic, numeric, est.bar, status, tolerance)

@@ -197,6 +197,7 @@ def second_look(
     converged: float = 1e-6,
     leap_floor: np.ndarray | float = 0.0,
     analytic: np.ndarray | None = None,
+    first: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Refined:
     """Estimate ``k`` suspects' derivatives again over a sequence of steps (see the module's text).
 
@@ -228,6 +229,9 @@ def second_look(
         The suspects' analytic values. A table whose best estimate disagrees with one is not stopped
         (save by a kink, or when no finer step is possible) before :data:`CONFIRM_ROWS` finer rows: a
         verdict of wrong must hold at finer steps, which :func:`_contradicted` reads.
+    first : tuple of ndarrays, optional
+        The first pass's ``(numeric, bar, smooth)`` per suspect, whose losses are the ``known`` rows: its
+        estimate stands where this look corroborates it (:meth:`Refined.confirming`).
     """
     numeric = np.full(k, np.nan)
     error = np.full(k, np.inf)
@@ -341,7 +345,7 @@ def second_look(
     # the curvature from the coarse rows on (for the first pass's estimate), and from the table's best
     held_coarse = _curvature_held(gaps, gap_noise, steps, np.where(np.isfinite(coarse), 0, -1))
     held = _curvature_held(gaps, gap_noise, steps, np.where(best_row >= 0, np.maximum(best_row - 1, 0), -1))
-    return Refined(
+    refined = Refined(
         numeric,
         bar,
         kink,
@@ -356,6 +360,9 @@ def second_look(
         held,
         held_coarse,
     )
+    if first is None or not known or analytic is None:
+        return refined
+    return refined.confirming(*first, np.asarray(h, dtype=np.float64), analytic)
 
 
 def _curvature_held(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray, start: np.ndarray) -> np.ndarray:
