@@ -38,8 +38,8 @@ from pipeline.config import ClusterConfig, Config  # noqa: E402
 from pipeline.examples import mlp  # noqa: E402
 from pipeline.execution import dask as tasks  # noqa: E402
 from pipeline.execution.cluster import connect  # noqa: E402
-from pipeline.numerics.core import Settings  # noqa: E402
 from pipeline.numerics.plan import make_plan, slots_for  # noqa: E402
+from pipeline.numerics.problem import Settings  # noqa: E402
 from pipeline.storage import inputs, output  # noqa: E402
 
 MIB = 2**20

@@ -32,13 +32,13 @@ from .errors import ConfigError, ConfigTypeError, GradcheckError, ModelError, St
 from .execution.driver import Executed, Executor, Progress, RunCancelled, Target, execute
 from .execution.inline import InlineExecutor, MemoryOutput, one_blas_thread, peak_rss_bytes, reset_peak_rss
 from .model import Model, ModelRef, check_gradient, load_model, shipped
-from .numerics.core import Loaded, Output, Settings
-from .numerics.core import probe as core_probe
 from .numerics.cost import Cost, estimate_cost
 from .numerics.diagnose import diagnose_tensors
 from .numerics.fd import STENCILS
 from .numerics.layout import Layout
 from .numerics.plan import plan_shards, slots_for
+from .numerics.probe import probe as core_probe
+from .numerics.problem import Loaded, Output, Settings
 from .numerics.reduce import combine, direction_difference, with_directions
 from .report import Report, sample_statement, step_rule, tolerance_statement
 from .storage import is_url, name_problem

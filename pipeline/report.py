@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .numerics.core import PLAIN_EVALUATION, Settings
 from .numerics.fd import AUTO_POWER, COMPLEX_STEP
+from .numerics.problem import PLAIN_EVALUATION, Settings
 from .numerics.tolerance import VERIFY_LIMIT
 from .numerics.verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement, json_float, read_float
 

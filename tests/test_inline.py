@@ -116,7 +116,7 @@ def test_importing_the_numerics_and_an_in_memory_check_load_neither_dask_nor_zar
     script = textwrap.dedent(
         """
         import sys
-        import pipeline.numerics.core, pipeline.numerics.reduce, pipeline.numerics.diagnose, pipeline.execution.inline
+        import pipeline.numerics.shards, pipeline.numerics.probe, pipeline.numerics.directions, pipeline.numerics.reduce, pipeline.numerics.diagnose, pipeline.execution.inline
         import pipeline.testing
         print(sorted(m for m in ("distributed", "dask", "zarr") if m in sys.modules))
         from pipeline.examples import seed_mlp

@@ -18,9 +18,9 @@ from distributed import Client
 
 import pipeline
 from pipeline.examples import seed_mlp
-from pipeline.numerics.core import Settings
 from pipeline.numerics.layout import Layout
 from pipeline.numerics.plan import slots_for
+from pipeline.numerics.problem import Settings
 from pipeline.storage.inputs import write_group
 from pipeline.storage.output import read_output_attrs, verify
 
@@ -277,21 +277,23 @@ def test_a_direction_holds_one_copy_of_its_tensor_and_its_signs_unless_it_needs_
 
     from pipeline.api import settings_for
     from pipeline.config import Config
-    from pipeline.numerics import core
+    from pipeline.numerics.directions import check_direction, direction_dots
+    from pipeline.numerics.probe import probe
+    from pipeline.numerics.problem import Loaded
 
     w = (scale * np.random.default_rng(0).uniform(-1, 1, 2**22)).astype(np.float32)
     layout = Layout.from_shapes(["w"], {"w": w.shape}, {"w": "float32"})
     config = Config.from_dict(
         {"model": "m", "params": "p", "data": "d", "output": "o", "indices": "none", "directions": 1}
     )
-    loaded = core.Loaded(settings_for(config, layout), _Square(), {"w": w}, {})
-    probed = core.probe(loaded)
+    loaded = Loaded(settings_for(config, layout), _Square(), {"w": w}, {})
+    probed = probe(loaded)
     loaded.settings = dataclasses.replace(loaded.settings, loss0=probed.loss, noise=probed.noise, scales=probed.scales)
-    (dot,) = core.direction_dots(loaded, loaded.analytic_gradient(), [("w", 0)])
+    (dot,) = direction_dots(loaded, loaded.analytic_gradient(), [("w", 0)])
     loaded.analytic = None
     tracemalloc.start()
     try:
-        result = core.check_direction(loaded, "w", 0, dot)
+        result = check_direction(loaded, "w", 0, dot)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

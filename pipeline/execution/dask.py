@@ -3,7 +3,7 @@
 Only plain, picklable data crosses to the workers: a :class:`Problem` (the model
 reference, the store paths and the run's settings, never big arrays) and shards.
 A worker thread loads parameters and data once per run and reuses them across
-its tasks; each task calls the same :mod:`pipeline.numerics.core` function the
+its tasks; each task calls the same numerics function (:mod:`pipeline.numerics.shards`...) the
 in-process executor calls, on arrays read from the stores, and writes its
 results to the output group. Entries are perturbed in place, so each worker
 thread keeps its own copy.
@@ -28,9 +28,11 @@ from distributed.scheduler import KilledWorker
 
 from ..errors import ClusterError, ModelError, ModelImportError, one_line
 from ..model import ModelRef, ModelSource, load_model, missing_module
-from ..numerics import core
-from ..numerics.core import ProbeResult, Settings
+from ..numerics import shards
+from ..numerics.directions import check_direction
 from ..numerics.plan import Shard
+from ..numerics.probe import ProbeResult, probe
+from ..numerics.problem import Loaded, Settings
 from ..numerics.reduce import DirectionResult, ShardResult
 from ..storage import inputs, output
 from .driver import RunCancelled
@@ -59,16 +61,16 @@ class Problem:
 _local = threading.local()
 
 
-def _load(problem: Problem) -> tuple[core.Loaded, bool]:
+def _load(problem: Problem) -> tuple[Loaded, bool]:
     """This thread's loaded problem, and whether this call had to load it."""
-    loaded: core.Loaded | None = getattr(_local, "loaded", None)
+    loaded: Loaded | None = getattr(_local, "loaded", None)
     if loaded is not None and getattr(_local, "run_id", None) == problem.run_id:
         loaded.settings = problem.settings  # the same run, now with what the probe learned
         return loaded, False
     _local.loaded = None  # release the previous run's arrays before loading
     options = problem.storage_options
     gradient = problem.gradient
-    _local.loaded = core.Loaded(
+    _local.loaded = Loaded(
         problem.settings,
         load_model(problem.model),
         inputs.read_arrays("params", problem.params, problem.settings.layout.names, options),
@@ -92,34 +94,34 @@ def _output_arrays(problem: Problem) -> output.OutputArrays:
 
 
 def probe_task(problem: Problem) -> ProbeResult:
-    """:func:`~pipeline.numerics.core.probe` on a worker."""
-    return core.probe(_load(problem)[0])
+    """:func:`~pipeline.numerics.probe.probe` on a worker."""
+    return probe(_load(problem)[0])
 
 
 def analytic_task(
     problem: Problem, done: Sequence[Shard], directions: Sequence[tuple[str, int]]
 ) -> tuple[bool, tuple[float, ...]]:
-    """:func:`~pipeline.numerics.core.write_analytic` on a worker, into the output group."""
-    return core.write_analytic(_load(problem)[0], _output_arrays(problem), done, directions)
+    """:func:`~pipeline.numerics.shards.write_analytic` on a worker, into the output group."""
+    return shards.write_analytic(_load(problem)[0], _output_arrays(problem), done, directions)
 
 
 def shard_task(problem: Problem, shard: Shard) -> ShardResult:
-    """:func:`~pipeline.numerics.core.run_shard` on a worker, into the output group."""
+    """:func:`~pipeline.numerics.shards.run_shard` on a worker, into the output group."""
     start = time.perf_counter()
     loaded, fresh = _load(problem)
-    result = core.run_shard(loaded, shard, _output_arrays(problem), fresh=fresh)
+    result = shards.run_shard(loaded, shard, _output_arrays(problem), fresh=fresh)
     return dataclasses.replace(result, seconds=time.perf_counter() - start)  # loading included
 
 
 def direction_task(problem: Problem, tensor: str, number: int, dot: float) -> DirectionResult:
-    """:func:`~pipeline.numerics.core.check_direction` on a worker."""
-    return core.check_direction(_load(problem)[0], tensor, number, dot)
+    """:func:`~pipeline.numerics.directions.check_direction` on a worker."""
+    return check_direction(_load(problem)[0], tensor, number, dot)
 
 
 def resume_task(problem: Problem, shard: Shard) -> ShardResult:
-    """:func:`~pipeline.numerics.core.resume_shard` on a worker: params and data are loaded only for a
+    """:func:`~pipeline.numerics.shards.resume_shard` on a worker: params and data are loaded only for a
     shard whose chunks fail verification."""
-    return core.resume_shard(problem.settings, shard, _output_arrays(problem), functools.partial(_load, problem))
+    return shards.resume_shard(problem.settings, shard, _output_arrays(problem), functools.partial(_load, problem))
 
 
 def importable_everywhere(client: Client, model: ModelRef) -> None:

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import GradcheckError, OutputExistsError
-from ..numerics.core import NONDETERMINISM_ULPS, ProbeResult, Settings
 from ..numerics.cost import Cost, estimate_cost
 from ..numerics.fd import STENCILS
 from ..numerics.layout import Layout
 from ..numerics.plan import Shard, Slots, plan_shards, slots_for
+from ..numerics.probe import NONDETERMINISM_ULPS, ProbeResult
+from ..numerics.problem import Settings
 from ..numerics.reduce import DirectionResult, ShardResult
 
 __all__ = ["Executed", "Executor", "RunCancelled", "Target", "execute"]

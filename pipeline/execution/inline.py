@@ -1,7 +1,8 @@
 """The in-process executor: the numerics core in the calling process, no cluster and no task.
 
-It runs the same :mod:`pipeline.numerics.core` functions the Dask executor runs
-in its tasks, one after the other, on one :class:`~pipeline.numerics.core.Loaded`
+It runs the same numerics functions (:mod:`~pipeline.numerics.probe`, :mod:`~pipeline.numerics.shards`,
+:mod:`~pipeline.numerics.directions`) the Dask executor runs in its tasks, one after the other, on one
+:class:`~pipeline.numerics.problem.Loaded`
 problem, so its results are bit-identical to a Dask run's. Its output is a
 stored group (a config's ``output``) or, for ``pipeline.check`` without one,
 :class:`MemoryOutput`: numpy arrays that live as long as the check.
@@ -17,10 +18,12 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..numerics import core
-from ..numerics.core import Loaded, Output, ProbeResult, Settings
+from ..numerics import shards
+from ..numerics.directions import check_direction
 from ..numerics.layout import Layout
 from ..numerics.plan import Shard, Slots
+from ..numerics.probe import ProbeResult, probe
+from ..numerics.problem import Loaded, Output, Settings
 from ..numerics.reduce import DirectionResult, ShardResult
 from ..numerics.tolerance import UNCHECKED
 
@@ -139,14 +142,14 @@ class InlineExecutor:
     def probe(self) -> ProbeResult:
         """The probe, here (this process's peak memory counted from now)."""
         reset_peak_rss()
-        return core.probe(self.loaded)
+        return probe(self.loaded)
 
     def write_analytic(
         self, settings: Settings, done: Sequence[Shard], directions: Sequence[tuple[str, int]]
     ) -> tuple[bool, tuple[float, ...]]:
         """The analytic gradient written (or compared), and the directions' ``g·u``, here."""
         self.loaded.settings = settings
-        return core.write_analytic(self.loaded, self.arrays, done, directions)
+        return shards.write_analytic(self.loaded, self.arrays, done, directions)
 
     def run(
         self,
@@ -159,9 +162,9 @@ class InlineExecutor:
         self.loaded.settings = settings
         self._directions = list(directions)
         for shard in resumed:
-            yield core.resume_shard(settings, shard, self.arrays, lambda: (self.loaded, False))
+            yield shards.resume_shard(settings, shard, self.arrays, lambda: (self.loaded, False))
         for shard in todo:  # loaded once before the probe: no shard loads (as in a Dask worker that probed)
-            yield core.run_shard(self.loaded, shard, self.arrays)
+            yield shards.run_shard(self.loaded, shard, self.arrays)
 
     def peak_memory(self) -> int:
         """This process's peak resident memory, in bytes: it is the worker."""
@@ -169,4 +172,4 @@ class InlineExecutor:
 
     def direction_results(self) -> list[DirectionResult]:
         """The direction checks, here, once the shards are done."""
-        return [core.check_direction(self.loaded, name, j, dot) for name, j, dot in self._directions]
+        return [check_direction(self.loaded, name, j, dot) for name, j, dot in self._directions]

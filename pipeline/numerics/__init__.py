@@ -2,7 +2,10 @@
 
 ``fd`` (steps, stencils, estimates, the loss's noise), ``tolerance`` (per-element
 verdicts), ``layout`` (the flat index space), ``plan`` (shards and sampled
-elements), ``core`` (a check's steps on loaded arrays: probe, shards, directions),
+elements), ``problem`` (a check's settings, and its model, parameters and data loaded as arrays),
+``probe`` (the model checked at θ, the loss's noise), ``shards`` (centred differences over a
+shard of indices), ``directions`` (random directions through a tensor), ``refine`` (the second
+look, the Taylor test),
 ``reduce`` and ``verdict`` (partial sums to the verdict), ``diagnose`` (a wrong
 tensor's bug in words).
 """

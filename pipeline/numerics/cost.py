@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .core import Settings
 from .fd import STENCILS
 from .layout import TensorSpec
 from .plan import Slots
+from .problem import Settings
 from .refine import TAYLOR_MULTIPLES
 
 __all__ = ["Cost", "estimate_cost"]

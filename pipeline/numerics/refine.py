@@ -38,7 +38,7 @@ import numpy as np
 
 from .tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, VERIFY_LIMIT, WRONG, Tolerance, judge_again
 
-__all__ = ["CON", "ROWS", "Refined", "Taylor", "second_look", "taylor"]
+__all__ = ["CON", "ROWS", "Refined", "Taylor", "known_rows", "second_look", "taylor"]
 
 #: Each step is this much smaller than the one before...
 CON = 2.0
@@ -184,6 +184,15 @@ class Refined:
             self.hidden,
             self.curvature_held,
         )
+
+
+def known_rows(
+    table: np.ndarray, taken: np.ndarray, scheme: str
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The second look's first rows (steps 2h and h) where the first pass evaluated them: richardson's stencil."""
+    if scheme != "richardson":
+        return []
+    return [(table[:, 2], table[:, 3], taken[:, 2], taken[:, 3]), (table[:, 0], table[:, 1], taken[:, 0], taken[:, 1])]
 
 
 def second_look(

@@ -24,9 +24,9 @@ import zarr
 import zarr.errors
 
 from ..errors import OutputExistsError, StoreError
-from ..numerics.core import shard_intact
 from ..numerics.layout import Layout
 from ..numerics.plan import Slots, make_plan, slots_for
+from ..numerics.shards import shard_intact
 from . import Options, is_url
 from .access import open_group, opened, reading, remove_group
 
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: Version of the output group's format; readers refuse newer ones. 3: ``done`` holds each shard's
-#: seal (see :func:`pipeline.numerics.core.shard_seal`) instead of 1. 4: a sampled run (or one of random
+#: seal (see :func:`pipeline.numerics.shards.shard_seal`) instead of 1. 4: a sampled run (or one of random
 #: directions only) keeps only the elements it checks (``index`` holds their global indices), not arrays
 #: over the whole index space.
 FORMAT_VERSION = 4
@@ -485,7 +485,7 @@ def verify(path: str, options: Options = None) -> Verified:
     """Read back every shard the output records as done and check it against its seal.
 
     A shard fails when a chunk cannot be decoded, is missing, or holds other values than the
-    shard wrote (see :func:`pipeline.numerics.core.shard_seal`); resuming the run computes it again.
+    shard wrote (see :func:`pipeline.numerics.shards.shard_seal`); resuming the run computes it again.
     """
     meta = read_output_attrs(path, options)
     if meta["gradcheck"]["format_version"] < SEALED_SINCE:

@@ -1,0 +1,245 @@
+"""Direction checks: the analytic ``g·u`` against the loss's change along random tangents of one tensor.
+
+A direction moves every element of a tensor by about its own step at once, so it costs the
+scheme's stencil whatever the tensor's size: the check for tensors too large to check element
+by element, judged like an element (with a second look) or by the Taylor test.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from ..model import as_loss_value
+from .fd import STENCILS, estimate, step_sizes
+from .problem import PIECE, Loaded, call_model, pieces
+from .reduce import DirectionResult
+from .refine import known_rows, second_look, taylor
+from .tolerance import CONVERGED, inconclusive, judge, suspects
+
+__all__ = ["check_direction", "direction_dots"]
+
+
+#: Directions are seeded by (this, the tensor's number, the direction's number): every run
+#: of the same check takes the same directions.
+DIRECTION_SEED = 9001
+
+
+def _signs(loaded: Loaded, tensor: str, number: int) -> np.ndarray:
+    """The ``number``-th direction's signs over a tensor, one seeded random bit per element (1 is +), packed.
+
+    A direction's tangent ``u`` is a sign per element (Rademacher: a direction of a 10^8-element tensor is drawn
+    in milliseconds) times the element's own step relative to a unit parameter's (:func:`_ratios`), so every
+    element moves by about its step and ``g·u`` keeps gradient units.
+    """
+    rng = np.random.default_rng([DIRECTION_SEED, loaded.number[tensor], number])
+    return np.frombuffer(rng.bytes(-(-loaded.params[tensor].size // 8)), dtype=np.uint8)
+
+
+def _bits(signs: np.ndarray, at: slice) -> np.ndarray:
+    """The sign bits of elements ``at`` (a piece starting at a multiple of 8), as booleans."""
+    return np.unpackbits(signs[at.start // 8 : -(-at.stop // 8)], count=at.stop - at.start).view(bool)
+
+
+def _ratios(loaded: Loaded, tensor: str, uniform: bool) -> Iterator[tuple[slice, np.ndarray]]:
+    """Each element's step relative to a unit parameter's, in the tensor's dtype, piece by piece (all 1 where
+    ``uniform``: see :func:`_uniform`)."""
+    settings = loaded.settings
+    flat = loaded.params[tensor].reshape(-1)
+    unit = _unit_step(loaded, tensor)
+    ones = np.ones(min(flat.size, PIECE), dtype=flat.dtype)
+    for at in pieces(flat.size):
+        if uniform:
+            yield at, ones[: at.stop - at.start]
+        else:
+            yield at, (step_sizes(flat[at], settings.scheme, settings.epsilon) / unit).astype(flat.dtype)
+
+
+def _uniform(loaded: Loaded, tensor: str) -> bool:
+    """Whether every element's step ratio is 1: a fixed step, or no element beyond 1 in magnitude (the common
+    case: a tangent is then its signs, drawn without a step per element and never held whole)."""
+    flat = loaded.params[tensor].reshape(-1)
+    if loaded.settings.epsilon is not None:
+        return True
+    return all(float(np.max(np.abs(flat[at]))) <= 1.0 for at in pieces(flat.size))
+
+
+def _unit_step(loaded: Loaded, tensor: str) -> float:
+    """The step of an element of magnitude at most 1 in ``tensor``: a direction's ``t`` is in its units."""
+    settings = loaded.settings
+    one = np.ones(1, dtype=loaded.params[tensor].dtype)
+    return float(step_sizes(one, settings.scheme, settings.epsilon)[0])
+
+
+def direction_dots(
+    loaded: Loaded, analytic: dict[str, np.ndarray], directions: Sequence[tuple[str, int]]
+) -> tuple[float, ...]:
+    """``g·u`` along each direction ``(tensor, number)``, from the analytic gradient ``analytic``: computed
+    where the gradient is (once per run), piece by piece, so the gradient is never shipped or stored whole.
+
+    One pass over each tensor serves all its directions: ``g·u = Σ ±(g_i·ratio_i)``, the sign a direction's bit.
+    """
+    dots: dict[tuple[str, int], float] = {}
+    for tensor in dict.fromkeys(name for name, _ in directions):
+        numbers = [number for name, number in directions if name == tensor]
+        signs = {number: _signs(loaded, tensor, number) for number in numbers}
+        g = analytic[tensor].reshape(-1)
+        parts: dict[int, list[float]] = {number: [] for number in numbers}
+        for at, ratio in _ratios(loaded, tensor, _uniform(loaded, tensor)):
+            weighted = g[at].astype(np.float64) * ratio
+            total = float(weighted.sum())
+            for number in numbers:  # Σ w·(2·bit − 1) = 2·Σ w·bit − Σ w
+                parts[number].append(2 * float(weighted @ _bits(signs[number], at)) - total)
+        for number in numbers:
+            dots[tensor, number] = math.fsum(parts[number])
+    return tuple(dots[direction] for direction in directions)
+
+
+def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> DirectionResult:
+    """Compare ``g·u`` (``dot``: :func:`direction_dots`) with the loss's change along a random tangent ``u``
+    of one tensor (:func:`_signs`).
+
+    The loss is evaluated at ``θ ± t·u`` for the scheme's multiples of the unit step: every element
+    moves by about its own step, so the check's power does not fade with the tensor's size. Each
+    quotient divides by the ``t`` the floats took along ``u`` (the projection of the move actually
+    made). The direction is judged like an element: inconclusive when its bar exceeds
+    :data:`~.tolerance.VERIFY_LIMIT` of ``|g·u|``, looked at again (:mod:`.refine`) when it disagrees or
+    is that wide. With ``settings.taylor`` it is judged by the Taylor test instead (:func:`.refine.taylor`).
+
+    Costs the scheme's stencil in losses (more for a second look or the Taylor test) whatever the
+    tensor's size, and one copy of that tensor (the moved tensor) plus ``u``: one byte per element where no
+    element exceeds 1 in magnitude (its signs), else a second copy.
+    """
+    started = time.perf_counter()
+    settings = loaded.settings
+    number_of = loaded.number[tensor]
+    spec = settings.layout.tensors[number_of]
+    theta = loaded.params[tensor]
+    flat = theta.reshape(-1)
+    unit, uniform, signs = _unit_step(loaded, tensor), _uniform(loaded, tensor), _signs(loaded, tensor, number)
+    # ±1 held in one byte per element (a quarter of a float32 copy), or ±ratio in the tensor's dtype
+    u = np.empty(flat.size, dtype=np.int8 if uniform else flat.dtype)
+    for at, ratio in _ratios(loaded, tensor, uniform):
+        u[at] = np.where(_bits(signs, at), ratio, -ratio)
+    if uniform:
+        norm_sq = float(flat.size)
+    else:
+        norm_sq = math.fsum(float(u[at].astype(np.float64) @ u[at].astype(np.float64)) for at in pieces(flat.size))
+    norm_sq = max(norm_sq, float(np.finfo(np.float64).tiny))
+
+    complex_step = settings.scheme == "complex-step"
+    shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
+    moved = shifted.reshape(-1)
+    evaluations, in_losses, moving = 0, 0.0, 0.0
+    buffer = np.empty(min(flat.size, PIECE), dtype=flat.dtype)  # one piece of the move
+
+    def along(multiple: complex) -> tuple[float | complex, float]:
+        """The loss at ``θ + t·u`` for ``t = multiple·unit``, and the ``t`` the floats took along ``u``.
+
+        The move is made in the tensor's own dtype, in cache-sized pieces: moving a 2.5·10^7-element float32
+        tensor costs about a loss of a model that size, not several.
+        """
+        nonlocal evaluations, in_losses, moving
+        began = time.perf_counter()
+        projected = 0.0
+        if complex_step:
+            for at in pieces(flat.size):
+                moved[at] = flat[at] + (multiple * unit) * u[at]
+        else:
+            scale = flat.dtype.type(multiple.real * unit)
+            for at in pieces(flat.size):
+                piece = buffer[: at.stop - at.start]
+                np.multiply(u[at], scale, out=piece)
+                np.add(flat[at], piece, out=moved[at])
+                np.subtract(moved[at], flat[at], out=piece)  # the move the floats took, projected on u:
+                np.multiply(piece, u[at], out=piece)
+                # summed pairwise in the tensor's dtype (for float32, to about 1e-7: its own rounding)
+                projected += float(piece.sum())
+        before = time.perf_counter()
+        moving += before - began
+        value = call_model(
+            f"loss along direction {number} of {tensor}",
+            loaded.model.loss,
+            {**loaded.evaluated, tensor: shifted},
+            loaded.data,
+        )
+        in_losses += time.perf_counter() - before
+        evaluations += 1
+        if complex_step:
+            return complex(value), multiple.imag * unit
+        return as_loss_value(value, f"along direction {number} of {tensor}"), projected / norm_sq
+
+    noise = settings.noise_of(number_of)
+    step = unit
+    analytic = np.array([dot])
+    tolerance = settings.tolerance_for(spec.dtype)
+    if settings.taylor and not complex_step:
+        checked = taylor(along, dot, settings.loss0, noise)
+        return DirectionResult(
+            tensor,
+            number,
+            dot,
+            checked.numeric,
+            checked.allowed,
+            checked.status,
+            step,
+            checked.orders,
+            evaluations,
+            time.perf_counter() - started,
+            in_losses,
+            moving,
+        )
+    points_ = [along(1j if complex_step else s.real) for s in STENCILS[settings.scheme]]
+    losses = np.array([[value for value, _ in points_]])
+    taken = np.array([[took for _, took in points_]])
+    if not complex_step:
+        noise = max(noise, settings.eps(spec.dtype) * float(np.max(np.abs(losses))))
+    est = estimate(losses, taken, settings.scheme, epsilon=None, loss0=settings.loss0, noise=noise)
+    allowed, status = judge(analytic, est.numeric, est.bar, est.lower, est.upper, tolerance, est.smooth)
+    numeric = est.numeric
+    precision = "float64" if settings.promote else spec.dtype
+    if (
+        settings.second_look
+        and not complex_step
+        and suspects(analytic, numeric, est.bar, status, tolerance, 0.0, precision, est.rounding, est.kinked)[0]
+    ):
+
+        def pair(_: np.ndarray, multiple: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            (plus, up), (minus, down) = along(float(multiple[0])), along(-float(multiple[0]))
+            return np.array([plus]), np.array([minus]), np.array([up]), np.array([down])
+
+        converged = CONVERGED.get(precision, CONVERGED["float32"])
+        known = known_rows(losses, taken, settings.scheme)  # the first pass's points are not evaluated again
+        refined = second_look(
+            pair,
+            1,
+            np.ones(1),
+            settings.loss0,
+            np.array([noise]),
+            np.abs(analytic),
+            known,
+            converged,
+            0.0,
+            analytic,
+            (est.numeric, est.bar, est.smooth),
+        )
+        numeric, allowed, status = refined.judge(analytic, (numeric, allowed, status, est.bar), tolerance)
+    else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)
+        status = inconclusive(analytic, numeric, est.bar, status, tolerance)
+    return DirectionResult(
+        tensor,
+        number,
+        dot,
+        float(numeric[0]),
+        float(allowed[0]),
+        int(status[0]),
+        step,
+        (),
+        evaluations,
+        time.perf_counter() - started,
+        in_losses,
+        moving,
+    )

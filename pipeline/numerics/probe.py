@@ -1,0 +1,309 @@
+"""The probe: the model checked at θ before anything is written, and the loss's noise measured.
+
+It evaluates the loss twice (a loss that differs is a model error), checks the gradient's
+shapes, measures the loss's noise along each tensor (several directions, so that a kink on one
+line is not every element's noise; a floor for a loss exactly 0), times one loss, and records
+a loss near θ that a resume compares.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ModelError, StoreError
+from ..model import as_loss_value
+from .fd import STENCILS, noise_level
+from .problem import Loaded, Settings, call_model, fastest, pieces
+from .shards import seconds_per_loss
+
+__all__ = ["NONDETERMINISM_ULPS", "ProbeResult", "probe"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What the probe learned at θ: the loss (evaluated twice: ``spread`` is how far
+    apart), the loss's noise along each tensor and where each figure came from (and the losses
+    that cost), each tensor's root-mean-square analytic gradient, how long one evaluation takes
+    there, and how many loss-equivalents an index costs (the scheme's stencil, or fewer for a
+    staged model)."""
+
+    loss: float
+    loss_seconds: float
+    loss_equivalents_per_index: float
+    seconds: float
+    noise: tuple[float, ...] = ()
+    noise_sources: tuple[str, ...] = ()
+    noise_evaluations: int = 0
+    scales: tuple[float, ...] = ()
+    spread: float = 0.0
+    off_theta: float = math.nan  # the loss at a seeded point near θ: with the loss at θ, what a resume compares
+    evaluation: str = ""  # how the losses near θ are evaluated (:attr:`.problem.Loaded.evaluation`)
+
+
+def probe(loaded: Loaded) -> ProbeResult:
+    """Check the model at θ before anything is written: finite parameters, a finite real loss
+    that is the same twice, a gradient of the right shapes; and measure the loss's noise."""
+    start = time.perf_counter()
+    settings = loaded.settings
+    if settings.scheme == "complex-step" and getattr(loaded.model, "complex_step", False) is not True:
+        raise ModelError(
+            "scheme complex-step needs a model that declares `complex_step = True` (its loss computed in complex "
+            "arithmetic, analytic in the parameters); this model does not. Choose scheme richardson or central."
+        )
+    for name, array in loaded.params.items():
+        bad = np.flatnonzero(~np.isfinite(array.reshape(-1)))
+        if bad.size:
+            first = [int(k) for k in np.unravel_index(int(bad[0]), array.shape)]
+            raise StoreError(
+                f"{loaded.params_source}: array '{name}' holds {bad.size} non-finite value(s), "
+                f"the first at {first}; parameters must be finite."
+            )
+    loss = _loss_value(loaded, "at θ")
+    loaded.analytic_gradient()
+    again = _loss_value(loaded, "at θ")
+    spread = abs(again - loss)
+    if spread > NONDETERMINISM_ULPS * _eps(settings) * max(abs(loss), np.finfo(np.float64).tiny):
+        raise ModelError(
+            f"Model loss is not deterministic: two evaluations at θ gave {loss!r} and {again!r} "
+            f"(spread {spread:.3g}, {spread / max(abs(loss), 1e-300):.3g} relative). Dropout or other randomness "
+            "makes gradient checking meaningless; fix the random state inside the loss to check such a model."
+        )
+    spread = max(spread, _perturbed_at_theta(loaded, loss))
+    noise, sources, evaluations = _noise(loaded, loss)
+    if all(source == UNMOVED for source in sources):
+        raise ModelError(
+            "Model loss does not change when any parameter does (the probe moved every tensor and the loss stayed "
+            f"exactly {loss!r}): the check would compare zero with zero. Does the loss use the parameters it is given?"
+        )
+    off_theta = _off_theta(loaded)
+    analytic = loaded.analytic_gradient()
+    scales = tuple(_root_mean_square(analytic[spec.name]) for spec in settings.layout.tensors)
+    loss_seconds = seconds_per_loss(loaded)  # first: it warms up (and settles) the model's batched path
+    return ProbeResult(
+        loss=loss,
+        loss_seconds=loss_seconds,
+        evaluation=loaded.evaluation,
+        loss_equivalents_per_index=_loss_equivalents(loaded, loss),
+        seconds=time.perf_counter() - start,
+        noise=tuple(max(level, spread) for level in noise),
+        noise_sources=sources,
+        noise_evaluations=evaluations + 1,
+        scales=scales,
+        spread=spread,
+        off_theta=off_theta,
+    )
+
+
+def _root_mean_square(values: np.ndarray) -> float:
+    """``sqrt(mean(values²))`` in float64, piece by piece: no float64 copy of a float32 gradient."""
+    flat = values.reshape(-1)
+    if not flat.size:
+        return 0.0
+    total = math.fsum(float(np.square(flat[at], dtype=np.float64).sum()) for at in pieces(flat.size))
+    return math.sqrt(total / flat.size)
+
+
+def _perturbed_at_theta(loaded: Loaded, loss: float) -> float:
+    """How far the model's own batched path (``perturbed_losses``) puts the loss at θ from ``loss``, over
+    every tensor (each element 0 set to its own value): 0 without one.
+
+    Its losses are differenced against ``loss`` (the one-sided slopes), so the two must agree to rounding;
+    the gap counts as the loss's noise. More than :data:`NONDETERMINISM_ULPS` rounding units is a model error.
+    Each tensor's first call also settles how the model evaluates it (what the report says).
+    """
+    if not loaded.perturbs:
+        return 0.0
+    widest = 0.0
+    for spec in loaded.settings.layout.tensors:
+        if not spec.size:
+            continue
+        here = loaded.evaluated[spec.name].reshape(-1)[:1].reshape(1, 1)
+        value = float(
+            call_model(
+                f"perturbed_losses at θ (tensor {spec.name})",
+                loaded.perturbed_losses,
+                spec.name,
+                np.zeros(1, dtype=np.int64),
+                here,
+            )[0, 0]
+        )
+        gap = abs(value - loss)
+        if not gap <= NONDETERMINISM_ULPS * _eps(loaded.settings) * max(abs(loss), np.finfo(np.float64).tiny):
+            raise ModelError(
+                f"Model perturbed_losses at θ (tensor {spec.name}) gave {value!r} where its loss gave {loss!r} "
+                f"(a gap of {gap / max(abs(loss), 1e-300):.3g} relative): the batched path must compute the same function."
+            )
+        widest = max(widest, gap)
+    return widest
+
+
+#: Two evaluations at θ may differ by this many units of rounding (summation order in a
+#: threaded reduction); more is randomness.
+NONDETERMINISM_ULPS = 64
+
+
+def _eps(settings: Settings) -> float:
+    """The machine epsilon of the coarsest parameter dtype the loss is evaluated in."""
+    if settings.promote or settings.scheme == "complex-step":
+        return float(np.finfo(np.float64).eps)
+    return max(float(np.finfo(np.dtype(spec.dtype)).eps) for spec in settings.layout.tensors)
+
+
+def _loss_value(loaded: Loaded, where: str) -> float:
+    """The loss at the current parameters, checked to be a finite real scalar (its real part for complex-step)."""
+    value = call_model(f"loss {where}", loaded.loss)
+    if loaded.settings.scheme == "complex-step":
+        if not isinstance(value, (complex, np.complexfloating)) and not np.iscomplexobj(value):
+            raise ModelError(
+                "scheme complex-step needs a loss computed in complex arithmetic: given complex parameters, "
+                f"the model's loss returned {type(value).__name__}. Declare complex support or choose another scheme."
+            )
+        value = np.real(value)
+    return as_loss_value(value, where)
+
+
+def _noise(loaded: Loaded, loss: float) -> tuple[tuple[float, ...], tuple[str, ...], int]:
+    """The loss's evaluation noise along each tensor, where each figure came from, and the losses it cost.
+
+    Per tensor, Moré and Wild's ECNoise on 9 losses at ``θ + j·δ·p`` along a seeded direction ``p``
+    over some of its elements (:data:`NOISE_ELEMENTS`; scaled like them, set in place and restored
+    exactly). A level is noise only if the same is measured at ``δ/16``: noise does not depend on
+    the spacing, but a kink on the line (a ReLU, a max-pool tie) shows up as a level proportional
+    to it. Such a level is set aside and another direction tried, over fewer elements; failing that,
+    the smallest level measured at a finer spacing is taken. Where nothing can be measured (the points too close or too far
+    apart, a loss that fails off θ), one rounding unit of the loss.
+    """
+    settings = loaded.settings
+    names = settings.layout.names
+    if settings.scheme == "complex-step":  # nothing cancels: rounding is all there is
+        floor = _eps(settings) * abs(loss)
+        return (floor,) * len(names), ("rounding of the loss (complex step)",) * len(names), 0
+    levels, sources, evaluations = [], [], 0
+    for number, spec in enumerate(settings.layout.tensors):
+        level, source, cost = _tensor_noise(loaded, number, spec.name, settings.eps(spec.dtype))
+        # one rounding unit of the loss at least, in the tensor's own precision; none where the loss
+        # does not depend on the tensor at all
+        levels.append(level if source == UNMOVED else max(level, settings.eps(spec.dtype) * abs(loss)))
+        sources.append(source)
+        evaluations += cost
+    return tuple(levels), tuple(sources), evaluations
+
+
+def _off_theta(loaded: Loaded) -> float:
+    """The loss at a seeded point near θ: every tensor's first elements moved by ``EPS**(1/3)·max(1, |θ|)``
+    times a seeded standard normal (an edit of the loss that vanishes at θ, a term λ·Σw with Σθ = 0, shows here). NaN
+    where the loss fails or is not finite there."""
+    moved = []
+    for number, flat in enumerate(loaded.flat.values()):
+        at = np.arange(min(NOISE_ELEMENTS[0], flat.size))
+        original = flat[at].copy()
+        v = np.random.default_rng([NOISE_SEED, number, 99]).standard_normal(at.size)
+        step = _eps(loaded.settings) ** (1 / 3) * np.maximum(1.0, np.abs(original.real))
+        flat[at] = (original + v * step).astype(flat.dtype)
+        moved.append((flat, at, original))
+    try:
+        return float(np.real(loaded.loss()))
+    except Exception:  # a loss that fails off θ fails again in its shard, with the element named
+        return math.nan
+    finally:
+        for flat, at, original in moved:
+            flat[at] = original
+
+
+def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[float, str, int]:
+    """:func:`_noise` for one tensor, whose values' machine epsilon is ``eps``: ``(level, source, losses
+    evaluated)``."""
+    flat = loaded.flat[name]
+    finer: list[float] = []
+    evaluations = 0
+    moved = False  # the loss moved along some direction tried
+    for attempt, elements in enumerate(NOISE_ELEMENTS):
+        rng = np.random.default_rng([NOISE_SEED, number, attempt])
+        at = rng.choice(flat.size, size=min(elements, flat.size), replace=False)
+        p = rng.choice([-1.0, 1.0], size=at.size) * np.maximum(1.0, np.abs(flat[at].real))
+        still = True  # the loss has not moved at any spacing yet
+        for spacing in NOISE_SPACINGS + NOISE_QUANTISED * (attempt == 0):
+            if spacing in NOISE_QUANTISED and not still:
+                break
+            coarse, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) * p)
+            evaluations += cost
+            still &= coarse == 0.0
+            moved |= coarse != 0.0
+            if not coarse:
+                continue
+            fine, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) / 16 * p)
+            evaluations += cost
+            if fine is not None and fine >= coarse / 4:
+                return max(coarse, fine), "measured", evaluations
+            if fine == 0.0:  # the loss does not move at the finer spacing: it is quantised at the coarse level
+                return coarse, "measured (the loss moves in steps: quantised)", evaluations
+            if fine is not None:
+                finer.append(fine)
+            break  # a level that shrinks with the spacing: a kink on this line; try another direction
+        if still and not moved:  # the loss does not move even 1e5 steps away: it does not depend on this tensor
+            return 0.0, UNMOVED, evaluations  # (a direction through a few of its elements may miss them all)
+    if finer:
+        return min(finer), "measured at a finer spacing (a kink crossed the probe's line)", evaluations
+    return 0.0, "not measurable: one rounding unit of the loss", evaluations
+
+
+def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray) -> tuple[float | None, int]:
+    """ECNoise's level from the losses at ``θ + j·step`` (``step`` over the elements ``at`` of ``flat``),
+    j = -4..4, and how many losses that took; None where it cannot tell, or the loss fails or is not finite;
+    0 where the loss did not move at all."""
+    original = flat[at].copy()
+    values: list[float] = []
+    try:
+        for j in range(-4, 5):
+            flat[at] = (original + j * step).astype(flat.dtype)
+            values.append(float(np.real(loaded.loss())))
+    except Exception:  # a loss that fails off θ fails again in its shard, with the element named
+        return None, len(values) + 1
+    finally:
+        flat[at] = original
+    if not all(np.isfinite(values)):
+        return None, len(values)
+    if np.ptp(values) == 0:  # the loss did not move at all: 0, which no noise level can be
+        return 0.0, len(values)
+    return noise_level(values), len(values)
+
+
+#: The noise's source where the loss did not move at any spacing: no noise, and no rounding floor (an
+#: element whose losses are all J(θ) exactly has a numeric gradient of exactly 0, to be matched exactly).
+UNMOVED = "none: the loss does not depend on this tensor"
+#: How many elements of a tensor each noise direction moves, in turn until one is free of kinks
+#: (fewer elements, fewer kinks to cross; a kink at θ itself is crossed by every line through it)...
+NOISE_ELEMENTS = (256, 16, 1)
+#: ...and the spacings tried, in units of ``EPS**(1/3)`` (times ``max(1, |θ|)``), first to last...
+NOISE_SPACINGS = (0.1, 10.0, 1e-3)
+#: ...and, where the loss did not move at all at those, far wider ones: a loss rounded to steps far
+#: coarser than the tensor's contribution (a float32 sum of terms near 1e6) moves only there, by its
+#: quantum, which is then its noise; a loss that does not move even there does not depend on the tensor.
+NOISE_QUANTISED = (1e3, 1e5)
+#: The noise directions' seed: the same directions every run, so the same check is repeatable.
+NOISE_SEED = 20261128
+
+
+def _loss_equivalents(loaded: Loaded, loss: float) -> float:
+    """Loss evaluations an index costs: the scheme's stencil, or for a staged model the stencil
+    × the share of the stage costs (timed here at θ) that perturbing its tensor re-evaluates."""
+    width = float(len(STENCILS[loaded.settings.scheme]))
+    if not loaded.stages:
+        return width
+    staged = as_loss_value(call_model("stages at θ", loaded.loss_from, 0), "from its stages at θ")
+    if abs(staged - loss) > 1e-12 * max(1.0, abs(loss)):
+        raise ModelError(
+            f"Model stages evaluate the loss at θ to {staged!r}, but loss gives {loss!r}; they must agree."
+        )
+    costs = [
+        fastest(functools.partial(forward, loaded.stage_inputs[s], loaded.params, loaded.data))
+        for s, (_, forward) in enumerate(loaded.stages)
+    ]
+    share_from = [sum(costs[s:]) / sum(costs) for s in range(len(costs))]
+    layout = loaded.settings.layout
+    return width * sum(spec.size * share_from[loaded.stage_of[spec.name]] for spec in layout.tensors) / layout.n_params

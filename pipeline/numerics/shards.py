@@ -1,0 +1,480 @@
+"""Shards: the analytic gradient written once, then centred differences over each shard of indices.
+
+A shard perturbs each of its entries in place (one loss per stencil point, or a batch of
+perturbed copies where the model offers one), restores it exactly, estimates each derivative
+with its error bar, judges it, gives every suspect a second look (:mod:`.refine`), writes its
+own chunks of the output and returns partial sums for the reducer. Its seal records what it
+wrote, so a resume computes again only the shards that are missing or damaged. Results are
+written to an *output* (:class:`~.problem.Output`): arrays over the index space that take
+numpy slicing, such as Zarr arrays or plain numpy arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .directions import direction_dots
+from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, points, stencil_losses, step_sizes
+from .layout import TensorSpec
+from .plan import Shard, slots_for
+from .problem import Loaded, Output, Settings, call_model, fastest
+from .reduce import ShardResult, summarize_shard
+from .refine import known_rows, second_look
+from .tolerance import CONVERGED, UNCHECKED, Tolerance, inconclusive, judge, suspects
+
+__all__ = ["resume_shard", "run_shard", "seconds_per_loss", "shard_intact", "shard_seal", "write_analytic"]
+
+
+#: A second look's leaps (:data:`.refine.LEAP`) stop at steps this many rounding units of the parameter.
+LEAP_ROOM = 2.0**10
+
+
+def write_analytic(
+    loaded: Loaded, output: Output, done: Sequence[Shard] = (), directions: Sequence[tuple[str, int]] = ()
+) -> tuple[bool, tuple[float, ...]]:
+    """Write the analytic gradient to ``output.analytic`` (at the run's slots), once per run, and compute
+    ``g·u`` along each random direction while it is here (:func:`.directions.direction_dots`).
+
+    When resuming (``done``: the shards an earlier run finished), first compare it over the finished
+    shards, and return False where it differs in a shard that verifies: a changed model must not be
+    mixed with the shards of the old one. Then write it whole: the same values where it agreed, and
+    again where a damaged shard will be computed again. Only the analytic array is read, and a
+    shard's other arrays only where it differs (to tell a changed model from a damaged chunk).
+    Returns whether it agreed, and the directions' ``g·u``.
+    """
+    settings, analytic, target = loaded.settings, loaded.analytic_gradient(), output.analytic
+    slots = loaded.slots
+    for shard in done:
+        given = np.concatenate(
+            [
+                analytic[spec.name].reshape(-1)[positions].astype(np.float64)
+                for spec, positions in slots.segments(settings.layout, shard.start, shard.stop)
+            ]
+        )
+        try:
+            agrees = np.array_equal(np.asarray(target[shard.start : shard.stop]), given, equal_nan=True)
+        except OSError:
+            raise
+        except Exception:  # a chunk that cannot be decoded: damaged, written again below
+            agrees = False
+        if not agrees and shard_intact(settings.identity, shard, output):
+            return False, ()
+    for number, spec in enumerate(settings.layout.tensors):  # tensor by tensor: no flat copy of the gradient
+        at, positions = slots.of_tensor(number)
+        flat = analytic[spec.name].reshape(-1)
+        target[at.offset : at.stop] = flat if positions is None else flat[positions].astype(np.float64)
+    dots = direction_dots(loaded, analytic, directions)
+    loaded.analytic = None  # written: free it
+    return True, dots
+
+
+def seconds_per_loss(loaded: Loaded, budget_seconds: float = 0.2, at_most: int = 20) -> float:
+    """Seconds per loss evaluation at θ, in this worker, the way the shards will evaluate it.
+
+    The fastest of a few runs: one loss, or, for a batched model, the shards' own path
+    (perturbation, one batch, estimates) over the first indices, divided by its losses.
+    That also warms the path up in this worker before the shards time it.
+    """
+    if not (loaded.batched or loaded.perturbs):
+        return fastest(loaded.loss, budget_seconds, at_most)
+    layout = loaded.settings.layout
+    width = len(STENCILS[loaded.settings.scheme])
+    indices = min(layout.n_params, 64)
+    if loaded.batched:
+        indices = max(1, loaded.batch_rows(width * indices) // width)
+    groups = _by_dtype([(spec, np.arange(lo, hi)) for spec, lo, hi in layout.segments(0, indices)])
+    return fastest(functools.partial(_evaluate, loaded, groups), budget_seconds, at_most) / (width * indices)
+
+
+def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = False) -> ShardResult:
+    """Derivative estimates over one shard, judged (suspects after a second look); writes its chunks to
+    ``output``, then marks the shard done.
+
+    ``fresh`` says, for the timings, whether the caller had to load the problem for this shard.
+    """
+    start = time.perf_counter()
+    settings = loaded.settings
+    analytic = np.asarray(output.analytic[shard.start : shard.stop])
+    numeric = np.full(shard.size, np.nan)
+    allowed = np.full(shard.size, np.nan)
+    status = np.full(shard.size, UNCHECKED, dtype=np.int8)
+    nonfinite = np.zeros(shard.size, dtype=np.int8)
+    steps = np.full(shard.size, np.nan)
+    slots = loaded.slots
+    groups = _by_dtype(slots.segments(settings.layout, shard.start, shard.stop))
+    evaluating = time.perf_counter()
+    estimates = _evaluate(loaded, groups)
+    evaluated = time.perf_counter()
+    looked, looked_evaluations, slot = 0, 0, 0
+    for group, first in zip(groups, estimates, strict=True):
+        # every slot of a shard holds a checked element, group after group
+        at, est, slot = np.arange(slot, slot + group.columns.size), first.est, slot + group.columns.size
+        numeric[at], nonfinite[at], steps[at] = est.numeric, est.nonfinite, first.h
+        if not settings.judged:
+            status[at] = 0
+            continue
+        # one tolerance per group: it depends on the dtype and the scheme
+        tolerance, a = settings.tolerance_for(group.dtype), analytic[at]
+        allowed[at], status[at] = judge(a, est.numeric, est.bar, est.lower, est.upper, tolerance, est.smooth)
+        suspect = np.zeros(at.size, dtype=bool)
+        if settings.second_look and settings.scheme != "complex-step":
+            precision = "float64" if settings.promote else group.dtype
+            scale = _per_element(loaded, settings.scale_of, group)
+            suspect = suspects(
+                a, est.numeric, est.bar, status[at], tolerance, scale, precision, est.rounding, est.kinked
+            )
+            if suspect.any():
+                mine = at[suspect]
+                (numeric[mine], allowed[mine], status[mine], steps[mine]), cost = _look_again(
+                    loaded,
+                    group,
+                    first,
+                    suspect,
+                    a[suspect],
+                    (allowed[mine], status[mine]),
+                    tolerance,
+                    scale,
+                    precision,
+                )
+                looked, looked_evaluations = looked + mine.size, looked_evaluations + cost
+        others = at[~suspect]
+        status[others] = inconclusive(a[~suspect], est.numeric[~suspect], est.bar[~suspect], status[others], tolerance)
+    second_look_seconds = time.perf_counter() - evaluated
+    output.numeric[shard.start : shard.stop] = numeric
+    output.nonfinite[shard.start : shard.stop] = nonfinite
+    output.allowed[shard.start : shard.stop] = allowed
+    output.status[shard.start : shard.stop] = status
+    output.step[shard.start : shard.stop] = steps
+    # Last: a shard marked done has all its chunks written. A crash before this
+    # line leaves the shard to be computed again, with the same values.
+    output.done[shard.index] = shard_seal(
+        settings.identity, shard, (analytic, numeric, nonfinite, allowed, status, steps)
+    )
+    result = summarize_shard(
+        slots.layout,
+        shard,
+        analytic,
+        numeric,
+        nonfinite,
+        allowed,
+        status,
+        steps,
+        worst=settings.worst,
+        seconds=time.perf_counter() - start,
+        loaded=fresh,
+        evaluate_seconds=evaluated - evaluating + second_look_seconds,
+        indices=None
+        if slots.checked is None
+        else np.concatenate([g.columns for g in groups] or [np.empty(0, np.int64)]),
+    )
+    return dataclasses.replace(result, second_look=(looked, looked_evaluations))
+
+
+Segment = tuple[TensorSpec, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Consecutive segments (tensors and the positions checked in them) of one dtype, with their
+    indices in the flat index space: stepped, evaluated, estimated and judged in one pass."""
+
+    segments: tuple[Segment, ...]
+    columns: np.ndarray
+
+    @property
+    def dtype(self) -> str:
+        return self.segments[0][0].dtype
+
+
+def _by_dtype(segments: list[Segment]) -> list[_Group]:
+    """Consecutive segments of the same dtype, together: a shard of many small tensors would
+    otherwise pay numpy's overhead per tensor."""
+    runs: list[list[Segment]] = []
+    for segment in segments:
+        if runs and runs[-1][0][0].dtype == segment[0].dtype:
+            runs[-1].append(segment)
+        else:
+            runs.append([segment])
+    return [_Group(tuple(run), np.concatenate([spec.offset + positions for spec, positions in run])) for run in runs]
+
+
+def _subgroup(group: _Group, chosen: np.ndarray) -> _Group:
+    """The elements of ``group`` where ``chosen`` (a mask over them) is True."""
+    segments, first = [], 0
+    for spec, positions in group.segments:
+        part = chosen[first : first + positions.size]
+        first += positions.size
+        if part.any():
+            segments.append((spec, positions[part]))
+    return _Group(tuple(segments), group.columns[chosen])
+
+
+def _per_element(loaded: Loaded, per_tensor: Callable[[int], float], group: _Group) -> np.ndarray:
+    """A per-tensor figure (``per_tensor(the tensor's number)``) repeated for each element of the group."""
+    return np.concatenate(
+        [
+            np.full(positions.size, per_tensor(loaded.number[spec.name]), dtype=np.float64)
+            for spec, positions in group.segments
+        ]
+    )
+
+
+def _values(loaded: Loaded, group: _Group) -> np.ndarray:
+    """The parameters' values at the group's elements, in their dtype."""
+    if loaded.batched:  # one fancy index, not one per tensor (float32 values are exact in float64)
+        return np.asarray(loaded.theta[group.columns].astype(group.dtype, copy=False))
+    # no flat copy of the parameters
+    return np.concatenate([loaded.params[spec.name].reshape(-1)[positions] for spec, positions in group.segments])
+
+
+def _losses(loaded: Loaded, groups: Sequence[_Group], perturbed: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each group's losses with its elements set to their ``perturbed`` values, one row per element."""
+    if loaded.batched:
+        return _batched_losses(loaded, [group.columns for group in groups], list(perturbed))
+    return [
+        np.concatenate(
+            [_segment_losses(loaded, spec, positions, rows) for spec, positions, rows in _rows(group, table)]
+        )
+        for group, table in zip(groups, perturbed, strict=True)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Evaluated:
+    """One group's first pass: the parameters' values, their steps, the estimates, the loss's noise per
+    element, and the stencil's losses and the steps they took (what a second look starts from)."""
+
+    values: np.ndarray
+    h: np.ndarray
+    est: Estimate
+    noise: np.ndarray
+    table: np.ndarray
+    taken: np.ndarray
+
+
+def _evaluate(loaded: Loaded, groups: list[_Group]) -> list[_Evaluated]:
+    """Each group's first pass (:class:`_Evaluated`).
+
+    The noise is the tensor's (measured by the probe), but never below one rounding unit of the
+    largest loss the element's stencil evaluated: a loss that is small at θ is not small nearby.
+    """
+    settings = loaded.settings
+    stencils = []
+    for group in groups:
+        values = _values(loaded, group)
+        h = step_sizes(values, settings.scheme, settings.epsilon)
+        stencils.append((values, h, *points(values, h, settings.scheme)))
+    losses = _losses(loaded, groups, [perturbed for _, _, perturbed, _ in stencils])
+    evaluated = []
+    for group, table, (values, h, _, taken) in zip(groups, losses, stencils, strict=True):
+        with np.errstate(invalid="ignore"):
+            rounding = settings.eps(group.dtype) * np.max(np.abs(table), axis=1, initial=0.0)
+        measured = _per_element(loaded, settings.noise_of, group)
+        # Never below one rounding unit, even along a tensor the loss ignores: an analytic value under the loss's
+        # resolution there is rounding of a gradient that cancels (a bias before a batch norm), not a bug.
+        noise = np.fmax(measured, rounding)
+        est = estimate(table, taken, settings.scheme, epsilon=settings.epsilon, loss0=settings.loss0, noise=noise)
+        evaluated.append(_Evaluated(values, h, est, noise, table, taken))
+    return evaluated
+
+
+def _look_again(
+    loaded: Loaded,
+    group: _Group,
+    first: _Evaluated,
+    suspect: np.ndarray,
+    analytic: np.ndarray,
+    judged: tuple[np.ndarray, np.ndarray],
+    tolerance: Tolerance,
+    scale: np.ndarray,
+    precision: str,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
+    """The second look (:func:`.refine.second_look`) at a group's suspect elements, each along its own axis,
+    and its verdicts (:func:`.tolerance.judge_again`).
+
+    ``suspect`` masks the group's elements; ``analytic`` and ``judged`` (the first pass's allowances and
+    statuses) are the suspects'. Returns the suspects' ``(numeric, allowed, status, step)`` and the losses
+    the second look took.
+    """
+    settings = loaded.settings
+    k = np.flatnonzero(suspect)
+    sub, values, est = _subgroup(group, suspect), first.values[k], first.est
+    # The table starts at the first pass's steps, and reuses its losses; but a fixed step may be far too fine
+    # for the loss's noise: then it starts no finer than the automatic one.
+    h, known = first.h[k], known_rows(first.table[k], first.taken[k], settings.scheme)
+    if settings.epsilon is not None:
+        h, known = np.maximum(h, step_sizes(values, settings.scheme, None)), []
+    # leaps stop where a step is within LEAP_ROOM rounding units of the parameter's value
+    leap_floor = LEAP_ROOM * settings.eps(group.dtype) * np.maximum(1.0, np.abs(values.astype(np.float64))) / h
+
+    def losses(which: np.ndarray, multiple: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        chosen = np.zeros(values.size, dtype=bool)
+        chosen[which] = True
+        perturbed, taken = points(values[which], multiple * h[which], "central")
+        (table,) = _losses(loaded, [_subgroup(sub, chosen)], [perturbed])
+        return table[:, 0], table[:, 1], taken[:, 0], taken[:, 1]
+
+    converged = CONVERGED.get(precision, CONVERGED["float32"])
+    refined = second_look(
+        losses,
+        k.size,
+        h,
+        settings.loss0,
+        first.noise[k],
+        scale[k],
+        known,
+        converged,
+        leap_floor,
+        analytic,
+        (est.numeric[k], est.bar[k], est.smooth[k]),
+    )
+    numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance)
+    steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
+    if settings.epsilon is not None:
+        # The step asked for: the numeric gradient stays its quotient (the seed's difference), and the
+        # allowance widens by how far that is from the estimate the verdict was made on.
+        shift = np.abs(numeric - est.numeric[k])
+        allowed = allowed + np.where(np.isfinite(shift), shift, 0.0)
+        numeric, steps = est.numeric[k], first.h[k]
+    return (numeric, allowed, status, steps), refined.evaluations
+
+
+def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:
+    """Each segment of a group with its rows of the group's perturbed values."""
+    first = 0
+    for spec, positions in group.segments:
+        yield spec, positions, perturbed[first : first + positions.size]
+        first += positions.size
+
+
+def _segment_losses(loaded: Loaded, spec: TensorSpec, positions: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
+    """One tensor's stencil losses, in place: only the stages from the tensor's own on when the
+    model is staged (fewest evaluations), else the whole loss."""
+    if loaded.stages:
+        return call_model(  # type: ignore[no-any-return]
+            f"stages near θ (tensor {spec.name})",
+            stencil_losses,
+            functools.partial(_float_loss_from, loaded, loaded.stage_of[spec.name]),
+            loaded.flat[spec.name],
+            positions,
+            perturbed,
+        )
+    if loaded.perturbs:
+        return call_model(  # type: ignore[no-any-return]
+            f"perturbed_losses near θ (tensor {spec.name})", loaded.perturbed_losses, spec.name, positions, perturbed
+        )
+    scalar = complex if loaded.settings.scheme == "complex-step" else float
+    return call_model(  # type: ignore[no-any-return]
+        f"loss near θ (tensor {spec.name})",
+        stencil_losses,
+        lambda: scalar(loaded.loss()),
+        loaded.flat[spec.name],
+        positions,
+        perturbed,
+    )
+
+
+def _float_loss_from(loaded: Loaded, stage: int) -> float:
+    return float(loaded.loss_from(stage))
+
+
+def _batched_losses(loaded: Loaded, columns: list[np.ndarray], perturbed: list[np.ndarray]) -> list[np.ndarray]:
+    """The stencil losses through ``loss_batch``, per group (its flat ``columns`` and perturbed values):
+    as many points per call as the memory budget allows, across groups."""
+    every = columns[0] if len(columns) == 1 else np.concatenate(columns)
+    # float32 values are exact in float64, and written back as float32
+    table = perturbed[0] if len(perturbed) == 1 else np.concatenate(perturbed)
+    width = table.shape[1]
+    per_call = max(1, loaded.batch_rows(width * every.size) // width)
+    parts = []
+    for first in range(0, every.size, per_call):
+        part = slice(first, first + per_call)
+        indices = every[part]
+        parts.append(
+            call_model(
+                functools.partial(_batch_near, indices),
+                batched_stencil_losses,
+                loaded.loss_batch,
+                loaded.params,
+                indices,
+                table[part],
+                loaded.theta,
+            )
+        )
+    losses = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty((0, width))
+    if len(perturbed) == 1:
+        return [losses]
+    bounds = np.cumsum([0, *(p.shape[0] for p in perturbed)])
+    return [losses[bounds[j] : bounds[j + 1]] for j in range(len(perturbed))]
+
+
+def _batch_near(indices: np.ndarray) -> str:
+    return f"loss_batch near θ (indices {indices[0]}..{indices[-1]})"
+
+
+def shard_seal(identity: str, shard: Shard, per_index: Sequence[np.ndarray]) -> int:
+    """A shard's completion record: a digest of the run's identity, the shard, and every per-index value it
+    wrote (in :data:`~pipeline.storage.output.PER_INDEX` order), as a positive int64 (0 means "not done").
+
+    A record is trusted only when the chunks read back give the same seal: a chunk cut short, flipped,
+    missing (read back as fill values) or written by another run does not.
+    """
+    digest = hashlib.blake2b(f"{identity}\0{shard.index}\0{shard.start}\0{shard.stop}".encode(), digest_size=8)
+    for values in per_index:
+        if values.dtype.kind == "f":  # every NaN as one: a chunk of fill values reads back the canonical NaN
+            values = np.where(np.isnan(values), np.nan, values)
+        digest.update(np.ascontiguousarray(values).tobytes())
+    return (int.from_bytes(digest.digest(), "little") >> 1) | 1
+
+
+def _stored(shard: Shard, output: Output) -> list[np.ndarray] | None:
+    """A shard's per-index values as stored; None when a chunk cannot be decoded (cut short, garbled).
+
+    An ``OSError`` (a store that cannot be reached) is not damage: it is raised.
+    """
+    window = slice(shard.start, shard.stop)
+    try:
+        return [np.asarray(array[window]) for array in output.per_index]
+    except OSError:
+        raise
+    except Exception:  # the codecs' own errors (zstd's RuntimeError, ValueError...): as untrustworthy as a wrong seal
+        return None
+
+
+def _sealed(identity: str, shard: Shard, output: Output, stored: Sequence[np.ndarray]) -> bool:
+    return int(np.asarray(output.done[shard.index])) == shard_seal(identity, shard, stored)
+
+
+def shard_intact(identity: str, shard: Shard, output: Output) -> bool:
+    """Whether a shard's chunks, read back, give the seal its completion record holds."""
+    stored = _stored(shard, output)
+    return stored is not None and _sealed(identity, shard, output, stored)
+
+
+def resume_shard(
+    settings: Settings, shard: Shard, output: Output, load: Callable[[], tuple[Loaded, bool]]
+) -> ShardResult:
+    """A shard an earlier run completed: read back when its chunks verify against its completion record,
+    computed again (``load`` gives the problem and whether it had to be loaded) when they do not."""
+    start = time.perf_counter()
+    stored = _stored(shard, output)
+    if stored is not None and _sealed(settings.identity, shard, output, stored):
+        slots = slots_for(settings.layout, settings.sample)
+        return summarize_shard(
+            slots.layout,
+            shard,
+            *stored,
+            worst=settings.worst,
+            seconds=time.perf_counter() - start,
+            loaded=False,
+            indices=None if slots.checked is None else slots.indices(settings.layout, shard.start, shard.stop),
+        )
+    loaded, fresh = load()
+    return dataclasses.replace(run_shard(loaded, shard, output, fresh=fresh), recomputed=True)
