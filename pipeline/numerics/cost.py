@@ -38,8 +38,10 @@ READ_BYTES_PER_SECOND = 300e6
 DIRECTION_ELEMENT_SECONDS = 3e-9
 #: Losses the probe takes besides the noise's: at θ twice, near θ once, and the timing runs.
 PROBE_LOSSES = 6
-#: Losses the noise probe takes per tensor on a smooth loss (two spacings of 9 points each, and one more).
+#: Losses the noise probe takes per tensor on a smooth loss (two spacings of 9 points each, and one more)...
 NOISE_LOSSES_PER_TENSOR = 19
+#: ...and per float32 tensor, its rounding against float64 (9 points, each in float32 and in float64).
+FLOAT32_NOISE_LOSSES = 18
 #: A gradient costs about this many losses (a backward pass is about twice a forward one).
 GRADIENT_LOSSES = 3.0
 #: A direction of a float32 tensor is nearly always looked at again (its first bar is wide): this many more
@@ -87,7 +89,7 @@ def estimate_cost(
     test, precision, the second look) and ``slots``, ``directions`` per tensor, and the shards and workers.
 
     Loss evaluations: the probe's (its noise measurement counted as measured, or
-    :data:`NOISE_LOSSES_PER_TENSOR` per tensor), the shards' (the scheme's stencil per checked element, or
+    :data:`NOISE_LOSSES_PER_TENSOR` per tensor, :data:`FLOAT32_NOISE_LOSSES` more per float32 one), the shards' (the scheme's stencil per checked element, or
     ``loss_equivalents_per_index`` for a staged model) and the directions' (the stencil, or the Taylor test's
     16; a float32 tensor's directions nearly always take a second look: :data:`FLOAT32_DIRECTION_LOOK` more).
     A second look at suspect elements is not foreseen: on a correct model it costs a few percent more.
@@ -109,7 +111,11 @@ def estimate_cost(
     layout, scheme, taylor, promote = settings.layout, settings.scheme, settings.taylor, settings.promote
     width = len(STENCILS[scheme])
     per_index = float(width if loss_equivalents_per_index is None else loss_equivalents_per_index)
-    noise = NOISE_LOSSES_PER_TENSOR * len(layout.tensors) if noise_evaluations is None else noise_evaluations
+    if noise_evaluations is None:
+        narrow = 0 if promote or scheme == "complex-step" else sum(spec.dtype == "float32" for spec in layout.tensors)
+        noise = NOISE_LOSSES_PER_TENSOR * len(layout.tensors) + FLOAT32_NOISE_LOSSES * narrow
+    else:
+        noise = noise_evaluations
     plain = 2 * len(TAYLOR_MULTIPLES) if taylor and scheme != "complex-step" else width
 
     def per_direction(spec: TensorSpec) -> int:

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import ModelError, StoreError
 from ..model import as_loss_value
-from .fd import STENCILS, noise_level
-from .problem import Loaded, Settings, call_model, fastest, pieces
+from .fd import AUTO_POWER, STENCILS, noise_level
+from .problem import BATCH_BYTES, Loaded, Settings, call_model, fastest, pieces
 from .shards import seconds_per_loss
 
 __all__ = ["NONDETERMINISM_ULPS", "ProbeResult", "probe"]
@@ -176,7 +176,8 @@ def _noise(loaded: Loaded, loss: float) -> tuple[tuple[float, ...], tuple[str, .
     the spacing, but a kink on the line (a ReLU, a max-pool tie) shows up as a level proportional
     to it. Such a level is set aside and another direction tried, over fewer elements; failing that,
     the smallest level measured at a finer spacing is taken. Where nothing can be measured (the points too close or too far
-    apart, a loss that fails off θ), one rounding unit of the loss.
+    apart, a loss that fails off θ), one rounding unit of the loss. A float32 loss's level is at least its
+    rounding error's against float64, at the first steps' scale (:func:`_against_float64`).
     """
     settings = loaded.settings
     names = settings.layout.names
@@ -186,6 +187,8 @@ def _noise(loaded: Loaded, loss: float) -> tuple[tuple[float, ...], tuple[str, .
     levels, sources, evaluations = [], [], 0
     for number, spec in enumerate(settings.layout.tensors):
         level, source, cost = _tensor_noise(loaded, number, spec.name, settings.eps(spec.dtype))
+        if source != UNMOVED:
+            level, source, cost = _against_float64(loaded, number, spec.name, (level, source, cost))
         # one rounding unit of the loss at least, in the tensor's own precision; none where the loss
         # does not depend on the tensor at all
         levels.append(level if source == UNMOVED else max(level, settings.eps(spec.dtype) * abs(loss)))
@@ -250,6 +253,66 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
     if finer:
         return min(finer), "measured at a finer spacing (a kink crossed the probe's line)", evaluations
     return 0.0, "not measurable: one rounding unit of the loss", evaluations
+
+
+def _against_float64(loaded: Loaded, number: int, name: str, own: tuple[float, str, int]) -> tuple[float, str, int]:
+    """A float32 tensor's ``(level, source, losses evaluated)``, or the noise of the loss's rounding error
+    itself where that is higher: ECNoise on ``J(θ_j) − J64(θ_j)`` at 9 points of the tensor's first noise
+    direction, half the first step apart (:data:`REFERENCE_SPACINGS`), ``J64`` the same loss with the
+    same parameter values in float64.
+
+    A loss evaluated in float32 can move in steps that its noise at the probe's spacings does not show and
+    a finite difference's steps cross: ``-log(1 - a)`` with ``a`` within a few hundred float32 units of 1
+    moves by about 1% of that term each time ``a`` moves by one, so that J(θ ± h) is off by as much (an
+    element 2.45x off a correct derivative, at finer steps that saw only the flat of one such step). Its
+    error against float64 holds neither kinks nor curvature (``J64`` has them too), only the rounding the
+    first pass's differences will see. ``J64`` takes the float32 data in float64 too (the same values). Where
+    the model cannot evaluate its loss so (or does so in float32 anyway), or its parameters and float32
+    data are large (a float64 copy of each is made), the level stands.
+    """
+    settings = loaded.settings
+    flat = loaded.flat[name]
+    level, source, cost = own
+    narrow = [key for key, array in loaded.data.items() if getattr(array, "dtype", None) == np.float32]
+    copied = 2 * loaded.row_bytes + 2 * sum(loaded.data[key].nbytes for key in narrow)
+    if settings.promote or flat.dtype != np.float32 or copied > BATCH_BYTES:
+        return own
+    step = settings.epsilon if settings.epsilon is not None else settings.eps("float32") ** AUTO_POWER[settings.scheme]
+    rng = np.random.default_rng([NOISE_SEED, number, 0])
+    at = rng.choice(flat.size, size=min(NOISE_ELEMENTS[0], flat.size), replace=False)
+    direction = rng.choice([-1.0, 1.0], size=at.size) * np.maximum(1.0, np.abs(flat[at]))
+    wide = {key: array.astype(np.float64) for key, array in loaded.params.items()}
+    data = {**loaded.data, **{key: loaded.data[key].astype(np.float64) for key in narrow}}  # exact: the same values
+    original = flat[at].copy()
+    for spacing in REFERENCE_SPACINGS:  # finer where a coarse point's loss is not finite in float32
+        values, errors = [], []
+        try:
+            for j in range(-4, 5):
+                flat[at] = (original + j * spacing * step * direction).astype(flat.dtype)
+                wide[name].reshape(-1)[at] = flat[at]
+                values.append(float(np.real(loaded.loss())))
+                errors.append(values[-1] - float(np.real(loaded.model.loss(wide, data))))
+        except Exception:  # a model that takes no float64 parameters, or fails off θ (its shard names it)
+            return level, source, cost + 2 * len(errors) + 1
+        finally:
+            flat[at] = original
+        cost += 2 * len(errors)
+        if np.all(np.isfinite(errors)) and (values[4] == 0 or np.ptp(values) <= 0.1 * np.max(np.abs(values))):
+            break
+    else:
+        return level, source, cost
+    # ECNoise's rule that the values vary by under 10% of their size (a loss's own values at a spacing where
+    # they are noise) is skipped for values about 0: the errors, the middle one subtracted
+    rounding = noise_level([error - errors[4] for error in errors]) if np.ptp(errors) > 0 else None
+    if rounding is None or rounding <= level:
+        return level, source, cost
+    return rounding, "the loss's rounding: its error against the same loss in float64", cost
+
+
+#: The spacings of :func:`_against_float64`'s points, in first steps: the first at which the float32 loss is
+#: finite at all 9 and varies by at most 10% (a rounding error grows with the loss: a loss that overflows, or
+#: grows tenfold, far from θ is measured nearer).
+REFERENCE_SPACINGS = (1 / 2, 1 / 8, 1 / 32)
 
 
 def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray) -> tuple[float | None, int]:
