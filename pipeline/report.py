@@ -350,10 +350,12 @@ def format_report(report: Report) -> str:
                 )
     unverified = [t for t in reversed(report.tensors) if t.passed and not t.verified]
     if unverified:
-        consequence = "the check fails" if report.verdict == "not verified" else "reported only (unverified: warn)"
+        # a failed check failed for its wrong tensors: whether these would have failed it too is the setting's
+        consequence = {"not verified": " (the check fails)", "passed": " (reported only: unverified: warn)"}
         lines += [
             "",
-            f"Not verified, from the last layer back ({consequence}): {', '.join(t.name for t in unverified)}",
+            f"Not verified, from the last layer back{consequence.get(report.verdict, '')}: "
+            + ", ".join(t.name for t in unverified),
         ]
         for t in unverified:
             if t.n_checked:

@@ -240,6 +240,11 @@ def test_a_tensor_below_the_float32_sums_rounding_is_not_verified_and_a_bug_besi
     planted = pipeline.check(hard.planted("zero-loss", "W", 1e-1), params, data)
     assert planted.verdict == "failed"
     assert planted.failing == ("W",)
+    # the not-verified tensor is named under every verdict, and only what follows from the verdict is said
+    warned = pipeline.check(hard.model("zero-loss"), params, data, unverified="warn")
+    headers = [
+        next(line for line in str(r).splitlines() if line.startswith("Not verified")) for r in (report, planted, warned)
+    ]
     assert headers == [
         "Not verified, from the last layer back (the check fails): v",
         "Not verified, from the last layer back: v",  # it failed for W; not said to be "reported only"
