@@ -316,6 +316,41 @@ def test_a_float32_model_that_refuses_float64_keeps_its_measured_noise() -> None
     assert [t.noise for t in report.tensors] == [t.noise for t in both.tensors]
 
 
+class _GuardedCrossEntropy(_ConfidentCrossEntropy):
+    """The same loss with the common guard ``log(1 - a + 1e-15)``: at ``z`` = 38 ``a`` rounds to 1 in float32 (the
+    term is flat) while in float64 ``1 - a`` is a few units of 1.1e-16 beside the guard: the float64 loss is the
+    one that moves in steps. It keeps a buffer in the parameters' dtype, as a module may."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__(scale)
+        self.buffer = np.zeros(1, np.float32)
+
+    def loss(self, params: Arrays, data: Arrays) -> Any:
+        self.buffer = self.buffer.astype(params["w"].dtype)
+        a = 1 / (1 + np.exp(-(data["X"] @ params["w"] + params["b"])))
+        y = data["y"]
+        return np.mean(-y * np.log(a + 1e-15) - (1 - y) * np.log(1 - a + 1e-15)) + self.buffer[0]
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:  # exact, in float64
+        X, y = data["X"].astype(np.float64), data["y"].astype(np.float64)
+        a = 1 / (1 + np.exp(-(X @ params["w"].astype(np.float64) + float(params["b"][0]))))
+        dz = a * (1 - a) * (-y / (a + 1e-15) + (1 - y) / (1 - a + 1e-15)) / y.size
+        return {"w": self.scale * (X.T @ dz), "b": np.array([dz.sum()])}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_float64_loss_noisier_than_the_float32_one_is_not_taken_for_its_rounding(seed: int) -> None:
+    # The difference J32 - J64 is then the float64 loss's own steps; the float32 loss is smooth at those points,
+    # and a correct gradient passes as before (an adversarial review found it left not verified, a 10% bug too).
+    params, data = _ConfidentCrossEntropy.problem(seed, 38.0)
+    model = _GuardedCrossEntropy()
+    report = pipeline.check(model, params, data)
+    assert report.passed, str(report)
+    assert all(t.noise < 1e-5 for t in report.tensors), str(report)  # the float64 loss's steps are ~5e-3
+    assert model.buffer.dtype == np.float32  # the float64 evaluation ran on a copy of the model
+    assert _found(pipeline.check(_GuardedCrossEntropy(1.1), params, data), "w")
+
+
 # -- the second look and the Taylor test on functions with known derivatives --------------------------------
 
 

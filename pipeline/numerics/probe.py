@@ -8,6 +8,7 @@ a loss near θ that a resume compares.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import time
@@ -266,9 +267,12 @@ def _against_float64(loaded: Loaded, number: int, name: str, own: tuple[float, s
     moves by about 1% of that term each time ``a`` moves by one, so that J(θ ± h) is off by as much (an
     element 2.45x off a correct derivative, at finer steps that saw only the flat of one such step). Its
     error against float64 holds neither kinks nor curvature (``J64`` has them too), only the rounding the
-    first pass's differences will see. ``J64`` takes the float32 data in float64 too (the same values). Where
-    the model cannot evaluate its loss so (or does so in float32 anyway), or its parameters and float32
-    data are large (a float64 copy of each is made), the level stands.
+    first pass's differences will see. It is taken only where the float32 loss is itself that rough at those
+    points: where it is smooth, the float64 loss is the one moving in steps (a guard like ``log(1 - a +
+    1e-15)`` with ``a`` rounded to 1 in float32, near 1 in float64). ``J64`` takes the float32 data in
+    float64 too (the same values) and is a copy of the model (a buffer it casts, a cache, stays there).
+    Where the model cannot evaluate its loss so (or does so in float32 anyway), cannot be copied, or its
+    parameters and float32 data are large (a float64 copy of each is made), the level stands.
     """
     settings = loaded.settings
     flat = loaded.flat[name]
@@ -284,27 +288,38 @@ def _against_float64(loaded: Loaded, number: int, name: str, own: tuple[float, s
     wide = {key: array.astype(np.float64) for key, array in loaded.params.items()}
     data = {**loaded.data, **{key: loaded.data[key].astype(np.float64) for key in narrow}}  # exact: the same values
     original = flat[at].copy()
+    try:  # a copy: whatever the float64 evaluation changes in the model (a buffer cast, a cache) stays there
+        reference = copy.deepcopy(loaded.model)
+    except Exception:
+        return own
     for spacing in REFERENCE_SPACINGS:  # finer where a coarse point's loss is not finite in float32
-        values, errors = [], []
+        values, precise = [], []
         try:
             for j in range(-4, 5):
                 flat[at] = (original + j * spacing * step * direction).astype(flat.dtype)
                 wide[name].reshape(-1)[at] = flat[at]
                 values.append(float(np.real(loaded.loss())))
-                errors.append(values[-1] - float(np.real(loaded.model.loss(wide, data))))
+                precise.append(float(np.real(reference.loss(wide, data))))
         except Exception:  # a model that takes no float64 parameters, or fails off θ (its shard names it)
-            return level, source, cost + 2 * len(errors) + 1
+            return level, source, cost + len(values) + len(precise)
         finally:
             flat[at] = original
-        cost += 2 * len(errors)
-        if np.all(np.isfinite(errors)) and (values[4] == 0 or np.ptp(values) <= 0.1 * np.max(np.abs(values))):
+        cost += 2 * len(values)
+        if np.all(np.isfinite(values + precise)) and (values[4] == 0 or np.ptp(values) <= 0.1 * np.max(np.abs(values))):
             break
     else:
         return level, source, cost
     # ECNoise's rule that the values vary by under 10% of their size (a loss's own values at a spacing where
     # they are noise) is skipped for values about 0: the errors, the middle one subtracted
-    rounding = noise_level([error - errors[4] for error in errors]) if np.ptp(errors) > 0 else None
+    errors = [value - exact - (values[4] - precise[4]) for value, exact in zip(values, precise, strict=True)]
+    rounding = noise_level(errors) if np.ptp(errors) > 0 else None
     if rounding is None or rounding <= level:
+        return level, source, cost
+    # ...and it is the float32 loss's only where the float32 loss itself is that rough at those points: one
+    # that saturates (a sigmoid rounded to 1 beside a guard of float32's EPS) is flat where the float64 one,
+    # with its own guard, moves in steps of its own; the difference is then the float64 loss's noise
+    rough = noise_level(values)
+    if rough is None or rough < rounding / 4:
         return level, source, cost
     return rounding, "the loss's rounding: its error against the same loss in float64", cost
 
