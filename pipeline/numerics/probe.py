@@ -13,6 +13,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -186,10 +187,11 @@ def _noise(loaded: Loaded, loss: float) -> tuple[tuple[float, ...], tuple[str, .
         floor = _eps(settings) * abs(loss)
         return (floor,) * len(names), ("rounding of the loss (complex step)",) * len(names), 0
     levels, sources, evaluations = [], [], 0
+    reference = _in_float64(loaded)
     for number, spec in enumerate(settings.layout.tensors):
         level, source, cost = _tensor_noise(loaded, number, spec.name, settings.eps(spec.dtype))
-        if source != UNMOVED:
-            level, source, cost = _against_float64(loaded, number, spec.name, (level, source, cost))
+        if source != UNMOVED and reference is not None and spec.dtype == "float32":
+            level, source, cost = _against_float64(loaded, reference, number, spec.name, (level, source, cost))
         # one rounding unit of the loss at least, in the tensor's own precision; none where the loss
         # does not depend on the tensor at all
         levels.append(level if source == UNMOVED else max(level, settings.eps(spec.dtype) * abs(loss)))
@@ -256,7 +258,35 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
     return 0.0, "not measurable: one rounding unit of the loss", evaluations
 
 
-def _against_float64(loaded: Loaded, number: int, name: str, own: tuple[float, str, int]) -> tuple[float, str, int]:
+class _Reference(NamedTuple):
+    """The model (a copy) with the parameters and float32 data in float64, for :func:`_against_float64`."""
+
+    model: Any
+    params: dict[str, np.ndarray]
+    data: dict[str, Any]
+
+
+def _in_float64(loaded: Loaded) -> _Reference | None:
+    """The run's :class:`_Reference`, made once per probe; None where no tensor is float32, the check is
+    promoted already, the copies would be large (over :data:`~.problem.BATCH_BYTES`) or the model cannot be
+    copied."""
+    settings = loaded.settings
+    narrow = [key for key, array in loaded.data.items() if getattr(array, "dtype", None) == np.float32]
+    copied = 2 * loaded.row_bytes + 2 * sum(loaded.data[key].nbytes for key in narrow)
+    if settings.promote or all(spec.dtype != "float32" for spec in settings.layout.tensors) or copied > BATCH_BYTES:
+        return None
+    try:  # a copy: whatever the float64 evaluation changes in the model (a buffer cast, a cache) stays there
+        model = copy.deepcopy(loaded.model)
+    except Exception:
+        return None
+    params = {key: array.astype(np.float64) for key, array in loaded.params.items()}
+    data = {**loaded.data, **{key: loaded.data[key].astype(np.float64) for key in narrow}}  # exact: the same values
+    return _Reference(model, params, data)
+
+
+def _against_float64(
+    loaded: Loaded, reference: _Reference, number: int, name: str, own: tuple[float, str, int]
+) -> tuple[float, str, int]:
     """A float32 tensor's ``(level, source, losses evaluated)``, or the noise of the loss's rounding error
     itself where that is higher: ECNoise on ``J(θ_j) − J64(θ_j)`` at 9 points of the tensor's first noise
     direction, half the first step apart (:data:`REFERENCE_SPACINGS`), ``J64`` the same loss with the
@@ -275,35 +305,26 @@ def _against_float64(loaded: Loaded, number: int, name: str, own: tuple[float, s
     parameters and float32 data are large (a float64 copy of each is made), the level stands.
     """
     settings = loaded.settings
-    flat = loaded.flat[name]
+    flat, wide = loaded.flat[name], reference.params[name].reshape(-1)
     level, source, cost = own
-    narrow = [key for key, array in loaded.data.items() if getattr(array, "dtype", None) == np.float32]
-    copied = 2 * loaded.row_bytes + 2 * sum(loaded.data[key].nbytes for key in narrow)
-    if settings.promote or flat.dtype != np.float32 or copied > BATCH_BYTES:
-        return own
     step = settings.epsilon if settings.epsilon is not None else settings.eps("float32") ** AUTO_POWER[settings.scheme]
     rng = np.random.default_rng([NOISE_SEED, number, 0])
     at = rng.choice(flat.size, size=min(NOISE_ELEMENTS[0], flat.size), replace=False)
     direction = rng.choice([-1.0, 1.0], size=at.size) * np.maximum(1.0, np.abs(flat[at]))
-    wide = {key: array.astype(np.float64) for key, array in loaded.params.items()}
-    data = {**loaded.data, **{key: loaded.data[key].astype(np.float64) for key in narrow}}  # exact: the same values
     original = flat[at].copy()
-    try:  # a copy: whatever the float64 evaluation changes in the model (a buffer cast, a cache) stays there
-        reference = copy.deepcopy(loaded.model)
-    except Exception:
-        return own
     for spacing in REFERENCE_SPACINGS:  # finer where a coarse point's loss is not finite in float32
         values, precise = [], []
         try:
             for j in range(-4, 5):
                 flat[at] = (original + j * spacing * step * direction).astype(flat.dtype)
-                wide[name].reshape(-1)[at] = flat[at]
+                wide[at] = flat[at]
                 values.append(float(np.real(loaded.loss())))
-                precise.append(float(np.real(reference.loss(wide, data))))
+                precise.append(float(np.real(reference.model.loss(reference.params, reference.data))))
         except Exception:  # a model that takes no float64 parameters, or fails off θ (its shard names it)
             return level, source, cost + len(values) + len(precise)
         finally:
             flat[at] = original
+            wide[at] = original
         cost += 2 * len(values)
         if np.all(np.isfinite(values + precise)) and (values[4] == 0 or np.ptp(values) <= 0.1 * np.max(np.abs(values))):
             break
