@@ -89,8 +89,8 @@ def estimate_cost(
     test, precision, the second look) and ``slots``, ``directions`` per tensor, and the shards and workers.
 
     Loss evaluations: the probe's (its noise measurement counted as measured, or
-    :data:`NOISE_LOSSES_PER_TENSOR` per tensor, :data:`FLOAT32_NOISE_LOSSES` more per float32 one), the shards' (the scheme's stencil per checked element, or
-    ``loss_equivalents_per_index`` for a staged model) and the directions' (the stencil, or the Taylor test's
+    :data:`NOISE_LOSSES_PER_TENSOR` per tensor and :data:`FLOAT32_NOISE_LOSSES` more per float32 one), the
+    shards' (the scheme's stencil per checked element, or ``loss_equivalents_per_index`` for a staged model) and the directions' (the stencil, or the Taylor test's
     16; a float32 tensor's directions nearly always take a second look: :data:`FLOAT32_DIRECTION_LOOK` more).
     A second look at suspect elements is not foreseen: on a correct model it costs a few percent more.
 
@@ -112,7 +112,7 @@ def estimate_cost(
     width = len(STENCILS[scheme])
     per_index = float(width if loss_equivalents_per_index is None else loss_equivalents_per_index)
     if noise_evaluations is None:
-        narrow = 0 if promote or scheme == "complex-step" else sum(spec.dtype == "float32" for spec in layout.tensors)
+        narrow = sum(settings.against_float64(spec.dtype) for spec in layout.tensors)
         noise = NOISE_LOSSES_PER_TENSOR * len(layout.tensors) + FLOAT32_NOISE_LOSSES * narrow
     else:
         noise = noise_evaluations

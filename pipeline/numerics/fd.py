@@ -34,6 +34,7 @@ __all__ = [
     "STENCILS",
     "Estimate",
     "batched_stencil_losses",
+    "close_enough",
     "estimate",
     "noise_level",
     "normalized_difference",
@@ -288,7 +289,15 @@ def _richardson_truncation(
     return np.where(smooth, e * relative, e), smooth, kinked
 
 
-def noise_level(values: Sequence[float]) -> float | None:
+def close_enough(values: Sequence[float]) -> bool:
+    """ECNoise's rule that points are not too far apart: their values vary by at most 10% of their size.
+    Where the middle value is exactly 0 it is skipped: a loss that is 0 at θ varies by 100% over any
+    spacing, and its noise is still measurable."""
+    f = np.asarray(values, dtype=np.float64)
+    return bool(f[f.size // 2] == 0 or np.ptp(f) <= 0.1 * np.max(np.abs(f)))
+
+
+def noise_level(values: Sequence[float], errors: bool = False) -> float | None:
     """The noise of a function from its values at equally spaced points (Moré and Wild's ECNoise).
 
     Differences of increasing order of a smooth function shrink; of noise they do
@@ -297,14 +306,13 @@ def noise_level(values: Sequence[float]) -> float | None:
     sign, that estimate is the noise's standard deviation.
 
     Returns None when the points were too close (the values are mostly equal) or
-    too far apart (they vary by more than 10% of their size, or no order is dominated by
-    noise). Where the middle value is exactly 0 the 10% rule is skipped: a loss that is 0 at θ
-    varies by 100% over any spacing, and its noise is still measurable.
+    too far apart (:func:`close_enough`, or no order is dominated by noise). ``errors``: the values are
+    differences of two evaluations, about 0, to which the 10% rule does not apply.
     """
     f = np.asarray(values, dtype=np.float64)
     nf = f.size
     top = min(6, nf - 1)
-    if nf < 4 or (f[nf // 2] != 0 and np.ptp(f) > 0.1 * np.max(np.abs(f))):
+    if nf < 4 or not (errors or close_enough(f.tolist())):
         return None
     levels, signs, gamma = [], [], 1.0
     for k in range(1, top + 1):

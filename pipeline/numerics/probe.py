@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ModelError, StoreError
 from ..model import as_loss_value
-from .fd import AUTO_POWER, STENCILS, noise_level
+from .fd import STENCILS, close_enough, noise_level, step_sizes
 from .problem import BATCH_BYTES, Loaded, Settings, call_model, fastest, pieces
 from .shards import seconds_per_loss
 
@@ -190,7 +190,7 @@ def _noise(loaded: Loaded, loss: float) -> tuple[tuple[float, ...], tuple[str, .
     reference = _in_float64(loaded)
     for number, spec in enumerate(settings.layout.tensors):
         level, source, cost = _tensor_noise(loaded, number, spec.name, settings.eps(spec.dtype))
-        if source != UNMOVED and reference is not None and spec.dtype == "float32":
+        if source != UNMOVED and reference is not None and settings.against_float64(spec.dtype):
             level, source, cost = _against_float64(loaded, reference, number, spec.name, (level, source, cost))
         # one rounding unit of the loss at least, in the tensor's own precision; none where the loss
         # does not depend on the tensor at all
@@ -228,10 +228,8 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
     finer: list[float] = []
     evaluations = 0
     moved = False  # the loss moved along some direction tried
-    for attempt, elements in enumerate(NOISE_ELEMENTS):
-        rng = np.random.default_rng([NOISE_SEED, number, attempt])
-        at = rng.choice(flat.size, size=min(elements, flat.size), replace=False)
-        p = rng.choice([-1.0, 1.0], size=at.size) * np.maximum(1.0, np.abs(flat[at].real))
+    for attempt in range(len(NOISE_ELEMENTS)):
+        at, p = _noise_direction(flat, number, attempt)
         still = True  # the loss has not moved at any spacing yet
         for spacing in NOISE_SPACINGS + NOISE_QUANTISED * (attempt == 0):
             if spacing in NOISE_QUANTISED and not still:
@@ -273,7 +271,7 @@ def _in_float64(loaded: Loaded) -> _Reference | None:
     settings = loaded.settings
     narrow = [key for key, array in loaded.data.items() if getattr(array, "dtype", None) == np.float32]
     copied = 2 * loaded.row_bytes + 2 * sum(loaded.data[key].nbytes for key in narrow)
-    if settings.promote or all(spec.dtype != "float32" for spec in settings.layout.tensors) or copied > BATCH_BYTES:
+    if not any(settings.against_float64(spec.dtype) for spec in settings.layout.tensors) or copied > BATCH_BYTES:
         return None
     try:  # a copy: whatever the float64 evaluation changes in the model (a buffer cast, a cache) stays there
         model = copy.deepcopy(loaded.model)
@@ -282,6 +280,14 @@ def _in_float64(loaded: Loaded) -> _Reference | None:
     params = {key: array.astype(np.float64) for key, array in loaded.params.items()}
     data = {**loaded.data, **{key: loaded.data[key].astype(np.float64) for key in narrow}}  # exact: the same values
     return _Reference(model, params, data)
+
+
+def _noise_direction(flat: np.ndarray, number: int, attempt: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tensor ``number``'s ``attempt``-th noise direction: which of its elements (:data:`NOISE_ELEMENTS`)
+    and, per element, a seeded sign times ``max(1, |θ|)`` (the elements move like their steps)."""
+    rng = np.random.default_rng([NOISE_SEED, number, attempt])
+    at = rng.choice(flat.size, size=min(NOISE_ELEMENTS[attempt], flat.size), replace=False)
+    return at, rng.choice([-1.0, 1.0], size=at.size) * np.maximum(1.0, np.abs(flat[at].real))
 
 
 def _against_float64(
@@ -307,10 +313,8 @@ def _against_float64(
     settings = loaded.settings
     flat, wide = loaded.flat[name], reference.params[name].reshape(-1)
     level, source, cost = own
-    step = settings.epsilon if settings.epsilon is not None else settings.eps("float32") ** AUTO_POWER[settings.scheme]
-    rng = np.random.default_rng([NOISE_SEED, number, 0])
-    at = rng.choice(flat.size, size=min(NOISE_ELEMENTS[0], flat.size), replace=False)
-    direction = rng.choice([-1.0, 1.0], size=at.size) * np.maximum(1.0, np.abs(flat[at]))
+    step = float(step_sizes(np.ones(1, flat.dtype), settings.scheme, settings.epsilon)[0])  # a unit element's
+    at, direction = _noise_direction(flat, number, 0)
     original = flat[at].copy()
     for spacing in REFERENCE_SPACINGS:  # finer where a coarse point's loss is not finite in float32
         values, precise = [], []
@@ -326,14 +330,12 @@ def _against_float64(
             flat[at] = original
             wide[at] = original
         cost += 2 * len(values)
-        if np.all(np.isfinite(values + precise)) and (values[4] == 0 or np.ptp(values) <= 0.1 * np.max(np.abs(values))):
+        if np.all(np.isfinite(values + precise)) and close_enough(values):
             break
     else:
         return level, source, cost
-    # ECNoise's rule that the values vary by under 10% of their size (a loss's own values at a spacing where
-    # they are noise) is skipped for values about 0: the errors, the middle one subtracted
-    errors = [value - exact - (values[4] - precise[4]) for value, exact in zip(values, precise, strict=True)]
-    rounding = noise_level(errors) if np.ptp(errors) > 0 else None
+    errors = [value - exact for value, exact in zip(values, precise, strict=True)]
+    rounding = noise_level(errors, errors=True) if np.ptp(errors) > 0 else None
     if rounding is None or rounding <= level:
         return level, source, cost
     # ...and it is the float32 loss's only where the float32 loss itself is that rough at those points: one

@@ -79,6 +79,11 @@ class Settings:
         """The machine epsilon the loss is evaluated in for tensors of ``dtype``."""
         return float(np.finfo(np.float64 if self.promote else np.dtype(dtype)).eps)
 
+    def against_float64(self, dtype: str) -> bool:
+        """Whether the probe measures the rounding of a tensor of ``dtype`` against the loss in float64: a
+        float32 tensor checked in its own precision, by differences (the complex step has no cancellation)."""
+        return dtype == "float32" and not self.promote and self.scheme != "complex-step"
+
 
 class Output(Protocol):
     """Where results go: arrays over the index space (and ``done`` per shard) that take numpy slicing."""
