@@ -314,6 +314,7 @@ def test_a_float32_model_that_refuses_float64_keeps_its_measured_noise() -> None
     assert [t.noise_source for t in report.tensors] == ["measured", "measured"]
     both = pipeline.check(_ConfidentCrossEntropy(), params, data)  # and the rounding against float64 is no higher
     assert [t.noise for t in report.tensors] == [t.noise for t in both.tensors]
+    assert _found(pipeline.check(_Float32Only(1.01), params, data), "w")  # and a 1% bug is named
 
 
 class _GuardedCrossEntropy(_ConfidentCrossEntropy):
