@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ModelError, StoreError
 from ..model import as_loss_value
 from .fd import STENCILS, close_enough, noise_level, step_sizes
-from .problem import BATCH_BYTES, Loaded, Settings, call_model, fastest, pieces
+from .problem import Loaded, Settings, call_model, fastest, pieces
 from .shards import seconds_per_loss
 
 __all__ = ["NONDETERMINISM_ULPS", "ProbeResult", "probe"]
@@ -266,12 +266,12 @@ class _Reference(NamedTuple):
 
 def _in_float64(loaded: Loaded) -> _Reference | None:
     """The run's :class:`_Reference`, made once per probe; None where no tensor is float32, the check is
-    promoted already, the copies would be large (over :data:`~.problem.BATCH_BYTES`) or the model cannot be
+    promoted already, the copies would be large (over :data:`REFERENCE_BYTES`) or the model cannot be
     copied."""
     settings = loaded.settings
     narrow = [key for key, array in loaded.data.items() if getattr(array, "dtype", None) == np.float32]
     copied = 2 * loaded.row_bytes + 2 * sum(loaded.data[key].nbytes for key in narrow)
-    if not any(settings.against_float64(spec.dtype) for spec in settings.layout.tensors) or copied > BATCH_BYTES:
+    if not any(settings.against_float64(spec.dtype) for spec in settings.layout.tensors) or copied > REFERENCE_BYTES:
         return None
     try:  # a copy: whatever the float64 evaluation changes in the model (a buffer cast, a cache) stays there
         model = copy.deepcopy(loaded.model)
@@ -345,6 +345,13 @@ def _against_float64(
     if rough is None or rough < rounding / 4:
         return level, source, cost
     return rounding, "the loss's rounding: its error against the same loss in float64", cost
+
+
+#: The most the float64 copies of the parameters and float32 data may take (and the model's copy is made only
+#: then): a worker's peak stays within 1.5 × (params + data) + the gradient. At 64 MB a 7·10^6-parameter
+#: float32 network's probe took its worker from 0.94 to 1.70 of that (`benchmarks/scale.py --sizes 2e6,7e6`);
+#: larger models keep the measured level.
+REFERENCE_BYTES = 8 * 2**20
 
 
 #: The spacings of :func:`_against_float64`'s points, in first steps: the first at which the float32 loss is
