@@ -163,11 +163,14 @@ def test_status_of_a_foreground_run_and_of_no_run(seed_example: Path) -> None:
     shown = _status(output)
     assert shown.returncode == 0
     assert shown.stdout.splitlines()[0] == f"{output}: run (not a submitted job), finished"
-    # The rate is over the run's own time, not until now: 94 evaluations in well under a second.
+    # The rate is over the run's own time, not until now: it does not fall as time passes (a timed bound
+    # on it would fail on a loaded machine).
+    before = re.fullmatch(r"shards 1/1 done, (\d+) evaluations/s", shown.stdout.splitlines()[1])
     time.sleep(1.5)
-    rate = re.fullmatch(r"shards 1/1 done, (\d+) evaluations/s", _status(output).stdout.splitlines()[1])
-    assert rate is not None
-    assert int(rate.group(1)) > 94
+    after = re.fullmatch(r"shards 1/1 done, (\d+) evaluations/s", _status(output).stdout.splitlines()[1])
+    assert before is not None
+    assert after is not None
+    assert int(after.group(1)) == int(before.group(1)) > 0
     assert shown.stdout.splitlines()[-1] == "verdict: passed; difference 1.189e-07"
     refused = run_cli("cancel", str(output))
     assert refused.returncode == 2
