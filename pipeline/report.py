@@ -219,6 +219,30 @@ def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
+def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) -> str:
+    """Why one tensor could not be verified, and what that leaves unseen."""
+    unseen = "a wrong gradient there would not have been seen"
+    # Exactly 0 on both sides agrees, but leaves nothing to measure a relative error against: a
+    # gradient wrong only where it is non-zero (a factor, a term, a transpose) passes there unseen.
+    zero = (
+        "the loss does not move with it at θ (dead ReLU units, or unused), so a gradient wrong only where "
+        "it is non-zero would not have been seen; check it at data or parameters where it matters"
+    )
+    if t.n_checked:
+        if t.n_zero == t.n_checked:
+            return f"analytic and numeric both exactly 0 at all {t.n_checked} checked elements: {zero}"
+        of_them = f"; {t.n_zero} of them exactly 0 in both analytic and numeric" if t.n_zero else ""
+        return (
+            f"none of its {t.n_checked} checked elements could be verified: {t.n_inconclusive} inconclusive "
+            f"(error bars wider than {VERIFY_LIMIT:g} of |n| even after a second look{of_them}), "
+            f"{t.n_nondifferentiable} on a kink; {unseen}"
+        )
+    mine = [d for d in directions if d["tensor"] == t.name]
+    if mine and all(d["analytic"] == 0 and d["numeric"] == 0 for d in mine):
+        return f"g·v and the loss's change both exactly 0 along all {len(mine)} random directions: {zero}"
+    return f"none of its {t.n_directions} random directions could be verified (all inconclusive); {unseen}"
+
+
 def _index(index: Sequence[int]) -> str:
     return "[" + ", ".join(str(k) for k in index) + "]"
 
@@ -358,15 +382,7 @@ def format_report(report: Report) -> str:
             + ", ".join(t.name for t in unverified),
         ]
         for t in unverified:
-            if t.n_checked:
-                why = (
-                    f"none of its {t.n_checked} checked elements could be verified: {t.n_inconclusive} inconclusive "
-                    f"(error bars wider than {VERIFY_LIMIT:g} of |n| even after a second look), "
-                    f"{t.n_nondifferentiable} on a kink"
-                )
-            else:
-                why = f"none of its {t.n_directions} random directions could be verified (all inconclusive)"
-            lines.append(f"  {t.name}: {why}; a wrong gradient there would not have been seen")
+            lines.append(f"  {t.name}: {_unverified_why(t, report.directions)}")
     if timings_looked := report.timings.get("second_look_elements"):
         lines += [
             "",

@@ -228,6 +228,67 @@ def test_a_loss_exactly_zero_at_theta_has_its_noise_measured() -> None:
     assert _found(pipeline.check(hard.planted("zero-loss", "W", 1e-5), params, data), "W")
 
 
+class DeadUnits:
+    """A ReLU network, loss = mean((relu(X W1 + b1) W2 + b2 - y)^2) / 2, with its gradient by hand;
+    ``bug`` scales dW2."""
+
+    def __init__(self, bug: float = 1.0) -> None:
+        self.bug = bug
+
+    def _forward(self, params: Arrays, data: Arrays) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        z1 = data["X"] @ params["W1"] + params["b1"]
+        a1 = np.maximum(z1, 0.0)
+        return z1, a1, a1 @ params["W2"] + params["b2"]
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(0.5 * np.mean((self._forward(params, data)[2] - data["y"]) ** 2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        z1, a1, z2 = self._forward(params, data)
+        r = (z2 - data["y"]) / z2.size
+        dz1 = (r @ params["W2"].T) * (z1 > 0)
+        return {"W1": data["X"].T @ dz1, "b1": dz1.sum(axis=0), "W2": self.bug * (a1.T @ r), "b2": r.sum(axis=0)}
+
+
+def test_a_tensor_the_loss_does_not_move_with_is_not_verified_and_the_report_says_its_gradient_is_exactly_0() -> None:
+    # Every hidden unit dead (b1 = -10): W1, b1 and W2 have analytic and numeric gradients exactly 0,
+    # so a bug that scales dW2 is invisible there, and the report must say why, not only "inconclusive".
+    rng = np.random.default_rng(0)
+    data = {"X": rng.standard_normal((8, 3)), "y": rng.standard_normal((8, 2))}
+    params = {"W1": rng.standard_normal((3, 4)), "b1": np.full(4, -10.0), "W2": rng.standard_normal((4, 2))}
+    params["b2"] = rng.standard_normal(2)
+    for bug in (1.0, 2.0):
+        report = pipeline.check(DeadUnits(bug), params, data)
+        assert (report.verdict, report.not_verified) == ("not verified", ("W1", "b1", "W2"))
+        by_name = {t.name: t for t in report.tensors}
+        assert [(by_name[n].n_zero, by_name[n].n_checked) for n in ("W1", "b1", "W2", "b2")] == [
+            (12, 12),
+            (4, 4),
+            (8, 8),
+            (0, 2),
+        ]
+        text = str(report)
+        assert (
+            "  W2: analytic and numeric both exactly 0 at all 8 checked elements: the loss does not move with it "
+            "at θ (dead ReLU units, or unused), so a gradient wrong only where it is non-zero would not have been "
+            "seen; check it at data or parameters where it matters"
+        ) in text
+        assert pipeline.Report.from_dict(report.to_dict()) == report
+    directions = pipeline.check(DeadUnits(), params, data, indices="none", directions=3)
+    assert directions.not_verified == ("W1", "b1", "W2")
+    assert "  W1: g·v and the loss's change both exactly 0 along all 3 random directions: the loss does not" in str(
+        directions
+    )
+    # The twin with live units: the correct gradient passes, the same bug is named.
+    live = dict(params, b1=np.full(4, 2.0))
+    assert pipeline.check(DeadUnits(), live, data).passed
+    assert pipeline.check(DeadUnits(2.0), live, data).failing == ("W2",)
+    # Half the units dead: verified by the live half, the dead half counted among the inconclusive.
+    half = pipeline.check(DeadUnits(), dict(params, b1=np.array([2.0, -10.0, 2.0, -10.0])), data)
+    assert half.passed
+    assert {t.name: t.n_zero for t in half.tensors} == {"W1": 6, "b1": 2, "W2": 4, "b2": 0}
+
+
 def test_a_tensor_below_the_float32_sums_rounding_is_not_verified_and_a_bug_beside_it_is_found() -> None:
     # In float32 the zero loss's `v` moves a sum of 1e6-sized terms by less than its rounding step: no step
     # could see a bug in it. It is named, not passed (and not called wrong); a bug in `W` is still found.

@@ -96,6 +96,7 @@ class TensorSums:
     n_inconclusive: int = 0
     power: float = 0.0  # the largest allowance of an agreeing element, relative to its reference magnitude
     n_unproven: int = 0  # inconclusive elements that disagree beyond their allowance
+    n_zero: int = 0  # inconclusive elements whose analytic and numeric values are both exactly 0
 
     @property
     def n_verified(self) -> int:
@@ -119,6 +120,7 @@ class TensorSums:
             self.n_inconclusive + other.n_inconclusive,
             max(self.power, other.power),
             self.n_unproven + other.n_unproven,
+            self.n_zero + other.n_zero,
         )
 
     def contribution(self, scale: float) -> float:
@@ -320,6 +322,7 @@ def summarize_shard(
                 int(np.count_nonzero(status[at] == INCONCLUSIVE)),
                 float(relative.max(initial=0.0)),
                 int(np.count_nonzero((status[at] == INCONCLUSIVE) & (error[at] > allowed[at]))),
+                int(np.count_nonzero((status[at] == INCONCLUSIVE) & (analytic[at] == 0) & (numeric[at] == 0))),
             )
         )
     top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]
@@ -412,6 +415,7 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             worst=_maybe_located(layout, totals[spec.name].worst),
             n_inconclusive=totals[spec.name].n_inconclusive,
             n_unproven=totals[spec.name].n_unproven,
+            n_zero=totals[spec.name].n_zero,
             power=totals[spec.name].power if totals[spec.name].n_verified else math.nan,
             # a tensor checked by directions alone is verified (or not) by them: see with_directions
             verified=totals[spec.name].n_verified > 0 or totals[spec.name].n_checked == 0,

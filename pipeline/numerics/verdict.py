@@ -34,6 +34,8 @@ class TensorReport:
     ``noise``: the loss's noise along it, and ``noise_source`` where that figure came from.
     ``n_unproven``: of its inconclusive elements, those that disagree beyond their allowance but whose
     second look could not confirm it (kinks inside the steps, finer rows moving toward the analytic value).
+    ``n_zero``: of its inconclusive elements, those whose analytic and numeric values are both exactly 0
+    (the loss does not move with them at θ: dead units, an unused parameter).
     """
 
     name: str
@@ -58,6 +60,7 @@ class TensorReport:
     noise_source: str = ""
     n_directions_inconclusive: int = 0
     n_unproven: int = 0
+    n_zero: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -83,6 +86,7 @@ class TensorReport:
             "noise_source": self.noise_source,
             "n_directions_inconclusive": self.n_directions_inconclusive,
             "n_unproven": self.n_unproven,
+            "n_zero": self.n_zero,
         }
 
     @classmethod
@@ -112,6 +116,7 @@ class TensorReport:
             str(raw.get("noise_source", "")),
             int(raw.get("n_directions_inconclusive", 0)),
             int(raw.get("n_unproven", 0)),
+            int(raw.get("n_zero", 0)),
         )
 
 
