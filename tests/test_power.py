@@ -935,3 +935,45 @@ def test_between_the_slopes_is_not_wrong_only_where_the_curvature_did_not_hold(
         curvature_held=np.array([held]),
     )
     assert verdict[2][0] == expected
+
+
+def test_a_non_finite_analytic_value_is_wrong_even_where_unsettled_slopes_saw_a_kink() -> None:
+    from pipeline.numerics.tolerance import Tolerance, judge_again
+
+    one = np.ones(1)
+    # The slopes saw a kink but were still moving (settled False): a finite value outside them is only
+    # inconclusive; a NaN analytic value is wrong.
+    for analytic, expected in ((5.0 * one, INCONCLUSIVE), (np.nan * one, WRONG)):
+        verdict = judge_again(
+            analytic,
+            one,
+            1e-6 * one,
+            np.array([True]),
+            0.5 * one,
+            1.5 * one,
+            (one, 1e-4 * one, np.array([WRONG]), 1e-6 * one),
+            Tolerance(0.0, 0.0),
+            settled=np.array([False]),
+        )
+        assert verdict[2][0] == expected
+
+
+class NaNGradient:
+    """J = Σ sin(w) + Σ v², whose hand-written gradient of w is NaN everywhere."""
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum(np.sin(params["w"])) + np.sum(params["v"] ** 2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return {"w": np.full_like(params["w"], np.nan), "v": 2 * params["v"]}
+
+
+def test_a_tensor_whose_analytic_gradient_is_nan_is_wrong_with_no_power_claimed() -> None:
+    report = pipeline.check(NaNGradient(), {"w": np.linspace(0.1, 1, 4), "v": np.linspace(-1, 1, 3)}, {})
+    assert (report.verdict, report.failing) == ("failed", ("w",))
+    w, v = report.tensors
+    assert (w.n_wrong, w.n_checked) == (4, 4)
+    assert math.isnan(w.power)  # nothing agreed: no power to claim (it read 0.0, "any error detected")
+    assert 0 < v.power < 1e-6
+    assert "  w       (4)" in str(report)
+    assert [line.split()[-2] for line in str(report).splitlines() if line.startswith("  w   ")] == ["-"]

@@ -97,11 +97,9 @@ class TensorSums:
     power: float = 0.0  # the largest allowance of an agreeing element, relative to its reference magnitude
     n_unproven: int = 0  # inconclusive elements that disagree beyond their allowance
     n_zero: int = 0  # inconclusive elements whose analytic and numeric values are both exactly 0
-
-    @property
-    def n_verified(self) -> int:
-        """Checked elements that agree within an allowance narrow enough to be a verification."""
-        return self.n_checked - self.n_nonfinite - self.n_wrong - self.n_nondifferentiable - self.n_inconclusive
+    # Checked elements that agree within an allowance narrow enough to be a verification: counted, not
+    # derived from the others (a non-finite element is also wrong or inconclusive).
+    n_verified: int = 0
 
     def __add__(self, other: TensorSums) -> TensorSums:
         return TensorSums(
@@ -121,6 +119,7 @@ class TensorSums:
             max(self.power, other.power),
             self.n_unproven + other.n_unproven,
             self.n_zero + other.n_zero,
+            self.n_verified + other.n_verified,
         )
 
     def contribution(self, scale: float) -> float:
@@ -323,6 +322,7 @@ def summarize_shard(
                 float(relative.max(initial=0.0)),
                 int(np.count_nonzero((status[at] == INCONCLUSIVE) & (error[at] > allowed[at]))),
                 int(np.count_nonzero((status[at] == INCONCLUSIVE) & (analytic[at] == 0) & (numeric[at] == 0))),
+                int(np.count_nonzero(agreeing)),
             )
         )
     top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]

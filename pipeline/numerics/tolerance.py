@@ -232,7 +232,9 @@ def judge_again(
     status = np.where(usable, status, inconclusive(analytic, first_numeric, first_bar, first_status, tolerance))
     # outside slopes that were still moving is not wrong: only not verified (they may reach it at finer steps)
     outside = np.where(settled, WRONG, INCONCLUSIVE)
-    status = np.where(kink, np.where(between, NONDIFFERENTIABLE, outside), status).astype(np.int8)
+    status = np.where(kink, np.where(between, NONDIFFERENTIABLE, outside), status)
+    # a non-finite analytic value is wrong, whatever the slopes did (unsettled ones make a value outside inconclusive)
+    status = np.where(np.isfinite(analytic), status, WRONG).astype(np.int8)
     numeric = np.where(usable & ~kink, numeric, first_numeric)
     allowed = np.where(kink, room, np.where(usable, allowed, first_allowed))
     return numeric, allowed, status
