@@ -104,6 +104,19 @@ def test_unchecked_elements_are_not_counted_wrong() -> None:
     )
 
 
+def test_one_wrong_element_close_to_its_numeric_value_shows_the_digits_that_differ_and_by_how_much() -> None:
+    # A 3e-6 relative error printed to 6 digits read "analytic 3.54477, numeric 3.54476 (1x)"; a scalar's index read "[]".
+    numeric = np.array([1.0, 3.544765])
+    analytic = np.array([1.0, 3.544765 * (1 + 3e-6)])
+    status = np.array([AGREE, WRONG], dtype=np.int8)
+    assert diagnose((2,), analytic, numeric, np.full(2, 1e-9), status) == (
+        "only element [1] is wrong: analytic 3.5447756, numeric 3.544765 (relative difference 3e-06)",
+    )
+    assert diagnose((), analytic[1:], numeric[1:], np.full(1, 1e-9), status[1:]) == (
+        "its value is wrong: analytic 3.5447756, numeric 3.544765 (relative difference 3e-06)",
+    )
+
+
 # --- the mask and its reverse --------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ never written (a missing term), an index off by one, a single wrong element.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -203,10 +204,19 @@ def diagnose(
     found = next(((at, say) for at, say in patterns if 2 * at.size > flat.size), None)
     if n_wrong == 1:
         k0 = int(flat[0])
-        sentences.append(
-            f"only element {_index(held, int(named(flat[:1])[0]))} is wrong: analytic {analytic[k0]:.6g}, numeric {numeric[k0]:.6g}"
-            + (f" ({analytic[k0] / numeric[k0]:.4g}x)" if numeric[k0] != 0 else "")
+        a0, n0 = float(analytic[k0]), float(numeric[k0])
+        which = f"only element {_index(held, int(named(flat[:1])[0]))}" if held else "its value"
+        # enough digits that the two differ where they do; a ratio that rounds to 1 says nothing, a relative difference does
+        digits = max(6, 2 + math.ceil(-math.log10(abs(a0 - n0) / abs(n0)))) if n0 != 0 and a0 != n0 else 6
+        ratio = a0 / n0 if n0 != 0 else math.nan
+        how = (
+            ""
+            if n0 == 0
+            else f" ({ratio:.4g}x)"
+            if abs(ratio - 1) >= 1e-3
+            else f" (relative difference {abs(a0 - n0) / abs(n0):.2g})"
         )
+        sentences.append(f"{which} is wrong: analytic {a0:.{digits}g}, numeric {n0:.{digits}g}{how}")
     elif found is None or found[0].size < n_wrong:
         sentences.append(f"{n_wrong} of {n_checked} checked elements are wrong")
     if found is not None:
