@@ -243,6 +243,21 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
     return f"none of its {t.n_directions} random directions could be verified (all inconclusive); {unseen}"
 
 
+def _thinly_verified(report: Report) -> list[TensorReport]:
+    """Tensors that pass on fewer than half of their checked elements that the loss moves with: their power is
+    those elements' alone. (An element exactly 0 in both agrees: a dead unit's gradient is right there.)"""
+    return [
+        t
+        for t in report.tensors
+        if t.passed and t.verified and t.n_checked and 2 * _n_verified(t) < t.n_checked - t.n_zero
+    ]
+
+
+def _n_verified(t: TensorReport) -> int:
+    # a non-finite element is wrong or inconclusive, never agreeing
+    return t.n_checked - t.n_wrong - t.n_nondifferentiable - t.n_inconclusive
+
+
 def _index(index: Sequence[int]) -> str:
     return "[" + ", ".join(str(k) for k in index) + "]"
 
@@ -262,6 +277,9 @@ def _headline(report: Report) -> str:
             parts.append(f"{len(report.not_verified)} tensor(s) not verified ({', '.join(report.not_verified)})")
         if unproven := sum(t.n_unproven for t in report.tensors):
             parts.append(f"{unproven} disagreeing but not proven wrong (see below)")
+        if thin := _thinly_verified(report):
+            shown = ", ".join(f"{t.name} {_n_verified(t)}/{t.n_checked}" for t in thin)
+            parts.append(f"verified at fewer than half their elements: {shown} (see below)")
         return "gradcheck PASSED: " + "; ".join([*parts, difference])
     failed: list[str] = []  # each reason the check failed for, as the verdicts have it
     held: list[str] = []  # the rest, said so that no count reads as a reason
@@ -383,6 +401,19 @@ def format_report(report: Report) -> str:
         ]
         for t in unverified:
             lines.append(f"  {t.name}: {_unverified_why(t, report.directions)}")
+    if thin := _thinly_verified(report):
+        lines += [
+            "",
+            "Verified at fewer than half their checked elements, from the last layer back (each power is those "
+            "elements' alone: a wrong gradient at the rest may not have been seen):",
+        ]
+        for t in reversed(thin):
+            zeros = f"; {t.n_zero} of them exactly 0 in both analytic and numeric" if t.n_zero else ""
+            lines.append(
+                f"  {t.name}: {_n_verified(t)} of {t.n_checked} checked elements verified; {t.n_inconclusive} "
+                f"inconclusive (error bars wider than {VERIFY_LIMIT:g} of |n| even after a second look{zeros}), "
+                f"{t.n_nondifferentiable} on a kink"
+            )
     if timings_looked := report.timings.get("second_look_elements"):
         lines += [
             "",

@@ -977,3 +977,40 @@ def test_a_tensor_whose_analytic_gradient_is_nan_is_wrong_with_no_power_claimed(
     assert 0 < v.power < 1e-6
     assert "  w       (4)" in str(report)
     assert [line.split()[-2] for line in str(report).splitlines() if line.startswith("  w   ")] == ["-"]
+
+
+class Scaled:
+    """J = Σ c·sin(w) + Σ v²; ``bug`` scales the gradient of w's elements after the first."""
+
+    def __init__(self, c: np.ndarray, bug: float = 1.0) -> None:
+        self.c, self.bug = c, bug
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum(self.c * np.sin(params["w"])) + np.sum(params["v"] ** 2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        g = self.c * np.cos(params["w"])
+        g[1:] *= self.bug
+        return {"w": g.astype(params["w"].dtype), "v": 2 * params["v"]}
+
+
+def test_a_tensor_verified_at_fewer_than_half_its_elements_passes_only_with_that_said_in_the_headline() -> None:
+    # float32: w's last four derivatives (1e-6) are below what the loss's rounding lets the steps measure to
+    # 1%, so only w[0] is verified; a 2x bug there passes, and the report must not read as if all of w was checked.
+    params = {"w": np.linspace(0.1, 1, 5, dtype=np.float32), "v": np.array([-1.0, 0.5, 1.0], dtype=np.float32)}
+    small = np.array([1.0, 1e-6, 1e-6, 1e-6, 1e-6], dtype=np.float32)
+    for bug in (1.0, 2.0):
+        report = pipeline.check(Scaled(small, bug), params, {})
+        assert report.passed
+        text = str(report)
+        assert text.startswith(
+            "gradcheck PASSED: 0 of 8 elements wrong; verified at fewer than half their elements: w 1/5 (see below)"
+        )
+        assert (
+            "  w: 1 of 5 checked elements verified; 4 inconclusive (error bars wider than 0.01 of |n| even after a "
+            "second look), 0 on a kink"
+        ) in text
+    # Its twin with every derivative measurable: no such caveat, and the same bug is named.
+    large = np.ones(5, dtype=np.float32)
+    assert "fewer than half" not in str(pipeline.check(Scaled(large), params, {}))
+    assert pipeline.check(Scaled(large, 2.0), params, {}).failing == ("w",)
