@@ -225,8 +225,9 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
     # Exactly 0 on both sides agrees, but leaves nothing to measure a relative error against: a
     # gradient wrong only where it is non-zero (a factor, a term, a transpose) passes there unseen.
     zero = (
-        "the loss does not move with it at θ (dead ReLU units, or unused), so a gradient wrong only where "
-        "it is non-zero would not have been seen; check it at data or parameters where it matters"
+        "the loss does not move with it at θ, or by less than 1% of the gradient's RMS would show (dead ReLU "
+        "units, or unused), so a gradient wrong only where it is non-zero would not have been seen; check it at "
+        "data or parameters where it matters"
     )
     if t.n_checked:
         if t.n_zero == t.n_checked:
@@ -238,18 +239,25 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
             f"{t.n_nondifferentiable} on a kink; {unseen}"
         )
     mine = [d for d in directions if d["tensor"] == t.name]
-    if mine and all(d["analytic"] == 0 and d["numeric"] == 0 for d in mine):
+    # as for elements (n_zero): exactly 0 within allowances narrower than 1% of the largest |g·v| checked
+    largest = max((abs(d["analytic"]) for d in directions), default=0.0)
+    if mine and all(
+        d["analytic"] == 0 and d["numeric"] == 0 and (d["allowed"] or math.inf) <= VERIFY_LIMIT * largest for d in mine
+    ):
         return f"g·v and the loss's change both exactly 0 along all {len(mine)} random directions: {zero}"
     return f"none of its {t.n_directions} random directions could be verified (all inconclusive); {unseen}"
 
 
 def _thinly_verified(report: Report) -> list[TensorReport]:
-    """Tensors that pass on fewer than half of their checked elements that the loss moves with: their power is
-    those elements' alone. (An element exactly 0 in both agrees: a dead unit's gradient is right there.)"""
+    """Tensors that pass on fewer than half of their checked elements: their power rests on those. Elements on a
+    kink (judged against their slopes) and where the loss does not move (exactly 0 in both) are not counted."""
     return [
         t
         for t in report.tensors
-        if t.passed and t.verified and t.n_checked and 2 * _n_verified(t) < t.n_checked - t.n_zero
+        if t.passed
+        and t.verified
+        and t.n_checked
+        and 2 * _n_verified(t) < t.n_checked - t.n_zero - t.n_nondifferentiable
     ]
 
 
@@ -404,8 +412,9 @@ def format_report(report: Report) -> str:
     if thin := _thinly_verified(report):
         lines += [
             "",
-            "Verified at fewer than half their checked elements, from the last layer back (each power is those "
-            "elements' alone: a wrong gradient at the rest may not have been seen):",
+            "Verified at fewer than half their checked elements, from the last layer back (their power rests on "
+            "those, and any random directions: a wrong gradient at their inconclusive elements may not have been "
+            "seen):",
         ]
         for t in reversed(thin):
             zeros = f"; {t.n_zero} of them exactly 0 in both analytic and numeric" if t.n_zero else ""

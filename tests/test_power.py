@@ -270,8 +270,8 @@ def test_a_tensor_the_loss_does_not_move_with_is_not_verified_and_the_report_say
         text = str(report)
         assert (
             "  W2: analytic and numeric both exactly 0 at all 8 checked elements: the loss does not move with it "
-            "at θ (dead ReLU units, or unused), so a gradient wrong only where it is non-zero would not have been "
-            "seen; check it at data or parameters where it matters"
+            "at θ, or by less than 1% of the gradient's RMS would show (dead ReLU units, or unused), so a gradient "
+            "wrong only where it is non-zero would not have been seen; check it at data or parameters where it matters"
         ) in text
         assert pipeline.Report.from_dict(report.to_dict()) == report
     directions = pipeline.check(DeadUnits(), params, data, indices="none", directions=3)
@@ -1014,3 +1014,39 @@ def test_a_tensor_verified_at_fewer_than_half_its_elements_passes_only_with_that
     large = np.ones(5, dtype=np.float32)
     assert "fewer than half" not in str(pipeline.check(Scaled(large), params, {}))
     assert pipeline.check(Scaled(large, 2.0), params, {}).failing == ("w",)
+
+
+class SubRounding:
+    """float32: J = 1000 + Σ 1e-3·sin(w), whose steps' changes are near the loss's rounding; ``bug`` drops the term."""
+
+    def __init__(self, bug: bool) -> None:
+        self.bug = bug
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.float32(1000) + np.sum(np.float32(1e-3) * np.sin(params["w"]), dtype=np.float32))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        g = (np.float32(1e-3) * np.cos(params["w"])).astype(np.float32)
+        return {"w": g * 0 if self.bug else g}
+
+
+class ReluSum(AllKinks):
+    """AllKinks' loss with its gradient right away from the kinks too: 2 where w > 0."""
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return {"w": 2.0 * (params["w"] > 0), "v": np.cos(params["v"])}
+
+
+def test_zeros_the_steps_could_not_resolve_are_not_called_dead_units_nor_kinks_thin_verification() -> None:
+    # A dropped term whose derivative the float32 steps cannot resolve: numeric 0 where analytic is 0, with bars
+    # far above the gradient's scale. Not verified, in the plain words: not "the loss does not move with it".
+    params = {"w": np.linspace(-1, 1, 6, dtype=np.float32)}
+    for bug in (False, True):
+        report = pipeline.check(SubRounding(bug), params, {})
+        assert (report.verdict, report.tensors[0].n_zero) == ("not verified", 0)
+        assert "  w: none of its 6 checked elements could be verified: 6 inconclusive" in str(report)
+    # Valid subgradients at kinks are judged against their slopes: they do not make a tensor thinly verified.
+    kinks = pipeline.check(ReluSum(), {"w": np.array([0.0, 0.0, 0.0, 0.5]), "v": np.linspace(0, 1, 5)}, {})
+    assert kinks.passed
+    assert (kinks.tensors[0].n_nondifferentiable, kinks.tensors[0].n_checked) == (3, 4)
+    assert "fewer than half" not in str(kinks)

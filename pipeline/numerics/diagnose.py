@@ -207,14 +207,15 @@ def diagnose(
         a0, n0 = float(analytic[k0]), float(numeric[k0])
         which = f"only element {_index(held, int(named(flat[:1])[0]))}" if held else "its value"
         # enough digits that the two differ where they do; a ratio that rounds to 1 says nothing, a relative difference does
-        digits = max(6, 2 + math.ceil(-math.log10(abs(a0 - n0) / abs(n0)))) if n0 != 0 and a0 != n0 else 6
+        relative = abs(a0 - n0) / abs(n0) if n0 != 0 else math.inf
+        digits = min(17, max(6, 2 + math.ceil(-math.log10(relative)))) if 0 < relative < math.inf else 6
         ratio = a0 / n0 if n0 != 0 else math.nan
         how = (
             ""
             if n0 == 0
             else f" ({ratio:.4g}x)"
             if abs(ratio - 1) >= 1e-3
-            else f" (relative difference {abs(a0 - n0) / abs(n0):.2g})"
+            else f" (relative difference {relative:.2g})"
         )
         sentences.append(f"{which} is wrong: analytic {a0:.{digits}g}, numeric {n0:.{digits}g}{how}")
     elif found is None or found[0].size < n_wrong:

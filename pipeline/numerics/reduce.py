@@ -22,7 +22,7 @@ import numpy as np
 from .fd import MINUS, PLUS, normalized_difference
 from .layout import Layout
 from .plan import Shard
-from .tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, UNCHECKED, WRONG, reference
+from .tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, UNCHECKED, VERIFY_LIMIT, WRONG, reference
 from .verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement
 
 __all__ = [
@@ -96,7 +96,8 @@ class TensorSums:
     n_inconclusive: int = 0
     power: float = 0.0  # the largest allowance of an agreeing element, relative to its reference magnitude
     n_unproven: int = 0  # inconclusive elements that disagree beyond their allowance
-    n_zero: int = 0  # inconclusive elements whose analytic and numeric values are both exactly 0
+    n_zero: int = 0  # inconclusive elements whose analytic and numeric values are both exactly 0...
+    zero_allowed: float = 0.0  # ...and the widest allowance among them
     # Checked elements that agree within an allowance narrow enough to be a verification: counted, not
     # derived from the others (a non-finite element is also wrong or inconclusive).
     n_verified: int = 0
@@ -119,6 +120,7 @@ class TensorSums:
             max(self.power, other.power),
             self.n_unproven + other.n_unproven,
             self.n_zero + other.n_zero,
+            max(self.zero_allowed, other.zero_allowed),
             self.n_verified + other.n_verified,
         )
 
@@ -290,7 +292,9 @@ def summarize_shard(
     sums = []
     for spec, lo, hi in layout.segments(shard.start, shard.stop):
         at = slice(spec.offset + lo - shard.start, spec.offset + hi - shard.start)
-        agreeing = status[at] == AGREE
+        # agreeing with a finite error (without per-element verdicts every element's status is AGREE)
+        agreeing = (status[at] == AGREE) & np.isfinite(error[at])
+        zero = (status[at] == INCONCLUSIVE) & (analytic[at] == 0) & (numeric[at] == 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             relative = allowed[at][agreeing] / reference(analytic[at][agreeing], numeric[at][agreeing])
         relative = relative[np.isfinite(relative)]
@@ -321,7 +325,8 @@ def summarize_shard(
                 int(np.count_nonzero(status[at] == INCONCLUSIVE)),
                 float(relative.max(initial=0.0)),
                 int(np.count_nonzero((status[at] == INCONCLUSIVE) & (error[at] > allowed[at]))),
-                int(np.count_nonzero((status[at] == INCONCLUSIVE) & (analytic[at] == 0) & (numeric[at] == 0))),
+                int(np.count_nonzero(zero)),
+                float(allowed[at][zero].max(initial=0.0)),
                 int(np.count_nonzero(agreeing)),
             )
         )
@@ -399,6 +404,11 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
     contributions = {name: t.contribution(scale) for name, t in totals.items()}
     failing = failing_tensors(contributions, difference, threshold)
     failing |= {name for name, t in totals.items() if t.n_wrong or t.n_nonfinite}
+    # Elements exactly 0 in both are where the loss does not move only if a derivative of VERIFY_LIMIT of the
+    # gradient's RMS (over all checked elements) would have moved it: their allowances are narrower than that. Otherwise the steps may
+    # simply not have resolved a derivative below the loss's rounding (float32), and they stay plain inconclusive.
+    rms = math.sqrt(_as_float(sum(t.sum_sq_analytic for t in totals.values())) / max(1, n_checked))
+    still = {name: t.n_zero if t.zero_allowed <= VERIFY_LIMIT * rms else 0 for name, t in totals.items()}
     tensors = tuple(
         TensorReport(
             spec.name,
@@ -415,7 +425,7 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             worst=_maybe_located(layout, totals[spec.name].worst),
             n_inconclusive=totals[spec.name].n_inconclusive,
             n_unproven=totals[spec.name].n_unproven,
-            n_zero=totals[spec.name].n_zero,
+            n_zero=still[spec.name],
             power=totals[spec.name].power if totals[spec.name].n_verified else math.nan,
             # a tensor checked by directions alone is verified (or not) by them: see with_directions
             verified=totals[spec.name].n_verified > 0 or totals[spec.name].n_checked == 0,

@@ -34,8 +34,9 @@ class TensorReport:
     ``noise``: the loss's noise along it, and ``noise_source`` where that figure came from.
     ``n_unproven``: of its inconclusive elements, those that disagree beyond their allowance but whose
     second look could not confirm it (kinks inside the steps, finer rows moving toward the analytic value).
-    ``n_zero``: of its inconclusive elements, those whose analytic and numeric values are both exactly 0
-    (the loss does not move with them at θ: dead units, an unused parameter).
+    ``n_zero``: of its inconclusive elements, those whose analytic and numeric values are both exactly 0 within
+    allowances narrower than 1% of the gradient's RMS: the loss does not move with them at θ (dead units, an
+    unused parameter), not a derivative the steps could not resolve.
     """
 
     name: str
