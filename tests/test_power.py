@@ -276,6 +276,7 @@ def test_a_tensor_the_loss_does_not_move_with_is_not_verified_and_the_report_say
         assert pipeline.Report.from_dict(report.to_dict()) == report
     directions = pipeline.check(DeadUnits(), params, data, indices="none", directions=3)
     assert directions.not_verified == ("W1", "b1", "W2")
+    assert pipeline.Report.from_dict(directions.to_dict()) == directions  # no step was taken: NaN, not inf
     assert "  W1: g·v and the loss's change both exactly 0 along all 3 random directions: the loss does not" in str(
         directions
     )

@@ -420,8 +420,9 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             n_checked=totals[spec.name].n_checked,
             n_wrong=totals[spec.name].n_wrong,
             n_nondifferentiable=totals[spec.name].n_nondifferentiable,
-            step_min=totals[spec.name].step_min,
-            step_max=totals[spec.name].step_max,
+            # no element checked (random directions only): no step, as the report's JSON reads it back
+            step_min=totals[spec.name].step_min if totals[spec.name].n_checked else math.nan,
+            step_max=totals[spec.name].step_max if totals[spec.name].n_checked else math.nan,
             worst=_maybe_located(layout, totals[spec.name].worst),
             n_inconclusive=totals[spec.name].n_inconclusive,
             n_unproven=totals[spec.name].n_unproven,
