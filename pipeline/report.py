@@ -232,12 +232,7 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
     if t.n_checked:
         if t.n_zero == t.n_checked:
             return f"analytic and numeric both exactly 0 at all {t.n_checked} checked elements: {zero}"
-        of_them = f"; {t.n_zero} of them exactly 0 in both analytic and numeric" if t.n_zero else ""
-        return (
-            f"none of its {t.n_checked} checked elements could be verified: {t.n_inconclusive} inconclusive "
-            f"(error bars wider than {VERIFY_LIMIT:g} of |n| even after a second look{of_them}), "
-            f"{t.n_nondifferentiable} on a kink; {unseen}"
-        )
+        return f"none of its {t.n_checked} checked elements could be verified: {_inconclusive_and_kinks(t)}; {unseen}"
     mine = [d for d in directions if d["tensor"] == t.name]
     # as for elements (n_zero): exactly 0 within allowances narrower than 1% of the largest |g·v| checked
     largest = max((abs(d["analytic"]) for d in directions), default=0.0)
@@ -254,16 +249,17 @@ def _thinly_verified(report: Report) -> list[TensorReport]:
     return [
         t
         for t in report.tensors
-        if t.passed
-        and t.verified
-        and t.n_checked
-        and 2 * _n_verified(t) < t.n_checked - t.n_zero - t.n_nondifferentiable
+        if t.passed and t.verified and t.n_checked and 2 * t.n_verified < t.n_checked - t.n_zero - t.n_nondifferentiable
     ]
 
 
-def _n_verified(t: TensorReport) -> int:
-    # a non-finite element is wrong or inconclusive, never agreeing
-    return t.n_checked - t.n_wrong - t.n_nondifferentiable - t.n_inconclusive
+def _inconclusive_and_kinks(t: TensorReport) -> str:
+    """A tensor's inconclusive elements (why, and how many are exactly 0 in both) and its kinks."""
+    zeros = f"; {t.n_zero} of them exactly 0 in both analytic and numeric" if t.n_zero else ""
+    return (
+        f"{t.n_inconclusive} inconclusive (error bars wider than {VERIFY_LIMIT:g} of |n| even after a second "
+        f"look{zeros}), {t.n_nondifferentiable} on a kink"
+    )
 
 
 def _index(index: Sequence[int]) -> str:
@@ -286,7 +282,7 @@ def _headline(report: Report) -> str:
         if unproven := sum(t.n_unproven for t in report.tensors):
             parts.append(f"{unproven} disagreeing but not proven wrong (see below)")
         if thin := _thinly_verified(report):
-            shown = ", ".join(f"{t.name} {_n_verified(t)}/{t.n_checked}" for t in thin)
+            shown = ", ".join(f"{t.name} {t.n_verified}/{t.n_checked}" for t in thin)
             parts.append(f"verified at fewer than half their elements: {shown} (see below)")
         return "gradcheck PASSED: " + "; ".join([*parts, difference])
     failed: list[str] = []  # each reason the check failed for, as the verdicts have it
@@ -417,11 +413,8 @@ def format_report(report: Report) -> str:
             "seen):",
         ]
         for t in reversed(thin):
-            zeros = f"; {t.n_zero} of them exactly 0 in both analytic and numeric" if t.n_zero else ""
             lines.append(
-                f"  {t.name}: {_n_verified(t)} of {t.n_checked} checked elements verified; {t.n_inconclusive} "
-                f"inconclusive (error bars wider than {VERIFY_LIMIT:g} of |n| even after a second look{zeros}), "
-                f"{t.n_nondifferentiable} on a kink"
+                f"  {t.name}: {t.n_verified} of {t.n_checked} checked elements verified; {_inconclusive_and_kinks(t)}"
             )
     if timings_looked := report.timings.get("second_look_elements"):
         lines += [

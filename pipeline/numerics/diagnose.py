@@ -209,14 +209,12 @@ def diagnose(
         # enough digits that the two differ where they do; a ratio that rounds to 1 says nothing, a relative difference does
         relative = abs(a0 - n0) / abs(n0) if n0 != 0 else math.inf
         digits = min(17, max(6, 2 + math.ceil(-math.log10(relative)))) if 0 < relative < math.inf else 6
-        ratio = a0 / n0 if n0 != 0 else math.nan
-        how = (
-            ""
-            if n0 == 0
-            else f" ({ratio:.4g}x)"
-            if abs(ratio - 1) >= 1e-3
-            else f" (relative difference {relative:.2g})"
-        )
+        if n0 == 0:
+            how = ""
+        elif abs(a0 / n0 - 1) >= 1e-3:
+            how = f" ({a0 / n0:.4g}x)"
+        else:
+            how = f" (relative difference {relative:.2g})"
         sentences.append(f"{which} is wrong: analytic {a0:.{digits}g}, numeric {n0:.{digits}g}{how}")
     elif found is None or found[0].size < n_wrong:
         sentences.append(f"{n_wrong} of {n_checked} checked elements are wrong")

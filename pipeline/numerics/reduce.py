@@ -427,6 +427,7 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             n_inconclusive=totals[spec.name].n_inconclusive,
             n_unproven=totals[spec.name].n_unproven,
             n_zero=still[spec.name],
+            n_verified=totals[spec.name].n_verified,
             power=totals[spec.name].power if totals[spec.name].n_verified else math.nan,
             # a tensor checked by directions alone is verified (or not) by them: see with_directions
             verified=totals[spec.name].n_verified > 0 or totals[spec.name].n_checked == 0,

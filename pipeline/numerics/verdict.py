@@ -37,6 +37,8 @@ class TensorReport:
     ``n_zero``: of its inconclusive elements, those whose analytic and numeric values are both exactly 0 within
     allowances narrower than 1% of the gradient's RMS: the loss does not move with them at θ (dead units, an
     unused parameter), not a derivative the steps could not resolve.
+    ``n_verified``: its checked elements that agreed within an allowance narrow enough to count (as the
+    reducer counted them; a report written before it was recorded derives it from the other counts).
     """
 
     name: str
@@ -62,6 +64,7 @@ class TensorReport:
     n_directions_inconclusive: int = 0
     n_unproven: int = 0
     n_zero: int = 0
+    n_verified: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -88,6 +91,7 @@ class TensorReport:
             "n_directions_inconclusive": self.n_directions_inconclusive,
             "n_unproven": self.n_unproven,
             "n_zero": self.n_zero,
+            "n_verified": self.n_verified,
         }
 
     @classmethod
@@ -118,6 +122,15 @@ class TensorReport:
             int(raw.get("n_directions_inconclusive", 0)),
             int(raw.get("n_unproven", 0)),
             int(raw.get("n_zero", 0)),
+            int(
+                raw.get(
+                    "n_verified",
+                    raw.get("n_checked", 0)
+                    - raw.get("n_wrong", 0)
+                    - raw.get("n_nondifferentiable", 0)
+                    - raw.get("n_inconclusive", 0),
+                )
+            ),
         )
 
 
