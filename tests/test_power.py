@@ -496,6 +496,37 @@ _H0 = float(np.finfo(np.float64).eps) ** 0.2  # float64's first step at x = 0
 
 
 @pytest.mark.parametrize(
+    ("rate", "width", "dtype", "verdict"),
+    [
+        # float32, exp(0.6·x/h) beside 0.01·h·tanh(x/(0.01·h)): the odd feature's slopes have no gap, and the
+        # coarse rows sit on its plateaus, where the difference grows as 1/h while the slopes stay symmetric
+        (0.6, 0.01, np.float32, "passed"),
+        # float64, 1e-4·h·tanh(x/(1e-4·h)) alone: the plateau's rows agree with each other to 1e-11, far from 2
+        (0.0, 1e-4, np.float64, "not verified"),
+    ],
+)
+def test_a_plateau_whose_differences_grow_as_the_step_shrinks_gives_no_estimate(
+    rate: float, width: float, dtype: type, verdict: str
+) -> None:
+    """A central difference's truncation error shrinks with its step. Rows whose difference moved by more than
+    the row before had (beyond four times their rounding) were not converging: an estimate ending at them is
+    withdrawn, not kept because the plateau's small differences agree with each other. Both correct slopes
+    here were called wrong; now the first passes, the second is not verified, and a 3% error in the first is
+    still named."""
+    h = float(np.finfo(dtype).eps) ** 0.2
+    s = width * h
+
+    def f(x: float) -> float:
+        return float(math.exp(rate / h * x) + s * math.tanh(x / s))
+
+    params: Arrays = {"x": np.zeros(1, dtype=dtype)}
+    slope = rate / h + 1
+    assert pipeline.check(_OneElement(f, slope, dtype), params, {}).verdict == verdict
+    if verdict == "passed":
+        assert pipeline.check(_OneElement(f, 1.03 * slope, dtype), params, {}).failing == ("x",)
+
+
+@pytest.mark.parametrize(
     ("right", "left", "offset", "correct", "planted"),
     [
         (1e-3, 5e-4, 0.0, "passed", "failed"),  # both were not verified

@@ -284,6 +284,17 @@ def second_look(
             lowers[i, which], uppers[i, which] = lower, upper
             rounding = noise[which] * math.sqrt(2) / np.abs(span)
             centrals[i, which], roundings[i, which] = column[0], rounding
+            # A central difference's truncation error shrinks with the step: where it moved by more than it did
+            # the row before (beyond both rows' rounding), the rows before were not converging, whatever their
+            # gap, and an estimate ending there is withdrawn. On a plateau of a loss that saturates beyond the
+            # step (an input on an offset into a layer norm) D(h) grows as 1/h while J(θ+h) and J(θ−h) stay
+            # symmetric: a gap lost in the noise, and small estimates that agree with each other.
+            if i >= 2:
+                change = np.abs(column[0] - centrals[i - 1, which])
+                before = np.abs(centrals[i - 1, which] - centrals[i - 2, which])
+                diverging = (change > before) & (change > GAP_SIGNIFICANT * (rounding + roundings[i - 1, which]))
+                withdrawn = which[diverging & (best_row[which] >= i - 1)]
+                error[withdrawn], numeric[withdrawn], best_row[withdrawn], frozen[withdrawn] = np.inf, np.nan, -1, False
             err, num, rnd, stp = error[which], numeric[which], rounding_best[which], step_best[which]
             # Only rows in the asymptotic regime may give the best estimate: there the slopes' gap halves with
             # the step, keeping its sign (a smooth gap is about f''·h), or is lost in noise. On a plateau reached
