@@ -353,13 +353,14 @@ def format_report(report: Report) -> str:
     header = ["tensor", "shape", "difference", "contribution", "max |a-n|", "noise"]
     along = ["directions wrong"] if report.directions else []
     rows = [header + (["wrong", "kinks", "inconclusive", "power"] if judged else []) + along + ["verdict"]]
+    thinly = {t.name for t in _thinly_verified(report)}
     for t in report.tensors:
         counts = (
             [
                 f"{t.n_wrong}/{t.n_checked}",
                 str(t.n_nondifferentiable),
                 str(t.n_inconclusive),
-                f"{t.power:.1e}" if math.isfinite(t.power) else "-",
+                (f"{t.power:.1e}" if math.isfinite(t.power) else "-") + ("*" if t.name in thinly else ""),
             ]
             if judged
             else []
@@ -382,6 +383,12 @@ def format_report(report: Report) -> str:
         lines.append(
             "  power: the relative error each tensor's check could have detected (its widest allowance of an "
             "agreeing element or random direction, against max(|a|, |n|); - where none agreed)"
+            + (
+                "; * at the verified elements of a tensor verified at fewer than half of them (below): an error of "
+                f"{VERIFY_LIMIT:.0%} or more at the others may not have been seen"
+                if thinly
+                else ""
+            )
         )
     if report.failing:
         backwards = [t for t in reversed(report.tensors) if not t.passed]
@@ -394,10 +401,17 @@ def format_report(report: Report) -> str:
                     f"  {t.name}: worst element {w.tensor}{_index(w.index)}: analytic {w.analytic:.6g}, "
                     f"numeric {w.numeric:.6g}, |a-n| {w.abs_error:.3g} where {w.allowed:.3g} is allowed"
                 )
+            if t.n_wrong and judged and 2 * t.rounding >= t.max_abs_error:
+                lines.append(
+                    f"  {t.name}: its float32 gradient is itself up to {t.rounding:.3g} off the same model's in float64 "
+                    f"at θ, and its largest |a-n| ({t.max_abs_error:.3g}) is within twice that: float32 rounding in an "
+                    "ill-conditioned layer (`precision: float64` checks it in float64) or code that computes "
+                    "otherwise by dtype can make a difference this large"
+                )
     unverified = [t for t in reversed(report.tensors) if t.passed and not t.verified]
     if unverified:
         # a failed check failed for its wrong tensors: whether these would have failed it too is the setting's
-        consequence = {"not verified": " (the check fails)", "passed": " (reported only: unverified: warn)"}
+        consequence = {"not verified": " (the check does not pass)", "passed": " (reported only: unverified: warn)"}
         lines += [
             "",
             f"Not verified, from the last layer back{consequence.get(report.verdict, '')}: "

@@ -233,6 +233,39 @@ def jax_loss(p: Any, d: Any) -> Any:
     return p["scale"][0] ** 2 * jnp.sum((d["x"] @ p["lin"]["w"] + p["lin"]["b"] - d["y"]) ** 2)
 
 
+class _OffsetNorm(torch.nn.Module):
+    """``LayerNorm(X·W + 1000)`` and a linear layer: a float32 spread of about 0.007 on an offset of 1000."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.W = torch.nn.Parameter(0.003 * torch.randn(6, 8, generator=g))
+        self.ln = torch.nn.LayerNorm(8)
+        self.out = torch.nn.Linear(8, 3)
+
+
+def _offset_norm_loss(m: Any, d: Any) -> Any:
+    return ((m.out(m.ln(d["X"] @ m.W + 1000.0)) - d["t"]) ** 2).mean()
+
+
+def test_torchs_own_layer_norm_on_a_large_offset_is_wrong_in_float32_with_its_rounding_said_beside_it() -> None:
+    """torch's LayerNorm backward rounds the normalised values otherwise than its forward: on ``X·W + 1000``
+    (a float32 spread of 0.007) its float32 gradient of ``ln.weight`` is 0.4% off the float64 one, and off the
+    derivative of the float32 loss, which is linear in it. The check calls it wrong (README: "Float32 inputs
+    on a large offset"), and says beside it that its float32 gradient is itself that far off float64's;
+    ``precision: float64`` passes it."""
+    torch.manual_seed(0)
+    model = TorchModel(_OffsetNorm(), _offset_norm_loss)
+    rng = np.random.default_rng(0)
+    data = {"X": rng.normal(size=(10, 6)).astype(np.float32), "t": rng.normal(size=(10, 3)).astype(np.float32)}
+    report = pipeline.check(model, model.params, data)
+    weight = {t.name: t for t in report.tensors}["ln.weight"]
+    assert report.failing == ("ln.weight",)
+    assert weight.rounding > 1e-3 * np.abs(model.grad(model.params, data)["ln.weight"]).max()
+    assert "ln.weight: its float32 gradient is itself up to" in str(report)
+    assert pipeline.check(model, model.params, data, precision="float64").failing == ()
+
+
 def test_jax_model_names_leaves_by_key_path_and_computes_loss_and_grad_by_jax() -> None:
     model = JaxModel(jax_loss, jax_params())
     assert list(model.params) == ["lin/b", "lin/w", "scale/0"]  # the pytree's order, key paths joined by '/'
