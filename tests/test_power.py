@@ -526,6 +526,29 @@ def test_a_plateau_whose_differences_grow_as_the_step_shrinks_gives_no_estimate(
         assert pipeline.check(_OneElement(f, 1.03 * slope, dtype), params, {}).failing == ("x",)
 
 
+@pytest.mark.parametrize(("curvature", "first"), [(0.01, 0.05), (0.1, 0.01)])
+def test_kinks_the_steps_passed_inside_of_do_not_excuse_a_wrong_value_between_the_coarse_slopes(
+    curvature: float, first: float
+) -> None:
+    """ReLUs right of θ at 1, 2, 4 and 8 times ``first`` of float32's first step, beside a curvature: the coarse
+    slopes straddle them (1 and up to 2.2), and at the steps inside the nearest one the gap is the curvature's,
+    of the other sign. The finest significant gaps flipped sign, so the element was called a kink and a 1% error,
+    between the coarse slopes, was excused as a valid subgradient (a held-out batch-norm network passed such
+    errors in float32). A row whose gap fell below a quarter of the kink's, where the kink's would have stood far
+    above its noise, shows the steps have passed inside the kink: the table decides, and the error is named."""
+    h = float(np.finfo(np.float32).eps) ** 0.2
+    kinks = [first * h * 2**k for k in range(4)]
+
+    def f(x: float) -> float:
+        return float(x + sum(0.3 * max(x - d, 0.0) for d in kinks) - curvature * x * x / h)
+
+    params: Arrays = {"x": np.zeros(1, dtype=np.float32)}
+    assert pipeline.check(_OneElement(f, 1.0, np.float32), params, {}).passed
+    wrong = pipeline.check(_OneElement(f, 1.01, np.float32), params, {})
+    assert wrong.failing == ("x",)
+    assert wrong.n_nondifferentiable == 0
+
+
 @pytest.mark.parametrize(
     ("right", "left", "offset", "correct", "planted"),
     [

@@ -68,6 +68,9 @@ KINK_RATIO = 0.8
 #: ...and, to call a suspect a kink once its table has stopped, its finest two significant gaps 4x apart
 #: in step are within this factor of each other (a kink a little off θ: the gap approaches the jump).
 KINK_BAND = 0.5
+#: A kink is not at θ where a finer row's gap fell this many times below it, the kink's gap being as many times
+#: that row's significance threshold (:func:`_kinks`).
+PASSED_KINK = 4.0
 #: A best estimate that disagrees with the analytic value is held to this many finer rows before the table
 #: stops: many kinks at scales below the coarse steps (a hinge or ReLU summed over a batch) bend the loss like
 #: a smooth function there, and the table converges on their value; the finer rows leave it.
@@ -519,7 +522,14 @@ def _kinks(
             & (np.abs(g_last / g_before - 0.5) <= SMOOTH_GAP)
             & (np.abs(g_before / g_first - 0.5) <= SMOOTH_GAP)
         )
-    kink = (flipped | kept) & ~halving
+        # A row finer than the first of the finest three significant ones whose gap fell below a quarter of that
+        # one's, where that gap would have stood far above the row's noise: the kink is off θ and the steps have
+        # passed inside it (a kink at θ keeps its gap at every step). The function is smooth at θ at those steps.
+        finer = (np.arange(rows)[:, None] > first) & np.isfinite(gaps)
+        below = np.abs(gaps) <= np.abs(g_first) / PASSED_KINK
+        visible = np.abs(g_first) > PASSED_KINK * GAP_SIGNIFICANT * gap_noise
+        passed = (first >= 0) & np.any(finer & below & visible, axis=0)
+    kink = (flipped | kept) & ~halving & ~passed
     row = np.maximum(last, 0)
     prior = np.maximum(row - 1, 0)
     with np.errstate(invalid="ignore"):
