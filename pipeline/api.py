@@ -309,9 +309,7 @@ def _report(
         cost = {"estimated": executed.estimated.to_dict(), "actual": actual.to_dict()}
     tensors = tuple(
         dataclasses.replace(t, noise=level, noise_source=source, rounding=rounding)
-        for t, level, source, rounding in zip(
-            tensors, probe.noise, probe.noise_sources, probe.rounding or (0.0,) * len(tensors), strict=True
-        )
+        for t, level, source, rounding in zip(tensors, probe.noise, probe.noise_sources, probe.rounding, strict=True)
     )
     agreed = verdict.passed and all(t.passed for t in tensors)  # a wrong direction makes its tensor wrong
     not_verified = tuple(t.name for t in tensors if t.passed and not t.verified)

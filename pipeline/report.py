@@ -353,7 +353,8 @@ def format_report(report: Report) -> str:
     header = ["tensor", "shape", "difference", "contribution", "max |a-n|", "noise"]
     along = ["directions wrong"] if report.directions else []
     rows = [header + (["wrong", "kinks", "inconclusive", "power"] if judged else []) + along + ["verdict"]]
-    thinly = {t.name for t in _thinly_verified(report)}
+    thin = _thinly_verified(report)
+    thinly = {t.name for t in thin}
     for t in report.tensors:
         counts = (
             [
@@ -419,7 +420,7 @@ def format_report(report: Report) -> str:
         ]
         for t in unverified:
             lines.append(f"  {t.name}: {_unverified_why(t, report.directions)}")
-    if thin := _thinly_verified(report):
+    if thin:
         lines += [
             "",
             "Verified at fewer than half their checked elements, from the last layer back (their power rests on "

@@ -305,19 +305,22 @@ def _analytic_rounding(
     nothing: code that computes otherwise by dtype (a bug only in a float32 path, an ``eps`` clip of the
     dtype's own EPS) gives the same figure, and a wrong formula, as wrong in float64, does not show in it.
     """
-    settings = loaded.settings
+    tensors = loaded.settings.layout.tensors
+    none = (0.0,) * len(tensors)
     if reference is None:
-        return (0.0,) * len(settings.layout.tensors)
+        return none
     try:
         exact = reference.model.grad(reference.params, reference.data)
         widest = []
-        for spec in settings.layout.tensors:
+        for spec in tensors:
+            if not loaded.settings.against_float64(spec.dtype):
+                widest.append(0.0)
+                continue
             mine = np.asarray(analytic[spec.name], dtype=np.float64)
-            theirs = np.asarray(exact[spec.name], dtype=np.float64) if settings.against_float64(spec.dtype) else mine
-            gap = np.abs(mine - theirs.reshape(mine.shape))
+            gap = np.abs(mine - np.asarray(exact[spec.name], dtype=np.float64).reshape(mine.shape))
             widest.append(float(gap.max(initial=0.0)) if np.all(np.isfinite(gap)) else 0.0)
     except Exception:  # a model that takes no float64 parameters: nothing measured
-        return (0.0,) * len(settings.layout.tensors)
+        return none
     return tuple(widest)
 
 
