@@ -229,6 +229,14 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
         "units, or unused), so a gradient wrong only where it is non-zero would not have been seen; check it at "
         "data or parameters where it matters"
     )
+    if t.n_float32_only:
+        return (
+            f"{t.n_float32_only} of its {t.n_checked} checked elements disagree in float32 but agree when the same "
+            "model computes in float64 (its gradient against its own differences, parameters and float32 data cast): "
+            "float32 rounding in an ill-conditioned layer, or code that computes otherwise by dtype, made the "
+            "difference, and a bug there would look the same; `precision: float64` checks the model in float64, "
+            "not a float32-only code path"
+        )
     if t.n_checked:
         if t.n_zero == t.n_checked:
             return f"analytic and numeric both exactly 0 at all {t.n_checked} checked elements: {zero}"

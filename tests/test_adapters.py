@@ -248,21 +248,25 @@ def _offset_norm_loss(m: Any, d: Any) -> Any:
     return ((m.out(m.ln(d["X"] @ m.W + 1000.0)) - d["t"]) ** 2).mean()
 
 
-def test_torchs_own_layer_norm_on_a_large_offset_is_wrong_in_float32_with_its_rounding_said_beside_it() -> None:
+def test_torchs_own_layer_norm_on_a_large_offset_is_not_verified_in_float32_where_float64_agrees() -> None:
     """torch's LayerNorm backward rounds the normalised values otherwise than its forward: on ``X·W + 1000``
     (a float32 spread of 0.007) its float32 gradient of ``ln.weight`` is 0.4% off the float64 one, and off the
-    derivative of the float32 loss, which is linear in it. The check calls it wrong (README: "Float32 inputs
-    on a large offset"), and says beside it that its float32 gradient is itself that far off float64's;
-    ``precision: float64`` passes it."""
+    derivative of the float32 loss, which is linear in it. Its disagreeing elements agree when the same model
+    computes in float64 (the adapter's float64 path), so the tensor is not verified, never wrong: the report
+    says why; ``precision: float64`` passes it."""
     torch.manual_seed(0)
     model = TorchModel(_OffsetNorm(), _offset_norm_loss)
     rng = np.random.default_rng(0)
     data = {"X": rng.normal(size=(10, 6)).astype(np.float32), "t": rng.normal(size=(10, 3)).astype(np.float32)}
     report = pipeline.check(model, model.params, data)
     weight = {t.name: t for t in report.tensors}["ln.weight"]
-    assert report.failing == ("ln.weight",)
+    assert report.verdict == "not verified"
+    assert not report.failing
+    assert "ln.weight" in report.not_verified
+    assert weight.n_float32_only > 0
+    assert not weight.n_wrong
     assert weight.rounding > 1e-3 * np.abs(model.grad(model.params, data)["ln.weight"]).max()
-    assert "ln.weight: its float32 gradient is itself up to" in str(report)
+    assert "disagree in float32 but agree when the same model computes in float64" in str(report)
     assert pipeline.check(model, model.params, data, precision="float64").passed
 
 

@@ -8,22 +8,20 @@ a loss near θ that a resume compares.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..errors import ModelError, StoreError
 from ..model import as_loss_value
 from .fd import STENCILS, close_enough, noise_level, step_sizes
-from .problem import Loaded, Settings, call_model, fastest, pieces
+from .problem import Float64Copy, Loaded, Settings, call_model, fastest, float64_copy, pieces
 from .shards import seconds_per_loss
 
-__all__ = ["NONDETERMINISM_ULPS", "ProbeResult", "probe"]
+__all__ = ["NONDETERMINISM_ULPS", "ProbeResult", "measured_noise", "probe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +75,7 @@ def probe(loaded: Loaded) -> ProbeResult:
             "makes gradient checking meaningless; fix the random state inside the loss to check such a model."
         )
     spread = max(spread, _perturbed_at_theta(loaded, loss))
-    reference = _in_float64(loaded)
+    reference = float64_copy(loaded)
     noise, sources, evaluations = _noise(loaded, loss, reference)
     if all(source == UNMOVED for source in sources):
         raise ModelError(
@@ -173,7 +171,9 @@ def _loss_value(loaded: Loaded, where: str) -> float:
     return as_loss_value(value, where)
 
 
-def _noise(loaded: Loaded, loss: float, reference: _Reference | None) -> tuple[tuple[float, ...], tuple[str, ...], int]:
+def _noise(
+    loaded: Loaded, loss: float, reference: Float64Copy | None
+) -> tuple[tuple[float, ...], tuple[str, ...], int]:
     """The loss's evaluation noise along each tensor, where each figure came from, and the losses it cost.
 
     Per tensor, Moré and Wild's ECNoise on 9 losses at ``θ + j·δ·p`` along a seeded direction ``p``
@@ -201,6 +201,16 @@ def _noise(loaded: Loaded, loss: float, reference: _Reference | None) -> tuple[t
         sources.append(source)
         evaluations += cost
     return tuple(levels), tuple(sources), evaluations
+
+
+def measured_noise(loaded: Loaded, number: int) -> tuple[float, int]:
+    """The loss's noise along tensor ``number`` as :func:`_noise` measures it (without a float64 reference), and
+    the losses that took: for a run's float64 twin (:meth:`~.problem.Loaded.float64_twin`), whose loss cancels
+    where the model's does."""
+    spec = loaded.settings.layout.tensors[number]
+    eps = loaded.settings.eps(spec.dtype)
+    level, source, cost = _tensor_noise(loaded, number, spec.name, eps)
+    return (level if source == UNMOVED else max(level, eps * abs(loaded.settings.loss0))), cost
 
 
 def _off_theta(loaded: Loaded) -> float:
@@ -259,32 +269,6 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
     return 0.0, "not measurable: one rounding unit of the loss", evaluations
 
 
-class _Reference(NamedTuple):
-    """The model (a copy) with the parameters and float32 data in float64, for :func:`_against_float64`."""
-
-    model: Any
-    params: dict[str, np.ndarray]
-    data: dict[str, Any]
-
-
-def _in_float64(loaded: Loaded) -> _Reference | None:
-    """The run's :class:`_Reference`, made once per probe; None where no tensor is float32, the check is
-    promoted already, the copies would be large (over :data:`REFERENCE_BYTES`) or the model cannot be
-    copied."""
-    settings = loaded.settings
-    narrow = [key for key, array in loaded.data.items() if getattr(array, "dtype", None) == np.float32]
-    copied = 2 * loaded.row_bytes + 2 * sum(loaded.data[key].nbytes for key in narrow)
-    if not any(settings.against_float64(spec.dtype) for spec in settings.layout.tensors) or copied > REFERENCE_BYTES:
-        return None
-    try:  # a copy: whatever the float64 evaluation changes in the model (a buffer cast, a cache) stays there
-        model = copy.deepcopy(loaded.model)
-    except Exception:
-        return None
-    params = {key: array.astype(np.float64) for key, array in loaded.params.items()}
-    data = {**loaded.data, **{key: loaded.data[key].astype(np.float64) for key in narrow}}  # exact: the same values
-    return _Reference(model, params, data)
-
-
 def _noise_direction(flat: np.ndarray, number: int, attempt: int) -> tuple[np.ndarray, np.ndarray]:
     """Tensor ``number``'s ``attempt``-th noise direction: which of its elements (:data:`NOISE_ELEMENTS`)
     and, per element, a seeded sign times ``max(1, |θ|)`` (the elements move like their steps)."""
@@ -294,10 +278,10 @@ def _noise_direction(flat: np.ndarray, number: int, attempt: int) -> tuple[np.nd
 
 
 def _analytic_rounding(
-    loaded: Loaded, reference: _Reference | None, analytic: dict[str, np.ndarray]
+    loaded: Loaded, reference: Float64Copy | None, analytic: dict[str, np.ndarray]
 ) -> tuple[float, ...]:
     """Per tensor, the largest difference between the model's float32 analytic gradient and the same
-    model's in float64 at the same parameter values (:class:`_Reference`); 0 where the tensor is not
+    model's in float64 at the same parameter values (:class:`Float64Copy`); 0 where the tensor is not
     float32, there is no reference, or the model cannot compute its gradient so. The report shows it beside
     a wrong tensor it could explain: a layer norm of float32 inputs on a large offset (``X·W + 1000``)
     rounds its normalised values to about 1% of their spread, otherwise in torch's backward pass than in its
@@ -325,7 +309,7 @@ def _analytic_rounding(
 
 
 def _against_float64(
-    loaded: Loaded, reference: _Reference, number: int, name: str, own: tuple[float, str, int]
+    loaded: Loaded, reference: Float64Copy, number: int, name: str, own: tuple[float, str, int]
 ) -> tuple[float, str, int]:
     """A float32 tensor's ``(level, source, losses evaluated)``, or the noise of the loss's rounding error
     itself where that is higher: ECNoise on ``J(θ_j) − J64(θ_j)`` at 9 points of the tensor's first noise
@@ -379,13 +363,6 @@ def _against_float64(
     if rough is None or rough < rounding / 4:
         return level, source, cost
     return rounding, "the loss's rounding: its error against the same loss in float64", cost
-
-
-#: The most the float64 copies of the parameters and float32 data may take (and the model's copy is made only
-#: then): a worker's peak stays within 1.5 × (params + data) + the gradient. At 64 MB a 7·10^6-parameter
-#: float32 network's probe took its worker from 0.94 to 1.70 of that (`benchmarks/scale.py --sizes 2e6,7e6`);
-#: larger models keep the measured level.
-REFERENCE_BYTES = 8 * 2**20
 
 
 #: The spacings of :func:`_against_float64`'s points, in first steps: the first at which the float32 loss is

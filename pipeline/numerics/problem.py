@@ -12,6 +12,7 @@ A :class:`Loaded` must not be shared between threads that evaluate at once.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -20,17 +21,27 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from ..errors import GradcheckError, ModelError
-from ..model import Model, check_gradient
+from ..model import Model, as_loss_value, check_gradient
 from .layout import Layout
 from .plan import Slots, slots_for
 from .tolerance import Tolerance, default_tolerance
 
-__all__ = ["Loaded", "Output", "Settings", "call_model", "fastest", "pieces"]
+__all__ = [
+    "REFERENCE_BYTES",
+    "Float64Copy",
+    "Loaded",
+    "Output",
+    "Settings",
+    "call_model",
+    "fastest",
+    "float64_copy",
+    "pieces",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +158,7 @@ class Loaded:
         self._theta: np.ndarray | None = None
         self.number = {name: k for k, name in enumerate(settings.layout.names)}  # each tensor's place in the layout
         self.analytic: dict[str, np.ndarray] | None = None
+        self._twin: Loaded | bool | None = False  # False: not made yet (:meth:`float64_twin`)
         self.stages: list[tuple[tuple[str, ...], Callable[..., Any]]] = []
         self.stage_of: dict[str, int] = {}
         self.stage_inputs: list[Any] = []
@@ -174,6 +186,23 @@ class Loaded:
             self.stage_inputs.append(carry)
             carry = call_model(f"stage {s} at θ", forward, carry, self.params, self.data)
         self.stage_inputs.append(carry)
+
+    def float64_twin(self) -> Loaded | None:
+        """This run on the model's float64 copy (:func:`float64_copy`), as `precision: float64` runs it, with its own
+        loss at θ and no noise yet (the shards measure it per tensor where they need it); made on first use, with
+        the parameters at θ. None where there is no copy, the model cannot compute in float64, or the analytic
+        gradient was given (``gradient``: ``model.grad`` in float64 is then not the float32 gradient's twin)."""
+        if self._twin is False:
+            self._twin = None
+            made = None if self.gradient is not None else float64_copy(self)
+            if made is not None:
+                try:
+                    loss = as_loss_value(made.model.loss(made.params, made.data), "in float64")
+                    settings = dataclasses.replace(self.settings, promote=True, noise=(), loss0=loss)
+                    self._twin = Loaded(settings, made.model, made.params, made.data)
+                except Exception:  # a model that takes no float64 parameters: no twin
+                    self._twin = None
+        return self._twin if isinstance(self._twin, Loaded) else None
 
     def loss_from(self, stage: int) -> Any:
         """The loss, re-evaluating only stages ``stage`` on from their input at θ."""
@@ -335,3 +364,37 @@ def fastest(evaluate: Callable[[], Any], budget_seconds: float = 0.1, at_most: i
         took = time.perf_counter() - start
         best, spent, runs = min(best, took), spent + took, runs + 1
     return best
+
+
+#: The most the float64 copies of the parameters and float32 data may take (and the model's copy is made only
+#: then): a worker's peak stays within 1.5 × (params + data) + the gradient. At 64 MB a 7·10^6-parameter
+#: float32 network's probe took its worker from 0.94 to 1.70 of that (`benchmarks/scale.py --sizes 2e6,7e6`);
+#: larger models keep the measured level.
+REFERENCE_BYTES = 8 * 2**20
+
+
+class Float64Copy(NamedTuple):
+    """The model (a copy) with the parameters and float32 data in float64: the probe's reference for the float32
+    loss's rounding (:mod:`.probe`), and :meth:`Loaded.float64_twin`."""
+
+    model: Any
+    params: dict[str, np.ndarray]
+    data: dict[str, Any]
+
+
+def float64_copy(loaded: Loaded) -> Float64Copy | None:
+    """The run's :class:`Float64Copy`; None where no tensor is float32, the check is
+    promoted already, the copies would be large (over :data:`REFERENCE_BYTES`) or the model cannot be
+    copied."""
+    settings = loaded.settings
+    narrow = [key for key, array in loaded.data.items() if getattr(array, "dtype", None) == np.float32]
+    copied = 2 * loaded.row_bytes + 2 * sum(loaded.data[key].nbytes for key in narrow)
+    if not any(settings.against_float64(spec.dtype) for spec in settings.layout.tensors) or copied > REFERENCE_BYTES:
+        return None
+    try:  # a copy: whatever the float64 evaluation changes in the model (a buffer cast, a cache) stays there
+        model = copy.deepcopy(loaded.model)
+    except Exception:
+        return None
+    params = {key: array.astype(np.float64) for key, array in loaded.params.items()}
+    data = {**loaded.data, **{key: loaded.data[key].astype(np.float64) for key in narrow}}  # exact: the same values
+    return Float64Copy(model, params, data)

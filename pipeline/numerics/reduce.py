@@ -22,7 +22,16 @@ import numpy as np
 from .fd import MINUS, PLUS, normalized_difference
 from .layout import Layout
 from .plan import Shard
-from .tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, UNCHECKED, VERIFY_LIMIT, WRONG, reference
+from .tolerance import (
+    AGREE,
+    FLOAT32_ONLY,
+    INCONCLUSIVE,
+    NONDIFFERENTIABLE,
+    UNCHECKED,
+    VERIFY_LIMIT,
+    WRONG,
+    reference,
+)
 from .verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement
 
 __all__ = [
@@ -101,6 +110,7 @@ class TensorSums:
     # Checked elements that agree within an allowance narrow enough to be a verification: counted, not
     # derived from the others (a non-finite element is also wrong or inconclusive).
     n_verified: int = 0
+    n_float32_only: int = 0  # wrong in float32, right when the model computes in float64
 
     def __add__(self, other: TensorSums) -> TensorSums:
         return TensorSums(
@@ -122,6 +132,7 @@ class TensorSums:
             self.n_zero + other.n_zero,
             max(self.zero_allowed, other.zero_allowed),
             self.n_verified + other.n_verified,
+            self.n_float32_only + other.n_float32_only,
         )
 
     def contribution(self, scale: float) -> float:
@@ -235,6 +246,7 @@ STATUS = {
     NONDIFFERENTIABLE: "non-differentiable",
     UNCHECKED: "unchecked",
     INCONCLUSIVE: "inconclusive",
+    FLOAT32_ONLY: "wrong in float32 only",
 }
 
 
@@ -328,6 +340,7 @@ def summarize_shard(
                 int(np.count_nonzero(zero)),
                 float(allowed[at][zero].max(initial=0.0)),
                 int(np.count_nonzero(agreeing)),
+                int(np.count_nonzero(status[at] == FLOAT32_ONLY)),
             )
         )
     top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]
@@ -428,9 +441,12 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             n_unproven=totals[spec.name].n_unproven,
             n_zero=still[spec.name],
             n_verified=totals[spec.name].n_verified,
+            n_float32_only=totals[spec.name].n_float32_only,
             power=totals[spec.name].power if totals[spec.name].n_verified else math.nan,
             # a tensor checked by directions alone is verified (or not) by them: see with_directions
-            verified=totals[spec.name].n_verified > 0 or totals[spec.name].n_checked == 0,
+            # and one whose elements the dtype made wrong (wrong in float32 only) decides nothing: not verified
+            verified=(totals[spec.name].n_verified > 0 or totals[spec.name].n_checked == 0)
+            and not totals[spec.name].n_float32_only,
         )
         for spec in layout.tensors
     )
@@ -517,8 +533,9 @@ def with_directions(
                 n_directions_wrong=len(wrong),
                 n_directions_inconclusive=sum(d.status == INCONCLUSIVE for d in mine),
                 # verified when an element or a direction agrees within a narrow enough bar; a tensor
-                # without elements has nothing that could be wrong
-                verified=(tensor.verified and bool(tensor.n_checked)) or bool(agreeing) or not math.prod(tensor.shape),
+                # without elements has nothing that could be wrong; elements wrong in float32 only, nothing verifies
+                verified=((tensor.verified and bool(tensor.n_checked)) or bool(agreeing) or not math.prod(tensor.shape))
+                and not tensor.n_float32_only,
                 power=_widest(tensor.power, agreeing),
                 diagnosis=(*tensor.diagnosis, sentence(mine, wrong)) if wrong else tensor.diagnosis,
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from .plan import Shard, slots_for
 from .problem import Loaded, Output, Settings, call_model, fastest
 from .reduce import ShardResult, summarize_shard
 from .refine import known_rows, second_look
-from .tolerance import CONVERGED, UNCHECKED, Tolerance, inconclusive, judge, suspects
+from .tolerance import CONVERGED, UNCHECKED, WRONG, Tolerance, float32_only, inconclusive, judge, suspects
 
 __all__ = ["resume_shard", "run_shard", "seconds_per_loss", "shard_intact", "shard_seal", "write_analytic"]
 
@@ -120,32 +121,19 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         if not settings.judged:
             status[at] = 0
             continue
-        # one tolerance per group: it depends on the dtype and the scheme
-        tolerance, a = settings.tolerance_for(group.dtype), analytic[at]
-        allowed[at], status[at] = judge(a, est.numeric, est.bar, est.lower, est.upper, tolerance, est.smooth)
-        suspect = np.zeros(at.size, dtype=bool)
-        if settings.second_look and settings.scheme != "complex-step":
-            precision = "float64" if settings.promote else group.dtype
-            scale = _per_element(loaded, settings.scale_of, group)
-            suspect = suspects(
-                a, est.numeric, est.bar, status[at], tolerance, scale, precision, est.rounding, est.kinked
-            )
-            if suspect.any():
-                mine = at[suspect]
-                (numeric[mine], allowed[mine], status[mine], steps[mine]), cost = _look_again(
-                    loaded,
-                    group,
-                    first,
-                    suspect,
-                    a[suspect],
-                    (allowed[mine], status[mine]),
-                    tolerance,
-                    scale,
-                    precision,
-                )
-                looked, looked_evaluations = looked + mine.size, looked_evaluations + cost
-        others = at[~suspect]
-        status[others] = inconclusive(a[~suspect], est.numeric[~suspect], est.bar[~suspect], status[others], tolerance)
+        a = analytic[at]
+        (numeric[at], allowed[at], status[at], steps[at]), (n, cost) = _judged(loaded, group, first, a)
+        looked, looked_evaluations = looked + n, looked_evaluations + cost
+        wrong = status[at] == WRONG
+        # part of the second look: its wrong float32 elements, judged again where the model computes in float64
+        if (
+            settings.second_look
+            and 0 < np.count_nonzero(wrong) <= RECHECKED_IN_FLOAT64
+            and settings.against_float64(group.dtype)
+        ):
+            mine = at[wrong]
+            status[mine], cost = _float32_only(loaded, _subgroup(group, wrong), a[wrong], status[mine])
+            looked_evaluations += cost
     second_look_seconds = time.perf_counter() - evaluated
     output.numeric[shard.start : shard.stop] = numeric
     output.nonfinite[shard.start : shard.stop] = nonfinite
@@ -178,6 +166,11 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
 
 
 Segment = tuple[TensorSpec, np.ndarray]
+
+#: A float32 group (of a shard) with at most this many wrong elements has them judged again in float64
+#: (:func:`_float32_only`); one with more keeps them wrong: rounding makes a few elements wrong, a bug makes
+#: many, and judging them all again would double a failing check's cost.
+RECHECKED_IN_FLOAT64 = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +222,8 @@ def _per_element(loaded: Loaded, per_tensor: Callable[[int], float], group: _Gro
 def _values(loaded: Loaded, group: _Group) -> np.ndarray:
     """The parameters' values at the group's elements, in their dtype."""
     if loaded.batched:  # one fancy index, not one per tensor (float32 values are exact in float64)
-        return np.asarray(loaded.theta[group.columns].astype(group.dtype, copy=False))
+        dtype = np.float64 if loaded.settings.promote else group.dtype  # a promoted run's values are float64
+        return np.asarray(loaded.theta[group.columns].astype(dtype, copy=False))
     # no flat copy of the parameters
     return np.concatenate([loaded.params[spec.name].reshape(-1)[positions] for spec, positions in group.segments])
 
@@ -283,6 +277,71 @@ def _evaluate(loaded: Loaded, groups: list[_Group]) -> list[_Evaluated]:
         est = estimate(table, taken, settings.scheme, epsilon=settings.epsilon, loss0=settings.loss0, noise=noise)
         evaluated.append(_Evaluated(values, h, est, noise, table, taken))
     return evaluated
+
+
+def _judged(
+    loaded: Loaded, group: _Group, first: _Evaluated, analytic: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[int, int]]:
+    """A group's ``(numeric, allowed, status, steps)``, judged from its first pass (:func:`_evaluate`) and, for
+    suspects, a second look (:func:`_look_again`); and ``(how many suspects, the losses their look took)``."""
+    settings, est = loaded.settings, first.est
+    numeric, steps = est.numeric.copy(), first.h.copy()
+    # one tolerance per group: it depends on the dtype and the scheme
+    tolerance = settings.tolerance_for(group.dtype)
+    allowed, status = judge(analytic, numeric, est.bar, est.lower, est.upper, tolerance, est.smooth)
+    suspect, cost = np.zeros(analytic.size, dtype=bool), 0
+    if settings.second_look and settings.scheme != "complex-step":
+        precision = "float64" if settings.promote else group.dtype
+        scale = _per_element(loaded, settings.scale_of, group)
+        suspect = suspects(analytic, numeric, est.bar, status, tolerance, scale, precision, est.rounding, est.kinked)
+        if suspect.any():
+            (numeric[suspect], allowed[suspect], status[suspect], steps[suspect]), cost = _look_again(
+                loaded,
+                group,
+                first,
+                suspect,
+                analytic[suspect],
+                (allowed[suspect], status[suspect]),
+                tolerance,
+                scale,
+                precision,
+            )
+    others = ~suspect
+    status[others] = inconclusive(analytic[others], numeric[others], est.bar[others], status[others], tolerance)
+    return (numeric, allowed, status, steps), (int(np.count_nonzero(suspect)), cost)
+
+
+def _float32_only(loaded: Loaded, group: _Group, analytic: np.ndarray, status: np.ndarray) -> tuple[np.ndarray, int]:
+    """The wrong elements of a float32 group judged again on the model computing in float64
+    (:meth:`~.problem.Loaded.float64_twin`): its gradient against its own differences, as `precision: float64`
+    judges them (the loss's noise along their tensors measured as the probe does, then a first pass and a second
+    look at these elements only). Their ``status``, with those the dtype made wrong
+    :data:`~.tolerance.FLOAT32_ONLY` (:func:`~.tolerance.float32_only`), and the losses that took; the status
+    as it was where there is no twin or it fails (the float32 verdict stands).
+    """
+    from .probe import measured_noise  # here: the probe imports this module
+
+    twin = loaded.float64_twin()
+    if twin is None:
+        return status, 0
+    cost = 0
+    try:
+        noise = list(twin.settings.noise or [math.nan] * len(twin.settings.layout.tensors))
+        for number in {twin.number[spec.name] for spec, _ in group.segments}:
+            if math.isnan(noise[number]):  # measured once per tensor: the float64 loss cancels where the model's does
+                noise[number], spent = measured_noise(twin, number)
+                cost += spent
+        twin.settings = dataclasses.replace(twin.settings, noise=tuple(noise))
+        (first,) = _evaluate(twin, [group])
+        gradient = twin.analytic_gradient()
+        exact = np.concatenate(
+            [np.asarray(gradient[spec.name]).reshape(-1)[positions] for spec, positions in group.segments]
+        ).astype(np.float64)
+        (_, _, agreed, _), (_, looked) = _judged(twin, group, first, exact)
+        cost += first.table.size + looked
+    except Exception:  # the float64 copy decides nothing it cannot compute
+        return status, cost
+    return float32_only(analytic, status, exact, agreed, _per_element(loaded, loaded.settings.scale_of, group)), cost
 
 
 def _look_again(

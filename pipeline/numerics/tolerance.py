@@ -21,6 +21,10 @@ disagree, are called kinks, or whose bar is wide): they are estimated again over
 sequence of steps (:mod:`.refine`) and judged by :func:`judge_again`. An agreeing
 element whose bar stays wider than :data:`VERIFY_LIMIT` of its own magnitude is
 *inconclusive* (:func:`inconclusive`): it agrees, but could not have shown a bug.
+
+A float32 element still wrong after that is *wrong in float32 only* (:func:`float32_only`) when the same model
+computing in float64 gets it right: the dtype made the difference (rounding in an ill-conditioned layer, or
+code that computes otherwise by dtype), and its tensor is not verified rather than wrong.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ __all__ = [
     "AGREE",
     "CONVERGED",
     "DEFAULTS",
+    "DTYPE_SHARE",
+    "FLOAT32_ONLY",
     "INCONCLUSIVE",
     "NONDIFFERENTIABLE",
     "SUSPECT",
@@ -43,6 +49,7 @@ __all__ = [
     "WRONG",
     "Tolerance",
     "default_tolerance",
+    "float32_only",
     "inconclusive",
     "judge",
     "judge_again",
@@ -54,6 +61,8 @@ __all__ = [
 #: analytic value lies within the allowance, but the error bar (even after a second look) is
 #: too wide to call that a verification (see :data:`VERIFY_LIMIT`).
 AGREE, WRONG, NONDIFFERENTIABLE, UNCHECKED, INCONCLUSIVE = 0, 1, 2, 3, 4
+#: A float32 element wrong in float32 but right when the same model computes in float64 (:func:`float32_only`).
+FLOAT32_ONLY = 5
 
 #: An element is verified when its measured uncertainty (``safety·bar``) is within this fraction
 #: of its reference magnitude (:func:`reference`), or within ``atol``; otherwise it is inconclusive.
@@ -181,6 +190,31 @@ def inconclusive(
         measured = tolerance.safety * bar
         wide = ~(measured <= np.fmax(VERIFY_LIMIT * reference(analytic, numeric), tolerance.atol))
     return np.where((status == AGREE) & wide, INCONCLUSIVE, status).astype(np.int8)
+
+
+#: The most an element's float32 analytic value may differ from the same model's in float64 for
+#: :func:`float32_only`, as a fraction of the larger of that float64 value and its tensor's RMS gradient. A
+#: float32 gradient carries its layer's condition times float32's EPS (torch's layer norm of float32 inputs on
+#: an offset of 1000: about 1% of its tensor's RMS); one moved by more is more likely code that computes
+#: otherwise in float32, and stays wrong. The float32 loss's derivative has no such bound (a loss rounded to
+#: plateaus has slopes of 0), and a loss that differs by dtype is not what `precision: float64` would check.
+DTYPE_SHARE = 0.1
+
+
+def float32_only(
+    analytic: np.ndarray, status: np.ndarray, exact: np.ndarray, exact_status: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """``status`` with each ``WRONG`` element of a float32 tensor made ``FLOAT32_ONLY`` where the same model
+    computing in float64 agrees with itself (``exact_status``, by its own rules: its analytic value ``exact``
+    against its own differences, ``AGREE`` within a narrow bar), and the float32 analytic value is within
+    :data:`DTYPE_SHARE` of ``max(|exact|, scale)`` of ``exact`` (``scale``: the tensor's RMS gradient).
+
+    Such an element decides nothing either way: its tensor is not verified, never passed. A bug only in a
+    float32 code path that small looks the same, and a check in float64 would not see it.
+    """
+    with np.errstate(invalid="ignore"):
+        near = np.abs(analytic - exact) <= DTYPE_SHARE * np.fmax(np.abs(exact), scale)
+    return np.where((status == WRONG) & (exact_status == AGREE) & near, FLOAT32_ONLY, status).astype(np.int8)
 
 
 def judge_again(

@@ -41,6 +41,8 @@ class TensorReport:
     reducer counted them; a report written before it was recorded derives it from the other counts).
     ``rounding``: its float32 analytic gradient's largest difference from the same model's in float64 at θ
     (0 where not measured): shown beside a wrong tensor it could explain, deciding nothing.
+    ``n_float32_only``: its float32 elements wrong in float32 but right when the same model computes in float64
+    (:func:`~.tolerance.float32_only`): the tensor is not verified.
     """
 
     name: str
@@ -68,6 +70,7 @@ class TensorReport:
     n_zero: int = 0
     n_verified: int = 0
     rounding: float = 0.0
+    n_float32_only: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -96,6 +99,7 @@ class TensorReport:
             "n_zero": self.n_zero,
             "n_verified": self.n_verified,
             "analytic_rounding": json_float(self.rounding),
+            "n_float32_only": self.n_float32_only,
         }
 
     @classmethod
@@ -136,6 +140,7 @@ class TensorReport:
                 )
             ),
             read_float(raw.get("analytic_rounding", 0.0)),
+            int(raw.get("n_float32_only", 0)),
         )
 
 
