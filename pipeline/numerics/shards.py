@@ -132,7 +132,9 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
             and settings.against_float64(group.dtype)
         ):
             mine = at[wrong]
-            status[mine], cost = _float32_only(loaded, _subgroup(group, wrong), a[wrong], status[mine])
+            status[mine], cost = _float32_only(
+                loaded, _subgroup(group, wrong), a[wrong], numeric[mine], allowed[mine], status[mine]
+            )
             looked_evaluations += cost
     second_look_seconds = time.perf_counter() - evaluated
     output.numeric[shard.start : shard.stop] = numeric
@@ -171,6 +173,9 @@ Segment = tuple[TensorSpec, np.ndarray]
 #: (:func:`_float32_only`); one with more keeps them wrong: rounding makes a few elements wrong, a bug makes
 #: many, and judging them all again would double a failing check's cost.
 RECHECKED_IN_FLOAT64 = 64
+#: How many of a tensor's wrong float32 elements are judged again in float64 at a time (:func:`_float32_only`):
+#: once one is wrong in float64 too, the rest are not judged again, so a bug everywhere costs one batch.
+RECHECK_BATCH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,37 +316,62 @@ def _judged(
     return (numeric, allowed, status, steps), (int(np.count_nonzero(suspect)), cost)
 
 
-def _float32_only(loaded: Loaded, group: _Group, analytic: np.ndarray, status: np.ndarray) -> tuple[np.ndarray, int]:
+def _float32_only(
+    loaded: Loaded,
+    group: _Group,
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    allowed: np.ndarray,
+    status: np.ndarray,
+) -> tuple[np.ndarray, int]:
     """The wrong elements of a float32 group judged again on the model computing in float64
-    (:meth:`~.problem.Loaded.float64_twin`): its gradient against its own differences, as `precision: float64`
-    judges them (the loss's noise along their tensors measured as the probe does, then a first pass and a second
-    look at these elements only). Their ``status``, with those the dtype made wrong
-    :data:`~.tolerance.FLOAT32_ONLY` (:func:`~.tolerance.float32_only`), and the losses that took; the status
-    as it was where there is no twin or it fails (the float32 verdict stands).
+    (:meth:`~.problem.Loaded.float64_twin`), tensor by tensor, :data:`RECHECK_BATCH` at a time; a tensor's
+    first element wrong in float64 too (a bug in the formula) ends its re-judging, the rest staying wrong.
+    Their ``status``, with those the dtype made wrong :data:`~.tolerance.FLOAT32_ONLY`
+    (:func:`~.tolerance.float32_only`), and the losses that took; the status as it was where there is no twin
+    or it fails (the float32 verdict stands).
     """
-    from .probe import measured_noise  # here: the probe imports this module
-
     twin = loaded.float64_twin()
     if twin is None:
         return status, 0
+    status, cost, first = status.copy(), 0, 0
+    scale = _per_element(loaded, loaded.settings.scale_of, group)
+    for spec, positions in group.segments:
+        for start in range(0, positions.size, RECHECK_BATCH):
+            at = np.arange(first + start, first + min(positions.size, start + RECHECK_BATCH))
+            part = _Group(((spec, positions[at - first]),), group.columns[at])
+            try:
+                exact, judged, spent = _in_float64(twin, part)
+            except Exception:  # the float64 copy decides nothing it cannot compute
+                return status, cost
+            cost += spent
+            status[at] = float32_only(analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at])
+            if np.any(judged[2] == WRONG):
+                break
+        first += positions.size
+    return status, cost
+
+
+def _in_float64(twin: Loaded, group: _Group) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+    """A group judged on a run's float64 twin as `precision: float64` judges it: the loss's noise along its
+    tensors measured once, as the probe does, then a first pass and a second look. Its float64 analytic values,
+    ``(numeric, allowed, status)``, and the losses that took."""
+    from .probe import measured_noise  # here: the probe imports this module
+
     cost = 0
-    try:
-        noise = list(twin.settings.noise or [math.nan] * len(twin.settings.layout.tensors))
-        for number in {twin.number[spec.name] for spec, _ in group.segments}:
-            if math.isnan(noise[number]):  # measured once per tensor: the float64 loss cancels where the model's does
-                noise[number], spent = measured_noise(twin, number)
-                cost += spent
-        twin.settings = dataclasses.replace(twin.settings, noise=tuple(noise))
-        (first,) = _evaluate(twin, [group])
-        gradient = twin.analytic_gradient()
-        exact = np.concatenate(
-            [np.asarray(gradient[spec.name]).reshape(-1)[positions] for spec, positions in group.segments]
-        ).astype(np.float64)
-        (_, _, agreed, _), (_, looked) = _judged(twin, group, first, exact)
-        cost += first.table.size + looked
-    except Exception:  # the float64 copy decides nothing it cannot compute
-        return status, cost
-    return float32_only(analytic, status, exact, agreed, _per_element(loaded, loaded.settings.scale_of, group)), cost
+    noise = list(twin.settings.noise or [math.nan] * len(twin.settings.layout.tensors))
+    for number in {twin.number[spec.name] for spec, _ in group.segments}:
+        if math.isnan(noise[number]):  # the float64 loss cancels where the model's does: its own noise
+            noise[number], spent = measured_noise(twin, number)
+            cost += spent
+    twin.settings = dataclasses.replace(twin.settings, noise=tuple(noise))
+    (first,) = _evaluate(twin, [group])
+    gradient = twin.analytic_gradient()
+    exact = np.concatenate(
+        [np.asarray(gradient[spec.name]).reshape(-1)[positions] for spec, positions in group.segments]
+    ).astype(np.float64)
+    (numeric, allowed, status, _), (_, looked) = _judged(twin, group, first, exact)
+    return exact, (numeric, allowed, status), cost + first.table.size + looked
 
 
 def _look_again(
