@@ -287,6 +287,8 @@ def _headline(report: Report) -> str:
             difference += f" <= threshold {report.threshold:g}"
         if report.not_verified:  # unverified: warn
             parts.append(f"{len(report.not_verified)} tensor(s) not verified ({', '.join(report.not_verified)})")
+        if only := sum(t.n_float32_only for t in report.tensors):
+            parts.append(f"{only} element{'s' if only > 1 else ''} wrong in float32 only (see below)")
         if unproven := sum(t.n_unproven for t in report.tensors):
             parts.append(f"{unproven} disagreeing but not proven wrong (see below)")
         if thin := _thinly_verified(report):
@@ -318,6 +320,10 @@ def _headline(report: Report) -> str:
         names = report.not_verified
         (failed if report.verdict == "not verified" else held).append(
             f"{len(names)} tensor{'s' if len(names) > 1 else ''} not verified ({', '.join(names)})"
+        )
+    if only := sum(t.n_float32_only for t in report.tensors):  # not wrong, and not agreeing either
+        (failed if report.verdict == "not verified" else held).append(
+            f"{only} element{'s' if only > 1 else ''} wrong in float32 only (see below)"
         )
     verdict = "NOT VERIFIED" if report.verdict == "not verified" else "FAILED"
     return f"gradcheck {verdict}: " + "; ".join([*failed, *held])
