@@ -423,6 +423,36 @@ def test_a_batched_path_that_computes_another_function_is_refused_with_the_tenso
         pipeline.check(_Inconsistent(), {"w": np.arange(1.0, 4.0)}, {})
 
 
+class _Float32Batch:
+    """A float64 least-squares loss whose ``loss_batch`` computes the same formula in float32 (a fast path written
+    carelessly): its differences carry float32's rounding where the noise was measured on the float64 ``loss``,
+    and the correct gradient was called wrong (exit 1). It is a model error (exit 2), named."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.X, self.y = rng.normal(size=(50, 6)), rng.normal(size=50)
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        r = self.X @ params["w"] - self.y
+        return float(0.5 * np.mean(r * r))
+
+    def loss_batch(self, batch: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> np.ndarray:
+        r = batch["w"].astype(np.float32) @ self.X.T.astype(np.float32) - self.y.astype(np.float32)
+        return np.asarray(0.5 * np.mean(r * r, axis=1), dtype=np.float64)
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w": self.X.T @ (self.X @ params["w"] - self.y) / self.y.size}
+
+
+def test_a_loss_batch_that_computes_in_another_precision_than_the_loss_is_refused() -> None:
+    with pytest.raises(
+        ModelError,
+        match=r"^Model loss_batch at θ gave .* where its loss gave .* \(a gap of .* relative\): "
+        r"the batched path must compute the same function.$",
+    ):
+        pipeline.check(_Float32Batch(), {"w": np.linspace(-1.0, 1.0, 6)}, {})
+
+
 def test_both_adapters_see_a_new_array_put_in_the_same_data_dict() -> None:
     """Tensors made from the data were cached by the dict's identity: a new batch put in the same dict (a
     loop over batches calling model.grad) gave the first batch's loss and gradient again."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ModelError, StoreError
 from ..model import as_loss_value
-from .fd import STENCILS, close_enough, noise_level, step_sizes
+from .fd import STENCILS, batched_stencil_losses, close_enough, noise_level, step_sizes
 from .problem import Float64Copy, Loaded, Settings, call_model, fastest, float64_copy, pieces
 from .shards import seconds_per_loss
 
@@ -113,34 +113,42 @@ def _root_mean_square(values: np.ndarray) -> float:
 
 
 def _perturbed_at_theta(loaded: Loaded, loss: float) -> float:
-    """How far the model's own batched path (``perturbed_losses``) puts the loss at θ from ``loss``, over
-    every tensor (each element 0 set to its own value): 0 without one.
+    """How far the model's own batched path (``perturbed_losses`` per tensor, each element 0 set to its own
+    value, or ``loss_batch`` on one row at θ) puts the loss at θ from ``loss``: 0 without one.
 
-    Its losses are differenced against ``loss`` (the one-sided slopes), so the two must agree to rounding;
-    the gap counts as the loss's noise. More than :data:`NONDETERMINISM_ULPS` rounding units is a model error.
-    Each tensor's first call also settles how the model evaluates it (what the report says).
+    Its losses are differenced against ``loss`` (the one-sided slopes), and its noise is measured on ``loss``, so
+    the two must agree to rounding; the gap counts as the loss's noise. More than :data:`NONDETERMINISM_ULPS`
+    rounding units is a model error (a ``loss_batch`` that computes in float32 where ``loss`` computes in float64
+    made a correct gradient fail). Each tensor's first call also settles how the model evaluates it (what the
+    report says).
     """
-    if not loaded.perturbs:
-        return 0.0
-    widest = 0.0
-    for spec in loaded.settings.layout.tensors:
-        if not spec.size:
-            continue
-        here = loaded.evaluated[spec.name].reshape(-1)[:1].reshape(1, 1)
-        value = float(
-            call_model(
-                f"perturbed_losses at θ (tensor {spec.name})",
-                loaded.perturbed_losses,
-                spec.name,
-                np.zeros(1, dtype=np.int64),
-                here,
-            )[0, 0]
+    values: list[tuple[str, float]] = []
+    if loaded.batched:
+        at = np.zeros(1, dtype=np.int64)
+        rows = call_model(
+            "loss_batch at θ",
+            batched_stencil_losses,
+            loaded.loss_batch,
+            loaded.params,
+            at,
+            loaded.theta[:1].reshape(1, 1),
         )
+        values.append(("loss_batch at θ", float(rows[0, 0])))
+    elif loaded.perturbs:
+        for spec in loaded.settings.layout.tensors:
+            if not spec.size:
+                continue
+            here = loaded.evaluated[spec.name].reshape(-1)[:1].reshape(1, 1)
+            where = f"perturbed_losses at θ (tensor {spec.name})"
+            positions = np.zeros(1, dtype=np.int64)
+            values.append((where, float(call_model(where, loaded.perturbed_losses, spec.name, positions, here)[0, 0])))
+    widest = 0.0
+    for where, value in values:
         gap = abs(value - loss)
         if not gap <= NONDETERMINISM_ULPS * _eps(loaded.settings) * max(abs(loss), np.finfo(np.float64).tiny):
             raise ModelError(
-                f"Model perturbed_losses at θ (tensor {spec.name}) gave {value!r} where its loss gave {loss!r} "
-                f"(a gap of {gap / max(abs(loss), 1e-300):.3g} relative): the batched path must compute the same function."
+                f"Model {where} gave {value!r} where its loss gave {loss!r} (a gap of "
+                f"{gap / max(abs(loss), 1e-300):.3g} relative): the batched path must compute the same function."
             )
         widest = max(widest, gap)
     return widest
