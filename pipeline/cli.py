@@ -3,9 +3,9 @@
 Exit codes: 0 the gradients agree, 1 they disagree, 2 bad input or usage (one
 line on stderr naming what is wrong; no traceback), 3 an internal error (a bug of
 ours or a library's error: one line, and the traceback written to a file), 4 not
-verified (nothing disagrees, but some tensor's elements were all inconclusive or
-kinks: the check could not have seen a bug there; ``unverified: warn`` makes that a
-pass). 1 is never anything but a verdict.
+verified (no element is wrong, but some tensor's elements were all inconclusive or
+kinks, or some disagree in float32 only: the check could not have seen a bug there;
+``unverified: warn`` makes that a pass). 1 is never anything but a verdict.
 """
 
 from __future__ import annotations
@@ -323,7 +323,7 @@ def _duration(seconds: float) -> str:
 
 
 def _exit_code(report: Report) -> int:
-    """0 passed, 1 the gradients disagree, 4 nothing disagrees but some tensor could not be verified."""
+    """0 passed, 1 the gradients disagree, 4 no element is wrong but some tensor could not be verified."""
     return {"passed": EXIT_PASSED, "not verified": EXIT_NOT_VERIFIED}.get(report.verdict, EXIT_FAILED)
 
 

@@ -230,13 +230,7 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
         "data or parameters where it matters"
     )
     if t.n_float32_only:
-        return (
-            f"{t.n_float32_only} of its {t.n_checked} checked elements disagree in float32 but agree when the same "
-            "model computes in float64 (its gradient against its own differences, parameters and float32 data cast): "
-            "float32 rounding in an ill-conditioned layer, or code that computes otherwise by dtype, made the "
-            "difference, and a bug there would look the same; `precision: float64` checks the model in float64, "
-            "not a float32-only code path"
-        )
+        return _float32_only_why(t)
     if t.n_checked:
         if t.n_zero == t.n_checked:
             return f"analytic and numeric both exactly 0 at all {t.n_checked} checked elements: {zero}"
@@ -249,6 +243,17 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
     ):
         return f"g·v and the loss's change both exactly 0 along all {len(mine)} random directions: {zero}"
     return f"none of its {t.n_directions} random directions could be verified (all inconclusive); {unseen}"
+
+
+def _float32_only_why(t: TensorReport) -> str:
+    """What a tensor's elements wrong in float32 only are, and what checking them in float64 would not show."""
+    return (
+        f"{t.n_float32_only} of its {t.n_checked} checked elements disagree in float32 but agree when the same "
+        "model computes in float64 (its gradient against its own differences, parameters and float32 data cast): "
+        "float32 rounding in an ill-conditioned layer, or code that computes otherwise by dtype, made the "
+        "difference, and a bug only in a float32 code path would look the same; `precision: float64` casts the "
+        "parameters only (float32 data stays float32)"
+    )
 
 
 def _thinly_verified(report: Report) -> list[TensorReport]:
@@ -423,6 +428,8 @@ def format_report(report: Report) -> str:
                     "ill-conditioned layer (`precision: float64` checks it in float64) or code that computes "
                     "otherwise by dtype can make a difference this large"
                 )
+            if t.n_float32_only:  # its other disagreements, which the dtype explains
+                lines.append(f"  {t.name}: besides, {_float32_only_why(t)}")
     unverified = [t for t in reversed(report.tensors) if t.passed and not t.verified]
     if unverified:
         # a failed check failed for its wrong tensors: whether these would have failed it too is the setting's

@@ -1164,10 +1164,11 @@ def test_float32_elements_right_in_float64_leave_their_tensor_not_verified_and_a
 ):
     """A float32 element still wrong after the second look is judged again on the same model computing in
     float64 (parameters and float32 data cast). Where float64 agrees with itself, the dtype made the difference:
-    the element is "wrong in float32 only" and its tensor is not verified (exit 4), never passed. A bug in the
-    formula is wrong in float64 too, and stays wrong, however close it is to the rounding; so is a bug in one
-    element beside excused ones. The probe's per-tensor rounding figure is still shown beside a wrong tensor.
-    A gradient given to the check (not computed by ``model.grad``) is not judged again."""
+    the element is "wrong in float32 only" and its tensor is not verified (exit 4; with `unverified: warn` it
+    passes, named), whatever the shards. A bug in the formula is wrong in float64 too, and stays wrong, however
+    close it is to the rounding; so is a bug in one element beside excused ones, which the report names beside it.
+    The probe's per-tensor rounding figure is still shown beside a wrong tensor. A gradient given to the check
+    (not computed by ``model.grad``) is not judged again."""
     params, data = RoundedNorm.problem()
     exact = RoundedNorm().grad(
         {k: v.astype(np.float64) for k, v in params.items()}, {k: v.astype(np.float64) for k, v in data.items()}
@@ -1183,7 +1184,9 @@ def test_float32_elements_right_in_float64_leave_their_tensor_not_verified_and_a
     assert gamma.n_wrong == 0
     assert not gamma.verified
     assert gamma.rounding == pytest.approx(off, rel=1e-6)
-    assert "gamma: " in str(report)
+    sharded = pipeline.check(RoundedNorm(), params, data, shard_size=3)  # the verdict does not depend on the shards
+    assert sharded.verdict == "not verified"
+    assert sharded.tensors[0].n_float32_only == gamma.n_float32_only
     assert "disagree in float32 but agree when the same model computes in float64" in str(report)
     assert any(w.status == "wrong in float32 only" for w in report.worst)
     assert f"{gamma.n_float32_only} elements wrong in float32 only" in str(report).splitlines()[0]
@@ -1205,6 +1208,7 @@ def test_float32_elements_right_in_float64_leave_their_tensor_not_verified_and_a
     one = pipeline.check(RoundedNorm(0.05, at=3), params, data)  # one element 5% off beside excused ones
     assert one.failing == ("gamma",)
     assert {t.name: t for t in one.tensors}["gamma"].n_wrong == 1
+    assert "gamma: besides, " in str(one)  # what "(see below)" in its headline points at
     params64, data64 = RoundedNorm.problem(np.float64)
     assert pipeline.check(RoundedNorm(), params64, data64).passed
     wrong64 = pipeline.check(RoundedNorm(1e-3), params64, data64)

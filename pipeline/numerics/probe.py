@@ -77,6 +77,7 @@ def probe(loaded: Loaded) -> ProbeResult:
     spread = max(spread, _perturbed_at_theta(loaded, loss))
     reference = float64_copy(loaded)
     noise, sources, evaluations = _noise(loaded, loss, reference)
+    spread = max(spread, _batch_at_theta(loaded, loss, noise, sources))
     if all(source == UNMOVED for source in sources):
         raise ModelError(
             "Model loss does not change when any parameter does (the probe moved every tensor and the loss stayed "
@@ -113,37 +114,22 @@ def _root_mean_square(values: np.ndarray) -> float:
 
 
 def _perturbed_at_theta(loaded: Loaded, loss: float) -> float:
-    """How far the model's own batched path (``perturbed_losses`` per tensor, each element 0 set to its own
-    value, or ``loss_batch`` on one row at θ) puts the loss at θ from ``loss``: 0 without one.
+    """How far the model's own batched path (``perturbed_losses``) puts the loss at θ from ``loss``, over
+    every tensor (each element 0 set to its own value): 0 without one.
 
-    Its losses are differenced against ``loss`` (the one-sided slopes), and its noise is measured on ``loss``, so
-    the two must agree to rounding; the gap counts as the loss's noise. More than :data:`NONDETERMINISM_ULPS`
-    rounding units is a model error (a ``loss_batch`` that computes in float32 where ``loss`` computes in float64
-    made a correct gradient fail). Each tensor's first call also settles how the model evaluates it (what the
-    report says).
+    Its losses are differenced against ``loss`` (the one-sided slopes), so the two must agree to rounding;
+    the gap counts as the loss's noise. More than :data:`NONDETERMINISM_ULPS` rounding units is a model error.
+    Each tensor's first call also settles how the model evaluates it (what the report says).
     """
-    values: list[tuple[str, float]] = []
-    if loaded.batched:
-        at = np.zeros(1, dtype=np.int64)
-        rows = call_model(
-            "loss_batch at θ",
-            batched_stencil_losses,
-            loaded.loss_batch,
-            loaded.params,
-            at,
-            loaded.theta[:1].reshape(1, 1),
-        )
-        values.append(("loss_batch at θ", float(rows[0, 0])))
-    elif loaded.perturbs:
-        for spec in loaded.settings.layout.tensors:
-            if not spec.size:
-                continue
-            here = loaded.evaluated[spec.name].reshape(-1)[:1].reshape(1, 1)
-            where = f"perturbed_losses at θ (tensor {spec.name})"
-            positions = np.zeros(1, dtype=np.int64)
-            values.append((where, float(call_model(where, loaded.perturbed_losses, spec.name, positions, here)[0, 0])))
+    if not loaded.perturbs:
+        return 0.0
     widest = 0.0
-    for where, value in values:
+    for spec in loaded.settings.layout.tensors:
+        if not spec.size:
+            continue
+        here = loaded.evaluated[spec.name].reshape(-1)[:1].reshape(1, 1)
+        where = f"perturbed_losses at θ (tensor {spec.name})"
+        value = float(call_model(where, loaded.perturbed_losses, spec.name, np.zeros(1, dtype=np.int64), here)[0, 0])
         gap = abs(value - loss)
         if not gap <= NONDETERMINISM_ULPS * _eps(loaded.settings) * max(abs(loss), np.finfo(np.float64).tiny):
             raise ModelError(
@@ -152,6 +138,31 @@ def _perturbed_at_theta(loaded: Loaded, loss: float) -> float:
             )
         widest = max(widest, gap)
     return widest
+
+
+def _batch_at_theta(loaded: Loaded, loss: float, noise: tuple[float, ...], sources: tuple[str, ...]) -> float:
+    """How far the model's ``loss_batch`` puts the loss at θ from ``loss`` (two rows at θ: a model may squeeze a
+    batch of one); 0 without one. The shards difference its losses and the noise was measured on ``loss``, so the
+    gap counts as noise. Where every tensor's noise was measured, a gap more than :data:`NONDETERMINISM_ULPS`
+    times the largest of them (and the loss's rounding unit) is a model error: a ``loss_batch`` computing in
+    float32 where ``loss`` computes in float64 made a correct gradient fail. Against the measured noise, not the
+    loss's size, and only where it was measured: a loss that cancels (a fit near exact) rounds far more than its
+    size's unit, and the probe may see no noise at all (it then stays a noise figure)."""
+    if not loaded.batched:
+        return 0.0
+    at, here = np.zeros(1, dtype=np.int64), np.repeat(loaded.theta[:1], 2).reshape(1, 2)
+    rows = call_model("loss_batch at θ", batched_stencil_losses, loaded.loss_batch, loaded.params, at, here)
+    value = float(rows[0, np.argmax(np.abs(rows[0] - loss))])
+    gap = abs(value - loss)
+    measured = all(source.startswith("measured") or source == UNMOVED for source in sources)
+    floor = max(_eps(loaded.settings) * abs(loss), *noise, np.finfo(np.float64).tiny)
+    if measured and not gap <= NONDETERMINISM_ULPS * floor:
+        raise ModelError(
+            f"Model loss_batch at θ gave {value!r} where its loss gave {loss!r} (a gap of "
+            f"{gap / max(abs(loss), 1e-300):.3g} relative, more than {NONDETERMINISM_ULPS} times the loss's noise): "
+            "the batched path must compute the same function."
+        )
+    return gap
 
 
 #: Two evaluations at θ may differ by this many units of rounding (summation order in a

@@ -188,21 +188,27 @@ class Loaded:
         self.stage_inputs.append(carry)
 
     def float64_twin(self) -> Loaded | None:
-        """This run on the model's float64 copy (:func:`float64_copy`), as `precision: float64` runs it, with its own
-        loss at θ and no noise yet (the shards measure it per tensor where they need it); made on first use, with
-        the parameters at θ. None where there is no copy, the model cannot compute in float64, or the analytic
-        gradient was given (``gradient``: ``model.grad`` in float64 is then not the float32 gradient's twin)."""
+        """This run on the model's float64 copy (:func:`float64_copy`: its parameters and its float32 data cast,
+        where `precision: float64` casts the parameters only), judged by the float64 rules, with its own loss at
+        θ and no noise yet (the shards measure it per tensor where they need it); made on first use, with the
+        parameters at θ. None where there is no copy, the model cannot compute in float64, the analytic gradient
+        was given (``gradient``: ``model.grad`` in float64 is then not its twin), or it was dropped."""
         if self._twin is False:
             self._twin = None
             made = None if self.gradient is not None else float64_copy(self)
             if made is not None:
                 try:
-                    loss = as_loss_value(made.model.loss(made.params, made.data), "in float64")
+                    value = call_model("loss at θ in float64", made.model.loss, made.params, made.data)
+                    loss = as_loss_value(value, "at θ in float64")
                     settings = dataclasses.replace(self.settings, promote=True, noise=(), loss0=loss)
                     self._twin = Loaded(settings, made.model, made.params, made.data)
-                except Exception:  # a model that takes no float64 parameters: no twin
+                except ModelError:  # a model that takes no float64 parameters: no twin
                     self._twin = None
         return self._twin if isinstance(self._twin, Loaded) else None
+
+    def drop_float64_twin(self) -> None:
+        """No float64 twin for the rest of the run (it failed to compute)."""
+        self._twin = None
 
     def loss_from(self, stage: int) -> Any:
         """The loss, re-evaluating only stages ``stage`` on from their input at θ."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ModelError
 from .directions import direction_dots
 from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, points, stencil_losses, step_sizes
 from .layout import TensorSpec
@@ -126,16 +127,12 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         looked, looked_evaluations = looked + n, looked_evaluations + cost
         wrong = status[at] == WRONG
         # part of the second look: its wrong float32 elements, judged again where the model computes in float64
-        if (
-            settings.second_look
-            and 0 < np.count_nonzero(wrong) <= RECHECKED_IN_FLOAT64
-            and settings.against_float64(group.dtype)
-        ):
+        if settings.second_look and wrong.any() and settings.against_float64(group.dtype):
             mine = at[wrong]
-            status[mine], cost = _float32_only(
+            status[mine], (n, cost) = _float32_only(
                 loaded, _subgroup(group, wrong), a[wrong], numeric[mine], allowed[mine], status[mine]
             )
-            looked_evaluations += cost
+            looked, looked_evaluations = looked + n, looked_evaluations + cost
     second_look_seconds = time.perf_counter() - evaluated
     output.numeric[shard.start : shard.stop] = numeric
     output.nonfinite[shard.start : shard.stop] = nonfinite
@@ -169,12 +166,9 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
 
 Segment = tuple[TensorSpec, np.ndarray]
 
-#: A float32 group (of a shard) with at most this many wrong elements has them judged again in float64
-#: (:func:`_float32_only`); one with more keeps them wrong: rounding makes a few elements wrong, a bug makes
-#: many, and judging them all again would double a failing check's cost.
-RECHECKED_IN_FLOAT64 = 64
 #: How many of a tensor's wrong float32 elements are judged again in float64 at a time (:func:`_float32_only`):
-#: once one is wrong in float64 too, the rest are not judged again, so a bug everywhere costs one batch.
+#: once one is wrong in float64 too, the rest are not judged again (the tensor is wrong either way), so a bug
+#: everywhere costs one batch per tensor and shard, and the verdict does not depend on where shards end.
 RECHECK_BATCH = 8
 
 
@@ -323,18 +317,19 @@ def _float32_only(
     numeric: np.ndarray,
     allowed: np.ndarray,
     status: np.ndarray,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, tuple[int, int]]:
     """The wrong elements of a float32 group judged again on the model computing in float64
     (:meth:`~.problem.Loaded.float64_twin`), tensor by tensor, :data:`RECHECK_BATCH` at a time; a tensor's
     first element wrong in float64 too (a bug in the formula) ends its re-judging, the rest staying wrong.
     Their ``status``, with those the dtype made wrong :data:`~.tolerance.FLOAT32_ONLY`
-    (:func:`~.tolerance.float32_only`), and the losses that took; the status as it was where there is no twin
-    or it fails (the float32 verdict stands).
+    (:func:`~.tolerance.float32_only`), and ``(elements judged again, the losses that took)``. Where the twin
+    cannot compute (a model error in float64), it is dropped for the run, and the elements not yet judged again
+    keep their float32 verdict.
     """
     twin = loaded.float64_twin()
     if twin is None:
-        return status, 0
-    status, cost, first = status.copy(), 0, 0
+        return status, (0, 0)
+    status, judged_again, cost, first = status.copy(), 0, 0, 0
     scale = _per_element(loaded, loaded.settings.scale_of, group)
     for spec, positions in group.segments:
         for start in range(0, positions.size, RECHECK_BATCH):
@@ -342,14 +337,15 @@ def _float32_only(
             part = _Group(((spec, positions[at - first]),), group.columns[at])
             try:
                 exact, judged, spent = _in_float64(twin, part)
-            except Exception:  # the float64 copy decides nothing it cannot compute
-                return status, cost
-            cost += spent
+            except ModelError:  # the model cannot compute so in float64: no twin for the rest of the run
+                loaded.drop_float64_twin()
+                return status, (judged_again, cost)
+            judged_again, cost = judged_again + at.size, cost + spent
             status[at] = float32_only(analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at])
             if np.any(judged[2] == WRONG):
                 break
         first += positions.size
-    return status, cost
+    return status, (judged_again, cost)
 
 
 def _in_float64(twin: Loaded, group: _Group) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], int]:
