@@ -256,6 +256,12 @@ def _float32_only_why(t: TensorReport) -> str:
     )
 
 
+def _float32_only_part(report: Report) -> str:
+    """The headline's count of elements wrong in float32 only; empty where there are none."""
+    only = sum(t.n_float32_only for t in report.tensors)
+    return f"{only} element{'s' if only > 1 else ''} wrong in float32 only (see below)" if only else ""
+
+
 def _thinly_verified(report: Report) -> list[TensorReport]:
     """Tensors that pass on fewer than half of their checked elements: their power rests on those. Elements on a
     kink (judged against their slopes) and where the loss does not move (exactly 0 in both) are not counted."""
@@ -292,8 +298,8 @@ def _headline(report: Report) -> str:
             difference += f" <= threshold {report.threshold:g}"
         if report.not_verified:  # unverified: warn
             parts.append(f"{len(report.not_verified)} tensor(s) not verified ({', '.join(report.not_verified)})")
-        if only := sum(t.n_float32_only for t in report.tensors):
-            parts.append(f"{only} element{'s' if only > 1 else ''} wrong in float32 only (see below)")
+        if only := _float32_only_part(report):
+            parts.append(only)
         if unproven := sum(t.n_unproven for t in report.tensors):
             parts.append(f"{unproven} disagreeing but not proven wrong (see below)")
         if thin := _thinly_verified(report):
@@ -326,10 +332,8 @@ def _headline(report: Report) -> str:
         (failed if report.verdict == "not verified" else held).append(
             f"{len(names)} tensor{'s' if len(names) > 1 else ''} not verified ({', '.join(names)})"
         )
-    if only := sum(t.n_float32_only for t in report.tensors):  # not wrong, and not agreeing either
-        (failed if report.verdict == "not verified" else held).append(
-            f"{only} element{'s' if only > 1 else ''} wrong in float32 only (see below)"
-        )
+    if only := _float32_only_part(report):  # not wrong, and not agreeing either
+        (failed if report.verdict == "not verified" else held).append(only)
     verdict = "NOT VERIFIED" if report.verdict == "not verified" else "FAILED"
     return f"gradcheck {verdict}: " + "; ".join([*failed, *held])
 
@@ -425,7 +429,7 @@ def format_report(report: Report) -> str:
                 lines.append(
                     f"  {t.name}: its float32 gradient is itself up to {t.rounding:.3g} off the same model's in float64 "
                     f"at θ, and its largest |a-n| ({t.max_abs_error:.3g}) is within twice that: float32 rounding in an "
-                    "ill-conditioned layer (`precision: float64` checks it in float64) or code that computes "
+                    "ill-conditioned layer (`precision: float64` casts the parameters to float64) or code that computes "
                     "otherwise by dtype can make a difference this large"
                 )
             if t.n_float32_only:  # its other disagreements, which the dtype explains

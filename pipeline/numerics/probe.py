@@ -214,9 +214,7 @@ def _noise(
         level, source, cost = _tensor_noise(loaded, number, spec.name, settings.eps(spec.dtype))
         if source != UNMOVED and reference is not None and settings.against_float64(spec.dtype):
             level, source, cost = _against_float64(loaded, reference, number, spec.name, (level, source, cost))
-        # one rounding unit of the loss at least, in the tensor's own precision; none where the loss
-        # does not depend on the tensor at all
-        levels.append(level if source == UNMOVED else max(level, settings.eps(spec.dtype) * abs(loss)))
+        levels.append(_floored(level, source, settings.eps(spec.dtype), loss))
         sources.append(source)
         evaluations += cost
     return tuple(levels), tuple(sources), evaluations
@@ -229,7 +227,13 @@ def measured_noise(loaded: Loaded, number: int) -> tuple[float, int]:
     spec = loaded.settings.layout.tensors[number]
     eps = loaded.settings.eps(spec.dtype)
     level, source, cost = _tensor_noise(loaded, number, spec.name, eps)
-    return (level if source == UNMOVED else max(level, eps * abs(loaded.settings.loss0))), cost
+    return _floored(level, source, eps, loaded.settings.loss0), cost
+
+
+def _floored(level: float, source: str, eps: float, loss: float) -> float:
+    """A tensor's noise level, at least one rounding unit of the loss in the tensor's own precision (``eps``);
+    none where the loss does not depend on the tensor at all."""
+    return level if source == UNMOVED else max(level, eps * abs(loss))
 
 
 def _off_theta(loaded: Loaded) -> float:
