@@ -428,20 +428,22 @@ class _Float32Batch:
     carelessly): its differences carry float32's rounding where the noise was measured on the float64 ``loss``,
     and the correct gradient was called wrong (exit 1). It is a model error (exit 2), named."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_dtype: type = np.float32, scale: float = 1.0) -> None:
         rng = np.random.default_rng(0)
         self.X, self.y = rng.normal(size=(50, 6)), rng.normal(size=50)
+        self.batch_dtype, self.scale = batch_dtype, scale
 
     def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
         r = self.X @ params["w"] - self.y
         return float(0.5 * np.mean(r * r))
 
     def loss_batch(self, batch: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> np.ndarray:
-        r = batch["w"].astype(np.float32) @ self.X.T.astype(np.float32) - self.y.astype(np.float32)
+        dt = self.batch_dtype
+        r: np.ndarray = batch["w"].astype(dt) @ self.X.T.astype(dt) - self.y.astype(dt)
         return np.asarray(0.5 * np.mean(r * r, axis=1), dtype=np.float64)
 
     def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"w": self.X.T @ (self.X @ params["w"] - self.y) / self.y.size}
+        return {"w": self.scale * self.X.T @ (self.X @ params["w"] - self.y) / self.y.size}
 
 
 def test_a_loss_batch_that_computes_in_another_precision_than_the_loss_is_refused() -> None:
@@ -451,6 +453,9 @@ def test_a_loss_batch_that_computes_in_another_precision_than_the_loss_is_refuse
         r"the loss's noise\): the batched path must compute the same function.$",
     ):
         pipeline.check(_Float32Batch(), {"w": np.linspace(-1.0, 1.0, 6)}, {})
+    # its twin with a float64 loss_batch is checked through it: the correct gradient passes, a 1% bug is named
+    assert pipeline.check(_Float32Batch(np.float64), {"w": np.linspace(-1.0, 1.0, 6)}, {}).passed
+    assert pipeline.check(_Float32Batch(np.float64, 1.01), {"w": np.linspace(-1.0, 1.0, 6)}, {}).failing == ("w",)
 
 
 def test_both_adapters_see_a_new_array_put_in_the_same_data_dict() -> None:
