@@ -16,7 +16,7 @@ import pipeline.testing
 from pipeline.errors import ConfigError
 from pipeline.examples import hard, zoo
 from pipeline.numerics.refine import Refined, second_look, taylor
-from pipeline.numerics.tolerance import AGREE, INCONCLUSIVE, WRONG
+from pipeline.numerics.tolerance import AGREE, INCONCLUSIVE, WRONG, default_tolerance
 
 from .conftest import file_model_check, run_cli
 
@@ -1302,3 +1302,58 @@ def test_a_float64_copy_that_computes_in_float32_or_a_loss_that_differs_by_dtype
     clipped = pipeline.check(_ClippedAtOwnEps(), params, data)
     assert "w" in clipped.failing
     assert all(t.n_float32_only == 0 for t in clipped.tensors)
+
+
+@pytest.mark.parametrize(
+    ("f", "x0", "h0", "slope"),
+    [
+        (lambda x: math.exp(5 * x), 0.3, 1e-2, 5 * math.exp(1.5)),
+        (lambda x: math.sin(x) * x**2, 1.3, 1e-1, math.cos(1.3) * 1.3**2 + 2 * 1.3 * math.sin(1.3)),
+    ],
+)
+def test_a_second_look_that_agrees_within_the_losss_precision_stops_and_a_disagreement_of_1e6_still_fails(
+    f: Any, x0: float, h0: float, slope: float
+) -> None:
+    # The table stops once it agrees with the analytic value to 1e-8 of it, in the regime (4 rows: it went on to
+    # 6 or 7 until its error grew); a value 1e-6 off never agrees that closely, and its table runs on as before.
+    tolerance = default_tolerance("float64", "richardson")
+    first = (np.array([np.nan]), np.array([np.nan]), np.array([WRONG]), np.array([np.inf]))
+    looked = []
+    for analytic in (slope, slope * (1 + 1e-6)):
+        found = second_look(
+            _line(f, x0, h0),
+            1,
+            np.array([h0]),
+            f(x0),
+            np.array([1e-16]),
+            np.array([abs(slope)]),
+            (),
+            1e-8,
+            0.0,
+            np.array([analytic]),
+        )
+        _, _, status = found.judge(np.array([analytic]), first, tolerance)
+        looked.append((found.evaluations, int(status[0]), found.numeric[0]))
+    (cheap, agreed, near), (full, wrong, exact) = looked
+    assert (agreed, wrong) == (AGREE, WRONG)
+    assert cheap == 2 * 4 < full
+    assert near == pytest.approx(slope, rel=1e-12)
+    assert exact == pytest.approx(slope, rel=1e-14)
+
+
+def test_on_a_plateau_whose_gap_grows_as_fast_as_the_step_shrinks_the_steps_leap_64x() -> None:
+    # tanh((x - 1000)/1e-3) at 1000.0003 from a step of 0.7: the slopes' gap grows 2x, then 8x, as the step
+    # shrinks 2x, then 8x: the feature is far finer than the step. 64x leaps reach it in fewer rows (28 losses
+    # with leaps of 8 only), and the table still finds the derivative to 1e-8.
+    def f(x: float) -> float:
+        return math.tanh((x - 1000) / 1e-3)
+
+    slope = (1 - math.tanh(0.3) ** 2) / 1e-3
+    found = second_look(_line(f, 1000.0003, 0.7), 1, np.array([0.7]), f(1000.0003), np.array([1e-16]), np.array([1.0]))
+    assert found.numeric[0] == pytest.approx(slope, rel=1e-8)
+    assert found.evaluations <= 20
+    # a float32 loss's table keeps every step near the feature: its finer steps carry rounding it cannot spare
+    eights = second_look(
+        _line(f, 1000.0003, 0.7), 1, np.array([0.7]), f(1000.0003), np.array([1e-16]), np.array([1.0]), far_leaps=False
+    )
+    assert eights.evaluations == 28
