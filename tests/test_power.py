@@ -1339,21 +1339,3 @@ def test_a_second_look_that_agrees_within_the_losss_precision_stops_and_a_disagr
     assert cheap == 2 * 4 < full
     assert near == pytest.approx(slope, rel=1e-12)
     assert exact == pytest.approx(slope, rel=1e-14)
-
-
-def test_on_a_plateau_whose_gap_grows_as_fast_as_the_step_shrinks_the_steps_leap_64x() -> None:
-    # tanh((x - 1000)/1e-3) at 1000.0003 from a step of 0.7: the slopes' gap grows 2x, then 8x, as the step
-    # shrinks 2x, then 8x: the feature is far finer than the step. 64x leaps reach it in fewer rows (28 losses
-    # with leaps of 8 only), and the table still finds the derivative to 1e-8.
-    def f(x: float) -> float:
-        return math.tanh((x - 1000) / 1e-3)
-
-    slope = (1 - math.tanh(0.3) ** 2) / 1e-3
-    found = second_look(_line(f, 1000.0003, 0.7), 1, np.array([0.7]), f(1000.0003), np.array([1e-16]), np.array([1.0]))
-    assert found.numeric[0] == pytest.approx(slope, rel=1e-8)
-    assert found.evaluations <= 20
-    # a float32 loss's table keeps every step near the feature: its finer steps carry rounding it cannot spare
-    eights = second_look(
-        _line(f, 1000.0003, 0.7), 1, np.array([0.7]), f(1000.0003), np.array([1e-16]), np.array([1.0]), far_leaps=False
-    )
-    assert eights.evaluations == 28

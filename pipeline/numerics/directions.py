@@ -225,7 +225,6 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
             0.0,
             analytic,
             (est.numeric, est.bar, est.smooth),
-            precision == "float64",
         )
         numeric, allowed, status = refined.judge(analytic, (numeric, allowed, status, est.bar), tolerance)
     else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)

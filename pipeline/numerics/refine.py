@@ -16,8 +16,7 @@ step, and:
   precision allows (finer rows could only narrow a bar already below it), or to
   :data:`ROWS` steps when it has not converged (the first step was far too
   coarse: the steps keep shrinking until the truncation error is small, by :data:`LEAP`
-  at a time while the slopes' gap still grows, a plateau, by ``LEAP**2`` while it grows
-  as fast as the step shrinks, and a new table starts);
+  at a time while the slopes' gap still grows, a plateau, and a new table starts);
 - **the one-sided slopes** ``(J(θ+h) − J(θ))/h`` and ``(J(θ) − J(θ−h))/h`` are
   compared at each step: their gap is about ``f''·h`` for a smooth function (it
   shrinks with h) and the jump of the slope at a kink (it does not). A kink is a
@@ -107,9 +106,6 @@ Losses = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.nda
 #: Where the slopes' gap grew by more than this as the step halved, the step is still far too coarse
 #: (J(θ±h) on a plateau of the function): the next step is :data:`LEAP` times smaller, not 2.
 LEAP_RATIO, LEAP = 1.5, 8.0
-#: A gap that grew by the factor the step shrank by, to within this fraction, is on the plateau still (a gap
-#: that grew faster changed its nature: a kink left the steps, or the slopes changed sign).
-FULL = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +212,6 @@ def second_look(
     leap_floor: np.ndarray | float = 0.0,
     analytic: np.ndarray | None = None,
     first: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-    far_leaps: bool = True,
 ) -> Refined:
     """Estimate ``k`` suspects' derivatives again over a sequence of steps (see the module's text).
 
@@ -252,9 +247,6 @@ def second_look(
     first : tuple of ndarrays, optional
         The first pass's ``(numeric, bar, smooth)`` per suspect, whose losses are the ``known`` rows: its
         estimate stands where this look corroborates it (:meth:`Refined.confirming`).
-    far_leaps : bool
-        Whether a plateau's leaps may be ``LEAP**2`` long: for float64 losses. A float32 table needs the
-        steps near the feature (the finer ones carry rounding its precision cannot spare).
     """
     numeric = np.full(k, np.nan)
     error = np.full(k, np.inf)
@@ -272,7 +264,6 @@ def second_look(
     streak = np.zeros(k, dtype=np.int64)  # consecutive rows whose gap halved (or was lost in noise)
     multiple = np.full(k, START)  # each suspect's next step, in units of its first-pass step
     leapt = np.zeros(k, dtype=bool)  # its last step was LEAP times smaller, not CON: a new table starts
-    shrunk = np.full(k, CON)  # how many times smaller its last step was
     best_row = np.full(k, -1)  # the row of each suspect's best estimate
     coarse = np.full(k, np.nan)  # the extrapolation of the first two rows
     frozen = np.zeros(k, dtype=bool)  # it is kept while finer rows only test it (CONFIRM_ROWS)
@@ -371,15 +362,9 @@ def second_look(
         active[which[done]] = False
         with np.errstate(invalid="ignore"):
             leap = with_gap & (np.abs(ratio) > LEAP_RATIO) & (i + 1 >= len(known))
-            # the gap grew by the whole factor the step shrank: J(θ±h) both still on the plateau, the feature
-            # far finer than the step: the next leap is LEAP times longer
-            far = leap & (np.abs(ratio) >= FULL * shrunk[which]) & (np.abs(ratio) <= shrunk[which] / FULL)
-        floor = np.broadcast_to(leap_floor, (k,))[which]
-        far &= far_leaps & (multiple[which] / (LEAP * LEAP) >= floor)
-        leap &= multiple[which] / LEAP >= floor
-        shrink = np.where(far, LEAP * LEAP, np.where(leap, LEAP, CON))
-        leapt[which], shrunk[which] = leap, shrink
-        multiple[which] /= shrink
+            leap &= multiple[which] / LEAP >= np.broadcast_to(leap_floor, (k,))[which]
+        leapt[which] = leap
+        multiple[which] /= np.where(leap, LEAP, CON)
     kink, lower, upper, margin, settled = _kinks(gaps, gap_noise, lowers, uppers)
     with np.errstate(invalid="ignore"):
         bar = np.where(np.isfinite(error), error, np.abs(numeric)) + ROUNDING_GAIN * rounding_best

@@ -419,7 +419,6 @@ def _look_again(
         leap_floor,
         analytic,
         (est.numeric[k], est.bar[k], est.smooth[k]),
-        precision == "float64",
     )
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
