@@ -93,7 +93,7 @@ def estimate_cost(
     shards' (the scheme's stencil per checked element, or ``loss_equivalents_per_index`` for a staged model) and the directions' (the stencil, or the Taylor test's
     16; a float32 tensor's directions nearly always take a second look: :data:`FLOAT32_DIRECTION_LOOK` more).
     A second look at suspect elements is not foreseen (nor a float32 element's judgement again in float64):
-    on the accuracy zoo's correct models it took 10% of the shards' losses more in float64 and 37% in
+    on the accuracy zoo's correct models it took 11% of the shards' losses more in float64 and 37% in
     float32 (``benchmarks/accuracy.py``), far less on smooth models, and more on a wrong one.
 
     Wall time: the cluster's start, reading the stores on every worker at once, the probe and the gradient on
