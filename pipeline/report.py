@@ -378,13 +378,15 @@ def format_report(report: Report) -> str:
     rows = [header + (["wrong", "kinks", "inconclusive", "power"] if judged else []) + along + ["verdict"]]
     thin = _thinly_verified(report)
     thinly = {t.name for t in thin}
+    # a passing tensor beside elements that disagree but were not proven wrong: its power holds at the others only
+    doubted = {t.name for t in report.tensors if t.passed and t.n_unproven} - thinly
     for t in report.tensors:
         counts = (
             [
                 f"{t.n_wrong}/{t.n_checked}",
                 str(t.n_nondifferentiable),
                 str(t.n_inconclusive),
-                (f"{t.power:.1e}" if math.isfinite(t.power) else "-") + ("*" if t.name in thinly else ""),
+                (f"{t.power:.1e}" if math.isfinite(t.power) else "-") + ("*" if t.name in thinly | doubted else ""),
             ]
             if judged
             else []
@@ -411,6 +413,11 @@ def format_report(report: Report) -> str:
                 "; * at the verified elements of a tensor verified at fewer than half of them (below): an error of "
                 f"{VERIFY_LIMIT:.0%} or more at the others may not have been seen"
                 if thinly
+                else ""
+            )
+            + (
+                "; * beside elements not proven wrong (below): a wrong gradient there may not have been seen"
+                if doubted
                 else ""
             )
         )
