@@ -380,13 +380,14 @@ def format_report(report: Report) -> str:
     thinly = {t.name for t in thin}
     # a passing tensor beside elements that disagree but were not proven wrong: its power holds at the others only
     doubted = {t.name for t in report.tensors if t.passed and t.n_unproven} - thinly
+    starred = thinly | doubted
     for t in report.tensors:
         counts = (
             [
                 f"{t.n_wrong}/{t.n_checked}",
                 str(t.n_nondifferentiable),
                 str(t.n_inconclusive),
-                (f"{t.power:.1e}" if math.isfinite(t.power) else "-") + ("*" if t.name in thinly | doubted else ""),
+                (f"{t.power:.1e}" if math.isfinite(t.power) else "-") + ("*" if t.name in starred else ""),
             ]
             if judged
             else []

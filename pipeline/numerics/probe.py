@@ -132,10 +132,7 @@ def _perturbed_at_theta(loaded: Loaded, loss: float) -> float:
         value = float(call_model(where, loaded.perturbed_losses, spec.name, np.zeros(1, dtype=np.int64), here)[0, 0])
         gap = abs(value - loss)
         if not gap <= NONDETERMINISM_ULPS * _eps(loaded.settings) * max(abs(loss), np.finfo(np.float64).tiny):
-            raise ModelError(
-                f"Model {where} gave {value!r} where its loss gave {loss!r} (a gap of "
-                f"{gap / max(abs(loss), 1e-300):.3g} relative): the batched path must compute the same function."
-            )
+            raise _not_the_same_function(where, value, loss)
         widest = max(widest, gap)
     return widest
 
@@ -157,12 +154,19 @@ def _batch_at_theta(loaded: Loaded, loss: float, noise: tuple[float, ...], sourc
     measured = all(source.startswith("measured") or source == UNMOVED for source in sources)
     floor = max(_eps(loaded.settings) * abs(loss), *noise, np.finfo(np.float64).tiny)
     if measured and not gap <= NONDETERMINISM_ULPS * floor:
-        raise ModelError(
-            f"Model loss_batch at θ gave {value!r} where its loss gave {loss!r} (a gap of "
-            f"{gap / max(abs(loss), 1e-300):.3g} relative, more than {NONDETERMINISM_ULPS} times the loss's noise): "
-            "the batched path must compute the same function."
+        raise _not_the_same_function(
+            "loss_batch at θ", value, loss, f", more than {NONDETERMINISM_ULPS} times the loss's noise"
         )
     return gap
+
+
+def _not_the_same_function(where: str, value: float, loss: float, beyond: str = "") -> ModelError:
+    """The error for a batched path whose loss at θ is not the model's ``loss`` (``beyond``: by what bound)."""
+    return ModelError(
+        f"Model {where} gave {value!r} where its loss gave {loss!r} (a gap of "
+        f"{abs(value - loss) / max(abs(loss), 1e-300):.3g} relative{beyond}): the batched path must compute the "
+        "same function."
+    )
 
 
 #: Two evaluations at θ may differ by this many units of rounding (summation order in a

@@ -38,7 +38,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, VERIFY_LIMIT, WRONG, Tolerance, judge_again
+from .tolerance import (
+    AGREE,
+    INCONCLUSIVE,
+    NONDIFFERENTIABLE,
+    VERIFY_LIMIT,
+    WRONG,
+    Tolerance,
+    judge_again,
+    reference,
+)
 
 __all__ = ["CON", "ROWS", "Refined", "Taylor", "known_rows", "second_look", "taylor"]
 
@@ -347,16 +356,14 @@ def second_look(
                 enough = (growing & accurate & settled) | ((rounding > SAFE * err) & (settled | ~with_gap))
                 if analytic is not None:  # a disagreement must be seen at finer steps too
                     with np.errstate(invalid="ignore"):
-                        apart = np.abs(analytic[which] - num) > err + ROUNDING_GAIN * rnd
+                        sure, off = err + ROUNDING_GAIN * rnd, np.abs(analytic[which] - num)
+                        apart = off > sure
+                        # agreement within what the loss's precision allows, in the regime: finer rows could only
+                        # narrow a bar already below it (a value off by more is never this close to the estimate)
+                        agreed = settled & (off <= sure) & (sure <= converged * reference(analytic[which], num))
                     confirming = enough & apart & (i - best_row[which] < CONFIRM_ROWS)
                     frozen[which] |= confirming  # the finer rows test the estimate; they do not replace it
-                    enough &= ~confirming
-                    # agreement within what the loss's precision allows, in the regime: finer rows could only
-                    # narrow a bar already below it (a value off by more is never this close to the estimate)
-                    with np.errstate(invalid="ignore"):
-                        sure = err + ROUNDING_GAIN * rnd
-                        own = np.fmax(np.abs(analytic[which]), np.abs(num))
-                        enough |= settled & (sure <= converged * own) & (np.abs(analytic[which] - num) <= sure)
+                    enough = (enough & ~confirming) | agreed
                 done |= enough
         diagonal[which] = column[i]
         active[which[done]] = False
