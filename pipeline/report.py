@@ -528,15 +528,19 @@ def format_report(report: Report) -> str:
             f"{timings.get('evaluations_per_second', math.nan):.0f}/s",
         ]
     if report.cost.get("estimated") and report.cost.get("actual"):
-        lines.append(f"estimated {_cost(report.cost['estimated'])}; took {_cost(report.cost['actual'])}")
+        # the estimate is made before the shards run: it cannot know which elements will be suspects
+        looked = int(report.timings.get("second_look_evaluations", 0))
+        lines.append(f"estimated {_cost(report.cost['estimated'])}; took {_cost(report.cost['actual'], looked)}")
     return "\n".join(lines)
 
 
-def _cost(cost: Mapping[str, float]) -> str:
-    """A run's cost (:class:`~pipeline.numerics.cost.Cost` as a dict) in a few words."""
+def _cost(cost: Mapping[str, float], looked: int = 0) -> str:
+    """A run's cost (:class:`~pipeline.numerics.cost.Cost` as a dict) in a few words; ``looked``: how many of its
+    losses the second look took (no estimate foresees them)."""
     mb = 2**20
+    second = f" ({looked} of them the second look's, not foreseen)" if looked else ""
     return (
-        f"{int(cost['loss_evaluations'])} losses, {cost['wall_seconds']:.1f} s, "
+        f"{int(cost['loss_evaluations'])} losses{second}, {cost['wall_seconds']:.1f} s, "
         f"{cost['worker_memory_bytes'] / mb:.0f} MB a worker, {cost['client_memory_bytes'] / mb:.0f} MB client, "
         f"{cost['output_bytes'] / mb:.1f} MB output"
     )

@@ -617,6 +617,10 @@ def test_the_second_look_costs_only_its_suspects() -> None:
     assert looked == params["b2"].size  # the wrong elements, and only them
     assert 0 < planted.timings["second_look_evaluations"] <= 2 * 22 * looked
     assert f"Second look: {int(looked)} suspect element(s)" in str(planted)
+    # the cost line says which of the losses the estimate could not foresee
+    assert "not foreseen" not in str(clean)
+    spent = int(planted.timings["second_look_evaluations"])
+    assert f"losses ({spent} of them the second look's, not foreseen)" in str(planted)
 
 
 # -- kinks near θ, closer than float32's first step (found by a held-out sweep) ---------------------
