@@ -458,6 +458,12 @@ class Config:
                 "pass. Set a `threshold` (the seed's is 2e-7), or leave `tolerance` at auto.",
                 key="tolerance",
             )
+        if raw.get("direction_test") == "taylor" and not raw.get("directions"):
+            raise ConfigError(
+                "`direction_test: taylor` judges random directions, and `directions` is 0: there would be none. "
+                "Set `directions: N` (8 is a common choice), or leave `direction_test` at difference.",
+                key="direction_test",
+            )
         return cls(
             model=_text("model", raw["model"]),
             params=_text("params", raw["params"]),
