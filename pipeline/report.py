@@ -289,7 +289,9 @@ def _headline(report: Report) -> str:
     """The verdict in one line; a failed check names what failed first, then what held."""
     elements = bool(report.tolerance) and report.n_checked > 0
     directions_wrong = sum(d["status"] == "wrong" for d in report.directions)
-    difference = f"difference {report.difference:.3e}"
+    # a run that checks no element: the seed's difference over the directions' g·u and their estimates
+    along = " along the random directions" if report.directions and not report.n_checked else ""
+    difference = f"difference{along} {report.difference:.3e}"
     if report.passed:
         parts = [f"{report.n_wrong} of {report.n_checked} elements wrong"] if elements else []
         if report.directions:
@@ -382,11 +384,13 @@ def format_report(report: Report) -> str:
     doubted = {t.name for t in report.tensors if t.passed and t.n_unproven} - thinly
     starred = thinly | doubted
     for t in report.tensors:
+        # a tensor none of whose elements was checked (directions only) has no element figures: '-', not zeros
+        elements = bool(t.n_checked)
         counts = (
             [
-                f"{t.n_wrong}/{t.n_checked}",
-                str(t.n_nondifferentiable),
-                str(t.n_inconclusive),
+                f"{t.n_wrong}/{t.n_checked}" if elements else "-",
+                str(t.n_nondifferentiable) if elements else "-",
+                str(t.n_inconclusive) if elements else "-",
                 (f"{t.power:.1e}" if math.isfinite(t.power) else "-") + ("*" if t.name in starred else ""),
             ]
             if judged
@@ -397,9 +401,11 @@ def format_report(report: Report) -> str:
             [
                 t.name,
                 "(" + ", ".join(map(str, t.shape)) + ")",
-                f"{t.difference:.3e}",
-                f"{t.contribution:.3e}",
-                f"{t.max_abs_error:.3e}",
+                *(
+                    [f"{t.difference:.3e}", f"{t.contribution:.3e}", f"{t.max_abs_error:.3e}"]
+                    if elements
+                    else ["-"] * 3
+                ),
                 f"{t.noise:.1e}",
                 *counts,
                 "WRONG" if not t.passed else "ok" if t.verified else "NOT VERIFIED",

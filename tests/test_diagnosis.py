@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -362,8 +363,14 @@ def test_the_headline_names_non_finite_losses_and_random_directions() -> None:
     params, data = _problem()
     doubled = pipeline.check(TwiceTheGradient(), params, data, indices="none", directions=2)
     assert str(doubled).splitlines()[0] == (
-        f"gradcheck FAILED: 2 of 2 random directions wrong; difference {doubled.difference:.3e}"
+        f"gradcheck FAILED: 2 of 2 random directions wrong; difference along the random directions "
+        f"{doubled.difference:.3e}"
     )
+    # no element was checked: the table has no element figures to show, not zeros
+    row = next(line for line in str(doubled).splitlines() if line.startswith(f"  {doubled.tensors[0].name} "))
+    cells = re.split(r"\s{2,}", row.strip())  # tensor, shape, difference, contribution, max |a-n|, noise, wrong, ...
+    assert cells[2:5] == ["-", "-", "-"]
+    assert cells[6:9] == ["-", "-", "-"]
     assert doubled.tensors[0].diagnosis == ("analytic is 2x the numeric gradient along every random direction",)
 
 
