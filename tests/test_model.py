@@ -54,6 +54,23 @@ def test_a_file_that_fails_on_import_is_named(tmp_path: Path) -> None:
         load_model(f"{path}:model")
 
 
+def test_a_model_file_imports_a_module_beside_it_on_the_workers_too(client: Client, tmp_path: Path) -> None:
+    # a newcomer's model file that imports its network from the file next to it (as `python model.py` would)
+    (tmp_path / "network_beside_8d1f.py").write_text("from tests.models import Smooth\n\nnet = Smooth()\n")
+    path = tmp_path / "model.py"
+    path.write_text("from network_beside_8d1f import net\n")
+    params, data = models.problem()
+    report = pipeline.check(f"{path}:net", params, data, client=client)
+    assert report.passed
+    assert report.n_checked == 28
+    # where the module is missing, the line says where modules beside the file are looked for
+    missing = tmp_path / "other" / "model.py"
+    missing.parent.mkdir()
+    missing.write_text("import no_such_module_beside_8d1f\n")
+    with pytest.raises(ModelImportError, match=r"No module named 'no_such_module_beside_8d1f' \(modules beside"):
+        load_model(f"{missing}:net")
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
