@@ -168,7 +168,7 @@ def test_a_resume_whose_model_now_gives_another_gradient_is_refused(tmp_path: Pa
     again = run_cli("run", str(config), "--inline")
     assert again.returncode == 2
     assert again.stderr == (
-        f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds an interrupted run whose analytic gradient "
+        f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds a finished run whose analytic gradient "
         "differs from what the model gives now: the model changed. Pass --overwrite to start again.\n"
     )
     for name, values in _arrays(tmp_path / "out.zarr").items():
@@ -198,7 +198,7 @@ def test_a_resume_whose_loss_now_differs_is_refused(tmp_path: Path, term: str, w
     again = run_cli("run", str(config), "--inline")
     assert again.returncode == 2
     assert again.stderr.startswith(
-        f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds an interrupted run whose loss {where} was "
+        f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds a finished run whose loss {where} was "
     )
     assert again.stderr.endswith("the loss changed. Pass --overwrite to start again.\n")
     assert again.stderr.count("\n") == 1

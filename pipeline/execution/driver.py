@@ -170,8 +170,10 @@ def execute(
         remaining=1 - len(done) / max(1, len(plan)),
     )
     created = target.create(layout, slots, size, identity, overwrite=overwrite)
+    # what the output holds: a run that ended, or one to resume
+    held = "a finished run" if len(done) == len(plan) else "an interrupted run"
     if done:
-        _same_loss(target, probe)
+        _same_loss(target, probe, held)
     # a tensor without elements has no direction (its g·u and its loss's change are both 0: nothing to check)
     along = [(spec.name, j) for spec in layout.tensors if spec.size for j in range(directions)]
     analytic_started = time.perf_counter()
@@ -183,7 +185,7 @@ def execute(
         raise
     if not same:
         raise OutputExistsError(
-            f"The output {target} holds an interrupted run whose analytic gradient differs from "
+            f"The output {target} holds {held} whose analytic gradient differs from "
             "what the model gives now: the model changed. Pass --overwrite to start again."
         )
     shards_started = time.perf_counter()
@@ -248,9 +250,10 @@ def execute(
     )
 
 
-def _same_loss(target: Target, probe: ProbeResult) -> None:
-    """Refuse to resume an interrupted run whose loss at θ differs from the loss now: the loss was edited
-    (an L2 term added, say, with the gradient code unchanged), and its shards are of another function."""
+def _same_loss(target: Target, probe: ProbeResult, held: str) -> None:
+    """Refuse to resume a run (``held``: "a finished run" or "an interrupted run") whose loss at θ differs from
+    the loss now: the loss was edited (an L2 term added, say, with the gradient code unchanged), and its shards
+    are of another function."""
     earlier = target.recorded("at_theta")
     if not earlier:
         return
@@ -264,6 +267,6 @@ def _same_loss(target: Target, probe: ProbeResult) -> None:
         same = before == now or (math.isnan(before) and math.isnan(now)) or abs(now - before) <= allowed
         if not same:
             raise OutputExistsError(
-                f"The output {target} holds an interrupted run whose loss {where} was {before!r}; the model's "
+                f"The output {target} holds {held} whose loss {where} was {before!r}; the model's "
                 f"loss there is {now!r} now: the loss changed. Pass --overwrite to start again."
             )
