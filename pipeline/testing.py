@@ -56,6 +56,7 @@ def assert_gradients(
         that pass). Its message is the readable report: the wrong (or unverified) tensors from the
         last layer back, what is wrong with each, and the worst elements.
     """
+    __tracebackhide__ = True  # pytest shows the test's line and this message, not this function's body and arguments
     elsewhere = sorted(set(settings) & set(_ELSEWHERE))
     if elsewhere:
         raise TypeError(
@@ -64,5 +65,5 @@ def assert_gradients(
         )
     report = check(model, params, data, **settings)
     if not report.passed:
-        raise AssertionError("\n" + format_report(report))
+        raise AssertionError(format_report(report))  # its first line, the verdict, is pytest's summary line
     return report

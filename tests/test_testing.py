@@ -24,7 +24,7 @@ def test_assert_gradients_passes_a_right_gradient_and_fails_a_wrong_one_with_the
     with pytest.raises(AssertionError) as raised:
         assert_gradients(seed_mlp.planted, params, data)
     message = str(raised.value)
-    assert message.startswith("\ngradcheck FAILED: ")
+    assert message.startswith("gradcheck FAILED: 8 of 47 elements wrong")
     assert "Wrong tensors, from the last layer back: W2, b1" in message
     assert "W2: analytic is 2x the numeric gradient at the 4 wrong elements (of 15 checked)" in message
     assert "b1: analytic is 4x the numeric gradient at the 4 wrong elements (of 5 checked)" in message
@@ -57,6 +57,9 @@ def test_the_gradcheck_fixture_works_under_xdist(pytester: pytest.Pytester) -> N
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=10, failed=1)
     result.stdout.fnmatch_lines(["*created: 2/2 workers*", "*Wrong tensors, from the last layer back: W2, b1*"])
+    # the short summary line carries the verdict, and the traceback shows the test, not the helper's body
+    result.stdout.fnmatch_lines(["FAILED *test_planted - AssertionError: gradcheck FAILED: 8 of*"])
+    result.stdout.no_fnmatch_line("*def assert_gradients*")
 
 
 def _python_block(after: str) -> str:
