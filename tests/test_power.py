@@ -17,7 +17,7 @@ import pipeline.testing
 from pipeline.errors import ConfigError
 from pipeline.examples import hard, zoo
 from pipeline.numerics.refine import Refined, second_look, taylor
-from pipeline.numerics.tolerance import AGREE, INCONCLUSIVE, WRONG, default_tolerance
+from pipeline.numerics.tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, WRONG, default_tolerance
 
 from . import models
 from .conftest import file_model_check, run_cli
@@ -609,7 +609,7 @@ def test_the_taylor_tests_allowance_covers_an_error_its_curvature_cancels() -> N
 
     checked = taylor(at, 1.001, 0.0, 1e-17)
     assert checked.status != WRONG
-    assert checked.allowed >= 1e-3  # the error it could hide: the power it states
+    assert checked.allowed >= 0.99e-3  # the error it could hide, the power it states: the error, to its truncation
 
 
 def test_one_first_order_from_the_two_coarsest_steps_alone_is_not_wrong() -> None:
@@ -622,6 +622,19 @@ def test_one_first_order_from_the_two_coarsest_steps_alone_is_not_wrong() -> Non
     checked = taylor(at, 1.0, 0.0, 5e-8)
     assert abs(checked.orders[0] - 1.0) < 0.05
     assert checked.status == INCONCLUSIVE
+    assert checked.first_order  # a direction's second look decides
+
+
+def test_the_taylor_test_at_a_kink_passes_a_subgradient_and_not_a_value_outside_the_slopes() -> None:
+    # J(θ + t) = |t| + t: one-sided slopes 0 and 2. Its room was |slope − one-sided slope|, which always held
+    # the slope: any value passed as non-differentiable.
+    def at(m: float) -> tuple[float, float]:
+        return abs(1e-3 * m) + 1e-3 * m, 1e-3 * m
+
+    assert taylor(at, 1.0, 0.0, 1e-17).status == NONDIFFERENTIABLE
+    outside = taylor(at, 2.5, 0.0, 1e-17)
+    assert outside.status == WRONG
+    assert outside.first_order  # a direction's second look decides
 
 
 @pytest.mark.parametrize("seed", [1, 3])

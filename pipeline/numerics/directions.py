@@ -18,7 +18,7 @@ from .fd import STENCILS, estimate, step_sizes
 from .problem import PIECE, Loaded, call_model, pieces
 from .reduce import DirectionResult
 from .refine import known_rows, second_look, taylor
-from .tolerance import CONVERGED, WRONG, inconclusive, judge, suspects
+from .tolerance import CONVERGED, inconclusive, judge, suspects
 
 __all__ = ["check_direction", "direction_dots"]
 
@@ -217,7 +217,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
 
     if settings.taylor and not complex_step:
         checked = taylor(along, dot, settings.loss0, noise)
-        if checked.status != WRONG or not settings.second_look:
+        if not checked.first_order or not settings.second_look:
             return result(checked.numeric, checked.allowed, checked.status, checked.orders)
         # A first order the Taylor test saw is wrong only where central differences at finer steps confirm it,
         # by the dtype's tolerance: kinks within the steps (a ReLU layer over a batch) also make remainders of
@@ -225,7 +225,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         taylor_first = (
             np.array([checked.numeric]),
             np.array([checked.allowed]),
-            np.array([WRONG]),
+            np.array([checked.status]),
             np.array([checked.allowed]),
         )
         rounding = max(noise, settings.eps(spec.dtype) * abs(settings.loss0))

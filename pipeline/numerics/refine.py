@@ -582,14 +582,18 @@ TAYLOR_WRONG_PAIRS = 2
 class Taylor:
     """The Taylor test along one tangent: the observed orders of convergence and their verdict.
 
-    ``numeric``: the one-sided slope at the finest step. ``allowed``: the error of ``g·u`` the finest
-    significant remainder could hide (remainder / step). ``status``: a tolerance status code.
+    ``numeric``: the central difference at the finest significant step. ``allowed``: the error of ``g·u``
+    the finest steps could hide (see :func:`taylor`). ``status``: a tolerance status code. ``first_order``:
+    the remainders converged at order 1 (``WRONG`` where at least :data:`TAYLOR_WRONG_PAIRS` orders show it), or
+    ``g·u`` lies outside the slopes at a kink: central differences at finer steps should decide
+    (:func:`.directions.check_direction`).
     """
 
     numeric: float
     allowed: float
     status: int
     orders: tuple[float, ...]
+    first_order: bool = False
 
 
 def taylor(along: Callable[[float], tuple[float | complex, float]], slope: float, loss0: float, noise: float) -> Taylor:
@@ -599,10 +603,15 @@ def taylor(along: Callable[[float], tuple[float | complex, float]], slope: float
     remainders ``|J(θ + t·u) − J(θ) − t·g·u|`` at :data:`TAYLOR_MULTIPLES` shrink at order 2 when ``g·u``
     is right and at order 1 when it is not; only remainders above the loss's noise count
     (:data:`TAYLOR_SIGNIFICANT`), and the finest three decide. It agrees only when, besides, the finest
-    remainder leaves room for an error of at most :data:`~.tolerance.VERIFY_LIMIT` of ``|g·u|``. The loss
+    steps leave room for an error of at most :data:`~.tolerance.VERIFY_LIMIT` of ``|g·u|``. The loss
     is also evaluated at ``θ − t·u``: where the symmetric part ``J(θ+t·u) + J(θ−t·u) − 2J(θ)`` is first
     order too, the line crosses a kink, and ``g·u`` is a valid subgradient when it lies between the
     one-sided slopes (non-differentiable), wrong when not.
+
+    The room is measured on the odd part, ``(J(θ+t·u) − J(θ−t·u))/2 − t·g·u``: the remainder's curvature term
+    ``f''·t²/2`` can cancel an error's ``−e·t`` (a 0.1% error beside a curvature twice its size left a remainder of
+    2e-4·t, converging at order 4), and the odd part has none. Its own cubic term can cancel an error at one step,
+    not at the next: the room is the larger of the two finest steps', plus that term as their difference shows it.
     """
     plus = [along(m) for m in TAYLOR_MULTIPLES]
     minus = [along(-m) for m in TAYLOR_MULTIPLES]
@@ -616,26 +625,30 @@ def taylor(along: Callable[[float], tuple[float | complex, float]], slope: float
     with np.errstate(divide="ignore", invalid="ignore"):
         orders = np.log2(remainders[:-1] / remainders[1:]) / np.log2(t[:-1] / t[1:])
         sym_orders = np.log2(symmetric[:-1] / symmetric[1:]) / np.log2(t[:-1] / t[1:])
+        central = (up - down) / (t - t_down)
+        room = np.fmax(np.abs(central - slope), floor / np.abs(t))
     pairs = np.flatnonzero((remainders[:-1] > floor) & (remainders[1:] > floor))[-3:]
     sym_pairs = np.flatnonzero((symmetric[:-1] > floor) & (symmetric[1:] > floor))[-2:]
     counted = orders[pairs]
     finest = int(pairs[-1]) + 1 if pairs.size else len(t) - 1
-    numeric = up[finest] / t[finest]
-    # The remainder is |−e·t + f''·t²/2 + …| for an error e in g·u: the curvature can cancel part of the error
-    # (a 1e-3 error beside a curvature of twice that had a remainder of 2e-4·t, converging at order 4). The
-    # symmetric part is that curvature term, so the error the finest remainder could hide is both over t.
-    allowed = float((max(remainders[finest], floor) + symmetric[finest]) / abs(t[finest]))
+    numeric = float(central[finest])
+    # the larger of the two finest steps' room, and their difference's third: the cubic term d·t² that the finest
+    # central difference still carries (D(2t) − D(t) = 3·d·t²)
+    coarser = max(finest - 1, 0)
+    allowed = float(np.max(room[coarser : finest + 1]) + abs(central[finest] - central[coarser]) / 3)
     kink = sym_pairs.size >= 2 and bool(np.all(sym_orders[sym_pairs] <= TAYLOR_WRONG))
-    if kink:
+    first_order = bool(counted.size) and bool(counted.max() <= TAYLOR_WRONG)
+    if kink:  # a valid subgradient lies between the one-sided slopes, to within their noise
         s_up, s_down = up[finest] / t[finest], down[finest] / t_down[finest]
-        low, high = min(s_up, s_down), max(s_up, s_down)
-        status = NONDIFFERENTIABLE if low - allowed <= slope <= high + allowed else WRONG
-    elif counted.size >= TAYLOR_WRONG_PAIRS and counted.max() <= TAYLOR_WRONG:
-        status = WRONG
+        low, high, resolution = min(s_up, s_down), max(s_up, s_down), floor / abs(t[finest])
+        status = NONDIFFERENTIABLE if low - resolution <= slope <= high + resolution else WRONG
+        first_order = status == WRONG
+    elif first_order:
+        status = WRONG if counted.size >= TAYLOR_WRONG_PAIRS else INCONCLUSIVE
     elif allowed > VERIFY_LIMIT * abs(slope):
         status = INCONCLUSIVE
     elif not counted.size or counted.min() >= TAYLOR_AGREE:
         status = AGREE
     else:
         status = INCONCLUSIVE
-    return Taylor(numeric, allowed, status, tuple(float(o) for o in orders))
+    return Taylor(numeric, allowed, status, tuple(float(o) for o in orders), first_order)
