@@ -102,15 +102,19 @@ def _import_source(path: str, text: str) -> Any:
     module = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(name, None, origin=path))
     module.__file__ = path
     sys.modules[name] = module
-    # As `python model.py` would: modules beside the file import, wherever its folder exists on this machine
-    # (a local cluster's workers, or one that shares the file system).
+    # Modules beside the file import, wherever its folder exists on this machine (a local cluster's workers, or
+    # one that shares the file system). Its folder goes last on the path: a file beside the model named like a
+    # standard or installed module (csv.py) does not replace it.
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(folder) and folder not in sys.path:
-        sys.path.insert(0, folder)
+    added = os.path.isdir(folder) and folder not in sys.path
+    if added:
+        sys.path.append(folder)
     try:
         exec(compile(text, path, "exec"), module.__dict__)  # the model file, as the client read it
     except Exception as e:
         del sys.modules[name]
+        if added:
+            sys.path.remove(folder)
         beside = (
             f" (modules beside the model file are found where its folder '{folder}' exists; elsewhere install them "
             "or put them on PYTHONPATH)"
