@@ -222,6 +222,39 @@ def test_a_wrong_gradient_at_a_kink_is_wrong_and_named() -> None:
     assert report.n_wrong == 4
 
 
+# -- 6b. an absolute floor that excused everything on a small scale -----------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scaled:
+    """S·(Σ tanh(x·w) + ½Σw²), its gradient ×(1 + error): one function on every scale S."""
+
+    scale: float
+    error: float = 0.0
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        w = params["w"]
+        return float(self.scale * (np.sum(np.tanh(data["x"] * w)) + 0.5 * np.sum(w.astype(np.float64) ** 2)))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        w, x = params["w"], data["x"]
+        g = self.scale * (x * (1 - np.tanh(x * w) ** 2) + w) * (1 + self.error)
+        return {"w": g.astype(w.dtype)}
+
+
+@pytest.mark.parametrize("scale", [1e-12, 1e-7, 1e-3, 1.0])
+def test_atol_excuses_no_disagreement_the_check_measured(scale: float) -> None:
+    # float32's atol of 1e-6 is absolute: with a loss of 1e-7 every element agreed within it, a doubled gradient
+    # too ("passed", power 324; an adversarial review). Such an agreement rests on the floor alone: not verified.
+    rng = np.random.default_rng(5)
+    params, data = {"w": rng.normal(size=30).astype(np.float32)}, {"x": rng.normal(size=30).astype(np.float32)}
+    assert pipeline.check(_Scaled(scale), params, data).passed
+    for error in (1.0, 0.1):
+        planted = pipeline.check(_Scaled(scale, error), params, data)
+        assert not planted.passed, error
+        assert (*planted.failing, *planted.not_verified) == ("w",), error
+
+
 # -- 7. a loss exactly 0 at θ ---------------------------------------------------------------------------
 
 

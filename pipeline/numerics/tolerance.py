@@ -184,12 +184,17 @@ def suspects(
 def inconclusive(
     analytic: np.ndarray, numeric: np.ndarray, bar: np.ndarray, status: np.ndarray, tolerance: Tolerance
 ) -> np.ndarray:
-    """``status`` with agreeing elements whose measured uncertainty (``safety·bar``) exceeds both ``atol``
-    and :data:`VERIFY_LIMIT` of their own magnitude (:func:`reference`) made ``INCONCLUSIVE``."""
+    """``status`` with agreeing elements made ``INCONCLUSIVE`` where their measured uncertainty (``safety·bar``)
+    exceeds both ``atol`` and :data:`VERIFY_LIMIT` of their own magnitude (:func:`reference`), or where they
+    agree only through ``atol``: their disagreement exceeds that limit and all that ``rtol`` and the bar allow.
+    ``atol`` excuses the rounding of an element too small to measure against, never a disagreement the check
+    measured: with a float32 loss of 1e-7 every gradient is below float32's 1e-6, and a doubled one agreed."""
     with np.errstate(invalid="ignore"):
         measured = tolerance.safety * bar
-        wide = ~(measured <= np.fmax(VERIFY_LIMIT * reference(analytic, numeric), tolerance.atol))
-    return np.where((status == AGREE) & wide, INCONCLUSIVE, status).astype(np.int8)
+        limit = VERIFY_LIMIT * reference(analytic, numeric)
+        wide = ~(measured <= np.fmax(limit, tolerance.atol))
+        floored = ~(np.abs(analytic - numeric) <= np.fmax(limit, tolerance.rtol * np.abs(numeric) + measured))
+    return np.where((status == AGREE) & (wide | floored), INCONCLUSIVE, status).astype(np.int8)
 
 
 #: The most an element's float32 analytic value, and its float32 numeric estimate, may each differ from the
