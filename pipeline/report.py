@@ -386,11 +386,10 @@ def format_report(report: Report) -> str:
     for t in report.tensors:
         # a tensor none of whose elements was checked (directions only) has no element figures: '-', not zeros
         elements = bool(t.n_checked)
+        tallies = [f"{t.n_wrong}/{t.n_checked}", str(t.n_nondifferentiable), str(t.n_inconclusive)]
         counts = (
             [
-                f"{t.n_wrong}/{t.n_checked}" if elements else "-",
-                str(t.n_nondifferentiable) if elements else "-",
-                str(t.n_inconclusive) if elements else "-",
+                *(tallies if elements else ["-"] * 3),
                 (f"{t.power:.1e}" if math.isfinite(t.power) else "-") + ("*" if t.name in starred else ""),
             ]
             if judged

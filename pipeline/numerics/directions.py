@@ -17,14 +17,11 @@ from ..model import as_loss_value
 from .fd import STENCILS, estimate, step_sizes
 from .problem import PIECE, Loaded, call_model, pieces
 from .reduce import DirectionResult
-from .refine import known_rows, second_look, taylor
+from .refine import Row, known_rows, second_look, taylor
 from .tolerance import CONVERGED, inconclusive, judge, suspects
 
 __all__ = ["check_direction", "direction_dots"]
 
-
-#: One row of a second look: the losses at ``θ ± t·u`` and the ``t`` the floats took on each side.
-Row = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 #: Directions are seeded by (this, the tensor's number, the direction's number): every run
 #: of the same check takes the same directions.

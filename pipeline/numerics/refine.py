@@ -49,7 +49,7 @@ from .tolerance import (
     reference,
 )
 
-__all__ = ["CON", "ROWS", "Refined", "Taylor", "known_rows", "second_look", "taylor"]
+__all__ = ["CON", "ROWS", "Refined", "Row", "Taylor", "known_rows", "second_look", "taylor"]
 
 #: Each step is this much smaller than the one before...
 CON = 2.0
@@ -108,10 +108,12 @@ CURVATURE_HELD, HELD_ROWS = 0.02, 4
 #: (extrapolation weights add up to about 2).
 ROUNDING_GAIN = 2.0
 
+#: One row of the table: the losses at ``θ + t·u`` and ``θ − t·u`` and the ``t`` the floats took on each side.
+Row = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 #: ``losses(which, multiples)``: for the suspects ``which`` (indices into the suspects), the losses
 #: at ``θ ± multiple·h·u`` (a multiple per suspect) and the steps the floats took on each side
 #: (``taken_minus`` negative).
-Losses = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+Losses = Callable[[np.ndarray, np.ndarray], Row]
 #: Where the slopes' gap grew by more than this as the step halved, the step is still far too coarse
 #: (J(θ±h) on a plateau of the function): the next step is :data:`LEAP` times smaller, not 2.
 LEAP_RATIO, LEAP = 1.5, 8.0
@@ -200,9 +202,7 @@ class Refined:
         )
 
 
-def known_rows(
-    table: np.ndarray, taken: np.ndarray, scheme: str
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def known_rows(table: np.ndarray, taken: np.ndarray, scheme: str) -> list[Row]:
     """The second look's first rows (steps 2h and h) where the first pass evaluated them: richardson's stencil."""
     if scheme != "richardson":
         return []
@@ -216,7 +216,7 @@ def second_look(
     loss0: float,
     noise: np.ndarray,
     scale: np.ndarray,
-    known: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = (),
+    known: Sequence[Row] = (),
     converged: float = 1e-6,
     leap_floor: np.ndarray | float = 0.0,
     analytic: np.ndarray | None = None,
@@ -637,13 +637,12 @@ def taylor(along: Callable[[float], tuple[float | complex, float]], slope: float
     coarser = max(finest - 1, 0)
     allowed = float(np.max(room[coarser : finest + 1]) + abs(central[finest] - central[coarser]) / 3)
     kink = sym_pairs.size >= 2 and bool(np.all(sym_orders[sym_pairs] <= TAYLOR_WRONG))
-    first_order = bool(counted.size) and bool(counted.max() <= TAYLOR_WRONG)
+    order_one = bool(counted.size) and bool(counted.max() <= TAYLOR_WRONG)
     if kink:  # a valid subgradient lies between the one-sided slopes, to within their noise
         s_up, s_down = up[finest] / t[finest], down[finest] / t_down[finest]
         low, high, resolution = min(s_up, s_down), max(s_up, s_down), floor / abs(t[finest])
         status = NONDIFFERENTIABLE if low - resolution <= slope <= high + resolution else WRONG
-        first_order = status == WRONG
-    elif first_order:
+    elif order_one:
         status = WRONG if counted.size >= TAYLOR_WRONG_PAIRS else INCONCLUSIVE
     elif allowed > VERIFY_LIMIT * abs(slope):
         status = INCONCLUSIVE
@@ -651,4 +650,6 @@ def taylor(along: Callable[[float], tuple[float | complex, float]], slope: float
         status = AGREE
     else:
         status = INCONCLUSIVE
+    # finer central differences decide a first order, and a value outside the slopes at a kink
+    first_order = status == WRONG or (order_one and not kink)
     return Taylor(numeric, allowed, status, tuple(float(o) for o in orders), first_order)

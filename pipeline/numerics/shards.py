@@ -28,7 +28,7 @@ from .layout import TensorSpec
 from .plan import Shard, slots_for
 from .problem import Loaded, Output, Settings, call_model, fastest
 from .reduce import ShardResult, summarize_shard
-from .refine import known_rows, second_look
+from .refine import Row, known_rows, second_look
 from .tolerance import CONVERGED, UNCHECKED, WRONG, Tolerance, float32_only, inconclusive, judge, suspects
 
 __all__ = ["resume_shard", "run_shard", "seconds_per_loss", "shard_intact", "shard_seal", "write_analytic"]
@@ -399,7 +399,7 @@ def _look_again(
     # leaps stop where a step is within LEAP_ROOM rounding units of the parameter's value
     leap_floor = LEAP_ROOM * settings.eps(group.dtype) * np.maximum(1.0, np.abs(values.astype(np.float64))) / h
 
-    def losses(which: np.ndarray, multiple: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def losses(which: np.ndarray, multiple: np.ndarray) -> Row:
         chosen = np.zeros(values.size, dtype=bool)
         chosen[which] = True
         perturbed, taken = points(values[which], multiple * h[which], "central")
