@@ -535,17 +535,25 @@ def format_report(report: Report) -> str:
     if report.cost.get("estimated") and report.cost.get("actual"):
         # the estimate is made before the shards run: it cannot know which elements will be suspects
         looked = int(report.timings.get("second_look_evaluations", 0))
-        lines.append(f"estimated {_cost(report.cost['estimated'])}; took {_cost(report.cost['actual'], looked)}")
+        inline = bool(report.timings.get("in_process"))
+        lines.append(
+            f"estimated {_cost(report.cost['estimated'], inline=inline)}; "
+            f"took {_cost(report.cost['actual'], looked, inline)}"
+        )
     return "\n".join(lines)
 
 
-def _cost(cost: Mapping[str, float], looked: int = 0) -> str:
+def _cost(cost: Mapping[str, float], looked: int = 0, inline: bool = False) -> str:
     """A run's cost (:class:`~pipeline.numerics.cost.Cost` as a dict) in a few words; ``looked``: how many of its
-    losses the second look took (no estimate foresees them)."""
+    losses the second look took (no estimate foresees them). ``inline``: the run had no workers, so its memory is
+    this process's peak (the larger of the two figures: the shards ran in the client)."""
     mb = 2**20
     second = f" ({looked} of them the second look's, not foreseen)" if looked else ""
+    if inline:
+        memory = f"{max(cost['worker_memory_bytes'], cost['client_memory_bytes']) / mb:.0f} MB in this process"
+    else:
+        memory = f"{cost['worker_memory_bytes'] / mb:.0f} MB a worker, {cost['client_memory_bytes'] / mb:.0f} MB client"
     return (
-        f"{int(cost['loss_evaluations'])} losses{second}, {cost['wall_seconds']:.1f} s, "
-        f"{cost['worker_memory_bytes'] / mb:.0f} MB a worker, {cost['client_memory_bytes'] / mb:.0f} MB client, "
+        f"{int(cost['loss_evaluations'])} losses{second}, {cost['wall_seconds']:.1f} s, {memory}, "
         f"{cost['output_bytes'] / mb:.1f} MB output"
     )

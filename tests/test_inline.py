@@ -71,6 +71,11 @@ def test_inline_and_dask_runs_are_bit_identical(
         assert in_memory.timings["workers"] == inline.timings["workers"] == 1
         assert on_dask.timings["workers"] == 2
         assert _without_timings(in_memory) == _without_timings(inline) == _without_timings(on_dask), scheme
+        # the cost line: one process's memory where there were no workers, a worker's and the client's on Dask
+        cost_lines = [str(r).splitlines()[-1] for r in (in_memory, inline, on_dask)]
+        assert all(" MB in this process, " in line and " a worker" not in line for line in cost_lines[:2]), cost_lines
+        assert " MB a worker, " in cost_lines[2], cost_lines
+        assert " MB client, " in cost_lines[2], cost_lines
         stored = [
             read_arrays("output", str(tmp_path / f"{where}-{scheme}.zarr"), PER_INDEX) for where in ("inline", "dask")
         ]

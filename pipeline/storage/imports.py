@@ -89,13 +89,17 @@ def import_store(source: str, store: str) -> Imported:
 
 
 def format_imported(imported: Imported) -> str:
-    """One line: how many arrays, how many parameters, where; and the arrays that cannot be parameters."""
+    """One line: how many arrays, where, how many float elements (the parameters, if it is to be a params
+    store: the import cannot know which store it writes); and the arrays that can only be data."""
     n = len(imported.names)
-    line = f"Wrote {n} array{'s' if n != 1 else ''} ({imported.n_parameters} parameters) to '{imported.store}'"
+    line = (
+        f"Wrote {n} array{'s' if n != 1 else ''} to '{imported.store}': {imported.n_parameters} float elements "
+        "(the parameters, as a params store)"
+    )
     others = imported.not_parameters
     if others:
         more = f" and {len(others) - 5} more" if len(others) > 5 else ""
-        line += f"; not float32 or float64, so not parameters: {', '.join(others[:5])}{more}"
+        line += f"; not float32 or float64, so data only: {', '.join(others[:5])}{more}"
     return line + "."
 
 
