@@ -670,6 +670,31 @@ def test_the_taylor_test_at_a_kink_passes_a_subgradient_and_not_a_value_outside_
     assert outside.first_order  # a direction's second look decides
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"indices": "none", "directions": 4, "direction_test": "taylor"},
+        {"indices": "none", "directions": 4},
+        {},
+    ],
+    ids=["taylor", "difference-directions", "elements"],
+)
+def test_a_gradient_of_nan_or_inf_fails_in_every_mode(bad: float, settings: dict[str, Any]) -> None:
+    # Under the Taylor test a NaN slope made every remainder NaN: no order counted, and the direction agreed
+    # (held-out sweep 42: soft-DTW's backward overflowing to NaN passed with a stated power of 6e-6).
+    params, data = hard.model("smooth-tanh").problem()
+    gradient = hard.model("smooth-tanh").grad(params, data)
+    for elements in (slice(None), slice(0, 1)):  # the whole tensor, and one element of it
+        wrong = {name: np.array(g, copy=True) for name, g in gradient.items()}
+        wrong["W2"].reshape(-1)[elements] = bad
+        report = pipeline.check(hard.model("smooth-tanh"), params, data, gradient=wrong, **settings)
+        assert report.verdict == "failed", str(report)
+        assert report.failing == ("W2",)
+        assert "gradcheck PASSED" not in str(report)
+        assert "W2: the analytic gradient is not finite" in str(report)
+
+
 @pytest.mark.parametrize("seed", [1, 3])
 def test_the_taylor_test_on_a_relu_network_raises_no_false_alarm_and_names_a_wrong_tensor(seed: int) -> None:
     # Along a direction of a ReLU layer over a batch the loss crosses kinks at every scale: remainders of order 1

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -264,6 +265,25 @@ class _Square:
     @staticmethod
     def grad(params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"w": 2 * params["w"]}
+
+
+@pytest.mark.parametrize("direction_test", ["difference", "taylor"])
+def test_a_gradient_whose_pieces_overflow_both_ways_fails_its_directions(direction_test: str) -> None:
+    """g·u is summed piece by piece (2**16 elements each). Finite elements of 1e308 whose sum overflows made one
+    piece's part -inf and another's +inf, and math.fsum raised on them."""
+    from pipeline.numerics.directions import DIRECTION_SEED
+
+    n = 2**17
+    w = np.random.default_rng(0).uniform(-1, 1, n)
+    rng = np.random.default_rng([DIRECTION_SEED, 0, 0])  # direction 0 of tensor 0 (see directions._signs)
+    minus = np.flatnonzero(~np.unpackbits(np.frombuffer(rng.bytes(n // 8), dtype=np.uint8)).view(bool))
+    first, second = minus[minus < 2**16][:2], minus[minus >= 2**16][:2]
+    gradient = {"w": 2 * w}
+    gradient["w"][first], gradient["w"][second] = 1e308, -1e308
+    settings: dict[str, Any] = {"indices": "none", "directions": 1, "direction_test": direction_test}
+    report = pipeline.check(_Square(), {"w": w}, {}, gradient=gradient, **settings)
+    assert report.verdict == "failed", str(report)
+    assert report.failing == ("w",)
 
 
 @pytest.mark.parametrize(("scale", "copies"), [(0.5, 1.25), (3.0, 2)])

@@ -89,12 +89,15 @@ def direction_dots(
         g = analytic[tensor].reshape(-1)
         parts: dict[int, list[float]] = {number: [] for number in numbers}
         for at, ratio in _ratios(loaded, tensor, _uniform(loaded, tensor)):
-            weighted = g[at].astype(np.float64) * ratio
-            total = float(weighted.sum())
-            for number in numbers:  # Σ w·(2·bit − 1) = 2·Σ w·bit − Σ w
-                parts[number].append(2 * float(weighted @ _bits(signs[number], at)) - total)
-        for number in numbers:
-            dots[tensor, number] = math.fsum(parts[number])
+            # a gradient with inf in it gives a NaN g·u, which no direction test agrees with
+            with np.errstate(invalid="ignore", over="ignore"):
+                weighted = g[at].astype(np.float64) * ratio
+                total = float(weighted.sum())
+                for number in numbers:  # Σ w·(2·bit − 1) = 2·Σ w·bit − Σ w
+                    parts[number].append(2 * float(weighted @ _bits(signs[number], at)) - total)
+        for number in numbers:  # (math.fsum raises on inf − inf)
+            finite = all(math.isfinite(part) for part in parts[number])
+            dots[tensor, number] = math.fsum(parts[number]) if finite else math.nan
     return tuple(dots[direction] for direction in directions)
 
 

@@ -638,7 +638,9 @@ def taylor(along: Callable[[float], tuple[float | complex, float]], slope: float
     allowed = float(np.max(room[coarser : finest + 1]) + abs(central[finest] - central[coarser]) / 3)
     kink = sym_pairs.size >= 2 and bool(np.all(sym_orders[sym_pairs] <= TAYLOR_WRONG))
     order_one = bool(counted.size) and bool(counted.max() <= TAYLOR_WRONG)
-    if kink:  # a valid subgradient lies between the one-sided slopes, to within their noise
+    if not math.isfinite(slope):  # NaN or inf in the gradient: every remainder is NaN, and no order counts
+        status = WRONG
+    elif kink:  # a valid subgradient lies between the one-sided slopes, to within their noise
         s_up, s_down = up[finest] / t[finest], down[finest] / t_down[finest]
         low, high, resolution = min(s_up, s_down), max(s_up, s_down), floor / abs(t[finest])
         status = NONDIFFERENTIABLE if low - resolution <= slope <= high + resolution else WRONG
@@ -651,5 +653,5 @@ def taylor(along: Callable[[float], tuple[float | complex, float]], slope: float
     else:
         status = INCONCLUSIVE
     # finer central differences decide a first order, and a value outside the slopes at a kink
-    first_order = status == WRONG or (order_one and not kink)
+    first_order = math.isfinite(slope) and (status == WRONG or (order_one and not kink))
     return Taylor(numeric, allowed, status, tuple(float(o) for o in orders), first_order)
