@@ -275,6 +275,46 @@ def test_a_gradient_store_that_is_not_real_numbers_is_one_line(seed_example: Pat
         )
 
 
+def test_a_gradient_coarser_than_the_precision_it_is_judged_in_is_refused(seed_example: Path, tmp_path: Path) -> None:
+    """A float32 gradient's own rounding (1e-7) is about float64's whole tolerance: held-out sweep 42's correct
+    float32 RNN, given its float32 gradient with `precision: float64`, failed every tensor ("74 of 105 wrong")."""
+    from pipeline.storage.inputs import write_group
+
+    params, data = seed_mlp.problem()
+    gradient = seed_mlp.correct.grad(params, data)
+    as32 = {name: np.asarray(a, dtype=np.float32) for name, a in params.items()}
+    grad32 = {name: np.asarray(a, dtype=np.float32) for name, a in gradient.items()}
+    refused: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any], str]] = [
+        (params, grad32, {}, "the params are float64"),
+        (as32, grad32, {"precision": "float64"}, "precision: float64"),
+    ]
+    places: list[dict[str, Any]] = [{}, {"output": str(tmp_path / "never-written.zarr")}]
+    for where in places:
+        for p, g, settings, why in refused:
+            with pytest.raises(pipeline.ConfigError) as raised:
+                pipeline.check(seed_mlp.correct, p, data, gradient=g, **settings, **where)
+            assert str(raised.value).startswith(
+                f"`gradient` holds float32 arrays (W1, b1, W2, b2, W3, b3) where the check judges in float64 ({why}): "
+            )
+    assert not (tmp_path / "never-written.zarr").exists()
+    # judged in its own precision, or finer, the same gradient passes
+    assert pipeline.check(seed_mlp.correct, as32, data, gradient=grad32).verdict in ("passed", "not verified")
+    promoted = seed_mlp.correct.grad({name: a.astype(np.float64) for name, a in as32.items()}, data)
+    assert pipeline.check(seed_mlp.correct, as32, data, gradient=promoted, precision="float64").passed
+    # and a gradient store: exit 2, one line
+    write_group(str(tmp_path / "gradient.zarr"), grad32)
+    done = run_cli(
+        "run", str(seed_example / "correct.yaml"), "--inline", "--set", f"gradient={tmp_path / 'gradient.zarr'}"
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(
+        f"gradcheck: error: The gradient store '{tmp_path / 'gradient.zarr'}' holds float32 arrays (W1, b1, W2, b2, W3, "
+        "b3) where the check judges in float64 (the params are float64): their own rounding, about 1e-07 of each "
+        "value, fails float64's tolerance. Give it in float64 or leave the gradient to model.grad.\n"
+    )
+    assert done.stderr.count("\n") == 1
+
+
 class _Wide:
     """tanh(A @ W @ B) summed: matrix products large enough for a multi-threaded BLAS to split."""
 

@@ -367,6 +367,10 @@ class Inputs:
             "gradient": None if gradient is None else fingerprint("gradient", gradient, options),
         }
 
+    def dtypes(self, role: str) -> dict[str, np.dtype[Any]]:
+        """Each array's dtype in the store of ``role`` ("params", "data" or "gradient"), read from its metadata."""
+        return {name: np.dtype(array.dtype) for name, array in self._arrays[role].items()}
+
     @property
     def data_bytes(self) -> int:
         """The data's size in memory (from the arrays' metadata: nothing is read)."""
