@@ -130,7 +130,14 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         if settings.second_look and wrong.any() and settings.against_float64(group.dtype):
             mine = at[wrong]
             status[mine], (n, cost) = _float32_only(
-                loaded, _subgroup(group, wrong), a[wrong], numeric[mine], allowed[mine], status[mine]
+                loaded,
+                _subgroup(group, wrong),
+                a[wrong],
+                numeric[mine],
+                allowed[mine],
+                status[mine],
+                first.values[wrong].astype(np.float64)[:, None] + first.taken[wrong][:, :2],
+                first.table[wrong][:, :2],
             )
             looked, looked_evaluations = looked + n, looked_evaluations + cost
     second_look_seconds = time.perf_counter() - evaluated
@@ -317,6 +324,8 @@ def _float32_only(
     numeric: np.ndarray,
     allowed: np.ndarray,
     status: np.ndarray,
+    at_step: np.ndarray,
+    losses_at_step: np.ndarray,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """The wrong elements of a float32 group judged again on the model computing in float64
     (:meth:`~.problem.Loaded.float64_twin`), tensor by tensor, :data:`RECHECK_BATCH` at a time; a tensor's
@@ -325,6 +334,10 @@ def _float32_only(
     (:func:`~.tolerance.float32_only`), and ``(elements judged again, the losses that took)``. Where the twin
     cannot compute (a model error in float64), it is dropped for the run, and the elements not yet judged again
     keep their float32 verdict.
+
+    ``at_step`` holds each element's first float32 points ``θ ± h`` (in float64: they are float32 values) and
+    ``losses_at_step`` the float32 losses there: the float64 model is evaluated at the same points, and their
+    central differences compared (the float32 loss is the float64 one at the float32 step).
     """
     twin = loaded.float64_twin()
     if twin is None:
@@ -340,8 +353,16 @@ def _float32_only(
             except ModelError:  # the model cannot compute so in float64: no twin for the rest of the run
                 loaded.drop_float64_twin()
                 return status, (judged_again, cost)
-            judged_again, cost = judged_again + at.size, cost + spent
-            status[at] = float32_only(analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at])
+            (same_points,) = _losses(twin, [part], [at_step[at]])
+            judged_again, cost = judged_again + at.size, cost + spent + same_points.size
+            span = at_step[at, 0] - at_step[at, 1]
+            at_h = (
+                (losses_at_step[at, 0] - losses_at_step[at, 1]) / span,
+                (same_points[:, 0] - same_points[:, 1]) / span,
+            )
+            status[at] = float32_only(
+                analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at], at_h
+            )
             if np.any(judged[2] == WRONG):
                 break
         first += positions.size
