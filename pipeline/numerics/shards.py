@@ -350,10 +350,10 @@ def _float32_only(
             part = _Group(((spec, positions[at - first]),), group.columns[at])
             try:
                 exact, judged, spent = _in_float64(twin, part)
+                (same_points,) = _losses(twin, [part], [at_step[at]])
             except ModelError:  # the model cannot compute so in float64: no twin for the rest of the run
                 loaded.drop_float64_twin()
                 return status, (judged_again, cost)
-            (same_points,) = _losses(twin, [part], [at_step[at]])
             judged_again, cost = judged_again + at.size, cost + spent + same_points.size
             span = at_step[at, 0] - at_step[at, 1]
             at_h = (
