@@ -17,7 +17,7 @@ import pipeline.testing
 from pipeline.errors import ConfigError
 from pipeline.examples import hard, zoo
 from pipeline.numerics.refine import Refined, second_look, taylor
-from pipeline.numerics.tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, WRONG, default_tolerance
+from pipeline.numerics.tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, WRONG, Tolerance, default_tolerance
 
 from . import models
 from .conftest import file_model_check, run_cli
@@ -618,13 +618,17 @@ def test_two_kinks_either_side_of_theta_closer_than_the_step_are_not_called_one_
     assert bug.failing == (("x",) if planted == "failed" else ())
 
 
+#: The Taylor test's allowance without floors: safety times what the finest steps leave uncertain.
+EXACT = Tolerance(0.0, 0.0)
+
+
 def test_the_taylor_test_sees_order_2_for_a_right_slope_and_1_for_a_wrong_one() -> None:
     def along(slope_error: float) -> Any:
         def at(m: float) -> tuple[float, float]:
             t = 1e-3 * m
             return math.exp(1 + t) - 1, t
 
-        return taylor(at, math.e * (1 + slope_error), math.e - 1, 1e-16)
+        return taylor(at, math.e * (1 + slope_error), math.e - 1, 1e-16, EXACT)
 
     right, wrong = along(0.0), along(1e-2)
     assert right.status == AGREE
@@ -640,9 +644,36 @@ def test_the_taylor_tests_allowance_covers_an_error_its_curvature_cancels() -> N
     def at(m: float) -> tuple[float, float]:
         return math.expm1(32.0 * 1e-3 * m) / 32.0, 1e-3 * m
 
-    checked = taylor(at, 1.001, 0.0, 1e-17)
+    checked = taylor(at, 1.001, 0.0, 1e-17, EXACT)
     assert checked.status != WRONG
     assert checked.allowed >= 0.99e-3  # the error it could hide, the power it states: the error, to its truncation
+
+
+def test_the_taylor_test_states_as_its_power_what_its_steps_leave_uncertain_not_the_error_itself() -> None:
+    # J(θ + t) = t + 50·t²: its central differences are exactly 1 at every step, and its curvature keeps every
+    # remainder at order 2 beside a 0.1% error. The room |D − g·u| held that error, and was stated as the power.
+    def at(m: float) -> tuple[float, float]:
+        t = 1e-3 * m
+        return t + 50.0 * t * t, t
+
+    right = taylor(at, 1.0, 0.0, 1e-17, EXACT)
+    assert right.status == AGREE
+    assert right.allowed < 1e-9
+    off = taylor(at, 1.001, 0.0, 1e-17, EXACT)
+    assert min(off.orders) > 1.8  # the orders alone would agree
+    assert off.status != AGREE
+    assert off.first_order  # a direction's second look decides
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_taylor_test_names_an_error_below_its_verify_limit(dtype: type) -> None:
+    # Held-out sweep 42: under the Taylor test ×1.01 and ×1.001 errors passed in float32, each tensor's stated
+    # power the error itself; here a 1% error in W2 passed with a power of 0.0099.
+    params, data = hard.model("smooth-tanh").problem(dtype)
+    settings: dict[str, Any] = {"indices": "none", "directions": 4, "direction_test": "taylor"}
+    assert pipeline.check(hard.model("smooth-tanh"), params, data, **settings).passed
+    for r in (1e-2, 1e-3):
+        assert pipeline.check(hard.planted("smooth-tanh", "W2", r), params, data, **settings).failing == ("W2",)
 
 
 def test_one_first_order_from_the_two_coarsest_steps_alone_is_not_wrong() -> None:
@@ -652,7 +683,7 @@ def test_one_first_order_from_the_two_coarsest_steps_alone_is_not_wrong() -> Non
         t = 1e-3 * m
         return t + t**2 - (1 / 0.012) * t**3, t
 
-    checked = taylor(at, 1.0, 0.0, 5e-8)
+    checked = taylor(at, 1.0, 0.0, 5e-8, EXACT)
     assert abs(checked.orders[0] - 1.0) < 0.05
     assert checked.status == INCONCLUSIVE
     assert checked.first_order  # a direction's second look decides
@@ -664,8 +695,8 @@ def test_the_taylor_test_at_a_kink_passes_a_subgradient_and_not_a_value_outside_
     def at(m: float) -> tuple[float, float]:
         return abs(1e-3 * m) + 1e-3 * m, 1e-3 * m
 
-    assert taylor(at, 1.0, 0.0, 1e-17).status == NONDIFFERENTIABLE
-    outside = taylor(at, 2.5, 0.0, 1e-17)
+    assert taylor(at, 1.0, 0.0, 1e-17, EXACT).status == NONDIFFERENTIABLE
+    outside = taylor(at, 2.5, 0.0, 1e-17, EXACT)
     assert outside.status == WRONG
     assert outside.first_order  # a direction's second look decides
 

@@ -216,7 +216,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         )
 
     if settings.taylor and not complex_step:
-        checked = taylor(along, dot, settings.loss0, noise)
+        checked = taylor(along, dot, settings.loss0, noise, tolerance)
         if not checked.first_order or not settings.second_look:
             return result(checked.numeric, checked.allowed, checked.status, checked.orders)
         # A first order the Taylor test saw is wrong only where central differences at finer steps confirm it,
