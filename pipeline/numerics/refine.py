@@ -622,10 +622,11 @@ def taylor(
     The room holds the error itself: an error below :data:`~.tolerance.VERIFY_LIMIT` that the orders do not show
     fits in it, and the room stated as the power was then the error missed (held-out sweep 42: ×1.001 passed at a
     power of 0.0999%). So the orders agree only where, besides, the finest central difference agrees with ``g·u``
-    to within what its steps leave uncertain (``tolerance``'s allowance on its truncation, the two finest steps'
-    difference over 3, and its rounding): that allowance is the power an agreeing direction states. A measured
-    disagreement beyond it is ``first_order`` (the second look decides), not wrong: kinks within the steps bend
-    the finest differences too.
+    to within what its steps leave uncertain: twice its truncation (the two finest steps' difference over 3) and
+    its rounding (``tolerance``'s safety times the loss's noise over the step). An error of ``g·u`` could hide in
+    that and in the truncation itself: that is the power an agreeing direction states. A measured disagreement
+    beyond it is ``first_order`` (the second look decides), not wrong: kinks within the steps bend the finest
+    differences too.
     """
     plus = [along(m) for m in TAYLOR_MULTIPLES]
     minus = [along(-m) for m in TAYLOR_MULTIPLES]
@@ -650,9 +651,13 @@ def taylor(
     # central difference still carries (D(2t) − D(t) = 3·d·t²)
     coarser = max(finest - 1, 0)
     allowed = float(np.max(room[coarser : finest + 1]) + abs(central[finest] - central[coarser]) / 3)
-    # what the finest central difference leaves uncertain: its truncation (the cubic term) and its rounding
-    uncertain = abs(central[finest] - central[coarser]) / 3 + 2 * noise / abs(t[finest] - t_down[finest])
-    measured = tolerance.atol + tolerance.rtol * abs(slope) + tolerance.safety * uncertain
+    # What the finest central difference leaves uncertain: its truncation (the cubic term, a third of the two finest
+    # differences' gap; twice that, for terms beyond it) and its rounding (tolerance's safety on the loss's noise
+    # over the step). An error of g·u may hide in that, and in the truncation itself: the power stated. No atol or
+    # rtol: the loss's noise scales with the loss, and float32 central's rtol is the verify limit itself.
+    truncation = abs(central[finest] - central[coarser]) / 3
+    rounding = tolerance.safety * noise / abs(t[finest])
+    measured, hidden = 2 * truncation + rounding, 3 * truncation + rounding
     off = False
     kink = sym_pairs.size >= 2 and bool(np.all(sym_orders[sym_pairs] <= TAYLOR_WRONG))
     order_one = bool(counted.size) and bool(counted.max() <= TAYLOR_WRONG)
@@ -666,10 +671,10 @@ def taylor(
         status = WRONG if counted.size >= TAYLOR_WRONG_PAIRS else INCONCLUSIVE
     elif abs(numeric - slope) > measured:  # a disagreement the finest steps measured: the second look decides
         status, off = INCONCLUSIVE, True
-    elif measured > VERIFY_LIMIT * abs(slope):
-        status, allowed = INCONCLUSIVE, measured
+    elif hidden > VERIFY_LIMIT * abs(slope):
+        status, allowed = INCONCLUSIVE, hidden
     elif not counted.size or counted.min() >= TAYLOR_AGREE:
-        status, allowed = AGREE, measured
+        status, allowed = AGREE, hidden
     else:
         status = INCONCLUSIVE
     # finer central differences decide a first order, a measured disagreement, and a value outside the slopes at a kink
