@@ -724,6 +724,31 @@ def test_a_gradient_of_nan_or_inf_fails_in_every_mode(bad: float, settings: dict
         assert report.failing == ("W2",)
         assert "gradcheck PASSED" not in str(report)
         assert "W2: the analytic gradient is not finite" in str(report)
+        if not settings:  # no second look at what is wrong at any step (a whole tensor of NaN cost 4 losses each)
+            assert report.timings["second_look_elements"] == 0
+    # nor, in float32, the look again in float64 (which `model.grad` allows): no more than the correct model's looks
+    params32, data32 = hard.model("smooth-tanh").problem(np.float32)
+    correct = pipeline.check(hard.model("smooth-tanh"), params32, data32, **settings)
+    report = pipeline.check(_NotFiniteIn(hard.model("smooth-tanh"), "W2", bad), params32, data32, **settings)
+    assert report.failing == ("W2",)
+    if not settings:
+        assert report.timings["second_look_elements"] <= correct.timings["second_look_elements"]
+        assert report.timings["second_look_evaluations"] <= correct.timings["second_look_evaluations"]
+
+
+class _NotFiniteIn:
+    """A model whose gradient of one tensor is ``bad`` (NaN or inf) everywhere."""
+
+    def __init__(self, model: Any, tensor: str, bad: float) -> None:
+        self.model, self.tensor, self.bad = model, tensor, bad
+
+    def loss(self, params: Arrays, data: Arrays) -> Any:
+        return self.model.loss(params, data)
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        gradient = {name: np.array(g, copy=True) for name, g in self.model.grad(params, data).items()}
+        gradient[self.tensor][...] = self.bad
+        return gradient
 
 
 @pytest.mark.parametrize("seed", [1, 3])

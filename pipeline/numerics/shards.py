@@ -125,7 +125,7 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         a = analytic[at]
         (numeric[at], allowed[at], status[at], steps[at]), (n, cost) = _judged(loaded, group, first, a)
         looked, looked_evaluations = looked + n, looked_evaluations + cost
-        wrong = status[at] == WRONG
+        wrong = (status[at] == WRONG) & np.isfinite(a)  # (a NaN or inf is wrong in any dtype)
         # part of the second look: its wrong float32 elements, judged again where the model computes in float64
         if settings.second_look and wrong.any() and settings.against_float64(group.dtype):
             mine = at[wrong]

@@ -172,13 +172,15 @@ def suspects(
     :func:`reference` (``scale``: their tensor's RMS gradient) - unless that bar is mostly the loss's
     noise (``rounding``, its part of ``bar``; all of it where None): finer steps only add rounding. And those
     whose stencil holds a kink (``kinked``: richardson's second differences at h and 2h disagree), whose bar
-    cannot see kinks that bend both steps alike."""
+    cannot see kinks that bend both steps alike. Never an element whose analytic value is not finite: it is wrong at
+    any step, and a gradient of NaN would cost a second look per element."""
     fraction = max(SUSPECT.get(precision, SUSPECT["float32"]), tolerance.rtol)
     with np.errstate(invalid="ignore"):
         wide = ~(tolerance.safety * bar <= fraction * reference(analytic, numeric, scale))
         noisy = bar <= 2 * (bar if rounding is None else rounding)
     looked = (status == WRONG) | (status == NONDIFFERENTIABLE) | (wide & ~noisy)
-    return np.asarray(looked if kinked is None else looked | kinked, dtype=bool)
+    looked = looked if kinked is None else looked | kinked
+    return np.asarray(looked & np.isfinite(analytic), dtype=bool)
 
 
 def inconclusive(
