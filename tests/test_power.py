@@ -665,6 +665,11 @@ def test_the_taylor_test_states_as_its_power_what_its_steps_leave_uncertain_not_
     assert off.first_order  # a direction's second look decides
 
 
+def test_the_taylor_test_verifies_nothing_along_a_direction_the_floats_did_not_move() -> None:
+    checked = taylor(lambda m: (0.0, 0.0), 1.0, 0.0, 1e-16, EXACT)
+    assert checked.status == INCONCLUSIVE  # it agreed: every difference 0/0, every comparison with NaN false
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_taylor_test_names_an_error_below_its_verify_limit(dtype: type) -> None:
     # Held-out sweep 42: under the Taylor test ×1.01 and ×1.001 errors passed in float32, each tensor's stated

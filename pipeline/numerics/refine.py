@@ -655,9 +655,10 @@ def taylor(
     # differences' gap; twice that, for terms beyond it) and its rounding (tolerance's safety on the loss's noise
     # over the step). An error of g·u may hide in that, and in the truncation itself: the power stated. No atol or
     # rtol: the loss's noise scales with the loss, and float32 central's rtol is the verify limit itself.
-    truncation = abs(central[finest] - central[coarser]) / 3
-    rounding = tolerance.safety * noise / abs(t[finest])
-    measured, hidden = 2 * truncation + rounding, 3 * truncation + rounding
+    with np.errstate(divide="ignore", invalid="ignore"):  # a step the floats did not take: nothing is measured
+        truncation = abs(central[finest] - central[coarser]) / 3
+        rounding = tolerance.safety * noise / np.abs(t[finest])
+    measured, hidden = float(2 * truncation + rounding), float(3 * truncation + rounding)
     off = False
     kink = sym_pairs.size >= 2 and bool(np.all(sym_orders[sym_pairs] <= TAYLOR_WRONG))
     order_one = bool(counted.size) and bool(counted.max() <= TAYLOR_WRONG)
@@ -669,6 +670,8 @@ def taylor(
         status = NONDIFFERENTIABLE if low - resolution <= slope <= high + resolution else WRONG
     elif order_one:
         status = WRONG if counted.size >= TAYLOR_WRONG_PAIRS else INCONCLUSIVE
+    elif not (math.isfinite(numeric) and math.isfinite(hidden)):  # no step taken: nothing measured, nothing verified
+        status = INCONCLUSIVE
     elif abs(numeric - slope) > measured:  # a disagreement the finest steps measured: the second look decides
         status, off = INCONCLUSIVE, True
     elif hidden > VERIFY_LIMIT * abs(slope):
