@@ -31,7 +31,7 @@ from .config import DEFAULT_SCHEME, Config
 from .errors import ConfigError, ConfigTypeError, GradcheckError, ModelError, StoreError
 from .execution.driver import Executed, Executor, Progress, RunCancelled, Target, execute
 from .execution.inline import InlineExecutor, MemoryOutput, one_blas_thread, peak_rss_bytes, reset_peak_rss
-from .model import Model, ModelRef, check_gradient, coarser_gradient, load_model, shipped
+from .model import Model, ModelRef, check_gradient, load_model, refuse_coarser_gradient, shipped
 from .numerics.cost import Cost, estimate_cost
 from .numerics.diagnose import diagnose_tensors
 from .numerics.fd import STENCILS
@@ -110,14 +110,13 @@ def validate(config: Config, model: ModelRef | None = None) -> tuple[Inputs, Mod
             )
     inputs = Inputs(config.params, config.data, config.gradient, config.storage_options)
     if config.gradient is not None:
-        coarse = coarser_gradient(
+        refuse_coarser_gradient(
             inputs.dtypes("gradient"),
             {spec.name: spec.dtype for spec in inputs.layout.tensors},
             config.precision == "float64",
             f"The gradient store '{config.gradient}'",
+            StoreError,
         )
-        if coarse:
-            raise StoreError(coarse)
     model_ref: ModelRef = model if model is not None else shipped(config.model)
     return inputs, model_ref, load_model(model_ref)
 
@@ -534,14 +533,13 @@ def check(
     in_memory = {"params": "memory://params", "data": "memory://data", "output": "memory://output"}
     config = Config.from_dict({**settings, **in_memory})  # validates the settings; the paths name nothing
     if gradient is not None:
-        coarse = coarser_gradient(
+        refuse_coarser_gradient(
             {n: np.asarray(g).dtype for n, g in gradient.items()},
             {n: np.asarray(p).dtype for n, p in params.items()},
             config.precision == "float64",
             "`gradient`",
+            ConfigError,
         )
-        if coarse:
-            raise ConfigError(coarse)
     if config.cluster.inline and client is None and output is None:
         return _check_in_memory(config, obj if obj is not None else shipped(model), params, data, gradient, progress)
     from .storage.inputs import write_group

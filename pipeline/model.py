@@ -35,9 +35,9 @@ __all__ = [
     "ModelSource",
     "as_loss_value",
     "check_gradient",
-    "coarser_gradient",
     "load_model",
     "missing_module",
+    "refuse_coarser_gradient",
     "resolve",
     "shipped",
 ]
@@ -270,22 +270,24 @@ def as_loss_value(value: Any, where: str) -> float:
     return number
 
 
-def coarser_gradient(gradient: Mapping[str, Any], params: Mapping[str, Any], promote: bool, source: str) -> str | None:
-    """Why a given gradient cannot be judged, or None: a float array (``gradient``'s dtypes) coarser than
-    the float64 its tensor is judged in (``params``' dtypes, all float64 where ``promote``). Its own
-    rounding, about 1e-7 of each value for float32, is about float64's whole tolerance: a correct gradient
-    fails (held-out sweep 42: `precision: float64` with a float32 `gradient` failed every tensor)."""
+def refuse_coarser_gradient(
+    gradient: Mapping[str, Any], params: Mapping[str, Any], promote: bool, source: str, error: type[Exception]
+) -> None:
+    """Raise ``error`` where a given gradient has a float array (``gradient``'s dtypes) coarser than the
+    float64 its tensor is judged in (``params``' dtypes, all float64 where ``promote``). Its own rounding,
+    about 1e-7 of each value for float32, is about float64's whole tolerance: a correct gradient fails
+    (held-out sweep 42: `precision: float64` with a float32 `gradient` failed every tensor)."""
     coarse: dict[str, list[str]] = {}
     for name in (name for name in params if name in gradient):  # in the params' order
         dtype, judged = np.dtype(gradient[name]), np.dtype(np.float64 if promote else params[name])
         if dtype.kind == "f" and judged.kind == "f" and np.finfo(dtype).eps > np.finfo(judged).eps:
             coarse.setdefault(dtype.name, []).append(name)
     if not coarse:
-        return None
+        return
     dtype, names = next(iter(coarse.items()))
     why = "precision: float64" if promote else "the params are float64"
     instead = "give it in float64, drop `precision: float64`," if promote else "give it in float64"
-    return (
+    raise error(
         f"{source} holds {dtype} arrays ({', '.join(names)}) where the check judges in float64 ({why}): their own "
         f"rounding, about {np.finfo(dtype).eps:.0e} of each value, fails float64's tolerance. {instead.capitalize()} "
         "or leave the gradient to model.grad."

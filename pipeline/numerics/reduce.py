@@ -500,14 +500,14 @@ def with_directions(
         return math.inf if math.isnan(error) else error
 
     def sentence(mine: Sequence[DirectionResult], wrong: Sequence[DirectionResult]) -> str:
-        ratios = [d.analytic / d.numeric for d in wrong if d.numeric != 0 and math.isfinite(d.analytic / d.numeric)]
-        every = len(wrong) == len(mine)
         unfinite = [d for d in wrong if not math.isfinite(d.analytic)]
         if unfinite:  # NaN or inf somewhere in the tensor's gradient: every direction's g·v is not finite
             return (
                 f"the analytic gradient is not finite: g·v = {unfinite[0].analytic:.6g} along "
                 f"{len(unfinite)} of {len(mine)} random directions"
             )
+        ratios = [d.analytic / d.numeric for d in wrong if d.numeric != 0 and math.isfinite(d.analytic / d.numeric)]
+        every = len(wrong) == len(mine)
         common = len(ratios) == len(wrong) and max(ratios) - min(ratios) <= 1e-3 * max(abs(r) for r in ratios)
         if common and (every or len(wrong) > 1):
             scope = (

@@ -650,15 +650,15 @@ def taylor(
     # the larger of the two finest steps' room, and their difference's third: the cubic term d·t² that the finest
     # central difference still carries (D(2t) − D(t) = 3·d·t²)
     coarser = max(finest - 1, 0)
-    allowed = float(np.max(room[coarser : finest + 1]) + abs(central[finest] - central[coarser]) / 3)
-    # What the finest central difference leaves uncertain: its truncation (the cubic term, a third of the two finest
-    # differences' gap; twice that, for terms beyond it) and its rounding (tolerance's safety on the loss's noise
-    # over the step). An error of g·u may hide in that, and in the truncation itself: the power stated. No atol or
-    # rtol: the loss's noise scales with the loss, and float32 central's rtol is the verify limit itself.
+    truncation = float(abs(central[finest] - central[coarser]) / 3)
+    allowed = float(np.max(room[coarser : finest + 1])) + truncation
+    # What the finest central difference leaves uncertain: its truncation (twice the cubic term, for terms beyond
+    # it) and its rounding (tolerance's safety on the loss's noise over the step). An error of g·u may hide in that,
+    # and in the truncation itself: the power stated. No atol or rtol: the loss's noise scales with the loss, and
+    # float32 central's rtol is the verify limit itself.
     with np.errstate(divide="ignore", invalid="ignore"):  # a step the floats did not take: nothing is measured
-        truncation = abs(central[finest] - central[coarser]) / 3
-        rounding = tolerance.safety * noise / np.abs(t[finest])
-    measured, hidden = float(2 * truncation + rounding), float(3 * truncation + rounding)
+        rounding = float(tolerance.safety * noise / np.abs(t[finest]))
+    measured, hidden = 2 * truncation + rounding, 3 * truncation + rounding
     off = False
     kink = sym_pairs.size >= 2 and bool(np.all(sym_orders[sym_pairs] <= TAYLOR_WRONG))
     order_one = bool(counted.size) and bool(counted.max() <= TAYLOR_WRONG)

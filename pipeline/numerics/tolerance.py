@@ -218,7 +218,7 @@ def float32_only(
     exact_allowed: np.ndarray,
     exact_status: np.ndarray,
     scale: np.ndarray,
-    at_step: tuple[np.ndarray, np.ndarray] | None = None,
+    at_step: tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """``status`` with each ``WRONG`` element of a float32 tensor (analytic, numeric, allowed) made
     ``FLOAT32_ONLY`` where the same model computing in float64 verifies it (``exact_status`` ``AGREE``: its
@@ -240,9 +240,7 @@ def float32_only(
     """
     with np.errstate(invalid="ignore"):
         share = DTYPE_SHARE * np.fmax(np.abs(exact), scale)
-        same_loss = np.abs(numeric - exact_numeric) <= share
-        if at_step is not None:
-            same_loss |= np.abs(at_step[0] - at_step[1]) <= share
+        same_loss = (np.abs(numeric - exact_numeric) <= share) | (np.abs(at_step[0] - at_step[1]) <= share)
         near = (np.abs(analytic - exact) <= share) & same_loss
         seen = 2 * exact_allowed <= np.abs(analytic - numeric)
     verified = (exact_status == AGREE) | (exact_status == NONDIFFERENTIABLE)
