@@ -44,6 +44,52 @@ def _judged(
     return diagnose(shape, analytic, numeric, allowed, status)
 
 
+# --- where the wrong elements lie, and a transpose inside a tensor ---------------------------------------------------
+
+
+def test_wrong_elements_that_fill_a_block_of_rows_are_placed_there() -> None:
+    # A fused K/V weight (16, 8) whose backward gets the V half (rows 8-15) wrong and the K half right; a 2D tensor's
+    # count with no other pattern used to say only "64 of 128 checked elements are wrong".
+    rng = np.random.default_rng(0)
+    numeric = rng.normal(size=(16, 8))
+    analytic = numeric.copy()
+    analytic[8:] += rng.normal(size=(8, 8))
+    assert _judged((16, 8), analytic.reshape(-1), numeric.reshape(-1)) == (
+        "64 of 128 checked elements are wrong, at index 8-15 of axis 0, every checked element there",
+    )
+    # one of four stacked LSTM gates (axis 0 of (4, 5, 3)), wrong at some of its elements only
+    numeric = rng.normal(size=(4, 5, 3))
+    analytic = numeric.copy()
+    analytic[2, :3] *= 1 + rng.uniform(0.1, 1, size=(3, 3))
+    assert _judged((4, 5, 3), analytic.reshape(-1), numeric.reshape(-1)) == (
+        "9 of 60 checked elements are wrong, at index 2 of axis 0",
+    )
+
+
+def test_scattered_wrong_elements_and_a_vectors_few_are_not_given_a_region() -> None:
+    rng = np.random.default_rng(1)
+    numeric = rng.normal(size=(6, 6))
+    analytic = numeric.copy()
+    analytic[[0, 1, 2, 3, 4], [0, 2, 4, 1, 5]] += 1.0  # 5 of 6 rows, 5 of 6 columns
+    assert _judged((6, 6), analytic.reshape(-1), numeric.reshape(-1)) == ("5 of 36 checked elements are wrong",)
+    numeric = rng.normal(size=12)
+    analytic = numeric.copy()
+    analytic[[1, 5]] += 1.0
+    assert _judged((12,), analytic, numeric) == ("2 of 12 checked elements are wrong",)
+    analytic[[6, 7, 8]] += 1.0  # a vector's block: 1, 5-8
+    assert _judged((12,), analytic, numeric) == ("5 of 12 checked elements are wrong, at index 1, 5-8",)
+
+
+def test_a_kernel_whose_rows_and_columns_are_swapped_is_a_transpose_inside_the_tensor() -> None:
+    # conv dw (filters, channels, 3, 3) with each 3x3 kernel transposed: its diagonals agree, 36 of 54 are wrong
+    rng = np.random.default_rng(2)
+    numeric = rng.normal(size=(3, 2, 3, 3))
+    analytic = np.swapaxes(numeric, 2, 3)
+    assert _judged((3, 2, 3, 3), analytic.reshape(-1), numeric.reshape(-1)) == (
+        "analytic is the numeric gradient with axes 2 and 3 swapped (a transpose inside the tensor)",
+    )
+
+
 # --- a constant factor or a flipped sign: "everywhere" only when every checked element is wrong ---------------------
 
 
@@ -61,7 +107,8 @@ def test_a_factor_on_some_elements_only_with_per_element_verdicts() -> None:
     numeric = np.array([1.0, 2.0, 3.0, 4.0])
     analytic = np.array([1.0, 6.0, 3.0, 12.0])
     assert _judged((2, 2), analytic, numeric) == (
-        "analytic is 3x the numeric gradient at the 2 wrong elements (of 4 checked)",
+        "analytic is 3x the numeric gradient at the 2 wrong elements (of 4 checked), at index 1 of axis 1, "
+        "every checked element there",
     )
 
 

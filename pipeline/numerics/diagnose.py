@@ -75,6 +75,52 @@ def _elements(count: int) -> str:
     return f"{count} element{'' if count == 1 else 's'}"
 
 
+def _runs(indices: np.ndarray) -> str:
+    """Sorted distinct indices as runs: ``8-15``, ``0, 2, 5-7``, and ``and N more`` after :data:`LISTED` runs."""
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    runs = [(int(run[0]), int(run[-1])) for run in np.split(indices, breaks)]
+    shown = ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in runs[:LISTED])
+    return shown + (f" and {len(runs) - LISTED} more" if len(runs) > LISTED else "")
+
+
+def _region(shape: tuple[int, ...], wrong: np.ndarray, checked: np.ndarray) -> str:
+    """Where the ``wrong`` elements (flat positions) lie, when they fill at most half of some axis: ``at index
+    8-15 of axis 0, every checked element there`` (a block computed apart: the K half of a fused K/V weight,
+    one gate of an LSTM's stacked weights, the channels a loop missed). The axis whose fewest indices hold
+    them all; nothing where the wrong elements are scattered over more than half of every axis, nor for a
+    vector's one or two wrong elements or scattered ones (its count says as much)."""
+    if len(shape) == 0 or wrong.size == 0:
+        return ""
+    at = np.unravel_index(wrong, shape)
+    best: tuple[float, int, np.ndarray] | None = None
+    for axis, length in enumerate(shape):
+        indices = np.unique(at[axis])
+        share = indices.size / length
+        if share <= 0.5 and (best is None or share < best[0]):
+            best = (share, axis, indices)
+    if best is None or (len(shape) == 1 and (wrong.size < 3 or np.count_nonzero(np.diff(best[2]) != 1) >= LISTED)):
+        return ""
+    _, axis, indices = best
+    if len(shape) == 1:  # a vector's indices are its elements
+        return f"at index {_runs(indices)}"
+    inside = np.isin(np.unravel_index(checked, shape)[axis], indices)
+    every = ", every checked element there" if int(np.count_nonzero(inside)) == wrong.size else ""
+    return f"at index {_runs(indices)} of axis {axis}{every}"
+
+
+def _swapped(shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, room: np.ndarray) -> str | None:
+    """``axes i and j`` when the analytic gradient is the numeric one with two axes of the same length
+    swapped: a transpose inside the tensor (a convolution kernel's rows and columns)."""
+    for i in range(len(shape)):
+        for j in range(i + 1, len(shape)):
+            if shape[i] != shape[j] or shape[i] < 2:
+                continue
+            swapped = np.swapaxes(numeric.reshape(shape), i, j).reshape(-1)
+            if _close(analytic, swapped, room + np.abs(swapped) * 1e-12):
+                return f"axes {i} and {j}"
+    return None
+
+
 def _mask(shape: tuple[int, ...], flat: np.ndarray) -> str:
     """Analytic non-zero where the loss does not move at all: the forward pass masks, the backward does not."""
     return (
@@ -177,12 +223,15 @@ def diagnose(
             f"the analytic gradient is zero at every checked element, the numeric one is not at "
             f"{flat.size} of the {n_checked} ({_where(held, named(flat))}): a missing term",
         )
+    # where the wrong elements lie, when they fill part of an axis only
+    region = "" if everywhere else _region(held, named(flat), named(np.flatnonzero(considered)))
+    region = f", {region}" if region else ""
     k = _ratio(analytic[flat], numeric[flat], room_all[flat]) if everywhere or flat.size > 1 else None
     if k is not None and abs(k - 1) > 1e-3:
         scope = (
             "everywhere"
             if everywhere
-            else f"at the {flat.size}{' other' if sentences else ''} wrong elements (of {n_checked} checked)"
+            else f"at the {flat.size}{' other' if sentences else ''} wrong elements (of {n_checked} checked){region}"
         )
         if abs(k + 1) <= 1e-3:
             return (*sentences, f"the sign is flipped: analytic = -1 x numeric {scope}")
@@ -193,6 +242,10 @@ def diagnose(
         if _close(analytic, transposed, room + np.abs(transposed) * 1e-12) and not _close(analytic, numeric, room):
             what = "the transpose of" if shape[0] == shape[1] else "laid out as the transpose of"
             return (f"analytic is {what} the numeric gradient",)
+    if whole and len(shape) > 2 and not _close(analytic, numeric, room):
+        axes = _swapped(shape, analytic, numeric, room)
+        if axes is not None:
+            return (f"analytic is the numeric gradient with {axes} swapped (a transpose inside the tensor)",)
     if whole and len(shape) >= 1 and np.prod(shape) >= 3:
         moved = _shift(analytic.reshape(shape), numeric.reshape(shape), room.reshape(shape))
         if moved is not None:
@@ -217,7 +270,7 @@ def diagnose(
             how = f" (relative difference {relative:.2g})"
         sentences.append(f"{which} is wrong: analytic {a0:.{digits}g}, numeric {n0:.{digits}g}{how}")
     elif found is None or found[0].size < n_wrong:
-        sentences.append(f"{n_wrong} of {n_checked} checked elements are wrong")
+        sentences.append(f"{n_wrong} of {n_checked} checked elements are wrong{region}")
     if found is not None:
         sentences.append(found[1](held, named(found[0])))
     return tuple(sentences)
