@@ -501,6 +501,8 @@ class _OneElement:
         return {"x": np.array([self.slope], dtype=self.dtype)}
 
 
+_H0 = float(np.finfo(np.float64).eps) ** 0.2  # float64's first step at x = 0
+_K = 0.2 / (float(np.finfo(np.float32).eps) ** 0.2 * 2.5)  # a tanh 5 first steps wide at x = 2.5 in float32
 _C = 67.56  # exp(c·x): its curvature moves the slopes' gap by f''·h ≈ 3.4 at float64's first step, 7.4e-4
 _S = 0.0039118597  # a tanh feature 0.003 of float32's first step at x = 30 (1.24) wide
 
@@ -532,7 +534,51 @@ def test_kinks_and_features_near_theta_are_resolved_at_finer_steps_not_called_ea
     assert _found(pipeline.check(_OneElement(f, 1.03 * slope, dtype), params, {}), "x")
 
 
-_H0 = float(np.finfo(np.float64).eps) ** 0.2  # float64's first step at x = 0
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_kink_just_off_theta_beside_curvature_is_resolved_not_excused_as_a_kink_at_theta(
+    dtype: type,
+) -> None:
+    """Found by adversarial review 45 of a cost cut, reverted: a kink at θ stopping its table after three rows (2h,
+    h, h/2) within 1%. A ReLU 0.01 of the first step off θ shrinks the slopes' gap as the step shrinks, and
+    negative curvature grows it back by as much: over three rows it held, θ was called a kink, and 1% to 33%
+    errors were left not verified. Four rows see it move; finer steps pass the kink and find θ smooth."""
+    x0 = float(dtype(0.3))
+    h = float(np.finfo(dtype).eps) ** 0.2  # the first step (|x0| < 1)
+    d, c = 0.01 * h, -0.01 / h  # the kink's offset, and the curvature that balances it over 2h..h/2
+
+    def f(x: float) -> float:
+        u = x - x0
+        return 1 + 3 * u + 0.5 * c * u * u + max(u - d, 0.0)
+
+    params: Arrays = {"x": np.array([x0], dtype=dtype)}
+    assert pipeline.check(_OneElement(f, 3.0, dtype), params, {}).passed
+    for wrong in (3.03, 3.5, 4.0):  # 1%, the slopes' midpoint, the ReLU counted on
+        assert _found(pipeline.check(_OneElement(f, wrong, dtype), params, {}), "x"), wrong
+
+
+@pytest.mark.parametrize(
+    ("f", "x0", "slope", "dtype", "errors"),
+    [
+        # x^1.5 at 4 first steps from 0: D(h) is 2e-3 off, the second differences agree to 2%, R is 1.4e-4 off
+        (lambda x: x**1.5, 4 * _H0, 3 * _H0**0.5, np.float64, (1e-4, -1e-4)),
+        # tanh at its inflection, k·h = 0.2 in float32: the curvature is 0 at both steps (an odd function),
+        # D(h) is 0.7% off and R 2e-4
+        (lambda x: 2 + x + math.tanh(_K * (x - 2.5)) / _K, 2.5, 2.0, np.float32, (-1e-3,)),
+    ],
+)
+def test_richardsons_bar_is_not_narrowed_where_only_the_second_differences_show_the_regime(
+    f: Any, x0: float, slope: float, dtype: type, errors: tuple[float, ...]
+) -> None:
+    """Found by adversarial review 45 of a cost cut, reverted: a first-pass bar of e²/|D(h)| wherever D(h) was within
+    1e-2 (not 1e-3) and the second differences at h and 2h agreed to 2%. Each order need not shrink alike: an
+    odd function's curvature is 0 at both steps, and x^1.5's derivatives grow faster than geometrically. R was
+    off by more than its narrowed bar, nothing went to a second look, and these errors passed within their
+    stated power. They fail."""
+    params: Arrays = {"x": np.array([x0], dtype=dtype)}
+    correct = pipeline.check(_OneElement(f, slope, dtype), params, {})
+    assert correct.verdict in ("passed", "not verified")
+    for r in errors:
+        assert _found(pipeline.check(_OneElement(f, slope * (1 + r), dtype), params, {}), "x"), r
 
 
 @pytest.mark.parametrize(
