@@ -141,6 +141,39 @@ def test_importing_the_numerics_and_an_in_memory_check_load_neither_dask_nor_zar
     assert done.stdout.split("\n")[:2] == ["[]", "True []"]
 
 
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_that_starts_a_local_cluster_at_its_top_level_is_told_to_guard_it(
+    tmp_path: Path, guarded: bool
+) -> None:
+    """Found by a newcomer: the README's script with ``workers=2`` added printed 302 lines of tracebacks from
+    distributed ("An attempt has been made to start a new process before the current process has finished its
+    bootstrapping phase", "Nanny failed to start"). Each worker process imports the script again. Now each says so
+    in one line and the check raises one ClusterError that says what to do; under the guard it runs."""
+    body = "report = pipeline.check(seed_mlp.correct, *seed_mlp.problem(), workers=2)\nprint(report.passed)\n"
+    if guarded:
+        body = 'if __name__ == "__main__":\n' + textwrap.indent(body, "    ")
+    script = tmp_path / "check_it.py"
+    script.write_text("import pipeline\nfrom pipeline.examples import seed_mlp\n\n" + body)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    if guarded:
+        assert (done.returncode, done.stdout.strip()) == (0, "True"), done.stderr
+        return
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) < 30, done.stderr
+    assert lines[-1].startswith("pipeline.errors.ClusterError: The local cluster's worker processes did not start")
+    assert 'put it under `if __name__ == "__main__":`' in lines[-1]
+    assert any(line.startswith("gradcheck: a worker process imported a script that starts") for line in lines)
+
+
 def test_a_model_error_names_the_models_file_and_line(tmp_path: Path) -> None:
     source = textwrap.dedent(
         """

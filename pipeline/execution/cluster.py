@@ -11,9 +11,10 @@ without ``cluster.security`` the TLS settings come from ``distributed.comm.tls``
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import dask
 from distributed import Client, LocalCluster
@@ -22,7 +23,13 @@ from distributed.security import Security
 from ..config import ClusterConfig
 from ..errors import ClusterError, one_line
 
-__all__ = ["connect", "local_workers", "resolved", "security"]
+__all__ = ["UNGUARDED", "connect", "local_workers", "resolved", "security"]
+
+#: What to do when a script starts a local cluster at its top level: each worker process imports it again.
+UNGUARDED = (
+    'put it under `if __name__ == "__main__":` (each worker process of a local cluster imports the script '
+    "again, and would start a cluster of its own)"
+)
 
 # One thread per worker process: without this each worker's BLAS would start a
 # thread per core and the workers would oversubscribe the machine.
@@ -89,34 +96,45 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
         raise ValueError("`cluster: inline` runs in this process; there is no cluster to connect to.")
     cluster = resolved(cluster)
     if cluster.is_local:
-        with (
+        if getattr(multiprocessing.current_process(), "_inheriting", False):
+            # A worker process importing the script that started it, which starts a cluster again: this process
+            # cannot run, and its parent says why (below). One line here, not a traceback per worker.
+            raise SystemExit(f"gradcheck: a worker process imported a script that starts a local cluster: {UNGUARDED}.")
+        with ExitStack() as stack:
             # A nanny started earlier in this process (or its parent's) leaves the
             # variable in the environment, where our workers would inherit it.
-            _unset("MALLOC_TRIM_THRESHOLD_"),
-            dask.config.set(
-                {
-                    # A worker holds only the task it runs (Dask would queue a second one on it):
-                    # when a model crashes its process, Dask then blames exactly that shard.
-                    "distributed.scheduler.worker-saturation": 1.0,
-                    # The nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its workers, which made a
-                    # numpy MLP's loss 8-50% slower there than in a plain process (measured here).
-                    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-                }
-            ),
-            LocalCluster(
-                n_workers=local_workers(cluster, n_tasks),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",  # a free port: never collide with another cluster
-                # Task errors come back to the client, which reports them; the workers'
-                # own "Compute Failed" log lines would put a traceback on the user's terminal.
-                silence_logs=logging.CRITICAL,
-                env=_SINGLE_THREADED,
-                timeout=cluster.timeout,
-            ) as local,
-            Client(local, timeout=cluster.timeout) as client,
-        ):
-            yield client
+            stack.enter_context(_unset("MALLOC_TRIM_THRESHOLD_"))
+            stack.enter_context(
+                dask.config.set(
+                    {
+                        # A worker holds only the task it runs (Dask would queue a second one on it):
+                        # when a model crashes its process, Dask then blames exactly that shard.
+                        "distributed.scheduler.worker-saturation": 1.0,
+                        # The nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its workers, which made a
+                        # numpy MLP's loss 8-50% slower there than in a plain process (measured here).
+                        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                    }
+                )
+            )
+            try:
+                local = LocalCluster(
+                    n_workers=local_workers(cluster, n_tasks),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",  # a free port: never collide with another cluster
+                    # Task errors come back to the client, which reports them; the workers'
+                    # own "Compute Failed" log lines would put a traceback on the user's terminal.
+                    silence_logs=logging.CRITICAL,
+                    env=_SINGLE_THREADED,
+                    timeout=cluster.timeout,
+                )
+            except RuntimeError as e:  # distributed's "Nanny failed to start."
+                raise ClusterError(
+                    f"The local cluster's worker processes did not start ({one_line(e)}); if a script "
+                    f"starts the check at its top level, {UNGUARDED}."
+                ) from None  # its chain is distributed's internals; the message holds its line
+            stack.enter_context(local)
+            yield stack.enter_context(Client(local, timeout=cluster.timeout))
         return
     where = f"scheduler at {cluster.address}" if cluster.address else f"scheduler file '{cluster.scheduler_file}'"
     try:
