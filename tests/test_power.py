@@ -548,7 +548,7 @@ def test_a_kink_just_off_theta_beside_curvature_is_resolved_not_excused_as_a_kin
 
     def f(x: float) -> float:
         u = x - x0
-        return 1 + 3 * u + 0.5 * c * u * u + max(u - d, 0.0)
+        return float(1 + 3 * u + 0.5 * c * u * u + max(u - d, 0.0))
 
     params: Arrays = {"x": np.array([x0], dtype=dtype)}
     assert pipeline.check(_OneElement(f, 3.0, dtype), params, {}).passed
