@@ -526,11 +526,22 @@ def format_report(report: Report) -> str:
     if timings:
         # In this process there is no cluster: what came before the probe is opening the inputs.
         where = "in this process: set-up" if timings.get("in_process") else "cluster"
+        rate = timings.get("evaluations_per_second", math.nan)
+        # a resumed run's shards read back were computed (and looked at again) by the run that wrote them
+        read_back = int(timings.get("resumed_shards", 0) - timings.get("recomputed_shards", 0))
+        if read_back and not rate:
+            evaluated = " (the probe's alone: every shard was read back from the output, as an earlier run computed it)"
+        else:
+            evaluated = f", {rate:.0f}/s" + (
+                f"; {read_back} shard(s) read back from the output, as an earlier run computed them"
+                if read_back
+                else ""
+            )
         lines += [
             "",
             f"{timings.get('total_seconds', math.nan):.2f} s in all ({where} {timings.get('cluster_seconds', math.nan):.2f} s, "
-            f"shards {timings.get('shards_seconds', math.nan):.2f} s); {int(timings.get('loss_evaluations', 0))} loss evaluations, "
-            f"{timings.get('evaluations_per_second', math.nan):.0f}/s",
+            f"shards {timings.get('shards_seconds', math.nan):.2f} s); {int(timings.get('loss_evaluations', 0))} loss "
+            f"evaluations{evaluated}",
         ]
     if report.cost.get("estimated") and report.cost.get("actual"):
         # the estimate is made before the shards run: it cannot know which elements will be suspects

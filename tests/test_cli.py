@@ -205,7 +205,9 @@ def test_rerun_reuses_a_different_check_is_refused_and_overwrite_replaces(seed_e
     output = seed_example / "correct-output.zarr"
     assert run_cli("run", config).returncode == 0
     first = _numeric(output)
-    assert run_cli("run", config, "--set", "threshold=1e-3").returncode == 0  # the same numbers: reused
+    reused = run_cli("run", config, "--set", "threshold=1e-3")
+    assert reused.returncode == 0  # the same numbers: reused, and the report says so (it said "0/s")
+    assert "loss evaluations (the probe's alone: every shard was read back from the output" in reused.stdout
     np.testing.assert_array_equal(_numeric(output), first)
     refused = run_cli("run", config, "--set", "epsilon=1e-6")
     assert refused.returncode == 2
