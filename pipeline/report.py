@@ -386,7 +386,9 @@ def format_report(report: Report) -> str:
     for t in report.tensors:
         # a tensor none of whose elements was checked (directions only) has no element figures: '-', not zeros
         elements = bool(t.n_checked)
-        tallies = [f"{t.n_wrong}/{t.n_checked}", str(t.n_nondifferentiable), str(t.n_inconclusive)]
+        # inconclusive elements exactly 0 in both gradients are dead units, not bars too wide: say how many
+        zeros = f" ({t.n_zero} zero)" if t.n_zero else ""
+        tallies = [f"{t.n_wrong}/{t.n_checked}", str(t.n_nondifferentiable), f"{t.n_inconclusive}{zeros}"]
         counts = (
             [
                 *(tallies if elements else ["-"] * 3),
@@ -424,6 +426,12 @@ def format_report(report: Report) -> str:
             + (
                 "; * beside elements not proven wrong (below): a wrong gradient there may not have been seen"
                 if doubted
+                else ""
+            )
+            + (
+                "; (N zero): inconclusive elements exactly 0 in both analytic and numeric (dead units, an unused "
+                "parameter: the loss does not move with them at θ)"
+                if any(t.n_zero for t in report.tensors)
                 else ""
             )
         )

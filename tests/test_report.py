@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pipeline
 from pipeline import Report, format_report
 from pipeline.examples import write_example
 
-from .conftest import run_cli
+from .conftest import REPO, run_cli
 
 
 def _run_json(config: Path, output: Path, *settings: str) -> Report:
@@ -43,10 +44,23 @@ def test_printing_a_report_shows_the_readable_report(planted: Report, capsys: py
     assert text == format_report(planted)
     assert text.startswith("gradcheck FAILED: 8 of 47 elements wrong; difference 2.851e-01 > threshold 2e-07\n")
     assert "Wrong tensors, from the last layer back: W2, b1\n" in text
+    # W2's inconclusive elements are dead units, not bars too wide (a newcomer read "11" as a weak check)
+    assert re.search(r"\n  W2 +\(3, 5\) .* 4/15 +0 +11 \(11 zero\) +- +WRONG\n", text), text
+    assert "(N zero): inconclusive elements exactly 0 in both analytic and numeric" in text
     print(planted)
     assert capsys.readouterr().out == text + "\n"
     assert "format_report" in pipeline.__all__
     assert pipeline.format_report is pipeline.report.format_report
+
+
+def test_the_readmes_excerpt_of_the_planted_example_is_its_output(planted: Report) -> None:
+    """Every line the README shows of ``gradcheck run example/planted.yaml`` is a line of its report (a newcomer
+    found the excerpt two changes of the table behind)."""
+    block = (REPO / "README.md").read_text().split("names the two wrong tensors:\n\n```\n", 1)[1].split("```", 1)[0]
+    shown = [line for line in block.splitlines() if line.strip() != "..."]
+    assert len(shown) > 10
+    lines = format_report(planted).splitlines()
+    assert [line for line in shown if line not in lines] == []
 
 
 def test_without_per_element_verdicts_the_report_states_the_rule_instead_of_nan(example: Path, planted: Report) -> None:
