@@ -219,7 +219,8 @@ def run(
             # Said while the lock is still held: `status` never sees a run that is neither running nor ended.
             _ended(target, "cancelled" if isinstance(e, (RunCancelled, KeyboardInterrupt)) else "failed", e)
             raise
-        report = _report(config, executed, lambda: target.arrays, started)  # its output's size once it is in it
+        # its output's size once it is in it; a wrong tensor's parameters read back for its diagnosis
+        report = _report(config, executed, lambda: target.arrays, started, params=inputs.tensor)
         target.record({"config": config.to_dict(), "report": report.to_dict()})
         if report.cost:
             actual = {**report.cost["actual"], "output_bytes": target.size_bytes()}
@@ -293,14 +294,20 @@ def _ended(target: StoredOutput, state: str, error: BaseException) -> None:
 
 
 def _report(
-    config: Config, executed: Executed, arrays: Callable[[], Output], started: float, output_bytes: int = 0
+    config: Config,
+    executed: Executed,
+    arrays: Callable[[], Output],
+    started: float,
+    output_bytes: int = 0,
+    params: Callable[[str], np.ndarray] | None = None,
 ) -> Report:
-    """The report of an executed run: the reduced verdict, wrong tensors diagnosed from the output's arrays."""
+    """The report of an executed run: the reduced verdict, wrong tensors diagnosed from the output's arrays
+    (and ``params(name)``, a tensor's parameter values)."""
     settings, probe, directions = executed.settings, executed.probe, executed.directions
     layout = settings.layout
     verdict = combine(layout, executed.results, threshold=config.threshold, worst=config.worst)
     slots = slots_for(layout, settings.sample)
-    tensors = with_directions(diagnose_tensors(slots, verdict.tensors, arrays), directions)
+    tensors = with_directions(diagnose_tensors(slots, verdict.tensors, arrays, params), directions)
     difference = verdict.difference
     if not verdict.n_checked and directions:  # directions only: the seed's difference over them
         difference = direction_difference(directions)
@@ -595,7 +602,7 @@ def _check_in_memory(
             started=started,
             data_bytes=sum(array.nbytes for array in arrays.values()),
         )
-    return _report(config, executed, lambda: target, started, target.size_bytes())
+    return _report(config, executed, lambda: target, started, target.size_bytes(), params=copies.__getitem__)
 
 
 def _check_names(role: str, arrays: Mapping[Any, Any]) -> None:

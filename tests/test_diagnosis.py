@@ -90,6 +90,61 @@ def test_a_kernel_whose_rows_and_columns_are_swapped_is_a_transpose_inside_the_t
     )
 
 
+# --- a penalty term left out of the backward pass, or counted twice ---------------------------------------------------
+
+PENALTY_LEFT_OUT = (
+    "numeric − analytic = 0.01·θ at every checked element: the backward pass leaves out a penalty's gradient, "
+    "0.01·θ (an L2 term 0.01/2·||θ||² in the loss, weight decay)"
+)
+
+
+def test_a_difference_proportional_to_the_parameters_is_a_penalty_term_left_out_or_counted_twice() -> None:
+    # The seed's lesson: gradient checking works with penalty terms; a newcomer's MLP left 0.01·W2 out of dW2 and
+    # was told "24 of 24 checked elements are wrong"
+    rng = np.random.default_rng(3)
+    theta, data_term = rng.normal(size=12), rng.normal(size=12)
+    numeric = data_term + 0.01 * theta
+    allowed = 1e-9 * np.abs(numeric) + 1e-12
+    status = np.full(12, WRONG, dtype=np.int8)
+    assert diagnose((3, 4), data_term, numeric, allowed, status, values=theta) == (PENALTY_LEFT_OUT,)
+    assert diagnose((3, 4), numeric + 0.01 * theta, numeric, allowed, status, values=theta) == (
+        "analytic − numeric = 0.01·θ at every checked element: the backward pass adds 0.01·θ that the loss does "
+        "not have (an L2 penalty's gradient counted twice, or one the loss leaves out)",
+    )
+    # a difference that is not proportional to θ is not a penalty; nor is anything without θ
+    assert diagnose((3, 4), data_term, numeric + 1e-3 * rng.normal(size=12), allowed, status, values=theta) == (
+        "12 of 12 checked elements are wrong",
+    )
+    assert diagnose((3, 4), data_term, numeric, allowed, status) == ("12 of 12 checked elements are wrong",)
+
+
+class _RidgeMLP:
+    """tanh MLP, squared error plus 0.005·(||W1||² + ||W2||²); ``left_out`` drops W2's penalty from its gradient."""
+
+    def __init__(self, left_out: bool = False) -> None:
+        self.left_out = left_out
+
+    def loss(self, p: dict[str, np.ndarray], d: dict[str, np.ndarray]) -> float:
+        z = np.tanh(d["X"] @ p["W1"]) @ p["W2"]
+        return float(0.5 * np.mean((z - d["y"]) ** 2) + 0.005 * (np.sum(p["W1"] ** 2) + np.sum(p["W2"] ** 2)))
+
+    def grad(self, p: dict[str, np.ndarray], d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        h = np.tanh(d["X"] @ p["W1"])
+        e = (h @ p["W2"] - d["y"]) / d["y"].size
+        dw2 = h.T @ e + (0.0 if self.left_out else 0.01 * p["W2"])
+        return {"W1": d["X"].T @ (e @ p["W2"].T * (1 - h * h)) + 0.01 * p["W1"], "W2": dw2}
+
+
+def test_a_check_names_the_penalty_its_backward_pass_left_out() -> None:
+    rng = np.random.default_rng(4)
+    params = {"W1": rng.normal(size=(4, 6)), "W2": rng.normal(size=(6, 3))}
+    data = {"X": rng.normal(size=(16, 4)), "y": rng.normal(size=(16, 3))}
+    assert pipeline.check(_RidgeMLP(), params, data).passed
+    report = pipeline.check(_RidgeMLP(left_out=True), params, data)
+    assert report.failing == ("W2",)
+    assert report.tensors[1].diagnosis == (PENALTY_LEFT_OUT,)
+
+
 # --- a constant factor or a flipped sign: "everywhere" only when every checked element is wrong ---------------------
 
 

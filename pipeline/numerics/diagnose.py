@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GradcheckError
 from .plan import Slots
 from .tolerance import AGREE, UNCHECKED, WRONG
 from .verdict import TensorReport
@@ -121,6 +122,31 @@ def _swapped(shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, 
     return None
 
 
+def _penalty(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, values: np.ndarray) -> str | None:
+    """A sentence when ``numeric − analytic = c·θ`` at every element (``values``: θ): the backward pass leaves out
+    the gradient of a penalty ``c/2·||θ||²`` (c > 0: weight decay, L2 regularisation), or adds one the loss does
+    not have or counts it twice (c < 0). The seed's own lesson: gradient checking works with penalty terms, and
+    a penalty forgotten in the backward pass is the bug it finds."""
+    if not np.all(np.isfinite(values)):
+        return None
+    theta = values.astype(np.float64)
+    scale = float(theta @ theta)
+    if scale == 0:
+        return None
+    c = float((numeric - analytic) @ theta) / scale
+    if c == 0 or not np.isfinite(c) or not bool(np.all(np.abs(numeric - analytic - c * theta) <= allowed)):
+        return None
+    if c > 0:
+        return (
+            f"numeric − analytic = {c:.4g}·θ at every checked element: the backward pass leaves out a penalty's "
+            f"gradient, {c:.4g}·θ (an L2 term {c:.4g}/2·||θ||² in the loss, weight decay)"
+        )
+    return (
+        f"analytic − numeric = {-c:.4g}·θ at every checked element: the backward pass adds {-c:.4g}·θ that the loss "
+        "does not have (an L2 penalty's gradient counted twice, or one the loss leaves out)"
+    )
+
+
 def _mask(shape: tuple[int, ...], flat: np.ndarray) -> str:
     """Analytic non-zero where the loss does not move at all: the forward pass masks, the backward does not."""
     return (
@@ -144,6 +170,7 @@ def diagnose(
     allowed: np.ndarray,
     status: np.ndarray,
     positions: np.ndarray | None = None,
+    values: np.ndarray | None = None,
 ) -> tuple[str, ...]:
     """Sentences describing how one tensor's analytic gradient is wrong.
 
@@ -163,6 +190,8 @@ def diagnose(
         not judged; ``status`` UNCHECKED for elements a sample skipped).
     positions : ndarray, optional
         Where the arrays hold only some elements (a sampled run's), each one's flat position in the tensor.
+    values : ndarray, optional
+        The parameters θ at the same elements: a difference proportional to them is a penalty term (:func:`_penalty`).
     """
     held = shape  # where the elements' indices are named
     if positions is not None and positions.size == int(np.prod(shape)):
@@ -236,6 +265,10 @@ def diagnose(
         if abs(k + 1) <= 1e-3:
             return (*sentences, f"the sign is flipped: analytic = -1 x numeric {scope}")
         return (*sentences, f"analytic is {k:.4g}x the numeric gradient {scope}")
+    if values is not None and bool(np.all(checked)):
+        penalty = _penalty(analytic, numeric, room_all, values)
+        if penalty is not None:
+            return (*sentences, penalty)
     whole = bool(np.all(checked)) and positions is None  # a sample has no neighbours to compare
     if whole and len(shape) == 2 and shape[0] > 1 and shape[1] > 1:
         transposed = numeric.reshape(shape).T.reshape(-1)
@@ -277,12 +310,16 @@ def diagnose(
 
 
 def diagnose_tensors(
-    slots: Slots, tensors: tuple[TensorReport, ...], output: Callable[[], Any]
+    slots: Slots,
+    tensors: tuple[TensorReport, ...],
+    output: Callable[[], Any],
+    params: Callable[[str], np.ndarray] | None = None,
 ) -> tuple[TensorReport, ...]:
     """The tensors, each wrong one with its :func:`diagnose`, from the output's arrays.
 
     ``output()`` gives the arrays (``analytic``, ``numeric``, ``allowed``, ``status``) over the run's
     ``slots``; it is called only if a tensor is wrong (opening a stored output costs a few milliseconds).
+    ``params(name)``, where given, is a wrong tensor's parameter values (for :func:`_penalty`).
     """
     diagnosed = []
     for number, tensor in enumerate(tensors):  # in flattening order, as the slots
@@ -293,6 +330,14 @@ def diagnose_tensors(
             a, n, allowed, status = (
                 np.asarray(array[window]) for array in (arrays.analytic, arrays.numeric, arrays.allowed, arrays.status)
             )
-            tensor = dataclasses.replace(tensor, diagnosis=diagnose(tensor.shape, a, n, allowed, status, positions))
+            values = None
+            if params is not None:
+                try:
+                    flat = np.asarray(params(tensor.name)).reshape(-1)
+                except (GradcheckError, OSError, KeyError, ValueError):  # a hint the verdict does not need
+                    flat = None
+                values = flat if flat is None or positions is None else flat[positions]
+            diagnosis = diagnose(tensor.shape, a, n, allowed, status, positions, values)
+            tensor = dataclasses.replace(tensor, diagnosis=diagnosis)
         diagnosed.append(tensor)
     return tuple(diagnosed)

@@ -376,6 +376,11 @@ class Inputs:
         """The data's size in memory (from the arrays' metadata: nothing is read)."""
         return sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in self._arrays["data"].values())
 
+    def tensor(self, name: str) -> np.ndarray:
+        """One parameter array, read into memory (a wrong tensor's values, for its diagnosis)."""
+        with reading("params", str(self.params)):
+            return _in_memory(self._arrays["params"][name])
+
     def read(self, role: str) -> dict[str, np.ndarray]:
         """The arrays of ``params`` (in flattening order), ``data`` or ``gradient`` (as float64), read into memory."""
         path = {"params": self.params, "data": self.data, "gradient": self.gradient}[role]
