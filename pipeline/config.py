@@ -10,6 +10,7 @@ and module references (``package.module:attr``) are left as they are.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -129,9 +130,12 @@ def _reject_unknown(where: str, given: Mapping[str, Any], known: Sequence[str]) 
     unknown = sorted(set(given) - set(known), key=_key_text)
     if unknown:
         shown = [_key_text(k) for k in unknown]
+        # a misspelt key: the known one it is closest to
+        near = [close[0] for k in shown if (close := difflib.get_close_matches(k, known, n=1, cutoff=0.75))]
+        hint = f" (did you mean {', '.join(f'`{where}{k}`' for k in near)}?)" if near else ""
         # With several unknown keys, the first in the message is the one the error is keyed on.
         raise ConfigError(
-            f"Unknown key{'s' if len(unknown) > 1 else ''} {', '.join(f'`{where}{k}`' for k in shown)}. "
+            f"Unknown key{'s' if len(unknown) > 1 else ''} {', '.join(f'`{where}{k}`' for k in shown)}{hint}. "
             f"Expected only: {', '.join(known)}.",
             key=f"{where}{unknown[0]}",
         )

@@ -12,6 +12,7 @@ client's disk run exactly the code the client read.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.machinery
@@ -220,7 +221,9 @@ def resolve(ref: str | ModelSource) -> Any:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise ModelImportError(f"Model {_name(ref)!r}: '{target}' has no attribute '{attr}'.") from None
+            near = difflib.get_close_matches(part, [name for name in dir(obj) if not name.startswith("_")], n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise ModelImportError(f"Model {_name(ref)!r}: '{target}' has no attribute '{attr}'{hint}.") from None
     return obj
 
 

@@ -268,6 +268,7 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         r"broken.py' raised RuntimeError on import: no GPU here",
     ),
     ("model attribute absent", _nothing, _model("nope"), r"has no attribute 'nope'"),
+    ("model attribute misspelt", _nothing, _model("Smoth"), r"has no attribute 'Smoth' \(did you mean 'Smooth'\?\)"),
     ("model lacks grad", _nothing, _model("not_a_model"), r"has no callable grad"),
     ("loss NaN", _nothing, _model("nan_loss"), r"Model loss at θ must be finite. Got nan instead."),
     (

@@ -367,8 +367,8 @@ def test_import_npz_keeps_the_files_order_values_and_dtypes(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert done.stdout == (
-        f"Wrote 4 arrays to '{store}': 15 float elements (the parameters, as a params store); "
-        "not float32 or float64, so data only: steps (int64).\n"
+        f"Wrote 4 arrays to '{store}': 15 float elements, and steps (int64), not float32 or float64: a data store "
+        "(parameters are floats).\n"
     )
     order, written = _stored(store)
     assert order == ["layers/1/w", "b", "conv.weight", "steps"]
@@ -413,8 +413,8 @@ def test_import_safetensors_keeps_the_files_order_values_and_dtypes(tmp_path: Pa
     done = _import(source, store)
     assert done.returncode == 0, done.stderr
     assert done.stdout == (
-        f"Wrote 4 arrays to '{store}': 18 float elements (the parameters, as a params store); "
-        "not float32 or float64, so data only: ids (int32).\n"
+        f"Wrote 4 arrays to '{store}': 18 float elements, and ids (int32), not float32 or float64: a data store "
+        "(parameters are floats).\n"
     )
     order, written = _stored(store)
     assert order == _safetensors_order(source)
@@ -459,7 +459,10 @@ def test_import_a_torch_state_dict_in_its_order(tmp_path: Path) -> None:
         store = tmp_path / f"{source}.zarr"
         done = _import(tmp_path / source, store)
         assert done.returncode == 0, done.stderr
-        assert done.stdout == f"Wrote 4 arrays to '{store}': 26 float elements (the parameters, as a params store).\n"
+        assert (
+            done.stdout
+            == f"Wrote 4 arrays to '{store}': 26 float elements (as a params store, the parameters checked; or a data store).\n"
+        )
         order, written = _stored(store)
         assert order == ["0.weight", "0.bias", "2.weight", "2.bias"]
         _assert_same(written, expected)
@@ -551,7 +554,7 @@ def test_import_a_python_object_its_params_or_a_mapping(tmp_path: Path) -> None:
         done = _import(f"{tmp_path / 'net.py'}:{attr}", store)
         assert done.returncode == 0, done.stderr
         assert done.stdout == (
-            f"Wrote {len(expected)} arrays to '{store}': {parameters} float elements (the parameters, as a params store).\n"
+            f"Wrote {len(expected)} arrays to '{store}': {parameters} float elements (as a params store, the parameters checked; or a data store).\n"
         )
         order, written = _stored(store)
         assert order == list(expected)

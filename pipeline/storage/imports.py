@@ -90,17 +90,14 @@ def import_store(source: str, store: str) -> Imported:
 
 def format_imported(imported: Imported) -> str:
     """One line: how many arrays, where, how many float elements (the parameters, if it is to be a params
-    store: the import cannot know which store it writes); and the arrays that can only be data."""
+    store: the import cannot know which store it writes); and the arrays that make it a data store only."""
     n = len(imported.names)
-    line = (
-        f"Wrote {n} array{'s' if n != 1 else ''} to '{imported.store}': {imported.n_parameters} float elements "
-        "(the parameters, as a params store)"
-    )
+    line = f"Wrote {n} array{'s' if n != 1 else ''} to '{imported.store}': {imported.n_parameters} float elements"
     others = imported.not_parameters
-    if others:
-        more = f" and {len(others) - 5} more" if len(others) > 5 else ""
-        line += f"; not float32 or float64, so data only: {', '.join(others[:5])}{more}"
-    return line + "."
+    if not others:
+        return line + " (as a params store, the parameters checked; or a data store)."
+    more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+    return line + f", and {', '.join(others[:5])}{more}, not float32 or float64: a data store (parameters are floats)."
 
 
 def _kind(source: str) -> str:
@@ -223,6 +220,11 @@ def _optional(module: str, source: str, needs: str) -> Any:
         raise StoreError(f"Reading '{source}' needs {needs}") from None
 
 
+def _article(word: str) -> str:
+    """ "an" before a vowel's sound as a type name is read (an MLP, an int, a dict)."""
+    return "an" if word[:1].lower() in "aeiou" or (word[:2].isupper() and word[:1] in "FHLMNRSX") else "a"
+
+
 def _read_object(source: str) -> Mapping[str, Any]:
     obj = resolve(source)
     if isinstance(obj, Mapping):
@@ -232,6 +234,6 @@ def _read_object(source: str) -> Mapping[str, Any]:
         return params
     held = "" if params is None else f" (its `.params` is a {type(params).__name__})"
     raise StoreError(
-        f"'{source}' names a {type(obj).__name__}{held}; expected a mapping of name -> array, or an object with a "
+        f"'{source}' names {_article(type(obj).__name__)} {type(obj).__name__}{held}; expected a mapping of name -> array, or an object with a "
         "`.params` mapping (a model adapter)."
     )
