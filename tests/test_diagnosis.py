@@ -116,6 +116,11 @@ def test_a_difference_proportional_to_the_parameters_is_a_penalty_term_left_out_
         "12 of 12 checked elements are wrong",
     )
     assert diagnose((3, 4), data_term, numeric, allowed, status) == ("12 of 12 checked elements are wrong",)
+    # parameters all equal (biases of ones): a constant difference is proportional to them, and says nothing
+    ones = np.ones(12)
+    assert diagnose((3, 4), data_term, data_term + 0.5, allowed, status, values=ones) == (
+        "12 of 12 checked elements are wrong",
+    )
 
 
 class _RidgeMLP:

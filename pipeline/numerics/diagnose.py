@@ -131,8 +131,8 @@ def _penalty(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, val
         return None
     theta = values.astype(np.float64)
     scale = float(theta @ theta)
-    if scale == 0:
-        return None
+    if scale == 0 or np.ptp(theta) <= 1e-12 * np.max(np.abs(theta)):
+        return None  # equal values (a scalar, biases of ones): any constant difference is proportional to them
     c = float((numeric - analytic) @ theta) / scale
     if c == 0 or not np.isfinite(c) or not bool(np.all(np.abs(numeric - analytic - c * theta) <= allowed)):
         return None
