@@ -80,6 +80,52 @@ def test_scattered_wrong_elements_and_a_vectors_few_are_not_given_a_region() -> 
     assert _judged((12,), analytic, numeric) == ("5 of 12 checked elements are wrong, at index 1, 5-8",)
 
 
+def test_a_region_counts_only_the_rows_that_have_a_gradient_and_says_how_many_more_indices() -> None:
+    # Found by review 46. An embedding (12, 8) whose backward doubles dims 0-3 of the 6 rows in the batch: the wrong
+    # elements fill every row that has a gradient (the others are 0 in both), so the region is the dims, not the rows.
+    rng = np.random.default_rng(5)
+    numeric = np.zeros((12, 8))
+    rows = np.array([1, 3, 7, 9, 10, 11])
+    numeric[rows] = rng.normal(size=(6, 8))
+    analytic = numeric.copy()
+    analytic[:, :4] *= 2
+    assert _judged((12, 8), analytic.reshape(-1), numeric.reshape(-1)) == (
+        "analytic is 2x the numeric gradient at the 24 wrong elements (of 96 checked), at index 0-3 of axis 1, "
+        "every checked element there",
+    )
+    # "and N more" counts indices, not runs: rows 1, 3, 7 and 9-11 of a (24, 8), all other rows live and right
+    numeric = rng.normal(size=(24, 8))
+    analytic = numeric.copy()
+    analytic[rows] += 1.0
+    assert _judged((24, 8), analytic.reshape(-1), numeric.reshape(-1)) == (
+        "48 of 192 checked elements are wrong, at index 1, 3, 7 and 3 more of axis 0, every checked element there",
+    )
+
+
+def test_a_channel_left_at_zero_is_placed_and_a_sample_gets_no_region() -> None:
+    # A conv weight (6, 2, 3, 3) whose channel 3 a loop never wrote: the masked-term sentence says where
+    rng = np.random.default_rng(6)
+    numeric = rng.normal(size=(6, 2, 3, 3))
+    analytic = numeric.copy()
+    analytic[3] = 0.0
+    (said,) = _judged((6, 2, 3, 3), analytic.reshape(-1), numeric.reshape(-1))
+    assert said.startswith(
+        "analytic is exactly 0 at 18 elements ([3, 0, 0, 0], [3, 0, 0, 1], [3, 0, 0, 2] and 15 "
+        "more; at index 3 of axis 0, every checked element there) where the loss does change"
+    )
+    # a sample of a fused (16, 64) weight wrong in rows 0-7 is spread over the long axis: no region at all
+    numeric = rng.normal(size=(16, 64))
+    analytic = numeric.copy()
+    analytic[:8] *= 2.828
+    positions = np.sort(rng.choice(16 * 64, size=20, replace=False))
+    allowed = 1e-6 * np.abs(numeric.reshape(-1)[positions]) + 1e-12
+    a, n = analytic.reshape(-1)[positions], numeric.reshape(-1)[positions]
+    status = np.where(np.abs(a - n) <= allowed, AGREE, WRONG).astype(np.int8)
+    (said,) = diagnose((16, 64), a, n, allowed, status, positions)
+    assert said.startswith("analytic is 2.828x the numeric gradient at the ")
+    assert "axis" not in said
+
+
 def test_a_kernel_whose_rows_and_columns_are_swapped_is_a_transpose_inside_the_tensor() -> None:
     # conv dw (filters, channels, 3, 3) with each 3x3 kernel transposed: its diagonals agree, 36 of 54 are wrong
     rng = np.random.default_rng(2)
@@ -93,8 +139,8 @@ def test_a_kernel_whose_rows_and_columns_are_swapped_is_a_transpose_inside_the_t
 # --- a penalty term left out of the backward pass, or counted twice ---------------------------------------------------
 
 PENALTY_LEFT_OUT = (
-    "numeric − analytic = 0.01·θ at every checked element: the backward pass leaves out a penalty's gradient, "
-    "0.01·θ (an L2 term 0.01/2·||θ||² in the loss, weight decay)"
+    "numeric − analytic = 0.01·θ at every checked element: the backward pass misses a term 0.01·θ (an L2 penalty's "
+    "or weight decay's gradient left out, or with too small a coefficient)"
 )
 
 
@@ -108,8 +154,8 @@ def test_a_difference_proportional_to_the_parameters_is_a_penalty_term_left_out_
     status = np.full(12, WRONG, dtype=np.int8)
     assert diagnose((3, 4), data_term, numeric, allowed, status, values=theta) == (PENALTY_LEFT_OUT,)
     assert diagnose((3, 4), numeric + 0.01 * theta, numeric, allowed, status, values=theta) == (
-        "analytic − numeric = 0.01·θ at every checked element: the backward pass adds 0.01·θ that the loss does "
-        "not have (an L2 penalty's gradient counted twice, or one the loss leaves out)",
+        "analytic − numeric = 0.01·θ at every checked element: the backward pass has 0.01·θ more than the loss's "
+        "gradient (a penalty's gradient counted twice or with too large a coefficient, or one the loss does not have)",
     )
     # a difference that is not proportional to θ is not a penalty; nor is anything without θ
     assert diagnose((3, 4), data_term, numeric + 1e-3 * rng.normal(size=12), allowed, status, values=theta) == (
@@ -318,8 +364,8 @@ def test_a_relu_mask_missing_from_the_backward_pass_is_named_in_a_real_check() -
         assert report.failing == ("W1", "b1")
         by_name = {t.name: t.diagnosis for t in report.tensors}
         assert by_name["W1"] == (
-            "analytic is non-zero at 6 elements ([0, 1], [0, 3], [1, 1] and 3 more) where the loss does not change "
-            f"at all (numeric exactly 0): {MASK}",
+            "analytic is non-zero at 6 elements ([0, 1], [0, 3], [1, 1] and 3 more; at index 1, 3 of axis 1, every "
+            f"checked element there) where the loss does not change at all (numeric exactly 0): {MASK}",
         )
         assert by_name["b1"] == (
             f"analytic is non-zero at 2 elements ([1], [3]) where the loss does not change at all (numeric exactly 0): {MASK}",

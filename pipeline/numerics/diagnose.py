@@ -77,26 +77,30 @@ def _elements(count: int) -> str:
 
 
 def _runs(indices: np.ndarray) -> str:
-    """Sorted distinct indices as runs: ``8-15``, ``0, 2, 5-7``, and ``and N more`` after :data:`LISTED` runs."""
+    """Sorted distinct indices as runs: ``8-15``, ``0, 2, 5-7``; after :data:`LISTED` runs, ``and N more`` indices."""
     breaks = np.flatnonzero(np.diff(indices) != 1) + 1
     runs = [(int(run[0]), int(run[-1])) for run in np.split(indices, breaks)]
     shown = ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in runs[:LISTED])
-    return shown + (f" and {len(runs) - LISTED} more" if len(runs) > LISTED else "")
+    rest = sum(hi - lo + 1 for lo, hi in runs[LISTED:])
+    return shown + (f" and {rest} more" if rest else "")
 
 
-def _region(shape: tuple[int, ...], wrong: np.ndarray, checked: np.ndarray) -> str:
-    """Where the ``wrong`` elements (flat positions) lie, when they fill at most half of some axis: ``at index
-    8-15 of axis 0, every checked element there`` (a block computed apart: the K half of a fused K/V weight,
-    one gate of an LSTM's stacked weights, the channels a loop missed). The axis whose fewest indices hold
-    them all; nothing where the wrong elements are scattered over more than half of every axis, nor for a
-    vector's one or two wrong elements or scattered ones (its count says as much)."""
+def _region(shape: tuple[int, ...], wrong: np.ndarray, live: np.ndarray) -> str:
+    """Where the ``wrong`` elements (flat positions) lie, when they fill at most half of the indices of some axis
+    that the ``live`` elements (checked, and not exactly 0 in both gradients) span: ``at index 8-15 of axis 0,
+    every checked element there`` (a block computed apart: the K half of a fused K/V weight, one gate of an
+    LSTM's stacked weights, the channel a loop missed). The axis where that share is smallest. Indices that no
+    live element reaches (embedding rows not in the batch, categories absent from it: both gradients 0) do not
+    count: the wrong elements filling every row that has a gradient say nothing about rows. Nothing where they
+    are scattered over more than half of every axis, nor for a vector's one or two wrong elements or scattered
+    ones (its count says as much)."""
     if len(shape) == 0 or wrong.size == 0:
         return ""
-    at = np.unravel_index(wrong, shape)
+    at, alive = np.unravel_index(wrong, shape), np.unravel_index(live, shape)
     best: tuple[float, int, np.ndarray] | None = None
-    for axis, length in enumerate(shape):
+    for axis in range(len(shape)):
         indices = np.unique(at[axis])
-        share = indices.size / length
+        share = indices.size / max(1, np.unique(alive[axis]).size)
         if share <= 0.5 and (best is None or share < best[0]):
             best = (share, axis, indices)
     if best is None or (len(shape) == 1 and (wrong.size < 3 or np.count_nonzero(np.diff(best[2]) != 1) >= LISTED)):
@@ -104,7 +108,7 @@ def _region(shape: tuple[int, ...], wrong: np.ndarray, checked: np.ndarray) -> s
     _, axis, indices = best
     if len(shape) == 1:  # a vector's indices are its elements
         return f"at index {_runs(indices)}"
-    inside = np.isin(np.unravel_index(checked, shape)[axis], indices)
+    inside = np.isin(alive[axis], indices)
     every = ", every checked element there" if int(np.count_nonzero(inside)) == wrong.size else ""
     return f"at index {_runs(indices)} of axis {axis}{every}"
 
@@ -123,10 +127,12 @@ def _swapped(shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, 
 
 
 def _penalty(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, values: np.ndarray) -> str | None:
-    """A sentence when ``numeric − analytic = c·θ`` at every element (``values``: θ): the backward pass leaves out
-    the gradient of a penalty ``c/2·||θ||²`` (c > 0: weight decay, L2 regularisation), or adds one the loss does
-    not have or counts it twice (c < 0). The seed's own lesson: gradient checking works with penalty terms, and
-    a penalty forgotten in the backward pass is the bug it finds."""
+    """A sentence when ``numeric − analytic = c·θ`` at every element (``values``: θ): the backward pass misses a
+    term proportional to the parameters, or has it with the wrong coefficient (c > 0: an L2 penalty's or weight
+    decay's ``λ·θ`` left out, or halved), or has more of it than the loss (c < 0: counted twice). The sentence
+    states the fact and its commonest causes; other terms proportional to θ fit it too (a weight-norm
+    projection, a norm penalty's gradient written as ``λ·θ``). The seed's own lesson: gradient checking works
+    with penalty terms, and a penalty forgotten in the backward pass is a bug it finds."""
     if not np.all(np.isfinite(values)):
         return None
     theta = values.astype(np.float64)
@@ -138,27 +144,29 @@ def _penalty(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, val
         return None
     if c > 0:
         return (
-            f"numeric − analytic = {c:.4g}·θ at every checked element: the backward pass leaves out a penalty's "
-            f"gradient, {c:.4g}·θ (an L2 term {c:.4g}/2·||θ||² in the loss, weight decay)"
+            f"numeric − analytic = {c:.4g}·θ at every checked element: the backward pass misses a term "
+            f"{c:.4g}·θ (an L2 penalty's or weight decay's gradient left out, or with too small a coefficient)"
         )
     return (
-        f"analytic − numeric = {-c:.4g}·θ at every checked element: the backward pass adds {-c:.4g}·θ that the loss "
-        "does not have (an L2 penalty's gradient counted twice, or one the loss leaves out)"
+        f"analytic − numeric = {-c:.4g}·θ at every checked element: the backward pass has {-c:.4g}·θ more than the "
+        "loss's gradient (a penalty's gradient counted twice or with too large a coefficient, or one the loss "
+        "does not have)"
     )
 
 
-def _mask(shape: tuple[int, ...], flat: np.ndarray) -> str:
+def _mask(shape: tuple[int, ...], flat: np.ndarray, region: str = "") -> str:
     """Analytic non-zero where the loss does not move at all: the forward pass masks, the backward does not."""
     return (
-        f"analytic is non-zero at {_elements(flat.size)} ({_where(shape, flat)}) where the loss does not change at all "
-        "(numeric exactly 0): a mask (ReLU, dropout, padding) applied in the forward pass but not in the backward"
+        f"analytic is non-zero at {_elements(flat.size)} ({_where(shape, flat)}{region}) where the loss does not "
+        "change at all (numeric exactly 0): a mask (ReLU, dropout, padding) applied in the forward pass but not in "
+        "the backward"
     )
 
 
-def _masked_term(shape: tuple[int, ...], flat: np.ndarray) -> str:
+def _masked_term(shape: tuple[int, ...], flat: np.ndarray, region: str = "") -> str:
     """Analytic exactly zero, at some elements only, where the loss does move: a term masked where it should not be."""
     return (
-        f"analytic is exactly 0 at {_elements(flat.size)} ({_where(shape, flat)}) where the loss does change "
+        f"analytic is exactly 0 at {_elements(flat.size)} ({_where(shape, flat)}{region}) where the loss does change "
         "(numeric non-zero): a term masked out in the backward pass where the forward pass keeps it"
     )
 
@@ -252,15 +260,17 @@ def diagnose(
             f"the analytic gradient is zero at every checked element, the numeric one is not at "
             f"{flat.size} of the {n_checked} ({_where(held, named(flat))}): a missing term",
         )
-    # where the wrong elements lie, when they fill part of an axis only
-    region = "" if everywhere else _region(held, named(flat), named(np.flatnonzero(considered)))
-    region = f", {region}" if region else ""
+    # Where the wrong elements lie, when they fill part of an axis only; not in a sample, whose elements are spread
+    # over every axis at random (a long axis would look the least filled).
+    live = considered & ~((analytic == 0) & (numeric == 0))
+    region = "" if everywhere or sample is not None or flat.size < 2 else _region(held, flat, np.flatnonzero(live))
     k = _ratio(analytic[flat], numeric[flat], room_all[flat]) if everywhere or flat.size > 1 else None
     if k is not None and abs(k - 1) > 1e-3:
         scope = (
             "everywhere"
             if everywhere
-            else f"at the {flat.size}{' other' if sentences else ''} wrong elements (of {n_checked} checked){region}"
+            else f"at the {flat.size}{' other' if sentences else ''} wrong elements (of {n_checked} checked)"
+            + (f", {region}" if region else "")
         )
         if abs(k + 1) <= 1e-3:
             return (*sentences, f"the sign is flipped: analytic = -1 x numeric {scope}")
@@ -303,9 +313,10 @@ def diagnose(
             how = f" (relative difference {relative:.2g})"
         sentences.append(f"{which} is wrong: analytic {a0:.{digits}g}, numeric {n0:.{digits}g}{how}")
     elif found is None or found[0].size < n_wrong:
-        sentences.append(f"{n_wrong} of {n_checked} checked elements are wrong{region}")
+        sentences.append(f"{n_wrong} of {n_checked} checked elements are wrong" + (f", {region}" if region else ""))
     if found is not None:
-        sentences.append(found[1](held, named(found[0])))
+        # where they lie, when the pattern is every wrong element's (a channel a loop left at 0)
+        sentences.append(found[1](held, named(found[0]), f"; {region}" if region and found[0].size == n_wrong else ""))
     return tuple(sentences)
 
 
