@@ -641,3 +641,14 @@ def test_import_usage_errors_are_one_line() -> None:
     assert helped.returncode == 0
     assert "usage: gradcheck import [-h] SOURCE STORE" in helped.stdout
     assert "torch.load(weights_only=True)" in " ".join(helped.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [("MLP", "an MLP"), ("UNet", "a UNet"), ("int", "an int"), ("dict", "a dict"), ("Linear", "a Linear")],
+)
+def test_a_type_name_gets_the_article_it_is_read_with(name: str, said: str) -> None:
+    # a newcomer's `gradcheck import mlp.py:correct` said "names a MLP"
+    from pipeline.storage.imports import _article
+
+    assert f"{_article(name)} {name}" == said

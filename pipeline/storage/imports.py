@@ -221,8 +221,11 @@ def _optional(module: str, source: str, needs: str) -> Any:
 
 
 def _article(word: str) -> str:
-    """ "an" before a vowel's sound as a type name is read (an MLP, an int, a dict)."""
-    return "an" if word[:1].lower() in "aeiou" or (word[:2].isupper() and word[:1] in "FHLMNRSX") else "a"
+    """The article of a type name as it is read: an int, a dict; an acronym by its first letter's name (an MLP,
+    a UNet)."""
+    if word[:2].isupper():
+        return "an" if word[0] in "AEFHILMNORSX" else "a"
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _read_object(source: str) -> Mapping[str, Any]:
