@@ -162,11 +162,19 @@ def test_a_difference_proportional_to_the_parameters_is_a_penalty_term_left_out_
         "12 of 12 checked elements are wrong",
     )
     assert diagnose((3, 4), data_term, numeric, allowed, status) == ("12 of 12 checked elements are wrong",)
-    # parameters all equal (biases of ones): a constant difference is proportional to them, and says nothing
+    # parameters all equal (a layer norm's gain of ones, found by review 46): a constant difference is a term
+    # proportional to them, or a constant
     ones = np.ones(12)
-    assert diagnose((3, 4), data_term, data_term + 0.5, allowed, status, values=ones) == (
+    assert diagnose((3, 4), data_term, data_term + 0.01, allowed, status, values=ones) == (
+        "numeric − analytic = 0.01 at every checked element, whose parameters are all 1: the backward pass misses "
+        "a term 0.01·θ (a penalty's or weight decay's gradient) or a constant 0.01",
+    )
+    # not constant, or a single parameter: nothing
+    assert diagnose((3, 4), data_term, numeric, allowed, status, values=ones) == (
         "12 of 12 checked elements are wrong",
     )
+    (said,) = diagnose((1,), data_term[:1], numeric[:1], allowed[:1], status[:1], values=theta[:1])
+    assert "θ" not in said
 
 
 class _RidgeMLP:

@@ -131,14 +131,28 @@ def _penalty(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, val
     term proportional to the parameters, or has it with the wrong coefficient (c > 0: an L2 penalty's or weight
     decay's ``λ·θ`` left out, or halved), or has more of it than the loss (c < 0: counted twice). The sentence
     states the fact and its commonest causes; other terms proportional to θ fit it too (a weight-norm
-    projection, a norm penalty's gradient written as ``λ·θ``). The seed's own lesson: gradient checking works
+    projection, a norm penalty's gradient written as ``λ·θ``). Where the parameters are all equal (a layer norm's
+    gain of ones) the difference is a constant, and the sentence says it may be either. Nothing for a single
+    parameter, whose difference is proportional to anything. The seed's own lesson: gradient checking works
     with penalty terms, and a penalty forgotten in the backward pass is a bug it finds."""
     if not np.all(np.isfinite(values)):
         return None
     theta = values.astype(np.float64)
     scale = float(theta @ theta)
-    if scale == 0 or np.ptp(theta) <= 1e-12 * np.max(np.abs(theta)):
-        return None  # equal values (a scalar, biases of ones): any constant difference is proportional to them
+    if scale == 0 or theta.size < 2:
+        return None
+    if np.ptp(theta) <= 1e-12 * np.max(np.abs(theta)):
+        # Equal values (a layer norm's gain of ones, biases of ones): a constant difference is proportional to them,
+        # and may be a constant term as well
+        d = float(np.mean(numeric - analytic))
+        if d == 0 or not bool(np.all(np.abs(numeric - analytic - d) <= allowed)):
+            return None
+        which, more = ("numeric − analytic", "misses") if d > 0 else ("analytic − numeric", "has too much of")
+        return (
+            f"{which} = {abs(d):.4g} at every checked element, whose parameters are all {theta[0]:.4g}: the backward "
+            f"pass {more} a term {abs(d) / abs(theta[0]):.4g}·θ (a penalty's or weight decay's gradient) or a "
+            f"constant {abs(d):.4g}"
+        )
     c = float((numeric - analytic) @ theta) / scale
     if c == 0 or not np.isfinite(c) or not bool(np.all(np.abs(numeric - analytic - c * theta) <= allowed)):
         return None
