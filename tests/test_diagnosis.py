@@ -176,6 +176,15 @@ def test_a_difference_proportional_to_the_parameters_is_a_penalty_term_left_out_
     (said,) = diagnose((1,), data_term[:1], numeric[:1], allowed[:1], status[:1], values=theta[:1])
     assert "θ" not in said
 
+    # θ is read (from a store, for a run that has one) only when no pattern before explained the tensor
+    def unread() -> np.ndarray:
+        raise AssertionError("read")
+
+    assert diagnose((3, 4), 2 * numeric, numeric, allowed, status, values=unread) == (
+        "analytic is 2x the numeric gradient everywhere",
+    )
+    assert diagnose((3, 4), data_term, numeric, allowed, status, values=lambda: theta) == (PENALTY_LEFT_OUT,)
+
 
 class _RidgeMLP:
     """tanh MLP, squared error plus 0.005·(||W1||² + ||W2||²); ``left_out`` drops W2's penalty from its gradient."""

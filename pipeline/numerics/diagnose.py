@@ -9,6 +9,7 @@ never written (a missing term), an index off by one, a single wrong element.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -192,7 +193,7 @@ def diagnose(
     allowed: np.ndarray,
     status: np.ndarray,
     positions: np.ndarray | None = None,
-    values: np.ndarray | None = None,
+    values: np.ndarray | Callable[[], np.ndarray | None] | None = None,
 ) -> tuple[str, ...]:
     """Sentences describing how one tensor's analytic gradient is wrong.
 
@@ -212,8 +213,9 @@ def diagnose(
         not judged; ``status`` UNCHECKED for elements a sample skipped).
     positions : ndarray, optional
         Where the arrays hold only some elements (a sampled run's), each one's flat position in the tensor.
-    values : ndarray, optional
-        The parameters θ at the same elements: a difference proportional to them is a penalty term (:func:`_penalty`).
+    values : ndarray or callable, optional
+        The parameters θ at the same elements, or a function that reads them (called only when no pattern before
+        it explained the tensor): a difference proportional to them is a penalty term (:func:`_penalty`).
     """
     held = shape  # where the elements' indices are named
     if positions is not None and positions.size == int(np.prod(shape)):
@@ -289,8 +291,11 @@ def diagnose(
         if abs(k + 1) <= 1e-3:
             return (*sentences, f"the sign is flipped: analytic = -1 x numeric {scope}")
         return (*sentences, f"analytic is {k:.4g}x the numeric gradient {scope}")
+    theta = None
     if values is not None and bool(np.all(checked)):
-        penalty = _penalty(analytic, numeric, room_all, values)
+        theta = values() if callable(values) else values
+    if theta is not None:
+        penalty = _penalty(analytic, numeric, room_all, theta)
         if penalty is not None:
             return (*sentences, penalty)
     whole = bool(np.all(checked)) and positions is None  # a sample has no neighbours to compare
@@ -355,14 +360,18 @@ def diagnose_tensors(
             a, n, allowed, status = (
                 np.asarray(array[window]) for array in (arrays.analytic, arrays.numeric, arrays.allowed, arrays.status)
             )
-            values = None
-            if params is not None:
-                try:
-                    flat = np.asarray(params(tensor.name)).reshape(-1)
-                except (GradcheckError, OSError, KeyError, ValueError):  # a hint the verdict does not need
-                    flat = None
-                values = flat if flat is None or positions is None else flat[positions]
+            values = None if params is None else functools.partial(_values, params, tensor.name, positions)
             diagnosis = diagnose(tensor.shape, a, n, allowed, status, positions, values)
             tensor = dataclasses.replace(tensor, diagnosis=diagnosis)
         diagnosed.append(tensor)
     return tuple(diagnosed)
+
+
+def _values(params: Callable[[str], np.ndarray], name: str, positions: np.ndarray | None) -> np.ndarray | None:
+    """Tensor ``name``'s parameters at the checked ``positions`` (all where None), read only when a diagnosis needs
+    them; None where they cannot be read (a hint the verdict does not need)."""
+    try:
+        flat = np.asarray(params(name)).reshape(-1)
+    except (GradcheckError, OSError, KeyError, ValueError):
+        return None
+    return flat if positions is None else flat[positions]
