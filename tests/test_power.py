@@ -222,6 +222,42 @@ def test_a_wrong_gradient_at_a_kink_is_wrong_and_named() -> None:
     assert report.n_wrong == 4
 
 
+class _L1ZeroedAtZero:
+    """An L1-regularised logistic regression at a sparse point (exact zeros, as a proximal step leaves them), whose
+    backward pass zeroes the whole gradient where w == 0 ("|w| has no derivative there"), its data term included:
+    0 lies beyond the slopes ``data ± λ`` there."""
+
+    lam = 0.01
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        z = data["X"] @ params["w"] + params["b"][0]
+        return float(np.mean(np.logaddexp(0, z) - data["y"] * z) + self.lam * np.abs(params["w"]).sum())
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        z = data["X"] @ params["w"] + params["b"][0]
+        r = (1 / (1 + np.exp(-z)) - data["y"]) / z.size
+        g = data["X"].T @ r + self.lam * np.sign(params["w"])
+        return {"w": np.where(params["w"] == 0, 0.0, g), "b": np.array([r.sum()])}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_an_analytic_zero_beyond_the_slopes_of_a_kink_is_wrong(dtype: type) -> None:
+    """Review 48 refuted calling an analytic 0 outside a kink's slopes "not proven wrong" (meant for a ReLU network
+    at zero-initialised weights, whose correct relu'(0) = 0 lies beyond both slopes when several units sit on their
+    kinks at once): this bug, and a leaky ReLU given slope 0 at 0, then passed, their other elements verified."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=20)
+    w[rng.choice(20, 5, replace=False)] = 0.0
+    X = rng.normal(size=(200, 20))
+    y = (X @ rng.normal(size=20) + rng.normal(size=200) > 0).astype(float)
+    params: Arrays = {"w": w.astype(dtype), "b": np.array([0.1], dtype)}
+    report = pipeline.check(_L1ZeroedAtZero(), params, {"X": X.astype(dtype), "y": y.astype(dtype)})
+    assert report.verdict == "failed"
+    assert report.failing == ("w",)
+    (tensor,) = [t for t in report.tensors if t.name == "w"]
+    assert tensor.n_wrong == (5 if dtype is np.float64 else 4)  # float32: one bar is wider than its value
+
+
 # -- 6b. an absolute floor that excused everything on a small scale -----------------------------------------
 
 
