@@ -1496,6 +1496,28 @@ def test_float32_elements_right_in_float64_leave_their_tensor_not_verified_and_a
     assert "gamma" in wrong64.failing
 
 
+def test_a_given_float32_gradients_error_is_not_reported_as_the_models_float32_rounding() -> None:
+    """Held-out sweep 47: a float32 gradient given to the check (``gradient=``) 0.1% off was compared with the
+    model's float64 gradient, and the report said float32 rounding could explain the difference it measured
+    (the planted error itself). The rounding figure is the model's own float32 gradient against its float64 one."""
+
+    class LeastSquares:
+        def loss(self, params: Arrays, data: Arrays) -> float:
+            return float(0.5 * np.mean((data["X"] @ params["w"] - data["y"]) ** 2))
+
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            return {"w": data["X"].T @ (data["X"] @ params["w"] - data["y"]) / len(data["y"])}
+
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=6).astype(np.float32)}
+    data = {"X": rng.normal(size=(32, 6)).astype(np.float32), "y": rng.normal(size=32).astype(np.float32)}
+    own = LeastSquares().grad(params, data)["w"]
+    report = pipeline.check(LeastSquares(), params, data, gradient={"w": own * np.float32(1.001)})
+    assert report.failing == ("w",)
+    assert report.tensors[0].rounding < 1e-5 * np.abs(own).max()
+    assert "its float32 gradient is itself" not in str(report)
+
+
 class _Float32Path(_ConfidentCrossEntropy):
     """The logistic regression whose backward pass multiplies ``w``'s gradient by ``1 + r`` in float32 only: a
     bug in a float32 code path, which the same model computing in float64 never runs."""
