@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import GradcheckError
 from .plan import Slots
-from .tolerance import AGREE, UNCHECKED, WRONG
+from .tolerance import AGREE, INCONCLUSIVE, UNCHECKED, WRONG
 from .verdict import TensorReport
 
 __all__ = ["MAX_ELEMENTS", "diagnose", "diagnose_tensors"]
@@ -173,8 +173,8 @@ def _mask(shape: tuple[int, ...], flat: np.ndarray, region: str = "") -> str:
     """Analytic non-zero where the loss does not move at all: the forward pass masks, the backward does not."""
     return (
         f"analytic is non-zero at {_elements(flat.size)} ({_where(shape, flat)}{region}) where the loss does not "
-        "change at all (numeric exactly 0): a mask (ReLU, dropout, padding) applied in the forward pass but not in "
-        "the backward"
+        "change at all (numeric exactly 0): most often a mask (ReLU, dropout, padding) applied in the forward pass "
+        "but not in the backward"
     )
 
 
@@ -320,7 +320,14 @@ def diagnose(
     if n_wrong == 1:
         k0 = int(flat[0])
         a0, n0 = float(analytic[k0]), float(numeric[k0])
-        which = f"only element {_index(held, int(named(flat[:1])[0]))}" if held else "its value"
+        # "only" where the others were verified: beside inconclusive elements one proven wrong may be one of many
+        # (a whole tensor 0.1% off, in float32, where most bars were too wide to tell)
+        unsure = int(np.count_nonzero(considered & (status == INCONCLUSIVE)))
+        which = (
+            f"{'element' if unsure else 'only element'} {_index(held, int(named(flat[:1])[0]))}"
+            if held
+            else "its value"
+        )
         # enough digits that the two differ where they do; a ratio that rounds to 1 says nothing, a relative difference does
         relative = abs(a0 - n0) / abs(n0) if n0 != 0 else math.inf
         digits = min(17, max(6, 2 + math.ceil(-math.log10(relative)))) if 0 < relative < math.inf else 6
@@ -330,12 +337,26 @@ def diagnose(
             how = f" ({a0 / n0:.4g}x)"
         else:
             how = f" (relative difference {relative:.2g})"
-        sentences.append(f"{which} is wrong: analytic {a0:.{digits}g}, numeric {n0:.{digits}g}{how}")
+        sentences.append(
+            f"{which} is wrong: analytic {a0:.{digits}g}, numeric {n0:.{digits}g}{how}"
+            + (
+                f"; {unsure} of the other {n_checked - 1} checked elements are inconclusive, so it may not be the "
+                "only one"
+                if unsure and held
+                else ""
+            )
+        )
     elif found is None or found[0].size < n_wrong:
         sentences.append(f"{n_wrong} of {n_checked} checked elements are wrong" + (f", {region}" if region else ""))
     if found is not None:
         # where they lie, when the pattern is every wrong element's (a channel a loop left at 0)
         sentences.append(found[1](held, named(found[0]), f"; {region}" if region and found[0].size == n_wrong else ""))
+        # and what the rest show, where they share a ratio (a sign flipped, where a flat region makes the others)
+        rest = np.setdiff1d(flat, found[0])
+        k = _ratio(analytic[rest], numeric[rest], room_all[rest]) if rest.size > 1 else None
+        if k is not None and abs(k - 1) > 1e-3:
+            ratio = "-1 x (the sign is flipped)" if abs(k + 1) <= 1e-3 else f"{k:.4g}x"
+            sentences.append(f"at the other {rest.size} wrong elements analytic is {ratio} the numeric gradient")
     return tuple(sentences)
 
 
