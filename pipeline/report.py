@@ -245,8 +245,10 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
         if share <= NEGLIGIBLE_SHARE:
             return (
                 f"none of its {t.n_checked} checked elements could be verified: its gradient, analytic and numeric, "
-                f"is {share:.1g} of the whole gradient's norm, too small to measure against (a gradient of rounding "
-                f"where the loss does not depend on it: a bias before a batch norm, dead units, unused); {unseen}"
+                f"is {share:.1g} of the whole gradient's norm, too small to measure against at this precision: the "
+                "loss may not depend on it (a bias before a batch norm, dead units, unused), or its gradient is "
+                f"genuinely tiny (vanishing through many layers, scaled down); {unseen}; `precision: float64` checks "
+                "a float32 model with finer steps"
             )
         return f"none of its {t.n_checked} checked elements could be verified: {_inconclusive_and_kinks(t)}; {unseen}"
     mine = [d for d in directions if d["tensor"] == t.name]

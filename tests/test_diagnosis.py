@@ -297,6 +297,18 @@ def test_one_wrong_element_beside_inconclusive_ones_is_not_called_the_only_one()
         "inconclusive, so it may not be the only one",
     )
 
+    # dead units (0 against 0, exact) do not make it one of many; a sample says it is one
+    status[[2, 3, 5]] = INCONCLUSIVE
+    numeric[[2, 3, 5]] = analytic[[2, 3, 5]] = 0.0
+    assert diagnose((2, 3), analytic, numeric, np.full(6, 1e-9), status) == (
+        "only element [0, 1] is wrong: analytic 1.2024, numeric 1.2 (1.002x)",
+    )
+    sampled = diagnose((4, 3), analytic, numeric, np.full(6, 1e-9), status, positions=np.array([0, 1, 2, 5, 7, 11]))
+    assert sampled == (
+        "element [0, 1] is wrong: analytic 1.2024, numeric 1.2 (1.002x) (a sample: 6 of the tensor's "
+        "12 elements checked)",
+    )
+
 
 # --- the mask and its reverse --------------------------------------------------------------------------------------
 
@@ -345,6 +357,11 @@ def test_the_wrong_elements_besides_a_mask_are_described_by_their_ratio_where_th
     )
     analytic[11] *= 3  # no ratio in common: nothing more is said
     assert len(_judged((3, 4), analytic, numeric)) == 2
+    # nor of a ratio within ten times the estimates' own error (float32 noise under `tolerance: none`: review 50)
+    analytic, numeric = _relu_layer()
+    analytic[[1, 4, 7]] = [0.3, -0.2, 0.5]
+    analytic[[0, 11]] *= 0.995
+    assert len(_unjudged((3, 4), analytic, numeric)) == 2
 
 
 def test_a_single_masked_element_gives_its_values_and_the_mask() -> None:

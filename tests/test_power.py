@@ -393,8 +393,8 @@ def test_a_gradient_of_rounding_residue_is_said_to_be_too_small_to_measure_not_t
     assert (report.verdict, report.not_verified) == ("not verified", ("b",))
     assert re.search(
         r"  b: none of its 4 checked elements could be verified: its gradient, analytic and numeric, is \de-\d+ of "
-        r"the whole gradient's norm, too small to measure against \(a gradient of rounding where the loss does not "
-        r"depend on it: a bias before a batch norm",
+        r"the whole gradient's norm, too small to measure against at this precision: the loss may not depend on it "
+        r"\(a bias before a batch norm, dead units, unused\), or its gradient is genuinely tiny",
         str(report),
     )
 
@@ -1532,7 +1532,8 @@ def test_float32_elements_right_in_float64_leave_their_tensor_not_verified_and_a
 def test_a_given_float32_gradients_error_is_not_reported_as_the_models_float32_rounding() -> None:
     """Held-out sweep 47: a float32 gradient given to the check (``gradient=``) 0.1% off was compared with the
     model's float64 gradient, and the report said float32 rounding could explain the difference it measured
-    (the planted error itself). The rounding figure is the model's own float32 gradient against its float64 one."""
+    (the planted error itself). A given gradient gets no rounding figure: the model's own grad in float32 need not be
+    the code that made it (review 50)."""
 
     class LeastSquares:
         def loss(self, params: Arrays, data: Arrays) -> float:
@@ -1547,7 +1548,7 @@ def test_a_given_float32_gradients_error_is_not_reported_as_the_models_float32_r
     own = LeastSquares().grad(params, data)["w"]
     report = pipeline.check(LeastSquares(), params, data, gradient={"w": own * np.float32(1.001)})
     assert report.failing == ("w",)
-    assert report.tensors[0].rounding < 1e-5 * np.abs(own).max()
+    assert report.tensors[0].rounding == 0.0
     assert "its float32 gradient is itself" not in str(report)
 
 
