@@ -195,6 +195,39 @@ def test_torch_a_loss_that_bypasses_the_substituted_parameters_is_refused() -> N
     assert report.failing == ("weight",)
 
 
+class _Recomputed(torch.nn.Module):
+    """A layer under activation checkpointing: its backward pass runs the layer again, as torchdiffeq's adjoint
+    method runs the ODE's module again (held-out sweep 49: a correct adjoint gradient came back as zeros)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)
+
+    def forward(self, x: Any) -> Any:
+        h = torch.utils.checkpoint.checkpoint(lambda z: torch.tanh(self.a(z)), x, use_reentrant=False)
+        return self.b(h)
+
+
+def test_torch_a_backward_pass_that_runs_the_module_again_sees_the_arrays_checked() -> None:
+    """The backward pass runs inside the substitution: after it, a recomputation ran the module's own parameters,
+    and at any other point a correct checkpointed layer failed (its gradient was the module's own point's)."""
+    net = _Recomputed().double()
+    model = TorchModel(net, lambda m, d: ((m(d["x"]) - d["y"]) ** 2).mean())
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=(16, 4)), "y": rng.normal(size=(16, 2))}
+    moved = {name: 1.1 * value for name, value in model.params.items()}  # not the module's own values
+    twin = _Recomputed().double()  # the reference: plain autograd with the module's own parameters at those values
+    with torch.no_grad():
+        for name, parameter in twin.named_parameters():
+            parameter.copy_(torch.as_tensor(moved[name]))
+    ((twin(torch.as_tensor(data["x"])) - torch.as_tensor(data["y"])) ** 2).mean().backward()
+    grad = model.grad(moved, data)
+    for name, parameter in twin.named_parameters():
+        assert parameter.grad is not None
+        np.testing.assert_allclose(grad[name], parameter.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert pipeline.check(model, moved, data).passed
+
+
 class _NoWeightGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Any, w: Any) -> Any:
