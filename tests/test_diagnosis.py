@@ -478,6 +478,18 @@ def test_a_factor_along_some_random_directions_only_is_not_every_direction() -> 
     assert tensor.diagnosis == ("analytic is 2x the numeric gradient along every random direction",)
 
 
+def test_a_factor_close_to_1_along_the_directions_is_not_printed_as_1x() -> None:
+    """Held-out sweep 49: a VJP 1e-5 too large read "analytic is 1x the numeric gradient along every random
+    direction", which reads as agreement."""
+    (tensor,) = with_directions((_tensor(),), [_direction(0, 1.00001, 1.0), _direction(1, -2.00002, -2.0)])
+    assert tensor.diagnosis == ("analytic is the numeric gradient times 1 + 1e-05 along every random direction",)
+    # ratios that differ by more than their distance from 1 get the values, with the digits that differ
+    (tensor,) = with_directions((_tensor(),), [_direction(0, 1.00001, 1.0), _direction(1, -2.00006, -2.0)])
+    assert tensor.diagnosis == (
+        "2 of 2 random directions disagree; along direction 1, g·v = -2.00006 but the loss changes at -2",
+    )
+
+
 def test_wrong_directions_are_said_after_what_the_elements_showed() -> None:
     elements = "none of the 3 checked elements is wrong by itself; the largest |a-n| is 9e-06, at [2]"
     (tensor,) = with_directions((_tensor((elements,)),), [_direction(0, 2.0, 1.0), _direction(1, 1.5, 1.0)])

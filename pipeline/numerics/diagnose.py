@@ -21,12 +21,18 @@ from .plan import Slots
 from .tolerance import AGREE, INCONCLUSIVE, UNCHECKED, WRONG
 from .verdict import TensorReport
 
-__all__ = ["MAX_ELEMENTS", "diagnose", "diagnose_tensors"]
+__all__ = ["MAX_ELEMENTS", "diagnose", "diagnose_tensors", "digits_apart"]
 
 #: Larger tensors are not read back whole for a diagnosis.
 MAX_ELEMENTS = 2**24
 #: How many indices a sentence lists before it says "and N more".
 LISTED = 3
+
+
+def digits_apart(a: float, n: float) -> int:
+    """Significant digits enough to print ``a`` and ``n`` apart where they differ (6 to 17)."""
+    relative = abs(a - n) / abs(n) if n != 0 else math.inf
+    return min(17, max(6, 2 + math.ceil(-math.log10(relative)))) if 0 < relative < math.inf else 6
 
 
 def _close(candidate: np.ndarray, numeric: np.ndarray, allowed: np.ndarray) -> bool:
@@ -328,7 +334,7 @@ def diagnose(
         which = f"{only} {_index(held, int(named(flat[:1])[0]))}" if held else "its value"
         # enough digits that the two differ where they do; a ratio that rounds to 1 says nothing, a relative difference does
         relative = abs(a0 - n0) / abs(n0) if n0 != 0 else math.inf
-        digits = min(17, max(6, 2 + math.ceil(-math.log10(relative)))) if 0 < relative < math.inf else 6
+        digits = digits_apart(a0, n0)
         if n0 == 0:
             how = ""
         elif abs(a0 / n0 - 1) >= 1e-3:
