@@ -286,6 +286,22 @@ def test_one_wrong_element_close_to_its_numeric_value_shows_the_digits_that_diff
     )
 
 
+def test_wrong_elements_all_slightly_off_say_how_slightly_and_what_differs_so_little() -> None:
+    """Held-out sweep 49: torchdiffeq's adjoint gradient at a solver tolerance of 1e-6 read only "3 of 3 checked
+    elements are wrong"; the README's paragraph on losses computed to a tolerance explains it."""
+    numeric = np.array([1.0, 2.0, 3.0, 4.0])
+    analytic = numeric * (1 + np.array([1e-6, -2e-6, 3e-6, 0.0]))
+    status = np.array([WRONG, WRONG, WRONG, AGREE], dtype=np.int8)
+    (sentence,) = diagnose((4,), analytic, numeric, np.full(4, 1e-9), status)
+    assert sentence == (
+        "3 of 4 checked elements are wrong, each by at most 3e-06 relative: a loss or gradient computed to a "
+        "tolerance (an iterative solver, an ODE integrator) differs by about that much, and so does a small term "
+        "left out"
+    )
+    analytic[0] = 1.01  # one of them far off: no such sentence
+    assert diagnose((4,), analytic, numeric, np.full(4, 1e-9), status) == ("3 of 4 checked elements are wrong",)
+
+
 def test_one_wrong_element_beside_inconclusive_ones_is_not_called_the_only_one() -> None:
     """Held-out sweep 47: a whole float32 LSTM weight 0.1% off, most of its elements inconclusive (bars too wide to
     tell), read "only element [0, 2] is wrong", an indexing bug's sentence."""
