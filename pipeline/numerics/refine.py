@@ -67,6 +67,9 @@ KINK_ROWS = 8
 #: outweighs the curvature at every step (a smooth feature narrower than the step is not that flat). Either
 #: stops a table only where the analytic value lies between the slopes (:func:`_between`).
 EXACT_KINK = 0.98
+#: Rows whose losses are not finite, before any that are (steps past the edge of the loss's domain), are skipped,
+#: at most this many (a 2**7 range of steps); the table's counts of rows start at its first finite row.
+NONFINITE_ROWS = 8
 #: It stops once its error is this many times its best (the finest steps are noise).
 SAFE = 2.0
 #: In the asymptotic regime the slopes' gap halves with the step, to within this (its own noise included).
@@ -221,6 +224,7 @@ def second_look(
     leap_floor: np.ndarray | float = 0.0,
     analytic: np.ndarray | None = None,
     first: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    past_edge: np.ndarray | bool = False,
 ) -> Refined:
     """Estimate ``k`` suspects' derivatives again over a sequence of steps (see the module's text).
 
@@ -256,6 +260,10 @@ def second_look(
     first : tuple of ndarrays, optional
         The first pass's ``(numeric, bar, smooth)`` per suspect, whose losses are the ``known`` rows: its
         estimate stands where this look corroborates it (:meth:`Refined.confirming`).
+    past_edge : ndarray or bool, optional
+        Per suspect, whether its first-pass losses were not finite (steps past the edge of the loss's domain):
+        its rows of losses not finite before the first finite one are skipped (:data:`NONFINITE_ROWS`), where
+        any other suspect's table stops at its first.
     """
     numeric = np.full(k, np.nan)
     error = np.full(k, np.inf)
@@ -276,6 +284,8 @@ def second_look(
     best_row = np.full(k, -1)  # the row of each suspect's best estimate
     coarse = np.full(k, np.nan)  # the extrapolation of the first two rows
     frozen = np.zeros(k, dtype=bool)  # it is kept while finer rows only test it (CONFIRM_ROWS)
+    skipped = np.zeros(k, dtype=np.int64)  # rows of losses not finite before the first finite one (past the domain)
+    finite_seen = np.zeros(k, dtype=bool)
     active = np.ones(k, dtype=bool)
     evaluations = 0
     for i in range(ROWS):
@@ -316,7 +326,8 @@ def second_look(
             # by too coarse a step J(θ±h) agree and the table "converges" on nothing while the gap grows; a
             # ratio near 1/2 can happen once by chance, so the regime needs two in a row.
             with_gap = np.abs(gaps[i, which]) > GAP_SIGNIFICANT * gap_noise[i, which]
-            halving = ~with_gap
+            finite_row = np.isfinite(column[0])
+            halving = ~with_gap & finite_row
             ratio = gaps[i, which] / gaps[i - 1, which] if i else np.full(which.size, np.nan)
             if i:
                 halving |= (ratio >= 0.5 - SMOOTH_GAP) & (ratio <= 0.5 + SMOOTH_GAP)
@@ -339,11 +350,19 @@ def second_look(
             previous[:, which] = column
             if i == 1:
                 coarse[which] = column[1]
-            done = ~np.isfinite(column[0]) | (span == 0)  # no finer step is possible, or the loss failed
+            # No finer step is possible, or the loss failed after finite rows. Rows before any finite one stepped
+            # past the edge of the loss's domain (p·log p at p = 1e-3, whose first steps reach p < 0: held-out
+            # sweep 49): they enter no table entry (theirs are NaN), and the steps go on shrinking.
+            leading = ~finite_row & ~finite_seen[which] & np.broadcast_to(past_edge, (k,))[which]
+            skipped[which] += leading
+            done = (~finite_row & ~(leading & (skipped[which] < NONFINITE_ROWS))) | (span == 0)
+            finite_seen[which] |= finite_row
+            counted = i + 1 - skipped[which]  # rows since the first finite one
+            ready = counted >= MIN_ROWS
             if i + 1 >= MIN_ROWS:  # a gap that keeps its size over 4x smaller steps, twice: a kink, confirmed
                 # after a 2**7 range of steps; or at once where it keeps it exactly (a kink at θ itself)
-                band = KINK_RATIO if i + 1 >= KINK_ROWS else EXACT_KINK
-                flat = _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which], band)
+                band = np.where(counted >= KINK_ROWS, KINK_RATIO, EXACT_KINK)
+                flat = ready & _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which], band)
                 if analytic is not None:  # a value outside the slopes would be wrong: finer steps confirm it
                     flat &= _between(analytic[which], lower, upper, gap_noise[i, which])
                 done |= flat
@@ -364,7 +383,7 @@ def second_look(
                     confirming = enough & apart & (i - best_row[which] < CONFIRM_ROWS)
                     frozen[which] |= confirming  # the finer rows test the estimate; they do not replace it
                     enough = (enough & ~confirming) | agreed
-                done |= enough
+                done |= enough & ready
         diagonal[which] = column[i]
         active[which[done]] = False
         with np.errstate(invalid="ignore"):
@@ -487,7 +506,7 @@ def _between(analytic: np.ndarray, lower: np.ndarray, upper: np.ndarray, noise: 
         return np.asarray((analytic >= low - slack) & (analytic <= high + slack))
 
 
-def _flat(gaps: np.ndarray, gap_noise: np.ndarray, band: float = 0.8) -> np.ndarray:
+def _flat(gaps: np.ndarray, gap_noise: np.ndarray, band: float | np.ndarray = 0.8) -> np.ndarray:
     """For 4 rows of ``gaps`` (steps shrinking by :data:`CON` per row): whether all 4 are significant and
     the gap kept its sign and size (within a factor 1/``band``) over a 4x smaller step, twice.
     A smooth function's gap shrinks 4x; a kink's stays; one that saturates at a coarse step grows, and

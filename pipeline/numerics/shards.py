@@ -29,7 +29,18 @@ from .plan import Shard, slots_for
 from .problem import Loaded, Output, Settings, call_model, fastest
 from .reduce import ShardResult, summarize_shard
 from .refine import Row, known_rows, second_look
-from .tolerance import CONVERGED, UNCHECKED, WRONG, Tolerance, float32_only, inconclusive, judge, suspects
+from .tolerance import (
+    AGREE,
+    CONVERGED,
+    NONDIFFERENTIABLE,
+    UNCHECKED,
+    WRONG,
+    Tolerance,
+    float32_only,
+    inconclusive,
+    judge,
+    suspects,
+)
 
 __all__ = ["resume_shard", "run_shard", "seconds_per_loss", "shard_intact", "shard_seal", "write_analytic"]
 
@@ -124,6 +135,16 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
             continue
         a = analytic[at]
         (numeric[at], allowed[at], status[at], steps[at]), (n, cost) = _judged(loaded, group, first, a)
+        # A loss not finite at the first steps (past the edge of its domain) but finite at the second look's finer
+        # ones: the element is judged on them where they decide (agrees, a kink, wrong). Else it stays wrong, its
+        # losses not finite: finer steps in float32 are mostly rounding, and an inconclusive element would let its
+        # tensor pass on the others (review 51: a 10% error passed).
+        bad = nonfinite[at] != 0
+        decided = np.isfinite(numeric[at]) & np.isin(status[at], (AGREE, WRONG, NONDIFFERENTIABLE))
+        kept = bad & ~decided
+        numeric[at[kept]], allowed[at[kept]], status[at[kept]] = est.numeric[kept], np.nan, WRONG
+        steps[at[kept]] = first.h[kept]
+        nonfinite[at] = np.where(bad & decided, 0, nonfinite[at])
         looked, looked_evaluations = looked + n, looked_evaluations + cost
         wrong = (status[at] == WRONG) & np.isfinite(a)  # (a NaN or inf is wrong in any dtype)
         # part of the second look: its wrong float32 elements, judged again where the model computes in float64
@@ -440,6 +461,7 @@ def _look_again(
         leap_floor,
         analytic,
         (est.numeric[k], est.bar[k], est.smooth[k]),
+        est.nonfinite[k] != 0,
     )
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
