@@ -209,6 +209,29 @@ def test_a_tensor_whose_elements_are_all_kinks_is_not_verified_and_fails_unless_
     assert (tmp_path / "out.zarr" / "zarr.json").read_bytes() == before
 
 
+def test_a_passing_check_with_kinks_says_what_its_difference_holds() -> None:
+    """Held-out sweep 52: a correct ReLU passed with "difference 3.882e-01", which reads as a contradiction; the
+    numeric value at a kink is the central difference across it."""
+
+    class ReluPlusSquare:
+        def loss(self, params: Arrays, data: Arrays) -> float:
+            return float(np.sum(np.maximum(params["w"], 0) + params["w"] ** 2))
+
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            return {"w": (params["w"] > 0) + 2 * params["w"]}
+
+    report = pipeline.check(ReluPlusSquare(), {"w": np.array([0.0, 0.5, 1.0, -0.7])}, {})
+    assert report.passed
+    assert report.n_nondifferentiable == 1
+    assert (
+        str(report)
+        .splitlines()[0]
+        .endswith(
+            "(with 1 element on a kink, whose numeric value is the central difference across it, not a derivative)"
+        )
+    )
+
+
 def test_a_wrong_gradient_at_a_kink_is_wrong_and_named() -> None:
     """The planted twin of the tensor of kinks: 3 lies outside the one-sided slopes 0 and 2."""
 
