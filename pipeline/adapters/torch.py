@@ -59,11 +59,9 @@ class _Objective(torch.nn.Module):
         """The loss; or ``then(loss)``, still inside the reparametrisation: a backward pass that runs the module
         again (an adjoint ODE solver, activation checkpointing) must see the arrays checked."""
         value = self.loss_fn(self.module, data)
-        if then is None:
-            return value
         if not isinstance(value, torch.Tensor):
             raise ModelError(f"TorchModel: loss_fn must return a scalar tensor. Got {type(value).__name__} instead.")
-        return then(value)
+        return value if then is None else then(value)
 
 
 class TorchModel(DropsData):
@@ -301,12 +299,8 @@ class TorchModel(DropsData):
 
     def _call_with(self, tensors: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor], then: Any = None) -> Any:
         named = {f"module.{name}": tensor for name, tensor in tensors.items()}
-        if then is not None:  # then(loss), inside the reparametrisation (see _Objective)
-            return torch.func.functional_call(self._objective, named, (inputs,), {"then": then})
-        out = torch.func.functional_call(self._objective, named, (inputs,))
-        if not isinstance(out, torch.Tensor):
-            raise ModelError(f"TorchModel: loss_fn must return a scalar tensor. Got {type(out).__name__} instead.")
-        return out
+        # then(loss), inside the reparametrisation (see _Objective)
+        return torch.func.functional_call(self._objective, named, (inputs,), {"then": then} if then else None)
 
 
 def _scalar(value: torch.Tensor) -> float:

@@ -302,7 +302,8 @@ def diagnose(
         )
     # Where the wrong elements lie, when they fill part of an axis only; not in a sample, whose elements are spread
     # over every axis at random (a long axis would look the least filled).
-    live = considered & ~((analytic == 0) & (numeric == 0))
+    dead = (analytic == 0) & (numeric == 0)  # 0 against 0: no gradient there (dead units, rows not in the batch)
+    live = considered & ~dead
     region = "" if everywhere or sample is not None or flat.size < 2 else _region(held, flat, np.flatnonzero(live))
     k = _ratio(analytic[flat], numeric[flat], room_all[flat]) if everywhere or flat.size > 1 else None
     if k is not None and abs(k - 1) > 1e-3:
@@ -347,7 +348,7 @@ def diagnose(
         # "only" where the others were verified: beside inconclusive elements one proven wrong may be one of many
         # (a whole tensor 0.1% off, in float32, where most bars were too wide to tell)
         # (not dead units, 0 against 0, whose analytic value is exact: review 50); nor where a sample checked some only
-        unsure = int(np.count_nonzero(considered & (status == INCONCLUSIVE) & ~((analytic == 0) & (numeric == 0))))
+        unsure = int(np.count_nonzero(considered & (status == INCONCLUSIVE) & ~dead))
         only = "element" if unsure or sample is not None else "only element"
         which = f"{only} {_index(held, int(named(flat[:1])[0]))}" if held else "its value"
         # enough digits that the two differ where they do; a ratio that rounds to 1 says nothing, a relative difference does

@@ -286,6 +286,7 @@ def second_look(
     frozen = np.zeros(k, dtype=bool)  # it is kept while finer rows only test it (CONFIRM_ROWS)
     skipped = np.zeros(k, dtype=np.int64)  # rows of losses not finite before the first finite one (past the domain)
     finite_seen = np.zeros(k, dtype=bool)
+    edge = np.broadcast_to(past_edge, (k,))
     active = np.ones(k, dtype=bool)
     evaluations = 0
     for i in range(ROWS):
@@ -353,7 +354,7 @@ def second_look(
             # No finer step is possible, or the loss failed after finite rows. Rows before any finite one stepped
             # past the edge of the loss's domain (p·log p at p = 1e-3, whose first steps reach p < 0: held-out
             # sweep 49): they enter no table entry (theirs are NaN), and the steps go on shrinking.
-            leading = ~finite_row & ~finite_seen[which] & np.broadcast_to(past_edge, (k,))[which]
+            leading = ~finite_row & ~finite_seen[which] & edge[which]
             skipped[which] += leading
             done = (~finite_row & ~(leading & (skipped[which] < NONFINITE_ROWS))) | (span == 0)
             finite_seen[which] |= finite_row

@@ -135,16 +135,8 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
             continue
         a = analytic[at]
         (numeric[at], allowed[at], status[at], steps[at]), (n, cost) = _judged(loaded, group, first, a)
-        # A loss not finite at the first steps (past the edge of its domain) but finite at the second look's finer
-        # ones: the element is judged on them where they decide (agrees, a kink, wrong). Else it stays wrong, its
-        # losses not finite: finer steps in float32 are mostly rounding, and an inconclusive element would let its
-        # tensor pass on the others (review 51: a 10% error passed).
-        bad = nonfinite[at] != 0
-        decided = np.isfinite(numeric[at]) & np.isin(status[at], (AGREE, WRONG, NONDIFFERENTIABLE))
-        kept = bad & ~decided
-        numeric[at[kept]], allowed[at[kept]], status[at[kept]] = est.numeric[kept], np.nan, WRONG
-        steps[at[kept]] = first.h[kept]
-        nonfinite[at] = np.where(bad & decided, 0, nonfinite[at])
+        # a loss not finite at the first steps that the second look judged on finer ones (:func:`_look_again`)
+        nonfinite[at] = np.where(np.isfinite(numeric[at]), 0, nonfinite[at])
         looked, looked_evaluations = looked + n, looked_evaluations + cost
         wrong = (status[at] == WRONG) & np.isfinite(a)  # (a NaN or inf is wrong in any dtype)
         # part of the second look: its wrong float32 elements, judged again where the model computes in float64
@@ -449,6 +441,7 @@ def _look_again(
         return table[:, 0], table[:, 1], taken[:, 0], taken[:, 1]
 
     converged = CONVERGED.get(precision, CONVERGED["float32"])
+    past_edge = est.nonfinite[k] != 0  # its first-pass losses were not finite
     refined = second_look(
         losses,
         k.size,
@@ -461,7 +454,7 @@ def _look_again(
         leap_floor,
         analytic,
         (est.numeric[k], est.bar[k], est.smooth[k]),
-        est.nonfinite[k] != 0,
+        past_edge,
     )
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
@@ -471,6 +464,14 @@ def _look_again(
         shift = np.abs(numeric - est.numeric[k])
         allowed = allowed + np.where(np.isfinite(shift), shift, 0.0)
         numeric, steps = est.numeric[k], first.h[k]
+    # A loss not finite at the first steps (past the edge of its domain) but finite at finer ones: the element is
+    # judged on them where they decide (agrees, a kink, wrong). Else it stays wrong, its losses not finite: finer
+    # steps in float32 are mostly rounding, and an inconclusive element would let its tensor pass on the others
+    # (review 51: a 10% error passed). With a fixed step, its quotient is not finite: wrong too.
+    decided = np.isfinite(numeric) & np.isin(status, (AGREE, WRONG, NONDIFFERENTIABLE))
+    kept = past_edge & ~decided
+    numeric, allowed = np.where(kept, est.numeric[k], numeric), np.where(kept, np.nan, allowed)
+    status, steps = np.where(kept, WRONG, status).astype(np.int8), np.where(kept, first.h[k], steps)
     return (numeric, allowed, status, steps), refined.evaluations
 
 
