@@ -260,15 +260,16 @@ def _from_class(cls: type, name: str, target: str) -> Any:
         raise ModelError(f"Model {name!r}: {cls.__name__}() raised {type(e).__name__}: {e}") from e
 
 
-def as_loss_value(value: Any, where: str) -> float:
-    """Check that ``loss`` returned a finite real scalar, and return it as a float."""
+def as_loss_value(value: Any, where: str, finite: bool = True) -> float:
+    """Check that ``loss`` returned a real scalar, finite unless ``finite`` is False (a loss near θ may step
+    past the edge of its domain: the check judges that), and return it as a float."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         shape = f" of shape {value.shape}" if isinstance(value, np.ndarray) else ""
         raise ModelError(f"Model loss {where} must return a real scalar. Got {type(value).__name__}{shape} instead.")
     number = float(value)
-    if not math.isfinite(number):
+    if finite and not math.isfinite(number):
         raise ModelError(f"Model loss {where} must be finite. Got {number!r} instead.")
     return number
 

@@ -932,6 +932,22 @@ def test_a_first_step_past_the_edge_of_the_losss_domain_is_judged_at_finer_steps
     assert fixed.nonfinite.count == 1
 
 
+@pytest.mark.parametrize("test", ["difference", "taylor"])
+def test_a_direction_past_the_edge_of_the_losss_domain_is_judged_as_an_element_is(test: str) -> None:
+    """Held-out sweep 52: a loss not finite along a random direction (xlogy near y = 0) stopped the check with
+    "Model loss along direction 0 of y must be finite", exit 2, as if the model were broken. It is judged as an
+    element's is: on finer steps where they decide, else wrong, its loss not finite, and the report says so."""
+    params = {"p": np.array([1e-3, 0.2, 0.5, 0.7])}
+    settings: dict[str, Any] = {"indices": "none", "directions": 4, "direction_test": test}
+    assert pipeline.check(_NearTheEdge(), params, {}, **settings).passed
+    assert pipeline.check(_NearTheEdge(1.1), params, {}, **settings).failing == ("p",)
+    # the loss not finite at every step a direction can take (p = 1e-30)
+    lost = pipeline.check(_NearTheEdge(), {"p": np.array([1e-30, 0.2, 0.5, 0.7])}, {}, **settings)
+    assert (lost.verdict, lost.failing) == ("failed", ("p",))
+    diagnosis = lost.tensors[0].diagnosis
+    assert diagnosis == ("the numeric gradient is not finite (a non-finite loss) along 4 of 4 random directions",)
+
+
 @pytest.mark.parametrize("seed", [1, 3])
 def test_the_taylor_test_on_a_relu_network_raises_no_false_alarm_and_names_a_wrong_tensor(seed: int) -> None:
     # Along a direction of a ReLU layer over a batch the loss crosses kinks at every scale: remainders of order 1

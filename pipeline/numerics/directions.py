@@ -17,7 +17,7 @@ from ..model import as_loss_value
 from .fd import STENCILS, estimate, step_sizes
 from .problem import PIECE, Loaded, call_model, pieces
 from .reduce import DirectionResult
-from .refine import Row, known_rows, second_look, taylor
+from .refine import Row, beyond_the_edge, known_rows, second_look, taylor
 from .tolerance import CONVERGED, inconclusive, judge, suspects
 
 __all__ = ["check_direction", "direction_dots"]
@@ -173,7 +173,8 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         evaluations += 1
         if complex_step:
             return complex(value), multiple.imag * unit
-        return as_loss_value(value, f"along direction {number} of {tensor}"), projected / norm_sq
+        # not finite past the edge of the loss's domain: judged as an element's is (see below)
+        return as_loss_value(value, f"along direction {number} of {tensor}", finite=False), projected / norm_sq
 
     noise = settings.noise_of(number_of)
     step = unit
@@ -186,9 +187,12 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         known: Sequence[Row],
         first: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         smooth: np.ndarray,
+        past_edge: np.ndarray | bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The second look along ``u`` (:func:`.refine.second_look`) and its verdict; ``first``: the first
-        estimate's ``(numeric, allowed, status, bar)``, whose losses are the ``known`` rows."""
+        estimate's ``(numeric, allowed, status, bar)``, whose losses are the ``known`` rows. Where they were not
+        finite (``past_edge``), the finer steps decide only as they do for an element
+        (:func:`.refine.beyond_the_edge`)."""
 
         def pair(_: np.ndarray, multiple: np.ndarray) -> Row:
             (plus, up), (minus, down) = along(float(multiple[0])), along(-float(multiple[0]))
@@ -206,8 +210,9 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
             0.0,
             analytic,
             (first[0], first[3], smooth) if known else None,
+            past_edge,
         )
-        return refined.judge(analytic, first, tolerance)
+        return beyond_the_edge(np.asarray(past_edge), first[0], refined.judge(analytic, first, tolerance))
 
     def result(numeric: float, allowed: float, status: int, orders: tuple[float, ...] = ()) -> DirectionResult:
         elapsed = time.perf_counter() - started
@@ -229,7 +234,8 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
             np.array([checked.allowed]),
         )
         rounding = max(noise, settings.eps(spec.dtype) * abs(settings.loss0))
-        numeric, allowed, status = look_again(rounding, (), taylor_first, np.zeros(1, dtype=bool))
+        smooth, past_edge = np.zeros(1, dtype=bool), not math.isfinite(checked.numeric)
+        numeric, allowed, status = look_again(rounding, (), taylor_first, smooth, past_edge)
         return result(float(numeric[0]), float(allowed[0]), int(status[0]), checked.orders)
     points_ = [along(1j if complex_step else s.real) for s in STENCILS[settings.scheme]]
     losses = np.array([[value for value, _ in points_]])
@@ -245,7 +251,8 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         and suspects(analytic, numeric, est.bar, status, tolerance, 0.0, precision, est.rounding, est.kinked)[0]
     ):
         known = known_rows(losses, taken, settings.scheme)  # the first pass's points are not evaluated again
-        numeric, allowed, status = look_again(noise, known, (numeric, allowed, status, est.bar), est.smooth)
+        first = (numeric, allowed, status, est.bar)
+        numeric, allowed, status = look_again(noise, known, first, est.smooth, est.nonfinite != 0)
     else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)
         status = inconclusive(analytic, numeric, est.bar, status, tolerance)
     return result(float(numeric[0]), float(allowed[0]), int(status[0]))

@@ -500,13 +500,26 @@ def with_directions(
         error = abs(d.analytic - d.numeric) / max(d.allowed, 1e-300)
         return math.inf if math.isnan(error) else error
 
-    def sentence(mine: Sequence[DirectionResult], wrong: Sequence[DirectionResult]) -> str:
+    def sentences(mine: Sequence[DirectionResult], wrong: Sequence[DirectionResult]) -> tuple[str, ...]:
         unfinite = [d for d in wrong if not math.isfinite(d.analytic)]
         if unfinite:  # NaN or inf somewhere in the tensor's gradient: every direction's g·v is not finite
             return (
                 f"the analytic gradient is not finite: g·v = {unfinite[0].analytic:.6g} along "
-                f"{len(unfinite)} of {len(mine)} random directions"
+                f"{len(unfinite)} of {len(mine)} random directions",
             )
+        # the loss not finite at a direction's steps, and not finer ones that decide (past its domain's edge)
+        lost = [d for d in wrong if not math.isfinite(d.numeric)]
+        said = (
+            (
+                f"the numeric gradient is not finite (a non-finite loss) along {len(lost)} of {len(mine)} random directions",
+            )
+            if lost
+            else ()
+        )
+        measured = [d for d in wrong if math.isfinite(d.numeric)]
+        return (*said, sentence(mine, measured)) if measured else said
+
+    def sentence(mine: Sequence[DirectionResult], wrong: Sequence[DirectionResult]) -> str:
         ratios = [d.analytic / d.numeric for d in wrong if d.numeric != 0 and math.isfinite(d.analytic / d.numeric)]
         every = len(wrong) == len(mine)
         common = len(ratios) == len(wrong) and max(ratios) - min(ratios) <= 1e-3 * max(abs(r) for r in ratios)
@@ -550,7 +563,7 @@ def with_directions(
                 verified=((tensor.verified and bool(tensor.n_checked)) or bool(agreeing) or not math.prod(tensor.shape))
                 and not tensor.n_float32_only,
                 power=_widest(tensor.power, agreeing),
-                diagnosis=(*tensor.diagnosis, sentence(mine, wrong)) if wrong else tensor.diagnosis,
+                diagnosis=(*tensor.diagnosis, *sentences(mine, wrong)) if wrong else tensor.diagnosis,
             )
         )
     return tuple(updated)

@@ -49,7 +49,7 @@ from .tolerance import (
     reference,
 )
 
-__all__ = ["CON", "ROWS", "Refined", "Row", "Taylor", "known_rows", "second_look", "taylor"]
+__all__ = ["CON", "ROWS", "Refined", "Row", "Taylor", "beyond_the_edge", "known_rows", "second_look", "taylor"]
 
 #: Each step is this much smaller than the one before...
 CON = 2.0
@@ -203,6 +203,24 @@ class Refined:
             self.hidden,
             self.curvature_held,
         )
+
+
+def beyond_the_edge(
+    past_edge: np.ndarray, first: np.ndarray, judged: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The second look's ``judged`` ``(numeric, allowed, status)`` where the first pass's losses were not finite
+    (``past_edge``; ``first``: its numeric values): a loss not finite at the first steps (past the edge of its
+    domain) but finite at finer ones is judged on them where they decide (agrees, a kink, wrong). Else it stays
+    wrong, its losses not finite: finer steps in float32 are mostly rounding, and an inconclusive suspect would let
+    its tensor pass on the others (review 51: a 10% error passed)."""
+    numeric, allowed, status = judged
+    decided = np.isfinite(numeric) & np.isin(status, (AGREE, WRONG, NONDIFFERENTIABLE))
+    kept = past_edge & ~decided
+    return (
+        np.where(kept, first, numeric),
+        np.where(kept, np.nan, allowed),
+        np.where(kept, WRONG, status).astype(np.int8),
+    )
 
 
 def known_rows(table: np.ndarray, taken: np.ndarray, scheme: str) -> list[Row]:
@@ -605,7 +623,8 @@ class Taylor:
     ``numeric``: the central difference at the finest significant step. ``allowed``: the error of ``g·u``
     the finest steps could hide (see :func:`taylor`). ``status``: a tolerance status code. ``first_order``:
     the remainders converged at order 1 (``WRONG`` where at least :data:`TAYLOR_WRONG_PAIRS` orders show it), or
-    ``g·u`` lies outside the slopes at a kink: central differences at finer steps should decide
+    ``g·u`` lies outside the slopes at a kink, or the loss is not finite at the finest step (``numeric`` NaN:
+    past the edge of its domain): central differences at finer steps should decide
     (:func:`.directions.check_direction`).
     """
 
@@ -684,6 +703,8 @@ def taylor(
     order_one = bool(counted.size) and bool(counted.max() <= TAYLOR_WRONG)
     if not math.isfinite(slope):  # NaN or inf in the gradient: every remainder is NaN, and no order counts
         status = WRONG
+    elif not np.isfinite(up[-1] + down[-1]):  # the loss not finite even at the finest step: past its domain's
+        status, numeric, allowed = WRONG, math.nan, math.nan  # edge, wrong unless finer steps decide
     elif kink:  # a valid subgradient lies between the one-sided slopes, to within their noise
         s_up, s_down = up[finest] / t[finest], down[finest] / t_down[finest]
         low, high, resolution = min(s_up, s_down), max(s_up, s_down), floor / abs(t[finest])

@@ -28,11 +28,9 @@ from .layout import TensorSpec
 from .plan import Shard, slots_for
 from .problem import Loaded, Output, Settings, call_model, fastest
 from .reduce import ShardResult, summarize_shard
-from .refine import Row, known_rows, second_look
+from .refine import Row, beyond_the_edge, known_rows, second_look
 from .tolerance import (
-    AGREE,
     CONVERGED,
-    NONDIFFERENTIABLE,
     UNCHECKED,
     WRONG,
     Tolerance,
@@ -464,14 +462,9 @@ def _look_again(
         shift = np.abs(numeric - est.numeric[k])
         allowed = allowed + np.where(np.isfinite(shift), shift, 0.0)
         numeric, steps = est.numeric[k], first.h[k]
-    # A loss not finite at the first steps (past the edge of its domain) but finite at finer ones: the element is
-    # judged on them where they decide (agrees, a kink, wrong). Else it stays wrong, its losses not finite: finer
-    # steps in float32 are mostly rounding, and an inconclusive element would let its tensor pass on the others
-    # (review 51: a 10% error passed). With a fixed step, its quotient is not finite: wrong too.
-    decided = np.isfinite(numeric) & np.isin(status, (AGREE, WRONG, NONDIFFERENTIABLE))
-    kept = past_edge & ~decided
-    numeric, allowed = np.where(kept, est.numeric[k], numeric), np.where(kept, np.nan, allowed)
-    status, steps = np.where(kept, WRONG, status).astype(np.int8), np.where(kept, first.h[k], steps)
+    # With a fixed step, a quotient not finite stays wrong: its numeric value is the first pass's.
+    numeric, allowed, status = beyond_the_edge(past_edge, est.numeric[k], (numeric, allowed, status))
+    steps = np.where(np.isfinite(numeric), steps, first.h[k])
     return (numeric, allowed, status, steps), refined.evaluations
 
 
