@@ -9,7 +9,8 @@ from typing import Any
 
 from .numerics.fd import AUTO_POWER, COMPLEX_STEP
 from .numerics.problem import PLAIN_EVALUATION, Settings
-from .numerics.tolerance import VERIFY_LIMIT
+from .numerics.reduce import STATUS
+from .numerics.tolerance import NONDIFFERENTIABLE, VERIFY_LIMIT
 from .numerics.verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement, json_float, read_float
 
 __all__ = [
@@ -258,6 +259,14 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
         d["analytic"] == 0 and d["numeric"] == 0 and (d["allowed"] or math.inf) <= VERIFY_LIMIT * largest for d in mine
     ):
         return f"g·v and the loss's change both exactly 0 along all {len(mine)} random directions: {zero}"
+    kinked = sum(d["status"] == STATUS[NONDIFFERENTIABLE] for d in mine)
+    if kinked:
+        return (
+            f"none of its {t.n_directions} random directions could be verified: {kinked} cross a kink at θ (one-sided "
+            "slopes that keep a gap at every step; a direction crosses every kink of its tensor at θ at once, and "
+            f"their sum's slopes need not hold a valid g·v), {t.n_directions - kinked} inconclusive; {unseen}; its "
+            "elements (`indices`) are each judged against their own kinks"
+        )
     return f"none of its {t.n_directions} random directions could be verified (all inconclusive); {unseen}"
 
 

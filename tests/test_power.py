@@ -282,6 +282,53 @@ def test_an_analytic_zero_beyond_the_slopes_of_a_kink_is_wrong(dtype: type) -> N
     assert tensor.n_wrong == (5 if dtype is np.float64 else 4)  # float32: one bar is wider than its value
 
 
+class _ReluAtZeros:
+    """``Σ w·relu(x)`` with exact zeros in ``x`` (relu'(0) = 0, a valid subgradient), ``bug`` scaling the gradient
+    of the elements off the kinks."""
+
+    def __init__(self, bug: float = 1.0) -> None:
+        self.bug = bug
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum(data["w"] * np.maximum(params["x"], 0)))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return {"x": data["w"] * (params["x"] > 0) * self.bug}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_direction_across_several_kinks_at_theta_is_on_a_kink_not_wrong(seed: int) -> None:
+    """Held-out sweep 52: a correct ReLU at exact zeros failed its random directions. A direction crosses every kink
+    of its tensor at θ at once, and their sum's one-sided slopes need not hold a valid g·v (relu(x) − relu(y) at
+    (0, 0) is flat along (1, 1); its valid subgradient (1, 0) gives 1). Such a direction is on a kink: not wrong,
+    and not verified; the elements, each judged against its own kink, decide."""
+    rng = np.random.default_rng(seed)
+    params = {"x": rng.permutation([0.0, 0.0, 0.0, 0.2, -0.5, 0.7, -1.3, 0.4])}
+    data = {"w": rng.normal(size=8)}
+    both = pipeline.check(_ReluAtZeros(), params, data, directions=4)
+    assert both.passed
+    planted = pipeline.check(_ReluAtZeros(1.01), params, data, directions=4)
+    assert planted.failing == ("x",)
+    alone = pipeline.check(_ReluAtZeros(), params, data, directions=4, indices="none")
+    assert (alone.verdict, alone.not_verified) == ("not verified", ("x",))
+    statuses = [d["status"] for d in alone.directions]
+    assert set(statuses) <= {"non-differentiable", "inconclusive"}
+    kinked = statuses.count("non-differentiable")
+    assert kinked
+    assert f"none of its 4 random directions could be verified: {kinked} cross a kink at θ" in str(alone)
+    # a wrong gradient there is not seen by them, and the check does not pass (review 48's bug: directions alone)
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=20)
+    w[rng.choice(20, 5, replace=False)] = 0.0
+    X = rng.normal(size=(200, 20))
+    y = (X @ rng.normal(size=20) > 0).astype(float)
+    l1 = pipeline.check(
+        _L1ZeroedAtZero(), {"w": w, "b": np.array([0.1])}, {"X": X, "y": y}, directions=4, indices="none"
+    )
+    assert l1.verdict == "not verified"
+    assert l1.not_verified == ("w",)
+
+
 # -- 6b. an absolute floor that excused everything on a small scale -----------------------------------------
 
 
