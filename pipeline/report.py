@@ -237,6 +237,26 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
     )
     if t.n_float32_only:
         return _float32_only_why(t)
+    mine = [d for d in directions if d["tensor"] == t.name]
+    kinks, edges = (sum(d.get("undecided") == why for d in mine) for why in ("kink", "edge"))
+    if kinks or edges:
+        undecided = [
+            f"{kinks} cross a kink at θ with g·v beyond their one-sided slopes (several kinks at θ on one line can "
+            "put a valid subgradient there)"
+            if kinks
+            else "",
+            f"{edges} met a loss not finite at their first steps that finer steps did not decide (the edge of its "
+            "domain closer than their steps)"
+            if edges
+            else "",
+        ]
+        others = "the other directions and a sample of its elements" if t.n_checked else "the other directions"
+        return (
+            f"of its {t.n_directions} random directions, {' and '.join(filter(None, undecided))}: they decide "
+            f"nothing, and a wrong gradient there need not have been seen by {others} (a bug that moves a pair of "
+            "elements, a max-pool routed to the wrong one, is missed by half of all directions); check all its "
+            "elements (`indices: all`), each judged on its own"
+        )
     if t.n_checked:
         if t.n_zero == t.n_checked:
             return f"analytic and numeric both exactly 0 at all {t.n_checked} checked elements: {zero}"
@@ -252,7 +272,6 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
                 "a float32 model with finer steps"
             )
         return f"none of its {t.n_checked} checked elements could be verified: {_inconclusive_and_kinks(t)}; {unseen}"
-    mine = [d for d in directions if d["tensor"] == t.name]
     # as for elements (n_zero): exactly 0 within allowances narrower than 1% of the largest |g·v| checked
     largest = max((abs(d["analytic"]) for d in directions), default=0.0)
     if mine and all(
@@ -329,6 +348,8 @@ def _headline(report: Report) -> str:
             parts.append(only)
         if unproven := sum(t.n_unproven for t in report.tensors):
             parts.append(f"{unproven} disagreeing but not proven wrong (see below)")
+        if undecided := sum(bool(d.get("undecided")) for d in report.directions):
+            parts.append(f"{undecided} random direction{'s' if undecided > 1 else ''} that decided nothing (see below)")
         if thin := _thinly_verified(report):
             shown = ", ".join(f"{t.name} {t.n_verified}/{t.n_checked}" for t in thin)
             parts.append(f"verified at fewer than half their elements: {shown} (see below)")
@@ -413,6 +434,10 @@ def format_report(report: Report) -> str:
     thinly = {t.name for t in thin}
     # a passing tensor beside elements that disagree but were not proven wrong: its power holds at the others only
     doubted = {t.name for t in report.tensors if t.passed and t.n_unproven} - thinly
+    # ...and beside random directions that decided nothing: it verified on its elements alone
+    doubted |= {d["tensor"] for d in report.directions if d.get("undecided")} & {
+        t.name for t in report.tensors if t.passed
+    }
     starred = thinly | doubted
     for t in report.tensors:
         # a tensor none of whose elements was checked (directions only) has no element figures: '-', not zeros
@@ -455,7 +480,8 @@ def format_report(report: Report) -> str:
                 else ""
             )
             + (
-                "; * beside elements not proven wrong (below): a wrong gradient there may not have been seen"
+                "; * beside elements not proven wrong, or random directions that decided nothing (below): a wrong "
+                "gradient there may not have been seen"
                 if doubted
                 else ""
             )
@@ -522,6 +548,20 @@ def format_report(report: Report) -> str:
             f"Not proven wrong ({where}): elements that disagree beyond their allowance, but finer steps could not "
             "confirm it (kinks near θ inside the steps, or finer steps moving toward the analytic value): "
             "inconclusive, not wrong. A wrong gradient may hide there; `precision: float64` checks with finer steps.",
+        ]
+    undecided = [d for d in report.directions if d.get("undecided")]
+    if undecided:
+        where = ", ".join(
+            f"{sum(d['tensor'] == name for d in undecided)} of {name}"
+            for name in dict.fromkeys(d["tensor"] for d in undecided)
+        )
+        lines += [
+            "",
+            f"Decided nothing ({where}): random directions that cross a kink at θ with g·v beyond their one-sided "
+            "slopes, or met a loss not finite at their first steps that finer steps did not decide: not wrong. "
+            "Several kinks at θ on one line can put a valid subgradient beyond its slopes, and so can a wrong value "
+            "at a kink that each element's own slopes allow (a max-pool tie routed to both elements): their tensors "
+            "verify on every element checked, or not at all.",
         ]
     orders = [d for d in report.directions if d.get("orders")]
     if orders:

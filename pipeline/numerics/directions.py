@@ -18,7 +18,7 @@ from .fd import STENCILS, estimate, step_sizes
 from .problem import PIECE, Loaded, call_model, pieces
 from .reduce import DirectionResult
 from .refine import Row, beyond_the_edge, known_rows, second_look, taylor
-from .tolerance import CONVERGED, NONDIFFERENTIABLE, WRONG, inconclusive, judge, suspects
+from .tolerance import CONVERGED, INCONCLUSIVE, NONDIFFERENTIABLE, WRONG, inconclusive, judge, suspects
 
 __all__ = ["check_direction", "direction_dots"]
 
@@ -188,11 +188,11 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         first: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         smooth: np.ndarray,
         past_edge: np.ndarray | bool = False,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The second look along ``u`` (:func:`.refine.second_look`) and its verdict; ``first``: the first
-        estimate's ``(numeric, allowed, status, bar)``, whose losses are the ``known`` rows. Where they were not
-        finite (``past_edge``), the finer steps decide only as they do for an element
-        (:func:`.refine.beyond_the_edge`)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """The second look along ``u`` (:func:`.refine.second_look`), its verdict, and why it decided nothing
+        (:attr:`~.reduce.DirectionResult.undecided`); ``first``: the first estimate's ``(numeric, allowed, status,
+        bar)``, whose losses are the ``known`` rows. Where they were not finite (``past_edge``), the finer steps
+        decide where they do for an element (:func:`.refine.beyond_the_edge`)."""
 
         def pair(_: np.ndarray, multiple: np.ndarray) -> Row:
             (plus, up), (minus, down) = along(float(multiple[0])), along(-float(multiple[0]))
@@ -217,14 +217,36 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         # between them; but a direction crosses every kink of its tensor at θ at once, and their sum's slopes need
         # not hold a valid g·u (relu(x) − relu(y) at (0, 0) is flat along (1, 1), and its valid subgradient (1, 0)
         # gives g·u = 1; held-out sweep 52: correct ReLUs at exact zeros failed their directions). Such a direction
-        # is on a kink: not wrong, not verified (its tensor's elements are each judged against their own kinks).
-        status = np.where(refined.kink & (status == WRONG) & np.isfinite(analytic), NONDIFFERENTIABLE, status)
-        return beyond_the_edge(np.asarray(past_edge), first[0], (numeric, allowed, status))
+        # is on a kink, not wrong. Nor is one whose losses stayed not finite (past the edge of the loss's domain,
+        # closer than its steps: a float32 entropy term at p = 1e-3, review 53), where an element's stays wrong:
+        # the elements near the edge are judged each on its own. Either decided nothing, and a wrong gradient puts
+        # g·u there too, which the directions that agree need not see (review 53: a max-pool routed to the wrong
+        # element): its tensor's directions verify nothing (:func:`.reduce.with_directions`).
+        beyond = bool(refined.kink[0] and status[0] == WRONG and math.isfinite(dot))
+        status = np.where(beyond, NONDIFFERENTIABLE, status)
+        edge = np.asarray(past_edge)
+        numeric, allowed, status = beyond_the_edge(edge, first[0], (numeric, allowed, status), INCONCLUSIVE)
+        lost = bool(edge.any() and not math.isfinite(numeric[0]))
+        return numeric, allowed, status, ("kink" if beyond else "edge" if lost else "")
 
-    def result(numeric: float, allowed: float, status: int, orders: tuple[float, ...] = ()) -> DirectionResult:
+    def result(
+        numeric: float, allowed: float, status: int, orders: tuple[float, ...] = (), undecided: str = ""
+    ) -> DirectionResult:
         elapsed = time.perf_counter() - started
         return DirectionResult(
-            tensor, number, dot, numeric, allowed, status, step, orders, evaluations, elapsed, in_losses, moving
+            tensor,
+            number,
+            dot,
+            numeric,
+            allowed,
+            status,
+            step,
+            orders,
+            evaluations,
+            elapsed,
+            in_losses,
+            moving,
+            undecided,
         )
 
     if settings.taylor and not complex_step:
@@ -242,8 +264,8 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         )
         rounding = max(noise, settings.eps(spec.dtype) * abs(settings.loss0))
         smooth, past_edge = np.zeros(1, dtype=bool), not math.isfinite(checked.numeric)
-        numeric, allowed, status = look_again(rounding, (), taylor_first, smooth, past_edge)
-        return result(float(numeric[0]), float(allowed[0]), int(status[0]), checked.orders)
+        numeric, allowed, status, undecided = look_again(rounding, (), taylor_first, smooth, past_edge)
+        return result(float(numeric[0]), float(allowed[0]), int(status[0]), checked.orders, undecided)
     points_ = [along(1j if complex_step else s.real) for s in STENCILS[settings.scheme]]
     losses = np.array([[value for value, _ in points_]])
     taken = np.array([[took for _, took in points_]])
@@ -259,7 +281,8 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     ):
         known = known_rows(losses, taken, settings.scheme)  # the first pass's points are not evaluated again
         first = (numeric, allowed, status, est.bar)
-        numeric, allowed, status = look_again(noise, known, first, est.smooth, est.nonfinite != 0)
-    else:  # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)
-        status = inconclusive(analytic, numeric, est.bar, status, tolerance)
+        numeric, allowed, status, undecided = look_again(noise, known, first, est.smooth, est.nonfinite != 0)
+        return result(float(numeric[0]), float(allowed[0]), int(status[0]), undecided=undecided)
+    # a direction is always judged (by the dtype's tolerance even under `tolerance: none`)
+    status = inconclusive(analytic, numeric, est.bar, status, tolerance)
     return result(float(numeric[0]), float(allowed[0]), int(status[0]))

@@ -207,6 +207,9 @@ class DirectionResult:
     seconds: float = 0.0  # the whole check, tangent and moves included (not in the report's listing: a timing)
     evaluate_seconds: float = 0.0  # of ``seconds``, in the model's loss...
     move_seconds: float = 0.0  # ...and moving the tensor to the points it was evaluated at
+    # why it decided nothing, and its tensor's directions verify nothing: "kink" (g·u beyond the one-sided slopes of a
+    # kink at θ: non-differentiable), "edge" (losses not finite at every step that could decide: inconclusive), or ""
+    undecided: str = ""
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, as the report lists it."""
@@ -220,6 +223,7 @@ class DirectionResult:
             "step": self.step,
             "orders": [o if math.isfinite(o) else None for o in self.orders],
             "evaluations": self.evaluations,
+            "undecided": self.undecided or None,
         }
 
 
@@ -550,7 +554,13 @@ def with_directions(
     for tensor in tensors:
         mine = [d for d in directions if d.tensor == tensor.name]
         wrong = [d for d in mine if d.status == WRONG]
-        agreeing = [d for d in mine if d.status == AGREE]
+        # A direction that decided nothing may hold a wrong gradient that the agreeing directions, and a sample of
+        # elements, need not see (review 53: a max-pool routed to the wrong element): then only every element
+        # checked verifies the tensor.
+        undecided = any(d.undecided for d in mine)
+        agreeing = [d for d in mine if d.status == AGREE] if not undecided else []
+        every = tensor.n_checked == math.prod(tensor.shape)
+        by_elements = tensor.verified and bool(tensor.n_checked) and (every or not undecided)
         updated.append(
             replace(
                 tensor,
@@ -560,8 +570,7 @@ def with_directions(
                 n_directions_inconclusive=sum(d.status == INCONCLUSIVE for d in mine),
                 # verified when an element or a direction agrees within a narrow enough bar; a tensor
                 # without elements has nothing that could be wrong; elements wrong in float32 only, nothing verifies
-                verified=((tensor.verified and bool(tensor.n_checked)) or bool(agreeing) or not math.prod(tensor.shape))
-                and not tensor.n_float32_only,
+                verified=(by_elements or bool(agreeing) or not math.prod(tensor.shape)) and not tensor.n_float32_only,
                 power=_widest(tensor.power, agreeing),
                 diagnosis=(*tensor.diagnosis, *sentences(mine, wrong)) if wrong else tensor.diagnosis,
             )

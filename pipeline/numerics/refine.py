@@ -206,20 +206,23 @@ class Refined:
 
 
 def beyond_the_edge(
-    past_edge: np.ndarray, first: np.ndarray, judged: tuple[np.ndarray, np.ndarray, np.ndarray]
+    past_edge: np.ndarray,
+    first: np.ndarray,
+    judged: tuple[np.ndarray, np.ndarray, np.ndarray],
+    stays: int = WRONG,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The second look's ``judged`` ``(numeric, allowed, status)`` where the first pass's losses were not finite
     (``past_edge``; ``first``: its numeric values): a loss not finite at the first steps (past the edge of its
     domain) but finite at finer ones is judged on them where they decide (agrees, a kink, wrong). Else it stays
-    wrong, its losses not finite: finer steps in float32 are mostly rounding, and an inconclusive suspect would let
-    its tensor pass on the others (review 51: a 10% error passed)."""
+    wrong (``stays``), its losses not finite: finer steps in float32 are mostly rounding, and an inconclusive
+    suspect would let its tensor pass on the others (review 51: a 10% error passed)."""
     numeric, allowed, status = judged
     decided = np.isfinite(numeric) & np.isin(status, (AGREE, WRONG, NONDIFFERENTIABLE))
     kept = past_edge & ~decided
     return (
         np.where(kept, first, numeric),
         np.where(kept, np.nan, allowed),
-        np.where(kept, WRONG, status).astype(np.int8),
+        np.where(kept, stays, status).astype(np.int8),
     )
 
 
