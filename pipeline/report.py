@@ -9,8 +9,7 @@ from typing import Any
 
 from .numerics.fd import AUTO_POWER, COMPLEX_STEP
 from .numerics.problem import PLAIN_EVALUATION, Settings
-from .numerics.reduce import STATUS
-from .numerics.tolerance import NONDIFFERENTIABLE, VERIFY_LIMIT
+from .numerics.tolerance import VERIFY_LIMIT
 from .numerics.verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement, json_float, read_float
 
 __all__ = [
@@ -39,7 +38,8 @@ RULE = (
     "non-differentiable, not wrong, when that gap does not shrink (a kink) and the analytic value lies between the "
     "slopes; inconclusive when its bar stays above 1% of max(|a|, |n|) (and above atol). A tensor is "
     "wrong when one of its elements (or random directions) is; not verified when none of its checked elements or "
-    "directions could be verified. The check passes when no tensor is wrong, every tensor is verified (unless "
+    "directions could be verified, or when a random direction decided nothing (a kink at θ, a loss not finite) and "
+    "not every element was checked. The check passes when no tensor is wrong, every tensor is verified (unless "
     "unverified: warn) and, if a threshold is set, the normalized difference ||g - g~|| / (||g|| + ||g~||) is "
     "at most the threshold. With a threshold, each tensor's contribution is ||g_t - g~_t|| / (||g|| + ||g~||), "
     "its own error over the whole gradient's scale; the squares of the contributions add up to the square of the "
@@ -239,23 +239,22 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
         return _float32_only_why(t)
     mine = [d for d in directions if d["tensor"] == t.name]
     kinks, edges = (sum(d.get("undecided") == why for d in mine) for why in ("kink", "edge"))
-    if kinks or edges:
+    if (kinks or edges) and t.n_checked < math.prod(t.shape):
         undecided = [
-            f"{kinks} cross a kink at θ with g·v beyond their one-sided slopes (several kinks at θ on one line can "
-            "put a valid subgradient there)"
+            f"{_directions(kinks)} a kink at θ (several kinks at θ on one line can put a valid subgradient beyond "
+            "its one-sided slopes, and so can a wrong gradient)"
             if kinks
             else "",
-            f"{edges} met a loss not finite at their first steps that finer steps did not decide (the edge of its "
-            "domain closer than their steps)"
+            f"{_directions(edges, 'meet', 'meets')} a loss not finite at the first steps that finer steps do not "
+            "decide (the edge of its domain closer than the steps)"
             if edges
             else "",
         ]
         others = "the other directions and a sample of its elements" if t.n_checked else "the other directions"
         return (
-            f"of its {t.n_directions} random directions, {' and '.join(filter(None, undecided))}: they decide "
-            f"nothing, and a wrong gradient there need not have been seen by {others} (a bug that moves a pair of "
-            "elements, a max-pool routed to the wrong one, is missed by half of all directions); check all its "
-            "elements (`indices: all`), each judged on its own"
+            f"{' and '.join(filter(None, undecided))}: these decide nothing, and a wrong gradient there need not be "
+            f"seen by {others} (a bug that moves a pair of elements, a max-pool routed to the wrong one, is missed by "
+            "half of all directions); check all its elements (`indices: all`), each judged on its own"
         )
     if t.n_checked:
         if t.n_zero == t.n_checked:
@@ -278,15 +277,12 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
         d["analytic"] == 0 and d["numeric"] == 0 and (d["allowed"] or math.inf) <= VERIFY_LIMIT * largest for d in mine
     ):
         return f"g·v and the loss's change both exactly 0 along all {len(mine)} random directions: {zero}"
-    kinked = sum(d["status"] == STATUS[NONDIFFERENTIABLE] for d in mine)
-    if kinked:
-        return (
-            f"none of its {t.n_directions} random directions could be verified: {kinked} cross a kink at θ (one-sided "
-            "slopes that keep a gap at every step; a direction crosses every kink of its tensor at θ at once, and "
-            f"their sum's slopes need not hold a valid g·v), {t.n_directions - kinked} inconclusive; {unseen}; its "
-            "elements (`indices`) are each judged against their own kinks"
-        )
     return f"none of its {t.n_directions} random directions could be verified (all inconclusive); {unseen}"
+
+
+def _directions(count: int, plural: str = "cross", singular: str = "crosses") -> str:
+    """ "1 random direction crosses", "3 random directions cross"."""
+    return f"{count} random direction {singular}" if count == 1 else f"{count} random directions {plural}"
 
 
 def _float32_only_why(t: TensorReport) -> str:
@@ -436,7 +432,7 @@ def format_report(report: Report) -> str:
     doubted = {t.name for t in report.tensors if t.passed and t.n_unproven} - thinly
     # ...and beside random directions that decided nothing: it verified on its elements alone
     doubted |= {d["tensor"] for d in report.directions if d.get("undecided")} & {
-        t.name for t in report.tensors if t.passed
+        t.name for t in report.tensors if t.passed and t.verified
     }
     starred = thinly | doubted
     for t in report.tensors:
@@ -550,6 +546,7 @@ def format_report(report: Report) -> str:
             "inconclusive, not wrong. A wrong gradient may hide there; `precision: float64` checks with finer steps.",
         ]
     undecided = [d for d in report.directions if d.get("undecided")]
+    kinks, edges = (sum(d["undecided"] == why for d in undecided) for why in ("kink", "edge"))
     if undecided:
         where = ", ".join(
             f"{sum(d['tensor'] == name for d in undecided)} of {name}"
@@ -557,11 +554,31 @@ def format_report(report: Report) -> str:
         )
         lines += [
             "",
-            f"Decided nothing ({where}): random directions that cross a kink at θ with g·v beyond their one-sided "
-            "slopes, or met a loss not finite at their first steps that finer steps did not decide: not wrong. "
-            "Several kinks at θ on one line can put a valid subgradient beyond its slopes, and so can a wrong value "
-            "at a kink that each element's own slopes allow (a max-pool tie routed to both elements): their tensors "
-            "verify on every element checked, or not at all.",
+            f"Decided nothing ({where}): "
+            + "; ".join(
+                part
+                for part in (
+                    f"{_directions(kinks)} a kink at θ" if kinks else "",
+                    f"{_directions(edges, 'meet', 'meets')} a loss not finite at the first steps that finer steps do "
+                    "not decide"
+                    if edges
+                    else "",
+                )
+                if part
+            )
+            + ". Not wrong: "
+            + " and ".join(
+                why
+                for why in (
+                    "several kinks at θ on one line can put a valid subgradient beyond its one-sided slopes"
+                    if kinks
+                    else "",
+                    "a loss not finite says nothing of the gradient" if edges else "",
+                )
+                if why
+            )
+            + ". Nor verified: a wrong gradient can put g·v there too (a max-pool tie routed to both elements, which "
+            "each element's own slopes allow), so their tensors verify on every element checked, or not at all.",
         ]
     orders = [d for d in report.directions if d.get("orders")]
     if orders:

@@ -222,17 +222,20 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         # the elements near the edge are judged each on its own. Either decided nothing, and a wrong gradient puts
         # g·u there too, which the directions that agree need not see (review 53: a max-pool routed to the wrong
         # element): its tensor's directions verify nothing (:func:`.reduce.with_directions`).
-        beyond = bool(refined.kink[0] and status[0] == WRONG and math.isfinite(dot))
-        status = np.where(beyond, NONDIFFERENTIABLE, status)
+        # A direction between the slopes tells as little (review 55: a max-pool bug passed beside a sample).
+        kinked = bool(refined.kink[0] and math.isfinite(dot))
+        status = np.where(kinked & (status == WRONG), NONDIFFERENTIABLE, status)
         edge = np.asarray(past_edge)
         numeric, allowed, status = beyond_the_edge(edge, first[0], (numeric, allowed, status), INCONCLUSIVE)
         lost = bool(edge.any() and not math.isfinite(numeric[0]))
-        return numeric, allowed, status, ("kink" if beyond else "edge" if lost else "")
+        return numeric, allowed, status, ("kink" if kinked else "edge" if lost else "")
 
     def result(
         numeric: float, allowed: float, status: int, orders: tuple[float, ...] = (), undecided: str = ""
     ) -> DirectionResult:
         elapsed = time.perf_counter() - started
+        # on a kink at θ without a second look (the Taylor test's own verdict between the slopes) decides nothing too
+        undecided = undecided or ("kink" if status == NONDIFFERENTIABLE else "")
         return DirectionResult(
             tensor,
             number,

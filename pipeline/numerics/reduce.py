@@ -561,6 +561,9 @@ def with_directions(
         agreeing = [d for d in mine if d.status == AGREE] if not undecided else []
         every = tensor.n_checked == math.prod(tensor.shape)
         by_elements = tensor.verified and bool(tensor.n_checked) and (every or not undecided)
+        # verified when an element or a direction agrees within a narrow enough bar; a tensor without elements has
+        # nothing that could be wrong; elements wrong in float32 only, nothing verifies
+        verified = (by_elements or bool(agreeing) or not math.prod(tensor.shape)) and not tensor.n_float32_only
         updated.append(
             replace(
                 tensor,
@@ -568,10 +571,8 @@ def with_directions(
                 n_directions=len(mine),
                 n_directions_wrong=len(wrong),
                 n_directions_inconclusive=sum(d.status == INCONCLUSIVE for d in mine),
-                # verified when an element or a direction agrees within a narrow enough bar; a tensor
-                # without elements has nothing that could be wrong; elements wrong in float32 only, nothing verifies
-                verified=(by_elements or bool(agreeing) or not math.prod(tensor.shape)) and not tensor.n_float32_only,
-                power=_widest(tensor.power, agreeing),
+                verified=verified,
+                power=_widest(tensor.power, agreeing) if verified else math.nan,
                 diagnosis=(*tensor.diagnosis, *sentences(mine, wrong)) if wrong else tensor.diagnosis,
             )
         )
