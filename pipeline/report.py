@@ -238,21 +238,11 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
     if t.n_float32_only:
         return _float32_only_why(t)
     mine = [d for d in directions if d["tensor"] == t.name]
-    kinks, edges = (sum(d.get("undecided") == why for d in mine) for why in ("kink", "edge"))
-    if (kinks or edges) and t.n_checked < math.prod(t.shape):
-        undecided = [
-            f"{_directions(kinks)} a kink at θ (several kinks at θ on one line can put a valid subgradient beyond "
-            "its one-sided slopes, and so can a wrong gradient)"
-            if kinks
-            else "",
-            f"{_directions(edges, 'meet', 'meets')} a loss not finite at the first steps that finer steps do not "
-            "decide (the edge of its domain closer than the steps)"
-            if edges
-            else "",
-        ]
+    said, why = _undecided(mine)
+    if said and t.n_checked < math.prod(t.shape):
         others = "the other directions and a sample of its elements" if t.n_checked else "the other directions"
         return (
-            f"{' and '.join(filter(None, undecided))}: these decide nothing, and a wrong gradient there need not be "
+            f"{said} ({why}): these decide nothing, and a wrong gradient there need not be "
             f"seen by {others} (a bug that moves a pair of elements, a max-pool routed to the wrong one, is missed by "
             "half of all directions); check all its elements (`indices: all`), each judged on its own"
         )
@@ -283,6 +273,23 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
 def _directions(count: int, plural: str = "cross", singular: str = "crosses") -> str:
     """ "1 random direction crosses", "3 random directions cross"."""
     return f"{count} random direction {singular}" if count == 1 else f"{count} random directions {plural}"
+
+
+def _undecided(directions: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """How many of ``directions`` decided nothing, and for what ("3 random directions cross a kink at θ"), and why
+    that is not wrong; both empty where none did."""
+    kinks, edges = (sum(d.get("undecided") == why for d in directions) for why in ("kink", "edge"))
+    said = (
+        f"{_directions(kinks)} a kink at θ" if kinks else "",
+        f"{_directions(edges, 'meet', 'meets')} a loss not finite at the first steps that finer steps do not decide"
+        if edges
+        else "",
+    )
+    why = (
+        "several kinks at θ on one line can put a valid subgradient beyond its one-sided slopes" if kinks else "",
+        "a loss not finite says nothing of the gradient" if edges else "",
+    )
+    return "; ".join(filter(None, said)), " and ".join(filter(None, why))
 
 
 def _float32_only_why(t: TensorReport) -> str:
@@ -546,39 +553,17 @@ def format_report(report: Report) -> str:
             "inconclusive, not wrong. A wrong gradient may hide there; `precision: float64` checks with finer steps.",
         ]
     undecided = [d for d in report.directions if d.get("undecided")]
-    kinks, edges = (sum(d["undecided"] == why for d in undecided) for why in ("kink", "edge"))
     if undecided:
         where = ", ".join(
             f"{sum(d['tensor'] == name for d in undecided)} of {name}"
             for name in dict.fromkeys(d["tensor"] for d in undecided)
         )
+        said, why = _undecided(undecided)
         lines += [
             "",
-            f"Decided nothing ({where}): "
-            + "; ".join(
-                part
-                for part in (
-                    f"{_directions(kinks)} a kink at θ" if kinks else "",
-                    f"{_directions(edges, 'meet', 'meets')} a loss not finite at the first steps that finer steps do "
-                    "not decide"
-                    if edges
-                    else "",
-                )
-                if part
-            )
-            + ". Not wrong: "
-            + " and ".join(
-                why
-                for why in (
-                    "several kinks at θ on one line can put a valid subgradient beyond its one-sided slopes"
-                    if kinks
-                    else "",
-                    "a loss not finite says nothing of the gradient" if edges else "",
-                )
-                if why
-            )
-            + ". Nor verified: a wrong gradient can put g·v there too (a max-pool tie routed to both elements, which "
-            "each element's own slopes allow), so their tensors verify on every element checked, or not at all.",
+            f"Decided nothing ({where}): {said}. Not wrong: {why}. Nor verified: a wrong gradient can put g·v there too "
+            "(a max-pool tie routed to both elements, which each element's own slopes allow), so their tensors "
+            "verify on every element checked, or not at all.",
         ]
     orders = [d for d in report.directions if d.get("orders")]
     if orders:

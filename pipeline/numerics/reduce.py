@@ -207,8 +207,9 @@ class DirectionResult:
     seconds: float = 0.0  # the whole check, tangent and moves included (not in the report's listing: a timing)
     evaluate_seconds: float = 0.0  # of ``seconds``, in the model's loss...
     move_seconds: float = 0.0  # ...and moving the tensor to the points it was evaluated at
-    # why it decided nothing, and its tensor's directions verify nothing: "kink" (g·u beyond the one-sided slopes of a
-    # kink at θ: non-differentiable), "edge" (losses not finite at every step that could decide: inconclusive), or ""
+    # why it decided nothing, and its tensor's directions verify nothing: "kink" (a kink at θ on its line, g·u between
+    # its one-sided slopes or beyond them: non-differentiable), "edge" (losses not finite at the first steps, finer
+    # ones not deciding: inconclusive), or ""
     undecided: str = ""
 
     def to_dict(self) -> dict[str, object]:
