@@ -223,7 +223,9 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         # g·u there too, which the directions that agree need not see (review 53: a max-pool routed to the wrong
         # element): its tensor's directions verify nothing (:func:`.reduce.with_directions`).
         # A direction between the slopes tells as little (review 55: a max-pool bug passed beside a sample).
-        kinked = bool(refined.kink[0] and math.isfinite(dot))
+        # A jump at θ that the curvature outweighs at the coarse steps shows as a gap that changes sign and grows again on
+        # the other side (several float32 ReLUs at exactly 0 on binary inputs with integer weights): on a kink too.
+        kinked = bool(np.asarray(refined.at_theta).any() and math.isfinite(dot))
         status = np.where(kinked & (status == WRONG), NONDIFFERENTIABLE, status)
         edge = np.asarray(past_edge)
         numeric, allowed, status = beyond_the_edge(edge, first[0], (numeric, allowed, status), INCONCLUSIVE)
