@@ -239,6 +239,13 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
         return _float32_only_why(t)
     mine = [d for d in directions if d["tensor"] == t.name]
     said, why = _undecided(mine)
+    if crossing := sum(d.get("undecided") == "crossing" for d in mine):
+        return (
+            f"{said} ({why}); {_directions(crossing, 'were', 'was')} wrong by the line, on a kink at θ seen only as "
+            "their one-sided slopes' gap changing sign and growing again: a wrong gradient that each element's own "
+            "slopes allow looks the same (a max-pool tie routed to both elements), so not even every element verifies "
+            "it; check it at parameters where no unit sits exactly on its kink"
+        )
     if said and t.n_checked < math.prod(t.shape):
         others = "the other directions and a sample of its elements" if t.n_checked else "the other directions"
         return (
@@ -278,7 +285,7 @@ def _directions(count: int, plural: str = "cross", singular: str = "crosses") ->
 def _undecided(directions: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     """How many of ``directions`` decided nothing, and for what ("3 random directions cross a kink at θ"), and why
     that is not wrong; both empty where none did."""
-    kinks, edges = (sum(d.get("undecided") == why for d in directions) for why in ("kink", "edge"))
+    kinks, edges = (sum(d.get("undecided") in whys for d in directions) for whys in (("kink", "crossing"), ("edge",)))
     said = (
         f"{_directions(kinks)} a kink at θ" if kinks else "",
         f"{_directions(edges, 'meet', 'meets')} a loss not finite at the first steps that finer steps do not decide"
@@ -563,7 +570,8 @@ def format_report(report: Report) -> str:
             "",
             f"Decided nothing ({where}): {said}. Not wrong: {why}. Nor verified: a wrong gradient can put g·v there too "
             "(a max-pool tie routed to both elements, which each element's own slopes allow), so their tensors "
-            "verify on every element checked, or not at all.",
+            "verify on every element checked, or not at all (not even then where a direction was wrong on a kink seen "
+            "only as its slopes' gap changing sign: such bugs were found there).",
         ]
     orders = [d for d in report.directions if d.get("orders")]
     if orders:

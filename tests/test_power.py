@@ -441,6 +441,42 @@ def test_a_direction_whose_gap_halves_after_changing_sign_is_smooth() -> None:
     assert report.passed, str(report)
 
 
+class _TiedAbsDiff:
+    """``Σ w·|x[2k] − x[2k+1]| − 20·|x|²`` with half the pairs tied (kinks at θ under a concave curvature); ``bug``
+    takes sign(0) = +1 for both elements of a tie, which each element's own slopes allow (review 57)."""
+
+    def __init__(self, bug: bool = False) -> None:
+        self.bug = bug
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        x = params["x"]
+        return float(np.sum(data["w"] * np.abs(x[0::2] - x[1::2])) - 20 * np.sum(x * x))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        x = params["x"]
+        g = -40 * x
+        s = np.sign(x[0::2] - x[1::2])
+        g[0::2] += data["w"] * (np.where(s == 0, 1.0, s) if self.bug else s)
+        g[1::2] += data["w"] * (np.where(s == 0, 1.0, -s) if self.bug else -s)
+        return {"x": g}
+
+
+def test_a_direction_wrong_on_a_kink_seen_only_as_a_change_of_sign_leaves_its_tensor_not_verified() -> None:
+    """Review 57: the rule above calls such a direction on a kink at θ, where the other rules had judged the line
+    smooth and called it wrong, and had named real bugs so that no element can see (each within its own slopes).
+    Deciding nothing, they passed beside every element checked; now their tensor is not verified."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(-3, 4, size=16).astype(float)
+    tied = rng.random(8) < 0.5
+    x[1::2] = np.where(tied, x[0::2], x[1::2])
+    params, data = {"x": x}, {"w": rng.normal(size=8)}
+    assert pipeline.check(_TiedAbsDiff(), params, data, directions=4).passed
+    report = pipeline.check(_TiedAbsDiff(bug=True), params, data, directions=4)
+    assert (report.verdict, report.not_verified) == ("not verified", ("x",)), str(report)
+    assert "seen only as their one-sided slopes' gap changing sign" in str(report)
+    assert any(d["undecided"] == "crossing" for d in report.directions)
+
+
 # -- 6b. an absolute floor that excused everything on a small scale -----------------------------------------
 
 

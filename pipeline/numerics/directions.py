@@ -226,11 +226,15 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         # A jump at θ that the curvature outweighs at the coarse steps shows as a gap that changes sign and grows again on
         # the other side (several float32 ReLUs at exactly 0 on binary inputs with integer weights): on a kink too.
         kinked = bool(np.asarray(refined.at_theta).any() and math.isfinite(dot))
+        # Wrong by the line on a kink seen only as that change of sign: the other rules called the line smooth, and
+        # judged so it named real bugs that every element's own slopes allow (review 57: a tie routed to both
+        # elements, |a − b| with sign(0) = +1 for both, under a concave curvature): nothing verifies its tensor.
+        crossing = kinked and not refined.kink[0] and bool(status[0] == WRONG)
         status = np.where(kinked & (status == WRONG), NONDIFFERENTIABLE, status)
         edge = np.asarray(past_edge)
         numeric, allowed, status = beyond_the_edge(edge, first[0], (numeric, allowed, status), INCONCLUSIVE)
         lost = bool(edge.any() and not math.isfinite(numeric[0]))
-        return numeric, allowed, status, ("kink" if kinked else "edge" if lost else "")
+        return numeric, allowed, status, ("crossing" if crossing else "kink" if kinked else "edge" if lost else "")
 
     def result(
         numeric: float, allowed: float, status: int, orders: tuple[float, ...] = (), undecided: str = ""

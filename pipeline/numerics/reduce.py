@@ -208,8 +208,9 @@ class DirectionResult:
     evaluate_seconds: float = 0.0  # of ``seconds``, in the model's loss...
     move_seconds: float = 0.0  # ...and moving the tensor to the points it was evaluated at
     # why it decided nothing, and its tensor's directions verify nothing: "kink" (a kink at θ on its line, g·u between
-    # its one-sided slopes or beyond them: non-differentiable), "edge" (losses not finite at the first steps, finer
-    # ones not deciding: inconclusive), or ""
+    # its one-sided slopes or beyond them: non-differentiable), "crossing" (wrong by the line, on a kink at θ seen only
+    # as its slopes' gap changing sign and growing again: non-differentiable, and not even every element verifies
+    # its tensor), "edge" (losses not finite at the first steps, finer ones not deciding: inconclusive), or ""
     undecided: str = ""
 
     def to_dict(self) -> dict[str, object]:
@@ -561,7 +562,10 @@ def with_directions(
         undecided = any(d.undecided for d in mine)
         agreeing = [d for d in mine if d.status == AGREE] if not undecided else []
         every = tensor.n_checked == math.prod(tensor.shape)
-        by_elements = tensor.verified and bool(tensor.n_checked) and (every or not undecided)
+        # ...and not even every element where a direction was wrong on a kink seen only as a change of sign of its
+        # slopes' gap: such bugs lie within each element's slopes (review 57)
+        crossing = any(d.undecided == "crossing" for d in mine)
+        by_elements = tensor.verified and bool(tensor.n_checked) and (every or not undecided) and not crossing
         # verified when an element or a direction agrees within a narrow enough bar; a tensor without elements has
         # nothing that could be wrong; elements wrong in float32 only, nothing verifies
         verified = (by_elements or bool(agreeing) or not math.prod(tensor.shape)) and not tensor.n_float32_only
