@@ -242,9 +242,9 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
     if crossing := sum(d.get("undecided") == "crossing" for d in mine):
         return (
             f"{said} ({why}); {_directions(crossing, 'were', 'was')} wrong by the line, on a kink at θ seen only as "
-            "their one-sided slopes' gap changing sign and growing again: a wrong gradient that each element's own "
-            "slopes allow looks the same (a max-pool tie routed to both elements), so not even every element verifies "
-            "it; check it at parameters where no unit sits exactly on its kink"
+            f"{'its' if crossing == 1 else 'their'} one-sided slopes' gap changing sign and growing again: a wrong "
+            "gradient that each element's own slopes allow looks the same (a max-pool tie routed to both elements), "
+            "so not even every element verifies it; check it at parameters where no unit sits exactly on its kink"
         )
     if said and t.n_checked < math.prod(t.shape):
         others = "the other directions and a sample of its elements" if t.n_checked else "the other directions"

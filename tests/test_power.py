@@ -473,7 +473,7 @@ def test_a_direction_wrong_on_a_kink_seen_only_as_a_change_of_sign_leaves_its_te
     assert pipeline.check(_TiedAbsDiff(), params, data, directions=4).passed
     report = pipeline.check(_TiedAbsDiff(bug=True), params, data, directions=4)
     assert (report.verdict, report.not_verified) == ("not verified", ("x",)), str(report)
-    assert "seen only as their one-sided slopes' gap changing sign" in str(report)
+    assert "wrong by the line, on a kink at θ seen only as its one-sided slopes' gap changing sign" in str(report)
     assert any(d["undecided"] == "crossing" for d in report.directions)
 
 
