@@ -241,10 +241,11 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
     said, why = _undecided(mine)
     if crossing := sum(d.get("undecided") == "crossing" for d in mine):
         return (
-            f"{said} ({why}); {_directions(crossing, 'were', 'was')} wrong by the line, on a kink at θ seen only as "
-            f"{'its' if crossing == 1 else 'their'} one-sided slopes' gap changing sign and growing again: a wrong "
-            "gradient that each element's own slopes allow looks the same (a max-pool tie routed to both elements), "
-            "so not even every element verifies it; check it at parameters where no unit sits exactly on its kink"
+            f"{said} ({why}); of them, {crossing} disagreed with the loss's change along {'its' if crossing == 1 else 'their'} "
+            "line beyond the allowance, on a kink at θ seen only as the one-sided slopes' gap changing sign and not "
+            "halving since: a wrong gradient that each element's own slopes allow looks the same (a max-pool tie routed "
+            "to both elements), so not even every element verifies it; check it at parameters off every kink (no ReLU "
+            "input exactly 0, no tied pair or maximum)"
         )
     if said and t.n_checked < math.prod(t.shape):
         others = "the other directions and a sample of its elements" if t.n_checked else "the other directions"
@@ -566,12 +567,18 @@ def format_report(report: Report) -> str:
             for name in dict.fromkeys(d["tensor"] for d in undecided)
         )
         said, why = _undecided(undecided)
+        crossing = any(d.get("undecided") == "crossing" for d in undecided)
         lines += [
             "",
             f"Decided nothing ({where}): {said}. Not wrong: {why}. Nor verified: a wrong gradient can put g·v there too "
             "(a max-pool tie routed to both elements, which each element's own slopes allow), so their tensors "
-            "verify on every element checked, or not at all (not even then where a direction was wrong on a kink seen "
-            "only as its slopes' gap changing sign: such bugs were found there).",
+            "verify on every element checked, or not at all"
+            + (
+                " (not at all for a tensor with a direction that disagreed on a kink seen only as its slopes' gap "
+                "changing sign: check it at parameters off its kinks)."
+                if crossing
+                else "."
+            ),
         ]
     orders = [d for d in report.directions if d.get("orders")]
     if orders:

@@ -136,7 +136,7 @@ class Refined:
     (the first pass's richardson estimate). ``curvature_held``: the loss's curvature held from the best
     estimate's rows on (:func:`_curvature_held`): no kink was seen inside the steps; ``coarse_curvature_held``:
     the same from the first row on. ``at_theta``: for a random direction's line (:mod:`.directions`), whose verdict
-    turns on whether θ is on a kink: a ``kink``, or a gap that changed sign at coarse steps and grew again on the
+    turns on whether θ is on a kink: a ``kink``, or a gap that changed sign at coarse steps and has not halved on the
     other side, a jump at θ that the curvature outweighed there (:func:`_kinks`).
     """
 
@@ -592,7 +592,7 @@ def _kinks(
         passed = (first >= 0) & np.any(finer & below & visible, axis=0)
     kink = (flipped | kept) & ~halving & ~passed
     # For a random direction's line (Refined.at_theta): a gap that changed sign at a coarser significant row and has
-    # not shrunk since is a jump at θ that the curvature outweighed at the coarse steps (a smooth function's gap ends
+    # not halved since is a jump at θ that the curvature outweighed at the coarse steps (a smooth function's gap ends
     # at f''·h, halving, whatever higher-order terms did at the coarse steps); unless the next finer row halved it (a
     # smooth function after all), or changed its sign by more than its significance (the steps passed inside a kink
     # off θ, where the function is smooth; one row in the noise changes sign by chance: review 56)
