@@ -223,13 +223,14 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         # g·u there too, which the directions that agree need not see (review 53: a max-pool routed to the wrong
         # element): its tensor's directions verify nothing (:func:`.reduce.with_directions`).
         # A direction between the slopes tells as little (review 55: a max-pool bug passed beside a sample).
-        # A jump at θ that the curvature outweighs at the coarse steps shows as a gap that changes sign and grows again on
-        # the other side (several float32 ReLUs at exactly 0 on binary inputs with integer weights): on a kink too.
-        kinked = bool(np.asarray(refined.at_theta).any() and math.isfinite(dot))
+        # A jump at θ that the curvature outweighs at the coarse steps shows as a gap that changes sign and does not
+        # halve on the other side (several float32 ReLUs at exactly 0 on binary inputs, integer weights): a kink too.
+        seen_only_crossing = bool(np.asarray(refined.crossing).any()) and not refined.kink[0]
+        kinked = bool((refined.kink[0] or seen_only_crossing) and math.isfinite(dot))
         # Wrong by the line on a kink seen only as that change of sign: the other rules called the line smooth, and
         # judged so it named real bugs that every element's own slopes allow (review 57: a tie routed to both
         # elements, |a − b| with sign(0) = +1 for both, under a concave curvature): nothing verifies its tensor.
-        crossing = kinked and not refined.kink[0] and bool(status[0] == WRONG)
+        crossing = kinked and seen_only_crossing and bool(status[0] == WRONG)
         status = np.where(kinked & (status == WRONG), NONDIFFERENTIABLE, status)
         edge = np.asarray(past_edge)
         numeric, allowed, status = beyond_the_edge(edge, first[0], (numeric, allowed, status), INCONCLUSIVE)

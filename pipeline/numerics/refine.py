@@ -135,9 +135,9 @@ class Refined:
     see :func:`.tolerance.judge_again`. ``coarse_hidden``: ``hidden`` for the first two rows' extrapolation
     (the first pass's richardson estimate). ``curvature_held``: the loss's curvature held from the best
     estimate's rows on (:func:`_curvature_held`): no kink was seen inside the steps; ``coarse_curvature_held``:
-    the same from the first row on. ``at_theta``: for a random direction's line (:mod:`.directions`), whose verdict
-    turns on whether θ is on a kink: a ``kink``, or a gap that changed sign at coarse steps and has not halved on the
-    other side, a jump at θ that the curvature outweighed there (:func:`_kinks`).
+    the same from the first row on. ``crossing``: a gap that changed sign at coarse steps and has not halved on the
+    other side, a jump at θ that the curvature outweighed there (:func:`_kinks`); a random direction's line
+    (:mod:`.directions`), whose verdict turns on whether θ is on a kink, is on one where this or ``kink`` holds.
     """
 
     numeric: np.ndarray
@@ -153,7 +153,7 @@ class Refined:
     coarse_hidden: np.ndarray | float = 0.0
     curvature_held: np.ndarray | bool = False
     coarse_curvature_held: np.ndarray | bool = False
-    at_theta: np.ndarray | bool = False
+    crossing: np.ndarray | bool = False
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray
@@ -416,7 +416,7 @@ def second_look(
             leap &= multiple[which] / LEAP >= np.broadcast_to(leap_floor, (k,))[which]
         leapt[which] = leap
         multiple[which] /= np.where(leap, LEAP, CON)
-    kink, lower, upper, margin, settled, at_theta = _kinks(gaps, gap_noise, lowers, uppers)
+    kink, lower, upper, margin, settled, crossing = _kinks(gaps, gap_noise, lowers, uppers)
     with np.errstate(invalid="ignore"):
         bar = np.where(np.isfinite(error), error, np.abs(numeric)) + ROUNDING_GAIN * rounding_best
     # What a disagreement must exceed to be called wrong (it never widens an agreement; see _hidden).
@@ -442,7 +442,7 @@ def second_look(
         coarse_hidden,
         held,
         held_coarse,
-        at_theta,
+        crossing,
     )
     if first is None or not known or analytic is None:
         return refined
@@ -556,7 +556,7 @@ def _kinks(
     finest significant step (the first step's when none is) and extrapolated, s(0) ≈ 2·s(h) − s(2h);
     ``margin`` is how far that moved them plus the gap's noise there. ``settled``: each slope's last change
     was at most :data:`DRIFT_RATIO` of the one before, or lost in the noise (True with fewer than three rows);
-    ``at_theta``: see :class:`Refined`: ``(kink, low, high, margin, settled, at_theta)``.
+    ``crossing``: see :class:`Refined`: ``(kink, low, high, margin, settled, crossing)``.
     """
     with np.errstate(invalid="ignore"):
         significant = np.abs(gaps) > GAP_SIGNIFICANT * gap_noise
@@ -591,7 +591,7 @@ def _kinks(
         visible = np.abs(g_first) > PASSED_KINK * GAP_SIGNIFICANT * gap_noise
         passed = (first >= 0) & np.any(finer & below & visible, axis=0)
     kink = (flipped | kept) & ~halving & ~passed
-    # For a random direction's line (Refined.at_theta): a gap that changed sign at a coarser significant row and has
+    # For a random direction's line (Refined.crossing): a gap that changed sign at a coarser significant row and has
     # not halved since is a jump at θ that the curvature outweighed at the coarse steps (a smooth function's gap ends
     # at f''·h, halving, whatever higher-order terms did at the coarse steps); unless the next finer row halved it (a
     # smooth function after all), or changed its sign by more than its significance (the steps passed inside a kink
@@ -600,13 +600,13 @@ def _kinks(
         other_side = np.any(
             significant & (np.arange(rows)[:, None] < before) & (np.sign(gaps) * np.sign(g_last) < 0), axis=0
         )
-        growing = np.abs(g_last) > (0.5 + SMOOTH_GAP) * np.abs(g_before)
+        unhalved = np.abs(g_last) > (0.5 + SMOOTH_GAP) * np.abs(g_before)
         after = np.minimum(last + 1, rows - 1)
         g_after = np.where((last >= 0) & (last + 1 < rows), gaps[after, at], np.nan)
         after_ratio = g_after / g_last
         halved = (after_ratio > 0) & (after_ratio <= 0.5 + SMOOTH_GAP)
         fell = halved | ((after_ratio <= 0) & (np.abs(g_after - g_last) > GAP_SIGNIFICANT * gap_noise[after, at]))
-    crossing = other_side & (before >= 0) & ~flipped & growing & ~(np.isfinite(g_after) & fell)
+    crossing = other_side & (before >= 0) & ~flipped & unhalved & ~(np.isfinite(g_after) & fell)
     row = np.maximum(last, 0)
     prior = np.maximum(row - 1, 0)
     with np.errstate(invalid="ignore"):
@@ -622,7 +622,7 @@ def _kinks(
             before = np.abs(slopes[prior, at] - slopes[earlier, at])
             settled &= (change <= DRIFT_RATIO * before) | (change <= noise_there)
         settled |= row < 2
-    return kink, np.fmin(lower, upper), np.fmax(lower, upper), margin, settled, kink | crossing
+    return kink, np.fmin(lower, upper), np.fmax(lower, upper), margin, settled, crossing
 
 
 #: The Taylor test's multiples of the tangent, halving (pyadjoint's ``taylor_test`` takes 4 steps; more
