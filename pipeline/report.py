@@ -558,7 +558,8 @@ def format_report(report: Report) -> str:
             "",
             f"Not proven wrong ({where}): elements that disagree beyond their allowance, but finer steps could not "
             "confirm it (kinks near θ inside the steps, or finer steps moving toward the analytic value): "
-            "inconclusive, not wrong. A wrong gradient may hide there; `precision: float64` checks with finer steps.",
+            "inconclusive, not wrong. A wrong gradient may hide there; `precision: float64` checks a float32 model "
+            "with finer steps.",
         ]
     undecided = [d for d in report.directions if d.get("undecided")]
     if undecided:
