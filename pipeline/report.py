@@ -237,6 +237,8 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
     )
     if t.n_float32_only:
         return _float32_only_why(t)
+    if t.n_unsettled:
+        return _unsettled_why(t)
     mine = [d for d in directions if d["tensor"] == t.name]
     said, why = _undecided(mine)
     if crossing := sum(d.get("undecided") == "crossing" for d in mine):
@@ -308,6 +310,17 @@ def _float32_only_why(t: TensorReport) -> str:
         "float32 rounding in an ill-conditioned layer, or code that computes otherwise by dtype, made the "
         "difference, and a bug only in a float32 code path would look the same; `precision: float64` casts the "
         "parameters only (float32 data stays float32)"
+    )
+
+
+def _unsettled_why(t: TensorReport) -> str:
+    """What a tensor's unsettled elements are, and why its other elements do not verify it."""
+    some = f"{t.n_unsettled} of its {t.n_checked} checked elements"
+    return (
+        f"{some} disagree{'s' if t.n_unsettled == 1 else ''} with the loss's one-sided slopes, which were still "
+        "moving at the finest steps taken (a feature closer to θ than the steps resolve: a square root or a "
+        "logarithm a hair above its guard, a cusp): a right value and a wrong one (a sign flip) look the same "
+        "there, so the tensor's other elements do not verify it; check it at parameters farther from the feature"
     )
 
 

@@ -29,6 +29,7 @@ from .tolerance import (
     INCONCLUSIVE,
     NONDIFFERENTIABLE,
     UNCHECKED,
+    UNSETTLED,
     VERIFY_LIMIT,
     WRONG,
     reference,
@@ -112,6 +113,7 @@ class TensorSums:
     # derived from the others (a non-finite element is also wrong or inconclusive).
     n_verified: int = 0
     n_float32_only: int = 0  # wrong in float32, right when the model computes in float64
+    n_unsettled: int = 0  # outside one-sided slopes still moving (also inconclusive and unproven)
 
     def __add__(self, other: TensorSums) -> TensorSums:
         return TensorSums(
@@ -134,6 +136,7 @@ class TensorSums:
             max(self.zero_allowed, other.zero_allowed),
             self.n_verified + other.n_verified,
             self.n_float32_only + other.n_float32_only,
+            self.n_unsettled + other.n_unsettled,
         )
 
     def contribution(self, scale: float) -> float:
@@ -255,6 +258,7 @@ STATUS = {
     UNCHECKED: "unchecked",
     INCONCLUSIVE: "inconclusive",
     FLOAT32_ONLY: "wrong in float32 only",
+    UNSETTLED: "unsettled",
 }
 
 
@@ -315,6 +319,8 @@ def summarize_shard(
         # agreeing with a finite error (without per-element verdicts every element's status is AGREE)
         agreeing = (status[at] == AGREE) & np.isfinite(error[at])
         zero = (status[at] == INCONCLUSIVE) & (analytic[at] == 0) & (numeric[at] == 0)
+        # an unsettled element is inconclusive too, and counts among the inconclusive ones
+        undecided = (status[at] == INCONCLUSIVE) | (status[at] == UNSETTLED)
         with np.errstate(invalid="ignore", divide="ignore"):
             relative = allowed[at][agreeing] / reference(analytic[at][agreeing], numeric[at][agreeing])
         relative = relative[np.isfinite(relative)]
@@ -342,13 +348,14 @@ def summarize_shard(
                 float(h.min(initial=math.inf)),
                 float(h.max(initial=0.0)),
                 None if worst_here is None else element(worst_here),
-                int(np.count_nonzero(status[at] == INCONCLUSIVE)),
+                int(np.count_nonzero(undecided)),
                 float(relative.max(initial=0.0)),
-                int(np.count_nonzero((status[at] == INCONCLUSIVE) & (error[at] > allowed[at]))),
+                int(np.count_nonzero(undecided & (error[at] > allowed[at]))),
                 int(np.count_nonzero(zero)),
                 float(allowed[at][zero].max(initial=0.0)),
                 int(np.count_nonzero(agreeing)),
                 int(np.count_nonzero(status[at] == FLOAT32_ONLY)),
+                int(np.count_nonzero(status[at] == UNSETTLED)),
             )
         )
     top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]
@@ -450,11 +457,14 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             n_zero=still[spec.name],
             n_verified=totals[spec.name].n_verified,
             n_float32_only=totals[spec.name].n_float32_only,
+            n_unsettled=totals[spec.name].n_unsettled,
             power=totals[spec.name].power if totals[spec.name].n_verified else math.nan,
             # a tensor checked by directions alone is verified (or not) by them: see with_directions
-            # and one whose elements the dtype made wrong (wrong in float32 only) decides nothing: not verified
+            # and one whose elements the dtype made wrong (wrong in float32 only), or that holds an unsettled element
+            # (a wrong value there passed beside the others: review 59), decides nothing: not verified
             verified=(totals[spec.name].n_verified > 0 or totals[spec.name].n_checked == 0)
-            and not totals[spec.name].n_float32_only,
+            and not totals[spec.name].n_float32_only
+            and not totals[spec.name].n_unsettled,
         )
         for spec in layout.tensors
     )
@@ -569,7 +579,11 @@ def with_directions(
         by_elements = tensor.verified and bool(tensor.n_checked) and (every or not undecided) and not crossing
         # verified when an element or a direction agrees within a narrow enough bar; a tensor without elements has
         # nothing that could be wrong; elements wrong in float32 only, nothing verifies
-        verified = (by_elements or bool(agreeing) or not math.prod(tensor.shape)) and not tensor.n_float32_only
+        verified = (
+            (by_elements or bool(agreeing) or not math.prod(tensor.shape))
+            and not tensor.n_float32_only
+            and not tensor.n_unsettled
+        )
         updated.append(
             replace(
                 tensor,

@@ -189,9 +189,11 @@ class Refined:
         analytic: np.ndarray,
         first: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         tolerance: Tolerance,
+        unsettled: int = INCONCLUSIVE,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The suspects' ``(numeric, allowed, status)`` after this look (:func:`.tolerance.judge_again`);
-        ``first`` is the first pass's ``(numeric, allowed, status, bar)``."""
+        ``first`` is the first pass's ``(numeric, allowed, status, bar)``; ``unsettled`` the status of a value outside
+        slopes still moving."""
         return judge_again(
             analytic,
             self.numeric,
@@ -205,6 +207,7 @@ class Refined:
             self.settled,
             self.hidden,
             self.curvature_held,
+            unsettled,
         )
 
 

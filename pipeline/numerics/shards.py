@@ -32,6 +32,7 @@ from .refine import Row, beyond_the_edge, known_rows, second_look
 from .tolerance import (
     CONVERGED,
     UNCHECKED,
+    UNSETTLED,
     WRONG,
     Tolerance,
     float32_only,
@@ -454,7 +455,8 @@ def _look_again(
         (est.numeric[k], est.bar[k], est.smooth[k]),
         past_edge,
     )
-    numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance)
+    # an element outside slopes still moving is UNSETTLED: its tensor is not verified (a direction stays inconclusive)
+    numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance, UNSETTLED)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
     if settings.epsilon is not None:
         # The step asked for: the numeric gradient stays its quotient (the seed's difference), and the

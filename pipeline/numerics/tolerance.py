@@ -45,6 +45,7 @@ __all__ = [
     "NONDIFFERENTIABLE",
     "SUSPECT",
     "UNCHECKED",
+    "UNSETTLED",
     "VERIFY_LIMIT",
     "WRONG",
     "Tolerance",
@@ -63,6 +64,12 @@ __all__ = [
 AGREE, WRONG, NONDIFFERENTIABLE, UNCHECKED, INCONCLUSIVE = 0, 1, 2, 3, 4
 #: A float32 element wrong in float32 but right when the same model computes in float64 (:func:`float32_only`).
 FLOAT32_ONLY = 5
+#: An element whose analytic value lies outside one-sided slopes that were still moving at the finest steps (a feature
+#: closer to θ than the steps resolve: a square root or a logarithm a hair above its guard): neither wrong (the slopes
+#: may reach it at finer steps) nor verified, and its tensor is not verified either. Inconclusive, it let a tensor pass
+#: on its other elements: review 59 found sign flips and doubled values passing so, 1e-12 to 3e-10 from a guarded
+#: float64 square root, where correct values fall outside such slopes as often (:func:`judge_again`).
+UNSETTLED = 6
 
 #: An element is verified when its measured uncertainty (``safety·bar``) is within this fraction
 #: of its reference magnitude (:func:`reference`), or within ``atol``; otherwise it is inconclusive.
@@ -261,13 +268,14 @@ def judge_again(
     settled: np.ndarray | bool = True,
     hidden: np.ndarray | float = 0.0,
     curvature_held: np.ndarray | bool = True,
+    unsettled: int = INCONCLUSIVE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
 
     ``lower``/``upper`` are the one-sided slopes extrapolated to step 0 and ``margin`` their uncertainty;
     they make the *room* ``atol + rtol·max|slope| + margin``. Where the slopes show a kink, the element is
     non-differentiable if its analytic value lies between them within that room (a valid subgradient),
-    wrong if not (inconclusive where the slopes were still moving, ``settled`` False); its allowance is the room, and its estimate the first pass's. Elsewhere the refined
+    wrong if not (``unsettled``, :data:`UNSETTLED` for elements, where the slopes were still moving, ``settled`` False); its allowance is the room, and its estimate the first pass's. Elsewhere the refined
     estimate and its bar decide as in :func:`judge`, except that a disagreement within ``hidden`` (what a kink too
     small to see could make), or between the slopes where the curvature did not hold over the steps
     (``curvature_held`` False: kinks inside them), is inconclusive, not wrong; an agreeing element whose bar is still too wide,
@@ -296,7 +304,7 @@ def judge_again(
     status = inconclusive(analytic, numeric, bar, status, tolerance)
     status = np.where(usable, status, inconclusive(analytic, first_numeric, first_bar, first_status, tolerance))
     # outside slopes that were still moving is not wrong: only not verified (they may reach it at finer steps)
-    outside = np.where(settled, WRONG, INCONCLUSIVE)
+    outside = np.where(settled, WRONG, unsettled)
     status = np.where(kink, np.where(between, NONDIFFERENTIABLE, outside), status)
     # a non-finite analytic value is wrong, whatever the slopes did (unsettled ones make a value outside inconclusive)
     status = np.where(np.isfinite(analytic), status, WRONG).astype(np.int8)

@@ -43,6 +43,8 @@ class TensorReport:
     (0 where not measured): shown beside a wrong tensor it could explain, deciding nothing.
     ``n_float32_only``: its float32 elements wrong in float32 but right when the same model computes in float64
     (:func:`~.tolerance.float32_only`): the tensor is not verified.
+    ``n_unsettled``: of its inconclusive (and unproven) elements, those whose analytic value lies outside one-sided slopes
+    still moving at the finest steps (:data:`~.tolerance.UNSETTLED`): the tensor is not verified.
     """
 
     name: str
@@ -71,6 +73,7 @@ class TensorReport:
     n_verified: int = 0
     rounding: float = 0.0
     n_float32_only: int = 0
+    n_unsettled: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -100,6 +103,7 @@ class TensorReport:
             "n_verified": self.n_verified,
             "analytic_rounding": json_float(self.rounding),
             "n_float32_only": self.n_float32_only,
+            "n_unsettled": self.n_unsettled,
         }
 
     @classmethod
@@ -141,6 +145,7 @@ class TensorReport:
             ),
             read_float(raw.get("analytic_rounding", 0.0)),
             int(raw.get("n_float32_only", 0)),
+            int(raw.get("n_unsettled", 0)),
         )
 
 
