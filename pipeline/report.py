@@ -38,8 +38,9 @@ RULE = (
     "non-differentiable, not wrong, when that gap does not shrink (a kink) and the analytic value lies between the "
     "slopes; inconclusive when its bar stays above 1% of max(|a|, |n|) (and above atol). A tensor is "
     "wrong when one of its elements (or random directions) is; not verified when none of its checked elements or "
-    "directions could be verified, or when a random direction decided nothing (a kink at θ, a loss not finite) and "
-    "not every element was checked. The check passes when no tensor is wrong, every tensor is verified (unless "
+    "directions could be verified, when a random direction decided nothing (a kink at θ, a loss not finite) and "
+    "not every element was checked, or when an element is unsettled (its analytic value outside one-sided slopes "
+    "still moving at the finest steps). The check passes when no tensor is wrong, every tensor is verified (unless "
     "unverified: warn) and, if a threshold is set, the normalized difference ||g - g~|| / (||g|| + ||g~||) is "
     "at most the threshold. With a threshold, each tensor's contribution is ||g_t - g~_t|| / (||g|| + ||g~||), "
     "its own error over the whole gradient's scale; the squares of the contributions add up to the square of the "
@@ -317,10 +318,11 @@ def _unsettled_why(t: TensorReport) -> str:
     """What a tensor's unsettled elements are, and why its other elements do not verify it."""
     some = f"{t.n_unsettled} of its {t.n_checked} checked elements"
     return (
-        f"{some} disagree{'s' if t.n_unsettled == 1 else ''} with the loss's one-sided slopes, which were still "
+        f"{some} lie{'s' if t.n_unsettled == 1 else ''} outside the loss's one-sided slopes, which were still "
         "moving at the finest steps taken (a feature closer to θ than the steps resolve: a square root or a "
-        "logarithm a hair above its guard, a cusp): a right value and a wrong one (a sign flip) look the same "
-        "there, so the tensor's other elements do not verify it; check it at parameters farther from the feature"
+        "logarithm a hair above its guard, a cusp): such a value cannot be called wrong (the slopes may reach it at "
+        "finer steps) nor right (a sign flip there looks the same), so the tensor's other elements do not verify "
+        "it; check it at parameters farther from the feature"
     )
 
 
@@ -496,7 +498,7 @@ def format_report(report: Report) -> str:
     if judged:
         lines.append(
             "  power: the relative error each tensor's check could have detected (its widest allowance of an "
-            "agreeing element or random direction, against max(|a|, |n|); - where none agreed)"
+            "agreeing element or random direction, against max(|a|, |n|); - where none agreed, or an element is unsettled)"
             + (
                 "; * at the verified elements of a tensor verified at fewer than half of them (below): an error of "
                 f"{VERIFY_LIMIT:.0%} or more at the others may not have been seen"

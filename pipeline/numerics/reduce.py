@@ -113,7 +113,7 @@ class TensorSums:
     # derived from the others (a non-finite element is also wrong or inconclusive).
     n_verified: int = 0
     n_float32_only: int = 0  # wrong in float32, right when the model computes in float64
-    n_unsettled: int = 0  # outside one-sided slopes still moving (also inconclusive and unproven)
+    n_unsettled: int = 0  # outside one-sided slopes still moving (also counted inconclusive)
 
     def __add__(self, other: TensorSums) -> TensorSums:
         return TensorSums(
@@ -319,7 +319,8 @@ def summarize_shard(
         # agreeing with a finite error (without per-element verdicts every element's status is AGREE)
         agreeing = (status[at] == AGREE) & np.isfinite(error[at])
         zero = (status[at] == INCONCLUSIVE) & (analytic[at] == 0) & (numeric[at] == 0)
-        # an unsettled element is inconclusive too, and counts among the inconclusive ones
+        # an unsettled element is inconclusive too, and counts among the inconclusive ones (not among the unproven:
+        # its tensor is not verified, and the report says why)
         undecided = (status[at] == INCONCLUSIVE) | (status[at] == UNSETTLED)
         with np.errstate(invalid="ignore", divide="ignore"):
             relative = allowed[at][agreeing] / reference(analytic[at][agreeing], numeric[at][agreeing])
@@ -350,7 +351,7 @@ def summarize_shard(
                 None if worst_here is None else element(worst_here),
                 int(np.count_nonzero(undecided)),
                 float(relative.max(initial=0.0)),
-                int(np.count_nonzero(undecided & (error[at] > allowed[at]))),
+                int(np.count_nonzero((status[at] == INCONCLUSIVE) & (error[at] > allowed[at]))),
                 int(np.count_nonzero(zero)),
                 float(allowed[at][zero].max(initial=0.0)),
                 int(np.count_nonzero(agreeing)),
@@ -458,7 +459,10 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             n_verified=totals[spec.name].n_verified,
             n_float32_only=totals[spec.name].n_float32_only,
             n_unsettled=totals[spec.name].n_unsettled,
-            power=totals[spec.name].power if totals[spec.name].n_verified else math.nan,
+            # no power where an unsettled element leaves the tensor not verified: its other elements' bars claim nothing
+            power=totals[spec.name].power
+            if totals[spec.name].n_verified and not totals[spec.name].n_unsettled
+            else math.nan,
             # a tensor checked by directions alone is verified (or not) by them: see with_directions
             # and one whose elements the dtype made wrong (wrong in float32 only), or that holds an unsettled element
             # (a wrong value there passed beside the others: review 59), decides nothing: not verified

@@ -43,7 +43,7 @@ class TensorReport:
     (0 where not measured): shown beside a wrong tensor it could explain, deciding nothing.
     ``n_float32_only``: its float32 elements wrong in float32 but right when the same model computes in float64
     (:func:`~.tolerance.float32_only`): the tensor is not verified.
-    ``n_unsettled``: of its inconclusive (and unproven) elements, those whose analytic value lies outside one-sided slopes
+    ``n_unsettled``: of its inconclusive elements, those whose analytic value lies outside one-sided slopes
     still moving at the finest steps (:data:`~.tolerance.UNSETTLED`): the tensor is not verified.
     """
 
