@@ -68,7 +68,7 @@ FLOAT32_ONLY = 5
 #: closer to θ than the steps resolve: a square root or a logarithm a hair above its guard): neither wrong (the slopes
 #: may reach it at finer steps) nor verified, and its tensor is not verified either. Inconclusive, it let a tensor pass
 #: on its other elements: review 59 found sign flips and doubled values passing so, 1e-12 to 3e-10 from a guarded
-#: float64 square root, where correct values fall outside such slopes as often (:func:`judge_again`).
+#: float64 square root, where correct values fall outside such slopes too (:func:`judge_again`).
 UNSETTLED = 6
 
 #: An element is verified when its measured uncertainty (``safety·bar``) is within this fraction
@@ -306,7 +306,7 @@ def judge_again(
     # outside slopes that were still moving is not wrong: only not verified (they may reach it at finer steps)
     outside = np.where(settled, WRONG, unsettled)
     status = np.where(kink, np.where(between, NONDIFFERENTIABLE, outside), status)
-    # a non-finite analytic value is wrong, whatever the slopes did (unsettled ones make a value outside inconclusive)
+    # a non-finite analytic value is wrong, whatever the slopes did (unsettled ones make a value outside ``unsettled``)
     status = np.where(np.isfinite(analytic), status, WRONG).astype(np.int8)
     numeric = np.where(usable & ~kink, numeric, first_numeric)
     allowed = np.where(kink, room, np.where(usable, allowed, first_allowed))
