@@ -498,7 +498,7 @@ def format_report(report: Report) -> str:
     if judged:
         lines.append(
             "  power: the relative error each tensor's check could have detected (its widest allowance of an "
-            "agreeing element or random direction, against max(|a|, |n|); - where none agreed, or an element is unsettled)"
+            "agreeing element or random direction, against max(|a|, |n|); - where none agreed, or the tensor is not verified)"
             + (
                 "; * at the verified elements of a tensor verified at fewer than half of them (below): an error of "
                 f"{VERIFY_LIMIT:.0%} or more at the others may not have been seen"

@@ -348,7 +348,7 @@ def diagnose(
         # "only" where the others were verified: beside inconclusive elements one proven wrong may be one of many
         # (a whole tensor 0.1% off, in float32, where most bars were too wide to tell)
         # (not dead units, 0 against 0, whose analytic value is exact: review 50); nor where a sample checked some only
-        unsure = int(np.count_nonzero(considered & ((status == INCONCLUSIVE) | (status == UNSETTLED)) & ~dead))
+        unsure = int(np.count_nonzero(considered & np.isin(status, (INCONCLUSIVE, UNSETTLED)) & ~dead))
         only = "element" if unsure or sample is not None else "only element"
         which = f"{only} {_index(held, int(named(flat[:1])[0]))}" if held else "its value"
         # enough digits that the two differ where they do; a ratio that rounds to 1 says nothing, a relative difference does

@@ -321,7 +321,7 @@ def summarize_shard(
         zero = (status[at] == INCONCLUSIVE) & (analytic[at] == 0) & (numeric[at] == 0)
         # an unsettled element is inconclusive too, and counts among the inconclusive ones (not among the unproven:
         # its tensor is not verified, and the report says why)
-        undecided = (status[at] == INCONCLUSIVE) | (status[at] == UNSETTLED)
+        undecided = np.isin(status[at], (INCONCLUSIVE, UNSETTLED))
         with np.errstate(invalid="ignore", divide="ignore"):
             relative = allowed[at][agreeing] / reference(analytic[at][agreeing], numeric[at][agreeing])
         relative = relative[np.isfinite(relative)]
@@ -363,6 +363,13 @@ def summarize_shard(
     elements = tuple(element(int(k)) for k in top)
     sides = tuple((index(int(k)), int(nonfinite[k])) for k in np.flatnonzero(nonfinite))
     return ShardResult(shard, tuple(sums), elements, sides, seconds, loaded, evaluate_seconds)
+
+
+def _withdrawn(tensor: TensorSums | TensorReport) -> bool:
+    """Whether the tensor holds elements that leave it not verified whatever its others show: wrong in float32 only
+    (the dtype made the difference; a bug in a float32 code path looks the same) or unsettled (outside one-sided
+    slopes still moving, where a sign flip passed beside the verified others: review 59)."""
+    return bool(tensor.n_float32_only or tensor.n_unsettled)
 
 
 def failing_tensors(contributions: dict[str, float], difference: float, threshold: float | None) -> set[str]:
@@ -438,6 +445,8 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
     # simply not have resolved a derivative below the loss's rounding (float32), and they stay plain inconclusive.
     rms = math.sqrt(_as_float(sum(t.sum_sq_analytic for t in totals.values())) / max(1, n_checked))
     still = {name: t.n_zero if t.zero_allowed <= VERIFY_LIMIT * rms else 0 for name, t in totals.items()}
+    # a tensor checked by directions alone is verified (or not) by them: see with_directions
+    verified = {name: (t.n_verified > 0 or t.n_checked == 0) and not _withdrawn(t) for name, t in totals.items()}
     tensors = tuple(
         TensorReport(
             spec.name,
@@ -459,16 +468,9 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             n_verified=totals[spec.name].n_verified,
             n_float32_only=totals[spec.name].n_float32_only,
             n_unsettled=totals[spec.name].n_unsettled,
-            # no power where an unsettled element leaves the tensor not verified: its other elements' bars claim nothing
-            power=totals[spec.name].power
-            if totals[spec.name].n_verified and not totals[spec.name].n_unsettled
-            else math.nan,
-            # a tensor checked by directions alone is verified (or not) by them: see with_directions
-            # and one whose elements the dtype made wrong (wrong in float32 only), or that holds an unsettled element
-            # (a wrong value there passed beside the others: review 59), decides nothing: not verified
-            verified=(totals[spec.name].n_verified > 0 or totals[spec.name].n_checked == 0)
-            and not totals[spec.name].n_float32_only
-            and not totals[spec.name].n_unsettled,
+            # a tensor not verified claims no power: its verified elements' bars say nothing of the others
+            power=totals[spec.name].power if totals[spec.name].n_verified and verified[spec.name] else math.nan,
+            verified=verified[spec.name],
         )
         for spec in layout.tensors
     )
@@ -582,12 +584,8 @@ def with_directions(
         crossing = any(d.undecided == "crossing" for d in mine)
         by_elements = tensor.verified and bool(tensor.n_checked) and (every or not undecided) and not crossing
         # verified when an element or a direction agrees within a narrow enough bar; a tensor without elements has
-        # nothing that could be wrong; elements wrong in float32 only, nothing verifies
-        verified = (
-            (by_elements or bool(agreeing) or not math.prod(tensor.shape))
-            and not tensor.n_float32_only
-            and not tensor.n_unsettled
-        )
+        # nothing that could be wrong; beside elements that withdraw verification, nothing verifies
+        verified = (by_elements or bool(agreeing) or not math.prod(tensor.shape)) and not _withdrawn(tensor)
         updated.append(
             replace(
                 tensor,
