@@ -138,6 +138,9 @@ class Refined:
     the same from the first row on. ``crossing``: a gap that changed sign at coarse steps and has not halved on the
     other side, a jump at θ that the curvature outweighed there (:func:`_kinks`); a random direction's line
     (:mod:`.directions`), whose verdict turns on whether θ is on a kink, is on one where this or ``kink`` holds.
+    ``unconverged``: the table gave no estimate though the loss was finite at its finest step (it ran out of steps
+    before its rows reached the regime where a smooth function's slopes' gap halves): the first pass's verdict,
+    which the second look was to test, is not borne out (:func:`.tolerance.judge_again`).
     """
 
     numeric: np.ndarray
@@ -154,6 +157,7 @@ class Refined:
     curvature_held: np.ndarray | bool = False
     coarse_curvature_held: np.ndarray | bool = False
     crossing: np.ndarray | bool = False
+    unconverged: np.ndarray | bool = False
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray
@@ -208,6 +212,7 @@ class Refined:
             self.hidden,
             self.curvature_held,
             unsettled,
+            self.unconverged,
         )
 
 
@@ -313,6 +318,7 @@ def second_look(
     frozen = np.zeros(k, dtype=bool)  # it is kept while finer rows only test it (CONFIRM_ROWS)
     skipped = np.zeros(k, dtype=np.int64)  # rows of losses not finite before the first finite one (past the domain)
     finite_seen = np.zeros(k, dtype=bool)
+    failed = np.zeros(k, dtype=bool)  # its table stopped at a row of losses not finite
     edge = np.broadcast_to(past_edge, (k,))
     active = np.ones(k, dtype=bool)
     evaluations = 0
@@ -383,7 +389,8 @@ def second_look(
             # sweep 49): they enter no table entry (theirs are NaN), and the steps go on shrinking.
             leading = ~finite_row & ~finite_seen[which] & edge[which]
             skipped[which] += leading
-            done = (~finite_row & ~(leading & (skipped[which] < NONFINITE_ROWS))) | (span == 0)
+            failed[which] = ~finite_row & ~(leading & (skipped[which] < NONFINITE_ROWS))
+            done = failed[which] | (span == 0)
             finite_seen[which] |= finite_row
             counted = i + 1 - skipped[which]  # rows since the first finite one
             ready = counted >= MIN_ROWS
@@ -446,6 +453,7 @@ def second_look(
         held,
         held_coarse,
         crossing,
+        ~np.isfinite(numeric) & finite_seen & ~failed,
     )
     if first is None or not known or analytic is None:
         return refined

@@ -269,6 +269,7 @@ def judge_again(
     hidden: np.ndarray | float = 0.0,
     curvature_held: np.ndarray | bool = True,
     unsettled: int = INCONCLUSIVE,
+    unconverged: np.ndarray | bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
 
@@ -302,7 +303,11 @@ def judge_again(
     status = np.where(agree, np.where(consistent, AGREE, INCONCLUSIVE), np.where(unproven, INCONCLUSIVE, WRONG))
     status = status.astype(np.int8)
     status = inconclusive(analytic, numeric, bar, status, tolerance)
-    status = np.where(usable, status, inconclusive(analytic, first_numeric, first_bar, first_status, tolerance))
+    # a table that ran out of steps before converging does not bear out the first pass (review 60: a guarded sqrt
+    # 1.8e-9 above its guard, its one-sided slopes still climbing toward the derivative at the coarse steps: the
+    # first pass failed the correct value and let a zeroed one pass as a kink's subgradient)
+    before = inconclusive(analytic, first_numeric, first_bar, first_status, tolerance)
+    status = np.where(usable, status, np.where(unconverged, unsettled, before))
     # outside slopes that were still moving is not wrong: only not verified (they may reach it at finer steps)
     outside = np.where(settled, WRONG, unsettled)
     status = np.where(kink, np.where(between, NONDIFFERENTIABLE, outside), status)
