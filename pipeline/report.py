@@ -39,8 +39,8 @@ RULE = (
     "slopes; inconclusive when its bar stays above 1% of max(|a|, |n|) (and above atol). A tensor is "
     "wrong when one of its elements (or random directions) is; not verified when none of its checked elements or "
     "directions could be verified, when a random direction decided nothing (a kink at θ, a loss not finite) and "
-    "not every element was checked, or when an element is unsettled (its analytic value outside one-sided slopes "
-    "still moving at the finest steps). The check passes when no tensor is wrong, every tensor is verified (unless "
+    "not every element was checked, or when an element is unsettled (its derivative not settled at the finest "
+    "steps: its table did not converge, or its analytic value lies outside one-sided slopes still moving). The check passes when no tensor is wrong, every tensor is verified (unless "
     "unverified: warn) and, if a threshold is set, the normalized difference ||g - g~|| / (||g|| + ||g~||) is "
     "at most the threshold. With a threshold, each tensor's contribution is ||g_t - g~_t|| / (||g|| + ||g~||), "
     "its own error over the whole gradient's scale; the squares of the contributions add up to the square of the "
@@ -316,13 +316,14 @@ def _float32_only_why(t: TensorReport) -> str:
 
 def _unsettled_why(t: TensorReport) -> str:
     """What a tensor's unsettled elements are, and why its other elements do not verify it."""
-    some = f"{t.n_unsettled} of its {t.n_checked} checked elements"
+    some, one = f"{t.n_unsettled} of its {t.n_checked} checked elements", t.n_unsettled == 1
     return (
-        f"{some} lie{'s' if t.n_unsettled == 1 else ''} outside the loss's one-sided slopes, which were still "
-        "moving at the finest steps taken (a feature closer to θ than the steps resolve: a square root or a "
-        "logarithm a hair above its guard, a cusp): such a value cannot be called wrong (the slopes may reach it at "
-        "finer steps) nor right (a sign flip there looks the same), so the tensor's other elements do not verify "
-        "it; check it at parameters farther from the feature"
+        f"{some} {'was' if one else 'were'} not settled at the finest steps taken: {'its' if one else 'their'} table "
+        "of differences did not converge, or the loss's one-sided slopes were still moving with the analytic value "
+        "outside them (a feature closer to θ than the steps resolve: a square root or a logarithm a hair above its "
+        "guard, a cusp); such a value cannot be called wrong (finer steps may reach it) nor right (a sign flip or a "
+        "zeroed value there looks the same), so the tensor's other elements do not verify it; check it at "
+        "parameters farther from the feature"
     )
 
 

@@ -2042,10 +2042,27 @@ def test_a_value_outside_slopes_still_moving_leaves_its_tensor_not_verified(fact
     assert (x.n_unsettled, x.n_wrong, x.n_unproven, x.verified) == (1, 0, 0, False)
     assert math.isnan(x.power)  # its other elements' bars claim nothing for it
     assert any(w.status == "unsettled" and w.index == (2,) for w in report.worst)
-    assert "outside the loss's one-sided slopes, which were still moving at the finest steps taken" in str(report)
+    assert "1 of its 5 checked elements was not settled at the finest steps taken" in str(report)
     assert "Not proven wrong" not in str(report)
     again = pipeline.Report.from_dict(report.to_dict()).tensors[0]
     assert (again.n_unsettled, again.verified) == (1, False)
     # a wrong value at another element of the tensor is still named
     gradient = _GuardedRoot(factor).grad(params, data)["x"] * np.array([1, 1.05, 1, 1, 1])
     assert pipeline.check(_GuardedRoot(factor), params, data, gradient={"x": gradient}).failing == ("x",)
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.0, 2.0])
+def test_a_table_that_never_converged_leaves_its_tensor_not_verified(factor: float) -> None:
+    """Review 60: a square root 1e-9 above its guard against a first step of 7e-4. The second look's steps end a
+    little inside the feature, where its table has not converged, and the first pass's verdict stood: the correct
+    value was wrong and a zeroed one (the branch forgotten) non-differentiable, lying between the coarse steps'
+    one-sided slopes (0 on the guard's side): a silent pass. Neither is borne out by the finer steps: the element is
+    unsettled, whatever its value, and its tensor not verified."""
+    params = {"x": np.array([0.5, 1.3, 1e-9, 2.0, 0.7])}
+    data = {"w": np.array([1.0, -0.5, 0.7, 0.3, 0.2])}
+    report = pipeline.check(_GuardedRoot(factor), params, data)
+    assert report.verdict == "not verified", str(report)
+    (x,) = report.tensors
+    assert (x.n_unsettled, x.n_wrong, x.n_nondifferentiable, x.verified) == (1, 0, 0, False)
+    assert any(w.status == "unsettled" and w.index == (2,) for w in report.worst)
+    assert "its table of differences did not converge" in str(report)

@@ -113,7 +113,7 @@ class TensorSums:
     # derived from the others (a non-finite element is also wrong or inconclusive).
     n_verified: int = 0
     n_float32_only: int = 0  # wrong in float32, right when the model computes in float64
-    n_unsettled: int = 0  # outside one-sided slopes still moving (also counted inconclusive)
+    n_unsettled: int = 0  # not settled at the finest steps (also counted inconclusive)
 
     def __add__(self, other: TensorSums) -> TensorSums:
         return TensorSums(
@@ -368,7 +368,8 @@ def summarize_shard(
 def _withdrawn(tensor: TensorSums | TensorReport) -> bool:
     """Whether the tensor holds elements that leave it not verified whatever its others show: wrong in float32 only
     (the dtype made the difference; a bug in a float32 code path looks the same) or unsettled (outside one-sided
-    slopes still moving, where a sign flip passed beside the verified others: review 59)."""
+    slopes still moving, where a sign flip passed beside the verified others: review 59; or a table that never
+    converged, where a zeroed value passed: review 60)."""
     return bool(tensor.n_float32_only or tensor.n_unsettled)
 
 

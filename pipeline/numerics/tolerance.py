@@ -64,11 +64,13 @@ __all__ = [
 AGREE, WRONG, NONDIFFERENTIABLE, UNCHECKED, INCONCLUSIVE = 0, 1, 2, 3, 4
 #: A float32 element wrong in float32 but right when the same model computes in float64 (:func:`float32_only`).
 FLOAT32_ONLY = 5
-#: An element whose analytic value lies outside one-sided slopes that were still moving at the finest steps (a feature
-#: closer to θ than the steps resolve: a square root or a logarithm a hair above its guard): neither wrong (the slopes
-#: may reach it at finer steps) nor verified, and its tensor is not verified either. Inconclusive, it let a tensor pass
-#: on its other elements: review 59 found sign flips and doubled values passing so, 1e-12 to 3e-10 from a guarded
-#: float64 square root, where correct values fall outside such slopes too (:func:`judge_again`).
+#: An element the second look did not settle at its finest steps (a feature closer to θ than the steps resolve: a
+#: square root or a logarithm a hair above its guard): its analytic value lies outside one-sided slopes that were
+#: still moving, or its table of differences never converged. Neither wrong (finer steps may reach it) nor verified,
+#: and its tensor is not verified either. Inconclusive, it let a tensor pass on its other elements: review 59 found
+#: sign flips and doubled values passing so, 1e-12 to 3e-10 from a guarded float64 square root, where correct values
+#: fall outside such slopes too; and where the table never converged, the first pass's verdict stood, failing the
+#: correct value 1.8e-9 above the guard and passing a zeroed one (review 60) (:func:`judge_again`).
 UNSETTLED = 6
 
 #: An element is verified when its measured uncertainty (``safety·bar``) is within this fraction
@@ -282,7 +284,9 @@ def judge_again(
     (``curvature_held`` False: kinks inside them), is inconclusive, not wrong; an agreeing element whose bar is still too wide,
     or whose refined estimate does not lie between the slopes (a table that cannot be trusted), is
     inconclusive. ``first`` is the first pass's ``(numeric, allowed, status, bar)``: it stands where the
-    second look could not evaluate the loss, judged for its width.
+    second look could not evaluate the loss, judged for its width; where the loss was finite but the table ran out
+    of steps before it converged (``unconverged``), the element is ``unsettled`` (the first pass's steps, which
+    the second look was to test, are not borne out: too coarse for a feature near θ).
     """
     first_numeric, first_allowed, first_status, first_bar = first
     usable = np.isfinite(numeric) & np.isfinite(bar)

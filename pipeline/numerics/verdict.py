@@ -43,8 +43,9 @@ class TensorReport:
     (0 where not measured): shown beside a wrong tensor it could explain, deciding nothing.
     ``n_float32_only``: its float32 elements wrong in float32 but right when the same model computes in float64
     (:func:`~.tolerance.float32_only`): the tensor is not verified.
-    ``n_unsettled``: of its inconclusive elements, those whose analytic value lies outside one-sided slopes
-    still moving at the finest steps (:data:`~.tolerance.UNSETTLED`): the tensor is not verified.
+    ``n_unsettled``: of its inconclusive elements, those the second look did not settle at its finest steps
+    (:data:`~.tolerance.UNSETTLED`: its table did not converge, or the analytic value lies outside one-sided slopes
+    still moving): the tensor is not verified.
     """
 
     name: str
