@@ -140,7 +140,9 @@ class Refined:
     (:mod:`.directions`), whose verdict turns on whether θ is on a kink, is on one where this or ``kink`` holds.
     ``unconverged``: the table gave no estimate though the loss was finite at its finest step (it ran out of steps
     before its rows reached the regime where a smooth function's slopes' gap halves): the first pass's verdict,
-    which the second look was to test, is not borne out (:func:`.tolerance.judge_again`).
+    which the second look was to test, is not borne out (:func:`.tolerance.judge_again`). ``smooth_end``: its finest
+    two significant rows are consecutive halvings and the gap halved between them, as a smooth function's does: the
+    slopes there bracket the derivative (:func:`_smooth_end`).
     """
 
     numeric: np.ndarray
@@ -158,6 +160,7 @@ class Refined:
     coarse_curvature_held: np.ndarray | bool = False
     crossing: np.ndarray | bool = False
     unconverged: np.ndarray | bool = False
+    smooth_end: np.ndarray | bool = False
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray
@@ -213,6 +216,7 @@ class Refined:
             self.curvature_held,
             unsettled,
             self.unconverged,
+            self.smooth_end,
         )
 
 
@@ -454,10 +458,33 @@ def second_look(
         held_coarse,
         crossing,
         ~np.isfinite(numeric) & finite_seen & ~failed,
+        _smooth_end(gaps, gap_noise, steps),
     )
     if first is None or not known or analytic is None:
         return refined
     return refined.confirming(*first, np.asarray(h, dtype=np.float64), analytic)
+
+
+def _smooth_end(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Per suspect, whether its finest two significant rows are :data:`CON` apart in step (no leap between) and the
+    slopes' gap halved from one to the other, keeping its sign, as a smooth function's does there (``f''·h``): the
+    one-sided slopes, each a derivative somewhere within its step (the mean value theorem), bracket the derivative
+    at θ where ``f''`` keeps its sign across the steps. One such ratio is less than the table asks before it
+    estimates (two: one can happen by chance), so it only bounds: a value outside the bracket is wrong
+    (:func:`.tolerance.judge_again`)."""
+    with np.errstate(invalid="ignore"):
+        significant = np.abs(gaps) > GAP_SIGNIFICANT * gap_noise
+    rows, k = gaps.shape
+    at = np.arange(k)
+    last, before = np.full(k, -1), np.full(k, -1)
+    for i in range(rows):
+        before, last = np.where(significant[i], last, before), np.where(significant[i], i, last)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = gaps[np.maximum(last, 0), at] / gaps[np.maximum(before, 0), at]
+        apart = steps[np.maximum(before, 0), at] / steps[np.maximum(last, 0), at]
+        halved = np.abs(ratio - 0.5) <= SMOOTH_GAP
+        consecutive = (before >= 0) & (last - before == 1) & (np.abs(apart - CON) <= 0.1 * CON)
+    return np.asarray(consecutive & halved)
 
 
 def _curvature_held(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray, start: np.ndarray) -> np.ndarray:

@@ -272,6 +272,7 @@ def judge_again(
     curvature_held: np.ndarray | bool = True,
     unsettled: int = INCONCLUSIVE,
     unconverged: np.ndarray | bool = False,
+    smooth_end: np.ndarray | bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
 
@@ -286,7 +287,10 @@ def judge_again(
     inconclusive. ``first`` is the first pass's ``(numeric, allowed, status, bar)``: it stands where the
     second look could not evaluate the loss, judged for its width; where the loss was finite but the table ran out
     of steps before it converged (``unconverged``), the element is ``unsettled`` (the first pass's steps, which
-    the second look was to test, are not borne out: too coarse for a feature near θ).
+    the second look was to test, are not borne out: too coarse for a feature near θ), unless its finest slopes
+    settled and halved their gap as a smooth function's do (``smooth_end``, :func:`.refine._smooth_end`) and its
+    analytic value lies outside them beyond the room: then it is wrong (inconclusive within), its estimate their
+    midpoint.
     """
     first_numeric, first_allowed, first_status, first_bar = first
     usable = np.isfinite(numeric) & np.isfinite(bar)
@@ -311,12 +315,21 @@ def judge_again(
     # 1.8e-9 above its guard, its one-sided slopes still climbing toward the derivative at the coarse steps: the
     # first pass failed the correct value and let a zeroed one pass as a kink's subgradient)
     before = inconclusive(analytic, first_numeric, first_bar, first_status, tolerance)
-    status = np.where(usable, status, np.where(unconverged, unsettled, before))
+    # ...unless the finest rows bracket the derivative, as a smooth function's slopes do, and the value lies outside
+    # (the last rows of a guarded log's table, inside the feature at last: a doubled value 1e8 off)
+    bounded = unconverged & np.asarray(settled) & np.asarray(smooth_end) & ~kink
+    status = np.where(
+        usable,
+        status,
+        np.where(unconverged, np.where(bounded, np.where(between, INCONCLUSIVE, WRONG), unsettled), before),
+    )
     # outside slopes that were still moving is not wrong: only not verified (they may reach it at finer steps)
     outside = np.where(settled, WRONG, unsettled)
     status = np.where(kink, np.where(between, NONDIFFERENTIABLE, outside), status)
     # a non-finite analytic value is wrong, whatever the slopes did (unsettled ones make a value outside ``unsettled``)
     status = np.where(np.isfinite(analytic), status, WRONG).astype(np.int8)
-    numeric = np.where(usable & ~kink, numeric, first_numeric)
-    allowed = np.where(kink, room, np.where(usable, allowed, first_allowed))
+    numeric = np.where(usable & ~kink, numeric, np.where(bounded, (lower + upper) / 2, first_numeric))
+    allowed = np.where(
+        kink, room, np.where(bounded, (upper - lower) / 2 + room, np.where(usable, allowed, first_allowed))
+    )
     return numeric, allowed, status
