@@ -2066,3 +2066,24 @@ def test_a_table_that_never_converged_leaves_its_tensor_not_verified(factor: flo
     assert (x.n_unsettled, x.n_wrong, x.n_nondifferentiable, x.verified) == (1, 0, 0, False)
     assert any(w.status == "unsettled" and w.index == (2,) for w in report.worst)
     assert "its table of differences did not converge" in str(report)
+
+
+@pytest.mark.parametrize("factor", [0.0, 2.0, -1.0])
+def test_slopes_that_halve_at_the_last_steps_bound_a_table_that_never_converged(factor: float) -> None:
+    """Review 60: a square root 1.8e-9 above its guard. The table's last steps are inside the feature at last: it has
+    not converged, but the finest one-sided slopes settled and halved their gap, as a smooth function's do, and they
+    bracket the derivative (8,300). The first pass's verdict had stood: the correct value failed and a zeroed one
+    passed as a kink's subgradient. Now a value outside the bracket is wrong, and the correct one, within it, passes
+    (its element inconclusive: the bracket is 6% wide)."""
+    params = {"x": np.array([0.5, 1.3, 10**-8.75, 2.0, 0.7])}
+    data = {"w": np.array([1.0, -0.5, 0.7, 0.3, 0.2])}
+    correct = pipeline.check(_GuardedRoot(), params, data)
+    assert correct.passed, str(correct)
+    assert any(w.status == "inconclusive" and w.index == (2,) for w in correct.worst)
+    report = pipeline.check(_GuardedRoot(factor), params, data)
+    assert report.failing == ("x",), str(report)
+    (wrong,) = [w for w in report.worst if w.index == (2,)]
+    assert wrong.status == "wrong"
+    assert (
+        abs(wrong.numeric - 0.35 * 10**4.375) < wrong.allowed < 0.1 * abs(wrong.numeric)
+    )  # the bracket holds the truth
