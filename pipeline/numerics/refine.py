@@ -141,8 +141,8 @@ class Refined:
     ``unconverged``: the table gave no estimate though the loss was finite at its finest step (it ran out of steps
     before its rows reached the regime where a smooth function's slopes' gap halves): the first pass's verdict,
     which the second look was to test, is not borne out (:func:`.tolerance.judge_again`). ``smooth_end``: its finest
-    two significant rows are consecutive halvings and the gap halved between them, as a smooth function's does: the
-    slopes there bracket the derivative (:func:`_smooth_end`).
+    two significant rows are consecutive, a halving of the step apart, and the gap halved between them, as a smooth
+    function's does: the slopes there bracket the derivative (:func:`_smooth_end`).
     """
 
     numeric: np.ndarray

@@ -317,7 +317,7 @@ def judge_again(
     # first pass failed the correct value and let a zeroed one pass as a kink's subgradient)
     before = inconclusive(analytic, first_numeric, first_bar, first_status, tolerance)
     # ...unless the finest rows bracket the derivative, as a smooth function's slopes do, and the value lies outside
-    # (the last rows of a guarded log's table, inside the feature at last: a doubled value 1e8 off)
+    # (the last rows of a log(max(x, 1e-8)) 1e-13 above its clip, inside the feature at last: a doubled value 7e7 off)
     bounded = unconverged & np.asarray(settled) & np.asarray(smooth_end) & ~kink
     status = np.where(
         usable,
