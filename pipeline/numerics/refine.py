@@ -500,35 +500,7 @@ def _curvature_held(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray, 
         reference, reference_noise = curvature[first, at], noise[first, at]
         close = np.abs(curvature - reference) <= CURVATURE_HELD * np.abs(reference) + noise + reference_noise
     counted = (np.arange(rows)[:, None] >= first) & np.isfinite(curvature)
-    held = np.all(close | ~counted, axis=0) & (np.sum(counted, axis=0) >= HELD_ROWS) & (start >= 0)
-    return np.asarray(held | _curvature_converging(curvature, noise, steps, start))
-
-
-def _curvature_converging(curvature: np.ndarray, noise: np.ndarray, steps: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Per suspect, whether the curvature (each row's, and its noise) converged over the last :data:`HELD_ROWS` rows,
-    from ``start`` or before: its changes from row to row, the first two of them well above their noise, shrank at
-    least by half each time and the last is within :data:`CURVATURE_HELD`. A smooth function's second difference
-    approaches ``f''`` so (its error is O(h²): changes shrink about 4x per halving); a kink inside the steps adds
-    about jump/h, changes that grow. The curvature holds at the end of a table that ran to its last rows (a guarded
-    log 1e-14 above its guard: 12%, 3%, 0.7%), which :data:`HELD_ROWS` rows from the best estimate's never see. The
-    rows' steps must halve exactly (to 1%): at steps of a few rounding units of the parameter the floats take them
-    unevenly, and the table's extrapolation, which assumes :data:`CON`, is off by more than its error estimate
-    (a 1/sqrt 2e-10 above its pole, at 1e4: steps 1.27e-11 then 7.28e-12, the estimate 4e-4 off at a bar of 1e-5)."""
-    rows, k = curvature.shape
-    at = np.arange(k)
-    finite = np.isfinite(curvature)
-    last = np.where(finite.any(axis=0), rows - 1 - np.argmax(finite[::-1], axis=0), -1)
-    window = last[None, :] - np.arange(HELD_ROWS - 1, -1, -1)[:, None]  # the last HELD_ROWS rows, coarse to fine
-    c, n = curvature[np.maximum(window, 0), at], noise[np.maximum(window, 0), at]
-    with np.errstate(invalid="ignore"):
-        change, change_noise = np.abs(np.diff(c, axis=0)), n[1:] + n[:-1]
-        visible = np.all(change[:2] > GAP_SIGNIFICANT * change_noise[:2], axis=0)
-        shrinking = np.all(change[1:] <= change[:-1] / 2 + change_noise[1:], axis=0)
-        small = change[-1] <= CURVATURE_HELD * np.abs(c[-1]) + change_noise[-1]
-        taken = steps[np.maximum(window, 0), at]
-        even = np.all(np.abs(taken[:-1] / taken[1:] - CON) <= 0.01 * CON, axis=0)
-    whole = np.all(finite[np.maximum(window, 0), at], axis=0) & (window[0] >= 0) & even
-    return np.asarray(whole & visible & shrinking & small & (start >= window[0]) & (start >= 0))
+    return np.asarray(np.all(close | ~counted, axis=0) & (np.sum(counted, axis=0) >= HELD_ROWS) & (start >= 0))
 
 
 def _hidden(

@@ -286,12 +286,13 @@ def judge_again(
     or whose refined estimate does not lie between the slopes (a table that cannot be trusted), is
     inconclusive. ``first`` is the first pass's ``(numeric, allowed, status, bar)``: it stands where the
     second look could not evaluate the loss, judged for its width; where the loss was finite but the table ran out
-    of steps before it converged (``unconverged``), the element is ``unsettled`` (the first pass's steps, which
-    the second look was to test, are not borne out: too coarse for a feature near θ), unless its finest slopes
-    settled and halved their gap as a smooth function's do (``smooth_end``, :func:`.refine._smooth_end`) and its
-    analytic value lies outside them beyond the room: then it is wrong, its estimate their midpoint. Within them it
-    stays unsettled: one halving of the gap is less evidence than the table asks before it estimates, and the
-    bracket is wide (6% at a square root 1.8e-9 above its guard): a 10% error inside it passed as inconclusive.
+    of steps before it converged (``unconverged``), a first verdict of wrong stands and any other makes the element
+    ``unsettled`` (the first pass's steps, which the second look was to test, are not borne out: too coarse for a
+    feature near θ; a pass there is no evidence). Where besides the finest slopes settled and halved their gap as a
+    smooth function's do (``smooth_end``, :func:`.refine._smooth_end`), they decide instead: a value outside them
+    (extrapolated, with their room) is wrong, its estimate their midpoint; one within is unsettled, even after a
+    first verdict of wrong: one halving of the gap is less evidence than the table asks before it estimates, and the
+    bracket is wide (6% at a square root 1.8e-9 above its guard: a 10% error inside it passed as inconclusive).
     """
     first_numeric, first_allowed, first_status, first_bar = first
     usable = np.isfinite(numeric) & np.isfinite(bar)
@@ -315,14 +316,18 @@ def judge_again(
     # a table that ran out of steps before converging does not bear out the first pass (review 60: a guarded sqrt
     # 1.8e-9 above its guard, its one-sided slopes still climbing toward the derivative at the coarse steps: the
     # first pass failed the correct value and let a zeroed one pass as a kink's subgradient)
+    # (a first verdict of wrong stands: the finer steps did not bear it out, but neither did they contradict it; a
+    # clearly wrong value at |x|^1.5 1e-10 from θ, its derivative measured to 1e-7 by the first pass, failed so: review 61)
     before = inconclusive(analytic, first_numeric, first_bar, first_status, tolerance)
-    # ...unless the finest rows bracket the derivative, as a smooth function's slopes do, and the value lies outside
-    # (the last rows of a log(max(x, 1e-8)) 1e-13 above its clip, inside the feature at last: a doubled value 7e7 off)
+    undone = np.where(before == WRONG, WRONG, unsettled)
+    # ...unless the finest rows bracket the derivative, as a smooth function's slopes do: a value outside is wrong (the
+    # last rows of a log(max(x, 1e-8)) 1e-13 above its clip, inside the feature at last: a doubled value 7e7 off),
+    # one inside is unsettled (the correct value 1.8e-9 above the guarded sqrt, which the first pass failed)
     bounded = unconverged & np.asarray(settled) & np.asarray(smooth_end) & ~kink
     status = np.where(
         usable,
         status,
-        np.where(unconverged, np.where(bounded & ~between, WRONG, unsettled), before),
+        np.where(unconverged, np.where(bounded, np.where(between, unsettled, WRONG), undone), before),
     )
     # outside slopes that were still moving is not wrong: only not verified (they may reach it at finer steps)
     outside = np.where(settled, WRONG, unsettled)
