@@ -334,8 +334,8 @@ def judge_again(
     status = np.where(kink, np.where(between, NONDIFFERENTIABLE, outside), status)
     # a non-finite analytic value is wrong, whatever the slopes did (unsettled ones make a value outside ``unsettled``)
     status = np.where(np.isfinite(analytic), status, WRONG).astype(np.int8)
-    numeric = np.where(usable & ~kink, numeric, np.where(bounded, (lower + upper) / 2, first_numeric))
-    allowed = np.where(
-        kink, room, np.where(bounded, (upper - lower) / 2 + room, np.where(usable, allowed, first_allowed))
-    )
+    with np.errstate(invalid="ignore", over="ignore"):  # slopes not finite where the loss was not
+        middle, half = (lower + upper) / 2, (upper - lower) / 2
+    numeric = np.where(usable & ~kink, numeric, np.where(bounded, middle, first_numeric))
+    allowed = np.where(kink, room, np.where(bounded, half + room, np.where(usable, allowed, first_allowed)))
     return numeric, allowed, status
