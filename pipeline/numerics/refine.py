@@ -472,13 +472,8 @@ def _smooth_end(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray) -> n
     at θ where ``f''`` keeps its sign across the steps. One such ratio is less than the table asks before it
     estimates (two: one can happen by chance), so it only bounds: a value outside the bracket is wrong
     (:func:`.tolerance.judge_again`)."""
-    with np.errstate(invalid="ignore"):
-        significant = np.abs(gaps) > GAP_SIGNIFICANT * gap_noise
-    rows, k = gaps.shape
-    at = np.arange(k)
-    last, before = np.full(k, -1), np.full(k, -1)
-    for i in range(rows):
-        before, last = np.where(significant[i], last, before), np.where(significant[i], i, last)
+    _, (before, last) = _finest_significant(gaps, gap_noise, 2)
+    at = np.arange(gaps.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = gaps[np.maximum(last, 0), at] / gaps[np.maximum(before, 0), at]
         apart = steps[np.maximum(before, 0), at] / steps[np.maximum(last, 0), at]
@@ -582,6 +577,18 @@ def _flat(gaps: np.ndarray, gap_noise: np.ndarray, band: float | np.ndarray = 0.
     return np.asarray(significant & kept)
 
 
+def _finest_significant(gaps: np.ndarray, gap_noise: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows' gaps stand above their noise (:data:`GAP_SIGNIFICANT`), and per suspect the finest ``n`` such
+    rows, coarsest first (-1 where there are fewer)."""
+    with np.errstate(invalid="ignore"):
+        significant = np.abs(gaps) > GAP_SIGNIFICANT * gap_noise
+    rows, k = gaps.shape
+    finest = np.full((n, k), -1, dtype=np.int64)
+    for i in range(rows):
+        finest = np.where(significant[i], np.vstack([finest[1:], np.full(k, i)]), finest)
+    return significant, finest
+
+
 def _kinks(
     gaps: np.ndarray, gap_noise: np.ndarray, lowers: np.ndarray, uppers: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -596,15 +603,9 @@ def _kinks(
     was at most :data:`DRIFT_RATIO` of the one before, or lost in the noise (True with fewer than three rows);
     ``crossing``: see :class:`Refined`: ``(kink, low, high, margin, settled, crossing)``.
     """
-    with np.errstate(invalid="ignore"):
-        significant = np.abs(gaps) > GAP_SIGNIFICANT * gap_noise
+    significant, (first, before, last) = _finest_significant(gaps, gap_noise, 3)
     rows, k = gaps.shape
     at = np.arange(k)
-    # the finest three significant rows, per suspect (-1: none)
-    finest = np.full((3, k), -1, dtype=np.int64)
-    for i in range(rows):
-        finest = np.where(significant[i], np.vstack([finest[1:], np.full(k, i)]), finest)
-    last, before, first = finest[2], finest[1], finest[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         g_last = np.where(last >= 0, gaps[np.maximum(last, 0), at], np.nan)
         g_before = np.where(before >= 0, gaps[np.maximum(before, 0), at], np.nan)

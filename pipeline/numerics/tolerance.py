@@ -313,22 +313,16 @@ def judge_again(
     status = np.where(agree, np.where(consistent, AGREE, INCONCLUSIVE), np.where(unproven, INCONCLUSIVE, WRONG))
     status = status.astype(np.int8)
     status = inconclusive(analytic, numeric, bar, status, tolerance)
-    # a table that ran out of steps before converging does not bear out the first pass (review 60: a guarded sqrt
-    # 1.8e-9 above its guard, its one-sided slopes still climbing toward the derivative at the coarse steps: the
-    # first pass failed the correct value and let a zeroed one pass as a kink's subgradient)
-    # (a first verdict of wrong stands: the finer steps did not bear it out, but neither did they contradict it; a
-    # clearly wrong value at |x|^1.5 1e-10 from θ, its derivative measured to 1e-7 by the first pass, failed so: review 61)
     before = inconclusive(analytic, first_numeric, first_bar, first_status, tolerance)
-    undone = np.where(before == WRONG, WRONG, unsettled)
-    # ...unless the finest rows bracket the derivative, as a smooth function's slopes do: a value outside is wrong (the
-    # last rows of a log(max(x, 1e-8)) 1e-13 above its clip, inside the feature at last: a doubled value 7e7 off),
-    # one inside is unsettled (the correct value 1.8e-9 above the guarded sqrt, which the first pass failed)
+    # A table that ran out of steps before converging does not bear out a pass of the first pass (review 60: a
+    # guarded sqrt 1.8e-9 above its guard, a zeroed value between the coarse steps' slopes passed as a kink's
+    # subgradient); a first verdict of wrong stands (review 61: |x|^1.5 1e-10 from θ, measured to 1e-7 by the first
+    # pass). Where the finest rows bracket the derivative, as a smooth function's slopes do, they decide: a value
+    # outside is wrong (a doubled value 7e7 off, a log(max(x, 1e-8)) 1e-13 above its clip), one inside unsettled
+    # (the correct value above the guarded sqrt, which the first pass failed).
     bounded = unconverged & np.asarray(settled) & np.asarray(smooth_end) & ~kink
-    status = np.where(
-        usable,
-        status,
-        np.where(unconverged, np.where(bounded, np.where(between, unsettled, WRONG), undone), before),
-    )
+    undone = np.select([bounded & between, bounded, before == WRONG], [unsettled, WRONG, WRONG], unsettled)
+    status = np.where(usable, status, np.where(unconverged, undone, before))
     # outside slopes that were still moving is not wrong: only not verified (they may reach it at finer steps)
     outside = np.where(settled, WRONG, unsettled)
     status = np.where(kink, np.where(between, NONDIFFERENTIABLE, outside), status)
