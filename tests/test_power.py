@@ -2080,6 +2080,10 @@ def test_slopes_that_halve_at_the_last_steps_bound_a_table_that_never_converged(
     correct = pipeline.check(_GuardedRoot(), params, data)
     assert correct.verdict == "not verified", str(correct)
     assert [w.status for w in correct.worst if w.index == (2,)] == ["unsettled"]
+    # a little farther from the guard the table converges: the correct twin passes, the same bug fails
+    farther = {"x": np.array([0.5, 1.3, 10**-8.5, 2.0, 0.7])}
+    assert pipeline.check(_GuardedRoot(), farther, data).passed
+    assert pipeline.check(_GuardedRoot(factor), farther, data).failing == ("x",)
     report = pipeline.check(_GuardedRoot(factor), params, data)
     assert report.failing == ("x",), str(report)
     (wrong,) = [w for w in report.worst if w.index == (2,)]
