@@ -273,6 +273,14 @@ def judge_again(
     unsettled: int = INCONCLUSIVE,
     unconverged: np.ndarray | bool = False,
     smooth_end: np.ndarray | bool = False,
+    anchor: tuple[np.ndarray | bool, np.ndarray | float, np.ndarray | float] = (False, np.nan, np.nan),
+    inside: tuple[np.ndarray | bool, np.ndarray | float, np.ndarray | float, np.ndarray | bool, np.ndarray | bool] = (
+        False,
+        np.nan,
+        np.nan,
+        False,
+        False,
+    ),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
 
@@ -293,6 +301,13 @@ def judge_again(
     (extrapolated, with their room) is wrong, its estimate their midpoint; one within is unsettled, even after a
     first verdict of wrong: one halving of the gap is less evidence than the table asks before it estimates, and the
     bracket is wide (6% at a square root 1.8e-9 above its guard: a 10% error inside it passed as inconclusive).
+    At a kink where a slope still moved at the finest steps (``anchor``: whether one did, and where only one did the
+    other's value and margin), a value between the slopes is non-differentiable only at the one that did not move
+    (θ's side of a kink just off θ, which the moving slope crosses), and ``unsettled`` elsewhere between them.
+    Where the table never converged and its finest steps were entering a feature off θ (``inside``: whether they
+    were, the finest row's slopes widened by its noise, and whether the lower fell and the higher rose from the row
+    before), a first verdict of wrong stands only where that row agrees: a value its slopes hold, or one beyond a
+    slope still moving toward it, is ``unsettled``.
     """
     first_numeric, first_allowed, first_status, first_bar = first
     usable = np.isfinite(numeric) & np.isfinite(bar)
@@ -321,11 +336,28 @@ def judge_again(
     # outside is wrong (a doubled value 7e7 off, a log(max(x, 1e-8)) 1e-13 above its clip), one inside unsettled
     # (the correct value above the guarded sqrt, which the first pass failed).
     bounded = unconverged & np.asarray(settled) & np.asarray(smooth_end) & ~kink
-    undone = np.select([bounded & between, bounded, before == WRONG], [unsettled, WRONG, WRONG], unsettled)
+    # Where the finest steps were entering a feature off θ that the first pass's steps spanned, a first verdict of
+    # wrong stands only against the finest row too: a value outside its slopes that they were not heading for. One
+    # they hold, or one beyond the slope still moving toward it, is unsettled (x·log x 5.6e-10 from 0, a log 4e-14
+    # above its clip: the table ran out of rows there, and the correct values failed).
+    entering, low, high, falling, rising = inside
+    with np.errstate(invalid="ignore"):
+        slack = tolerance.atol + tolerance.rtol * np.fmax(np.abs(low), np.abs(high))
+        above, below = analytic > high + slack, analytic < low - slack
+        stands = ~np.asarray(entering) | (above & ~np.asarray(rising)) | (below & ~np.asarray(falling))
+    undone = np.select([bounded & between, bounded, (before == WRONG) & stands], [unsettled, WRONG, WRONG], unsettled)
     status = np.where(usable, status, np.where(unconverged, undone, before))
     # outside slopes that were still moving is not wrong: only not verified (they may reach it at finer steps)
     outside = np.where(settled, WRONG, unsettled)
-    status = np.where(kink, np.where(between, NONDIFFERENTIABLE, outside), status)
+    # where a slope still moved at the finest steps, a valid value is the other's (``anchor``: θ's side of a kink off
+    # θ, which the moving slope crosses); between two still moving it is no evidence (a zeroed derivative between the
+    # growing slopes of a √ cusp 3e-10 off θ passed as a kink's subgradient)
+    drifting, slope, its_margin = anchor
+    with np.errstate(invalid="ignore"):
+        held = ~np.asarray(drifting) | (
+            np.abs(analytic - slope) <= tolerance.atol + tolerance.rtol * np.abs(slope) + its_margin
+        )
+    status = np.where(kink, np.where(between, np.where(held, NONDIFFERENTIABLE, unsettled), outside), status)
     # a non-finite analytic value is wrong, whatever the slopes did (unsettled ones make a value outside ``unsettled``)
     status = np.where(np.isfinite(analytic), status, WRONG).astype(np.int8)
     with np.errstate(invalid="ignore", over="ignore"):  # slopes not finite where the loss was not
