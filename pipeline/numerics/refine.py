@@ -43,9 +43,13 @@ import numpy as np
 from .tolerance import (
     AGREE,
     INCONCLUSIVE,
+    NO_ANCHOR,
+    NO_FINEST,
     NONDIFFERENTIABLE,
     VERIFY_LIMIT,
     WRONG,
+    Anchor,
+    Finest,
     Tolerance,
     judge_again,
     reference,
@@ -170,14 +174,8 @@ class Refined:
     crossing: np.ndarray | bool = False
     unconverged: np.ndarray | bool = False
     smooth_end: np.ndarray | bool = False
-    anchor: tuple[np.ndarray | bool, np.ndarray | float, np.ndarray | float] = (False, np.nan, np.nan)
-    inside: tuple[np.ndarray | bool, np.ndarray | float, np.ndarray | float, np.ndarray | bool, np.ndarray | bool] = (
-        False,
-        np.nan,
-        np.nan,
-        False,
-        False,
-    )
+    anchor: Anchor = NO_ANCHOR
+    inside: Finest = NO_FINEST
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray

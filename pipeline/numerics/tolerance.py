@@ -257,6 +257,16 @@ def float32_only(
     return np.where(excused, FLOAT32_ONLY, status).astype(np.int8)
 
 
+#: A second look's moving slopes at a kink (:class:`.refine.Refined`): whether a slope still moved at the finest steps,
+#: and where only one did, the other's value and margin.
+Anchor = tuple[np.ndarray | bool, np.ndarray | float, np.ndarray | float]
+NO_ANCHOR: Anchor = (False, np.nan, np.nan)
+#: Its finest row (:class:`.refine.Refined`): whether the steps were entering a feature off θ, the row's slopes widened
+#: by its noise, and whether the lower fell and the higher rose from the row before.
+Finest = tuple[np.ndarray | bool, np.ndarray | float, np.ndarray | float, np.ndarray | bool, np.ndarray | bool]
+NO_FINEST: Finest = (False, np.nan, np.nan, False, False)
+
+
 def judge_again(
     analytic: np.ndarray,
     numeric: np.ndarray,
@@ -273,14 +283,8 @@ def judge_again(
     unsettled: int = INCONCLUSIVE,
     unconverged: np.ndarray | bool = False,
     smooth_end: np.ndarray | bool = False,
-    anchor: tuple[np.ndarray | bool, np.ndarray | float, np.ndarray | float] = (False, np.nan, np.nan),
-    inside: tuple[np.ndarray | bool, np.ndarray | float, np.ndarray | float, np.ndarray | bool, np.ndarray | bool] = (
-        False,
-        np.nan,
-        np.nan,
-        False,
-        False,
-    ),
+    anchor: Anchor = NO_ANCHOR,
+    inside: Finest = NO_FINEST,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
 
