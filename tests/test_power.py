@@ -2177,3 +2177,28 @@ def test_a_first_verdict_of_wrong_stands_only_where_the_finest_steps_agree() -> 
     farther: Arrays = {"x": np.array([0.5, 1.78e-9, 2.0])}
     for factor in (0.0, 1.03):
         assert pipeline.check(_GuardedXLogX(factor), farther, data).failing == ("x",), factor
+
+
+class _ReluLayerAtZeros:
+    """``Σ w·relu(A x + c) + ½|x|²``, ``relu'(0) = 0``."""
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        z = data["a"] @ params["x"] + data["c"]
+        return float(np.sum(data["w"] * np.maximum(z, 0)) + 0.5 * np.sum(params["x"] ** 2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        z = data["a"] @ params["x"] + data["c"]
+        return {"x": data["a"].T @ (data["w"] * (z > 0)) + params["x"]}
+
+
+def test_a_direction_is_not_followed_past_kinks_off_theta_to_kinks_at_theta_lost_in_the_noise() -> None:
+    """Review 56's ReLU networks with pre-activations exactly 0 and others 1e-5 off: a random direction crosses them all.
+    Followed to finer steps past the ones off θ (as an element's table is, while a slope still moves), the line's
+    kinks at θ left a gap lost in the noise, the table converged, and the correct g·u, which need not lie between a
+    sum of kinks' slopes, failed the check. A direction's table stops on the kink: it decides nothing."""
+    rng = np.random.default_rng(1)
+    x, a, w = rng.normal(size=6), rng.normal(size=(12, 6)), rng.normal(size=12) * 30
+    c = -(a @ x)  # 12 pre-activations exactly 0 at θ, then 8 of them moved 1e-6 to 1e-4 off it
+    c[4:] += rng.choice([-1, 1], 8) * 10.0 ** rng.uniform(-6, -4, 8)
+    report = pipeline.check(_ReluLayerAtZeros(), {"x": x}, {"a": a, "w": w, "c": c}, directions=4, indices="none")
+    assert report.verdict == "not verified", str(report)

@@ -211,6 +211,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
             analytic,
             (first[0], first[3], smooth) if known else None,
             past_edge,
+            follow=False,
         )
         numeric, allowed, status = refined.judge(analytic, first, tolerance)
         # A kink at θ on the line is a gap between its one-sided slopes, and a valid subgradient of one kink lies

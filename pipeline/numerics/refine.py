@@ -278,6 +278,7 @@ def second_look(
     analytic: np.ndarray | None = None,
     first: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     past_edge: np.ndarray | bool = False,
+    follow: bool = True,
 ) -> Refined:
     """Estimate ``k`` suspects' derivatives again over a sequence of steps (see the module's text).
 
@@ -317,6 +318,11 @@ def second_look(
         Per suspect, whether its first-pass losses were not finite (steps past the edge of the loss's domain):
         its rows of losses not finite before the first finite one are skipped (:data:`NONFINITE_ROWS`), where
         any other suspect's table stops at its first.
+    follow : bool, optional
+        Whether a kink's table goes on while a slope still moves (:func:`_moving`). A random direction's line
+        (:mod:`.directions`) does not: it crosses every kink of its tensor, and finer steps past the ones off θ
+        leave those at θ with a gap lost in the noise, where a valid g·u need not lie between the slopes (review 56:
+        ReLU networks with exact zeros failed a direction so).
     """
     numeric = np.full(k, np.nan)
     error = np.full(k, np.inf)
@@ -420,7 +426,7 @@ def second_look(
                 band = np.where(counted >= KINK_ROWS, KINK_RATIO, EXACT_KINK)
                 flat = ready & _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which], band)
                 # nor while a slope still moves (kinks near θ that finer steps pass inside): it would decide nothing
-                for slopes in (uppers, lowers):
+                for slopes in (uppers, lowers) if follow else ():
                     flat &= ~_moving(slopes[i - 2 : i + 1, which], gap_noise[i, which])
                 if analytic is not None:  # a value outside the slopes would be wrong: finer steps confirm it
                     flat &= _between(analytic[which], lower, upper, gap_noise[i, which])
