@@ -427,7 +427,7 @@ def second_look(
                 flat = ready & _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which], band)
                 # nor while a slope still moves (kinks near θ that finer steps pass inside): it would decide nothing
                 for slopes in (uppers, lowers) if follow else ():
-                    flat &= ~_moving(slopes[i - 2 : i + 1, which], gap_noise[i, which])
+                    flat &= ~_moving(*_changes(slopes[i - 2 : i + 1, which]), gap_noise[i, which])
                 if analytic is not None:  # a value outside the slopes would be wrong: finer steps confirm it
                     flat &= _between(analytic[which], lower, upper, gap_noise[i, which])
                 done |= flat
@@ -605,14 +605,17 @@ def _flat(gaps: np.ndarray, gap_noise: np.ndarray, band: float | np.ndarray = 0.
     return np.asarray(significant & kept)
 
 
-def _moving(slopes: np.ndarray, gap_noise: np.ndarray) -> np.ndarray:
-    """For 3 rows of a one-sided slope (steps shrinking by :data:`CON`): whether its last change exceeded
-    :data:`DRIFT_RATIO` of the one before and :data:`GAP_SIGNIFICANT` times the finest row's ``gap_noise``: still
-    moving (crossing kinks near θ, or a cusp), not settling on a derivative (a change of a few noises, growing as 1/h
-    with the noise, is the noise's own)."""
+def _changes(slopes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For 3 rows of a one-sided slope (steps shrinking by :data:`CON`): its last change and the one before."""
+    return np.abs(slopes[2] - slopes[1]), np.abs(slopes[1] - slopes[0])
+
+
+def _moving(change: np.ndarray, change_before: np.ndarray, gap_noise: np.ndarray) -> np.ndarray:
+    """Whether a slope's last change (:func:`_changes`) exceeded :data:`DRIFT_RATIO` of the one before and
+    :data:`GAP_SIGNIFICANT` times the finest row's ``gap_noise``: still moving (crossing kinks near θ, or a cusp), not
+    settling on a derivative (a change of a few noises, growing as 1/h with the noise, is the noise's own)."""
     with np.errstate(invalid="ignore"):
-        change, before = np.abs(slopes[2] - slopes[1]), np.abs(slopes[1] - slopes[0])
-        return np.asarray((change > DRIFT_RATIO * before) & (change > GAP_SIGNIFICANT * gap_noise))
+        return np.asarray((change > DRIFT_RATIO * change_before) & (change > GAP_SIGNIFICANT * gap_noise))
 
 
 def _finest_significant(gaps: np.ndarray, gap_noise: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -708,11 +711,9 @@ def _kinks(
         earlier = np.maximum(row - 2, 0)
         steady, moving = [], []
         for slopes in (uppers, lowers):
-            change = np.abs(slopes[row, at] - slopes[prior, at])
-            before = np.abs(slopes[prior, at] - slopes[earlier, at])
-            steady.append((change <= DRIFT_RATIO * before) | (change <= noise_there) | (row < 2))
-            moving.append(_moving(np.stack([slopes[earlier, at], slopes[prior, at], slopes[row, at]]), noise_there))
-            moving[-1] &= row >= 2
+            change, change_before = _changes(np.stack([slopes[earlier, at], slopes[prior, at], slopes[row, at]]))
+            steady.append((change <= DRIFT_RATIO * change_before) | (change <= noise_there) | (row < 2))
+            moving.append(_moving(change, change_before, noise_there) & (row >= 2))
         # where one slope still moves and the other does not, the other is the derivative on θ's side of a kink off θ
         # (the moving one crosses it as the steps shrink toward it): its value, with its own margin
         only_upper, only_lower = moving[1] & ~moving[0], moving[0] & ~moving[1]
