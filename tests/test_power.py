@@ -2131,6 +2131,8 @@ def test_a_kink_whose_slopes_still_move_is_followed_to_finer_steps_and_excuses_n
     }
     if dtype is np.float64:
         assert statuses == {1.0: ["agrees"], 0.0: ["wrong"], 1.01: ["wrong"]}
+        for factor in (0.0, 1.01):  # named
+            assert pipeline.check(_Cusp(1, factor), clip, clip_data).failing == ("x",), factor
         cusp = {"x": np.array([0.5, 10**-9.5, 2.0])}, {"w": np.array([0.0, 0.0, 0.3]), "v": np.array([0.2, 1.0, 0.0])}
         zeroed = pipeline.check(_Cusp(1, 0.0), *cusp)
         assert zeroed.verdict == "not verified", str(zeroed)
@@ -2177,6 +2179,11 @@ def test_a_first_verdict_of_wrong_stands_only_where_the_finest_steps_agree() -> 
     farther: Arrays = {"x": np.array([0.5, 1.78e-9, 2.0])}
     for factor in (0.0, 1.03):
         assert pipeline.check(_GuardedXLogX(factor), farther, data).failing == ("x",), factor
+    # and where the steps resolve the feature (1e-8 from the guard) the correct twin passes beside the same bugs
+    resolved: Arrays = {"x": np.array([0.5, 1e-8, 2.0])}
+    assert pipeline.check(_GuardedXLogX(), resolved, data).passed
+    for factor in (0.0, 1.03, -1.0):
+        assert pipeline.check(_GuardedXLogX(factor), resolved, data).failing == ("x",), factor
 
 
 class _ReluLayerAtZeros:
