@@ -204,7 +204,8 @@ def _noise(
     over some of its elements (:data:`NOISE_ELEMENTS`; scaled like them, set in place and restored
     exactly). A level is noise only if the same is measured at ``δ/16``: noise does not depend on
     the spacing, but a kink on the line (a ReLU, a max-pool tie) shows up as a level proportional
-    to it. Such a level is set aside and another direction tried, over fewer elements; failing that,
+    to it. Such a level is set aside; a kink at θ itself, which every line through θ crosses, is not crossed
+    on either side of it (:func:`_one_sided`). Failing that, another direction is tried, over fewer elements; failing that,
     the smallest level measured at a finer spacing is taken. Where nothing can be measured (the points too close or too far
     apart, a loss that fails off θ), one rounding unit of the loss. A float32 loss's level is at least its
     rounding error's against float64, at the first steps' scale (:func:`_against_float64`).
@@ -288,8 +289,16 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             if fine == 0.0:  # the loss does not move at the finer spacing: it is quantised at the coarse level
                 return coarse, "measured (the loss moves in steps: quantised)", evaluations
             if fine is not None:
+                # a level that shrinks with the spacing: a kink on this line. One at θ itself (a ReLU at exactly 0,
+                # an L1 term at a zero weight) is crossed by every line through θ, but not by its half on one side
+                # (the smaller side's level: a feature off θ adds its own to one side's)
+                sides = [_one_sided(loaded, flat, at, side * spacing * eps ** (1 / 3) * p) for side in (1, -1)]
+                evaluations += sum(cost for _, cost in sides)
+                levels = [level for level, _ in sides if level is not None]
+                if levels:
+                    return min(levels), ONE_SIDED, evaluations
                 finer.append(fine)
-            break  # a level that shrinks with the spacing: a kink on this line; try another direction
+            break  # try another direction
         if still and not moved:  # the loss does not move even 1e5 steps away: it does not depend on this tensor
             return 0.0, UNMOVED, evaluations  # (a direction through a few of its elements may miss them all)
     if finer:
@@ -410,14 +419,34 @@ def _against_float64(
 REFERENCE_SPACINGS = (1 / 2, 1 / 8, 1 / 32)
 
 
-def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray) -> tuple[float | None, int]:
+def _one_sided(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray) -> tuple[float | None, int]:
+    """ECNoise's level on one side of θ, at ``θ + j·step``, j = 0..8, and the losses that took: the first level
+    measured alike at three spacings, each 16x finer than the one before (a kink off θ within the coarser spacings
+    drops out at finer ones, and a narrow feature's tail beside θ, a jump at the coarse spacings, is smooth at the
+    fine ones). None where none is."""
+    levels: list[float] = []
+    cost = 0
+    for finer in range(ONE_SIDED_SPACINGS):
+        level, more = _noise_along(loaded, flat, at, step / 16**finer, one_sided=True)
+        cost += more
+        if not level:  # not measurable, or the loss did not move: finer spacings will not tell either
+            return None, cost
+        levels.append(level)
+        if len(levels) >= 3 and max(levels[-3:]) <= 4 * min(levels[-3:]):
+            return max(levels[-3:]), cost
+    return None, cost
+
+
+def _noise_along(
+    loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray, one_sided: bool = False
+) -> tuple[float | None, int]:
     """ECNoise's level from the losses at ``θ + j·step`` (``step`` over the elements ``at`` of ``flat``),
-    j = -4..4, and how many losses that took; None where it cannot tell, or the loss fails or is not finite;
-    0 where the loss did not move at all."""
+    j = -4..4 (0..8 ``one_sided``), and how many losses that took; None where it cannot tell, or the loss fails
+    or is not finite; 0 where the loss did not move at all."""
     original = flat[at].copy()
     values: list[float] = []
     try:
-        for j in range(-4, 5):
+        for j in range(0, 9) if one_sided else range(-4, 5):
             flat[at] = (original + j * step).astype(flat.dtype)
             values.append(float(np.real(loaded.loss())))
     except Exception:  # a loss that fails off θ fails again in its shard, with the element named
@@ -434,6 +463,11 @@ def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndar
 #: The noise's source where the loss did not move at any spacing: no noise, and no rounding floor (an
 #: element whose losses are all J(θ) exactly has a numeric gradient of exactly 0, to be matched exactly).
 UNMOVED = "none: the loss does not depend on this tensor"
+#: The noise's source where every line through θ crossed a kink but its half on one side did not: a kink at θ.
+ONE_SIDED = "measured on one side of θ (every line through θ crossed a kink: a kink at θ itself)"
+#: ...at this many spacings at most, each 16x finer than the one before, the first the spacing at which the line
+#: through θ saw the kink.
+ONE_SIDED_SPACINGS = 5
 #: How many elements of a tensor each noise direction moves, in turn until one is free of kinks
 #: (fewer elements, fewer kinks to cross; a kink at θ itself is crossed by every line through it)...
 NOISE_ELEMENTS = (256, 16, 1)
