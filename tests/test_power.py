@@ -2237,3 +2237,19 @@ def test_kinks_at_theta_are_not_taken_for_the_noise_of_every_line_through_it() -
         rounding += tensor.noise_source.startswith("measured on one side of θ") and tensor.noise < 1e-12 * abs(loss)
     assert failed == []
     assert rounding >= 55, rounding  # a few lines cross kinks off θ at two spacings alike
+
+
+def test_a_jump_beside_theta_is_not_taken_for_the_noise_on_its_side() -> None:
+    """Review 59's square root 3e-11 above its guard: the loss jumps by w·sqrt(3e-11) between θ and any point below
+    it, a level ECNoise measures alike at every spacing on that side of θ (1e-6). Taken for the tensor's noise, as a
+    probe that measured one side of θ before trying other directions did, it widened every bar of the tensor, and a
+    zeroed derivative there passed. One side is measured only where every direction's level shrank."""
+    params = {"x": np.array([0.5, 1.3, 10**-10.5, 2.0, 0.7])}
+    data = {"w": np.array([1.0, -0.5, 0.7, 0.3, 0.2])}
+    for factor in (0.0, -1.0):
+        report = pipeline.check(_GuardedRoot(factor), params, data)
+        assert report.verdict != "passed", str(report)
+        (x,) = report.tensors
+        assert x.noise < 1e-14, x
+    correct = pipeline.check(_GuardedRoot(), params, data)
+    assert correct.verdict != "failed", str(correct)

@@ -204,9 +204,9 @@ def _noise(
     over some of its elements (:data:`NOISE_ELEMENTS`; scaled like them, set in place and restored
     exactly). A level is noise only if the same is measured at ``δ/16``: noise does not depend on
     the spacing, but a kink on the line (a ReLU, a max-pool tie) shows up as a level proportional
-    to it. Such a level is set aside; a kink at θ itself, which every line through θ crosses, is not crossed
-    on either side of it (:func:`_one_sided`). Failing that, another direction is tried, over fewer elements; failing that,
-    the smallest level measured at a finer spacing is taken. Where nothing can be measured (the points too close or too far
+    to it. Such a level is set aside and another direction tried, over fewer elements; failing that, the smaller of
+    the last line's level on one side of θ (:func:`_one_sided`: a kink at θ itself is crossed by every line through
+    θ, not by either half) and the smallest level measured at a finer spacing is taken. Where nothing can be measured (the points too close or too far
     apart, a loss that fails off θ), one rounding unit of the loss. A float32 loss's level is at least its
     rounding error's against float64, at the first steps' scale (:func:`_against_float64`).
     """
@@ -268,6 +268,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
     evaluated)``."""
     flat = loaded.flat[name]
     finer: list[float] = []
+    shrank = flat[:0], flat[:0]  # the last line along which the level shrank: its elements and first spacing
     evaluations = 0
     moved = False  # the loss moved along some direction tried
     for attempt in range(len(NOISE_ELEMENTS)):
@@ -289,19 +290,21 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             if fine == 0.0:  # the loss does not move at the finer spacing: it is quantised at the coarse level
                 return coarse, "measured (the loss moves in steps: quantised)", evaluations
             if fine is not None:
-                # a level that shrinks with the spacing: a kink on this line. One at θ itself (a ReLU at exactly 0,
-                # an L1 term at a zero weight) is crossed by every line through θ, but not by its half on one side
-                # (the smaller side's level: a feature off θ adds its own to one side's)
-                sides = [_one_sided(loaded, flat, at, side * spacing * eps ** (1 / 3) * p) for side in (1, -1)]
-                evaluations += sum(cost for _, cost in sides)
-                levels = [level for level, _ in sides if level is not None]
-                if levels:
-                    return min(levels), ONE_SIDED, evaluations
                 finer.append(fine)
-            break  # try another direction
+                shrank = at, spacing * eps ** (1 / 3) * p
+            break  # a level that shrinks with the spacing: a kink on this line; try another direction
         if still and not moved:  # the loss does not move even 1e5 steps away: it does not depend on this tensor
             return 0.0, UNMOVED, evaluations  # (a direction through a few of its elements may miss them all)
     if finer:
+        # A kink at θ itself (a ReLU at exactly 0, an L1 term at a zero weight) is crossed by every line through θ, but
+        # not by the last line's half on either side (the smaller side's level: a feature off θ adds its own to one
+        # side's, and a jump beside θ passes for noise on that side at every spacing: a guarded sqrt 3e-11 above its
+        # guard). Taken only where it is below the level at the finer spacing.
+        sides = [_one_sided(loaded, flat, shrank[0], side * shrank[1]) for side in (1, -1)]
+        evaluations += sum(cost for _, cost in sides)
+        one_sided = min((level for level, _ in sides if level is not None), default=math.inf)
+        if one_sided < min(finer):
+            return one_sided, ONE_SIDED, evaluations
         # a kink is the usual cause; rounding that grows with the parameters' size shrinks with the spacing too (a bias
         # the loss does not depend on, before a normalisation, in float32: held-out sweep 47)
         return (
