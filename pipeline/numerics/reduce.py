@@ -212,7 +212,7 @@ class DirectionResult:
     move_seconds: float = 0.0  # ...and moving the tensor to the points it was evaluated at
     # why it decided nothing, and its tensor's directions verify nothing: "kink" (a kink at θ on its line, g·u between
     # its one-sided slopes or beyond them: non-differentiable), "crossing" (g·u outside the allowance of its line, on a
-    # kink at θ seen only as its slopes' gap changing sign and not halving since: non-differentiable, and not even
+    # kink at θ that shows as its slopes' gap changing sign and not halving since: non-differentiable, and not even
     # every element verifies its tensor), "edge" (losses not finite at the first steps, finer ones not deciding:
     # inconclusive), or ""
     undecided: str = ""
@@ -580,7 +580,7 @@ def with_directions(
         undecided = any(d.undecided for d in mine)
         agreeing = [d for d in mine if d.status == AGREE] if not undecided else []
         every = tensor.n_checked == math.prod(tensor.shape)
-        # ...and not even every element where a direction was wrong on a kink seen only as a change of sign of its
+        # ...and not even every element where a direction was wrong on a kink that shows as a change of sign of its
         # slopes' gap: such bugs lie within each element's slopes (review 57)
         crossing = any(d.undecided == "crossing" for d in mine)
         by_elements = tensor.verified and bool(tensor.n_checked) and (every or not undecided) and not crossing
