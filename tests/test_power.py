@@ -2276,9 +2276,9 @@ class _PoolTie:
 
 
 def test_a_direction_wrong_on_a_kink_that_also_shows_as_a_change_of_sign_leaves_its_tensor_not_verified() -> None:
-    """Review 57's max-pool tie routed to both elements, under a concave curvature. Its directions showed the kink only as
-    the slopes' gap changing sign, in noise the probe took from the kinks at θ; measured beside them, the finer rows
-    show the kink as a kink too, and the rule that asked for the change of sign alone passed the bug."""
+    """Review 57's max-pool tie routed to both elements, under a concave curvature. Its directions showed the kink
+    only as the slopes' gap changing sign, in noise the probe took from the kinks at θ; measured beside them, the finer
+    rows show the kink as a kink too, and the rule that asked for the change of sign alone passed the bug."""
     rng = np.random.default_rng(1)
     x = rng.integers(-3, 4, size=16).astype(float)
     tied = rng.random(8) < 0.5
