@@ -268,7 +268,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
     evaluated)``."""
     flat = loaded.flat[name]
     finer: list[float] = []
-    shrank = flat[:0], flat[:0]  # the last line along which the level shrank: its elements and first spacing
+    shrank = []  # the lines along which the level shrank: their elements and first spacing
     evaluations = 0
     moved = False  # the loss moved along some direction tried
     for attempt in range(len(NOISE_ELEMENTS)):
@@ -291,20 +291,21 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
                 return coarse, "measured (the loss moves in steps: quantised)", evaluations
             if fine is not None:
                 finer.append(fine)
-                shrank = at, spacing * eps ** (1 / 3) * p
+                shrank.append((at, spacing * eps ** (1 / 3) * p))
             break  # a level that shrinks with the spacing: a kink on this line; try another direction
         if still and not moved:  # the loss does not move even 1e5 steps away: it does not depend on this tensor
             return 0.0, UNMOVED, evaluations  # (a direction through a few of its elements may miss them all)
     if finer:
         # A kink at θ itself (a ReLU at exactly 0, an L1 term at a zero weight) is crossed by every line through θ, but
-        # not by the last line's half on either side (the smaller side's level: a feature off θ adds its own to one
-        # side's, and a jump beside θ passes for noise on that side at every spacing: a guarded sqrt 3e-11 above its
-        # guard). Taken only where it is below the level at the finer spacing.
-        sides = [_one_sided(loaded, flat, shrank[0], side * shrank[1]) for side in (1, -1)]
-        evaluations += sum(cost for _, cost in sides)
-        one_sided = min((level for level, _ in sides if level is not None), default=math.inf)
-        if one_sided < min(finer):
-            return one_sided, ONE_SIDED, evaluations
+        # not by those lines' halves on either side (the fewest elements' first: the fewest kinks off θ; the smaller
+        # side's level: a feature off θ adds its own to one side's, and a jump beside θ passes for noise on that side
+        # at every spacing: a guarded sqrt 3e-11 above its guard). Taken only where it is below the finer level.
+        for at, step in reversed(shrank):
+            sides = [_one_sided(loaded, flat, at, side * step) for side in (1, -1)]
+            evaluations += sum(cost for _, cost in sides)
+            one_sided = min((level for level, _ in sides if level is not None), default=math.inf)
+            if one_sided < min(finer):
+                return one_sided, ONE_SIDED, evaluations
         # a kink is the usual cause; rounding that grows with the parameters' size shrinks with the spacing too (a bias
         # the loss does not depend on, before a normalisation, in float32: held-out sweep 47)
         return (
@@ -423,10 +424,13 @@ REFERENCE_SPACINGS = (1 / 2, 1 / 8, 1 / 32)
 
 
 def _one_sided(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray) -> tuple[float | None, int]:
-    """ECNoise's level on one side of θ, at ``θ + j·step``, j = 0..8, and the losses that took: the first level
-    measured alike at three spacings, each 16x finer than the one before (a kink off θ within the coarser spacings
-    drops out at finer ones, and a narrow feature's tail beside θ, a jump at the coarse spacings, is smooth at the
-    fine ones). None where none is."""
+    """ECNoise's level on one side of θ, at ``θ + j·step``, j = 0..8, where the same level is measured at
+    ``step/16`` and ``step/256`` (as :func:`_tensor_noise` asks of a line through θ, once more), and the losses that
+    took; None where it is not. From ``step`` itself, the spacing at which the line through θ saw the kink: a level
+    that agrees only at finer spacings may be noise with structure coarser than they are (a float32 term inside a
+    float64 loss, a table lookup), which the check's steps see and finer spacings resolve as smooth (an adversarial
+    review: correct gradients failed on the rounding taken there). A narrow feature's tail beside θ, a jump at the
+    coarse spacings, is smooth at the fine ones: it does not agree at all three."""
     levels: list[float] = []
     cost = 0
     for finer in range(ONE_SIDED_SPACINGS):
@@ -435,9 +439,7 @@ def _one_sided(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarra
         if not level:  # not measurable, or the loss did not move: finer spacings will not tell either
             return None, cost
         levels.append(level)
-        if len(levels) >= 3 and max(levels[-3:]) <= 4 * min(levels[-3:]):
-            return max(levels[-3:]), cost
-    return None, cost
+    return (max(levels), cost) if max(levels) <= 4 * min(levels) else (None, cost)
 
 
 def _noise_along(
@@ -468,9 +470,9 @@ def _noise_along(
 UNMOVED = "none: the loss does not depend on this tensor"
 #: The noise's source where every line through θ crossed a kink but its half on one side did not: a kink at θ.
 ONE_SIDED = "measured on one side of θ (every line through θ crossed a kink: a kink at θ itself)"
-#: ...at this many spacings at most, each 16x finer than the one before, the first the spacing at which the line
-#: through θ saw the kink.
-ONE_SIDED_SPACINGS = 5
+#: ...at this many spacings, each 16x finer than the one before, the first the spacing at which the line through θ
+#: saw the kink.
+ONE_SIDED_SPACINGS = 3
 #: How many elements of a tensor each noise direction moves, in turn until one is free of kinks
 #: (fewer elements, fewer kinks to cross; a kink at θ itself is crossed by every line through it)...
 NOISE_ELEMENTS = (256, 16, 1)
