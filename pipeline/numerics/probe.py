@@ -205,7 +205,7 @@ def _noise(
     exactly). A level is noise only if the same is measured at ``δ/16``: noise does not depend on
     the spacing, but a kink on the line (a ReLU, a max-pool tie) shows up as a level proportional
     to it. Such a level is set aside and another direction tried, over fewer elements; failing that, the smaller of
-    the last line's level on one side of θ (:func:`_one_sided`: a kink at θ itself is crossed by every line through
+    those lines' level on one side of θ (:func:`_one_sided`: a kink at θ itself is crossed by every line through
     θ, not by either half) and the smallest level measured at a finer spacing is taken. Where nothing can be measured (the points too close or too far
     apart, a loss that fails off θ), one rounding unit of the loss. A float32 loss's level is at least its
     rounding error's against float64, at the first steps' scale (:func:`_against_float64`).
