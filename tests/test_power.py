@@ -17,6 +17,7 @@ import pipeline
 import pipeline.testing
 from pipeline.errors import ConfigError
 from pipeline.examples import hard, zoo
+from pipeline.numerics.probe import ONE_SIDED
 from pipeline.numerics.refine import Refined, second_look, taylor
 from pipeline.numerics.tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, WRONG, Tolerance, default_tolerance
 
@@ -50,7 +51,7 @@ def test_a_kink_on_the_probes_line_does_not_widen_the_bars_of_tensors_without_on
     # (3e-10 for W1), and found 1e-4 errors in W1, not 1e-5.
     for name in ("W1", "b1"):
         assert noise[name].noise < 1e-14, noise[name]
-        assert noise[name].noise_source.startswith("measured on one side of θ"), noise[name]
+        assert noise[name].noise_source == ONE_SIDED, noise[name]
     for name in ("W1", "W2", "W3"):  # and a 1e-5 relative error there is found, named
         assert _found(pipeline.check(hard.planted("kink-relu", name, 1e-5), params, data), name)
 
@@ -466,15 +467,20 @@ class _TiedAbsDiff:
         return {"x": g}
 
 
+def _tied_integers(seed: int) -> tuple[Arrays, Arrays]:
+    """16 integers in pairs, about half of them tied, and a weight per pair."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, size=16).astype(float)
+    tied = rng.random(8) < 0.5
+    x[1::2] = np.where(tied, x[0::2], x[1::2])
+    return {"x": x}, {"w": rng.normal(size=8)}
+
+
 def test_a_direction_wrong_on_a_kink_seen_only_as_a_change_of_sign_leaves_its_tensor_not_verified() -> None:
     """Review 57: the rule above calls such a direction on a kink at θ, where the other rules had judged the line
     smooth and called it wrong, and had named real bugs so that no element can see (each within its own slopes).
     Deciding nothing, they passed beside every element checked; now their tensor is not verified."""
-    rng = np.random.default_rng(1)
-    x = rng.integers(-3, 4, size=16).astype(float)
-    tied = rng.random(8) < 0.5
-    x[1::2] = np.where(tied, x[0::2], x[1::2])
-    params, data = {"x": x}, {"w": rng.normal(size=8)}
+    params, data = _tied_integers(1)
     assert pipeline.check(_TiedAbsDiff(), params, data, directions=4).passed
     report = pipeline.check(_TiedAbsDiff(bug=True), params, data, directions=4)
     assert (report.verdict, report.not_verified) == ("not verified", ("x",)), str(report)
@@ -2203,16 +2209,21 @@ class _ReluLayerAtZeros:
         return {"x": data["a"].T @ (data["w"] * (z > 0)) + params["x"]}
 
 
+def _relu_layer_at_zeros(seed: int) -> tuple[Arrays, Arrays]:
+    """``_ReluLayerAtZeros``' problem: 12 pre-activations exactly 0 at θ, then 8 of them moved 1e-6 to 1e-4 off it."""
+    rng = np.random.default_rng(seed)
+    x, a, w = rng.normal(size=6), rng.normal(size=(12, 6)), rng.normal(size=12) * 30
+    c = -(a @ x)
+    c[4:] += rng.choice([-1, 1], 8) * 10.0 ** rng.uniform(-6, -4, 8)
+    return {"x": x}, {"a": a, "w": w, "c": c}
+
+
 def test_a_direction_is_not_followed_past_kinks_off_theta_to_kinks_at_theta_lost_in_the_noise() -> None:
     """Review 56's ReLU networks with pre-activations exactly 0 and others 1e-5 off: a random direction crosses them all.
     Followed to finer steps past the ones off θ (as an element's table is, while a slope still moves), the line's
     kinks at θ left a gap lost in the noise, the table converged, and the correct g·u, which need not lie between a
     sum of kinks' slopes, failed the check. A direction's table stops on the kink: it decides nothing."""
-    rng = np.random.default_rng(1)
-    x, a, w = rng.normal(size=6), rng.normal(size=(12, 6)), rng.normal(size=12) * 30
-    c = -(a @ x)  # 12 pre-activations exactly 0 at θ, then 8 of them moved 1e-6 to 1e-4 off it
-    c[4:] += rng.choice([-1, 1], 8) * 10.0 ** rng.uniform(-6, -4, 8)
-    report = pipeline.check(_ReluLayerAtZeros(), {"x": x}, {"a": a, "w": w, "c": c}, directions=4, indices="none")
+    report = pipeline.check(_ReluLayerAtZeros(), *_relu_layer_at_zeros(1), directions=4, indices="none")
     assert report.verdict == "not verified", str(report)
 
 
@@ -2225,15 +2236,11 @@ def test_kinks_at_theta_are_not_taken_for_the_noise_of_every_line_through_it() -
     spacing too (a third of the seeds), the finer level stands (one such seed still fails)."""
     failed, rounding = [], 0
     for seed in range(60):
-        rng = np.random.default_rng(seed)
-        x, a, w = rng.normal(size=6), rng.normal(size=(12, 6)), rng.normal(size=12) * 30
-        c = -(a @ x)
-        c[4:] += rng.choice([-1, 1], 8) * 10.0 ** rng.uniform(-6, -4, 8)
-        problem = {"x": x}, {"a": a, "w": w, "c": c}
+        problem = _relu_layer_at_zeros(seed)
         report = pipeline.check(_ReluLayerAtZeros(), *problem, directions=4, indices="none")
         (tensor,) = report.tensors
         loss = _ReluLayerAtZeros().loss(*problem)
-        if tensor.noise_source.startswith("measured on one side of θ") and tensor.noise < 1e-12 * abs(loss):
+        if tensor.noise_source == ONE_SIDED and tensor.noise < 1e-12 * abs(loss):
             rounding += 1
             assert report.verdict != "failed", (seed, str(report))
         elif report.verdict == "failed":
@@ -2282,11 +2289,7 @@ def test_a_direction_wrong_on_a_kink_that_also_shows_as_a_change_of_sign_leaves_
     """Review 57's max-pool tie routed to both elements, under a concave curvature. Its directions showed the kink
     only as the slopes' gap changing sign, in noise the probe took from the kinks at θ; measured beside them, the finer
     rows show the kink as a kink too, and the rule that asked for the change of sign alone passed the bug."""
-    rng = np.random.default_rng(1)
-    x = rng.integers(-3, 4, size=16).astype(float)
-    tied = rng.random(8) < 0.5
-    x[1::2] = np.where(tied, x[0::2], x[1::2])
-    params, data = {"x": x}, {"w": rng.normal(size=8)}
+    params, data = _tied_integers(1)
     report = pipeline.check(_PoolTie(bug=True), params, data, directions=4)
     assert (report.verdict, report.not_verified) == ("not verified", ("x",)), str(report)
     assert any(d["undecided"] == "crossing" for d in report.directions)

@@ -226,14 +226,14 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         # A direction between the slopes tells as little (review 55: a max-pool bug passed beside a sample).
         # A jump at θ that the curvature outweighs at the coarse steps shows as a gap that changes sign and does not
         # halve on the other side (several float32 ReLUs at exactly 0 on binary inputs, integer weights): a kink too.
-        seen_only_crossing = bool(np.asarray(refined.crossing).any()) and not refined.kink[0]
-        kinked = bool((refined.kink[0] or seen_only_crossing) and math.isfinite(dot))
+        crossed = bool(np.asarray(refined.crossing).any())
+        kinked = bool((refined.kink[0] or crossed) and math.isfinite(dot))
         # Wrong by the line on a kink that shows as that change of sign: the other rules call the line smooth or a
         # kink, and judged so it named real bugs that every element's own slopes allow (review 57: a tie routed to
         # both elements, |a − b| with sign(0) = +1 for both, under a concave curvature): nothing verifies its tensor.
         # Review 57 saw the kink only so; with the loss's noise measured beside kinks at θ (not taken from them), the
         # finer rows show it as a kink too, and a rule asking for the change of sign alone passed those bugs again.
-        crossing = kinked and bool(np.asarray(refined.crossing).any()) and bool(status[0] == WRONG)
+        crossing = kinked and crossed and bool(status[0] == WRONG)
         status = np.where(kinked & (status == WRONG), NONDIFFERENTIABLE, status)
         edge = np.asarray(past_edge)
         numeric, allowed, status = beyond_the_edge(edge, first[0], (numeric, allowed, status), INCONCLUSIVE)

@@ -267,8 +267,8 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
     """:func:`_noise` for one tensor, whose values' machine epsilon is ``eps``: ``(level, source, losses
     evaluated)``."""
     flat = loaded.flat[name]
-    finer: list[float] = []
-    shrank = []  # the lines along which the level shrank: their elements and first spacing
+    # the lines along which the level shrank: the level at the finer spacing, the elements moved, the first spacing
+    shrank: list[tuple[float, np.ndarray, np.ndarray]] = []
     evaluations = 0
     moved = False  # the loss moved along some direction tried
     for attempt in range(len(NOISE_ELEMENTS)):
@@ -290,26 +290,26 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             if fine == 0.0:  # the loss does not move at the finer spacing: it is quantised at the coarse level
                 return coarse, "measured (the loss moves in steps: quantised)", evaluations
             if fine is not None:
-                finer.append(fine)
-                shrank.append((at, spacing * eps ** (1 / 3) * p))
+                shrank.append((fine, at, spacing * eps ** (1 / 3) * p))
             break  # a level that shrinks with the spacing: a kink on this line; try another direction
         if still and not moved:  # the loss does not move even 1e5 steps away: it does not depend on this tensor
             return 0.0, UNMOVED, evaluations  # (a direction through a few of its elements may miss them all)
-    if finer:
+    if shrank:
+        finer = min(fine for fine, _, _ in shrank)
         # A kink at θ itself (a ReLU at exactly 0, an L1 term at a zero weight) is crossed by every line through θ, but
         # not by those lines' halves on either side (the fewest elements' first: the fewest kinks off θ; the smaller
         # side's level: a feature off θ adds its own to one side's, and a jump beside θ passes for noise on that side
         # at every spacing: a guarded sqrt 3e-11 above its guard). Taken only where it is below the finer level.
-        for at, step in reversed(shrank):
+        for _, at, step in reversed(shrank):
             sides = [_one_sided(loaded, flat, at, side * step) for side in (1, -1)]
             evaluations += sum(cost for _, cost in sides)
             one_sided = min((level for level, _ in sides if level is not None), default=math.inf)
-            if one_sided < min(finer):
+            if one_sided < finer:
                 return one_sided, ONE_SIDED, evaluations
         # a kink is the usual cause; rounding that grows with the parameters' size shrinks with the spacing too (a bias
         # the loss does not depend on, before a normalisation, in float32: held-out sweep 47)
         return (
-            min(finer),
+            finer,
             "measured at a finer spacing (the level shrank with the spacing: a kink crossed the probe's line, or "
             "rounding that grows with the parameters)",
             evaluations,
@@ -433,8 +433,8 @@ def _one_sided(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarra
     coarse spacings, is smooth at the fine ones: it does not agree at all three."""
     levels: list[float] = []
     cost = 0
-    for finer in range(ONE_SIDED_SPACINGS):
-        level, more = _noise_along(loaded, flat, at, step / 16**finer, one_sided=True)
+    for k in range(ONE_SIDED_SPACINGS):
+        level, more = _noise_along(loaded, flat, at, step / 16**k, one_sided=True)
         cost += more
         if not level:  # not measurable, or the loss did not move: finer spacings will not tell either
             return None, cost
