@@ -222,6 +222,15 @@ def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
+FLOAT32 = "float32"
+
+#: Said once where a float32 check left elements inconclusive: the commonest reason, and the remedy.
+FLOAT32_HINT = (
+    "Checked in float32: its rounding (about 6e-8 of the loss) keeps the steps coarse and the error bars wide, the "
+    'usual reason for inconclusive elements. `precision: float64` (`precision="float64"` in Python) re-checks a '
+    "float32 model with its parameters and data cast to float64; for a hand-written backward pass, check in float64."
+)
+
 #: A tensor none of whose elements could be verified, and whose gradient is at most this share of the whole gradient's
 #: norm (analytic and numeric), is said to be too small to measure against rather than to have wide error bars.
 NEGLIGIBLE_SHARE = 1e-6
@@ -563,6 +572,8 @@ def format_report(report: Report) -> str:
             lines.append(
                 f"  {t.name}: {t.n_verified} of {t.n_checked} checked elements verified; {_inconclusive_and_kinks(t)}"
             )
+    if FLOAT32 in report.tolerance and any(t.n_inconclusive > t.n_zero for t in (*unverified, *thin)):
+        lines += ["", FLOAT32_HINT]
     if timings_looked := report.timings.get("second_look_elements"):
         lines += [
             "",
@@ -576,8 +587,12 @@ def format_report(report: Report) -> str:
             "",
             f"Not proven wrong ({where}): elements that disagree beyond their allowance, but finer steps could not "
             "confirm it (kinks near θ inside the steps, or finer steps moving toward the analytic value): "
-            "inconclusive, not wrong. A wrong gradient may hide there; `precision: float64` checks a float32 model "
-            "with finer steps.",
+            "inconclusive, not wrong. A wrong gradient may hide there"
+            + (
+                "; `precision: float64` checks a float32 model with finer steps."
+                if FLOAT32 in report.tolerance
+                else "."
+            ),
         ]
     undecided = [d for d in report.directions if d.get("undecided")]
     if undecided:
