@@ -236,8 +236,9 @@ FLOAT32_HINT = (
 NEGLIGIBLE_SHARE = 1e-6
 
 
-def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) -> str:
-    """Why one tensor could not be verified, and what that leaves unseen."""
+def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]], float32: bool) -> str:
+    """Why one tensor could not be verified, and what that leaves unseen (``float32``: the check had float32
+    tensors, which `precision: float64` would check with finer steps)."""
     unseen = "a wrong gradient there would not have been seen"
     # Exactly 0 on both sides agrees, but leaves nothing to measure a relative error against: a
     # gradient wrong only where it is non-zero (a factor, a term, a transpose) passes there unseen.
@@ -278,8 +279,8 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]]) ->
                 f"none of its {t.n_checked} checked elements could be verified: its gradient, analytic and numeric, "
                 f"is {share:.1g} of the whole gradient's norm, too small to measure against at this precision: the "
                 "loss may not depend on it (a bias before a batch norm, dead units, unused), or its gradient is "
-                f"genuinely tiny (vanishing through many layers, scaled down); {unseen}; `precision: float64` checks "
-                "a float32 model with finer steps"
+                f"genuinely tiny (vanishing through many layers, scaled down); {unseen}"
+                + ("; `precision: float64` checks a float32 model with finer steps" if float32 else "")
             )
         return f"none of its {t.n_checked} checked elements could be verified: {_inconclusive_and_kinks(t)}; {unseen}"
     # as for elements (n_zero): exactly 0 within allowances narrower than 1% of the largest |g·v| checked
@@ -560,7 +561,7 @@ def format_report(report: Report) -> str:
             + ", ".join(t.name for t in unverified),
         ]
         for t in unverified:
-            lines.append(f"  {t.name}: {_unverified_why(t, report.directions)}")
+            lines.append(f"  {t.name}: {_unverified_why(t, report.directions, FLOAT32 in report.tolerance)}")
     if thin:
         lines += [
             "",

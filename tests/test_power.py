@@ -629,6 +629,7 @@ def test_a_gradient_of_rounding_residue_is_said_to_be_too_small_to_measure_not_t
         r"\(a bias before a batch norm, dead units, unused\), or its gradient is genuinely tiny",
         str(report),
     )
+    assert "precision: float64" not in str(report)  # already float64 (a held-out review was told to use it)
 
 
 def test_a_tensor_below_the_float32_sums_rounding_is_not_verified_and_a_bug_beside_it_is_found() -> None:
