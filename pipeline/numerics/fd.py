@@ -297,6 +297,30 @@ def close_enough(values: Sequence[float]) -> bool:
     return bool(f[f.size // 2] == 0 or np.ptp(f) <= 0.1 * np.max(np.abs(f)))
 
 
+def noise_ceiling(values: Sequence[float] | np.ndarray) -> float:
+    """A bound on the noise of a function from its values at equally spaced points (at least 6): the smallest of
+    ECNoise's scaled levels ``sqrt(γ_k · mean(Δ^k f²))`` of orders 1 to 4. Noise of standard deviation σ puts each
+    near σ; a function's shape adds its own. Unlike :func:`noise_level` it holds at any spacing: a level measured
+    at another spacing far above it is not noise. Orders whose differences are all exactly 0 (a polynomial evaluated
+    without rounding along this line) bound nothing, nor do points too close (:func:`too_close`: a loss that moves
+    in steps coarser than the spacing): infinite where nothing is bounded."""
+    f = np.asarray(values, dtype=np.float64)
+    if too_close(f):
+        return math.inf
+    levels, gamma = [], 1.0
+    for k in range(1, min(4, f.size - 5) + 1):
+        f = np.diff(f)
+        gamma *= 0.5 * k / (2 * k - 1)
+        levels.append(math.sqrt(gamma * float(np.mean(f**2))))
+    return min((level for level in levels if level > 0), default=math.inf)  # exactly 0: exact arithmetic, not noise
+
+
+def too_close(values: Sequence[float] | np.ndarray) -> bool:
+    """ECNoise's rule that points are too close: half or more of their neighbours' values are equal (the loss moves
+    in steps coarser than the spacing)."""
+    return bool(np.count_nonzero(np.diff(np.asarray(values, dtype=np.float64)) == 0) >= len(values) / 2)
+
+
 def noise_level(values: Sequence[float], errors: bool = False) -> float | None:
     """The noise of a function from its values at equally spaced points (Moré and Wild's ECNoise).
 
@@ -312,13 +336,11 @@ def noise_level(values: Sequence[float], errors: bool = False) -> float | None:
     f = np.asarray(values, dtype=np.float64)
     nf = f.size
     top = min(6, nf - 1)
-    if nf < 4 or not (errors or close_enough(f.tolist())):
+    if nf < 4 or not (errors or close_enough(f.tolist())) or too_close(f):
         return None
     levels, signs, gamma = [], [], 1.0
     for k in range(1, top + 1):
         f = np.diff(f)
-        if k == 1 and np.count_nonzero(f == 0) >= nf / 2:
-            return None
         gamma *= 0.5 * k / (2 * k - 1)
         levels.append(math.sqrt(gamma * float(np.mean(f**2))))
         signs.append(bool(f.min() * f.max() < 0))

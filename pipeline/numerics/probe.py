@@ -12,12 +12,13 @@ import functools
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import ModelError, StoreError
 from ..model import as_loss_value
-from .fd import STENCILS, batched_stencil_losses, close_enough, noise_level, step_sizes
+from .fd import STENCILS, batched_stencil_losses, close_enough, noise_ceiling, noise_level, step_sizes, too_close
 from .problem import Float64Copy, Loaded, Settings, call_model, fastest, float64_copy, pieces
 from .shards import seconds_per_loss
 
@@ -204,7 +205,9 @@ def _noise(
     over some of its elements (:data:`NOISE_ELEMENTS`; scaled like them, set in place and restored
     exactly). A level is noise only if the same is measured at ``δ/16``: noise does not depend on
     the spacing, but a kink on the line (a ReLU, a max-pool tie) shows up as a level proportional
-    to it. Such a level is set aside and another direction tried, over fewer elements; failing that, the smaller of
+    to it; nor is one far above the bound a finer spacing's losses put on it (:func:`.fd.noise_ceiling`: a
+    function saturating within the wider spacing), and where the line is smooth at every spacing, a finer one is
+    tried. Such a level is set aside and another direction tried, over fewer elements; failing that, the smaller of
     those lines' level on one side of θ (:func:`_one_sided`: a kink at θ itself is crossed by every line through
     θ, not by either half) and the smallest level measured at a finer spacing is taken. Where nothing can be measured (the points too close or too far
     apart, a loss that fails off θ), one rounding unit of the loss. A float32 loss's level is at least its
@@ -271,22 +274,43 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
     shrank: list[tuple[float, np.ndarray, np.ndarray]] = []
     evaluations = 0
     moved = False  # the loss moved along some direction tried
+    finest = tuple(s for s in NOISE_FINER if s * eps ** (1 / 3) >= NOISE_RESOLUTION * eps)  # in this dtype
     for attempt in range(len(NOISE_ELEMENTS)):
         at, p = _noise_direction(flat, number, attempt)
         still = True  # the loss has not moved at any spacing yet
-        for spacing in NOISE_SPACINGS + NOISE_QUANTISED * (attempt == 0):
+        ceilings: dict[float, float] = {}  # each spacing's bound on the noise (:func:`.fd.noise_ceiling`)
+        smooth = False  # the line was smooth at the finest of NOISE_SPACINGS: no order of its table was noise
+        for spacing in NOISE_SPACINGS + finest + NOISE_QUANTISED * (attempt == 0):
             if spacing in NOISE_QUANTISED and not still:
                 break
-            coarse, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) * p)
-            evaluations += cost
+            if spacing in finest and not smooth:
+                continue
+            line = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) * p)
+            coarse = line.level
+            evaluations += line.cost
             still &= coarse == 0.0
             moved |= coarse != 0.0
+            smooth |= spacing == NOISE_SPACINGS[-1] and coarse is None and math.isfinite(line.bound)
+            if coarse and coarse > _bound(ceilings, spacing):
+                # Noise does not depend on the spacing: a level far above what a finer spacing's losses allow is the
+                # function's own shape (a layer norm of spread 1e-3 on inputs of 1000, smooth at the first spacing and
+                # saturating within the wider one, read as a level of 0.2 against a rounding of 1e-10: a correct
+                # gradient failed). Not the other way: a finer spacing's level may be the floats' (float32
+                # parameters moved by a few rounding units, irregularly), which the steps see too.
+                coarse = None
+            ceilings[spacing] = line.bound
             if not coarse:
                 continue
-            fine, cost = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) / 16 * p)
-            evaluations += cost
+            line = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) / 16 * p)
+            # moving in steps there, none of them smaller than the level: as if it did not move (a larger level is the
+            # function's: a tanh 1e-4 of the first step wide, whose loss moves by one float32 unit at a time there)
+            fine = 0.0 if line.stepped and coarse <= line.quantum else line.level
+            evaluations += line.cost
+            if fine and fine > _bound(ceilings, spacing / 16):
+                fine = None
+            ceilings[spacing / 16] = line.bound
             if fine is not None and fine >= coarse / 4:
-                return max(coarse, fine), "measured", evaluations
+                return max(coarse, fine), FINER_SPACING if spacing in finest else "measured", evaluations
             if fine == 0.0:  # the loss does not move at the finer spacing: it is quantised at the coarse level
                 return coarse, "measured (the loss moves in steps: quantised)", evaluations
             if fine is not None:
@@ -315,6 +339,12 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             evaluations,
         )
     return 0.0, "not measurable: one rounding unit of the loss", evaluations
+
+
+def _bound(ceilings: dict[float, float], spacing: float) -> float:
+    """The most a level measured at ``spacing`` may be and still be noise: :data:`NOISE_CEILING` times the least
+    bound the losses at a finer spacing put on it (:func:`.fd.noise_ceiling`; ``ceilings`` by spacing)."""
+    return NOISE_CEILING * min((bound for finer, bound in ceilings.items() if finer < spacing), default=math.inf)
 
 
 def _noise_direction(flat: np.ndarray, number: int, attempt: int) -> tuple[np.ndarray, np.ndarray]:
@@ -434,7 +464,7 @@ def _one_sided(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarra
     levels: list[float] = []
     cost = 0
     for k in range(ONE_SIDED_SPACINGS):
-        level, more = _noise_along(loaded, flat, at, step / 16**k, one_sided=True)
+        level, more, *_ = _noise_along(loaded, flat, at, step / 16**k, one_sided=True)
         cost += more
         if not level:  # not measurable, or the loss did not move: finer spacings will not tell either
             return None, cost
@@ -442,12 +472,23 @@ def _one_sided(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarra
     return (max(levels), cost) if max(levels) <= 4 * min(levels) else (None, cost)
 
 
-def _noise_along(
-    loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray, one_sided: bool = False
-) -> tuple[float | None, int]:
-    """ECNoise's level from the losses at ``θ + j·step`` (``step`` over the elements ``at`` of ``flat``),
-    j = -4..4 (0..8 ``one_sided``), and how many losses that took; None where it cannot tell, or the loss fails
-    or is not finite; 0 where the loss did not move at all."""
+class _Line(NamedTuple):
+    """What 9 losses along a line told of the loss's noise: ECNoise's ``level`` (None where it cannot tell, or the
+    loss fails or is not finite; 0 where the loss did not move at all), how many losses that took, the ``bound``
+    they put on the noise (:func:`.fd.noise_ceiling`; infinite where they put none), and whether the loss moved in
+    steps coarser than the spacing (``stepped``: ECNoise's points too close), and then its largest step
+    (``quantum``)."""
+
+    level: float | None
+    cost: int
+    bound: float = math.inf
+    stepped: bool = False
+    quantum: float = 0.0
+
+
+def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray, one_sided: bool = False) -> _Line:
+    """The losses at ``θ + j·step`` (``step`` over the elements ``at`` of ``flat``), j = -4..4 (0..8
+    ``one_sided``), as a :class:`_Line`."""
     original = flat[at].copy()
     values: list[float] = []
     try:
@@ -455,14 +496,16 @@ def _noise_along(
             flat[at] = (original + j * step).astype(flat.dtype)
             values.append(float(np.real(loaded.loss())))
     except Exception:  # a loss that fails off θ fails again in its shard, with the element named
-        return None, len(values) + 1
+        return _Line(None, len(values) + 1)
     finally:
         flat[at] = original
     if not all(np.isfinite(values)):
-        return None, len(values)
+        return _Line(None, len(values))
     if np.ptp(values) == 0:  # the loss did not move at all: 0, which no noise level can be
-        return 0.0, len(values)
-    return noise_level(values), len(values)
+        return _Line(0.0, len(values))
+    stepped = too_close(values)
+    quantum = float(np.max(np.abs(np.diff(values)))) if stepped else 0.0
+    return _Line(noise_level(values), len(values), noise_ceiling(values), stepped, quantum)
 
 
 #: The noise's source where the loss did not move at any spacing: no noise, and no rounding floor (an
@@ -478,6 +521,18 @@ ONE_SIDED_SPACINGS = 3
 NOISE_ELEMENTS = (256, 16, 1)
 #: ...and the spacings tried, in units of ``EPS**(1/3)`` (times ``max(1, |θ|)``), first to last...
 NOISE_SPACINGS = (0.1, 10.0, 1e-3)
+#: ...and finer ones, only where the line was smooth at the finest of those (a loss near 0 at θ varies by more than
+#: ECNoise's 10% of it at every one of them: a layer norm's, 0.007; before, one rounding unit of it was taken)...
+NOISE_FINER = (1e-5,)
+#: ...if they move the parameters by this many of their rounding units at least (float64: 1e-5 is 3e5 of them; in
+#: float32 it is less than one, and the losses are the parameters' quantisation, not the loss's noise)
+NOISE_RESOLUTION = 2**10
+#: The noise's source where it was measured only at a spacing finer than the probe's.
+FINER_SPACING = "measured at a finer spacing (the loss was smooth at the probe's own: near 0, or steep)"
+#: A level is noise only if at most this many times every finer spacing's bound on it (:func:`.fd.noise_ceiling`:
+#: noise of level σ puts each of ECNoise's first four orders near σ; of 20,000 pairs of lines of pure noise, 4 had a
+#: level 16 times the other's bound, none 32 times)...
+NOISE_CEILING = 32
 #: ...and, where the loss did not move at all at those, far wider ones: a loss rounded to steps far
 #: coarser than the tensor's contribution (a float32 sum of terms near 1e6) moves only there, by its
 #: quantum, which is then its noise; a loss that does not move even there does not depend on the tensor.
