@@ -120,6 +120,40 @@ def test_a_function_saturating_within_the_probes_wider_spacing_is_not_taken_for_
     assert not failed, failed
 
 
+class _SteepGate:
+    """``Σ V·sin(W) + A·tanh(S·(W[7] − c))``, ``c`` half the gate's width below ``W[7]``: one element 1e12 steep
+    beside ordinary ones; ``bug`` scales ``W[20]``'s derivative."""
+
+    def __init__(self, bug: float = 1.0) -> None:
+        self.bug = bug
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        w = params["W"]
+        return float(np.sum(data["V"] * np.sin(w)) + 1e6 * np.tanh(1e6 * (w[7] - data["c"][0])))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        w = params["W"]
+        g = data["V"] * np.cos(w)
+        g[7] += 1e12 / np.cosh(1e6 * (w[7] - data["c"][0])) ** 2
+        g[20] *= self.bug
+        return {"W": g}
+
+
+def test_the_floats_rounding_of_the_probes_finest_points_is_not_taken_for_the_loss_noise() -> None:
+    """An adversarial review: the line through the steep element is smooth at every spacing of the probe's, and at a
+    finer one θ + j·δ·p, rounded to float64, moved the loss by |g|·ulp(θ) (2.7e-5, against a rounding of 3e-11): an
+    unevenness the check divides out, taken for every element's noise, and a sign error beside it passed. The finer
+    spacing's steps are powers of two, and its points exact."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(30)
+    params, data = {"W": w}, {"V": rng.standard_normal(30), "c": np.array([w[7] - 0.5e-6])}
+    correct = pipeline.check(_SteepGate(), params, data)
+    assert correct.passed, str(correct)
+    assert correct.tensors[0].noise < 1e-9, str(correct)
+    for bug in (1.03, -1.0):
+        assert pipeline.check(_SteepGate(bug), params, data).failing == ("W",), bug
+
+
 def test_in_float32_the_offset_is_found_at_its_own_scale_near_the_floats_resolution() -> None:
     # |c| ≈ 1000 in float32: a rounding unit of 6e-5, the feature about 64 of them wide, the first step 41. The
     # steps leap (8x) across the plateau to within 2**10 units of c, then halve to the last the floats can take.

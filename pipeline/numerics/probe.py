@@ -285,7 +285,14 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
                 break
             if spacing in finest and not smooth:
                 continue
-            line = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) * p)
+            step = spacing * eps ** (1 / 3) * p
+            if spacing in finest:
+                # Powers of two, so that θ + j·step is exactly where it is meant to be: the floats' rounding of the
+                # points, up to half a unit of each element, moves the loss by |g|·ulp(θ), an unevenness the check
+                # does not suffer (it divides by the steps taken) and that a level this fine would take for noise
+                # (an adversarial review: a steep element's 2e-5 widened every bar, and 3% bugs beside it passed)
+                step = np.sign(step) * 2.0 ** np.round(np.log2(np.abs(step)))
+            line = _noise_along(loaded, flat, at, step)
             coarse = line.level
             evaluations += line.cost
             still &= coarse == 0.0
@@ -301,7 +308,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             ceilings[spacing] = line.bound
             if not coarse:
                 continue
-            line = _noise_along(loaded, flat, at, spacing * eps ** (1 / 3) / 16 * p)
+            line = _noise_along(loaded, flat, at, step / 16)
             # moving in steps there, none of them smaller than the level: as if it did not move (a larger level is the
             # function's: a tanh 1e-4 of the first step wide, whose loss moves by one float32 unit at a time there)
             fine = 0.0 if line.stepped and coarse <= line.quantum else line.level
@@ -314,7 +321,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             if fine == 0.0:  # the loss does not move at the finer spacing: it is quantised at the coarse level
                 return coarse, "measured (the loss moves in steps: quantised)", evaluations
             if fine is not None:
-                shrank.append((fine, at, spacing * eps ** (1 / 3) * p))
+                shrank.append((fine, at, step))
             break  # a level that shrinks with the spacing: a kink on this line; try another direction
         if still and not moved:  # the loss does not move even 1e5 steps away: it does not depend on this tensor
             return 0.0, UNMOVED, evaluations  # (a direction through a few of its elements may miss them all)
