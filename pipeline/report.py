@@ -223,6 +223,8 @@ def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 FLOAT32 = "float32"
+#: What float64 offers a float32 check whose bars were too wide.
+IN_FLOAT64 = "`precision: float64` checks a float32 model with finer steps"
 
 #: Said once where a float32 check left elements inconclusive: the commonest reason, and the remedy.
 FLOAT32_HINT = (
@@ -280,7 +282,7 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]], fl
                 f"is {share:.1g} of the whole gradient's norm, too small to measure against at this precision: the "
                 "loss may not depend on it (a bias before a batch norm, dead units, unused), or its gradient is "
                 f"genuinely tiny (vanishing through many layers, scaled down); {unseen}"
-                + ("; `precision: float64` checks a float32 model with finer steps" if float32 else "")
+                + (f"; {IN_FLOAT64}" if float32 else "")
             )
         return f"none of its {t.n_checked} checked elements could be verified: {_inconclusive_and_kinks(t)}; {unseen}"
     # as for elements (n_zero): exactly 0 within allowances narrower than 1% of the largest |g·v| checked
@@ -463,6 +465,7 @@ def format_report(report: Report) -> str:
     if report.sample:
         lines.append(f"  {report.sample.get('statement', '')}")
     judged = bool(report.tolerance)
+    float32 = FLOAT32 in report.tolerance  # the check had float32 tensors
     if not judged:
         lines.append(f"  {_unjudged_rule(report)}")
     lines.append("")
@@ -561,7 +564,7 @@ def format_report(report: Report) -> str:
             + ", ".join(t.name for t in unverified),
         ]
         for t in unverified:
-            lines.append(f"  {t.name}: {_unverified_why(t, report.directions, FLOAT32 in report.tolerance)}")
+            lines.append(f"  {t.name}: {_unverified_why(t, report.directions, float32)}")
     if thin:
         lines += [
             "",
@@ -573,7 +576,7 @@ def format_report(report: Report) -> str:
             lines.append(
                 f"  {t.name}: {t.n_verified} of {t.n_checked} checked elements verified; {_inconclusive_and_kinks(t)}"
             )
-    if FLOAT32 in report.tolerance and any(t.n_inconclusive > t.n_zero for t in (*unverified, *thin)):
+    if float32 and any(t.n_inconclusive > t.n_zero for t in (*unverified, *thin)):
         lines += ["", FLOAT32_HINT]
     if timings_looked := report.timings.get("second_look_elements"):
         lines += [
@@ -588,12 +591,7 @@ def format_report(report: Report) -> str:
             "",
             f"Not proven wrong ({where}): elements that disagree beyond their allowance, but finer steps could not "
             "confirm it (kinks near θ inside the steps, or finer steps moving toward the analytic value): "
-            "inconclusive, not wrong. A wrong gradient may hide there"
-            + (
-                "; `precision: float64` checks a float32 model with finer steps."
-                if FLOAT32 in report.tolerance
-                else "."
-            ),
+            "inconclusive, not wrong. A wrong gradient may hide there" + (f"; {IN_FLOAT64}." if float32 else "."),
         ]
     undecided = [d for d in report.directions if d.get("undecided")]
     if undecided:

@@ -283,10 +283,10 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
         for spacing in NOISE_SPACINGS + finest + NOISE_QUANTISED * (attempt == 0):
             if spacing in NOISE_QUANTISED and not still:
                 break
-            if spacing in finest and not smooth:
-                continue
             step = spacing * eps ** (1 / 3) * p
             if spacing in finest:
+                if not smooth:
+                    continue
                 # Powers of two, so that θ + j·step is exactly where it is meant to be: the floats' rounding of the
                 # points, up to half a unit of each element, moves the loss by |g|·ulp(θ), an unevenness the check
                 # does not suffer (it divides by the steps taken) and that a level this fine would take for noise
@@ -471,11 +471,11 @@ def _one_sided(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarra
     levels: list[float] = []
     cost = 0
     for k in range(ONE_SIDED_SPACINGS):
-        level, more, *_ = _noise_along(loaded, flat, at, step / 16**k, one_sided=True)
-        cost += more
-        if not level:  # not measurable, or the loss did not move: finer spacings will not tell either
+        line = _noise_along(loaded, flat, at, step / 16**k, one_sided=True)
+        cost += line.cost
+        if not line.level:  # not measurable, or the loss did not move: finer spacings will not tell either
             return None, cost
-        levels.append(level)
+        levels.append(line.level)
     return (max(levels), cost) if max(levels) <= 4 * min(levels) else (None, cost)
 
 
