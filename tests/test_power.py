@@ -120,6 +120,180 @@ def test_a_function_saturating_within_the_probes_wider_spacing_is_not_taken_for_
     assert not failed, failed
 
 
+def test_a_loss_odd_about_theta_whose_one_sided_slopes_agree_exactly_is_verified() -> None:
+    """The layer norm of constant rows: the loss is odd in each element of x about θ, so its one-sided slopes agree
+    exactly at every step and no gap is significant. The slopes were then taken at the first step, 1.3% off by its
+    truncation error, and the second look's estimate, right to 1e-14, lay "outside" them: every element of x was
+    inconclusive and x not verified, in float64. (gamma's gradient is exactly 0 there: not verified, rightly.)"""
+    rng = np.random.default_rng(0)
+    gamma, beta, data = 1 + 0.3 * rng.standard_normal(7), rng.standard_normal(7), {"V": rng.standard_normal((4, 7))}
+    for offset in (0.0, 1.0, 100.0, 1e4):
+        params = {"x": np.full((4, 7), offset), "gamma": gamma, "beta": beta}
+        report = pipeline.check(_LayerNormOnOffset(), params, data)
+        x, gamma_report, _ = report.tensors
+        assert (x.verified, x.n_wrong) == (True, 0), (offset, str(report))
+        assert x.n_inconclusive <= 1, (offset, str(report))
+        assert (report.not_verified, gamma_report.n_zero) == (("gamma",), 7), (offset, str(report))
+        assert pipeline.check(_LayerNormOnOffset(mean_term=0), params, data).failing == ("x",), offset
+
+
+def test_a_float32_loss_quantised_at_its_steps_does_not_hide_a_bug_on_its_kinks() -> None:
+    """The layer norm of float32 inputs ``100 + 1e-3·noise``: the row's mean moves by one float32 unit only every
+    few steps of an element of x, so the float32 loss is a sawtooth whose teeth have the slope of a gradient without
+    the mean's share, the planted bug's. Elements agree with it in float32; the rest sit on "kinks" (the teeth's
+    jumps) or disagree without proof, and the bug passed in 14 of 200 seeds (these). Such elements are judged again
+    where the model computes in float64, as wrong ones are: the bug fails in each, and the correct gradient is not
+    verified (wrong in float32 only), as before."""
+    for seed in (39, 51, 67, 82, 88, 94, 103, 104, 112, 122, 127, 182, 187, 194):
+        params, data = _layer_norm_on_offset(seed, 100, 1e-3)
+        params = {name: value.astype(np.float32) for name, value in params.items()}
+        data = {"V": data["V"].astype(np.float32)}
+        assert pipeline.check(_LayerNormOnOffset(mean_term=0), params, data).failing == ("x",), seed
+        assert pipeline.check(_LayerNormOnOffset(), params, data).verdict != "failed", seed
+
+
+class _MaxPool:
+    """A 2x2 max-pool under ``Σ V·pool(X)``, backward by hand: ``to_every_tie`` gives each input equal to its window's
+    maximum the whole gradient (the mask ``window == window.max()``), a bug where a window holds a tie; otherwise the
+    first maximum takes it (as ``argmax`` does)."""
+
+    def __init__(self, to_every_tie: bool = False) -> None:
+        self.to_every_tie = to_every_tie
+
+    @staticmethod
+    def _windows(x: np.ndarray) -> np.ndarray:
+        n, h, w = x.shape
+        return x.reshape(n, h // 2, 2, w // 2, 2).transpose(0, 1, 3, 2, 4).reshape(n, h // 2, w // 2, 4)
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum(data["V"] * self._windows(params["X"]).max(axis=-1)))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        windows = self._windows(params["X"])
+        if self.to_every_tie:
+            mask = windows == windows.max(axis=-1, keepdims=True)
+        else:
+            mask = np.arange(4) == windows.argmax(axis=-1)[..., None]
+        g = mask * data["V"][..., None]
+        n, h, w = params["X"].shape
+        return {"X": g.reshape(n, h // 2, w // 2, 2, 2).transpose(0, 1, 3, 2, 4).reshape(n, h, w)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_max_pool_giving_every_tie_the_whole_gradient_is_not_verified_on_kinks_moved_together(dtype: Any) -> None:
+    """A held-out review: on integer images a max-pool's windows hold ties, each tied input a kink whose one-sided
+    slopes are 0 and the window's gradient, so giving every tie the whole gradient suits each one alone, and the bug
+    passed (20 seeds of 20, with `directions` too). Moved together, the ties move each maximum once: the loss is
+    smooth along that line and ``g·u`` is twice its derivative. The tensor is not verified, its kinks named; the
+    correct backward pass (the first maximum takes the gradient) passes at the same points."""
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        params = {"X": rng.integers(0, 3, size=(2, 4, 4)).astype(dtype)}
+        data = {"V": rng.standard_normal((2, 2, 2)).astype(dtype)}
+        ties = int(
+            np.sum(
+                np.sum(
+                    _MaxPool._windows(params["X"]) == _MaxPool._windows(params["X"]).max(axis=-1, keepdims=True),
+                    axis=-1,
+                )
+                > 1
+            )
+        )
+        assert ties, seed
+        bug = pipeline.check(_MaxPool(to_every_tie=True), params, data)
+        (x,) = bug.tensors
+        assert (bug.verdict, bug.not_verified) == ("not verified", ("X",)), (seed, str(bug))
+        assert x.n_together >= 2, (seed, str(bug))
+        assert x.n_wrong == 0, (seed, str(bug))
+        assert "moved together (each by its step) they change the loss smoothly" in str(bug)
+        assert "kinks disagree together" in str(bug)
+        assert pipeline.Report.from_dict(bug.to_dict()).tensors[0].n_together == x.n_together
+        right = pipeline.check(_MaxPool(), params, data)
+        assert (right.passed, right.tensors[0].n_together) == (True, 0), (seed, str(right))
+
+
+class _Maximum:
+    """``Σ V·max(A, B)`` of two tensors, backward by hand: ``to_both`` gives both of a tied pair the whole gradient
+    (``A >= B`` and ``B >= A``), a bug; otherwise ``A`` takes it at a tie."""
+
+    def __init__(self, to_both: bool = False) -> None:
+        self.to_both = to_both
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum(data["V"] * np.maximum(params["A"], params["B"])))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        a, b, v = params["A"], params["B"], data["V"]
+        return {"A": v * (a >= b), "B": v * ((b >= a) if self.to_both else (b > a))}
+
+
+def test_ties_between_two_tensors_are_moved_together_too() -> None:
+    """The held-out review's second case: an element-wise maximum of two parameters on integers, its ties each a kink
+    in its own tensor. One line through both tensors' kinks: the bug leaves them not verified, the right one passes."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        params = {name: rng.integers(0, 3, (4, 5)).astype(np.float64) for name in ("A", "B")}
+        data = {"V": rng.standard_normal((4, 5))}
+        assert np.any(params["A"] == params["B"]), seed
+        bug = pipeline.check(_Maximum(to_both=True), params, data)
+        assert (bug.verdict, bug.not_verified) == ("not verified", ("A", "B")), (seed, str(bug))
+        right = pipeline.check(_Maximum(), params, data)
+        assert right.passed, (seed, str(right))
+
+
+class _Clip:
+    """``Σ clip(w, 0, 1) + 0.05·|w|²``, backward by hand with torch.clamp's mask (1 on the bounds) or hardtanh's (0
+    there): both correct, each element's value between its own one-sided slopes."""
+
+    def __init__(self, inclusive: bool) -> None:
+        self.inclusive = inclusive
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        w = params["w"]
+        return float(np.sum(np.clip(w, 0, 1)) + 0.05 * np.sum(w**2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        w = params["w"]
+        inside = ((w >= 0) & (w <= 1)) if self.inclusive else ((w > 0) & (w < 1))
+        return {"w": (inside + 0.1 * w).astype(w.dtype)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kinks_whose_own_gaps_cancel_along_their_line_are_not_judged_together(dtype: Any) -> None:
+    """An adversarial review: weights on both bounds of a clip. Moved together, the lower bound's kink turns its slope
+    on and the upper's turns it off: the line is smooth, and either valid mask puts ``g·u`` a whole slope off it. The
+    two kinks do not interact (their gaps, +1 and -1, cancel along the line): no verdict from it, and both pass."""
+    params = {"w": np.array([0.0, 1.0, 0.3, 0.7], dtype=dtype)}
+    for inclusive in (True, False):
+        report = pipeline.check(_Clip(inclusive), params, {})
+        assert report.passed, str(report)
+        assert report.tensors[0].n_nondifferentiable == 2
+
+
+def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:
+    """The same bug through `gradcheck run` on a local cluster: exit 4, and 4 again from the output it wrote."""
+    source = (
+        "import numpy as np\n\nV = np.random.default_rng(0).standard_normal((2, 2, 2))\n\n"
+        "def windows(x):\n"
+        "    return x.reshape(2, 2, 2, 2, 2).transpose(0, 1, 3, 2, 4).reshape(2, 2, 2, 4)\n\n"
+        "class ToEveryTie:\n"
+        "    def loss(self, params, data):\n"
+        "        return float(np.sum(V * windows(params['X']).max(axis=-1)))\n\n"
+        "    def grad(self, params, data):\n"
+        "        w = windows(params['X'])\n"
+        "        g = (w == w.max(axis=-1, keepdims=True)) * V[..., None]\n"
+        "        return {'X': g.reshape(2, 2, 2, 2, 2).transpose(0, 1, 3, 2, 4).reshape(2, 4, 4)}\n"
+    )
+    params = {"X": np.random.default_rng(0).integers(0, 3, size=(2, 4, 4)).astype(np.float64)}
+    file_model_check(tmp_path, source, "ToEveryTie", params)
+    run = run_cli("run", str(tmp_path / "check.yaml"))
+    assert run.returncode == 4, run.stdout + run.stderr
+    assert "kinks disagree together" in run.stdout
+    again = run_cli("report", str(tmp_path / "out.zarr"))
+    assert again.returncode == 4
+    assert "moved together (each by its step) they change the loss smoothly" in again.stdout
+
+
 class _SteepGate:
     """``Σ V·sin(W) + A·tanh(S·(W[7] − c))``, ``c`` half the gate's width below ``W[7]``: one element 1e12 steep
     beside ordinary ones; ``bug`` scales ``W[20]``'s derivative."""

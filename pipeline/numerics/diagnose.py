@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import GradcheckError
 from .plan import Slots
-from .tolerance import AGREE, INCONCLUSIVE, UNCHECKED, UNSETTLED, WRONG
+from .tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, TOGETHER, UNCHECKED, UNSETTLED, WRONG
 from .verdict import TensorReport
 
 __all__ = ["MAX_ELEMENTS", "diagnose", "diagnose_tensors", "digits_apart"]
@@ -383,6 +383,16 @@ def diagnose(
     if found is not None:
         # where they lie, when the pattern is every wrong element's (a channel a loop left at 0)
         sentences.append(found[1](held, named(found[0]), f"; {region}" if region and found[0].size == n_wrong else ""))
+        if found[1] is _masked_term and (
+            kinks := int(np.count_nonzero(np.isin(status, (NONDIFFERENTIABLE, TOGETHER))))
+        ):
+            # beside kinks at θ, relu'(0) = 0 at several units exactly on their kink does the same with a correct
+            # gradient (a held-out review: the sentence alone pointed at a bug that was not there)
+            sentences[-1] += (
+                f"; or, beside its {kinks} element{'s' if kinks > 1 else ''} on kinks, several units exactly on a kink "
+                "at θ (ReLU inputs exactly 0: integer data or weights, zero initialisation), where relu'(0) = 0 puts a "
+                "correct gradient beyond both one-sided slopes: check at random weights"
+            )
         # and what the rest show, where they share a ratio (a sign flipped, where a flat region makes the others)
         rest = np.setdiff1d(flat, found[0])
         k = _ratio(analytic[rest], numeric[rest], room_all[rest]) if rest.size > 1 else None

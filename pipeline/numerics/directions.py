@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -101,7 +101,9 @@ def direction_dots(
     return tuple(dots[direction] for direction in directions)
 
 
-def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> DirectionResult:
+def check_direction(
+    loaded: Loaded, tensor: str, number: int, dot: float, tangent: Mapping[str, np.ndarray] | None = None
+) -> DirectionResult:
     """Compare ``g·u`` (``dot``: :func:`direction_dots`) with the loss's change along a random tangent ``u``
     of one tensor (:func:`_signs`).
 
@@ -115,29 +117,45 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
     Costs the scheme's stencil in losses (more for a second look or the Taylor test) whatever the
     tensor's size, and one copy of that tensor (the moved tensor) plus ``u``: one byte per element where no
     element exceeds 1 in magnitude (its signs), else a second copy.
+
+    ``tangent``: ``u`` itself instead of a random one, per tensor (flat, in the tensor's dtype; tensors of one
+    dtype, ``tensor`` among them): the line through a group's kinks (:func:`.shards._kinks_together`), ``number``
+    naming it. Its noise is the noisiest of its tensors'.
     """
     started = time.perf_counter()
     settings = loaded.settings
     number_of = loaded.number[tensor]
     spec = settings.layout.tensors[number_of]
-    theta = loaded.params[tensor]
-    flat = theta.reshape(-1)
-    unit, uniform, signs = _unit_step(loaded, tensor), _uniform(loaded, tensor), _signs(loaded, tensor, number)
-    # ±1 held in one byte per element (a quarter of a float32 copy), or ±ratio in the tensor's dtype
-    u = np.empty(flat.size, dtype=np.int8 if uniform else flat.dtype)
-    for at, ratio in _ratios(loaded, tensor, uniform):
-        u[at] = np.where(_bits(signs, at), ratio, -ratio)
+    unit = _unit_step(loaded, tensor)
+    uniform = tangent is None and _uniform(loaded, tensor)
+    if tangent is None:
+        flat = loaded.params[tensor].reshape(-1)
+        signs = _signs(loaded, tensor, number)
+        # ±1 held in one byte per element (a quarter of a float32 copy), or ±ratio in the tensor's dtype
+        u = np.empty(flat.size, dtype=np.int8 if uniform else flat.dtype)
+        for at, ratio in _ratios(loaded, tensor, uniform):
+            u[at] = np.where(_bits(signs, at), ratio, -ratio)
+        tangent = {tensor: u}
     if uniform:
-        norm_sq = float(flat.size)
+        norm_sq = float(loaded.params[tensor].size)
     else:
-        norm_sq = math.fsum(float(u[at].astype(np.float64) @ u[at].astype(np.float64)) for at in pieces(flat.size))
+        norm_sq = math.fsum(
+            float(u[at].astype(np.float64) @ u[at].astype(np.float64))
+            for u in tangent.values()
+            for at in pieces(u.size)
+        )
     norm_sq = max(norm_sq, float(np.finfo(np.float64).tiny))
 
     complex_step = settings.scheme == "complex-step"
-    shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
-    moved = shifted.reshape(-1)
+    # per tensor moved: its values, its tangent, and the moved copy (flat, and shaped for the loss)
+    moves = []
+    for name, u in tangent.items():
+        theta = loaded.params[name]
+        shifted = np.empty(theta.shape, dtype=np.complex128 if complex_step else theta.dtype)
+        moves.append((name, theta.reshape(-1), u, shifted))
     evaluations, in_losses, moving = 0, 0.0, 0.0
-    buffer = np.empty(min(flat.size, PIECE), dtype=flat.dtype)  # one piece of the move
+    largest = max(flat.size for _, flat, _, _ in moves)
+    buffer = np.empty(min(largest, PIECE), dtype=moves[0][1].dtype)  # one piece of the move
 
     def along(multiple: complex) -> tuple[float | complex, float]:
         """The loss at ``θ + t·u`` for ``t = multiple·unit``, and the ``t`` the floats took along ``u``.
@@ -148,10 +166,12 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         nonlocal evaluations, in_losses, moving
         began = time.perf_counter()
         projected = 0.0
-        if complex_step:
-            for at in pieces(flat.size):
-                moved[at] = flat[at] + (multiple * unit) * u[at]
-        else:
+        for _, flat, u, shifted in moves:
+            moved = shifted.reshape(-1)
+            if complex_step:
+                for at in pieces(flat.size):
+                    moved[at] = flat[at] + (multiple * unit) * u[at]
+                continue
             scale = flat.dtype.type(multiple.real * unit)
             for at in pieces(flat.size):
                 piece = buffer[: at.stop - at.start]
@@ -166,7 +186,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         value = call_model(
             f"loss along direction {number} of {tensor}",
             loaded.model.loss,
-            {**loaded.evaluated, tensor: shifted},
+            {**loaded.evaluated, **{name: shifted for name, _, _, shifted in moves}},
             loaded.data,
         )
         in_losses += time.perf_counter() - before
@@ -176,7 +196,7 @@ def check_direction(loaded: Loaded, tensor: str, number: int, dot: float) -> Dir
         # not finite past the edge of the loss's domain: judged as an element's is (see below)
         return as_loss_value(value, f"along direction {number} of {tensor}", finite=False), projected / norm_sq
 
-    noise = settings.noise_of(number_of)
+    noise = max(settings.noise_of(loaded.number[name]) for name in tangent)
     step = unit
     analytic = np.array([dot])
     tolerance = settings.tolerance_for(spec.dtype)

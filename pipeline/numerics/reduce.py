@@ -28,6 +28,7 @@ from .tolerance import (
     FLOAT32_ONLY,
     INCONCLUSIVE,
     NONDIFFERENTIABLE,
+    TOGETHER,
     UNCHECKED,
     UNSETTLED,
     VERIFY_LIMIT,
@@ -114,6 +115,7 @@ class TensorSums:
     n_verified: int = 0
     n_float32_only: int = 0  # wrong in float32, right when the model computes in float64
     n_unsettled: int = 0  # not settled at the finest steps (also counted inconclusive)
+    n_together: int = 0  # on kinks that, moved together, disagree with the gradient (also counted on a kink)
 
     def __add__(self, other: TensorSums) -> TensorSums:
         return TensorSums(
@@ -137,6 +139,7 @@ class TensorSums:
             self.n_verified + other.n_verified,
             self.n_float32_only + other.n_float32_only,
             self.n_unsettled + other.n_unsettled,
+            self.n_together + other.n_together,
         )
 
     def contribution(self, scale: float) -> float:
@@ -259,14 +262,17 @@ STATUS = {
     INCONCLUSIVE: "inconclusive",
     FLOAT32_ONLY: "wrong in float32 only",
     UNSETTLED: "unsettled",
+    TOGETHER: "kinks disagree together",
 }
 
 
 def _worse(a: Element | None, b: Element | None) -> Element | None:
-    """The worse of two elements (by rank; between equals, the earlier index), either may be None."""
+    """The worse of two elements (a wrong one first, then by rank; between equals, the earlier index), either may be
+    None: a wrong tensor's worst element is a wrong one (a kink beside it, its allowance narrower, ranked higher and
+    was named instead: review 67)."""
     if a is None or b is None:
         return a or b
-    return max(a, b, key=lambda e: (e.rank, -e.index))
+    return max(a, b, key=lambda e: (e.status == WRONG, e.rank, -e.index))
 
 
 def _error_key(abs_error: float) -> float:
@@ -334,7 +340,12 @@ def summarize_shard(
         n_nonfinite = n_checked - int(np.count_nonzero(finite))
         max_abs_error = math.nan if n_nonfinite else float(e.max(initial=0.0))
         h = step[at][mine]
-        worst_here = at.start + int(np.argmax(ranked[at])) if np.any(mine) else None
+        wrong_here = status[at] == WRONG  # a wrong element first (:func:`_worse`)
+        worst_here = (
+            at.start + int(np.argmax(np.where(wrong_here, ranked[at], -np.inf) if wrong_here.any() else ranked[at]))
+            if np.any(mine)
+            else None
+        )
         sums.append(
             TensorSums(
                 spec.name,
@@ -345,7 +356,7 @@ def summarize_shard(
                 n_nonfinite,
                 n_checked,
                 int(np.count_nonzero(status[at] == WRONG)),
-                int(np.count_nonzero(status[at] == NONDIFFERENTIABLE)),
+                int(np.count_nonzero(np.isin(status[at], (NONDIFFERENTIABLE, TOGETHER)))),
                 float(h.min(initial=math.inf)),
                 float(h.max(initial=0.0)),
                 None if worst_here is None else element(worst_here),
@@ -357,6 +368,7 @@ def summarize_shard(
                 int(np.count_nonzero(agreeing)),
                 int(np.count_nonzero(status[at] == FLOAT32_ONLY)),
                 int(np.count_nonzero(status[at] == UNSETTLED)),
+                int(np.count_nonzero(status[at] == TOGETHER)),
             )
         )
     top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]
@@ -369,8 +381,9 @@ def _withdrawn(tensor: TensorSums | TensorReport) -> bool:
     """Whether the tensor holds elements that leave it not verified whatever its others show: wrong in float32 only
     (the dtype made the difference; a bug in a float32 code path looks the same) or unsettled (outside one-sided
     slopes still moving, where a sign flip passed beside the verified others: review 59; or a table that never
-    converged, where a zeroed value passed: review 60)."""
-    return bool(tensor.n_float32_only or tensor.n_unsettled)
+    converged, where a zeroed value passed: review 60), or on kinks that disagree with the gradient moved together
+    (a maximum's ties each given the whole gradient: review 67)."""
+    return bool(tensor.n_float32_only or tensor.n_unsettled or tensor.n_together)
 
 
 def failing_tensors(contributions: dict[str, float], difference: float, threshold: float | None) -> set[str]:
@@ -469,6 +482,7 @@ def combine(layout: Layout, results: Iterable[ShardResult], *, threshold: float 
             n_verified=totals[spec.name].n_verified,
             n_float32_only=totals[spec.name].n_float32_only,
             n_unsettled=totals[spec.name].n_unsettled,
+            n_together=totals[spec.name].n_together,
             # a tensor not verified claims no power: its verified elements' bars say nothing of the others
             power=totals[spec.name].power if totals[spec.name].n_verified and verified[spec.name] else math.nan,
             verified=verified[spec.name],

@@ -155,7 +155,9 @@ class Refined:
     value and margin: the derivative on θ's side of a kink just off θ (:func:`_kinks`), the only value between the
     slopes that is then valid (:func:`.tolerance.judge_again`). ``inside``: whether the finest steps were entering a
     feature off θ, the finest row's slopes, widened by its gap's noise, and whether the lower one fell and the higher
-    one rose from the row before (:func:`_kinks`).
+    one rose from the row before (:func:`_kinks`). ``gap``: the slope moving up less the slope moving down, both
+    extrapolated as ``lower``/``upper`` are (signed: a kink's own, which kinks moved together add up to where they
+    do not interact; :func:`.shards._kinks_together`).
     """
 
     numeric: np.ndarray
@@ -176,6 +178,7 @@ class Refined:
     smooth_end: np.ndarray | bool = False
     anchor: Anchor = NO_ANCHOR
     inside: Finest = NO_FINEST
+    gap: np.ndarray | float = math.nan
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray
@@ -456,7 +459,9 @@ def second_look(
             leap &= multiple[which] / LEAP >= np.broadcast_to(leap_floor, (k,))[which]
         leapt[which] = leap
         multiple[which] /= np.where(leap, LEAP, CON)
-    kink, lower, upper, margin, settled, crossing, anchor, inside = _kinks(gaps, gap_noise, lowers, uppers)
+    kink, lower, upper, margin, settled, crossing, anchor, inside, gap = _kinks(
+        gaps, gap_noise, lowers, uppers, best_row
+    )
     with np.errstate(invalid="ignore"):
         bar = np.where(np.isfinite(error), error, np.abs(numeric)) + ROUNDING_GAIN * rounding_best
     # What a disagreement must exceed to be called wrong (it never widens an agreement; see _hidden).
@@ -487,6 +492,7 @@ def second_look(
         _smooth_end(gaps, gap_noise, steps),
         anchor,
         inside,
+        gap,
     )
     if first is None or not known or analytic is None:
         return refined
@@ -631,7 +637,7 @@ def _finest_significant(gaps: np.ndarray, gap_noise: np.ndarray, n: int) -> tupl
 
 
 def _kinks(
-    gaps: np.ndarray, gap_noise: np.ndarray, lowers: np.ndarray, uppers: np.ndarray
+    gaps: np.ndarray, gap_noise: np.ndarray, lowers: np.ndarray, uppers: np.ndarray, best_row: np.ndarray
 ) -> tuple[
     np.ndarray,
     np.ndarray,
@@ -641,6 +647,7 @@ def _kinks(
     np.ndarray,
     tuple[np.ndarray, np.ndarray, np.ndarray],
     tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    np.ndarray,
 ]:
     """Per suspect: whether it sits on a kink, the one-sided slopes extrapolated to step 0, and their margin.
 
@@ -648,14 +655,16 @@ def _kinks(
     factor 1/:data:`KINK_BAND` of each other (a kink a little off θ makes the gap grow toward the jump)
     or the finest two changed sign (curvature outweighing a small jump at coarse steps); never when the
     finest three halve in turn (the asymptotic regime of a smooth function). The slopes are taken at the
-    finest significant step (the first step's when none is) and extrapolated, s(0) ≈ 2·s(h) − s(2h);
+    finest significant step (where none is, at the table's best estimate's, ``best_row``, or else the first step's)
+    and extrapolated, s(0) ≈ 2·s(h) − s(2h);
     ``margin`` is how far that moved them plus the gap's noise there. ``settled``: each slope's last change
     was at most :data:`DRIFT_RATIO` of the one before, or lost in the noise (True with fewer than three rows);
     ``crossing``: see :class:`Refined`; ``anchor``: whether a slope still moved beyond the rows' noise, and the
     extrapolated slope that did not where the other did, with its own margin (NaN where both or neither moved);
     ``inside``: whether the steps were entering a feature off θ (past it, or the finest gap fell ever faster),
-    the finest row's slopes widened by its gap's noise, and whether the lower fell and the higher rose:
-    ``(kink, low, high, margin, settled, crossing, anchor, inside)``.
+    the finest row's slopes widened by its gap's noise, and whether the lower fell and the higher rose; ``gap``: the
+    extrapolated slope moving up less the one moving down:
+    ``(kink, low, high, margin, settled, crossing, anchor, inside, gap)``.
     """
     significant, (first, before, last) = _finest_significant(gaps, gap_noise, 3)
     rows, k = gaps.shape
@@ -700,11 +709,16 @@ def _kinks(
         halved = (after_ratio > 0) & (after_ratio <= 0.5 + SMOOTH_GAP)
         fell = halved | ((after_ratio <= 0) & (np.abs(g_after - g_last) > GAP_SIGNIFICANT * gap_noise[after, at]))
     crossing = other_side & (before >= 0) & ~flipped & unhalved & ~(np.isfinite(g_after) & fell)
-    row = np.maximum(last, 0)
+    # with no gap significant (an odd function about θ, whose slopes agree exactly), the slopes at the best estimate's
+    # row (``best_row``; the first where there is none): the first step's carry its truncation error (a layer norm of a
+    # constant row, 1.3% there: its converged estimate, right to 1e-14, was "not between the slopes", and every element
+    # inconclusive), and the finest row's its noise (a loss cast to float32: a 3% error was "between" them)
+    row = np.where(last >= 0, last, np.maximum(best_row, 0))
     prior = np.maximum(row - 1, 0)
     with np.errstate(invalid="ignore"):
-        upper = np.where(row > 0, 2 * uppers[row, at] - uppers[prior, at], uppers[row, at])
-        lower = np.where(row > 0, 2 * lowers[row, at] - lowers[prior, at], lowers[row, at])
+        extrapolated = (row > 0) & np.isfinite(gaps[prior, at])
+        upper = np.where(extrapolated, 2 * uppers[row, at] - uppers[prior, at], uppers[row, at])
+        lower = np.where(extrapolated, 2 * lowers[row, at] - lowers[prior, at], lowers[row, at])
         moved = np.fmax(np.abs(upper - uppers[row, at]), np.abs(lower - lowers[row, at]))
         noise_there = np.where(np.isfinite(gap_noise[row, at]), gap_noise[row, at], 0.0)
         margin = moved + noise_there
@@ -749,6 +763,7 @@ def _kinks(
         crossing,
         (drifting, anchor, anchor_margin),
         inside,
+        upper - lower,
     )
 
 

@@ -18,11 +18,12 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import ModelError
-from .directions import direction_dots
+from .directions import check_direction, direction_dots
 from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, points, stencil_losses, step_sizes
 from .layout import TensorSpec
 from .plan import Shard, slots_for
@@ -31,6 +32,9 @@ from .reduce import ShardResult, summarize_shard
 from .refine import Row, beyond_the_edge, known_rows, second_look
 from .tolerance import (
     CONVERGED,
+    INCONCLUSIVE,
+    NONDIFFERENTIABLE,
+    TOGETHER,
     UNCHECKED,
     UNSETTLED,
     WRONG,
@@ -119,6 +123,7 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
     status = np.full(shard.size, UNCHECKED, dtype=np.int8)
     nonfinite = np.zeros(shard.size, dtype=np.int8)
     steps = np.full(shard.size, np.nan)
+    sides = _Sides.none(shard.size)  # what the second look found of the one-sided slopes (:func:`_kinks_together`)
     slots = loaded.slots
     groups = _by_dtype(slots.segments(settings.layout, shard.start, shard.stop))
     evaluating = time.perf_counter()
@@ -133,23 +138,43 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
             status[at] = 0
             continue
         a = analytic[at]
-        (numeric[at], allowed[at], status[at], steps[at]), (n, cost) = _judged(loaded, group, first, a)
+        (numeric[at], allowed[at], status[at], steps[at], found), (n, cost) = _judged(loaded, group, first, a)
+        for mine, value in zip(sides, found, strict=True):
+            mine[at] = value
         # a loss not finite at the first steps that the second look judged on finer ones (:func:`_look_again`)
         nonfinite[at] = np.where(np.isfinite(numeric[at]), 0, nonfinite[at])
         looked, looked_evaluations = looked + n, looked_evaluations + cost
-        wrong = (status[at] == WRONG) & np.isfinite(a)  # (a NaN or inf is wrong in any dtype)
-        # part of the second look: its wrong float32 elements, judged again where the model computes in float64
-        if settings.second_look and wrong.any() and settings.against_float64(group.dtype):
-            mine = at[wrong]
-            status[mine], (n, cost) = _float32_only(
+        # part of the second look: its float32 elements judged again where the model computes in float64, the wrong
+        # ones (excused where only float32 makes them wrong), then the undecided ones (confirmed wrong where float64
+        # finds them so): :func:`_float32_only`
+        if not (settings.second_look and settings.against_float64(group.dtype)):
+            continue
+        for confirming in (False, True):
+            if confirming:
+                chosen = _undecided(group, a, numeric[at], allowed[at], status[at])
+            else:
+                chosen = (status[at] == WRONG) & np.isfinite(a)  # (a NaN or inf is wrong in any dtype)
+            if not chosen.any():
+                continue
+            mine = at[chosen]
+            (status[mine], numeric[mine], allowed[mine]), (n, cost) = _float32_only(
                 loaded,
-                _subgroup(group, wrong),
-                a[wrong],
+                _subgroup(group, chosen),
+                a[chosen],
                 numeric[mine],
                 allowed[mine],
                 status[mine],
-                first.values[wrong].astype(np.float64)[:, None] + first.taken[wrong][:, :2],
-                first.table[wrong][:, :2],
+                first.values[chosen].astype(np.float64)[:, None] + first.taken[chosen][:, :2],
+                first.table[chosen][:, :2],
+                loaded.settings.noise if confirming else None,
+            )
+            looked, looked_evaluations = looked + n, looked_evaluations + cost
+    if settings.judged and settings.second_look:  # last: the kinks' final verdicts, float64's included
+        slot = 0
+        for group in groups:
+            at, slot = np.arange(slot, slot + group.columns.size), slot + group.columns.size
+            status[at], (n, cost) = _kinks_together(
+                loaded, group, analytic[at], status[at], _Sides(*(side[at] for side in sides))
             )
             looked, looked_evaluations = looked + n, looked_evaluations + cost
     second_look_seconds = time.perf_counter() - evaluated
@@ -227,6 +252,70 @@ def _subgroup(group: _Group, chosen: np.ndarray) -> _Group:
     return _Group(tuple(segments), group.columns[chosen])
 
 
+def _undecided(
+    group: _Group, analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, status: np.ndarray
+) -> np.ndarray:
+    """The elements of a group that decide nothing, on a kink or disagreeing without proof (inconclusive beyond their
+    allowance), in tensors with no element wrong in the group."""
+    with np.errstate(invalid="ignore"):
+        unproven = (status == INCONCLUSIVE) & (np.abs(analytic - numeric) > allowed)
+    tensor = np.repeat(np.arange(len(group.segments)), [positions.size for _, positions in group.segments])
+    wrong = np.isin(tensor, tensor[status == WRONG])
+    return np.asarray(((status == NONDIFFERENTIABLE) | unproven) & ~wrong & np.isfinite(analytic), dtype=bool)
+
+
+#: The number that names a tensor's line through its kinks (:func:`_kinks_together`) where a direction's would.
+KINK_LINE = -1
+
+
+def _kinks_together(
+    loaded: Loaded, group: _Group, analytic: np.ndarray, status: np.ndarray, sides: _Sides
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``status`` with the elements on a kink made :data:`~.tolerance.TOGETHER` where, moved together (each up by its
+    own step), the loss is smooth along the line and its derivative disagrees with ``g·u`` (judged as a direction is:
+    :func:`.directions.check_direction`, a second look included), while their own gaps (``sides``) do not cancel
+    along it. A line per tensor with two or more, then one through every kink of the group where two or more of its
+    tensors hold one (the ties of ``np.maximum(a, b)`` lie in two tensors). ``(lines, the losses they took)``.
+
+    A kink is a single element's test: a maximum's tied inputs are each a kink whose value the whole gradient suits,
+    but together they move the maximum once. Kinks that do not interact (a clip's bounds, ReLUs of separate units)
+    add their gaps along the line, and where those cancel (a clip's lower bound's gap against its upper's) the line is
+    smooth while each element's valid value takes its own side: an adversarial review (68) found correct clips and
+    soft-thresholds at both bounds not verified so. Tied inputs' gaps add up (each moving alone takes the maximum)
+    where together the line has none. A line still on a kink decides nothing, as a direction's does.
+    """
+    settings, status, lines, cost, first = loaded.settings, status.copy(), 0, 0, 0
+    tangents, at = {}, {}  # per tensor with a kink: its tangent, and its kinks' slots
+    for spec, positions in group.segments:
+        mine = np.arange(first, first + positions.size)
+        first += positions.size
+        kinks = mine[status[mine] == NONDIFFERENTIABLE]
+        if not kinks.size:
+            continue
+        flat = loaded.params[spec.name].reshape(-1)
+        where = positions[kinks - mine[0]]
+        unit = float(step_sizes(np.ones(1, dtype=flat.dtype), settings.scheme, settings.epsilon)[0])
+        tangents[spec.name] = np.zeros(flat.size, dtype=flat.dtype)
+        tangents[spec.name][where] = step_sizes(flat[where], settings.scheme, settings.epsilon) / unit
+        at[spec.name] = (kinks, where)
+    lines_through = [[name] for name in tangents if at[name][0].size >= 2]
+    if len(tangents) >= 2:
+        lines_through.append(list(tangents))
+    for names in lines_through:
+        kinks = np.concatenate([at[name][0] for name in names])
+        u = np.concatenate([tangents[name][at[name][1]].astype(np.float64) for name in names])
+        gaps, margins = sides.gap[kinks] * u, sides.margin[kinks] * u
+        # their gaps cancel along the line (within their margins): kinks that need not interact, decided each alone
+        if not np.all(np.isfinite(gaps)) or abs(math.fsum(gaps)) <= math.fsum(np.abs(margins)):
+            continue
+        dot = math.fsum(analytic[kinks] * u)
+        line = check_direction(loaded, names[0], KINK_LINE, dot, {name: tangents[name] for name in names})
+        lines, cost = lines + 1, cost + line.evaluations
+        if line.status == WRONG:
+            status[kinks] = TOGETHER
+    return status, (lines, cost)
+
+
 def _per_element(loaded: Loaded, per_tensor: Callable[[int], float], group: _Group) -> np.ndarray:
     """A per-tensor figure (``per_tensor(the tensor's number)``) repeated for each element of the group."""
     return np.concatenate(
@@ -297,23 +386,38 @@ def _evaluate(loaded: Loaded, groups: list[_Group]) -> list[_Evaluated]:
     return evaluated
 
 
+class _Sides(NamedTuple):
+    """Per element, what its second look found of its one-sided slopes (:class:`.refine.Refined`): whether they keep a
+    gap (a kink), that gap signed (the slope moving up less the one moving down) and its margin; no kink, NaN where
+    there was no second look."""
+
+    kink: np.ndarray
+    gap: np.ndarray
+    margin: np.ndarray
+
+    @classmethod
+    def none(cls, size: int) -> _Sides:
+        return cls(np.zeros(size, dtype=bool), np.full(size, np.nan), np.full(size, np.nan))
+
+
 def _judged(
     loaded: Loaded, group: _Group, first: _Evaluated, analytic: np.ndarray
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[int, int]]:
-    """A group's ``(numeric, allowed, status, steps)``, judged from its first pass (:func:`_evaluate`) and, for
-    suspects, a second look (:func:`_look_again`); and ``(how many suspects, the losses their look took)``."""
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, _Sides], tuple[int, int]]:
+    """A group's ``(numeric, allowed, status, steps, sides)``, judged from its first pass (:func:`_evaluate`) and,
+    for suspects, a second look (:func:`_look_again`; ``sides``: what it found of their one-sided slopes); and
+    ``(how many suspects, the losses their look took)``."""
     settings, est = loaded.settings, first.est
     numeric, steps = est.numeric.copy(), first.h.copy()
     # one tolerance per group: it depends on the dtype and the scheme
     tolerance = settings.tolerance_for(group.dtype)
     allowed, status = judge(analytic, numeric, est.bar, est.lower, est.upper, tolerance, est.smooth)
-    suspect, cost = np.zeros(analytic.size, dtype=bool), 0
+    suspect, cost, sides = np.zeros(analytic.size, dtype=bool), 0, _Sides.none(analytic.size)
     if settings.second_look and settings.scheme != "complex-step":
         precision = "float64" if settings.promote else group.dtype
         scale = _per_element(loaded, settings.scale_of, group)
         suspect = suspects(analytic, numeric, est.bar, status, tolerance, scale, precision, est.rounding, est.kinked)
         if suspect.any():
-            (numeric[suspect], allowed[suspect], status[suspect], steps[suspect]), cost = _look_again(
+            (numeric[suspect], allowed[suspect], status[suspect], steps[suspect], looked), cost = _look_again(
                 loaded,
                 group,
                 first,
@@ -324,9 +428,11 @@ def _judged(
                 scale,
                 precision,
             )
+            for mine, found in zip(sides, looked, strict=True):
+                mine[suspect] = found
     others = ~suspect
     status[others] = inconclusive(analytic[others], numeric[others], est.bar[others], status[others], tolerance)
-    return (numeric, allowed, status, steps), (int(np.count_nonzero(suspect)), cost)
+    return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(suspect)), cost)
 
 
 def _float32_only(
@@ -338,14 +444,21 @@ def _float32_only(
     status: np.ndarray,
     at_step: np.ndarray,
     losses_at_step: np.ndarray,
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """The wrong elements of a float32 group judged again on the model computing in float64
+    noise: tuple[float, ...] | None = None,
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[int, int]]:
+    """The wrong (or undecided) elements of a float32 group judged again on the model computing in float64
     (:meth:`~.problem.Loaded.float64_twin`), tensor by tensor, :data:`RECHECK_BATCH` at a time; a tensor's
-    first element wrong in float64 too (a bug in the formula) ends its re-judging, the rest staying wrong.
-    Their ``status``, with those the dtype made wrong :data:`~.tolerance.FLOAT32_ONLY`
-    (:func:`~.tolerance.float32_only`), and ``(elements judged again, the losses that took)``. Where the twin
-    cannot compute (a model error in float64), it is dropped for the run, and the elements not yet judged again
-    keep their float32 verdict.
+    first element wrong in float64 too (a bug in the formula) ends its re-judging, the rest keeping their verdict.
+    Their ``(status, numeric, allowed)``, with those the dtype made wrong :data:`~.tolerance.FLOAT32_ONLY` and the
+    undecided ones float64 finds wrong ``WRONG``, with its estimate (:func:`~.tolerance.float32_only`), and
+    ``(elements judged again, the losses that took)``. Where the twin cannot compute (a model error in float64), it
+    is dropped for the run, and the elements not yet judged again keep their float32 verdict.
+
+    ``noise``: the loss's noise per tensor the float64 model is judged with; None measures its own (once per tensor
+    and run), as finely as a float64 check would, to excuse a wrong element only where float64 has the power to see
+    its error. An undecided element is confirmed wrong under the float32 check's noise (``loaded.settings.noise``),
+    an upper bound of the float64 loss's: wider bars than float64's own, and no probe to pay for (it took about 100
+    losses a tensor on a ReLU network's kinks).
 
     ``at_step`` holds each element's first float32 points ``θ ± h`` (in float64: they are float32 values) and
     ``losses_at_step`` the float32 losses there: the float64 model is evaluated at the same points, and their
@@ -353,54 +466,67 @@ def _float32_only(
     """
     twin = loaded.float64_twin()
     if twin is None:
-        return status, (0, 0)
-    status, judged_again, cost, first = status.copy(), 0, 0, 0
+        return (status, numeric, allowed), (0, 0)
+    status, numeric, allowed = status.copy(), numeric.copy(), allowed.copy()
+    judged_again, cost, first = 0, 0, 0
     scale = _per_element(loaded, loaded.settings.scale_of, group)
+    tolerance = loaded.settings.tolerance_for(group.dtype)
     for spec, positions in group.segments:
         for start in range(0, positions.size, RECHECK_BATCH):
             at = np.arange(first + start, first + min(positions.size, start + RECHECK_BATCH))
             part = _Group(((spec, positions[at - first]),), group.columns[at])
             try:
-                exact, judged, spent = _in_float64(twin, part)
+                exact, judged, spent = _in_float64(twin, part, noise)
                 (same_points,) = _losses(twin, [part], [at_step[at]])
             except ModelError:  # the model cannot compute so in float64: no twin for the rest of the run
                 loaded.drop_float64_twin()
-                return status, (judged_again, cost)
+                return (status, numeric, allowed), (judged_again, cost)
             judged_again, cost = judged_again + at.size, cost + spent + same_points.size
             span = at_step[at, 0] - at_step[at, 1]
             at_h = (
                 (losses_at_step[at, 0] - losses_at_step[at, 1]) / span,
                 (same_points[:, 0] - same_points[:, 1]) / span,
             )
-            status[at] = float32_only(
-                analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at], at_h
+            status[at], confirmed = float32_only(
+                analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at], at_h, tolerance
             )
+            numeric[at] = np.where(confirmed, judged[0], numeric[at])
+            allowed[at] = np.where(confirmed, judged[1], allowed[at])
             if np.any(judged[2] == WRONG):
                 break
         first += positions.size
-    return status, (judged_again, cost)
+    return (status, numeric, allowed), (judged_again, cost)
 
 
-def _in_float64(twin: Loaded, group: _Group) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+def _in_float64(
+    twin: Loaded, group: _Group, noise: tuple[float, ...] | None = None
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
     """A group judged on a run's float64 twin as `precision: float64` judges it: the loss's noise along its
-    tensors measured once, as the probe does, then a first pass and a second look. Its float64 analytic values,
-    ``(numeric, allowed, status)``, and the losses that took."""
+    tensors measured once, as the probe does (or ``noise`` given, per tensor), then a first pass and a second look.
+    Its float64 analytic values, ``(numeric, allowed, status, kinked)`` (``kinked``: where its second look saw a
+    kink), and the losses that took."""
     from .probe import measured_noise  # here: the probe imports this module
 
-    cost = 0
-    noise = list(twin.settings.noise or [math.nan] * len(twin.settings.layout.tensors))
-    for number in {twin.number[spec.name] for spec, _ in group.segments}:
-        if math.isnan(noise[number]):  # the float64 loss cancels where the model's does: its own noise
-            noise[number], spent = measured_noise(twin, number)
-            cost += spent
-    twin.settings = dataclasses.replace(twin.settings, noise=tuple(noise))
-    (first,) = _evaluate(twin, [group])
-    gradient = twin.analytic_gradient()
-    exact = np.concatenate(
-        [np.asarray(gradient[spec.name]).reshape(-1)[positions] for spec, positions in group.segments]
-    ).astype(np.float64)
-    (numeric, allowed, status, _), (_, looked) = _judged(twin, group, first, exact)
-    return exact, (numeric, allowed, status), cost + first.table.size + looked
+    cost, own = 0, twin.settings
+    if noise is None:
+        measured = list(own.noise or [math.nan] * len(own.layout.tensors))
+        for number in {twin.number[spec.name] for spec, _ in group.segments}:
+            if math.isnan(measured[number]):  # the float64 loss cancels where the model's does: its own noise
+                measured[number], spent = measured_noise(twin, number)
+                cost += spent
+        own = twin.settings = dataclasses.replace(own, noise=tuple(measured))
+    else:
+        twin.settings = dataclasses.replace(own, noise=noise)
+    try:
+        (first,) = _evaluate(twin, [group])
+        gradient = twin.analytic_gradient()
+        exact = np.concatenate(
+            [np.asarray(gradient[spec.name]).reshape(-1)[positions] for spec, positions in group.segments]
+        ).astype(np.float64)
+        (numeric, allowed, status, _, sides), (_, looked) = _judged(twin, group, first, exact)
+    finally:
+        twin.settings = own
+    return exact, (numeric, allowed, status, sides.kink), cost + first.table.size + looked
 
 
 def _look_again(
@@ -413,7 +539,7 @@ def _look_again(
     tolerance: Tolerance,
     scale: np.ndarray,
     precision: str,
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, _Sides], int]:
     """The second look (:func:`.refine.second_look`) at a group's suspect elements, each along its own axis,
     and its verdicts (:func:`.tolerance.judge_again`).
 
@@ -467,7 +593,12 @@ def _look_again(
     # With a fixed step, a quotient not finite stays wrong: its numeric value is the first pass's.
     numeric, allowed, status = beyond_the_edge(past_edge, est.numeric[k], (numeric, allowed, status))
     steps = np.where(np.isfinite(numeric), steps, first.h[k])
-    return (numeric, allowed, status, steps), refined.evaluations
+    found = _Sides(
+        np.asarray(refined.kink, dtype=bool),
+        np.broadcast_to(refined.gap, (k.size,)).astype(np.float64),
+        np.broadcast_to(refined.margin, (k.size,)).astype(np.float64),
+    )
+    return (numeric, allowed, status, steps, found), refined.evaluations
 
 
 def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:

@@ -44,6 +44,7 @@ __all__ = [
     "INCONCLUSIVE",
     "NONDIFFERENTIABLE",
     "SUSPECT",
+    "TOGETHER",
     "UNCHECKED",
     "UNSETTLED",
     "VERIFY_LIMIT",
@@ -72,6 +73,13 @@ FLOAT32_ONLY = 5
 #: fall outside such slopes too; and where the table never converged, the first pass's verdict stood, failing the
 #: correct value 1.8e-9 above the guard and passing a zeroed one (review 60) (:func:`judge_again`).
 UNSETTLED = 6
+#: An element on a kink (its value between its one-sided slopes) among kinks of its tensor that, moved together, do
+#: not bear the gradient out: along that line the loss is smooth and ``g·u`` disagrees with its derivative, while the
+#: kinks' own gaps do not cancel along it (:func:`.shards._kinks_together`). A backward pass giving each tied input of
+#: a maximum the whole gradient does this (a max-pool's ``window == window.max()`` mask: each tie alone is a kink its
+#: value suits, together they double it; a held-out review passed it on integer images, 20 seeds of 20). Kinks that
+#: interact and cancel could do it with a correct gradient: not wrong, but its tensor is not verified.
+TOGETHER = 7
 
 #: An element is verified when its measured uncertainty (``safety·bar``) is within this fraction
 #: of its reference magnitude (:func:`reference`), or within ``atol``; otherwise it is inconclusive.
@@ -226,9 +234,11 @@ def float32_only(
     exact_numeric: np.ndarray,
     exact_allowed: np.ndarray,
     exact_status: np.ndarray,
+    exact_kinked: np.ndarray,
     scale: np.ndarray,
     at_step: tuple[np.ndarray, np.ndarray],
-) -> np.ndarray:
+    tolerance: Tolerance | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """``status`` with each ``WRONG`` element of a float32 tensor (analytic, numeric, allowed) made
     ``FLOAT32_ONLY`` where the same model computing in float64 verifies it (``exact_status`` ``AGREE``: its
     analytic value ``exact`` against its own numeric estimate ``exact_numeric`` within ``exact_allowed``), with the
@@ -246,6 +256,19 @@ def float32_only(
     at the same points (float32's first step); where those are near, the float32 loss is the float64 one at that
     scale, and its disagreement is the step's (held-out: nnfs's float32 ReLU network, a correct gradient, failed
     so). A loss that differs by dtype (clipped at float32's EPS) differs at those points too, and stays wrong.
+
+    The other way, each element float32 leaves undecided (``NONDIFFERENTIABLE``, or ``INCONCLUSIVE``) is made ``WRONG``
+    where the float64 model finds its formula wrong where the loss is smooth (``exact_status`` ``WRONG``, and no kink
+    seen: ``exact_kinked``), the float32 analytic value near the float64 one and the losses the same (as above), and
+    the float32 analytic value beyond the float64 estimate's allowance and beyond the float32 ``tolerance`` of it (a
+    float32 check would call that much wrong: an analytic 0 beside a float64 derivative of 5e-8, a float32 parameter
+    5e-9 off a kink, is within it). A float32 loss can move in steps at the scale of its finite differences: a layer
+    norm of inputs ``100 + 1e-3·noise``, whose row mean moves by one float32 unit only every few steps of an element,
+    is a sawtooth whose teeth have the slope of a gradient without the mean's share; a bug forgetting that share agreed
+    at most elements, and the others sat on "kinks" (the teeth's jumps) or were inconclusive: it passed. At a kink
+    float64 sees too, float32's verdict stands: beyond both slopes of several ReLUs exactly on their kink a correct
+    value can lie, which float64 calls wrong where float32's wider slopes held it (review 63's integer convolutions).
+    Returns the new status and which elements were so confirmed (their estimate and allowance are the float64 ones).
     """
     with np.errstate(invalid="ignore"):
         share = DTYPE_SHARE * np.fmax(np.abs(exact), scale)
@@ -254,7 +277,16 @@ def float32_only(
         seen = 2 * exact_allowed <= np.abs(analytic - numeric)
     verified = (exact_status == AGREE) | (exact_status == NONDIFFERENTIABLE)
     excused = (status == WRONG) & verified & near & seen
-    return np.where(excused, FLOAT32_ONLY, status).astype(np.int8)
+    with np.errstate(invalid="ignore"):
+        off = np.abs(analytic - exact_numeric) > exact_allowed
+        if tolerance is not None:
+            off &= np.abs(analytic - exact_numeric) > tolerance.atol + tolerance.rtol * np.abs(exact_numeric)
+    undecided = (status == NONDIFFERENTIABLE) | (status == INCONCLUSIVE)
+    confirmed = undecided & (exact_status == WRONG) & ~exact_kinked & near & off
+    return (
+        np.where(excused, FLOAT32_ONLY, np.where(confirmed, WRONG, status)).astype(np.int8),
+        confirmed,
+    )
 
 
 #: A second look's moving slopes at a kink (:class:`.refine.Refined`): whether a slope still moved at the finest steps,

@@ -46,6 +46,8 @@ class TensorReport:
     ``n_unsettled``: of its inconclusive elements, those the second look did not settle at its finest steps
     (:data:`~.tolerance.UNSETTLED`: its table did not converge, or the analytic value lies outside one-sided slopes
     still moving): the tensor is not verified.
+    ``n_together``: of its elements on a kink, those that moved together disagree with the gradient
+    (:data:`~.tolerance.TOGETHER`): the tensor is not verified.
     """
 
     name: str
@@ -75,6 +77,7 @@ class TensorReport:
     rounding: float = 0.0
     n_float32_only: int = 0
     n_unsettled: int = 0
+    n_together: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -105,6 +108,7 @@ class TensorReport:
             "analytic_rounding": json_float(self.rounding),
             "n_float32_only": self.n_float32_only,
             "n_unsettled": self.n_unsettled,
+            "n_together": self.n_together,
         }
 
     @classmethod
@@ -147,6 +151,7 @@ class TensorReport:
             read_float(raw.get("analytic_rounding", 0.0)),
             int(raw.get("n_float32_only", 0)),
             int(raw.get("n_unsettled", 0)),
+            int(raw.get("n_together", 0)),
         )
 
 
