@@ -322,9 +322,12 @@ def _report(
             output_bytes=output_bytes,
         )
         cost = {"estimated": executed.estimated.to_dict(), "actual": actual.to_dict()}
+    coarse = probe.coarse_gradient or ("",) * len(tensors)
     tensors = tuple(
-        dataclasses.replace(t, noise=level, noise_source=source, rounding=rounding)
-        for t, level, source, rounding in zip(tensors, probe.noise, probe.noise_sources, probe.rounding, strict=True)
+        dataclasses.replace(t, noise=level, noise_source=source, rounding=rounding, coarse_gradient=dtype)
+        for t, level, source, rounding, dtype in zip(
+            tensors, probe.noise, probe.noise_sources, probe.rounding, coarse, strict=True
+        )
     )
     agreed = verdict.passed and all(t.passed for t in tensors)  # a wrong direction makes its tensor wrong
     not_verified = tuple(t.name for t in tensors if t.passed and not t.verified)

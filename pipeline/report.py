@@ -590,6 +590,13 @@ def format_report(report: Report) -> str:
                     "ill-conditioned layer (`precision: float64` casts the parameters to float64) or code that computes "
                     "otherwise by dtype can make a difference this large"
                 )
+            if t.n_wrong and judged and t.coarse_gradient:
+                lines.append(
+                    f"  {t.name}: model.grad returned {t.coarse_gradient} for it (computed in float32?) where the check "
+                    "judges in float64: their own rounding (float32's is about 1e-7 of each value) is about float64's "
+                    "whole tolerance, so a correct gradient can fail here; compute it in float64 (or check the model in "
+                    "its own dtype)"
+                )
             if t.n_float32_only:  # its other disagreements, which the dtype explains
                 lines.append(f"  {t.name}: besides, {_float32_only_why(t)}")
     unverified = [t for t in reversed(report.tensors) if t.passed and not t.verified]

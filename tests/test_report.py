@@ -153,6 +153,41 @@ def test_a_float64_check_whose_loss_is_as_noisy_as_float32s_asks_whether_the_mod
     assert "compute in float32 inside" not in str(pipeline.check(_ComputesIn(np.float64), params, data))
 
 
+class _GradientIn:
+    """``Σ tanh(x·W)²`` in float64, its gradient computed in ``dtype`` and returned ``as_is`` (else cast back)."""
+
+    def __init__(self, dtype: type, as_is: bool) -> None:
+        self.dtype, self.as_is = dtype, as_is
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        return float(np.sum(np.tanh(data["x"] @ params["W"]) ** 2))
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x, w = data["x"].astype(self.dtype), params["W"].astype(self.dtype)
+        t = np.tanh(x @ w)
+        g = x.T @ (2 * t * (1 - t * t))
+        return {"W": g if self.as_is else g.astype(params["W"].dtype)}
+
+
+def test_a_wrong_tensor_whose_gradient_model_grad_computed_in_float32_says_so() -> None:
+    """A held-out review: a correct gradient computed in float32 for float64 parameters failed, and the report told of
+    "a solver tolerance or a small term left out"; a float32 `gradient` store is refused at once for that reason. Beside
+    a wrong tensor, the report now says that model.grad returned float32 arrays, or float64 arrays of float32 numbers."""
+    rng = np.random.default_rng(0)
+    params, data = {"W": rng.standard_normal((6, 4))}, {"x": rng.standard_normal((12, 6))}
+    for as_is, said in (
+        (True, "model.grad returned float32 for it"),
+        (False, "model.grad returned float32 values for it"),
+    ):
+        report = pipeline.check(_GradientIn(np.float32, as_is), params, data)
+        assert report.failing == ("W",), str(report)
+        assert f"W: {said} (computed in float32?) where the check judges in float64" in str(report)
+        assert Report.from_dict(report.to_dict()).tensors[0].coarse_gradient == report.tensors[0].coarse_gradient
+    right = pipeline.check(_GradientIn(np.float64, True), params, data)
+    assert right.passed, str(right)
+    assert right.tensors[0].coarse_gradient == ""
+
+
 def test_a_float32_check_with_inconclusive_elements_says_that_float64_would_verify_them() -> None:
     """A float32 ReLU network with a correct hand-written gradient: float32's rounding leaves most of its first
     layer inconclusive, and the report (a held-out user's float32 convolution net was "NOT VERIFIED" with no word of

@@ -45,6 +45,7 @@ class ProbeResult:
     off_theta: float = math.nan  # the loss at a seeded point near θ: with the loss at θ, what a resume compares
     evaluation: str = ""  # how the losses near θ are evaluated (:attr:`.problem.Loaded.evaluation`)
     rounding: tuple[float, ...] = ()  # each float32 tensor's gradient against float64's (:func:`_analytic_rounding`)
+    coarse_gradient: tuple[str, ...] = ()  # model.grad's dtype where coarser than the tensor is judged in, else ""
 
 
 def probe(loaded: Loaded) -> ProbeResult:
@@ -88,6 +89,7 @@ def probe(loaded: Loaded) -> ProbeResult:
     analytic = loaded.analytic_gradient()
     scales = tuple(_root_mean_square(analytic[spec.name]) for spec in settings.layout.tensors)
     rounding = _analytic_rounding(loaded, reference, analytic)
+    coarse = tuple(_coarser(loaded, spec.name, spec.dtype, analytic[spec.name]) for spec in settings.layout.tensors)
     loss_seconds = seconds_per_loss(loaded)  # first: it warms up (and settles) the model's batched path
     return ProbeResult(
         loss=loss,
@@ -102,7 +104,37 @@ def probe(loaded: Loaded) -> ProbeResult:
         spread=spread,
         off_theta=off_theta,
         rounding=rounding,
+        coarse_gradient=coarse,
     )
+
+
+def _coarser(loaded: Loaded, name: str, dtype: str, gradient: np.ndarray) -> str:
+    """The dtype of ``model.grad``'s array for tensor ``name`` where it is coarser than the dtype the tensor is judged
+    in (float32 for float64 parameters, or under `precision: float64`), else "". Its own rounding, about 6e-8 of each
+    value, is about float64's whole tolerance: a correct gradient can fail (review 67: a float32 nnfs network's
+    gradient for float64 parameters failed, told of "a solver tolerance or a small term left out"). A `gradient`
+    given to the check is refused so at once (:func:`~pipeline.model.refuse_coarser_gradient`)."""
+    judged = np.dtype(np.float64 if loaded.settings.promote else dtype)
+    mine = np.asarray(gradient).dtype
+    if loaded.gradient is not None or mine.kind != "f" or judged.kind != "f":
+        return ""
+    if np.finfo(mine).eps > np.finfo(judged).eps:
+        return mine.name
+    if judged != np.float64 or mine != np.float64:
+        return ""
+    # float64 arrays of float32 numbers: computed in float32 and cast back (review 67's case). Most values of a
+    # float64 computation take more than float32's 24 significant bits; most of a float32 one's more than 12 (not
+    # small integers or halves, which a float64 gradient of integer data is made of).
+    values = np.asarray(gradient).reshape(-1)[:COARSE_SAMPLE]
+    values = values[np.isfinite(values) & (values != 0)]
+    if values.size < COARSE_VALUES or np.any(values.astype(np.float32) != values):
+        return ""
+    fraction = np.frexp(values)[0] * 2.0**12
+    return "float32 values" if 2 * np.count_nonzero(fraction != np.round(fraction)) >= values.size else ""
+
+
+#: :func:`_coarser` reads at most this many of a gradient's values, and decides on no fewer non-zero ones.
+COARSE_SAMPLE, COARSE_VALUES = 100_000, 8
 
 
 def _root_mean_square(values: np.ndarray) -> float:

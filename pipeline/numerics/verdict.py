@@ -48,6 +48,8 @@ class TensorReport:
     still moving): the tensor is not verified.
     ``n_together``: of its elements on a kink, those that moved together disagree with the gradient
     (:data:`~.tolerance.TOGETHER`): the tensor is not verified.
+    ``coarse_gradient``: the dtype of ``model.grad``'s array for it where coarser than the one it is judged in
+    (float32 for float64 parameters), else "": shown beside a wrong tensor it could explain, deciding nothing.
     """
 
     name: str
@@ -78,6 +80,7 @@ class TensorReport:
     n_float32_only: int = 0
     n_unsettled: int = 0
     n_together: int = 0
+    coarse_gradient: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -109,6 +112,7 @@ class TensorReport:
             "n_float32_only": self.n_float32_only,
             "n_unsettled": self.n_unsettled,
             "n_together": self.n_together,
+            "coarse_gradient": self.coarse_gradient,
         }
 
     @classmethod
@@ -152,6 +156,7 @@ class TensorReport:
             int(raw.get("n_float32_only", 0)),
             int(raw.get("n_unsettled", 0)),
             int(raw.get("n_together", 0)),
+            str(raw.get("coarse_gradient", "")),
         )
 
 
