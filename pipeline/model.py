@@ -265,6 +265,8 @@ def as_loss_value(value: Any, where: str, finite: bool = True) -> float:
     past the edge of its domain: the check judges that), and return it as a float."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
+    elif getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        value = value.item()  # a 0-d torch tensor or jax array (review 67: refused, though its gradient dict was not)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         shape = f" of shape {value.shape}" if isinstance(value, np.ndarray) else ""
         raise ModelError(f"Model loss {where} must return a real scalar. Got {type(value).__name__}{shape} instead.")

@@ -90,6 +90,15 @@ def test_scalar_kinds_are_accepted() -> None:
     assert [as_loss_value(v, "at θ") for v in (1, 2.5, np.float32(0.5), np.array(3.0))] == [1.0, 2.5, 0.5, 3.0]
 
 
+def test_a_0_d_tensor_of_another_library_is_a_scalar_and_its_1_element_vector_is_not() -> None:
+    """A held-out review: a plain model returning a 0-d torch tensor was refused. A 0-d array of any library (torch,
+    jax) is its one value; a vector of one is still not a scalar (a batch of per-sample losses)."""
+    torch = pytest.importorskip("torch")
+    assert as_loss_value(torch.tensor(1.5, requires_grad=True) * 2, "at θ") == 3.0
+    with pytest.raises(ModelError, match=r"must return a real scalar. Got Tensor instead."):
+        as_loss_value(torch.ones(1), "at θ")
+
+
 def test_gradients_must_match_the_parameters() -> None:
     shapes = Layout.from_shapes(["w", "b"], {"w": (2, 2), "b": (2,)}, {"w": "float64", "b": "float64"})
     with pytest.raises(
