@@ -163,7 +163,8 @@ class _GradientIn:
         return float(np.sum(np.tanh(data["x"] @ params["W"]) ** 2))
 
     def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x, w = data["x"].astype(self.dtype), params["W"].astype(self.dtype)
+        x: np.ndarray = data["x"].astype(self.dtype)
+        w: np.ndarray = params["W"].astype(self.dtype)
         t = np.tanh(x @ w)
         g = x.T @ (2 * t * (1 - t * t))
         return {"W": g if self.as_is else g.astype(params["W"].dtype)}
