@@ -67,6 +67,16 @@ def _uniform(loaded: Loaded, tensor: str) -> bool:
     return all(float(np.max(np.abs(flat[at]))) <= 1.0 for at in pieces(flat.size))
 
 
+def element_steps(loaded: Loaded, tensor: str, positions: np.ndarray) -> np.ndarray:
+    """The steps of ``tensor``'s elements at ``positions`` relative to a unit parameter's, in its dtype (as
+    :func:`_ratios`): a tangent through those elements alone moves each by about its own step."""
+    settings = loaded.settings
+    flat = loaded.params[tensor].reshape(-1)
+    return (step_sizes(flat[positions], settings.scheme, settings.epsilon) / _unit_step(loaded, tensor)).astype(
+        flat.dtype
+    )
+
+
 def _unit_step(loaded: Loaded, tensor: str) -> float:
     """The step of an element of magnitude at most 1 in ``tensor``: a direction's ``t`` is in its units."""
     settings = loaded.settings
@@ -102,7 +112,11 @@ def direction_dots(
 
 
 def check_direction(
-    loaded: Loaded, tensor: str, number: int, dot: float, tangent: Mapping[str, np.ndarray] | None = None
+    loaded: Loaded,
+    tensor: str,
+    number: int,
+    dot: float,
+    through: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> DirectionResult:
     """Compare ``g·u`` (``dot``: :func:`direction_dots`) with the loss's change along a random tangent ``u``
     of one tensor (:func:`_signs`).
@@ -118,17 +132,21 @@ def check_direction(
     tensor's size, and one copy of that tensor (the moved tensor) plus ``u``: one byte per element where no
     element exceeds 1 in magnitude (its signs), else a second copy.
 
-    ``tangent``: ``u`` itself instead of a random one, per tensor (flat, in the tensor's dtype; tensors of one
-    dtype, ``tensor`` among them): the line through a group's kinks (:func:`.shards._kinks_together`), ``number``
-    naming it. Its noise is the noisiest of its tensors'.
+    ``through``: ``u`` itself instead of a random one, per tensor its non-zero elements' positions and values (tensors
+    of one dtype, ``tensor`` among them; :func:`element_steps`): the line through a group's kinks
+    (:func:`.shards._kinks_together`), ``number`` naming it. Its noise is the noisiest of its tensors'.
     """
     started = time.perf_counter()
     settings = loaded.settings
     number_of = loaded.number[tensor]
     spec = settings.layout.tensors[number_of]
     unit = _unit_step(loaded, tensor)
-    uniform = tangent is None and _uniform(loaded, tensor)
-    if tangent is None:
+    uniform = through is None and _uniform(loaded, tensor)
+    tangent: dict[str, np.ndarray] = {}
+    for name, (positions, values) in (through or {}).items():
+        tangent[name] = np.zeros(loaded.params[name].size, dtype=values.dtype)
+        tangent[name][positions] = values
+    if through is None:
         flat = loaded.params[tensor].reshape(-1)
         signs = _signs(loaded, tensor, number)
         # ±1 held in one byte per element (a quarter of a float32 copy), or ±ratio in the tensor's dtype

@@ -34,6 +34,7 @@ from .tolerance import (
     VERIFY_LIMIT,
     WRONG,
     reference,
+    unproven,
 )
 from .verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement
 
@@ -362,7 +363,7 @@ def summarize_shard(
                 None if worst_here is None else element(worst_here),
                 int(np.count_nonzero(undecided)),
                 float(relative.max(initial=0.0)),
-                int(np.count_nonzero((status[at] == INCONCLUSIVE) & (error[at] > allowed[at]))),
+                int(np.count_nonzero(unproven(analytic[at], numeric[at], allowed[at], status[at]))),
                 int(np.count_nonzero(zero)),
                 float(allowed[at][zero].max(initial=0.0)),
                 int(np.count_nonzero(agreeing)),

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ModelError
-from .directions import check_direction, direction_dots
+from .directions import check_direction, direction_dots, element_steps
 from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, points, stencil_losses, step_sizes
 from .layout import TensorSpec
 from .plan import Shard, slots_for
@@ -32,7 +32,6 @@ from .reduce import ShardResult, summarize_shard
 from .refine import Row, beyond_the_edge, known_rows, second_look
 from .tolerance import (
     CONVERGED,
-    INCONCLUSIVE,
     NONDIFFERENTIABLE,
     TOGETHER,
     UNCHECKED,
@@ -43,6 +42,7 @@ from .tolerance import (
     inconclusive,
     judge,
     suspects,
+    unproven,
 )
 
 __all__ = ["resume_shard", "run_shard", "seconds_per_loss", "shard_intact", "shard_seal", "write_analytic"]
@@ -257,11 +257,10 @@ def _undecided(
 ) -> np.ndarray:
     """The elements of a group that decide nothing, on a kink or disagreeing without proof (inconclusive beyond their
     allowance), in tensors with no element wrong in the group."""
-    with np.errstate(invalid="ignore"):
-        unproven = (status == INCONCLUSIVE) & (np.abs(analytic - numeric) > allowed)
     tensor = np.repeat(np.arange(len(group.segments)), [positions.size for _, positions in group.segments])
     wrong = np.isin(tensor, tensor[status == WRONG])
-    return np.asarray(((status == NONDIFFERENTIABLE) | unproven) & ~wrong & np.isfinite(analytic), dtype=bool)
+    undecided = (status == NONDIFFERENTIABLE) | unproven(analytic, numeric, allowed, status)
+    return np.asarray(undecided & ~wrong & np.isfinite(analytic), dtype=bool)
 
 
 #: The number that names a tensor's line through its kinks (:func:`_kinks_together`) where a direction's would.
@@ -284,32 +283,27 @@ def _kinks_together(
     soft-thresholds at both bounds not verified so. Tied inputs' gaps add up (each moving alone takes the maximum)
     where together the line has none. A line still on a kink decides nothing, as a direction's does.
     """
-    settings, status, lines, cost, first = loaded.settings, status.copy(), 0, 0, 0
-    tangents, at = {}, {}  # per tensor with a kink: its tangent, and its kinks' slots
+    status, lines, cost, first = status.copy(), 0, 0, 0
+    at = {}  # per tensor with a kink: its kinks' slots, their positions in it, and their tangent's values
     for spec, positions in group.segments:
         mine = np.arange(first, first + positions.size)
         first += positions.size
         kinks = mine[status[mine] == NONDIFFERENTIABLE]
-        if not kinks.size:
-            continue
-        flat = loaded.params[spec.name].reshape(-1)
-        where = positions[kinks - mine[0]]
-        unit = float(step_sizes(np.ones(1, dtype=flat.dtype), settings.scheme, settings.epsilon)[0])
-        tangents[spec.name] = np.zeros(flat.size, dtype=flat.dtype)
-        tangents[spec.name][where] = step_sizes(flat[where], settings.scheme, settings.epsilon) / unit
-        at[spec.name] = (kinks, where)
-    lines_through = [[name] for name in tangents if at[name][0].size >= 2]
-    if len(tangents) >= 2:
-        lines_through.append(list(tangents))
+        if kinks.size:
+            where = positions[kinks - mine[0]]
+            at[spec.name] = (kinks, where, element_steps(loaded, spec.name, where))
+    lines_through = [[name] for name in at if at[name][0].size >= 2]
+    if len(at) >= 2:
+        lines_through.append(list(at))
     for names in lines_through:
         kinks = np.concatenate([at[name][0] for name in names])
-        u = np.concatenate([tangents[name][at[name][1]].astype(np.float64) for name in names])
+        u = np.concatenate([at[name][2].astype(np.float64) for name in names])
         gaps, margins = sides.gap[kinks] * u, sides.margin[kinks] * u
         # their gaps cancel along the line (within their margins): kinks that need not interact, decided each alone
         if not np.all(np.isfinite(gaps)) or abs(math.fsum(gaps)) <= math.fsum(np.abs(margins)):
             continue
         dot = math.fsum(analytic[kinks] * u)
-        line = check_direction(loaded, names[0], KINK_LINE, dot, {name: tangents[name] for name in names})
+        line = check_direction(loaded, names[0], KINK_LINE, dot, {name: at[name][1:] for name in names})
         lines, cost = lines + 1, cost + line.evaluations
         if line.status == WRONG:
             status[kinks] = TOGETHER

@@ -57,6 +57,7 @@ __all__ = [
     "judge_again",
     "reference",
     "suspects",
+    "unproven",
 ]
 
 #: Element status codes, as stored in the output's ``status`` array. ``INCONCLUSIVE``: the
@@ -223,6 +224,13 @@ def inconclusive(
 #: likely code that computes otherwise in float32 (a bug in a float32 path, a clip at float32's EPS), and stays
 #: wrong.
 DTYPE_SHARE = 0.1
+
+
+def unproven(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """Inconclusive elements that disagree beyond their allowance: not proven wrong (finer steps could not confirm it),
+    and counted so in the report."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray((status == INCONCLUSIVE) & (np.abs(analytic - numeric) > allowed), dtype=bool)
 
 
 def float32_only(
