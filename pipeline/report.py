@@ -371,10 +371,10 @@ def _together_why(t: TensorReport) -> str:
     """What a tensor's kinks that disagree together are, and why they leave it not verified."""
     return (
         f"{t.n_together} of its {t.n_checked} checked elements sit on kinks, each one's value between its own "
-        "one-sided slopes, but moved together (each by its step) they change the loss smoothly, at a rate the gradient "
-        "does not match: a backward pass that gives each tied input of a maximum the whole gradient does this (a "
+        "one-sided slopes, but moved together (each by its step) they change the loss at rates the gradient does not "
+        "lie between: a backward pass that gives each tied input of a maximum the whole gradient does this (a "
         "max-pool's mask `window == window.max()`: the ties each take it, but move the maximum once); kinks that "
-        "interact and cancel exactly could do it with a right gradient; check it at parameters and data without ties "
+        "interact other than a maximum's do (ReLUs exactly on their kinks, composed) could do it with a right gradient; check it at parameters and data without ties "
         "or exact zeros"
     )
 

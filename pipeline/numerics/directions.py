@@ -117,6 +117,7 @@ def check_direction(
     number: int,
     dot: float,
     through: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    regular: int = 0,
 ) -> DirectionResult:
     """Compare ``g·u`` (``dot``: :func:`direction_dots`) with the loss's change along a random tangent ``u``
     of one tensor (:func:`_signs`).
@@ -134,7 +135,9 @@ def check_direction(
 
     ``through``: ``u`` itself instead of a random one, per tensor its non-zero elements' positions and values (tensors
     of one dtype, ``tensor`` among them; :func:`element_steps`): the line through a group's kinks
-    (:func:`.shards._kinks_together`), ``number`` naming it. Its noise is the noisiest of its tensors'.
+    (:func:`.shards._kinks_together`), ``number`` naming it. Its noise is the noisiest of its tensors'. ``regular``:
+    the sign of those kinks' gaps (the slope moving up less the one moving down): on a kink with a gap of that sign,
+    the line is judged as an element on a kink is, ``g·u`` between its slopes, instead of deciding nothing.
     """
     started = time.perf_counter()
     settings = loaded.settings
@@ -272,6 +275,23 @@ def check_direction(
         # Review 57 saw the kink only so; with the loss's noise measured beside kinks at θ (not taken from them), the
         # finer rows show it as a kink too, and a rule asking for the change of sign alone passed those bugs again.
         crossing = kinked and crossed and bool(status[0] == WRONG)
+        # A line through kinks whose gaps all have one sign, on a kink with a gap of that sign: they add up along it
+        # as a maximum's (or a minimum's) do, and a valid g·u lies between its slopes (:func:`.shards._kinks_together`)
+        # (judged on the slopes alone: on a kink the table's wide bar, which lets a value "agree" with its mean, is
+        # no evidence, and a float32 line's would take in twice the maximum's rise)
+        holds = bool(
+            regular
+            and refined.kink[0]
+            and np.all(refined.settled)
+            and np.sign(np.asarray(refined.gap).reshape(-1)[0]) == regular
+        )
+        if holds:
+            lower, upper = float(refined.lower[0]), float(refined.upper[0])
+            room = tolerance.atol + tolerance.rtol * max(abs(lower), abs(upper)) + float(np.max(refined.margin))
+            beyond = not lower - room <= dot <= upper + room
+            numeric, allowed = np.array([(lower + upper) / 2]), np.array([(upper - lower) / 2 + room])
+            status = np.array([WRONG if beyond else NONDIFFERENTIABLE], dtype=np.int8)
+        kinked = kinked and not holds
         status = np.where(kinked & (status == WRONG), NONDIFFERENTIABLE, status)
         edge = np.asarray(past_edge)
         numeric, allowed, status = beyond_the_edge(edge, first[0], (numeric, allowed, status), INCONCLUSIVE)

@@ -270,43 +270,53 @@ KINK_LINE = -1
 def _kinks_together(
     loaded: Loaded, group: _Group, analytic: np.ndarray, status: np.ndarray, sides: _Sides
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """``status`` with the elements on a kink made :data:`~.tolerance.TOGETHER` where, moved together (each up by its
-    own step), the loss is smooth along the line and its derivative disagrees with ``g·u`` (judged as a direction is:
-    :func:`.directions.check_direction`, a second look included), while their own gaps (``sides``) do not cancel
-    along it. A line per tensor with two or more, then one through every kink of the group where two or more of its
-    tensors hold one (the ties of ``np.maximum(a, b)`` lie in two tensors). ``(lines, the losses they took)``.
+    """``status`` with the elements on a kink made :data:`~.tolerance.TOGETHER` where, moved together, ``g·u`` lies
+    beyond the loss's one-sided slopes along the line (judged as a direction is, a second look included:
+    :func:`.directions.check_direction`). ``(lines, the losses they took)``.
 
     A kink is a single element's test: a maximum's tied inputs are each a kink whose value the whole gradient suits,
-    but together they move the maximum once. Kinks that do not interact (a clip's bounds, ReLUs of separate units)
-    add their gaps along the line, and where those cancel (a clip's lower bound's gap against its upper's) the line is
-    smooth while each element's valid value takes its own side: an adversarial review (68) found correct clips and
-    soft-thresholds at both bounds not verified so. Tied inputs' gaps add up (each moving alone takes the maximum)
-    where together the line has none. A line still on a kink decides nothing, as a direction's does.
+    but together they move the maximum once. The kinks are drawn by the sign of their gap (``sides``: the slope moving
+    up less the one moving down), convex ones apart from concave ones, each moved by its step the way whose slope its
+    value is nearer (``sides.toward``). A line per tensor and sign with two or more, then one per sign through every
+    such kink of the group where two or more of its tensors hold one (the ties of ``np.maximum(a, b)`` lie in two).
+
+    Why so: where kinks of one sign do not interact (ReLUs of separate units, an L1 term), the line's slopes are the
+    sum of theirs and ``g·u`` the sum of values each between its own, so it lies between the line's; where they
+    interact as a maximum's do (convex together: any max of smooth functions, times a positive weight), a valid
+    gradient is a subgradient, whose ``g·u`` lies between the line's slopes too. A tied input given the whole gradient
+    is nearer its upward slope, so its line moves the ties up together and ``g·u`` counts the maximum's rise twice.
+    Moving each the way its value is nearer adds nothing to the line's span beyond the kinks' own slack (an unrelated
+    kink beside the ties, whose value is one slope, no longer hides them: review 68). Kinks of opposite signs are not
+    moved together: their gaps cancel (a clip's bounds, a soft-threshold at ±λ) and each valid value takes its own
+    side (review 68 found correct ones not verified so). A line whose gap has the other sign than its kinks' (they
+    interact other than a maximum's do) decides nothing, as a direction on a kink does.
     """
     status, lines, cost, first = status.copy(), 0, 0, 0
-    at = {}  # per tensor with a kink: its kinks' slots, their positions in it, and their tangent's values
+    # per sign, per tensor with a kink of it: its kinks' slots, their positions in it, and their tangent's values
+    at: dict[int, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {1: {}, -1: {}}
     for spec, positions in group.segments:
         mine = np.arange(first, first + positions.size)
         first += positions.size
-        kinks = mine[status[mine] == NONDIFFERENTIABLE]
-        if kinks.size:
-            where = positions[kinks - mine[0]]
-            at[spec.name] = (kinks, where, element_steps(loaded, spec.name, where))
-    lines_through = [[name] for name in at if at[name][0].size >= 2]
-    if len(at) >= 2:
-        lines_through.append(list(at))
-    for names in lines_through:
-        kinks = np.concatenate([at[name][0] for name in names])
-        u = np.concatenate([at[name][2].astype(np.float64) for name in names])
-        gaps, margins = sides.gap[kinks] * u, sides.margin[kinks] * u
-        # their gaps cancel along the line (within their margins): kinks that need not interact, decided each alone
-        if not np.all(np.isfinite(gaps)) or abs(math.fsum(gaps)) <= math.fsum(np.abs(margins)):
-            continue
-        dot = math.fsum(analytic[kinks] * u)
-        line = check_direction(loaded, names[0], KINK_LINE, dot, {name: at[name][1:] for name in names})
-        lines, cost = lines + 1, cost + line.evaluations
-        if line.status == WRONG:
-            status[kinks] = TOGETHER
+        kinks = mine[(status[mine] == NONDIFFERENTIABLE) & np.isfinite(sides.gap[mine]) & (sides.gap[mine] != 0)]
+        for sign in (1, -1):
+            signed = kinks[np.sign(sides.gap[kinks]) == sign]
+            if signed.size:
+                where = positions[signed - mine[0]]
+                steps = element_steps(loaded, spec.name, where)
+                at[sign][spec.name] = (signed, where, (steps * sides.toward[signed]).astype(steps.dtype))
+    for sign, tensors in at.items():
+        lines_through = [[name] for name in tensors if tensors[name][0].size >= 2]
+        if len(tensors) >= 2:
+            lines_through.append(list(tensors))
+        for names in lines_through:
+            kinks = np.concatenate([tensors[name][0] for name in names])
+            u = np.concatenate([tensors[name][2].astype(np.float64) for name in names])
+            dot = math.fsum(analytic[kinks] * u)
+            through = {name: tensors[name][1:] for name in names}
+            line = check_direction(loaded, names[0], KINK_LINE, dot, through, regular=sign)
+            lines, cost = lines + 1, cost + line.evaluations
+            if line.status == WRONG:
+                status[kinks] = TOGETHER
     return status, (lines, cost)
 
 
@@ -382,16 +392,18 @@ def _evaluate(loaded: Loaded, groups: list[_Group]) -> list[_Evaluated]:
 
 class _Sides(NamedTuple):
     """Per element, what its second look found of its one-sided slopes (:class:`.refine.Refined`): whether they keep a
-    gap (a kink), that gap signed (the slope moving up less the one moving down) and its margin; no kink, NaN where
-    there was no second look."""
+    gap (a kink), that gap signed (the slope moving up less the one moving down), its margin, and the way whose slope
+    the analytic value is nearer (+1 up, -1 down: :func:`_kinks_together` moves it so); no kink, NaN (0) where there
+    was no second look."""
 
     kink: np.ndarray
     gap: np.ndarray
     margin: np.ndarray
+    toward: np.ndarray
 
     @classmethod
     def none(cls, size: int) -> _Sides:
-        return cls(np.zeros(size, dtype=bool), np.full(size, np.nan), np.full(size, np.nan))
+        return cls(np.zeros(size, dtype=bool), np.full(size, np.nan), np.full(size, np.nan), np.zeros(size))
 
 
 def _judged(
@@ -587,10 +599,12 @@ def _look_again(
     # With a fixed step, a quotient not finite stays wrong: its numeric value is the first pass's.
     numeric, allowed, status = beyond_the_edge(past_edge, est.numeric[k], (numeric, allowed, status))
     steps = np.where(np.isfinite(numeric), steps, first.h[k])
+    gap = np.broadcast_to(refined.gap, (k.size,)).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        up, down = np.where(gap >= 0, refined.upper, refined.lower), np.where(gap >= 0, refined.lower, refined.upper)
+        toward = np.where(np.abs(analytic - up) <= np.abs(analytic - down), 1.0, -1.0)
     found = _Sides(
-        np.asarray(refined.kink, dtype=bool),
-        np.broadcast_to(refined.gap, (k.size,)).astype(np.float64),
-        np.broadcast_to(refined.margin, (k.size,)).astype(np.float64),
+        np.asarray(refined.kink, dtype=bool), gap, np.broadcast_to(refined.margin, (k.size,)).astype(np.float64), toward
     )
     return (numeric, allowed, status, steps, found), refined.evaluations
 

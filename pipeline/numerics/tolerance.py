@@ -75,11 +75,11 @@ FLOAT32_ONLY = 5
 #: correct value 1.8e-9 above the guard and passing a zeroed one (review 60) (:func:`judge_again`).
 UNSETTLED = 6
 #: An element on a kink (its value between its one-sided slopes) among kinks of its tensor that, moved together, do
-#: not bear the gradient out: along that line the loss is smooth and ``g·u`` disagrees with its derivative, while the
-#: kinks' own gaps do not cancel along it (:func:`.shards._kinks_together`). A backward pass giving each tied input of
-#: a maximum the whole gradient does this (a max-pool's ``window == window.max()`` mask: each tie alone is a kink its
-#: value suits, together they double it; a held-out review passed it on integer images, 20 seeds of 20). Kinks that
-#: interact and cancel could do it with a correct gradient: not wrong, but its tensor is not verified.
+#: not bear the gradient out: along that line ``g·u`` lies beyond the loss's one-sided slopes, the kinks all of one
+#: sign (:func:`.shards._kinks_together`). A backward pass giving each tied input of a maximum the whole gradient does
+#: this (a max-pool's ``window == window.max()`` mask: each tie alone is a kink its value suits, together they double
+#: it; a held-out review passed it on integer images, 20 seeds of 20). Kinks that interact other than a maximum's do
+#: could do it with a correct gradient: not wrong, but its tensor is not verified.
 TOGETHER = 7
 
 #: An element is verified when its measured uncertainty (``safety·bar``) is within this fraction
