@@ -270,26 +270,30 @@ KINK_LINE = -1
 def _kinks_together(
     loaded: Loaded, group: _Group, analytic: np.ndarray, status: np.ndarray, sides: _Sides
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """``status`` with the elements on a kink made :data:`~.tolerance.TOGETHER` where, moved together, ``g·u`` lies
-    beyond the loss's one-sided slopes along the line (judged as a direction is, a second look included:
-    :func:`.directions.check_direction`). ``(lines, the losses they took)``.
+    """``status`` with the elements on a kink made :data:`~.tolerance.TOGETHER` where, moved together, they do not
+    bear ``g·u`` out (judged as a direction is, a second look included: :func:`.directions.check_direction`).
+    ``(lines, the losses they took)``.
 
     A kink is a single element's test: a maximum's tied inputs are each a kink whose value the whole gradient suits,
     but together they move the maximum once. The kinks are drawn by the sign of their gap (``sides``: the slope moving
     up less the one moving down), convex ones apart from concave ones, each moved by its step the way whose slope its
-    value is nearer (``sides.toward``). A line per tensor and sign with two or more, then one per sign through every
-    such kink of the group where two or more of its tensors hold one (the ties of ``np.maximum(a, b)`` lie in two).
+    value is nearer (``sides.toward``). Lines per tensor and sign with two or more, then per sign through every such
+    kink of the group where two or more of its tensors hold one (the ties of ``np.maximum(a, b)`` lie in two). On each:
 
-    Why so: where kinks of one sign do not interact (ReLUs of separate units, an L1 term), the line's slopes are the
-    sum of theirs and ``g·u`` the sum of values each between its own, so it lies between the line's; where they
-    interact as a maximum's do (convex together: any max of smooth functions, times a positive weight), a valid
-    gradient is a subgradient, whose ``g·u`` lies between the line's slopes too. A tied input given the whole gradient
-    is nearer its upward slope, so its line moves the ties up together and ``g·u`` counts the maximum's rise twice.
-    Moving each the way its value is nearer adds nothing to the line's span beyond the kinks' own slack (an unrelated
-    kink beside the ties, whose value is one slope, no longer hides them: review 68). Kinks of opposite signs are not
-    moved together: their gaps cancel (a clip's bounds, a soft-threshold at ±λ) and each valid value takes its own
-    side (review 68 found correct ones not verified so). A line whose gap has the other sign than its kinks' (they
-    interact other than a maximum's do) decides nothing, as a direction on a kink does.
+    - the kinks whose value is a slope (``sides.tight``: relu'(0) = 0, the first maximum, each tie given the whole
+      gradient), judged by the line's slopes, where it is on a kink too: ``g·u`` must lie between them. Where kinks
+      of one sign do not interact (ReLUs of separate units), the line's slopes are the sum of theirs and ``g·u`` the
+      sum of values at one of theirs; where they interact as a maximum's do (convex together), a valid gradient is a
+      subgradient, whose ``g·u`` lies between the line's slopes. Tied inputs each given the whole gradient are moved
+      up together, and ``g·u`` counts the maximum's rise twice; kinks beside them add none of their gap to the span
+      (review 68: a tie bug beside an unrelated kink had passed, the line on that kink deciding nothing).
+    - where some value lies inside its slopes (an L1 term's sign(0) = 0, a tie's gradient split), all of them,
+      judged only where the line is smooth: a value inside adds its slack to a kinked line's span, and interacting
+      kinks (a weight feeding max-pool ties of both signs) need not keep ``g·u`` between the line's slopes (review
+      68's maxpool over a convolution: its correct gradient was not verified so).
+
+    Kinks of opposite signs are never moved together: their gaps cancel (a clip's bounds, a soft-threshold at ±λ)
+    and each valid value takes its own side (review 68 found correct ones not verified so).
     """
     status, lines, cost, first = status.copy(), 0, 0, 0
     # per sign, per tensor with a kink of it: its kinks' slots, their positions in it, and their tangent's values
@@ -305,18 +309,30 @@ def _kinks_together(
                 steps = element_steps(loaded, spec.name, where)
                 at[sign][spec.name] = (signed, where, (steps * sides.toward[signed]).astype(steps.dtype))
     for sign, tensors in at.items():
-        lines_through = [[name] for name in tensors if tensors[name][0].size >= 2]
+        groups = [[name] for name in tensors if tensors[name][0].size >= 2]
         if len(tensors) >= 2:
-            lines_through.append(list(tensors))
-        for names in lines_through:
+            groups.append(list(tensors))
+        for names in groups:
             kinks = np.concatenate([tensors[name][0] for name in names])
-            u = np.concatenate([tensors[name][2].astype(np.float64) for name in names])
-            dot = math.fsum(analytic[kinks] * u)
-            through = {name: tensors[name][1:] for name in names}
-            line = check_direction(loaded, names[0], KINK_LINE, dot, through, regular=sign)
-            lines, cost = lines + 1, cost + line.evaluations
-            if line.status == WRONG:
-                status[kinks] = TOGETHER
+            tight = sides.tight[kinks]
+            lines_through = [(tight, sign)] if np.count_nonzero(tight) >= 2 else []
+            if not tight.all():
+                lines_through.append((np.ones(kinks.size, dtype=bool), 0))
+            for chosen, regular in lines_through:
+                through, offset = {}, 0
+                for name in names:
+                    slots, where, values = tensors[name]
+                    mine = chosen[offset : offset + slots.size]
+                    offset += slots.size
+                    if mine.any():
+                        through[name] = (where[mine], values[mine])
+                u = np.concatenate([values for _, values in through.values()]).astype(np.float64)
+                dot = math.fsum(analytic[kinks[chosen]] * u)
+                line = check_direction(loaded, next(iter(through)), KINK_LINE, dot, through, regular=regular)
+                lines, cost = lines + 1, cost + line.evaluations
+                if line.status == WRONG:
+                    status[kinks[chosen]] = TOGETHER
+                    break
     return status, (lines, cost)
 
 
@@ -393,17 +409,20 @@ def _evaluate(loaded: Loaded, groups: list[_Group]) -> list[_Evaluated]:
 class _Sides(NamedTuple):
     """Per element, what its second look found of its one-sided slopes (:class:`.refine.Refined`): whether they keep a
     gap (a kink), that gap signed (the slope moving up less the one moving down), its margin, and the way whose slope
-    the analytic value is nearer (+1 up, -1 down: :func:`_kinks_together` moves it so); no kink, NaN (0) where there
-    was no second look."""
+    the analytic value is nearer (+1 up, -1 down: :func:`_kinks_together` moves it so) and whether it is that slope
+    (within the margin and the tolerance: the value a convention such as relu'(0) = 0 or the first maximum gives);
+    no kink, NaN (0, False) where there was no second look."""
 
     kink: np.ndarray
     gap: np.ndarray
     margin: np.ndarray
     toward: np.ndarray
+    tight: np.ndarray
 
     @classmethod
     def none(cls, size: int) -> _Sides:
-        return cls(np.zeros(size, dtype=bool), np.full(size, np.nan), np.full(size, np.nan), np.zeros(size))
+        nan = np.full(size, np.nan)
+        return cls(np.zeros(size, dtype=bool), nan, nan.copy(), np.zeros(size), np.zeros(size, dtype=bool))
 
 
 def _judged(
@@ -603,9 +622,10 @@ def _look_again(
     with np.errstate(invalid="ignore"):
         up, down = np.where(gap >= 0, refined.upper, refined.lower), np.where(gap >= 0, refined.lower, refined.upper)
         toward = np.where(np.abs(analytic - up) <= np.abs(analytic - down), 1.0, -1.0)
-    found = _Sides(
-        np.asarray(refined.kink, dtype=bool), gap, np.broadcast_to(refined.margin, (k.size,)).astype(np.float64), toward
-    )
+        margin = np.broadcast_to(refined.margin, (k.size,)).astype(np.float64)
+        room = tolerance.atol + tolerance.rtol * np.fmax(np.abs(up), np.abs(down)) + margin
+        tight = np.fmin(np.abs(analytic - up), np.abs(analytic - down)) <= room
+    found = _Sides(np.asarray(refined.kink, dtype=bool), gap, margin, toward, tight)
     return (numeric, allowed, status, steps, found), refined.evaluations
 
 
