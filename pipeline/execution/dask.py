@@ -34,6 +34,7 @@ from ..numerics.plan import Shard
 from ..numerics.probe import ProbeResult, probe
 from ..numerics.problem import Loaded, Settings
 from ..numerics.reduce import DirectionResult, ShardResult
+from ..numerics.together import Together, kinks_together
 from ..storage import inputs, output
 from .driver import RunCancelled
 from .inline import peak_rss_bytes, reset_peak_rss
@@ -116,6 +117,11 @@ def shard_task(problem: Problem, shard: Shard) -> ShardResult:
 def direction_task(problem: Problem, tensor: str, number: int, dot: float) -> DirectionResult:
     """:func:`~pipeline.numerics.directions.check_direction` on a worker."""
     return check_direction(_load(problem)[0], tensor, number, dot)
+
+
+def together_task(problem: Problem, plan: Sequence[Shard]) -> Together:
+    """:func:`~pipeline.numerics.together.kinks_together` on a worker, over the output group."""
+    return kinks_together(_load(problem)[0], _output_arrays(problem), plan)
 
 
 def resume_task(problem: Problem, shard: Shard) -> ShardResult:
@@ -244,6 +250,13 @@ class DaskExecutor:
         with _scheduler_lost(self.problem.output):
             results: list[DirectionResult] = self.client.gather(self._directions)
         return results
+
+    def together(self, settings: Settings, plan: Sequence[Shard]) -> Together:
+        """The run's kinks moved together, on one worker, once every shard is done."""
+        problem = dataclasses.replace(self.problem, settings=settings)
+        with _scheduler_lost(problem.output):
+            together: Together = self.client.submit(together_task, problem, plan, pure=False).result()
+        return together
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 Probe the model at θ; plan the shards; create the output (or reuse the same
 run's); write the analytic gradient; run the shards that are missing and the
-random directions; time it all. An *executor* (:mod:`.inline` or :mod:`.dask`)
+random directions; move the run's kinks together; time it all. An *executor* (:mod:`.inline` or :mod:`.dask`)
 computes each step; a *target* (:class:`~pipeline.storage.output.StoredOutput`
 or :class:`~.inline.MemoryOutput`) keeps the results.
 """
@@ -25,6 +25,7 @@ from ..numerics.plan import Shard, Slots, plan_shards, slots_for
 from ..numerics.probe import NONDETERMINISM_ULPS, ProbeResult
 from ..numerics.problem import Settings
 from ..numerics.reduce import DirectionResult, ShardResult
+from ..numerics.together import Together
 
 __all__ = ["Executed", "Executor", "RunCancelled", "Target", "execute"]
 
@@ -62,6 +63,8 @@ class Executor(Protocol):
     ) -> Iterator[ShardResult]: ...
 
     def direction_results(self) -> list[DirectionResult]: ...
+
+    def together(self, settings: Settings, plan: Sequence[Shard]) -> Together: ...
 
     def peak_memory(self) -> int: ...
 
@@ -217,10 +220,21 @@ def execute(
         if progress is not None:
             progress(len(results), len(plan))
     direction_results = executor.direction_results()
+    # the run's kinks moved together, wherever shards ended: every shard is done (part of the second look)
+    together = Together((), 0, 0, 0.0)
+    if settings.judged and settings.second_look:
+        together = executor.together(settings, plan)
+        again = {r.shard.index: r for r in together.shards}
+        results = [
+            dataclasses.replace(r, sums=again[r.shard.index].sums, worst=again[r.shard.index].worst)
+            if r.shard.index in again
+            else r
+            for r in results
+        ]
     finished = time.perf_counter()
     computed = [r for r in results if r.shard.index not in done or r.recomputed]
     evaluations = width * sum(t.n_checked for r in computed for t in r.sums)
-    looked = sum(r.second_look[1] for r in computed)
+    looked = sum(r.second_look[1] for r in computed) + together.evaluations
     evaluations += looked + sum(d.evaluations for d in direction_results)
     timings = {
         "cluster_seconds": ready - (ready if started is None else started),
@@ -236,7 +250,8 @@ def execute(
         "directions_move_seconds": math.fsum(d.move_seconds for d in direction_results),  # their tensors moved
         "loss_evaluations": float(evaluations + 2 + probe.noise_evaluations),
         "noise_evaluations": float(probe.noise_evaluations),
-        "second_look_elements": float(sum(r.second_look[0] for r in computed)),
+        "second_look_elements": float(sum(r.second_look[0] for r in computed) + together.lines),
+        "together_seconds": together.seconds,  # the kinks moved together, once every shard was done
         "second_look_evaluations": float(looked),
         "evaluations_per_second": evaluations / (finished - shards_started) if finished > shards_started else 0.0,
         "resumed_shards": float(len(done)),

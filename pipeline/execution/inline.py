@@ -25,6 +25,7 @@ from ..numerics.plan import Shard, Slots
 from ..numerics.probe import ProbeResult, probe
 from ..numerics.problem import Loaded, Output, Settings
 from ..numerics.reduce import DirectionResult, ShardResult
+from ..numerics.together import Together, kinks_together
 from ..numerics.tolerance import UNCHECKED
 
 __all__ = ["InlineExecutor", "MemoryOutput", "one_blas_thread", "peak_rss_bytes", "reset_peak_rss"]
@@ -74,6 +75,7 @@ class MemoryOutput:
 
     def __init__(self) -> None:
         self.analytic = self.numeric = self.nonfinite = self.allowed = self.status = self.step = np.empty(0)
+        self.kink = np.empty(0)
         self.done = np.empty(0)
 
     def __str__(self) -> str:
@@ -91,7 +93,7 @@ class MemoryOutput:
         """The arrays, filled as a new output group's are (NaN, or "not checked"), one element per slot."""
         n = slots.size
         self.analytic, self.numeric, self.allowed, self.step = (np.full(n, np.nan) for _ in range(4))
-        self.nonfinite = np.zeros(n, dtype=np.int8)
+        self.nonfinite, self.kink = np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.int8)
         self.status = np.full(n, UNCHECKED, dtype=np.int8)
         self.done = np.zeros(-(-n // max(1, shard_size)), dtype=np.int64)
         return True
@@ -113,7 +115,7 @@ class MemoryOutput:
     @property
     def per_index(self) -> tuple[np.ndarray, ...]:
         """The per-index arrays in the order :func:`~pipeline.numerics.reduce.summarize_shard` takes them."""
-        return (self.analytic, self.numeric, self.nonfinite, self.allowed, self.status, self.step)
+        return (self.analytic, self.numeric, self.nonfinite, self.allowed, self.status, self.step, self.kink)
 
     @property
     def arrays(self) -> MemoryOutput:
@@ -173,3 +175,8 @@ class InlineExecutor:
     def direction_results(self) -> list[DirectionResult]:
         """The direction checks, here, once the shards are done."""
         return [check_direction(self.loaded, name, j, dot) for name, j, dot in self._directions]
+
+    def together(self, settings: Settings, plan: Sequence[Shard]) -> Together:
+        """The run's kinks moved together, here, once every shard is done."""
+        self.loaded.settings = settings
+        return kinks_together(self.loaded, self.arrays, plan)

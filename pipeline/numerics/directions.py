@@ -135,7 +135,7 @@ def check_direction(
 
     ``through``: ``u`` itself instead of a random one, per tensor its non-zero elements' positions and values (tensors
     of one dtype, ``tensor`` among them; :func:`element_steps`): the line through a group's kinks
-    (:func:`.shards._kinks_together`), ``number`` naming it. Its noise is the noisiest of its tensors'. ``regular``:
+    (:func:`.together.judge_lines`), ``number`` naming it. Its noise is the noisiest of its tensors'. ``regular``:
     the sign of those kinks' gaps (the slope moving up less the one moving down): on a kink with a gap of that sign,
     the line is judged as an element on a kink is, ``g·u`` between its slopes, instead of deciding nothing.
     """
@@ -276,7 +276,7 @@ def check_direction(
         # finer rows show it as a kink too, and a rule asking for the change of sign alone passed those bugs again.
         crossing = kinked and crossed and bool(status[0] == WRONG)
         # A line through kinks whose gaps all have one sign, on a kink with a gap of that sign: they add up along it
-        # as a maximum's (or a minimum's) do, and a valid g·u lies between its slopes (:func:`.shards._kinks_together`)
+        # as a maximum's (or a minimum's) do, and a valid g·u lies between its slopes (:func:`.together.judge_lines`)
         # (judged on the slopes alone: on a kink the table's wide bar, which lets a value "agree" with its mean, is
         # no evidence, and a float32 line's would take in twice the maximum's rise)
         holds = bool(

@@ -105,11 +105,12 @@ class Output(Protocol):
     allowed: Any
     status: Any
     step: Any
+    kink: Any
     done: Any
 
     @property
     def per_index(self) -> tuple[Any, ...]:
-        """The per-index arrays in the order :func:`~.reduce.summarize_shard` takes them."""
+        """The per-index arrays in the order :func:`~.reduce.summarize_shard` takes them, then ``kink``."""
         ...
 
 

@@ -157,7 +157,7 @@ class Refined:
     feature off θ, the finest row's slopes, widened by its gap's noise, and whether the lower one fell and the higher
     one rose from the row before (:func:`_kinks`). ``gap``: the slope moving up less the slope moving down, both
     extrapolated as ``lower``/``upper`` are (signed: a kink's own, which kinks moved together add up to where they
-    do not interact; :func:`.shards._kinks_together`).
+    do not interact; :func:`.together.judge_lines`).
     """
 
     numeric: np.ndarray

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ModelError
-from .directions import check_direction, direction_dots, element_steps
+from .directions import direction_dots
 from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, points, stencil_losses, step_sizes
 from .layout import TensorSpec
 from .plan import Shard, slots_for
@@ -33,7 +33,6 @@ from .refine import Row, beyond_the_edge, known_rows, second_look
 from .tolerance import (
     CONVERGED,
     NONDIFFERENTIABLE,
-    TOGETHER,
     UNCHECKED,
     UNSETTLED,
     WRONG,
@@ -45,7 +44,16 @@ from .tolerance import (
     unproven,
 )
 
-__all__ = ["resume_shard", "run_shard", "seconds_per_loss", "shard_intact", "shard_seal", "write_analytic"]
+__all__ = [
+    "kink_codes",
+    "resume_shard",
+    "run_shard",
+    "seconds_per_loss",
+    "shard_intact",
+    "shard_seal",
+    "stored_shard",
+    "write_analytic",
+]
 
 
 #: A second look's leaps (:data:`.refine.LEAP`) stop at steps this many rounding units of the parameter.
@@ -123,7 +131,7 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
     status = np.full(shard.size, UNCHECKED, dtype=np.int8)
     nonfinite = np.zeros(shard.size, dtype=np.int8)
     steps = np.full(shard.size, np.nan)
-    sides = _Sides.none(shard.size)  # what the second look found of the one-sided slopes (:func:`_kinks_together`)
+    sides = _Sides.none(shard.size)  # what the second look found of the one-sided slopes (:func:`kink_codes`)
     slots = loaded.slots
     groups = _by_dtype(slots.segments(settings.layout, shard.start, shard.stop))
     evaluating = time.perf_counter()
@@ -169,24 +177,20 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
                 loaded.settings.noise if confirming else None,
             )
             looked, looked_evaluations = looked + n, looked_evaluations + cost
-    if settings.judged and settings.second_look:  # last: the kinks' final verdicts, float64's included
-        slot = 0
-        for group in groups:
-            at, slot = np.arange(slot, slot + group.columns.size), slot + group.columns.size
-            status[at], (n, cost) = _kinks_together(
-                loaded, group, analytic[at], status[at], _Sides(*(side[at] for side in sides))
-            )
-            looked, looked_evaluations = looked + n, looked_evaluations + cost
+    # what the second look found of the kinks' slopes, float64's verdicts included: they are moved together once every
+    # shard is done (:mod:`.together`)
+    kink = kink_codes(status, sides)
     second_look_seconds = time.perf_counter() - evaluated
     output.numeric[shard.start : shard.stop] = numeric
     output.nonfinite[shard.start : shard.stop] = nonfinite
     output.allowed[shard.start : shard.stop] = allowed
     output.status[shard.start : shard.stop] = status
     output.step[shard.start : shard.stop] = steps
+    output.kink[shard.start : shard.stop] = kink
     # Last: a shard marked done has all its chunks written. A crash before this
     # line leaves the shard to be computed again, with the same values.
     output.done[shard.index] = shard_seal(
-        settings.identity, shard, (analytic, numeric, nonfinite, allowed, status, steps)
+        settings.identity, shard, (analytic, numeric, nonfinite, allowed, status, steps, kink)
     )
     result = summarize_shard(
         slots.layout,
@@ -263,79 +267,6 @@ def _undecided(
     return np.asarray(undecided & ~wrong & np.isfinite(analytic), dtype=bool)
 
 
-#: The number that names a tensor's line through its kinks (:func:`_kinks_together`) where a direction's would.
-KINK_LINE = -1
-
-
-def _kinks_together(
-    loaded: Loaded, group: _Group, analytic: np.ndarray, status: np.ndarray, sides: _Sides
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """``status`` with the elements on a kink made :data:`~.tolerance.TOGETHER` where, moved together, they do not
-    bear ``g·u`` out (judged as a direction is, a second look included: :func:`.directions.check_direction`).
-    ``(lines, the losses they took)``.
-
-    A kink is a single element's test: a maximum's tied inputs are each a kink whose value the whole gradient suits,
-    but together they move the maximum once. The kinks are drawn by the sign of their gap (``sides``: the slope moving
-    up less the one moving down), convex ones apart from concave ones, each moved by its step the way whose slope its
-    value is nearer (``sides.toward``). Lines per tensor and sign with two or more, then per sign through every such
-    kink of the group where two or more of its tensors hold one (the ties of ``np.maximum(a, b)`` lie in two). On each:
-
-    - the kinks whose value is a slope (``sides.tight``: relu'(0) = 0, the first maximum, each tie given the whole
-      gradient), judged by the line's slopes, where it is on a kink too: ``g·u`` must lie between them. Where kinks
-      of one sign do not interact (ReLUs of separate units), the line's slopes are the sum of theirs and ``g·u`` the
-      sum of values at one of theirs; where they interact as a maximum's do (convex together), a valid gradient is a
-      subgradient, whose ``g·u`` lies between the line's slopes. Tied inputs each given the whole gradient are moved
-      up together, and ``g·u`` counts the maximum's rise twice; kinks beside them add none of their gap to the span
-      (review 68: a tie bug beside an unrelated kink had passed, the line on that kink deciding nothing).
-    - where some value lies inside its slopes (an L1 term's sign(0) = 0, a tie's gradient split), all of them,
-      judged only where the line is smooth: a value inside adds its slack to a kinked line's span, and interacting
-      kinks (a weight feeding max-pool ties of both signs) need not keep ``g·u`` between the line's slopes (review
-      68's maxpool over a convolution: its correct gradient was not verified so).
-
-    Kinks of opposite signs are never moved together: their gaps cancel (a clip's bounds, a soft-threshold at ±λ)
-    and each valid value takes its own side (review 68 found correct ones not verified so).
-    """
-    status, lines, cost, first = status.copy(), 0, 0, 0
-    # per sign, per tensor with a kink of it: its kinks' slots, their positions in it, and their tangent's values
-    at: dict[int, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {1: {}, -1: {}}
-    for spec, positions in group.segments:
-        mine = np.arange(first, first + positions.size)
-        first += positions.size
-        kinks = mine[(status[mine] == NONDIFFERENTIABLE) & np.isfinite(sides.gap[mine]) & (sides.gap[mine] != 0)]
-        for sign in (1, -1):
-            signed = kinks[np.sign(sides.gap[kinks]) == sign]
-            if signed.size:
-                where = positions[signed - mine[0]]
-                steps = element_steps(loaded, spec.name, where)
-                at[sign][spec.name] = (signed, where, (steps * sides.toward[signed]).astype(steps.dtype))
-    for sign, tensors in at.items():
-        groups = [[name] for name in tensors if tensors[name][0].size >= 2]
-        if len(tensors) >= 2:
-            groups.append(list(tensors))
-        for names in groups:
-            kinks = np.concatenate([tensors[name][0] for name in names])
-            tight = sides.tight[kinks]
-            lines_through = [(tight, sign)] if np.count_nonzero(tight) >= 2 else []
-            if not tight.all():
-                lines_through.append((np.ones(kinks.size, dtype=bool), 0))
-            for chosen, regular in lines_through:
-                through, offset = {}, 0
-                for name in names:
-                    slots, where, values = tensors[name]
-                    mine = chosen[offset : offset + slots.size]
-                    offset += slots.size
-                    if mine.any():
-                        through[name] = (where[mine], values[mine])
-                u = np.concatenate([values for _, values in through.values()]).astype(np.float64)
-                dot = math.fsum(analytic[kinks[chosen]] * u)
-                line = check_direction(loaded, next(iter(through)), KINK_LINE, dot, through, regular=regular)
-                lines, cost = lines + 1, cost + line.evaluations
-                if line.status == WRONG:
-                    status[kinks[chosen]] = TOGETHER
-                    break
-    return status, (lines, cost)
-
-
 def _per_element(loaded: Loaded, per_tensor: Callable[[int], float], group: _Group) -> np.ndarray:
     """A per-tensor figure (``per_tensor(the tensor's number)``) repeated for each element of the group."""
     return np.concatenate(
@@ -409,7 +340,7 @@ def _evaluate(loaded: Loaded, groups: list[_Group]) -> list[_Evaluated]:
 class _Sides(NamedTuple):
     """Per element, what its second look found of its one-sided slopes (:class:`.refine.Refined`): whether they keep a
     gap (a kink), that gap signed (the slope moving up less the one moving down), its margin, and the way whose slope
-    the analytic value is nearer (+1 up, -1 down: :func:`_kinks_together` moves it so) and whether it is that slope
+    the analytic value is nearer (+1 up, -1 down: :mod:`.together` moves it so) and whether it is that slope
     (within the margin and the tolerance: the value a convention such as relu'(0) = 0 or the first maximum gives);
     no kink, NaN (0, False) where there was no second look."""
 
@@ -423,6 +354,15 @@ class _Sides(NamedTuple):
     def none(cls, size: int) -> _Sides:
         nan = np.full(size, np.nan)
         return cls(np.zeros(size, dtype=bool), nan, nan.copy(), np.zeros(size), np.zeros(size, dtype=bool))
+
+
+def kink_codes(status: np.ndarray, sides: _Sides) -> np.ndarray:
+    """Per element on a kink (``status`` non-differentiable, its gap found and not 0), what its second look found of
+    its slopes (``sides``), in one byte: the sign of its gap, times 1 plus 1 where its value is nearer the slope
+    moving up plus 2 where it is that slope (:attr:`_Sides.tight`); 0 elsewhere (decoded by :mod:`.together`)."""
+    on = (status == NONDIFFERENTIABLE) & np.isfinite(sides.gap) & (sides.gap != 0)
+    code = np.sign(np.where(on, sides.gap, 0.0)) * (1 + (sides.toward > 0) + 2 * sides.tight)
+    return np.asarray(code, dtype=np.int8)
 
 
 def _judged(
@@ -710,14 +650,16 @@ def shard_seal(identity: str, shard: Shard, per_index: Sequence[np.ndarray]) -> 
     missing (read back as fill values) or written by another run does not.
     """
     digest = hashlib.blake2b(f"{identity}\0{shard.index}\0{shard.start}\0{shard.stop}".encode(), digest_size=8)
-    for values in per_index:
+    # ``kink`` (the seventh, since format 5) counts only where the shard has a kink: a shard of an older format, which
+    # recorded none, keeps its seal
+    for values in [*per_index[:6], *(kink for kink in per_index[6:] if np.any(kink))]:
         if values.dtype.kind == "f":  # every NaN as one: a chunk of fill values reads back the canonical NaN
             values = np.where(np.isnan(values), np.nan, values)
         digest.update(np.ascontiguousarray(values).tobytes())
     return (int.from_bytes(digest.digest(), "little") >> 1) | 1
 
 
-def _stored(shard: Shard, output: Output) -> list[np.ndarray] | None:
+def stored_shard(shard: Shard, output: Output) -> list[np.ndarray] | None:
     """A shard's per-index values as stored; None when a chunk cannot be decoded (cut short, garbled).
 
     An ``OSError`` (a store that cannot be reached) is not damage: it is raised.
@@ -737,7 +679,7 @@ def _sealed(identity: str, shard: Shard, output: Output, stored: Sequence[np.nda
 
 def shard_intact(identity: str, shard: Shard, output: Output) -> bool:
     """Whether a shard's chunks, read back, give the seal its completion record holds."""
-    stored = _stored(shard, output)
+    stored = stored_shard(shard, output)
     return stored is not None and _sealed(identity, shard, output, stored)
 
 
@@ -747,13 +689,13 @@ def resume_shard(
     """A shard an earlier run completed: read back when its chunks verify against its completion record,
     computed again (``load`` gives the problem and whether it had to be loaded) when they do not."""
     start = time.perf_counter()
-    stored = _stored(shard, output)
+    stored = stored_shard(shard, output)
     if stored is not None and _sealed(settings.identity, shard, output, stored):
         slots = slots_for(settings.layout, settings.sample)
         return summarize_shard(
             slots.layout,
             shard,
-            *stored,
+            *stored[:6],
             worst=settings.worst,
             seconds=time.perf_counter() - start,
             loaded=False,

@@ -76,7 +76,7 @@ FLOAT32_ONLY = 5
 UNSETTLED = 6
 #: An element on a kink (its value between its one-sided slopes) among kinks of its tensor that, moved together, do
 #: not bear the gradient out: along that line ``g·u`` lies beyond the loss's one-sided slopes, the kinks all of one
-#: sign (:func:`.shards._kinks_together`). A backward pass giving each tied input of a maximum the whole gradient does
+#: sign (:func:`.together.judge_lines`). A backward pass giving each tied input of a maximum the whole gradient does
 #: this (a max-pool's ``window == window.max()`` mask: each tie alone is a kink its value suits, together they double
 #: it; a held-out review passed it on integer images, 20 seeds of 20). Kinks that interact other than a maximum's do
 #: could do it with a correct gradient: not wrong, but its tensor is not verified.

@@ -27,11 +27,13 @@ from ..errors import OutputExistsError, StoreError
 from ..numerics.layout import Layout
 from ..numerics.plan import Slots, make_plan, slots_for
 from ..numerics.shards import shard_intact
+from ..numerics.tolerance import NONDIFFERENTIABLE
 from . import Options, is_url
 from .access import open_group, opened, reading, remove_group
 
 __all__ = [
     "FORMAT_VERSION",
+    "KINKS_SINCE",
     "PER_INDEX",
     "SEALED_SINCE",
     "OutputArrays",
@@ -54,9 +56,12 @@ __all__ = [
 #: seal (see :func:`pipeline.numerics.shards.shard_seal`) instead of 1. 4: a sampled run (or one of random
 #: directions only) keeps only the elements it checks (``index`` holds their global indices), not arrays
 #: over the whole index space.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: The first format whose shards carry seals to verify them by.
 SEALED_SINCE = 3
+#: The first format with ``kink`` (what the second look found of each kink's slopes: the kinks are moved together
+#: once every shard is done, :mod:`pipeline.numerics.together`); an older run is read and reported, not resumed.
+KINKS_SINCE = 5
 
 
 class OutputArrays:
@@ -66,8 +71,11 @@ class OutputArrays:
         with reading("output", path):
             handles = {
                 name: zarr.open_array(store=path, path=name, mode="r+", **opened(path, options))
-                for name in (*PER_INDEX, "done")
+                for name in (*PER_INDEX[:-1], "done")
             }
+            # an older format's output (read and reported, never resumed) has none
+            with suppress(FileNotFoundError, zarr.errors.NodeNotFoundError):
+                handles["kink"] = zarr.open_array(store=path, path="kink", mode="r+", **opened(path, options))
         self.analytic, self.numeric, self.nonfinite = handles["analytic"], handles["numeric"], handles["nonfinite"]
         self.allowed, self.status, self.step, self.done = (
             handles["allowed"],
@@ -75,14 +83,16 @@ class OutputArrays:
             handles["step"],
             handles["done"],
         )
-        self.per_index = tuple(handles[name] for name in PER_INDEX)
+        self.kink = handles.get("kink")
+        self.per_index = tuple(handles[name] for name in PER_INDEX if name in handles)
 
 
 #: The arrays over the index space, in the order :func:`pipeline.numerics.reduce.summarize_shard` takes them:
 #: the analytic and numeric gradients, which side had a non-finite loss (1 plus, 2 minus, 3 both),
 #: how far apart analytic and numeric may be, the element's verdict (see
-#: :mod:`pipeline.numerics.tolerance`), and the step taken.
-PER_INDEX = ("analytic", "numeric", "nonfinite", "allowed", "status", "step")
+#: :mod:`pipeline.numerics.tolerance`), the step taken, and, then, on a kink, what its second look found of its
+#: slopes (:func:`pipeline.numerics.together.kink_codes`; 0 elsewhere).
+PER_INDEX = ("analytic", "numeric", "nonfinite", "allowed", "status", "step", "kink")
 _PER_INDEX_TYPES = {
     "analytic": ("float64", np.nan),
     "numeric": ("float64", np.nan),
@@ -90,6 +100,7 @@ _PER_INDEX_TYPES = {
     "allowed": ("float64", np.nan),
     "status": ("int8", 3),
     "step": ("float64", np.nan),
+    "kink": ("int8", 0),
 }
 
 
@@ -185,6 +196,8 @@ def prepare_output(
     if check_output(path, identity, sampled=slots.checked is not None, overwrite=overwrite, options=options):
         if slots.checked is not None:
             _same_sample(path, layout, slots, options)
+        if read_output_attrs(path, options)["gradcheck"]["format_version"] < KINKS_SINCE:
+            _record_kinks(path, options)
         return False
     attrs: dict[str, Any] = {
         "gradcheck": {
@@ -208,6 +221,24 @@ def prepare_output(
         remove_output(path, options)  # what check_output allowed to be replaced
         os.rename(where, path)
     return True
+
+
+def _record_kinks(path: str, options: Options) -> None:
+    """An older format's output made ready to resume: a ``kink`` array (none recorded), and its shards holding an
+    element on a kink to be computed again, as their kinks' slopes were not kept (the others keep their seals,
+    which count ``kink`` only where a shard has one: :func:`pipeline.numerics.shards.shard_seal`)."""
+    group = zarr.open_group(store=path, mode="r+", **opened(path, options))
+    status = zarr.open_array(store=path, path="status", mode="r", **opened(path, options))
+    done = zarr.open_array(store=path, path="done", mode="r+", **opened(path, options))
+    if "kink" not in group:
+        group.create_array("kink", shape=status.shape, chunks=status.chunks, dtype="int8", fill_value=0)
+    size = status.chunks[0]
+    marks = np.asarray(done[:])
+    for k in np.flatnonzero(marks):
+        if np.any(np.asarray(status[k * size : (k + 1) * size]) == NONDIFFERENTIABLE):
+            done[int(k)] = 0
+    meta = read_output_attrs(path, options)["gradcheck"]
+    update_attrs(path, {"gradcheck": {**meta, "format_version": FORMAT_VERSION}}, options)
 
 
 def _create_arrays(

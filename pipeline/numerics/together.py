@@ -1,0 +1,198 @@
+"""Kinks moved together: once every shard is done, its elements on kinks judged on lines through several at once.
+
+A kink is a single element's test: a maximum's tied inputs are each a kink whose value the whole gradient suits,
+but together they move the maximum once. Each shard records what the second look found of its kinks' slopes
+(:func:`.shards.kink_codes`, the output's ``kink``); this step gathers them over the whole run, so that where shards
+end decides nothing (ties split between shards, the two tensors of ``np.maximum(a, b)`` in different ones, a slow
+loss's small automatic shards), draws the lines (:func:`judge_lines`), and marks the elements of a line that fails
+:data:`~.tolerance.TOGETHER` in the shards that hold them, sealing those again. It runs again, from the recorded
+kinks, whenever a run is resumed: its result depends only on them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .directions import check_direction, element_steps
+from .plan import Shard
+from .problem import Loaded, Output
+from .reduce import ShardResult, summarize_shard
+from .shards import shard_seal, stored_shard
+from .tolerance import NONDIFFERENTIABLE, TOGETHER, WRONG
+
+__all__ = ["KINK_LINE", "Together", "kinks_together"]
+
+#: The number that names a line through kinks where a direction's would.
+KINK_LINE = -1
+#: Where ``status`` lies among the per-index arrays (:data:`~pipeline.storage.output.PER_INDEX`).
+_STATUS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Together:
+    """What moving the kinks together did: the shards whose verdicts it changed (their results summed again), the
+    lines it drew, the losses they took, and how long it took."""
+
+    shards: tuple[ShardResult, ...]
+    lines: int
+    evaluations: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Kinks:
+    """One tensor's kinks of one sign: their slots in the output, positions in the tensor, tangent values (each
+    element's step, signed the way its value is nearer), whether each value is one of its slopes, and the analytic
+    values."""
+
+    slots: np.ndarray
+    positions: np.ndarray
+    values: np.ndarray
+    tight: np.ndarray
+    analytic: np.ndarray
+
+
+def kinks_together(loaded: Loaded, output: Output, plan: Sequence[Shard]) -> Together:
+    """The run's kinks (``output.kink`` over every shard of ``plan``) moved together (:func:`judge_lines`), and
+    the verdicts of those whose lines fail written: ``kinks disagree together``, and those of an earlier pass over
+    the same kinks (a resumed run) that do not, non-differentiable again."""
+    start = time.perf_counter()
+    found, statuses = _gathered(loaded, output, plan)
+    together, lines, evaluations = judge_lines(loaded, found)
+    rewritten = []
+    for shard in plan:
+        slots = statuses.get(shard.index)
+        if slots is None:
+            continue
+        at, status = slots
+        wanted = np.where(np.isin(at, together), TOGETHER, NONDIFFERENTIABLE).astype(np.int8)
+        if np.array_equal(wanted, status):
+            continue
+        rewritten.append(_rewrite(loaded, output, shard, at, wanted))
+    return Together(tuple(rewritten), lines, evaluations, time.perf_counter() - start)
+
+
+def _gathered(
+    loaded: Loaded, output: Output, plan: Sequence[Shard]
+) -> tuple[dict[str, dict[int, dict[str, _Kinks]]], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Per dtype, per sign of the gap, per tensor: its kinks (:class:`_Kinks`, decoded from ``kink``); and per shard
+    holding any, their slots and statuses."""
+    layout, slots = loaded.settings.layout, loaded.slots
+    parts: dict[tuple[str, int, str], list[tuple[np.ndarray, ...]]] = {}
+    statuses = {}
+    for shard in plan:
+        code = np.asarray(output.kink[shard.start : shard.stop])
+        on = np.flatnonzero(code)
+        if not on.size:
+            continue
+        statuses[shard.index] = (shard.start + on, np.asarray(output.status[shard.start : shard.stop])[on])
+        analytic = np.asarray(output.analytic[shard.start : shard.stop])[on]
+        first = 0
+        for spec, positions in slots.segments(layout, shard.start, shard.stop):
+            mine = (on >= first) & (on < first + positions.size)
+            first += positions.size
+            if not mine.any():
+                continue
+            where, codes = positions[on[mine] - (first - positions.size)], code[on[mine]]
+            magnitude = np.abs(codes.astype(np.int16)) - 1
+            toward = np.where(magnitude & 1, 1, -1)
+            steps = element_steps(loaded, spec.name, where)
+            for sign in (1, -1):
+                chosen = np.sign(codes) == sign
+                if chosen.any():
+                    parts.setdefault((spec.dtype, sign, spec.name), []).append(
+                        (
+                            shard.start + on[mine][chosen],
+                            where[chosen],
+                            (steps[chosen] * toward[chosen]).astype(steps.dtype),
+                            (magnitude[chosen] & 2) != 0,
+                            analytic[mine][chosen],
+                        )
+                    )
+    found: dict[str, dict[int, dict[str, _Kinks]]] = {}
+    for (dtype, sign, name), pieces in parts.items():
+        found.setdefault(dtype, {}).setdefault(sign, {})[name] = _Kinks(
+            *(np.concatenate(p) for p in zip(*pieces, strict=True))
+        )
+    return found, statuses
+
+
+def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) -> tuple[np.ndarray, int, int]:
+    """The slots of the kinks whose lines fail, the lines drawn and the losses they took.
+
+    The kinks are drawn by the sign of their gap (the slope moving up less the one moving down), convex ones apart
+    from concave ones, each moved by its step the way whose slope its value is nearer. Lines per tensor and sign with
+    two or more, then per dtype and sign through every such kink where two or more tensors hold one (the ties of
+    ``np.maximum(a, b)`` lie in two). On each, judged as a direction is (a second look included:
+    :func:`.directions.check_direction`):
+
+    - the kinks whose value is a slope (relu'(0) = 0, the first maximum, each tie given the whole gradient), judged
+      by the line's slopes, where it is on a kink too: ``g·u`` must lie between them. Where kinks of one sign do not
+      interact (ReLUs of separate units), the line's slopes are the sum of theirs and ``g·u`` the sum of values at
+      one of theirs; where they interact as a maximum's do (convex together), a valid gradient is a subgradient,
+      whose ``g·u`` lies between the line's slopes. Tied inputs each given the whole gradient are moved up together,
+      and ``g·u`` counts the maximum's rise twice; kinks beside them add none of their gap to the span (review 68: a
+      tie bug beside an unrelated kink had passed, the line on that kink deciding nothing).
+    - where some value lies inside its slopes (an L1 term's sign(0) = 0, a tie's gradient split), all of them,
+      judged only where the line is smooth: a value inside adds its slack to a kinked line's span, and interacting
+      kinks (a weight feeding max-pool ties of both signs) need not keep ``g·u`` between the line's slopes (review
+      68's max-pool over a convolution: its correct gradient was not verified so).
+
+    Kinks of opposite signs are never moved together: their gaps cancel (a clip's bounds, a soft-threshold at ±λ)
+    and each valid value takes its own side (review 68 found correct ones not verified so).
+    """
+    together, lines, evaluations = [], 0, 0
+    for by_sign in found.values():
+        for sign, tensors in by_sign.items():
+            groups = [[name] for name in tensors if tensors[name].slots.size >= 2]
+            if len(tensors) >= 2:
+                groups.append(list(tensors))
+            for names in groups:
+                tight = np.concatenate([tensors[name].tight for name in names])
+                lines_through = [(tight, sign)] if np.count_nonzero(tight) >= 2 else []
+                if not tight.all():
+                    lines_through.append((np.ones(tight.size, dtype=bool), 0))
+                for chosen, regular in lines_through:
+                    through, slots, dot, offset = {}, [], [], 0
+                    for name in names:
+                        kinks = tensors[name]
+                        mine = chosen[offset : offset + kinks.slots.size]
+                        offset += kinks.slots.size
+                        if mine.any():
+                            through[name] = (kinks.positions[mine], kinks.values[mine])
+                            slots.append(kinks.slots[mine])
+                            dot.append(kinks.analytic[mine] * kinks.values[mine].astype(np.float64))
+                    g_u = math.fsum(np.concatenate(dot))
+                    line = check_direction(loaded, next(iter(through)), KINK_LINE, g_u, through, regular=regular)
+                    lines, evaluations = lines + 1, evaluations + line.evaluations
+                    if line.status == WRONG:
+                        together.extend(slots)
+                        break
+    return (np.unique(np.concatenate(together)) if together else np.empty(0, np.int64)), lines, evaluations
+
+
+def _rewrite(loaded: Loaded, output: Output, shard: Shard, at: np.ndarray, status: np.ndarray) -> ShardResult:
+    """A shard with the statuses at slots ``at`` replaced, sealed again, and its result summed again from what it
+    stored. A crash between the two writes leaves its seal broken: a resumed run computes it again."""
+    settings, slots = loaded.settings, loaded.slots
+    stored = stored_shard(shard, output)
+    if stored is None:
+        raise RuntimeError(f"shard {shard.index} of the output could not be read back to mark its kinks")
+    stored[_STATUS] = stored[_STATUS].copy()
+    stored[_STATUS][at - shard.start] = status
+    output.status[shard.start : shard.stop] = stored[_STATUS]
+    output.done[shard.index] = shard_seal(settings.identity, shard, stored)
+    return summarize_shard(
+        slots.layout,
+        shard,
+        *stored[:6],
+        worst=settings.worst,
+        seconds=0.0,
+        loaded=False,
+        indices=None if slots.checked is None else slots.indices(settings.layout, shard.start, shard.stop),
+    )
