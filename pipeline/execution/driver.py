@@ -220,9 +220,10 @@ def execute(
         if progress is not None:
             progress(len(results), len(plan))
     direction_results = executor.direction_results()
-    # the run's kinks moved together, wherever shards ended: every shard is done (part of the second look)
+    # the run's kinks moved together, wherever shards ended: every shard is done (part of the second look); two or
+    # more are needed (the counts include a resumed run's kinks marked together before)
     together = Together((), 0, 0, 0.0)
-    if settings.judged and settings.second_look:
+    if settings.judged and settings.second_look and sum(t.n_nondifferentiable for r in results for t in r.sums) >= 2:
         together = executor.together(settings, plan)
         again = {r.shard.index: r for r in together.shards}
         results = [

@@ -46,13 +46,14 @@ class Together:
 
 @dataclass(frozen=True, slots=True)
 class _Kinks:
-    """One tensor's kinks of one sign: their slots in the output, positions in the tensor, tangent values (each
-    element's step, signed the way its value is nearer), whether each value is one of its slopes, and the analytic
-    values."""
+    """One tensor's kinks of one sign: their slots in the output, positions in the tensor, steps (relative to a
+    unit parameter's), the way whose slope each value is nearer (1 up, -1 down), whether each value is one of its
+    slopes, and the analytic values."""
 
     slots: np.ndarray
     positions: np.ndarray
-    values: np.ndarray
+    steps: np.ndarray
+    toward: np.ndarray
     tight: np.ndarray
     analytic: np.ndarray
 
@@ -109,7 +110,8 @@ def _gathered(
                         (
                             shard.start + on[mine][chosen],
                             where[chosen],
-                            (steps[chosen] * toward[chosen]).astype(steps.dtype),
+                            steps[chosen],
+                            toward[chosen],
                             (magnitude[chosen] & 2) != 0,
                             analytic[mine][chosen],
                         )
@@ -153,20 +155,26 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
             if len(tensors) >= 2:
                 groups.append(list(tensors))
             for names in groups:
-                tight = np.concatenate([tensors[name].tight for name in names])
-                lines_through = [(tight, sign)] if np.count_nonzero(tight) >= 2 else []
-                if not tight.all():
-                    lines_through.append((np.ones(tight.size, dtype=bool), 0))
-                for chosen, regular in lines_through:
+                kinks = [tensors[name] for name in names]
+                tight, toward = (np.concatenate([getattr(k, field) for k in kinks]) for field in ("tight", "toward"))
+                everyone, up = np.ones(tight.size, dtype=bool), np.ones(tight.size, dtype=np.int8)
+                # (elements, their ways, the sign judging a kinked line by its slopes, or 0: smooth only)
+                lines_through = [(everyone, up, 0)]
+                if np.count_nonzero(tight) >= 2:
+                    if tight.all() and (toward == 1).all():  # the same line: judged by its slopes
+                        lines_through = []
+                    lines_through.append((tight, toward, sign))
+                for chosen, ways, regular in lines_through:
                     through, slots, dot, offset = {}, [], [], 0
-                    for name in names:
-                        kinks = tensors[name]
-                        mine = chosen[offset : offset + kinks.slots.size]
-                        offset += kinks.slots.size
-                        if mine.any():
-                            through[name] = (kinks.positions[mine], kinks.values[mine])
-                            slots.append(kinks.slots[mine])
-                            dot.append(kinks.analytic[mine] * kinks.values[mine].astype(np.float64))
+                    for name, mine in zip(names, kinks, strict=True):
+                        part = slice(offset, offset + mine.slots.size)
+                        offset += mine.slots.size
+                        if chosen[part].any():
+                            at = chosen[part]
+                            values = (mine.steps[at] * ways[part][at]).astype(mine.steps.dtype)
+                            through[name] = (mine.positions[at], values)
+                            slots.append(mine.slots[at])
+                            dot.append(mine.analytic[at] * values.astype(np.float64))
                     g_u = math.fsum(np.concatenate(dot))
                     line = check_direction(loaded, next(iter(through)), KINK_LINE, g_u, through, regular=regular)
                     lines, evaluations = lines + 1, evaluations + line.evaluations
