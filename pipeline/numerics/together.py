@@ -128,25 +128,27 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
     """The slots of the kinks whose lines fail, the lines drawn and the losses they took.
 
     The kinks are drawn by the sign of their gap (the slope moving up less the one moving down), convex ones apart
-    from concave ones, each moved by its step the way whose slope its value is nearer. Lines per tensor and sign with
-    two or more, then per dtype and sign through every such kink where two or more tensors hold one (the ties of
-    ``np.maximum(a, b)`` lie in two). On each, judged as a direction is (a second look included:
-    :func:`.directions.check_direction`):
+    from concave ones. Lines per tensor and sign with two or more, then per dtype and sign through every such kink
+    where two or more tensors hold one (the ties of ``np.maximum(a, b)`` lie in two). Each is judged as a direction
+    is (a second look included: :func:`.directions.check_direction`); a line that fails makes its kinks
+    :data:`~.tolerance.TOGETHER`, and the group's second is not drawn:
 
-    - the kinks whose value is a slope (relu'(0) = 0, the first maximum, each tie given the whole gradient), judged
-      by the line's slopes, where it is on a kink too: ``g·u`` must lie between them. Where kinks of one sign do not
-      interact (ReLUs of separate units), the line's slopes are the sum of theirs and ``g·u`` the sum of values at
-      one of theirs; where they interact as a maximum's do (convex together), a valid gradient is a subgradient,
-      whose ``g·u`` lies between the line's slopes. Tied inputs each given the whole gradient are moved up together,
-      and ``g·u`` counts the maximum's rise twice; kinks beside them add none of their gap to the span (review 68: a
-      tie bug beside an unrelated kink had passed, the line on that kink deciding nothing).
-    - where some value lies inside its slopes (an L1 term's sign(0) = 0, a tie's gradient split), all of them,
-      judged only where the line is smooth: a value inside adds its slack to a kinked line's span, and interacting
-      kinks (a weight feeding max-pool ties of both signs) need not keep ``g·u`` between the line's slopes (review
-      68's max-pool over a convolution: its correct gradient was not verified so).
+    - every kink of the group, each moved up by its step, judged where the line is smooth: ``g·u`` must match its
+      derivative. A maximum's tied inputs are each a kink whose value the whole gradient suits, but moved up
+      together they move the maximum once, smoothly, and ``g·u`` counts its rise twice. On a kink the line decides
+      nothing: interacting kinks (a weight feeding max-pool ties of both signs) need not keep a correct ``g·u``
+      between a line's slopes (review 68's max-pool over a convolution: its correct gradient was not verified so).
+    - the kinks whose value is one of their slopes (relu'(0) = 0, the first maximum, each tie given the whole
+      gradient), each moved the way of that slope, judged by the line's slopes, on a kink too: ``g·u`` must lie
+      between them. Where kinks of one sign do not interact (ReLUs of separate units), the line's slopes are the sum
+      of theirs, and ``g·u`` the sum of values at one of theirs; where they interact as a maximum's do (convex
+      together), a valid gradient is a subgradient, whose ``g·u`` lies between the line's slopes. Each kink adds its
+      whole gap to the line's span, but no slack between its value and the slope it moves along: a tie bug beside
+      an unrelated kink (an L1 term at a zero weight, review 68) is seen, where the first line, on that kink,
+      decided nothing.
 
-    Kinks of opposite signs are never moved together: their gaps cancel (a clip's bounds, a soft-threshold at ±λ)
-    and each valid value takes its own side (review 68 found correct ones not verified so).
+    Kinks of opposite signs are never moved together: their gaps cancel along a line (a clip's bounds, a
+    soft-threshold at ±λ) and each valid value takes its own side (review 68 found correct ones not verified so).
     """
     together, lines, evaluations = [], 0, 0
     for by_sign in found.values():
