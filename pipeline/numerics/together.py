@@ -131,7 +131,8 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
     from concave ones. Lines per tensor and sign with two or more, then per dtype and sign through every such kink
     where two or more tensors hold one (the ties of ``np.maximum(a, b)`` lie in two). Each is judged as a direction
     is (a second look included: :func:`.directions.check_direction`); a line that fails makes its kinks
-    :data:`~.tolerance.TOGETHER`, and the group's second is not drawn:
+    :data:`~.tolerance.TOGETHER`, and the group's second is not drawn. The first is drawn where some value is not
+    one of its slopes, the second where two or more are:
 
     - every kink of the group, each moved up by its step, judged where the line is smooth: ``g·u`` must match its
       derivative. A maximum's tied inputs are each a kink whose value the whole gradient suits, but moved up
@@ -160,11 +161,11 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
                 kinks = [tensors[name] for name in names]
                 tight, toward = (np.concatenate([getattr(k, field) for k in kinks]) for field in ("tight", "toward"))
                 everyone, up = np.ones(tight.size, dtype=bool), np.ones(tight.size, dtype=np.int8)
-                # (elements, their ways, the sign judging a kinked line by its slopes, or 0: smooth only)
-                lines_through = [(everyone, up, 0)]
+                # (elements, their ways, the sign judging a kinked line by its slopes, or 0: smooth only); where every
+                # value is a slope, the second alone (a value not at a slope is what the first is for: review 63's
+                # sign flip and 3% error on a kink)
+                lines_through = [] if tight.all() else [(everyone, up, 0)]
                 if np.count_nonzero(tight) >= 2:
-                    if tight.all() and (toward == 1).all():  # the same line: judged by its slopes
-                        lines_through = []
                     lines_through.append((tight, toward, sign))
                 for chosen, ways, regular in lines_through:
                     through, slots, dot, offset = {}, [], [], 0
