@@ -255,7 +255,14 @@ class DaskExecutor:
         """The run's kinks moved together, on one worker, once every shard is done."""
         problem = dataclasses.replace(self.problem, settings=settings)
         with _scheduler_lost(problem.output):
-            together: Together = self.client.submit(together_task, problem, plan, pure=False).result()
+            try:
+                together: Together = self.client.submit(together_task, problem, plan, pure=False).result()
+            except KilledWorker as e:
+                raise ClusterError(
+                    "Moving the run's kinks together killed the worker running it, as many times as Dask allows "
+                    "(distributed.scheduler.allowed-failures): the model may crash the process near θ. Every shard "
+                    f"is complete and kept in '{problem.output}'; fix the model and run the same command again."
+                ) from e
         return together
 
 

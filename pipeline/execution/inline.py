@@ -101,6 +101,9 @@ class MemoryOutput:
     def remove(self) -> None:
         """Nothing to remove."""
 
+    def ready_to_resume(self) -> None:
+        """Never called: nothing in memory is resumed."""
+
     def record(self, attrs: Mapping[str, Any]) -> None:
         """Nothing to record: progress and state are for runs that others follow."""
 

@@ -105,8 +105,12 @@ class Output(Protocol):
     allowed: Any
     status: Any
     step: Any
-    kink: Any
     done: Any
+
+    @property
+    def kink(self) -> Any:
+        """What the second look found of each kink's slopes (None for an older format's output)."""
+        ...
 
     @property
     def per_index(self) -> tuple[Any, ...]:

@@ -31,12 +31,14 @@ __all__ = ["KINK_LINE", "Together", "kinks_together"]
 KINK_LINE = -1
 #: Where ``status`` lies among the per-index arrays (:data:`~pipeline.storage.output.PER_INDEX`).
 _STATUS = 4
+#: ``kink`` is read this many slots at a time at most (16 MB).
+READ_SLOTS = 1 << 24
 
 
 @dataclass(frozen=True, slots=True)
 class Together:
-    """What moving the kinks together did: the shards whose verdicts it changed (their results summed again), the
-    lines it drew, the losses they took, and how long it took."""
+    """What moving the kinks together did: the results of the shards holding a kink, summed again with their
+    verdicts, the lines it drew, the losses they took, and how long it took."""
 
     shards: tuple[ShardResult, ...]
     lines: int
@@ -65,17 +67,16 @@ def kinks_together(loaded: Loaded, output: Output, plan: Sequence[Shard]) -> Tog
     start = time.perf_counter()
     found, statuses = _gathered(loaded, output, plan)
     together, lines, evaluations = judge_lines(loaded, found)
-    rewritten = []
+    # every shard holding a kink summed again, rewritten or not: a stage run again (a Dask task retried after a lost
+    # worker, a resumed run) finds some already rewritten, whose results the caller holds from before
+    summed = []
     for shard in plan:
         slots = statuses.get(shard.index)
-        if slots is None:
-            continue
-        at, status = slots
-        wanted = np.where(np.isin(at, together), TOGETHER, NONDIFFERENTIABLE).astype(np.int8)
-        if np.array_equal(wanted, status):
-            continue
-        rewritten.append(_rewrite(loaded, output, shard, at, wanted))
-    return Together(tuple(rewritten), lines, evaluations, time.perf_counter() - start)
+        if slots is not None:
+            at, status = slots
+            wanted = np.where(np.isin(at, together), TOGETHER, NONDIFFERENTIABLE).astype(np.int8)
+            summed.append(_summed(loaded, output, shard, at, None if np.array_equal(wanted, status) else wanted))
+    return Together(tuple(summed), lines, evaluations, time.perf_counter() - start)
 
 
 def _gathered(
@@ -86,11 +87,19 @@ def _gathered(
     layout, slots = loaded.settings.layout, loaded.slots
     parts: dict[tuple[str, int, str], list[tuple[np.ndarray, ...]]] = {}
     statuses = {}
+    # ``kink`` read in large pieces, many shards' chunks at a time (an object store's requests run together)
+    holding: dict[int, np.ndarray] = {}
+    for piece in _pieces(plan):
+        codes = np.asarray(output.kink[piece[0].start : piece[-1].stop])
+        for shard in piece:
+            code = codes[shard.start - piece[0].start : shard.stop - piece[0].start]
+            if code.any():
+                holding[shard.index] = code
     for shard in plan:
-        code = np.asarray(output.kink[shard.start : shard.stop])
-        on = np.flatnonzero(code)
-        if not on.size:
+        if shard.index not in holding:
             continue
+        code = holding[shard.index]
+        on = np.flatnonzero(code)
         statuses[shard.index] = (shard.start + on, np.asarray(output.status[shard.start : shard.stop])[on])
         analytic = np.asarray(output.analytic[shard.start : shard.stop])[on]
         first = 0
@@ -122,6 +131,17 @@ def _gathered(
             *(np.concatenate(p) for p in zip(*pieces, strict=True))
         )
     return found, statuses
+
+
+def _pieces(plan: Sequence[Shard]) -> list[list[Shard]]:
+    """Consecutive shards, grouped into pieces of at most :data:`READ_SLOTS` slots (a shard larger alone)."""
+    pieces: list[list[Shard]] = []
+    for shard in plan:
+        if pieces and shard.stop - pieces[-1][0].start <= READ_SLOTS and pieces[-1][-1].stop == shard.start:
+            pieces[-1].append(shard)
+        else:
+            pieces.append([shard])
+    return pieces
 
 
 def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) -> tuple[np.ndarray, int, int]:
@@ -187,17 +207,19 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
     return (np.unique(np.concatenate(together)) if together else np.empty(0, np.int64)), lines, evaluations
 
 
-def _rewrite(loaded: Loaded, output: Output, shard: Shard, at: np.ndarray, status: np.ndarray) -> ShardResult:
-    """A shard with the statuses at slots ``at`` replaced, sealed again, and its result summed again from what it
-    stored. A crash between the two writes leaves its seal broken: a resumed run computes it again."""
+def _summed(loaded: Loaded, output: Output, shard: Shard, at: np.ndarray, status: np.ndarray | None) -> ShardResult:
+    """A shard's result summed from what it stored, with the statuses at slots ``at`` replaced by ``status`` first
+    (None: as they are), and sealed again. A crash between the two writes leaves its seal broken: a resumed run
+    computes it again."""
     settings, slots = loaded.settings, loaded.slots
     stored = stored_shard(shard, output)
     if stored is None:
         raise RuntimeError(f"shard {shard.index} of the output could not be read back to mark its kinks")
-    stored[_STATUS] = stored[_STATUS].copy()
-    stored[_STATUS][at - shard.start] = status
-    output.status[shard.start : shard.stop] = stored[_STATUS]
-    output.done[shard.index] = shard_seal(settings.identity, shard, stored)
+    if status is not None:
+        stored[_STATUS] = stored[_STATUS].copy()
+        stored[_STATUS][at - shard.start] = status
+        output.status[shard.start : shard.stop] = stored[_STATUS]
+        output.done[shard.index] = shard_seal(settings.identity, shard, stored)
     return summarize_shard(
         slots.layout,
         shard,

@@ -27,7 +27,7 @@ from ..errors import OutputExistsError, StoreError
 from ..numerics.layout import Layout
 from ..numerics.plan import Slots, make_plan, slots_for
 from ..numerics.shards import shard_intact
-from ..numerics.tolerance import NONDIFFERENTIABLE
+from ..numerics.tolerance import NONDIFFERENTIABLE, TOGETHER
 from . import Options, is_url
 from .access import open_group, opened, reading, remove_group
 
@@ -60,7 +60,8 @@ FORMAT_VERSION = 5
 #: The first format whose shards carry seals to verify them by.
 SEALED_SINCE = 3
 #: The first format with ``kink`` (what the second look found of each kink's slopes: the kinks are moved together
-#: once every shard is done, :mod:`pipeline.numerics.together`); an older run is read and reported, not resumed.
+#: once every shard is done, :mod:`pipeline.numerics.together`); an older run is resumed with its shards that hold a
+#: kink computed again (:func:`record_kinks`).
 KINKS_SINCE = 5
 
 
@@ -68,14 +69,12 @@ class OutputArrays:
     """A worker's handles on the output arrays it writes."""
 
     def __init__(self, path: str, options: Options = None) -> None:
+        self._path, self._options = path, options
         with reading("output", path):
             handles = {
                 name: zarr.open_array(store=path, path=name, mode="r+", **opened(path, options))
                 for name in (*PER_INDEX[:-1], "done")
             }
-            # an older format's output (read and reported, never resumed) has none
-            with suppress(FileNotFoundError, zarr.errors.NodeNotFoundError):
-                handles["kink"] = zarr.open_array(store=path, path="kink", mode="r+", **opened(path, options))
         self.analytic, self.numeric, self.nonfinite = handles["analytic"], handles["numeric"], handles["nonfinite"]
         self.allowed, self.status, self.step, self.done = (
             handles["allowed"],
@@ -83,8 +82,24 @@ class OutputArrays:
             handles["step"],
             handles["done"],
         )
-        self.kink = handles.get("kink")
-        self.per_index = tuple(handles[name] for name in PER_INDEX if name in handles)
+        self._six = tuple(handles[name] for name in PER_INDEX[:-1])
+        self._kink: Any = None
+
+    @property
+    def kink(self) -> Any:
+        """``kink``'s handle; None for an older format's output until it is resumed (:func:`record_kinks`), which
+        may happen after these handles were opened."""
+        if self._kink is None:
+            with reading("output", self._path), suppress(FileNotFoundError, zarr.errors.NodeNotFoundError):
+                self._kink = zarr.open_array(
+                    store=self._path, path="kink", mode="r+", **opened(self._path, self._options)
+                )
+        return self._kink
+
+    @property
+    def per_index(self) -> tuple[Any, ...]:
+        """The per-index arrays in :data:`PER_INDEX` order (``kink`` where there is one)."""
+        return self._six if self.kink is None else (*self._six, self.kink)
 
 
 #: The arrays over the index space, in the order :func:`pipeline.numerics.reduce.summarize_shard` takes them:
@@ -196,8 +211,6 @@ def prepare_output(
     if check_output(path, identity, sampled=slots.checked is not None, overwrite=overwrite, options=options):
         if slots.checked is not None:
             _same_sample(path, layout, slots, options)
-        if read_output_attrs(path, options)["gradcheck"]["format_version"] < KINKS_SINCE:
-            _record_kinks(path, options)
         return False
     attrs: dict[str, Any] = {
         "gradcheck": {
@@ -223,10 +236,13 @@ def prepare_output(
     return True
 
 
-def _record_kinks(path: str, options: Options) -> None:
-    """An older format's output made ready to resume: a ``kink`` array (none recorded), and its shards holding an
-    element on a kink to be computed again, as their kinks' slopes were not kept (the others keep their seals,
-    which count ``kink`` only where a shard has one: :func:`pipeline.numerics.shards.shard_seal`)."""
+def record_kinks(path: str, options: Options = None) -> None:
+    """An older format's output made ready to resume (the run's checks passed): a ``kink`` array (none recorded),
+    and its shards holding an element on a kink to be computed again, as their kinks' slopes were not kept (the
+    others keep their seals, which count ``kink`` only where a shard has one:
+    :func:`pipeline.numerics.shards.shard_seal`). Nothing to do for format 5 on."""
+    if read_output_attrs(path, options)["gradcheck"]["format_version"] >= KINKS_SINCE:
+        return
     group = zarr.open_group(store=path, mode="r+", **opened(path, options))
     status = zarr.open_array(store=path, path="status", mode="r", **opened(path, options))
     done = zarr.open_array(store=path, path="done", mode="r+", **opened(path, options))
@@ -235,7 +251,7 @@ def _record_kinks(path: str, options: Options) -> None:
     size = status.chunks[0]
     marks = np.asarray(done[:])
     for k in np.flatnonzero(marks):
-        if np.any(np.asarray(status[k * size : (k + 1) * size]) == NONDIFFERENTIABLE):
+        if np.any(np.isin(np.asarray(status[k * size : (k + 1) * size]), (NONDIFFERENTIABLE, TOGETHER))):
             done[int(k)] = 0
     meta = read_output_attrs(path, options)["gradcheck"]
     update_attrs(path, {"gradcheck": {**meta, "format_version": FORMAT_VERSION}}, options)
@@ -472,6 +488,10 @@ class StoredOutput:
     def remove(self) -> None:
         """Remove the group this run created."""
         remove_output(self.path, self.options)
+
+    def ready_to_resume(self) -> None:
+        """An older format's output made ready to resume (:func:`record_kinks`)."""
+        record_kinks(self.path, self.options)
 
     def record(self, attrs: Mapping[str, Any]) -> None:
         """Set top-level attributes (progress, state, report)."""
