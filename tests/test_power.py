@@ -288,6 +288,41 @@ def test_kinks_whose_values_lie_inside_their_slopes_are_not_judged_on_a_kinked_l
     assert report.tensors[0].n_nondifferentiable >= 2, str(report)
 
 
+class _ReluPool:
+    """``Σ v·max(relu(x), axis=1)`` over rows of four, backward by hand with tied maxima sharing the gradient
+    equally (correct), or ``halves``: each tie given half of it, whatever the tie count (a bug for three or four)."""
+
+    def __init__(self, halves: bool = False) -> None:
+        self.halves = halves
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum(data["v"] * np.maximum(params["x"], 0).max(1)))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        r = np.maximum(params["x"], 0)
+        mask = (r == r.max(1, keepdims=True)).astype(r.dtype)
+        count = mask.sum(1, keepdims=True)
+        share = np.where(count > 1, 0.5, 1.0) if self.halves else 1 / count
+        return {"x": (mask * share * data["v"][:, None] * (params["x"] > 0)).astype(params["x"].dtype)}
+
+
+def test_ties_given_a_wrong_share_beside_relu_zeros_are_not_verified() -> None:
+    """An adversarial review (70): ties given half the gradient each, whatever their count, have values inside their
+    slopes, so only the all-up line can see them; ReLU inputs at exactly 0 in the same tensor put it on a kink (4 of
+    8 seeds passed). A second line through the kinks whose values are not slopes leaves those out; the correct
+    shares pass."""
+    for dtype in (np.float64, np.float32):
+        for seed in (2, 4, 5, 6, 8, 9, 10, 11):
+            rng = np.random.default_rng(seed)
+            params, data = (
+                {"x": rng.integers(-2, 3, (12, 4)).astype(dtype)},
+                {"v": rng.standard_normal(12).astype(dtype)},
+            )
+            bug = pipeline.check(_ReluPool(halves=True), params, data)
+            assert (bug.verdict, bug.tensors[0].n_wrong) == ("not verified", 0), (seed, str(bug))
+            assert pipeline.check(_ReluPool(), params, data).passed, seed
+
+
 class _Maximum:
     """``Σ V·max(A, B)`` of two tensors, backward by hand: ``to_both`` gives both of a tied pair the whole gradient
     (``A >= B`` and ``B >= A``), a bug; otherwise ``A`` takes it at a tie."""

@@ -181,13 +181,22 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
                 kinks = [tensors[name] for name in names]
                 tight, toward = (np.concatenate([getattr(k, field) for k in kinks]) for field in ("tight", "toward"))
                 everyone, up = np.ones(tight.size, dtype=bool), np.ones(tight.size, dtype=np.int8)
-                # (elements, their ways, the sign judging a kinked line by its slopes, or 0: smooth only); where every
-                # value is a slope, the second alone (a value not at a slope is what the first is for: review 63's
-                # sign flip and 3% error on a kink)
-                lines_through = [] if tight.all() else [(everyone, up, 0)]
+                # (elements, their ways, the sign judging a kinked line by its slopes, or 0: smooth only, and whether
+                # it is drawn only where the one before decided nothing, on a kink). Where every value is a slope, the
+                # last alone (a value not at a slope is what the first two are for: review 63's sign flip and 3%
+                # error on a kink); the second, where the first sat on the kinks of values at a slope (ReLU inputs at
+                # exactly 0 beside ties each given a share of the gradient: review 70)
+                lines_through = []
+                if not tight.all():
+                    lines_through.append((everyone, up, 0, False))
+                    if tight.any() and np.count_nonzero(~tight) >= 2:
+                        lines_through.append((~tight, up, 0, True))
                 if np.count_nonzero(tight) >= 2:
-                    lines_through.append((tight, toward, sign))
-                for chosen, ways, regular in lines_through:
+                    lines_through.append((tight, toward, sign, False))
+                undecided = False
+                for chosen, ways, regular, only_after_a_kink in lines_through:
+                    if only_after_a_kink and not undecided:
+                        continue
                     through, slots, dot, offset = {}, [], [], 0
                     for name, mine in zip(names, kinks, strict=True):
                         part = slice(offset, offset + mine.slots.size)
@@ -201,6 +210,7 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
                     g_u = math.fsum(np.concatenate(dot))
                     line = check_direction(loaded, next(iter(through)), KINK_LINE, g_u, through, regular=regular)
                     lines, evaluations = lines + 1, evaluations + line.evaluations
+                    undecided = line.status == NONDIFFERENTIABLE
                     if line.status == WRONG:
                         together.extend(slots)
                         break
