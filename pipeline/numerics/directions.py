@@ -287,7 +287,7 @@ def check_direction(
         )
         if holds:
             lower, upper = float(refined.lower[0]), float(refined.upper[0])
-            room = tolerance.atol + tolerance.rtol * max(abs(lower), abs(upper)) + float(np.max(refined.margin))
+            room = float(tolerance.room(lower, upper, float(np.max(refined.margin))))
             beyond = not lower - room <= dot <= upper + room
             numeric, allowed = np.array([(lower + upper) / 2]), np.array([(upper - lower) / 2 + room])
             status = np.array([WRONG if beyond else NONDIFFERENTIABLE], dtype=np.int8)

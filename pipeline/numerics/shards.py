@@ -563,8 +563,7 @@ def _look_again(
         up, down = np.where(gap >= 0, refined.upper, refined.lower), np.where(gap >= 0, refined.lower, refined.upper)
         toward = np.where(np.abs(analytic - up) <= np.abs(analytic - down), 1.0, -1.0)
         margin = np.broadcast_to(refined.margin, (k.size,)).astype(np.float64)
-        room = tolerance.atol + tolerance.rtol * np.fmax(np.abs(up), np.abs(down)) + margin
-        tight = np.fmin(np.abs(analytic - up), np.abs(analytic - down)) <= room
+        tight = np.fmin(np.abs(analytic - up), np.abs(analytic - down)) <= tolerance.room(up, down, margin)
     found = _Sides(np.asarray(refined.kink, dtype=bool), gap, margin, toward, tight)
     return (numeric, allowed, status, steps, found), refined.evaluations
 

@@ -21,7 +21,7 @@ import numpy as np
 from .directions import check_direction, element_steps
 from .plan import Shard
 from .problem import Loaded, Output
-from .reduce import ShardResult, summarize_shard
+from .reduce import DirectionResult, ShardResult, summarize_shard
 from .shards import shard_seal, stored_shard
 from .tolerance import NONDIFFERENTIABLE, TOGETHER, WRONG
 
@@ -65,28 +65,24 @@ def kinks_together(loaded: Loaded, output: Output, plan: Sequence[Shard]) -> Tog
     the verdicts of those whose lines fail written: ``kinks disagree together``, and those of an earlier pass over
     the same kinks (a resumed run) that do not, non-differentiable again."""
     start = time.perf_counter()
-    found, statuses = _gathered(loaded, output, plan)
+    found, holding = _gathered(loaded, output, plan)
     together, lines, evaluations = judge_lines(loaded, found)
     # every shard holding a kink summed again, rewritten or not: a stage run again (a Dask task retried after a lost
     # worker, a resumed run) finds some already rewritten, whose results the caller holds from before
-    summed = []
-    for shard in plan:
-        slots = statuses.get(shard.index)
-        if slots is not None:
-            at, status = slots
-            wanted = np.where(np.isin(at, together), TOGETHER, NONDIFFERENTIABLE).astype(np.int8)
-            summed.append(_summed(loaded, output, shard, at, None if np.array_equal(wanted, status) else wanted))
-    return Together(tuple(summed), lines, evaluations, time.perf_counter() - start)
+    summed = tuple(
+        _summed(loaded, output, shard, holding[shard.index], together) for shard in plan if shard.index in holding
+    )
+    return Together(summed, lines, evaluations, time.perf_counter() - start)
 
 
 def _gathered(
     loaded: Loaded, output: Output, plan: Sequence[Shard]
-) -> tuple[dict[str, dict[int, dict[str, _Kinks]]], dict[int, tuple[np.ndarray, np.ndarray]]]:
+) -> tuple[dict[str, dict[int, dict[str, _Kinks]]], dict[int, np.ndarray]]:
     """Per dtype, per sign of the gap, per tensor: its kinks (:class:`_Kinks`, decoded from ``kink``); and per shard
-    holding any, their slots and statuses."""
+    holding any, their slots."""
     layout, slots = loaded.settings.layout, loaded.slots
     parts: dict[tuple[str, int, str], list[tuple[np.ndarray, ...]]] = {}
-    statuses = {}
+    kink_slots: dict[int, np.ndarray] = {}
     # ``kink`` read in large pieces, many shards' chunks at a time (an object store's requests run together)
     holding: dict[int, np.ndarray] = {}
     for piece in _pieces(plan):
@@ -100,7 +96,7 @@ def _gathered(
             continue
         code = holding[shard.index]
         on = np.flatnonzero(code)
-        statuses[shard.index] = (shard.start + on, np.asarray(output.status[shard.start : shard.stop])[on])
+        kink_slots[shard.index] = shard.start + on
         analytic = np.asarray(output.analytic[shard.start : shard.stop])[on]
         first = 0
         for spec, positions in slots.segments(layout, shard.start, shard.stop):
@@ -130,7 +126,7 @@ def _gathered(
         found.setdefault(dtype, {}).setdefault(sign, {})[name] = _Kinks(
             *(np.concatenate(p) for p in zip(*pieces, strict=True))
         )
-    return found, statuses
+    return found, kink_slots
 
 
 def _pieces(plan: Sequence[Shard]) -> list[list[Shard]]:
@@ -197,37 +193,51 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
                 for chosen, ways, regular, only_after_a_kink in lines_through:
                     if only_after_a_kink and not undecided:
                         continue
-                    through, slots, dot, offset = {}, [], [], 0
-                    for name, mine in zip(names, kinks, strict=True):
-                        part = slice(offset, offset + mine.slots.size)
-                        offset += mine.slots.size
-                        if chosen[part].any():
-                            at = chosen[part]
-                            values = (mine.steps[at] * ways[part][at]).astype(mine.steps.dtype)
-                            through[name] = (mine.positions[at], values)
-                            slots.append(mine.slots[at])
-                            dot.append(mine.analytic[at] * values.astype(np.float64))
-                    g_u = math.fsum(np.concatenate(dot))
-                    line = check_direction(loaded, next(iter(through)), KINK_LINE, g_u, through, regular=regular)
+                    line, slots = _line(loaded, kinks, names, chosen, ways, regular)
                     lines, evaluations = lines + 1, evaluations + line.evaluations
                     undecided = line.status == NONDIFFERENTIABLE
                     if line.status == WRONG:
-                        together.extend(slots)
+                        together.append(slots)
                         break
     return (np.unique(np.concatenate(together)) if together else np.empty(0, np.int64)), lines, evaluations
 
 
-def _summed(loaded: Loaded, output: Output, shard: Shard, at: np.ndarray, status: np.ndarray | None) -> ShardResult:
-    """A shard's result summed from what it stored, with the statuses at slots ``at`` replaced by ``status`` first
-    (None: as they are), and sealed again. A crash between the two writes leaves its seal broken: a resumed run
-    computes it again."""
+def _line(
+    loaded: Loaded,
+    kinks: Sequence[_Kinks],
+    names: Sequence[str],
+    chosen: np.ndarray,
+    ways: np.ndarray,
+    regular: int,
+) -> tuple[DirectionResult, np.ndarray]:
+    """The line through the ``chosen`` of the tensors' ``kinks`` (concatenated in ``names``' order), each moved by
+    its step the way ``ways`` says, judged (:func:`.directions.check_direction`); and those kinks' slots."""
+    through, slots, dot, offset = {}, [], [], 0
+    for name, mine in zip(names, kinks, strict=True):
+        at, ahead = chosen[offset : offset + mine.slots.size], ways[offset : offset + mine.slots.size]
+        offset += mine.slots.size
+        if at.any():
+            values = (mine.steps[at] * ahead[at]).astype(mine.steps.dtype)
+            through[name] = (mine.positions[at], values)
+            slots.append(mine.slots[at])
+            dot.append(mine.analytic[at] * values.astype(np.float64))
+    g_u = math.fsum(np.concatenate(dot))
+    line = check_direction(loaded, next(iter(through)), KINK_LINE, g_u, through, regular=regular)
+    return line, np.concatenate(slots)
+
+
+def _summed(loaded: Loaded, output: Output, shard: Shard, at: np.ndarray, together: np.ndarray) -> ShardResult:
+    """A shard's result summed from what it stored, its kinks (slots ``at``) marked together where ``together`` holds
+    them and non-differentiable elsewhere; where that changes what it stored, written and sealed again. A crash
+    between the two writes leaves its seal broken: a resumed run computes it again."""
     settings, slots = loaded.settings, loaded.slots
     stored = stored_shard(shard, output)
     if stored is None:
         raise RuntimeError(f"shard {shard.index} of the output could not be read back to mark its kinks")
-    if status is not None:
+    wanted = np.where(np.isin(at, together), TOGETHER, NONDIFFERENTIABLE).astype(np.int8)
+    if not np.array_equal(stored[_STATUS][at - shard.start], wanted):
         stored[_STATUS] = stored[_STATUS].copy()
-        stored[_STATUS][at - shard.start] = status
+        stored[_STATUS][at - shard.start] = wanted
         output.status[shard.start : shard.stop] = stored[_STATUS]
         output.done[shard.index] = shard_seal(settings.identity, shard, stored)
     return summarize_shard(

@@ -107,6 +107,11 @@ class Tolerance:
         """JSON-ready form."""
         return {"atol": self.atol, "rtol": self.rtol, "safety": self.safety}
 
+    def room(self, lower: Any, upper: Any, margin: Any) -> Any:
+        """How far beyond one-sided slopes ``lower``/``upper`` (extrapolated, moved by up to ``margin``) a value
+        may lie and still be between them: ``atol + rtol·max|slope| + margin`` (:func:`judge_again`)."""
+        return self.atol + self.rtol * np.fmax(np.abs(lower), np.abs(upper)) + margin
+
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Tolerance:
         """Read back :meth:`to_dict`."""
@@ -356,7 +361,7 @@ def judge_again(
     first_numeric, first_allowed, first_status, first_bar = first
     usable = np.isfinite(numeric) & np.isfinite(bar)
     with np.errstate(invalid="ignore"):
-        room = tolerance.atol + tolerance.rtol * np.fmax(np.abs(lower), np.abs(upper)) + margin
+        room = tolerance.room(lower, upper, margin)
         allowed = tolerance.atol + tolerance.rtol * np.abs(numeric) + tolerance.safety * bar
         agree = np.abs(analytic - numeric) <= allowed
         # A kink the slopes saw only at coarse steps, off θ (their gap flipped or held there, then was lost in
