@@ -807,7 +807,7 @@ def _binary_relu_problem(seed: int, integer: bool = True) -> tuple[Arrays, Array
     return {name: value.astype(np.float32) for name, value in params.items()}, {"X": X, "y": y}
 
 
-@pytest.mark.parametrize("seed", [0, 36])
+@pytest.mark.parametrize("seed", [0, 16, 36])
 def test_a_direction_on_kinks_at_theta_that_the_curvature_outweighs_is_on_a_kink(seed: int) -> None:
     """Review 53: correct float32 ReLU networks on binary inputs with integer weights failed a random direction of
     W1. Several units at exactly 0 put a jump at θ on its line that the curvature outweighed at the coarse steps: the
@@ -824,6 +824,21 @@ def test_a_direction_on_kinks_at_theta_that_the_curvature_outweighs_is_on_a_kink
         assert "W1" in report.not_verified or indices == "all"
         planted = pipeline.check(_BinaryReluNet(W2=1.05), params, data, directions=4, indices=indices)
         assert planted.failing == ("W2",), (indices, str(planted))
+
+
+@pytest.mark.parametrize(("jump", "quartic"), [(0.06, 0.0), (-0.12, 0.0), (0.06, 50.0), (0.0, 0.0), (0.0, 50.0)])
+def test_a_gap_that_stops_halving_toward_a_jump_at_theta_is_seen_before_it_is_flat(jump: float, quartic: float) -> None:
+    """Seeds 16 and 36 above failed a random direction of b1 or W1 on a machine whose float32 products rounded
+    otherwise: gaps 0.33, 0.20, 0.13, 0.094 (a jump of 0.06 beside the curvature), or 0.72, 0.30, 0.089 (a jump of
+    −0.12), then noise. Neither flat enough for a kink nor changing sign among the significant rows, the line was
+    judged smooth. ``gap(h) = f''·h + J``: ``2·gap(h/2) − gap(h)`` is the jump from either pair of rows; a smooth
+    function's (a quartic term beside the curvature) falls 8x a row."""
+    f = lambda t: 20 * t * t + quartic * t**4 + 1.3 * t + jump / 2 * abs(t)  # noqa: E731
+    found = second_look(
+        _line(f, 0.0, 0.04), 1, np.array([0.04]), f(0.0), np.array([2e-6]), np.array([1.0]), follow=False
+    )
+    assert not found.kink[0]
+    assert bool(np.asarray(found.jump)) is (jump != 0)
 
 
 def test_a_direction_whose_finer_steps_left_a_kink_off_theta_is_judged_on_them() -> None:

@@ -267,7 +267,11 @@ def check_direction(
         # A direction between the slopes tells as little (review 55: a max-pool bug passed beside a sample).
         # A jump at θ that the curvature outweighs at the coarse steps shows as a gap that changes sign and does not
         # halve on the other side (several float32 ReLUs at exactly 0 on binary inputs, integer weights): a kink too.
-        crossed = bool(np.asarray(refined.crossing).any())
+        # (or, not flat enough for a kink, as a gap that stopped halving, toward a jump at θ, where g·u is off the
+        # line's estimate: a wrong gradient there is as likely as on a crossing)
+        crossed = bool(np.asarray(refined.crossing).any()) or bool(
+            np.asarray(refined.jump).any() and not refined.kink[0] and status[0] == WRONG
+        )
         kinked = bool((refined.kink[0] or crossed) and math.isfinite(dot))
         # Wrong by the line on a kink that shows as that change of sign: the other rules call the line smooth or a
         # kink, and judged so it named real bugs that every element's own slopes allow (review 57: a tie routed to
