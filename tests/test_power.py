@@ -833,7 +833,10 @@ def test_a_gap_that_stops_halving_toward_a_jump_at_theta_is_seen_before_it_is_fl
     −0.12), then noise. Neither flat enough for a kink nor changing sign among the significant rows, the line was
     judged smooth. ``gap(h) = f''·h + J``: ``2·gap(h/2) − gap(h)`` is the jump from either pair of rows; a smooth
     function's (a quartic term beside the curvature) falls 8x a row."""
-    f = lambda t: 20 * t * t + quartic * t**4 + 1.3 * t + jump / 2 * abs(t)  # noqa: E731
+
+    def f(t: float) -> float:
+        return 20 * t * t + quartic * t**4 + 1.3 * t + jump / 2 * abs(t)
+
     found = second_look(
         _line(f, 0.0, 0.04), 1, np.array([0.04]), f(0.0), np.array([2e-6]), np.array([1.0]), follow=False
     )
