@@ -941,6 +941,46 @@ def test_atol_excuses_no_disagreement_the_check_measured(scale: float) -> None:
         assert (*planted.failing, *planted.not_verified) == ("w",), error
 
 
+class _ConfidentSoftmax:
+    """Softmax cross-entropy of a linear classifier, mean over the rows; ``twice`` divides the gradient by the
+    batch size twice (a mean taken in the loss's gradient and again in the layer's)."""
+
+    def __init__(self, twice: bool = False) -> None:
+        self.twice = twice
+
+    def _log_p(self, params: Arrays, data: Arrays) -> np.ndarray:
+        logits = data["X"] @ params["W"] + params["b"]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        return np.asarray(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)))
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        log_p = self._log_p(params, data)
+        return float(-log_p[np.arange(len(log_p)), data["y"]].mean())
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        d = np.exp(self._log_p(params, data))
+        d[np.arange(len(d)), data["y"]] -= 1
+        d /= len(d) ** (2 if self.twice else 1)
+        return {"W": data["X"].T @ d, "b": d.sum(0)}
+
+
+@pytest.mark.parametrize(("dtype", "scale"), [(np.float32, 80.0), (np.float64, 200.0)])
+def test_elements_whose_bars_exceed_them_verify_nothing_below_atol(dtype: Any, scale: float) -> None:
+    """Review 71: a classifier confident on every row (a float32 loss of 1.5e-7, quantised by the rounding of
+    ``1 + e^-z``; a float64 one of 8e-17) with its gradient divided by N twice, 8x too small, passed: each element's
+    bar was wider than the element but below atol (1e-6, 1e-13), and atol verified it (power 3e+30). The loss cannot
+    tell the gradients apart: neither verifies."""
+    rng = np.random.default_rng(0)
+    W = scale * rng.standard_normal((10, 8)) / np.sqrt(10)  # logits far apart: every row confidently right
+    X = rng.standard_normal((8, 10))
+    params = {"W": W.astype(dtype), "b": (0.1 * rng.standard_normal(8)).astype(dtype)}
+    data = {"X": X.astype(dtype), "y": (X @ W).argmax(1)}
+    for twice in (False, True):
+        report = pipeline.check(_ConfidentSoftmax(twice), params, data)
+        assert report.verdict == "not verified", str(report)
+        assert set(report.not_verified) == {"W", "b"}
+
+
 # -- 7. a loss exactly 0 at θ ---------------------------------------------------------------------------
 
 
