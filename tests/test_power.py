@@ -234,6 +234,49 @@ class _MaxPoolAndL1(_MaxPool):
         return {"X": g.astype(params["X"].dtype)}
 
 
+class _ReluPoolSquared:
+    """``½Σ(maxpool2x2(relu(X)) − y)² + quad·ΣX²``; ``bug``: every tie given the whole gradient (``window == max``)."""
+
+    def __init__(self, bug: bool, quad: float) -> None:
+        self.bug, self.quad = bug, quad
+
+    @staticmethod
+    def _windows(x: np.ndarray) -> np.ndarray:
+        n, h, w = x.shape
+        return x.reshape(n, h // 2, 2, w // 2, 2).transpose(0, 1, 3, 2, 4).reshape(n, h // 2, w // 2, 4)
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        pooled = self._windows(np.maximum(params["X"], 0)).max(-1)
+        return float(0.5 * np.sum((pooled - data["y"]) ** 2) + self.quad * np.sum(params["X"] ** 2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        x = params["X"]
+        windows = self._windows(np.maximum(x, 0))
+        if self.bug:
+            mask = (windows == windows.max(-1, keepdims=True)).astype(float)
+        else:
+            mask = np.zeros_like(windows)
+            np.put_along_axis(mask, windows.argmax(-1)[..., None], 1, -1)
+        g = mask * (windows.max(-1) - data["y"])[..., None]
+        n, h, w = x.shape
+        g = g.reshape(n, h // 2, w // 2, 2, 2).transpose(0, 1, 3, 2, 4).reshape(n, h, w)
+        return {"X": g * (x > 0) + 2 * self.quad * x}
+
+
+@pytest.mark.parametrize(("seed", "quad"), [(7, 1e4), (3, 3e4), (5, 3e4)])
+def test_a_line_through_kinks_under_strong_curvature_stays_wrong(seed: int, quad: float) -> None:
+    """Review 72: the rule that calls a random direction on a jump at θ a crossing (``refine._jump``) fired on the
+    kinks' line of a max-pool tie bug under a strong quadratic term; the line decided nothing and the bug passed.
+    A line through kinks is not a random direction: it stays wrong."""
+    rng = np.random.default_rng(seed)
+    params = {"X": rng.integers(-1, 3, size=(2, 4, 4)).astype(np.float64)}
+    data = {"y": rng.standard_normal((2, 2, 2)) * 3}
+    bug = pipeline.check(_ReluPoolSquared(True, quad), params, data)
+    assert bug.verdict == "not verified", str(bug)
+    assert bug.tensors[0].n_together, str(bug)
+    assert pipeline.check(_ReluPoolSquared(False, quad), params, data).passed
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_tie_bug_beside_an_unrelated_kink_of_its_tensor_is_still_not_verified(dtype: Any) -> None:
     """An adversarial review: the max-pool tie bug passed again beside an L1 term at a zero weight, because the line

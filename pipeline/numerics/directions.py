@@ -268,9 +268,11 @@ def check_direction(
         # A jump at θ that the curvature outweighs at the coarse steps shows as a gap that changes sign and does not
         # halve on the other side (several float32 ReLUs at exactly 0 on binary inputs, integer weights): a kink too.
         # (or, not flat enough for a kink, as a gap that stopped halving, toward a jump at θ, where g·u is off the
-        # line's estimate: a wrong gradient there is as likely as on a crossing)
+        # line's estimate: a wrong gradient there is as likely as on a crossing). Not on a line through kinks
+        # (``through``), where a line that decides nothing leaves its kinks to their elements: there it stays wrong
+        # (review 72: a max-pool tie bug under a strong quadratic term, on such a line, passed so)
         crossed = bool(np.asarray(refined.crossing).any()) or bool(
-            np.asarray(refined.jump).any() and not refined.kink[0] and status[0] == WRONG
+            through is None and np.asarray(refined.jump).any() and not refined.kink[0] and status[0] == WRONG
         )
         kinked = bool((refined.kink[0] or crossed) and math.isfinite(dot))
         # Wrong by the line on a kink that shows as that change of sign: the other rules call the line smooth or a
