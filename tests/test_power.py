@@ -277,6 +277,24 @@ def test_a_line_through_kinks_under_strong_curvature_stays_wrong(seed: int, quad
     assert pipeline.check(_ReluPoolSquared(False, quad), params, data).passed
 
 
+@pytest.mark.parametrize("seed", [0, 3, 5])
+def test_ties_whose_tables_agree_only_with_bars_too_wide_stay_kinks(seed: int) -> None:
+    """Review 72: a float32 max-pool after a ReLU on a near-fit loss (residuals of 0.01), every tie given the whole
+    gradient. The second look saw each tie's kink (slopes 0 and the residual, the value one of them), but its table,
+    whose bar was 7x the value, "agreed" with it: inconclusive, no kink recorded, no line through the ties, and the
+    bug passed in 16 of 40 seeds. Where the table's bar verifies nothing and the value lies between the slopes, the
+    kink stands."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-1, 3, size=(2, 4, 4)).astype(np.float32)
+    rng.standard_normal((2, 2, 2))  # the review's targets, replaced by a near fit
+    pooled = _ReluPoolSquared._windows(np.maximum(x, 0)).max(-1)
+    params, data = {"X": x}, {"y": (pooled + 0.01 * rng.standard_normal((2, 2, 2))).astype(np.float32)}
+    bug = pipeline.check(_ReluPoolSquared(True, 0.0), params, data)
+    assert bug.verdict == "not verified", str(bug)
+    assert bug.tensors[0].n_together, str(bug)
+    assert pipeline.check(_ReluPoolSquared(False, 0.0), params, data).passed
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_a_tie_bug_beside_an_unrelated_kink_of_its_tensor_is_still_not_verified(dtype: Any) -> None:
     """An adversarial review: the max-pool tie bug passed again beside an L1 term at a zero weight, because the line
