@@ -523,7 +523,8 @@ def _jump(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray) -> np.ndar
     show a jump at θ beside the curvature: the gap ``f''·h + J`` of a smooth function with a kink at θ does not halve
     as the step shrinks (less and less where ``J`` has the curvature's sign, more and more where it has the other),
     and ``2·gap(h/2) − gap(h)`` is ``J`` from either pair of rows (a smooth function's falls 8x a row, as its gap's
-    ``h³`` term does): the two above their noise and within :data:`KINK_RATIO` of each other. Kinks at θ of several
+    ``h³`` term does): the coarser pair's above its noise as a gap's is, and the two within :data:`KINK_RATIO` of
+    each other. Kinks at θ of several
     ReLUs at exactly 0 on binary inputs, on a random direction's float32 line, make gaps of 0.33, 0.20, 0.13, 0.094
     (a jump of 0.06), or 0.72, 0.30, 0.089 (a jump of −0.12), and the rows finer are noise: neither flat enough for
     a kink nor changing sign among the significant rows (:func:`_kinks`), and judged smooth those directions were
@@ -538,8 +539,9 @@ def _jump(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray) -> np.ndar
         consecutive &= (np.abs(halvings[0] - CON) <= 0.1 * CON) & (np.abs(halvings[1] - CON) <= 0.1 * CON)
         jump_before, jump_last = 2 * g_before - g_first, 2 * g_last - g_before
         kept = (jump_last / jump_before >= KINK_RATIO) & (jump_last / jump_before <= 1 / KINK_RATIO)
+        # the coarser pair's above its noise as a gap is; the finer pair's, twice as noisy, agreeing with it
         seen = (np.abs(jump_before) > GAP_SIGNIFICANT * gap_noise[rows[1], at]) & (
-            np.abs(jump_last) > GAP_SIGNIFICANT * gap_noise[rows[2], at]
+            np.abs(jump_last) > gap_noise[rows[2], at]
         )
     return np.asarray(consecutive & kept & seen)
 
