@@ -512,10 +512,17 @@ def _smooth_end(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray) -> n
     at = np.arange(gaps.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = gaps[np.maximum(last, 0), at] / gaps[np.maximum(before, 0), at]
-        apart = steps[np.maximum(before, 0), at] / steps[np.maximum(last, 0), at]
         halved = np.abs(ratio - 0.5) <= SMOOTH_GAP
-        consecutive = (before >= 0) & (last - before == 1) & (np.abs(apart - CON) <= 0.1 * CON)
-    return np.asarray(consecutive & halved)
+    return np.asarray(_one_halving(steps, before, last) & halved)
+
+
+def _one_halving(steps: np.ndarray, coarser: np.ndarray, finer: np.ndarray) -> np.ndarray:
+    """Per suspect, whether rows ``coarser`` and ``finer`` (-1: none) are consecutive, :data:`CON` apart in step
+    (no leap between them)."""
+    at = np.arange(steps.shape[1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        apart = steps[np.maximum(coarser, 0), at] / steps[np.maximum(finer, 0), at]
+    return np.asarray((coarser >= 0) & (finer - coarser == 1) & (np.abs(apart - CON) <= 0.1 * CON))
 
 
 def _jump(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -533,10 +540,8 @@ def _jump(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray) -> np.ndar
     at = np.arange(gaps.shape[1])
     rows = [np.maximum(row, 0) for row in (first, before, last)]
     g_first, g_before, g_last = (gaps[row, at] for row in rows)
+    consecutive = _one_halving(steps, first, before) & _one_halving(steps, before, last)
     with np.errstate(invalid="ignore", divide="ignore"):
-        halvings = (steps[rows[0], at] / steps[rows[1], at], steps[rows[1], at] / steps[rows[2], at])
-        consecutive = (first >= 0) & (last - before == 1) & (before - first == 1)
-        consecutive &= (np.abs(halvings[0] - CON) <= 0.1 * CON) & (np.abs(halvings[1] - CON) <= 0.1 * CON)
         jump_before, jump_last = 2 * g_before - g_first, 2 * g_last - g_before
         kept = (jump_last / jump_before >= KINK_RATIO) & (jump_last / jump_before <= 1 / KINK_RATIO)
         # the coarser pair's above its noise as a gap is; the finer pair's, twice as noisy, agreeing with it

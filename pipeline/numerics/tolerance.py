@@ -58,6 +58,7 @@ __all__ = [
     "reference",
     "suspects",
     "unproven",
+    "verifying",
 ]
 
 #: Element status codes, as stored in the output's ``status`` array. ``INCONCLUSIVE``: the
@@ -219,9 +220,16 @@ def inconclusive(
     with np.errstate(invalid="ignore"):
         measured = tolerance.safety * bar
         limit = VERIFY_LIMIT * reference(analytic, numeric)
-        wide = ~(measured <= limit)
         floored = ~(np.abs(analytic - numeric) <= np.fmax(limit, tolerance.rtol * np.abs(numeric) + measured))
+    wide = ~verifying(analytic, numeric, bar, tolerance)
     return np.where((status == AGREE) & (wide | floored), INCONCLUSIVE, status).astype(np.int8)
+
+
+def verifying(analytic: np.ndarray, numeric: np.ndarray, bar: np.ndarray, tolerance: Tolerance) -> np.ndarray:
+    """Whether an estimate's measured uncertainty (``safety·bar``) is within :data:`VERIFY_LIMIT` of the element's
+    own magnitude (:func:`reference`): narrow enough for an agreement to verify it, whatever ``atol`` allows."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(tolerance.safety * bar <= VERIFY_LIMIT * reference(analytic, numeric), dtype=bool)
 
 
 #: The most an element's float32 analytic value, and its float32 numeric estimate, may each differ from the
@@ -375,9 +383,8 @@ def judge_again(
         # the whole gradient, a slope of each, "agreed" with tables of bars 7x their value, inconclusive, and no
         # line moved them together: the bug passed in 16 of 40 seeds).
         between = (analytic >= lower - room) & (analytic <= upper + room)
-        verifying = tolerance.safety * bar <= VERIFY_LIMIT * reference(analytic, numeric)
         stands = between & np.asarray(settled) & ~np.asarray(anchor[0])
-        kink = kink & ~(usable & agree & (verifying | ~stands))
+        kink = kink & ~(usable & agree & (verifying(analytic, numeric, bar, tolerance) | ~stands))
         consistent = (numeric >= lower - room) & (numeric <= upper + room)
         # a disagreement a kink too small to see could make (``hidden``) is not wrong, only not verified; nor is
         # one where the curvature did not hold (kinks inside the steps) and the value lies between the slopes
