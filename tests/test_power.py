@@ -295,11 +295,14 @@ def test_ties_whose_tables_agree_only_with_bars_too_wide_stay_kinks(seed: int) -
     assert pipeline.check(_ReluPoolSquared(False, 0.0), params, data).passed
 
 
-def test_a_direction_whose_finer_jump_estimate_is_noisier_is_still_on_a_jump() -> None:
+@pytest.mark.parametrize("seed", [4, 9])
+def test_a_direction_whose_finer_jump_estimate_is_noisier_is_still_on_a_jump(seed: int) -> None:
     """Review 73: a correct float32 max-pool on a near-fit loss plus a constant 10 (float32 noise 10x wider) failed a
     random direction: gaps 0.094, 0.061, 0.043 above their noise, jumps of 0.027 and 0.025 from their two pairs, the
-    finer twice as noisy and below four times its gap's noise. The coarser pair's jump must stand above that noise;
-    the finer one need only agree with it."""
+    finer twice as noisy and below four times its gap's noise (seed 4). The coarser pair's jump must stand above that
+    noise; the finer one need only agree with it. Seed 9: gaps 0.60, 0.30, 0.15, 0.078, 0.041, jumps of 0.0031,
+    0.0031, 0.0036, 0.0033, only the coarsest pairs' above their noise: the jump is seen there, the finer rows' gaps
+    staying on its line."""
 
     class Offset(_ReluPoolSquared):
         def __init__(self, bug: bool, scale: float = 1.0) -> None:
@@ -312,7 +315,7 @@ def test_a_direction_whose_finer_jump_estimate_is_noisier_is_still_on_a_jump() -
         def grad(self, params: Arrays, data: Arrays) -> Arrays:
             return {"X": (super().grad(params, data)["X"] * self.scale).astype(np.float32)}
 
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seed)
     x = rng.integers(-1, 3, size=(2, 4, 4)).astype(float)
     rng.standard_normal((2, 2, 2))
     y = _ReluPoolSquared._windows(np.maximum(x, 0)).max(-1) + 0.01 * rng.standard_normal((2, 2, 2))
@@ -931,7 +934,7 @@ def test_a_gap_that_stops_halving_toward_a_jump_at_theta_is_seen_before_it_is_fl
         _line(f, 0.0, 0.04), 1, np.array([0.04]), f(0.0), np.array([2e-6]), np.array([1.0]), follow=False
     )
     assert not found.kink[0]
-    assert bool(np.asarray(found.jump)) is (jump != 0)
+    assert bool(np.isfinite(found.jump).any()) is (jump != 0)
 
 
 def test_a_direction_whose_finer_steps_left_a_kink_off_theta_is_judged_on_them() -> None:

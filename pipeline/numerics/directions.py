@@ -272,7 +272,7 @@ def check_direction(
         # (``through``), where a line that decides nothing leaves its kinks to their elements: there it stays wrong
         # (review 72: a max-pool tie bug under a strong quadratic term, on such a line, passed so)
         crossed = bool(np.asarray(refined.crossing).any()) or bool(
-            through is None and np.asarray(refined.jump).any() and not refined.kink[0] and status[0] == WRONG
+            through is None and np.isfinite(refined.jump).any() and not refined.kink[0] and status[0] == WRONG
         )
         kinked = bool((refined.kink[0] or crossed) and math.isfinite(dot))
         # Wrong by the line on a kink that shows as that change of sign: the other rules call the line smooth or a

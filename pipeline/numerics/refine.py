@@ -157,7 +157,8 @@ class Refined:
     feature off θ, the finest row's slopes, widened by its gap's noise, and whether the lower one fell and the higher
     one rose from the row before (:func:`_kinks`). ``gap``: the slope moving up less the slope moving down, both
     extrapolated as ``lower``/``upper`` are (signed: a kink's own, which kinks moved together add up to where they
-    do not interact; :func:`.together.judge_lines`).
+    do not interact; :func:`.together.judge_lines`). ``jump``: the jump at θ that the rows show beside the curvature
+    before it is a kink, NaN where they show none (:func:`_jump`).
     """
 
     numeric: np.ndarray
@@ -179,7 +180,7 @@ class Refined:
     anchor: Anchor = NO_ANCHOR
     inside: Finest = NO_FINEST
     gap: np.ndarray | float = math.nan
-    jump: np.ndarray | bool = False
+    jump: np.ndarray | float = math.nan
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray
@@ -526,29 +527,40 @@ def _one_halving(steps: np.ndarray, coarser: np.ndarray, finer: np.ndarray) -> n
 
 
 def _jump(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Per suspect, whether its finest three significant rows, each :data:`CON` times finer than the one before,
-    show a jump at θ beside the curvature: the gap ``f''·h + J`` of a smooth function with a kink at θ does not halve
-    as the step shrinks (less and less where ``J`` has the curvature's sign, more and more where it has the other),
-    and ``2·gap(h/2) − gap(h)`` is ``J`` from either pair of rows (a smooth function's falls 8x a row, as its gap's
-    ``h³`` term does): the coarser pair's above its noise as a gap's is, and the two within :data:`KINK_RATIO` of
-    each other. Kinks at θ of several
-    ReLUs at exactly 0 on binary inputs, on a random direction's float32 line, make gaps of 0.33, 0.20, 0.13, 0.094
-    (a jump of 0.06), or 0.72, 0.30, 0.089 (a jump of −0.12), and the rows finer are noise: neither flat enough for
-    a kink nor changing sign among the significant rows (:func:`_kinks`), and judged smooth those directions were
-    wrong."""
-    _, (first, before, last) = _finest_significant(gaps, gap_noise, 3)
-    at = np.arange(gaps.shape[1])
-    rows = [np.maximum(row, 0) for row in (first, before, last)]
-    g_first, g_before, g_last = (gaps[row, at] for row in rows)
-    consecutive = _one_halving(steps, first, before) & _one_halving(steps, before, last)
+    """Per suspect, the jump at θ that its significant rows, each :data:`CON` times finer than the one before, show
+    beside the curvature (NaN where they show none). The gap ``f''·h + J`` of a smooth function with a kink at θ
+    does not halve as the step shrinks (less and less where ``J`` has the curvature's sign, more and more where it
+    has the other), and ``2·gap(h/2) − gap(h)`` is ``J`` from any pair of rows (a smooth function's falls 8x a row,
+    as its gap's ``h³`` term does). Seen where two pairs of three consecutive rows give it within :data:`KINK_RATIO`
+    of each other, the coarser above its noise as a gap's is and the finer above its own, and no finer row's gap is
+    off the line ``f''·h + J`` they draw by more than its noise (a kink off θ, which the finer steps pass inside,
+    leaves it).
+    Kinks at θ of several ReLUs at exactly 0 on binary inputs, on a random direction's float32 line, make gaps of
+    0.33, 0.20, 0.13, 0.094 (a jump of 0.06), or 0.72, 0.30, 0.089 (a jump of −0.12), and the rows finer are noise:
+    neither flat enough for a kink nor changing sign among the significant rows (:func:`_kinks`), and judged smooth
+    those directions were wrong. Ties of a float32 max-pool on a near-fit loss plus 10 make gaps of 0.60, 0.30, 0.15,
+    0.078, 0.041 (jumps of 0.0031, 0.0031, 0.0036, 0.0033): the finest pairs' are below their noise, the coarsest
+    ones' above (review 73)."""
+    rows, k = gaps.shape
+    significant, _ = _finest_significant(gaps, gap_noise, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        jump_before, jump_last = 2 * g_before - g_first, 2 * g_last - g_before
-        kept = (jump_last / jump_before >= KINK_RATIO) & (jump_last / jump_before <= 1 / KINK_RATIO)
-        # the coarser pair's above its noise as a gap is; the finer pair's, twice as noisy, agreeing with it
-        seen = (np.abs(jump_before) > GAP_SIGNIFICANT * gap_noise[rows[1], at]) & (
-            np.abs(jump_last) > gap_noise[rows[2], at]
-        )
-    return np.asarray(consecutive & kept & seen)
+        # the jump from rows i and i + 1, both significant and a halving apart; its noise is the finer gap's
+        jumps = np.full((rows, k), np.nan)
+        for i in range(rows - 1):
+            pair = significant[i] & significant[i + 1] & _one_halving(steps, np.full(k, i), np.full(k, i + 1))
+            jumps[i] = np.where(pair, 2 * gaps[i + 1] - gaps[i], np.nan)
+        noise = np.vstack([gap_noise[1:], np.full((1, k), np.inf)])
+        seen = np.full(k, np.nan)
+        for i in range(rows - 2):
+            coarser, finer = jumps[i], jumps[i + 1]
+            kept = (finer / coarser >= KINK_RATIO) & (finer / coarser <= 1 / KINK_RATIO)
+            above = (np.abs(coarser) > GAP_SIGNIFICANT * noise[i]) & (np.abs(finer) > noise[i + 1])
+            # every finer row's gap on the line f''·h + J that its three rows draw, within its noise: a kink off θ
+            # leaves it where the steps pass inside (its gap falls toward the curvature's)
+            curvature = (gaps[i + 2] - coarser) / steps[i + 2]
+            off = np.abs(gaps[i + 3 :] - coarser - curvature * steps[i + 3 :]) > GAP_SIGNIFICANT * gap_noise[i + 3 :]
+            seen = np.where(kept & above & ~np.any(off, axis=0), coarser, seen)
+    return seen
 
 
 def _curvature_held(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray, start: np.ndarray) -> np.ndarray:
