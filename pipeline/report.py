@@ -713,7 +713,7 @@ def format_report(report: Report) -> str:
         if read_back and not rate:
             evaluated = " (the probe's alone: every shard was read back from the output, as an earlier run computed it)"
         else:
-            evaluated = f", {rate:.0f}/s" + (
+            evaluated = f", {rate:.0f}/s while the shards ran" + (
                 f"; {read_back} shard(s) read back from the output, as an earlier run computed them"
                 if read_back
                 else ""
