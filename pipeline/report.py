@@ -270,6 +270,13 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]], fl
             "to both elements), so not even every element verifies it; check it at parameters off every kink (no ReLU "
             "input exactly 0, no tied pair or maximum)"
         )
+    if t.n_nondifferentiable and t.n_checked < math.prod(t.shape):
+        return (
+            f"{t.n_nondifferentiable} of its {t.n_checked} sampled elements sit on a kink, each judged by its own "
+            "one-sided slopes; a wrong value shared with elements not sampled (a max-pool tie given to every tied "
+            "input) lies within them, and shows only where the kinks are moved together, all of them; check all its "
+            "elements (`indices: all`)"
+        )
     if said and t.n_checked < math.prod(t.shape):
         others = "the other directions and a sample of its elements" if t.n_checked else "the other directions"
         return (
@@ -398,9 +405,13 @@ def _thinly_verified(report: Report) -> list[TensorReport]:
 def _inconclusive_and_kinks(t: TensorReport) -> str:
     """A tensor's inconclusive elements (why, and how many are exactly 0 in both) and its kinks."""
     zeros = f"; {t.n_zero} of them exactly 0 in both analytic and numeric" if t.n_zero else ""
-    return (
+    inconclusive = (
         f"{t.n_inconclusive} inconclusive (error bars wider than {VERIFY_LIMIT:g} of |n| even after a second "
-        f"look{zeros}), {t.n_nondifferentiable} on a kink"
+        f"look{zeros})"
+    )
+    kinks = f"{t.n_nondifferentiable} on a kink"
+    return ", ".join(part for part, n in ((inconclusive, t.n_inconclusive), (kinks, t.n_nondifferentiable)) if n) or (
+        inconclusive
     )
 
 
