@@ -610,6 +610,16 @@ def format_report(report: Report) -> str:
                 )
             if t.n_float32_only:  # its other disagreements, which the dtype explains
                 lines.append(f"  {t.name}: besides, {_float32_only_why(t)}")
+            if t.n_wrong and judged and t.n_nondifferentiable:
+                # kinks at θ that interact: review 74's numpy-ml max-pool, 3x3 windows at stride 1 on an integer image,
+                # its first-maximum gradient equal to torch's, failed 40 of 40 seeds
+                lines.append(
+                    f"  {t.name}: {t.n_nondifferentiable} of its elements sit on kinks at θ; where kinks interact "
+                    "(overlapping max-pool windows sharing a tied input, ReLU inputs exactly 0 on several paths), a "
+                    "valid subgradient can lie outside an element's own one-sided slopes, so its wrong elements may be "
+                    "right: check again at inputs without ties or exact zeros (integer images plus 1e-3 noise, "
+                    "non-zero biases), where every element has one derivative"
+                )
     unverified = [t for t in reversed(report.tensors) if t.passed and not t.verified]
     if unverified:
         # a failed check failed for its wrong tensors: whether these would have failed it too is the setting's

@@ -295,6 +295,38 @@ def test_ties_whose_tables_agree_only_with_bars_too_wide_stay_kinks(seed: int) -
     assert pipeline.check(_ReluPoolSquared(False, 0.0), params, data).passed
 
 
+class _OverlappingPool:
+    """``Σ maxpool3x3 at stride 1 (X) · R``, the gradient to each window's first maximum (numpy-ml's, torch's)."""
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        x, r = params["X"], data["R"]
+        return float(sum(np.sum(x[i : i + 3, j : j + 3].max((0, 1)) * r[i, j]) for i in range(3) for j in range(3)))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        x, g = params["X"], np.zeros_like(params["X"])
+        for i, j, c in np.ndindex(3, 3, x.shape[2]):
+            k = int(np.argmax(x[i : i + 3, j : j + 3, c]))
+            g[i + k // 3, j + k % 3, c] += data["R"][i, j, c]
+        return {"X": g}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_wrong_tensor_on_interacting_kinks_says_to_check_again_off_them(seed: int) -> None:
+    """Review 74: numpy-ml's max-pool, 3x3 windows at stride 1 on an integer image, its gradient equal to torch's,
+    failed 40 of 40 seeds: a tied pixel shared by windows whose upstream gradients have opposite signs has a valid
+    subgradient outside its own one-sided slopes. A limit the element's line cannot show; the report says so under
+    the diagnosis and how to tell, and the same layer off the ties passes."""
+    rng = np.random.default_rng(seed)
+    x, r = rng.integers(0, 3, (5, 5, 2)).astype(np.float64), rng.standard_normal((3, 3, 2))
+    report = pipeline.check(_OverlappingPool(), {"X": x}, {"R": r})
+    assert report.failing == ("X",)
+    assert "of its elements sit on kinks at θ; where kinks interact" in str(report)
+    assert "integer images plus 1e-3 noise" in str(report)
+    off = pipeline.check(_OverlappingPool(), {"X": x + 1e-3 * rng.standard_normal(x.shape)}, {"R": r})
+    assert off.passed, str(off)
+    assert "sit on kinks at θ" not in str(off)
+
+
 @pytest.mark.parametrize("seed", [2, 5, 8, 17])
 def test_a_sample_with_kinks_does_not_verify_its_tensor(seed: int) -> None:
     """Review 74: a max-pool on binary images, every tie given the whole gradient, passed a sample of 16 of 64
