@@ -134,6 +134,21 @@ def test_a_kernel_whose_rows_and_columns_are_swapped_is_a_transpose_inside_the_t
     )
 
 
+def test_a_kernel_flipped_along_its_spatial_axes_is_named() -> None:
+    # conv dw (filters, channels, 3, 3) computed as a correlation where the forward pass convolves: each kernel
+    # rotated by 180 degrees (review 74: the diagnosis said only "12 of 18 wrong")
+    rng = np.random.default_rng(3)
+    numeric = rng.normal(size=(3, 2, 3, 3))
+    assert _judged((3, 2, 3, 3), np.flip(numeric, (2, 3)).reshape(-1), numeric.reshape(-1)) == (
+        "analytic is the numeric gradient reversed along axes 2 and 3 (a flipped kernel: a correlation where a "
+        "convolution is meant, or the reverse)",
+    )
+    # a 1-D convolution's kernel (out, in, width), reversed along its width
+    numeric = rng.normal(size=(4, 2, 5))
+    (said,) = _judged((4, 2, 5), np.flip(numeric, 2).reshape(-1), numeric.reshape(-1))
+    assert said.startswith("analytic is the numeric gradient reversed along axis 2 (a flipped kernel")
+
+
 # --- a penalty term left out of the backward pass, or counted twice ---------------------------------------------------
 
 PENALTY_LEFT_OUT = (

@@ -2,7 +2,7 @@
 
 Pure numpy. Given one tensor's analytic and numeric gradients (and how far
 apart each element may be), recognise the usual bugs of a hand-written backward
-pass: a constant factor, a flipped sign, a transposed matrix, a gradient that is
+pass: a constant factor, a flipped sign, a transposed matrix, a flipped kernel, a gradient that is
 never written (a missing term), an index off by one, a single wrong element.
 """
 
@@ -148,6 +148,18 @@ def _swapped(shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, 
             swapped = np.swapaxes(numeric.reshape(shape), i, j).reshape(-1)
             if _close(analytic, swapped, room + np.abs(swapped) * 1e-12):
                 return f"axes {i} and {j}"
+    return None
+
+
+def _flipped(shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, room: np.ndarray) -> str | None:
+    """``axis i`` or ``axes i and j`` when the analytic gradient is the numeric one reversed along them: a flipped
+    kernel (a convolution's backward pass written as a correlation, or the reverse; review 74)."""
+    tensor = numeric.reshape(shape)
+    long = [i for i, n in enumerate(shape) if n >= 2]
+    for axes in [(i,) for i in long] + [(i, j) for k, i in enumerate(long) for j in long[k + 1 :]]:
+        flipped = np.flip(tensor, axes).reshape(-1)
+        if _close(analytic, flipped, room + np.abs(flipped) * 1e-12):
+            return f"axis {axes[0]}" if len(axes) == 1 else f"axes {axes[0]} and {axes[1]}"
     return None
 
 
@@ -333,6 +345,13 @@ def diagnose(
         axes = _swapped(shape, analytic, numeric, room)
         if axes is not None:
             return (f"analytic is the numeric gradient with {axes} swapped (a transpose inside the tensor)",)
+    if whole and len(shape) >= 2 and not _close(analytic, numeric, room):
+        axes = _flipped(shape, analytic, numeric, room)
+        if axes is not None:
+            return (
+                f"analytic is the numeric gradient reversed along {axes} (a flipped kernel: a correlation where a "
+                "convolution is meant, or the reverse)",
+            )
     if whole and len(shape) >= 1 and np.prod(shape) >= 3:
         moved = _shift(analytic.reshape(shape), numeric.reshape(shape), room.reshape(shape))
         if moved is not None:
