@@ -265,8 +265,8 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]], fl
     if crossing := sum(d.get("undecided") == "crossing" for d in mine):
         return (
             f"{said} ({why}); of them, {crossing} disagreed with the loss's change along {'its' if crossing == 1 else 'their'} "
-            "line beyond the allowance, on a kink at θ that shows as the one-sided slopes' gap changing sign and not "
-            "halving since: a wrong gradient that each element's own slopes allow looks the same (a max-pool tie routed "
+            "line beyond the allowance, on kinks at θ that show in its line's one-sided slopes (their gap changing "
+            "sign, or no longer halving, toward a jump at θ): a wrong gradient that each element's own slopes allow looks the same (a max-pool tie routed "
             "to both elements), so not even every element verifies it; check it at parameters off every kink (no ReLU "
             "input exactly 0, no tied pair or maximum)"
         )
@@ -675,8 +675,8 @@ def format_report(report: Report) -> str:
             "(a max-pool tie routed to both elements, which each element's own slopes allow), so their tensors "
             "verify on every element checked, or not at all"
             + (
-                " (not at all for a tensor with a direction that disagreed on a kink that shows as its slopes' gap "
-                "changing sign: check it at parameters off its kinks)."
+                " (not at all for a tensor with a direction that disagreed on kinks at θ: check it at parameters off "
+                "its kinks)."
                 if crossing
                 else "."
             ),

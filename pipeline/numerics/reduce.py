@@ -216,8 +216,8 @@ class DirectionResult:
     move_seconds: float = 0.0  # ...and moving the tensor to the points it was evaluated at
     # why it decided nothing, and its tensor's directions verify nothing: "kink" (a kink at θ on its line, g·u between
     # its one-sided slopes or beyond them: non-differentiable), "crossing" (g·u outside the allowance of its line, on a
-    # kink at θ that shows as its slopes' gap changing sign and not halving since: non-differentiable, and not even
-    # every element verifies its tensor), "edge" (losses not finite at the first steps, finer ones not deciding:
+    # kink at θ that shows as its slopes' gap changing sign and not halving since, or stopping halving toward a jump at
+    # θ: non-differentiable, and not even every element verifies its tensor), "edge" (losses not finite at the first steps, finer ones not deciding:
     # inconclusive), or ""
     undecided: str = ""
 
