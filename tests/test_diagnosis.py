@@ -147,6 +147,13 @@ def test_a_kernel_flipped_along_its_spatial_axes_is_named() -> None:
     numeric = rng.normal(size=(4, 2, 5))
     (said,) = _judged((4, 2, 5), np.flip(numeric, 2).reshape(-1), numeric.reshape(-1))
     assert said.startswith("analytic is the numeric gradient reversed along axis 2 (a flipped kernel")
+    # not a swap of two (stacked gates), nor an embedding whose one used row went to the last (review 75)
+    numeric = rng.normal(size=(2, 4, 3))
+    swapped = np.concatenate([numeric[1:], numeric[:1]])
+    assert "flipped kernel" not in " ".join(_judged((2, 4, 3), swapped.reshape(-1), numeric.reshape(-1)))
+    numeric = np.zeros((3, 6))
+    numeric[0] = rng.normal(size=6)
+    assert "flipped kernel" not in " ".join(_judged((3, 6), numeric[::-1].reshape(-1), numeric.reshape(-1)))
 
 
 # --- a penalty term left out of the backward pass, or counted twice ---------------------------------------------------

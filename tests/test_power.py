@@ -295,6 +295,20 @@ def test_ties_whose_tables_agree_only_with_bars_too_wide_stay_kinks(seed: int) -
     assert pipeline.check(_ReluPoolSquared(False, 0.0), params, data).passed
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_float32_sample_beside_kinks_a_step_away_still_verifies(seed: int) -> None:
+    """Review 75: the rule above, first applied to any kink, left correct float32 ReLU networks and max-pools on random
+    data not verified when sampled: float32's steps cross a unit a step away, which they cannot pass inside, and 1
+    or 2 elements of 16 stayed kinks. Only a tensor with kinks at θ itself (its noise probe's every line crossed one)
+    has partners a sample can miss."""
+    params, data = models.relu_problem(seed, sizes=(8, 16, 16, 3), batch=32)
+    params = {name: value.astype(np.float32) for name, value in params.items()}
+    data = {name: value.astype(np.float32) if value.dtype.kind == "f" else value for name, value in data.items()}
+    report = pipeline.check(models.ReluNet(), params, data, indices={"sample_per_tensor": 16, "seed": seed})
+    assert report.passed, str(report)
+    assert sum(t.n_nondifferentiable for t in report.tensors) >= 2
+
+
 class _OverlappingPool:
     """``Σ maxpool3x3 at stride 1 (X) · R``, the gradient to each window's first maximum (numpy-ml's, torch's)."""
 

@@ -155,7 +155,12 @@ def _flipped(shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, 
     """``axis i`` or ``axes i and j`` when the analytic gradient is the numeric one reversed along them: a flipped
     kernel (a convolution's backward pass written as a correlation, or the reverse; review 74)."""
     tensor = numeric.reshape(shape)
-    long = [i for i, n in enumerate(shape) if n >= 2]
+    # a reversal of 2 is a swap (two stacked gates, two directions of a bidirectional layer): no kernel to name; nor an
+    # axis with a slice of zeros (an embedding whose one used row went to the last: a wrap, review 75)
+    used = [
+        bool(np.all(np.any(tensor != 0, axis=tuple(k for k in range(len(shape)) if k != i)))) for i in range(len(shape))
+    ]
+    long = [i for i, n in enumerate(shape) if n >= 3 and used[i]]
     for axes in [(i,) for i in long] + [(i, j) for k, i in enumerate(long) for j in long[k + 1 :]]:
         flipped = np.flip(tensor, axes).reshape(-1)
         if _close(analytic, flipped, room + np.abs(flipped) * 1e-12):
@@ -345,6 +350,10 @@ def diagnose(
         axes = _swapped(shape, analytic, numeric, room)
         if axes is not None:
             return (f"analytic is the numeric gradient with {axes} swapped (a transpose inside the tensor)",)
+    if whole and len(shape) >= 1 and np.prod(shape) >= 3:
+        moved = _shift(analytic.reshape(shape), numeric.reshape(shape), room.reshape(shape))
+        if moved is not None:
+            return (f"analytic is the numeric gradient shifted by one {moved}",)
     if whole and len(shape) >= 2 and not _close(analytic, numeric, room):
         axes = _flipped(shape, analytic, numeric, room)
         if axes is not None:
@@ -352,10 +361,6 @@ def diagnose(
                 f"analytic is the numeric gradient reversed along {axes} (a flipped kernel: a correlation where a "
                 "convolution is meant, or the reverse)",
             )
-    if whole and len(shape) >= 1 and np.prod(shape) >= 3:
-        moved = _shift(analytic.reshape(shape), numeric.reshape(shape), room.reshape(shape))
-        if moved is not None:
-            return (f"analytic is the numeric gradient shifted by one {moved}",)
     n_wrong = int(np.count_nonzero(wrong))
     # The commonest bug of all: a mask the forward pass applies and the backward does not, or the reverse.
     # Either is named when it is what most of the wrong elements show.
