@@ -267,9 +267,9 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]], fl
         return (
             f"{said} ({why}); of them, {crossing} disagreed with the loss's change along {'its' if crossing == 1 else 'their'} "
             "line beyond the allowance, on kinks at θ that show in its line's one-sided slopes (their gap changing "
-            "sign, or no longer halving, toward a jump at θ): a wrong gradient that each element's own slopes allow looks the same (a max-pool tie routed "
-            "to both elements), so not even every element verifies it; check it at parameters off every kink (no ReLU "
-            "input exactly 0, no tied pair or maximum)"
+            "sign, or no longer halving, toward a jump at θ): a wrong gradient that each element's own slopes allow "
+            "looks the same (a max-pool tie routed to both elements), so not even every element verifies it; check it "
+            "at parameters off every kink (no ReLU input exactly 0, no tied pair or maximum)"
         )
     if t.n_nondifferentiable and t.n_checked < math.prod(t.shape) and t.noise_source == ONE_SIDED:
         return (

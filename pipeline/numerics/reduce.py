@@ -217,8 +217,8 @@ class DirectionResult:
     # why it decided nothing, and its tensor's directions verify nothing: "kink" (a kink at θ on its line, g·u between
     # its one-sided slopes or beyond them: non-differentiable), "crossing" (g·u outside the allowance of its line, on a
     # kink at θ that shows as its slopes' gap changing sign and not halving since, or stopping halving toward a jump at
-    # θ: non-differentiable, and not even every element verifies its tensor), "edge" (losses not finite at the first steps, finer ones not deciding:
-    # inconclusive), or ""
+    # θ: non-differentiable, and not even every element verifies its tensor), "edge" (losses not finite at the first
+    # steps, finer ones not deciding: inconclusive), or ""
     undecided: str = ""
 
     def to_dict(self) -> dict[str, object]:
