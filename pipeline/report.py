@@ -627,7 +627,10 @@ def format_report(report: Report) -> str:
     unverified = [t for t in reversed(report.tensors) if t.passed and not t.verified]
     if unverified:
         # a failed check failed for its wrong tensors: whether these would have failed it too is the setting's
-        consequence = {"not verified": " (the check does not pass)", "passed": " (reported only: unverified: warn)"}
+        consequence = {
+            "not verified": " (the check does not pass; `unverified: warn` lets it pass, these still named)",
+            "passed": " (reported only: unverified: warn)",
+        }
         lines += [
             "",
             f"Not verified, from the last layer back{consequence.get(report.verdict, '')}: "

@@ -1265,7 +1265,8 @@ def test_a_tensor_below_the_float32_sums_rounding_is_not_verified_and_a_bug_besi
         next(line for line in str(r).splitlines() if line.startswith("Not verified")) for r in (report, planted, warned)
     ]
     assert headers == [
-        "Not verified, from the last layer back (the check does not pass): v",
+        "Not verified, from the last layer back (the check does not pass; `unverified: warn` lets it pass, these "
+        "still named): v",
         "Not verified, from the last layer back: v",  # it failed for W; not said to be "reported only"
         "Not verified, from the last layer back (reported only: unverified: warn): v",
     ]
