@@ -10,6 +10,7 @@ from typing import Any
 from .numerics.fd import AUTO_POWER, COMPLEX_STEP
 from .numerics.probe import ONE_SIDED
 from .numerics.problem import PLAIN_EVALUATION, Settings
+from .numerics.reduce import sampled_kinks
 from .numerics.tolerance import VERIFY_LIMIT
 from .numerics.verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement, json_float, read_float
 
@@ -271,7 +272,7 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]], fl
             "looks the same (a max-pool tie routed to both elements), so not even every element verifies it; check it "
             "at parameters off every kink (no ReLU input exactly 0, no tied pair or maximum)"
         )
-    if t.n_nondifferentiable and t.n_checked < math.prod(t.shape) and t.noise_source == ONE_SIDED:
+    if sampled_kinks(t.n_nondifferentiable, t.n_checked, math.prod(t.shape), t.noise_source == ONE_SIDED):
         return (
             f"{t.n_nondifferentiable} of its {t.n_checked} sampled elements sit on a kink, and it has kinks at θ "
             "itself (its noise probe's every line crossed one), each judged by its own one-sided slopes; a wrong "
@@ -611,19 +612,6 @@ def format_report(report: Report) -> str:
                 )
             if t.n_float32_only:  # its other disagreements, which the dtype explains
                 lines.append(f"  {t.name}: besides, {_float32_only_why(t)}")
-            # kinks at θ that interact: review 74's numpy-ml max-pool, 3x3 windows at stride 1 on an integer image, its
-            # first-maximum gradient equal to torch's, failed 40 of 40 seeds, a few elements wrong beside many kinks, in
-            # no pattern. Not under a pattern (a factor, a flipped sign, one element), nor where the wrong elements
-            # outnumber the kinks: a real bug's (review 75: under 64% of real bugs' tensors beside any kink, it misled)
-            counted = f"{t.n_wrong} of {t.n_checked} checked elements are wrong"
-            if judged and 0 < t.n_wrong <= t.n_nondifferentiable and any(s.startswith(counted) for s in t.diagnosis):
-                lines.append(
-                    f"  {t.name}: {t.n_nondifferentiable} of its elements sit on kinks at θ; where kinks interact "
-                    "(overlapping max-pool windows sharing a tied input, ReLU inputs exactly 0 on several paths), a "
-                    "valid subgradient can lie outside an element's own one-sided slopes, so its wrong elements may be "
-                    "right: check again at inputs without ties or exact zeros (integer images plus 1e-3 noise, "
-                    "non-zero biases), where every element has one derivative"
-                )
     unverified = [t for t in reversed(report.tensors) if t.passed and not t.verified]
     if unverified:
         # a failed check failed for its wrong tensors: whether these would have failed it too is the setting's

@@ -413,6 +413,16 @@ def _maybe_located(layout: Layout, e: Element | None) -> WorstElement | None:
     return None if e is None else _located(layout, e)
 
 
+def sampled_kinks(n_nondifferentiable: int, n_checked: int, size: int, at_theta: bool) -> bool:
+    """Whether a tensor's sample holds kinks that leave it not verified: a kink at θ is judged by its own slopes,
+    which a wrong value shared with other elements also lies within (a max-pool tie routed to every tied input); only
+    the kinks moved together show it, and in a sample they miss the partners not drawn (review 74: that tie bug passed
+    7 of 20 seeds at 16 of 64 elements, "fewer than 0.187 wrong"). ``at_theta``: its noise probe found kinks at θ
+    itself; not a float32 kink a step away, which float32's steps cannot pass inside (review 75: correct float32 ReLU
+    networks and max-pools on random data, sampled, were not verified, 1 or 2 elements of 16 on such kinks)."""
+    return bool(n_nondifferentiable) and n_checked < size and at_theta
+
+
 def combine(
     layout: Layout,
     results: Iterable[ShardResult],
@@ -469,15 +479,10 @@ def combine(
     still = {name: t.n_zero if t.zero_allowed <= VERIFY_LIMIT * rms else 0 for name, t in totals.items()}
     # a tensor checked by directions alone is verified (or not) by them: see with_directions
     verified = {name: (t.n_verified > 0 or t.n_checked == 0) and not _withdrawn(t) for name, t in totals.items()}
-    # A kink at θ is judged by its own slopes, which a wrong value shared with other elements also lies within (a
-    # max-pool tie routed to every tied input); only the kinks moved together show it, and in a sample they miss the
-    # partners not drawn (review 74: that tie bug passed 7 of 20 seeds at 16 of 64 elements, "fewer than 0.187
-    # wrong"). ``at_theta``: the tensors whose noise probe found kinks at θ itself (every line through θ crossed one).
-    # Not a float32 kink a step away, which float32's steps cannot pass inside (review 75: correct float32 ReLU networks
-    # and max-pools on random data, sampled, were not verified, 1 or 2 elements of 16 on such kinks).
+    # ``at_theta``: the tensors whose noise probe found kinks at θ itself (every line through θ crossed one)
     for spec in layout.tensors:
         sums = totals[spec.name]
-        if sums.n_nondifferentiable and sums.n_checked < spec.size and spec.name in at_theta:
+        if sampled_kinks(sums.n_nondifferentiable, sums.n_checked, spec.size, spec.name in at_theta):
             verified[spec.name] = False
     tensors = tuple(
         TensorReport(

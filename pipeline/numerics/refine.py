@@ -327,7 +327,8 @@ def second_look(
         Whether a kink's table goes on while a slope still moves (:func:`_moving`). A random direction's line
         (:mod:`.directions`) does not: it crosses every kink of its tensor, and finer steps past the ones off θ
         leave those at θ with a gap lost in the noise, where a valid g·u need not lie between the slopes (review 56:
-        ReLU networks with exact zeros failed a direction so).
+        ReLU networks with exact zeros failed a direction so). Only such a line's look measures ``jump``
+        (:func:`_jump`): an element's verdict never asks for it.
     """
     numeric = np.full(k, np.nan)
     error = np.full(k, np.inf)
@@ -495,7 +496,7 @@ def second_look(
         anchor,
         inside,
         gap,
-        _jump(gaps, gap_noise, steps),
+        math.nan if follow else _jump(gaps, gap_noise, steps),
     )
     if first is None or not known or analytic is None:
         return refined
