@@ -379,12 +379,14 @@ def _float32_inside(report: Report, float32: bool) -> str:
 def _together_why(t: TensorReport) -> str:
     """What a tensor's kinks that disagree together are, and why they leave it not verified."""
     return (
-        f"{t.n_together} of its {t.n_checked} checked elements sit on kinks, each one's value between its own "
-        "one-sided slopes, but moved together (each by its step) they change the loss at rates the gradient does not "
-        "lie between: a backward pass that gives each tied input of a maximum the whole gradient does this (a "
-        "max-pool's mask `window == window.max()`: the ties each take it, but move the maximum once); kinks that "
-        "interact other than a maximum's do (ReLUs exactly on their kinks, composed) could do it with a right gradient; check it at parameters and data without ties "
-        "or exact zeros"
+        f"{t.n_together} of its {t.n_checked} checked elements sit on kinks the gradient does not bear out together: "
+        "each one's value lies between its own one-sided slopes (or, where kinks interact, among the derivatives at "
+        "points near θ), but moved together, through θ or at points near it, they change the loss at rates the "
+        "gradient does not give; or, where kinks interact, a value lies beyond the derivatives at every point near θ "
+        "drawn. A backward pass that gives each tied input of a maximum the whole gradient does this (a max-pool's mask "
+        "`window == window.max()`: the ties each take it, but move the maximum once), or a share that does not add up "
+        "to it; kinks that interact other than a maximum's do (ReLUs exactly on their kinks, composed) could do it "
+        "with a right gradient; check it at parameters and data without ties or exact zeros"
     )
 
 
@@ -686,7 +688,8 @@ def format_report(report: Report) -> str:
         lines += [
             "",
             f"{report.n_nondifferentiable} element(s) sit on a kink (one-sided slopes disagree, the analytic value "
-            "lies between them): non-differentiable there, not wrong."
+            "lies between them or, where kinks interact, among the derivatives at points near θ): non-differentiable "
+            "there, not wrong."
             + (
                 f" Of them, {together} disagree moved together (above)."
                 if (together := sum(t.n_together for t in report.tensors))

@@ -23,9 +23,11 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ModelError
+from ..model import as_loss_value
 from .directions import direction_dots
 from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, points, stencil_losses, step_sizes
 from .layout import TensorSpec
+from .nearby import INTERACTING, POINTS, ROUND, SEED, SETTLE, derivative_near, judge_nearby, moved, nearby_steps
 from .plan import Shard, slots_for
 from .problem import Loaded, Output, Settings, call_model, fastest
 from .reduce import ShardResult, summarize_shard
@@ -341,27 +343,31 @@ class _Sides(NamedTuple):
     """Per element, what its second look found of its one-sided slopes (:class:`.refine.Refined`): whether they keep a
     gap (a kink), that gap signed (the slope moving up less the one moving down), its margin, and the way whose slope
     the analytic value is nearer (+1 up, -1 down: :mod:`.together` moves it so) and whether it is that slope
-    (within the margin and the tolerance: the value a convention such as relu'(0) = 0 or the first maximum gives);
-    no kink, NaN (0, False) where there was no second look."""
+    (within the margin and the tolerance: the value a convention such as relu'(0) = 0 or the first maximum gives),
+    and whether its kinks interact with other elements' (a value outside its slopes that derivatives at points near θ
+    bear out: :mod:`.nearby`); no kink, NaN (0, False) where there was no second look."""
 
     kink: np.ndarray
     gap: np.ndarray
     margin: np.ndarray
     toward: np.ndarray
     tight: np.ndarray
+    interacting: np.ndarray
 
     @classmethod
     def none(cls, size: int) -> _Sides:
-        nan = np.full(size, np.nan)
-        return cls(np.zeros(size, dtype=bool), nan, nan.copy(), np.zeros(size), np.zeros(size, dtype=bool))
+        nan, no = np.full(size, np.nan), np.zeros(size, dtype=bool)
+        return cls(no, nan, nan.copy(), np.zeros(size), no.copy(), no.copy())
 
 
 def kink_codes(status: np.ndarray, sides: _Sides) -> np.ndarray:
     """Per element on a kink (``status`` non-differentiable, its gap found and not 0), what its second look found of
     its slopes (``sides``), in one byte: the sign of its gap, times 1 plus 1 where its value is nearer the slope
-    moving up plus 2 where it is that slope (:attr:`_Sides.tight`); 0 elsewhere (decoded by :mod:`.together`)."""
+    moving up plus 2 where it is that slope (:attr:`_Sides.tight`), or times :data:`INTERACTING` where its kinks
+    interact (:attr:`_Sides.interacting`); 0 elsewhere (decoded by :mod:`.together`)."""
     on = (status == NONDIFFERENTIABLE) & np.isfinite(sides.gap) & (sides.gap != 0)
-    code = np.sign(np.where(on, sides.gap, 0.0)) * (1 + (sides.toward > 0) + 2 * sides.tight)
+    magnitude = np.where(sides.interacting, INTERACTING, 1 + (sides.toward > 0) + 2 * sides.tight)
+    code = np.sign(np.where(on, sides.gap, 0.0)) * magnitude
     return np.asarray(code, dtype=np.int8)
 
 
@@ -559,13 +565,60 @@ def _look_again(
     numeric, allowed, status = beyond_the_edge(past_edge, est.numeric[k], (numeric, allowed, status))
     steps = np.where(np.isfinite(numeric), steps, first.h[k])
     gap = np.broadcast_to(refined.gap, (k.size,)).astype(np.float64)
+    margin = np.broadcast_to(refined.margin, (k.size,)).astype(np.float64)
+    cost, interacting = refined.evaluations, np.zeros(k.size, dtype=bool)
+    # wrong on a kink, outside its own slopes: judged again where other elements' kinks may interact with its own
+    again = (status == WRONG) & np.asarray(refined.kink, dtype=bool) & np.isfinite(analytic)
+    if precision == "float64" and again.any():
+        at = np.flatnonzero(again)
+        lower, upper = (np.broadcast_to(side, (k.size,))[at] for side in (refined.lower, refined.upper))
+        status[at], spent = _kinks_nearby(
+            loaded, _subgroup(sub, again), analytic[at], (lower, upper, margin[at]), first.noise[k][at], tolerance
+        )
+        interacting[at], cost = status[at] == NONDIFFERENTIABLE, cost + spent
     with np.errstate(invalid="ignore"):
         up, down = np.where(gap >= 0, refined.upper, refined.lower), np.where(gap >= 0, refined.lower, refined.upper)
         toward = np.where(np.abs(analytic - up) <= np.abs(analytic - down), 1.0, -1.0)
-        margin = np.broadcast_to(refined.margin, (k.size,)).astype(np.float64)
         tight = np.fmin(np.abs(analytic - up), np.abs(analytic - down)) <= tolerance.room(up, down, margin)
-    found = _Sides(np.asarray(refined.kink, dtype=bool), gap, margin, toward, tight)
-    return (numeric, allowed, status, steps, found), refined.evaluations
+    found = _Sides(np.asarray(refined.kink, dtype=bool), gap, margin, toward, tight, interacting)
+    return (numeric, allowed, status, steps, found), cost
+
+
+def _kinks_nearby(
+    loaded: Loaded,
+    group: _Group,
+    analytic: np.ndarray,
+    slopes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    noise: np.ndarray,
+    tolerance: Tolerance,
+) -> tuple[np.ndarray, int]:
+    """The status of a group's elements on a kink whose ``analytic`` value lies outside their one-sided ``slopes``
+    (``(lower, upper, margin)``), judged on their derivatives at points near θ (:mod:`.nearby`), and the losses that
+    took. ``noise``: the loss's noise along each."""
+    settings = loaded.settings
+    eps = settings.eps(group.dtype)
+    rng = np.random.default_rng([SEED, int(group.columns[0])])
+    derivatives = np.full((POINTS, analytic.size), np.nan)
+    rounding = np.full((POINTS, analytic.size), np.nan)
+    status, decided, cost = np.full(analytic.size, WRONG, dtype=np.int8), np.zeros(analytic.size, dtype=bool), 0
+    for point in range(POINTS):
+        if point and point % ROUND == 0:
+            status, decided = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance)
+            decided &= (status == NONDIFFERENTIABLE) | (point >= SETTLE)
+            if decided.all():
+                return status, cost
+        near = Loaded(settings, loaded.model, moved(loaded.params, point, rng, eps), loaded.data)
+        loss = as_loss_value(call_model("loss near θ (kinks interacting)", near.loss), "near θ", finite=False)
+        left = _subgroup(group, ~decided)
+        values = _values(near, left)
+        perturbed, taken = points(values, nearby_steps(values, eps), "central")
+        (table,) = _losses(near, [left], [perturbed])
+        cost += 1 + table.size
+        derivatives[point, ~decided], rounding[point, ~decided] = derivative_near(
+            table[:, 0], table[:, 1], loss, taken[:, 0], taken[:, 1], noise[~decided]
+        )
+    status, _ = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance)
+    return status, cost
 
 
 def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model import as_loss_value
 from .directions import check_direction, element_steps
+from .nearby import INTERACTING, LINE_POINTS, SEED, derivative_near, line_disagrees, moved, nearby_steps
 from .plan import Shard
-from .problem import Loaded, Output
+from .problem import Loaded, Output, call_model
 from .reduce import DirectionResult, ShardResult, summarize_shard
 from .shards import shard_seal, stored_shard
 from .tolerance import NONDIFFERENTIABLE, TOGETHER, WRONG
@@ -50,7 +52,7 @@ class Together:
 class _Kinks:
     """One tensor's kinks of one sign: their slots in the output, positions in the tensor, steps (relative to a
     unit parameter's), the way whose slope each value is nearer (1 up, -1 down), whether each value is one of its
-    slopes, and the analytic values."""
+    slopes, the analytic values, and whether each one's kinks interact with other elements' (:mod:`.nearby`)."""
 
     slots: np.ndarray
     positions: np.ndarray
@@ -58,6 +60,11 @@ class _Kinks:
     toward: np.ndarray
     tight: np.ndarray
     analytic: np.ndarray
+    interacting: np.ndarray
+
+    def where(self, chosen: np.ndarray) -> _Kinks:
+        """The kinks ``chosen`` (a mask)."""
+        return _Kinks(*(np.asarray(getattr(self, field))[chosen] for field in self.__dataclass_fields__))
 
 
 def kinks_together(loaded: Loaded, output: Output, plan: Sequence[Shard]) -> Together:
@@ -119,6 +126,7 @@ def _gathered(
                             toward[chosen],
                             (magnitude[chosen] & 2) != 0,
                             analytic[mine][chosen],
+                            np.abs(codes[chosen]) == INTERACTING,
                         )
                     )
     found: dict[str, dict[int, dict[str, _Kinks]]] = {}
@@ -168,8 +176,16 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
     soft-threshold at ±λ) and each valid value takes its own side (review 68 found correct ones not verified so).
     """
     together, lines, evaluations = [], 0, 0
-    for by_sign in found.values():
-        for sign, tensors in by_sign.items():
+    for dtype, by_sign in found.items():
+        for every_kink, slots in _interacting(by_sign):
+            # where some kinks interact (:mod:`.nearby`), every kink of the tensor moved up at once, at points near θ
+            wrong, spent = _near_line(loaded, every_kink, dtype)
+            lines, evaluations = lines + 1, evaluations + spent
+            if wrong:
+                together.append(slots)
+        for sign, everything in by_sign.items():
+            # interacting kinks are not moved along a line through θ: a valid value need not lie between its slopes
+            tensors = {name: k.where(~k.interacting) for name, k in everything.items() if not k.interacting.all()}
             groups = [[name] for name in tensors if tensors[name].slots.size >= 2]
             if len(tensors) >= 2:
                 groups.append(list(tensors))
@@ -200,6 +216,65 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
                         together.append(slots)
                         break
     return (np.unique(np.concatenate(together)) if together else np.empty(0, np.int64)), lines, evaluations
+
+
+def _interacting(by_sign: dict[int, dict[str, _Kinks]]) -> list[tuple[tuple[str, np.ndarray, np.ndarray], np.ndarray]]:
+    """Per tensor some of whose kinks interact: its name, every kink's position and analytic value (both signs), and
+    their slots."""
+    names = {name for tensors in by_sign.values() for name, kinks in tensors.items() if kinks.interacting.any()}
+    found = []
+    for name in sorted(names):
+        mine = [tensors[name] for tensors in by_sign.values() if name in tensors]
+        positions, analytic, slots = (
+            np.concatenate([getattr(k, f) for k in mine]) for f in ("positions", "analytic", "slots")
+        )
+        found.append(((name, positions, analytic), slots))
+    return found
+
+
+def _near_line(loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype: str) -> tuple[bool, int]:
+    """Whether the line moving every kink of a tensor (``(name, positions, analytic values)``) up by its step, at
+    points near θ, disagrees with ``g·u`` (:func:`.nearby.line_disagrees`), and the losses that took. Float64 losses
+    only, as :mod:`.nearby`; none where the loss is complex (complex-step)."""
+    settings = loaded.settings
+    precision = "float64" if settings.promote else dtype
+    if precision != "float64" or settings.scheme == "complex-step" or kinks[1].size < 2:
+        return False, 0
+    name, positions, analytic = kinks
+    eps = settings.eps(dtype)
+    rng = np.random.default_rng([SEED, int(positions[0])])
+    derivatives, rounding = np.full(LINE_POINTS, np.nan), np.full(LINE_POINTS, np.nan)
+    noise = settings.noise_of(loaded.number[name])
+    noise = noise if math.isfinite(noise) else 0.0
+    u = nearby_steps(loaded.params[name].reshape(-1)[positions], eps)
+    norm_sq = float(u @ u)
+    for point in range(LINE_POINTS):
+        near = moved(loaded.params, point, rng, eps)
+        flat = near[name].reshape(-1)
+        losses, taken = [], []
+        for way in (0.0, 1.0, -1.0):
+            shifted = flat.copy()
+            shifted[positions] = (flat[positions] + way * u).astype(flat.dtype, copy=False)
+            taken.append(float((shifted[positions].astype(np.float64) - flat[positions]) @ u) / norm_sq)
+            value = call_model(
+                f"loss along the kinks of {name} near θ",
+                loaded.model.loss,
+                {**near, name: shifted.reshape(near[name].shape)},
+                loaded.data,
+            )
+            losses.append(as_loss_value(value, f"along the kinks of {name} near θ", finite=False))
+        (derivatives[point],), (rounding[point],) = derivative_near(
+            np.array([losses[1]]),
+            np.array([losses[2]]),
+            losses[0],
+            np.array([taken[1]]),
+            np.array([taken[2]]),
+            np.array([noise]),
+        )
+    dot = math.fsum(analytic * u)
+    magnitude = math.fsum(np.abs(analytic * u))
+    wrong = line_disagrees(dot, derivatives, rounding, magnitude, float(np.mean(u)), settings.tolerance_for(dtype))
+    return wrong, 3 * LINE_POINTS
 
 
 def _line(

@@ -1,0 +1,157 @@
+"""Kinks that interact: an element the second look calls wrong on a kink, judged again at points near θ.
+
+Pure numpy; :func:`.shards._kinks_nearby` evaluates the losses. A kink is judged along the element's own line
+``t ↦ J(θ + t·e_i)``: a valid subgradient lies between its one-sided slopes. That holds where its kinks do not
+interact with other elements'. Where they do (an input tied in overlapping max-pool windows, a pixel feeding several
+ReLUs exactly at 0 through weights of both signs), the derivative along ``e_i`` just off θ depends on which side of
+each kink the *other* elements lie: its limiting values (Clarke's generalised gradient, projected on ``e_i``) span
+more than the line's slopes, and a correct convention (the first maximum, relu'(0) = 0) can lie outside them. Review
+74: numpy-ml's max-pool with overlapping windows on an integer image failed 40 seeds of 40, its gradient the exact
+derivative at the nearby smooth point θ − 1e-3·rank.
+
+So such an element is evaluated again at a few points ``θ + δ·v`` (:func:`moved`: ``v`` Gaussian over every
+parameter, ``δ`` far below the first pass's steps), where the loss is differentiable: its central difference there,
+at a step :data:`INSIDE` times below ``δ``, is one of those limiting values (a point whose own line still shows a
+kink at that step is left out). Then (:func:`judge_nearby`):
+
+- its analytic value lies within the range of those values and of its own slopes (widened by the kink's room and
+  their rounding): a valid subgradient, non-differentiable, not wrong;
+- else, where some value lay beyond its own slopes (its kinks interact), it is not verified
+  (:data:`~.tolerance.TOGETHER`): neither wrong (the points drawn may miss the one whose derivative it is) nor a kink;
+- else it stays wrong: the points nearby show no interaction, and its slopes bound every valid value.
+
+No value outside every derivative near θ passes so: the range is drawn from derivatives at points near θ. Float64
+losses only: at steps this fine float32's rounding hides the derivative (a float32 model's float64 twin does it, in
+:func:`.shards._float32_only`). Cost: one loss per point and two per element still undecided; points are drawn
+:data:`ROUND` at a time, up to :data:`POINTS`, until every element is in range or, after :data:`SETTLE`, shows no
+interaction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .tolerance import NONDIFFERENTIABLE, TOGETHER, WRONG, Tolerance
+
+__all__ = [
+    "INSIDE",
+    "INTERACTING",
+    "LINE_POINTS",
+    "POINTS",
+    "ROUND",
+    "derivative_near",
+    "judge_nearby",
+    "line_disagrees",
+    "moved",
+    "nearby_steps",
+]
+
+#: Points near θ, at most, drawn :data:`ROUND` at a time; an element whose derivatives at the first :data:`SETTLE`
+#: show no interaction stops there, wrong. Ties of many elements in overlapping max-pool windows make a given
+#: limiting value rare among random points (one in 64 in review 74's seed 1), hence the first two (:func:`moved`).
+POINTS, ROUND, SETTLE = 64, 4, 8
+#: Each parameter moves by this times ``EPS**(1/3)·max(1, |θ_i|)``...
+MOVE = 2.0**-4
+#: ...and the derivative there is taken at a step this many times smaller (a tie broken by δ·|v_i − v_j| is
+#: crossed by the step about once in this many points, and that point is left out).
+INSIDE = 64.0
+#: A one-sided gap at a point near θ counts (its line crosses a kink at that step) when this many times its noise.
+GAP_SIGNIFICANT = 4.0
+#: A line through a tensor's kinks is judged at this many points near θ, and only where this many are left
+#: (:func:`line_disagrees`): the ReLUs of a convolution on zero biases interact at every point, and one whose
+#: state the points never change (one chance in 2**15 each) is not seen.
+LINE_POINTS, LINE_SEEN = 16, 12
+#: The magnitude of an interacting kink's code in the output's ``kink`` (:func:`.shards.kink_codes`; 1 to 4 are the
+#: others').
+INTERACTING = 5
+#: Where the points are drawn from: the group's first column is added (the same points on a resume).
+SEED = 0x6E6561
+
+
+def _base(values: np.ndarray, eps: float) -> np.ndarray:
+    return math.pow(eps, 1 / 3) * np.maximum(1.0, np.abs(np.asarray(values, dtype=np.float64)))
+
+
+def moved(params: dict[str, np.ndarray], point: int, rng: np.random.Generator, eps: float) -> dict[str, np.ndarray]:
+    """Every parameter moved by ``MOVE·EPS**(1/3)·max(1, |θ_i|)`` times ``v_i``: a point near θ where ties and exact
+    zeros are broken. Point 0 has ``v`` falling and point 1 rising with each tensor's flat index (between -1 and 1):
+    every tie broken toward its first element, as the first maximum is (``argmax``), then toward its last; the others
+    a standard normal. New C-contiguous arrays of the parameters' dtypes."""
+    near = {}
+    for name, array in params.items():
+        if point < 2:
+            v = np.linspace(1.0, -1.0, array.size).reshape(array.shape) * (1 if point == 0 else -1)
+        else:
+            v = rng.standard_normal(array.shape)
+        values = array + MOVE * _base(array, eps) * v
+        near[name] = np.ascontiguousarray(values.astype(array.dtype, copy=False))
+    return near
+
+
+def nearby_steps(values: np.ndarray, eps: float) -> np.ndarray:
+    """The steps of the central differences at a point near θ (``values``: the elements' values there)."""
+    return MOVE / INSIDE * _base(values, eps)
+
+
+def derivative_near(
+    plus: np.ndarray, minus: np.ndarray, loss: float, up: np.ndarray, down: np.ndarray, noise: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """At a point near θ (its loss ``loss``), each element's central difference from the losses at ``±`` its step (the
+    steps the floats took, ``up`` and ``down`` negative), NaN where its one-sided slopes keep a gap above
+    :data:`GAP_SIGNIFICANT` times its noise (its line crosses a kink within the step); and that difference's rounding."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        central = (plus - minus) / (up - down)
+        gap = (plus - loss) / up - (loss - minus) / -down
+        gap_noise = 2 * noise * (1 / np.abs(up) + 1 / np.abs(down))
+        smooth = np.abs(gap) <= GAP_SIGNIFICANT * gap_noise
+        rounding = noise * math.sqrt(2) / np.abs(up - down)
+    return np.where(smooth, central, np.nan), rounding
+
+
+def judge_nearby(
+    analytic: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    margin: np.ndarray,
+    derivatives: np.ndarray,
+    rounding: np.ndarray,
+    tolerance: Tolerance,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The status of elements on a kink whose analytic value lies outside their one-sided slopes (``lower``,
+    ``upper``, extrapolated, ``margin`` their uncertainty), from their ``derivatives`` at points near θ (one row per
+    point, NaN where left out) and those derivatives' ``rounding`` (the same shape): ``NONDIFFERENTIABLE`` within
+    the range, ``TOGETHER`` where the points show the kinks interacting, else ``WRONG`` (see the module's text).
+    Also whether each is decided: in range, or with no interaction seen (the points drawn may stop for it)."""
+    with np.errstate(invalid="ignore"):
+        slack = np.nanmax(np.where(np.isnan(derivatives), np.nan, rounding), axis=0, initial=0.0)
+        widen = tolerance.room(lower, upper, margin) + tolerance.safety * slack
+        low, high = np.fmin(lower, upper), np.fmax(lower, upper)
+        seen = np.isfinite(derivatives)
+        lowest = np.min(np.where(seen, derivatives, np.inf), axis=0, initial=np.inf)
+        highest = np.max(np.where(seen, derivatives, -np.inf), axis=0, initial=-np.inf)
+        in_range = (analytic >= np.fmin(low, lowest) - widen) & (analytic <= np.fmax(high, highest) + widen)
+        interacting = (lowest < low - widen) | (highest > high + widen)
+    status = np.where(in_range, NONDIFFERENTIABLE, np.where(interacting, TOGETHER, WRONG)).astype(np.int8)
+    return status, in_range | ~interacting
+
+
+def line_disagrees(
+    dot: float, derivatives: np.ndarray, rounding: np.ndarray, magnitude: float, unit: float, tolerance: Tolerance
+) -> bool:
+    """Whether ``g·u`` (``dot``) disagrees with the derivatives along ``u`` at points near θ (``derivatives``, NaN
+    where a point's own line crossed a kink; ``rounding`` theirs), where those agree with each other.
+
+    ``u`` moves every kink of a tensor up at once (:func:`.together.judge_lines`). Where kinks interact as a
+    maximum's do, every derivative near θ moves a tied window's maximum once, so they agree, and so does every valid
+    subgradient: each gives a window's whole gradient to one of its ties. A tie given the gradient twice (or half of
+    it, or none) is off by it. Where they differ (ReLUs interacting through weights of both signs), the line decides
+    nothing. ``magnitude``: ``Σ|g_i·u_i|``; ``unit``: the mean ``|u_i|`` (the tolerance's ``atol`` is per unit step)."""
+    seen = np.isfinite(derivatives)
+    if np.count_nonzero(seen) < LINE_SEEN:
+        return False
+    values = derivatives[seen]
+    allowed = tolerance.atol * unit + tolerance.rtol * magnitude + tolerance.safety * float(np.max(rounding[seen]))
+    spread = float(values.max() - values.min())
+    return spread <= allowed and abs(dot - float(np.median(values))) > allowed + spread
