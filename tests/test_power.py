@@ -209,7 +209,7 @@ def test_a_max_pool_giving_every_tie_the_whole_gradient_is_not_verified_on_kinks
         assert x.n_together >= 2, (seed, str(bug))
         assert x.n_wrong == 0, (seed, str(bug))
         assert (
-            "moved together (each by its step) they change the loss at rates the gradient does not lie between"
+            "moved together, through θ or at points near it, they change the loss at rates the gradient does not give"
             in str(bug)
         )
         assert "kinks disagree together" in str(bug)
@@ -340,27 +340,30 @@ class _OverlappingPool:
         return {"X": g}
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("seed", [0, 1, 5])
-def test_a_value_outside_its_slopes_on_interacting_kinks_is_judged_at_points_near_theta(seed: int) -> None:
+def test_a_value_outside_its_slopes_on_interacting_kinks_is_judged_at_points_near_theta(seed: int, dtype: type) -> None:
     """Review 74: numpy-ml's max-pool, 3x3 windows at stride 1 on an integer image, its gradient equal to torch's,
     failed 40 of 40 seeds: a pixel tied in windows whose upstream gradients have opposite signs has a valid
     subgradient outside its own one-sided slopes (here each failed before). Such an element is judged by its
     derivatives at points near θ, where the ties are broken: the correct layer passes, its kinks counted; ties given
     half their window's gradient, each within its own slopes and the derivatives near θ, are not verified (the line
-    moving every kink of the tensor at once, at points near θ, counts each window once); a 5% error fails."""
+    moving every kink of the tensor at once, at points near θ, counts each window once); a 5% error fails. In float32
+    the model's float64 twin does both (float32's rounding at steps that fine hides the derivative); seed 5's line there
+    misses a tie float32 saw no kink at, and most of its points still agree."""
     rng = np.random.default_rng(seed)
-    x, r = rng.integers(0, 5, (5, 5, 2)).astype(np.float64), rng.standard_normal((3, 3, 2))
+    x, r = rng.integers(0, 5, (5, 5, 2)).astype(dtype), rng.standard_normal((3, 3, 2)).astype(dtype)
     # independent: the first maximum's gradient is the derivative at θ − 1e-3·rank, where no two pixels tie
-    smooth = x - 1e-3 * np.arange(x.size).reshape(x.shape)
-    numeric = seed_loop(_OverlappingPool(), {"X": smooth}, {"R": r}, ["X"], 1e-6).reshape(x.shape)
-    assert np.allclose(numeric, _OverlappingPool().grad({"X": x}, {"R": r})["X"], rtol=0, atol=1e-7)
+    smooth, r64 = x.astype(np.float64) - 1e-3 * np.arange(x.size).reshape(x.shape), r.astype(np.float64)
+    numeric = seed_loop(_OverlappingPool(), {"X": smooth}, {"R": r64}, ["X"], 1e-6).reshape(x.shape)
+    assert np.allclose(numeric, _OverlappingPool().grad({"X": x}, {"R": r})["X"], rtol=0, atol=1e-6)
     report = pipeline.check(_OverlappingPool(), {"X": x}, {"R": r})
     assert (report.passed, report.n_nondifferentiable >= 1) == (True, True), str(report)
     half = pipeline.check(_OverlappingPool(0.5), {"X": x}, {"R": r})
     assert (half.verdict, half.not_verified) == ("not verified", ("X",)), str(half)
     assert "kinks disagree together" in str(half)
     assert pipeline.check(_OverlappingPool(scale=1.05), {"X": x}, {"R": r}).failing == ("X",)
-    off = pipeline.check(_OverlappingPool(), {"X": x + 1e-3 * rng.standard_normal(x.shape)}, {"R": r})
+    off = pipeline.check(_OverlappingPool(), {"X": x + 1e-3 * rng.standard_normal(x.shape).astype(dtype)}, {"R": r})
     assert off.passed, str(off)
     assert "sit on kinks at θ" not in str(off)
 
@@ -611,7 +614,7 @@ def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_
     assert json.loads(resumed.stdout)["tensors"][0]["n_together"] == x["n_together"]
     again = run_cli("report", str(tmp_path / "out.zarr"))
     assert again.returncode == 4
-    assert "they change the loss at rates the gradient does not lie between" in again.stdout
+    assert "they change the loss at rates the gradient does not give" in again.stdout
 
 
 class _SteepGate:

@@ -63,6 +63,8 @@ GAP_SIGNIFICANT = 4.0
 #: (:func:`line_disagrees`): the ReLUs of a convolution on zero biases interact at every point, and one whose
 #: state the points never change (one chance in 2**15 each) is not seen.
 LINE_POINTS, LINE_SEEN = 16, 12
+#: ...and only where at least this share of them agree with their median (a tie off the line moves the rest).
+AGREEING = 0.5
 #: The magnitude of an interacting kink's code in the output's ``kink`` (:func:`.shards.kink_codes`; 1 to 4 are the
 #: others').
 INTERACTING = 5
@@ -140,18 +142,23 @@ def judge_nearby(
 def line_disagrees(
     dot: float, derivatives: np.ndarray, rounding: np.ndarray, magnitude: float, unit: float, tolerance: Tolerance
 ) -> bool:
-    """Whether ``g·u`` (``dot``) disagrees with the derivatives along ``u`` at points near θ (``derivatives``, NaN
-    where a point's own line crossed a kink; ``rounding`` theirs), where those agree with each other.
+    """Whether ``g·u`` (``dot``) lies beyond the derivatives along ``u`` at points near θ (``derivatives``, NaN where a
+    point's own line crossed a kink; ``rounding`` theirs), where most of those agree with each other.
 
     ``u`` moves every kink of a tensor up at once (:func:`.together.judge_lines`). Where kinks interact as a
-    maximum's do, every derivative near θ moves a tied window's maximum once, so they agree, and so does every valid
-    subgradient: each gives a window's whole gradient to one of its ties. A tie given the gradient twice (or half of
-    it, or none) is off by it. Where they differ (ReLUs interacting through weights of both signs), the line decides
-    nothing. ``magnitude``: ``Σ|g_i·u_i|``; ``unit``: the mean ``|u_i|`` (the tolerance's ``atol`` is per unit step)."""
+    maximum's do, every derivative near θ moves a tied window's maximum once, so they agree, and a valid subgradient
+    gives each window's whole gradient to its ties, as the first point does to the first of them (the first maximum:
+    ``g·u`` is its derivative) and the second to the last; a tie given the gradient twice (or half of it, or none) is
+    off by it. Where a tie is not among the kinks (float32 saw no kink there), the points that break it toward an
+    element off the line differ by its window's share: most still agree. Where they scatter (ReLUs interacting
+    through weights of both signs, whose relu'(0) = 0 may be a region no point reached), the line decides nothing.
+    ``magnitude``: ``Σ|g_i·u_i|``; ``unit``: the mean ``|u_i|`` (the tolerance's ``atol`` is per unit step)."""
     seen = np.isfinite(derivatives)
     if np.count_nonzero(seen) < LINE_SEEN:
         return False
     values = derivatives[seen]
     allowed = tolerance.atol * unit + tolerance.rtol * magnitude + tolerance.safety * float(np.max(rounding[seen]))
-    spread = float(values.max() - values.min())
-    return spread <= allowed and abs(dot - float(np.median(values))) > allowed + spread
+    agreeing = np.abs(values - np.median(values)) <= allowed
+    if np.count_nonzero(agreeing) < AGREEING * values.size:
+        return False
+    return bool(dot < values.min() - allowed or dot > values.max() + allowed)

@@ -160,14 +160,14 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         if not (settings.second_look and settings.against_float64(group.dtype)):
             continue
         for confirming in (False, True):
-            if confirming:
-                chosen = _undecided(group, a, numeric[at], allowed[at], status[at])
+            if confirming:  # (not a kink float64's points near θ bore out: the float32 noise would blur them)
+                chosen = _undecided(group, a, numeric[at], allowed[at], status[at]) & ~sides.interacting[at]
             else:
                 chosen = (status[at] == WRONG) & np.isfinite(a)  # (a NaN or inf is wrong in any dtype)
             if not chosen.any():
                 continue
             mine = at[chosen]
-            (status[mine], numeric[mine], allowed[mine]), (n, cost) = _float32_only(
+            (status[mine], numeric[mine], allowed[mine], interacting), (n, cost) = _float32_only(
                 loaded,
                 _subgroup(group, chosen),
                 a[chosen],
@@ -179,6 +179,7 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
                 loaded.settings.noise if confirming else None,
             )
             looked, looked_evaluations = looked + n, looked_evaluations + cost
+            sides.interacting[mine] |= interacting
     # what the second look found of the kinks' slopes, float64's verdicts included: they are moved together once every
     # shard is done (:mod:`.together`)
     kink = kink_codes(status, sides)
@@ -416,11 +417,12 @@ def _float32_only(
     at_step: np.ndarray,
     losses_at_step: np.ndarray,
     noise: tuple[float, ...] | None = None,
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[int, int]]:
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[int, int]]:
     """The wrong (or undecided) elements of a float32 group judged again on the model computing in float64
     (:meth:`~.problem.Loaded.float64_twin`), tensor by tensor, :data:`RECHECK_BATCH` at a time; a tensor's
     first element wrong in float64 too (a bug in the formula) ends its re-judging, the rest keeping their verdict.
-    Their ``(status, numeric, allowed)``, with those the dtype made wrong :data:`~.tolerance.FLOAT32_ONLY` and the
+    Their ``(status, numeric, allowed, interacting)``, with those the dtype made wrong :data:`~.tolerance.FLOAT32_ONLY`,
+    those on kinks that interact judged as float64 judges them (``interacting``: the kinks it bears out), and the
     undecided ones float64 finds wrong ``WRONG``, with its estimate (:func:`~.tolerance.float32_only`), and
     ``(elements judged again, the losses that took)``. Where the twin cannot compute (a model error in float64), it
     is dropped for the run, and the elements not yet judged again keep their float32 verdict.
@@ -436,8 +438,9 @@ def _float32_only(
     central differences compared (the float32 loss is the float64 one at the float32 step).
     """
     twin = loaded.float64_twin()
+    interacting = np.zeros(status.size, dtype=bool)
     if twin is None:
-        return (status, numeric, allowed), (0, 0)
+        return (status, numeric, allowed, interacting), (0, 0)
     status, numeric, allowed = status.copy(), numeric.copy(), allowed.copy()
     judged_again, cost, first = 0, 0, 0
     scale = _per_element(loaded, loaded.settings.scale_of, group)
@@ -451,7 +454,7 @@ def _float32_only(
                 (same_points,) = _losses(twin, [part], [at_step[at]])
             except ModelError:  # the model cannot compute so in float64: no twin for the rest of the run
                 loaded.drop_float64_twin()
-                return (status, numeric, allowed), (judged_again, cost)
+                return (status, numeric, allowed, interacting), (judged_again, cost)
             judged_again, cost = judged_again + at.size, cost + spent + same_points.size
             span = at_step[at, 0] - at_step[at, 1]
             at_h = (
@@ -461,21 +464,23 @@ def _float32_only(
             status[at], confirmed = float32_only(
                 analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at], at_h, tolerance
             )
+            interacting[at] = judged[4] & (status[at] == NONDIFFERENTIABLE)
             numeric[at] = np.where(confirmed, judged[0], numeric[at])
             allowed[at] = np.where(confirmed, judged[1], allowed[at])
             if np.any(judged[2] == WRONG):
                 break
         first += positions.size
-    return (status, numeric, allowed), (judged_again, cost)
+    return (status, numeric, allowed, interacting), (judged_again, cost)
 
 
 def _in_float64(
     twin: Loaded, group: _Group, noise: tuple[float, ...] | None = None
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
     """A group judged on a run's float64 twin as `precision: float64` judges it: the loss's noise along its
     tensors measured once, as the probe does (or ``noise`` given, per tensor), then a first pass and a second look.
-    Its float64 analytic values, ``(numeric, allowed, status, kinked)`` (``kinked``: where its second look saw a
-    kink), and the losses that took."""
+    Its float64 analytic values, ``(numeric, allowed, status, kinked, interacting)`` (``kinked``: where its second
+    look saw a kink; ``interacting``: a kink whose value derivatives at points near θ bear out, :mod:`.nearby`), and
+    the losses that took."""
     from .probe import measured_noise  # here: the probe imports this module
 
     cost, own = 0, twin.settings
@@ -497,7 +502,7 @@ def _in_float64(
         (numeric, allowed, status, _, sides), (_, looked) = _judged(twin, group, first, exact)
     finally:
         twin.settings = own
-    return exact, (numeric, allowed, status, sides.kink), cost + first.table.size + looked
+    return exact, (numeric, allowed, status, sides.kink, sides.interacting), cost + first.table.size + looked
 
 
 def _look_again(

@@ -234,42 +234,41 @@ def _interacting(by_sign: dict[int, dict[str, _Kinks]]) -> list[tuple[tuple[str,
 
 def _near_line(loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype: str) -> tuple[bool, int]:
     """Whether the line moving every kink of a tensor (``(name, positions, analytic values)``) up by its step, at
-    points near θ, disagrees with ``g·u`` (:func:`.nearby.line_disagrees`), and the losses that took. Float64 losses
-    only, as :mod:`.nearby`; none where the loss is complex (complex-step)."""
+    points near θ, disagrees with ``g·u`` (:func:`.nearby.line_disagrees`), and the losses that took. In float64, as
+    :mod:`.nearby` judges elements: a float32 model's float64 twin (none without one); never where the loss is
+    complex (complex-step)."""
     settings = loaded.settings
-    precision = "float64" if settings.promote else dtype
-    if precision != "float64" or settings.scheme == "complex-step" or kinks[1].size < 2:
+    model = loaded if settings.promote or dtype != "float32" else loaded.float64_twin()
+    if model is None or settings.scheme == "complex-step" or kinks[1].size < 2:
         return False, 0
     name, positions, analytic = kinks
-    eps = settings.eps(dtype)
+    eps = float(np.finfo(np.float64).eps)
     rng = np.random.default_rng([SEED, int(positions[0])])
     derivatives, rounding = np.full(LINE_POINTS, np.nan), np.full(LINE_POINTS, np.nan)
-    noise = settings.noise_of(loaded.number[name])
-    noise = noise if math.isfinite(noise) else 0.0
-    u = nearby_steps(loaded.params[name].reshape(-1)[positions], eps)
+    measured = settings.noise_of(loaded.number[name]) if model is loaded else math.nan
+    measured = measured if math.isfinite(measured) else 0.0
+    u = nearby_steps(model.params[name].reshape(-1)[positions], eps)
     norm_sq = float(u @ u)
     for point in range(LINE_POINTS):
-        near = moved(loaded.params, point, rng, eps)
+        near = moved(model.params, point, rng, eps)
         flat = near[name].reshape(-1)
         losses, taken = [], []
         for way in (0.0, 1.0, -1.0):
             shifted = flat.copy()
-            shifted[positions] = (flat[positions] + way * u).astype(flat.dtype, copy=False)
-            taken.append(float((shifted[positions].astype(np.float64) - flat[positions]) @ u) / norm_sq)
+            shifted[positions] = flat[positions] + way * u
+            taken.append(float((shifted[positions] - flat[positions]) @ u) / norm_sq)
             value = call_model(
                 f"loss along the kinks of {name} near θ",
-                loaded.model.loss,
+                model.model.loss,
                 {**near, name: shifted.reshape(near[name].shape)},
-                loaded.data,
+                model.data,
             )
             losses.append(as_loss_value(value, f"along the kinks of {name} near θ", finite=False))
+        # the loss's rounding there (a float64 loss's, at the largest of the three), or its noise measured along the
+        # tensor where the run's own losses are float64
+        noise = np.array([max(2 * eps * max(abs(value) for value in losses), measured)])
         (derivatives[point],), (rounding[point],) = derivative_near(
-            np.array([losses[1]]),
-            np.array([losses[2]]),
-            losses[0],
-            np.array([taken[1]]),
-            np.array([taken[2]]),
-            np.array([noise]),
+            np.array([losses[1]]), np.array([losses[2]]), losses[0], np.array([taken[1]]), np.array([taken[2]]), noise
         )
     dot = math.fsum(analytic * u)
     magnitude = math.fsum(np.abs(analytic * u))

@@ -258,6 +258,7 @@ def float32_only(
     exact_allowed: np.ndarray,
     exact_status: np.ndarray,
     exact_kinked: np.ndarray,
+    exact_interacting: np.ndarray,
     scale: np.ndarray,
     at_step: tuple[np.ndarray, np.ndarray],
     tolerance: Tolerance | None = None,
@@ -291,6 +292,9 @@ def float32_only(
     at most elements, and the others sat on "kinks" (the teeth's jumps) or were inconclusive: it passed. At a kink
     float64 sees too, float32's verdict stands: beyond both slopes of several ReLUs exactly on their kink a correct
     value can lie, which float64 calls wrong where float32's wider slopes held it (review 63's integer convolutions).
+    Where float64's derivatives at points near θ judged a wrong element on kinks that interact (:mod:`.nearby`: a
+    kink, ``exact_interacting``, or :data:`TOGETHER`), it takes that verdict, the float32 values near the float64 ones:
+    float32's rounding at steps that fine hides the derivative.
     Returns the new status and which elements were so confirmed (their estimate and allowance are the float64 ones).
     """
     with np.errstate(invalid="ignore"):
@@ -306,8 +310,11 @@ def float32_only(
             off &= np.abs(analytic - exact_numeric) > tolerance.atol + tolerance.rtol * np.abs(exact_numeric)
     undecided = (status == NONDIFFERENTIABLE) | (status == INCONCLUSIVE)
     confirmed = undecided & (exact_status == WRONG) & ~exact_kinked & near & off
+    nearby = (status == WRONG) & near & ((exact_status == TOGETHER) | (exact_interacting & verified))
     return (
-        np.where(excused, FLOAT32_ONLY, np.where(confirmed, WRONG, status)).astype(np.int8),
+        np.where(nearby, exact_status, np.where(excused, FLOAT32_ONLY, np.where(confirmed, WRONG, status))).astype(
+            np.int8
+        ),
         confirmed,
     )
 
