@@ -352,7 +352,8 @@ def test_a_value_outside_its_slopes_on_interacting_kinks_is_judged_at_points_nea
     the model's float64 twin does both (float32's rounding at steps that fine hides the derivative); seed 5's line there
     misses a tie float32 saw no kink at, and most of its points still agree."""
     rng = np.random.default_rng(seed)
-    x, r = rng.integers(0, 5, (5, 5, 2)).astype(dtype), rng.standard_normal((3, 3, 2)).astype(dtype)
+    x: np.ndarray = rng.integers(0, 5, (5, 5, 2)).astype(dtype)
+    r: np.ndarray = rng.standard_normal((3, 3, 2)).astype(dtype)
     # independent: the first maximum's gradient is the derivative at θ − 1e-3·rank, where no two pixels tie
     smooth, r64 = x.astype(np.float64) - 1e-3 * np.arange(x.size).reshape(x.shape), r.astype(np.float64)
     numeric = seed_loop(_OverlappingPool(), {"X": smooth}, {"R": r64}, ["X"], 1e-6).reshape(x.shape)
