@@ -12,7 +12,9 @@ derivative at the nearby smooth point θ − 1e-3·rank.
 So such an element is evaluated again at a few points ``θ + δ·v`` (:func:`moved`: ``v`` Gaussian over every
 parameter, ``δ`` far below the first pass's steps), where the loss is differentiable: its central difference there,
 at a step :data:`INSIDE` times below ``δ``, is one of those limiting values (a point whose own line still shows a
-kink at that step is left out). Then (:func:`judge_nearby`):
+kink at that step is left out). Only where the loss's noise leaves that difference precise (:func:`precise`: review
+76 found a loss exactly 0 at θ, and one of 1e7, widening a range by 5 and passing a sign flip). Then
+(:func:`judge_nearby`):
 
 - its analytic value lies within the range of those values and of its own slopes (widened by the kink's room and
   their rounding): a valid subgradient, non-differentiable, not wrong;
@@ -20,7 +22,10 @@ kink at that step is left out). Then (:func:`judge_nearby`):
   (:data:`~.tolerance.TOGETHER`): neither wrong (the points drawn may miss the one whose derivative it is) nor a kink;
 - else it stays wrong: the points nearby show no interaction, and its slopes bound every valid value.
 
-No value outside every derivative near θ passes so: the range is drawn from derivatives at points near θ. Float64
+No value beyond every derivative near θ (widened by a small part of the value) passes so. A range per element is not
+the tensor's gradient jointly (a tie given half its window's gradient lies within each): :mod:`.together` moves every
+kink of the tensor at once at such points (:func:`line_bears_out`), and where that cannot tell, the elements judged
+here are not verified. Float64
 losses only: at steps this fine float32's rounding hides the derivative (a float32 model's float64 twin does it, in
 :func:`.shards._float32_only`). Cost: one loss per point and two per element still undecided; points are drawn
 :data:`ROUND` at a time, up to :data:`POINTS`, until every element is in range or, after :data:`SETTLE`, shows no
@@ -33,7 +38,7 @@ import math
 
 import numpy as np
 
-from .tolerance import NONDIFFERENTIABLE, TOGETHER, WRONG, Tolerance
+from .tolerance import NONDIFFERENTIABLE, TOGETHER, VERIFY_LIMIT, WRONG, Tolerance
 
 __all__ = [
     "INSIDE",
@@ -43,9 +48,10 @@ __all__ = [
     "ROUND",
     "derivative_near",
     "judge_nearby",
-    "line_disagrees",
+    "line_bears_out",
     "moved",
     "nearby_steps",
+    "precise",
 ]
 
 #: Points near θ, at most, drawn :data:`ROUND` at a time; an element whose derivatives at the first :data:`SETTLE`
@@ -60,11 +66,9 @@ INSIDE = 64.0
 #: A one-sided gap at a point near θ counts (its line crosses a kink at that step) when this many times its noise.
 GAP_SIGNIFICANT = 4.0
 #: A line through a tensor's kinks is judged at this many points near θ, and only where this many are left
-#: (:func:`line_disagrees`): the ReLUs of a convolution on zero biases interact at every point, and one whose
+#: (:func:`line_bears_out`): the ReLUs of a convolution on zero biases interact at every point, and one whose
 #: state the points never change (one chance in 2**15 each) is not seen.
 LINE_POINTS, LINE_SEEN = 16, 12
-#: ...and only where at least this share of them agree with their median (a tie off the line moves the rest).
-AGREEING = 0.5
 #: The magnitude of an interacting kink's code in the output's ``kink`` (:func:`.shards.kink_codes`; 1 to 4 are the
 #: others').
 INTERACTING = 5
@@ -112,6 +116,25 @@ def derivative_near(
     return np.where(smooth, central, np.nan), rounding
 
 
+def precise(
+    noise: np.ndarray,
+    values: np.ndarray,
+    eps: float,
+    analytic: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    tolerance: Tolerance,
+) -> np.ndarray:
+    """Whether the loss's ``noise`` leaves the derivatives at points near θ precise: their rounding at the steps of
+    :func:`nearby_steps` (``values``: the elements' at θ), times the tolerance's safety, within
+    :data:`~.tolerance.VERIFY_LIMIT` of the largest of the ``analytic`` value and the one-sided slopes. Else the
+    points could widen the range by more than the value itself: such an element is not judged at them."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rounding = noise * math.sqrt(2) / (2 * nearby_steps(values, eps))
+        scale = np.fmax(np.abs(analytic), np.fmax(np.abs(lower), np.abs(upper)))
+        return np.asarray(tolerance.safety * rounding <= VERIFY_LIMIT * scale)
+
+
 def judge_nearby(
     analytic: np.ndarray,
     lower: np.ndarray,
@@ -139,26 +162,27 @@ def judge_nearby(
     return status, in_range | ~interacting
 
 
-def line_disagrees(
+def line_bears_out(
     dot: float, derivatives: np.ndarray, rounding: np.ndarray, magnitude: float, unit: float, tolerance: Tolerance
-) -> bool:
-    """Whether ``g·u`` (``dot``) lies beyond the derivatives along ``u`` at points near θ (``derivatives``, NaN where a
-    point's own line crossed a kink; ``rounding`` theirs), where most of those agree with each other.
+) -> bool | None:
+    """Whether ``g·u`` (``dot``) matches the derivatives along ``u`` at points near θ (``derivatives``, NaN where a
+    point's own line crossed a kink; ``rounding`` theirs), where those all agree; None where they do not (the line
+    cannot tell).
 
     ``u`` moves every kink of a tensor up at once (:func:`.together.judge_lines`). Where kinks interact as a
-    maximum's do, every derivative near θ moves a tied window's maximum once, so they agree, and a valid subgradient
-    gives each window's whole gradient to its ties, as the first point does to the first of them (the first maximum:
-    ``g·u`` is its derivative) and the second to the last; a tie given the gradient twice (or half of it, or none) is
-    off by it. Where a tie is not among the kinks (float32 saw no kink there), the points that break it toward an
-    element off the line differ by its window's share: most still agree. Where they scatter (ReLUs interacting
-    through weights of both signs, whose relu'(0) = 0 may be a region no point reached), the line decides nothing.
-    ``magnitude``: ``Σ|g_i·u_i|``; ``unit``: the mean ``|u_i|`` (the tolerance's ``atol`` is per unit step)."""
+    maximum's do and every tie is among the kinks, every derivative near θ moves a tied window's maximum once, so they
+    agree, and so does every valid subgradient: each gives a window's whole gradient to its ties. A tie given the
+    gradient twice (or half of it, or none) is off by it. Where a tie is not among the kinks (float32 saw no kink
+    there; its windows' gradients cancel along its own line), the points that break it toward that element differ by
+    its window's share, and where ReLUs interact through weights of both signs they scatter: the line cannot tell (a
+    range of them let a halved tie through: review 76). ``magnitude``: ``Σ|g_i·u_i|``; ``unit``: the mean ``|u_i|``
+    (the tolerance's ``atol`` is per unit step)."""
     seen = np.isfinite(derivatives)
     if np.count_nonzero(seen) < LINE_SEEN:
-        return False
+        return None
     values = derivatives[seen]
     allowed = tolerance.atol * unit + tolerance.rtol * magnitude + tolerance.safety * float(np.max(rounding[seen]))
-    agreeing = np.abs(values - np.median(values)) <= allowed
-    if np.count_nonzero(agreeing) < AGREEING * values.size:
-        return False
-    return bool(dot < values.min() - allowed or dot > values.max() + allowed)
+    spread = float(values.max() - values.min())
+    if spread > allowed:
+        return None
+    return abs(dot - float(np.median(values))) <= allowed + spread

@@ -27,7 +27,18 @@ from ..model import as_loss_value
 from .directions import direction_dots
 from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, points, stencil_losses, step_sizes
 from .layout import TensorSpec
-from .nearby import INTERACTING, POINTS, ROUND, SEED, SETTLE, derivative_near, judge_nearby, moved, nearby_steps
+from .nearby import (
+    INTERACTING,
+    POINTS,
+    ROUND,
+    SEED,
+    SETTLE,
+    derivative_near,
+    judge_nearby,
+    moved,
+    nearby_steps,
+    precise,
+)
 from .plan import Shard, slots_for
 from .problem import Loaded, Output, Settings, call_model, fastest
 from .reduce import ShardResult, summarize_shard
@@ -605,13 +616,18 @@ def _kinks_nearby(
     rng = np.random.default_rng([SEED, int(group.columns[0])])
     derivatives = np.full((POINTS, analytic.size), np.nan)
     rounding = np.full((POINTS, analytic.size), np.nan)
-    status, decided, cost = np.full(analytic.size, WRONG, dtype=np.int8), np.zeros(analytic.size, dtype=bool), 0
+    # the loss's noise over the points' steps must leave their derivatives precise, or they stay wrong (review 76: a
+    # loss exactly 0 at θ, or 1e7 beside a max-pool, widened an element's range by 5 and passed a sign flip)
+    at_theta = _values(loaded, group)
+    vague = ~precise(noise, at_theta, eps, analytic, *slopes[:2], tolerance)
+    status, decided, cost = np.full(analytic.size, WRONG, dtype=np.int8), vague.copy(), 0
     for point in range(POINTS):
         if point and point % ROUND == 0:
             status, decided = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance)
-            decided &= (status == NONDIFFERENTIABLE) | (point >= SETTLE)
-            if decided.all():
-                return status, cost
+            status = np.where(vague, WRONG, status).astype(np.int8)
+            decided = (decided & ((status == NONDIFFERENTIABLE) | (point >= SETTLE))) | vague
+        if decided.all():
+            return status, cost
         near = Loaded(settings, loaded.model, moved(loaded.params, point, rng, eps), loaded.data)
         loss = as_loss_value(call_model("loss near θ (kinks interacting)", near.loss), "near θ", finite=False)
         left = _subgroup(group, ~decided)
@@ -623,7 +639,7 @@ def _kinks_nearby(
             table[:, 0], table[:, 1], loss, taken[:, 0], taken[:, 1], noise[~decided]
         )
     status, _ = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance)
-    return status, cost
+    return np.where(vague, WRONG, status).astype(np.int8), cost
 
 
 def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..model import as_loss_value
 from .directions import check_direction, element_steps
-from .nearby import INTERACTING, LINE_POINTS, SEED, derivative_near, line_disagrees, moved, nearby_steps
+from .nearby import INTERACTING, LINE_POINTS, SEED, derivative_near, line_bears_out, moved, nearby_steps
 from .plan import Shard
 from .problem import Loaded, Output, call_model
 from .reduce import DirectionResult, ShardResult, summarize_shard
@@ -177,12 +177,16 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
     """
     together, lines, evaluations = [], 0, 0
     for dtype, by_sign in found.items():
-        for every_kink, slots in _interacting(by_sign):
-            # where some kinks interact (:mod:`.nearby`), every kink of the tensor moved up at once, at points near θ
-            wrong, spent = _near_line(loaded, every_kink, dtype)
+        for every_kink, slots, interacting in _interacting(by_sign):
+            # where some kinks interact (:mod:`.nearby`), every kink of the tensor moved up at once, at points near θ:
+            # where it cannot bear them out, the interacting ones are not verified (their ranges need not be the
+            # tensor's valid gradient jointly: review 76's ties given half their window's gradient passed so)
+            bears_out, spent = _near_line(loaded, every_kink, dtype)
             lines, evaluations = lines + 1, evaluations + spent
-            if wrong:
+            if bears_out is False:
                 together.append(slots)
+            elif bears_out is None:
+                together.append(interacting)
         for sign, everything in by_sign.items():
             # interacting kinks are not moved along a line through θ: a valid value need not lie between its slopes
             tensors = {name: k.where(~k.interacting) for name, k in everything.items() if not k.interacting.all()}
@@ -218,29 +222,30 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
     return (np.unique(np.concatenate(together)) if together else np.empty(0, np.int64)), lines, evaluations
 
 
-def _interacting(by_sign: dict[int, dict[str, _Kinks]]) -> list[tuple[tuple[str, np.ndarray, np.ndarray], np.ndarray]]:
-    """Per tensor some of whose kinks interact: its name, every kink's position and analytic value (both signs), and
-    their slots."""
+def _interacting(
+    by_sign: dict[int, dict[str, _Kinks]],
+) -> list[tuple[tuple[str, np.ndarray, np.ndarray], np.ndarray, np.ndarray]]:
+    """Per tensor some of whose kinks interact: its name, every kink's position and analytic value (both signs),
+    their slots, and the interacting ones' slots."""
     names = {name for tensors in by_sign.values() for name, kinks in tensors.items() if kinks.interacting.any()}
     found = []
     for name in sorted(names):
         mine = [tensors[name] for tensors in by_sign.values() if name in tensors]
-        positions, analytic, slots = (
-            np.concatenate([getattr(k, f) for k in mine]) for f in ("positions", "analytic", "slots")
+        positions, analytic, slots, interacting = (
+            np.concatenate([getattr(k, f) for k in mine]) for f in ("positions", "analytic", "slots", "interacting")
         )
-        found.append(((name, positions, analytic), slots))
+        found.append(((name, positions, analytic), slots, slots[interacting]))
     return found
 
 
-def _near_line(loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype: str) -> tuple[bool, int]:
+def _near_line(loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype: str) -> tuple[bool | None, int]:
     """Whether the line moving every kink of a tensor (``(name, positions, analytic values)``) up by its step, at
-    points near θ, disagrees with ``g·u`` (:func:`.nearby.line_disagrees`), and the losses that took. In float64, as
-    :mod:`.nearby` judges elements: a float32 model's float64 twin (none without one); never where the loss is
-    complex (complex-step)."""
+    points near θ, bears ``g·u`` out (None: it cannot tell; :func:`.nearby.line_bears_out`), and the losses that took.
+    In float64, as :mod:`.nearby` judges elements: a float32 model's float64 twin (none without one)."""
     settings = loaded.settings
     model = loaded if settings.promote or dtype != "float32" else loaded.float64_twin()
     if model is None or settings.scheme == "complex-step" or kinks[1].size < 2:
-        return False, 0
+        return None, 0
     name, positions, analytic = kinks
     eps = float(np.finfo(np.float64).eps)
     rng = np.random.default_rng([SEED, int(positions[0])])
@@ -272,8 +277,8 @@ def _near_line(loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype:
         )
     dot = math.fsum(analytic * u)
     magnitude = math.fsum(np.abs(analytic * u))
-    wrong = line_disagrees(dot, derivatives, rounding, magnitude, float(np.mean(u)), settings.tolerance_for(dtype))
-    return wrong, 3 * LINE_POINTS
+    bears_out = line_bears_out(dot, derivatives, rounding, magnitude, float(np.mean(u)), settings.tolerance_for(dtype))
+    return bears_out, 3 * LINE_POINTS
 
 
 def _line(
