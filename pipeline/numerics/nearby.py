@@ -38,6 +38,7 @@ import math
 
 import numpy as np
 
+from .refine import GAP_SIGNIFICANT
 from .tolerance import NONDIFFERENTIABLE, TOGETHER, VERIFY_LIMIT, WRONG, Tolerance
 
 __all__ = [
@@ -46,6 +47,8 @@ __all__ = [
     "LINE_POINTS",
     "POINTS",
     "ROUND",
+    "SEED",
+    "SETTLE",
     "derivative_near",
     "judge_nearby",
     "line_bears_out",
@@ -63,8 +66,6 @@ MOVE = 2.0**-4
 #: ...and the derivative there is taken at a step this many times smaller (a tie broken by δ·|v_i − v_j| is
 #: crossed by the step about once in this many points, and that point is left out).
 INSIDE = 64.0
-#: A one-sided gap at a point near θ counts (its line crosses a kink at that step) when this many times its noise.
-GAP_SIGNIFICANT = 4.0
 #: A line through a tensor's kinks is judged at this many points near θ, and only where this many are left
 #: (:func:`line_bears_out`): the ReLUs of a convolution on zero biases interact at every point, and one whose
 #: state the points never change (one chance in 2**15 each) is not seen.
@@ -106,7 +107,8 @@ def derivative_near(
 ) -> tuple[np.ndarray, np.ndarray]:
     """At a point near θ (its loss ``loss``), each element's central difference from the losses at ``±`` its step (the
     steps the floats took, ``up`` and ``down`` negative), NaN where its one-sided slopes keep a gap above
-    :data:`GAP_SIGNIFICANT` times its noise (its line crosses a kink within the step); and that difference's rounding."""
+    :data:`~.refine.GAP_SIGNIFICANT` times its noise, the second look's rule (its line crosses a kink within the step); and
+    that difference's rounding."""
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         central = (plus - minus) / (up - down)
         gap = (plus - loss) / up - (loss - minus) / -down

@@ -589,7 +589,12 @@ def _look_again(
         at = np.flatnonzero(again)
         lower, upper = (np.broadcast_to(side, (k.size,))[at] for side in (refined.lower, refined.upper))
         status[at], spent = _kinks_nearby(
-            loaded, _subgroup(sub, again), analytic[at], (lower, upper, margin[at]), first.noise[k][at], tolerance
+            loaded,
+            _subgroup(sub, again),
+            (values[at], analytic[at]),
+            (lower, upper, margin[at]),
+            first.noise[k][at],
+            tolerance,
         )
         interacting[at], cost = status[at] == NONDIFFERENTIABLE, cost + spent
     with np.errstate(invalid="ignore"):
@@ -603,43 +608,42 @@ def _look_again(
 def _kinks_nearby(
     loaded: Loaded,
     group: _Group,
-    analytic: np.ndarray,
+    at_theta: tuple[np.ndarray, np.ndarray],
     slopes: tuple[np.ndarray, np.ndarray, np.ndarray],
     noise: np.ndarray,
     tolerance: Tolerance,
 ) -> tuple[np.ndarray, int]:
-    """The status of a group's elements on a kink whose ``analytic`` value lies outside their one-sided ``slopes``
+    """The status of a group's elements on a kink whose analytic value lies outside their one-sided ``slopes``
     (``(lower, upper, margin)``), judged on their derivatives at points near θ (:mod:`.nearby`), and the losses that
-    took. ``noise``: the loss's noise along each."""
+    took. ``at_theta``: their ``(values, analytic values)``; ``noise``: the loss's noise along each."""
     settings = loaded.settings
+    values, analytic = at_theta
     eps = settings.eps(group.dtype)
     rng = np.random.default_rng([SEED, int(group.columns[0])])
     derivatives = np.full((POINTS, analytic.size), np.nan)
     rounding = np.full((POINTS, analytic.size), np.nan)
     # the loss's noise over the points' steps must leave their derivatives precise, or they stay wrong (review 76: a
     # loss exactly 0 at θ, or 1e7 beside a max-pool, widened an element's range by 5 and passed a sign flip)
-    at_theta = _values(loaded, group)
-    vague = ~precise(noise, at_theta, eps, analytic, *slopes[:2], tolerance)
+    vague = ~precise(noise, values, eps, analytic, *slopes[:2], tolerance)
     status, decided, cost = np.full(analytic.size, WRONG, dtype=np.int8), vague.copy(), 0
-    for point in range(POINTS):
+    for point in range(POINTS + 1):
         if point and point % ROUND == 0:
             status, decided = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance)
             status = np.where(vague, WRONG, status).astype(np.int8)
             decided = (decided & ((status == NONDIFFERENTIABLE) | (point >= SETTLE))) | vague
-        if decided.all():
+        if decided.all() or point == POINTS:
             return status, cost
         near = Loaded(settings, loaded.model, moved(loaded.params, point, rng, eps), loaded.data)
         loss = as_loss_value(call_model("loss near θ (kinks interacting)", near.loss), "near θ", finite=False)
         left = _subgroup(group, ~decided)
-        values = _values(near, left)
-        perturbed, taken = points(values, nearby_steps(values, eps), "central")
+        moved_values = _values(near, left)
+        perturbed, taken = points(moved_values, nearby_steps(moved_values, eps), "central")
         (table,) = _losses(near, [left], [perturbed])
         cost += 1 + table.size
         derivatives[point, ~decided], rounding[point, ~decided] = derivative_near(
             table[:, 0], table[:, 1], loss, taken[:, 0], taken[:, 1], noise[~decided]
         )
-    status, _ = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance)
-    return np.where(vague, WRONG, status).astype(np.int8), cost
+    return status, cost
 
 
 def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:

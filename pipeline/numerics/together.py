@@ -254,26 +254,23 @@ def _near_line(loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype:
     measured = measured if math.isfinite(measured) else 0.0
     u = nearby_steps(model.params[name].reshape(-1)[positions], eps)
     norm_sq = float(u @ u)
+    where = f"along the kinks of {name} near θ"
     for point in range(LINE_POINTS):
         near = moved(model.params, point, rng, eps)
         flat = near[name].reshape(-1)
-        losses, taken = [], []
-        for way in (0.0, 1.0, -1.0):
+        losses = [as_loss_value(call_model(where, model.model.loss, near, model.data), where, finite=False)]
+        taken = []
+        for way in (1.0, -1.0):
             shifted = flat.copy()
             shifted[positions] = flat[positions] + way * u
-            taken.append(float((shifted[positions] - flat[positions]) @ u) / norm_sq)
-            value = call_model(
-                f"loss along the kinks of {name} near θ",
-                model.model.loss,
-                {**near, name: shifted.reshape(near[name].shape)},
-                model.data,
-            )
-            losses.append(as_loss_value(value, f"along the kinks of {name} near θ", finite=False))
+            taken.append(np.array([(shifted[positions] - flat[positions]) @ u / norm_sq]))
+            value = call_model(where, model.model.loss, {**near, name: shifted.reshape(near[name].shape)}, model.data)
+            losses.append(as_loss_value(value, where, finite=False))
         # the loss's rounding there (a float64 loss's, at the largest of the three), or its noise measured along the
         # tensor where the run's own losses are float64
         noise = np.array([max(2 * eps * max(abs(value) for value in losses), measured)])
         (derivatives[point],), (rounding[point],) = derivative_near(
-            np.array([losses[1]]), np.array([losses[2]]), losses[0], np.array([taken[1]]), np.array([taken[2]]), noise
+            np.array([losses[1]]), np.array([losses[2]]), losses[0], taken[0], taken[1], noise
         )
     dot = math.fsum(analytic * u)
     magnitude = math.fsum(np.abs(analytic * u))

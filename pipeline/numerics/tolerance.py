@@ -310,7 +310,7 @@ def float32_only(
             off &= np.abs(analytic - exact_numeric) > tolerance.atol + tolerance.rtol * np.abs(exact_numeric)
     undecided = (status == NONDIFFERENTIABLE) | (status == INCONCLUSIVE)
     confirmed = undecided & (exact_status == WRONG) & ~exact_kinked & near & off
-    nearby = (status == WRONG) & near & ((exact_status == TOGETHER) | (exact_interacting & verified))
+    nearby = (status == WRONG) & near & ((exact_status == TOGETHER) | exact_interacting)
     return (
         np.where(nearby, exact_status, np.where(excused, FLOAT32_ONLY, np.where(confirmed, WRONG, status))).astype(
             np.int8
