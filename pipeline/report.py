@@ -687,8 +687,8 @@ def format_report(report: Report) -> str:
     if report.n_nondifferentiable:
         lines += [
             "",
-            f"{report.n_nondifferentiable} element(s) sit on a kink (one-sided slopes disagree, the analytic value "
-            "lies between them or, where kinks interact, among the derivatives at points near θ): non-differentiable "
+            f"{report.n_nondifferentiable} element(s) sit on a kink (one-sided slopes disagree and the analytic value "
+            "lies between them, or, where kinks interact, among the derivatives at points near θ): non-differentiable "
             "there, not wrong."
             + (
                 f" Of them, {together} disagree moved together (above)."

@@ -22,7 +22,10 @@ kink at that step is left out). Only where the loss's noise leaves that differen
   (:data:`~.tolerance.TOGETHER`): neither wrong (the points drawn may miss the one whose derivative it is) nor a kink;
 - else it stays wrong: the points nearby show no interaction, and its slopes bound every valid value.
 
-No value beyond every derivative near θ (widened by a small part of the value) passes so. A range per element is not
+An element wrong where its own line shows no kink, in a tensor that has kinks, is judged at the same points
+(:func:`judge_hidden`): a pixel tied in two windows whose gradients cancel has one slope on both sides of its line.
+There only a derivative seen at a point counts, the analytic value itself, and only one that is the same halfway
+there (:func:`piecewise`). No value beyond every derivative near θ (widened by a small part of the value) passes so. A range per element is not
 the tensor's gradient jointly (a tie given half its window's gradient lies within each): :mod:`.together` moves every
 kink of the tensor at once at such points (:func:`line_bears_out`), and where that cannot tell, the elements judged
 here are not verified. Float64
@@ -42,6 +45,7 @@ from .refine import GAP_SIGNIFICANT
 from .tolerance import NONDIFFERENTIABLE, TOGETHER, VERIFY_LIMIT, WRONG, Tolerance
 
 __all__ = [
+    "HIDDEN_POINTS",
     "INSIDE",
     "INTERACTING",
     "LINE_POINTS",
@@ -50,10 +54,14 @@ __all__ = [
     "SEED",
     "SETTLE",
     "derivative_near",
+    "halfway",
+    "judge_hidden",
     "judge_nearby",
     "line_bears_out",
+    "matching",
     "moved",
     "nearby_steps",
+    "piecewise",
     "precise",
 ]
 
@@ -70,6 +78,12 @@ INSIDE = 64.0
 #: (:func:`line_bears_out`): the ReLUs of a convolution on zero biases interact at every point, and one whose
 #: state the points never change (one chance in 2**15 each) is not seen.
 LINE_POINTS, LINE_SEEN = 16, 12
+#: Points near θ, at most, for an element whose own line shows no kink (:func:`judge_hidden`).
+HIDDEN_POINTS = 16
+#: A derivative at a point near θ is a piece's where halfway there it moved by at most this part of its distance from
+#: the derivative at θ (:func:`piecewise`): curvature moves it by half, a kink's piece by what curvature moves a
+#: derivative 4e-7 off θ.
+PIECE = 0.25
 #: The magnitude of an interacting kink's code in the output's ``kink`` (:func:`.shards.kink_codes`; 1 to 4 are the
 #: others').
 INTERACTING = 5
@@ -95,6 +109,14 @@ def moved(params: dict[str, np.ndarray], point: int, rng: np.random.Generator, e
         values = array + MOVE * _base(array, eps) * v
         near[name] = np.ascontiguousarray(values.astype(array.dtype, copy=False))
     return near
+
+
+def halfway(params: dict[str, np.ndarray], near: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The point halfway from θ (``params``) to a point near it (``near``, from :func:`moved`)."""
+    return {
+        name: np.ascontiguousarray((array + (near[name] - array.astype(np.float64)) / 2).astype(array.dtype))
+        for name, array in params.items()
+    }
 
 
 def nearby_steps(values: np.ndarray, eps: float) -> np.ndarray:
@@ -162,6 +184,46 @@ def judge_nearby(
         interacting = (lowest < low - widen) | (highest > high + widen)
     status = np.where(in_range, NONDIFFERENTIABLE, np.where(interacting, TOGETHER, WRONG)).astype(np.int8)
     return status, in_range | ~interacting
+
+
+def matching(
+    analytic: np.ndarray, numeric: np.ndarray, derivatives: np.ndarray, rounding: np.ndarray, tolerance: Tolerance
+) -> np.ndarray:
+    """Where an element whose own line shows no kink (its derivative there ``numeric``) has its analytic value as its
+    derivative at a point near θ (``derivatives``, NaN where left out; ``rounding`` theirs): within the line's room
+    and ten times that rounding of the one, and beyond it from the other (:func:`judge_hidden`)."""
+    with np.errstate(invalid="ignore"):
+        widen = tolerance.room(numeric, numeric, 0.0) + tolerance.safety * rounding
+        return np.asarray((np.abs(analytic - derivatives) <= widen) & (np.abs(derivatives - numeric) > widen))
+
+
+def piecewise(there: np.ndarray, halfway_there: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+    """Whether a derivative at a point near θ (``there``, beyond the derivative at θ ``numeric``) is a piece's that
+    kinks near θ bound: it barely moves halfway there (``halfway_there``), where curvature, growing with the move,
+    would have moved it by half its distance from ``numeric`` or more (:func:`judge_hidden`)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.abs(halfway_there - there) <= PIECE * np.abs(there - numeric))
+
+
+def judge_hidden(
+    matched: np.ndarray, numeric: np.ndarray, derivatives: np.ndarray, rounding: np.ndarray, tolerance: Tolerance
+) -> tuple[np.ndarray, np.ndarray]:
+    """The status of elements wrong where their own line shows no kink, in a tensor that has kinks: ``NONDIFFERENTIABLE``
+    where their analytic value was the derivative at a point near θ (``matched``: :func:`matching`, then
+    :func:`piecewise`), else ``WRONG``; and whether each is decided: matched, or no derivative near θ yet
+    (``derivatives``, one row per point) left its own line's (``numeric``).
+
+    Review 76: numpy-ml's max-pool on an integer image with integer upstream gradients. A pixel tied in two
+    windows whose gradients cancel (+1 and -1) has one slope, 0, on both sides of its own line: no kink. Its
+    first-maximum gradient, 1, is its derivative just off θ where ties break toward their first element. Only a
+    derivative seen at a point, the analytic value exactly, counts (not a range of them, as on a kink): an element
+    whose line is smooth has no slopes to widen its valid values, and a range of derivatives that curvature moves
+    (every parameter of a large model moves) would take in small errors."""
+    with np.errstate(invalid="ignore"):
+        widen = tolerance.room(numeric, numeric, 0.0) + tolerance.safety * rounding
+        moved_off = np.any(np.abs(derivatives - numeric) > widen, axis=0)
+    status = np.where(matched, NONDIFFERENTIABLE, WRONG).astype(np.int8)
+    return status, matched | ~moved_off
 
 
 def line_bears_out(

@@ -28,15 +28,20 @@ from .directions import direction_dots
 from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, points, stencil_losses, step_sizes
 from .layout import TensorSpec
 from .nearby import (
+    HIDDEN_POINTS,
     INTERACTING,
     POINTS,
     ROUND,
     SEED,
     SETTLE,
     derivative_near,
+    halfway,
+    judge_hidden,
     judge_nearby,
+    matching,
     moved,
     nearby_steps,
+    piecewise,
     precise,
 )
 from .plan import Shard, slots_for
@@ -170,6 +175,9 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         # finds them so): :func:`_float32_only`
         if not (settings.second_look and settings.against_float64(group.dtype)):
             continue
+        kinked = frozenset(
+            spec.name for spec, _ in _subgroup(group, sides.kink[at] | (status[at] == NONDIFFERENTIABLE)).segments
+        )
         for confirming in (False, True):
             if confirming:  # (not a kink float64's points near θ bore out: the float32 noise would blur them)
                 chosen = _undecided(group, a, numeric[at], allowed[at], status[at]) & ~sides.interacting[at]
@@ -188,6 +196,7 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
                 first.values[chosen].astype(np.float64)[:, None] + first.taken[chosen][:, :2],
                 first.table[chosen][:, :2],
                 loaded.settings.noise if confirming else None,
+                kinked,
             )
             looked, looked_evaluations = looked + n, looked_evaluations + cost
             sides.interacting[mine] |= interacting
@@ -377,18 +386,20 @@ def kink_codes(status: np.ndarray, sides: _Sides) -> np.ndarray:
     its slopes (``sides``), in one byte: the sign of its gap, times 1 plus 1 where its value is nearer the slope
     moving up plus 2 where it is that slope (:attr:`_Sides.tight`), or times :data:`INTERACTING` where its kinks
     interact (:attr:`_Sides.interacting`); 0 elsewhere (decoded by :mod:`.together`)."""
-    on = (status == NONDIFFERENTIABLE) & np.isfinite(sides.gap) & (sides.gap != 0)
+    gap = np.where(np.isfinite(sides.gap), sides.gap, 0.0)
+    on = (status == NONDIFFERENTIABLE) & ((gap != 0) | sides.interacting)
     magnitude = np.where(sides.interacting, INTERACTING, 1 + (sides.toward > 0) + 2 * sides.tight)
-    code = np.sign(np.where(on, sides.gap, 0.0)) * magnitude
+    # (an interacting element whose own line shows no kink has no gap: taken as convex, moved with both signs anyway)
+    code = np.where(on, np.where(gap < 0, -1, 1), 0) * magnitude
     return np.asarray(code, dtype=np.int8)
 
 
 def _judged(
-    loaded: Loaded, group: _Group, first: _Evaluated, analytic: np.ndarray
+    loaded: Loaded, group: _Group, first: _Evaluated, analytic: np.ndarray, kinked: frozenset[str] = frozenset()
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, _Sides], tuple[int, int]]:
     """A group's ``(numeric, allowed, status, steps, sides)``, judged from its first pass (:func:`_evaluate`) and,
-    for suspects, a second look (:func:`_look_again`; ``sides``: what it found of their one-sided slopes); and
-    ``(how many suspects, the losses their look took)``."""
+    for suspects, a second look (:func:`_look_again`; ``sides``: what it found of their one-sided slopes; ``kinked``:
+    tensors known to have kinks); and ``(how many suspects, the losses their look took)``."""
     settings, est = loaded.settings, first.est
     numeric, steps = est.numeric.copy(), first.h.copy()
     # one tolerance per group: it depends on the dtype and the scheme
@@ -410,6 +421,7 @@ def _judged(
                 tolerance,
                 scale,
                 precision,
+                kinked,
             )
             for mine, found in zip(sides, looked, strict=True):
                 mine[suspect] = found
@@ -428,6 +440,7 @@ def _float32_only(
     at_step: np.ndarray,
     losses_at_step: np.ndarray,
     noise: tuple[float, ...] | None = None,
+    kinked: frozenset[str] = frozenset(),
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[int, int]]:
     """The wrong (or undecided) elements of a float32 group judged again on the model computing in float64
     (:meth:`~.problem.Loaded.float64_twin`), tensor by tensor, :data:`RECHECK_BATCH` at a time; a tensor's
@@ -446,7 +459,8 @@ def _float32_only(
 
     ``at_step`` holds each element's first float32 points ``θ ± h`` (in float64: they are float32 values) and
     ``losses_at_step`` the float32 losses there: the float64 model is evaluated at the same points, and their
-    central differences compared (the float32 loss is the float64 one at the float32 step).
+    central differences compared (the float32 loss is the float64 one at the float32 step). ``kinked``: the tensors
+    the float32 check found kinks in (:func:`_look_again`).
     """
     twin = loaded.float64_twin()
     interacting = np.zeros(status.size, dtype=bool)
@@ -461,7 +475,7 @@ def _float32_only(
             at = np.arange(first + start, first + min(positions.size, start + RECHECK_BATCH))
             part = _Group(((spec, positions[at - first]),), group.columns[at])
             try:
-                exact, judged, spent = _in_float64(twin, part, noise)
+                exact, judged, spent = _in_float64(twin, part, noise, kinked)
                 (same_points,) = _losses(twin, [part], [at_step[at]])
             except ModelError:  # the model cannot compute so in float64: no twin for the rest of the run
                 loaded.drop_float64_twin()
@@ -485,7 +499,7 @@ def _float32_only(
 
 
 def _in_float64(
-    twin: Loaded, group: _Group, noise: tuple[float, ...] | None = None
+    twin: Loaded, group: _Group, noise: tuple[float, ...] | None = None, kinked: frozenset[str] = frozenset()
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
     """A group judged on a run's float64 twin as `precision: float64` judges it: the loss's noise along its
     tensors measured once, as the probe does (or ``noise`` given, per tensor), then a first pass and a second look.
@@ -510,7 +524,7 @@ def _in_float64(
         exact = np.concatenate(
             [np.asarray(gradient[spec.name]).reshape(-1)[positions] for spec, positions in group.segments]
         ).astype(np.float64)
-        (numeric, allowed, status, _, sides), (_, looked) = _judged(twin, group, first, exact)
+        (numeric, allowed, status, _, sides), (_, looked) = _judged(twin, group, first, exact, kinked)
     finally:
         twin.settings = own
     return exact, (numeric, allowed, status, sides.kink, sides.interacting), cost + first.table.size + looked
@@ -526,13 +540,14 @@ def _look_again(
     tolerance: Tolerance,
     scale: np.ndarray,
     precision: str,
+    kinked: frozenset[str] = frozenset(),
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, _Sides], int]:
     """The second look (:func:`.refine.second_look`) at a group's suspect elements, each along its own axis,
     and its verdicts (:func:`.tolerance.judge_again`).
 
     ``suspect`` masks the group's elements; ``analytic`` and ``judged`` (the first pass's allowances and
-    statuses) are the suspects'. Returns the suspects' ``(numeric, allowed, status, step)`` and the losses
-    the second look took.
+    statuses) are the suspects'. ``kinked``: the tensors known to have kinks besides those the suspects show.
+    Returns the suspects' ``(numeric, allowed, status, step)`` and the losses the second look took.
     """
     settings = loaded.settings
     k = np.flatnonzero(suspect)
@@ -597,6 +612,15 @@ def _look_again(
             tolerance,
         )
         interacting[at], cost = status[at] == NONDIFFERENTIABLE, cost + spent
+    # wrong where its own line shows no kink, in a tensor that has kinks: judged again at points near θ too (review
+    # 76: a max-pool's tie whose windows' gradients cancel along its line)
+    kink = np.broadcast_to(np.asarray(refined.kink, dtype=bool), (k.size,))
+    kinked = kinked | {spec.name for spec, _ in _subgroup(sub, kink).segments}
+    tensor = np.repeat([spec.name for spec, _ in sub.segments], [positions.size for _, positions in sub.segments])
+    hidden = (status == WRONG) & ~kink & np.isfinite(analytic) & np.isfinite(numeric) & np.isin(tensor, list(kinked))
+    if precision == "float64" and hidden.any():
+        accepted, spent = _hidden_kinks(loaded, sub, hidden, (values, analytic, numeric), first.noise[k], tolerance)
+        status[accepted], interacting[accepted], cost = NONDIFFERENTIABLE, True, cost + spent
     with np.errstate(invalid="ignore"):
         up, down = np.where(gap >= 0, refined.upper, refined.lower), np.where(gap >= 0, refined.lower, refined.upper)
         toward = np.where(np.abs(analytic - up) <= np.abs(analytic - down), 1.0, -1.0)
@@ -612,10 +636,13 @@ def _kinks_nearby(
     slopes: tuple[np.ndarray, np.ndarray, np.ndarray],
     noise: np.ndarray,
     tolerance: Tolerance,
+    hidden: bool = False,
 ) -> tuple[np.ndarray, int]:
     """The status of a group's elements on a kink whose analytic value lies outside their one-sided ``slopes``
     (``(lower, upper, margin)``), judged on their derivatives at points near θ (:mod:`.nearby`), and the losses that
-    took. ``at_theta``: their ``(values, analytic values)``; ``noise``: the loss's noise along each."""
+    took. ``at_theta``: their ``(values, analytic values)``; ``noise``: the loss's noise along each. ``hidden``: the
+    elements' own lines show no kink (``slopes``: their derivative there twice, and 0), in a tensor that has kinks
+    (:func:`.nearby.judge_hidden`)."""
     settings = loaded.settings
     values, analytic = at_theta
     eps = settings.eps(group.dtype)
@@ -626,24 +653,82 @@ def _kinks_nearby(
     # loss exactly 0 at θ, or 1e7 beside a max-pool, widened an element's range by 5 and passed a sign flip)
     vague = ~precise(noise, values, eps, analytic, *slopes[:2], tolerance)
     status, decided, cost = np.full(analytic.size, WRONG, dtype=np.int8), vague.copy(), 0
-    for point in range(POINTS + 1):
+    matched, last = np.zeros(analytic.size, dtype=bool), HIDDEN_POINTS if hidden else POINTS
+    for point in range(last + 1):
         if point and point % ROUND == 0:
-            status, decided = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance)
+            if hidden:
+                status, decided = judge_hidden(matched, slopes[0], derivatives, rounding, tolerance)
+            else:
+                status, decided = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance)
             status = np.where(vague, WRONG, status).astype(np.int8)
-            decided = (decided & ((status == NONDIFFERENTIABLE) | (point >= SETTLE))) | vague
-        if decided.all() or point == POINTS:
+            decided = (decided & ((status == NONDIFFERENTIABLE) | (point >= SETTLE) | hidden)) | vague
+        if decided.all() or point == last:
             return status, cost
         near = Loaded(settings, loaded.model, moved(loaded.params, point, rng, eps), loaded.data)
-        loss = as_loss_value(call_model("loss near θ (kinks interacting)", near.loss), "near θ", finite=False)
-        left = _subgroup(group, ~decided)
-        moved_values = _values(near, left)
-        perturbed, taken = points(moved_values, nearby_steps(moved_values, eps), "central")
-        (table,) = _losses(near, [left], [perturbed])
-        cost += 1 + table.size
-        derivatives[point, ~decided], rounding[point, ~decided] = derivative_near(
-            table[:, 0], table[:, 1], loss, taken[:, 0], taken[:, 1], noise[~decided]
-        )
+        left = np.flatnonzero(~decided)
+        derivatives[point, left], rounding[point, left], spent = _derivatives_near(near, group, left, noise[left])
+        cost += spent
+        if hidden:  # a value seen there: the same halfway there, or curvature made it (:func:`.nearby.piecewise`)
+            seen = left[
+                matching(analytic[left], slopes[0][left], derivatives[point, left], rounding[point, left], tolerance)
+            ]
+            if seen.size:
+                halfway_near = Loaded(settings, loaded.model, halfway(loaded.params, near.params), loaded.data)
+                there, _, spent = _derivatives_near(halfway_near, group, seen, noise[seen])
+                matched[seen], cost = piecewise(derivatives[point, seen], there, slopes[0][seen]), cost + spent
     return status, cost
+
+
+def _hidden_kinks(
+    loaded: Loaded,
+    group: _Group,
+    hidden: np.ndarray,
+    at_theta: tuple[np.ndarray, np.ndarray, np.ndarray],
+    noise: np.ndarray,
+    tolerance: Tolerance,
+) -> tuple[np.ndarray, int]:
+    """Which of a group's ``hidden`` elements (wrong where their own line shows no kink) their derivatives at points
+    near θ bear out (:func:`_kinks_nearby`), tensor by tensor, :data:`RECHECK_BATCH` at a time: a tensor's first
+    element that stays wrong ends its re-judging (its tensor is wrong either way; a bug everywhere costs one batch);
+    and the losses that took. ``at_theta``: the group's ``(values, analytic values, derivatives at θ)``."""
+    values, analytic, numeric = at_theta
+    accepted, cost, first = np.zeros(hidden.size, dtype=bool), 0, 0
+    for _, positions in group.segments:
+        mine = first + np.flatnonzero(hidden[first : first + positions.size])
+        first += positions.size
+        for start in range(0, mine.size, RECHECK_BATCH):
+            at = mine[start : start + RECHECK_BATCH]
+            chosen = np.zeros(hidden.size, dtype=bool)
+            chosen[at] = True
+            status, spent = _kinks_nearby(
+                loaded,
+                _subgroup(group, chosen),
+                (values[at], analytic[at]),
+                (numeric[at], numeric[at], np.zeros(at.size)),
+                noise[at],
+                tolerance,
+                hidden=True,
+            )
+            accepted[at], cost = status == NONDIFFERENTIABLE, cost + spent
+            if not accepted[at].all():
+                break
+    return accepted, cost
+
+
+def _derivatives_near(
+    near: Loaded, group: _Group, chosen: np.ndarray, noise: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The ``chosen`` (indices) of a group's elements' derivatives at a point near θ (``near``) and their rounding
+    (:func:`.nearby.derivative_near`), and the losses that took."""
+    loss = as_loss_value(call_model("loss near θ (kinks interacting)", near.loss), "near θ", finite=False)
+    mask = np.zeros(group.columns.size, dtype=bool)
+    mask[chosen] = True
+    left = _subgroup(group, mask)
+    moved_values = _values(near, left)
+    perturbed, taken = points(moved_values, nearby_steps(moved_values, near.settings.eps(group.dtype)), "central")
+    (table,) = _losses(near, [left], [perturbed])
+    derivative, rounding = derivative_near(table[:, 0], table[:, 1], loss, taken[:, 0], taken[:, 1], noise)
+    return derivative, rounding, 1 + table.size
 
 
 def _rows(group: _Group, perturbed: np.ndarray) -> Iterator[tuple[TensorSpec, np.ndarray, np.ndarray]]:
