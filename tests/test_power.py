@@ -410,6 +410,29 @@ def test_an_element_whose_windows_cancel_along_its_own_line_is_judged_at_points_
     assert pipeline.check(_Pool1D(scale=1.05), {"x": x}, {"R": r}).failing == ("x",)
 
 
+@pytest.mark.parametrize(
+    ("seed", "dtype", "share"),
+    [(1, np.float64, 0.5), (3, np.float64, 0.5), (0, np.float32, 2.0), (1, np.float32, 2.0)],
+)
+def test_a_tie_bug_no_line_through_kinks_can_see_is_seen_moving_every_element_of_its_tensor(
+    seed: int, dtype: type, share: float
+) -> None:
+    """The overlapping max-pool with integer upstream gradients: ties given half (or twice) their window's gradient
+    passed (each of these seeds). Every tied element lies within its own slopes, and every line through the tensor's
+    kinks crossed ties of elements that are not kinks and decided nothing. Moving every element of the tensor up by
+    its own step keeps every tie (tied values move alike): the loss is smooth along that line, each window's maximum
+    moves once, and a valid gradient's ``g·u`` is its derivative there. The bug is not verified; the correct layer
+    at the same seed still passes."""
+    rng = np.random.default_rng(seed)
+    x: np.ndarray = rng.integers(0, 5, (5, 5, 2)).astype(dtype)
+    r: np.ndarray = rng.integers(-3, 4, (3, 3, 2)).astype(dtype)
+    bug = pipeline.check(_OverlappingPool(share), {"X": x}, {"R": r})
+    assert (bug.verdict, bug.not_verified) == ("not verified", ("X",)), str(bug)
+    assert "kinks disagree together" in str(bug)
+    correct = pipeline.check(_OverlappingPool(), {"X": x}, {"R": r})
+    assert correct.passed, str(correct)
+
+
 @pytest.mark.parametrize("seed", [2, 5, 8, 17])
 def test_a_sample_with_kinks_does_not_verify_its_tensor(seed: int) -> None:
     """Review 74: a max-pool on binary images, every tie given the whole gradient, passed a sample of 16 of 64

@@ -118,6 +118,7 @@ def check_direction(
     dot: float,
     through: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     regular: int = 0,
+    jumps_cross: bool | None = None,
 ) -> DirectionResult:
     """Compare ``g·u`` (``dot``: :func:`direction_dots`) with the loss's change along a random tangent ``u``
     of one tensor (:func:`_signs`).
@@ -138,6 +139,8 @@ def check_direction(
     (:func:`.together.judge_lines`), ``number`` naming it. Its noise is the noisiest of its tensors'. ``regular``:
     the sign of those kinks' gaps (the slope moving up less the one moving down): on a kink with a gap of that sign,
     the line is judged as an element on a kink is, ``g·u`` between its slopes, instead of deciding nothing.
+    ``jumps_cross``: whether a jump at θ that curvature outweighs is a crossing, deciding nothing (a random
+    direction's rule; by default only without ``through``).
     """
     started = time.perf_counter()
     settings = loaded.settings
@@ -272,7 +275,10 @@ def check_direction(
         # (``through``), where a line that decides nothing leaves its kinks to their elements: there it stays wrong
         # (review 72: a max-pool tie bug under a strong quadratic term, on such a line, passed so)
         crossed = bool(np.asarray(refined.crossing).any()) or bool(
-            through is None and np.isfinite(refined.jump).any() and not refined.kink[0] and status[0] == WRONG
+            (through is None if jumps_cross is None else jumps_cross)
+            and np.isfinite(refined.jump).any()
+            and not refined.kink[0]
+            and status[0] == WRONG
         )
         kinked = bool((refined.kink[0] or crossed) and math.isfinite(dot))
         # Wrong by the line on a kink that shows as that change of sign: the other rules call the line smooth or a

@@ -73,7 +73,7 @@ def kinks_together(loaded: Loaded, output: Output, plan: Sequence[Shard]) -> Tog
     the same kinks (a resumed run) that do not, non-differentiable again."""
     start = time.perf_counter()
     found, holding = _gathered(loaded, output, plan)
-    together, lines, evaluations = judge_lines(loaded, found)
+    together, lines, evaluations = judge_lines(loaded, found, _whole(loaded, output, found))
     # every shard holding a kink summed again, rewritten or not: a stage run again (a Dask task retried after a lost
     # worker, a resumed run) finds some already rewritten, whose results the caller holds from before
     summed = tuple(
@@ -137,6 +137,19 @@ def _gathered(
     return found, kink_slots
 
 
+def _whole(loaded: Loaded, output: Output, found: dict[str, dict[int, dict[str, _Kinks]]]) -> dict[str, np.ndarray]:
+    """Per tensor holding a kink, every element checked (no sample): its analytic gradient, flat, from the output."""
+    if loaded.slots.checked is not None:
+        return {}
+    layout = loaded.settings.layout
+    names = {name for by_sign in found.values() for tensors in by_sign.values() for name in tensors}
+    return {
+        spec.name: np.asarray(output.analytic[spec.offset : spec.offset + spec.size], dtype=np.float64)
+        for spec in layout.tensors
+        if spec.name in names
+    }
+
+
 def _pieces(plan: Sequence[Shard]) -> list[list[Shard]]:
     """Consecutive shards, grouped into pieces of at most :data:`READ_SLOTS` slots (a shard larger alone)."""
     pieces: list[list[Shard]] = []
@@ -148,7 +161,9 @@ def _pieces(plan: Sequence[Shard]) -> list[list[Shard]]:
     return pieces
 
 
-def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) -> tuple[np.ndarray, int, int]:
+def judge_lines(
+    loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]], whole: dict[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, int, int]:
     """The slots of the kinks whose lines fail, the lines drawn and the losses they took.
 
     The kinks are drawn by the sign of their gap (the slope moving up less the one moving down), convex ones apart
@@ -172,11 +187,25 @@ def judge_lines(loaded: Loaded, found: dict[str, dict[int, dict[str, _Kinks]]]) 
       an unrelated kink (an L1 term at a zero weight, review 68) is seen, where the first line, on that kink,
       decided nothing.
 
+    First, per tensor holding a kink whose every element the run checks (``whole``: their analytic values), the line
+    moving every element up by its own step (:func:`_every_element`): tied values move alike, so every tie stays one
+    and the line is smooth where only ties make the loss kinked; any valid gradient's ``g·u`` is its derivative. Where
+    it fails, every kink of the tensor is not verified; on a kink it decides nothing. A tie bug whose every line
+    through kinks crossed ties of elements that are not kinks passed before it (integer upstream gradients).
+
     Kinks of opposite signs are never moved together: their gaps cancel along a line (a clip's bounds, a
     soft-threshold at ±λ) and each valid value takes its own side (review 68 found correct ones not verified so).
     """
     together, lines, evaluations = [], 0, 0
     for dtype, by_sign in found.items():
+        for name, analytic in sorted((whole or {}).items()):
+            mine = [tensors[name] for tensors in by_sign.values() if name in tensors]
+            if not mine:
+                continue
+            line = _every_element(loaded, name, analytic)
+            lines, evaluations = lines + 1, evaluations + line.evaluations
+            if line.status == WRONG:
+                together.append(np.concatenate([k.slots for k in mine]))
         for every_kink, slots, interacting in _interacting(by_sign):
             # where some kinks interact (:mod:`.nearby`), every kink of the tensor moved up at once, at points near θ:
             # where it cannot bear them out, the interacting ones are not verified (their ranges need not be the
@@ -276,6 +305,30 @@ def _near_line(loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype:
     magnitude = math.fsum(np.abs(analytic * u))
     bears_out = line_bears_out(dot, derivatives, rounding, magnitude, float(np.mean(u)), settings.tolerance_for(dtype))
     return bears_out, 3 * LINE_POINTS
+
+
+def _every_element(loaded: Loaded, name: str, analytic: np.ndarray) -> DirectionResult:
+    """The line moving every element of a tensor up by its own step times a weight its value alone decides
+    (:func:`value_weights`), given its ``analytic`` gradient (flat), judged where it is smooth
+    (:func:`.directions.check_direction`)."""
+    positions = np.arange(analytic.size)
+    values = loaded.params[name].reshape(-1)
+    steps = (element_steps(loaded, name, positions) * value_weights(values)).astype(values.dtype)
+    g_u = math.fsum(analytic * steps.astype(np.float64))
+    # it crosses kinks that are not ties (a ReLU input at exactly 0), as a random direction does: a jump at θ there
+    # decides nothing (a correct ReLU before a max-pool under a strong quadratic term failed it)
+    return check_direction(loaded, name, KINK_LINE, g_u, {name: (positions, steps)}, jumps_cross=True)
+
+
+def value_weights(values: np.ndarray) -> np.ndarray:
+    """A weight between 0.5 and 1.5 per element that only its value decides (a hash of its bits; 0 and -0 alike):
+    equal values move alike along :func:`_every_element`'s line, so ties stay ties, while kinks at different values
+    (a clip's two bounds, +1 and -1 slopes) are crossed at rates that do not cancel (moved alike, the clip's line was
+    smooth, and both its valid masks put ``g·u`` a whole slope off it)."""
+    bits = (np.asarray(values, dtype=np.float64) + 0.0).view(np.uint64)
+    with np.errstate(over="ignore"):
+        mixed = bits * np.uint64(0x9E3779B97F4A7C15)
+    return 0.5 + (mixed >> np.uint64(44)).astype(np.float64) / 2.0**20
 
 
 def _line(
