@@ -651,6 +651,71 @@ def test_kinks_whose_own_gaps_cancel_along_their_line_are_not_judged_together(dt
         assert report.tensors[0].n_nondifferentiable == 2
 
 
+class _Box:
+    """``mean(clip(w, lo, hi)) + 0.05·|w|²`` with a bound per element, by hand with torch.clamp's mask (1 on the
+    bounds) or hardtanh's (0 there): both correct."""
+
+    def __init__(self, inclusive: bool) -> None:
+        self.inclusive = inclusive
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        w = params["w"]
+        return float(np.mean(np.clip(w, data["lo"], data["hi"])) + 0.05 * np.sum(w**2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        w, lo, hi = params["w"], data["lo"], data["hi"]
+        inside = ((w >= lo) & (w <= hi)) if self.inclusive else ((w > lo) & (w < hi))
+        return {"w": (inside / w.size + 0.1 * w).astype(w.dtype)}
+
+
+@pytest.mark.parametrize(("seed", "dtype"), [(0, np.float64), (1, np.float64), (3, np.float32)])
+def test_bounds_at_one_value_that_cancel_along_the_line_moving_every_element_are_not_judged_by_it(
+    seed: int, dtype: Any
+) -> None:
+    """Review 77: some elements on a lower bound at 0, as many on an upper bound at 0. The line moving every element
+    of the tensor (weighted by value: both kinds alike) crosses both at once, their gaps cancel, the line is smooth,
+    and either valid mask puts ``g·u`` a whole slope off it: torch's own clamp gradient was not verified, 6 seeds of
+    6. Near θ the bounds are off and the derivatives along it scatter: no verdict from it, and both masks pass."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=10)
+    k = 1 + seed % 3
+    order = rng.permutation(10)
+    lo, hi = w - 1, w + 1
+    w[order[:k]], lo[order[:k]], hi[order[:k]] = 0, 0, 1
+    w[order[k : 2 * k]], lo[order[k : 2 * k]], hi[order[k : 2 * k]] = 0, -1, 0
+    params, data = {"w": w.astype(dtype)}, {"lo": lo.astype(dtype), "hi": hi.astype(dtype)}
+    for inclusive in (True, False):
+        report = pipeline.check(_Box(inclusive), params, data)
+        assert report.passed, str(report)
+        assert report.tensors[0].n_nondifferentiable == 2 * k
+
+
+def test_a_value_seen_only_beyond_a_kink_off_theta_is_not_taken_for_a_kink_at_theta() -> None:
+    """Review 77: a ReLU input at -1e-7 (derivative 0 at θ), its backward mask ``w > -1e-6``, beside an input exactly
+    at 0. The first points near θ lie beyond the kink at -1e-7 and show the mask's value there; halfway, and an
+    eighth of the way, too: the bug was not verified instead of failed. A value seen at a point near θ counts only
+    where it is the same 1/64 of the way there (a kink closer than that is a kink at θ to any step)."""
+
+    class Masked:
+        def __init__(self, threshold: float) -> None:
+            self.threshold = threshold
+
+        def loss(self, params: Arrays, data: Arrays) -> float:
+            w = params["w"]
+            return float(np.sum(data["c"] * np.maximum(w, 0)) + 0.5 * np.sum(w**2))
+
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            w = params["w"]
+            return {"w": data["c"] * ((w > self.threshold) & (w != 0)) + w}
+
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        w, c = rng.normal(size=8), rng.uniform(0.5, 2, size=8)
+        w[0], w[1] = 0.0, -1e-7
+        assert pipeline.check(Masked(0.0), {"w": w}, {"c": c}).passed
+        assert pipeline.check(Masked(-1e-6), {"w": w}, {"c": c}).failing == ("w",)
+
+
 def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:
     """The same bug through `gradcheck run` on a local cluster: exit 4, and 4 again from the output it wrote."""
     source = (

@@ -24,8 +24,8 @@ kink at that step is left out). Only where the loss's noise leaves that differen
 
 An element wrong where its own line shows no kink, in a tensor that has kinks, is judged at the same points
 (:func:`judge_hidden`): a pixel tied in two windows whose gradients cancel has one slope on both sides of its line.
-There only a derivative seen at a point counts, the analytic value itself, and only one that is the same halfway
-there (:func:`piecewise`). No value beyond every derivative near θ (widened by a small part of the value) passes so. A range per element is not
+There only a derivative seen at a point counts, the analytic value itself, and only one that is the same 1/64 of
+the way there (:func:`piecewise`). No value beyond every derivative near θ (widened by a small part of the value) passes so. A range per element is not
 the tensor's gradient jointly (a tie given half its window's gradient lies within each): :mod:`.together` moves every
 kink of the tensor at once at such points (:func:`line_bears_out`), and where that cannot tell, the elements judged
 here are not verified. Float64
@@ -54,13 +54,13 @@ __all__ = [
     "SEED",
     "SETTLE",
     "derivative_near",
-    "halfway",
     "judge_hidden",
     "judge_nearby",
     "line_bears_out",
     "matching",
     "moved",
     "nearby_steps",
+    "partway",
     "piecewise",
     "precise",
 ]
@@ -80,10 +80,12 @@ INSIDE = 64.0
 LINE_POINTS, LINE_SEEN = 16, 12
 #: Points near θ, at most, for an element whose own line shows no kink (:func:`judge_hidden`).
 HIDDEN_POINTS = 16
-#: A derivative at a point near θ is a piece's where halfway there it moved by at most this part of its distance from
-#: the derivative at θ (:func:`piecewise`): curvature moves it by half, a kink's piece by what curvature moves a
-#: derivative 4e-7 off θ.
-PIECE = 0.25
+#: A derivative at a point near θ is a piece's where :data:`PART` of the way there (its step as much finer) it moved by
+#: at most :data:`PIECE` of its distance from the derivative at θ (:func:`piecewise`): curvature moves it by 63/64 of
+#: that, a piece that kinks at θ bound by what curvature moves a derivative 4e-7 off θ; and a kink off θ that the point
+#: lies beyond is taken for one at θ only if closer than 1/64 of the move (6e-9 for |θ_i| ≤ 1 and a unit move; review
+#: 77: a ReLU input at -1e-7 with a mask bug there was accepted at an eighth of the way, and halfway).
+PART, PIECE = 1 / 64, 0.25
 #: The magnitude of an interacting kink's code in the output's ``kink`` (:func:`.shards.kink_codes`; 1 to 4 are the
 #: others').
 INTERACTING = 5
@@ -111,10 +113,10 @@ def moved(params: dict[str, np.ndarray], point: int, rng: np.random.Generator, e
     return near
 
 
-def halfway(params: dict[str, np.ndarray], near: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The point halfway from θ (``params``) to a point near it (``near``, from :func:`moved`)."""
+def partway(params: dict[str, np.ndarray], near: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The point :data:`PART` of the way from θ (``params``) to a point near it (``near``, from :func:`moved`)."""
     return {
-        name: np.ascontiguousarray((array + (near[name] - array.astype(np.float64)) / 2).astype(array.dtype))
+        name: np.ascontiguousarray((array + PART * (near[name] - array.astype(np.float64))).astype(array.dtype))
         for name, array in params.items()
     }
 
@@ -197,12 +199,13 @@ def matching(
         return np.asarray((np.abs(analytic - derivatives) <= widen) & (np.abs(derivatives - numeric) > widen))
 
 
-def piecewise(there: np.ndarray, halfway_there: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+def piecewise(there: np.ndarray, partway_there: np.ndarray, numeric: np.ndarray) -> np.ndarray:
     """Whether a derivative at a point near θ (``there``, beyond the derivative at θ ``numeric``) is a piece's that
-    kinks near θ bound: it barely moves halfway there (``halfway_there``), where curvature, growing with the move,
-    would have moved it by half its distance from ``numeric`` or more (:func:`judge_hidden`)."""
+    kinks at θ bound: it barely moves :data:`PART` of the way there (``partway_there``), where curvature, growing with
+    the move, would have moved it by 63/64 of its distance from ``numeric``, and a kink off θ that the point lies beyond
+    would not be crossed yet (:func:`judge_hidden`)."""
     with np.errstate(invalid="ignore"):
-        return np.asarray(np.abs(halfway_there - there) <= PIECE * np.abs(there - numeric))
+        return np.asarray(np.abs(partway_there - there) <= PIECE * np.abs(there - numeric))
 
 
 def judge_hidden(

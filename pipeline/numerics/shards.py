@@ -30,17 +30,18 @@ from .layout import TensorSpec
 from .nearby import (
     HIDDEN_POINTS,
     INTERACTING,
+    PART,
     POINTS,
     ROUND,
     SEED,
     SETTLE,
     derivative_near,
-    halfway,
     judge_hidden,
     judge_nearby,
     matching,
     moved,
     nearby_steps,
+    partway,
     piecewise,
     precise,
 )
@@ -668,13 +669,13 @@ def _kinks_nearby(
         left = np.flatnonzero(~decided)
         derivatives[point, left], rounding[point, left], spent = _derivatives_near(near, group, left, noise[left])
         cost += spent
-        if hidden:  # a value seen there: the same halfway there, or curvature made it (:func:`.nearby.piecewise`)
+        if hidden:  # a value seen there: the same part of the way there, else curvature or a kink off θ made it
             seen = left[
                 matching(analytic[left], slopes[0][left], derivatives[point, left], rounding[point, left], tolerance)
             ]
             if seen.size:
-                halfway_near = Loaded(settings, loaded.model, halfway(loaded.params, near.params), loaded.data)
-                there, _, spent = _derivatives_near(halfway_near, group, seen, noise[seen])
+                on_the_way = Loaded(settings, loaded.model, partway(loaded.params, near.params), loaded.data)
+                there, _, spent = _derivatives_near(on_the_way, group, seen, noise[seen], PART)
                 matched[seen], cost = piecewise(derivatives[point, seen], there, slopes[0][seen]), cost + spent
     return status, cost
 
@@ -716,16 +717,18 @@ def _hidden_kinks(
 
 
 def _derivatives_near(
-    near: Loaded, group: _Group, chosen: np.ndarray, noise: np.ndarray
+    near: Loaded, group: _Group, chosen: np.ndarray, noise: np.ndarray, part: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """The ``chosen`` (indices) of a group's elements' derivatives at a point near θ (``near``) and their rounding
+    """The ``chosen`` (indices) of a group's elements' derivatives at a point near θ (``near``; ``part`` of the way
+    to one, their steps as much finer: the ties it breaks are as much closer) and their rounding
     (:func:`.nearby.derivative_near`), and the losses that took."""
     loss = as_loss_value(call_model("loss near θ (kinks interacting)", near.loss), "near θ", finite=False)
     mask = np.zeros(group.columns.size, dtype=bool)
     mask[chosen] = True
     left = _subgroup(group, mask)
     moved_values = _values(near, left)
-    perturbed, taken = points(moved_values, nearby_steps(moved_values, near.settings.eps(group.dtype)), "central")
+    steps = part * nearby_steps(moved_values, near.settings.eps(group.dtype))
+    perturbed, taken = points(moved_values, steps, "central")
     (table,) = _losses(near, [left], [perturbed])
     derivative, rounding = derivative_near(table[:, 0], table[:, 1], loss, taken[:, 0], taken[:, 1], noise)
     return derivative, rounding, 1 + table.size

@@ -188,10 +188,13 @@ def judge_lines(
       decided nothing.
 
     First, per tensor holding a kink whose every element the run checks (``whole``: their analytic values), the line
-    moving every element up by its own step (:func:`_every_element`): tied values move alike, so every tie stays one
-    and the line is smooth where only ties make the loss kinked; any valid gradient's ``g·u`` is its derivative. Where
-    it fails, every kink of the tensor is not verified; on a kink it decides nothing. A tie bug whose every line
-    through kinks crossed ties of elements that are not kinks passed before it (integer upstream gradients).
+    moving every element up by its own step, weighted by its value (:func:`_every_element`): tied values move alike,
+    so every tie stays one and the line is smooth where only ties make the loss kinked; any valid gradient's ``g·u``
+    is its derivative. On a kink it decides nothing. Where it fails, the same line at points near θ
+    (:func:`_near_line`) must fail too, its derivatives agreeing, before every kink of the tensor is not verified:
+    kinks at one value crossed at θ can cancel (a clip's lower bound at 0 beside another element's upper bound at
+    0), and near θ they scatter. A tie bug whose every line through kinks crossed ties of elements that are not
+    kinks passed before it (integer upstream gradients).
 
     Kinks of opposite signs are never moved together: their gaps cancel along a line (a clip's bounds, a
     soft-threshold at ±λ) and each valid value takes its own side (review 68 found correct ones not verified so).
@@ -204,7 +207,16 @@ def judge_lines(
                 continue
             line = _every_element(loaded, name, analytic)
             lines, evaluations = lines + 1, evaluations + line.evaluations
-            if line.status == WRONG:
+            if line.status != WRONG:
+                continue
+            # wrong through θ: kinks at one value crossed at once, their gaps cancelling, would do that too (a clip's
+            # lower bound and another element's upper bound both at 0: review 77). At points near θ, where every kink
+            # is off, a tie bug is off the derivatives of every point alike; there they scatter
+            weights = value_weights(loaded.params[name].reshape(-1))
+            every = (name, np.arange(analytic.size), analytic)
+            bears_out, spent = _near_line(loaded, every, dtype, weights)
+            lines, evaluations = lines + 1, evaluations + spent
+            if bears_out is False:
                 together.append(np.concatenate([k.slots for k in mine]))
         for every_kink, slots, interacting in _interacting(by_sign):
             # where some kinks interact (:mod:`.nearby`), every kink of the tensor moved up at once, at points near θ:
@@ -267,10 +279,13 @@ def _interacting(
     return found
 
 
-def _near_line(loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype: str) -> tuple[bool | None, int]:
-    """Whether the line moving every kink of a tensor (``(name, positions, analytic values)``) up by its step, at
-    points near θ, bears ``g·u`` out (None: it cannot tell; :func:`.nearby.line_bears_out`), and the losses that took.
-    In float64, as :mod:`.nearby` judges elements: a float32 model's float64 twin (none without one)."""
+def _near_line(
+    loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype: str, weights: np.ndarray | None = None
+) -> tuple[bool | None, int]:
+    """Whether the line moving every kink of a tensor (``(name, positions, analytic values)``) up by its step (times
+    ``weights``), at points near θ, bears ``g·u`` out (None: it cannot tell; :func:`.nearby.line_bears_out`), and the
+    losses that took. In float64, as :mod:`.nearby` judges elements: a float32 model's float64 twin (none without
+    one)."""
     settings = loaded.settings
     model = loaded if settings.promote or dtype != "float32" else loaded.float64_twin()
     if model is None or settings.scheme == "complex-step" or kinks[1].size < 2:
@@ -281,7 +296,7 @@ def _near_line(loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype:
     derivatives, rounding = np.full(LINE_POINTS, np.nan), np.full(LINE_POINTS, np.nan)
     measured = settings.noise_of(loaded.number[name]) if model is loaded else math.nan
     measured = measured if math.isfinite(measured) else 0.0
-    u = nearby_steps(model.params[name].reshape(-1)[positions], eps)
+    u = nearby_steps(model.params[name].reshape(-1)[positions], eps) * (1.0 if weights is None else weights)
     norm_sq = float(u @ u)
     where = f"along the kinks of {name} near θ"
     for point in range(LINE_POINTS):
@@ -295,6 +310,8 @@ def _near_line(loaded: Loaded, kinks: tuple[str, np.ndarray, np.ndarray], dtype:
             taken.append(np.array([(shifted[positions] - flat[positions]) @ u / norm_sq]))
             value = call_model(where, model.model.loss, {**near, name: shifted.reshape(near[name].shape)}, model.data)
             losses.append(as_loss_value(value, where, finite=False))
+        if losses[0] == losses[1] == losses[2]:
+            continue  # the loss did not move at all: rounded coarser than these steps (a float32 cast inside the twin)
         # the loss's rounding there (a float64 loss's, at the largest of the three), or its noise measured along the
         # tensor where the run's own losses are float64
         noise = np.array([max(2 * eps * max(abs(value) for value in losses), measured)])
@@ -324,7 +341,8 @@ def value_weights(values: np.ndarray) -> np.ndarray:
     """A weight between 0.5 and 1.5 per element that only its value decides (a hash of its bits; 0 and -0 alike):
     equal values move alike along :func:`_every_element`'s line, so ties stay ties, while kinks at different values
     (a clip's two bounds, +1 and -1 slopes) are crossed at rates that do not cancel (moved alike, the clip's line was
-    smooth, and both its valid masks put ``g·u`` a whole slope off it)."""
+    smooth, and both its valid masks put ``g·u`` a whole slope off it). Kinks at one value can still cancel: the line's
+    failure is confirmed at points near θ (:func:`judge_lines`)."""
     bits = (np.asarray(values, dtype=np.float64) + 0.0).view(np.uint64)
     with np.errstate(over="ignore"):
         mixed = bits * np.uint64(0x9E3779B97F4A7C15)
