@@ -410,6 +410,36 @@ def test_an_element_whose_windows_cancel_along_its_own_line_is_judged_at_points_
     assert pipeline.check(_Pool1D(scale=1.05), {"x": x}, {"R": r}).failing == ("x",)
 
 
+@pytest.mark.parametrize("gate", [1e-30, 1e-24])
+def test_a_smooth_gate_narrower_than_the_points_near_theta_is_not_taken_for_a_kink(gate: float) -> None:
+    """Review 78: ``max(w0, w1) + w2·v²/(v² + E) + ...`` at a tie w0 = w1 and v = 0: the loss does not depend on w2 at
+    θ (its derivative is exactly 0), but at every point near θ, v is 4e-7 off 0, far beyond the gate's width, and the
+    derivative in w2 is 1, the same 1/64 of the way there. A gradient giving w2 1 passed, w2 taken for a kink beside
+    the tie. A value every point near θ shows alike, which the element's own line does not, is a smooth feature
+    narrower than the move: the bug fails, the correct gradient passes."""
+
+    class Gated:
+        def __init__(self, given: float) -> None:
+            self.given = given
+
+        def loss(self, params: Arrays, data: Arrays) -> float:
+            w, v = params["w"], params["v"][0]
+            return float(max(w[0], w[1]) + w[2] * v**2 / (v**2 + gate) + np.sum(data["c"] * w[3:]) + 2 * v)
+
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            w, v = params["w"], params["v"][0]
+            g = np.zeros_like(w)
+            g[0], g[2], g[3:] = 1.0, self.given, data["c"]
+            return {"w": g, "v": np.array([2 + w[2] * 2 * v * gate / (v**2 + gate) ** 2])}
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=8)
+    w[1], w[2] = w[0], 0.0
+    params, data = {"w": w, "v": np.zeros(1)}, {"c": rng.normal(size=5)}
+    assert pipeline.check(Gated(0.0), params, data).passed
+    assert pipeline.check(Gated(1.0), params, data).failing == ("w",)
+
+
 @pytest.mark.parametrize(
     ("seed", "dtype", "share"),
     [(1, np.float64, 0.5), (3, np.float64, 0.5), (0, np.float32, 2.0), (1, np.float32, 2.0)],

@@ -221,12 +221,25 @@ def judge_hidden(
     first-maximum gradient, 1, is its derivative just off θ where ties break toward their first element. Only a
     derivative seen at a point, the analytic value exactly, counts (not a range of them, as on a kink): an element
     whose line is smooth has no slopes to widen its valid values, and a range of derivatives that curvature moves
-    (every parameter of a large model moves) would take in small errors."""
+    (every parameter of a large model moves) would take in small errors.
+
+    And only where the points disagree among themselves (beyond their room and ten times their rounding): ties break
+    toward different elements at different points, and a limiting value of a loss that is piecewise smooth and
+    continuous is the derivative at θ along its own line too, unless another piece has another. A value every point
+    shows alike, that the line does not, is a smooth feature narrower than the move, not a kink: review 78's
+    ``w2·v²/(v² + 1e-24)`` at v = 0, whose derivative in w2 is 0 at θ and 1 at every point near it, passed a bug
+    giving it 1."""
     with np.errstate(invalid="ignore"):
         widen = tolerance.room(numeric, numeric, 0.0) + tolerance.safety * rounding
         moved_off = np.any(np.abs(derivatives - numeric) > widen, axis=0)
-    status = np.where(matched, NONDIFFERENTIABLE, WRONG).astype(np.int8)
-    return status, matched | ~moved_off
+        seen = np.isfinite(derivatives)
+        lowest = np.min(np.where(seen, derivatives, np.inf), axis=0, initial=np.inf)
+        highest = np.max(np.where(seen, derivatives, -np.inf), axis=0, initial=-np.inf)
+        slack = np.max(np.where(seen, widen, 0.0), axis=0, initial=0.0)
+        varied = highest - lowest > 2 * slack
+    accepted = matched & varied
+    status = np.where(accepted, NONDIFFERENTIABLE, WRONG).astype(np.int8)
+    return status, accepted | ~moved_off
 
 
 def line_bears_out(
