@@ -280,6 +280,18 @@ def _subgroup(group: _Group, chosen: np.ndarray) -> _Group:
     return _Group(tuple(segments), group.columns[chosen])
 
 
+def _batches(group: _Group, chosen: np.ndarray, names: frozenset[str] | None = None) -> Iterator[list[np.ndarray]]:
+    """Per tensor of a group (of ``names`` only, where given), its ``chosen`` elements (a mask over the group), as
+    indices into the group :data:`RECHECK_BATCH` at a time: a caller judging them again stops a tensor at its first
+    batch that settles it."""
+    first = 0
+    for spec, positions in group.segments:
+        mine = first + np.flatnonzero(chosen[first : first + positions.size])
+        first += positions.size
+        if names is None or spec.name in names:
+            yield [mine[start : start + RECHECK_BATCH] for start in range(0, mine.size, RECHECK_BATCH)]
+
+
 def _undecided(
     group: _Group, analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, status: np.ndarray
 ) -> np.ndarray:
@@ -468,13 +480,12 @@ def _float32_only(
     if twin is None:
         return (status, numeric, allowed, interacting), (0, 0)
     status, numeric, allowed = status.copy(), numeric.copy(), allowed.copy()
-    judged_again, cost, first = 0, 0, 0
+    judged_again, cost = 0, 0
     scale = _per_element(loaded, loaded.settings.scale_of, group)
     tolerance = loaded.settings.tolerance_for(group.dtype)
-    for spec, positions in group.segments:
-        for start in range(0, positions.size, RECHECK_BATCH):
-            at = np.arange(first + start, first + min(positions.size, start + RECHECK_BATCH))
-            part = _Group(((spec, positions[at - first]),), group.columns[at])
+    for batches in _batches(group, np.ones(status.size, dtype=bool)):
+        for at in batches:
+            part = _subgroup(group, np.isin(np.arange(status.size), at))
             try:
                 exact, judged, spent = _in_float64(twin, part, noise, kinked)
                 (same_points,) = _losses(twin, [part], [at_step[at]])
@@ -495,7 +506,6 @@ def _float32_only(
             allowed[at] = np.where(confirmed, judged[1], allowed[at])
             if np.any(judged[2] == WRONG):
                 break
-        first += positions.size
     return (status, numeric, allowed, interacting), (judged_again, cost)
 
 
@@ -616,11 +626,12 @@ def _look_again(
     # wrong where its own line shows no kink, in a tensor that has kinks: judged again at points near θ too (review
     # 76: a max-pool's tie whose windows' gradients cancel along its line)
     kink = np.broadcast_to(np.asarray(refined.kink, dtype=bool), (k.size,))
-    kinked = kinked | {spec.name for spec, _ in _subgroup(sub, kink).segments}
-    tensor = np.repeat([spec.name for spec, _ in sub.segments], [positions.size for _, positions in sub.segments])
-    hidden = (status == WRONG) & ~kink & np.isfinite(analytic) & np.isfinite(numeric) & np.isin(tensor, list(kinked))
+    hidden = (status == WRONG) & ~kink & np.isfinite(analytic) & np.isfinite(numeric)
     if precision == "float64" and hidden.any():
-        accepted, spent = _hidden_kinks(loaded, sub, hidden, (values, analytic, numeric), first.noise[k], tolerance)
+        kinked = kinked | {spec.name for spec, _ in _subgroup(sub, kink).segments}
+        accepted, spent = _hidden_kinks(
+            loaded, sub, hidden, kinked, (values, analytic, numeric), first.noise[k], tolerance
+        )
         status[accepted], interacting[accepted], cost = NONDIFFERENTIABLE, True, cost + spent
     with np.errstate(invalid="ignore"):
         up, down = np.where(gap >= 0, refined.upper, refined.lower), np.where(gap >= 0, refined.lower, refined.upper)
@@ -684,26 +695,23 @@ def _hidden_kinks(
     loaded: Loaded,
     group: _Group,
     hidden: np.ndarray,
+    kinked: frozenset[str],
     at_theta: tuple[np.ndarray, np.ndarray, np.ndarray],
     noise: np.ndarray,
     tolerance: Tolerance,
 ) -> tuple[np.ndarray, int]:
-    """Which of a group's ``hidden`` elements (wrong where their own line shows no kink) their derivatives at points
-    near θ bear out (:func:`_kinks_nearby`), tensor by tensor, :data:`RECHECK_BATCH` at a time: a tensor's first
-    element that stays wrong ends its re-judging (its tensor is wrong either way; a bug everywhere costs one batch);
-    and the losses that took. ``at_theta``: the group's ``(values, analytic values, derivatives at θ)``."""
+    """Which of a group's ``hidden`` elements (wrong where their own line shows no kink) in the tensors ``kinked``
+    (known to have kinks) their derivatives at points near θ bear out (:func:`_kinks_nearby`), tensor by tensor,
+    :data:`RECHECK_BATCH` at a time (:func:`_batches`): a tensor's first element that stays wrong ends its re-judging
+    (its tensor is wrong either way; a bug everywhere costs one batch); and the losses that took. ``at_theta``: the
+    group's ``(values, analytic values, derivatives at θ)``."""
     values, analytic, numeric = at_theta
-    accepted, cost, first = np.zeros(hidden.size, dtype=bool), 0, 0
-    for _, positions in group.segments:
-        mine = first + np.flatnonzero(hidden[first : first + positions.size])
-        first += positions.size
-        for start in range(0, mine.size, RECHECK_BATCH):
-            at = mine[start : start + RECHECK_BATCH]
-            chosen = np.zeros(hidden.size, dtype=bool)
-            chosen[at] = True
+    accepted, cost = np.zeros(hidden.size, dtype=bool), 0
+    for batches in _batches(group, hidden, kinked):
+        for at in batches:
             status, spent = _kinks_nearby(
                 loaded,
-                _subgroup(group, chosen),
+                _subgroup(group, np.isin(np.arange(hidden.size), at)),
                 (values[at], analytic[at]),
                 (numeric[at], numeric[at], np.zeros(at.size)),
                 noise[at],

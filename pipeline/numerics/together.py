@@ -205,14 +205,14 @@ def judge_lines(
             mine = [tensors[name] for tensors in by_sign.values() if name in tensors]
             if not mine:
                 continue
-            line = _every_element(loaded, name, analytic)
+            weights = value_weights(loaded.params[name].reshape(-1))
+            line = _every_element(loaded, name, analytic, weights)
             lines, evaluations = lines + 1, evaluations + line.evaluations
             if line.status != WRONG:
                 continue
             # wrong through θ: kinks at one value crossed at once, their gaps cancelling, would do that too (a clip's
             # lower bound and another element's upper bound both at 0: review 77). At points near θ, where every kink
             # is off, a tie bug is off the derivatives of every point alike; there they scatter
-            weights = value_weights(loaded.params[name].reshape(-1))
             every = (name, np.arange(analytic.size), analytic)
             bears_out, spent = _near_line(loaded, every, dtype, weights)
             lines, evaluations = lines + 1, evaluations + spent
@@ -324,13 +324,11 @@ def _near_line(
     return bears_out, 3 * LINE_POINTS
 
 
-def _every_element(loaded: Loaded, name: str, analytic: np.ndarray) -> DirectionResult:
-    """The line moving every element of a tensor up by its own step times a weight its value alone decides
-    (:func:`value_weights`), given its ``analytic`` gradient (flat), judged where it is smooth
-    (:func:`.directions.check_direction`)."""
+def _every_element(loaded: Loaded, name: str, analytic: np.ndarray, weights: np.ndarray) -> DirectionResult:
+    """The line moving every element of a tensor up by its own step times ``weights`` (:func:`value_weights`), given
+    its ``analytic`` gradient (flat), judged where it is smooth (:func:`.directions.check_direction`)."""
     positions = np.arange(analytic.size)
-    values = loaded.params[name].reshape(-1)
-    steps = (element_steps(loaded, name, positions) * value_weights(values)).astype(values.dtype)
+    steps = (element_steps(loaded, name, positions) * weights).astype(loaded.params[name].dtype)
     g_u = math.fsum(analytic * steps.astype(np.float64))
     # it crosses kinks that are not ties (a ReLU input at exactly 0), as a random direction does: a jump at θ there
     # decides nothing (a correct ReLU before a max-pool under a strong quadratic term failed it)
