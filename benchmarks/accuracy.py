@@ -301,8 +301,15 @@ def second_look_cost() -> list[dict[str, Any]]:
 
 
 def print_second_look(rows: list[dict[str, Any]]) -> None:
-    print("\nThe second look's cost on the correct models (defaults): losses it took against the shards' own")
-    table = [["model", "dtype", "suspects", "second look", "shards", "extra"]]
+    print(
+        "\nThe second look's cost on the correct models (defaults): losses it took against the shards' own (extra), "
+        "and against all a run without it takes (of run: the shards, the noise probe and the loss at θ twice)"
+    )
+    table = [["model", "dtype", "suspects", "second look", "shards", "extra", "of run"]]
+
+    def without(mine: list[dict[str, Any]]) -> float:
+        return sum(r["shard_evaluations"] + r["noise_evaluations"] + 2 for r in mine)
+
     for r in rows:
         extra = r["second_look_evaluations"] / max(1.0, r["shard_evaluations"])
         table.append(
@@ -313,6 +320,7 @@ def print_second_look(rows: list[dict[str, Any]]) -> None:
                 str(int(r["second_look_evaluations"])),
                 str(int(r["shard_evaluations"])),
                 f"{100 * extra:.1f}%",
+                f"{100 * r['second_look_evaluations'] / without([r]):.1f}%",
             ]
         )
     # the hard zoo's models are made to need it (kinks at θ, a step far too coarse, a sharp exponential)
@@ -322,7 +330,17 @@ def print_second_look(rows: list[dict[str, Any]]) -> None:
             looked = sum(r["second_look_evaluations"] for r in mine)
             shards = sum(r["shard_evaluations"] for r in mine)
             label = {"zoo": "first zoo", "hard": "hard zoo", "all": "both zoos"}[zoo_name]
-            table.append([label, dtype, "", str(int(looked)), str(int(shards)), f"{100 * looked / shards:.1f}%"])
+            table.append(
+                [
+                    label,
+                    dtype,
+                    "",
+                    str(int(looked)),
+                    str(int(shards)),
+                    f"{100 * looked / shards:.1f}%",
+                    f"{100 * looked / without(mine):.1f}%",
+                ]
+            )
     print("\n".join(text_table(table)))
 
 
