@@ -308,7 +308,7 @@ def print_second_look(rows: list[dict[str, Any]]) -> None:
     table = [["model", "dtype", "suspects", "second look", "shards", "extra", "of run"]]
 
     def without(mine: list[dict[str, Any]]) -> float:
-        return sum(r["shard_evaluations"] + r["noise_evaluations"] + 2 for r in mine)
+        return float(sum(r["shard_evaluations"] + r["noise_evaluations"] + 2 for r in mine))
 
     for r in rows:
         extra = r["second_look_evaluations"] / max(1.0, r["shard_evaluations"])

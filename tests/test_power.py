@@ -2170,6 +2170,52 @@ def test_an_embedding_the_loss_reads_sparsely_is_not_said_to_be_ignored_by_the_l
     assert embedding.noise > 0
 
 
+class _SignedSoftmax:
+    """Softmax cross-entropy of ``X·W + b∘s``, ``s`` a fixed sign per class, ``sloppy`` forgetting ``b``'s 1/N."""
+
+    def __init__(self, signs: np.ndarray, sloppy: bool = False) -> None:
+        self.signs, self.sloppy = signs, sloppy
+
+    def _log_softmax(self, p: Arrays, d: Arrays) -> np.ndarray:
+        s = d["X"] @ p["W"] + p["b"] * self.signs
+        z = s - s.max(axis=1, keepdims=True)
+        return np.asarray(z - np.log(np.exp(z).sum(axis=1, keepdims=True)))
+
+    def loss(self, p: Arrays, d: Arrays) -> float:
+        return float(-self._log_softmax(p, d)[np.arange(len(d["y"])), d["y"]].mean())
+
+    def grad(self, p: Arrays, d: Arrays) -> Arrays:
+        ds = np.exp(self._log_softmax(p, d)) - np.eye(p["b"].size)[d["y"]]
+        db = ds.sum(0) * self.signs
+        return {"W": d["X"].T @ ds / len(d["y"]), "b": db if self.sloppy else db / len(d["y"])}
+
+
+def test_a_tensor_the_loss_is_invariant_along_the_probes_first_line_is_not_said_to_be_ignored_by_the_loss() -> None:
+    """Review 79: a softmax's loss does not move when every bias moves alike, and the probe's first line through its 4
+    biases did so (``s`` makes it so whatever that line's signs): "the loss does not depend on this tensor", no noise,
+    and the second look stepped a confidently classified softmax's bias (gradient 1.6e-11) down to where the loss stood
+    still, and called the correct gradient wrong ("non-zero where the loss does not change at all"). Every line the
+    probe tries must stay still before a tensor is ignored."""
+    from pipeline.numerics.probe import _noise_direction  # the probe's own first line through b (tensor 1)
+
+    at, line = _noise_direction(np.zeros(4), 1, 0)
+    signs = np.empty(4)
+    signs[at] = np.sign(line)
+    signs *= signs[0]  # (b moved along the line or against it: the same line)
+    rng = np.random.default_rng(2)
+    params = {"W": rng.standard_normal((3, 4)), "b": 0.1 * rng.standard_normal(4)}
+    x = 30.0 * rng.standard_normal((6, 3))
+    data: Arrays = {"X": x, "y": (x @ params["W"] + params["b"] * signs).argmax(1)}  # every row right, confidently
+    model = _SignedSoftmax(signs)
+    moved = {"W": params["W"], "b": params["b"] + 1e-3 * signs}
+    assert model.loss(moved, data) == model.loss(params, data)  # the line the probe draws first leaves the loss still
+    report = pipeline.check(model, params, data)
+    assert report.passed, str(report)
+    assert "does not depend" not in report.tensors[1].noise_source, report.tensors[1].noise_source
+    planted = pipeline.check(_SignedSoftmax(signs, sloppy=True), params, data)
+    assert _found(planted, "b"), str(planted)
+
+
 # -- float32: a 1e-3 error the first pass measured is not lost in the finer rows' rounding ----------
 
 

@@ -355,8 +355,12 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             if fine is not None:
                 shrank.append((fine, at, step))
             break  # a level that shrinks with the spacing: a kink on this line; try another direction
-        if still and not moved:  # the loss does not move even 1e5 steps away: it does not depend on this tensor
-            return 0.0, UNMOVED, evaluations  # (a direction through a few of its elements may miss them all)
+    # The loss moved along none of the lines tried (the first even 1e5 steps away): it does not depend on this tensor.
+    # One still line decides nothing: it may miss the elements the loss depends on, or run along an invariance (review
+    # 79: a softmax's 4 biases all moved alike; the second look then stepped one to where the loss stood still, at no
+    # noise, and called its correct gradient wrong)
+    if not moved:
+        return 0.0, UNMOVED, evaluations
     if shrank:
         finer = min(fine for fine, _, _ in shrank)
         # A kink at θ itself (a ReLU at exactly 0, an L1 term at a zero weight) is crossed by every line through θ, but
