@@ -134,6 +134,21 @@ def test_a_kernel_whose_rows_and_columns_are_swapped_is_a_transpose_inside_the_t
     )
 
 
+def test_gradients_each_within_its_allowance_of_zero_are_not_read_as_a_pattern() -> None:
+    """Review 79: a saturated float32 softmax's W, its numeric gradient 0 but for two values far inside their
+    allowances, and two analytic values off 0, was said to be "shifted by one along axis 0": any values fit there."""
+    numeric = np.zeros((3, 4))
+    numeric[2, 2:] = (-3.1e-6, 3.1e-6)
+    allowed = np.full((3, 4), 1e-6)
+    allowed[2, 2:] = 3.5e-5
+    analytic = numeric.copy()
+    analytic[0, 3], analytic[1, 3] = 9.3e-7, -2.0e-6
+    status = np.where(np.abs(analytic - numeric) <= allowed, AGREE, WRONG).astype(np.int8)
+    sentences = diagnose((3, 4), analytic.reshape(-1), numeric.reshape(-1), allowed.reshape(-1), status.reshape(-1))
+    assert not any("off by one" in sentence for sentence in sentences), sentences
+    assert sentences[0].startswith("only element [1, 3] is wrong"), sentences  # what it does show
+
+
 def test_a_kernel_flipped_along_its_spatial_axes_is_named() -> None:
     # conv dw (filters, channels, 3, 3) computed as a correlation where the forward pass convolves: each kernel
     # rotated by 180 degrees (review 74: the diagnosis said only "12 of 18 wrong")

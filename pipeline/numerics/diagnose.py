@@ -54,8 +54,10 @@ def _slightly(analytic: np.ndarray, numeric: np.ndarray) -> str:
 
 
 def _close(candidate: np.ndarray, numeric: np.ndarray, allowed: np.ndarray) -> bool:
-    """Whether ``candidate`` explains ``numeric`` within the allowances, and says something (not all zero)."""
-    return bool(np.all(np.abs(candidate - numeric) <= allowed)) and bool(np.any(numeric != 0))
+    """Whether ``candidate`` explains ``numeric`` within the allowances, and says something: some numeric value beyond
+    its allowance (review 79: a float32 softmax's gradients, each within its allowance of 0, were read as "shifted by
+    one")."""
+    return bool(np.all(np.abs(candidate - numeric) <= allowed)) and bool(np.any(np.abs(numeric) > allowed))
 
 
 def _ratio(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray) -> float | None:
