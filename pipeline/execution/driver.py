@@ -146,7 +146,12 @@ def execute(
     ready = time.perf_counter()
     probe = executor.probe()
     settings = dataclasses.replace(
-        settings, loss0=probe.loss, noise=probe.noise, scales=probe.scales, identity=identity
+        settings,
+        loss0=probe.loss,
+        noise=probe.noise,
+        scales=probe.scales,
+        atol_scale=probe.atol_scale,
+        identity=identity,
     )
     layout, workers = settings.layout, executor.workers
     slots = slots_for(layout, settings.sample)

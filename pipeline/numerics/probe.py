@@ -47,6 +47,16 @@ class ProbeResult:
     rounding: tuple[float, ...] = ()  # each float32 tensor's gradient against float64's (:func:`_analytic_rounding`)
     coarse_gradient: tuple[str, ...] = ()  # model.grad's dtype where coarser than the tensor is judged in, else ""
 
+    @property
+    def atol_scale(self) -> float:
+        """The gradient's scale the default ``atol`` follows (:meth:`.problem.Settings.tolerance_for`): the largest
+        tensor RMS gradient where every tensor's noise was measured; 0, the dtype's own ``atol``, where the loss's
+        resolution is not known, its noise not measurable or the loss moving in steps (review 71: a confident
+        softmax's loss of 8e-17 moves in steps of 1e-17, the rounding of 1 + e^-z, far above one rounding unit of
+        it, and a correct gradient there is not verified, not wrong)."""
+        unknown = any(source in (NOT_MEASURABLE, QUANTISED) for source in self.noise_sources)
+        return 0.0 if unknown or not self.scales else max(self.scales)
+
 
 def probe(loaded: Loaded) -> ProbeResult:
     """Check the model at θ before anything is written: finite parameters, a finite real loss
@@ -351,7 +361,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             if fine is not None and fine >= coarse / 4:
                 return max(coarse, fine), FINER_SPACING if spacing in finest else "measured", evaluations
             if fine == 0.0:  # the loss does not move at the finer spacing: it is quantised at the coarse level
-                return coarse, "measured (the loss moves in steps: quantised)", evaluations
+                return coarse, QUANTISED, evaluations
             if fine is not None:
                 shrank.append((fine, at, step))
             break  # a level that shrinks with the spacing: a kink on this line; try another direction
@@ -381,7 +391,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             "rounding that grows with the parameters)",
             evaluations,
         )
-    return 0.0, "not measurable: one rounding unit of the loss", evaluations
+    return 0.0, NOT_MEASURABLE, evaluations
 
 
 def _bound(ceilings: dict[float, float], spacing: float) -> float:
@@ -554,6 +564,8 @@ def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndar
 #: The noise's source where the loss did not move at any spacing: no noise, and no rounding floor (an
 #: element whose losses are all J(θ) exactly has a numeric gradient of exactly 0, to be matched exactly).
 UNMOVED = "none: the loss does not depend on this tensor"
+NOT_MEASURABLE = "not measurable: one rounding unit of the loss"
+QUANTISED = "measured (the loss moves in steps: quantised)"
 #: The noise's source where every line through θ crossed a kink but its half on one side did not: a kink at θ.
 ONE_SIDED = "measured on one side of θ (every line through θ crossed a kink: a kink at θ itself)"
 #: ...at this many spacings, each 16x finer than the one before, the first the spacing at which the line through θ

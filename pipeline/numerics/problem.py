@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-#: The default ``atol`` is at most this share of the largest tensor RMS gradient (:meth:`Settings.tolerance_for`):
+#: The default ``atol`` is at most this share of the gradient's scale (:meth:`Settings.tolerance_for`):
 #: rounding inside a float32 analytic gradient, which no error bar sees, measured at most 7e-6 of its tensor's RMS on
 #: 28 hand-written models.
 ATOL_SHARE = 1e-3
@@ -54,8 +54,8 @@ ATOL_SHARE = 1e-3
 class Settings:
     """What the numerics need to know of a run, as plain data.
 
-    ``loss0``, ``noise`` (per tensor) and ``scales`` (each tensor's root-mean-square analytic gradient) are
-    filled in from the probe before the shards run, and
+    ``loss0``, ``noise`` (per tensor), ``scales`` (each tensor's root-mean-square analytic gradient) and
+    ``atol_scale`` (:meth:`tolerance_for`) are filled in from the probe before the shards run, and
     ``identity`` (the run's, sealed into every shard's completion record) once it is known.
     ``tolerance`` holds the config's overrides of the per-dtype defaults, as pairs; ``judged`` is False when the
     config turned per-element verdicts off. ``sample`` is ``(k, seed)`` for
@@ -77,16 +77,18 @@ class Settings:
     loss0: float = math.nan
     noise: tuple[float, ...] = ()
     scales: tuple[float, ...] = ()
+    atol_scale: float = 0.0
     identity: str = ""
 
     def tolerance_for(self, dtype: str) -> Tolerance:
         """The tolerance for tensors of ``dtype``: the default for it and the scheme, with the config's overrides.
-        The default ``atol`` is at most :data:`ATOL_SHARE` of the largest tensor RMS gradient (once the probe has
-        computed them): an absolute floor of 1e-6 excuses 1% errors in a float32 gradient of 1e-4, and a loss and its
-        gradient scaled by 2**-16, the same rounding at every element, passed a weight-decay term left out (review 79)."""
+        The default ``atol`` is at most :data:`ATOL_SHARE` of ``atol_scale`` (the largest tensor RMS gradient, where
+        the probe measured every tensor's noise: :attr:`.probe.ProbeResult.atol_scale`): an absolute floor of 1e-6
+        excuses 1% errors in a float32 gradient of 1e-4, and a loss and its gradient scaled by 2**-16, the same rounding
+        at every element, passed a weight-decay term left out (review 79)."""
         default = default_tolerance("float64" if self.promote else dtype, self.scheme)
-        if self.scales and "atol" not in dict(self.tolerance):
-            default = dataclasses.replace(default, atol=min(default.atol, ATOL_SHARE * max(self.scales)))
+        if self.atol_scale > 0 and "atol" not in dict(self.tolerance):
+            default = dataclasses.replace(default, atol=min(default.atol, ATOL_SHARE * self.atol_scale))
         return dataclasses.replace(default, **dict(self.tolerance))
 
     def noise_of(self, number: int) -> float:
