@@ -151,6 +151,7 @@ def execute(
         noise=probe.noise,
         scales=probe.scales,
         atol_scale=probe.atol_scale,
+        atol_rounding=probe.atol_rounding,
         identity=identity,
     )
     layout, workers = settings.layout, executor.workers

@@ -57,6 +57,13 @@ class ProbeResult:
         unknown = any(source in (NOT_MEASURABLE, QUANTISED) for source in self.noise_sources)
         return 0.0 if unknown or not self.scales else max(self.scales)
 
+    @property
+    def atol_rounding(self) -> float:
+        """The float32 analytic gradient's measured rounding, the most any tensor's differs from the same model's in
+        float64 (:func:`_analytic_rounding`); 0 where nothing was measured, or the two are the same numbers (a model
+        computing in float32 whatever it is given)."""
+        return max(self.rounding, default=0.0)
+
 
 def probe(loaded: Loaded) -> ProbeResult:
     """Check the model at θ before anything is written: finite parameters, a finite real loss

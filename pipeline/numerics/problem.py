@@ -55,7 +55,7 @@ class Settings:
     """What the numerics need to know of a run, as plain data.
 
     ``loss0``, ``noise`` (per tensor), ``scales`` (each tensor's root-mean-square analytic gradient) and
-    ``atol_scale`` (:meth:`tolerance_for`) are filled in from the probe before the shards run, and
+    ``atol_scale`` and ``atol_rounding`` (:meth:`tolerance_for`) are filled in from the probe before the shards run, and
     ``identity`` (the run's, sealed into every shard's completion record) once it is known.
     ``tolerance`` holds the config's overrides of the per-dtype defaults, as pairs; ``judged`` is False when the
     config turned per-element verdicts off. ``sample`` is ``(k, seed)`` for
@@ -78,6 +78,7 @@ class Settings:
     noise: tuple[float, ...] = ()
     scales: tuple[float, ...] = ()
     atol_scale: float = 0.0
+    atol_rounding: float = 0.0
     identity: str = ""
 
     def tolerance_for(self, dtype: str) -> Tolerance:
@@ -85,10 +86,15 @@ class Settings:
         The default ``atol`` is at most :data:`ATOL_SHARE` of ``atol_scale`` (the largest tensor RMS gradient, where
         the probe measured every tensor's noise: :attr:`.probe.ProbeResult.atol_scale`): an absolute floor of 1e-6
         excuses 1% errors in a float32 gradient of 1e-4, and a loss and its gradient scaled by 2**-16, the same rounding
-        at every element, passed a weight-decay term left out (review 79)."""
+        at every element, passed a weight-decay term left out (review 79). Nor is it below the analytic gradient's own
+        rounding: ``atol_rounding`` where the probe measured a float32 gradient against the same model's in float64,
+        elsewhere one rounding unit of the dtype, what a formula like ``softmax − onehot`` loses where it cancels values
+        near 1 (review 80: a confident classifier's correct gradient of 4e-15, 0.3% off in float64, failed)."""
         default = default_tolerance("float64" if self.promote else dtype, self.scheme)
         if self.atol_scale > 0 and "atol" not in dict(self.tolerance):
-            default = dataclasses.replace(default, atol=min(default.atol, ATOL_SHARE * self.atol_scale))
+            measured = self.against_float64(dtype) and self.atol_rounding > 0
+            rounding = self.atol_rounding if measured else self.eps(dtype)
+            default = dataclasses.replace(default, atol=min(default.atol, max(ATOL_SHARE * self.atol_scale, rounding)))
         return dataclasses.replace(default, **dict(self.tolerance))
 
     def noise_of(self, number: int) -> float:
