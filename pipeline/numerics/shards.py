@@ -51,6 +51,7 @@ from .reduce import ShardResult, summarize_shard
 from .refine import Row, beyond_the_edge, known_rows, second_look
 from .tolerance import (
     CONVERGED,
+    FLOAT32_ONLY,
     NONDIFFERENTIABLE,
     UNCHECKED,
     UNSETTLED,
@@ -201,6 +202,7 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
             )
             looked, looked_evaluations = looked + n, looked_evaluations + cost
             sides.interacting[mine] |= interacting
+        nonfinite[at] = np.where(np.isfinite(numeric[at]), 0, nonfinite[at])
     # what the second look found of the kinks' slopes, float64's verdicts included: they are moved together once every
     # shard is done (:mod:`.together`)
     kink = kink_codes(status, sides)
@@ -502,8 +504,11 @@ def _float32_only(
                 analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at], at_h, tolerance
             )
             interacting[at] = judged[4] & (status[at] == NONDIFFERENTIABLE)
-            numeric[at] = np.where(confirmed, judged[0], numeric[at])
-            allowed[at] = np.where(confirmed, judged[1], allowed[at])
+            # and an element float64 verifies whose float32 loss was not finite at a step float32 took (a float32
+            # exp overflowing where float64's does not) carries float64's estimate: no non-finite loss fails its run
+            replaced = confirmed | ((status[at] == FLOAT32_ONLY) & ~np.isfinite(numeric[at]))
+            numeric[at] = np.where(replaced, judged[0], numeric[at])
+            allowed[at] = np.where(replaced, judged[1], allowed[at])
             if np.any(judged[2] == WRONG):
                 break
     return (status, numeric, allowed, interacting), (judged_again, cost)

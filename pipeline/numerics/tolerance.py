@@ -279,7 +279,10 @@ def float32_only(
     because the steps do: ``at_step`` holds the central differences of the float32 loss and of the float64 one
     at the same points (float32's first step); where those are near, the float32 loss is the float64 one at that
     scale, and its disagreement is the step's (held-out: nnfs's float32 ReLU network, a correct gradient, failed
-    so). A loss that differs by dtype (clipped at float32's EPS) differs at those points too, and stays wrong.
+    so). A loss that differs by dtype (clipped at float32's EPS) differs at those points too, and stays wrong. Where
+    the float32 loss was not finite (an ``exp`` past float32's range where float64's is not) there is no float32
+    estimate to compare: the float64 verdict, where its allowance is within :data:`VERIFY_LIMIT` of the value, and
+    the analytic value decide, and the tensor is not verified.
 
     The other way, each element float32 leaves undecided (``NONDIFFERENTIABLE``, or ``INCONCLUSIVE``) is made ``WRONG``
     where the float64 model finds its formula wrong where the loss is smooth (``exact_status`` ``WRONG``, and no kink
@@ -299,9 +302,13 @@ def float32_only(
     """
     with np.errstate(invalid="ignore"):
         share = DTYPE_SHARE * np.fmax(np.abs(exact), scale)
-        same_loss = (np.abs(numeric - exact_numeric) <= share) | (np.abs(at_step[0] - at_step[1]) <= share)
+        lost = ~np.isfinite(numeric)  # no float32 estimate: its loss not finite (a float32 exp past float32's range)
+        same_loss = (np.abs(numeric - exact_numeric) <= share) | (np.abs(at_step[0] - at_step[1]) <= share) | lost
         near = (np.abs(analytic - exact) <= share) & same_loss
-        seen = 2 * exact_allowed <= np.abs(analytic - numeric)
+        # ...with the power to have seen the float32 disagreement, or, where float32 has no estimate, to verify it
+        seen = np.where(
+            lost, exact_allowed <= VERIFY_LIMIT * np.abs(exact), 2 * exact_allowed <= np.abs(analytic - numeric)
+        )
     verified = (exact_status == AGREE) | (exact_status == NONDIFFERENTIABLE)
     excused = (status == WRONG) & verified & near & seen
     with np.errstate(invalid="ignore"):
