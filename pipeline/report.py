@@ -509,6 +509,11 @@ def format_report(report: Report) -> str:
         f"  model {report.model}; {report.n_checked} of {report.n_params} parameters checked; loss at θ {report.loss:.6g}",
         f"  scheme {report.scheme}, epsilon {epsilon}: {report.step_rule}",
     ]
+    for dtype, tolerance in report.tolerance.items():
+        lines.append(
+            f"  tolerance for {dtype}: atol {tolerance['atol']:.3g}, rtol {tolerance['rtol']:.3g}, "
+            f"safety {tolerance['safety']:g}"
+        )
     if report.evaluation and report.evaluation != PLAIN_EVALUATION:
         lines.append(f"  losses near θ: {report.evaluation}")
     unmeasured = [t for t in report.tensors if t.noise_source and t.noise_source != "measured"]

@@ -2218,6 +2218,52 @@ def test_a_float32_gradient_scaled_down_is_judged_as_at_scale_one(power: int) ->
     assert _found(pipeline.check(_Decayed(scale, forget=True), params, data), "W1")
 
 
+class _Decayed32(_Decayed):
+    """:class:`_Decayed` computing in float32 whatever it is given (``inside``), or beside a tensor ``m`` whose loss,
+    ``sqrt(m² + 1e6·EPS)`` with the EPS of its dtype, differs by dtype (each dtype's gradient right for its own loss)."""
+
+    def __init__(self, scale: float, forget: bool, inside: bool) -> None:
+        super().__init__(scale, forget)
+        self.inside = inside
+
+    def _split(self, p: Arrays, d: Arrays) -> tuple[Arrays, Arrays, np.ndarray | None]:
+        if self.inside:
+            return {k: v.astype(np.float32) for k, v in p.items()}, {**d, "X": d["X"].astype(np.float32)}, None
+        return {k: v for k, v in p.items() if k != "m"}, d, p["m"]
+
+    def loss(self, p: Arrays, d: Arrays) -> float:
+        mine, data, m = self._split(p, d)
+        smooth = 0.0 if m is None else float(np.sqrt(m * m + 1e6 * np.finfo(m.dtype).eps).sum()) * self.scale
+        return super().loss(mine, data) + smooth
+
+    def grad(self, p: Arrays, d: Arrays) -> Arrays:
+        mine, data, m = self._split(p, d)
+        g = super().grad(mine, data)
+        if m is not None:
+            g["m"] = (m / np.sqrt(m * m + 1e6 * np.finfo(m.dtype).eps) * self.scale).astype(np.float32)
+        return g
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_float32_gradient_scaled_down_is_not_excused_by_rounding_it_does_not_measure(inside: bool) -> None:
+    """Review 81: float32's atol at most 1e-3 of the gradient's scale (review 79), but not below its analytic
+    gradient's rounding, measured against the same model in float64. One tensor's difference by dtype (``m``) lifted
+    every tensor's atol to 1e-6, and a model computing in float32 whatever it is given (nothing measured) had
+    float32's rounding unit, an absolute 1.2e-7: at 2**-17 a weight decay left out of W1 (a 6% error) passed in both."""
+    rng = np.random.default_rng(0)
+    params = {
+        "W1": (rng.standard_normal((4, 6)) / 2).astype(np.float32),
+        "b": (0.1 * rng.standard_normal(6)).astype(np.float32),
+        "W2": (rng.standard_normal((6, 3)) / 2.5).astype(np.float32),
+    }
+    if not inside:
+        params["m"] = np.array([0.3, -0.2, 0.25, -0.35], np.float32)
+    data: Arrays = {"X": rng.standard_normal((8, 4)).astype(np.float32), "y": rng.integers(0, 3, 8)}
+    scale = 2.0**-17
+    assert pipeline.check(_Decayed32(scale, False, inside), params, data).passed
+    assert _found(pipeline.check(_Decayed32(scale, True, inside), params, data), "W1")
+
+
 class _Confident:
     """Softmax cross-entropy confident on every row (margins of 31), its loss computed stably as
     ``log1p(Σ_{j≠y} e^{s_j − s_y})`` and its textbook gradient ``softmax − onehot`` (``factor``: b's times a factor)."""

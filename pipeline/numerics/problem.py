@@ -87,13 +87,15 @@ class Settings:
         the probe measured every tensor's noise: :attr:`.probe.ProbeResult.atol_scale`): an absolute floor of 1e-6
         excuses 1% errors in a float32 gradient of 1e-4, and a loss and its gradient scaled by 2**-16, the same rounding
         at every element, passed a weight-decay term left out (review 79). Nor is it below the analytic gradient's own
-        rounding: ``atol_rounding`` where the probe measured a float32 gradient against the same model's in float64,
-        elsewhere one rounding unit of the dtype, what a formula like ``softmax − onehot`` loses where it cancels values
-        near 1 (review 80: a confident classifier's correct gradient of 4e-15, 0.3% off in float64, failed)."""
+        rounding: in float64, one rounding unit, what a formula like ``softmax − onehot`` loses where it cancels values
+        near 1 (review 80: a confident classifier's correct gradient of 4e-15, 0.3% off, failed); in float32,
+        ``atol_rounding``, where the probe measured the gradient against the same model's in float64. Where it could
+        not, float32's rounding unit would be an absolute 1.2e-7, 1% of a gradient of 1e-5, and it would excuse review
+        79's bugs again (review 81: a model computing in float32 whatever it is given, a gradient given to the check)."""
         default = default_tolerance("float64" if self.promote else dtype, self.scheme)
         if self.atol_scale > 0 and "atol" not in dict(self.tolerance):
-            measured = self.against_float64(dtype) and self.atol_rounding > 0
-            rounding = self.atol_rounding if measured else self.eps(dtype)
+            float32 = self.eps(dtype) > np.finfo(np.float64).eps
+            rounding = self.atol_rounding if float32 else self.eps(dtype)
             default = dataclasses.replace(default, atol=min(default.atol, max(ATOL_SHARE * self.atol_scale, rounding)))
         return dataclasses.replace(default, **dict(self.tolerance))
 
