@@ -21,7 +21,6 @@ from ..model import as_loss_value
 from .fd import STENCILS, batched_stencil_losses, close_enough, noise_ceiling, noise_level, step_sizes, too_close
 from .problem import Float64Copy, Loaded, Settings, call_model, fastest, float64_copy, pieces
 from .shards import seconds_per_loss
-from .tolerance import DTYPE_SHARE
 
 __all__ = ["NONDETERMINISM_ULPS", "ProbeResult", "measured_noise", "probe"]
 
@@ -60,13 +59,12 @@ class ProbeResult:
 
     @property
     def atol_rounding(self) -> float:
-        """The float32 analytic gradient's measured rounding: the most any tensor's gradient differs from the same
-        model's in float64 (:func:`_analytic_rounding`), of the tensors where that is at most :data:`DTYPE_SHARE` of
-        its RMS gradient; 0 where nothing was measured, or the two are the same numbers (a model computing in float32
-        whatever it is given). A larger difference is not rounding but code that computes otherwise by dtype (a
-        smoothing constant of the dtype's EPS), and it would excuse every other tensor's errors (review 81)."""
-        measured = zip(self.rounding, self.scales, strict=False)
-        return max((gap for gap, scale in measured if 0 < gap <= DTYPE_SHARE * scale), default=0.0)
+        """The float32 analytic gradient's measured rounding: the least, over the tensors where it was measured, of
+        the most a tensor's gradient differs from the same model's in float64 (:func:`_analytic_rounding`); 0 where
+        nothing was measured, or the two are the same numbers (a model computing in float32 whatever it is given).
+        The least: the floor is one ``atol`` for every tensor, and one tensor's difference (code that computes
+        otherwise by dtype, a smoothing constant of the dtype's EPS) would excuse another's errors (reviews 81, 82)."""
+        return min((gap for gap in self.rounding if gap > 0), default=0.0)
 
 
 def probe(loaded: Loaded) -> ProbeResult:
