@@ -2200,18 +2200,23 @@ class _Decayed:
         return {k: (v * np.float32(self.scale)).astype(np.float32) for k, v in g.items()}
 
 
-@pytest.mark.parametrize("power", [0, 16, 20])
-def test_a_float32_gradient_scaled_down_is_judged_as_at_scale_one(power: int) -> None:
-    """Review 79: a float32 loss and gradient scaled by 2**-16 (gradients about 1e-5) passed a weight-decay term left
-    out of W1's backward pass (a 6% error), every wrong element excused by the float32 atol of 1e-6. The default atol
-    is now at most 1e-3 of the largest tensor RMS gradient: the verdicts are those at scale one."""
+def _decayed_problem() -> tuple[Arrays, Arrays]:
+    """:class:`_Decayed`'s float32 ``(params, data)``."""
     rng = np.random.default_rng(0)
     params = {
         "W1": (rng.standard_normal((4, 6)) / 2).astype(np.float32),
         "b": (0.1 * rng.standard_normal(6)).astype(np.float32),
         "W2": (rng.standard_normal((6, 3)) / 2.5).astype(np.float32),
     }
-    data: Arrays = {"X": rng.standard_normal((8, 4)).astype(np.float32), "y": rng.integers(0, 3, 8)}
+    return params, {"X": rng.standard_normal((8, 4)).astype(np.float32), "y": rng.integers(0, 3, 8)}
+
+
+@pytest.mark.parametrize("power", [0, 16, 20])
+def test_a_float32_gradient_scaled_down_is_judged_as_at_scale_one(power: int) -> None:
+    """Review 79: a float32 loss and gradient scaled by 2**-16 (gradients about 1e-5) passed a weight-decay term left
+    out of W1's backward pass (a 6% error), every wrong element excused by the float32 atol of 1e-6. The default atol
+    is now at most 1e-3 of the largest tensor RMS gradient: the verdicts are those at scale one."""
+    params, data = _decayed_problem()
     scale = 2.0**-power
     correct = pipeline.check(_Decayed(scale), params, data)
     assert correct.passed, str(correct)
@@ -2250,15 +2255,9 @@ def test_a_float32_gradient_scaled_down_is_not_excused_by_rounding_it_does_not_m
     gradient's rounding, measured against the same model in float64. One tensor's difference by dtype (``m``) lifted
     every tensor's atol to 1e-6, and a model computing in float32 whatever it is given (nothing measured) had
     float32's rounding unit, an absolute 1.2e-7: at 2**-17 a weight decay left out of W1 (a 6% error) passed in both."""
-    rng = np.random.default_rng(0)
-    params = {
-        "W1": (rng.standard_normal((4, 6)) / 2).astype(np.float32),
-        "b": (0.1 * rng.standard_normal(6)).astype(np.float32),
-        "W2": (rng.standard_normal((6, 3)) / 2.5).astype(np.float32),
-    }
+    params, data = _decayed_problem()
     if not inside:
         params["m"] = np.array([0.3, -0.2, 0.25, -0.35], np.float32)
-    data: Arrays = {"X": rng.standard_normal((8, 4)).astype(np.float32), "y": rng.integers(0, 3, 8)}
     scale = 2.0**-17
     assert pipeline.check(_Decayed32(scale, False, inside), params, data).passed
     assert _found(pipeline.check(_Decayed32(scale, True, inside), params, data), "W1")

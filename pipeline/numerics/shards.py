@@ -169,8 +169,6 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
         (numeric[at], allowed[at], status[at], steps[at], found), (n, cost) = _judged(loaded, group, first, a)
         for mine, value in zip(sides, found, strict=True):
             mine[at] = value
-        # a loss not finite at the first steps that the second look judged on finer ones (:func:`_look_again`)
-        nonfinite[at] = np.where(np.isfinite(numeric[at]), 0, nonfinite[at])
         looked, looked_evaluations = looked + n, looked_evaluations + cost
         # part of the second look: its float32 elements judged again where the model computes in float64, the wrong
         # ones (excused where only float32 makes them wrong), then the undecided ones (confirmed wrong where float64
@@ -202,7 +200,10 @@ def run_shard(loaded: Loaded, shard: Shard, output: Output, *, fresh: bool = Fal
             )
             looked, looked_evaluations = looked + n, looked_evaluations + cost
             sides.interacting[mine] |= interacting
-        nonfinite[at] = np.where(np.isfinite(numeric[at]), 0, nonfinite[at])
+    if settings.judged:
+        # a loss not finite at the first steps that the second look judged on finer ones (:func:`_look_again`), or
+        # the float64 model did (:func:`_float32_only`)
+        nonfinite = np.where(np.isfinite(numeric), 0, nonfinite).astype(np.int8)
     # what the second look found of the kinks' slopes, float64's verdicts included: they are moved together once every
     # shard is done (:mod:`.together`)
     kink = kink_codes(status, sides)
