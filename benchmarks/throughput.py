@@ -161,23 +161,23 @@ SUSTAINED_MAX_PARAMS = 1000
 
 def check_rates_in_worker(problem: Any, params: Arrays, data: Arrays, rounds: int = 5) -> dict[str, float]:
     """Seconds per whole check, sustained, inside this worker: the seed's loop against the
-    evaluation a pipeline shard runs over every index (``shards._evaluate``, what a run's
+    evaluation a pipeline shard runs over every index (``groups.first_pass``, what a run's
     ``evaluate_seconds`` times), alternating in rounds of 0.2 s each so both see the same load.
 
     Like for like, both warm: a single evaluation of a 47-index shard after even 10 ms idle costs
     300-600 µs on this machine in a plain process as well (cold caches), whichever code runs.
     """
     from pipeline.execution import dask
-    from pipeline.numerics import shards
+    from pipeline.numerics import groups as shard_groups
 
     loaded, _ = dask._load(problem)  # the model, parameters and data, as a shard has them
     model, layout = loaded.model, problem.settings.layout
-    groups = shards._by_dtype([(spec, np.arange(lo, hi)) for spec, lo, hi in layout.segments(0, layout.n_params)])
+    groups = shard_groups.by_dtype([(spec, np.arange(lo, hi)) for spec, lo, hi in layout.segments(0, layout.n_params)])
     spent = {"seed_loop": 0.0, "evaluate": 0.0}
     counts = dict.fromkeys(spent, 0)
     runs: dict[str, Callable[[], Any]] = {
         "seed_loop": lambda: seed_loop(model, params, data, layout.n_params),
-        "evaluate": lambda: shards._evaluate(loaded, groups),
+        "evaluate": lambda: shard_groups.first_pass(loaded, groups),
     }
     for run in runs.values():
         run()  # warm

@@ -1,6 +1,6 @@
 """Kinks that interact: an element the second look calls wrong on a kink, judged again at points near θ.
 
-Pure numpy; :func:`.shards._kinks_nearby` evaluates the losses. A kink is judged along the element's own line
+Pure numpy; :func:`.judging._kinks_nearby` evaluates the losses. A kink is judged along the element's own line
 ``t ↦ J(θ + t·e_i)``: a valid subgradient lies between its one-sided slopes. That holds where its kinks do not
 interact with other elements'. Where they do (an input tied in overlapping max-pool windows, a pixel feeding several
 ReLUs exactly at 0 through weights of both signs), the derivative along ``e_i`` just off θ depends on which side of
@@ -30,7 +30,7 @@ the tensor's gradient jointly (a tie given half its window's gradient lies withi
 kink of the tensor at once at such points (:func:`line_bears_out`), and where that cannot tell, the elements judged
 here are not verified. Float64
 losses only: at steps this fine float32's rounding hides the derivative (a float32 model's float64 twin does it, in
-:func:`.shards._float32_only`). Cost: one loss per point and two per element still undecided; points are drawn
+:func:`.judging._float32_only`). Cost: one loss per point and two per element still undecided; points are drawn
 :data:`ROUND` at a time, up to :data:`POINTS`, until every element is in range or, after :data:`SETTLE`, shows no
 interaction.
 """
@@ -86,7 +86,7 @@ HIDDEN_POINTS = 16
 #: lies beyond is taken for one at θ only if closer than 1/64 of the move (6e-9 for |θ_i| ≤ 1 and a unit move; review
 #: 77: a ReLU input at -1e-7 with a mask bug there was accepted at an eighth of the way, and halfway).
 PART, PIECE = 1 / 64, 0.25
-#: The magnitude of an interacting kink's code in the output's ``kink`` (:func:`.shards.kink_codes`; 1 to 4 are the
+#: The magnitude of an interacting kink's code in the output's ``kink`` (:func:`.judging.kink_codes`; 1 to 4 are the
 #: others').
 INTERACTING = 5
 #: Where the points are drawn from: the group's first column is added (the same points on a resume).

@@ -19,8 +19,8 @@ import numpy as np
 from ..errors import ModelError, StoreError
 from ..model import as_loss_value
 from .fd import STENCILS, batched_stencil_losses, close_enough, noise_ceiling, noise_level, step_sizes, too_close
+from .groups import seconds_per_loss
 from .problem import Float64Copy, Loaded, Settings, call_model, fastest, float64_copy, pieces
-from .shards import seconds_per_loss
 
 __all__ = ["NONDETERMINISM_ULPS", "ProbeResult", "measured_noise", "probe"]
 

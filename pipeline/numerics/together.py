@@ -2,7 +2,7 @@
 
 A kink is a single element's test: a maximum's tied inputs are each a kink whose value the whole gradient suits,
 but together they move the maximum once. Each shard records what the second look found of its kinks' slopes
-(:func:`.shards.kink_codes`, the output's ``kink``); this step gathers them over the whole run, so that where shards
+(:func:`.judging.kink_codes`, the output's ``kink``); this step gathers them over the whole run, so that where shards
 end decides nothing (ties split between shards, the two tensors of ``np.maximum(a, b)`` in different ones, a slow
 loss's small automatic shards), draws the lines (:func:`judge_lines`), and marks the elements of a line that fails
 :data:`~.tolerance.TOGETHER` in the shards that hold them, sealing those again. It runs again, from the recorded
