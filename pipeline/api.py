@@ -352,7 +352,7 @@ def _report(
         nonfinite=verdict.nonfinite,
         timings=timings,
         scheme=config.scheme,
-        step_rule=step_rule(config.scheme, config.epsilon),
+        step_rule=step_rule(config.scheme, config.epsilon, config.precision == "float64"),
         tolerance=tolerance_statement(settings),
         noise={"spread_at_theta": probe.spread, "evaluations": probe.noise_evaluations},
         sample=sample_statement(config.sample),

@@ -170,8 +170,11 @@ class Report:
         )
 
 
-def step_rule(scheme: str, epsilon: float | None) -> str:
-    """How the steps were chosen, in words."""
+def step_rule(scheme: str, epsilon: float | None, promote: bool = False) -> str:
+    """How the steps were chosen, in words (``promote``: `precision: float64`)."""
+    if promote:
+        cast = "checked in float64 (precision: float64; float32 parameters and data cast)"
+        return f"{step_rule(scheme, epsilon).replace('EPS of the parameter dtype', 'EPS of float64')}; {cast}"
     if epsilon is not None:
         if scheme == "complex-step":
             return f"fixed step {epsilon:g}: Im J(θ + i·h) / h"
@@ -190,7 +193,9 @@ def tolerance_statement(settings: Settings) -> dict[str, object]:
     if not settings.judged:
         return {}
     dtypes = sorted({t.dtype for t in settings.layout.tensors})
-    return {dtype: settings.tolerance_for(dtype).to_dict() for dtype in dtypes}
+    # `precision: float64` judges every dtype by float64's tolerance: named so
+    named = {dtype: f"{dtype} in float64" if settings.promote and dtype != "float64" else dtype for dtype in dtypes}
+    return {named[dtype]: settings.tolerance_for(dtype).to_dict() for dtype in dtypes}
 
 
 #: Confidence of the statement a clean sample supports.
@@ -338,8 +343,8 @@ def _float32_only_why(t: TensorReport) -> str:
         f"{t.n_float32_only} of its {t.n_checked} checked elements disagree in float32 but agree when the same "
         "model computes in float64 (its gradient against its own differences, parameters and float32 data cast): "
         "float32 rounding in an ill-conditioned layer, or code that computes otherwise by dtype, made the "
-        "difference, and a bug only in a float32 code path would look the same; `precision: float64` casts the "
-        "parameters only (float32 data stays float32)"
+        "difference, and a bug only in a float32 code path would look the same; `precision: float64` checks the "
+        "model so, not its float32 code path"
     )
 
 
@@ -607,7 +612,7 @@ def format_report(report: Report) -> str:
                 lines.append(
                     f"  {t.name}: its float32 gradient is itself up to {t.rounding:.3g} off the same model's in float64 "
                     f"at θ, and its largest |a-n| ({t.max_abs_error:.3g}) is within twice that: float32 rounding in an "
-                    "ill-conditioned layer (`precision: float64` casts the parameters to float64) or code that computes "
+                    "ill-conditioned layer (`precision: float64` casts the parameters and float32 data to float64) or code that computes "
                     "otherwise by dtype can make a difference this large"
                 )
             if t.n_wrong and judged and t.coarse_gradient:

@@ -171,8 +171,9 @@ class Loaded:
         self.params = params
         self.gradient = gradient
         self.params_source = params_source
-        if settings.promote:  # re-check a float32 model in float64
+        if settings.promote:  # re-check a float32 model in float64: its parameters and its float32 data cast
             self.params = {name: array.astype(np.float64) for name, array in self.params.items()}
+            data = float64_data(data)
         self.data = data
         # What the loss is evaluated on: the parameters, or a complex copy for complex-step.
         self.evaluated = self.params
@@ -214,8 +215,8 @@ class Loaded:
         self.stage_inputs.append(carry)
 
     def float64_twin(self) -> Loaded | None:
-        """This run on the model's float64 copy (:func:`float64_copy`: its parameters and its float32 data cast,
-        where `precision: float64` casts the parameters only), judged by the float64 rules, with its own loss at
+        """This run on the model's float64 copy (:func:`float64_copy`: its parameters and its float32 data cast, as
+        `precision: float64` casts them), judged by the float64 rules, with its own loss at
         θ and no noise yet (the shards measure it per tensor where they need it); made on first use, with the
         parameters at θ. None where there is no copy, the model cannot compute in float64, the analytic gradient
         was given (``gradient``: ``model.grad`` in float64 is then not its twin), or it was dropped."""
@@ -428,5 +429,13 @@ def float64_copy(loaded: Loaded) -> Float64Copy | None:
     except Exception:
         return None
     params = {key: array.astype(np.float64) for key, array in loaded.params.items()}
-    data = {**loaded.data, **{key: loaded.data[key].astype(np.float64) for key in narrow}}  # exact: the same values
-    return Float64Copy(model, params, data)
+    return Float64Copy(model, params, float64_data(loaded.data))
+
+
+def float64_data(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its float32 arrays cast to float64 (exactly: the same values), the rest as they are: a model that
+    computes in its data's dtype (scikit-learn casts its coefficients to ``X.dtype``) then computes in float64."""
+    return {
+        key: value.astype(np.float64) if getattr(value, "dtype", None) == np.float32 else value
+        for key, value in data.items()
+    }
