@@ -2769,6 +2769,56 @@ class RoundedNorm:
         return params, data
 
 
+class _TSNE:
+    """t-SNE's KL(P || Q) with a Student-t Q (one degree of freedom), its gradient written by hand as scikit-learn's
+    ``_kl_divergence`` writes it; ``plant``: a flat index whose gradient is 1% of ``max(|g|, RMS)`` too large."""
+
+    def __init__(self, plant: int | None = None) -> None:
+        self.plant = plant
+
+    @staticmethod
+    def _q(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = 1 / (1 + np.sum((y[:, None, :] - y[None, :, :]) ** 2, axis=-1))
+        np.fill_diagonal(w, 0)
+        return w, w / np.sum(w)
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        p, (_, q) = data["P"], self._q(params["Y"])
+        mask = p > 0
+        return float(np.sum(p[mask] * np.log(p[mask] / np.maximum(q[mask], np.finfo(q.dtype).tiny))))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        p, y = data["P"], params["Y"]
+        w, q = self._q(y)
+        g = 4 * np.einsum("ij,ijk->ik", (p - q) * w, y[:, None, :] - y[None, :, :])
+        if self.plant is not None:
+            flat = g.reshape(-1)
+            flat[self.plant] += 1e-2 * max(abs(flat[self.plant]), np.sqrt(np.mean(flat.astype(np.float64) ** 2)))
+        return {"Y": g}
+
+
+def _tsne_problem(seed: int, n: int = 20) -> tuple[Arrays, Arrays]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 5))
+    p = np.exp(-np.sum((x[:, None] - x[None]) ** 2, axis=-1) / 2)
+    np.fill_diagonal(p, 0)
+    p = p / p.sum(axis=1, keepdims=True)
+    return {"Y": rng.standard_normal((n, 2)).astype(np.float32)}, {"P": ((p + p.T) / (2 * n)).astype(np.float32)}
+
+
+@pytest.mark.parametrize(("seed", "element"), [(1, 37), (3, 19), (5, 14)])
+def test_a_float32_element_disagreeing_without_proof_is_judged_again_on_float64s_own_noise(
+    seed: int, element: int
+) -> None:
+    # review 83: the float64 twin judged it under the float32 loss's noise, at float64's finer steps: bars wider than
+    # float32's own, and a t-SNE gradient 4.5% wrong at one element passed (its headline said "not proven wrong")
+    params, data = _tsne_problem(seed)
+    assert pipeline.check(_TSNE(), params, data).passed
+    wrong = pipeline.check(_TSNE(element), params, data)
+    assert wrong.failing == ("Y",), wrong
+    assert wrong.tensors[0].n_wrong == 1
+
+
 def test_float32_elements_right_in_float64_leave_their_tensor_not_verified_and_a_bug_in_both_dtypes_stays_wrong() -> (
     None
 ):

@@ -153,11 +153,13 @@ def rechecked_in_float64(
     kink, interacting = sides[0], sides[1].copy()
     kinked = frozenset(spec.name for spec, _ in subgroup(group, kink | (status == NONDIFFERENTIABLE)).segments)
     looked, evaluations = 0, 0
-    for confirming in (False, True):
-        if confirming:  # (not a kink float64's points near θ bore out: the float32 noise would blur them)
-            chosen = _undecided(group, analytic, numeric, allowed, status) & ~interacting
-        else:
+    for round in ("wrong", "unproven", "kinks"):
+        if round == "wrong":
             chosen = (status == WRONG) & np.isfinite(analytic)  # (a NaN or inf is wrong in any dtype)
+        else:  # (not a kink float64's points near θ bore out: the float32 noise would blur them)
+            undecided = _undecided(group, analytic, numeric, allowed, status) & ~interacting
+            disagreeing = unproven(analytic, numeric, allowed, status)
+            chosen = undecided & (disagreeing if round == "unproven" else ~disagreeing)
         if not chosen.any():
             continue
         (status[chosen], numeric[chosen], allowed[chosen], found), (n, cost) = _float32_only(
@@ -169,7 +171,7 @@ def rechecked_in_float64(
             status[chosen],
             first.values[chosen].astype(np.float64)[:, None] + first.taken[chosen][:, :2],
             first.table[chosen][:, :2],
-            loaded.settings.noise if confirming else None,
+            loaded.settings.noise if round == "kinks" else None,
             kinked,
         )
         looked, evaluations = looked + n, evaluations + cost
