@@ -1928,7 +1928,8 @@ class _NearTheEdge:
 
 def test_a_first_step_past_the_edge_of_the_losss_domain_is_judged_at_finer_steps_where_they_decide() -> None:
     """Held-out sweep 49: p·log p at p = 1e-3 (first steps 7.4e-4 and twice that) failed a correct gradient as a
-    non-finite loss, and TFP's betainc in float32 too. The second look skips such rows, at most 8, and judges the
+    non-finite loss, and TFP's betainc in float32 too. The second look skips such rows, at most 8, each 8x finer
+    than the one before, and judges the
     element on finer steps where they decide (agree, a kink, wrong); else it stays wrong, its loss not finite:
     review 51 found a float32 KL term's 10% error passing where the finer steps left it only inconclusive. A fixed
     step reports the seed's quotient, not finite: wrong."""
@@ -1943,6 +1944,19 @@ def test_a_first_step_past_the_edge_of_the_losss_domain_is_judged_at_finer_steps
     fixed = pipeline.check(_NearTheEdge(), params, {}, epsilon=1e-3)
     assert fixed.verdict == "failed"
     assert fixed.nonfinite.count == 1
+
+
+@pytest.mark.parametrize("edge", [1e-5, 1e-8, 1e-11])
+def test_an_edge_far_inside_the_first_steps_is_reached_by_leaps(edge: float) -> None:
+    # review 83: scipy's ellipk 1e-5 below its pole and x·log x at 1e-5 failed correct gradients, "non-finite loss",
+    # exit 1: the skipped rows halved the step, a 2**7 range, and never reached a finite one
+    params = {"p": np.array([edge, 0.2, 0.5])}
+    correct = pipeline.check(_NearTheEdge(), params, {})
+    assert correct.passed, correct
+    assert correct.nonfinite.count == 0
+    report = pipeline.check(_NearTheEdge(1 + 1e-3), params, {})
+    assert report.failing == ("p",)
+    assert report.nonfinite.count == 0
 
 
 @pytest.mark.parametrize("test", ["difference", "taylor"])

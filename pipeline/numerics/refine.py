@@ -74,8 +74,10 @@ KINK_ROWS = 8
 #: stops a table only where the analytic value lies between the slopes (:func:`_between`).
 EXACT_KINK = 0.98
 #: Rows whose losses are not finite, before any that are (steps past the edge of the loss's domain), are skipped,
-#: at most this many (a 2**7 range of steps); the table's counts of rows start at its first finite row.
-NONFINITE_ROWS = 8
+#: at most this many, each :data:`LEAP` times finer than the one before (after the first pass's own two: an 8**10 range
+#: of steps, from float64's first step of 7.4e-4·max(1, |θ|) to 7e-13 of it); the table's counts of rows start at its
+#: first finite row.
+NONFINITE_ROWS = 12
 #: It stops once its error is this many times its best (the finest steps are noise).
 SAFE = 2.0
 #: In the asymptotic regime the slopes' gap halves with the step, to within this (its own noise included).
@@ -459,6 +461,9 @@ def second_look(
         active[which[done]] = False
         with np.errstate(invalid="ignore"):
             leap = with_gap & (np.abs(ratio) > LEAP_RATIO) & (i + 1 >= len(known))
+            # past the domain's edge, a leap too: the edge may lie far inside the first steps (K(m) at 1e-6 below
+            # its pole at m = 1, whose first steps of 7.4e-4 and twice that reach m > 1: review 83)
+            leap |= leading & (i + 1 >= len(known))
             leap &= multiple[which] / LEAP >= np.broadcast_to(leap_floor, (k,))[which]
         leapt[which] = leap
         multiple[which] /= np.where(leap, LEAP, CON)
