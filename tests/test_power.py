@@ -2820,17 +2820,44 @@ def _tsne_problem(seed: int, n: int = 20) -> tuple[Arrays, Arrays]:
     return {"Y": rng.standard_normal((n, 2)).astype(np.float32)}, {"P": ((p + p.T) / (2 * n)).astype(np.float32)}
 
 
-@pytest.mark.parametrize(("seed", "element"), [(1, 37), (3, 19), (5, 14)])
+@pytest.mark.parametrize(("seed", "element"), [(1, 37), (3, 19), (5, 14), (0, 3), (2, 10), (3, 32), (5, 22)])
 def test_a_float32_element_disagreeing_without_proof_is_judged_again_on_float64s_own_noise(
     seed: int, element: int
 ) -> None:
     # review 83: the float64 twin judged it under the float32 loss's noise, at float64's finer steps: bars wider than
-    # float32's own, and a t-SNE gradient 4.5% wrong at one element passed (its headline said "not proven wrong")
+    # float32's own, and a t-SNE gradient 4.5% wrong at one element passed (its headline said "not proven wrong");
+    # the last four are inconclusive elements within their allowance, 3% to 18% off, that passed as well
     params, data = _tsne_problem(seed)
     assert pipeline.check(_TSNE(), params, data).passed
     wrong = pipeline.check(_TSNE(element), params, data)
     assert wrong.failing == ("Y",), wrong
     assert wrong.tensors[0].n_wrong == 1
+
+
+class _TwoReLUs32:
+    """A loss of one parameter rounded to float32 whatever it is given, two ReLUs just beside θ = 0 (the features
+    benchmark's): its float64 copy is a staircase at float64's steps."""
+
+    def __init__(self, right: float, left: float) -> None:
+        self.right, self.left = right, left
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        x = float(params["x"][0])
+        return float(np.float32(1.0 + max(x - self.right, 0.0) - 0.7 * max(x + self.left, 0.0)))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return {"x": np.array([-0.7], np.float32)}
+
+
+@pytest.mark.parametrize("right", [1e-5, 1e-4, 1e-3])
+def test_a_float64_copy_rounding_its_loss_to_float32_judges_no_undecided_element_under_its_own_noise(
+    right: float,
+) -> None:
+    # its own noise, measured on the staircase, is float64's: the kinks 1e-3 of float32's step from θ and closer, within
+    # float64's steps, were called wrong where its verdicts were taken (33 correct derivatives of the features benchmark)
+    h = float(np.finfo(np.float32).eps) ** 0.2
+    report = pipeline.check(_TwoReLUs32(right * h, 3e-5 * h), {"x": np.zeros(1, np.float32)}, {})
+    assert report.verdict == "not verified", report
 
 
 def test_float32_elements_right_in_float64_leave_their_tensor_not_verified_and_a_bug_in_both_dtypes_stays_wrong() -> (
