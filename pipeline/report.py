@@ -376,7 +376,8 @@ def _float32_inside(report: Report, float32: bool) -> str:
         f"The loss's noise along {', '.join(t.name for t in noisy)} is up to "
         f"{max(t.noise for t in noisy) / loss:.1g} of the loss, about float32's rounding (6e-8) and far above "
         "float64's (1e-16): does the model compute in float32 inside (a `.float()`, a float32 buffer or constant), or "
-        "to a tolerance (an iterative solver)? The check then has that precision's power, not float64's (the power "
+        "to a tolerance (an iterative solver), or solve a nearly singular system (a Cholesky of a kernel matrix with "
+        "duplicated points)? The check then has that precision's power, not float64's (the power "
         "column)."
     )
 
