@@ -157,15 +157,14 @@ def rechecked_in_float64(
     kinked = frozenset(spec.name for spec, _ in subgroup(group, kink | (status == NONDIFFERENTIABLE)).segments)
     looked, evaluations = 0, 0
     # the twin's own noise judges what float32 could not decide only where it computes in float64 (else float32's does)
-    twin = loaded.float64_twin()
-    exact = twin is not None and _in_float64_indeed(twin)
-    for round in ("wrong", "disagreeing", "kinks"):
+    exact = _in_float64_indeed(loaded, group, analytic)
+    for round in ("wrong", "in float64", "undecided"):
         if round == "wrong":
             chosen = (status == WRONG) & np.isfinite(analytic)  # (a NaN or inf is wrong in any dtype)
         else:  # (not a kink float64's points near θ bore out: the float32 noise would blur them)
             disagreeing = _disagreeing(analytic, numeric, allowed, status, exact)
             undecided = _undecided(group, status, disagreeing) & np.isfinite(analytic) & ~interacting
-            chosen = undecided & (disagreeing if round == "disagreeing" else ~disagreeing)
+            chosen = undecided & (disagreeing & exact if round == "in float64" else ~(disagreeing & exact))
         if not chosen.any():
             continue
         (status[chosen], numeric[chosen], allowed[chosen], found), (n, cost) = _float32_only(
@@ -177,7 +176,7 @@ def rechecked_in_float64(
             status[chosen],
             first.values[chosen].astype(np.float64)[:, None] + first.taken[chosen][:, :2],
             first.table[chosen][:, :2],
-            None if round == "wrong" or (round == "disagreeing" and exact) else loaded.settings.noise,
+            loaded.settings.noise if round == "undecided" else None,
             kinked,
         )
         looked, evaluations = looked + n, evaluations + cost
@@ -194,7 +193,7 @@ def _undecided(group: Group, status: np.ndarray, disagreeing: np.ndarray) -> np.
 
 
 def _disagreeing(
-    analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, status: np.ndarray, apart: bool
+    analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray, status: np.ndarray, apart: np.ndarray
 ) -> np.ndarray:
     """Inconclusive elements that disagree without proof (beyond their allowance: :func:`.tolerance.unproven`), and,
     where ``apart``, those within it whose analytic and numeric values differ by more than would verify them
@@ -205,14 +204,30 @@ def _disagreeing(
     return np.asarray(unproven(analytic, numeric, allowed, status) | within, dtype=bool)
 
 
-def _in_float64_indeed(twin: Loaded) -> bool:
-    """Whether the float64 twin's loss computes in float64: its loss at θ is not a float32 value (a float64 loss is
-    one by chance about once in 2**29). One that rounds its loss to float32 whatever it is given is a staircase at
-    float64's steps, its noise measured there as float64's, and its verdicts are no better than the float32 check's,
-    only finer-stepped (the features benchmark's float32 losses with two ReLU kinks within 1e-3 of float32's step from
-    θ: 33 correct derivatives its verdicts called wrong)."""
-    loss = twin.settings.loss0
-    return bool(math.isfinite(loss) and float(np.float32(loss)) != loss)
+def _in_float64_indeed(loaded: Loaded, group: Group, analytic: np.ndarray) -> np.ndarray:
+    """Per element of a float32 group, whether the model's float64 twin computes its tensor in float64: its loss at θ
+    is not a float32 value (a float64 loss is one by chance once in 2**29), and its gradient differs from the float32
+    one (``analytic``) at some element of the tensor in the group. A model that casts what it is given to float32 is a
+    staircase at float64's steps, whose noise measures as float64's, and its verdicts are no better than the float32
+    check's, only finer-stepped: two ReLUs within 1e-3 of float32's step from θ (33 correct derivatives of the features
+    benchmark), an MLP computing in float32 plus a float64 constant or reduced in float64 (review 84) were called
+    wrong."""
+    twin = loaded.float64_twin()
+    differs = np.zeros(analytic.size, dtype=bool)
+    loss = twin.settings.loss0 if twin is not None else math.nan
+    if twin is None or not math.isfinite(loss) or float(np.float32(loss)) == loss:
+        return differs
+    try:
+        gradient = twin.analytic_gradient()
+    except ModelError:  # the model cannot compute so in float64 (the re-judging drops the twin)
+        return differs
+    first = 0
+    for spec, positions in group.segments:
+        mine = slice(first, first + positions.size)
+        exact = np.asarray(gradient[spec.name], dtype=np.float64).reshape(-1)[positions]
+        differs[mine] = np.any(exact != analytic[mine])
+        first += positions.size
+    return differs
 
 
 def _batches(group: Group, chosen: np.ndarray, names: frozenset[str] | None = None) -> Iterator[list[np.ndarray]]:
