@@ -229,6 +229,26 @@ def test_a_runs_peak_memory_is_its_own_not_the_processs_before_it() -> None:
     assert report.cost["actual"]["worker_memory_bytes"] < before + 240 * 2**20
 
 
+class _MeanOfData:
+    """The mean of ``w`` times each float32 datum: a model whose data is its size."""
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        return float(params["w"][0] * np.mean(data["x"]))
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"w": np.array([np.mean(data["x"])], dtype=params["w"].dtype)}
+
+
+def test_the_memory_estimate_counts_the_float64_copy_of_float32_data_under_precision_float64() -> None:
+    # review 84: `precision: float64` holds float32 data in float64 too, and the estimate counted the data once
+    data = {"x": np.ones(10 * 2**20, dtype=np.float32)}  # 40 MB
+    params = {"w": np.ones(1, dtype=np.float32)}
+    native = pipeline.check(_MeanOfData(), params, data)
+    promoted = pipeline.check(_MeanOfData(), params, data, precision="float64")
+    grown = promoted.cost["estimated"]["worker_memory_bytes"] - native.cost["estimated"]["worker_memory_bytes"]
+    assert grown >= 80 * 2**20
+
+
 def test_a_large_sample_of_a_large_tensor_takes_memory_for_the_sample_not_the_tensor() -> None:
     """NumPy draws more than a fiftieth of a range by permuting all of it: 800 MB for 10^8 elements."""
     import tracemalloc

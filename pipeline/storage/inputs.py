@@ -376,6 +376,12 @@ class Inputs:
         """The data's size in memory (from the arrays' metadata: nothing is read)."""
         return sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in self._arrays["data"].values())
 
+    @property
+    def float32_data_bytes(self) -> int:
+        """The size of the data's float32 arrays (`precision: float64` holds a float64 copy of them beside)."""
+        arrays = self._arrays["data"].values()
+        return sum(int(np.prod(a.shape)) * 4 for a in arrays if np.dtype(a.dtype) == np.float32)
+
     def tensor(self, name: str) -> np.ndarray:
         """One parameter array, read into memory (a wrong tensor's values, for its diagnosis)."""
         with reading("params", str(self.params)):
