@@ -78,11 +78,6 @@ def identity(config: Config, inputs: Inputs) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def held_data_bytes(data_bytes: int, float32_bytes: int, config: Config) -> int:
-    """The data a worker holds: its arrays, and under `precision: float64` a float64 copy of the float32 ones."""
-    return data_bytes + (2 * float32_bytes if config.precision == "float64" else 0)
-
-
 def settings_for(config: Config, layout: Layout) -> Settings:
     """The numerics' view of a config."""
     return Settings(
@@ -211,7 +206,8 @@ def run(
             "progress": progress,
             "started": started,
             "job": job,
-            "data_bytes": held_data_bytes(inputs.data_bytes, inputs.float32_data_bytes, config),
+            "data_bytes": inputs.data_bytes,
+            "float32_data_bytes": inputs.float32_data_bytes,
         }
         settings = settings_for(config, layout)
         try:
@@ -442,7 +438,8 @@ def plan(config: Config, *, loss_seconds: float | None = None, model: ModelRef |
         loss_seconds=loss_seconds,
         loss_equivalents_per_index=equivalents,
         noise_evaluations=noise_evaluations,
-        data_bytes=held_data_bytes(inputs.data_bytes, inputs.float32_data_bytes, config),
+        data_bytes=inputs.data_bytes,
+        float32_data_bytes=inputs.float32_data_bytes,
         local_cluster=cluster.is_local and not cluster.inline,
         in_process=cluster.inline,
     )
@@ -612,11 +609,8 @@ def _check_in_memory(
             directions=config.directions,
             progress=progress,
             started=started,
-            data_bytes=held_data_bytes(
-                sum(array.nbytes for array in arrays.values()),
-                sum(array.nbytes for array in arrays.values() if array.dtype == np.float32),
-                config,
-            ),
+            data_bytes=sum(array.nbytes for array in arrays.values()),
+            float32_data_bytes=sum(array.nbytes for array in arrays.values() if array.dtype == np.float32),
         )
     return _report(config, executed, lambda: target, started, target.size_bytes(), params=copies.__getitem__)
 

@@ -173,8 +173,9 @@ class Report:
 def step_rule(scheme: str, epsilon: float | None, promote: bool = False) -> str:
     """How the steps were chosen, in words (``promote``: `precision: float64`)."""
     if promote:
-        cast = "checked in float64 (precision: float64; float32 parameters and data cast)"
-        return f"{step_rule(scheme, epsilon).replace('EPS of the parameter dtype', 'EPS of float64')}; {cast}"
+        return (
+            f"{step_rule(scheme, epsilon)}; checked in float64 (precision: float64; float32 parameters and data cast)"
+        )
     if epsilon is not None:
         if scheme == "complex-step":
             return f"fixed step {epsilon:g}: Im J(θ + i·h) / h"

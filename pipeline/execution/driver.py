@@ -116,6 +116,7 @@ def execute(
     started: float | None = None,
     job: Mapping[str, object] | None = None,
     data_bytes: int = 0,
+    float32_data_bytes: int = 0,
     local_cluster: bool = False,
 ) -> Executed:
     """Probe; then, only if the model is usable, plan, create the output and run the missing shards.
@@ -139,9 +140,9 @@ def execute(
         ``time.perf_counter()`` when the run started (for ``cluster_seconds``).
     job : mapping, optional
         The detached job running this check, recorded in the output's ``progress``.
-    data_bytes, local_cluster
-        For the run's cost estimate (:func:`~pipeline.numerics.cost.estimate_cost`): the data's size, and
-        whether the run started its own cluster.
+    data_bytes, float32_data_bytes, local_cluster
+        For the run's cost estimate (:func:`~pipeline.numerics.cost.estimate_cost`): the data's size, its float32
+        arrays' size, and whether the run started its own cluster.
     """
     ready = time.perf_counter()
     probe = executor.probe()
@@ -176,6 +177,7 @@ def execute(
         loss_equivalents_per_index=probe.loss_equivalents_per_index,
         noise_evaluations=probe.noise_evaluations,
         data_bytes=data_bytes,
+        float32_data_bytes=float32_data_bytes,
         local_cluster=local_cluster,
         in_process=executor.in_process,
         remaining=1 - len(done) / max(1, len(plan)),

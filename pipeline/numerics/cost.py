@@ -81,6 +81,7 @@ def estimate_cost(
     loss_equivalents_per_index: float | None = None,
     noise_evaluations: int | None = None,
     data_bytes: int,
+    float32_data_bytes: int = 0,
     local_cluster: bool,
     in_process: bool,
     remaining: float = 1.0,
@@ -158,7 +159,8 @@ def estimate_cost(
     gradient = params_bytes  # in the parameters' dtype (float64 when promoted)
     direction_copies = largest if directions else 0
     complex_copy = 16 * layout.n_params if complex_step else 0  # complex-step's complex copy of the parameters
-    worker = WORKER_BASELINE_BYTES + params_bytes + complex_copy + data_bytes + max(gradient, direction_copies)
+    held = data_bytes + (2 * float32_data_bytes if promote else 0)  # `precision: float64`: a float64 copy beside
+    worker = WORKER_BASELINE_BYTES + params_bytes + complex_copy + held + max(gradient, direction_copies)
     index_bytes = INDEX_BYTES * slots.size if slots.checked is not None else 0
     client = CLIENT_BASELINE_BYTES + index_bytes + (worker - WORKER_BASELINE_BYTES if in_process else 0)
     output = ELEMENT_BYTES * slots.size + index_bytes + 8 * max(1, shards) + METADATA_BYTES

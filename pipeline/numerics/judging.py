@@ -156,12 +156,16 @@ def rechecked_in_float64(
     kink, interacting = sides[0], sides[1].copy()
     kinked = frozenset(spec.name for spec, _ in subgroup(group, kink | (status == NONDIFFERENTIABLE)).segments)
     looked, evaluations = 0, 0
-    # the twin's own noise judges what float32 could not decide only where it computes in float64 (else float32's does)
-    exact = _in_float64_indeed(loaded, group, analytic)
+    exact: np.ndarray | None = None
     for round in ("wrong", "in float64", "undecided"):
         if round == "wrong":
             chosen = (status == WRONG) & np.isfinite(analytic)  # (a NaN or inf is wrong in any dtype)
         else:  # (not a kink float64's points near θ bore out: the float32 noise would blur them)
+            if exact is None:
+                # the twin's own noise judges what float32 could not decide where it computes in float64 (else
+                # float32's does): asked only where something is left that it would judge, the twin made on first use
+                left = _disagreeing(analytic, numeric, allowed, status, np.ones(status.size, dtype=bool)) & ~interacting
+                exact = _in_float64_indeed(loaded, group, analytic) if left.any() else np.zeros(status.size, dtype=bool)
             disagreeing = _disagreeing(analytic, numeric, allowed, status, exact)
             undecided = _undecided(group, status, disagreeing) & np.isfinite(analytic) & ~interacting
             chosen = undecided & (disagreeing & exact if round == "in float64" else ~(disagreeing & exact))
