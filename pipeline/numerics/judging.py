@@ -397,6 +397,7 @@ def _look_again(
         analytic,
         (est.numeric[k], est.bar[k], est.smooth[k]),
         past_edge,
+        approach=group.dtype == "float64",  # (not float32 promoted: its twin may round to float32 inside)
     )
     # an element outside slopes still moving is UNSETTLED: its tensor is not verified (a direction stays inconclusive)
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance, UNSETTLED)

@@ -22,7 +22,11 @@ step, and:
   shrinks with h) and the jump of the slope at a kink (it does not). A kink is a
   gap that stays above its noise and keeps its size (within 20%) over 4x smaller steps, twice, once
   neither slope still moves beyond its noise (a kink just off θ moves the slope that crosses it until
-  the steps pass inside it).
+  the steps pass inside it). Where the analytic value lies off both slopes (outside them, or between
+  them at neither) of a gap that keeps its size, or beside a slope moving ever faster, the kinks may be
+  off θ, closer than the step: in float64 the steps leap by :data:`LEAP` toward θ while the slopes stay
+  precise, and pass inside them where they are (ReLU inputs 1e-9 to 1e-7 from 0: the function is smooth
+  at θ, and its derivative there is the value).
 
 The finer steps carry more rounding, so where the loss's curvature held over the first rows (no kink
 inside the steps) and this look corroborates the first pass's estimate (:meth:`Refined.confirming`),
@@ -130,6 +134,9 @@ Losses = Callable[[np.ndarray, np.ndarray], Row]
 #: Where the slopes' gap grew by more than this as the step halved, the step is still far too coarse
 #: (J(θ±h) on a plateau of the function): the next step is :data:`LEAP` times smaller, not 2.
 LEAP_RATIO, LEAP = 1.5, 8.0
+#: A kink's table whose analytic value lies off its slopes leaps toward θ (:func:`_off_slopes`) while its gap would
+#: stay this many times its noise at the finer step (:func:`_can_leap`).
+LEAP_PRECISION = 64.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +293,7 @@ def second_look(
     first: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     past_edge: np.ndarray | bool = False,
     follow: bool = True,
+    approach: bool = False,
 ) -> Refined:
     """Estimate ``k`` suspects' derivatives again over a sequence of steps (see the module's text).
 
@@ -331,6 +339,13 @@ def second_look(
         leave those at θ with a gap lost in the noise, where a valid g·u need not lie between the slopes (review 56:
         ReLU networks with exact zeros failed a direction so). Only such a line's look measures ``jump``
         (:func:`_jump`): an element's verdict never asks for it.
+    approach : bool, optional
+        Whether a kink's table whose analytic value lies off its slopes leaps toward θ (:func:`_off_slopes`), to pass
+        inside kinks off θ closer than the step. Taken for float64 parameters, whose loss resolves steps far finer
+        than the table's CON halvings reach. Not for float32 ones: their leap floor is near their first steps, and
+        there the leaps reached only where a kink off θ still moved a slope within the noise, leaving 3% errors a
+        kink at θ had failed unsettled (features benchmark: 48, none gained); nor on their float64 twin, which may
+        round to float32 inside, its finest steps its rounding (a correct value the twin had excused then failed).
     """
     numeric = np.full(k, np.nan)
     error = np.full(k, np.inf)
@@ -355,12 +370,15 @@ def second_look(
     finite_seen = np.zeros(k, dtype=bool)
     failed = np.zeros(k, dtype=bool)  # its table stopped at a row of losses not finite
     edge = np.broadcast_to(past_edge, (k,))
+    leap_floor_k = np.broadcast_to(leap_floor, (k,))
+    approached = np.zeros(k, dtype=bool)  # a kink's table leapt toward θ (:func:`_off_slopes`)
     active = np.ones(k, dtype=bool)
     evaluations = 0
     for i in range(ROWS):
         which = np.flatnonzero(active)
         if not which.size:
             break
+        toward = np.zeros(which.size, dtype=bool)  # a kink's table leaping toward θ (:func:`_off_slopes`)
         if i < len(known):
             plus, minus, up, down = (column[which] for column in known[i])
         else:
@@ -434,10 +452,35 @@ def second_look(
                 band = np.where(counted >= KINK_ROWS, KINK_RATIO, EXACT_KINK)
                 flat = ready & _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which], band)
                 # nor while a slope still moves (kinks near θ that finer steps pass inside): it would decide nothing
+                # a slope moving ever faster over two halvings of the step (a leap moves any slope more): a feature
+                # off θ
+                halvings = _one_halving(steps[:, which], np.full(which.size, i - 2), np.full(which.size, i - 1))
+                halvings &= _one_halving(steps[:, which], np.full(which.size, i - 1), np.full(which.size, i))
+                closing = np.zeros(which.size, dtype=bool)
                 for slopes in (uppers, lowers) if follow else ():
-                    flat &= ~_moving(*_changes(slopes[i - 2 : i + 1, which]), gap_noise[i, which])
+                    changes = _changes(slopes[i - 2 : i + 1, which])
+                    flat &= ~_moving(*changes, gap_noise[i, which])
+                    closing |= ready & halvings & _closing(*changes, gap_noise[i, which])
                 if analytic is not None:  # a value outside the slopes would be wrong: finer steps confirm it
-                    flat &= _between(analytic[which], lower, upper, gap_noise[i, which])
+                    between = _between(analytic[which], lower, upper, gap_noise[i, which])
+                    if follow and approach:  # and one off both beyond their drift: steps may pass inside its kinks
+                        off = (flat | closing) & _off_slopes(
+                            analytic[which],
+                            uppers[i - 1 : i + 1, which],
+                            lowers[i - 1 : i + 1, which],
+                            gap_noise[i, which],
+                        )
+                        can = _can_leap(multiple[which], leap_floor_k[which], gaps[i, which], gap_noise[i, which])
+                        # leaping toward θ while its slopes stay precise (then on as before)
+                        toward = off & can
+                        between &= ~toward
+                        approached[which] |= toward
+                        # past the leaps, a kink's table goes on finer than a table of CON steps ends only while its
+                        # slopes stay precise (the loss's rounding grows as the step shrinks)
+                        vague = ~(np.abs(gaps[i, which]) > LEAP_PRECISION * CON * gap_noise[i, which])
+                        vague &= with_gap & (multiple[which] / CON < START * CON ** (1 - ROWS))
+                        done |= approached[which] & ~toward & vague
+                    flat &= between
                 done |= flat
             if i + 1 >= MIN_ROWS:
                 growing = np.abs(column[i] - diagonal[which]) >= SAFE * err
@@ -464,7 +507,8 @@ def second_look(
             # past the domain's edge, a leap too: the edge may lie far inside the first steps (K(m) at 1e-6 below
             # its pole at m = 1, whose first steps of 7.4e-4 and twice that reach m > 1: review 83)
             leap |= leading & (i + 1 >= len(known))
-            leap &= multiple[which] / LEAP >= np.broadcast_to(leap_floor, (k,))[which]
+            leap &= multiple[which] / LEAP >= leap_floor_k[which]
+            leap |= toward
         leapt[which] = leap
         multiple[which] /= np.where(leap, LEAP, CON)
     kink, lower, upper, margin, settled, crossing, anchor, inside, gap = _kinks(
@@ -652,6 +696,28 @@ def _between(analytic: np.ndarray, lower: np.ndarray, upper: np.ndarray, noise: 
         return np.asarray((analytic >= low - slack) & (analytic <= high + slack))
 
 
+def _off_slopes(analytic: np.ndarray, uppers: np.ndarray, lowers: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Whether each analytic value lies off both one-sided slopes of the last of 2 rows (steps shrinking), outside them
+    or between them, by more than 4 times their drift from the row before and ``noise``: a slope beside a kink at θ is
+    off its limit by about f''·h/2, twice its last change, so a value by a convention (relu'(0) = 0, the first of tied
+    maxima) lies within that of one of them. One off both is wrong, or a valid subgradient of kinks that interact, or
+    the kinks are off θ, within the steps: steps finer than their distance pass inside them, where the function is
+    smooth (ReLU inputs 1e-7 from 0 on integer data, review 83: correct values outside the slopes "wrong" by up to
+    40%, and 3% errors between them passed as kinks' subgradients)."""
+    drift = np.fmax(np.abs(uppers[1] - uppers[0]), np.abs(lowers[1] - lowers[0]))
+    slack = 4 * drift + noise
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.fmin(np.abs(analytic - uppers[1]), np.abs(analytic - lowers[1])) > slack)
+
+
+def _can_leap(multiple: np.ndarray, floor: np.ndarray, gap: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Whether a kink's table may take a step :data:`LEAP` times finer (``multiple`` of its first, at least ``floor``)
+    where its ``gap`` (with its ``noise``) would stand :data:`LEAP_PRECISION` times above the noise there, as a kink's
+    at θ does (the noise grows as the step shrinks): its slopes there precise enough to judge a value against."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray((multiple / LEAP >= floor) & (np.abs(gap) > LEAP_PRECISION * LEAP * noise))
+
+
 def _flat(gaps: np.ndarray, gap_noise: np.ndarray, band: float | np.ndarray = 0.8) -> np.ndarray:
     """For 4 rows of ``gaps`` (steps shrinking by :data:`CON` per row): whether all 4 are significant and
     the gap kept its sign and size (within a factor 1/``band``) over a 4x smaller step, twice.
@@ -675,6 +741,14 @@ def _moving(change: np.ndarray, change_before: np.ndarray, gap_noise: np.ndarray
     settling on a derivative (a change of a few noises, growing as 1/h with the noise, is the noise's own)."""
     with np.errstate(invalid="ignore"):
         return np.asarray((change > DRIFT_RATIO * change_before) & (change > GAP_SIGNIFICANT * gap_noise))
+
+
+def _closing(change: np.ndarray, change_before: np.ndarray, gap_noise: np.ndarray) -> np.ndarray:
+    """Whether a slope's last change (:func:`_changes`) grew to :data:`LEAP_RATIO` times the one before and
+    :data:`GAP_SIGNIFICANT` times the finest row's ``gap_noise``: the slope crossing a kink (or a feature) at a distance
+    d from θ far inside the step moves by about jump·d/h, ever faster as the step shrinks toward it."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray((change >= LEAP_RATIO * change_before) & (change > GAP_SIGNIFICANT * gap_noise))
 
 
 def _finest_significant(gaps: np.ndarray, gap_noise: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
