@@ -1843,6 +1843,50 @@ def test_relu_inputs_a_hair_from_zero_are_checked_inside_their_kinks() -> None:
     assert pipeline.check(_ReluRegressor(), params, data).verdict == "not verified"
 
 
+def test_a_kink_off_theta_that_the_curvature_hides_is_not_taken_for_the_derivative_in_float64() -> None:
+    """Review 83: scikit-learn's MLP, first-layer biases 1e-5 below 0: an element's kink 5e-6 off θ, its jump (1.3e-9)
+    far below the curvature's part of the slopes' gap (4e-6 at the first step). The coarse rows are bent alike by half
+    the jump, the table converged on that to 6e-12, and the correct value failed by 2.2e-7 relative. The finer rows
+    move ever faster (as 1/h) until the steps pass inside the kink: in float64 an estimate that disagrees with the
+    analytic value is withdrawn when a finer row diverges so, and the table goes on inside."""
+    g, k, c, d, h = 2.5e-3, 6e-3, 1.3e-9, 5e-6, 6.5e-4
+
+    def loss(t: float) -> float:
+        return 0.25 + g * t + 0.5 * k * t * t + 1e-3 * t**3 + c * max(t - d, 0.0)
+
+    def losses(which: np.ndarray, multiple: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        t = multiple * h
+        return np.array([loss(x) for x in t]), np.array([loss(-x) for x in t]), t, -t
+
+    def central(step: float) -> float:
+        return (loss(step) - loss(-step)) / (2 * step)
+
+    known = [losses(np.array([0]), np.array([2.0])), losses(np.array([0]), np.array([1.0]))]
+    first = (np.array([(4 * central(h) - central(2 * h)) / 3]), np.array([1e-12]), np.array([True]))
+    looks = [
+        second_look(
+            losses,
+            1,
+            np.array([h]),
+            loss(0.0),
+            np.array([5e-17]),
+            np.array([g]),
+            known,
+            1e-8,
+            0.0,
+            np.array([g]),
+            first,
+            approach=approach,
+        )
+        for approach in (False, True)
+    ]
+    coarse, inside = (float(look.numeric[0]) for look in looks)
+    assert abs(coarse - g) > 1e-7 * g  # as before: confidently "wrong"
+    assert abs(coarse - g) > 10 * float(looks[0].bar[0])
+    assert abs(inside - g) < 1e-8 * g
+    assert abs(inside - g) < float(looks[1].bar[0])
+
+
 #: The Taylor test's allowance without floors: safety times what the finest steps leave uncertain.
 EXACT = Tolerance(0.0, 0.0)
 
