@@ -254,9 +254,14 @@ class Refined:
         # a table that leapt toward θ, its value outside the slopes of a kink, and decided nothing there is unsettled:
         # the kink's slopes, which it left, may have put the value wrong (a 1% error just beyond the slope on θ's side of
         # kinks 1e-10 off it, the finest steps' rounding 4% of the value: review 85), so its tensor is not verified
-        # (not one exactly 0 where the loss does not move: a dead unit's weight, whose kinks are off θ)
+        # (not one exactly 0 where the loss does not move: a dead unit's weight, whose kinks are off θ); nor does the first
+        # pass's verdict of wrong stand where the table gave no estimate (its steps spanned the kinks: review 85, a
+        # correct ReLU network 1e-9 off its kinks, the loss plus 1e3, whose rounding stopped the leaps outside them)
+        gave_none = (status == WRONG) & ~np.isfinite(self.numeric) & ~np.asarray(self.kink, dtype=bool)
         undecided = (
-            np.asarray(self.approached, dtype=bool) & (status == INCONCLUSIVE) & ((analytic != 0) | (numeric != 0))
+            np.asarray(self.approached, dtype=bool)
+            & ((status == INCONCLUSIVE) | gave_none)
+            & ((analytic != 0) | (numeric != 0))
         )
         return numeric, allowed, np.where(undecided, unsettled, status).astype(np.int8)
 
