@@ -473,32 +473,21 @@ def second_look(
                 band = np.where(counted >= KINK_ROWS, KINK_RATIO, EXACT_KINK)
                 flat = ready & _flat(gaps[i - 3 : i + 1, which], gap_noise[i - 3 : i + 1, which], band)
                 # nor while a slope still moves (kinks near θ that finer steps pass inside): it would decide nothing
-                # a slope moving ever faster over two halvings of the step (a leap moves any slope more): a feature
-                # off θ
-                halvings = _one_halving(steps[:, which], np.full(which.size, i - 2), np.full(which.size, i - 1))
-                halvings &= _one_halving(steps[:, which], np.full(which.size, i - 1), np.full(which.size, i))
-                closing = np.zeros(which.size, dtype=bool)
                 for slopes in (uppers, lowers) if follow else ():
-                    changes = _changes(slopes[i - 2 : i + 1, which])
-                    flat &= ~_moving(*changes, gap_noise[i, which])
-                    closing |= ready & halvings & _closing(*changes, gap_noise[i, which])
+                    flat &= ~_moving(*_changes(slopes[i - 2 : i + 1, which]), gap_noise[i, which])
                 if analytic is not None:  # a value outside the slopes would be wrong: finer steps confirm it
                     between = _between(analytic[which], lower, upper, gap_noise[i, which])
                     if follow and approach:  # and one off both beyond their drift: steps may pass inside its kinks
-                        off = (flat | closing) & _off_slopes(
+                        toward, outside = _toward_theta(
                             analytic[which],
-                            uppers[i - 1 : i + 1, which],
-                            lowers[i - 1 : i + 1, which],
-                            gap_noise[i, which],
+                            (uppers[i - 2 : i + 1, which], lowers[i - 2 : i + 1, which]),
+                            (gaps[i, which], gap_noise[i, which], steps[i - 2 : i + 1, which]),
+                            (multiple[which], leap_floor_k[which]),
+                            flat,
+                            ready,
                         )
-                        can = _can_leap(multiple[which], leap_floor_k[which], gaps[i, which], gap_noise[i, which])
-                        # leaping toward θ while its slopes stay precise (then on as before)
-                        toward = off & can
                         between &= ~toward
-                        # (and whether from outside the slopes, where the kink would have put it wrong)
-                        low, high = np.fmin(lower, upper), np.fmax(lower, upper)
-                        outside = (analytic[which] < low) | (analytic[which] > high)
-                        approached[which] |= toward & (outside | approached[which])
+                        approached[which] |= toward & outside
                         approaching[which] |= toward
                         # past the leaps, a kink's table goes on finer than a table of CON steps ends only while its
                         # slopes stay precise (the loss's rounding grows as the step shrinks)
@@ -720,6 +709,33 @@ def _between(analytic: np.ndarray, lower: np.ndarray, upper: np.ndarray, noise: 
     slack = 0.5 * (high - low) + noise
     with np.errstate(invalid="ignore"):
         return np.asarray((analytic >= low - slack) & (analytic <= high + slack))
+
+
+def _toward_theta(
+    analytic: np.ndarray,
+    slopes: tuple[np.ndarray, np.ndarray],
+    row: tuple[np.ndarray, np.ndarray, np.ndarray],
+    multiples: tuple[np.ndarray, np.ndarray],
+    flat: np.ndarray,
+    ready: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per suspect, whether its kink's table leaps toward θ next, and whether its value lies outside the slopes (where
+    the kink would put it wrong). ``slopes``: the last 3 rows of the one-sided slopes (up, down); ``row``: the last
+    row's gap and its noise, and the last 3 rows' steps; ``multiples``: each next step's multiple and the finest a
+    leap may land on; ``flat``: the gap keeps its size (:func:`_flat`). It leaps where the value lies off both slopes
+    (:func:`_off_slopes`) of a flat gap or beside a slope moving ever faster over two halvings of the step (a feature
+    off θ: a leap moves any slope more), while the slopes stay precise (:func:`_can_leap`)."""
+    uppers, lowers = slopes
+    gap, noise, steps = row
+    first, second, third = (np.full(analytic.size, row) for row in range(3))
+    halvings = _one_halving(steps, first, second) & _one_halving(steps, second, third)
+    closing = np.zeros(analytic.size, dtype=bool)
+    for three in slopes:
+        closing |= ready & halvings & _closing(*_changes(three), noise)
+    off = (flat | closing) & _off_slopes(analytic, uppers[1:], lowers[1:], noise)
+    toward = off & _can_leap(*multiples, gap, noise)
+    low, high = np.fmin(uppers[2], lowers[2]), np.fmax(uppers[2], lowers[2])
+    return toward, (analytic < low) | (analytic > high)
 
 
 def _off_slopes(analytic: np.ndarray, uppers: np.ndarray, lowers: np.ndarray, noise: np.ndarray) -> np.ndarray:
