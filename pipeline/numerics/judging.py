@@ -189,11 +189,11 @@ def rechecked_in_float64(
 
 
 def _undecided(group: Group, status: np.ndarray, disagreeing: np.ndarray) -> np.ndarray:
-    """The elements of a group that decide nothing, on a kink or ``disagreeing`` (:func:`_disagreeing`), in tensors with
-    no element wrong in the group."""
+    """The elements of a group that decide nothing, on a kink, unsettled or ``disagreeing`` (:func:`_disagreeing`), in
+    tensors with no element wrong in the group."""
     tensor = np.repeat(np.arange(len(group.segments)), [positions.size for _, positions in group.segments])
     wrong = np.isin(tensor, tensor[status == WRONG])
-    return np.asarray(((status == NONDIFFERENTIABLE) | disagreeing) & ~wrong, dtype=bool)
+    return np.asarray(((status == NONDIFFERENTIABLE) | (status == UNSETTLED) | disagreeing) & ~wrong, dtype=bool)
 
 
 def _disagreeing(
@@ -413,6 +413,10 @@ def _look_again(
     steps = np.where(np.isfinite(numeric), steps, first.h[k])
     gap = np.broadcast_to(refined.gap, (k.size,)).astype(np.float64)
     margin = np.broadcast_to(refined.margin, (k.size,)).astype(np.float64)
+    # each slope's margin for a value beyond it, where the look measured them (:attr:`.refine.Refined.margins`)
+    low_margin, high_margin = (
+        np.broadcast_to(side, (k.size,)).astype(np.float64) for side in (refined.margins or (margin, margin))
+    )
     cost, interacting = refined.evaluations, np.zeros(k.size, dtype=bool)
     # wrong on a kink, outside its own slopes: judged again where other elements' kinks may interact with its own
     again = (status == WRONG) & np.asarray(refined.kink, dtype=bool) & np.isfinite(analytic)
@@ -423,7 +427,7 @@ def _look_again(
             loaded,
             subgroup(sub, again),
             (values[at], analytic[at]),
-            (lower, upper, margin[at]),
+            (lower, upper, (low_margin[at], high_margin[at])),
             first.noise[k][at],
             tolerance,
         )
@@ -450,13 +454,13 @@ def _kinks_nearby(
     loaded: Loaded,
     group: Group,
     at_theta: tuple[np.ndarray, np.ndarray],
-    slopes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    slopes: tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]],
     noise: np.ndarray,
     tolerance: Tolerance,
     hidden: bool = False,
 ) -> tuple[np.ndarray, int]:
     """The status of a group's elements on a kink whose analytic value lies outside their one-sided ``slopes``
-    (``(lower, upper, margin)``), judged on their derivatives at points near θ (:mod:`.nearby`), and the losses that
+    (``(lower, upper, (lower's margin, upper's))``), judged on their derivatives at points near θ (:mod:`.nearby`), and the losses that
     took. ``at_theta``: their ``(values, analytic values)``; ``noise``: the loss's noise along each. ``hidden``: the
     elements' own lines show no kink (``slopes``: their derivative there twice, and 0), in a tensor that has kinks
     (:func:`.nearby.judge_hidden`)."""
@@ -518,7 +522,7 @@ def _hidden_kinks(
                 loaded,
                 subgroup(group, np.isin(np.arange(hidden.size), at)),
                 (values[at], analytic[at]),
-                (numeric[at], numeric[at], np.zeros(at.size)),
+                (numeric[at], numeric[at], (np.zeros(at.size), np.zeros(at.size))),
                 noise[at],
                 tolerance,
                 hidden=True,

@@ -165,25 +165,27 @@ def judge_nearby(
     analytic: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
-    margin: np.ndarray,
+    margins: tuple[np.ndarray, np.ndarray],
     derivatives: np.ndarray,
     rounding: np.ndarray,
     tolerance: Tolerance,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The status of elements on a kink whose analytic value lies outside their one-sided slopes (``lower``,
-    ``upper``, extrapolated, ``margin`` their uncertainty), from their ``derivatives`` at points near θ (one row per
+    ``upper``, extrapolated, ``margins`` the uncertainty of each), from their ``derivatives`` at points near θ (one row per
     point, NaN where left out) and those derivatives' ``rounding`` (the same shape): ``NONDIFFERENTIABLE`` within
     the range, ``TOGETHER`` where the points show the kinks interacting, else ``WRONG`` (see the module's text).
     Also whether each is decided: in range, or with no interaction seen (the points drawn may stop for it)."""
     with np.errstate(invalid="ignore"):
         slack = np.nanmax(np.where(np.isnan(derivatives), np.nan, rounding), axis=0, initial=0.0)
-        widen = tolerance.room(lower, upper, margin) + tolerance.safety * slack
+        # each side widened by its own slope's margin (a value beyond the slope on θ's side of a kink just off θ is not
+        # in range by the other's drift)
+        below, above = (tolerance.room(lower, upper, side) + tolerance.safety * slack for side in margins)
         low, high = np.fmin(lower, upper), np.fmax(lower, upper)
         seen = np.isfinite(derivatives)
         lowest = np.min(np.where(seen, derivatives, np.inf), axis=0, initial=np.inf)
         highest = np.max(np.where(seen, derivatives, -np.inf), axis=0, initial=-np.inf)
-        in_range = (analytic >= np.fmin(low, lowest) - widen) & (analytic <= np.fmax(high, highest) + widen)
-        interacting = (lowest < low - widen) | (highest > high + widen)
+        in_range = (analytic >= np.fmin(low, lowest) - below) & (analytic <= np.fmax(high, highest) + above)
+        interacting = (lowest < low - below) | (highest > high + above)
     status = np.where(in_range, NONDIFFERENTIABLE, np.where(interacting, TOGETHER, WRONG)).astype(np.int8)
     return status, in_range | ~interacting
 

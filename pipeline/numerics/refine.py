@@ -168,7 +168,9 @@ class Refined:
     extrapolated as ``lower``/``upper`` are (signed: a kink's own, which kinks moved together add up to where they
     do not interact; :func:`.together.judge_lines`). ``jump``: the jump at θ that the rows show beside the curvature
     before it is a kink, NaN where they show none (:func:`_jump`). ``approached``: its
-    table leapt toward θ, its value outside the slopes of a kink (:func:`_off_slopes`).
+    table leapt toward θ, its value outside the slopes of a kink (:func:`_off_slopes`). ``margins``: ``lower``'s and ``upper``'s
+    margin for a value beyond it: where one slope settled and the other did not, the settled one's own extrapolation's
+    move plus the gap's noise, else ``margin``.
     """
 
     numeric: np.ndarray
@@ -192,6 +194,7 @@ class Refined:
     gap: np.ndarray | float = math.nan
     jump: np.ndarray | float = math.nan
     approached: np.ndarray | bool = False
+    margins: tuple[np.ndarray, np.ndarray] | None = None
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray
@@ -250,6 +253,7 @@ class Refined:
             self.smooth_end,
             self.anchor,
             self.inside,
+            self.margins,
         )
         # a table that leapt toward θ, its value outside the slopes of a kink, and decided nothing there is unsettled:
         # the kink's slopes, which it left, may have put the value wrong (a 1% error just beyond the slope on θ's side of
@@ -525,7 +529,7 @@ def second_look(
             leap |= toward
         leapt[which] = leap
         multiple[which] /= np.where(leap, LEAP, CON)
-    kink, lower, upper, margin, settled, crossing, anchor, inside, gap = _kinks(
+    kink, lower, upper, (margin, margins), settled, crossing, anchor, inside, gap = _kinks(
         gaps, gap_noise, lowers, uppers, best_row
     )
     with np.errstate(invalid="ignore"):
@@ -561,6 +565,7 @@ def second_look(
         gap,
         math.nan if follow else _jump(gaps, gap_noise, steps),
         approached,
+        margins,
     )
     if first is None or not known or analytic is None:
         return refined
@@ -812,7 +817,7 @@ def _kinks(
     np.ndarray,
     np.ndarray,
     np.ndarray,
-    np.ndarray,
+    tuple[np.ndarray, tuple[np.ndarray, np.ndarray]],
     np.ndarray,
     np.ndarray,
     tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -827,14 +832,16 @@ def _kinks(
     finest three halve in turn (the asymptotic regime of a smooth function). The slopes are taken at the
     finest significant step (where none is, at the table's best estimate's, ``best_row``, or else the first step's)
     and extrapolated, s(0) ≈ 2·s(h) − s(2h);
-    ``margin`` is how far that moved them plus the gap's noise there. ``settled``: each slope's last change
+    ``margin`` is how far that moved them plus the gap's noise there, with ``margins``, the low slope's and the high
+    one's for a value beyond it: its own move and the noise where it settles and the other does not, else ``margin``.
+    ``settled``: each slope's last change
     was at most :data:`DRIFT_RATIO` of the one before, or lost in the noise (True with fewer than three rows);
     ``crossing``: see :class:`Refined`; ``anchor``: whether a slope still moved beyond the rows' noise, and the
     extrapolated slope that did not where the other did, with its own margin (NaN where both or neither moved);
     ``inside``: whether the steps were entering a feature off θ (past it, or the finest gap fell ever faster),
     the finest row's slopes widened by its gap's noise, and whether the lower fell and the higher rose; ``gap``: the
     extrapolated slope moving up less the one moving down:
-    ``(kink, low, high, margin, settled, crossing, anchor, inside, gap)``.
+    ``(kink, low, high, (margin, margins), settled, crossing, anchor, inside, gap)``.
     """
     significant, (first, before, last) = _finest_significant(gaps, gap_noise, 3)
     rows, k = gaps.shape
@@ -893,15 +900,23 @@ def _kinks(
         extrapolated = (row > 0) & np.isfinite(gaps[prior, at])
         upper = np.where(extrapolated, 2 * uppers[row, at] - uppers[prior, at], uppers[row, at])
         lower = np.where(extrapolated, 2 * lowers[row, at] - lowers[prior, at], lowers[row, at])
-        moved = np.fmax(np.abs(upper - uppers[row, at]), np.abs(lower - lowers[row, at]))
+        moved_up, moved_down = np.abs(upper - uppers[row, at]), np.abs(lower - lowers[row, at])
         noise_there = np.where(np.isfinite(gap_noise[row, at]), gap_noise[row, at], 0.0)
-        margin = moved + noise_there
+        margin = np.fmax(moved_up, moved_down) + noise_there
         earlier = np.maximum(row - 2, 0)
         steady, moving = [], []
         for slopes in (uppers, lowers):
             change, change_before = _changes(np.stack([slopes[earlier, at], slopes[prior, at], slopes[row, at]]))
             steady.append((change <= DRIFT_RATIO * change_before) | (change <= noise_there) | (row < 2))
             moving.append(_moving(change, change_before, noise_there) & (row >= 2))
+        # each slope's margin for a value beyond it: a slope settling while the other is not has its own, its value is
+        # at it within its own drift, not the other's (a 1% error beyond the slope on θ's side of a where(x > 0) guard
+        # 1e-11 off θ, the loss plus 1e3, lay within the drift of the slope crossing the guard, and passed as the
+        # kink's subgradient: review 85)
+        own_up = np.where(steady[0] & ~steady[1], moved_up + noise_there, margin)
+        own_down = np.where(steady[1] & ~steady[0], moved_down + noise_there, margin)
+        below_up = upper <= lower
+        margins = (np.where(below_up, own_up, own_down), np.where(below_up, own_down, own_up))
         # where one slope still moves and the other does not, the other is the derivative on θ's side of a kink off θ
         # (the moving one crosses it as the steps shrink toward it): its value, with its own margin
         only_upper, only_lower = moving[1] & ~moving[0], moving[0] & ~moving[1]
@@ -932,7 +947,7 @@ def _kinks(
         kink,
         np.fmin(lower, upper),
         np.fmax(lower, upper),
-        margin,
+        (margin, margins),
         settled,
         crossing,
         (drifting, anchor, anchor_margin),

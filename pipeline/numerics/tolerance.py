@@ -284,7 +284,8 @@ def float32_only(
     estimate to compare: the float64 verdict, where its allowance is within :data:`VERIFY_LIMIT` of the value, and
     the analytic value decide, and the tensor is not verified.
 
-    The other way, each element float32 leaves undecided (``NONDIFFERENTIABLE``, or ``INCONCLUSIVE``) is made ``WRONG``
+    The other way, each element float32 leaves undecided (``NONDIFFERENTIABLE``, ``INCONCLUSIVE`` or ``UNSETTLED``) is
+    made ``WRONG``
     where the float64 model finds its formula wrong where the loss is smooth (``exact_status`` ``WRONG``, and no kink
     seen: ``exact_kinked``), the float32 analytic value near the float64 one and the losses the same (as above), and
     the float32 analytic value beyond the float64 estimate's allowance and beyond the float32 ``tolerance`` of it (a
@@ -315,7 +316,7 @@ def float32_only(
         off = np.abs(analytic - exact_numeric) > exact_allowed
         if tolerance is not None:
             off &= np.abs(analytic - exact_numeric) > tolerance.atol + tolerance.rtol * np.abs(exact_numeric)
-    undecided = (status == NONDIFFERENTIABLE) | (status == INCONCLUSIVE)
+    undecided = np.isin(status, (NONDIFFERENTIABLE, INCONCLUSIVE, UNSETTLED))
     confirmed = undecided & (exact_status == WRONG) & ~exact_kinked & near & off
     nearby = (status == WRONG) & near & ((exact_status == TOGETHER) | exact_interacting)
     return (
@@ -354,12 +355,14 @@ def judge_again(
     smooth_end: np.ndarray | bool = False,
     anchor: Anchor = NO_ANCHOR,
     inside: Finest = NO_FINEST,
+    margins: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
 
     ``lower``/``upper`` are the one-sided slopes extrapolated to step 0 and ``margin`` their uncertainty;
     they make the *room* ``atol + rtol·max|slope| + margin``. Where the slopes show a kink, the element is
-    non-differentiable if its analytic value lies between them within that room (a valid subgradient),
+    non-differentiable if its analytic value lies between them within that room, and beyond each slope within its own
+    (``margins``, where given: ``lower``'s and ``upper``'s) (a valid subgradient),
     wrong if not (``unsettled``, :data:`UNSETTLED` for elements, where the slopes were still moving, ``settled`` False); its allowance is the room, and its estimate the first pass's. Elsewhere the refined
     estimate and its bar decide as in :func:`judge`, except that a disagreement within ``hidden`` (what a kink too
     small to see could make), or between the slopes where the curvature did not hold over the steps
@@ -397,6 +400,11 @@ def judge_again(
         # the whole gradient, a slope of each, "agreed" with tables of bars 7x their value, inconclusive, and no
         # line moved them together: the bug passed in 16 of 40 seeds).
         between = (analytic >= lower - room) & (analytic <= upper + room)
+        # on a kink, a value beyond a slope is at it within that slope's own margin (``margins``), not the other's
+        # drift (a 1% error beyond the slope on θ's side of a where(x > 0) guard 1e-11 off θ, the loss plus 1e3, lay
+        # within the drift of the slope crossing the guard: review 85)
+        below, above = (room, room) if margins is None else (tolerance.room(lower, upper, side) for side in margins)
+        on_kink = (analytic >= lower - below) & (analytic <= upper + above)
         stands = between & np.asarray(settled) & ~np.asarray(anchor[0])
         kink = kink & ~(usable & agree & (verifying(analytic, numeric, bar, tolerance) | ~stands))
         consistent = (numeric >= lower - room) & (numeric <= upper + room)
@@ -435,7 +443,7 @@ def judge_again(
         held = ~np.asarray(drifting) | (
             np.abs(analytic - slope) <= tolerance.atol + tolerance.rtol * np.abs(slope) + its_margin
         )
-    status = np.where(kink, np.where(between, np.where(held, NONDIFFERENTIABLE, unsettled), outside), status)
+    status = np.where(kink, np.where(on_kink, np.where(held, NONDIFFERENTIABLE, unsettled), outside), status)
     # a non-finite analytic value is wrong, whatever the slopes did (unsettled ones make a value outside ``unsettled``)
     status = np.where(np.isfinite(analytic), status, WRONG).astype(np.int8)
     with np.errstate(invalid="ignore", over="ignore"):  # slopes not finite where the loss was not
