@@ -168,9 +168,11 @@ class Refined:
     extrapolated as ``lower``/``upper`` are (signed: a kink's own, which kinks moved together add up to where they
     do not interact; :func:`.together.judge_lines`). ``jump``: the jump at θ that the rows show beside the curvature
     before it is a kink, NaN where they show none (:func:`_jump`). ``approached``: its
-    table leapt toward θ, its value outside the slopes of a kink (:func:`_off_slopes`). ``margins``: ``lower``'s and ``upper``'s
-    margin for a value beyond it: where one slope settled and the other did not, the settled one's own extrapolation's
-    move plus the gap's noise, else ``margin``.
+    table leapt toward θ, its value outside the slopes of a kink (:func:`_off_slopes`). ``bounds``: ``(low, high, low's
+    margin, high's)``, each slope's value and margin for a value beyond it: where one slope settled and the other did
+    not, the settled one's own extrapolation's move plus the gap's noise, else ``margin``. ``precise``: the same from a
+    coarser row the finer rows bear out, in float64, where far narrower (:func:`_precise_slope`; NaN elsewhere): a
+    value beyond it but within ``bounds`` is unsettled (:func:`.tolerance.judge_again`).
     """
 
     numeric: np.ndarray
@@ -194,7 +196,8 @@ class Refined:
     gap: np.ndarray | float = math.nan
     jump: np.ndarray | float = math.nan
     approached: np.ndarray | bool = False
-    margins: tuple[np.ndarray, np.ndarray] | None = None
+    bounds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    precise: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray
@@ -253,7 +256,8 @@ class Refined:
             self.smooth_end,
             self.anchor,
             self.inside,
-            self.margins,
+            self.bounds,
+            self.precise,
         )
         # a table that leapt toward θ, its value outside the slopes of a kink, and decided nothing there is unsettled:
         # the kink's slopes, which it left, may have put the value wrong (a 1% error just beyond the slope on θ's side of
@@ -529,8 +533,8 @@ def second_look(
             leap |= toward
         leapt[which] = leap
         multiple[which] /= np.where(leap, LEAP, CON)
-    kink, lower, upper, (margin, margins), settled, crossing, anchor, inside, gap = _kinks(
-        gaps, gap_noise, lowers, uppers, best_row
+    kink, lower, upper, (margin, bounds, precise), settled, crossing, anchor, inside, gap = _kinks(
+        gaps, gap_noise, lowers, uppers, best_row, (steps, centrals, roundings) if approach else None
     )
     with np.errstate(invalid="ignore"):
         bar = np.where(np.isfinite(error), error, np.abs(numeric)) + ROUNDING_GAIN * rounding_best
@@ -565,7 +569,8 @@ def second_look(
         gap,
         math.nan if follow else _jump(gaps, gap_noise, steps),
         approached,
-        margins,
+        bounds,
+        precise,
     )
     if first is None or not known or analytic is None:
         return refined
@@ -799,6 +804,59 @@ def _closing(change: np.ndarray, change_before: np.ndarray, gap_noise: np.ndarra
         return np.asarray((change >= LEAP_RATIO * change_before) & (change > GAP_SIGNIFICANT * gap_noise))
 
 
+#: A coarser row's slopes stand for a kink's (:func:`_precise_slope`) only where this many finer rows tested them, and
+#: its margin is this many times narrower than the finest significant row's (a float32 term inside a float64 loss,
+#: whose noise has structure coarser than the probe's spacings, moved a coarse row's slope by 1.2 times its noise:
+#: a correct value at it failed).
+TESTED_ROWS, PRECISER = 2, 16.0
+
+
+def _precise_slope(
+    slopes: np.ndarray,
+    gap_noise: np.ndarray,
+    rows_seen: tuple[np.ndarray, np.ndarray, np.ndarray],
+    significant: np.ndarray,
+    row: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per suspect, a one-sided slope's most precise extrapolation to step 0 that the finer rows bear out, and its margin
+    (NaN and inf where none does). From each row up to ``row`` whose gap is ``significant`` and whose row before is
+    :data:`CON` times coarser (``rows_seen``: the rows' steps, central differences and their rounding), ``2·s(h) −
+    s(2h)``, its margin the move plus :data:`GAP_SIGNIFICANT` times the gap's noise there; borne out where at least :data:`TESTED_ROWS` finer rows
+    were evaluated and every one's slope lies within that
+    margin plus :data:`GAP_SIGNIFICANT` times its gap's noise, and its central difference within the row's change from
+    the one before plus as many times both rows' rounding. A kink at θ keeps its slopes and its central difference at
+    every step, and the coarse rows, whose noise is the least, measure them best; kinks off θ move the finer rows'
+    central differences as 1/h (two ReLUs 1e-11 either side of θ, whose probe's noise the kinks inflated 1e4 times,
+    moved the slopes within their noise and the central differences 8 times beyond their rounding)."""
+    steps, centrals, roundings = rows_seen
+    rows, k = slopes.shape
+    value, margin = np.full(k, np.nan), np.full(k, np.inf)
+    finite = np.isfinite(slopes) & np.isfinite(centrals)
+    with np.errstate(invalid="ignore"):
+        for r in range(1, rows):
+            extrapolated = 2 * slopes[r] - slopes[r - 1]
+            own = np.abs(slopes[r] - slopes[r - 1]) + GAP_SIGNIFICANT * gap_noise[r]
+            change = np.abs(centrals[r] - centrals[r - 1])
+            off = np.abs(slopes - extrapolated) > own + GAP_SIGNIFICANT * gap_noise
+            off |= np.abs(centrals - centrals[r]) > change + GAP_SIGNIFICANT * (roundings + roundings[r])
+            finer = (np.arange(rows)[:, None] > r) & finite
+            borne = ~np.any(finer & off, axis=0) & (np.sum(finer, axis=0) >= TESTED_ROWS)
+            borne &= np.isfinite(own) & np.isfinite(change)
+            pair = _one_halving(steps, np.full(k, r - 1), np.full(k, r)) & significant[r] & (r <= row)
+            better = pair & borne & (own < margin)
+            value, margin = np.where(better, extrapolated, value), np.where(better, own, margin)
+    return value, margin
+
+
+def _narrower(
+    own: np.ndarray, other: tuple[np.ndarray, np.ndarray], allowed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``other`` (a slope's ``(value, margin)``) where ``allowed`` and its margin is :data:`PRECISER` times narrower than
+    ``own``, else NaN and inf."""
+    taken = allowed & (PRECISER * other[1] < own)
+    return np.where(taken, other[0], np.nan), np.where(taken, other[1], np.inf)
+
+
 def _finest_significant(gaps: np.ndarray, gap_noise: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Which rows' gaps stand above their noise (:data:`GAP_SIGNIFICANT`), and per suspect the finest ``n`` such
     rows, coarsest first (-1 where there are fewer)."""
@@ -812,12 +870,21 @@ def _finest_significant(gaps: np.ndarray, gap_noise: np.ndarray, n: int) -> tupl
 
 
 def _kinks(
-    gaps: np.ndarray, gap_noise: np.ndarray, lowers: np.ndarray, uppers: np.ndarray, best_row: np.ndarray
+    gaps: np.ndarray,
+    gap_noise: np.ndarray,
+    lowers: np.ndarray,
+    uppers: np.ndarray,
+    best_row: np.ndarray,
+    rows_seen: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[
     np.ndarray,
     np.ndarray,
     np.ndarray,
-    tuple[np.ndarray, tuple[np.ndarray, np.ndarray]],
+    tuple[
+        np.ndarray,
+        tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ],
     np.ndarray,
     np.ndarray,
     tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -832,16 +899,18 @@ def _kinks(
     finest three halve in turn (the asymptotic regime of a smooth function). The slopes are taken at the
     finest significant step (where none is, at the table's best estimate's, ``best_row``, or else the first step's)
     and extrapolated, s(0) ≈ 2·s(h) − s(2h);
-    ``margin`` is how far that moved them plus the gap's noise there, with ``margins``, the low slope's and the high
-    one's for a value beyond it: its own move and the noise where it settles and the other does not, else ``margin``.
-    ``settled``: each slope's last change
+    ``margin`` is how far that moved them plus the gap's noise there, with ``bounds``, each slope's value and margin
+    for a value beyond it (``(low, high, low's margin, high's)``): its own move and the noise where it settles and the
+    other does not, else ``margin``; and given ``rows_seen`` (the rows' steps, central differences and their rounding),
+    ``precise``, the same from a coarser row where the finer rows bear it out and it is :data:`PRECISER` times narrower
+    (:func:`_precise_slope`; NaN and inf elsewhere). ``settled``: each slope's last change
     was at most :data:`DRIFT_RATIO` of the one before, or lost in the noise (True with fewer than three rows);
     ``crossing``: see :class:`Refined`; ``anchor``: whether a slope still moved beyond the rows' noise, and the
     extrapolated slope that did not where the other did, with its own margin (NaN where both or neither moved);
     ``inside``: whether the steps were entering a feature off θ (past it, or the finest gap fell ever faster),
     the finest row's slopes widened by its gap's noise, and whether the lower fell and the higher rose; ``gap``: the
     extrapolated slope moving up less the one moving down:
-    ``(kink, low, high, (margin, margins), settled, crossing, anchor, inside, gap)``.
+    ``(kink, low, high, (margin, bounds, precise), settled, crossing, anchor, inside, gap)``.
     """
     significant, (first, before, last) = _finest_significant(gaps, gap_noise, 3)
     rows, k = gaps.shape
@@ -909,14 +978,34 @@ def _kinks(
             change, change_before = _changes(np.stack([slopes[earlier, at], slopes[prior, at], slopes[row, at]]))
             steady.append((change <= DRIFT_RATIO * change_before) | (change <= noise_there) | (row < 2))
             moving.append(_moving(change, change_before, noise_there) & (row >= 2))
-        # each slope's margin for a value beyond it: a slope settling while the other is not has its own, its value is
-        # at it within its own drift, not the other's (a 1% error beyond the slope on θ's side of a where(x > 0) guard
-        # 1e-11 off θ, the loss plus 1e3, lay within the drift of the slope crossing the guard, and passed as the
-        # kink's subgradient: review 85)
-        own_up = np.where(steady[0] & ~steady[1], moved_up + noise_there, margin)
-        own_down = np.where(steady[1] & ~steady[0], moved_down + noise_there, margin)
+        # each slope's value and margin for a value beyond it: a slope settling while the other is not has its own,
+        # its value is at it within its own drift, not the other's (a 1% error beyond the slope on θ's side of a
+        # where(x > 0) guard 1e-11 off θ, the loss plus 1e3, lay within the drift of the slope crossing the guard, and
+        # passed as the kink's subgradient: review 85); and given the rows' steps, central differences and their
+        # rounding (``rows_seen``), a coarser row's where the finer rows bear it out and it is far narrower
+        # (:func:`_precise_slope`): the finest significant row's noise (5e-3 of the loss plus 1e3) held 3% errors
+        # beyond a slope of a kink at θ, which the coarse rows measured to 1e-7 (review 86); the finer rows cannot
+        # tell it from a kink off θ closer than they resolve (a ReLU 1e-6 off θ, the loss plus 1e6), so a value beyond
+        # that but within ``bounds`` is unsettled
+        own_up = (upper, np.where(steady[0] & ~steady[1], moved_up + noise_there, margin))
+        own_down = (lower, np.where(steady[1] & ~steady[0], moved_down + noise_there, margin))
+        none = (np.full(k, np.nan), np.full(k, np.inf))
+        precise_up, precise_down = none, none
+        if rows_seen is not None:  # and a coarser row's, where the finer rows bear it out and it is far narrower
+            precise_up, precise_down = (
+                _narrower(own[1], _precise_slope(slopes, gap_noise, rows_seen, significant, row), ~passed)
+                for own, slopes in ((own_up, uppers), (own_down, lowers))
+            )
         below_up = upper <= lower
-        margins = (np.where(below_up, own_up, own_down), np.where(below_up, own_down, own_up))
+        bounds, precise = (
+            (
+                np.where(below_up, up[0], down[0]),
+                np.where(below_up, down[0], up[0]),
+                np.where(below_up, up[1], down[1]),
+                np.where(below_up, down[1], up[1]),
+            )
+            for up, down in ((own_up, own_down), (precise_up, precise_down))
+        )
         # where one slope still moves and the other does not, the other is the derivative on θ's side of a kink off θ
         # (the moving one crosses it as the steps shrink toward it): its value, with its own margin
         only_upper, only_lower = moving[1] & ~moving[0], moving[0] & ~moving[1]
@@ -947,7 +1036,7 @@ def _kinks(
         kink,
         np.fmin(lower, upper),
         np.fmax(lower, upper),
-        (margin, margins),
+        (margin, bounds, precise),
         settled,
         crossing,
         (drifting, anchor, anchor_margin),

@@ -337,6 +337,20 @@ Finest = tuple[np.ndarray | bool, np.ndarray | float, np.ndarray | float, np.nda
 NO_FINEST: Finest = (False, np.nan, np.nan, False, False)
 
 
+def _within(
+    analytic: np.ndarray, bounds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None, tolerance: Tolerance
+) -> np.ndarray:
+    """Whether each value lies within ``bounds`` (``(low, high, low's margin, high's)``, a kink's slopes and each one's
+    margin, widened as :meth:`Tolerance.room` does; NaN: unbounded on that side), or True where there are none."""
+    if bounds is None:
+        return np.asarray(True)
+    low, high, low_margin, high_margin = bounds
+    with np.errstate(invalid="ignore"):
+        below = analytic < low - tolerance.room(low, np.where(np.isfinite(high), high, low), low_margin)
+        above = analytic > high + tolerance.room(np.where(np.isfinite(low), low, high), high, high_margin)
+    return np.asarray(~below & ~above)
+
+
 def judge_again(
     analytic: np.ndarray,
     numeric: np.ndarray,
@@ -355,14 +369,16 @@ def judge_again(
     smooth_end: np.ndarray | bool = False,
     anchor: Anchor = NO_ANCHOR,
     inside: Finest = NO_FINEST,
-    margins: tuple[np.ndarray, np.ndarray] | None = None,
+    bounds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    precise: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
 
     ``lower``/``upper`` are the one-sided slopes extrapolated to step 0 and ``margin`` their uncertainty;
     they make the *room* ``atol + rtol·max|slope| + margin``. Where the slopes show a kink, the element is
     non-differentiable if its analytic value lies between them within that room, and beyond each slope within its own
-    (``margins``, where given: ``lower``'s and ``upper``'s) (a valid subgradient),
+    (``bounds``, where given: ``(low, high, low's margin, high's)``, each slope's own measure; beyond ``precise``, the
+    same from coarser rows, it is ``unsettled``) (a valid subgradient),
     wrong if not (``unsettled``, :data:`UNSETTLED` for elements, where the slopes were still moving, ``settled`` False); its allowance is the room, and its estimate the first pass's. Elsewhere the refined
     estimate and its bar decide as in :func:`judge`, except that a disagreement within ``hidden`` (what a kink too
     small to see could make), or between the slopes where the curvature did not hold over the steps
@@ -400,11 +416,13 @@ def judge_again(
         # the whole gradient, a slope of each, "agreed" with tables of bars 7x their value, inconclusive, and no
         # line moved them together: the bug passed in 16 of 40 seeds).
         between = (analytic >= lower - room) & (analytic <= upper + room)
-        # on a kink, a value beyond a slope is at it within that slope's own margin (``margins``), not the other's
-        # drift (a 1% error beyond the slope on θ's side of a where(x > 0) guard 1e-11 off θ, the loss plus 1e3, lay
-        # within the drift of the slope crossing the guard: review 85)
-        below, above = (room, room) if margins is None else (tolerance.room(lower, upper, side) for side in margins)
-        on_kink = (analytic >= lower - below) & (analytic <= upper + above)
+        # on a kink, a value beyond a slope is at it within that slope's own measure (``bounds``), not the other's
+        # drift nor the finest rows' noise (a 1% error beyond the slope on θ's side of a where(x > 0) guard 1e-11 off θ,
+        # the loss plus 1e3, lay within the drift of the slope crossing the guard: review 85)
+        on_kink = between & _within(analytic, bounds, tolerance)
+        # and one beyond a coarser row's slope, far more precise, that the finer rows bear out (``precise``) is
+        # unsettled: a kink at θ, or one off θ closer than the finer rows resolve (review 86)
+        doubtful = ~_within(analytic, precise, tolerance)
         stands = between & np.asarray(settled) & ~np.asarray(anchor[0])
         kink = kink & ~(usable & agree & (verifying(analytic, numeric, bar, tolerance) | ~stands))
         consistent = (numeric >= lower - room) & (numeric <= upper + room)
@@ -443,7 +461,9 @@ def judge_again(
         held = ~np.asarray(drifting) | (
             np.abs(analytic - slope) <= tolerance.atol + tolerance.rtol * np.abs(slope) + its_margin
         )
-    status = np.where(kink, np.where(on_kink, np.where(held, NONDIFFERENTIABLE, unsettled), outside), status)
+    status = np.where(
+        kink, np.where(on_kink, np.where(held & ~doubtful, NONDIFFERENTIABLE, unsettled), outside), status
+    )
     # a non-finite analytic value is wrong, whatever the slopes did (unsettled ones make a value outside ``unsettled``)
     status = np.where(np.isfinite(analytic), status, WRONG).astype(np.int8)
     with np.errstate(invalid="ignore", over="ignore"):  # slopes not finite where the loss was not
