@@ -1957,6 +1957,24 @@ def test_a_value_beyond_a_slope_the_coarse_rows_measure_precisely_is_not_passed_
     assert element.status in ("wrong", "unsettled"), element.status
 
 
+@pytest.mark.parametrize("below", [1e-11])
+def test_a_value_between_the_slopes_beside_the_one_on_thetas_side_is_judged_against_its_coarse_measure(
+    below: float,
+) -> None:
+    """Review 86: θ just below the guard, the loss plus 1e3: the slope on θ's side (0.07) is the derivative, the other
+    crosses the guard as the steps shrink. It moved within the finest row's noise, so the table saw no slope moving,
+    and 3% and 1% errors beside 0.07, between the slopes, passed as subgradients. The finer rows contradict every
+    coarse measure of the crossing slope and bear out the other's: the value must be that one, else it is
+    unsettled. (At 1e-12, 3e-12 and 3e-11 below, the errors still pass: the crossing slope's move stays within its
+    noise at every row the leaps reach.)"""
+    data = {"w": np.array([1.0, -0.5, 0.7, 0.3, 0.2])}
+    params = {"x": np.array([0.5, 1.3, -below, 0.2, 0.7])}
+    assert pipeline.check(_PlusConstant(_WhereGuard(), 1e3), params, data).passed
+    for factor in (1.03, 1.01):
+        report = pipeline.check(_PlusConstant(_WhereGuard(factor), 1e3), params, data, worst=5)
+        assert report.verdict in ("failed", "not verified"), (factor, str(report))
+
+
 @pytest.mark.parametrize(("offset", "apart"), [(1.0, 1e-11), (1e3, 1e-11), (1e3, 3e-12)])
 def test_coarse_slopes_do_not_stand_for_two_kinks_either_side_of_theta_that_the_finer_rows_move(
     offset: float, apart: float

@@ -817,9 +817,11 @@ def _precise_slope(
     rows_seen: tuple[np.ndarray, np.ndarray, np.ndarray],
     significant: np.ndarray,
     row: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    by_centrals: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per suspect, a one-sided slope's most precise extrapolation to step 0 that the finer rows bear out, and its margin
-    (NaN and inf where none does). From each row up to ``row`` whose gap is ``significant`` and whose row before is
+    (NaN and inf where none does), and whether a finer row's slope contradicted one (beyond those margins).
+    ``by_centrals``: the central differences must bear it out too. From each row up to ``row`` whose gap is ``significant`` and whose row before is
     :data:`CON` times coarser (``rows_seen``: the rows' steps, central differences and their rounding), ``2·s(h) −
     s(2h)``, its margin the move plus :data:`GAP_SIGNIFICANT` times the gap's noise there; borne out where at least :data:`TESTED_ROWS` finer rows
     were evaluated and every one's slope lies within that
@@ -831,21 +833,23 @@ def _precise_slope(
     steps, centrals, roundings = rows_seen
     rows, k = slopes.shape
     value, margin = np.full(k, np.nan), np.full(k, np.inf)
+    contradicted = np.zeros(k, dtype=bool)
     finite = np.isfinite(slopes) & np.isfinite(centrals)
     with np.errstate(invalid="ignore"):
         for r in range(1, rows):
             extrapolated = 2 * slopes[r] - slopes[r - 1]
             own = np.abs(slopes[r] - slopes[r - 1]) + GAP_SIGNIFICANT * gap_noise[r]
             change = np.abs(centrals[r] - centrals[r - 1])
-            off = np.abs(slopes - extrapolated) > own + GAP_SIGNIFICANT * gap_noise
-            off |= np.abs(centrals - centrals[r]) > change + GAP_SIGNIFICANT * (roundings + roundings[r])
+            moved = np.abs(slopes - extrapolated) > own + GAP_SIGNIFICANT * gap_noise
+            off = moved | (np.abs(centrals - centrals[r]) > change + GAP_SIGNIFICANT * (roundings + roundings[r]))
             finer = (np.arange(rows)[:, None] > r) & finite
-            borne = ~np.any(finer & off, axis=0) & (np.sum(finer, axis=0) >= TESTED_ROWS)
-            borne &= np.isfinite(own) & np.isfinite(change)
-            pair = _one_halving(steps, np.full(k, r - 1), np.full(k, r)) & significant[r] & (r <= row)
+            tested = (np.sum(finer, axis=0) >= TESTED_ROWS) & np.isfinite(own) & np.isfinite(change)
+            pair = _one_halving(steps, np.full(k, r - 1), np.full(k, r)) & significant[r] & (r <= row) & tested
+            contradicted |= pair & np.any(finer & moved, axis=0)
+            borne = ~np.any(finer & (off if by_centrals else moved), axis=0)
             better = pair & borne & (own < margin)
             value, margin = np.where(better, extrapolated, value), np.where(better, own, margin)
-    return value, margin
+    return value, margin, contradicted
 
 
 def _narrower(
@@ -990,11 +994,23 @@ def _kinks(
         own_up = (upper, np.where(steady[0] & ~steady[1], moved_up + noise_there, margin))
         own_down = (lower, np.where(steady[1] & ~steady[0], moved_down + noise_there, margin))
         none = (np.full(k, np.nan), np.full(k, np.inf))
-        precise_up, precise_down = none, none
+        precise_up, precise_down, anchored = none, none, none
         if rows_seen is not None:  # and a coarser row's, where the finer rows bear it out and it is far narrower
             precise_up, precise_down = (
-                _narrower(own[1], _precise_slope(slopes, gap_noise, rows_seen, significant, row), ~passed)
+                _narrower(own[1], _precise_slope(slopes, gap_noise, rows_seen, significant, row)[:2], ~passed)
                 for own, slopes in ((own_up, uppers), (own_down, lowers))
+            )
+            # where the finer rows contradicted every coarser row's measure of one slope and bore out the other's (its
+            # slopes alone), the other is the derivative on θ's side of a kink off θ, which the first crosses: the
+            # valid value (a 3% error beside the slope on θ's side of a where(x > 0) guard 1e-11 off θ, the loss
+            # plus 1e3, lay between the slopes and passed; the crossing slope moved within the finest row's noise)
+            up_value, up_margin, up_moved = _precise_slope(uppers, gap_noise, rows_seen, significant, row, False)
+            down_value, down_margin, down_moved = _precise_slope(lowers, gap_noise, rows_seen, significant, row, False)
+            only_down = up_moved & ~np.isfinite(up_value) & np.isfinite(down_value) & ~passed
+            only_up = down_moved & ~np.isfinite(down_value) & np.isfinite(up_value) & ~passed
+            anchored = (
+                np.where(only_down, down_value, np.where(only_up, up_value, np.nan)),
+                np.where(only_down, down_margin, np.where(only_up, up_margin, np.inf)),
             )
         below_up = upper <= lower
         bounds, precise = (
@@ -1039,7 +1055,11 @@ def _kinks(
         (margin, bounds, precise),
         settled,
         crossing,
-        (drifting, anchor, anchor_margin),
+        (
+            drifting | np.isfinite(anchored[0]),
+            np.where(drifting, anchor, anchored[0]),
+            np.where(drifting, anchor_margin, anchored[1]),
+        ),
         inside,
         upper - lower,
     )
