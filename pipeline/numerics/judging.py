@@ -413,8 +413,10 @@ def _look_again(
     steps = np.where(np.isfinite(numeric), steps, first.h[k])
     gap = np.broadcast_to(refined.gap, (k.size,)).astype(np.float64)
     margin = np.broadcast_to(refined.margin, (k.size,)).astype(np.float64)
-    # each slope's value and margin for a value beyond it, where the look measured them (:attr:`.refine.Refined.bounds`)
-    bounds = [np.broadcast_to(part, (k.size,)).astype(np.float64) for part in refined.bounds or (math.nan,) * 4]
+    # each slope's margin for a value beyond it, where the look measured them (:attr:`.refine.Refined.margins`)
+    low_margin, high_margin = (
+        np.broadcast_to(side, (k.size,)).astype(np.float64) for side in refined.margins or (margin, margin)
+    )
     cost, interacting = refined.evaluations, np.zeros(k.size, dtype=bool)
     # wrong on a kink, outside its own slopes: judged again where other elements' kinks may interact with its own
     again = (status == WRONG) & np.asarray(refined.kink, dtype=bool) & np.isfinite(analytic)
@@ -428,7 +430,7 @@ def _look_again(
             (lower, upper, margin[at]),
             first.noise[k][at],
             tolerance,
-            bounds=None if refined.bounds is None else (bounds[0][at], bounds[1][at], bounds[2][at], bounds[3][at]),
+            margins=(low_margin[at], high_margin[at]),
         )
         interacting[at], cost = status[at] == NONDIFFERENTIABLE, cost + spent
     # wrong where its own line shows no kink, in a tensor that has kinks: judged again at points near θ too (review
@@ -457,10 +459,10 @@ def _kinks_nearby(
     noise: np.ndarray,
     tolerance: Tolerance,
     hidden: bool = False,
-    bounds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    margins: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, int]:
     """The status of a group's elements on a kink whose analytic value lies outside their one-sided ``slopes``
-    (``(lower, upper, margin)``; ``bounds``: each slope's own value and margin, :attr:`.refine.Refined.bounds`), judged
+    (``(lower, upper, margin)``; ``margins``: each slope's own, :attr:`.refine.Refined.margins`), judged
     on their derivatives at points near θ (:mod:`.nearby`), and the losses that took. ``at_theta``: their ``(values, analytic values)``; ``noise``: the loss's noise along each. ``hidden``: the
     elements' own lines show no kink (``slopes``: their derivative there twice, and 0), in a tensor that has kinks
     (:func:`.nearby.judge_hidden`)."""
@@ -480,7 +482,7 @@ def _kinks_nearby(
             if hidden:
                 status, decided = judge_hidden(matched, slopes[0], derivatives, rounding, tolerance)
             else:
-                status, decided = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance, bounds)
+                status, decided = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance, margins)
             status = np.where(vague, WRONG, status).astype(np.int8)
             decided = (decided & ((status == NONDIFFERENTIABLE) | (point >= SETTLE) | hidden)) | vague
         if decided.all() or point == last:

@@ -169,31 +169,29 @@ def judge_nearby(
     derivatives: np.ndarray,
     rounding: np.ndarray,
     tolerance: Tolerance,
-    bounds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    margins: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The status of elements on a kink whose analytic value lies outside their one-sided slopes (``lower``,
     ``upper``, extrapolated, ``margin`` their uncertainty), from their ``derivatives`` at points near θ (one row per
     point, NaN where left out) and those derivatives' ``rounding`` (the same shape): ``NONDIFFERENTIABLE`` within
     the range, ``TOGETHER`` where the points show the kinks interacting, else ``WRONG`` (see the module's text).
     Also whether each is decided: in range, or with no interaction seen (the points drawn may stop for it).
-    ``bounds``: each slope's own value and margin (``(low, high, low's margin, high's)``, :func:`.tolerance.judge_again`):
-    in range beyond a slope only within its own too."""
+    ``margins``: each slope's own, the low one's and the high one's (each at most ``margin``,
+    :func:`.tolerance.judge_again`): in range beyond a slope only within its own; kinks interact beyond ``margin``."""
     with np.errstate(invalid="ignore"):
         slack = np.nanmax(np.where(np.isnan(derivatives), np.nan, rounding), axis=0, initial=0.0)
         widen = tolerance.room(lower, upper, margin) + tolerance.safety * slack
+        below, above = (
+            (widen, widen)
+            if margins is None
+            else (tolerance.room(lower, upper, side) + tolerance.safety * slack for side in margins)
+        )
         low, high = np.fmin(lower, upper), np.fmax(lower, upper)
         seen = np.isfinite(derivatives)
         lowest = np.min(np.where(seen, derivatives, np.inf), axis=0, initial=np.inf)
         highest = np.max(np.where(seen, derivatives, -np.inf), axis=0, initial=-np.inf)
-        in_range = (analytic >= np.fmin(low, lowest) - widen) & (analytic <= np.fmax(high, highest) + widen)
+        in_range = (analytic >= np.fmin(low, lowest) - below) & (analytic <= np.fmax(high, highest) + above)
         interacting = (lowest < low - widen) | (highest > high + widen)
-        if bounds is not None:
-            bound_low, bound_high, low_margin, high_margin = bounds
-            below = tolerance.room(bound_low, bound_high, low_margin) + tolerance.safety * slack
-            above = tolerance.room(bound_low, bound_high, high_margin) + tolerance.safety * slack
-            in_range &= (analytic >= np.fmin(bound_low, lowest) - below) & (
-                analytic <= np.fmax(bound_high, highest) + above
-            )
     status = np.where(in_range, NONDIFFERENTIABLE, np.where(interacting, TOGETHER, WRONG)).astype(np.int8)
     return status, in_range | ~interacting
 

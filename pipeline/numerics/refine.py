@@ -168,11 +168,11 @@ class Refined:
     extrapolated as ``lower``/``upper`` are (signed: a kink's own, which kinks moved together add up to where they
     do not interact; :func:`.together.judge_lines`). ``jump``: the jump at θ that the rows show beside the curvature
     before it is a kink, NaN where they show none (:func:`_jump`). ``approached``: its
-    table leapt toward θ, its value outside the slopes of a kink (:func:`_off_slopes`). ``bounds``: ``(low, high, low's
-    margin, high's)``, each slope's value and margin for a value beyond it: where one slope settled and the other did
-    not, the settled one's own extrapolation's move plus the gap's noise, else ``margin``. ``precise``: the same from a
-    coarser row the finer rows bear out, in float64, where far narrower (:func:`_precise_slope`; NaN elsewhere): a
-    value beyond it but within ``bounds`` is unsettled (:func:`.tolerance.judge_again`).
+    table leapt toward θ, its value outside the slopes of a kink (:func:`_off_slopes`). ``margins``: ``lower``'s
+    and ``upper``'s margin for a value beyond it: where one slope settled and the other did not, the settled one's own
+    extrapolation's move plus the gap's noise, else ``margin``. ``precise``: ``(low, high, low's margin, high's)``, the
+    slopes measured by a coarser row the finer rows bear out, in float64, where far narrower (:func:`_precise_slope`;
+    NaN elsewhere): a value beyond it but within ``margins`` is unsettled (:func:`.tolerance.judge_again`).
     """
 
     numeric: np.ndarray
@@ -196,7 +196,7 @@ class Refined:
     gap: np.ndarray | float = math.nan
     jump: np.ndarray | float = math.nan
     approached: np.ndarray | bool = False
-    bounds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    margins: tuple[np.ndarray, np.ndarray] | None = None
     precise: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def confirming(
@@ -256,7 +256,7 @@ class Refined:
             self.smooth_end,
             self.anchor,
             self.inside,
-            self.bounds,
+            self.margins,
             self.precise,
         )
         # a table that leapt toward θ, its value outside the slopes of a kink, and decided nothing there is unsettled:
@@ -533,7 +533,7 @@ def second_look(
             leap |= toward
         leapt[which] = leap
         multiple[which] /= np.where(leap, LEAP, CON)
-    kink, lower, upper, (margin, bounds, precise), settled, crossing, anchor, inside, gap = _kinks(
+    kink, lower, upper, (margin, margins, precise), settled, crossing, anchor, inside, gap = _kinks(
         gaps, gap_noise, lowers, uppers, best_row, (steps, centrals, roundings) if approach else None
     )
     with np.errstate(invalid="ignore"):
@@ -569,7 +569,7 @@ def second_look(
         gap,
         math.nan if follow else _jump(gaps, gap_noise, steps),
         approached,
-        bounds,
+        margins,
         precise,
     )
     if first is None or not known or analytic is None:
@@ -817,11 +817,10 @@ def _precise_slope(
     rows_seen: tuple[np.ndarray, np.ndarray, np.ndarray],
     significant: np.ndarray,
     row: np.ndarray,
-    by_centrals: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]:
     """Per suspect, a one-sided slope's most precise extrapolation to step 0 that the finer rows bear out, and its margin
-    (NaN and inf where none does), and whether a finer row's slope contradicted one (beyond those margins).
-    ``by_centrals``: the central differences must bear it out too. From each row up to ``row`` whose gap is ``significant`` and whose row before is
+    (NaN and inf where none does): borne out by their slopes and central differences, and by their slopes alone; and
+    whether a finer row's slope contradicted one (beyond those margins). From each row up to ``row`` whose gap is ``significant`` and whose row before is
     :data:`CON` times coarser (``rows_seen``: the rows' steps, central differences and their rounding), ``2·s(h) −
     s(2h)``, its margin the move plus :data:`GAP_SIGNIFICANT` times the gap's noise there; borne out where at least :data:`TESTED_ROWS` finer rows
     were evaluated and every one's slope lies within that
@@ -832,7 +831,7 @@ def _precise_slope(
     moved the slopes within their noise and the central differences 8 times beyond their rounding)."""
     steps, centrals, roundings = rows_seen
     rows, k = slopes.shape
-    value, margin = np.full(k, np.nan), np.full(k, np.inf)
+    both, alone = (np.full(k, np.nan), np.full(k, np.inf)), (np.full(k, np.nan), np.full(k, np.inf))
     contradicted = np.zeros(k, dtype=bool)
     finite = np.isfinite(slopes) & np.isfinite(centrals)
     with np.errstate(invalid="ignore"):
@@ -846,10 +845,19 @@ def _precise_slope(
             tested = (np.sum(finer, axis=0) >= TESTED_ROWS) & np.isfinite(own) & np.isfinite(change)
             pair = _one_halving(steps, np.full(k, r - 1), np.full(k, r)) & significant[r] & (r <= row) & tested
             contradicted |= pair & np.any(finer & moved, axis=0)
-            borne = ~np.any(finer & (off if by_centrals else moved), axis=0)
-            better = pair & borne & (own < margin)
-            value, margin = np.where(better, extrapolated, value), np.where(better, own, margin)
-    return value, margin, contradicted
+            both, alone = (
+                _better(measure, (extrapolated, own), pair & ~np.any(finer & wrong, axis=0))
+                for measure, wrong in ((both, off), (alone, moved))
+            )
+    return both, alone, contradicted
+
+
+def _better(
+    measure: tuple[np.ndarray, np.ndarray], candidate: tuple[np.ndarray, np.ndarray], valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A slope's ``(value, margin)`` with ``candidate``'s where ``valid`` and its margin is the narrower."""
+    taken = valid & (candidate[1] < measure[1])
+    return np.where(taken, candidate[0], measure[0]), np.where(taken, candidate[1], measure[1])
 
 
 def _narrower(
@@ -857,8 +865,9 @@ def _narrower(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``other`` (a slope's ``(value, margin)``) where ``allowed`` and its margin is :data:`PRECISER` times narrower than
     ``own``, else NaN and inf."""
-    taken = allowed & (PRECISER * other[1] < own)
-    return np.where(taken, other[0], np.nan), np.where(taken, other[1], np.inf)
+    return _better(
+        (np.full(own.shape, np.nan), np.full(own.shape, np.inf)), other, allowed & (PRECISER * other[1] < own)
+    )
 
 
 def _finest_significant(gaps: np.ndarray, gap_noise: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -886,8 +895,8 @@ def _kinks(
     np.ndarray,
     tuple[
         np.ndarray,
-        tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-        tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        tuple[np.ndarray, np.ndarray],
+        tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
     ],
     np.ndarray,
     np.ndarray,
@@ -903,18 +912,18 @@ def _kinks(
     finest three halve in turn (the asymptotic regime of a smooth function). The slopes are taken at the
     finest significant step (where none is, at the table's best estimate's, ``best_row``, or else the first step's)
     and extrapolated, s(0) ≈ 2·s(h) − s(2h);
-    ``margin`` is how far that moved them plus the gap's noise there, with ``bounds``, each slope's value and margin
-    for a value beyond it (``(low, high, low's margin, high's)``): its own move and the noise where it settles and the
-    other does not, else ``margin``; and given ``rows_seen`` (the rows' steps, central differences and their rounding),
-    ``precise``, the same from a coarser row where the finer rows bear it out and it is :data:`PRECISER` times narrower
-    (:func:`_precise_slope`; NaN and inf elsewhere). ``settled``: each slope's last change
+    ``margin`` is how far that moved them plus the gap's noise there, with ``margins``, the low slope's and the high
+    one's for a value beyond it: its own move and the noise where it settles and the other does not, else ``margin``;
+    and given ``rows_seen`` (the rows' steps, central differences and their rounding), ``precise`` (else None):
+    ``(low, high, low's margin, high's)`` from a coarser row where the finer rows bear it out and it is
+    :data:`PRECISER` times narrower (:func:`_precise_slope`; NaN and inf elsewhere). ``settled``: each slope's last change
     was at most :data:`DRIFT_RATIO` of the one before, or lost in the noise (True with fewer than three rows);
     ``crossing``: see :class:`Refined`; ``anchor``: whether a slope still moved beyond the rows' noise, and the
     extrapolated slope that did not where the other did, with its own margin (NaN where both or neither moved);
     ``inside``: whether the steps were entering a feature off θ (past it, or the finest gap fell ever faster),
     the finest row's slopes widened by its gap's noise, and whether the lower fell and the higher rose; ``gap``: the
     extrapolated slope moving up less the one moving down:
-    ``(kink, low, high, (margin, bounds, precise), settled, crossing, anchor, inside, gap)``.
+    ``(kink, low, high, (margin, margins, precise), settled, crossing, anchor, inside, gap)``.
     """
     significant, (first, before, last) = _finest_significant(gaps, gap_noise, 3)
     rows, k = gaps.shape
@@ -990,38 +999,36 @@ def _kinks(
         # (:func:`_precise_slope`): the finest significant row's noise (5e-3 of the loss plus 1e3) held 3% errors
         # beyond a slope of a kink at θ, which the coarse rows measured to 1e-7 (review 86); the finer rows cannot
         # tell it from a kink off θ closer than they resolve (a ReLU 1e-6 off θ, the loss plus 1e6), so a value beyond
-        # that but within ``bounds`` is unsettled
-        own_up = (upper, np.where(steady[0] & ~steady[1], moved_up + noise_there, margin))
-        own_down = (lower, np.where(steady[1] & ~steady[0], moved_down + noise_there, margin))
-        none = (np.full(k, np.nan), np.full(k, np.inf))
-        precise_up, precise_down, anchored = none, none, none
+        # that but within ``margins`` is unsettled
+        own_up = np.where(steady[0] & ~steady[1], moved_up + noise_there, margin)
+        own_down = np.where(steady[1] & ~steady[0], moved_down + noise_there, margin)
+        below_up = upper <= lower
+        margins = (np.where(below_up, own_up, own_down), np.where(below_up, own_down, own_up))
+        precise: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        anchored = (np.full(k, np.nan), np.full(k, np.inf))
         if rows_seen is not None:  # and a coarser row's, where the finer rows bear it out and it is far narrower
+            (up_both, up_alone, up_moved), (down_both, down_alone, down_moved) = (
+                _precise_slope(slopes, gap_noise, rows_seen, significant, row) for slopes in (uppers, lowers)
+            )
             precise_up, precise_down = (
-                _narrower(own[1], _precise_slope(slopes, gap_noise, rows_seen, significant, row)[:2], ~passed)
-                for own, slopes in ((own_up, uppers), (own_down, lowers))
+                _narrower(own, measure, ~passed) for own, measure in ((own_up, up_both), (own_down, down_both))
+            )
+            precise = (
+                np.where(below_up, precise_up[0], precise_down[0]),
+                np.where(below_up, precise_down[0], precise_up[0]),
+                np.where(below_up, precise_up[1], precise_down[1]),
+                np.where(below_up, precise_down[1], precise_up[1]),
             )
             # where the finer rows contradicted every coarser row's measure of one slope and bore out the other's (its
             # slopes alone), the other is the derivative on θ's side of a kink off θ, which the first crosses: the
             # valid value (a 3% error beside the slope on θ's side of a where(x > 0) guard 1e-11 off θ, the loss
             # plus 1e3, lay between the slopes and passed; the crossing slope moved within the finest row's noise)
-            up_value, up_margin, up_moved = _precise_slope(uppers, gap_noise, rows_seen, significant, row, False)
-            down_value, down_margin, down_moved = _precise_slope(lowers, gap_noise, rows_seen, significant, row, False)
-            only_down = up_moved & ~np.isfinite(up_value) & np.isfinite(down_value) & ~passed
-            only_up = down_moved & ~np.isfinite(down_value) & np.isfinite(up_value) & ~passed
+            only_down = up_moved & ~np.isfinite(up_alone[0]) & np.isfinite(down_alone[0]) & ~passed
+            only_up = down_moved & ~np.isfinite(down_alone[0]) & np.isfinite(up_alone[0]) & ~passed
             anchored = (
-                np.where(only_down, down_value, np.where(only_up, up_value, np.nan)),
-                np.where(only_down, down_margin, np.where(only_up, up_margin, np.inf)),
+                np.where(only_down, down_alone[0], np.where(only_up, up_alone[0], np.nan)),
+                np.where(only_down, down_alone[1], np.where(only_up, up_alone[1], np.inf)),
             )
-        below_up = upper <= lower
-        bounds, precise = (
-            (
-                np.where(below_up, up[0], down[0]),
-                np.where(below_up, down[0], up[0]),
-                np.where(below_up, up[1], down[1]),
-                np.where(below_up, down[1], up[1]),
-            )
-            for up, down in ((own_up, own_down), (precise_up, precise_down))
-        )
         # where one slope still moves and the other does not, the other is the derivative on θ's side of a kink off θ
         # (the moving one crosses it as the steps shrink toward it): its value, with its own margin
         only_upper, only_lower = moving[1] & ~moving[0], moving[0] & ~moving[1]
@@ -1052,7 +1059,7 @@ def _kinks(
         kink,
         np.fmin(lower, upper),
         np.fmax(lower, upper),
-        (margin, bounds, precise),
+        (margin, margins, precise),
         settled,
         crossing,
         (

@@ -369,7 +369,7 @@ def judge_again(
     smooth_end: np.ndarray | bool = False,
     anchor: Anchor = NO_ANCHOR,
     inside: Finest = NO_FINEST,
-    bounds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    margins: tuple[np.ndarray, np.ndarray] | None = None,
     precise: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
@@ -377,8 +377,8 @@ def judge_again(
     ``lower``/``upper`` are the one-sided slopes extrapolated to step 0 and ``margin`` their uncertainty;
     they make the *room* ``atol + rtol·max|slope| + margin``. Where the slopes show a kink, the element is
     non-differentiable if its analytic value lies between them within that room, and beyond each slope within its own
-    (``bounds``, where given: ``(low, high, low's margin, high's)``, each slope's own measure; beyond ``precise``, the
-    same from coarser rows, it is ``unsettled``) (a valid subgradient),
+    (``margins``, where given: ``lower``'s and ``upper``'s; beyond ``precise``, ``(low, high, low's margin, high's)``
+    the slopes measured by coarser rows, it is ``unsettled``) (a valid subgradient),
     wrong if not (``unsettled``, :data:`UNSETTLED` for elements, where the slopes were still moving, ``settled`` False); its allowance is the room, and its estimate the first pass's. Elsewhere the refined
     estimate and its bar decide as in :func:`judge`, except that a disagreement within ``hidden`` (what a kink too
     small to see could make), or between the slopes where the curvature did not hold over the steps
@@ -416,10 +416,10 @@ def judge_again(
         # the whole gradient, a slope of each, "agreed" with tables of bars 7x their value, inconclusive, and no
         # line moved them together: the bug passed in 16 of 40 seeds).
         between = (analytic >= lower - room) & (analytic <= upper + room)
-        # on a kink, a value beyond a slope is at it within that slope's own measure (``bounds``), not the other's
-        # drift nor the finest rows' noise (a 1% error beyond the slope on θ's side of a where(x > 0) guard 1e-11 off θ,
-        # the loss plus 1e3, lay within the drift of the slope crossing the guard: review 85)
-        on_kink = between & _within(analytic, bounds, tolerance)
+        # on a kink, a value beyond a slope is at it within that slope's own margin (``margins``, each at most
+        # ``margin``), not the other's drift (a 1% error beyond the slope on θ's side of a where(x > 0) guard 1e-11 off
+        # θ, the loss plus 1e3, lay within the drift of the slope crossing the guard: review 85)
+        on_kink = between if margins is None else _within(analytic, (lower, upper, *margins), tolerance)
         # and one beyond a coarser row's slope, far more precise, that the finer rows bear out (``precise``) is
         # unsettled: a kink at θ, or one off θ closer than the finer rows resolve (review 86)
         doubtful = ~_within(analytic, precise, tolerance)
