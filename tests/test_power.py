@@ -20,7 +20,8 @@ import pipeline.testing
 from pipeline.errors import ConfigError
 from pipeline.examples import hard, zoo
 from pipeline.numerics.probe import ONE_SIDED
-from pipeline.numerics.refine import Refined, second_look, taylor
+from pipeline.numerics.refine import Refined, second_look
+from pipeline.numerics.taylor import taylor
 from pipeline.numerics.tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, WRONG, Tolerance, default_tolerance
 
 from . import models

@@ -17,7 +17,7 @@ from .fd import STENCILS
 from .layout import TensorSpec
 from .plan import Slots
 from .problem import Settings
-from .refine import TAYLOR_MULTIPLES
+from .taylor import TAYLOR_MULTIPLES
 
 __all__ = ["Cost", "estimate_cost"]
 

@@ -17,7 +17,8 @@ from ..model import as_loss_value
 from .fd import STENCILS, estimate, step_sizes
 from .problem import PIECE, Loaded, call_model, pieces
 from .reduce import DirectionResult
-from .refine import Row, beyond_the_edge, known_rows, second_look, taylor
+from .refine import Row, beyond_the_edge, known_rows, second_look
+from .taylor import taylor
 from .tolerance import CONVERGED, INCONCLUSIVE, NONDIFFERENTIABLE, WRONG, inconclusive, judge, suspects
 
 __all__ = ["check_direction", "direction_dots"]
@@ -128,7 +129,7 @@ def check_direction(
     quotient divides by the ``t`` the floats took along ``u`` (the projection of the move actually
     made). The direction is judged like an element: inconclusive when its bar exceeds
     :data:`~.tolerance.VERIFY_LIMIT` of ``|g·u|``, looked at again (:mod:`.refine`) when it disagrees or
-    is that wide. With ``settings.taylor`` it is judged by the Taylor test instead (:func:`.refine.taylor`).
+    is that wide. With ``settings.taylor`` it is judged by the Taylor test instead (:func:`.taylor.taylor`).
 
     Costs the scheme's stencil in losses (more for a second look or the Taylor test) whatever the
     tensor's size, and one copy of that tensor (the moved tensor) plus ``u``: one byte per element where no
