@@ -121,6 +121,33 @@ class _Dropout(Smooth):
 dropout = _Dropout()
 
 
+class _InPlaceGrad(Smooth):
+    """A backward pass that updates an array of its data in place (an LSTM step's ``dnext_c += ...``, review 87)."""
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        data["c_bias"] *= 1.5
+        return super().grad(params, data)
+
+
+in_place_grad = _InPlaceGrad()
+
+
+class _StatefulGrad(Smooth):
+    """A backward pass that changes state of the model's own that its loss reads."""
+
+    calls = 0
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return super().loss(params, data) + self.calls
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        self.calls += 1
+        return super().grad(params, data)
+
+
+stateful_grad = _StatefulGrad()
+
+
 # -- models for the reliability tests ---------------------------------------------------------
 # Gated: J = sum(c * sin θ) + 0.5 * sum(θ ** 2) over tensors `early` (100,) and `late` (100,).
 # While the file named by $GRADCHECK_TEST_GATE does not exist, a loss evaluated with an

@@ -295,6 +295,20 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         r"makes gradient checking meaningless; fix the random state inside the loss to check such a model\.",
     ),
     (
+        "grad updates its data in place",
+        _nothing,
+        _model("in_place_grad"),
+        r"Model grad modifies the arrays it is given in place \(data\['c_bias'\]\): the loss at θ was .* before grad "
+        r"ran and .* after\. grad must leave its inputs as they were; copy an array before updating it "
+        r"\(`x = x \+ \.\.\.`, not `x \+= \.\.\.`\)\.",
+    ),
+    (
+        "grad changes the model's state",
+        _nothing,
+        _model("stateful_grad"),
+        r"Model grad changes state the loss reads: the loss at θ was .* before grad ran and .* after\.",
+    ),
+    (
         "complex-step on a real model",
         _nothing,
         ["--set", "scheme=complex-step"],

@@ -9,6 +9,7 @@ a loss near θ that a resume compares.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -90,11 +91,7 @@ def probe(loaded: Loaded) -> ProbeResult:
     again = _loss_value(loaded, "at θ")
     spread = abs(again - loss)
     if spread > NONDETERMINISM_ULPS * _eps(settings) * max(abs(loss), np.finfo(np.float64).tiny):
-        raise ModelError(
-            f"Model loss is not deterministic: two evaluations at θ gave {loss!r} and {again!r} "
-            f"(spread {spread:.3g}, {spread / max(abs(loss), 1e-300):.3g} relative). Dropout or other randomness "
-            "makes gradient checking meaningless; fix the random state inside the loss to check such a model."
-        )
+        raise ModelError(_why_the_loss_changed(loaded, loss, again))
     spread = max(spread, _perturbed_at_theta(loaded, loss))
     reference = float64_copy(loaded)
     noise, sources, evaluations = _noise(loaded, loss, reference)
@@ -232,6 +229,44 @@ def _eps(settings: Settings) -> float:
     if settings.promote or settings.scheme == "complex-step":
         return float(np.finfo(np.float64).eps)
     return max(float(np.finfo(np.dtype(spec.dtype)).eps) for spec in settings.layout.tensors)
+
+
+def _why_the_loss_changed(loaded: Loaded, before: float, after: float) -> str:
+    """The message for a loss at θ that changed between two evaluations with the gradient computed between them:
+    randomness where a third evaluation differs again; else the model's ``grad`` changing what the loss reads (the
+    arrays it was given, named where running it again changes them: an LSTM step's ``dnext_c += ...`` on an array of
+    the data, review 87; or state of its own), which "randomness" would misname."""
+    spread = abs(after - before)
+    third = _loss_value(loaded, "at θ")
+    if third != after:
+        return (
+            f"Model loss is not deterministic: two evaluations at θ gave {before!r} and {after!r} "
+            f"(spread {spread:.3g}, {spread / max(abs(before), 1e-300):.3g} relative). Dropout or other randomness "
+            "makes gradient checking meaningless; fix the random state inside the loss to check such a model."
+        )
+    arrays = {
+        **{f"params['{k}']": v for k, v in loaded.params.items()},
+        **{f"data['{k}']": v for k, v in loaded.data.items()},
+    }
+    digests = {name: _digest(array) for name, array in arrays.items()}
+    call_model("grad at θ", loaded.model.grad, loaded.params, loaded.data)
+    changed = [name for name, array in arrays.items() if _digest(array) != digests[name]]
+    what = (
+        f"modifies the arrays it is given in place ({', '.join(changed)})"
+        if changed
+        else "changes state the loss reads"
+    )
+    return (
+        f"Model grad {what}: the loss at θ was {before!r} before grad ran and {after!r} after. grad must leave its "
+        "inputs as they were; copy an array before updating it (`x = x + ...`, not `x += ...`)."
+    )
+
+
+def _digest(array: object) -> bytes:
+    """A fingerprint of an array's values (its bytes), or of an object that is not an array (its repr)."""
+    if isinstance(array, np.ndarray) and not array.dtype.hasobject:
+        return hashlib.blake2b(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data).digest()
+    return hashlib.blake2b(repr(array).encode()).digest()
 
 
 def _loss_value(loaded: Loaded, where: str) -> float:
