@@ -302,14 +302,16 @@ def test_a_float32_sample_beside_kinks_a_step_away_still_verifies(seed: int) -> 
     """Review 75: the rule above, first applied to any kink, left correct float32 ReLU networks and max-pools on random
     data not verified when sampled: float32's steps cross a unit a step away, which they cannot pass inside, and 1
     or 2 elements of 16 stayed kinks. Only a tensor with kinks at θ itself (its noise probe's every line crossed one)
-    has partners a sample can miss."""
+    has partners a sample can miss. Since review 87 the second look sees most such kinks passed inside (the coarse
+    rows' gaps changed sign, the finer rows far below the jump that reading extrapolates to): not kinks at all."""
     params, data = models.relu_problem(seed, sizes=(8, 16, 16, 3), batch=32)
     params = {name: value.astype(np.float32) for name, value in params.items()}
     data = {name: value.astype(np.float32) if value.dtype.kind == "f" else value for name, value in data.items()}
     sample = {"sample_per_tensor": 16, "seed": seed}
     report = pipeline.check(models.ReluNet(), params, data, indices=sample)
     assert report.passed, str(report)
-    assert sum(t.n_nondifferentiable for t in report.tensors) >= 2
+    # (2 kinks each before: seed 3's are now inconclusive elements, one of seed 4's)
+    assert sum(t.n_nondifferentiable for t in report.tensors) <= 1
 
     class Planted(models.ReluNet):  # W2's gradient 5% too large: named, the sample notwithstanding
         def grad(self, params: Arrays, data: Arrays) -> Arrays:
@@ -317,6 +319,43 @@ def test_a_float32_sample_beside_kinks_a_step_away_still_verifies(seed: int) -> 
             return {**g, "W2": (g["W2"] * 1.05).astype(np.float32)}
 
     assert pipeline.check(Planted(), params, data, indices=sample).failing == ("W2",)
+
+
+def _relu_kink_off_theta(seed: int, ratio: float) -> tuple[Arrays, Arrays]:
+    """A float32 :class:`models.ReluNet` whose unit 0 of the first layer sits ``ratio`` float32 first steps
+    (``EPS**(1/5)``) below its kink at one sample: along ``b1[0]`` a kink that far above θ, the others 3 steps or more
+    away; the loss is smooth at θ."""
+    params, data = models.relu_problem(seed, sizes=(6, 6, 6, 4), batch=10)
+    z = data["X"] @ params["W1"][:, 0]
+    nearest = int(np.argmin(np.abs(z + params["b1"][0])))
+    params["b1"][0] = -z[nearest] - ratio * float(np.finfo(np.float32).eps) ** 0.2
+    params = {name: value.astype(np.float32) for name, value in params.items()}
+    data = {name: value.astype(np.float32) if value.dtype.kind == "f" else value for name, value in data.items()}
+    return params, data
+
+
+@pytest.mark.parametrize(
+    ("seed", "ratio", "factor"), [(1, 1.01, 1.1), (1, 1.6, 0.9), (12, 0.85, 1.03), (11, 0.65, 1.03)]
+)
+def test_a_float32_relu_a_step_or_two_off_theta_excuses_no_wrong_value_as_its_kink(
+    seed: int, ratio: float, factor: float
+) -> None:
+    """Review 87: a float32 ReLU network (cs231n's layers, ordinary data) passed 10% and 20% errors of an element whose
+    nearest kink was 0.54 to 1.01 first steps off θ, called a kink at θ. Only the coarse rows crossed it: their gaps
+    changed sign, which reads as a kink at θ that the curvature outweighed, and the finer rows' gaps, in their noise
+    or halving, were never weighed against the jump that reading extrapolates to. And a table leaping 8 times finer
+    where the gap grew landed where the gap was 4 noises: the rows it skipped would have shown it gone."""
+    params, data = _relu_kink_off_theta(seed, ratio)
+
+    class Scaled(models.ReluNet):
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            g = super().grad(params, data)
+            return {**g, "b1": (g["b1"] * np.array([factor, 1, 1, 1, 1, 1])).astype(np.float32)}
+
+    assert pipeline.check(models.ReluNet(), params, data).passed
+    bug = pipeline.check(Scaled(), params, data)
+    assert bug.failing == ("b1",), str(bug)
+    assert [w.status for w in bug.worst if w.tensor == "b1" and w.index == (0,)] == ["wrong"], str(bug)
 
 
 class _OverlappingPool:

@@ -96,6 +96,10 @@ KINK_BAND = 0.5
 #: A kink is not at θ where a finer row's gap fell this many times below it, the kink's gap being as many times
 #: that row's significance threshold (:func:`_kinks`).
 PASSED_KINK = 4.0
+#: Where the finest two significant gaps changed sign, the jump they extrapolate to must be this many times a finer
+#: row's noise for that row to contradict a kink at θ (its gap, not significant, lies 4 noises or more below it; a
+#: float32 table's leap past a ReLU 0.54 first steps off θ left the next row 8 times finer, the jump 8.8 noises there).
+FLIP_SEEN = 8.0
 #: A best estimate that disagrees with the analytic value is held to this many finer rows before the table
 #: stops: many kinks at scales below the coarse steps (a hinge or ReLU summed over a batch) bend the loss like
 #: a smooth function there, and the table converges on their value; the finer rows leave it.
@@ -525,6 +529,13 @@ def second_look(
         active[which[done]] = False
         with np.errstate(invalid="ignore"):
             leap = with_gap & (np.abs(ratio) > LEAP_RATIO) & (i + 1 >= len(known))
+            # and on an element's line where the steps do not approach θ (float32), only while the gap would stand
+            # far above the finer row's noise, LEAP times this one's: a kink at θ keeps its gap, and the rows past the
+            # leap must be able to tell (a float32 ReLU 0.65 first steps off θ, its gap 4 noises at the leapt row,
+            # where the rows it skipped would have shown 17: review 87). float64's leaps go on to where kinks a hair off
+            # θ are passed inside; a direction's line, which crosses every kink of its tensor, is not followed there.
+            if follow and not approach:
+                leap &= np.abs(gaps[i, which]) > PASSED_KINK * GAP_SIGNIFICANT * LEAP * gap_noise[i, which]
             # past the domain's edge, a leap too: the edge may lie far inside the first steps (K(m) at 1e-6 below
             # its pole at m = 1, whose first steps of 7.4e-4 and twice that reach m > 1: review 83)
             leap |= leading & (i + 1 >= len(known))
@@ -533,7 +544,7 @@ def second_look(
         leapt[which] = leap
         multiple[which] /= np.where(leap, LEAP, CON)
     kink, lower, upper, (margin, margins, precise), settled, crossing, anchor, inside, gap = _kinks(
-        gaps, gap_noise, lowers, uppers, best_row, (steps, centrals, roundings) if approach else None
+        gaps, gap_noise, lowers, uppers, best_row, steps, (centrals, roundings) if approach else None
     )
     with np.errstate(invalid="ignore"):
         bar = np.where(np.isfinite(error), error, np.abs(numeric)) + ROUNDING_GAIN * rounding_best
@@ -813,14 +824,15 @@ TESTED_ROWS, PRECISER = 2, 16.0
 def _precise_slope(
     slopes: np.ndarray,
     gap_noise: np.ndarray,
-    rows_seen: tuple[np.ndarray, np.ndarray, np.ndarray],
+    steps: np.ndarray,
+    rows_seen: tuple[np.ndarray, np.ndarray],
     significant: np.ndarray,
     row: np.ndarray,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]:
     """Per suspect, a one-sided slope's most precise extrapolation to step 0 that the finer rows bear out, and its margin
     (NaN and inf where none does): borne out by their slopes and central differences, and by their slopes alone; and
     whether a finer row's slope contradicted one (beyond those margins). From each row up to ``row`` whose gap is ``significant`` and whose row before is
-    :data:`CON` times coarser (``rows_seen``: the rows' steps, central differences and their rounding), ``2·s(h) −
+    :data:`CON` times coarser (``steps``; ``rows_seen``: the rows' central differences and their rounding), ``2·s(h) −
     s(2h)``, its margin the move plus :data:`GAP_SIGNIFICANT` times the gap's noise there; borne out where at least :data:`TESTED_ROWS` finer rows
     were evaluated and every one's slope lies within that
     margin plus :data:`GAP_SIGNIFICANT` times its gap's noise, and its central difference within the row's change from
@@ -828,7 +840,7 @@ def _precise_slope(
     every step, and the coarse rows, whose noise is the least, measure them best; kinks off θ move the finer rows'
     central differences as 1/h (two ReLUs 1e-11 either side of θ, whose probe's noise the kinks inflated 1e4 times,
     moved the slopes within their noise and the central differences 8 times beyond their rounding)."""
-    steps, centrals, roundings = rows_seen
+    centrals, roundings = rows_seen
     rows, k = slopes.shape
     both, alone = (np.full(k, np.nan), np.full(k, np.inf)), (np.full(k, np.nan), np.full(k, np.inf))
     contradicted = np.zeros(k, dtype=bool)
@@ -869,6 +881,23 @@ def _narrower(
     )
 
 
+def _last_flip(gaps: np.ndarray, significant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per suspect, the finest two successive ``significant`` rows whose gaps have opposite signs, coarser first (-1
+    where none)."""
+    rows, k = gaps.shape
+    coarser, finer = np.full(k, -1), np.full(k, -1)
+    previous = np.full(k, -1)
+    for i in range(rows):
+        here = significant[i]
+        with np.errstate(invalid="ignore"):
+            opposite = (
+                here & (previous >= 0) & (np.sign(gaps[i]) * np.sign(gaps[np.maximum(previous, 0), np.arange(k)]) < 0)
+            )
+        coarser, finer = np.where(opposite, previous, coarser), np.where(opposite, i, finer)
+        previous = np.where(here, i, previous)
+    return coarser, finer
+
+
 def _finest_significant(gaps: np.ndarray, gap_noise: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Which rows' gaps stand above their noise (:data:`GAP_SIGNIFICANT`), and per suspect the finest ``n`` such
     rows, coarsest first (-1 where there are fewer)."""
@@ -887,7 +916,8 @@ def _kinks(
     lowers: np.ndarray,
     uppers: np.ndarray,
     best_row: np.ndarray,
-    rows_seen: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    steps: np.ndarray,
+    rows_seen: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[
     np.ndarray,
     np.ndarray,
@@ -913,7 +943,7 @@ def _kinks(
     and extrapolated, s(0) ≈ 2·s(h) − s(2h);
     ``margin`` is how far that moved them plus the gap's noise there, with ``margins``, the low slope's and the high
     one's for a value beyond it: its own move and the noise where it settles and the other does not, else ``margin``;
-    and given ``rows_seen`` (the rows' steps, central differences and their rounding), ``precise`` (else None):
+    and given ``rows_seen`` (the rows' central differences and their rounding; ``steps``: each row's step), ``precise`` (else None):
     ``(low, high, low's margin, high's)`` from a coarser row where the finer rows bear it out and it is
     :data:`PRECISER` times narrower (:func:`_precise_slope`; NaN and inf elsewhere). ``settled``: each slope's last change
     was at most :data:`DRIFT_RATIO` of the one before, or lost in the noise (True with fewer than three rows);
@@ -950,6 +980,19 @@ def _kinks(
         below = np.abs(gaps) <= np.abs(g_first) / PASSED_KINK
         visible = np.abs(g_first) > PASSED_KINK * GAP_SIGNIFICANT * gap_noise
         passed = (first >= 0) & np.any(finer & below & visible, axis=0)
+        # Where two successive significant gaps changed sign, a kink at θ that the curvature outweighed at the coarser
+        # step has the jump their line extrapolates to step 0 (gap ≈ jump + c·h), and every finer row would show it: a
+        # finer row whose gap is below a quarter of it, where it stands FLIP_SEEN times that row's noise, is the steps
+        # inside a kink off θ (float32 ReLUs 0.54 to 1.9 first steps off θ, which only the coarse rows crossed: 3% to
+        # 20% errors passed as the kink's subgradient, review 87)
+        coarser, finer_flip = _last_flip(gaps, significant)
+        flip = finer_flip >= 0
+        g_c, g_f = (np.where(flip, gaps[np.maximum(r, 0), at], np.nan) for r in (coarser, finer_flip))
+        s_c, s_f = (np.where(flip, steps[np.maximum(r, 0), at], np.nan) for r in (coarser, finer_flip))
+        jump = np.abs((g_f * s_c - g_c * s_f) / (s_c - s_f))
+        beyond = (np.arange(rows)[:, None] > finer_flip) & np.isfinite(gaps)
+        seen = (np.abs(gaps) <= jump / PASSED_KINK) & (jump > FLIP_SEEN * gap_noise)
+        passed |= flip & np.any(beyond & seen, axis=0)
     kink = (flipped | kept) & ~halving & ~passed
     # For a random direction's line (Refined.crossing): a gap that changed sign at a coarser significant row and has
     # not halved since is a jump at θ that the curvature outweighed at the coarse steps (a smooth function's gap ends
@@ -1007,7 +1050,7 @@ def _kinks(
         anchored = (np.full(k, np.nan), np.full(k, np.inf))
         if rows_seen is not None:  # and a coarser row's, where the finer rows bear it out and it is far narrower
             (up_both, up_alone, up_moved), (down_both, down_alone, down_moved) = (
-                _precise_slope(slopes, gap_noise, rows_seen, significant, row) for slopes in (uppers, lowers)
+                _precise_slope(slopes, gap_noise, steps, rows_seen, significant, row) for slopes in (uppers, lowers)
             )
             precise_up, precise_down = (
                 _narrower(own, measure, ~passed) for own, measure in ((own_up, up_both), (own_down, down_both))
