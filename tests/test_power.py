@@ -358,6 +358,41 @@ def test_a_float32_relu_a_step_or_two_off_theta_excuses_no_wrong_value_as_its_ki
     assert [w.status for w in bug.worst if w.tensor == "b1" and w.index == (0,)] == ["wrong"], str(bug)
 
 
+class _KinkBesideALargerOne:
+    """``relu(b0) − 30·relu(b0 − d) + 0.3·Σcos(3b + 0.2) + Σb[1:]²`` at ``b0 = 0``: a kink at θ (jump 1) and a 30 times
+    larger one ``d`` off θ; ``relu'(0) = at_zero``, either one-sided slope a valid subgradient."""
+
+    def __init__(self, d: float, at_zero: float) -> None:
+        self.d, self.at_zero = d, at_zero
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        b = params["b"]
+        t = b.dtype.type  # (computed in the parameters' dtype)
+        kinks = np.maximum(b[0], 0) - t(30) * np.maximum(b[0] - t(self.d), 0)
+        return float(kinks + t(0.3) * np.sum(np.cos(b * t(3) + t(0.2))) + np.sum(b[1:] ** 2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        b = params["b"].astype(np.float64)
+        g = -0.9 * np.sin(3 * b + 0.2)
+        g[1:] += 2 * b[1:]
+        g[0] += (self.at_zero if b[0] == 0 else float(b[0] > 0)) - 30 * float(b[0] > self.d)
+        return {"b": g.astype(params["b"].dtype)}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("ratio", [0.3, 1.6])
+def test_a_kink_at_theta_beside_a_larger_one_only_the_coarse_rows_cross_stays_a_kink(ratio: float, dtype: str) -> None:
+    """Review 88, against the rule above: the coarse rows' gap crosses the larger kink and changes sign, and the line
+    through the two rows extrapolates to a jump 10 times the one at θ, which the finer rows show above their noise: a
+    kink at θ of its own. Taken for the steps inside a kink off θ, its valid subgradients were unsettled."""
+    d = float(np.asarray(ratio * float(np.finfo(dtype).eps) ** 0.2, dtype=dtype))
+    params = {"b": np.array([0.0, 0.1, -0.2], dtype=dtype)}
+    for at_zero in (0.0, 1.0):
+        report = pipeline.check(_KinkBesideALargerOne(d, at_zero), params, {})
+        assert report.passed, str(report)
+        assert [w.status for w in report.worst if w.index == (0,)] == ["non-differentiable"], str(report)
+
+
 class _OverlappingPool:
     """``Σ maxpool3x3 at stride 1 (X) · R``, the gradient to each window's first maximum (numpy-ml's, torch's); with
     ``share``, a tied window's first maximum gets that share of its gradient (0.5: a bug only ties show), and every

@@ -982,16 +982,17 @@ def _kinks(
         passed = (first >= 0) & np.any(finer & below & visible, axis=0)
         # Where two successive significant gaps changed sign, a kink at θ that the curvature outweighed at the coarser
         # step has the jump their line extrapolates to step 0 (gap ≈ jump + c·h), and every finer row would show it: a
-        # finer row whose gap is below a quarter of it, where it stands FLIP_SEEN times that row's noise, is the steps
-        # inside a kink off θ (float32 ReLUs 0.54 to 1.9 first steps off θ, which only the coarse rows crossed: 3% to
-        # 20% errors passed as the kink's subgradient, review 87)
+        # finer row whose gap lies in its noise and below a quarter of it, where it stands FLIP_SEEN times that noise,
+        # is the steps inside a kink off θ (float32 ReLUs 0.54 to 1.9 first steps off θ, which only the coarse rows
+        # crossed: 3% to 20% errors passed as the kink's subgradient, review 87). A finer gap above its noise is a kink
+        # at θ of its own, beside a larger one off θ that only the coarser row crossed (review 88)
         coarser, finer_flip = _last_flip(gaps, significant)
         flip = finer_flip >= 0
         g_c, g_f = (np.where(flip, gaps[np.maximum(r, 0), at], np.nan) for r in (coarser, finer_flip))
         s_c, s_f = (np.where(flip, steps[np.maximum(r, 0), at], np.nan) for r in (coarser, finer_flip))
         jump = np.abs((g_f * s_c - g_c * s_f) / (s_c - s_f))
         beyond = (np.arange(rows)[:, None] > finer_flip) & np.isfinite(gaps)
-        seen = (np.abs(gaps) <= jump / PASSED_KINK) & (jump > FLIP_SEEN * gap_noise)
+        seen = (np.abs(gaps) <= jump / PASSED_KINK) & (jump > FLIP_SEEN * gap_noise) & ~significant
         passed |= flip & np.any(beyond & seen, axis=0)
     kink = (flipped | kept) & ~halving & ~passed
     # For a random direction's line (Refined.crossing): a gap that changed sign at a coarser significant row and has
