@@ -96,9 +96,10 @@ KINK_BAND = 0.5
 #: A kink is not at θ where a finer row's gap fell this many times below it, the kink's gap being as many times
 #: that row's significance threshold (:func:`_kinks`).
 PASSED_KINK = 4.0
-#: Where the finest two significant gaps changed sign, the jump they extrapolate to must be this many times a finer
-#: row's noise for that row to contradict a kink at θ (its gap, not significant, lies 4 noises or more below it; a
-#: float32 table's leap past a ReLU 0.54 first steps off θ left the next row 8 times finer, the jump 8.8 noises there).
+#: Where two successive significant gaps changed sign, the jump they extrapolate to must be this many times a finer
+#: row's noise for that row's gap, in its noise, to contradict a kink at θ (:func:`_kinks`; the gap lies 4 noises or
+#: more below the jump: a float32 table's leap past a ReLU 0.54 first steps off θ left the next row 8 times finer, the
+#: jump 8.8 noises there).
 FLIP_SEEN = 8.0
 #: A best estimate that disagrees with the analytic value is held to this many finer rows before the table
 #: stops: many kinks at scales below the coarse steps (a hinge or ReLU summed over a batch) bend the loss like
@@ -961,7 +962,9 @@ def _kinks(
         g_last = np.where(last >= 0, gaps[np.maximum(last, 0), at], np.nan)
         g_before = np.where(before >= 0, gaps[np.maximum(before, 0), at], np.nan)
         g_first = np.where(first >= 0, gaps[np.maximum(first, 0), at], np.nan)
-        flipped = (before >= 0) & (np.sign(g_last) * np.sign(g_before) < 0)
+        # the finest two successive significant gaps changed sign (``_last_flip`` at the finest pair)
+        coarser, finer_flip = _last_flip(gaps, significant)
+        flipped = (last >= 0) & (finer_flip == last)
         # the finest significant pair 4x apart in step
         two_back = np.maximum(last - 2, 0)
         pair = (last >= 2) & significant[two_back, at]
@@ -986,7 +989,6 @@ def _kinks(
         # is the steps inside a kink off θ (float32 ReLUs 0.54 to 1.9 first steps off θ, which only the coarse rows
         # crossed: 3% to 20% errors passed as the kink's subgradient, review 87). A finer gap above its noise is a kink
         # at θ of its own, beside a larger one off θ that only the coarser row crossed (review 88)
-        coarser, finer_flip = _last_flip(gaps, significant)
         flip = finer_flip >= 0
         g_c, g_f = (np.where(flip, gaps[np.maximum(r, 0), at], np.nan) for r in (coarser, finer_flip))
         s_c, s_f = (np.where(flip, steps[np.maximum(r, 0), at], np.nan) for r in (coarser, finer_flip))
