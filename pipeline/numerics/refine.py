@@ -101,6 +101,9 @@ PASSED_KINK = 4.0
 #: more below the jump: a float32 table's leap past a ReLU 0.54 first steps off θ left the next row 8 times finer, the
 #: jump 8.8 noises there).
 FLIP_SEEN = 8.0
+#: ...or, where no finer row's gap stood above its noise, one fell this many times its noise below the line the two
+#: gaps draw (jump + c·h at its step), to half of it or less.
+FLIP_FELL = 3.0
 #: A best estimate that disagrees with the analytic value is held to this many finer rows before the table
 #: stops: many kinks at scales below the coarse steps (a hinge or ReLU summed over a batch) bend the loss like
 #: a smooth function there, and the table converges on their value; the finer rows leave it.
@@ -937,9 +940,9 @@ def _kinks(
     """Per suspect: whether it sits on a kink, the one-sided slopes extrapolated to step 0, and their margin.
 
     Only the finest significant gaps decide: a kink when the finest two 4x apart in step are within a
-    factor 1/:data:`KINK_BAND` of each other (a kink a little off θ makes the gap grow toward the jump)
-    or the finest two changed sign (curvature outweighing a small jump at coarse steps); never when the
-    finest three halve in turn (the asymptotic regime of a smooth function). The slopes are taken at the
+    factor 1/:data:`KINK_BAND` of each other (a kink a little off θ makes the gap grow toward the jump), the row
+    between them not halving it into the finer one, or the finest two changed sign (curvature outweighing a small
+    jump at coarse steps); never when the finest three halve in turn (the asymptotic regime of a smooth function). The slopes are taken at the
     finest significant step (where none is, at the table's best estimate's, ``best_row``, or else the first step's)
     and extrapolated, s(0) ≈ 2·s(h) − s(2h);
     ``margin`` is how far that moved them plus the gap's noise there, with ``margins``, the low slope's and the high
@@ -970,6 +973,14 @@ def _kinks(
         pair = (last >= 2) & significant[two_back, at]
         ratio = g_last / gaps[two_back, at]
         kept = pair & (ratio >= KINK_BAND) & (ratio <= 1 / KINK_BAND)
+        # ...unless the row between them halved the gap into the finer one, as a smooth function's does, beyond the
+        # finer gap's noise: a kink at θ's gap, jump + f''·h, cannot do both (a halving bounds the jump below half the
+        # finer gap, and puts the gap 4x coarser at 2.6 times it or more), so the coarser row crossed a kink off θ (a
+        # float32 ReLU 0.72 first steps off θ: gaps 5.1e-4, 1.5e-3, 7.4e-4, the last two a smooth function's; a 3% error
+        # passed as the kink's subgradient)
+        g_last_noise = np.where(last >= 0, gap_noise[np.maximum(last, 0), at], np.inf)
+        halved = np.abs(g_last / g_before - 0.5) + g_last_noise / np.abs(g_before) <= SMOOTH_GAP
+        kept &= ~((before == last - 1) & _one_halving(steps, before, last) & halved)
         consecutive = (first >= 0) & (last - before == 1) & (before - first == 1)
         halving = (
             consecutive
@@ -992,10 +1003,20 @@ def _kinks(
         flip = finer_flip >= 0
         g_c, g_f = (np.where(flip, gaps[np.maximum(r, 0), at], np.nan) for r in (coarser, finer_flip))
         s_c, s_f = (np.where(flip, steps[np.maximum(r, 0), at], np.nan) for r in (coarser, finer_flip))
-        jump = np.abs((g_f * s_c - g_c * s_f) / (s_c - s_f))
+        signed = (g_f * s_c - g_c * s_f) / (s_c - s_f)
+        jump = np.abs(signed)
         beyond = (np.arange(rows)[:, None] > finer_flip) & np.isfinite(gaps)
         seen = (np.abs(gaps) <= jump / PASSED_KINK) & (jump > FLIP_SEEN * gap_noise) & ~significant
         passed |= flip & np.any(beyond & seen, axis=0)
+        # Where no finer row's gap stood above its noise (none showed the jump), one that fell FLIP_FELL noises below
+        # the line itself, jump + c·h, and to half of it is the steps inside a kink off θ too (a float32 ReLU 0.41 first
+        # steps off θ: the line at 1.1e-3 there, the gap 4.2e-4 and 3.2 noises below it, halving the finest significant
+        # gap). Where finer rows showed it, the kink is at their scale, and one falling toward a kink off θ closer still
+        # (1.5e-9 off θ, past the steps' reach in float64) leaves a value outside their slopes wrong.
+        line = signed + (g_c - g_f) / (s_c - s_f) * steps
+        fell = (np.sign(signed) * (line - gaps) > FLIP_FELL * gap_noise) & (np.abs(gaps) <= np.abs(line) / 2)
+        fell &= (np.sign(line) == np.sign(signed)) & ~significant
+        passed |= flip & np.any(beyond & fell, axis=0) & ~np.any(beyond & significant, axis=0)
     kink = (flipped | kept) & ~halving & ~passed
     # For a random direction's line (Refined.crossing): a gap that changed sign at a coarser significant row and has
     # not halved since is a jump at θ that the curvature outweighed at the coarse steps (a smooth function's gap ends
