@@ -51,13 +51,6 @@ PER_BUCKET = 4
 FIRST_STEP = float(np.finfo(np.float32).eps) ** 0.2
 
 
-def problem(seed: int) -> tuple[Arrays, Arrays]:
-    params, data = models.relu_problem(seed, sizes=(10, 12, 12, 5), batch=50)
-    params = {name: value.astype(np.float32) for name, value in params.items()}
-    data = {name: value.astype(np.float32) if value.dtype.kind == "f" else value for name, value in data.items()}
-    return params, data
-
-
 def nearest_kinks(params: Arrays, data: Arrays) -> dict[tuple[str, tuple[int, ...]], float]:
     """Per element of W1, b1, W2, b2: the distance to the nearest kink of its own layer along it, in first steps
     (a sample whose unit's input crosses 0 there; along a first-layer element the second layer's kinks move too,
@@ -80,26 +73,13 @@ def nearest_kinks(params: Arrays, data: Arrays) -> dict[tuple[str, tuple[int, ..
     return found
 
 
-class Planted(models.ReluNet):
-    """:class:`models.ReluNet` with one element of its gradient times ``factor``."""
-
-    def __init__(self, tensor: str, index: tuple[int, ...], factor: float) -> None:
-        self.tensor, self.index, self.factor = tensor, index, factor
-
-    def grad(self, params: Arrays, data: Arrays) -> Arrays:
-        g = super().grad(params, data)
-        scaled = g[self.tensor].copy()
-        scaled[self.index] *= self.factor
-        return {**g, self.tensor: scaled.astype(np.float32)}
-
-
 def run(seeds: int) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """The correct networks' verdicts per seed, and every planted error's."""
     rng = np.random.default_rng(0)
     correct: dict[str, str] = {}
     planted: list[dict[str, Any]] = []
     for seed in range(seeds):
-        params, data = problem(seed)
+        params, data = models.relu_problem(seed, sizes=(10, 12, 12, 5), batch=50, dtype=np.float32)
         correct[str(seed)] = pipeline.check(models.ReluNet(), params, data).verdict
         distances = nearest_kinks(params, data)
         gradient = models.ReluNet().grad(params, data)
@@ -108,7 +88,7 @@ def run(seeds: int) -> tuple[dict[str, str], list[dict[str, Any]]]:
             for k in rng.permutation(len(inside))[:PER_BUCKET]:
                 tensor, index = inside[k]
                 for factor in FACTORS:
-                    report = pipeline.check(Planted(tensor, index, factor), params, data, worst=10**6)
+                    report = pipeline.check(models.ReluNet(planted=(tensor, index, factor)), params, data, worst=10**6)
                     (status,) = [w.status for w in report.worst if w.tensor == tensor and w.index == index]
                     planted.append(
                         {

@@ -305,9 +305,10 @@ def slow_problem(n: int = 400) -> tuple[Arrays, Arrays]:
 class ReluNet:
     """Two ReLU layers and a softmax cross-entropy over a batch, backward by hand (nnfs's network, as a held-out
     sweep checked it): along a random direction of a weight tensor the loss crosses kinks at every scale.
-    ``w2_scale`` multiplies W2's gradient (1: correct)."""
+    ``w2_scale`` multiplies W2's gradient (1: correct); ``planted``, ``(tensor, index, factor)``, one element's."""
 
     w2_scale: float = 1.0
+    planted: tuple[str, tuple[int, ...], float] | None = None
 
     def _forward(self, p: Arrays, d: Arrays) -> tuple[np.ndarray, ...]:
         z1 = d["X"] @ p["W1"] + p["b1"]
@@ -331,14 +332,29 @@ class ReluNet:
         dz2 = (dz3 @ params["W3"].T) * (z2 > 0)
         dz1 = (dz2 @ params["W2"].T) * (z1 > 0)
         g = {"W1": data["X"].T @ dz1, "b1": dz1.sum(0), "W2": a1.T @ dz2 * self.w2_scale, "b2": dz2.sum(0)}
-        return {**g, "W3": a2.T @ dz3, "b3": dz3.sum(0)}
+        g = {**g, "W3": a2.T @ dz3, "b3": dz3.sum(0)}
+        if self.planted is not None:
+            tensor, index, factor = self.planted
+            g[tensor] = g[tensor].copy()
+            g[tensor][index] *= factor
+        return g
 
 
-def relu_problem(seed: int, sizes: tuple[int, ...] = (16, 64, 64, 4), batch: int = 64) -> tuple[Arrays, Arrays]:
-    """:class:`ReluNet`'s parameters (He-initialised) and a batch of inputs and class labels."""
+def relu_problem(
+    seed: int, sizes: tuple[int, ...] = (16, 64, 64, 4), batch: int = 64, dtype: type = np.float64
+) -> tuple[Arrays, Arrays]:
+    """:class:`ReluNet`'s parameters (He-initialised) and a batch of inputs and class labels, in ``dtype``."""
     rng = np.random.default_rng(seed)
     params: Arrays = {}
     for k, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
         params[f"W{k}"] = rng.normal(size=(fan_in, fan_out)) * np.sqrt(2 / fan_in)
         params[f"b{k}"] = rng.normal(size=fan_out) * 0.1
-    return params, {"X": rng.normal(size=(batch, sizes[0])), "y": rng.integers(0, sizes[-1], batch)}
+    return in_dtype(params, {"X": rng.normal(size=(batch, sizes[0])), "y": rng.integers(0, sizes[-1], batch)}, dtype)
+
+
+def in_dtype(params: Arrays, data: Arrays, dtype: type) -> tuple[Arrays, Arrays]:
+    """The parameters and the floating-point data cast to ``dtype`` (integer data, class labels, as they are)."""
+    return (
+        {name: value.astype(dtype) for name, value in params.items()},
+        {name: value.astype(dtype) if value.dtype.kind == "f" else value for name, value in data.items()},
+    )

@@ -304,21 +304,14 @@ def test_a_float32_sample_beside_kinks_a_step_away_still_verifies(seed: int) -> 
     or 2 elements of 16 stayed kinks. Only a tensor with kinks at θ itself (its noise probe's every line crossed one)
     has partners a sample can miss. Since review 87 the second look sees most such kinks passed inside (the coarse
     rows' gaps changed sign, the finer rows far below the jump that reading extrapolates to): not kinks at all."""
-    params, data = models.relu_problem(seed, sizes=(8, 16, 16, 3), batch=32)
-    params = {name: value.astype(np.float32) for name, value in params.items()}
-    data = {name: value.astype(np.float32) if value.dtype.kind == "f" else value for name, value in data.items()}
+    params, data = models.relu_problem(seed, sizes=(8, 16, 16, 3), batch=32, dtype=np.float32)
     sample = {"sample_per_tensor": 16, "seed": seed}
     report = pipeline.check(models.ReluNet(), params, data, indices=sample)
     assert report.passed, str(report)
     # (2 kinks each before: seed 3's are now inconclusive elements, one of seed 4's)
     assert sum(t.n_nondifferentiable for t in report.tensors) <= 1
-
-    class Planted(models.ReluNet):  # W2's gradient 5% too large: named, the sample notwithstanding
-        def grad(self, params: Arrays, data: Arrays) -> Arrays:
-            g = super().grad(params, data)
-            return {**g, "W2": (g["W2"] * 1.05).astype(np.float32)}
-
-    assert pipeline.check(Planted(), params, data, indices=sample).failing == ("W2",)
+    # W2's gradient 5% too large: named, the sample notwithstanding
+    assert pipeline.check(models.ReluNet(1.05), params, data, indices=sample).failing == ("W2",)
 
 
 def _relu_kink_off_theta(seed: int, ratio: float) -> tuple[Arrays, Arrays]:
@@ -329,9 +322,7 @@ def _relu_kink_off_theta(seed: int, ratio: float) -> tuple[Arrays, Arrays]:
     z = data["X"] @ params["W1"][:, 0]
     nearest = int(np.argmin(np.abs(z + params["b1"][0])))
     params["b1"][0] = -z[nearest] - ratio * float(np.finfo(np.float32).eps) ** 0.2
-    params = {name: value.astype(np.float32) for name, value in params.items()}
-    data = {name: value.astype(np.float32) if value.dtype.kind == "f" else value for name, value in data.items()}
-    return params, data
+    return models.in_dtype(params, data, np.float32)
 
 
 @pytest.mark.parametrize(
@@ -349,37 +340,10 @@ def test_a_float32_relu_a_step_or_two_off_theta_excuses_no_wrong_value_as_its_ki
     a gap that kept its size over 4x smaller steps passed for a kink at θ where the step between had halved it, as a
     smooth function's gap halves (seed 14: 3% errors passed)."""
     params, data = _relu_kink_off_theta(seed, ratio)
-
-    class Scaled(models.ReluNet):
-        def grad(self, params: Arrays, data: Arrays) -> Arrays:
-            g = super().grad(params, data)
-            return {**g, "b1": (g["b1"] * np.array([factor, 1, 1, 1, 1, 1])).astype(np.float32)}
-
     assert pipeline.check(models.ReluNet(), params, data).passed
-    bug = pipeline.check(Scaled(), params, data)
+    bug = pipeline.check(models.ReluNet(planted=("b1", (0,), factor)), params, data)
     assert bug.failing == ("b1",), str(bug)
     assert [w.status for w in bug.worst if w.tensor == "b1" and w.index == (0,)] == ["wrong"], str(bug)
-
-
-def _float32_relu_network(seed: int) -> tuple[Arrays, Arrays]:
-    """An ordinary float32 :class:`models.ReluNet` (He init, normal data) of review 88's size."""
-    params, data = models.relu_problem(seed, sizes=(10, 12, 12, 5), batch=50)
-    params = {name: value.astype(np.float32) for name, value in params.items()}
-    data = {name: value.astype(np.float32) if value.dtype.kind == "f" else value for name, value in data.items()}
-    return params, data
-
-
-def _scaled_relu_network(tensor: str, index: tuple[int, ...], factor: float) -> models.ReluNet:
-    """:class:`models.ReluNet` with one element of its float32 gradient times ``factor``."""
-
-    class Scaled(models.ReluNet):
-        def grad(self, params: Arrays, data: Arrays) -> Arrays:
-            g = super().grad(params, data)
-            scaled = g[tensor].copy()
-            scaled[index] *= factor
-            return {**g, tensor: scaled.astype(np.float32)}
-
-    return Scaled()
 
 
 @pytest.mark.parametrize(
@@ -403,9 +367,9 @@ def test_a_float32_relu_network_passes_no_wrong_value_as_the_subgradient_of_a_ki
     x1.1 and x0.9). The last three: kinks 0.003 to 0.012 steps off, closer than float32's noise lets its steps go, a
     kink at θ as far as float32 can tell; the float64 copy judged them under the float32 check's noise, its bars a
     quarter of the value. Under its own noise its steps pass inside the kink."""
-    params, data = _float32_relu_network(seed)
+    params, data = models.relu_problem(seed, sizes=(10, 12, 12, 5), batch=50, dtype=np.float32)
     assert pipeline.check(models.ReluNet(), params, data).passed
-    bug = pipeline.check(_scaled_relu_network(tensor, index, factor), params, data)
+    bug = pipeline.check(models.ReluNet(planted=(tensor, index, factor)), params, data)
     assert bug.failing == (tensor,), str(bug)
     assert [w.status for w in bug.worst if w.tensor == tensor and w.index == index] == ["wrong"], str(bug)
 

@@ -942,9 +942,9 @@ def _kinks(
     Only the finest significant gaps decide: a kink when the finest two 4x apart in step are within a
     factor 1/:data:`KINK_BAND` of each other (a kink a little off θ makes the gap grow toward the jump), the row
     between them not halving it into the finer one, or the finest two changed sign (curvature outweighing a small
-    jump at coarse steps); never when the finest three halve in turn (the asymptotic regime of a smooth function). The slopes are taken at the
-    finest significant step (where none is, at the table's best estimate's, ``best_row``, or else the first step's)
-    and extrapolated, s(0) ≈ 2·s(h) − s(2h);
+    jump at coarse steps); never when the finest three halve in turn (the asymptotic regime of a smooth function).
+    The slopes are taken at the finest significant step (where none is, at the table's best estimate's,
+    ``best_row``, or else the first step's) and extrapolated, s(0) ≈ 2·s(h) − s(2h);
     ``margin`` is how far that moved them plus the gap's noise there, with ``margins``, the low slope's and the high
     one's for a value beyond it: its own move and the noise where it settles and the other does not, else ``margin``;
     and given ``rows_seen`` (the rows' central differences and their rounding; ``steps``: each row's step), ``precise`` (else None):
@@ -978,9 +978,8 @@ def _kinks(
         # finer gap, and puts the gap 4x coarser at 2.6 times it or more), so the coarser row crossed a kink off θ (a
         # float32 ReLU 0.72 first steps off θ: gaps 5.1e-4, 1.5e-3, 7.4e-4, the last two a smooth function's; a 3% error
         # passed as the kink's subgradient)
-        g_last_noise = np.where(last >= 0, gap_noise[np.maximum(last, 0), at], np.inf)
-        halved = np.abs(g_last / g_before - 0.5) + g_last_noise / np.abs(g_before) <= SMOOTH_GAP
-        kept &= ~((before == last - 1) & _one_halving(steps, before, last) & halved)
+        halved = np.abs(g_last / g_before - 0.5) + gap_noise[np.maximum(last, 0), at] / np.abs(g_before) <= SMOOTH_GAP
+        kept &= ~(_one_halving(steps, before, last) & halved)
         consecutive = (first >= 0) & (last - before == 1) & (before - first == 1)
         halving = (
             consecutive
