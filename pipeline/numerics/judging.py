@@ -104,11 +104,17 @@ def kink_codes(status: np.ndarray, sides: Sides) -> np.ndarray:
 
 
 def judge_group(
-    loaded: Loaded, group: Group, first: FirstPass, analytic: np.ndarray, kinked: frozenset[str] = frozenset()
+    loaded: Loaded,
+    group: Group,
+    first: FirstPass,
+    analytic: np.ndarray,
+    kinked: frozenset[str] = frozenset(),
+    approach: bool | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides], tuple[int, int]]:
     """A group's ``(numeric, allowed, status, steps, sides)``, judged from its first pass (:func:`first_pass`) and,
     for suspects, a second look (:func:`_look_again`; ``sides``: what it found of their one-sided slopes; ``kinked``:
-    tensors known to have kinks); and ``(how many suspects, the losses their look took)``."""
+    tensors known to have kinks; ``approach``: whether a kink's look may leap toward θ, by default where the group is
+    float64, :func:`.refine.second_look`); and ``(how many suspects, the losses their look took)``."""
     settings, est = loaded.settings, first.est
     numeric, steps = est.numeric.copy(), first.h.copy()
     # one tolerance per group: it depends on the dtype and the scheme
@@ -131,6 +137,7 @@ def judge_group(
                 scale,
                 precision,
                 kinked,
+                group.dtype == "float64" if approach is None else approach,
             )
             for mine, found in zip(sides, looked, strict=True):
                 mine[suspect] = found
@@ -183,6 +190,7 @@ def rechecked_in_float64(
             first.table[chosen][:, :2],
             loaded.settings.noise if round == "undecided" else None,
             kinked,
+            round == "in float64",
         )
         looked, evaluations = looked + n, evaluations + cost
         interacting[chosen] |= found
@@ -258,6 +266,7 @@ def _float32_only(
     losses_at_step: np.ndarray,
     noise: tuple[float, ...] | None = None,
     kinked: frozenset[str] = frozenset(),
+    approach: bool = False,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[int, int]]:
     """The wrong (or undecided) elements of a float32 group judged again on the model computing in float64
     (:meth:`~.problem.Loaded.float64_twin`), tensor by tensor, :data:`RECHECK_BATCH` at a time; a tensor's
@@ -274,7 +283,9 @@ def _float32_only(
     at float64's steps a kink's element had bars a quarter of its value, and 3% errors passed as the subgradients of
     kinks a hair off θ). Where the model does not compute in float64 indeed (:func:`_in_float64_indeed`), an undecided
     element is judged under the float32 check's noise (``loaded.settings.noise``), an upper bound of the float64
-    loss's.
+    loss's. ``approach``: where it computes in float64 indeed, the twin's look at a kink leaps toward θ
+    (:func:`.refine.second_look`) and passes inside kinks a float32 unit or two off θ, which float32 cannot tell from
+    kinks at θ (review 89: 3% errors between their slopes passed as their subgradients).
 
     ``at_step`` holds each element's first float32 points ``θ ± h`` (in float64: they are float32 values) and
     ``losses_at_step`` the float32 losses there: the float64 model is evaluated at the same points, and their
@@ -293,7 +304,7 @@ def _float32_only(
         for at in batches:
             part = subgroup(group, np.isin(np.arange(status.size), at))
             try:
-                exact, judged, spent = _in_float64(twin, part, noise, kinked)
+                exact, judged, spent = _in_float64(twin, part, noise, kinked, approach)
                 (same_points,) = losses_of(twin, [part], [at_step[at]])
             except ModelError:  # the model cannot compute so in float64: no twin for the rest of the run
                 loaded.drop_float64_twin()
@@ -319,13 +330,17 @@ def _float32_only(
 
 
 def _in_float64(
-    twin: Loaded, group: Group, noise: tuple[float, ...] | None = None, kinked: frozenset[str] = frozenset()
+    twin: Loaded,
+    group: Group,
+    noise: tuple[float, ...] | None = None,
+    kinked: frozenset[str] = frozenset(),
+    approach: bool = False,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]:
     """A group judged on a run's float64 twin as `precision: float64` judges it: the loss's noise along its
     tensors measured once, as the probe does (or ``noise`` given, per tensor), then a first pass and a second look.
     Its float64 analytic values, ``(numeric, allowed, status, kinked, interacting)`` (``kinked``: where its second
     look saw a kink; ``interacting``: a kink whose value derivatives at points near θ bear out, :mod:`.nearby`), and
-    the losses that took."""
+    the losses that took. ``approach``: see :func:`_float32_only`."""
     cost, own = 0, twin.settings
     if noise is None:
         measured = list(own.noise or [math.nan] * len(own.layout.tensors))
@@ -342,7 +357,7 @@ def _in_float64(
         exact = np.concatenate(
             [np.asarray(gradient[spec.name]).reshape(-1)[positions] for spec, positions in group.segments]
         ).astype(np.float64)
-        (numeric, allowed, status, _, sides), (_, looked) = judge_group(twin, group, first, exact, kinked)
+        (numeric, allowed, status, _, sides), (_, looked) = judge_group(twin, group, first, exact, kinked, approach)
     finally:
         twin.settings = own
     return exact, (numeric, allowed, status, sides.kink, sides.interacting), cost + first.table.size + looked
@@ -359,6 +374,7 @@ def _look_again(
     scale: np.ndarray,
     precision: str,
     kinked: frozenset[str] = frozenset(),
+    approach: bool = False,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides], int]:
     """The second look (:func:`.refine.second_look`) at a group's suspect elements, each along its own axis,
     and its verdicts (:func:`.tolerance.judge_again`).
@@ -400,7 +416,7 @@ def _look_again(
         analytic,
         (est.numeric[k], est.bar[k], est.smooth[k]),
         past_edge,
-        approach=group.dtype == "float64",  # (not float32 promoted: its twin may round to float32 inside)
+        approach=approach,
     )
     # an element outside slopes still moving is UNSETTLED: its tensor is not verified (a direction stays inconclusive)
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance, UNSETTLED)

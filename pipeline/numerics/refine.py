@@ -374,8 +374,11 @@ def second_look(
         inside kinks off θ closer than the step. Taken for float64 parameters, whose loss resolves steps far finer
         than the table's CON halvings reach. Not for float32 ones: their leap floor is near their first steps, and
         there the leaps reached only where a kink off θ still moved a slope within the noise, leaving 3% errors a
-        kink at θ had failed unsettled (features benchmark: 48, none gained); nor on their float64 twin, which may
+        kink at θ had failed unsettled (features benchmark: 48, none gained); nor on their float64 twin where it may
         round to float32 inside, its finest steps its rounding (a correct value the twin had excused then failed).
+        Where the twin computes in float64 indeed (:func:`.judging._in_float64_indeed`) it is taken for the undecided
+        float32 elements: a ReLU a float32 unit or two off θ is a kink at θ to float32 (review 89: 3% errors between
+        its slopes passed), and the twin's leaps pass inside it.
         There too an estimate held while finer rows test it is withdrawn where a finer row diverges from it (a kink
         off θ whose jump the curvature hides: the coarse rows agree on a value half its jump off).
     """
