@@ -393,6 +393,34 @@ def test_a_float32_relu_a_float32_unit_off_theta_excuses_no_wrong_value_as_its_k
     assert [w.status for w in bug.worst if w.tensor == "b1" and w.index == (0,)] == ["wrong"], str(bug)
 
 
+class _FirstLayerInFloat32(models.ReluNet):
+    """:class:`models.ReluNet` whose first layer computes in float32 whatever it is given (a mixed-precision layer):
+    its float64 copy returns a float64 loss, and rounds that layer to float32 inside."""
+
+    def _forward(self, p: Arrays, d: Arrays) -> tuple[np.ndarray, ...]:
+        z1 = (d["X"].astype(np.float32) @ p["W1"].astype(np.float32) + p["b1"].astype(np.float32)).astype(p["W2"].dtype)
+        a1 = np.maximum(z1, 0)
+        z2 = a1 @ p["W2"] + p["b2"]
+        a2 = np.maximum(z2, 0)
+        z3 = a2 @ p["W3"] + p["b3"]
+        prob = np.exp(z3 - z3.max(axis=1, keepdims=True))
+        return z1, a1, z2, a2, prob / prob.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(("seed", "factor"), [(6, 0.9), (5, 1.03)])
+def test_a_float64_copy_rounding_to_float32_inside_does_not_approach_theta(seed: int, factor: float) -> None:
+    """Review 90: a float32 ReLU network whose first layer computes in float32 even in its float64 copy, a unit 1e-3
+    first steps above its kink. The copy's loss is a float64 value and its gradient differs from float32's, so it
+    counts as computing in float64; its look at b1[0] leapt toward θ onto the float32 staircase (its noise along b1 1.4e7
+    rounding units of the loss), and a 10% error passed as a kink's subgradient (seed 6), a 3% one was not verified
+    (seed 5). The copy leaps only along tensors whose noise is float64's."""
+    params, data = _relu_kink_off_theta(seed, -1e-3)
+    assert pipeline.check(_FirstLayerInFloat32(), params, data).passed
+    bug = pipeline.check(_FirstLayerInFloat32(planted=("b1", (0,), factor)), params, data)
+    assert bug.failing == ("b1",), str(bug)
+    assert [w.status for w in bug.worst if w.tensor == "b1" and w.index == (0,)] == ["wrong"], str(bug)
+
+
 class _KinkBesideALargerOne:
     """``relu(b0) − 30·relu(b0 − d) + 0.3·Σcos(3b + 0.2) + Σb[1:]²`` at ``b0 = 0``: a kink at θ (jump 1) and a 30 times
     larger one ``d`` off θ; ``relu'(0) = at_zero``, either one-sided slope a valid subgradient."""

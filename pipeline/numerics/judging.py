@@ -63,6 +63,12 @@ __all__ = ["LEAP_ROOM", "RECHECK_BATCH", "Sides", "judge_group", "kink_codes", "
 #: A second look's leaps (:data:`.refine.LEAP`) stop at steps this many rounding units of the parameter.
 LEAP_ROOM = 2.0**10
 
+#: The float64 copy's look at a float32 element leaps toward θ only where the copy's loss noise along its tensor is
+#: within this many rounding units of the loss (:func:`_in_float64`): float32 rounding inside a float64 loss is
+#: about 2**29 of them (review 90: a first layer computed in float32, 1.4e7 along its bias; a pure float64 copy, 0.2
+#: to 1), and there the leaps land on its staircase.
+APPROACH_NOISE = 2.0**12
+
 #: How many of a tensor's wrong float32 elements are judged again in float64 at a time (:func:`_float32_only`):
 #: once one is wrong in float64 too, the rest are not judged again (the tensor is wrong either way), so a bug
 #: everywhere costs one batch per tensor and shard, and the verdict does not depend on where shards end.
@@ -285,7 +291,8 @@ def _float32_only(
     element is judged under the float32 check's noise (``loaded.settings.noise``), an upper bound of the float64
     loss's. ``approach``: where it computes in float64 indeed, the twin's look at a kink leaps toward θ
     (:func:`.refine.second_look`) and passes inside kinks a float32 unit or two off θ, which float32 cannot tell from
-    kinks at θ (review 89: 3% errors between their slopes passed as their subgradients).
+    kinks at θ (review 89: 3% errors between their slopes passed as their subgradients); only along tensors whose
+    noise is float64's (:data:`APPROACH_NOISE`).
 
     ``at_step`` holds each element's first float32 points ``θ ± h`` (in float64: they are float32 values) and
     ``losses_at_step`` the float32 losses there: the float64 model is evaluated at the same points, and their
@@ -340,7 +347,8 @@ def _in_float64(
     tensors measured once, as the probe does (or ``noise`` given, per tensor), then a first pass and a second look.
     Its float64 analytic values, ``(numeric, allowed, status, kinked, interacting)`` (``kinked``: where its second
     look saw a kink; ``interacting``: a kink whose value derivatives at points near θ bear out, :mod:`.nearby`), and
-    the losses that took. ``approach``: see :func:`_float32_only`."""
+    the losses that took. ``approach``: see :func:`_float32_only`; only along tensors whose measured noise is within
+    :data:`APPROACH_NOISE` rounding units of the loss (not where the copy rounds to float32 inside)."""
     cost, own = 0, twin.settings
     if noise is None:
         measured = list(own.noise or [math.nan] * len(own.layout.tensors))
@@ -349,6 +357,8 @@ def _in_float64(
                 measured[number], spent = measured_noise(twin, number)
                 cost += spent
         own = twin.settings = dataclasses.replace(own, noise=tuple(measured))
+        rounding = APPROACH_NOISE * float(np.finfo(np.float64).eps) * abs(own.loss0)
+        approach &= all(own.noise_of(twin.number[spec.name]) <= rounding for spec, _ in group.segments)
     else:
         twin.settings = dataclasses.replace(own, noise=noise)
     try:

@@ -377,8 +377,9 @@ def second_look(
         kink at θ had failed unsettled (features benchmark: 48, none gained); nor on their float64 twin where it may
         round to float32 inside, its finest steps its rounding (a correct value the twin had excused then failed).
         Where the twin computes in float64 indeed (:func:`.judging._in_float64_indeed`) it is taken for the undecided
-        float32 elements: a ReLU a float32 unit or two off θ is a kink at θ to float32 (review 89: 3% errors between
-        its slopes passed), and the twin's leaps pass inside it.
+        float32 elements, along tensors whose noise is float64's (:data:`.judging.APPROACH_NOISE`: a layer rounded to
+        float32 inside a float64 loss is a staircase there): a ReLU a float32 unit or two off θ is a kink at θ to
+        float32 (review 89: 3% errors between its slopes passed), and the twin's leaps pass inside it.
         There too an estimate held while finer rows test it is withdrawn where a finer row diverges from it (a kink
         off θ whose jump the curvature hides: the coarse rows agree on a value half its jump off).
     """
