@@ -310,8 +310,11 @@ class ReluNet:
     w2_scale: float = 1.0
     planted: tuple[str, tuple[int, ...], float] | None = None
 
+    def _first_layer(self, p: Arrays, d: Arrays) -> np.ndarray:
+        return d["X"] @ p["W1"] + p["b1"]
+
     def _forward(self, p: Arrays, d: Arrays) -> tuple[np.ndarray, ...]:
-        z1 = d["X"] @ p["W1"] + p["b1"]
+        z1 = self._first_layer(p, d)
         a1 = np.maximum(z1, 0)
         z2 = a1 @ p["W2"] + p["b2"]
         a2 = np.maximum(z2, 0)
