@@ -17,8 +17,12 @@ with the defaults (``pipeline.check``, in this process) with the correct gradien
 0.97 there (an element whose derivative is 0 is not drawn), and the network once with its correct gradient.
 It prints, per bucket, how the errors fared (failed, not verified, passed; and of the passes, those whose
 element was called a kink: a silent pass, the loss being smooth at θ; an inconclusive element is named in
-the report) and how the correct networks did, and writes every verdict and element status to JSON. About 4
-minutes on one core.
+the report) and how the correct networks did, and writes every verdict and element status to JSON.
+
+A second table places the kink: a 6-6-6-4 network (``tests.models.relu_kink_off_theta``) whose first unit sits
+1e-7, 1e-6 or 1e-5 first steps from its kink at one sample (4e-9 to 4e-7 of ``b1[0]``, a float32 unit or two),
+``b1[0]`` planted the same way. Float32 cannot tell such a kink from one at θ; the model's float64 copy can. About
+5 minutes on one core.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ FACTORS = (1.03, 0.97)
 BUCKETS = ((0.0, 0.05), (0.05, 0.2), (0.2, 1.0), (1.0, 2.0))
 #: Elements drawn per bucket and seed.
 PER_BUCKET = 4
+#: The placed kinks' distances from θ along b1[0], in float32 first steps (the second table).
+PLACED = (1e-7, 1e-6, 1e-5)
 FIRST_STEP = float(np.finfo(np.float32).eps) ** 0.2
 
 
@@ -73,6 +79,36 @@ def nearest_kinks(params: Arrays, data: Arrays) -> dict[tuple[str, tuple[int, ..
     return found
 
 
+def planted_error(
+    params: Arrays, data: Arrays, element: tuple[str, tuple[int, ...]], factor: float, **row: Any
+) -> dict[str, Any]:
+    """One planted error's verdict and its element's status, with ``row``'s fields."""
+    tensor, index = element
+    report = pipeline.check(models.ReluNet(planted=(tensor, index, factor)), params, data, worst=10**6)
+    (status,) = [w.status for w in report.worst if w.tensor == tensor and w.index == index]
+    return {
+        **row,
+        "tensor": tensor,
+        "index": list(index),
+        "factor": factor,
+        "verdict": report.verdict,
+        "status": status,
+    }
+
+
+def placed(seeds: int) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The second table's correct networks' verdicts (by seed and distance) and planted errors' (at b1[0])."""
+    correct: dict[str, str] = {}
+    planted: list[dict[str, Any]] = []
+    for seed in range(seeds):
+        for ratio in PLACED:
+            params, data = models.relu_kink_off_theta(seed, ratio)
+            correct[f"{seed} {ratio:g}"] = pipeline.check(models.ReluNet(), params, data).verdict
+            for factor in FACTORS:
+                planted.append(planted_error(params, data, ("b1", (0,)), factor, seed=seed, bucket=f"{ratio:g}"))
+    return correct, planted
+
+
 def run(seeds: int) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """The correct networks' verdicts per seed, and every planted error's."""
     rng = np.random.default_rng(0)
@@ -86,33 +122,21 @@ def run(seeds: int) -> tuple[dict[str, str], list[dict[str, Any]]]:
         for low, high in BUCKETS:  # (an element whose derivative is 0 cannot be planted wrong so)
             inside = sorted(key for key, d in distances.items() if low <= d < high and gradient[key[0]][key[1]] != 0)
             for k in rng.permutation(len(inside))[:PER_BUCKET]:
-                tensor, index = inside[k]
+                element = inside[k]
                 for factor in FACTORS:
-                    report = pipeline.check(models.ReluNet(planted=(tensor, index, factor)), params, data, worst=10**6)
-                    (status,) = [w.status for w in report.worst if w.tensor == tensor and w.index == index]
-                    planted.append(
-                        {
-                            "seed": seed,
-                            "tensor": tensor,
-                            "index": list(index),
-                            "distance": distances[(tensor, index)],
-                            "bucket": f"{low:g}-{high:g}",
-                            "factor": factor,
-                            "verdict": report.verdict,
-                            "status": status,
-                        }
-                    )
+                    row = {"seed": seed, "distance": distances[element], "bucket": f"{low:g} to {high:g}"}
+                    planted.append(planted_error(params, data, element, factor, **row))
     return correct, planted
 
 
-def print_table(correct: dict[str, str], planted: list[dict[str, Any]]) -> None:
-    rows = [["nearest kink (first steps)", "errors", "failed", "not verified", "PASSED", "of them on a kink"]]
-    for bucket in [f"{low:g}-{high:g}" for low, high in BUCKETS] + ["all"]:
+def print_table(correct: dict[str, str], planted: list[dict[str, Any]], buckets: list[str], title: str) -> None:
+    rows = [[title, "errors", "failed", "not verified", "PASSED", "of them on a kink"]]
+    for bucket in [*buckets, "all"]:
         mine = [r for r in planted if bucket in ("all", r["bucket"])]
         fared = Counter(r["verdict"] for r in mine)
         kinks = sum(r["verdict"] == "passed" and r["status"] == "non-differentiable" for r in mine)
         verdicts = [str(fared[v]) for v in ("failed", "not verified", "passed")]
-        rows.append([bucket.replace("-", " to "), str(len(mine)), *verdicts, str(kinks)])
+        rows.append([bucket, str(len(mine)), *verdicts, str(kinks)])
     print("\n".join(text_table(rows)))
     fared = Counter(correct.values())
     print(f"correct networks: {fared['passed']} passed, {fared['not verified']} not verified, {fared['failed']} failed")
@@ -126,10 +150,15 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     started = time.perf_counter()
     correct, planted = run(args.seeds)
-    print_table(correct, planted)
-    print(f"{len(planted)} planted errors on {args.seeds} networks in {time.perf_counter() - started:.0f} s")
+    print_table(correct, planted, [f"{low:g} to {high:g}" for low, high in BUCKETS], "nearest kink (first steps)")
+    print(f"{len(planted)} planted errors on {args.seeds} networks in {time.perf_counter() - started:.0f} s\n")
+    started = time.perf_counter()
+    near_correct, near = placed(args.seeds)
+    print_table(near_correct, near, [f"{ratio:g}" for ratio in PLACED], "kink placed at (first steps)")
+    print(f"{len(near)} planted errors at b1[0] in {time.perf_counter() - started:.0f} s")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"correct": correct, "planted": planted}, indent=1))
+    result = {"correct": correct, "planted": planted, "placed": {"correct": near_correct, "planted": near}}
+    Path(args.json).write_text(json.dumps(result, indent=1))
     print(f"Wrote {args.json}")
 
 

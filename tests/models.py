@@ -355,6 +355,17 @@ def relu_problem(
     return in_dtype(params, {"X": rng.normal(size=(batch, sizes[0])), "y": rng.integers(0, sizes[-1], batch)}, dtype)
 
 
+def relu_kink_off_theta(seed: int, ratio: float) -> tuple[Arrays, Arrays]:
+    """A float32 :class:`ReluNet` (6-6-6-4, a batch of 10) whose unit 0 of the first layer sits ``ratio`` float32 first
+    steps (``EPS**(1/5)``) below its kink at one sample (above it where ``ratio`` is negative): along ``b1[0]`` a kink
+    that far from θ, the others 3 steps or more away; the loss is smooth at θ."""
+    params, data = relu_problem(seed, sizes=(6, 6, 6, 4), batch=10)
+    z = data["X"] @ params["W1"][:, 0]
+    nearest = int(np.argmin(np.abs(z + params["b1"][0])))
+    params["b1"][0] = -z[nearest] - ratio * float(np.finfo(np.float32).eps) ** 0.2
+    return in_dtype(params, data, np.float32)
+
+
 def in_dtype(params: Arrays, data: Arrays, dtype: type) -> tuple[Arrays, Arrays]:
     """The parameters and the floating-point data cast to ``dtype`` (integer data, class labels, as they are)."""
     return (

@@ -314,17 +314,6 @@ def test_a_float32_sample_beside_kinks_a_step_away_still_verifies(seed: int) -> 
     assert pipeline.check(models.ReluNet(1.05), params, data, indices=sample).failing == ("W2",)
 
 
-def _relu_kink_off_theta(seed: int, ratio: float) -> tuple[Arrays, Arrays]:
-    """A float32 :class:`models.ReluNet` whose unit 0 of the first layer sits ``ratio`` float32 first steps
-    (``EPS**(1/5)``) below its kink at one sample: along ``b1[0]`` a kink that far above θ, the others 3 steps or more
-    away; the loss is smooth at θ."""
-    params, data = models.relu_problem(seed, sizes=(6, 6, 6, 4), batch=10)
-    z = data["X"] @ params["W1"][:, 0]
-    nearest = int(np.argmin(np.abs(z + params["b1"][0])))
-    params["b1"][0] = -z[nearest] - ratio * float(np.finfo(np.float32).eps) ** 0.2
-    return models.in_dtype(params, data, np.float32)
-
-
 @pytest.mark.parametrize(
     ("seed", "ratio", "factor"),
     [(1, 1.01, 1.1), (1, 1.6, 0.9), (12, 0.85, 1.03), (11, 0.65, 1.03), (14, 0.5, 1.03), (14, 0.6, 0.97)],
@@ -339,7 +328,7 @@ def test_a_float32_relu_a_step_or_two_off_theta_excuses_no_wrong_value_as_its_ki
     where the gap grew landed where the gap was 4 noises: the rows it skipped would have shown it gone. Review 88:
     a gap that kept its size over 4x smaller steps passed for a kink at θ where the step between had halved it, as a
     smooth function's gap halves (seed 14: 3% errors passed)."""
-    params, data = _relu_kink_off_theta(seed, ratio)
+    params, data = models.relu_kink_off_theta(seed, ratio)
     assert pipeline.check(models.ReluNet(), params, data).passed
     bug = pipeline.check(models.ReluNet(planted=("b1", (0,), factor)), params, data)
     assert bug.failing == ("b1",), str(bug)
@@ -386,7 +375,7 @@ def test_a_float32_relu_a_float32_unit_off_theta_excuses_no_wrong_value_as_its_k
     elements, 250 as the kink's subgradient. Where the copy computes in float64, its look leaps toward θ as a float64
     check's does and passes inside the kink, where the loss is smooth. Seed 35's unit is active in float32 and not in
     float64 (seed 3's float32 pre-activation is exactly 0): still caught."""
-    params, data = _relu_kink_off_theta(seed, ratio)
+    params, data = models.relu_kink_off_theta(seed, ratio)
     assert pipeline.check(models.ReluNet(), params, data).passed
     bug = pipeline.check(models.ReluNet(planted=("b1", (0,), factor)), params, data)
     assert bug.failing == ("b1",), str(bug)
@@ -410,7 +399,7 @@ def test_a_float64_copy_rounding_to_float32_inside_does_not_approach_theta(seed:
     counts as computing in float64; its look at b1[0] leapt toward θ onto the float32 staircase (its noise along b1 1.4e7
     rounding units of the loss), and a 10% error passed as a kink's subgradient (seed 6), a 3% one was not verified
     (seed 5). The copy leaps only along tensors whose noise is float64's."""
-    params, data = _relu_kink_off_theta(seed, -1e-3)
+    params, data = models.relu_kink_off_theta(seed, -1e-3)
     assert pipeline.check(_FirstLayerInFloat32(), params, data).passed
     bug = pipeline.check(_FirstLayerInFloat32(planted=("b1", (0,), factor)), params, data)
     assert bug.failing == ("b1",), str(bug)
