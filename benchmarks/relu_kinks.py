@@ -123,9 +123,8 @@ def run(seeds: int) -> tuple[dict[str, str], list[dict[str, Any]]]:
             inside = sorted(key for key, d in distances.items() if low <= d < high and gradient[key[0]][key[1]] != 0)
             for k in rng.permutation(len(inside))[:PER_BUCKET]:
                 element = inside[k]
-                for factor in FACTORS:
-                    row = {"seed": seed, "distance": distances[element], "bucket": f"{low:g} to {high:g}"}
-                    planted.append(planted_error(params, data, element, factor, **row))
+                row = {"seed": seed, "distance": distances[element], "bucket": f"{low:g} to {high:g}"}
+                planted.extend(planted_error(params, data, element, factor, **row) for factor in FACTORS)
     return correct, planted
 
 

@@ -314,6 +314,18 @@ def test_a_float32_sample_beside_kinks_a_step_away_still_verifies(seed: int) -> 
     assert pipeline.check(models.ReluNet(1.05), params, data, indices=sample).failing == ("W2",)
 
 
+def _caught(
+    net: type[models.ReluNet], params: Arrays, data: Arrays, element: tuple[str, tuple[int, ...]], factor: float
+) -> None:
+    """``net``'s correct gradient passes; with ``element``'s times ``factor`` the check fails, naming its tensor, and
+    calls the element wrong."""
+    tensor, index = element
+    assert pipeline.check(net(), params, data).passed
+    bug = pipeline.check(net(planted=(tensor, index, factor)), params, data)
+    assert bug.failing == (tensor,), str(bug)
+    assert [w.status for w in bug.worst if w.tensor == tensor and w.index == index] == ["wrong"], str(bug)
+
+
 @pytest.mark.parametrize(
     ("seed", "ratio", "factor"),
     [(1, 1.01, 1.1), (1, 1.6, 0.9), (12, 0.85, 1.03), (11, 0.65, 1.03), (14, 0.5, 1.03), (14, 0.6, 0.97)],
@@ -329,10 +341,7 @@ def test_a_float32_relu_a_step_or_two_off_theta_excuses_no_wrong_value_as_its_ki
     a gap that kept its size over 4x smaller steps passed for a kink at θ where the step between had halved it, as a
     smooth function's gap halves (seed 14: 3% errors passed)."""
     params, data = models.relu_kink_off_theta(seed, ratio)
-    assert pipeline.check(models.ReluNet(), params, data).passed
-    bug = pipeline.check(models.ReluNet(planted=("b1", (0,), factor)), params, data)
-    assert bug.failing == ("b1",), str(bug)
-    assert [w.status for w in bug.worst if w.tensor == "b1" and w.index == (0,)] == ["wrong"], str(bug)
+    _caught(models.ReluNet, params, data, ("b1", (0,)), factor)
 
 
 @pytest.mark.parametrize(
@@ -357,10 +366,7 @@ def test_a_float32_relu_network_passes_no_wrong_value_as_the_subgradient_of_a_ki
     kink at θ as far as float32 can tell; the float64 copy judged them under the float32 check's noise, its bars a
     quarter of the value. Under its own noise its steps pass inside the kink."""
     params, data = models.relu_problem(seed, sizes=(10, 12, 12, 5), batch=50, dtype=np.float32)
-    assert pipeline.check(models.ReluNet(), params, data).passed
-    bug = pipeline.check(models.ReluNet(planted=(tensor, index, factor)), params, data)
-    assert bug.failing == (tensor,), str(bug)
-    assert [w.status for w in bug.worst if w.tensor == tensor and w.index == index] == ["wrong"], str(bug)
+    _caught(models.ReluNet, params, data, (tensor, index), factor)
 
 
 @pytest.mark.parametrize(
@@ -371,15 +377,12 @@ def test_a_float32_relu_a_float32_unit_off_theta_excuses_no_wrong_value_as_its_k
 ) -> None:
     """Review 89: a ReLU 1e-7 to 1e-5 float32 first steps off θ (4e-9 to 4e-7 of b1[0], within a few float32 units of
     it) is a kink at θ as far as float32 can tell, and the float64 copy called it one too: its look at a kink stops where
-    the gap keeps its size, and leapt toward θ only for float64 parameters (a copy may round to float32 inside): over 50 seeds, errors of 1% to 10% passed at 278 of 900 such
-    elements, 250 as the kink's subgradient. Where the copy computes in float64, its look leaps toward θ as a float64
+    the gap keeps its size, and leapt toward θ only for float64 parameters (a copy may round to float32 inside): over
+    50 seeds, errors of 1% to 10% passed at 278 of 900 such elements, 250 as the kink's subgradient. Where the copy computes in float64, its look leaps toward θ as a float64
     check's does and passes inside the kink, where the loss is smooth. Seed 35's unit is active in float32 and not in
     float64 (seed 3's float32 pre-activation is exactly 0): still caught."""
     params, data = models.relu_kink_off_theta(seed, ratio)
-    assert pipeline.check(models.ReluNet(), params, data).passed
-    bug = pipeline.check(models.ReluNet(planted=("b1", (0,), factor)), params, data)
-    assert bug.failing == ("b1",), str(bug)
-    assert [w.status for w in bug.worst if w.tensor == "b1" and w.index == (0,)] == ["wrong"], str(bug)
+    _caught(models.ReluNet, params, data, ("b1", (0,)), factor)
 
 
 class _FirstLayerInFloat32(models.ReluNet):
@@ -400,10 +403,7 @@ def test_a_float64_copy_rounding_to_float32_inside_does_not_approach_theta(seed:
     rounding units of the loss), and a 10% error passed as a kink's subgradient (seed 6), a 3% one was not verified
     (seed 5). The copy leaps only along tensors whose noise is float64's."""
     params, data = models.relu_kink_off_theta(seed, -1e-3)
-    assert pipeline.check(_FirstLayerInFloat32(), params, data).passed
-    bug = pipeline.check(_FirstLayerInFloat32(planted=("b1", (0,), factor)), params, data)
-    assert bug.failing == ("b1",), str(bug)
-    assert [w.status for w in bug.worst if w.tensor == "b1" and w.index == (0,)] == ["wrong"], str(bug)
+    _caught(_FirstLayerInFloat32, params, data, ("b1", (0,)), factor)
 
 
 class _KinkBesideALargerOne:
