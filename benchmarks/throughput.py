@@ -48,7 +48,7 @@ import pipeline.storage.inputs  # noqa: E402
 from pipeline.api import make_problem  # noqa: E402
 from pipeline.config import ClusterConfig, Config  # noqa: E402
 from pipeline.examples import mlp, seed_mlp  # noqa: E402
-from pipeline.execution.cluster import connect  # noqa: E402
+from pipeline.execution.cluster import connect, worker_addresses  # noqa: E402
 from pipeline.storage.inputs import write_group  # noqa: E402
 
 Arrays = dict[str, np.ndarray]
@@ -210,7 +210,7 @@ def pipeline_run(ref: str, folder: Path, workers: int) -> dict[str, float]:
         # before the run: the machine is shared, and figures a minute apart differ.
         params = pipeline.storage.inputs.read_arrays("params", config.params)
         data = pipeline.storage.inputs.read_arrays("data", config.data)
-        addresses = list(client.scheduler_info(n_workers=-1)["workers"])
+        addresses = worker_addresses(client)
         futures = [client.submit(sustained_loss_seconds, ref, params, data, workers=[a], pure=False) for a in addresses]
         t_worker = sum(f.result() for f in futures) / len(futures)
         ready = time.perf_counter()

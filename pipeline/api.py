@@ -448,10 +448,10 @@ def plan(config: Config, *, loss_seconds: float | None = None, model: ModelRef |
 
 def _count_workers(config: Config) -> int:
     """The workers of the existing cluster a config names (connecting to it, as a run would)."""
-    from .execution.cluster import connect
+    from .execution.cluster import connect, worker_addresses
 
     with connect(config.cluster, 1) as client:
-        return len(client.scheduler_info(n_workers=-1)["workers"])
+        return len(worker_addresses(client))
 
 
 def check(

@@ -67,8 +67,7 @@ def _shared_client() -> Iterator[Client]:
 @pytest.fixture
 def client(_shared_client: Client) -> Client:
     """Two single-threaded worker processes, shared by the tests that take it: both on the scheduler's list when a
-    test starts (a run counts the workers it starts on, and CI once counted none, in 1 run of the suite; the cause,
-    a worker gone or not yet back, was not found)."""
+    test starts (a run counts the workers it starts on)."""
     _shared_client.wait_for_workers(2, timeout=120)
     return _shared_client
 

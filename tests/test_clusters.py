@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from distributed.comm.core import connect as comm_connect
 import pipeline
 import pipeline.storage.inputs
 from pipeline.examples import seed_mlp
+from pipeline.execution.cluster import worker_addresses
 from pipeline.model import ModelSource
 
 from .clusters import Certificates, CLICluster, client_of, dask_cluster, make_certificates
@@ -56,6 +58,27 @@ def test_plan_counts_the_workers_of_the_cluster_it_names(cli_cluster: CLICluster
     # connecting, not starting a cluster: no start-up counted; the losses shared by the two workers
     losses = plan["loss_evaluations"] * 0.5
     assert losses / 2 < plan["wall_seconds"] < losses
+
+
+def test_the_workers_are_counted_while_the_clients_cache_is_refreshed_without_them(cli_cluster: CLICluster) -> None:
+    # The client refreshes its scheduler_info() cache every few seconds with the workers left out (as
+    # scheduler_info(n_workers=0) does, which jobs.py calls): a run once counted 0 workers in CI. Here the
+    # refreshes come as fast as a thread can send them; counting from scheduler_info() went wrong 217 in 500.
+    with client_of(cli_cluster.address) as client:
+        stop = threading.Event()
+
+        def refresh() -> None:
+            while not stop.is_set():
+                client.scheduler_info(n_workers=0)
+
+        refresher = threading.Thread(target=refresh)
+        refresher.start()
+        try:
+            counts = [len(worker_addresses(client)) for _ in range(300)]
+        finally:
+            stop.set()
+            refresher.join()
+    assert counts == [2] * 300
 
 
 def test_a_check_runs_on_a_cli_cluster_by_address_and_by_scheduler_file(

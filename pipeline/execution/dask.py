@@ -36,6 +36,7 @@ from ..numerics.problem import Loaded, Settings
 from ..numerics.reduce import DirectionResult, ShardResult
 from ..numerics.together import Together, kinks_together
 from ..storage import inputs, output
+from .cluster import worker_addresses
 from .driver import RunCancelled
 from .inline import peak_rss_bytes, reset_peak_rss
 
@@ -170,7 +171,7 @@ class DaskExecutor:
     @property
     def workers(self) -> int:
         """How many workers the cluster has now."""
-        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+        return len(worker_addresses(self.client))
 
     def probe(self) -> ProbeResult:
         """The probe, on one worker (which keeps the problem loaded for the analytic gradient)."""
