@@ -126,6 +126,33 @@ def test_torch_model_refuses_what_is_not_a_module_and_a_loss_that_is_not_a_scala
     model = TorchModel(torch.nn.Linear(3, 2), lambda m, d: m(d["x"]).sum(0))
     with pytest.raises(ModelError, match=r"TorchModel: loss_fn must return a scalar tensor. Got shape \(2,\) instead."):
         pipeline.check(model, model.params, DATA)
+    # review 91: a vector of one passed, where JaxModel and a plain model refuse it
+    model = TorchModel(torch.nn.Linear(3, 2), lambda m, d: m(d["x"]).sum().reshape(1))
+    with pytest.raises(ModelError, match=r"TorchModel: loss_fn must return a scalar tensor. Got shape \(1,\) instead."):
+        pipeline.check(model, model.params, DATA)
+    # review 91: an integer loss was refused by autograd, "element 0 of tensors does not require grad", at torch's line
+    model = TorchModel(torch.nn.Linear(3, 2), lambda m, d: (m(d["x"]) > 0).sum())
+    with pytest.raises(
+        ModelError,
+        match=r"^TorchModel: loss_fn must return a real floating-point tensor. Got dtype torch.int64 instead.$",
+    ):
+        pipeline.check(model, model.params, DATA)
+
+
+def test_a_jax_loss_that_is_not_a_real_floating_point_scalar_is_refused_in_one_line() -> None:
+    for loss, message in [
+        (
+            lambda p, d: jnp.sum(d["x"] * p["w"]).reshape(1),
+            r"^JaxModel: loss_fn must return a scalar. Got shape \(1,\) ",
+        ),
+        (
+            lambda p, d: jnp.sum(d["x"] * p["w"] > 0),
+            r"^JaxModel: loss_fn must return a real floating-point scalar. Got dtype int",
+        ),
+    ]:
+        model = JaxModel(loss, {"w": np.ones(3)})
+        with pytest.raises(ModelError, match=message):
+            pipeline.check(model, model.params, {"x": np.ones(3)})
 
 
 def test_torch_losses_are_evaluated_as_grad_evaluates_them_so_a_correct_gradient_passes() -> None:

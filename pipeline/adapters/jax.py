@@ -246,6 +246,10 @@ def _scalar(value: Any) -> float:
     array = np.asarray(value)
     if array.shape != ():
         raise ModelError(f"JaxModel: loss_fn must return a scalar. Got shape {array.shape} instead.")
+    if not np.issubdtype(array.dtype, np.floating):  # as TorchModel's, before jax.grad's longer message
+        raise ModelError(
+            f"JaxModel: loss_fn must return a real floating-point scalar. Got dtype {array.dtype} instead."
+        )
     return float(array)
 
 

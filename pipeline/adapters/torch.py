@@ -304,6 +304,11 @@ class TorchModel(DropsData):
 
 
 def _scalar(value: torch.Tensor) -> float:
-    if value.numel() != 1:
+    # 0-d, as JaxModel and a plain model's loss: a vector of one is refused (review 91: TorchModel took it)
+    if value.dim() != 0:
         raise ModelError(f"TorchModel: loss_fn must return a scalar tensor. Got shape {tuple(value.shape)} instead.")
-    return float(value.detach().reshape(()).cpu())
+    if not value.is_floating_point():  # before autograd says "does not require grad", from torch's own file
+        raise ModelError(
+            f"TorchModel: loss_fn must return a real floating-point tensor. Got dtype {value.dtype} instead."
+        )
+    return float(value.detach().cpu())
