@@ -206,6 +206,26 @@ def test_an_unreachable_scheduler_fails_within_the_timeout(gated: Path) -> None:
     assert not (gated / "out.zarr.lock").exists()
 
 
+def test_a_scheduler_file_that_does_not_appear_and_an_address_that_does_not_parse_fail_in_one_line(
+    gated: Path,
+) -> None:
+    # review 92: Dask's Client waits for a scheduler file without end, whatever cluster.timeout says
+    missing = gated / "scheduler.json"
+    start = time.monotonic()
+    result = run_cli("run", str(gated / "check.yaml"), "--scheduler-file", str(missing), "--set", "cluster.timeout=2")
+    assert time.monotonic() - start < 20
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"gradcheck: error: The scheduler file '{missing}' does not exist (waited 2 s): start the scheduler with "
+        f"`dask scheduler --scheduler-file {missing}`, or name the file it writes.\n"
+    )
+    # one that fails at once does not say it waited
+    result = run_cli("run", str(gated / "check.yaml"), "--scheduler", "127.0.0.1:notaport")
+    assert result.returncode == 2
+    assert result.stderr.startswith("gradcheck: error: Cannot reach the scheduler at 127.0.0.1:notaport: ValueError")
+    assert not (gated / "out.zarr").exists()
+
+
 def test_a_cluster_without_workers_fails_within_the_timeout(gated: Path) -> None:
     with dask_cluster(gated / "cluster", workers=0) as cluster:
         result = run_cli(
