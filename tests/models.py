@@ -153,7 +153,8 @@ stateful_grad = _StatefulGrad()
 # While the file named by $GRADCHECK_TEST_GATE does not exist, a loss evaluated with an
 # element of `late` perturbed waits for it: the `early` shards finish, the `late` ones
 # block, and a test can interrupt the run at exactly that point. While the file named by
-# $GRADCHECK_TEST_POISON exists, perturbing late[5] kills the worker process.
+# $GRADCHECK_TEST_POISON exists, perturbing late[5] kills the worker process; while the one
+# named by $GRADCHECK_TEST_POISON_PROBE exists, moving all of `late` (the noise probe) does.
 
 GATED_SHAPES = {"early": (100,), "late": (100,)}
 
@@ -170,6 +171,9 @@ def gated_problem() -> tuple[Arrays, Arrays]:
 class Gated:
     def loss(self, params: Arrays, data: Arrays) -> float:
         moved = np.flatnonzero(params["late"] != data["late_at_theta"])
+        poison_probe = os.environ.get("GRADCHECK_TEST_POISON_PROBE")
+        if moved.size == params["late"].size and poison_probe and os.path.exists(poison_probe):
+            os._exit(13)
         if moved.size == 1:  # a shard's perturbation (the probe's noise level moves every element)
             poison = os.environ.get("GRADCHECK_TEST_POISON")
             if moved[0] == 5 and poison and os.path.exists(poison):

@@ -68,6 +68,24 @@ def _same_report(a: dict[str, Any], b: dict[str, Any]) -> None:
     assert {k: v for k, v in a.items() if k not in varying} == {k: v for k, v in b.items() if k not in varying}
 
 
+def test_a_noise_probe_that_kills_its_worker_is_one_line_exit_2_not_an_internal_error(gated: Path) -> None:
+    # review 92: a model crashing its process in the probe gave exit 3, "internal error ... please report it"
+    poison = gated / "poison"
+    poison.touch()
+    process = _start(gated, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0", GRADCHECK_TEST_POISON_PROBE=str(poison))
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2, stderr
+    assert stdout == ""
+    assert stderr == (
+        "gradcheck: error: The noise probe (the loss at θ and at steps along every tensor) killed the worker running "
+        "it, as many times as Dask allows (distributed.scheduler.allowed-failures): the model may crash the process "
+        "near θ. Fix the model and run the same command again.\n"
+    )
+    poison.unlink()
+    result = run_cli("run", str(gated / "check.yaml"))
+    assert result.returncode == 0, result.stderr
+
+
 def test_sigkill_of_the_client_then_rerun_is_bit_identical_to_an_undisturbed_run(gated: Path) -> None:
     reference, reference_report = _reference(gated)
     gate = gated / "gate"

@@ -179,7 +179,8 @@ class DaskExecutor:
             importable_everywhere(self.client, self.problem.model)
             self.client.run(reset_peak_rss, on_error="ignore")  # the workers' peak memory counted from this run on
             future = self.client.submit(probe_task, self.problem, pure=False)
-            result: ProbeResult = future.result()
+            with _killed_by_model("The noise probe (the loss at θ and at steps along every tensor)"):
+                result: ProbeResult = future.result()
             self._prober = list(self.client.who_has(future).get(future.key, ()))
         return result
 
@@ -193,7 +194,8 @@ class DaskExecutor:
             future = self.client.submit(
                 analytic_task, problem, done, directions, pure=False, workers=self._prober, allow_other_workers=True
             )
-            same, dots = future.result()
+            with _killed_by_model("The analytic gradient (the model's grad at θ)"):
+                same, dots = future.result()
             return bool(same), tuple(dots)
 
     def run(
@@ -251,22 +253,15 @@ class DaskExecutor:
 
     def direction_results(self) -> list[DirectionResult]:
         """The direction checks, once the shards are done."""
-        with _scheduler_lost(self.problem.output):
+        with _scheduler_lost(self.problem.output), _killed_by_model("A direction check", self.problem.output):
             results: list[DirectionResult] = self.client.gather(self._directions)
         return results
 
     def together(self, settings: Settings, plan: Sequence[Shard]) -> Together:
         """The run's kinks moved together, on one worker, once every shard is done."""
         problem = dataclasses.replace(self.problem, settings=settings)
-        with _scheduler_lost(problem.output):
-            try:
-                together: Together = self.client.submit(together_task, problem, plan, pure=False).result()
-            except KilledWorker as e:
-                raise ClusterError(
-                    "Moving the run's kinks together killed the worker running it, as many times as Dask allows "
-                    "(distributed.scheduler.allowed-failures): the model may crash the process near θ. Every shard "
-                    f"is complete and kept in '{problem.output}'; fix the model and run the same command again."
-                ) from e
+        with _scheduler_lost(problem.output), _killed_by_model("Moving the run's kinks together", problem.output):
+            together: Together = self.client.submit(together_task, problem, plan, pure=False).result()
         return together
 
 
@@ -279,6 +274,22 @@ def _scheduler_lost(output_path: str) -> Iterator[None]:
         raise ClusterError(
             f"Lost the cluster's scheduler while the check ran ({one_line(e)}). The shards finished so far are "
             f"kept in '{output_path}': run the same command again, on a cluster, to resume."
+        ) from e
+
+
+@contextmanager
+def _killed_by_model(step: str, kept: str | None = None) -> Iterator[None]:
+    """A step's task that killed every worker that ran it (the model crashing its process) as one line, not an
+    internal error (review 92: a model dying in the probe gave exit 3, "please report it"). ``kept``: the output
+    whose every shard is complete by then."""
+    try:
+        yield
+    except KilledWorker as e:
+        then = f"Every shard is complete and kept in '{kept}'; fix" if kept else "Fix"
+        raise ClusterError(
+            f"{step} killed the worker running it, as many times as Dask allows "
+            "(distributed.scheduler.allowed-failures): the model may crash the process near θ. "
+            f"{then} the model and run the same command again."
         ) from e
 
 
