@@ -20,7 +20,6 @@ import tempfile
 import time
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn, TextIO
 
 from . import api
@@ -28,7 +27,7 @@ from .config import ClusterConfig, Config, load_config, parse_overrides
 from .errors import GradcheckError, StoreError, one_line
 from .examples import EXAMPLES, write_example
 from .nightly.history import format_history, format_run, read_history
-from .nightly.page import render_page
+from .nightly.page import write_page
 from .nightly.suite import load_suite, run_suite
 from .report import Report, format_report, text_table
 
@@ -399,14 +398,19 @@ def _suite(args: argparse.Namespace) -> int:
         cluster = dataclasses.replace(cluster, workers=args.workers, address=None, scheduler_file=None)
     result = run_suite(suite, args.history, workdir=args.workdir, cluster=cluster)
     print(format_run(result.records, result.history))
+    for record in result.errors:  # each recorded, and the suite went on: one line each, exit 2 (bad input)
+        print(f"gradcheck: error: check {record.check!r}: {record.error}", file=sys.stderr)
+    if result.errors:
+        return EXIT_BAD_INPUT
     return EXIT_FAILED if result.failed else EXIT_PASSED
 
 
 def _history(args: argparse.Namespace) -> int:
     records = read_history(args.history)
+    if args.html:  # first: a path refused is the one line, without the table
+        write_page(args.html, records)
     print(format_history(records))
     if args.html:
-        Path(args.html).write_text(render_page(records), encoding="utf-8")
         print(f"Wrote {args.html}")
     return EXIT_PASSED
 

@@ -168,3 +168,40 @@ def test_a_check_that_could_not_verify_a_tensor_is_never_as_expected(tmp_path: P
     (read,) = read_history(tmp_path)["net"]
     assert read.verdict == "not verified"
     assert "not verified (UNEXPECTED)" in format_run([read], {"net": [read]})
+
+
+def test_the_page_replaces_only_a_page_it_wrote_and_a_bad_path_is_one_line(tmp_path: Path) -> None:
+    from pipeline.nightly.page import GENERATOR
+
+    from .conftest import run_cli
+
+    for k in range(2):
+        write_record(tmp_path / "history", _record(1e-11 * (1 + k), k=k))
+    history = str(tmp_path / "history")
+    page = tmp_path / "index.html"
+    assert run_cli("history", history, "--html", str(page)).returncode == 0
+    assert run_cli("history", history, "--html", str(page)).returncode == 0  # its own page, written again
+    page.write_text(
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>gradcheck history</title>'
+        "<style>body {}</style></head><body></body></html>\n"
+    )  # as pages began before the generator tag
+    assert run_cli("history", history, "--html", str(page)).returncode == 0
+    assert GENERATOR in page.read_text()
+    # review 92: a user's file was replaced by the page, a folder or a missing folder was exit 3
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    (tmp_path / "folder").mkdir()
+    refused = {
+        str(notes): f"--html '{notes}' exists and is not a page `gradcheck history` wrote: it is kept. Name another "
+        "file, or remove it first.",
+        str(tmp_path / "folder"): f"--html '{tmp_path / 'folder'}' is a folder: name a file, such as "
+        f"'{tmp_path / 'folder' / 'index.html'}'.",
+        str(tmp_path / "no" / "p.html"): f"--html '{tmp_path / 'no' / 'p.html'}': its folder '{tmp_path / 'no'}' "
+        "does not exist.",
+    }
+    for path, message in refused.items():
+        result = run_cli("history", history, "--html", path)
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", f"gradcheck: error: {message}\n")
+    assert notes.read_text() == "my notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "history", "index.html", "notes.txt"]
+    assert list((tmp_path / "folder").iterdir()) == []

@@ -153,10 +153,6 @@ def test_a_corrupt_history_stops_the_suite_before_it_runs(suite: Path) -> None:
         (lambda s: s.replace("expect: fail", "expect: maybe"), r"check 'planted': `expect` must be pass or fail"),
         (lambda s: s.replace("example: seed-mlp", "example: resnet"), r"`example` must be one of seed-mlp"),
         (lambda s: s.replace("drift: {", "drift: {sigma: 2, "), r"unknown key `drift.sigma`"),
-        (
-            lambda s: s.replace("smooth-data.zarr", "nowhere.zarr"),
-            r"check 'stable': The data store '.*nowhere.zarr' does not exist",
-        ),
     ],
 )
 def test_bad_suites_are_one_line_errors(suite: Path, edit: object, message: str) -> None:
@@ -166,6 +162,38 @@ def test_bad_suites_are_one_line_errors(suite: Path, edit: object, message: str)
     assert stdout == ""
     assert stderr.count("\n") == 1
     assert re.search(message, stderr), stderr
+
+
+def test_a_check_that_gives_no_verdict_is_recorded_as_an_error_and_the_suite_goes_on(suite: Path) -> None:
+    # review 92: one check's bad input stopped the suite; the checks after it never ran, and the history went
+    # on showing that check's night before as its latest run
+    assert _run(suite)[0] == 0
+    good = (suite / "suite.yaml").read_text()
+    (suite / "suite.yaml").write_text(good.replace("smooth-data.zarr", "nowhere.zarr"))
+    code, stdout, stderr = _run(suite)
+    assert code == 2
+    assert re.fullmatch(
+        r"gradcheck: error: check 'stable': The data store '.*nowhere.zarr' does not exist[^\n]*\n", stderr
+    )
+    assert _row(stdout, "stable")[1:4] == ["pass", "error", "(UNEXPECTED)"]
+    assert _row(stdout, "drifting")[1:3] == ["pass", "passed"]
+    assert _row(stdout, "planted")[1:3] == ["fail", "failed"]  # ran after it
+    history = read_history(suite / "history")
+    assert [r.outcome for r in history["stable"]] == ["passed", "error"]
+    assert history["stable"][-1].error == stderr.removeprefix("gradcheck: error: check 'stable': ").rstrip("\n")
+    assert history["stable"][-1].flags == ()
+    assert [len(history[c]) for c in ("drifting", "planted")] == [2, 2]
+    shown = run_cli("history", str(suite / "history"), "--html", str(suite / "page.html"))
+    assert shown.returncode == 0, shown.stderr
+    assert _row(shown.stdout, "stable")[4:6] == ["error", "(UNEXPECTED)"]  # after the date and time
+    assert f"stable: error: {history['stable'][-1].error}" in shown.stdout
+    assert "The data store" in (suite / "page.html").read_text()
+    # fixed: judged against the runs that gave a verdict
+    (suite / "suite.yaml").write_text(good)
+    code, stdout, stderr = _run(suite)
+    assert code == 0, stderr
+    assert "FLAGGED" not in stdout
+    assert [r.outcome for r in read_history(suite / "history")["stable"]] == ["passed", "error", "passed"]
 
 
 def test_the_repositorys_own_suite_runs(tmp_path: Path) -> None:

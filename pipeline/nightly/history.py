@@ -32,6 +32,8 @@ __all__ = [
 
 RECORD_FORMAT = "gradcheck-history"
 RECORD_VERSION = 1
+#: The verdict of a check that gave none (bad input, a model that raised or crashed): it is never as expected.
+ERROR = "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +57,14 @@ class Record:
     wall_seconds: float
     evaluations_per_second: float
     flags: tuple[str, ...] = ()  # drift found when the record was made
-    verdict: str = ""  # "passed", "failed" or "not verified" ("" in records made before verdicts had three values)
+    # "passed", "failed", "not verified", or "error": the check gave no verdict ("" in records made before
+    # verdicts had three values)
+    verdict: str = ""
+    error: str = ""  # why the check gave no verdict: its one-line error
 
     @property
     def outcome(self) -> str:
-        """The verdict: ``passed``, ``failed`` or ``not verified``."""
+        """The verdict: ``passed``, ``failed``, ``not verified`` or ``error``."""
         return self.verdict or ("passed" if self.passed else "failed")
 
     @property
@@ -86,8 +91,8 @@ class Record:
                 f"{RECORD_VERSION}. Upgrade gradcheck."
             )
         try:
-            values = {name: raw[name] for name in cls.__dataclass_fields__ if name != "verdict"}
-            values["verdict"] = str(raw.get("verdict", ""))
+            values = {name: raw[name] for name in cls.__dataclass_fields__ if name not in ("verdict", "error")}
+            values["verdict"], values["error"] = str(raw.get("verdict", "")), str(raw.get("error", ""))
             values["difference"] = math.nan if values["difference"] is None else float(values["difference"])
             for name in ("tensors", "failing", "worst", "flags"):
                 values[name] = tuple(values[name])
@@ -190,7 +195,11 @@ def _decades(difference: float) -> float:
 
 
 def judge(record: Record, earlier: Sequence[Record], policy: DriftPolicy) -> tuple[str, ...]:
-    """The drift flags of ``record`` against the check's ``earlier`` records (oldest first)."""
+    """The drift flags of ``record`` against the check's ``earlier`` records (oldest first); none for an
+    error, and errors are not among the runs it is judged against."""
+    if record.outcome == ERROR:
+        return ()
+    earlier = [r for r in earlier if r.outcome != ERROR]
     window = [r for r in earlier if math.isfinite(r.difference)][-policy.window :]
     flags = []
     if not math.isfinite(record.difference):
@@ -245,7 +254,7 @@ def format_run(records: Sequence[Record], history: Mapping[str, Sequence[Record]
     for r in records:
         earlier = [e for e in history.get(r.check, []) if math.isfinite(e.difference)]
         median = f"{statistics.median(e.difference for e in earlier):.3e}" if earlier else "-"
-        walls = [e.wall_seconds for e in history.get(r.check, [])]
+        walls = [e.wall_seconds for e in history.get(r.check, []) if e.outcome != ERROR]
         median_wall = f"{statistics.median(walls):.2f}" if walls else "-"
         rows.append(
             [
@@ -288,4 +297,5 @@ def format_history(history: Mapping[str, Sequence[Record]]) -> str:
     lines = text_table(rows)
     for check, records in sorted(history.items()):
         lines += [f"{check}: {flag}" for flag in records[-1].flags]
+        lines += [f"{check}: error: {records[-1].error}"] if records[-1].error else []
     return "\n".join(lines)

@@ -5,10 +5,17 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+from ..errors import HistoryError
 from .history import Record, flag_kind
 
-__all__ = ["render_page"]
+__all__ = ["render_page", "write_page"]
+
+#: In the head of every page: a file there without it is the user's, never replaced.
+GENERATOR = '<meta name="generator" content="gradcheck history">'
+#: How pages began before the generator tag; the CLI's title is always the default.
+_EARLIER = '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>gradcheck history</title><style>'
 
 _WIDTH, _HEIGHT, _PAD = 640, 220, 48
 _STYLE = """
@@ -128,6 +135,8 @@ def render_page(history: Mapping[str, Sequence[Record]], title: str = "gradcheck
             else f'<span class="bad">{latest.outcome}, expected to {latest.expect}</span>'
         )
         flags = "".join(f'<li class="flag">{html.escape(flag)}</li>' for flag in latest.flags)
+        if latest.error:  # no verdict: why, in place of the flags
+            flags = f'<li class="bad">{html.escape(latest.error)}</li>'
         sections.append(
             f"<section><h2>{html.escape(check)}</h2>"
             f"<p>Latest run {html.escape(latest.time[:19].replace('T', ' '))} UTC: {verdict}, difference "
@@ -140,6 +149,32 @@ def render_page(history: Mapping[str, Sequence[Record]], title: str = "gradcheck
             + "</section>"
         )
     return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{GENERATOR}<title>{html.escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n"
     )
+
+
+def write_page(path: str, history: Mapping[str, Sequence[Record]]) -> None:
+    """The page written to ``path`` whole (beside it, then renamed), replacing only a page written before.
+
+    Raises
+    ------
+    HistoryError
+        ``path`` is a folder, its folder does not exist, or a file there is not such a page (it is kept).
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise HistoryError(f"--html '{path}' is a folder: name a file, such as '{target / 'index.html'}'.")
+    if not target.parent.is_dir():
+        raise HistoryError(f"--html '{path}': its folder '{target.parent}' does not exist.")
+    if target.exists():
+        with open(target, "rb") as f:
+            head = f.read(len(_EARLIER) + len(GENERATOR)).decode("utf-8", "replace")
+        if GENERATOR not in head and not head.startswith(_EARLIER):
+            raise HistoryError(
+                f"--html '{path}' exists and is not a page `gradcheck history` wrote: it is kept. Name another "
+                "file, or remove it first."
+            )
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(render_page(history), encoding="utf-8")
+    partial.replace(target)

@@ -26,9 +26,11 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -41,7 +43,7 @@ from .. import api
 from ..config import ClusterConfig, Config, merge_config, read_config_file, read_yaml
 from ..errors import ConfigError, GradcheckError
 from ..examples import EXAMPLES, write_example
-from .history import DriftPolicy, Record, judge, read_history, write_record
+from .history import ERROR, DriftPolicy, Record, judge, read_history, write_record
 
 __all__ = ["CheckSpec", "Suite", "SuiteResult", "load_suite", "run_suite"]
 
@@ -79,6 +81,11 @@ class SuiteResult:
     records: tuple[Record, ...]
     history: Mapping[str, tuple[Record, ...]]  # each check's records before this run
     fail_on_drift: bool
+
+    @property
+    def errors(self) -> tuple[Record, ...]:
+        """The checks that gave no verdict."""
+        return tuple(r for r in self.records if r.outcome == ERROR)
 
     @property
     def failed(self) -> bool:
@@ -171,7 +178,7 @@ def model_commit(model: str) -> str | None:
     else:
         try:
             spec = importlib.util.find_spec(target)
-        except (ImportError, ValueError):
+        except (ImportError, ValueError, SyntaxError):  # a package's __init__ runs: it may not even parse
             return None
         if spec is None or spec.origin is None:
             return None
@@ -212,6 +219,36 @@ def _client(cluster: ClusterConfig, n_checks: int) -> Iterator[Any]:
         yield client
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _error_record(
+    suite: Suite, check: CheckSpec, run_id: str, config: Config | None, error: str, seconds: float
+) -> Record:
+    """The record of a check that gave no verdict: ``error`` says why."""
+    return Record(
+        suite=suite.name,
+        check=check.name,
+        run_id=run_id,
+        time=_now(),
+        commit=model_commit(config.model) if config is not None else None,
+        config_hash=_config_hash(config) if config is not None else "",
+        expect=check.expect,
+        passed=False,
+        verdict=ERROR,
+        error=error,
+        difference=math.nan,
+        threshold=None,
+        tensors=(),
+        failing=(),
+        worst=(),
+        n_params=0,
+        wall_seconds=seconds,
+        evaluations_per_second=0.0,
+    )
+
+
 def run_suite(
     suite: Suite,
     history_dir: str | os.PathLike[str],
@@ -230,33 +267,39 @@ def run_suite(
     where = cluster or suite.cluster
     with _workdir(workdir) as work, _client(where, len(suite.checks)) as client:
         for check in suite.checks:
-            config = dataclasses.replace(_check_config(suite, check, work), cluster=where)
+            started, config = time.monotonic(), None
             try:
+                config = dataclasses.replace(_check_config(suite, check, work), cluster=where)
                 report = api.run(config, overwrite=True, client=client)
             except GradcheckError as e:
-                raise type(e)(f"check {check.name!r}: {e}") from e
-            record = Record(
-                suite=suite.name,
-                check=check.name,
-                run_id=run_id,
-                time=datetime.now(UTC).isoformat(timespec="microseconds"),
-                commit=model_commit(config.model),
-                config_hash=_config_hash(config),
-                expect=check.expect,
-                passed=report.passed,
-                verdict=report.verdict,
-                difference=report.difference,
-                threshold=report.threshold,
-                tensors=tuple(
-                    {key: t[key] for key in ("name", "difference", "contribution", "passed")}
-                    for t in report.to_dict()["tensors"]  # JSON-safe: NaN as null
-                ),
-                failing=report.failing,
-                worst=tuple(w.to_dict() for w in report.worst[:5]),
-                n_params=report.n_params,
-                wall_seconds=float(report.timings["total_seconds"]),
-                evaluations_per_second=float(report.timings["evaluations_per_second"]),
-            )
+                # recorded, and the suite goes on (review 92: one check's bad model file stopped the rest, and the
+                # history went on showing its night before as its latest run)
+                record = _error_record(
+                    suite, check, run_id, config, " ".join(str(e).split()), time.monotonic() - started
+                )
+            else:
+                record = Record(
+                    suite=suite.name,
+                    check=check.name,
+                    run_id=run_id,
+                    time=_now(),
+                    commit=model_commit(config.model),
+                    config_hash=_config_hash(config),
+                    expect=check.expect,
+                    passed=report.passed,
+                    verdict=report.verdict,
+                    difference=report.difference,
+                    threshold=report.threshold,
+                    tensors=tuple(
+                        {key: t[key] for key in ("name", "difference", "contribution", "passed")}
+                        for t in report.to_dict()["tensors"]  # JSON-safe: NaN as null
+                    ),
+                    failing=report.failing,
+                    worst=tuple(w.to_dict() for w in report.worst[:5]),
+                    n_params=report.n_params,
+                    wall_seconds=float(report.timings["total_seconds"]),
+                    evaluations_per_second=float(report.timings["evaluations_per_second"]),
+                )
             record = dataclasses.replace(record, flags=judge(record, history.get(check.name, []), suite.drift))
             write_record(history_dir, record)
             records.append(record)
