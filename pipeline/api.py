@@ -219,7 +219,16 @@ def run(
                 executed = _on_dask(config, layout, model_ref, client, stop, target, settings, steps)
         except BaseException as e:
             # Said while the lock is still held: `status` never sees a run that is neither running nor ended.
-            _ended(target, "cancelled" if isinstance(e, (RunCancelled, KeyboardInterrupt)) else "failed", e)
+            # Ctrl-C: "interrupted", as a killed run's (review 92: "cancelled", with a bare "KeyboardInterrupt: ")
+            _ended(
+                target,
+                "interrupted"
+                if isinstance(e, KeyboardInterrupt)
+                else "cancelled"
+                if isinstance(e, RunCancelled)
+                else "failed",
+                e,
+            )
             raise
         # its output's size once it is in it; a wrong tensor's parameters read back for its diagnosis
         report = _report(config, executed, lambda: target.arrays, started, params=inputs.tensor)
@@ -292,6 +301,8 @@ def _ended(target: StoredOutput, state: str, error: BaseException) -> None:
         recorded = read_output_attrs(target.path, target.options).get("state") or {}
         if recorded.get("state") == "running":
             message = str(error) if isinstance(error, GradcheckError) else f"{type(error).__name__}: {error}"
+            if isinstance(error, KeyboardInterrupt):
+                message = ""  # `status` says what an interrupted run is, and how it resumes
             target.record({"state": {"state": state, "message": message, "at": time.time()}})
 
 

@@ -76,8 +76,9 @@ def test_a_cancelled_job_keeps_its_shards_and_resumes_with_run(tmp_path: Path) -
         cancelled = run_cli("cancel", str(output))
         assert cancelled.returncode == 0, cancelled.stderr
         assert cancelled.stdout.splitlines()[0] == f"{output}: job {job}, cancelled"
-        assert "Cancelled with 10 of 20 shards done; they are kept, and the same run resumes from them." in (
-            cancelled.stdout
+        assert (
+            "Cancelled with 10 of 20 shards done (and any that were running may finish); they are kept, and the "
+            "same run resumes from them." in cancelled.stdout
         )
         assert _status(output).stdout.splitlines()[0] == f"{output}: job {job}, cancelled"
         again = run_cli("cancel", str(output))

@@ -22,6 +22,8 @@ import zarr
 from distributed import Client, LocalCluster
 
 import pipeline
+from pipeline.config import ClusterConfig
+from pipeline.execution.cluster import connect
 
 from . import models
 from .clusters import dask_cluster, wait_until
@@ -84,6 +86,51 @@ def test_a_noise_probe_that_kills_its_worker_is_one_line_exit_2_not_an_internal_
     poison.unlink()
     result = run_cli("run", str(gated / "check.yaml"))
     assert result.returncode == 0, result.stderr
+
+
+def test_ctrl_c_is_one_line_the_run_is_interrupted_and_resumes(gated: Path) -> None:
+    # Ctrl-C reaches the terminal's whole process group: the check and its local cluster's workers. Review 92:
+    # each worker printed its KeyboardInterrupt traceback (60 lines), and `status` said "cancelled" with a bare
+    # "KeyboardInterrupt: ".
+    gate = gated / "gate"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(gated / "check.yaml"), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(GRADCHECK_TEST_GATE=str(gate)),
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    wait_until(lambda: shards_done(gated / "out.zarr") == 10)  # the `late` shards wait at the gate
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stdout, stderr) == (130, "", "gradcheck: interrupted\n")
+    shown = run_cli("status", str(gated / "out.zarr")).stdout.splitlines()
+    assert shown[0] == f"{gated / 'out.zarr'}: run (not a submitted job), interrupted"
+    assert shown[2:] == ["its process is gone; the same `gradcheck run` resumes it from the shards done"]
+    gate.touch()
+    result = run_cli("run", str(gated / "check.yaml"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["timings"]["resumed_shards"] == 10
+
+
+def test_the_local_clusters_workers_ignore_ctrl_c_and_the_check_stops_them() -> None:
+    # Deterministic where the test above is not: a worker interrupted mid-task printed its traceback 1 run in 3.
+    with connect(ClusterConfig(workers=2), 2) as client:
+        pids = sorted(client.run(os.getpid).values())
+        for pid in pids:
+            os.kill(pid, signal.SIGINT)
+        time.sleep(1.0)
+        assert sorted(client.run(os.getpid).values()) == pids  # not restarted: a KeyboardInterrupt ended them
+    wait_until(lambda: not any(_alive(pid) for pid in pids))  # and closing the cluster ended them
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_sigkill_of_the_client_then_rerun_is_bit_identical_to_an_undisturbed_run(gated: Path) -> None:

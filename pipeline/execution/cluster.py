@@ -150,6 +150,7 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
                     # own "Compute Failed" log lines would put a traceback on the user's terminal.
                     silence_logs=logging.CRITICAL,
                     env=_SINGLE_THREADED,
+                    preload=["pipeline.execution.local_worker"],
                     timeout=cluster.timeout,
                 )
             except RuntimeError as e:  # distributed's "Nanny failed to start."

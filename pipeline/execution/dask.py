@@ -230,8 +230,8 @@ class DaskExecutor:
                         client.cancel([*futures, *self._directions])
                         kept = len(output.completed_shards(problem.output, problem.storage_options))
                         raise RunCancelled(
-                            f"Cancelled with {kept} of {total} shards done; they are kept, "
-                            "and the same run resumes from them."
+                            f"Cancelled with {kept} of {total} shards done (and any that were running may finish); "
+                            "they are kept, and the same run resumes from them."
                         )
                 if not arriving.has_ready():
                     # Not shorter: the driver shares its worker's GIL with the shard being computed.
