@@ -187,8 +187,8 @@ def test_a_check_runs_over_mutual_tls_and_a_client_without_a_certificate_is_refu
         plain.write_text(config.read_text().split("cluster:")[0] + f"cluster:\n  address: {cluster.address}\n")
         refused = run_cli("run", str(plain), "--overwrite", "--set", "cluster.timeout=3")
         assert refused.returncode == 2
-        assert refused.stderr.startswith(
-            f"gradcheck: error: Cannot reach the scheduler at {cluster.address} within 3 s "
+        assert refused.stderr.startswith(  # at once: it did not wait the 3 s, and does not say it did
+            f"gradcheck: error: Cannot reach the scheduler at {cluster.address} "
             "(a tls:// scheduler needs `cluster.security`: ca, cert and key files)"
         )
         assert refused.stderr.count("\n") == 1
