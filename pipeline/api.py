@@ -62,7 +62,19 @@ def identity(config: Config, inputs: Inputs) -> str:
     An automatic shard size is part of it as ``auto``: a resumed run keeps the size
     its output was made with.
     """
-    key = {
+    return hashlib.sha256(json.dumps(_identity_key(config, inputs), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def identity_parts(config: Config, inputs: Inputs) -> dict[str, str]:
+    """Each part of :func:`identity`, hashed on its own: an output of another check then says which differ."""
+    return {
+        name: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+        for name, value in _identity_key(config, inputs).items()
+    }
+
+
+def _identity_key(config: Config, inputs: Inputs) -> dict[str, Any]:
+    return {
         "model": config.model,
         "epsilon": config.epsilon,
         "scheme": config.scheme,
@@ -75,7 +87,6 @@ def identity(config: Config, inputs: Inputs) -> str:
         "shard_size": config.shard_size or "auto",
         **inputs.fingerprints,
     }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def settings_for(config: Config, layout: Layout) -> Settings:
@@ -189,18 +200,20 @@ def run(
     layout = inputs.layout
     target = output.StoredOutput(config.output, config.storage_options)
     with _disk_errors(config.output), output.output_lock(config.output, config.storage_options):
-        identity_ = identity(config, inputs)
+        identity_, parts = identity(config, inputs), identity_parts(config, inputs)
         resuming = output.check_output(
             config.output,
             identity_,
             sampled=config.sample is not None,
             overwrite=overwrite,
             options=config.storage_options,
+            parts=parts,
         )
         steps: dict[str, Any] = {
             "shard_size": config.shard_size,
             "directions": config.directions,
             "identity": identity_,
+            "identity_parts": parts,
             "resuming": resuming,
             "overwrite": overwrite,
             "progress": progress,

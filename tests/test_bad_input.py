@@ -332,7 +332,7 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         "output a different check",
         _nothing,
         ["--set", "epsilon=1e-5", "NO-OVERWRITE"],
-        r"holds the result of a different check; pass --overwrite",
+        r"holds the result of a different check \(what differs: `epsilon`\); pass --overwrite",
     ),
 ]
 

@@ -212,9 +212,18 @@ def test_rerun_reuses_a_different_check_is_refused_and_overwrite_replaces(seed_e
     refused = run_cli("run", config, "--set", "epsilon=1e-6")
     assert refused.returncode == 2
     assert refused.stderr.endswith(
-        f"The output '{output}' holds the result of a different check; pass --overwrite to replace it, or choose another `output`.\n"
+        f"The output '{output}' holds the result of a different check (what differs: `epsilon`); pass --overwrite to "
+        "replace it, or choose another `output`.\n"
     )
     np.testing.assert_array_equal(_numeric(output), first)
+    # review 92: a data store changed since was refused without saying so
+    data = zarr.open_array(str(seed_example / "data.zarr"), path="X", mode="r+")
+    original = np.asarray(data[:])
+    data[0, 0] = original[0, 0] + 1
+    refused = run_cli("run", config)
+    assert refused.returncode == 2
+    assert "holds the result of a different check (what differs: the data store's contents); pass" in refused.stderr
+    data[:] = original
     replaced = run_cli("run", config, "--set", "epsilon=1e-6", "--overwrite", "--json")
     assert replaced.returncode == 0
     assert _json(replaced)["epsilon"] == 1e-6

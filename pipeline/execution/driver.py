@@ -110,6 +110,7 @@ def execute(
     shard_size: int | None,
     directions: int,
     identity: str = "",
+    identity_parts: Mapping[str, str] | None = None,
     resuming: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -218,6 +219,7 @@ def execute(
                 "job": dict(job) if job else None,
             },
             "state": {"state": "running"},
+            "identity_parts": dict(identity_parts or {}),  # what a refusal of another check names as different
             # what a resume compares: a loss edited since must not be mixed with this run's shards
             "at_theta": {
                 "loss": probe.loss.hex(),

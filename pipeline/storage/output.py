@@ -162,13 +162,31 @@ def output_shard_size(path: str, options: Options = None) -> int:
     return int(read_output_attrs(path, options)["gradcheck"]["shard_size"])
 
 
-def check_output(path: str, identity: str, *, sampled: bool, overwrite: bool, options: Options = None) -> bool:
+#: What each part of a run's identity is, as a refusal names it.
+_PARTS = {
+    "model": "the model reference",
+    "params": "the params store's contents",
+    "data": "the data store's contents",
+    "gradient": "the gradient store",
+    "shard_size": "the shard size",
+}
+
+
+def check_output(
+    path: str,
+    identity: str,
+    *,
+    sampled: bool,
+    overwrite: bool,
+    options: Options = None,
+    parts: Mapping[str, str] | None = None,
+) -> bool:
     """Check, without writing, that this run may use ``path``; return whether it resumes the run there.
 
     An output of the same run (same ``identity``) is resumed: finished shards
     are kept. ``overwrite`` starts afresh instead, and is required to replace
     the output of a different run. Anything that is not a gradcheck output is
-    never touched. ``sampled`` says whether this run keeps only the elements it checks (its layout since
+    never touched; a refusal names what differs from the ``parts`` the output's run recorded. ``sampled`` says whether this run keeps only the elements it checks (its layout since
     format 4): a sampled run of an older format, with arrays over every index, is not resumed.
     """
     existing = _existing_output(path, options)
@@ -188,8 +206,14 @@ def check_output(path: str, identity: str, *, sampled: bool, overwrite: bool, op
                 "to start it again."
             )
         return True
+    earlier = existing.get("identity_parts")
+    differ = ""
+    if parts and isinstance(earlier, Mapping) and earlier:  # outputs made before it was recorded have none
+        named = [_PARTS.get(name, f"`{name}`") for name, value in parts.items() if earlier.get(name) != value]
+        differ = f" (what differs: {', '.join(named)})" if named else ""
     raise OutputExistsError(
-        f"The output '{path}' holds the result of a different check; pass --overwrite to replace it, or choose another `output`."
+        f"The output '{path}' holds the result of a different check{differ}; pass --overwrite to replace it, "
+        "or choose another `output`."
     )
 
 
