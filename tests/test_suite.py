@@ -128,6 +128,7 @@ def test_a_check_that_misses_its_expectation_fails_the_suite(suite: Path) -> Non
     code, stdout, _ = _run(suite)
     assert code == 1
     assert _row(stdout, "planted")[1:4] == ["pass", "failed", "(UNEXPECTED)"]
+    assert "planted: wrong tensors: b1, W2" in stdout.splitlines()
 
 
 def test_a_corrupt_history_stops_the_suite_before_it_runs(suite: Path) -> None:

@@ -271,6 +271,8 @@ def format_run(records: Sequence[Record], history: Mapping[str, Sequence[Record]
         )
     lines = text_table(rows)
     for r in records:
+        # an unexpected failure's tensors, without opening the record (review 92: only its JSON named them)
+        lines += [f"{r.check}: wrong tensors: {', '.join(r.failing)}"] if r.failing and not r.ok else []
         lines += [f"{r.check}: {flag}" for flag in r.flags]
     return "\n".join(lines)
 
