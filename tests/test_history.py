@@ -205,3 +205,20 @@ def test_the_page_replaces_only_a_page_it_wrote_and_a_bad_path_is_one_line(tmp_p
     assert notes.read_text() == "my notes\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "history", "index.html", "notes.txt"]
     assert list((tmp_path / "folder").iterdir()) == []
+
+
+def test_an_error_is_no_run_on_the_page_nor_for_drift() -> None:
+    from pipeline.nightly.page import render_page
+
+    error = dataclasses.replace(
+        _record(math.nan, wall=0.3, k=2), verdict="error", error="Model module 'm' raised on import", threshold=None
+    )
+    history = {"net": [_record(1e-11, k=0), _record(1.1e-11, k=1), error]}
+    assert judge(error, history["net"][:2], POLICY) == ()
+    assert judge(_record(1.2e-11, wall=10.0, k=3), history["net"], POLICY) == ()  # its 0.3 s is no median
+    page = render_page(history)
+    # review 93: the difference chart lost its threshold line, and the wall chart drew the error as a run
+    assert page.count('class="threshold"') == 1
+    wall_chart = page.split("<svg")[3]
+    assert wall_chart.count("<circle") == 2
+    assert "Model module &#x27;m&#x27; raised on import" in page

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import pytest
 import zarr
@@ -79,8 +80,8 @@ def test_a_noise_probe_that_kills_its_worker_is_one_line_exit_2_not_an_internal_
     assert process.returncode == 2, stderr
     assert stdout == ""
     assert stderr == (
-        "gradcheck: error: The noise probe (the loss at θ and at steps along every tensor) killed the worker running "
-        "it, as many times as Dask allows (distributed.scheduler.allowed-failures): the model may crash the process "
+        "gradcheck: error: The noise probe (the model loaded, its loss and grad at θ, and losses at steps along every "
+        "tensor) killed the worker running it, as many times as Dask allows (distributed.scheduler.allowed-failures): the model may crash the process "
         "near θ. Fix the model and run the same command again.\n"
     )
     poison.unlink()
@@ -123,6 +124,18 @@ def test_the_local_clusters_workers_ignore_ctrl_c_and_the_check_stops_them() -> 
         time.sleep(1.0)
         assert sorted(client.run(os.getpid).values()) == pids  # not restarted: a KeyboardInterrupt ended them
     wait_until(lambda: not any(_alive(pid) for pid in pids))  # and closing the cluster ended them
+
+
+def test_the_users_own_worker_preloads_still_run_beside_ours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # review 93: Dask reads distributed.worker.preload only when LocalCluster is given none, so ours replaced it
+    (tmp_path / "user_preload.py").write_text(
+        "import os\n\ndef dask_setup(worker):\n    os.environ['USER_PRELOAD'] = 'ran'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers start with this process's sys.path
+    settings = {"distributed.worker.preload": ["user_preload"], "distributed.worker.preload-argv": [[]]}
+    with dask.config.set(settings), connect(ClusterConfig(workers=1), 1) as client:
+        ran = client.run(lambda: (os.environ.get("USER_PRELOAD"), signal.getsignal(signal.SIGINT) == signal.SIG_IGN))
+    assert list(ran.values()) == [("ran", True)]
 
 
 def _alive(pid: int) -> bool:
@@ -283,6 +296,14 @@ def test_a_scheduler_file_that_does_not_appear_and_an_address_that_does_not_pars
     assert result.stderr == (
         f"gradcheck: error: The scheduler file '{missing}' does not exist (waited 2 s): start the scheduler with "
         f"`dask scheduler --scheduler-file {missing}`, or name the file it writes.\n"
+    )
+    # review 93: a file without an address was exit 3 (distributed's AssertionError)
+    missing.write_text("{}")
+    result = run_cli("run", str(gated / "check.yaml"), "--scheduler-file", str(missing), "--set", "cluster.timeout=1")
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"gradcheck: error: The scheduler file '{missing}' holds no scheduler address (waited 1 s): name the file "
+        "`dask scheduler --scheduler-file` writes.\n",
     )
     # one that fails at once does not say it waited
     result = run_cli("run", str(gated / "check.yaml"), "--scheduler", "127.0.0.1:notaport")

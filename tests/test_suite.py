@@ -262,3 +262,15 @@ def _assert_well_formed(text: str) -> None:
     parser = _Balance()
     parser.feed(text)
     assert parser.stack == []
+
+
+def test_the_commit_of_a_model_package_that_raises_on_import_is_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # review 93: find_spec runs the package's __init__; its RuntimeError made a suite's error record exit 3
+    from pipeline.nightly.suite import model_commit
+
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "__init__.py").write_text("raise RuntimeError('broken at import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert model_commit("broken.mod:model") is None

@@ -10,12 +10,14 @@ without ``cluster.security`` the TLS settings come from ``distributed.comm.tls``
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import dask
 from distributed import Client, LocalCluster
@@ -24,7 +26,7 @@ from distributed.security import Security
 from ..config import ClusterConfig
 from ..errors import ClusterError, one_line
 
-__all__ = ["UNGUARDED", "connect", "local_workers", "resolved", "security"]
+__all__ = ["UNGUARDED", "connect", "local_workers", "resolved", "security", "worker_addresses"]
 
 #: What to do when a script starts a local cluster at its top level: each worker process imports it again.
 UNGUARDED = (
@@ -63,17 +65,43 @@ def worker_addresses(client: Client) -> list[str]:
     return list(client.nthreads())
 
 
+def _preloads() -> dict[str, list[Any]]:
+    """The local cluster's worker preloads: the user's own (``distributed.worker.preload``, which Dask reads only
+    when none is given: review 93) and :mod:`pipeline.execution.local_worker`'s."""
+    configured = dask.config.get("distributed.worker.preload", None) or []
+    preload = [configured] if isinstance(configured, str) else list(configured)
+    argv = dask.config.get("distributed.worker.preload-argv", None) or []
+    argvs = [list(argv)] * len(preload) if argv and isinstance(argv[0], str) else [list(a) for a in argv]
+    argvs += [[]] * (len(preload) - len(argvs))
+    return {"preload": [*preload, "pipeline.execution.local_worker"], "preload_argv": [*argvs, []]}
+
+
 def _wait_for_file(path: str, timeout: float) -> None:
-    """Wait up to ``timeout`` seconds for a scheduler file to appear (its scheduler may be starting): Dask's
-    ``Client`` waits for it without end (review 92: a misspelt file hung for 12 minutes, whatever the timeout)."""
+    """Wait up to ``timeout`` seconds for a scheduler file to hold a scheduler's address (its scheduler may be
+    starting): Dask's ``Client`` waits for the file without end (review 92: a misspelt one hung for 12 minutes,
+    whatever the timeout), and one without an address was an internal error (review 93)."""
     deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
+    while not _holds_address(path):
         if time.monotonic() > deadline:
+            if not os.path.exists(path):
+                raise ClusterError(
+                    f"The scheduler file '{path}' does not exist (waited {timeout:g} s): start the scheduler with "
+                    f"`dask scheduler --scheduler-file {path}`, or name the file it writes."
+                )
             raise ClusterError(
-                f"The scheduler file '{path}' does not exist (waited {timeout:g} s): start the scheduler with "
-                f"`dask scheduler --scheduler-file {path}`, or name the file it writes."
+                f"The scheduler file '{path}' holds no scheduler address (waited {timeout:g} s): name the file "
+                "`dask scheduler --scheduler-file` writes."
             )
         time.sleep(0.1)
+
+
+def _holds_address(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = json.load(f)
+    except (OSError, ValueError):  # absent, unreadable, or half-written
+        return False
+    return isinstance(content, dict) and isinstance(content.get("address"), str) and bool(content["address"])
 
 
 def resolved(cluster: ClusterConfig) -> ClusterConfig:
@@ -150,7 +178,7 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
                     # own "Compute Failed" log lines would put a traceback on the user's terminal.
                     silence_logs=logging.CRITICAL,
                     env=_SINGLE_THREADED,
-                    preload=["pipeline.execution.local_worker"],
+                    **_preloads(),
                     timeout=cluster.timeout,
                 )
             except RuntimeError as e:  # distributed's "Nanny failed to start."

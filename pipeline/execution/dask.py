@@ -40,7 +40,7 @@ from .cluster import worker_addresses
 from .driver import RunCancelled
 from .inline import peak_rss_bytes, reset_peak_rss
 
-__all__ = ["DaskExecutor", "Problem", "importable_everywhere", "probe_task"]
+__all__ = ["PROBE", "DaskExecutor", "Problem", "importable_everywhere", "killed_by_model", "probe_task"]
 
 #: Seconds between two looks at ``stop`` while no shard arrives.
 STOP_POLL_SECONDS = 0.1
@@ -179,7 +179,7 @@ class DaskExecutor:
             importable_everywhere(self.client, self.problem.model)
             self.client.run(reset_peak_rss, on_error="ignore")  # the workers' peak memory counted from this run on
             future = self.client.submit(probe_task, self.problem, pure=False)
-            with _killed_by_model("The noise probe (the loss at θ and at steps along every tensor)"):
+            with killed_by_model(PROBE):
                 result: ProbeResult = future.result()
             self._prober = list(self.client.who_has(future).get(future.key, ()))
         return result
@@ -194,7 +194,7 @@ class DaskExecutor:
             future = self.client.submit(
                 analytic_task, problem, done, directions, pure=False, workers=self._prober, allow_other_workers=True
             )
-            with _killed_by_model("The analytic gradient (the model's grad at θ)"):
+            with killed_by_model("The analytic gradient (the model's grad at θ)"):
                 same, dots = future.result()
             return bool(same), tuple(dots)
 
@@ -253,14 +253,14 @@ class DaskExecutor:
 
     def direction_results(self) -> list[DirectionResult]:
         """The direction checks, once the shards are done."""
-        with _scheduler_lost(self.problem.output), _killed_by_model("A direction check", self.problem.output):
+        with _scheduler_lost(self.problem.output), killed_by_model("A direction check", self.problem.output):
             results: list[DirectionResult] = self.client.gather(self._directions)
         return results
 
     def together(self, settings: Settings, plan: Sequence[Shard]) -> Together:
         """The run's kinks moved together, on one worker, once every shard is done."""
         problem = dataclasses.replace(self.problem, settings=settings)
-        with _scheduler_lost(problem.output), _killed_by_model("Moving the run's kinks together", problem.output):
+        with _scheduler_lost(problem.output), killed_by_model("Moving the run's kinks together", problem.output):
             together: Together = self.client.submit(together_task, problem, plan, pure=False).result()
         return together
 
@@ -277,8 +277,13 @@ def _scheduler_lost(output_path: str) -> Iterator[None]:
         ) from e
 
 
+#: The probe, as a crash names it: it runs the model's import, loss and grad (review 93: a grad that crashed was
+#: blamed on the loss).
+PROBE = "The noise probe (the model loaded, its loss and grad at θ, and losses at steps along every tensor)"
+
+
 @contextmanager
-def _killed_by_model(step: str, kept: str | None = None) -> Iterator[None]:
+def killed_by_model(step: str, kept: str | None = None) -> Iterator[None]:
     """A step's task that killed every worker that ran it (the model crashing its process) as one line, not an
     internal error (review 92: a model dying in the probe gave exit 3, "please report it"). ``kept``: the output
     whose every shard is complete by then."""

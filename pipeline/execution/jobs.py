@@ -32,7 +32,7 @@ from ..report import Report
 from ..storage import Options
 from ..storage import output as stores
 from .cluster import connect, resolved
-from .dask import importable_everywhere, probe_task
+from .dask import PROBE, importable_everywhere, killed_by_model, probe_task
 
 __all__ = ["JobStatus", "cancel", "format_status", "status", "submit"]
 
@@ -67,6 +67,7 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
         sampled=config.sample is not None,
         overwrite=overwrite,
         options=config.storage_options,
+        parts=api.identity_parts(config, inputs),
     )
     job = f"gradcheck-{uuid.uuid4().hex[:12]}"
     with connect(cluster, layout.n_params) as client:
@@ -75,7 +76,8 @@ def submit(config: Config, *, overwrite: bool = False) -> str:
         # The model at θ, probed on the cluster as the run will: a model that cannot be
         # checked (a non-finite or random loss, a wrong gradient shape) fails here, in one
         # line, before there is a job whose output would never be created.
-        client.submit(probe_task, api.make_problem(config, layout, model), pure=False).result()
+        with killed_by_model(PROBE):  # review 93: exit 3 here, where `run` said exit 2 in one line
+            client.submit(probe_task, api.make_problem(config, layout, model), pure=False).result()
         address = str(client.scheduler_info(n_workers=0)["address"])
         # How `cancel` reaches this scheduler again: its address (even if given by file), timeout and TLS files.
         where = dataclasses.replace(cluster, address=address, scheduler_file=None)
@@ -154,8 +156,8 @@ class JobStatus:
     """What an output says of the run writing it. Rates and ETA are None until a shard is done.
 
     ``state`` is ``submitted`` (waiting for a worker), ``running``, ``finished``,
-    ``cancelled``, ``failed`` (``message`` says why) or ``interrupted`` (recorded as
-    running, but no live process holds the output's lock: it was killed). ``cluster``
+    ``cancelled``, ``failed`` (``message`` says why) or ``interrupted`` (Ctrl-C, or recorded as
+    running while no live process holds the output's lock: it was killed). ``cluster``
     is where a submitted job runs, as ``cancel`` reaches it (None for a foreground run).
     """
 

@@ -20,6 +20,7 @@ from ..errors import ConfigError, HistoryError
 from ..report import text_table
 
 __all__ = [
+    "ERROR",
     "RECORD_VERSION",
     "DriftPolicy",
     "Record",

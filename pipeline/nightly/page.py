@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import HistoryError
-from .history import Record, flag_kind
+from .history import ERROR, Record, flag_kind
 
 __all__ = ["render_page", "write_page"]
 
@@ -95,13 +95,15 @@ def tensor_chart(record: Record) -> str:
 
 def trend_chart(records: Sequence[Record], *, wall: bool) -> str:
     """A check's difference (log scale, with the threshold) or wall time over its runs."""
-    values = [r.wall_seconds if wall else r.difference for r in records]
+    # an error's wall time is no run's (drift leaves it out too), and it has no threshold (review 93)
+    values = [math.nan if r.outcome == ERROR else r.wall_seconds if wall else r.difference for r in records]
+    threshold = next((r.threshold for r in reversed(records) if r.outcome != ERROR), None)
     if wall:
         finite = [v for v in values if math.isfinite(v)] or [0.0]
         low, high, log = 0.0, max(finite) * 1.1 or 1.0, False
         title = "wall time, seconds, per run; orange: regression flagged"
     else:
-        low, high = _log_scale([*values, *_given(records[-1].threshold)])
+        low, high = _log_scale([*values, *_given(threshold)])
         log, title = True, "difference per run (log scale); orange: drift flagged, red: unexpected verdict"
     parts = _axis(low, high, log, title)
     step = (_WIDTH - _PAD - 16) / max(1, len(values) - 1)
@@ -120,7 +122,7 @@ def trend_chart(records: Sequence[Record], *, wall: bool) -> str:
     if len(points) > 1:
         parts.insert(len(parts) - len(points), f'<polyline class="line" points="{" ".join(points)}"/>')
     if not wall:
-        parts.append(_threshold(records[-1].threshold, low, high))
+        parts.append(_threshold(threshold, low, high))
     return _svg(parts, f"{'wall time' if wall else 'difference'} of {records[-1].check} over time")
 
 

@@ -178,7 +178,7 @@ def model_commit(model: str) -> str | None:
     else:
         try:
             spec = importlib.util.find_spec(target)
-        except (ImportError, ValueError, SyntaxError):  # a package's __init__ runs: it may not even parse
+        except Exception:  # a package's __init__ runs, and may raise anything (review 93): no commit to name
             return None
         if spec is None or spec.origin is None:
             return None

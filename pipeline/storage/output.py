@@ -186,7 +186,8 @@ def check_output(
     An output of the same run (same ``identity``) is resumed: finished shards
     are kept. ``overwrite`` starts afresh instead, and is required to replace
     the output of a different run. Anything that is not a gradcheck output is
-    never touched; a refusal names what differs from the ``parts`` the output's run recorded. ``sampled`` says whether this run keeps only the elements it checks (its layout since
+    never touched; a refusal names what differs from the ``parts`` the output's run recorded.
+    ``sampled`` says whether this run keeps only the elements it checks (its layout since
     format 4): a sampled run of an older format, with arrays over every index, is not resumed.
     """
     existing = _existing_output(path, options)
