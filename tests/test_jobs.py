@@ -245,3 +245,21 @@ def test_a_job_that_fails_before_it_runs_is_shown_failed_by_status(client: Clien
     assert shown.stdout.splitlines()[1].startswith(
         f"it failed before it ran: The output '{output}' is being written by another gradcheck run (pid {os.getpid()}"
     )
+
+
+def test_a_model_that_kills_its_worker_in_the_probe_is_refused_by_submit_in_one_line(tmp_path: Path) -> None:
+    # review 93: exit 3, "internal error ... please report it", where `run` said exit 2 in one line
+    output = write_gated_problem(tmp_path, "scheme: central\n")
+    poison = tmp_path / "poison"
+    poison.touch()
+    env = {"GRADCHECK_TEST_POISON_PROBE": str(poison), "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    with dask_cluster(tmp_path / "cluster", workers=1, env=env) as cluster:
+        submitted = run_cli("submit", str(tmp_path / "check.yaml"), "--scheduler-file", str(cluster.scheduler_file))
+    assert submitted.returncode == 2
+    assert submitted.stdout == ""
+    assert submitted.stderr == (
+        "gradcheck: error: The noise probe (the model loaded, its loss and grad at θ, and losses at steps along every "
+        "tensor) killed the worker running it, as many times as Dask allows (distributed.scheduler.allowed-failures): "
+        "the model may crash the process near θ. Fix the model and run the same command again.\n"
+    )
+    assert not output.exists()
