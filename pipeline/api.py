@@ -232,16 +232,7 @@ def run(
                 executed = _on_dask(config, layout, model_ref, client, stop, target, settings, steps)
         except BaseException as e:
             # Said while the lock is still held: `status` never sees a run that is neither running nor ended.
-            # Ctrl-C: "interrupted", as a killed run's (review 92: "cancelled", with a bare "KeyboardInterrupt: ")
-            _ended(
-                target,
-                "interrupted"
-                if isinstance(e, KeyboardInterrupt)
-                else "cancelled"
-                if isinstance(e, RunCancelled)
-                else "failed",
-                e,
-            )
+            _ended(target, e)
             raise
         # its output's size once it is in it; a wrong tensor's parameters read back for its diagnosis
         report = _report(config, executed, lambda: target.arrays, started, params=inputs.tensor)
@@ -305,17 +296,21 @@ def _on_dask(
         return execute(executor, target, settings, **steps, local_cluster=config.cluster.is_local)
 
 
-def _ended(target: StoredOutput, state: str, error: BaseException) -> None:
-    """Record how a run that had started its shards ended early; an output it did not get to is left as it is."""
+def _ended(target: StoredOutput, error: BaseException) -> None:
+    """Record how a run that had started its shards ended early (``cancelled``, ``interrupted`` by Ctrl-C as a killed
+    run is, or ``failed``, with its error); an output it did not get to is left as it is."""
     from .storage.output import read_output_attrs
 
     # No output (yet, or any more), or a disk too full to say it on: nothing to say it in.
     with contextlib.suppress(GradcheckError, OSError):
         recorded = read_output_attrs(target.path, target.options).get("state") or {}
         if recorded.get("state") == "running":
-            message = str(error) if isinstance(error, GradcheckError) else f"{type(error).__name__}: {error}"
-            if isinstance(error, KeyboardInterrupt):
-                message = ""  # `status` says what an interrupted run is, and how it resumes
+            if isinstance(error, KeyboardInterrupt):  # `status` says what that is, and how it resumes (review 92)
+                state, message = "interrupted", ""
+            elif isinstance(error, GradcheckError):
+                state, message = ("cancelled" if isinstance(error, RunCancelled) else "failed"), str(error)
+            else:
+                state, message = "failed", f"{type(error).__name__}: {error}"
             target.record({"state": {"state": state, "message": message, "at": time.time()}})
 
 

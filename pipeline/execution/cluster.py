@@ -76,12 +76,12 @@ def _preloads() -> dict[str, list[Any]]:
     return {"preload": [*preload, "pipeline.execution.local_worker"], "preload_argv": [*argvs, []]}
 
 
-def _wait_for_file(path: str, timeout: float) -> None:
-    """Wait up to ``timeout`` seconds for a scheduler file to hold a scheduler's address (its scheduler may be
-    starting): Dask's ``Client`` waits for the file without end (review 92: a misspelt one hung for 12 minutes,
-    whatever the timeout), and one without an address was an internal error (review 93)."""
+def _scheduler_address(path: str, timeout: float) -> str:
+    """The address a scheduler file holds, waited for up to ``timeout`` seconds (its scheduler may be starting):
+    Dask's ``Client`` waits for the file without end (review 92: a misspelt one hung for 12 minutes, whatever the
+    timeout), and one without an address was an internal error (review 93)."""
     deadline = time.monotonic() + timeout
-    while not _holds_address(path):
+    while not (address := _address_in(path)):
         if time.monotonic() > deadline:
             if not os.path.exists(path):
                 raise ClusterError(
@@ -93,15 +93,18 @@ def _wait_for_file(path: str, timeout: float) -> None:
                 "`dask scheduler --scheduler-file` writes."
             )
         time.sleep(0.1)
+    return address
 
 
-def _holds_address(path: str) -> bool:
+def _address_in(path: str) -> str:
+    """The scheduler's address in a scheduler file; "" while it is absent, unreadable, half-written or holds none."""
     try:
         with open(path, encoding="utf-8") as f:
             content = json.load(f)
-    except (OSError, ValueError):  # absent, unreadable, or half-written
-        return False
-    return isinstance(content, dict) and isinstance(content.get("address"), str) and bool(content["address"])
+    except (OSError, ValueError):
+        return ""
+    address = content.get("address") if isinstance(content, dict) else None
+    return address if isinstance(address, str) else ""
 
 
 def resolved(cluster: ClusterConfig) -> ClusterConfig:
@@ -190,19 +193,18 @@ def connect(cluster: ClusterConfig, n_tasks: int) -> Iterator[Client]:
             yield stack.enter_context(Client(local, timeout=cluster.timeout))
         return
     where = f"scheduler at {cluster.address}" if cluster.address else f"scheduler file '{cluster.scheduler_file}'"
-    if cluster.scheduler_file is not None:
-        _wait_for_file(cluster.scheduler_file, cluster.timeout)
+    # the file read here, once: the client is given the address it holds
+    address = cluster.address or _scheduler_address(str(cluster.scheduler_file), cluster.timeout)
     start = time.monotonic()
     try:
         client = Client(
-            address=cluster.address,
-            scheduler_file=cluster.scheduler_file,
+            address=address,
             timeout=cluster.timeout,
             security=security(cluster),
         )
     except (OSError, TimeoutError, ValueError, TypeError) as e:  # TypeError: a tls:// address without TLS
         hint = ""
-        if cluster.security is None and ("tls://" in (cluster.address or "") or "TLS" in str(e)):
+        if cluster.security is None and ("tls://" in address or "TLS" in str(e)):
             hint = " (a tls:// scheduler needs `cluster.security`: ca, cert and key files)"
         # "within" only where it waited: an address that does not parse fails at once (review 92)
         waited = f" within {cluster.timeout:g} s" if time.monotonic() - start >= cluster.timeout / 2 else ""

@@ -43,6 +43,7 @@ from .. import api
 from ..config import ClusterConfig, Config, merge_config, read_config_file, read_yaml
 from ..errors import ConfigError, GradcheckError
 from ..examples import EXAMPLES, write_example
+from ..report import Report
 from .history import ERROR, DriftPolicy, Record, judge, read_history, write_record
 
 __all__ = ["CheckSpec", "Suite", "SuiteResult", "load_suite", "run_suite"]
@@ -219,34 +220,54 @@ def _client(cluster: ClusterConfig, n_checks: int) -> Iterator[Any]:
         yield client
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _error_record(
-    suite: Suite, check: CheckSpec, run_id: str, config: Config | None, error: str, seconds: float
-) -> Record:
-    """The record of a check that gave no verdict: ``error`` says why."""
+def _record(suite: Suite, check: CheckSpec, run_id: str, config: Config | None, **outcome: Any) -> Record:
+    """A check's record in this run: what it checked (none where its config did not load) and its ``outcome``."""
     return Record(
         suite=suite.name,
         check=check.name,
         run_id=run_id,
-        time=_now(),
+        time=datetime.now(UTC).isoformat(timespec="microseconds"),
         commit=model_commit(config.model) if config is not None else None,
         config_hash=_config_hash(config) if config is not None else "",
         expect=check.expect,
-        passed=False,
-        verdict=ERROR,
-        error=error,
-        difference=math.nan,
-        threshold=None,
-        tensors=(),
-        failing=(),
-        worst=(),
-        n_params=0,
-        wall_seconds=seconds,
-        evaluations_per_second=0.0,
+        **outcome,
     )
+
+
+def _verdict(report: Report) -> dict[str, Any]:
+    """A record's outcome fields from a check's report."""
+    return {
+        "passed": report.passed,
+        "verdict": report.verdict,
+        "difference": report.difference,
+        "threshold": report.threshold,
+        "tensors": tuple(
+            {key: t[key] for key in ("name", "difference", "contribution", "passed")}
+            for t in report.to_dict()["tensors"]  # JSON-safe: NaN as null
+        ),
+        "failing": report.failing,
+        "worst": tuple(w.to_dict() for w in report.worst[:5]),
+        "n_params": report.n_params,
+        "wall_seconds": float(report.timings["total_seconds"]),
+        "evaluations_per_second": float(report.timings["evaluations_per_second"]),
+    }
+
+
+def _no_verdict(error: GradcheckError, seconds: float) -> dict[str, Any]:
+    """A record's outcome fields for a check that gave no verdict: the error says why."""
+    return {
+        "passed": False,
+        "verdict": ERROR,
+        "error": str(error),  # one line, as the CLI prints it
+        "difference": math.nan,
+        "threshold": None,
+        "tensors": (),
+        "failing": (),
+        "worst": (),
+        "n_params": 0,
+        "wall_seconds": seconds,
+        "evaluations_per_second": 0.0,
+    }
 
 
 def run_suite(
@@ -274,32 +295,9 @@ def run_suite(
             except GradcheckError as e:
                 # recorded, and the suite goes on (review 92: one check's bad model file stopped the rest, and the
                 # history went on showing its night before as its latest run)
-                record = _error_record(
-                    suite, check, run_id, config, " ".join(str(e).split()), time.monotonic() - started
-                )
+                record = _record(suite, check, run_id, config, **_no_verdict(e, time.monotonic() - started))
             else:
-                record = Record(
-                    suite=suite.name,
-                    check=check.name,
-                    run_id=run_id,
-                    time=_now(),
-                    commit=model_commit(config.model),
-                    config_hash=_config_hash(config),
-                    expect=check.expect,
-                    passed=report.passed,
-                    verdict=report.verdict,
-                    difference=report.difference,
-                    threshold=report.threshold,
-                    tensors=tuple(
-                        {key: t[key] for key in ("name", "difference", "contribution", "passed")}
-                        for t in report.to_dict()["tensors"]  # JSON-safe: NaN as null
-                    ),
-                    failing=report.failing,
-                    worst=tuple(w.to_dict() for w in report.worst[:5]),
-                    n_params=report.n_params,
-                    wall_seconds=float(report.timings["total_seconds"]),
-                    evaluations_per_second=float(report.timings["evaluations_per_second"]),
-                )
+                record = _record(suite, check, run_id, config, **_verdict(report))
             record = dataclasses.replace(record, flags=judge(record, history.get(check.name, []), suite.drift))
             write_record(history_dir, record)
             records.append(record)
