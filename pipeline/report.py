@@ -357,7 +357,9 @@ def _unsettled_why(t: TensorReport) -> str:
         "of differences did not converge, or the loss's one-sided slopes were still moving with the analytic value "
         "outside them, or between them but not at the one that had stopped moving (a feature closer to θ than the "
         "steps resolve: a square root or a logarithm a hair above its "
-        "guard, a cusp); such a value cannot be called wrong (finer steps may reach it) nor right (the steps taken "
+        "guard, a cusp), or the loss was not finite at the first steps (past the edge of its domain: a solver that "
+        "diverges there) and the finer ones, where it is, left the error bar too wide to verify it; such a value "
+        "cannot be called wrong (finer steps may reach it) nor right (the steps taken "
         "never resolved the derivative there), so the tensor's other elements do not verify it; check it at "
         "parameters farther from the feature"
     )

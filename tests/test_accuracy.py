@@ -175,6 +175,13 @@ def test_judge_counts_error_bars_and_kinks() -> None:
     smooth = np.array([True, True, True, True, True])
     assert judge(analytic, numeric, bar, lower, upper, tolerance, smooth)[1][2] == WRONG
 
+    # A non-finite estimate is wrong, its allowance NaN, whatever its bar (an infinite one made the allowance infinite,
+    # and inf <= inf agreed: review 94, once the noise beside an overflowing loss was made finite)
+    lost = np.array([np.inf, -np.inf, np.nan])
+    allowed, status = judge(np.ones(3), lost, np.array([np.inf, 1.0, np.inf]), lost, lost, tolerance)
+    assert status.tolist() == [WRONG, WRONG, WRONG]
+    assert np.isnan(allowed).all()
+
 
 def test_diagnose_reads_only_checked_elements() -> None:
     numeric = np.arange(1.0, 7.0)

@@ -129,8 +129,10 @@ def first_pass(loaded: Loaded, groups: list[Group]) -> list[FirstPass]:
     losses = losses_of(loaded, groups, [perturbed for _, _, perturbed, _ in stencils])
     evaluated = []
     for group, table, (values, h, _, taken) in zip(groups, losses, stencils, strict=True):
-        with np.errstate(invalid="ignore"):
-            rounding = settings.eps(group.dtype) * np.max(np.abs(table), axis=1, initial=0.0)
+        # (of the finite losses: one past the edge of the loss's domain, an overflow to inf, has no rounding, and an
+        # infinite noise would leave the second look unable to judge the element on its finite finer steps)
+        finite = np.where(np.isfinite(table), np.abs(table), 0.0)
+        rounding = settings.eps(group.dtype) * np.max(finite, axis=1, initial=0.0)
         measured = per_element(loaded, settings.noise_of, group)
         # Never below one rounding unit, even along a tensor the loss ignores: an analytic value under the loss's
         # resolution there is rounding of a gradient that cancels (a bias before a batch norm), not a bug.

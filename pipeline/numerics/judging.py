@@ -438,7 +438,9 @@ def _look_again(
         allowed = allowed + np.where(np.isfinite(shift), shift, 0.0)
         numeric, steps = est.numeric[k], first.h[k]
     # With a fixed step, a quotient not finite stays wrong: its numeric value is the first pass's.
-    numeric, allowed, status = beyond_the_edge(past_edge, est.numeric[k], (numeric, allowed, status))
+    numeric, allowed, status = beyond_the_edge(
+        past_edge, est.numeric[k], (numeric, allowed, status), unsettled=UNSETTLED
+    )
     steps = np.where(np.isfinite(numeric), steps, first.h[k])
     gap = np.broadcast_to(refined.gap, (k.size,)).astype(np.float64)
     margin = np.broadcast_to(refined.margin, (k.size,)).astype(np.float64)

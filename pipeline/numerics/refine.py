@@ -286,15 +286,23 @@ def beyond_the_edge(
     first: np.ndarray,
     judged: tuple[np.ndarray, np.ndarray, np.ndarray],
     stays: int = WRONG,
+    unsettled: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The second look's ``judged`` ``(numeric, allowed, status)`` where the first pass's losses were not finite
     (``past_edge``; ``first``: its numeric values): a loss not finite at the first steps (past the edge of its
     domain) but finite at finer ones is judged on them where they decide (agrees, a kink, wrong). Else it stays
     wrong (``stays``), its losses not finite: finer steps in float32 are mostly rounding, and an inconclusive
-    suspect would let its tensor pass on the others (review 51: a 10% error passed)."""
+    suspect would let its tensor pass on the others (review 51: a 10% error passed). With ``unsettled`` (an element's
+    status that leaves its tensor not verified), one whose finer steps gave an estimate that decided nothing keeps that
+    estimate and is ``unsettled``: neither wrong nor verified (review 94: a float32 Burgers solver whose viscosity's
+    first step reached a negative viscosity, its loss inf there, failed its exact gradient as wrong)."""
     numeric, allowed, status = judged
     decided = np.isfinite(numeric) & np.isin(status, (AGREE, WRONG, NONDIFFERENTIABLE))
     kept = past_edge & ~decided
+    if unsettled is not None:
+        undecided = kept & np.isfinite(numeric)
+        status = np.where(undecided, unsettled, status)
+        kept &= ~undecided
     return (
         np.where(kept, first, numeric),
         np.where(kept, np.nan, allowed),

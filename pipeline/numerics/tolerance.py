@@ -156,7 +156,8 @@ def judge(
     the losses rule a kink out, so a disagreement there is always ``WRONG``.
     """
     with np.errstate(invalid="ignore"):
-        allowed = tolerance.atol + tolerance.rtol * np.abs(numeric) + tolerance.safety * bar
+        lost = ~np.isfinite(numeric)  # (an infinite estimate's allowance would be infinite too)
+        allowed = np.where(lost, np.nan, tolerance.atol + tolerance.rtol * np.abs(numeric) + tolerance.safety * bar)
         error = np.abs(analytic - numeric)
         wrong = ~(error <= allowed)
         low, high = np.minimum(lower, upper), np.maximum(lower, upper)
