@@ -73,9 +73,32 @@ def test_scattered_wrong_elements_and_a_vectors_few_are_not_given_a_region() -> 
     numeric = rng.normal(size=12)
     analytic = numeric.copy()
     analytic[[1, 5]] += 1.0
-    assert _judged((12,), analytic, numeric) == ("2 of 12 checked elements are wrong",)
+    assert _judged((12,), analytic, numeric) == ("2 of 12 checked elements are wrong: [1], [5]",)
     analytic[[6, 7, 8]] += 1.0  # a vector's block: 1, 5-8
     assert _judged((12,), analytic, numeric) == ("5 of 12 checked elements are wrong, at index 1, 5-8",)
+
+
+def test_a_few_wrong_elements_are_named_and_the_edges_of_a_field_said_so() -> None:
+    # Review 94: a Dirichlet heat equation's hand-written adjoint, wrong at u0[0] and u0[63] only (the boundary rows of
+    # its stencil), was told "2 of 64 checked elements are wrong", with nothing on where
+    rng = np.random.default_rng(2)
+    numeric = rng.normal(size=64)
+    analytic = numeric.copy()
+    analytic[[0, 63]] += [0.3, -0.2]
+    assert _judged((64,), analytic, numeric) == (
+        "2 of 64 checked elements are wrong: [0], [63] (each at an edge of the tensor: a boundary's stencil?)",
+    )
+    field = rng.normal(size=(16, 16))
+    wrong = field.copy()
+    wrong[0, 5] += 1.0
+    wrong[9, 15] -= 0.5
+    assert _judged((16, 16), wrong.reshape(-1), field.reshape(-1)) == (
+        "2 of 256 checked elements are wrong, at index 0, 9 of axis 0 (each at an edge of the tensor: a boundary's "
+        "stencil?)",
+    )
+    inside = numeric.copy()
+    inside[[5, 40]] += [0.3, -0.2]
+    assert _judged((64,), inside, numeric) == ("2 of 64 checked elements are wrong: [5], [40]",)
 
 
 def test_a_region_counts_only_the_rows_that_have_a_gradient_and_says_how_many_more_indices() -> None:

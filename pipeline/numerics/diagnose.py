@@ -140,6 +140,33 @@ def _region(shape: tuple[int, ...], wrong: np.ndarray, live: np.ndarray) -> str:
     return f"at index {_runs(indices)} of axis {axis}{every}"
 
 
+def _few(shape: tuple[int, ...], wrong: np.ndarray, checked: int) -> str:
+    """``: [0], [63]`` for at most :data:`LISTED` wrong elements (flat positions), a quarter of the ``checked`` ones at
+    most, with :func:`_edges`; nothing for more (the worst elements below list them)."""
+    if wrong.size > LISTED or 4 * wrong.size > checked:
+        return ""
+    return f": {_where(shape, wrong)}{_edges(shape, wrong)}"
+
+
+#: An axis this long at least has edges worth naming: wrong elements all at its first or last index there.
+EDGE_AXIS = 8
+
+
+def _edges(shape: tuple[int, ...], wrong: np.ndarray) -> str:
+    """`` (each at an edge of the tensor: a boundary's stencil?)`` where every wrong element (flat positions; two or more)
+    lies at the first or last index of an axis of :data:`EDGE_AXIS` or more: a boundary condition's rows of a
+    discretised operator, which its hand-written adjoint transposed wrongly (review 94: a Dirichlet heat equation's
+    adjoint wrong at ``u0[0]`` and ``u0[63]`` only, said as "2 of 64 checked elements are wrong")."""
+    long = [axis for axis, n in enumerate(shape) if n >= EDGE_AXIS]
+    if wrong.size < 2 or not long:
+        return ""
+    at = np.unravel_index(wrong, shape)
+    edge = np.zeros(wrong.size, dtype=bool)
+    for axis in long:
+        edge |= (at[axis] == 0) | (at[axis] == shape[axis] - 1)
+    return " (each at an edge of the tensor: a boundary's stencil?)" if bool(np.all(edge)) else ""
+
+
 def _swapped(shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, room: np.ndarray) -> str | None:
     """``axes i and j`` when the analytic gradient is the numeric one with two axes of the same length
     swapped: a transpose inside the tensor (a convolution kernel's rows and columns)."""
@@ -403,7 +430,7 @@ def diagnose(
     elif found is None or found[0].size < n_wrong:
         sentences.append(
             f"{n_wrong} of {n_checked} checked elements are wrong"
-            + (f", {region}" if region else "")
+            + (f", {region}{_edges(held, named(flat))}" if region else _few(held, named(flat), n_checked))
             + _slightly(analytic[flat], numeric[flat])
         )
         # No pattern, a few wrong elements beside as many kinks at θ or more: kinks that interact (review 74: numpy-ml's
