@@ -354,7 +354,8 @@ def _unsettled_why(t: TensorReport) -> str:
     some, one = f"{t.n_unsettled} of its {t.n_checked} checked elements", t.n_unsettled == 1
     return (
         f"{some} {'was' if one else 'were'} not settled at the finest steps taken: {'its' if one else 'their'} table "
-        "of differences did not converge, or the loss's one-sided slopes were still moving with the analytic value "
+        "of differences did not converge (a loss that changes erratically at every step taken: chaotic dynamics over "
+        "a long horizon), or the loss's one-sided slopes were still moving with the analytic value "
         "outside them, or between them but not at the one that had stopped moving (a feature closer to θ than the "
         "steps resolve: a square root or a logarithm a hair above its "
         "guard, a cusp), or the loss was not finite at the first steps (past the edge of its domain: a solver that "

@@ -372,6 +372,7 @@ def judge_again(
     inside: Finest = NO_FINEST,
     margins: tuple[np.ndarray, np.ndarray] | None = None,
     precise: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    borne: np.ndarray | bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The verdict of a second look (:mod:`.refine`): ``(numeric, allowed, status)`` per suspect.
 
@@ -387,7 +388,8 @@ def judge_again(
     or whose refined estimate does not lie between the slopes (a table that cannot be trusted), is
     inconclusive. ``first`` is the first pass's ``(numeric, allowed, status, bar)``: it stands where the
     second look could not evaluate the loss, judged for its width; where the loss was finite but the table ran out
-    of steps before it converged (``unconverged``), a first verdict of wrong stands and any other makes the element
+    of steps before it converged (``unconverged``), a first verdict of wrong stands where the rows just finer than the
+    first pass's bore its estimate out (``borne``) and any other makes the element
     ``unsettled`` (the first pass's steps, which the second look was to test, are not borne out: too coarse for a
     feature near θ; a pass there is no evidence). Where besides the finest slopes settled and halved their gap as a
     smooth function's do (``smooth_end``, :func:`.refine._smooth_end`), they decide instead: a value outside them
@@ -450,6 +452,9 @@ def judge_again(
         slack = tolerance.atol + tolerance.rtol * np.fmax(np.abs(low), np.abs(high))
         above, below = analytic > high + slack, analytic < low - slack
         stands = ~np.asarray(entering) | (above & ~np.asarray(rising)) | (below & ~np.asarray(falling))
+    # and only where the rows just finer than the first pass's bore its estimate out (review 94: a chaotic loss, whose
+    # differences grew by orders of magnitude with every halving of the step, failed its exact gradient)
+    stands &= np.asarray(borne)
     undone = np.select([bounded & between, bounded, (before == WRONG) & stands], [unsettled, WRONG, WRONG], unsettled)
     status = np.where(usable, status, np.where(unconverged, undone, before))
     # outside slopes that were still moving is not wrong: only not verified (they may reach it at finer steps)
