@@ -11,6 +11,7 @@ from .numerics.fd import AUTO_POWER, COMPLEX_STEP
 from .numerics.probe import ONE_SIDED
 from .numerics.problem import PLAIN_EVALUATION, Settings
 from .numerics.reduce import sampled_kinks
+from .numerics.taylor import TAYLOR_WRONG
 from .numerics.tolerance import VERIFY_LIMIT
 from .numerics.verdict import NonFinite, NonFiniteLoss, TensorReport, WorstElement, json_float, read_float
 
@@ -346,6 +347,19 @@ def _float32_only_why(t: TensorReport) -> str:
         "float32 rounding in an ill-conditioned layer, or code that computes otherwise by dtype, made the "
         "difference, and a bug only in a float32 code path would look the same; `precision: float64` checks the "
         "model so, not its float32 code path"
+    )
+
+
+def _decided_by(direction: Mapping[str, Any]) -> str:
+    """For a Taylor direction judged wrong whose orders never fell to the first (review 94: "2.00 2.00 ... (wrong)"
+    under a header saying 2 means correct), what decided it: the central differences at finer steps."""
+    first = any(o is not None and o <= TAYLOR_WRONG for o in direction["orders"])
+    if direction["status"] != "wrong" or first or direction.get("numeric") is None:
+        return ""
+    analytic, numeric, allowed = direction["analytic"], direction["numeric"], direction.get("allowed")
+    return (
+        f": g·v {analytic:.8g}, central differences at finer steps {numeric:.8g}, |a-n| {abs(analytic - numeric):.3g}"
+        + (f" where {allowed:.3g} is allowed" if allowed is not None else "")
     )
 
 
@@ -695,10 +709,15 @@ def format_report(report: Report) -> str:
         ]
     orders = [d for d in report.directions if d.get("orders")]
     if orders:
-        lines += ["", "Taylor test, observed orders of convergence (2 for a correct gradient, 1 for a wrong one):"]
+        lines += [
+            "",
+            "Taylor test, observed orders of convergence (2 for a correct gradient, 1 for a wrong one whose error "
+            "outweighs the curvature at these steps; a smaller error leaves them at 2, and the central differences "
+            "at finer steps decide):",
+        ]
         for d in orders:
             shown = " ".join("-" if o is None else f"{o:.2f}" for o in d["orders"])
-            lines.append(f"  {d['tensor']} direction {d['number']}: {shown} ({d['status']})")
+            lines.append(f"  {d['tensor']} direction {d['number']}: {shown} ({d['status']}{_decided_by(d)})")
     if report.n_nondifferentiable:
         lines += [
             "",

@@ -2503,6 +2503,17 @@ def test_the_taylor_test_as_a_directions_mode() -> None:
     planted = pipeline.check(hard.planted("smooth-tanh", "W2", 1e-1), params, data, **settings)
     assert _found(planted, "W2")
     assert all(d["orders"][-1] < 1.3 for d in planted.directions if d["tensor"] == "W2")  # converging to 1
+    assert "(wrong)" in str(planted)  # the orders show it: nothing more to say
+    # An error of 1e-5 leaves the orders near 2 (the curvature's term outweighs it at every step): central differences
+    # at finer steps decide, and its line says so (review 94: "2.00 2.00 ... (wrong)" under a header saying 2 is
+    # correct)
+    small = pipeline.check(hard.planted("smooth-tanh", "W2", 1e-5), params, data, **settings)
+    assert _found(small, "W2")
+    wrong = [d for d in small.directions if d["status"] == "wrong"]
+    assert wrong
+    assert all(min(d["orders"]) > 1.3 for d in wrong)
+    assert "(wrong: g·v " in str(small)
+    assert ", central differences at finer steps " in str(small)
 
 
 def test_the_second_look_costs_only_its_suspects() -> None:
