@@ -1857,6 +1857,30 @@ def test_a_chaotic_loss_whose_differences_never_converge_is_not_verified_not_fai
             assert "did not converge (a loss that changes erratically at every step taken" in str(report)
 
 
+@pytest.mark.parametrize("offset", [1e-11, 1e-10, 3e-10])
+def test_a_first_verdict_of_wrong_beside_a_table_that_never_converged_stands_where_finer_rows_bear_it_out(
+    offset: float,
+) -> None:
+    """Review 61's case: ``x + |x − c|^1.5`` at 0, the feature 1e-10 from θ, the first pass accurate to 1e-8 and the
+    table never converging. The finer rows move by 1e-9, away from a zeroed value: they bear the first verdict out, and
+    a zeroed or 10% wrong derivative fails (review 95 found the first version of the chaotic rule, which looked only at
+    how far they moved against the estimate's distance from D(h), leaving 40 such errors not verified). The logistic
+    map at 35 steps whose next two rows lay near the first estimate, then reached the derivative (review 95): not
+    failed."""
+
+    def f(x: float) -> float:
+        return x + abs(x - offset) ** 1.5
+
+    params: Arrays = {"x": np.zeros(1)}
+    exact = 1 - 1.5 * offset**0.5
+    assert pipeline.check(_OneElement(f, exact, np.float64), params, {}).verdict != "failed"
+    for wrong in (0.0, 1.1 * exact):
+        assert pipeline.check(_OneElement(f, wrong, np.float64), params, {}).failing == ("x",), wrong
+    rng = np.random.default_rng(102)
+    chaotic = {"x0": rng.uniform(0.2, 0.8, 3), "r": 3.9 + 0.05 * rng.uniform(size=3)}
+    assert pipeline.check(_Logistic(35), chaotic, {"t": rng.uniform(0.2, 0.8, 3)}).verdict != "failed"
+
+
 @pytest.mark.parametrize(
     ("rate", "width", "dtype", "verdict"),
     [
