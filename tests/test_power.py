@@ -1869,7 +1869,7 @@ def test_a_first_verdict_of_wrong_beside_a_table_that_never_converged_stands_whe
     failed."""
 
     def f(x: float) -> float:
-        return x + abs(x - offset) ** 1.5
+        return float(x + abs(x - offset) ** 1.5)
 
     params: Arrays = {"x": np.zeros(1)}
     exact = 1 - 1.5 * offset**0.5
