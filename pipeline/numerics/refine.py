@@ -110,12 +110,12 @@ FLIP_FELL = 3.0
 CONFIRM_ROWS = 4
 #: A finer row toward the analytic value by more than this many times its rounding contradicts the estimate.
 CONTRADICTS = 2.0
-#: The first pass's estimate R (richardson's, from its rows at 2h and h) is borne out by the two finer rows (h/2, h/4)
-#: where each central difference lies within this many times R's distance from D(h), plus both rows' rounding: a smooth
+#: The two rows finer than the first pass's (h/2, h/4) leave its estimate R (richardson's, from its rows at 2h and h)
+#: where a central difference lies beyond this many times R's distance from D(h), plus both rows' rounding: a smooth
 #: function's differences converge on R from D(h)'s side, the finer the nearer. Where a table never converged, a first
-#: verdict of wrong stands only so (review 94: a chaotic loss, Lorenz-63 integrated to t = 30, whose differences grew
-#: from 4.7e3 at the first steps to 1.4e7 at h/8 and whose derivative, 6e11, shows only at steps of 1e-12, was called
-#: wrong by the first pass's 4.7e3 ± 1.4e4).
+#: verdict of wrong stands only where the finer rows bear R out (:func:`_borne`; review 94: a chaotic loss, Lorenz-63
+#: integrated to t = 30, whose differences grew from 4.7e3 at the first steps to 1.4e7 at h/8 and whose derivative,
+#: 6e11, shows only at steps of 1e-12, was called wrong by the first pass's 4.7e3 ± 1.4e4).
 BORNE = 4.0
 #: The one-sided slopes' change from one step to the next halves with the step for a smooth function beside
 #: a kink (a slope at step h is off by about f''·h/2); where it shrank by less than this, the slopes are still
@@ -187,7 +187,7 @@ class Refined:
     extrapolation's move plus the gap's noise, else ``margin``. ``precise``: ``(low, high, low's margin, high's)``, the
     slopes measured by a coarser row the finer rows bear out, in float64, where far narrower (:func:`_precise_slope`;
     NaN elsewhere): a value beyond it but within ``margins`` is unsettled (:func:`.tolerance.judge_again`).
-    ``borne``: the rows just finer than the first pass's bear its estimate out (:data:`BORNE`).
+    ``borne``: the rows finer than the first pass's bear its estimate out (:func:`_borne`).
     """
 
     numeric: np.ndarray

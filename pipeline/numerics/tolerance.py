@@ -388,7 +388,7 @@ def judge_again(
     or whose refined estimate does not lie between the slopes (a table that cannot be trusted), is
     inconclusive. ``first`` is the first pass's ``(numeric, allowed, status, bar)``: it stands where the
     second look could not evaluate the loss, judged for its width; where the loss was finite but the table ran out
-    of steps before it converged (``unconverged``), a first verdict of wrong stands where the rows just finer than the
+    of steps before it converged (``unconverged``), a first verdict of wrong stands where the rows finer than the
     first pass's bore its estimate out (``borne``) and any other makes the element
     ``unsettled`` (the first pass's steps, which the second look was to test, are not borne out: too coarse for a
     feature near θ; a pass there is no evidence). Where besides the finest slopes settled and halved their gap as a
@@ -452,8 +452,8 @@ def judge_again(
         slack = tolerance.atol + tolerance.rtol * np.fmax(np.abs(low), np.abs(high))
         above, below = analytic > high + slack, analytic < low - slack
         stands = ~np.asarray(entering) | (above & ~np.asarray(rising)) | (below & ~np.asarray(falling))
-    # and only where the rows just finer than the first pass's bore its estimate out (review 94: a chaotic loss, whose
-    # differences grew by orders of magnitude with every halving of the step, failed its exact gradient)
+    # and only where the finer rows bore the first pass's estimate out (:func:`.refine._borne`; review 94: a chaotic
+    # loss, whose differences grew by orders of magnitude with every halving of the step, failed its exact gradient)
     stands &= np.asarray(borne)
     undone = np.select([bounded & between, bounded, (before == WRONG) & stands], [unsettled, WRONG, WRONG], unsettled)
     status = np.where(usable, status, np.where(unconverged, undone, before))
