@@ -369,7 +369,9 @@ def _unsettled_why(t: TensorReport) -> str:
     return (
         f"{some} {'was' if one else 'were'} not settled at the finest steps taken: {'its' if one else 'their'} table "
         "of differences did not converge (a loss that changes erratically at every step taken: chaotic dynamics over "
-        "a long horizon), or the loss's one-sided slopes were still moving with the analytic value "
+        "a long horizon), or its differences ran away as the step shrank, by the same law row after row (a jump or a "
+        "pole of the loss inside the steps: a dihedral angle at a bond angle near straight, the log-determinant of a "
+        "nearly singular matrix), or the loss's one-sided slopes were still moving with the analytic value "
         "outside them, or between them but not at the one that had stopped moving (a feature closer to θ than the "
         "steps resolve: a square root or a logarithm a hair above its "
         "guard, a cusp), or the loss was not finite at the first steps (past the edge of its domain: a solver that "
@@ -396,7 +398,9 @@ def _float32_inside(report: Report, float32: bool) -> str:
         "float64's (1e-16): does the model compute in float32 inside (a `.float()`, a float32 buffer or constant), or "
         "to a tolerance (an iterative solver), or solve a nearly singular system (a Cholesky of a kernel matrix with "
         "duplicated points)? The check then has that precision's power, not float64's (the power "
-        "column)."
+        "column). Or does the loss jump, or have a pole, within a step of θ far finer than the check's (a matrix "
+        "nearly singular, an angle at a straight or collinear configuration)? The probe takes such a feature for "
+        "noise, and no step the check takes resolves the derivative there."
     )
 
 

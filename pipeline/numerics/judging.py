@@ -427,6 +427,7 @@ def _look_again(
         (est.numeric[k], est.bar[k], est.smooth[k]),
         past_edge,
         approach=approach,
+        resolution=settings.eps(group.dtype) * abs(settings.loss0),
     )
     # an element outside slopes still moving is UNSETTLED: its tensor is not verified (a direction stays inconclusive)
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance, UNSETTLED)

@@ -117,6 +117,22 @@ CONTRADICTS = 2.0
 #: integrated to t = 30, whose differences grew from 4.7e3 at the first steps to 1.4e7 at h/8 and whose derivative,
 #: 6e11, shows only at steps of 1e-12, was called wrong by the first pass's 4.7e3 ± 1.4e4).
 BORNE = 4.0
+#: The central differences were still running away as the step shrank where, over this many moves from row to row
+#: ending at the table's finest row, each moved the same way as the one before and each pair followed one law
+#: ``D(h) = a + c·h^-p`` with p above :data:`RUNAWAY`, the exponents agreeing within :data:`RUNAWAY_LAW`: p = 1 for a
+#: jump of the loss inside the steps (or kinks the steps approach), 2 for a pole of its derivative (``log|1 + h·g|``).
+#: Noise draws no such sequence; a smooth function's moves shrink (by 4 in the regime), a kink's halve. The rows never
+#: reached the derivative, and a value they disagree with is unsettled, not wrong (:func:`_runaway`; reviews 96 and 97:
+#: a dihedral angle 1e-6 from a straight bond angle swings by O(1) within the steps, the probe took that swing for the
+#: loss's noise, the rows' differences doubled with every halving of the step, and the correct gradient failed on the
+#: first pass's estimate, -1.7e3 against 1.07e7; so did elements of a log-determinant at condition 1e10, their pole
+#: 1e-10 from θ). A table that converged past such a run (a loss saturating within the first steps) is not affected.
+RUNAWAY_ROWS = 4
+RUNAWAY, RUNAWAY_LAW = 0.5, 1.35
+#: ...each move, times its row's step (the loss's own change it stands for), beyond this many rounding units of the loss:
+#: a rounding offset in the loss's differences draws the same law, p = 1, at a unit or two (the float64 copy of review
+#: 87's float32 ReLU network, whose rows moved by 6e-13 at steps of 1e-4: without this, a 10% error there passed).
+RUNAWAY_UNITS = 2.0**10
 #: The one-sided slopes' change from one step to the next halves with the step for a smooth function beside
 #: a kink (a slope at step h is off by about f''·h/2); where it shrank by less than this, the slopes are still
 #: moving (other kinks nearby, at coarse steps), and their extrapolation cannot call a value wrong.
@@ -187,7 +203,8 @@ class Refined:
     extrapolation's move plus the gap's noise, else ``margin``. ``precise``: ``(low, high, low's margin, high's)``, the
     slopes measured by a coarser row the finer rows bear out, in float64, where far narrower (:func:`_precise_slope`;
     NaN elsewhere): a value beyond it but within ``margins`` is unsettled (:func:`.tolerance.judge_again`).
-    ``borne``: the rows finer than the first pass's bear its estimate out (:func:`_borne`).
+    ``borne``: the rows finer than the first pass's bear its estimate out (:func:`_borne`). ``ran_away``: its
+    differences were still running away by a steady law at its finest rows (:func:`_runaway`): no verdict of wrong.
     """
 
     numeric: np.ndarray
@@ -214,6 +231,7 @@ class Refined:
     margins: tuple[np.ndarray, np.ndarray] | None = None
     precise: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     borne: np.ndarray | bool = True
+    ran_away: np.ndarray | bool = False
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray
@@ -288,6 +306,11 @@ class Refined:
             & ((status == INCONCLUSIVE) | gave_none)
             & ((analytic != 0) | (numeric != 0))
         )
+        # differences still running away at the finest rows never reached the derivative: a value they disagree with
+        # is not shown wrong (:data:`RUNAWAY_ROWS`); a kink's slopes, which approaching kinks also make them do, decide
+        # on their own
+        kink = np.asarray(self.kink, dtype=bool)
+        undecided |= np.asarray(self.ran_away, dtype=bool) & (status == WRONG) & ~kink & np.isfinite(analytic)
         return numeric, allowed, np.where(undecided, unsettled, status).astype(np.int8)
 
 
@@ -342,6 +365,7 @@ def second_look(
     past_edge: np.ndarray | bool = False,
     follow: bool = True,
     approach: bool = False,
+    resolution: float = 0.0,
 ) -> Refined:
     """Estimate ``k`` suspects' derivatives again over a sequence of steps (see the module's text).
 
@@ -608,6 +632,7 @@ def second_look(
         margins,
         precise,
         _borne(centrals, roundings, coarse, len(known), analytic),
+        _runaway(centrals, steps, resolution),
     )
     if first is None or not known or analytic is None:
         return refined
@@ -639,6 +664,47 @@ def _borne(
         if analytic is not None:
             toward = np.any(np.abs(centrals[known:] - analytic) <= np.abs(coarse - analytic) / 2, axis=0)
     return np.asarray(~((np.any(off, axis=0) & beyond) | toward), dtype=bool)
+
+
+def _runaway(centrals: np.ndarray, steps: np.ndarray, resolution: float = 0.0) -> np.ndarray:
+    """Per suspect, whether its central differences were still running away at its finest rows (:data:`RUNAWAY_ROWS`):
+    over that many moves from row to row, the last to its finest finite row, each the same way as the one before and
+    each pair following one law ``c·h^-p`` (:func:`_exponent`) with p above :data:`RUNAWAY` and the exponents within
+    :data:`RUNAWAY_LAW` of each other, each move times its row's step beyond :data:`RUNAWAY_UNITS` of the loss's
+    ``resolution`` (its rounding unit)."""
+    rows, k = centrals.shape
+    finite = np.isfinite(centrals)
+    last = np.where(finite.any(axis=0), rows - 1 - np.argmax(finite[::-1], axis=0), -1)  # the finest finite row
+    found = np.zeros(k, dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moves = np.diff(centrals, axis=0)  # moves[i]: row i to row i + 1
+        shrink = steps[:-1] / steps[1:]  # shrink[i]: row i's step over row i + 1's
+        powers = _exponent(moves[1:] / moves[:-1], shrink[:-1], shrink[1:])  # powers[i]: moves i and i + 1
+        felt = np.abs(moves) * steps[1:] > RUNAWAY_UNITS * resolution  # beyond the loss's rounding
+        for first in range(rows - RUNAWAY_ROWS):
+            law = powers[first : first + RUNAWAY_ROWS - 1]
+            steady = np.all(law > RUNAWAY, axis=0) & (np.max(law, axis=0) <= RUNAWAY_LAW * np.min(law, axis=0))
+            steady &= np.all(felt[first : first + RUNAWAY_ROWS], axis=0)
+            found |= steady & (first + RUNAWAY_ROWS == last)
+    return found
+
+
+def _exponent(factor: np.ndarray, coarser: np.ndarray, finer: np.ndarray) -> np.ndarray:
+    """The exponent p of a law ``D(h) = a + c·h^-p`` that makes two successive moves of D, over steps shrinking by
+    ``coarser`` then by ``finer``, differ by ``factor`` (``coarser^p·(finer^p − 1)/(coarser^p − 1)``, which grows with
+    p); NaN where no p in (0, 8] does (a move changing sign, or shrinking faster than any such law allows)."""
+    low, high = np.zeros_like(factor), np.full_like(factor, 8.0)
+
+    def law(p: np.ndarray) -> np.ndarray:
+        return np.asarray(coarser**p * (finer**p - 1) / (coarser**p - 1))
+
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        possible = (factor > law(np.full_like(factor, 1e-9))) & (factor <= law(high)) & (coarser > 1) & (finer > 1)
+        for _ in range(40):
+            middle = (low + high) / 2
+            above = law(middle) < factor
+            low, high = np.where(above, middle, low), np.where(above, high, middle)
+    return np.asarray(np.where(possible, (low + high) / 2, np.nan))
 
 
 def _smooth_end(gaps: np.ndarray, gap_noise: np.ndarray, steps: np.ndarray) -> np.ndarray:
