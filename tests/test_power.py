@@ -1969,6 +1969,54 @@ def test_a_jump_inside_the_steps_that_the_probe_took_for_noise_is_not_verified_n
         assert "ran away" in str(report)
 
 
+class _LennardJones:
+    """Review 96: ``E = Σ 4(r^-12 − r^-6)`` over the pairs of atoms, no cutoff, with the forces written by hand;
+    ``error`` scales the gradient at ``at`` (an atom's row, or one element)."""
+
+    def __init__(self, error: float = 0.0, at: Any = None) -> None:
+        self.error, self.at = error, at
+
+    def loss(self, params: Arrays, data: Arrays) -> Any:
+        i, j = np.triu_indices(len(params["pos"]), 1)
+        r = np.linalg.norm(params["pos"][i] - params["pos"][j], axis=1)
+        return float(np.sum(4 * (r**-12 - r**-6)))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        pos = params["pos"]
+        i, j = np.triu_indices(len(pos), 1)
+        apart = pos[i] - pos[j]
+        r = np.linalg.norm(apart, axis=1)
+        pair = ((-48 * r**-13 + 24 * r**-7) / r)[:, None] * apart
+        g = np.zeros_like(pos)
+        np.add.at(g, i, pair)
+        np.add.at(g, j, -pair)
+        if self.at is not None:
+            g[self.at] *= 1 + self.error
+        return {"pos": g}
+
+
+def test_forces_whose_bars_are_the_losss_rounding_are_estimated_again_at_coarser_steps() -> None:
+    """Review 96: 12 atoms, one pair overlapping at r = 0.2σ: the energy is 1e9, its rounding 3e-6, and at float64's
+    first step of 7.4e-4 the other atoms' forces (about 1) had bars of 2% and more: inconclusive, while the pair's
+    forces (6e10) verified the tensor. A 2% error in one atom's force passed, and a 50% error in a force of 0.05.
+    Elements inconclusive for the loss's noise over the step are estimated again from coarser steps (the noise over
+    the step shrinks as it grows): both errors now fail, and the correct forces still pass."""
+    rng, atoms = np.random.default_rng(11), list[np.ndarray]()
+    while len(atoms) < 12:
+        x = rng.uniform(0, 3.0, 3)
+        if all(np.linalg.norm(x - y) > 0.95 for y in atoms):
+            atoms.append(x)
+    pos = np.array(atoms)
+    pos[1] = pos[0] + np.array([0.2, 0.0, 0.0])
+    params = {"pos": pos}
+    correct = pipeline.check(_LennardJones(), params, {})
+    assert correct.passed, correct
+    assert correct.tensors[0].n_inconclusive <= 4, correct
+    for error, at in ((0.02, 9), (0.5, (11, 2))):
+        wrong = pipeline.check(_LennardJones(error, at), params, {})
+        assert wrong.failing == ("pos",), (error, wrong)
+
+
 @pytest.mark.parametrize(
     ("rate", "width", "dtype", "verdict"),
     [
