@@ -233,6 +233,14 @@ def test_a_difference_proportional_to_the_parameters_is_a_penalty_term_left_out_
     )
     (said,) = diagnose((1,), data_term[:1], numeric[:1], allowed[:1], status[:1], values=theta[:1])
     assert "θ" not in said
+    # one element beyond its allowance and the other within a wide one: one c fits any such pair (review 97: a GP's
+    # two lengthscales, one wrong, read as "151.5·θ at every checked element")
+    pair, wide = np.array([131679.1, 209934.5]), np.array([7.57, 37.95])
+    difference = np.array([-7.881, -9.867])
+    two = np.array([WRONG, AGREE], dtype=np.int8)
+    assert not any(
+        "θ" in said for said in diagnose((2,), pair, pair + difference, wide, two, values=np.array([-0.052, -0.065]))
+    )
 
     # θ is read (from a store, for a run that has one) only when no pattern before explained the tensor
     def unread() -> np.ndarray:
