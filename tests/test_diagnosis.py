@@ -763,3 +763,70 @@ def test_a_correct_relu_network_failed_at_exact_kinks_is_told_of_them_and_shown_
     ]
     assert "or, beside its 3 elements on kinks" in masked
     assert "relu'(0) = 0 puts a correct gradient beyond both one-sided slopes" in masked
+
+
+# --- a symmetric matrix's gradient: its symmetric part, its diagonal -------------------------------------------------
+
+
+def test_a_missing_symmetrisation_and_a_wrong_diagonal_are_named() -> None:
+    """Review 97: hand-written matrix adjoints. A loss that sees ``S`` only through ``(S + Sᵀ)/2`` whose backward pass
+    returned ``G`` unsymmetrised read as "30 of 36 checked elements are wrong"; so did its off-diagonal elements
+    doubled, without saying which. Now each is named, and so is the reverse (a backward pass that symmetrises where the
+    loss sees the whole matrix)."""
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(6, 6))
+    part = (g + g.T) / 2
+    allowed, theta = np.full(36, 1e-9), rng.normal(size=36)
+
+    def said(analytic: np.ndarray, numeric: np.ndarray) -> tuple[str, ...]:
+        a, n = analytic.reshape(-1), numeric.reshape(-1)
+        status = np.where(np.abs(a - n) > allowed, WRONG, AGREE).astype(np.int8)
+        return diagnose((6, 6), a, n, allowed, status, values=theta)
+
+    assert said(g, part) == (
+        "analytic is not symmetric where the numeric gradient is, and its symmetric part (G + Gᵀ)/2 is the numeric "
+        "gradient: the loss sees this matrix only through its symmetric part, and the backward pass does not "
+        "symmetrise its gradient",
+    )
+    assert said(part, g) == (
+        "analytic is the symmetric part (G + Gᵀ)/2 of the numeric gradient, which is not symmetric: the backward pass "
+        "symmetrises, but the loss sees the whole matrix, not only its symmetric part",
+    )
+    doubled = np.where(np.eye(6, dtype=bool), part, 2 * part)
+    assert said(doubled, part) == (
+        "analytic is 2x the numeric gradient at the 30 wrong elements (of 36 checked), off the diagonal, every checked "
+        "element there",
+    )
+    halved = np.where(np.eye(6, dtype=bool), part / 2, part)
+    assert said(halved, part) == (
+        "analytic is 0.5x the numeric gradient at the 6 wrong elements (of 36 checked), on the diagonal, every checked "
+        "element there",
+    )
+    assert said(g.T, g) == ("analytic is the transpose of the numeric gradient",)
+
+
+class _LogDet:
+    """``log det((S + Sᵀ)/2)``, its gradient ``A⁻¹`` symmetric; ``unsymmetrised`` adds a term ``C`` to the loss
+    through ``A`` and returns ``A⁻¹ + C`` without symmetrising it."""
+
+    def __init__(self, unsymmetrised: bool = False) -> None:
+        self.unsymmetrised = unsymmetrised
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        a = (params["S"] + params["S"].T) / 2
+        return float(np.linalg.slogdet(a)[1] + np.sum(data["C"] * a))
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        g = np.linalg.inv((params["S"] + params["S"].T) / 2) + data["C"]
+        return {"S": g if self.unsymmetrised else (g + g.T) / 2}
+
+
+def test_a_check_names_the_symmetrisation_its_backward_pass_left_out() -> None:
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    params = {"S": q @ np.diag(np.linspace(1, 3, 6)) @ q.T}
+    data = {"C": 0.1 * rng.normal(size=(6, 6))}
+    assert pipeline.check(_LogDet(), params, data).passed
+    report = pipeline.check(_LogDet(unsymmetrised=True), params, data)
+    assert report.failing == ("S",)
+    assert "its symmetric part (G + Gᵀ)/2 is the numeric gradient" in str(report)

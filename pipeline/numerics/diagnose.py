@@ -124,6 +124,11 @@ def _region(shape: tuple[int, ...], wrong: np.ndarray, live: np.ndarray) -> str:
     if len(shape) == 0 or wrong.size == 0:
         return ""
     at, alive = np.unravel_index(wrong, shape), np.unravel_index(live, shape)
+    if len(shape) == 2 and shape[0] == shape[1] > 2:  # a square matrix's diagonal, or all but it
+        on = alive[0] == alive[1]
+        for where, chosen in (("on the diagonal", on), ("off the diagonal", ~on)):
+            if 0 < np.count_nonzero(chosen) < live.size and np.array_equal(np.sort(wrong), np.sort(live[chosen])):
+                return f"{where}, every checked element there"
     best: tuple[float, int, np.ndarray] | None = None
     for axis in range(len(shape)):
         indices = np.unique(at[axis])
@@ -138,6 +143,35 @@ def _region(shape: tuple[int, ...], wrong: np.ndarray, live: np.ndarray) -> str:
     inside = np.isin(alive[axis], indices)
     every = ", every checked element there" if int(np.count_nonzero(inside)) == wrong.size else ""
     return f"at index {_runs(indices)} of axis {axis}{every}"
+
+
+def _symmetrised(n: int, analytic: np.ndarray, numeric: np.ndarray, room: np.ndarray) -> str | None:
+    """A sentence where one of an n×n tensor's gradients is symmetric and the other is not, and the symmetric one is the
+    other's symmetric part, ``(G + Gᵀ)/2``: a loss that sees the matrix only through its symmetric part (a covariance,
+    ``(S + Sᵀ)/2``) whose backward pass returns ``G`` unsymmetrised, or a backward pass that symmetrises where the loss
+    sees the whole matrix (review 97: a missing symmetrisation read as "30 of 36 checked elements are wrong")."""
+    a, g = analytic.reshape(n, n), numeric.reshape(n, n)
+    part_a, part_g = ((a + a.T) / 2).reshape(-1), ((g + g.T) / 2).reshape(-1)
+    if (
+        _close(part_a, numeric, room)
+        and _close(g.T.reshape(-1), numeric, room)
+        and not _close(a.T.reshape(-1), analytic, room)
+    ):
+        return (
+            "analytic is not symmetric where the numeric gradient is, and its symmetric part (G + Gᵀ)/2 is the numeric "
+            "gradient: the loss sees this matrix only through its symmetric part, and the backward pass does not "
+            "symmetrise its gradient"
+        )
+    if (
+        _close(analytic, part_g, room)
+        and _close(a.T.reshape(-1), analytic, room)
+        and not _close(g.T.reshape(-1), numeric, room)
+    ):
+        return (
+            "analytic is the symmetric part (G + Gᵀ)/2 of the numeric gradient, which is not symmetric: the backward pass "
+            "symmetrises, but the loss sees the whole matrix, not only its symmetric part"
+        )
+    return None
 
 
 def _few(shape: tuple[int, ...], wrong: np.ndarray, checked: int) -> str:
@@ -379,6 +413,8 @@ def diagnose(
         if _close(analytic, transposed, room + np.abs(transposed) * 1e-12) and not _close(analytic, numeric, room):
             what = "the transpose of" if shape[0] == shape[1] else "laid out as the transpose of"
             return (f"analytic is {what} the numeric gradient",)
+        if shape[0] == shape[1] and (symmetry := _symmetrised(shape[0], analytic, numeric, room)) is not None:
+            return (symmetry,)
     if whole and len(shape) > 2 and not _close(analytic, numeric, room):
         axes = _swapped(shape, analytic, numeric, room)
         if axes is not None:
