@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -207,6 +208,46 @@ def test_a_model_error_names_the_models_file_and_line(tmp_path: Path) -> None:
     assert "\n" not in message
     assert raised.value.detail is not None
     assert "np.linalg.inv(x)" in raised.value.detail
+
+
+class _CholeskyLogDet:
+    """``log det`` of a symmetric matrix by its Cholesky factor (a Gaussian's, a GP's), which raises where a step leaves
+    the positive-definite matrices; ``nan`` returns NaN there instead."""
+
+    def __init__(self, nan: bool) -> None:
+        self.nan = nan
+
+    def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+        a = (params["S"] + params["S"].T) / 2
+        try:
+            factor = np.linalg.cholesky(a)
+        except np.linalg.LinAlgError:
+            if not self.nan:
+                raise
+            return math.nan
+        return float(2 * np.log(np.diag(factor)).sum())
+
+    def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"S": np.linalg.inv((params["S"] + params["S"].T) / 2)}
+
+
+def test_a_loss_that_raises_where_a_step_leaves_its_domain_is_told_to_return_nan_there() -> None:
+    """Review 97: a Cholesky log-determinant of condition 1e6 (eigenvalues 1 to 1e6): the first step, 7.4e-4 of entries
+    near 1e5, leaves the positive-definite matrices and numpy raises. The check stops with one line, which now says what
+    to do; done so, the check passes."""
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 6)))
+    a = q @ np.diag(np.logspace(0, 6, 6)) @ q.T
+    params = {"S": (a + a.T) / 2}
+    with pytest.raises(pipeline.ModelError) as raised:
+        pipeline.check(_CholeskyLogDet(nan=False), params, {})
+    message = str(raised.value)
+    assert message.startswith("Model loss near θ (tensor S) raised LinAlgError: Matrix is not positive definite (at ")
+    assert message.endswith(
+        "; if a step left the loss's domain there (a matrix no longer positive definite, a log of a negative), return "
+        "NaN instead of raising: the check then steps inside it"
+    )
+    assert "\n" not in message
+    assert pipeline.check(_CholeskyLogDet(nan=True), params, {}).passed
 
 
 def test_the_cli_runs_inline_and_prints_the_models_traceback_on_request(seed_example: Path, tmp_path: Path) -> None:

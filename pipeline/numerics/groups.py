@@ -16,7 +16,7 @@ import numpy as np
 
 from .fd import STENCILS, Estimate, batched_stencil_losses, estimate, points, stencil_losses, step_sizes
 from .layout import TensorSpec
-from .problem import Loaded, call_model, fastest
+from .problem import OFF_THETA, Loaded, call_model, fastest
 
 __all__ = [
     "FirstPass",
@@ -179,10 +179,16 @@ def _segment_losses(loaded: Loaded, spec: TensorSpec, positions: np.ndarray, per
             loaded.flat[spec.name],
             positions,
             perturbed,
+            hint=OFF_THETA,
         )
     if loaded.perturbs:
         return call_model(  # type: ignore[no-any-return]
-            f"perturbed_losses near θ (tensor {spec.name})", loaded.perturbed_losses, spec.name, positions, perturbed
+            f"perturbed_losses near θ (tensor {spec.name})",
+            loaded.perturbed_losses,
+            spec.name,
+            positions,
+            perturbed,
+            hint=OFF_THETA,
         )
     scalar = complex if loaded.settings.scheme == "complex-step" else float
     return call_model(  # type: ignore[no-any-return]
@@ -192,6 +198,7 @@ def _segment_losses(loaded: Loaded, spec: TensorSpec, positions: np.ndarray, per
         loaded.flat[spec.name],
         positions,
         perturbed,
+        hint=OFF_THETA,
     )
 
 

@@ -328,13 +328,13 @@ class Loaded:
         return self.analytic
 
 
-def call_model(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any) -> Any:
+def call_model(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any, hint: str = "") -> Any:
     """Call ``fn(*args)``, which calls the user's model; its exceptions become one-line model errors.
 
     ``what`` names the call in the message; it may be a function that makes the name, called only on
     an error (formatting costs as much as a small model's batch). The message names the file and line
-    where the model raised; the error's ``detail`` holds the whole traceback as text (it survives
-    pickling, so it comes back from a worker too).
+    where the model raised, then ``hint`` (what the user can do); the error's ``detail`` holds the whole
+    traceback as text (it survives pickling, so it comes back from a worker too).
     """
     try:
         return fn(*args)
@@ -343,9 +343,17 @@ def call_model(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any
     except Exception as e:
         named = what if isinstance(what, str) else what()
         raise ModelError(
-            f"Model {named} raised {type(e).__name__}: {e}{_raised_at(e)}",
+            f"Model {named} raised {type(e).__name__}: {e}{_raised_at(e)}{hint}",
             detail="".join(traceback.format_exception(e)),
         ) from e
+
+
+#: What a loss that raises only off θ is asked to do (:func:`call_model`'s ``hint``): a step past the edge of its
+#: domain (a Cholesky of a matrix no longer positive definite: review 97) is judged on finer steps where the loss is NaN.
+OFF_THETA = (
+    "; if a step left the loss's domain there (a matrix no longer positive definite, a log of a negative), return NaN "
+    "instead of raising: the check then steps inside it"
+)
 
 
 #: This package's folder: frames inside it are ours, not the model's.
