@@ -252,9 +252,12 @@ NOISY_FLOAT64 = 1e-8
 NEGLIGIBLE_SHARE = 1e-6
 
 
-def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]], float32: bool) -> str:
+def _unverified_why(
+    t: TensorReport, directions: Sequence[Mapping[str, Any]], float32: bool, unsettled_said: str | None = None
+) -> str:
     """Why one tensor could not be verified, and what that leaves unseen (``float32``: the check had float32
-    tensors, which `precision: float64` would check with finer steps)."""
+    tensors, which `precision: float64` would check with finer steps; ``unsettled_said``: the tensor above whose
+    unsettled elements were explained, which this one's refer to)."""
     unseen = "a wrong gradient there would not have been seen"
     # Exactly 0 on both sides agrees, but leaves nothing to measure a relative error against: a
     # gradient wrong only where it is non-zero (a factor, a term, a transpose) passes there unseen.
@@ -266,7 +269,7 @@ def _unverified_why(t: TensorReport, directions: Sequence[Mapping[str, Any]], fl
     if t.n_float32_only:
         return _float32_only_why(t)
     if t.n_unsettled:
-        return _unsettled_why(t)
+        return _unsettled_why(t, unsettled_said)
     mine = [d for d in directions if d["tensor"] == t.name]
     said, why = _undecided(mine)
     if t.n_together and not any(d.get("undecided") == "crossing" for d in mine):
@@ -363,9 +366,15 @@ def _decided_by(direction: Mapping[str, Any]) -> str:
     )
 
 
-def _unsettled_why(t: TensorReport) -> str:
-    """What a tensor's unsettled elements are, and why its other elements do not verify it."""
+def _unsettled_why(t: TensorReport, said: str | None = None) -> str:
+    """What a tensor's unsettled elements are, and why its other elements do not verify it; where ``said`` names a
+    tensor above whose unsettled elements were explained, a reference to it (the paragraph is long)."""
     some, one = f"{t.n_unsettled} of its {t.n_checked} checked elements", t.n_unsettled == 1
+    if said is not None:
+        return (
+            f"{some} {'was' if one else 'were'} not settled at the finest steps taken (see {said}, above), so its "
+            "other elements do not verify it"
+        )
     return (
         f"{some} {'was' if one else 'were'} not settled at the finest steps taken: {'its' if one else 'their'} table "
         "of differences did not converge (a loss that changes erratically at every step taken: chaotic dynamics over "
@@ -659,8 +668,11 @@ def format_report(report: Report) -> str:
             f"Not verified, from the last layer back{consequence.get(report.verdict, '')}: "
             + ", ".join(t.name for t in unverified),
         ]
+        said: str | None = None  # the first tensor whose unsettled elements were explained: the others refer to it
         for t in unverified:
-            lines.append(f"  {t.name}: {_unverified_why(t, report.directions, float32)}")
+            lines.append(f"  {t.name}: {_unverified_why(t, report.directions, float32, said)}")
+            if said is None and t.n_unsettled and not t.n_float32_only:
+                said = t.name
     if thin:
         lines += [
             "",

@@ -1836,6 +1836,18 @@ class _Logistic:
         return {"x0": adjoint * (1 + self.error), "r": g_r}
 
 
+def test_the_unsettled_elements_of_a_second_tensor_refer_to_the_first_explanation() -> None:
+    """The explanation of unsettled elements is a paragraph; a report whose tensors all have them (a chaotic map's
+    initial state and rate) gives it once, and the next tensor refers to it."""
+    rng = np.random.default_rng(0)
+    params = {"x0": rng.uniform(0.2, 0.8, 3), "r": 3.9 + 0.05 * rng.uniform(size=3)}
+    report = pipeline.check(_Logistic(60), params, {"t": rng.uniform(0.2, 0.8, 3)})
+    assert report.not_verified == ("x0", "r")
+    text = str(report)
+    assert text.count("chaotic dynamics over a long horizon") == 1
+    assert "  x0: 2 of its 3 checked elements were not settled at the finest steps taken (see r, above)" in text
+
+
 @pytest.mark.parametrize("steps", [20, 40, 60])
 def test_a_chaotic_loss_whose_differences_never_converge_is_not_verified_not_failed(steps: int) -> None:
     """Review 94: Lorenz-63 integrated to t = 30 by RK4, its adjoint exact, failed as wrong: its derivative (6e11)
