@@ -771,8 +771,8 @@ def test_a_correct_relu_network_failed_at_exact_kinks_is_told_of_them_and_shown_
 def test_a_missing_symmetrisation_and_a_wrong_diagonal_are_named() -> None:
     """Review 97: hand-written matrix adjoints. A loss that sees ``S`` only through ``(S + Sᵀ)/2`` whose backward pass
     returned ``G`` unsymmetrised read as "30 of 36 checked elements are wrong"; so did its off-diagonal elements
-    doubled, without saying which. Now each is named, and so is the reverse (a backward pass that symmetrises where the
-    loss sees the whole matrix)."""
+    doubled, without saying which. Now each is named, and so is the reverse; both as the fact, an antisymmetric
+    difference, and its causes (review 98: a penalty on W − Wᵀ left out, read as "the backward pass symmetrises")."""
     rng = np.random.default_rng(0)
     g = rng.normal(size=(6, 6))
     part = (g + g.T) / 2
@@ -784,13 +784,15 @@ def test_a_missing_symmetrisation_and_a_wrong_diagonal_are_named() -> None:
         return diagnose((6, 6), a, n, allowed, status, values=theta)
 
     assert said(g, part) == (
-        "analytic is not symmetric where the numeric gradient is, and its symmetric part (G + Gᵀ)/2 is the numeric "
-        "gradient: the loss sees this matrix only through its symmetric part, and the backward pass does not "
-        "symmetrise its gradient",
+        "analytic − numeric is antisymmetric, the numeric gradient symmetric: their symmetric parts agree (the "
+        "analytic one's, (G + Gᵀ)/2, is the numeric gradient). A loss that sees this matrix only through its "
+        "symmetric part, with a backward pass that does not symmetrise G, looks so; so does an antisymmetric term "
+        "the loss does not have",
     )
     assert said(part, g) == (
-        "analytic is the symmetric part (G + Gᵀ)/2 of the numeric gradient, which is not symmetric: the backward pass "
-        "symmetrises, but the loss sees the whole matrix, not only its symmetric part",
+        "analytic − numeric is antisymmetric, the analytic gradient symmetric: it is the numeric gradient's "
+        "symmetric part (G + Gᵀ)/2. A term antisymmetric in the matrix left out of the backward pass (a penalty on "
+        "S − Sᵀ) looks so; so does a backward pass that symmetrises where the loss sees the whole matrix",
     )
     doubled = np.where(np.eye(6, dtype=bool), part, 2 * part)
     assert said(doubled, part) == (
@@ -829,4 +831,4 @@ def test_a_check_names_the_symmetrisation_its_backward_pass_left_out() -> None:
     assert pipeline.check(_LogDet(), params, data).passed
     report = pipeline.check(_LogDet(unsymmetrised=True), params, data)
     assert report.failing == ("S",)
-    assert "its symmetric part (G + Gᵀ)/2 is the numeric gradient" in str(report)
+    assert "analytic − numeric is antisymmetric, the numeric gradient symmetric" in str(report)

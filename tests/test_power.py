@@ -1981,6 +1981,28 @@ def test_a_jump_inside_the_steps_that_the_probe_took_for_noise_is_not_verified_n
         assert "ran away" in str(report)
 
 
+@pytest.mark.parametrize("error", [-0.5, 0.01, 1.0])
+def test_a_tiny_jump_beside_theta_does_not_excuse_an_error_the_settled_rows_measure(error: float) -> None:
+    """Review 98: ``Σ k·sin(x_k)`` plus a jump of 1e-9 1e-9 above θ along ``x[0]``: the second look's rows settle on
+    cos(0.7) = 0.7648 to 1e-6, the jump moving them by 2e-6 in all, doubling with every halving of the step. That
+    small run on top of settled rows is not a loss its rows never resolved: a wrong value still fails (the first version
+    of the runaway rule made it unsettled)."""
+    t0 = 0.7
+
+    class Jump:
+        def loss(self, params: Arrays, data: Arrays) -> Any:
+            x = params["x"]
+            return float(np.sum(np.sin(x) * np.arange(1, x.size + 1))) + 1e-9 * float(x[0] > t0 + 1e-9)
+
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            g = np.cos(params["x"]) * np.arange(1, params["x"].size + 1)
+            g[0] *= 1 + error
+            return {"x": g}
+
+    report = pipeline.check(Jump(), {"x": np.array([t0, -0.3, 1.1, 0.4, -0.9, 0.25])}, {})
+    assert report.failing == ("x",), report
+
+
 class _LennardJones:
     """Review 96: ``E = Σ 4(r^-12 − r^-6)`` over the pairs of atoms, with the forces written by hand; ``error`` scales
     the gradient at ``at`` (an atom's row, or one element). With ``box``, periodic (the minimum image), and with

@@ -147,9 +147,11 @@ def _region(shape: tuple[int, ...], wrong: np.ndarray, live: np.ndarray) -> str:
 
 def _symmetrised(n: int, analytic: np.ndarray, numeric: np.ndarray, room: np.ndarray) -> str | None:
     """A sentence where one of an n×n tensor's gradients is symmetric and the other is not, and the symmetric one is the
-    other's symmetric part, ``(G + Gᵀ)/2``: a loss that sees the matrix only through its symmetric part (a covariance,
-    ``(S + Sᵀ)/2``) whose backward pass returns ``G`` unsymmetrised, or a backward pass that symmetrises where the loss
-    sees the whole matrix (review 97: a missing symmetrisation read as "30 of 36 checked elements are wrong")."""
+    other's symmetric part, ``(G + Gᵀ)/2``: their difference is antisymmetric. It states that fact and its commonest
+    causes: a loss that sees the matrix only through its symmetric part (a covariance, ``(S + Sᵀ)/2``) whose backward
+    pass returns ``G`` unsymmetrised (review 97: read as "30 of 36 checked elements are wrong"), a backward pass that
+    symmetrises where the loss sees the whole matrix, or an antisymmetric term missing on one side (review 98: a
+    penalty on ``W − Wᵀ`` left out read as a backward pass that symmetrises; advice to symmetrise would hide it)."""
     a, g = analytic.reshape(n, n), numeric.reshape(n, n)
     part_a, part_g = ((a + a.T) / 2).reshape(-1), ((g + g.T) / 2).reshape(-1)
     if (
@@ -158,9 +160,10 @@ def _symmetrised(n: int, analytic: np.ndarray, numeric: np.ndarray, room: np.nda
         and not _close(a.T.reshape(-1), analytic, room)
     ):
         return (
-            "analytic is not symmetric where the numeric gradient is, and its symmetric part (G + Gᵀ)/2 is the numeric "
-            "gradient: the loss sees this matrix only through its symmetric part, and the backward pass does not "
-            "symmetrise its gradient"
+            "analytic − numeric is antisymmetric, the numeric gradient symmetric: their symmetric parts agree (the "
+            "analytic one's, (G + Gᵀ)/2, is the numeric gradient). A loss that sees this matrix only through its "
+            "symmetric part, with a backward pass that does not symmetrise G, looks so; so does an antisymmetric term "
+            "the loss does not have"
         )
     if (
         _close(analytic, part_g, room)
@@ -168,8 +171,9 @@ def _symmetrised(n: int, analytic: np.ndarray, numeric: np.ndarray, room: np.nda
         and not _close(g.T.reshape(-1), numeric, room)
     ):
         return (
-            "analytic is the symmetric part (G + Gᵀ)/2 of the numeric gradient, which is not symmetric: the backward pass "
-            "symmetrises, but the loss sees the whole matrix, not only its symmetric part"
+            "analytic − numeric is antisymmetric, the analytic gradient symmetric: it is the numeric gradient's "
+            "symmetric part (G + Gᵀ)/2. A term antisymmetric in the matrix left out of the backward pass (a penalty on "
+            "S − Sᵀ) looks so; so does a backward pass that symmetrises where the loss sees the whole matrix"
         )
     return None
 
