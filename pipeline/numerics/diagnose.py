@@ -153,28 +153,31 @@ def _symmetrised(n: int, analytic: np.ndarray, numeric: np.ndarray, room: np.nda
     symmetrises where the loss sees the whole matrix, or an antisymmetric term missing on one side (review 98: a
     penalty on ``W − Wᵀ`` left out read as a backward pass that symmetrises; advice to symmetrise would hide it)."""
     a, g = analytic.reshape(n, n), numeric.reshape(n, n)
-    part_a, part_g = ((a + a.T) / 2).reshape(-1), ((g + g.T) / 2).reshape(-1)
-    if (
-        _close(part_a, numeric, room)
-        and _close(g.T.reshape(-1), numeric, room)
-        and not _close(a.T.reshape(-1), analytic, room)
-    ):
-        return (
+
+    def symmetric(x: np.ndarray) -> bool:
+        return _close(x.T.reshape(-1), x.reshape(-1), room)
+
+    said = (
+        (
+            g,
+            a,
             "analytic − numeric is antisymmetric, the numeric gradient symmetric: their symmetric parts agree (the "
             "analytic one's, (G + Gᵀ)/2, is the numeric gradient). A loss that sees this matrix only through its "
             "symmetric part, with a backward pass that does not symmetrise G, looks so; so does an antisymmetric term "
-            "the loss does not have"
-        )
-    if (
-        _close(analytic, part_g, room)
-        and _close(a.T.reshape(-1), analytic, room)
-        and not _close(g.T.reshape(-1), numeric, room)
-    ):
-        return (
+            "the loss does not have",
+        ),
+        (
+            a,
+            g,
             "analytic − numeric is antisymmetric, the analytic gradient symmetric: it is the numeric gradient's "
             "symmetric part (G + Gᵀ)/2. A term antisymmetric in the matrix left out of the backward pass (a penalty on "
-            "S − Sᵀ) looks so; so does a backward pass that symmetrises where the loss sees the whole matrix"
-        )
+            "S − Sᵀ) looks so; so does a backward pass that symmetrises where the loss sees the whole matrix",
+        ),
+    )
+    for even, other, sentence in said:  # the symmetric one is the other's symmetric part
+        half = ((other + other.T) / 2).reshape(-1)
+        if _close(half, even.reshape(-1), room) and symmetric(even) and not symmetric(other):
+            return sentence
     return None
 
 
