@@ -446,8 +446,9 @@ def _thinly_verified(report: Report) -> list[TensorReport]:
 def _inconclusive_and_kinks(t: TensorReport) -> str:
     """A tensor's inconclusive elements (why, and how many are exactly 0 in both) and its kinks."""
     zeros = f"; {t.n_zero} of them exactly 0 in both analytic and numeric" if t.n_zero else ""
+    widest = f", up to {t.inconclusive_power:.2g}" if t.inconclusive_power > 0 else ""
     inconclusive = (
-        f"{t.n_inconclusive} inconclusive (error bars wider than {VERIFY_LIMIT:g} of |n| even after a second "
+        f"{t.n_inconclusive} inconclusive (error bars wider than {VERIFY_LIMIT:g} of |n|{widest}, even after a second "
         f"look{zeros})"
     )
     kinks = f"{t.n_nondifferentiable} on a kink"
@@ -683,6 +684,23 @@ def format_report(report: Report) -> str:
         for t in reversed(thin):
             lines.append(
                 f"  {t.name}: {t.n_verified} of {t.n_checked} checked elements verified; {_inconclusive_and_kinks(t)}"
+            )
+    # the other verified tensors with inconclusive elements: their power is the verified elements', not these
+    unsure = [
+        t
+        for t in report.tensors
+        if t.passed and t.verified and t not in thin and t.inconclusive_power > (t.power if t.power > 0 else 0)
+    ]
+    if unsure:
+        lines += [
+            "",
+            "Inconclusive elements in verified tensors, from the last layer back (their power is their verified "
+            "elements'; an error within these elements' allowances would not have been seen there):",
+        ]
+        for t in reversed(unsure):
+            lines.append(
+                f"  {t.name}: {t.n_inconclusive - t.n_zero} of {t.n_checked} checked elements, allowances up to "
+                f"{t.inconclusive_power:.2g} of their values"
             )
     if float32 and any(t.n_inconclusive > t.n_zero for t in (*unverified, *thin)):
         lines += ["", FLOAT32_HINT]

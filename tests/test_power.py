@@ -2052,6 +2052,14 @@ def test_forces_whose_bars_are_the_losss_rounding_are_estimated_again_at_coarser
     correct = pipeline.check(_LennardJones(), params, {})
     assert correct.passed, correct
     assert correct.tensors[0].n_inconclusive <= 4, correct
+    # the elements still inconclusive are named with their widest allowance, which the power (the verified elements')
+    # does not cover; it survives the JSON
+    (pos,) = correct.tensors
+    assert pos.inconclusive_power > 0.1 > pos.power, pos
+    assert f"  pos: {pos.n_inconclusive} of 36 checked elements, allowances up to {pos.inconclusive_power:.2g}" in str(
+        correct
+    )
+    assert type(correct).from_dict(correct.to_dict()).tensors[0].inconclusive_power == pos.inconclusive_power
     for error, at in ((0.02, 9), (0.5, (11, 2))):
         wrong = pipeline.check(_LennardJones(error, at), params, {})
         assert wrong.failing == ("pos",), (error, wrong)
@@ -3415,12 +3423,14 @@ def test_a_tensor_verified_at_fewer_than_half_its_elements_passes_only_with_that
         assert text.startswith(
             "gradcheck PASSED: 0 of 8 elements wrong; verified at fewer than half their elements: w 1/5 (see below)"
         )
-        assert (
-            "  w: 1 of 5 checked elements verified; 4 inconclusive (error bars wider than 0.01 of |n| even after a "
-            "second look)\n"
-        ) in text
-        # its power is starred in the table: it is its verified element's
+        # its power is starred in the table: it is its verified element's; its inconclusive elements' widest allowance
+        # is said beside them
         w = {t.name: t for t in report.tensors}["w"]
+        assert (
+            "  w: 1 of 5 checked elements verified; 4 inconclusive (error bars wider than 0.01 of |n|, up to "
+            f"{w.inconclusive_power:.2g}, even after a second look)\n"
+        ) in text
+        assert w.inconclusive_power > 0.01
         assert f"{w.power:.1e}*" in text
         assert "; * at the verified elements of a tensor verified at fewer than half of them (below)" in text
         # a report written before the verified count was recorded reads the same

@@ -117,6 +117,8 @@ class TensorSums:
     n_float32_only: int = 0  # wrong in float32, right when the model computes in float64
     n_unsettled: int = 0  # not settled at the finest steps (also counted inconclusive)
     n_together: int = 0  # on kinks that, moved together, disagree with the gradient (also counted on a kink)
+    # the widest allowance of an inconclusive element (not exactly 0 in both), relative to its reference magnitude
+    inconclusive_power: float = 0.0
 
     def __add__(self, other: TensorSums) -> TensorSums:
         return TensorSums(
@@ -141,6 +143,7 @@ class TensorSums:
             self.n_float32_only + other.n_float32_only,
             self.n_unsettled + other.n_unsettled,
             self.n_together + other.n_together,
+            max(self.inconclusive_power, other.inconclusive_power),
         )
 
     def contribution(self, scale: float) -> float:
@@ -329,9 +332,12 @@ def summarize_shard(
         # an unsettled element is inconclusive too, and counts among the inconclusive ones (not among the unproven:
         # its tensor is not verified, and the report says why)
         undecided = np.isin(status[at], (INCONCLUSIVE, UNSETTLED))
+        unsure = (status[at] == INCONCLUSIVE) & ~zero
         with np.errstate(invalid="ignore", divide="ignore"):
             relative = allowed[at][agreeing] / reference(analytic[at][agreeing], numeric[at][agreeing])
+            unsure_relative = allowed[at][unsure] / reference(analytic[at][unsure], numeric[at][unsure])
         relative = relative[np.isfinite(relative)]
+        unsure_relative = unsure_relative[np.isfinite(unsure_relative)]
         # Sums over finite elements only, so one non-finite loss does not blind the
         # metrics of every other tensor; the non-finite ones are counted instead.
         mine = checked[at]
@@ -370,6 +376,7 @@ def summarize_shard(
                 int(np.count_nonzero(status[at] == FLOAT32_ONLY)),
                 int(np.count_nonzero(status[at] == UNSETTLED)),
                 int(np.count_nonzero(status[at] == TOGETHER)),
+                float(unsure_relative.max(initial=0.0)),
             )
         )
     top = np.argsort(-ranked, kind="stable")[: min(worst, int(np.count_nonzero(checked)))]
@@ -509,6 +516,7 @@ def combine(
             # a tensor not verified claims no power: its verified elements' bars say nothing of the others
             power=totals[spec.name].power if totals[spec.name].n_verified and verified[spec.name] else math.nan,
             verified=verified[spec.name],
+            inconclusive_power=totals[spec.name].inconclusive_power or math.nan,
         )
         for spec in layout.tensors
     )
