@@ -2054,12 +2054,11 @@ def test_forces_whose_bars_are_the_losss_rounding_are_estimated_again_at_coarser
     assert correct.tensors[0].n_inconclusive <= 4, correct
     # the elements still inconclusive are named with their widest allowance, which the power (the verified elements')
     # does not cover; it survives the JSON
-    (pos,) = correct.tensors
-    assert pos.inconclusive_power > 0.1 > pos.power, pos
-    assert f"  pos: {pos.n_inconclusive} of 36 checked elements, allowances up to {pos.inconclusive_power:.2g}" in str(
-        correct
-    )
-    assert type(correct).from_dict(correct.to_dict()).tensors[0].inconclusive_power == pos.inconclusive_power
+    (forces,) = correct.tensors
+    assert forces.inconclusive_power > 0.1 > forces.power, forces
+    listed = f"  pos: {forces.n_inconclusive} of 36 checked elements, allowances up to {forces.inconclusive_power:.2g}"
+    assert listed in str(correct)
+    assert type(correct).from_dict(correct.to_dict()).tensors[0].inconclusive_power == forces.inconclusive_power
     for error, at in ((0.02, 9), (0.5, (11, 2))):
         wrong = pipeline.check(_LennardJones(error, at), params, {})
         assert wrong.failing == ("pos",), (error, wrong)
