@@ -79,6 +79,12 @@ COARSER = 32
 #: ...the step chosen so that the rounding alone would be this share of what verifies the element.
 COARSER_SHARE = 1 / 8
 
+#: An element the second look could not prove wrong (its rows' curvature changed over the steps, as kinks inside them
+#: make it, or finer rows moved toward the analytic value) but whose estimate lies beyond this many of its allowances
+#: is unsettled: its tensor is not verified by its other elements (review 99: a camera 1e-4 from a point, whose table
+#: measured X[0, 0]'s derivative to 4e-7; a 1e-4 error, 1000 allowances off, passed beside the verified others).
+UNPROVEN_FAR = 10.0
+
 #: How many of a tensor's wrong float32 elements are judged again in float64 at a time (:func:`_float32_only`):
 #: once one is wrong in float64 too, the rest are not judged again (the tensor is wrong either way), so a bug
 #: everywhere costs one batch per tensor and shard, and the verdict does not depend on where shards end.
@@ -484,6 +490,10 @@ def _look_again(
     )
     # an element outside slopes still moving is UNSETTLED: its tensor is not verified (a direction stays inconclusive)
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance, UNSETTLED)
+    # not proven wrong, yet far outside its allowance: unsettled, so that its tensor is not verified by the others
+    with np.errstate(invalid="ignore"):
+        far = (status == INCONCLUSIVE) & (np.abs(analytic - numeric) > UNPROVEN_FAR * allowed) & np.isfinite(numeric)
+    status = np.where(far, UNSETTLED, status).astype(np.int8)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
     if settings.epsilon is not None:
         # The step asked for: the numeric gradient stays its quotient (the seed's difference), and the
