@@ -640,9 +640,15 @@ def format_report(report: Report) -> str:
             lines += [f"  {t.name}: {sentence}" for sentence in t.diagnosis]
             if t.worst is not None and t.n_wrong and judged:
                 w = t.worst
-                lines.append(
-                    f"  {t.name}: worst element {w.tensor}{_index(w.index)}: analytic {w.analytic:.6g}, "
+                # a numeric value of NaN is no estimate: the loss was not finite at its steps (review 99: "numeric nan,
+                # allowed nan" where a float32 loss overflowed on both sides of the step)
+                measured = (
                     f"numeric {w.numeric:.6g}, |a-n| {w.abs_error:.3g} where {w.allowed:.3g} is allowed"
+                    if math.isfinite(w.numeric)
+                    else "no numeric estimate (the loss was not finite at its steps: see the non-finite losses below)"
+                )
+                lines.append(
+                    f"  {t.name}: worst element {w.tensor}{_index(w.index)}: analytic {w.analytic:.6g}, {measured}"
                 )
             if t.n_wrong and judged and 2 * t.rounding >= t.max_abs_error:
                 lines.append(

@@ -668,6 +668,11 @@ def test_the_headline_names_non_finite_losses_and_random_directions() -> None:
         == "gradcheck FAILED: 1 of 4 elements wrong; non-finite loss at 1 element; difference nan"
     )
     assert report.tensors[0].diagnosis == ("the numeric gradient is not finite (a non-finite loss) at 1 element: [0]",)
+    # its worst element has no estimate, and says so (review 99: it read "numeric nan, |a-n| nan where nan is allowed")
+    assert (
+        "  w: worst element w[0]: analytic 2e+07, no numeric estimate (the loss was not finite at its steps: see the "
+        "non-finite losses below)"
+    ) in str(report)
 
     params, data = _problem()
     doubled = pipeline.check(TwiceTheGradient(), params, data, indices="none", directions=2)

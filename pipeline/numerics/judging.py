@@ -368,10 +368,11 @@ def _float32_only(
                 return (status, numeric, allowed, interacting), (judged_again, cost)
             judged_again, cost = judged_again + at.size, cost + spent + same_points.size
             span = at_step[at, 0] - at_step[at, 1]
-            at_h = (
-                (losses_at_step[at, 0] - losses_at_step[at, 1]) / span,
-                (same_points[:, 0] - same_points[:, 1]) / span,
-            )
+            with np.errstate(invalid="ignore", over="ignore"):  # (losses not finite: review 99's float32 overflow)
+                at_h = (
+                    (losses_at_step[at, 0] - losses_at_step[at, 1]) / span,
+                    (same_points[:, 0] - same_points[:, 1]) / span,
+                )
             status[at], confirmed = float32_only(
                 analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at], at_h, tolerance
             )
