@@ -257,7 +257,7 @@ def check_direction(
             (first[0], first[3], smooth) if known else None,
             past_edge,
             follow=False,
-            resolution=float(np.finfo(precision).eps) * abs(settings.loss0),
+            resolution=settings.eps(spec.dtype) * abs(settings.loss0),
         )
         numeric, allowed, status = refined.judge(analytic, first, tolerance)
         # A kink at θ on the line is a gap between its one-sided slopes, and a valid subgradient of one kink lies

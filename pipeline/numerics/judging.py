@@ -54,6 +54,7 @@ from .tolerance import (
     float32_only,
     inconclusive,
     judge,
+    noise_dominated,
     reference,
     suspects,
     unproven,
@@ -78,12 +79,6 @@ APPROACH_NOISE = 2.0**12
 COARSER = 32
 #: ...the step chosen so that the rounding alone would be this share of what verifies the element.
 COARSER_SHARE = 1 / 8
-
-#: An element the second look could not prove wrong (its rows' curvature changed over the steps, as kinks inside them
-#: make it, or finer rows moved toward the analytic value) but whose estimate lies beyond this many of its allowances
-#: is unsettled: its tensor is not verified by its other elements (review 99: a camera 1e-4 from a point, whose table
-#: measured X[0, 0]'s derivative to 4e-7; a 1e-4 error, 1000 allowances off, passed beside the verified others).
-UNPROVEN_FAR = 10.0
 
 #: How many of a tensor's wrong float32 elements are judged again in float64 at a time (:func:`_float32_only`):
 #: once one is wrong in float64 too, the rest are not judged again (the tensor is wrong either way), so a bug
@@ -169,37 +164,56 @@ def judge_group(
     # steps are already 0.04 of the parameter's scale)
     noisy = np.zeros(analytic.size, dtype=bool)
     if settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None:
-        with np.errstate(invalid="ignore"):
-            rounding = est.bar if est.rounding is None else est.rounding
-            noisy = others & (status == INCONCLUSIVE) & (est.bar <= 2 * rounding) & np.isfinite(analytic)
+        noisy = others & (status == INCONCLUSIVE) & noise_dominated(est.bar, est.rounding) & np.isfinite(analytic)
         noisy &= (group.dtype == "float64") | settings.promote
         if noisy.any():
-            with np.errstate(invalid="ignore", divide="ignore"):
-                needed = tolerance.safety * est.bar / (VERIFY_LIMIT * reference(analytic, numeric))
-            multiple = np.clip(2.0 ** np.ceil(np.log2(needed[noisy] / COARSER_SHARE)), 4.0, COARSER)
-            looked_coarser, spent = _look_again(
-                loaded,
-                group,
-                first,
-                noisy,
-                analytic[noisy],
-                (allowed[noisy], status[noisy]),
-                tolerance,
-                scale,
-                "float64",
-                kinked,
-                True,
-                multiple,
+            cost += _look_coarser(
+                loaded, group, first, analytic, noisy, (numeric, allowed, status, steps, sides), kinked
             )
-            (again_numeric, again_allowed, again, again_steps, again_sides), cost = looked_coarser, cost + spent
-            # what the coarser steps decide stands; an element they leave undecided stays inconclusive
-            decided = np.isin(again, (AGREE, WRONG))
-            at = np.flatnonzero(noisy)[decided]
-            numeric[at], allowed[at] = again_numeric[decided], again_allowed[decided]
-            status[at], steps[at] = again[decided], again_steps[decided]
-            for mine, part in zip(sides, again_sides, strict=True):
-                mine[at] = part[decided]
     return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(suspect | noisy)), cost)
+
+
+def _look_coarser(
+    loaded: Loaded,
+    group: Group,
+    first: FirstPass,
+    analytic: np.ndarray,
+    noisy: np.ndarray,
+    judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
+    kinked: frozenset[str],
+) -> int:
+    """A second look (:func:`_look_again`) at a float64 group's ``noisy`` elements, inconclusive for the loss's noise
+    over their step, from steps up to :data:`COARSER` times coarser: each starts where the rounding alone would be
+    :data:`COARSER_SHARE` of what verifies it. What it decides (agrees, wrong) replaces the group's ``judged`` ``(numeric,
+    allowed, status, steps, sides)`` in place; an element it leaves undecided stays inconclusive. Returns the losses it
+    took."""
+    numeric, allowed, status, steps, sides = judged
+    tolerance, est = loaded.settings.tolerance_for(group.dtype), first.est
+    with np.errstate(invalid="ignore", divide="ignore"):
+        needed = tolerance.safety * est.bar[noisy] / (VERIFY_LIMIT * reference(analytic[noisy], numeric[noisy]))
+    multiple = np.clip(2.0 ** np.ceil(np.log2(needed / COARSER_SHARE)), 4.0, COARSER)
+    scale = per_element(loaded, loaded.settings.scale_of, group)
+    (again_numeric, again_allowed, again, again_steps, again_sides), cost = _look_again(
+        loaded,
+        group,
+        first,
+        noisy,
+        analytic[noisy],
+        (allowed[noisy], status[noisy]),
+        tolerance,
+        scale,
+        "float64",
+        kinked,
+        True,
+        multiple,
+    )
+    decided = np.isin(again, (AGREE, WRONG))
+    at = np.flatnonzero(noisy)[decided]
+    numeric[at], allowed[at] = again_numeric[decided], again_allowed[decided]
+    status[at], steps[at] = again[decided], again_steps[decided]
+    for mine, part in zip(sides, again_sides, strict=True):
+        mine[at] = part[decided]
+    return cost
 
 
 def rechecked_in_float64(
@@ -491,10 +505,6 @@ def _look_again(
     )
     # an element outside slopes still moving is UNSETTLED: its tensor is not verified (a direction stays inconclusive)
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance, UNSETTLED)
-    # not proven wrong, yet far outside its allowance: unsettled, so that its tensor is not verified by the others
-    with np.errstate(invalid="ignore"):
-        far = (status == INCONCLUSIVE) & (np.abs(analytic - numeric) > UNPROVEN_FAR * allowed) & np.isfinite(numeric)
-    status = np.where(far, UNSETTLED, status).astype(np.int8)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
     if settings.epsilon is not None:
         # The step asked for: the numeric gradient stays its quotient (the seed's difference), and the

@@ -55,6 +55,7 @@ __all__ = [
     "inconclusive",
     "judge",
     "judge_again",
+    "noise_dominated",
     "reference",
     "suspects",
     "unproven",
@@ -82,6 +83,12 @@ UNSETTLED = 6
 #: it; a held-out review passed it on integer images, 20 seeds of 20). Kinks that interact other than a maximum's do
 #: could do it with a correct gradient: not wrong, but its tensor is not verified.
 TOGETHER = 7
+
+#: A disagreement the second look could not prove wrong (its rows' curvature changed over the steps, as kinks inside
+#: them make it, or finer rows moved toward the analytic value) but beyond this many of its allowances is ``unsettled``
+#: (:func:`judge_again`): its tensor is not verified by its other elements (review 99: a camera 1e-4 from a point, whose
+#: table measured X[0, 0]'s derivative to 4e-7; a 1e-4 error, 1000 allowances off, passed beside the verified others).
+UNPROVEN_FAR = 10.0
 
 #: An element is verified when its measured uncertainty (``safety·bar``) is within this fraction
 #: of its reference magnitude (:func:`reference`); otherwise it is inconclusive.
@@ -202,10 +209,17 @@ def suspects(
     fraction = max(SUSPECT.get(precision, SUSPECT["float32"]), tolerance.rtol)
     with np.errstate(invalid="ignore"):
         wide = ~(tolerance.safety * bar <= fraction * reference(analytic, numeric, scale))
-        noisy = bar <= 2 * (bar if rounding is None else rounding)
-    looked = (status == WRONG) | (status == NONDIFFERENTIABLE) | (wide & ~noisy)
+    looked = (status == WRONG) | (status == NONDIFFERENTIABLE) | (wide & ~noise_dominated(bar, rounding))
     looked = looked if kinked is None else looked | kinked
     return np.asarray(looked & np.isfinite(analytic), dtype=bool)
+
+
+def noise_dominated(bar: np.ndarray, rounding: np.ndarray | None) -> np.ndarray:
+    """Whether each error bar is mostly the loss's noise over the step (``rounding``, its part of ``bar``; all of it
+    where None): finer steps only add to it, coarser ones shrink it (:func:`suspects`,
+    :func:`.judging.judge_group`)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(bar <= 2 * (bar if rounding is None else rounding), dtype=bool)
 
 
 def inconclusive(
@@ -384,7 +398,8 @@ def judge_again(
     wrong if not (``unsettled``, :data:`UNSETTLED` for elements, where the slopes were still moving, ``settled`` False); its allowance is the room, and its estimate the first pass's. Elsewhere the refined
     estimate and its bar decide as in :func:`judge`, except that a disagreement within ``hidden`` (what a kink too
     small to see could make), or between the slopes where the curvature did not hold over the steps
-    (``curvature_held`` False: kinks inside them), is inconclusive, not wrong; an agreeing element whose bar is still too wide,
+    (``curvature_held`` False: kinks inside them), is inconclusive, not wrong (``unsettled`` beyond
+    :data:`UNPROVEN_FAR` of its allowance); an agreeing element whose bar is still too wide,
     or whose refined estimate does not lie between the slopes (a table that cannot be trusted), is
     inconclusive. ``first`` is the first pass's ``(numeric, allowed, status, bar)``: it stands where the
     second look could not evaluate the loss, judged for its width; where the loss was finite but the table ran out
@@ -432,7 +447,10 @@ def judge_again(
         # a disagreement a kink too small to see could make (``hidden``) is not wrong, only not verified; nor is
         # one where the curvature did not hold (kinks inside the steps) and the value lies between the slopes
         unproven = (np.abs(analytic - numeric) <= allowed + hidden) | (~np.asarray(curvature_held) & between)
-    status = np.where(agree, np.where(consistent, AGREE, INCONCLUSIVE), np.where(unproven, INCONCLUSIVE, WRONG))
+    with np.errstate(invalid="ignore"):
+        far = np.abs(analytic - numeric) > UNPROVEN_FAR * allowed  # not proven wrong, yet far off: unsettled
+    undecided = np.where(far, unsettled, INCONCLUSIVE)
+    status = np.where(agree, np.where(consistent, AGREE, INCONCLUSIVE), np.where(unproven, undecided, WRONG))
     status = status.astype(np.int8)
     status = inconclusive(analytic, numeric, bar, status, tolerance)
     before = inconclusive(analytic, first_numeric, first_bar, first_status, tolerance)
