@@ -370,6 +370,50 @@ def relu_kink_off_theta(seed: int, ratio: float) -> tuple[Arrays, Arrays]:
     return in_dtype(params, data, np.float32)
 
 
+@dataclass(frozen=True)
+class TableLookup:
+    """A piecewise-linear table (``np.interp``) read at queries ``q``, squared error against targets, backward by hand:
+    both the table's values and the queries are parameters. A query exactly on a table node sits on a kink; its
+    derivative there is the right segment's slope (a valid one-sided derivative), or with ``zero_at_nodes`` 0 (review
+    102: the code meant for a flat table's nodes, not a valid subgradient where both slopes have one sign)."""
+
+    zero_at_nodes: bool = False
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum((np.interp(params["q"], data["tx"], params["tab"]) - data["qt"]) ** 2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        tx, tab, q = data["tx"], params["tab"], params["q"]
+        idx = np.clip(np.searchsorted(tx, q, side="right") - 1, 0, len(tx) - 2)
+        width = tx[idx + 1] - tx[idx]
+        residual = 2 * (np.interp(q, tx, tab) - data["qt"])
+        gq = residual * (tab[idx + 1] - tab[idx]) / width
+        if self.zero_at_nodes:
+            gq = np.where(np.isin(q, tx), 0, gq)
+        share = (q - tx[idx]) / width
+        gtab = np.zeros_like(tab)
+        np.add.at(gtab, idx, residual * (1 - share))
+        np.add.at(gtab, idx + 1, residual * share)
+        return {"tab": gtab.astype(tab.dtype), "q": gq.astype(tab.dtype)}
+
+
+def table_problem(dtype: type = np.float64) -> tuple[Arrays, Arrays]:
+    """:class:`TableLookup`'s problem (review 102's): six nodes 0..5, eight queries, the first three on nodes 1, 2 and 4
+    (at node 2 the loss's slopes are -1.10 and -2.59)."""
+    params = {
+        "tab": np.array([0.8730421526217066, -1.2803939447145731, -0.7130680950592722,
+                         0.6210178535400985, -2.2501411735745918, 0.38636959756630584]),
+        "q": np.array([1.0, 2.0, 4.0, 1.6271126275711958, 2.43484265062623, 4.291644038005401,
+                       4.496600173398749, 1.845857904861723]),
+    }  # fmt: skip
+    data = {
+        "tx": np.linspace(0, 5, 6),
+        "qt": np.array([-1.4227417685154136, 0.25845279091298756, -0.5685494541476426, -1.0298044380114637,
+                        -1.0430010800715654, 0.26841707970891465, 0.35867194917034445, 1.3224574697668332]),
+    }  # fmt: skip
+    return in_dtype(params, data, dtype)
+
+
 def in_dtype(params: Arrays, data: Arrays, dtype: type) -> tuple[Arrays, Arrays]:
     """The parameters and the floating-point data cast to ``dtype`` (integer data, class labels, as they are)."""
     return (

@@ -344,6 +344,19 @@ def test_a_float32_relu_a_step_or_two_off_theta_excuses_no_wrong_value_as_its_ki
     _caught(models.ReluNet, params, data, ("b1", (0,)), factor)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_derivative_outside_a_kinks_slopes_fails_in_float32_as_in_float64(dtype: type) -> None:
+    """Review 102: a table lookup's query derivative set to 0 on a node, where both slopes are negative (-1.10 and
+    -2.59): float64 failed it, float32 passed, the element inconclusive under an allowance of 4.8. Its float64 twin
+    found it wrong, outside its kink's slopes, and its points near θ bore no correct value out; float32's verdict
+    stood only because float64 had seen a kink there."""
+    params, data = models.table_problem(dtype)
+    assert pipeline.check(models.TableLookup(), params, data).passed
+    bug = pipeline.check(models.TableLookup(zero_at_nodes=True), params, data)
+    assert bug.failing == ("q",), str(bug)
+    assert [w.status for w in bug.worst if (w.tensor, w.index) == ("q", (1,))] == ["wrong"], str(bug)
+
+
 @pytest.mark.parametrize(
     ("seed", "tensor", "index", "factor"),
     [

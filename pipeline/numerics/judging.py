@@ -356,7 +356,8 @@ def _float32_only(
     loss's. ``approach``: where it computes in float64 indeed, the twin's look at a kink leaps toward θ
     (:func:`.refine.second_look`) and passes inside kinks a float32 unit or two off θ, which float32 cannot tell from
     kinks at θ (review 89: 3% errors between their slopes passed as their subgradients); only along tensors whose
-    noise is float64's (:data:`APPROACH_NOISE`).
+    noise is float64's (:data:`APPROACH_NOISE`). And there a value float64 finds outside a kink's slopes, which its
+    points near θ did not bear out, is wrong in float32 too (``kinks_judged``, :func:`.tolerance.float32_only`).
 
     ``at_step`` holds each element's first float32 points ``θ ± h`` (in float64: they are float32 values) and
     ``losses_at_step`` the float32 losses there: the float64 model is evaluated at the same points, and their
@@ -388,7 +389,7 @@ def _float32_only(
                     (same_points[:, 0] - same_points[:, 1]) / span,
                 )
             status[at], confirmed = float32_only(
-                analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at], at_h, tolerance
+                analytic[at], numeric[at], allowed[at], status[at], exact, *judged, scale[at], at_h, tolerance, approach
             )
             interacting[at] = judged[4] & (status[at] == NONDIFFERENTIABLE)
             # and an element float64 verifies whose float32 loss was not finite at a step float32 took (a float32

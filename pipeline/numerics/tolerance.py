@@ -277,6 +277,7 @@ def float32_only(
     scale: np.ndarray,
     at_step: tuple[np.ndarray, np.ndarray],
     tolerance: Tolerance | None = None,
+    kinks_judged: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``status`` with each ``WRONG`` element of a float32 tensor (analytic, numeric, allowed) made
     ``FLOAT32_ONLY`` where the same model computing in float64 verifies it (``exact_status`` ``AGREE``: its
@@ -311,6 +312,10 @@ def float32_only(
     at most elements, and the others sat on "kinks" (the teeth's jumps) or were inconclusive: it passed. At a kink
     float64 sees too, float32's verdict stands: beyond both slopes of several ReLUs exactly on their kink a correct
     value can lie, which float64 calls wrong where float32's wider slopes held it (review 63's integer convolutions).
+    Unless ``kinks_judged``: the copy computes in float64 indeed, and its value outside a kink's slopes was judged at
+    points near θ, where kinks that interact bear a correct one out (:mod:`.nearby`); a value they did not bear out is
+    wrong in float32 too (review 102: a table interpolation's derivative 0 at a node, both slopes about -2, left
+    inconclusive in float32 by an allowance of 4.8, passed).
     Where float64's derivatives at points near θ judged a wrong element on kinks that interact (:mod:`.nearby`: a
     kink, ``exact_interacting``, or :data:`TOGETHER`), it takes that verdict, the float32 values near the float64 ones:
     float32's rounding at steps that fine hides the derivative.
@@ -332,7 +337,7 @@ def float32_only(
         if tolerance is not None:
             off &= np.abs(analytic - exact_numeric) > tolerance.atol + tolerance.rtol * np.abs(exact_numeric)
     undecided = np.isin(status, (NONDIFFERENTIABLE, INCONCLUSIVE, UNSETTLED))
-    confirmed = undecided & (exact_status == WRONG) & ~exact_kinked & near & off
+    confirmed = undecided & (exact_status == WRONG) & (~exact_kinked | kinks_judged) & near & off
     nearby = (status == WRONG) & near & ((exact_status == TOGETHER) | exact_interacting)
     return (
         np.where(nearby, exact_status, np.where(excused, FLOAT32_ONLY, np.where(confirmed, WRONG, status))).astype(
