@@ -80,6 +80,13 @@ COARSER = 32
 #: ...the step chosen so that the rounding alone would be this share of what verifies the element.
 COARSER_SHARE = 1 / 8
 
+#: A float64 element found wrong along a tensor whose measured noise is this many rounding units of the loss or more is
+#: estimated again under the loss's rounding alone (:func:`_look_finer`): that noise is no rounding of float64 but
+#: structure finer than the check's steps (a chaotic loss; a feature far narrower than the step, the features
+#: benchmark's tanh of width 1e-6 to 1e-4 steps, 186 of whose correct derivatives failed), or float32 inside, which a
+#: float64 loss rounds to about 2**29 units (:data:`APPROACH_NOISE`), or terms far larger than the loss (a loss exactly 0).
+FINER_NOISE = 2.0**20
+
 #: How many of a tensor's wrong float32 elements are judged again in float64 at a time (:func:`_float32_only`):
 #: once one is wrong in float64 too, the rest are not judged again (the tensor is wrong either way), so a bug
 #: everywhere costs one batch per tensor and shard, and the verdict does not depend on where shards end.
@@ -92,7 +99,8 @@ class Sides(NamedTuple):
     the analytic value is nearer (+1 up, -1 down: :mod:`.together` moves it so) and whether it is that slope
     (within the margin and the tolerance: the value a convention such as relu'(0) = 0 or the first maximum gives),
     and whether its kinks interact with other elements' (a value outside its slopes that derivatives at points near θ
-    bear out: :mod:`.nearby`); no kink, NaN (0, False) where there was no second look."""
+    bear out: :mod:`.nearby`), and the slopes moving down and up at its finest row; no kink, NaN (0, False) where
+    there was no second look."""
 
     kink: np.ndarray
     gap: np.ndarray
@@ -100,11 +108,13 @@ class Sides(NamedTuple):
     toward: np.ndarray
     tight: np.ndarray
     interacting: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
 
     @classmethod
     def none(cls, size: int) -> Sides:
         nan, no = np.full(size, np.nan), np.zeros(size, dtype=bool)
-        return cls(no, nan, nan.copy(), np.zeros(size), no.copy(), no.copy())
+        return cls(no, nan, nan.copy(), np.zeros(size), no.copy(), no.copy(), nan.copy(), nan.copy())
 
 
 def kink_codes(status: np.ndarray, sides: Sides) -> np.ndarray:
@@ -170,7 +180,97 @@ def judge_group(
             cost += _look_coarser(
                 loaded, group, first, analytic, noisy, (numeric, allowed, status, steps, sides), kinked
             )
-    return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(suspect | noisy)), cost)
+    # wrong along a tensor whose noise is no float64 rounding: estimated again at the steps its rounding allows
+    finer = np.zeros(analytic.size, dtype=bool)
+    if settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None:
+        rounding = FINER_NOISE * settings.eps("float64") * abs(settings.loss0)
+        finer = (status == WRONG) & (first.noise > rounding) & np.isfinite(analytic)
+        finer &= (group.dtype == "float64") | settings.promote
+        if finer.any():
+            cost += _look_finer(loaded, group, first, analytic, finer, (numeric, allowed, status, steps, sides), kinked)
+    return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(suspect | noisy | finer)), cost)
+
+
+def _look_finer(
+    loaded: Loaded,
+    group: Group,
+    first: FirstPass,
+    analytic: np.ndarray,
+    wrong: np.ndarray,
+    judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
+    kinked: frozenset[str],
+) -> int:
+    """A second look (:func:`_look_again`) at a float64 group's ``wrong`` elements, along tensors whose measured noise is
+    no float64 rounding (:data:`FINER_NOISE`), under the loss's rounding alone: each table goes on to the steps float64
+    resolves. A chaotic loss (an ODE integrated over a long horizon) changes erratically at the check's steps, which the
+    probe measures as noise, and there its differences settle on a slope of that scale: review 101's Lorenz-63 by RK4
+    to t = 15, its adjoint exact, failed on 144 against a derivative of 1.1e7, its noise 0.01 of the loss. Its
+    derivative shows at finer steps, where the loss is smooth again. What the finer look finds, per element:
+
+    - agreement, or an estimate within :data:`VERIFY_LIMIT` of the analytic value under a wider bar (a table converging
+      slowly): that verdict, estimate and allowance replace the first;
+    - wrong: the first verdict stands, with its numbers (a loss rounded to float32 inside is a staircase at those steps,
+      whose differences there settle on 0);
+    - nothing settled, but the analytic value held there, of its sign and order (an estimate within an allowance below
+      the value's size, or between the finest row's slopes no farther apart): unsettled, its tensor not verified (the
+      coarse steps' verdict was on a slope that is no derivative; a staircase's differences, 0 or a jump over the step,
+      hold a wrong value so only by chance);
+    - anything else: wrong, as the first verdict said.
+
+    Tensor by tensor, :data:`RECHECK_BATCH` at a time: a tensor's first batch with an element still wrong ends its look
+    (a bug everywhere costs one batch). Returns the losses it took."""
+    numeric, allowed, status, steps, sides = judged
+    tolerance, eps = loaded.settings.tolerance_for(group.dtype), loaded.settings.eps("float64")
+    # the loss's rounding, and an element's own: its state's rounding carried to the loss as a step of its parameter
+    # would be (a chaotic loss's: each step's rounding grows as its derivative does)
+    rounding = 2 * eps * np.max(np.where(np.isfinite(first.table), np.abs(first.table), 0.0), axis=1, initial=0.0)
+    carried = eps * np.abs(analytic) * np.maximum(1.0, np.abs(first.values.astype(np.float64)))
+    own = np.fmax(np.fmax(rounding, carried), eps * abs(loaded.settings.loss0))
+    fine = dataclasses.replace(first, noise=np.fmin(first.noise, own))
+    scale, cost = per_element(loaded, loaded.settings.scale_of, group), 0
+    for batches in _batches(group, wrong):
+        for at in batches:
+            chosen = np.zeros(analytic.size, dtype=bool)
+            chosen[at] = True
+            (again_numeric, again_allowed, again, again_steps, again_sides), spent = _look_again(
+                loaded,
+                group,
+                fine,
+                chosen,
+                analytic[chosen],
+                (allowed[chosen], status[chosen]),
+                tolerance,
+                scale,
+                "float64",
+                kinked,
+                True,
+            )
+            cost += spent
+            mine = analytic[chosen]
+            with np.errstate(invalid="ignore"):
+                off = np.abs(mine - again_numeric)
+                agreed = (again == AGREE) | (
+                    (again == INCONCLUSIVE) & (off <= VERIFY_LIMIT * reference(mine, again_numeric))
+                )
+                held = (again == INCONCLUSIVE) & (off <= again_allowed) & (again_allowed <= np.abs(mine))
+                # or between the finest row's slopes, each a derivative within its step, no wider apart than the value
+                low, high = np.fmin(again_sides.lower, again_sides.upper), np.fmax(again_sides.lower, again_sides.upper)
+                held |= (again != WRONG) & (low <= mine) & (mine <= high) & (high - low <= np.abs(mine))
+                held &= ~agreed
+            adopted = agreed | (held & np.isfinite(again_numeric))
+            where = np.flatnonzero(chosen)[adopted]
+            numeric[where], allowed[where], steps[where] = (
+                again_numeric[adopted],
+                again_allowed[adopted],
+                again_steps[adopted],
+            )
+            status[where] = np.where(agreed, again, UNSETTLED)[adopted]
+            for side, part in zip(sides, again_sides, strict=True):
+                side[where] = part[adopted]
+            status[np.flatnonzero(chosen)[held]] = UNSETTLED
+            if np.any(status[chosen] == WRONG):
+                break
+    return cost
 
 
 def _look_coarser(
@@ -554,7 +654,8 @@ def _look_again(
         up, down = np.where(gap >= 0, refined.upper, refined.lower), np.where(gap >= 0, refined.lower, refined.upper)
         toward = np.where(np.abs(analytic - up) <= np.abs(analytic - down), 1.0, -1.0)
         tight = np.fmin(np.abs(analytic - up), np.abs(analytic - down)) <= tolerance.room(up, down, margin)
-    found = Sides(np.asarray(refined.kink, dtype=bool), gap, margin, toward, tight, interacting)
+    lower, upper = (np.broadcast_to(side, (k.size,)).astype(np.float64) for side in (refined.lower, refined.upper))
+    found = Sides(np.asarray(refined.kink, dtype=bool), gap, margin, toward, tight, interacting, lower, upper)
     return (numeric, allowed, status, steps, found), cost
 
 
