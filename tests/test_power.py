@@ -1867,14 +1867,15 @@ class _LogisticSummed(_Logistic):
         return {"x0": adjoint * (1 + self.error), "r": g_r}
 
 
-@pytest.mark.parametrize("steps", [30, 40])
+@pytest.mark.parametrize("steps", [30, 40, 60])
 def test_a_chaotic_loss_summed_over_its_trajectory_is_judged_at_the_steps_where_it_is_smooth(steps: int) -> None:
     """Review 101: Lorenz-63 integrated by RK4 to t = 15, its squared errors summed over the trajectory and its adjoint
     exact, failed: the probe measured its erratic variation at the check's steps as noise (0.01 of the loss), the
     differences settled there on a slope of that scale (144 against 1.1e7), and the verdict of wrong stood. A float64
     element wrong along a tensor whose noise is no float64 rounding is now estimated again under the loss's rounding,
     where finer steps reach the derivative. Before, this map failed its exact gradient in 3 of these 6 seeds at 30 steps
-    and 6 of 6 at 40; a 10% error in ``x0`` fails in every one."""
+    and 6 of 6 at 40; a 10% error in ``x0`` fails in every one. At 60 steps (derivatives of 1e13 to 1e15, which no step
+    float64 takes resolves) every check is not verified, the exact gradient's as a 10% error's: before, both failed."""
     for seed in range(6):
         rng = np.random.default_rng(seed)
         params = {"x0": rng.uniform(0.2, 0.8, 3), "r": 3.9 + 0.05 * rng.uniform(size=3)}
@@ -1887,7 +1888,11 @@ def test_a_chaotic_loss_summed_over_its_trajectory_is_judged_at_the_steps_where_
         if not report.passed:  # it asks about an erratic loss, not float32 inside: no float32 rounding is 0.01 of it
             assert "does the loss change erratically at the check's steps (chaotic dynamics" in str(report)
             assert "compute in float32 inside" not in str(report)
-        assert pipeline.check(_LogisticSummed(steps, 0.1), params, data).failing == ("x0",)
+        wrong = pipeline.check(_LogisticSummed(steps, 0.1), params, data)
+        if steps == 60:
+            assert report.verdict == wrong.verdict == "not verified", (report, wrong)
+        else:
+            assert wrong.failing == ("x0",), wrong
 
 
 def test_the_unsettled_elements_of_a_second_tensor_refer_to_the_first_explanation() -> None:

@@ -86,6 +86,14 @@ COARSER_SHARE = 1 / 8
 #: benchmark's tanh of width 1e-6 to 1e-4 steps, 186 of whose correct derivatives failed), or float32 inside, which a
 #: float64 loss rounds to about 2**29 units (:data:`APPROACH_NOISE`), or terms far larger than the loss (a loss exactly 0).
 FINER_NOISE = 2.0**20
+#: ...and one it does not verify is unsettled, not wrong, where the analytic values' rounding carried to the loss
+#: (``eps·|θ|·|g|``, the group's largest) times this reaches that noise and the first estimate's allowance exceeds its
+#: size: a derivative that large makes the loss that erratic, and shows only at steps finer than float64's (review 101:
+#: Lorenz-63 summed to t = 30, derivatives of 3.5e11; the logistic map summed over 60 steps, 1e13 to 1e15). A loss
+#: exactly 0 beside terms of 1e6 is as noisy, but its first estimates are precise, and its wrong elements stay wrong.
+EXPLAINED = 2.0**20
+#: A finer look whose noise is within this of the first's took no finer steps than it (:func:`_look_finer`).
+NOT_FINER = 16.0
 
 #: How many of a tensor's wrong float32 elements are judged again in float64 at a time (:func:`_float32_only`):
 #: once one is wrong in float64 too, the rest are not judged again (the tensor is wrong either way), so a bug
@@ -215,6 +223,8 @@ def _look_finer(
       the value's size, or between the finest row's slopes no farther apart): unsettled, its tensor not verified (the
       coarse steps' verdict was on a slope that is no derivative; a staircase's differences, 0 or a jump over the step,
       hold a wrong value so only by chance);
+    - not agreeing where no step float64 takes could show the derivative (:data:`EXPLAINED`: the first estimate of no
+      definite sign), unless a look at truly finer steps (:data:`NOT_FINER`) found it wrong: unsettled;
     - anything else: wrong, as the first verdict said.
 
     Tensor by tensor, :data:`RECHECK_BATCH` at a time: a tensor's first batch with an element still wrong ends its look
@@ -227,6 +237,8 @@ def _look_finer(
     carried = eps * np.abs(analytic) * np.maximum(1.0, np.abs(first.values.astype(np.float64)))
     own = np.fmax(np.fmax(rounding, carried), eps * abs(loaded.settings.loss0))
     fine = dataclasses.replace(first, noise=np.fmin(first.noise, own))
+    # (the state's rounding is every element's: the largest derivative carries it to the loss)
+    explained = EXPLAINED * float(np.max(carried, where=np.isfinite(carried), initial=0.0)) >= first.noise
     scale, cost = per_element(loaded, loaded.settings.scale_of, group), 0
     for batches in _batches(group, wrong):
         for at in batches:
@@ -267,7 +279,13 @@ def _look_finer(
             status[where] = np.where(agreed, again, UNSETTLED)[adopted]
             for side, part in zip(sides, again_sides, strict=True):
                 side[where] = part[adopted]
-            status[np.flatnonzero(chosen)[held]] = UNSETTLED
+            # and where no step float64 takes can show the derivative: the analytic values' rounding explains the noise,
+            # and the first estimate was of no definite sign (its allowance beyond its size)
+            with np.errstate(invalid="ignore"):
+                vague = ~(allowed[chosen] < np.abs(numeric[chosen]))
+                # (a finer look that found it wrong, at steps finer than the first, stands)
+                vague &= (again != WRONG) | (fine.noise[chosen] * NOT_FINER >= first.noise[chosen])
+            status[np.flatnonzero(chosen)[held | (~agreed & explained[chosen] & vague)]] = UNSETTLED
             if np.any(status[chosen] == WRONG):
                 break
     return cost
