@@ -188,11 +188,17 @@ def judge_group(
             cost += _look_coarser(
                 loaded, group, first, analytic, noisy, (numeric, allowed, status, steps, sides), kinked
             )
-    # wrong along a tensor whose noise is no float64 rounding: estimated again at the steps its rounding allows
+    # wrong or inconclusive along a tensor whose noise is no float64 rounding: estimated again at the steps its
+    # rounding allows (an inconclusive one too: a dropped element, 0, within a vague estimate's allowance, passed
+    # beside elements the finer look verified; review 103)
     finer = np.zeros(analytic.size, dtype=bool)
     if settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None:
         rounding = FINER_NOISE * settings.eps("float64") * abs(settings.loss0)
-        finer = (status == WRONG) & (first.noise > rounding) & np.isfinite(analytic)
+        # (an inconclusive one only where its first estimate was of no definite sign, its allowance beyond its size)
+        with np.errstate(invalid="ignore"):
+            vague = ~(allowed < np.abs(numeric))
+        finer = ((status == WRONG) | ((status == INCONCLUSIVE) & vague)) & (first.noise > rounding)
+        finer &= np.isfinite(analytic)
         finer &= (group.dtype == "float64") | settings.promote
         if finer.any():
             cost += _look_finer(loaded, group, first, analytic, finer, (numeric, allowed, status, steps, sides), kinked)
@@ -208,15 +214,17 @@ def _look_finer(
     judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
     kinked: frozenset[str],
 ) -> int:
-    """A second look (:func:`_look_again`) at a float64 group's ``wrong`` elements, along tensors whose measured noise is
-    no float64 rounding (:data:`FINER_NOISE`), under the loss's rounding alone: each table goes on to the steps float64
-    resolves. A chaotic loss (an ODE integrated over a long horizon) changes erratically at the check's steps, which the
+    """A second look (:func:`_look_again`) at a float64 group's ``wrong`` elements (wrong, or inconclusive with a first
+    estimate of no definite sign), along tensors whose measured noise is no float64 rounding (:data:`FINER_NOISE`), under
+    the loss's rounding alone: each table goes on to the steps float64 resolves. A chaotic loss (an ODE integrated over a long horizon) changes erratically at the check's steps, which the
     probe measures as noise, and there its differences settle on a slope of that scale: review 101's Lorenz-63 by RK4
     to t = 15, its adjoint exact, failed on 144 against a derivative of 1.1e7, its noise 0.01 of the loss. Its
     derivative shows at finer steps, where the loss is smooth again. What the finer look finds, per element:
 
     - agreement, or an estimate within :data:`VERIFY_LIMIT` of the analytic value under a wider bar (a table converging
-      slowly): that verdict, estimate and allowance replace the first;
+      slowly): that verdict, estimate and allowance replace the first; never an estimate of exactly 0 (review 103: a
+      staircase at those steps, float32 inside or a loss quantised by huge terms, "verified" a dropped element so);
+    - an inconclusive element found wrong at truly finer steps (:data:`NOT_FINER`), its estimate not 0: wrong;
     - wrong: the first verdict stands, with its numbers (a loss rounded to float32 inside is a staircase at those steps,
       whose differences there settle on 0);
     - nothing settled, but the analytic value held there, of its sign and order (an estimate within an allowance below
@@ -264,19 +272,27 @@ def _look_finer(
                 agreed = (again == AGREE) | (
                     (again == INCONCLUSIVE) & (off <= VERIFY_LIMIT * reference(mine, again_numeric))
                 )
-                held = (again == INCONCLUSIVE) & (off <= again_allowed) & (again_allowed <= np.abs(mine))
+                agreed &= again_numeric != 0  # (a loss that did not move at those steps verifies nothing)
+                held = (again == INCONCLUSIVE) & (off <= again_allowed) & (again_allowed < np.abs(mine))
                 # or between the finest row's slopes, each a derivative within its step, no wider apart than the value
                 low, high = np.fmin(again_sides.lower, again_sides.upper), np.fmax(again_sides.lower, again_sides.upper)
-                held |= (again != WRONG) & (low <= mine) & (mine <= high) & (high - low <= np.abs(mine))
+                held |= (again != WRONG) & (low <= mine) & (mine <= high) & (high - low < np.abs(mine))
+                # (neither verifies a value of 0 beside differences of 0: a staircase at those steps, review 103)
                 held &= ~agreed
-            adopted = agreed | (held & np.isfinite(again_numeric))
+            # an inconclusive element the finer steps find wrong, where they were finer and the loss moved there
+            was_wrong = status[chosen] == WRONG
+            finer_steps = fine.noise[chosen] * NOT_FINER < first.noise[chosen]
+            found_wrong = (
+                ~was_wrong & (again == WRONG) & finer_steps & (again_numeric != 0) & np.isfinite(again_numeric)
+            )
+            adopted = agreed | (held & np.isfinite(again_numeric)) | found_wrong
             where = np.flatnonzero(chosen)[adopted]
             numeric[where], allowed[where], steps[where] = (
                 again_numeric[adopted],
                 again_allowed[adopted],
                 again_steps[adopted],
             )
-            status[where] = np.where(agreed, again, UNSETTLED)[adopted]
+            status[where] = np.where(agreed | found_wrong, again, UNSETTLED)[adopted]
             for side, part in zip(sides, again_sides, strict=True):
                 side[where] = part[adopted]
             # and where no step float64 takes can show the derivative: the analytic values' rounding explains the noise,
@@ -284,8 +300,8 @@ def _look_finer(
             with np.errstate(invalid="ignore"):
                 vague = ~(allowed[chosen] < np.abs(numeric[chosen]))
                 # (a finer look that found it wrong, at steps finer than the first, stands)
-                vague &= (again != WRONG) | (fine.noise[chosen] * NOT_FINER >= first.noise[chosen])
-            status[np.flatnonzero(chosen)[held | (~agreed & explained[chosen] & vague)]] = UNSETTLED
+                vague &= (again != WRONG) | ~finer_steps
+            status[np.flatnonzero(chosen)[(held | (~agreed & explained[chosen] & vague)) & ~found_wrong]] = UNSETTLED
             if np.any(status[chosen] == WRONG):
                 break
     return cost
