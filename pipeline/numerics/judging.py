@@ -194,10 +194,8 @@ def judge_group(
     finer = np.zeros(analytic.size, dtype=bool)
     if settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None:
         rounding = FINER_NOISE * settings.eps("float64") * abs(settings.loss0)
-        # (an inconclusive one only where its first estimate was of no definite sign, its allowance beyond its size)
-        with np.errstate(invalid="ignore"):
-            vague = ~(allowed < np.abs(numeric))
-        finer = ((status == WRONG) | ((status == INCONCLUSIVE) & vague)) & (first.noise > rounding)
+        # (an inconclusive one only where its first estimate was of no definite sign)
+        finer = ((status == WRONG) | ((status == INCONCLUSIVE) & _vague(numeric, allowed))) & (first.noise > rounding)
         finer &= np.isfinite(analytic)
         finer &= (group.dtype == "float64") | settings.promote
         if finer.any():
@@ -245,8 +243,10 @@ def _look_finer(
     carried = eps * np.abs(analytic) * np.maximum(1.0, np.abs(first.values.astype(np.float64)))
     own = np.fmax(np.fmax(rounding, carried), eps * abs(loaded.settings.loss0))
     fine = dataclasses.replace(first, noise=np.fmin(first.noise, own))
-    # (the state's rounding is every element's: the largest derivative carries it to the loss)
+    # (the state's rounding is every element's: the largest derivative carries it to the loss), where the first
+    # estimate was of no definite sign: no step float64 takes shows the derivative
     explained = EXPLAINED * float(np.max(carried, where=np.isfinite(carried), initial=0.0)) >= first.noise
+    explained &= _vague(numeric, allowed)
     scale, cost = per_element(loaded, loaded.settings.scale_of, group), 0
     for batches in _batches(group, wrong):
         for at in batches:
@@ -295,16 +295,18 @@ def _look_finer(
             status[where] = np.where(agreed | found_wrong, again, UNSETTLED)[adopted]
             for side, part in zip(sides, again_sides, strict=True):
                 side[where] = part[adopted]
-            # and where no step float64 takes can show the derivative: the analytic values' rounding explains the noise,
-            # and the first estimate was of no definite sign (its allowance beyond its size)
-            with np.errstate(invalid="ignore"):
-                vague = ~(allowed[chosen] < np.abs(numeric[chosen]))
-                # (a finer look that found it wrong, at steps finer than the first, stands)
-                vague &= (again != WRONG) | ~finer_steps
-            status[np.flatnonzero(chosen)[(held | (~agreed & explained[chosen] & vague)) & ~found_wrong]] = UNSETTLED
+            # and where no step float64 takes can show the derivative, unless truly finer steps found it wrong
+            unreached = ~agreed & explained[chosen] & ((again != WRONG) | ~finer_steps)
+            status[np.flatnonzero(chosen)[(held | unreached) & ~found_wrong]] = UNSETTLED
             if np.any(status[chosen] == WRONG):
                 break
     return cost
+
+
+def _vague(numeric: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Whether each estimate is of no definite sign: its allowance reaches its size (or either is NaN)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(~(allowed < np.abs(numeric)), dtype=bool)
 
 
 def _look_coarser(
