@@ -279,9 +279,12 @@ def _look_finer(
                 held |= (again != WRONG) & (low <= mine) & (mine <= high) & (high - low < np.abs(mine))
                 # (neither verifies a value of 0 beside differences of 0: a staircase at those steps, review 103)
                 held &= ~agreed
-            # an inconclusive element the finer steps find wrong, where they were finer and the loss moved there
+            # an inconclusive element the finer steps find wrong, where they were finer, the loss moved there and their
+            # estimate has a sign (a value beyond an estimate of no definite sign is one too large for any step taken
+            # to show: review 101's logistic map iterated 60 times, derivatives of 1e13, read 387 ± 7,543 so)
             was_wrong = status[chosen] == WRONG
             finer_steps = fine.noise[chosen] * NOT_FINER < first.noise[chosen]
+            finer_steps &= ~_vague(again_numeric, again_allowed)
             found_wrong = (
                 ~was_wrong & (again == WRONG) & finer_steps & (again_numeric != 0) & np.isfinite(again_numeric)
             )
