@@ -17,6 +17,7 @@ from pipeline.numerics.reduce import (
     ShardResult,
     Verdict,
     combine,
+    exact_squares,
     exact_sum,
     failing_tensors,
     summarize_shard,
@@ -210,3 +211,27 @@ def test_exact_sums_are_exact_and_do_not_depend_on_the_split(values: list[float]
     assert exact_sum(array[:cut]) + exact_sum(array[cut:]) == exact_sum(array)
     wide = np.tile(array, 3)  # past the Python loop's size: numpy's path, the same integer
     assert exact_sum(wide) == 3 * exact_sum(array)
+
+
+@pytest.mark.parametrize("huge", [1e200, -1e160, 1.7e308])
+def test_a_huge_finite_gradient_fails_with_its_element_named_and_does_not_crash(huge: float) -> None:
+    """Review 104: soft-DTW's backward recursion with a sign error reaches 1e221, finite; its square overflowed the
+    float64 sum of squares (``int(inf)``: an OverflowError out of ``pipeline.check``, a crash where a verdict was due).
+    The squares of such values are summed as integers, and the difference is what it is, 1 to the float."""
+    import pipeline
+
+    class Quadratic:
+        def loss(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> float:
+            return float(0.5 * np.sum(params["w"] ** 2))
+
+        def grad(self, params: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            gradient = params["w"].copy()
+            gradient[1] = huge
+            return {"w": gradient}
+
+    report = pipeline.check(Quadratic(), {"w": np.array([0.3, -1.2, 0.7])}, {})
+    assert report.failing == ("w",), report
+    assert report.difference == 1.0, report
+    assert "only element [1] is wrong" in str(report)
+    values = np.array([huge, 3.0, -huge])
+    assert Fraction(exact_squares(values), 1 << ULP_SHIFT) == 2 * Fraction(huge) ** 2 + 9

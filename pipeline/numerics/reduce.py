@@ -46,6 +46,7 @@ __all__ = [
     "Verdict",
     "combine",
     "direction_difference",
+    "exact_squares",
     "exact_sum",
     "failing_tensors",
     "summarize_shard",
@@ -81,13 +82,28 @@ def exact_sum(values: np.ndarray) -> int:
 
 #: Up to this many values, :func:`exact_sum` adds them in a Python loop.
 _FEW = 64
+#: Values from this magnitude on :func:`exact_squares` squares as integers (their float64 squares overflow).
+_BIG = 2.0**511
+#: Exact sums from this on are beyond a float64's range.
+_FLOAT_RANGE = 1 << (1024 + ULP_SHIFT)
 #: Bins of :func:`exact_sum`, one per binary exponent a float64 can have.
 _BINS = 1024 + ULP_SHIFT - 53 + 1
 
 
-def _as_float(total: int) -> float:
-    """An exact sum as the nearest float."""
-    return float(Fraction(total, 1 << ULP_SHIFT))
+def exact_squares(values: np.ndarray) -> int:
+    """The exact sum (:func:`exact_sum`) of the squares of finite float64 ``values``, those whose square a float64
+    cannot hold (above 2**511: a backward recursion blown up to 1e200, review 104) squared as integers."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    big = np.abs(values) >= _BIG
+    return exact_sum(values[~big] * values[~big]) + sum(int(v) ** 2 << ULP_SHIFT for v in values[big].tolist())
+
+
+def _root(total: int, count: int = 1) -> float:
+    """The square root of an exact sum (:func:`exact_squares`) over ``count``, as a float (inf beyond its range)."""
+    if total < _FLOAT_RANGE * count:
+        return math.sqrt(float(Fraction(total, count << ULP_SHIFT)))
+    root = math.isqrt((total // count) >> ULP_SHIFT)  # (a whole number above 2**1024: its fraction is lost in rounding)
+    return float(root) if root < _FLOAT_RANGE >> ULP_SHIFT else math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +164,15 @@ class TensorSums:
 
     def contribution(self, scale: float) -> float:
         """``||g_t − g~_t|| / scale``; infinite when the tensor holds a non-finite element."""
-        return math.inf if self.n_nonfinite else normalized_difference(math.sqrt(_as_float(self.sum_sq_diff)), scale)
+        return math.inf if self.n_nonfinite else normalized_difference(_root(self.sum_sq_diff), scale)
 
     def difference(self) -> float:
         """The tensor's own normalized difference (NaN when it holds a non-finite element)."""
         if self.n_nonfinite:
             return math.nan
         return normalized_difference(
-            math.sqrt(_as_float(self.sum_sq_diff)),
-            math.sqrt(_as_float(self.sum_sq_analytic)) + math.sqrt(_as_float(self.sum_sq_numeric)),
+            _root(self.sum_sq_diff),
+            _root(self.sum_sq_analytic) + _root(self.sum_sq_numeric),
         )
 
 
@@ -309,7 +325,7 @@ def summarize_shard(
     (:func:`~.tolerance.reference`).
     """
     checked = status != UNCHECKED
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         error = np.abs(analytic - numeric)
         ranked = np.where(allowed > 0, error / allowed, error)
     ranked = np.where(np.isnan(error), np.inf, ranked)
@@ -356,9 +372,9 @@ def summarize_shard(
         sums.append(
             TensorSums(
                 spec.name,
-                exact_sum(e * e),
-                exact_sum(a * a),
-                exact_sum(n * n),
+                exact_squares(e),
+                exact_squares(a),
+                exact_squares(n),
                 max_abs_error,
                 n_nonfinite,
                 n_checked,
@@ -464,9 +480,9 @@ def combine(
                 heapq.heappush(heap, item)
             elif item[:2] > heap[0][:2]:
                 heapq.heapreplace(heap, item)
-    diff_norm = math.sqrt(_as_float(sum(t.sum_sq_diff for t in totals.values())))
-    scale = math.sqrt(_as_float(sum(t.sum_sq_analytic for t in totals.values()))) + math.sqrt(
-        _as_float(sum(t.sum_sq_numeric for t in totals.values()))
+    diff_norm = _root(sum(t.sum_sq_diff for t in totals.values()))
+    scale = _root(sum(t.sum_sq_analytic for t in totals.values())) + _root(
+        sum(t.sum_sq_numeric for t in totals.values())
     )
     # A non-finite element makes the seed's difference undefined (NaN: the check
     # fails) and its tensor wrong outright; the other tensors are judged as usual.
@@ -482,7 +498,7 @@ def combine(
     # Elements exactly 0 in both are where the loss does not move only if a derivative of VERIFY_LIMIT of the
     # gradient's RMS (over all checked elements) would have moved it: their allowances are narrower than that. Otherwise the steps may
     # simply not have resolved a derivative below the loss's rounding (float32), and they stay plain inconclusive.
-    rms = math.sqrt(_as_float(sum(t.sum_sq_analytic for t in totals.values())) / max(1, n_checked))
+    rms = _root(sum(t.sum_sq_analytic for t in totals.values()), max(1, n_checked))
     still = {name: t.n_zero if t.zero_allowed <= VERIFY_LIMIT * rms else 0 for name, t in totals.items()}
     # a tensor checked by directions alone is verified (or not) by them: see with_directions
     verified = {name: (t.n_verified > 0 or t.n_checked == 0) and not _withdrawn(t) for name, t in totals.items()}
