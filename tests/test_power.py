@@ -1537,6 +1537,39 @@ def test_a_tensor_the_loss_does_not_move_with_is_not_verified_and_the_report_say
     assert {t.name: t.n_zero for t in half.tensors} == {"W1": 6, "b1": 2, "W2": 4, "b2": 0}
 
 
+class _CallOnSamples:
+    """A European call priced by Monte Carlo on fixed normals ``Z``, its pathwise Greeks written by hand (review 105):
+    far out of the money no path ends in it, and the price and every Greek are exactly 0 near θ."""
+
+    def _terminal(self, params: Arrays, data: Arrays) -> np.ndarray:
+        s0, sigma, r = params["S0"][0], params["sigma"][0], params["r"][0]
+        return np.asarray(s0 * np.exp(r - 0.5 * sigma**2 + sigma * data["Z"]))
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.exp(-params["r"][0]) * np.maximum(self._terminal(params, data) - 100.0, 0.0).mean())
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        terminal, discount = self._terminal(params, data), np.exp(-params["r"][0])
+        paid = discount * (terminal > 100.0) * terminal
+        return {
+            "S0": np.array([paid.mean() / params["S0"][0]]),
+            "sigma": np.array([(paid * (data["Z"] - params["sigma"][0])).mean()]),
+            "r": np.array([paid.mean() - discount * np.maximum(terminal - 100.0, 0.0).mean()]),
+        }
+
+
+def test_a_loss_and_gradient_exactly_0_near_theta_are_not_verified_not_passed() -> None:
+    """Review 105: an option far out of the money on fixed samples, its price and Greeks exactly 0 near θ, passed with
+    a power of 0 in every tensor: with no noise to bar them, 0 against 0 "agreed". Nothing of the gradient's code ran
+    (its discount term left out passes alike), so no tensor is verified; at the money the same code is."""
+    data = {"Z": np.random.default_rng(1).standard_normal(64)}
+    far = {"S0": np.array([60.0]), "sigma": np.array([0.2]), "r": np.array([0.03])}
+    report = pipeline.check(_CallOnSamples(), far, data)
+    assert (report.verdict, report.not_verified) == ("not verified", ("S0", "sigma", "r")), report
+    assert "  r: analytic and numeric both exactly 0 at all 1 checked elements: the loss does not move" in str(report)
+    assert pipeline.check(_CallOnSamples(), dict(far, S0=np.array([100.0])), data).passed
+
+
 class _BiasBeforeCentring:
     """``z = X·W + b``, centred over the batch (as a batch norm does), fitted to ``y``: the loss does not depend on
     ``b``, whose hand-written gradient, ``dz.sum(0)`` with ``dz`` centred, is rounding residue (1e-17), not 0."""

@@ -499,7 +499,9 @@ def combine(
     # gradient's RMS (over all checked elements) would have moved it: their allowances are narrower than that. Otherwise the steps may
     # simply not have resolved a derivative below the loss's rounding (float32), and they stay plain inconclusive.
     rms = _root(sum(t.sum_sq_analytic for t in totals.values()), max(1, n_checked))
-    still = {name: t.n_zero if t.zero_allowed <= VERIFY_LIMIT * rms else 0 for name, t in totals.items()}
+    # (where the whole gradient is 0 in both, no step moved the loss with any element: review 105's option far out of
+    # the money on fixed samples, its price and Greeks 0)
+    still = {name: t.n_zero if t.zero_allowed <= VERIFY_LIMIT * rms or rms == 0 else 0 for name, t in totals.items()}
     # a tensor checked by directions alone is verified (or not) by them: see with_directions
     verified = {name: (t.n_verified > 0 or t.n_checked == 0) and not _withdrawn(t) for name, t in totals.items()}
     # ``at_theta``: the tensors whose noise probe found kinks at θ itself (every line through θ crossed one)

@@ -244,7 +244,9 @@ def verifying(analytic: np.ndarray, numeric: np.ndarray, bar: np.ndarray, tolera
     """Whether an estimate's measured uncertainty (``safety·bar``) is within :data:`VERIFY_LIMIT` of the element's
     own magnitude (:func:`reference`): narrow enough for an agreement to verify it, whatever ``atol`` allows."""
     with np.errstate(invalid="ignore"):
-        return np.asarray(tolerance.safety * bar <= VERIFY_LIMIT * reference(analytic, numeric), dtype=bool)
+        magnitude = reference(analytic, numeric)
+        # (0 against 0 verifies nothing, even with no noise to bar it: a loss 0 near θ, a gradient 0 with it; review 105)
+        return np.asarray((tolerance.safety * bar <= VERIFY_LIMIT * magnitude) & (magnitude > 0), dtype=bool)
 
 
 #: The most an element's float32 analytic value, and its float32 numeric estimate, may each differ from the
