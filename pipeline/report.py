@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .numerics.fd import AUTO_POWER, COMPLEX_STEP
-from .numerics.probe import ONE_SIDED
+from .numerics.probe import ONE_SIDED, QUANTISED
 from .numerics.problem import PLAIN_EVALUATION, Settings
 from .numerics.reduce import sampled_kinks
 from .numerics.taylor import TAYLOR_WRONG
@@ -408,6 +408,15 @@ def _float32_inside(report: Report, float32: bool) -> str:
     if not noisy:
         return ""
     share = max(t.noise for t in noisy) / loss
+    if all(t.noise_source == QUANTISED for t in noisy):  # (review 105: InfoNCE's 5e-14 in steps of 2.4e-15)
+        return (
+            f"The loss along {', '.join(t.name for t in noisy)} moves in steps of up to {max(t.noise for t in noisy):.2g} "
+            f"({share:.1g} of the loss), far coarser than one rounding unit of it: a loss near 0 computed as the "
+            "difference of large terms (a log-sum-exp less the largest logit, a confident classifier's "
+            "cross-entropy) or summed in low precision resolves nothing finer, and a derivative that moves it by "
+            "less than a step over the check's steps cannot be verified there. Computed so that small values keep "
+            "their digits (log1p of a sum of exp of the margins), it can."
+        )
     if (
         share > ERRATIC
     ):  # no rounding of float32's either: structure finer than the steps (review 101: 0.01 of the loss)

@@ -19,7 +19,7 @@ import pipeline
 import pipeline.testing
 from pipeline.errors import ConfigError
 from pipeline.examples import hard, zoo
-from pipeline.numerics.probe import ONE_SIDED
+from pipeline.numerics.probe import ONE_SIDED, QUANTISED
 from pipeline.numerics.refine import Refined, second_look
 from pipeline.numerics.taylor import taylor
 from pipeline.numerics.tolerance import AGREE, INCONCLUSIVE, NONDIFFERENTIABLE, WRONG, Tolerance, default_tolerance
@@ -1568,6 +1568,42 @@ def test_a_loss_and_gradient_exactly_0_near_theta_are_not_verified_not_passed() 
     assert (report.verdict, report.not_verified) == ("not verified", ("S0", "sigma", "r")), report
     assert "  r: analytic and numeric both exactly 0 at all 1 checked elements: the loss does not move" in str(report)
     assert pipeline.check(_CallOnSamples(), dict(far, S0=np.array([100.0])), data).passed
+
+
+class _ConfidentLogits:
+    """Cross-entropy of one row of logits ``b + 100`` against class 0, computed as the log-sum-exp less the target
+    logit: its loss near 0 is the difference of terms near 130, and moves in steps of their rounding (2.8e-14)."""
+
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = factor
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        logits = params["b"] + data["offset"]
+        top = logits.max()
+        return float((top + np.log(np.exp(logits - top).sum())) - logits[0])
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        logits = params["b"] + data["offset"]
+        p = np.exp(logits - logits.max())
+        return {"b": self.factor * (p / p.sum() - np.eye(logits.size)[0])}
+
+
+def test_a_loss_that_moves_in_steps_far_coarser_than_its_rounding_leaves_its_gradient_not_verified_not_wrong() -> None:
+    """Review 105: InfoNCE at temperature 0.01, its loss 5e-14 the difference of terms near 100: at the first steps
+    every difference was exactly 0, the noise was taken as one rounding unit of the loss (1e-29), and 17 of 20 exact
+    elements were "wrong" as a mask left out of the backward pass. The probe saw the loss still at its first spacing
+    and moving in steps at a wider one: a staircase, whose step is now the noise. At a margin of 30 (gradient 1e-12)
+    nothing is verified, the correct and the doubled gradient alike; at a margin of 3 the same code passes and the
+    doubled gradient fails."""
+    data = {"offset": np.array(100.0)}
+    confident = {"b": np.array([30.0, 0.0, 1.0, 2.0])}
+    report = pipeline.check(_ConfidentLogits(), confident, data)
+    assert (report.verdict, report.tensors[0].noise_source) == ("not verified", QUANTISED), report
+    assert "The loss along b moves in steps of up to 2.8e-14" in str(report)
+    assert pipeline.check(_ConfidentLogits(2.0), confident, data).verdict == "not verified"
+    unsure = {"b": np.array([3.0, 0.0, 1.0, 2.0])}
+    assert pipeline.check(_ConfidentLogits(), unsure, data).passed
+    assert pipeline.check(_ConfidentLogits(2.0), unsure, data).failing == ("b",)
 
 
 class _BiasBeforeCentring:
