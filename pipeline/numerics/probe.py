@@ -365,7 +365,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
     for attempt in range(len(NOISE_ELEMENTS)):
         at, p = _noise_direction(flat, number, attempt)
         unmoved = math.inf  # the finest spacing at which the loss did not move at all, the elements moved by many units
-        steps: list[tuple[float, float]] = []  # the spacings at which it moved in steps, and their largest
+        steps: list[tuple[float, float]] = []  # the spacings at which it moved as a staircase, and its largest step
         still = True  # the loss has not moved at any spacing yet
         ceilings: dict[float, float] = {}  # each spacing's bound on the noise (:func:`.fd.noise_ceiling`)
         smooth = False  # the line was smooth at the finest of NOISE_SPACINGS: no order of its table was noise
@@ -386,7 +386,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
             evaluations += line.cost
             if coarse == 0.0 and spacing * eps ** (1 / 3) >= NOISE_RESOLUTION * eps:
                 unmoved = min(unmoved, spacing)
-            elif line.stepped:
+            elif line.staircase:
                 steps.append((spacing, line.quantum))
             still &= coarse == 0.0
             moved |= coarse != 0.0
@@ -590,13 +590,15 @@ class _Line(NamedTuple):
     loss fails or is not finite; 0 where the loss did not move at all), how many losses that took, the ``bound``
     they put on the noise (:func:`.fd.noise_ceiling`; infinite where they put none), and whether the loss moved in
     steps coarser than the spacing (``stepped``: ECNoise's points too close), and then its largest step
-    (``quantum``)."""
+    (``quantum``), and whether every step is a whole multiple of the smallest (``staircase``: a rounded loss's steps
+    are whole multiples of its rounding unit; a loss flat up to a kink then moves by steps of any size)."""
 
     level: float | None
     cost: int
     bound: float = math.inf
     stepped: bool = False
     quantum: float = 0.0
+    staircase: bool = False
 
 
 def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray, one_sided: bool = False) -> _Line:
@@ -617,8 +619,12 @@ def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndar
     if np.ptp(values) == 0:  # the loss did not move at all: 0, which no noise level can be
         return _Line(0.0, len(values))
     stepped = too_close(values)
-    quantum = float(np.max(np.abs(np.diff(values)))) if stepped else 0.0
-    return _Line(noise_level(values), len(values), noise_ceiling(values), stepped, quantum)
+    moves = np.abs(np.diff(values))
+    moves = moves[moves > 0]
+    quantum = float(np.max(moves)) if stepped else 0.0
+    multiples = moves / np.min(moves) if moves.size else moves
+    staircase = stepped and bool(np.all(np.abs(multiples - np.round(multiples)) <= 1e-9 * multiples))
+    return _Line(noise_level(values), len(values), noise_ceiling(values), stepped, quantum, staircase)
 
 
 #: The noise's source where the loss did not move at any spacing: no noise, and no rounding floor (an
