@@ -882,6 +882,40 @@ def test_a_value_seen_only_beyond_a_kink_off_theta_is_not_taken_for_a_kink_at_th
         assert pipeline.check(Masked(-1e-6), {"w": w}, {"c": c}).failing == ("w",)
 
 
+class _MaskedRelu:
+    """``Σ c·relu(x) + |x|²/2``, its backward mask ``x > threshold`` (``x >= 0`` where ``inclusive``)."""
+
+    def __init__(self, threshold: float, inclusive: bool = False) -> None:
+        self.threshold, self.inclusive = threshold, inclusive
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        x = params["x"]
+        return float(np.sum(data["c"] * np.maximum(x, 0)) + 0.5 * np.sum(x**2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        x = params["x"]
+        mask = x >= self.threshold if self.inclusive else x > self.threshold
+        return {"x": data["c"] * mask + x}
+
+
+@pytest.mark.parametrize("offset", [1e-8, -1e-8, 1e-12, -3e-13])
+def test_a_value_on_the_wrong_side_of_a_kink_a_hair_off_theta_is_wrong_not_its_convention(offset: float) -> None:
+    """Review 104: a ReLU input 1e-8 above 0, its backward mask ``x > 2e-8`` (0 where the derivative is 1.3: a mask
+    from a float32 forward pass, or a spline's knot recomputed with other rounding) passed as a kink's convention: the
+    value was one of the slopes the steps saw, as relu'(0) = 0 is at a kink at θ. That slope at a step finer than the
+    kink's distance is the other one, and the element fails; the right side's value passes, and at a kink at θ itself
+    either convention passes."""
+    data = {"c": np.array([1.5, 0.8, -1.1, 1.3, 0.6])}
+    params = {"x": np.array([0.7, -1.3, 2.1, offset, -0.4])}
+    assert pipeline.check(_MaskedRelu(0.0), params, data).passed
+    wrong = pipeline.check(_MaskedRelu(2 * offset), params, data)
+    assert wrong.failing == ("x",), wrong
+    assert "only element [3] is wrong" in str(wrong)
+    at_theta = dict(params, x=np.where(np.arange(5) == 3, 0.0, params["x"]))
+    assert pipeline.check(_MaskedRelu(0.0), at_theta, data).passed
+    assert pipeline.check(_MaskedRelu(0.0, inclusive=True), at_theta, data).passed
+
+
 def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:
     """The same bug through `gradcheck run` on a local cluster: exit 4, and 4 again from the output it wrote."""
     source = (

@@ -64,6 +64,11 @@ __all__ = ["LEAP_ROOM", "RECHECK_BATCH", "Sides", "judge_group", "kink_codes", "
 
 #: A second look's leaps (:data:`.refine.LEAP`) stop at steps this many rounding units of the parameter.
 LEAP_ROOM = 2.0**10
+#: A float64 kink whose analytic value is one of its slopes is looked at once more, at the step where the gap between
+#: its slopes stands this many times above a central difference's noise (:func:`_kink_at_theta`)...
+AT_THETA = 64.0
+#: ...if that step is this many times finer than the second look's.
+AT_THETA_FINER = 8.0
 
 #: The float64 copy's look at a float32 element leaps toward θ only where the copy's loss noise along its tensor is
 #: within this many rounding units of the loss (:func:`_in_float64`): float32 rounding inside a float64 loss is
@@ -200,7 +205,78 @@ def judge_group(
         finer &= (group.dtype == "float64") | settings.promote
         if finer.any():
             cost += _look_finer(loaded, group, first, analytic, finer, (numeric, allowed, status, steps, sides), kinked)
-    return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(suspect | noisy | finer)), cost)
+    # a kink whose value is one of its slopes, as a convention at θ gives (relu'(0) = 0): is the kink at θ indeed?
+    at_theta = np.zeros(analytic.size, dtype=bool)
+    if settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None:
+        at_theta = (status == NONDIFFERENTIABLE) & sides.tight & ~sides.interacting & (np.abs(sides.gap) > 0)
+        at_theta &= (group.dtype == "float64") | settings.promote
+        if at_theta.any():
+            cost += _kink_at_theta(loaded, group, first, analytic, at_theta, (numeric, allowed, status, steps, sides))
+    return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(suspect | noisy | finer | at_theta)), cost)
+
+
+def _kink_at_theta(
+    loaded: Loaded,
+    group: Group,
+    first: FirstPass,
+    analytic: np.ndarray,
+    chosen: np.ndarray,
+    judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
+) -> int:
+    """A float64 group's ``chosen`` kinks, each analytic value one of its slopes (a convention at θ: relu'(0) = 0, the
+    first of tied maxima), looked at once more: that slope at the step where the gap between the slopes stands
+    :data:`AT_THETA` times above its noise (no finer than :data:`LEAP_ROOM` rounding units of the parameter in its own
+    dtype: float32 cannot tell a kink a few of its units off θ from one at θ, and its code takes the convention there).
+    At a kink at θ it is the value's slope still: one loss. Where it is not, the slope on the other side, and both at
+    twice the step: where each pair agrees within its noise and the two pairs' means agree, the loss is smooth over both
+    steps, and the derivative at θ is that mean (review 104: a ReLU input 1e-8 above 0 whose backward mask, ``x >
+    2e-8``, said 0 passed as a kink's convention, as did a spline's knot 5e-9 off, its bin taken on the wrong side:
+    errors of 100% and more). There the element is wrong, that mean its estimate. (Kinks on both sides of θ inside the
+    steps, or a feature narrower than them, leave a pair apart or the means too.) Only where the step is
+    :data:`AT_THETA_FINER` times finer than the second look's; what it does not find wrong stays a kink. Updates
+    ``judged`` ``(numeric, allowed, status, steps, sides)`` in place; returns the losses it took."""
+    numeric, allowed, status, steps, sides = judged
+    tolerance = loaded.settings.tolerance_for(group.dtype)
+    values = first.values.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fine = 2.0 ** np.ceil(np.log2(AT_THETA * first.noise / np.abs(sides.gap)))
+        fine = np.fmax(fine, LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64))
+        chosen = chosen & (fine * AT_THETA_FINER <= steps) & np.isfinite(fine)
+    side = np.where(sides.toward > 0, 1.0, -1.0)  # the way whose slope the value is
+
+    def slopes(at: np.ndarray, moves: list[float]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The slopes at ``at`` from θ to θ + move·side·fine, each move in turn, and their noise."""
+        points = np.stack([values[at] + move * side[at] * fine[at] for move in moves], axis=1)
+        (losses,) = losses_of(loaded, [subgroup(group, np.isin(np.arange(values.size), at))], [points])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            taken = points - values[at][:, None]
+            found = (losses - loaded.settings.loss0) / taken
+            noise = 2 * first.noise[at][:, None] / np.abs(taken)
+        return list(found.T), list(noise.T)
+
+    at = np.flatnonzero(chosen)
+    if not at.size:
+        return 0
+    (own,), (own_noise,) = slopes(at, [1.0])
+    cost = int(at.size)
+    with np.errstate(invalid="ignore"):
+        off = np.abs(own - analytic[at]) > tolerance.safety * own_noise  # not the value's slope at that step
+    at, own, own_noise = at[off], own[off], own_noise[off]
+    if not at.size:
+        return cost
+    (other, own2, other2), (other_noise, own2_noise, other2_noise) = slopes(at, [-1.0, 2.0, -2.0])
+    cost += 3 * int(at.size)
+    with np.errstate(invalid="ignore"):
+        mean, mean2 = (own + other) / 2, (own2 + other2) / 2
+        noise, noise2 = (own_noise + other_noise) / 2, (own2_noise + other2_noise) / 2
+        smooth = (np.abs(own - other) <= 4 * noise) & (np.abs(own2 - other2) <= 4 * noise2)
+        smooth &= np.abs(mean - mean2) <= 2 * (noise + noise2)
+        allowance = tolerance.safety * noise + tolerance.rtol * np.abs(mean)
+        wrong = smooth & (np.abs(mean - analytic[at]) > allowance)
+    where = at[wrong]
+    numeric[where], allowed[where], status[where], steps[where] = mean[wrong], allowance[wrong], WRONG, fine[where]
+    sides.kink[where] = False
+    return cost
 
 
 def _look_finer(
