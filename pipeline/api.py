@@ -37,7 +37,7 @@ from .numerics.diagnose import diagnose_tensors
 from .numerics.fd import STENCILS
 from .numerics.layout import Layout
 from .numerics.plan import plan_shards, slots_for
-from .numerics.probe import ONE_SIDED
+from .numerics.probe import JUMP, ONE_SIDED
 from .numerics.probe import probe as core_probe
 from .numerics.problem import Loaded, Output, Settings
 from .numerics.reduce import combine, direction_difference, with_directions
@@ -329,7 +329,10 @@ def _report(
     at_theta = {
         spec.name for spec, source in zip(layout.tensors, probe.noise_sources, strict=True) if source == ONE_SIDED
     }
-    verdict = combine(layout, executed.results, threshold=config.threshold, worst=config.worst, at_theta=at_theta)
+    jumped = {spec.name for spec, source in zip(layout.tensors, probe.noise_sources, strict=True) if source == JUMP}
+    verdict = combine(
+        layout, executed.results, threshold=config.threshold, worst=config.worst, at_theta=at_theta, jumped=jumped
+    )
     slots = slots_for(layout, settings.sample)
     tensors = with_directions(diagnose_tensors(slots, verdict.tensors, arrays, params), directions)
     difference = verdict.difference

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .numerics.fd import AUTO_POWER, COMPLEX_STEP
-from .numerics.probe import ONE_SIDED, QUANTISED
+from .numerics.probe import JUMP, ONE_SIDED, QUANTISED
 from .numerics.problem import PLAIN_EVALUATION, Settings
 from .numerics.reduce import sampled_kinks
 from .numerics.taylor import TAYLOR_WRONG
@@ -273,6 +273,14 @@ def _unverified_why(
         return _float32_only_why(t)
     if t.n_unsettled:
         return _unsettled_why(t, unsettled_said)
+    if t.noise_source == JUMP:  # (unsettled elements say it first: their differences ran away)
+        return (
+            f"the loss jumps at θ along it (each half of every line the noise probe drew through θ was smooth, the "
+            f"whole was not: a tie in a top-k routing, a sort or an argmax, or kinks or a feature far narrower than the "
+            f"steps beside θ), and {t.n_inconclusive} of its {t.n_checked} checked elements were not verified: their "
+            "differences may be the jump's, not a derivative, so a wrong gradient there would not have been seen; "
+            "check it at parameters where no tie or narrow feature sits at θ"
+        )
     mine = [d for d in directions if d["tensor"] == t.name]
     said, why = _undecided(mine)
     if t.n_together and not any(d.get("undecided") == "crossing" for d in mine):

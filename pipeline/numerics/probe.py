@@ -306,7 +306,7 @@ def _noise(
         return (floor,) * len(names), ("rounding of the loss (complex step)",) * len(names), 0
     levels, sources, evaluations = [], [], 0
     for number, spec in enumerate(settings.layout.tensors):
-        level, source, cost = _tensor_noise(loaded, number, spec.name, settings.eps(spec.dtype))
+        level, source, cost = _tensor_noise(loaded, number, spec.name, settings.eps(spec.dtype), loss)
         if source != UNMOVED and reference is not None and settings.against_float64(spec.dtype):
             level, source, cost = _against_float64(loaded, reference, number, spec.name, (level, source, cost))
         levels.append(_floored(level, source, settings.eps(spec.dtype), loss))
@@ -321,7 +321,7 @@ def measured_noise(loaded: Loaded, number: int) -> tuple[float, int]:
     where the model's does."""
     spec = loaded.settings.layout.tensors[number]
     eps = loaded.settings.eps(spec.dtype)
-    level, source, cost = _tensor_noise(loaded, number, spec.name, eps)
+    level, source, cost = _tensor_noise(loaded, number, spec.name, eps, loaded.settings.loss0)
     return _floored(level, source, eps, loaded.settings.loss0), cost
 
 
@@ -352,9 +352,9 @@ def _off_theta(loaded: Loaded) -> float:
             flat[at] = original
 
 
-def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[float, str, int]:
-    """:func:`_noise` for one tensor, whose values' machine epsilon is ``eps``: ``(level, source, losses
-    evaluated)``."""
+def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float, loss: float) -> tuple[float, str, int]:
+    """:func:`_noise` for one tensor, whose values' machine epsilon is ``eps``, the loss at θ ``loss``: ``(level,
+    source, losses evaluated)``."""
     flat = loaded.flat[name]
     # the lines along which the level shrank: the level at the finer spacing, the elements moved, the first spacing
     shrank: list[tuple[float, np.ndarray, np.ndarray]] = []
@@ -410,7 +410,13 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float) -> tuple[f
                 fine = None
             ceilings[spacing / 16] = line.bound
             if fine is not None and fine >= coarse / 4:
-                return max(coarse, fine), FINER_SPACING if spacing in finest else "measured", evaluations
+                level = max(coarse, fine)
+                if level > JUMP_NOISE * eps * abs(loss):  # no rounding of its dtype: a jump at θ?
+                    quiet, spent = _quiet_sides(loaded, flat, at, step, level)
+                    evaluations += spent
+                    if quiet is not None:
+                        return quiet, JUMP, evaluations
+                return level, FINER_SPACING if spacing in finest else "measured", evaluations
             if fine == 0.0:  # the loss does not move at the finer spacing: it is quantised at the coarse level
                 return coarse, QUANTISED, evaluations
             if fine is not None:
@@ -585,6 +591,28 @@ def _one_sided(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarra
     return (max(levels), cost) if max(levels) <= 4 * min(levels) else (None, cost)
 
 
+def _quiet_sides(
+    loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray, level: float
+) -> tuple[float | None, int]:
+    """Where a line through θ measured the noise ``level`` at ``step``: the larger of its two halves' levels (or
+    bounds) at that step, where both are :data:`JUMP_QUIET` times below it (the line's "noise" is a jump at θ itself:
+    a tie in a routing, a sort or an argmax, every line through θ crosses it), else None; and the losses that took."""
+    found, cost = [], 0
+    original = flat[at].copy()
+    for side in (1, -1):
+        try:  # θ itself excluded: its loss is one side's, and the jump lies between it and the other's
+            flat[at] = (original + side * step).astype(flat.dtype)
+            line = _noise_along(loaded, flat, at, side * step, one_sided=True)
+        finally:
+            flat[at] = original
+        cost += line.cost
+        quiet = line.level if line.level is not None else line.bound
+        if not quiet * JUMP_QUIET <= level:
+            return None, cost
+        found.append(quiet)
+    return max(found), cost
+
+
 class _Line(NamedTuple):
     """What 9 losses along a line told of the loss's noise: ECNoise's ``level`` (None where it cannot tell, or the
     loss fails or is not finite; 0 where the loss did not move at all), how many losses that took, the ``bound``
@@ -648,6 +676,13 @@ NOISE_FINER = (1e-5,)
 #: ...if they move the parameters by this many of their rounding units at least (float64: 1e-5 is 3e5 of them; in
 #: float32 it is less than one, and the losses are the parameters' quantisation, not the loss's noise)
 NOISE_RESOLUTION = 2**10
+#: The noise's source where each half of the line through θ is far quieter than the whole (:func:`_quiet_sides`)...
+JUMP = "measured on each side of θ (every line through θ crossed a jump, or kinks closer to θ than its spacing)"
+#: ...by this factor; asked only of a level this many rounding units of the loss in the tensor's dtype (review 105:
+#: a mixture of experts whose top-2 routing of one token ties at θ measured its jump, 0.025, as noise, and planted
+#: errors at its tied elements, a sign flipped, 11 times the value, passed as inconclusive beside verified ones).
+JUMP_QUIET = 64.0
+JUMP_NOISE = 2.0**20
 #: The noise's source where it was measured only at a spacing finer than the probe's.
 FINER_SPACING = "measured at a finer spacing (the loss was smooth at the probe's own: near 0, or steep)"
 #: A level is noise only if at most this many times every finer spacing's bound on it (:func:`.fd.noise_ceiling`:

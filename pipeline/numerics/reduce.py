@@ -453,6 +453,7 @@ def combine(
     threshold: float | None,
     worst: int,
     at_theta: Collection[str] = (),
+    jumped: Collection[str] = (),
 ) -> Verdict:
     """Reduce shard results to the seed's difference, per-tensor metrics and worst elements.
 
@@ -508,6 +509,11 @@ def combine(
     for spec in layout.tensors:
         sums = totals[spec.name]
         if sampled_kinks(sums.n_nondifferentiable, sums.n_checked, spec.size, spec.name in at_theta):
+            verified[spec.name] = False
+        # ``jumped``: the tensors whose noise probe found a jump at θ itself (each half of its lines smooth): an element
+        # it did not verify may be the jump's, its estimate no derivative (review 105's tied routing; a dihedral at a
+        # bond angle 1e-6 from straight, whose 10% errors passed as inconclusive beside the verified others)
+        if spec.name in jumped and sums.n_inconclusive > still[spec.name]:
             verified[spec.name] = False
     tensors = tuple(
         TensorReport(
