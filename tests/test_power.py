@@ -1639,6 +1639,25 @@ def test_a_loss_that_moves_in_steps_far_coarser_than_its_rounding_leaves_its_gra
     assert pipeline.check(_ConfidentLogits(), unsure, data).passed
     assert pipeline.check(_ConfidentLogits(2.0), unsure, data).failing == ("b",)
 
+    class Threshold:
+        """Review 106: a threshold 1e-5 from θ along ``w[0]``, crossed once by the probe's wider line (one move, a whole
+        multiple of itself: it took the jump, 1.0, for a staircase's step), and ``w[4]``, which the loss does not use,
+        given a gradient of 0.01."""
+
+        def loss(self, params: Arrays, data: Arrays) -> float:
+            w = params["w"]
+            return 1.0 + float(w[0] >= 0.0) + float(np.sum(np.sin(w[1:4]) * [1.0, 2.0, 3.0]))
+
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            w, gradient = params["w"], np.zeros(5)
+            gradient[1:4] = np.cos(w[1:4]) * [1.0, 2.0, 3.0]
+            gradient[4] = 0.01
+            return {"w": gradient}
+
+    threshold = pipeline.check(Threshold(), {"w": np.array([-1e-5, 0.4, -0.6, 1.1, 0.3])}, {})
+    assert threshold.failing == ("w",), threshold
+    assert threshold.tensors[0].noise_source != QUANTISED
+
 
 class _Routed:
     """The output of the expert a gate routes ``x`` to (the first of tied logits), scaled by its logit, plus a

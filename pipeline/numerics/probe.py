@@ -386,8 +386,15 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float, loss: floa
             evaluations += line.cost
             if coarse == 0.0 and spacing * eps ** (1 / 3) >= NOISE_RESOLUTION * eps:
                 unmoved = min(unmoved, spacing)
-            elif line.staircase:
+            elif line.staircase and line.moves > 1:
                 steps.append((spacing, line.quantum))
+            elif (
+                line.staircase
+            ):  # one step: a staircase's, or a threshold crossed once (review 106); a wider line tells
+                wider = _noise_along(loaded, flat, at, 4 * step)
+                evaluations += wider.cost
+                if wider.staircase and wider.moves > 1:
+                    steps.append((spacing, wider.quantum))
             still &= coarse == 0.0
             moved |= coarse != 0.0
             smooth |= spacing == NOISE_SPACINGS[-1] and coarse is None and math.isfinite(line.bound)
@@ -411,7 +418,7 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float, loss: floa
             ceilings[spacing / 16] = line.bound
             if fine is not None and fine >= coarse / 4:
                 level = max(coarse, fine)
-                if level > JUMP_NOISE * eps * abs(loss):  # no rounding of its dtype: a jump at θ?
+                if math.isfinite(level) and level > JUMP_NOISE * eps * abs(loss):  # no rounding of its dtype: a jump?
                     quiet, spent = _quiet_sides(loaded, flat, at, step, level)
                     evaluations += spent
                     if quiet is not None:
@@ -619,7 +626,8 @@ class _Line(NamedTuple):
     they put on the noise (:func:`.fd.noise_ceiling`; infinite where they put none), and whether the loss moved in
     steps coarser than the spacing (``stepped``: ECNoise's points too close), and then its largest step
     (``quantum``), and whether every step is a whole multiple of the smallest (``staircase``: a rounded loss's steps
-    are whole multiples of its rounding unit; a loss flat up to a kink then moves by steps of any size)."""
+    are whole multiples of its rounding unit; a loss flat up to a kink then moves by steps of any size), and how many
+    steps it moved by (``moves``)."""
 
     level: float | None
     cost: int
@@ -627,6 +635,7 @@ class _Line(NamedTuple):
     stepped: bool = False
     quantum: float = 0.0
     staircase: bool = False
+    moves: int = 0
 
 
 def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray, one_sided: bool = False) -> _Line:
@@ -652,7 +661,7 @@ def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndar
     quantum = float(np.max(moves)) if stepped else 0.0
     multiples = moves / np.min(moves) if moves.size else moves
     staircase = stepped and bool(np.all(np.abs(multiples - np.round(multiples)) <= 1e-9 * multiples))
-    return _Line(noise_level(values), len(values), noise_ceiling(values), stepped, quantum, staircase)
+    return _Line(noise_level(values), len(values), noise_ceiling(values), stepped, quantum, staircase, moves.size)
 
 
 #: The noise's source where the loss did not move at any spacing: no noise, and no rounding floor (an
