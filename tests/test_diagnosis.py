@@ -19,7 +19,11 @@ from pipeline.report import Report
 
 #: The seed's settings (``gradient_check_n``): no per-element verdicts, a threshold on the whole difference.
 SEED: dict[str, Any] = {"scheme": "central", "epsilon": 1e-7, "threshold": 2e-7, "tolerance": "none"}
-MASK = "most often a mask (ReLU, dropout, padding) applied in the forward pass but not in the backward"
+MASK = (
+    "most often a mask (ReLU, dropout, padding) applied in the forward pass but not in the backward, or a surrogate "
+    "gradient (straight-through, a softened relaxation) of a loss that is piecewise constant there (a hard argmax, a "
+    "threshold, a quantiser: its gradient is 0)"
+)
 MASKED_TERM = "a term masked out in the backward pass where the forward pass keeps it"
 
 

@@ -289,7 +289,8 @@ def _mask(shape: tuple[int, ...], flat: np.ndarray, region: str = "") -> str:
     return (
         f"analytic is non-zero at {_elements(flat.size)} ({_where(shape, flat)}{region}) where the loss does not "
         "change at all (numeric exactly 0): most often a mask (ReLU, dropout, padding) applied in the forward pass "
-        "but not in the backward"
+        "but not in the backward, or a surrogate gradient (straight-through, a softened relaxation) of a loss that is "
+        "piecewise constant there (a hard argmax, a threshold, a quantiser: its gradient is 0)"
     )
 
 
