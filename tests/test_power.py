@@ -916,6 +916,35 @@ def test_a_value_on_the_wrong_side_of_a_kink_a_hair_off_theta_is_wrong_not_its_c
     assert pipeline.check(_MaskedRelu(0.0, inclusive=True), at_theta, data).passed
 
 
+@pytest.mark.parametrize("offset", [1e-9, -1e-9])
+def test_a_value_on_the_wrong_side_of_a_kink_left_inconclusive_is_judged_where_the_loss_is_smooth(
+    offset: float,
+) -> None:
+    """Review 106: ``Σ c·relu(z) + Σ sin(z)``, an input 1e-9 off 0 and its mask on the wrong side, no curvature along
+    it: the second look's rows straddled the kink, their estimate 4.17 ± 4.33 against a value of 1 (the derivative 5),
+    inconclusive, and the tensor passed on its other elements. An estimate of no definite sign is now taken again on
+    both sides at a step far finer than the kink's distance, where the loss is smooth: the value fails; the right
+    mask passes."""
+
+    class Linear:
+        def __init__(self, threshold: float) -> None:
+            self.threshold = threshold
+
+        def loss(self, params: Arrays, data: Arrays) -> float:
+            z = params["b"]
+            return float(np.sum(np.maximum(z, 0) * data["c"]) + np.sum(np.sin(z)))
+
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            z = params["b"]
+            return {"b": (z > self.threshold) * data["c"] + np.cos(z)}
+
+    params, data = {"b": np.array([0.2, 0.3, offset, 0.1])}, {"c": np.array([1.0, 2.0, 3.0, 4.0])}
+    assert pipeline.check(Linear(0.0), params, data).passed
+    wrong = pipeline.check(Linear(2 * offset), params, data)
+    assert wrong.failing == ("b",), wrong
+    assert "only element [2] is wrong" in str(wrong)
+
+
 def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:
     """The same bug through `gradcheck run` on a local cluster: exit 4, and 4 again from the output it wrote."""
     source = (
