@@ -326,10 +326,9 @@ def _report(
     (and ``params(name)``, a tensor's parameter values)."""
     settings, probe, directions = executed.settings, executed.probe, executed.directions
     layout = settings.layout
-    at_theta = {
-        spec.name for spec, source in zip(layout.tensors, probe.noise_sources, strict=True) if source == ONE_SIDED
-    }
-    jumped = {spec.name for spec, source in zip(layout.tensors, probe.noise_sources, strict=True) if source == JUMP}
+    sources = dict(zip(layout.names, probe.noise_sources, strict=True))
+    at_theta = {name for name, source in sources.items() if source == ONE_SIDED}
+    jumped = {name for name, source in sources.items() if source == JUMP}
     verdict = combine(
         layout, executed.results, threshold=config.threshold, worst=config.worst, at_theta=at_theta, jumped=jumped
     )

@@ -415,21 +415,21 @@ def _float32_inside(report: Report, float32: bool) -> str:
     noisy = [t for t in report.tensors if t.noise >= NOISY_FLOAT64 * loss]
     if not noisy:
         return ""
-    share = max(t.noise for t in noisy) / loss
+    names, largest = ", ".join(t.name for t in noisy), max(t.noise for t in noisy)
+    share = largest / loss
     if all(t.noise_source == QUANTISED for t in noisy):  # (review 105: InfoNCE's 5e-14 in steps of 2.4e-15)
         return (
-            f"The loss along {', '.join(t.name for t in noisy)} moves in steps of up to {max(t.noise for t in noisy):.2g} "
+            f"The loss along {names} moves in steps of up to {largest:.2g} "
             f"({share:.1g} of the loss), far coarser than one rounding unit of it: a loss near 0 computed as the "
             "difference of large terms (a log-sum-exp less the largest logit, a confident classifier's "
             "cross-entropy) or summed in low precision resolves nothing finer, and a derivative that moves it by "
             "less than a step over the check's steps cannot be verified there. Computed so that small values keep "
             "their digits (log1p of a sum of exp of the margins), it can."
         )
-    if (
-        share > ERRATIC
-    ):  # no rounding of float32's either: structure finer than the steps (review 101: 0.01 of the loss)
+    # no rounding of float32's either: structure finer than the steps (review 101: 0.01 of the loss)
+    if share > ERRATIC:
         return (
-            f"The loss's noise along {', '.join(t.name for t in noisy)} is up to {share:.1g} of the loss, far above "
+            f"The loss's noise along {names} is up to {share:.1g} of the loss, far above "
             "float32's rounding (6e-8) as well as float64's (1e-16): does the loss change erratically at the check's "
             "steps (chaotic dynamics over a long horizon: an ODE or a map iterated far), or jump, or have a pole, "
             "within a step of θ far finer than the check's (a matrix nearly singular, an angle at a straight or "
@@ -439,7 +439,7 @@ def _float32_inside(report: Report, float32: bool) -> str:
             "those do not bear the analytic value out."
         )
     return (
-        f"The loss's noise along {', '.join(t.name for t in noisy)} is up to "
+        f"The loss's noise along {names} is up to "
         f"{share:.1g} of the loss, about float32's rounding (6e-8) and far above "
         "float64's (1e-16): does the model compute in float32 inside (a `.float()`, a float32 buffer or constant), or "
         "to a tolerance (an iterative solver), or solve a nearly singular system (a Cholesky of a kernel matrix with "

@@ -185,10 +185,12 @@ def judge_group(
     status[others] = inconclusive(analytic[others], numeric[others], est.bar[others], status[others], tolerance)
     # inconclusive for the loss's noise over the step: estimated again from coarser steps (float64: float32's first
     # steps are already 0.04 of the parameter's scale)
+    # (the looks below: float64 elements, or float32 ones judged in float64, at the automatic steps)
+    looking = settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None
+    looking &= group.dtype == "float64" or settings.promote
     noisy = np.zeros(analytic.size, dtype=bool)
-    if settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None:
+    if looking:
         noisy = others & (status == INCONCLUSIVE) & noise_dominated(est.bar, est.rounding) & np.isfinite(analytic)
-        noisy &= (group.dtype == "float64") | settings.promote
         if noisy.any():
             cost += _look_coarser(
                 loaded, group, first, analytic, noisy, (numeric, allowed, status, steps, sides), kinked
@@ -197,24 +199,23 @@ def judge_group(
     # rounding allows (an inconclusive one too: a dropped element, 0, within a vague estimate's allowance, passed
     # beside elements the finer look verified; review 103)
     finer = np.zeros(analytic.size, dtype=bool)
-    if settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None:
+    if looking:
         rounding = FINER_NOISE * settings.eps("float64") * abs(settings.loss0)
         # (an inconclusive one only where its first estimate was of no definite sign)
         finer = ((status == WRONG) | ((status == INCONCLUSIVE) & _vague(numeric, allowed))) & (first.noise > rounding)
         finer &= np.isfinite(analytic)
-        finer &= (group.dtype == "float64") | settings.promote
         if finer.any():
             cost += _look_finer(loaded, group, first, analytic, finer, (numeric, allowed, status, steps, sides), kinked)
     # a kink whose value is one of its slopes, as a convention at θ gives (relu'(0) = 0): is the kink at θ indeed?
     # and an inconclusive one whose estimate has no definite sign: is the loss smooth at far finer steps?
     at_theta = np.zeros(analytic.size, dtype=bool)
-    if settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None:
-        at_theta = (status == NONDIFFERENTIABLE) & sides.tight & ~sides.interacting & (np.abs(sides.gap) > 0)
+    if looking:
+        kinks = (status == NONDIFFERENTIABLE) & sides.tight & ~sides.interacting & (np.abs(sides.gap) > 0)
         vague = (status == INCONCLUSIVE) & _vague(numeric, allowed) & (analytic != 0) & np.isfinite(analytic)
-        at_theta = (at_theta | vague) & ((group.dtype == "float64") | settings.promote)
+        at_theta = kinks | vague
         if at_theta.any():
             cost += _kink_at_theta(
-                loaded, group, first, analytic, at_theta & ~vague, (numeric, allowed, status, steps, sides), vague
+                loaded, group, first, analytic, (kinks, vague), (numeric, allowed, status, steps, sides)
             )
     return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(suspect | noisy | finer | at_theta)), cost)
 
@@ -224,11 +225,10 @@ def _kink_at_theta(
     group: Group,
     first: FirstPass,
     analytic: np.ndarray,
-    chosen: np.ndarray,
+    chosen: tuple[np.ndarray, np.ndarray],
     judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
-    vague: np.ndarray,
 ) -> int:
-    """A float64 group's ``chosen`` kinks, each analytic value one of its slopes (a convention at θ: relu'(0) = 0, the
+    """A float64 group's ``chosen`` ``(kinks, vague)`` elements. The kinks, each analytic value one of its slopes (a convention at θ: relu'(0) = 0, the
     first of tied maxima), looked at once more: that slope at the step where the gap between the slopes stands
     :data:`AT_THETA` times above its noise (no finer than :data:`LEAP_ROOM` rounding units of the parameter in its own
     dtype: float32 cannot tell a kink a few of its units off θ from one at θ, and its code takes the convention there).
@@ -244,13 +244,14 @@ def _kink_at_theta(
     the value 1 where the derivative is 5 was inconclusive, 4.17 ± 4.33, and its tensor passed). Updates ``judged``
     ``(numeric, allowed, status, steps, sides)`` in place; returns the losses it took."""
     numeric, allowed, status, steps, sides = judged
+    kinks, vague = chosen
     tolerance = loaded.settings.tolerance_for(group.dtype)
     values = first.values.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         size = np.where(vague, np.abs(analytic), np.abs(sides.gap))  # what the step must resolve
         fine = 2.0 ** np.ceil(np.log2(AT_THETA * first.noise / size))
         fine = np.fmax(fine, LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64))
-        chosen = (chosen | vague) & (fine * AT_THETA_FINER <= steps) & np.isfinite(fine)
+        looked = (kinks | vague) & (fine * AT_THETA_FINER <= steps) & np.isfinite(fine)
     side = np.where(sides.toward > 0, 1.0, -1.0)  # the way whose slope the value is
 
     def slopes(at: np.ndarray, moves: list[float]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -263,17 +264,18 @@ def _kink_at_theta(
             noise = 2 * first.noise[at][:, None] / np.abs(taken)
         return list(found.T), list(noise.T)
 
-    at, cost = np.flatnonzero(chosen & ~vague), 0
-    if at.size:
-        (own,), (own_noise,) = slopes(at, [1.0])
-        cost += int(at.size)
-        with np.errstate(invalid="ignore"):
-            at = at[np.abs(own - analytic[at]) > tolerance.safety * own_noise]  # not the value's slope at that step
-    at = np.union1d(at, np.flatnonzero(chosen & vague))
+    at = np.flatnonzero(looked)
+    if not at.size:
+        return 0
+    (own,), (own_noise,) = slopes(at, [1.0])
+    cost = int(at.size)
+    with np.errstate(invalid="ignore"):  # a kink goes on only where that is not the value's slope at that step
+        going = vague[at] | (np.abs(own - analytic[at]) > tolerance.safety * own_noise)
+    at, own, own_noise = at[going], own[going], own_noise[going]
     if not at.size:
         return cost
-    (own, other, own2, other2), (own_noise, other_noise, own2_noise, other2_noise) = slopes(at, [1.0, -1.0, 2.0, -2.0])
-    cost += 4 * int(at.size)
+    (other, own2, other2), (other_noise, own2_noise, other2_noise) = slopes(at, [-1.0, 2.0, -2.0])
+    cost += 3 * int(at.size)
     with np.errstate(invalid="ignore"):
         mean, mean2 = (own + other) / 2, (own2 + other2) / 2
         noise, noise2 = (own_noise + other_noise) / 2, (own2_noise + other2_noise) / 2

@@ -386,15 +386,12 @@ def _tensor_noise(loaded: Loaded, number: int, name: str, eps: float, loss: floa
             evaluations += line.cost
             if coarse == 0.0 and spacing * eps ** (1 / 3) >= NOISE_RESOLUTION * eps:
                 unmoved = min(unmoved, spacing)
-            elif line.staircase and line.moves > 1:
-                steps.append((spacing, line.quantum))
-            elif (
-                line.staircase
-            ):  # one step: a staircase's, or a threshold crossed once (review 106); a wider line tells
-                wider = _noise_along(loaded, flat, at, 4 * step)
-                evaluations += wider.cost
-                if wider.staircase and wider.moves > 1:
-                    steps.append((spacing, wider.quantum))
+            elif line.staircase:
+                # one step: a staircase's, or a threshold crossed once (review 106); a line 4x wider tells
+                stairs = line if line.moves > 1 else _noise_along(loaded, flat, at, 4 * step)
+                evaluations += 0 if stairs is line else stairs.cost
+                if stairs.staircase and stairs.moves > 1:
+                    steps.append((spacing, stairs.quantum))
             still &= coarse == 0.0
             moved |= coarse != 0.0
             smooth |= spacing == NOISE_SPACINGS[-1] and coarse is None and math.isfinite(line.bound)
@@ -605,13 +602,8 @@ def _quiet_sides(
     bounds) at that step, where both are :data:`JUMP_QUIET` times below it (the line's "noise" is a jump at θ itself:
     a tie in a routing, a sort or an argmax, every line through θ crosses it), else None; and the losses that took."""
     found, cost = [], 0
-    original = flat[at].copy()
-    for side in (1, -1):
-        try:  # θ itself excluded: its loss is one side's, and the jump lies between it and the other's
-            flat[at] = (original + side * step).astype(flat.dtype)
-            line = _noise_along(loaded, flat, at, side * step, one_sided=True)
-        finally:
-            flat[at] = original
+    for side in (1, -1):  # (θ itself excluded: its loss is one side's, and the jump lies between it and the other's)
+        line = _noise_along(loaded, flat, at, side * step, one_sided=True, first=1)
         cost += line.cost
         quiet = line.level if line.level is not None else line.bound
         if not quiet * JUMP_QUIET <= level:
@@ -638,13 +630,15 @@ class _Line(NamedTuple):
     moves: int = 0
 
 
-def _noise_along(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray, one_sided: bool = False) -> _Line:
-    """The losses at ``θ + j·step`` (``step`` over the elements ``at`` of ``flat``), j = -4..4 (0..8
-    ``one_sided``), as a :class:`_Line`."""
+def _noise_along(
+    loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray, one_sided: bool = False, first: int = 0
+) -> _Line:
+    """The losses at ``θ + j·step`` (``step`` over the elements ``at`` of ``flat``), j = -4..4 (``first`` to ``first``
+    + 8 ``one_sided``), as a :class:`_Line`."""
     original = flat[at].copy()
     values: list[float] = []
     try:
-        for j in range(0, 9) if one_sided else range(-4, 5):
+        for j in range(first, first + 9) if one_sided else range(-4, 5):
             flat[at] = (original + j * step).astype(flat.dtype)
             values.append(float(np.real(loaded.loss())))
     except Exception:  # a loss that fails off θ fails again in its shard, with the element named
