@@ -633,13 +633,14 @@ class _Line(NamedTuple):
 def _noise_along(
     loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarray, one_sided: bool = False, first: int = 0
 ) -> _Line:
-    """The losses at ``θ + j·step`` (``step`` over the elements ``at`` of ``flat``), j = -4..4 (``first`` to ``first``
-    + 8 ``one_sided``), as a :class:`_Line`."""
+    """The losses at ``θ + j·step`` (``step`` over the elements ``at`` of ``flat``), j = -4..4 (0..8 ``one_sided``, from
+    ``θ + first·step`` rounded to the parameters' dtype), as a :class:`_Line`."""
     original = flat[at].copy()
+    origin = (original + first * step).astype(flat.dtype)
     values: list[float] = []
     try:
-        for j in range(first, first + 9) if one_sided else range(-4, 5):
-            flat[at] = (original + j * step).astype(flat.dtype)
+        for j in range(0, 9) if one_sided else range(-4, 5):
+            flat[at] = (origin + j * step).astype(flat.dtype)
             values.append(float(np.real(loaded.loss())))
     except Exception:  # a loss that fails off θ fails again in its shard, with the element named
         return _Line(None, len(values) + 1)
