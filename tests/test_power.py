@@ -2092,6 +2092,19 @@ def test_a_chaotic_loss_summed_over_its_trajectory_is_judged_at_the_steps_where_
             assert wrong.failing == ("x0",), wrong
 
 
+@pytest.mark.parametrize("seed", [10, 12])
+def test_a_derivative_too_large_for_any_float64_step_is_not_found_wrong_at_finer_ones(seed: int) -> None:
+    """The logistic map summed over 60 steps, its adjoint exact: derivatives of 1e13 to 1e15, which no step float64
+    takes resolves. The finer look read x0[1]'s difference as 387 ± 7,543 against 4.65e13 and, its steps finer than the
+    first's, called it wrong: these two seeds failed their exact gradient. A value beyond an estimate of no definite
+    sign is one too large for the steps to show, not a wrong one: not verified. A 10% error in ``x0`` does not pass."""
+    rng = np.random.default_rng(seed)
+    params = {"x0": rng.uniform(0.2, 0.8, 3), "r": 3.9 + 0.05 * rng.uniform(size=3)}
+    data = {"t": rng.uniform(0.2, 0.8, (60, 3))}
+    assert pipeline.check(_LogisticSummed(60), params, data).verdict == "not verified"
+    assert not pipeline.check(_LogisticSummed(60, 0.1), params, data).passed
+
+
 class _TanhFloat32Inside:
     """A tanh layer computed in float32 inside a float64 loss: a staircase at float64's finest steps. ``dropped``: the
     gradient of ``W[0, 0]`` set to 0 (review 103's)."""
