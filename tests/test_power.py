@@ -1688,6 +1688,47 @@ def test_a_loss_that_moves_in_steps_far_coarser_than_its_rounding_leaves_its_gra
     assert threshold.tensors[0].noise_source != QUANTISED
 
 
+class _Float32Term:
+    """``Σ sin(w[:3]) + float32(1e3 + exp(w[3])) + c·sin(w[3])``: along ``w[3]`` the loss moves in float32's steps at
+    1e3 (6.1e-5), far coarser than the float64 rounding the probe measured along ``w`` (its smooth elements move the
+    loss on every line through θ), beside a smooth term ``c·sin(w[3])``. ``factor`` scales ``w[3]``'s gradient."""
+
+    def __init__(self, c: float = 0.0, factor: float = 1.0) -> None:
+        self.c, self.factor = c, factor
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        w = params["w"]
+        return float(np.sum(np.sin(w[:3])) + float(np.float32(1e3 + np.exp(w[3]))) + self.c * np.sin(w[3]))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        w = params["w"]
+        return {"w": np.r_[np.cos(w[:3]), self.factor * (np.exp(w[3]) + self.c * np.cos(w[3]))]}
+
+
+@pytest.mark.parametrize("c", [0.0, 1e-6])
+@pytest.mark.parametrize("seed", [300, 301, 303])
+def test_an_element_whose_loss_moves_in_steps_far_coarser_than_its_noise_is_not_verified_not_wrong(
+    c: float, seed: int
+) -> None:
+    """Review 107: one element enters the loss only through a term rounded to float32, beside smooth elements. Its
+    second look's finer rows stood still, their differences exactly 0 (or the smooth term's slope alone), and its exact
+    derivative failed as "wrong: numeric 0"; a gradient of 0 there passed, the element inconclusive and its tensor
+    verified by the others. The staircase is now seen in the rows (moves in whole multiples of 6.1e-5, then stillness),
+    and the element judged again from coarser steps under that step as its noise: unsettled where it decides nothing."""
+    params = {"w": np.random.default_rng(seed).normal(size=4)}
+    correct = pipeline.check(_Float32Term(c), params, {})
+    assert correct.verdict == "not verified", correct
+    (tensor,) = correct.tensors
+    assert (tensor.n_wrong, tensor.n_unsettled) == (0, 1)
+    assert "stood still at the finer steps (a term rounded to float32 inside a float64 loss)" in str(correct)
+    for factor in (2.0, 0.0):  # doubled; dropped, as a mask left in the backward pass would
+        wrong = pipeline.check(_Float32Term(c, factor), params, {})
+        assert wrong.failing == ("w",), wrong
+        worst = wrong.tensors[0].worst
+        assert worst is not None
+        assert worst.index == (3,)
+
+
 class _Routed:
     """The output of the expert a gate routes ``x`` to (the first of tied logits), scaled by its logit, plus a
     quadratic in the gate: where the top two logits tie at θ, the loss jumps at θ along every line through it.

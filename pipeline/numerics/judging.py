@@ -112,8 +112,9 @@ class Sides(NamedTuple):
     the analytic value is nearer (+1 up, -1 down: :mod:`.together` moves it so) and whether it is that slope
     (within the margin and the tolerance: the value a convention such as relu'(0) = 0 or the first maximum gives),
     and whether its kinks interact with other elements' (a value outside its slopes that derivatives at points near θ
-    bear out: :mod:`.nearby`), and the slopes moving down and up at its finest row; no kink, NaN (0, False) where
-    there was no second look."""
+    bear out: :mod:`.nearby`), the slopes moving down and up at its finest row, and the step of the loss where it moved
+    along the element's line as a staircase far coarser than its noise (:attr:`.refine.Refined.quantum`); no kink, NaN
+    (0, False) where there was no second look."""
 
     kink: np.ndarray
     gap: np.ndarray
@@ -123,11 +124,12 @@ class Sides(NamedTuple):
     interacting: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
+    quantum: np.ndarray
 
     @classmethod
     def none(cls, size: int) -> Sides:
         nan, no = np.full(size, np.nan), np.zeros(size, dtype=bool)
-        return cls(no, nan, nan.copy(), np.zeros(size), no.copy(), no.copy(), nan.copy(), nan.copy())
+        return cls(no, nan, nan.copy(), np.zeros(size), no.copy(), no.copy(), nan.copy(), nan.copy(), nan.copy())
 
 
 def kink_codes(status: np.ndarray, sides: Sides) -> np.ndarray:
@@ -181,13 +183,17 @@ def judge_group(
             )
             for mine, found in zip(sides, looked, strict=True):
                 mine[suspect] = found
+    # (the looks below: float64 elements, or float32 ones judged in float64, at the automatic steps)
+    looking = settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None
+    looking &= group.dtype == "float64" or settings.promote
+    # a suspect along whose line the loss moved as a staircase far coarser than its noise: judged again under that step
+    stairs = suspect & np.isfinite(sides.quantum) & (status != AGREE) & np.isfinite(analytic)
+    if looking and stairs.any():
+        cost += _look_stairs(loaded, group, first, analytic, stairs, (numeric, allowed, status, steps, sides), kinked)
     others = ~suspect
     status[others] = inconclusive(analytic[others], numeric[others], est.bar[others], status[others], tolerance)
     # inconclusive for the loss's noise over the step: estimated again from coarser steps (float64: float32's first
     # steps are already 0.04 of the parameter's scale)
-    # (the looks below: float64 elements, or float32 ones judged in float64, at the automatic steps)
-    looking = settings.second_look and settings.scheme != "complex-step" and settings.epsilon is None
-    looking &= group.dtype == "float64" or settings.promote
     noisy = np.zeros(analytic.size, dtype=bool)
     if looking:
         noisy = others & (status == INCONCLUSIVE) & noise_dominated(est.bar, est.rounding) & np.isfinite(analytic)
@@ -397,6 +403,32 @@ def _look_finer(
     return cost
 
 
+def _look_stairs(
+    loaded: Loaded,
+    group: Group,
+    first: FirstPass,
+    analytic: np.ndarray,
+    stairs: np.ndarray,
+    judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
+    kinked: frozenset[str],
+) -> int:
+    """A float64 group's ``stairs``: suspects along whose lines the loss moved as a staircase far coarser than its
+    noise (:attr:`.refine.Refined.quantum`), whose finest differences, exactly 0, said nothing of the derivative (review
+    107: ``sin(w[:3]) + float32(1e3 + exp(w[3]))``, its noise measured along ``w`` as float64's, failed w[3]'s exact
+    derivative as "wrong: numeric 0"). Judged again from coarser steps (:func:`_look_coarser`) with that step as their
+    noise; unsettled where that decides nothing, their tensor not verified: the staircase hides the derivative at every
+    step that could resolve it. Updates ``judged`` ``(numeric, allowed, status, steps, sides)`` in place; returns the
+    losses it took."""
+    numeric, allowed, status, steps, sides = judged
+    tolerance, est = loaded.settings.tolerance_for(group.dtype), first.est
+    raised = dataclasses.replace(first, noise=np.where(stairs, np.fmax(first.noise, sides.quantum), first.noise))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bar = np.fmax(est.bar, sides.quantum / first.h)  # (a staircase's step over the first pass's)
+        numeric[stairs], steps[stairs], status[stairs] = est.numeric[stairs], first.h[stairs], UNSETTLED
+        allowed[stairs] = tolerance.atol + tolerance.rtol * np.abs(est.numeric[stairs]) + tolerance.safety * bar[stairs]
+    return _look_coarser(loaded, group, raised, analytic, stairs, judged, kinked, bar)
+
+
 def _vague(numeric: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """Whether each estimate is of no definite sign: its allowance reaches its size (or either is NaN)."""
     with np.errstate(invalid="ignore"):
@@ -411,16 +443,18 @@ def _look_coarser(
     noisy: np.ndarray,
     judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
     kinked: frozenset[str],
+    bar: np.ndarray | None = None,
 ) -> int:
     """A second look (:func:`_look_again`) at a float64 group's ``noisy`` elements, inconclusive for the loss's noise
     over their step, from steps up to :data:`COARSER` times coarser: each starts where the rounding alone would be
-    :data:`COARSER_SHARE` of what verifies it. What it decides (agrees, wrong) replaces the group's ``judged`` ``(numeric,
-    allowed, status, steps, sides)`` in place; an element it leaves undecided stays inconclusive. Returns the losses it
-    took."""
+    :data:`COARSER_SHARE` of what verifies it (its first pass's error bar, or ``bar``). What it decides (agrees, wrong)
+    replaces the group's ``judged`` ``(numeric, allowed, status, steps, sides)`` in place; an element it leaves
+    undecided keeps its verdict. Returns the losses it took."""
     numeric, allowed, status, steps, sides = judged
     tolerance, est = loaded.settings.tolerance_for(group.dtype), first.est
+    bar = est.bar if bar is None else bar
     with np.errstate(invalid="ignore", divide="ignore"):
-        needed = tolerance.safety * est.bar[noisy] / (VERIFY_LIMIT * reference(analytic[noisy], numeric[noisy]))
+        needed = tolerance.safety * bar[noisy] / (VERIFY_LIMIT * reference(analytic[noisy], numeric[noisy]))
     multiple = np.clip(2.0 ** np.ceil(np.log2(needed / COARSER_SHARE)), 4.0, COARSER)
     scale = per_element(loaded, loaded.settings.scale_of, group)
     (again_numeric, again_allowed, again, again_steps, again_sides), cost = _look_again(
@@ -785,7 +819,8 @@ def _look_again(
         toward = np.where(np.abs(analytic - up) <= np.abs(analytic - down), 1.0, -1.0)
         tight = np.fmin(np.abs(analytic - up), np.abs(analytic - down)) <= tolerance.room(up, down, margin)
     lower, upper = (np.broadcast_to(side, (k.size,)).astype(np.float64) for side in (refined.lower, refined.upper))
-    found = Sides(np.asarray(refined.kink, dtype=bool), gap, margin, toward, tight, interacting, lower, upper)
+    quantum = np.broadcast_to(refined.quantum, (k.size,)).astype(np.float64)
+    found = Sides(np.asarray(refined.kink, dtype=bool), gap, margin, toward, tight, interacting, lower, upper, quantum)
     return (numeric, allowed, status, steps, found), cost
 
 

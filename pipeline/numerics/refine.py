@@ -155,6 +155,14 @@ ENTERING = 0.9
 #: (extrapolation weights add up to about 2).
 ROUNDING_GAIN = 2.0
 
+#: A suspect's loss moved as a staircase along its line where, at coarser rows, it moved in whole multiples of one step
+#: at least this many times its noise, and at a finer row it stood still on both sides but for this many times less
+#: (:func:`_staircase`): a term rounded to float32 inside a float64 loss, which the noise measured along its tensor,
+#: moved by its smooth elements, does not show.
+STAIRCASE = 2.0**10
+#: ...each of its moves, less a smooth term's share, a whole multiple of the smallest to within this fraction of it.
+STAIRCASE_SLACK = 1 / 64
+
 #: One row of the table: the losses at ``θ + t·u`` and ``θ − t·u`` and the ``t`` the floats took on each side.
 Row = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 #: ``losses(which, multiples)``: for the suspects ``which`` (indices into the suspects), the losses
@@ -205,6 +213,9 @@ class Refined:
     NaN elsewhere): a value beyond it but within ``margins`` is unsettled (:func:`.tolerance.judge_again`).
     ``borne``: the rows finer than the first pass's bear its estimate out (:func:`_borne`). ``ran_away``: its
     differences were still running away by a steady law at its finest rows (:func:`_runaway`): no verdict of wrong.
+    ``quantum``: the step of the loss where it moved along the line as a staircase far coarser than its noise, whose
+    finest differences, 0 or a smooth term's slope beside it, say nothing of the derivative (:func:`_staircase`); NaN
+    elsewhere.
     """
 
     numeric: np.ndarray
@@ -232,6 +243,7 @@ class Refined:
     precise: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     borne: np.ndarray | bool = True
     ran_away: np.ndarray | bool = False
+    quantum: np.ndarray | float = math.nan
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray
@@ -435,6 +447,7 @@ def second_look(
     gap_noise = np.full((ROWS, k), np.inf)
     uppers = np.full((ROWS, k), np.nan)
     lowers = np.full((ROWS, k), np.nan)
+    moves = np.full((2, ROWS, k), np.nan)  # each row's losses less the loss at θ, up and down
     centrals = np.full((ROWS, k), np.nan)  # each row's central difference, and its rounding
     roundings = np.full((ROWS, k), np.nan)
     diagonal = np.full(k, np.nan)  # the table's last diagonal entry, per suspect
@@ -475,6 +488,7 @@ def second_look(
             lowers[i, which], uppers[i, which] = lower, upper
             rounding = noise[which] * math.sqrt(2) / np.abs(span)
             centrals[i, which], roundings[i, which] = column[0], rounding
+            moves[0, i, which], moves[1, i, which] = plus - loss0, minus - loss0
             # A central difference's truncation error shrinks with the step: where it moved by more than it did
             # the row before (beyond both rows' rounding), the rows before were not converging, whatever their
             # gap, and an estimate ending there is withdrawn. On a plateau of a loss that saturates beyond the
@@ -633,6 +647,7 @@ def second_look(
         precise,
         _borne(centrals, roundings, coarse, len(known), analytic),
         _runaway(centrals, steps, resolution),
+        _staircase(moves, steps, noise, loss0),
     )
     if first is None or not known or analytic is None:
         return refined
@@ -702,6 +717,43 @@ def _runaway(centrals: np.ndarray, steps: np.ndarray, resolution: float = 0.0) -
         share = move * r**p / (r**p - 1)
         dominant = np.abs(share) >= np.abs(centrals[end, at] - share)
     return np.asarray(found & dominant)
+
+
+def _staircase(moves: np.ndarray, steps: np.ndarray, noise: np.ndarray, loss0: float) -> np.ndarray:
+    """Per suspect, the step of the loss where it moved along the line as a staircase (:data:`STAIRCASE`), else NaN.
+    ``moves``: each row's losses less the loss at θ, up and down (rows from coarse to fine), ``steps`` its steps.
+
+    A staircase: at a row the loss stood still on both sides but for :data:`STAIRCASE` times less than the smallest
+    move by :data:`STAIRCASE` times its noise or more at the coarser rows: a smooth term beside the staircase, whose
+    slope there, times each coarser row's step, is taken off their moves. What is left of each is then a whole
+    multiple of the smallest, ``q``, within :data:`STAIRCASE_SLACK` of it, or still as that row is; two rows or more
+    moved both ways, and some move is twice ``q`` or more. A smooth function's moves shrink as its steps do (by 2 or
+    :data:`LEAP` from a row to the next), by way of moves between ``q`` and stillness; a kink off θ with a flat side
+    moves one way only, and a dead zone's moves are no multiples."""
+    rows, k = steps.shape
+    found = np.full(k, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        size = np.abs(moves)
+        big = size >= STAIRCASE * noise
+        largest = np.max(np.where(np.isfinite(size), size, 0.0), axis=(0, 1))
+        for row in range(2, rows):
+            smallest = np.min(np.where(big[:, :row], size[:, :row], np.inf), axis=(0, 1))
+            # (the parameter moved: a row that did not move it at all says nothing)
+            still = (np.fmax(size[0, row], size[1, row]) <= smallest / STAIRCASE) & (steps[row] > 0)
+            still &= np.isnan(found)
+            if not still.any():
+                continue
+            slope = (moves[0, row] - moves[1, row]) / (2 * steps[row])
+            left = np.abs(moves[:, :row] - slope * np.stack([steps[:row], -steps[:row]]))
+            quantum = np.min(np.where(big[:, :row], left, np.inf), axis=(0, 1))
+            units = left / quantum
+            slack = 4 * float(np.finfo(np.float64).eps) * (abs(loss0) + largest) / quantum + STAIRCASE_SLACK
+            whole = (np.round(units) >= 1) & (np.abs(units - np.round(units)) <= slack)
+            fits = np.all(whole | (left <= quantum / STAIRCASE) | ~np.isfinite(left), axis=(0, 1))
+            found_here = still & fits & (np.sum(whole[0] & whole[1], axis=0) >= 2) & np.isfinite(quantum)
+            found_here &= np.max(np.where(whole, np.round(units), 0.0), axis=(0, 1)) >= 2
+            found[found_here] = quantum[found_here]
+    return found
 
 
 def _exponent(factor: np.ndarray, coarser: np.ndarray, finer: np.ndarray) -> np.ndarray:
