@@ -417,7 +417,7 @@ def _look_stairs(
     107: ``sin(w[:3]) + float32(1e3 + exp(w[3]))``, its noise measured along ``w`` as float64's, failed w[3]'s exact
     derivative as "wrong: numeric 0"). Judged again from coarser steps (:func:`_look_coarser`) with that step as their
     noise; unsettled where that decides nothing, their tensor not verified: the staircase hides the derivative at every
-    step that could resolve it. Updates ``judged`` ``(numeric, allowed, status, steps, sides)`` in place; returns the
+    step that could resolve it. An analytic 0 is unsettled, not wrong, where they disagree with it. Updates ``judged`` ``(numeric, allowed, status, steps, sides)`` in place; returns the
     losses it took."""
     numeric, allowed, status, steps, sides = judged
     tolerance, est = loaded.settings.tolerance_for(group.dtype), first.est
@@ -426,7 +426,11 @@ def _look_stairs(
         bar = np.fmax(est.bar, sides.quantum / first.h)  # (a staircase's step over the first pass's)
         numeric[stairs], steps[stairs], status[stairs] = est.numeric[stairs], first.h[stairs], UNSETTLED
         allowed[stairs] = tolerance.atol + tolerance.rtol * np.abs(est.numeric[stairs]) + tolerance.safety * bar[stairs]
-    return _look_coarser(loaded, group, raised, analytic, stairs, judged, kinked, bar)
+    cost = _look_coarser(loaded, group, raised, analytic, stairs, judged, kinked, bar)
+    # a value of exactly 0 is not failed so: a quantiser with a step of 2^-k (fixed point) is a staircase whose
+    # derivative, 0, is the loss's; the envelope the coarser steps see is not (review 108)
+    status[stairs & (analytic == 0) & (status == WRONG)] = UNSETTLED
+    return cost
 
 
 def _vague(numeric: np.ndarray, allowed: np.ndarray) -> np.ndarray:

@@ -727,7 +727,7 @@ def _staircase(moves: np.ndarray, steps: np.ndarray, noise: np.ndarray, loss0: f
     move by :data:`STAIRCASE` times its noise or more at the coarser rows: a smooth term beside the staircase, whose
     slope there, times each coarser row's step, is taken off their moves. What is left of each is then a whole
     multiple of the smallest, ``q``, within :data:`STAIRCASE_SLACK` of it, or still as that row is; two rows or more
-    moved both ways, and some move is twice ``q`` or more. A smooth function's moves shrink as its steps do (by 2 or
+    moved both ways, and some move is twice ``q`` or more; ``q`` is a power of two. A smooth function's moves shrink as its steps do (by 2 or
     :data:`LEAP` from a row to the next), by way of moves between ``q`` and stillness; a kink off θ with a flat side
     moves one way only, and a dead zone's moves are no multiples."""
     rows, k = steps.shape
@@ -752,6 +752,9 @@ def _staircase(moves: np.ndarray, steps: np.ndarray, noise: np.ndarray, loss0: f
             fits = np.all(whole | (left <= quantum / STAIRCASE) | ~np.isfinite(left), axis=(0, 1))
             found_here = still & fits & (np.sum(whole[0] & whole[1], axis=0) >= 2) & np.isfinite(quantum)
             found_here &= np.max(np.where(whole, np.round(units), 0.0), axis=(0, 1)) >= 2
+            # and a power of two, as floats' rounding units are: a quantiser's own step (floor(x/1e-4)·1e-4, whose
+            # derivative, 0, is the loss's) is no rounding of a smooth function (review 108)
+            found_here &= np.abs(quantum / 2.0 ** np.round(np.log2(quantum)) - 1) <= STAIRCASE_SLACK
             found[found_here] = quantum[found_here]
     return found
 
