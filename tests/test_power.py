@@ -945,6 +945,36 @@ def test_a_value_on_the_wrong_side_of_a_kink_left_inconclusive_is_judged_where_t
     assert "only element [2] is wrong" in str(wrong)
 
 
+@pytest.mark.parametrize("offset", [1e-8, -1e-8])
+def test_a_leaky_relu_value_on_the_wrong_side_a_hair_off_theta_is_wrong_though_points_near_theta_bear_it_out(
+    offset: float,
+) -> None:
+    """Review 106: ``Σ c·leaky_relu(z) + |z|²/2 + Σ sin(z)``, an input 1e-8 off 0, its mask on the wrong side (slope 0.1
+    where it is 1: the derivative off by 2.7). The value lay a curvature's hair outside the slopes the second look
+    saw, points near θ (beyond the kink) bore it out as kinks that interact, and it passed as non-differentiable. Its
+    own line at a step far finer than the kink's distance is smooth, and the value fails there; the right mask
+    passes."""
+
+    class Leaky:
+        def __init__(self, threshold: float) -> None:
+            self.threshold = threshold
+
+        def loss(self, params: Arrays, data: Arrays) -> float:
+            z = params["b"]
+            leaky = np.where(z > 0, z, 0.1 * z)
+            return float(np.sum(leaky * data["c"]) + 0.5 * np.sum(z**2) + np.sum(np.sin(z)))
+
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            z = params["b"]
+            return {"b": np.where(z > self.threshold, 1.0, 0.1) * data["c"] + z + np.cos(z)}
+
+    params, data = {"b": np.array([0.2, 0.3, offset, 0.1])}, {"c": np.array([1.0, 2.0, 3.0, 4.0])}
+    assert pipeline.check(Leaky(0.0), params, data).passed
+    wrong = pipeline.check(Leaky(2 * offset), params, data)
+    assert wrong.failing == ("b",), wrong
+    assert "only element [2] is wrong" in str(wrong)
+
+
 def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:
     """The same bug through `gradcheck run` on a local cluster: exit 4, and 4 again from the output it wrote."""
     source = (

@@ -216,7 +216,9 @@ def judge_group(
     # and an inconclusive one whose estimate has no definite sign: is the loss smooth at far finer steps?
     at_theta = np.zeros(analytic.size, dtype=bool)
     if looking:
-        kinks = (status == NONDIFFERENTIABLE) & sides.tight & ~sides.interacting & (np.abs(sides.gap) > 0)
+        # (and one outside its own kink's slopes that points near θ bore out: a kink 1e-8 off θ is near them too)
+        near = sides.interacting & sides.kink
+        kinks = (status == NONDIFFERENTIABLE) & ((sides.tight & ~sides.interacting) | near) & (np.abs(sides.gap) > 0)
         vague = (status == INCONCLUSIVE) & _vague(numeric, allowed) & (analytic != 0) & np.isfinite(analytic)
         at_theta = kinks | vague
         if at_theta.any():
@@ -235,7 +237,8 @@ def _kink_at_theta(
     judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
 ) -> int:
     """A float64 group's ``chosen`` ``(kinks, vague)`` elements. The kinks, each analytic value one of its slopes (a convention at θ: relu'(0) = 0, the
-    first of tied maxima), looked at once more: that slope at the step where the gap between the slopes stands
+    first of tied maxima), or outside its own kink's slopes where points near θ bore it out (they lie beyond a kink
+    1e-8 off θ too: review 106's leaky ReLU, its mask on the wrong side, passed so), looked at once more: that slope at the step where the gap between the slopes stands
     :data:`AT_THETA` times above its noise (no finer than :data:`LEAP_ROOM` rounding units of the parameter in its own
     dtype: float32 cannot tell a kink a few of its units off θ from one at θ, and its code takes the convention there).
     At a kink at θ it is the value's slope still: one loss. Where it is not, the slope on the other side, and both at
