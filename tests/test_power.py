@@ -975,6 +975,40 @@ def test_a_leaky_relu_value_on_the_wrong_side_a_hair_off_theta_is_wrong_though_p
     assert "only element [2] is wrong" in str(wrong)
 
 
+class _HingeSum:
+    """``Σ relu(x)/6 + |y|²``, its backward mask ``x > threshold``."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.maximum(0, params["x"]).sum() / 6 + (params["y"] ** 2).sum())
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return {"x": (params["x"] > self.threshold) / 6, "y": 2 * params["y"]}
+
+
+@pytest.mark.parametrize("offset", [1.1e-8, 3.53e-9, 1e-9])
+def test_a_mask_dropping_a_relu_input_a_hair_above_zero_fails_though_the_probe_line_crossed_its_kink(
+    offset: float,
+) -> None:
+    """Review 110: ``Σ relu(x)/6`` with an input 1e-9 to 1.1e-8 above 0 and a backward mask ``x > 1e-7`` (0 where the
+    derivative is 1/6; a hinge just inside a triplet loss's margin) passed. The probe's lines crossed the kink, and its
+    halves on either side of θ, whose level was float64's rounding at two spacings, were refused because the finest
+    could not measure at all: the kink's level, 5e-10, stood as the noise, and every look near θ straddled the kink.
+    And where the noise was right, the element was inconclusive with an analytic 0, which the look at vague elements
+    skipped. The correct mask passes."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(6), rng.standard_normal(3)
+    x[0] = offset
+    params = {"x": x, "y": y}
+    dropped = pipeline.check(_HingeSum(1e-7), params, {})
+    assert dropped.failing == ("x",), dropped
+    assert "only element [0] is wrong" in str(dropped)
+    assert dropped.tensors[0].noise < 1e-14
+    assert pipeline.check(_HingeSum(0.0), params, {}).passed
+
+
 def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:
     """The same bug through `gradcheck run` on a local cluster: exit 4, and 4 again from the output it wrote."""
     source = (

@@ -219,7 +219,9 @@ def judge_group(
         # (and one outside its own kink's slopes that points near θ bore out: a kink 1e-8 off θ is near them too)
         near = sides.interacting & sides.kink
         kinks = (status == NONDIFFERENTIABLE) & ((sides.tight & ~sides.interacting) | near) & (np.abs(sides.gap) > 0)
-        vague = (status == INCONCLUSIVE) & _vague(numeric, allowed) & (analytic != 0) & np.isfinite(analytic)
+        # (an analytic 0 too, beside an estimate not 0: a mask dropping a ReLU input 1e-9 above 0; review 110)
+        vague = (status == INCONCLUSIVE) & _vague(numeric, allowed) & ((analytic != 0) | (numeric != 0))
+        vague &= np.isfinite(analytic) & np.isfinite(numeric)
         at_theta = kinks | vague
         if at_theta.any():
             cost += _kink_at_theta(
@@ -257,7 +259,8 @@ def _kink_at_theta(
     tolerance = loaded.settings.tolerance_for(group.dtype)
     values = first.values.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        size = np.where(vague, np.abs(analytic), np.abs(sides.gap))  # what the step must resolve
+        # what the step must resolve: the value, or where it is 0 the estimate; a kink's gap
+        size = np.where(vague, np.where(analytic != 0, np.abs(analytic), np.abs(numeric)), np.abs(sides.gap))
         fine = 2.0 ** np.ceil(np.log2(AT_THETA * first.noise / size))
         fine = np.fmax(fine, LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64))
         looked = (kinks | vague) & (fine * AT_THETA_FINER <= steps) & np.isfinite(fine)
