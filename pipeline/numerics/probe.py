@@ -589,11 +589,6 @@ def _one_sided(loaded: Loaded, flat: np.ndarray, at: np.ndarray, step: np.ndarra
     for k in range(ONE_SIDED_SPACINGS):
         line = _noise_along(loaded, flat, at, step / 16**k, one_sided=True)
         cost += line.cost
-        if line.level is None and k == ONE_SIDED_SPACINGS - 1 and line.bound >= max(levels):
-            # the finest spacing cannot tell, and puts no bound below the coarser two's level: theirs stands (a loss
-            # linear along the line, its points too close for ECNoise there; review 110: a ReLU input 1.1e-8 above 0
-            # kept the kink's level, 5e-10 against a rounding of 1e-16, and a mask dropping it passed)
-            break
         if not line.level:  # not measurable, or the loss did not move: finer spacings will not tell either
             return None, cost
         levels.append(line.level)
