@@ -238,22 +238,23 @@ def _kink_at_theta(
     chosen: tuple[np.ndarray, np.ndarray],
     judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
 ) -> int:
-    """A float64 group's ``chosen`` ``(kinks, vague)`` elements. The kinks, each analytic value one of its slopes (a convention at θ: relu'(0) = 0, the
-    first of tied maxima), or outside its own kink's slopes where points near θ bore it out (they lie beyond a kink
-    1e-8 off θ too: review 106's leaky ReLU, its mask on the wrong side, passed so), looked at once more: that slope at the step where the gap between the slopes stands
-    :data:`AT_THETA` times above its noise (no finer than :data:`LEAP_ROOM` rounding units of the parameter in its own
-    dtype: float32 cannot tell a kink a few of its units off θ from one at θ, and its code takes the convention there).
-    At a kink at θ it is the value's slope still: one loss. Where it is not, the slope on the other side, and both at
-    twice the step: where each pair agrees within its noise and the two pairs' means agree, the loss is smooth over both
-    steps, and the derivative at θ is that mean (review 104: a ReLU input 1e-8 above 0 whose backward mask, ``x >
-    2e-8``, said 0 passed as a kink's convention, as did a spline's knot 5e-9 off, its bin taken on the wrong side:
-    errors of 100% and more). There the element is wrong, that mean its estimate. (Kinks on both sides of θ inside the
-    steps, or a feature narrower than them, leave a pair apart or the means too.) Only where the step is
-    :data:`AT_THETA_FINER` times finer than the second look's; what it does not find wrong stays a kink. And the
-    ``vague`` inconclusive ones, their estimates of no definite sign, both sides at once, at the step where the value
-    stands that far above the noise (review 106: a ReLU input 1e-9 above 0, no curvature, its mask on the wrong side:
-    the value 1 where the derivative is 5 was inconclusive, 4.17 ± 4.33, and its tensor passed). Updates ``judged``
-    ``(numeric, allowed, status, steps, sides)`` in place; returns the losses it took."""
+    """A float64 group's ``chosen`` ``(kinks, vague)`` elements. The kinks, each analytic value one of its slopes (a
+    convention at θ: relu'(0) = 0, the first of tied maxima), or outside its own kink's slopes where points near θ bore
+    it out (they lie beyond a kink 1e-8 off θ too: review 106's leaky ReLU, its mask on the wrong side, passed so),
+    looked at once more: that slope at the step where the gap between the slopes stands :data:`AT_THETA` times above its
+    noise (no finer than :data:`LEAP_ROOM` rounding units of the parameter in its own dtype: float32 cannot tell a kink
+    a few of its units off θ from one at θ, and its code takes the convention there). At a kink at θ it is the value's
+    slope still: one loss. Where it is not, the slope on the other side, and both at twice the step: where each pair
+    agrees within its noise and the two pairs' means agree, the loss is smooth over both steps, and the derivative at θ
+    is that mean (review 104: a ReLU input 1e-8 above 0 whose backward mask, ``x > 2e-8``, said 0 passed as a kink's
+    convention, as did a spline's knot 5e-9 off, its bin taken on the wrong side: errors of 100% and more). There the
+    element is wrong, that mean its estimate. (Kinks on both sides of θ inside the steps, or a feature narrower than
+    them, leave a pair apart or the means too.) Only where the step is :data:`AT_THETA_FINER` times finer than the
+    second look's; what it does not find wrong stays a kink. And the ``vague`` inconclusive ones, their estimates of no
+    definite sign, both sides at once, at the step where the value stands that far above the noise (review 106: a ReLU
+    input 1e-9 above 0, no curvature, its mask on the wrong side: the value 1 where the derivative is 5 was
+    inconclusive, 4.17 ± 4.33, and its tensor passed). Updates ``judged`` ``(numeric, allowed, status, steps, sides)``
+    in place; returns the losses it took."""
     numeric, allowed, status, steps, sides = judged
     kinks, vague = chosen
     tolerance = loaded.settings.tolerance_for(group.dtype)
@@ -418,20 +419,20 @@ def _look_stairs(
     judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
     kinked: frozenset[str],
 ) -> int:
-    """A float64 group's ``stairs``: suspects along whose lines the loss moved as a staircase far coarser than its
-    noise (:attr:`.refine.Refined.quantum`), whose finest differences, exactly 0, said nothing of the derivative (review
-    107: ``sin(w[:3]) + float32(1e3 + exp(w[3]))``, its noise measured along ``w`` as float64's, failed w[3]'s exact
+    """A float64 group's ``stairs``: suspects along whose lines the loss moved as a staircase far coarser than its noise
+    (:attr:`.refine.Refined.quantum`), whose finest differences, exactly 0, said nothing of the derivative (review 107:
+    ``sin(w[:3]) + float32(1e3 + exp(w[3]))``, its noise measured along ``w`` as float64's, failed w[3]'s exact
     derivative as "wrong: numeric 0"). Judged again from coarser steps (:func:`_look_coarser`) with that step as their
     noise; unsettled where that decides nothing, their tensor not verified: the staircase hides the derivative at every
-    step that could resolve it. An analytic 0 is unsettled, not wrong, where they disagree with it. Updates ``judged`` ``(numeric, allowed, status, steps, sides)`` in place; returns the
-    losses it took."""
+    step that could resolve it. An analytic 0 is unsettled, not wrong, where they disagree with it. Updates ``judged``
+    ``(numeric, allowed, status, steps, sides)`` in place; returns the losses it took."""
     numeric, allowed, status, steps, sides = judged
     tolerance, est = loaded.settings.tolerance_for(group.dtype), first.est
     raised = dataclasses.replace(first, noise=np.where(stairs, np.fmax(first.noise, sides.quantum), first.noise))
     with np.errstate(invalid="ignore", divide="ignore"):
         bar = np.fmax(est.bar, sides.quantum / first.h)  # (a staircase's step over the first pass's)
         numeric[stairs], steps[stairs], status[stairs] = est.numeric[stairs], first.h[stairs], UNSETTLED
-        allowed[stairs] = tolerance.atol + tolerance.rtol * np.abs(est.numeric[stairs]) + tolerance.safety * bar[stairs]
+        allowed[stairs] = tolerance.allowance(est.numeric[stairs], bar[stairs])
     cost = _look_coarser(loaded, group, raised, analytic, stairs, judged, kinked, bar)
     # a value of exactly 0 is not failed so: a quantiser with a step of 2^-k (fixed point) is a staircase whose
     # derivative, 0, is the loss's; the envelope the coarser steps see is not (review 108)

@@ -721,15 +721,14 @@ def _runaway(centrals: np.ndarray, steps: np.ndarray, resolution: float = 0.0) -
 
 def _staircase(moves: np.ndarray, steps: np.ndarray, noise: np.ndarray, loss0: float) -> np.ndarray:
     """Per suspect, the step of the loss where it moved along the line as a staircase (:data:`STAIRCASE`), else NaN.
-    ``moves``: each row's losses less the loss at θ, up and down (rows from coarse to fine), ``steps`` its steps.
-
-    A staircase: at a row the loss stood still on both sides but for :data:`STAIRCASE` times less than the smallest
-    move by :data:`STAIRCASE` times its noise or more at the coarser rows: a smooth term beside the staircase, whose
-    slope there, times each coarser row's step, is taken off their moves. What is left of each is then a whole
-    multiple of the smallest, ``q``, within :data:`STAIRCASE_SLACK` of it, or still as that row is; two rows or more
-    moved both ways, and some move is twice ``q`` or more; ``q`` is a power of two. A smooth function's moves shrink as its steps do (by 2 or
-    :data:`LEAP` from a row to the next), by way of moves between ``q`` and stillness; a kink off θ with a flat side
-    moves one way only, and a dead zone's moves are no multiples."""
+    ``moves``: each row's losses less the loss at θ, up and down (rows from coarse to fine), ``steps`` its steps. A
+    staircase: at a row the loss stood still on both sides but for :data:`STAIRCASE` times less than the smallest move
+    by :data:`STAIRCASE` times its noise or more at the coarser rows: a smooth term beside the staircase, whose slope
+    there, times each coarser row's step, is taken off their moves. What is left of each is then a whole multiple of the
+    smallest, ``q``, within :data:`STAIRCASE_SLACK` of it, or still as that row is; two rows or more moved both ways,
+    and some move is twice ``q`` or more; ``q`` is a power of two. A smooth function's moves shrink as its steps do (by
+    2 or :data:`LEAP` from a row to the next), by way of moves between ``q`` and stillness; a kink off θ with a flat
+    side moves one way only, and a dead zone's moves are no multiples."""
     rows, k = steps.shape
     found = np.full(k, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -115,6 +115,11 @@ class Tolerance:
         """JSON-ready form."""
         return {"atol": self.atol, "rtol": self.rtol, "safety": self.safety}
 
+    def allowance(self, numeric: Any, bar: Any) -> Any:
+        """How far an analytic value may be from an estimate ``numeric`` with error bar ``bar``: ``atol +
+        rtol·|numeric| + safety·bar``."""
+        return self.atol + self.rtol * np.abs(numeric) + self.safety * bar
+
     def room(self, lower: Any, upper: Any, margin: Any) -> Any:
         """How far beyond one-sided slopes ``lower``/``upper`` (extrapolated, moved by up to ``margin``) a value
         may lie and still be between them: ``atol + rtol·max|slope| + margin`` (:func:`judge_again`)."""
@@ -164,7 +169,7 @@ def judge(
     """
     with np.errstate(invalid="ignore"):
         lost = ~np.isfinite(numeric)  # (an infinite estimate's allowance would be infinite too)
-        allowed = np.where(lost, np.nan, tolerance.atol + tolerance.rtol * np.abs(numeric) + tolerance.safety * bar)
+        allowed = np.where(lost, np.nan, tolerance.allowance(numeric, bar))
         error = np.abs(analytic - numeric)
         wrong = ~(error <= allowed)
         low, high = np.minimum(lower, upper), np.maximum(lower, upper)
@@ -434,7 +439,7 @@ def judge_again(
     usable = np.isfinite(numeric) & np.isfinite(bar)
     with np.errstate(invalid="ignore"):
         room = tolerance.room(lower, upper, margin)
-        allowed = tolerance.atol + tolerance.rtol * np.abs(numeric) + tolerance.safety * bar
+        allowed = tolerance.allowance(numeric, bar)
         agree = np.abs(analytic - numeric) <= allowed
         # A kink the slopes saw only at coarse steps, off θ (their gap flipped or held there, then was lost in
         # the noise), while the table, from finer steps, agrees with the analytic value: the function is smooth
