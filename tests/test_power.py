@@ -1012,8 +1012,7 @@ def test_a_mask_dropping_an_input_a_hair_above_a_kink_is_judged_though_its_analy
     inside its margin (mask ``h > 1e-8``, a common "numerical safety" threshold), passed: the element was inconclusive,
     its estimate of no definite sign, and the look at such elements at a step far finer than the kink's distance
     skipped an analytic value of 0. It now steps where the estimate stands above the noise, and the value fails; the
-    correct masks pass. (At 1e-8 and above the probe's noise is the kink's level, and the mask still passes: the
-    stop's note says why that was not fixed.)"""
+    correct masks pass. (At 1e-8 and above the probe's noise is the kink's level: the next test.)"""
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal(6), rng.standard_normal(3)
     x[0] = 1e-9
@@ -1026,6 +1025,26 @@ def test_a_mask_dropping_an_input_a_hair_above_a_kink_is_judged_though_its_analy
     dropped = pipeline.check(_Triplet(1e-8), triplet, {})
     assert dropped.verdict == "failed", dropped
     assert pipeline.check(_Triplet(0.0), triplet, {}).passed
+
+
+@pytest.mark.parametrize("offset", [3.53e-9, 1e-8, 1.1e-8, 3e-8])
+def test_a_mask_dropping_an_input_whose_kink_became_the_tensors_noise_is_wrong(offset: float) -> None:
+    """Review 110: ``Σ relu(x)/6``, an input 3.53e-9 to 1.1e-8 above 0, its mask ``x > 1e-7`` (a derivative of 1/6
+    given as 0), passed as a kink's convention: every line the probe drew through θ crossed the kink, whose level,
+    about 5e-10, became the tensor's noise (the loss's rounding is 7e-16), and the look at kinks at θ stepped no finer
+    than that noise allowed, across the kink. The noise is now measured again along the element's own line, and
+    the step that allows, far finer than the kink's distance, shows the loss smooth there with a slope of 1/6. The
+    correct mask passes; the report states the tensor's noise as the probe measured it."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(6), rng.standard_normal(3)
+    x[0] = offset
+    dropped = pipeline.check(_HingeSum(1e-7), {"x": x, "y": y}, {})
+    assert dropped.failing == ("x",), dropped
+    worst = dropped.worst[0]
+    assert (worst.tensor, worst.index, worst.status) == ("x", (0,), "wrong"), dropped
+    assert abs(worst.numeric - 1 / 6) <= worst.allowed < 1 / 12  # its estimate at the finer step, within its noise
+    correct = pipeline.check(_HingeSum(0.0), {"x": x, "y": y}, {})
+    assert correct.passed, correct
 
 
 def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:

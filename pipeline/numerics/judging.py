@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..model import as_loss_value
-from .fd import points, step_sizes
+from .fd import noise_ceiling, noise_level, points, step_sizes, too_close
 from .groups import FirstPass, Group, first_pass, losses_of, per_element, subgroup, values_of
 from .nearby import (
     HIDDEN_POINTS,
@@ -69,6 +69,11 @@ LEAP_ROOM = 2.0**10
 AT_THETA = 64.0
 #: ...if that step is this many times finer than the second look's.
 AT_THETA_FINER = 8.0
+#: Where the tensor's noise leaves that step too coarse, the noise is measured along the element's own line, at this
+#: many points on each side of θ (:func:`_own_noise`).
+ONE_SIDE = 8
+#: ...where the tensor's noise is more than this many rounding units of the loss.
+OWN_NOISE = 2.0**10
 
 #: The float64 copy's look at a float32 element leaps toward θ only where the copy's loss noise along its tensor is
 #: within this many rounding units of the loss (:func:`_in_float64`): float32 rounding inside a float64 loss is
@@ -253,58 +258,110 @@ def _kink_at_theta(
     second look's; what it does not find wrong stays a kink. And the ``vague`` inconclusive ones, their estimates of no
     definite sign, both sides at once, at the step where the value stands that far above the noise (review 106: a ReLU
     input 1e-9 above 0, no curvature, its mask on the wrong side: the value 1 where the derivative is 5 was
-    inconclusive, 4.17 ± 4.33, and its tensor passed). Updates ``judged`` ``(numeric, allowed, status, steps, sides)``
-    in place; returns the losses it took."""
+    inconclusive, 4.17 ± 4.33, and its tensor passed). Where the tensor's noise is :data:`OWN_NOISE` rounding units of
+    the loss or more, an element still undecided has its noise measured along its own line (:func:`_own_noise`), and
+    is looked at once more where that allows a step :data:`AT_THETA_FINER` times finer. Updates ``judged`` ``(numeric,
+    allowed, status, steps, sides)`` in place; returns the losses it took."""
     numeric, allowed, status, steps, sides = judged
     kinks, vague = chosen
     tolerance = loaded.settings.tolerance_for(group.dtype)
     values = first.values.astype(np.float64)
+    room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
+    side = np.where(sides.toward > 0, 1.0, -1.0)  # the way whose slope the value is
     with np.errstate(invalid="ignore", divide="ignore"):
         # what the step must resolve: the value, or where it is 0 the estimate; a kink's gap
         size = np.where(vague, np.where(analytic != 0, np.abs(analytic), np.abs(numeric)), np.abs(sides.gap))
-        fine = 2.0 ** np.ceil(np.log2(AT_THETA * first.noise / size))
-        fine = np.fmax(fine, LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64))
-        looked = (kinks | vague) & (fine * AT_THETA_FINER <= steps) & np.isfinite(fine)
-    side = np.where(sides.toward > 0, 1.0, -1.0)  # the way whose slope the value is
 
-    def slopes(at: np.ndarray, moves: list[float]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """The slopes at ``at`` from θ to θ + move·side·fine, each move in turn, and their noise."""
-        points = np.stack([values[at] + move * side[at] * fine[at] for move in moves], axis=1)
-        (losses,) = losses_of(loaded, [subgroup(group, np.isin(np.arange(values.size), at))], [points])
+    def finest(noise: np.ndarray | float, at: np.ndarray) -> np.ndarray:
+        """The steps at which the elements ``at``'s ``size`` stands :data:`AT_THETA` times above ``noise``."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            taken = points - values[at][:, None]
-            found = (losses - loaded.settings.loss0) / taken
-            noise = 2 * first.noise[at][:, None] / np.abs(taken)
-        return list(found.T), list(noise.T)
+            return np.asarray(np.fmax(2.0 ** np.ceil(np.log2(AT_THETA * noise / size[at])), room[at]))
 
-    at = np.flatnonzero(looked)
-    if not at.size:
-        return 0
-    (own,), (own_noise,) = slopes(at, [1.0])
-    cost = int(at.size)
-    with np.errstate(invalid="ignore"):  # a kink goes on only where that is not the value's slope at that step
-        going = vague[at] | (np.abs(own - analytic[at]) > tolerance.safety * own_noise)
-    at, own, own_noise = at[going], own[going], own_noise[going]
-    if not at.size:
-        return cost
-    (other, own2, other2), (other_noise, own2_noise, other2_noise) = slopes(at, [-1.0, 2.0, -2.0])
-    cost += 3 * int(at.size)
+    def look(at: np.ndarray, noise: np.ndarray, fine: np.ndarray) -> tuple[np.ndarray, int]:
+        """The look at the elements ``at``, under ``noise`` at steps ``fine`` (each theirs): which of them stayed
+        at their value's slope (a kink at θ, as far as that step tells), and the losses it took."""
+
+        def slopes(moves: list[float]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            """The slopes from θ to θ + move·side·fine, each move in turn, and their noise."""
+            points = np.stack([values[at] + move * side[at] * fine for move in moves], axis=1)
+            (losses,) = losses_of(loaded, [subgroup(group, np.isin(np.arange(values.size), at))], [points])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                taken = points - values[at][:, None]
+                found = (losses - loaded.settings.loss0) / taken
+                spread = 2 * noise[:, None] / np.abs(taken)
+            return list(found.T), list(spread.T)
+
+        (own,), (own_noise,) = slopes([1.0])
+        with np.errstate(invalid="ignore"):  # a kink goes on only where that is not the value's slope at that step
+            going = vague[at] | (np.abs(own - analytic[at]) > tolerance.safety * own_noise)
+        if not going.any():
+            return ~going, int(at.size)
+        at, noise, fine, own, own_noise = at[going], noise[going], fine[going], own[going], own_noise[going]
+        (other, own2, other2), (other_noise, own2_noise, other2_noise) = slopes([-1.0, 2.0, -2.0])
+        with np.errstate(invalid="ignore"):
+            mean, mean2 = (own + other) / 2, (own2 + other2) / 2
+            spread, spread2 = (own_noise + other_noise) / 2, (own2_noise + other2_noise) / 2
+            smooth = (np.abs(own - other) <= 4 * spread) & (np.abs(own2 - other2) <= 4 * spread2)
+            smooth &= np.abs(mean - mean2) <= 2 * (spread + spread2)
+            allowance = tolerance.safety * spread + tolerance.rtol * np.abs(mean)
+            wrong = smooth & (np.abs(mean - analytic[at]) > allowance)
+            # a vague one only where the loss moved there: its step came from its value, not from a gap the coarser
+            # rows measured, and a loss whose steps are far coarser than its noise measured stands still at it (a
+            # classifier confident on every row, its loss 8e-17 moving in steps of 1e-17, its gradient 1e-16: review
+            # 71's, failed)
+            moved = (own != 0) | (other != 0) | (own2 != 0) | (other2 != 0)
+            wrong &= moved | ~vague[at]
+        where = at[wrong]
+        numeric[where], allowed[where], status[where], steps[where] = mean[wrong], allowance[wrong], WRONG, fine[wrong]
+        sides.kink[where] = False
+        return ~going, int(going.size + 3 * at.size)
+
+    everywhere = np.arange(values.size)
+    fine = finest(first.noise, everywhere)
+    at = np.flatnonzero((kinks | vague) & (fine * AT_THETA_FINER <= steps) & np.isfinite(fine))
+    stayed, cost = look(at, first.noise[at], fine[at]) if at.size else (np.zeros(0, dtype=bool), 0)
+    # Where the tensor's noise is far above the loss's rounding, it may be a kink's: one a hair off θ, crossed by the
+    # probe's lines, whose level became every element's noise, and the step it allowed crosses the kink too (review
+    # 110: a ReLU input 1e-8 above 0, its mask x > 1e-7, passed as a kink's convention, its noise 5e-10 where the
+    # loss's rounding is 7e-16). Measured again along the element's own line (:func:`_own_noise`), each element still
+    # undecided that a step far finer would resolve is looked at once more at that step.
+    unit = loaded.settings.eps("float64") * abs(loaded.settings.loss0)
+    again = (kinks | vague) & (status != WRONG) & ~np.isfinite(sides.quantum) & (first.noise > OWN_NOISE * unit)
+    again[at[~stayed]] &= vague[at[~stayed]]  # (a kink whose look went on, and found no smooth loss there: stays)
     with np.errstate(invalid="ignore"):
-        mean, mean2 = (own + other) / 2, (own2 + other2) / 2
-        noise, noise2 = (own_noise + other_noise) / 2, (own2_noise + other2_noise) / 2
-        smooth = (np.abs(own - other) <= 4 * noise) & (np.abs(own2 - other2) <= 4 * noise2)
-        smooth &= np.abs(mean - mean2) <= 2 * (noise + noise2)
-        allowance = tolerance.safety * noise + tolerance.rtol * np.abs(mean)
-        wrong = smooth & (np.abs(mean - analytic[at]) > allowance)
-        # a vague one only where the loss moved there: its step came from its value, not from a gap the coarser rows
-        # measured, and a loss whose steps are far coarser than its noise measured stands still at it (a classifier
-        # confident on every row, its loss 8e-17 moving in steps of 1e-17, its gradient 1e-16: review 71's, failed)
-        moved = (own != 0) | (other != 0) | (own2 != 0) | (other2 != 0)
-        wrong &= moved | ~vague[at]
-    where = at[wrong]
-    numeric[where], allowed[where], status[where], steps[where] = mean[wrong], allowance[wrong], WRONG, fine[where]
-    sides.kink[where] = False
-    return cost
+        again &= finest(unit, everywhere) * AT_THETA_FINER <= np.fmin(steps, fine)
+    if not again.any():
+        return cost
+    at = np.flatnonzero(again)
+    own, spent = _own_noise(loaded, group, values, at, finest(unit, at))
+    noise = np.fmin(first.noise[at], own)
+    closer = finest(noise, at)
+    with np.errstate(invalid="ignore"):
+        finer = closer * AT_THETA_FINER <= np.fmin(steps[at], fine[at])
+    if finer.any():
+        spent += look(at[finer], noise[finer], closer[finer])[1]
+    return cost + spent
+
+
+def _own_noise(
+    loaded: Loaded, group: Group, values: np.ndarray, at: np.ndarray, spacing: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """The loss's noise along the elements ``at``'s own lines, at ``spacing`` (a power of two, each), and the losses
+    that took: ECNoise's level (:func:`.fd.noise_level`), or the bound the losses put on it (:func:`.fd.noise_ceiling`),
+    on each side of θ from θ, the larger side's; infinite where a side's losses moved in steps, or stood still."""
+    moves = np.arange(1, ONE_SIDE + 1, dtype=np.float64)
+    chosen = np.isin(np.arange(values.size), at)
+    levels = np.zeros(at.size)
+    for side in (1.0, -1.0):
+        points = values[at][:, None] + side * spacing[:, None] * moves
+        (losses,) = losses_of(loaded, [subgroup(group, chosen)], [points])
+        for k, row in enumerate(losses):
+            line = np.concatenate([[loaded.settings.loss0], row])
+            level = noise_level(line.tolist()) if np.all(np.isfinite(line)) else None
+            bound = noise_ceiling(line) if np.all(np.isfinite(line)) else math.inf
+            found = level if level else bound
+            levels[k] = max(levels[k], found if found > 0 and not too_close(line) else math.inf)
+    return levels, 2 * ONE_SIDE * int(at.size)
 
 
 def _look_finer(
