@@ -1047,6 +1047,47 @@ def test_a_mask_dropping_an_input_whose_kink_became_the_tensors_noise_is_wrong(o
     assert correct.passed, correct
 
 
+class _Distances:
+    """``Σ_i |P_i − Q_i|``, unsquared (robust ICP, Chamfer), its gradient the unit vectors, with a planted bug in
+    point 0's: one coordinate's sign flipped, the row 1% too large, or a "safe normalize" guard zeroing it."""
+
+    def __init__(self, plant: str | None) -> None:
+        self.plant = plant
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.linalg.norm(params["P"] - data["Q"], axis=1).sum())
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        d = params["P"] - data["Q"]
+        norm = np.linalg.norm(d, axis=1, keepdims=True)
+        g = np.where(norm > 1e-6, d / norm, 0.0) if self.plant == "guard" else d / norm
+        if self.plant == "flip":
+            g[0, 1] = -g[0, 1]
+        if self.plant == "scale":
+            g[0] *= 1.01
+        return {"P": g}
+
+
+@pytest.mark.parametrize("plant", [None, "flip", "scale", "guard"])
+def test_a_point_a_hair_from_its_target_is_judged_where_its_distance_is_smooth(plant: str | None) -> None:
+    """Review 113: a point 1e-8 from its target. Its distance is smooth at θ (the cone's apex lies 1e-8 away), but
+    at the check's steps it is a kink, and its apex's level became the tensor's noise (1e-8, the loss's rounding
+    4e-16): a value between the slopes, -1 and 1, passed as a subgradient, and so did a sign flipped, the row 1% off
+    and a guard zeroing it. The noise measured along the element's own line allows steps of 1e-11, inside the apex's
+    curvature, where the loss is smooth and its derivative precise to 0.2%: the bugs fail, the correct row passes."""
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(6, 3))
+    q = p + rng.normal(size=(6, 3)) * 0.3
+    u = rng.normal(size=3)
+    q[0] = p[0] - 1e-8 * u / np.linalg.norm(u)
+    report = pipeline.check(_Distances(plant), {"P": p}, {"Q": q})
+    if plant is None:
+        assert report.passed, report
+    else:
+        assert report.failing == ("P",), report
+        assert {w.index[0] for w in report.worst if w.status == "wrong"} == {0}, report
+
+
 def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:
     """The same bug through `gradcheck run` on a local cluster: exit 4, and 4 again from the output it wrote."""
     source = (

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..model import as_loss_value
-from .fd import noise_ceiling, noise_level, points, step_sizes, too_close
+from .fd import noise_level, points, step_sizes, too_close
 from .groups import FirstPass, Group, first_pass, losses_of, per_element, subgroup, values_of
 from .nearby import (
     HIDDEN_POINTS,
@@ -72,8 +72,11 @@ AT_THETA_FINER = 8.0
 #: Where the tensor's noise leaves that step too coarse, the noise is measured along the element's own line, at this
 #: many points on each side of θ (:func:`_own_noise`).
 ONE_SIDE = 8
-#: ...where the tensor's noise is more than this many rounding units of the loss.
+#: ...where the tensor's noise is more than this many rounding units of the loss; a value between a kink's slopes
+#: first at a step this many times coarser (the look's own, for a value at a slope, is precise to 1/32 of the gap:
+#: enough to tell one slope from the other, not a 1% error between them).
 OWN_NOISE = 2.0**10
+BETWEEN_PRECISE = 2.0**7
 
 #: The float64 copy's look at a float32 element leaps toward θ only where the copy's loss noise along its tensor is
 #: within this many rounding units of the loss (:func:`_in_float64`): float32 rounding inside a float64 loss is
@@ -227,10 +230,12 @@ def judge_group(
         # (an analytic 0 too, beside an estimate not 0: a mask dropping a ReLU input 1e-9 above 0; review 110)
         vague = (status == INCONCLUSIVE) & _vague(numeric, allowed) & ((analytic != 0) | (numeric != 0))
         vague &= np.isfinite(analytic) & np.isfinite(numeric)
-        at_theta = kinks | vague
+        # (and one between its kink's slopes, where the tensor's noise may be the kink's own: below)
+        between = (status == NONDIFFERENTIABLE) & ~kinks & (np.abs(sides.gap) > 0) & np.isfinite(analytic)
+        at_theta = kinks | vague | between
         if at_theta.any():
             cost += _kink_at_theta(
-                loaded, group, first, analytic, (kinks, vague), (numeric, allowed, status, steps, sides)
+                loaded, group, first, analytic, (kinks, vague, between), (numeric, allowed, status, steps, sides)
             )
     return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(suspect | noisy | finer | at_theta)), cost)
 
@@ -240,10 +245,10 @@ def _kink_at_theta(
     group: Group,
     first: FirstPass,
     analytic: np.ndarray,
-    chosen: tuple[np.ndarray, np.ndarray],
+    chosen: tuple[np.ndarray, np.ndarray, np.ndarray],
     judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
 ) -> int:
-    """A float64 group's ``chosen`` ``(kinks, vague)`` elements. The kinks, each analytic value one of its slopes (a
+    """A float64 group's ``chosen`` ``(kinks, vague, between)`` elements. The kinks, each analytic value one of its slopes (a
     convention at θ: relu'(0) = 0, the first of tied maxima), or outside its own kink's slopes where points near θ bore
     it out (they lie beyond a kink 1e-8 off θ too: review 106's leaky ReLU, its mask on the wrong side, passed so),
     looked at once more: that slope at the step where the gap between the slopes stands :data:`AT_THETA` times above its
@@ -263,7 +268,7 @@ def _kink_at_theta(
     is looked at once more where that allows a step :data:`AT_THETA_FINER` times finer. Updates ``judged`` ``(numeric,
     allowed, status, steps, sides)`` in place; returns the losses it took."""
     numeric, allowed, status, steps, sides = judged
-    kinks, vague = chosen
+    kinks, vague, chosen_between = chosen
     tolerance = loaded.settings.tolerance_for(group.dtype)
     values = first.values.astype(np.float64)
     room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
@@ -278,8 +283,8 @@ def _kink_at_theta(
             return np.asarray(np.fmax(2.0 ** np.ceil(np.log2(AT_THETA * noise / size[at])), room[at]))
 
     def look(at: np.ndarray, noise: np.ndarray, fine: np.ndarray) -> tuple[np.ndarray, int]:
-        """The look at the elements ``at``, under ``noise`` at steps ``fine`` (each theirs): which of them stayed
-        at their value's slope (a kink at θ, as far as that step tells), and the losses it took."""
+        """The look at the elements ``at``, under ``noise`` at steps ``fine`` (each theirs): where it found the loss
+        smooth, and the losses it took."""
 
         def slopes(moves: list[float]) -> tuple[list[np.ndarray], list[np.ndarray]]:
             """The slopes from θ to θ + move·side·fine, each move in turn, and their noise."""
@@ -293,15 +298,21 @@ def _kink_at_theta(
 
         (own,), (own_noise,) = slopes([1.0])
         with np.errstate(invalid="ignore"):  # a kink goes on only where that is not the value's slope at that step
-            going = vague[at] | (np.abs(own - analytic[at]) > tolerance.safety * own_noise)
+            going = vague[at] | between[at] | (np.abs(own - analytic[at]) > tolerance.safety * own_noise)
+        found = np.zeros(at.size, dtype=bool)
         if not going.any():
-            return ~going, int(at.size)
+            return found, int(at.size)
+        cost = int(at.size)
         at, noise, fine, own, own_noise = at[going], noise[going], fine[going], own[going], own_noise[going]
         (other, own2, other2), (other_noise, own2_noise, other2_noise) = slopes([-1.0, 2.0, -2.0])
         with np.errstate(invalid="ignore"):
             mean, mean2 = (own + other) / 2, (own2 + other2) / 2
             spread, spread2 = (own_noise + other_noise) / 2, (own2_noise + other2_noise) / 2
-            smooth = (np.abs(own - other) <= 4 * spread) & (np.abs(own2 - other2) <= 4 * spread2)
+            gap, gap2 = own - other, own2 - other2
+            smooth = (np.abs(gap) <= 4 * spread) & (np.abs(gap2) <= 4 * spread2)
+            # (a value between the slopes: their gap may be the curvature's too, twice as wide at twice the step; a
+            # kink's stays as wide)
+            smooth |= between[at] & (np.abs(gap2 - 2 * gap) <= 4 * (spread2 + 2 * spread))
             smooth &= np.abs(mean - mean2) <= 2 * (spread + spread2)
             allowance = tolerance.safety * spread + tolerance.rtol * np.abs(mean)
             wrong = smooth & (np.abs(mean - analytic[at]) > allowance)
@@ -314,20 +325,27 @@ def _kink_at_theta(
         where = at[wrong]
         numeric[where], allowed[where], status[where], steps[where] = mean[wrong], allowance[wrong], WRONG, fine[wrong]
         sides.kink[where] = False
-        return ~going, int(going.size + 3 * at.size)
+        found[going] = smooth & moved
+        return found, cost + 3 * int(at.size)
 
     everywhere = np.arange(values.size)
+    # (a value between a kink's slopes is looked at only below, where the noise is measured again)
+    between = np.zeros(values.size, dtype=bool)
     fine = finest(first.noise, everywhere)
     at = np.flatnonzero((kinks | vague) & (fine * AT_THETA_FINER <= steps) & np.isfinite(fine))
-    stayed, cost = look(at, first.noise[at], fine[at]) if at.size else (np.zeros(0, dtype=bool), 0)
-    # Where the tensor's noise is far above the loss's rounding, it may be a kink's: one a hair off θ, crossed by the
-    # probe's lines, whose level became every element's noise, and the step it allowed crosses the kink too (review
-    # 110: a ReLU input 1e-8 above 0, its mask x > 1e-7, passed as a kink's convention, its noise 5e-10 where the
-    # loss's rounding is 7e-16). Measured again along the element's own line (:func:`_own_noise`), each element still
-    # undecided that a step far finer would resolve is looked at once more at that step.
+    cost = look(at, first.noise[at], fine[at])[1] if at.size else 0
+    # Where the tensor's noise is far above the loss's rounding, it may be a feature's: a kink a hair off θ, or a
+    # cone's apex (|x − q|, q 1e-8 from x), crossed by the probe's lines, whose level became every element's noise,
+    # and the step it allowed crosses the feature too (review 110: a ReLU input 1e-8 above 0, its mask x > 1e-7,
+    # passed as a kink's convention, its noise 5e-10 where the loss's rounding is 7e-16; review 113: a point 1e-8 from
+    # its target, its distance's derivative's sign flipped, passed as a value between a kink's slopes). Measured again
+    # along the element's own line (:func:`_own_noise`), each element still undecided that a step far finer would
+    # resolve is looked at once more at that step; a value between the slopes first at a step
+    # :data:`BETWEEN_PRECISE` times coarser, where a smooth loss's estimate is that much more precise.
     unit = loaded.settings.eps("float64") * abs(loaded.settings.loss0)
-    again = (kinks | vague) & (status != WRONG) & ~np.isfinite(sides.quantum) & (first.noise > OWN_NOISE * unit)
-    again[at[~stayed]] &= vague[at[~stayed]]  # (a kink whose look went on, and found no smooth loss there: stays)
+    between = chosen_between & (status == NONDIFFERENTIABLE)
+    again = (kinks | vague | between) & (status != WRONG) & ~np.isfinite(sides.quantum)
+    again &= first.noise > OWN_NOISE * unit
     with np.errstate(invalid="ignore"):
         again &= finest(unit, everywhere) * AT_THETA_FINER <= np.fmin(steps, fine)
     if not again.any():
@@ -338,6 +356,15 @@ def _kink_at_theta(
     closer = finest(noise, at)
     with np.errstate(invalid="ignore"):
         finer = closer * AT_THETA_FINER <= np.fmin(steps[at], fine[at])
+    # (precise against the value where it is the smaller: a 1% error in a value a tenth of the gap)
+    value = np.where(analytic[at] != 0, np.fmin(np.abs(analytic[at]), size[at]), size[at])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coarser = np.fmax(2.0 ** np.ceil(np.log2(AT_THETA * BETWEEN_PRECISE * noise / value)), room[at])
+        precise = finer & between[at] & (coarser * AT_THETA_FINER <= np.fmin(steps[at], fine[at]))
+    if precise.any():
+        smooth, used = look(at[precise], noise[precise], coarser[precise])
+        spent += used
+        finer[np.flatnonzero(precise)[smooth]] = False
     if finer.any():
         spent += look(at[finer], noise[finer], closer[finer])[1]
     return cost + spent
@@ -347,21 +374,36 @@ def _own_noise(
     loaded: Loaded, group: Group, values: np.ndarray, at: np.ndarray, spacing: np.ndarray
 ) -> tuple[np.ndarray, int]:
     """The loss's noise along the elements ``at``'s own lines, at ``spacing`` (a power of two, each), and the losses
-    that took: ECNoise's level (:func:`.fd.noise_level`), or the bound the losses put on it (:func:`.fd.noise_ceiling`),
-    on each side of θ from θ, the larger side's; infinite where a side's losses moved in steps, or stood still."""
+    that took: on each side of θ, from θ, ECNoise's level (:func:`.fd.noise_level`), or where it gives none the least
+    of the levels its differences of orders 2 to 4 put on it (the first order is the slope, no noise), or where those
+    are all exactly 0 (the loss exact to its last unit along the line) one rounding unit of the loss; the larger
+    side's. Infinite where a side's losses moved in steps or stood still (:func:`.fd.too_close`), or were not
+    finite."""
     moves = np.arange(1, ONE_SIDE + 1, dtype=np.float64)
     chosen = np.isin(np.arange(values.size), at)
+    eps = loaded.settings.eps("float64")
     levels = np.zeros(at.size)
     for side in (1.0, -1.0):
         points = values[at][:, None] + side * spacing[:, None] * moves
         (losses,) = losses_of(loaded, [subgroup(group, chosen)], [points])
         for k, row in enumerate(losses):
             line = np.concatenate([[loaded.settings.loss0], row])
-            level = noise_level(line.tolist()) if np.all(np.isfinite(line)) else None
-            bound = noise_ceiling(line) if np.all(np.isfinite(line)) else math.inf
-            found = level if level else bound
-            levels[k] = max(levels[k], found if found > 0 and not too_close(line) else math.inf)
+            found = math.inf
+            if np.all(np.isfinite(line)) and not too_close(line):
+                found = noise_level(line.tolist()) or _higher_orders(line) or eps * float(np.max(np.abs(line)))
+            levels[k] = max(levels[k], found)
     return levels, 2 * ONE_SIDE * int(at.size)
+
+
+def _higher_orders(line: np.ndarray) -> float:
+    """The least of ECNoise's scaled levels ``sqrt(γ_k · mean(Δ^k f²))`` of orders 2 to 4 that is not 0 (0 where all
+    are: :func:`.fd.noise_ceiling` without the first order)."""
+    levels, gamma, f = [], 0.5, np.diff(line)
+    for k in range(2, 5):
+        f = np.diff(f)
+        gamma *= 0.5 * k / (2 * k - 1)
+        levels.append(math.sqrt(gamma * float(np.mean(f**2))))
+    return min((level for level in levels if level > 0), default=0.0)
 
 
 def _look_finer(
