@@ -1088,6 +1088,37 @@ def test_a_point_a_hair_from_its_target_is_judged_where_its_distance_is_smooth(p
         assert {w.index[0] for w in report.worst if w.status == "wrong"} == {0}, report
 
 
+class _ReluBesideStairs:
+    """``Σ relu(x) + Σ sin(x)``, the sines a staircase: summed in float32 from a float32 copy (``float32``), or
+    through a cancelling offset, ``(sin x + 1e8) − 1e8`` (``offset``); its gradient exact."""
+
+    def __init__(self, stairs: str) -> None:
+        self.stairs = stairs
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        x = params["x"]
+        if self.stairs == "float32":
+            return float(np.maximum(0, x).sum() + float(np.sin(x.astype(np.float32)).sum()))
+        return float(np.maximum(0, x).sum() + ((np.sin(x) + 1e8) - 1e8).sum())
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        return {"x": (params["x"] > 0) + np.cos(params["x"])}
+
+
+@pytest.mark.parametrize("stairs", ["float32", "offset"])
+def test_a_staircase_still_at_the_finest_steps_does_not_fail_a_relu_input_a_hair_off_its_kink(stairs: str) -> None:
+    """Review 114: ReLU inputs 1e-7 off 0 beside a term the loss rounds to a staircase (float32, or 1e8 added and taken
+    away). The tensor's noise is the staircase's; along the element's own line, at the finest spacing, the staircase
+    stands still and the loss looked smooth, its slope relu's alone (1 where the derivative is 2): the correct value
+    failed. The noise measured along the line is taken only where one side of θ is quiet at the step the tensor's
+    noise allowed too, and a staircase's noise is on both sides (its spacing is no power of two, which would step a
+    float32 term by whole rounding units and hide it)."""
+    x = np.random.default_rng(0).standard_normal(6)
+    x[1], x[2] = 1e-7, -1e-7
+    report = pipeline.check(_ReluBesideStairs(stairs), {"x": x}, {})
+    assert report.passed, report
+
+
 def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:
     """The same bug through `gradcheck run` on a local cluster: exit 4, and 4 again from the output it wrote."""
     source = (

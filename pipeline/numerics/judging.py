@@ -77,6 +77,13 @@ ONE_SIDE = 8
 #: enough to tell one slope from the other, not a 1% error between them).
 OWN_NOISE = 2.0**10
 BETWEEN_PRECISE = 2.0**7
+#: ...and that noise is taken only where one side of θ, at the step the tensor's noise allowed, is this many times
+#: quieter than that noise (the side away from a kink a hair off θ, beyond a cone's apex: rounding; a staircase's noise
+#: is the same on both sides).
+QUIET = 16.0
+#: (Fractions of the step, not powers of two: a float32 term's rounding units are, and points a whole number of them
+#: apart hide them; any power of two times 2/3 or 4/5 is at least a fifth of a unit from a whole number.)
+UNEVEN = (2 / 3, 4 / 5)
 
 #: The float64 copy's look at a float32 element leaps toward θ only where the copy's loss noise along its tensor is
 #: within this many rounding units of the loss (:func:`_in_float64`): float32 rounding inside a float64 loss is
@@ -351,7 +358,8 @@ def _kink_at_theta(
     if not again.any():
         return cost
     at = np.flatnonzero(again)
-    own, spent = _own_noise(loaded, group, values, at, finest(unit, at))
+    wide = np.fmin(fine[at], steps[at] / (2 * AT_THETA_FINER))  # (the step the tensor's noise allowed)
+    own, spent = _own_noise(loaded, group, values, at, finest(unit, at), (wide, first.noise[at]))
     noise = np.fmin(first.noise[at], own)
     closer = finest(noise, at)
     with np.errstate(invalid="ignore"):
@@ -371,28 +379,53 @@ def _kink_at_theta(
 
 
 def _own_noise(
-    loaded: Loaded, group: Group, values: np.ndarray, at: np.ndarray, spacing: np.ndarray
+    loaded: Loaded,
+    group: Group,
+    values: np.ndarray,
+    at: np.ndarray,
+    spacing: np.ndarray,
+    coarse: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, int]:
     """The loss's noise along the elements ``at``'s own lines, at ``spacing`` (a power of two, each), and the losses
     that took: on each side of θ, from θ, ECNoise's level (:func:`.fd.noise_level`), or where it gives none the least
     of the levels its differences of orders 2 to 4 put on it (the first order is the slope, no noise), or where those
     are all exactly 0 (the loss exact to its last unit along the line) one rounding unit of the loss; the larger
-    side's. Infinite where a side's losses moved in steps or stood still (:func:`.fd.too_close`), or were not
-    finite."""
-    moves = np.arange(1, ONE_SIDE + 1, dtype=np.float64)
+    side's. Infinite where a side's losses moved in steps or stood still (:func:`.fd.too_close`), or were not finite;
+    and where, given ``coarse`` ``(step, noise)`` (the tensor's noise and the step the look took under it), neither
+    side of θ is :data:`QUIET` times quieter than that noise (and shows no noise that many times the fine spacing's)
+    at the spacings over which the loss moves by about it (:data:`UNEVEN`, from 8 spacings off θ): the loss is smooth
+    at the fine spacing, but its noise at the check's steps is real (a term rounded to float32, or ``(sin x + 1e8) −
+    1e8``, stands still at the fine spacing, where the look measures the other terms' slope alone: review 114, correct
+    gradients failed)."""
     chosen = np.isin(np.arange(values.size), at)
     eps = loaded.settings.eps("float64")
-    levels = np.zeros(at.size)
-    for side in (1.0, -1.0):
-        points = values[at][:, None] + side * spacing[:, None] * moves
+
+    def levels(step: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
+        """ECNoise's level along each line (NaN where it gives none), and the level as above."""
+        points = values[at][:, None] + step[:, None] * np.arange(first, first + ONE_SIDE, dtype=np.float64)
         (losses,) = losses_of(loaded, [subgroup(group, chosen)], [points])
+        measured, found = np.full(at.size, math.nan), np.full(at.size, math.inf)
         for k, row in enumerate(losses):
-            line = np.concatenate([[loaded.settings.loss0], row])
-            found = math.inf
+            line = np.concatenate([[loaded.settings.loss0], row]) if first == 1 else row
             if np.all(np.isfinite(line)) and not too_close(line):
-                found = noise_level(line.tolist()) or _higher_orders(line) or eps * float(np.max(np.abs(line)))
-            levels[k] = max(levels[k], found)
-    return levels, 2 * ONE_SIDE * int(at.size)
+                measured[k] = noise_level(line.tolist()) or math.nan
+                found[k] = np.nan_to_num(measured[k], nan=_higher_orders(line)) or eps * float(np.max(np.abs(line)))
+        return measured, found
+
+    fine = np.fmax(levels(spacing, 1)[1], levels(-spacing, 1)[1])
+    # (the loss moving by about that noise per step: a staircase's stands still at most of them, or is noise there far
+    # above the fine spacing's; from 8 steps off θ: a cone's apex 1e-8 off bends the first, smoothly)
+    wide, noise = coarse[0] / AT_THETA, coarse[1]
+    quiet = np.zeros(at.size, dtype=bool)
+    for side in (1.0, -1.0):
+        still = np.ones(at.size, dtype=bool)
+        # (at two spacings: at one, a staircase's every step may be the same whole number of its units)
+        for uneven in UNEVEN:
+            measured, found = levels(side * uneven * wide, ONE_SIDE)
+            with np.errstate(invalid="ignore"):
+                still &= (found * QUIET <= noise) & ~(measured > QUIET * fine)
+        quiet |= still
+    return np.where(quiet, fine, math.inf), 6 * ONE_SIDE * int(at.size)
 
 
 def _higher_orders(line: np.ndarray) -> float:
