@@ -1027,21 +1027,23 @@ def test_a_mask_dropping_an_input_a_hair_above_a_kink_is_judged_though_its_analy
     assert pipeline.check(_Triplet(0.0), triplet, {}).passed
 
 
-@pytest.mark.parametrize("offset", [3.53e-9, 1e-8, 1.1e-8, 3e-8])
-def test_a_mask_dropping_an_input_whose_kink_became_the_tensors_noise_is_wrong(offset: float) -> None:
+@pytest.mark.parametrize("offset", [3.53e-9, 1e-8, 1.1e-8])
+def test_a_mask_dropping_an_input_whose_kink_became_the_tensors_noise_is_not_verified(offset: float) -> None:
     """Review 110: ``Σ relu(x)/6``, an input 3.53e-9 to 1.1e-8 above 0, its mask ``x > 1e-7`` (a derivative of 1/6
     given as 0), passed as a kink's convention: every line the probe drew through θ crossed the kink, whose level,
     about 5e-10, became the tensor's noise (the loss's rounding is 7e-16), and the look at kinks at θ stepped no finer
-    than that noise allowed, across the kink. The noise is now measured again along the element's own line, and
-    the step that allows, far finer than the kink's distance, shows the loss smooth there with a slope of 1/6. The
-    correct mask passes; the report states the tensor's noise as the probe measured it."""
+    than that noise allowed, across the kink. The noise is now measured again along the element's own line, and at
+    the far finer step that allows the loss is smooth with a slope of 1/6: the element is unsettled and its tensor not
+    verified (not wrong: a staircase the loss rounds a term to stands still at such steps, and there the slope is the
+    other terms' alone; reviews 114 and 115). The correct mask passes."""
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal(6), rng.standard_normal(3)
     x[0] = offset
     dropped = pipeline.check(_HingeSum(1e-7), {"x": x, "y": y}, {})
-    assert dropped.failing == ("x",), dropped
+    assert dropped.verdict == "not verified", dropped
+    assert dropped.not_verified == ("x",), dropped
     worst = dropped.worst[0]
-    assert (worst.tensor, worst.index, worst.status) == ("x", (0,), "wrong"), dropped
+    assert (worst.tensor, worst.index, worst.status) == ("x", (0,), "unsettled"), dropped
     assert abs(worst.numeric - 1 / 6) <= worst.allowed < 1 / 12  # its estimate at the finer step, within its noise
     correct = pipeline.check(_HingeSum(0.0), {"x": x, "y": y}, {})
     assert correct.passed, correct
@@ -1069,12 +1071,14 @@ class _Distances:
 
 
 @pytest.mark.parametrize("plant", [None, "flip", "scale", "guard"])
-def test_a_point_a_hair_from_its_target_is_judged_where_its_distance_is_smooth(plant: str | None) -> None:
+def test_a_point_a_hair_from_its_target_is_not_verified_where_its_distance_disagrees_at_finer_steps(plant: str | None) -> None:
     """Review 113: a point 1e-8 from its target. Its distance is smooth at θ (the cone's apex lies 1e-8 away), but
     at the check's steps it is a kink, and its apex's level became the tensor's noise (1e-8, the loss's rounding
     4e-16): a value between the slopes, -1 and 1, passed as a subgradient, and so did a sign flipped, the row 1% off
     and a guard zeroing it. The noise measured along the element's own line allows steps of 1e-11, inside the apex's
-    curvature, where the loss is smooth and its derivative precise to 0.2%: the bugs fail, the correct row passes."""
+    curvature, where the loss is smooth and its derivative precise to 0.2%: the bugs leave the tensor not verified,
+    point 0 unsettled (not failed: reviews 114 and 115, a staircase beside such a point stands still at those steps),
+    and the correct row passes."""
     rng = np.random.default_rng(0)
     p = rng.normal(size=(6, 3))
     q = p + rng.normal(size=(6, 3)) * 0.3
@@ -1084,8 +1088,9 @@ def test_a_point_a_hair_from_its_target_is_judged_where_its_distance_is_smooth(p
     if plant is None:
         assert report.passed, report
     else:
-        assert report.failing == ("P",), report
-        assert {w.index[0] for w in report.worst if w.status == "wrong"} == {0}, report
+        assert report.verdict == "not verified", report
+        assert report.not_verified == ("P",), report
+        assert {w.index[0] for w in report.worst if w.status == "unsettled"} == {0}, report
 
 
 class _ReluBesideStairs:
