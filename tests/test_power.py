@@ -1071,7 +1071,9 @@ class _Distances:
 
 
 @pytest.mark.parametrize("plant", [None, "flip", "scale", "guard"])
-def test_a_point_a_hair_from_its_target_is_not_verified_where_its_distance_disagrees_at_finer_steps(plant: str | None) -> None:
+def test_a_point_a_hair_from_its_target_is_not_verified_where_its_distance_disagrees_at_finer_steps(
+    plant: str | None,
+) -> None:
     """Review 113: a point 1e-8 from its target. Its distance is smooth at θ (the cone's apex lies 1e-8 away), but
     at the check's steps it is a kink, and its apex's level became the tensor's noise (1e-8, the loss's rounding
     4e-16): a value between the slopes, -1 and 1, passed as a subgradient, and so did a sign flipped, the row 1% off
