@@ -77,9 +77,9 @@ ONE_SIDE = 8
 #: enough to tell one slope from the other, not a 1% error between them).
 OWN_NOISE = 2.0**10
 BETWEEN_PRECISE = 2.0**7
-#: ...and that noise is taken only where one side of θ, at the step the tensor's noise allowed, is this many times
-#: quieter than that noise (the side away from a kink a hair off θ, beyond a cone's apex: rounding; a staircase's noise
-#: is the same on both sides).
+#: ...and that noise is taken only where one side of θ, at spacings over which the loss moves by about the tensor's
+#: noise, is this many times quieter than that noise (the side away from a kink a hair off θ, beyond a cone's apex:
+#: rounding; a staircase's noise is on both sides).
 QUIET = 16.0
 #: (Fractions of the step, not powers of two: a float32 term's rounding units are, and points a whole number of them
 #: apart hide them; any power of two times 2/3 or 4/5 is at least a fifth of a unit from a whole number.)
@@ -255,25 +255,27 @@ def _kink_at_theta(
     chosen: tuple[np.ndarray, np.ndarray, np.ndarray],
     judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Sides],
 ) -> int:
-    """A float64 group's ``chosen`` ``(kinks, vague, between)`` elements. The kinks, each analytic value one of its slopes (a
-    convention at θ: relu'(0) = 0, the first of tied maxima), or outside its own kink's slopes where points near θ bore
-    it out (they lie beyond a kink 1e-8 off θ too: review 106's leaky ReLU, its mask on the wrong side, passed so),
-    looked at once more: that slope at the step where the gap between the slopes stands :data:`AT_THETA` times above its
-    noise (no finer than :data:`LEAP_ROOM` rounding units of the parameter in its own dtype: float32 cannot tell a kink
-    a few of its units off θ from one at θ, and its code takes the convention there). At a kink at θ it is the value's
-    slope still: one loss. Where it is not, the slope on the other side, and both at twice the step: where each pair
-    agrees within its noise and the two pairs' means agree, the loss is smooth over both steps, and the derivative at θ
-    is that mean (review 104: a ReLU input 1e-8 above 0 whose backward mask, ``x > 2e-8``, said 0 passed as a kink's
-    convention, as did a spline's knot 5e-9 off, its bin taken on the wrong side: errors of 100% and more). There the
-    element is wrong, that mean its estimate. (Kinks on both sides of θ inside the steps, or a feature narrower than
-    them, leave a pair apart or the means too.) Only where the step is :data:`AT_THETA_FINER` times finer than the
-    second look's; what it does not find wrong stays a kink. And the ``vague`` inconclusive ones, their estimates of no
-    definite sign, both sides at once, at the step where the value stands that far above the noise (review 106: a ReLU
-    input 1e-9 above 0, no curvature, its mask on the wrong side: the value 1 where the derivative is 5 was
-    inconclusive, 4.17 ± 4.33, and its tensor passed). Where the tensor's noise is :data:`OWN_NOISE` rounding units of
-    the loss or more, an element still undecided has its noise measured along its own line (:func:`_own_noise`), and
-    is looked at once more where that allows a step :data:`AT_THETA_FINER` times finer. Updates ``judged`` ``(numeric,
-    allowed, status, steps, sides)`` in place; returns the losses it took."""
+    """A float64 group's ``chosen`` ``(kinks, vague, between)`` elements. The kinks, each analytic value one of its
+    slopes (a convention at θ: relu'(0) = 0, the first of tied maxima), or outside its own kink's slopes where points
+    near θ bore it out (they lie beyond a kink 1e-8 off θ too: review 106's leaky ReLU, its mask on the wrong side,
+    passed so), looked at once more: that slope at the step where the gap between the slopes stands :data:`AT_THETA`
+    times above its noise (no finer than :data:`LEAP_ROOM` rounding units of the parameter in its own dtype: float32
+    cannot tell a kink a few of its units off θ from one at θ, and its code takes the convention there). At a kink at θ
+    it is the value's slope still: one loss. Where it is not, the slope on the other side, and both at twice the step:
+    where each pair agrees within its noise and the two pairs' means agree, the loss is smooth over both steps, and the
+    derivative at θ is that mean (review 104: a ReLU input 1e-8 above 0 whose backward mask, ``x > 2e-8``, said 0 passed
+    as a kink's convention, as did a spline's knot 5e-9 off, its bin taken on the wrong side: errors of 100% and more).
+    There the element is wrong, that mean its estimate. (Kinks on both sides of θ inside the steps, or a feature
+    narrower than them, leave a pair apart or the means too.) Only where the step is :data:`AT_THETA_FINER` times finer
+    than the second look's; what it does not find wrong stays a kink. And the ``vague`` inconclusive ones, their
+    estimates of no definite sign, both sides at once, at the step where the value stands that far above the noise
+    (review 106: a ReLU input 1e-9 above 0, no curvature, its mask on the wrong side: the value 1 where the derivative
+    is 5 was inconclusive, 4.17 ± 4.33, and its tensor passed). Where the tensor's noise is :data:`OWN_NOISE` rounding
+    units of the loss or more, an element still undecided, or one whose value lies between its kink's slopes, has its
+    noise measured along its own line (:func:`_own_noise`), and is looked at once more where that allows a step
+    :data:`AT_THETA_FINER` times finer: a value off the loss's slope there is unsettled, not wrong (a staircase the loss
+    rounds a term to stands still at such steps). Updates ``judged`` ``(numeric, allowed, status, steps, sides)`` in
+    place; returns the losses it took."""
     numeric, allowed, status, steps, sides = judged
     kinks, vague, chosen_between = chosen
     tolerance = loaded.settings.tolerance_for(group.dtype)
