@@ -297,10 +297,11 @@ def close_enough(values: Sequence[float]) -> bool:
     return bool(f[f.size // 2] == 0 or np.ptp(f) <= 0.1 * np.max(np.abs(f)))
 
 
-def noise_ceiling(values: Sequence[float] | np.ndarray) -> float:
+def noise_ceiling(values: Sequence[float] | np.ndarray, lowest: int = 1) -> float:
     """A bound on the noise of a function from its values at equally spaced points (at least 6): the smallest of
-    ECNoise's scaled levels ``sqrt(γ_k · mean(Δ^k f²))`` of orders 1 to 4. Noise of standard deviation σ puts each
-    near σ; a function's shape adds its own. Unlike :func:`noise_level` it holds at any spacing: a level measured
+    ECNoise's scaled levels ``sqrt(γ_k · mean(Δ^k f²))`` of orders ``lowest`` to 4 (``lowest`` 2: not the first,
+    which is the slope where the points are far finer than the function's scale). Noise of standard deviation σ puts
+    each near σ; a function's shape adds its own. Unlike :func:`noise_level` it holds at any spacing: a level measured
     at another spacing far above it is not noise. Orders whose differences are all exactly 0 (a polynomial evaluated
     without rounding along this line) bound nothing, nor do points too close (:func:`too_close`: a loss that moves
     in steps coarser than the spacing): infinite where nothing is bounded."""
@@ -311,7 +312,8 @@ def noise_ceiling(values: Sequence[float] | np.ndarray) -> float:
     for k in range(1, min(4, f.size - 5) + 1):
         f = np.diff(f)
         gamma *= 0.5 * k / (2 * k - 1)
-        levels.append(math.sqrt(gamma * float(np.mean(f**2))))
+        if k >= lowest:
+            levels.append(math.sqrt(gamma * float(np.mean(f**2))))
     return min((level for level in levels if level > 0), default=math.inf)  # exactly 0: exact arithmetic, not noise
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..model import as_loss_value
-from .fd import noise_level, points, step_sizes, too_close
+from .fd import noise_ceiling, noise_level, points, step_sizes, too_close
 from .groups import FirstPass, Group, first_pass, losses_of, per_element, subgroup, values_of
 from .nearby import (
     HIDDEN_POINTS,
@@ -277,7 +277,7 @@ def _kink_at_theta(
     rounds a term to stands still at such steps). Updates ``judged`` ``(numeric, allowed, status, steps, sides)`` in
     place; returns the losses it took."""
     numeric, allowed, status, steps, sides = judged
-    kinks, vague, chosen_between = chosen
+    kinks, vague, between = chosen
     tolerance = loaded.settings.tolerance_for(group.dtype)
     values = first.values.astype(np.float64)
     room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
@@ -343,9 +343,8 @@ def _kink_at_theta(
         return found, cost + 3 * int(at.size)
 
     everywhere = np.arange(values.size)
-    # (a value between a kink's slopes is looked at only below, where the noise is measured again)
-    between = np.zeros(values.size, dtype=bool)
     fine = finest(first.noise, everywhere)
+    # (a value between a kink's slopes is looked at only below, where the noise is measured again)
     at = np.flatnonzero((kinks | vague) & (fine * AT_THETA_FINER <= steps) & np.isfinite(fine))
     cost = look(at, first.noise[at], fine[at])[1] if at.size else 0
     # Where the tensor's noise is far above the loss's rounding, it may be a feature's: a kink a hair off θ, or a
@@ -360,7 +359,6 @@ def _kink_at_theta(
     # steps, and the slope there is the other terms' alone (reviews 114 and 115: float32 rounding, (s + 1e8) − 1e8 or
     # '%.12g' inside the loss failed correct values beside inputs 1e-9 to 1e-6 off |x|'s or relu's kink).
     unit = loaded.settings.eps("float64") * abs(loaded.settings.loss0)
-    between = chosen_between & (status == NONDIFFERENTIABLE)
     again = (kinks | vague | between) & (status != WRONG) & ~np.isfinite(sides.quantum)
     again &= first.noise > OWN_NOISE * unit
     with np.errstate(invalid="ignore"):
@@ -398,7 +396,7 @@ def _own_noise(
 ) -> tuple[np.ndarray, int]:
     """The loss's noise along the elements ``at``'s own lines, at ``spacing`` (a power of two, each), and the losses
     that took: on each side of θ, from θ, ECNoise's level (:func:`.fd.noise_level`), or where it gives none the least
-    of the levels its differences of orders 2 to 4 put on it (the first order is the slope, no noise), or where those
+    of the levels its differences of orders 2 to 4 put on it (:func:`.fd.noise_ceiling` from order 2: the first is the slope, no noise), or where those
     are all exactly 0 (the loss exact to its last unit along the line) one rounding unit of the loss; the larger
     side's. Infinite where a side's losses moved in steps or stood still (:func:`.fd.too_close`), or were not finite;
     and where, given ``coarse`` ``(step, noise)`` (the tensor's noise and the step the look took under it), neither
@@ -419,7 +417,10 @@ def _own_noise(
             line = np.concatenate([[loaded.settings.loss0], row]) if first == 1 else row
             if np.all(np.isfinite(line)) and not too_close(line):
                 measured[k] = noise_level(line.tolist()) or math.nan
-                found[k] = np.nan_to_num(measured[k], nan=_higher_orders(line)) or eps * float(np.max(np.abs(line)))
+                bound = noise_ceiling(line, lowest=2)
+                found[k] = np.nan_to_num(measured[k], nan=bound if np.isfinite(bound) else 0.0) or eps * float(
+                    np.max(np.abs(line))
+                )
         return measured, found
 
     fine = np.fmax(levels(spacing, 1)[1], levels(-spacing, 1)[1])
@@ -436,17 +437,6 @@ def _own_noise(
                 still &= (found * QUIET <= noise) & ~(measured > QUIET * fine)
         quiet |= still
     return np.where(quiet, fine, math.inf), 6 * ONE_SIDE * int(at.size)
-
-
-def _higher_orders(line: np.ndarray) -> float:
-    """The least of ECNoise's scaled levels ``sqrt(γ_k · mean(Δ^k f²))`` of orders 2 to 4 that is not 0 (0 where all
-    are: :func:`.fd.noise_ceiling` without the first order)."""
-    levels, gamma, f = [], 0.5, np.diff(line)
-    for k in range(2, 5):
-        f = np.diff(f)
-        gamma *= 0.5 * k / (2 * k - 1)
-        levels.append(math.sqrt(gamma * float(np.mean(f**2))))
-    return min((level for level in levels if level > 0), default=0.0)
 
 
 def _look_finer(
