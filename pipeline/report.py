@@ -401,8 +401,11 @@ def _unsettled_why(t: TensorReport, said: str | None = None) -> str:
         "float64 loss), steps too coarse for coarser differences to see through, or, beside a kink or a cone's apex a "
         "hair off θ whose level was the tensor's noise, the loss at far finer steps, where it is smooth, had another "
         "slope (a wrong mask there, or a term the loss rounds to a staircase, which stands still at those steps), or "
-        "the loss was not finite at the first steps (past the edge of its domain: a solver that diverges there) and "
-        "the finer ones, where it is, left the error bar too wide to verify it; such a value cannot be called wrong "
+        "its differences, once settled, moved far beyond their rounding at finer steps, and under the noise then "
+        "measured along its own line, far more than the tensor's, it did not disagree (a square root of a tiny "
+        "argument amplifying the rounding of the terms it cancels: a ray grazing a sphere), or the loss was not "
+        "finite at the first steps (past the edge of its domain: a solver that diverges there) and the finer ones, "
+        "where it is, left the error bar too wide to verify it; such a value cannot be called wrong "
         "(finer steps may reach it) nor right (the steps taken never resolved the derivative there), so the tensor's "
         "other elements do not verify it; check it at parameters farther from the feature"
     )

@@ -1126,6 +1126,76 @@ def test_a_staircase_still_at_the_finest_steps_does_not_fail_a_relu_input_a_hair
     assert report.passed, report
 
 
+class _GrazingRays:
+    """Depth along rays to a sphere, ``½Σ(t − t_obs)²`` with ``t = −b − √disc`` on a hit and a background depth on a
+    miss, its gradient by hand; ``plant`` scales a tensor's. One ray grazes the sphere, ``gap`` of its radius inside
+    its silhouette: a discriminant of about 1.5·gap, whose square root amplifies the rounding of the terms it cancels
+    a thousandfold, and the loss jumps to the background a hair off θ."""
+
+    def __init__(self, plant: str | None = None) -> None:
+        self.plant = plant
+
+    @staticmethod
+    def _depth(params: Arrays, data: Arrays) -> tuple[np.ndarray, ...]:
+        oc = data["o"] - params["c"]
+        b = np.sum(data["dir"] * oc, 1)
+        disc = b * b - (np.sum(oc * oc, 1) - params["rad"][0] ** 2)
+        sq = np.sqrt(np.where(disc > 0, disc, 1.0))
+        return oc, b, sq, np.where(disc > 0, -b - sq, data["tbg"]), disc > 0
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(0.5 * np.sum((self._depth(params, data)[3] - data["tobs"]) ** 2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        oc, b, sq, t, hit = self._depth(params, data)
+        res = np.where(hit, t - data["tobs"], 0.0)
+        dtdc = data["dir"] - (-2 * b[:, None] * data["dir"] + 2 * oc) / (2 * sq[:, None])
+        g = {"c": np.sum(res[:, None] * dtdc, 0), "rad": np.array([np.sum(res * -params["rad"][0] / sq)])}
+        if self.plant:
+            g[self.plant] = g[self.plant] * 1.01
+        return g
+
+
+def _grazing(seed: int, gap: float) -> tuple[Arrays, Arrays]:
+    rng = np.random.default_rng(seed)
+    c, rad = rng.normal(size=3) * 0.2 + np.array([0, 0, 5.0]), np.array([1.0 + 0.1 * rng.normal()])
+    dirs = c + rng.normal(size=(12, 3)) * 0.5
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    u = c / np.linalg.norm(c)
+    w = rng.normal(size=3)
+    w -= w @ u * u
+    sine = rad[0] * (1 - gap) / np.linalg.norm(c)
+    dirs[0] = np.sqrt(1 - sine * sine) * u + sine * w / np.linalg.norm(w)
+    tobs = np.sum(dirs * c, 1) + rng.normal(size=12) * 0.3
+    return {"c": c, "rad": rad}, {"o": np.zeros((12, 3)), "dir": dirs, "tobs": tobs, "tbg": np.array(10.0)}
+
+
+@pytest.mark.parametrize(("scheme", "seed", "gap"), [("richardson", 1, 1e-9), ("central", 0, 1e-10)])
+@pytest.mark.parametrize("plant", [None, "c", "rad"])
+def test_a_table_run_into_noise_far_above_the_tensors_is_judged_under_the_noise_measured_along_its_line(
+    scheme: str, seed: int, gap: float, plant: str | None
+) -> None:
+    """Review 113: a ray grazing a sphere. The probe's steps cross the hit/miss jump, so the tensors' noise was one
+    rounding unit of the loss, where the discriminant's square root makes the loss's rounding at the finest steps a
+    thousandfold that: the second look's table ran on into it and agreed, by chance, on values 0.4% to 100% off, and
+    the correct gradients failed (41 of 280 such checks; the analytic values agree with jax's and a 50-digit
+    difference's to 1e-15). Where a wrong element's differences moved by far more than their rounding after they
+    settled, the noise is measured along its own line, and its table is looked at again under it: there the correct
+    values do not disagree, and are unsettled (their tensors not verified, not failed), and a 1% error in either
+    tensor still fails, or under `scheme: central` at a ray 1e-10 inside, whose noise is the larger, leaves the tensor
+    not verified. (There a first pass's difference across the jump, 2e5 against -316, stood as wrong where the table
+    ran out of steps; its finer rows reached the analytic value: unsettled too.)"""
+    params, data = _grazing(seed, gap)
+    report = pipeline.check(_GrazingRays(plant), params, data, scheme=scheme)
+    if plant is None:
+        assert report.verdict == "not verified", report
+        assert {w.status for w in report.worst if w.status not in ("agrees", "inconclusive")} == {"unsettled"}, report
+    elif scheme == "central" and plant == "c":
+        assert (report.verdict, report.not_verified) == ("not verified", ("c", "rad")), report
+    else:
+        assert report.failing == (plant,), report
+
+
 def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:
     """The same bug through `gradcheck run` on a local cluster: exit 4, and 4 again from the output it wrote."""
     source = (

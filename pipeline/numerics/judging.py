@@ -40,7 +40,7 @@ from .nearby import (
 )
 from .probe import measured_noise
 from .problem import Loaded, call_model
-from .refine import START, Row, beyond_the_edge, known_rows, second_look
+from .refine import START, Refined, Row, beyond_the_edge, known_rows, second_look
 from .tolerance import (
     AGREE,
     CONVERGED,
@@ -84,6 +84,13 @@ QUIET = 16.0
 #: (Fractions of the step, not powers of two: a float32 term's rounding units are, and points a whole number of them
 #: apart hide them; any power of two times 2/3 or 4/5 is at least a fifth of a unit from a whole number.)
 UNEVEN = (2 / 3, 4 / 5)
+
+#: A wrong element whose table's differences moved far beyond their rounding after they had settled
+#: (:attr:`.refine.Refined.erratic`) is looked at again under the noise measured along its own line, where that is this
+#: many times the noise it had (:func:`_louder_along`)...
+REMEASURED = 4.0
+#: ...measured on both sides of θ, and at a spacing 4 times finer, the loudest at most this many times the quietest.
+SYMMETRIC = 8.0
 
 #: The float64 copy's look at a float32 element leaps toward θ only where the copy's loss noise along its tensor is
 #: within this many rounding units of the loss (:func:`_in_float64`): float32 rounding inside a float64 loss is
@@ -405,23 +412,9 @@ def _own_noise(
     at the fine spacing, but its noise at the check's steps is real (a term rounded to float32, or ``(sin x + 1e8) −
     1e8``, stands still at the fine spacing, where the look measures the other terms' slope alone: review 114, correct
     gradients failed)."""
-    chosen = np.isin(np.arange(values.size), at)
-    eps = loaded.settings.eps("float64")
 
     def levels(step: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
-        """ECNoise's level along each line (NaN where it gives none), and the level as above."""
-        points = values[at][:, None] + step[:, None] * np.arange(first, first + ONE_SIDE, dtype=np.float64)
-        (losses,) = losses_of(loaded, [subgroup(group, chosen)], [points])
-        measured, found = np.full(at.size, math.nan), np.full(at.size, math.inf)
-        for k, row in enumerate(losses):
-            line = np.concatenate([[loaded.settings.loss0], row]) if first == 1 else row
-            if np.all(np.isfinite(line)) and not too_close(line):
-                measured[k] = noise_level(line.tolist()) or math.nan
-                bound = noise_ceiling(line, lowest=2)
-                found[k] = np.nan_to_num(measured[k], nan=bound if np.isfinite(bound) else 0.0) or eps * float(
-                    np.max(np.abs(line))
-                )
-        return measured, found
+        return _line_noise(loaded, group, values, at, step, first)
 
     fine = np.fmax(levels(spacing, 1)[1], levels(-spacing, 1)[1])
     # (the loss moving by about that noise per step: a staircase's stands still at most of them, or is noise there far
@@ -437,6 +430,45 @@ def _own_noise(
                 still &= (found * QUIET <= noise) & ~(measured > QUIET * fine)
         quiet |= still
     return np.where(quiet, fine, math.inf), 6 * ONE_SIDE * int(at.size)
+
+
+def _line_noise(
+    loaded: Loaded, group: Group, values: np.ndarray, at: np.ndarray, step: np.ndarray, first: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Along the elements ``at``'s own lines, at ``ONE_SIDE`` points ``step`` apart from ``first`` steps off θ (from θ
+    where ``first`` is 1): ECNoise's level (NaN where it gives none), and the level :func:`_own_noise` takes."""
+    chosen = np.isin(np.arange(values.size), at)
+    eps = loaded.settings.eps("float64")
+    points = values[at][:, None] + step[:, None] * np.arange(first, first + ONE_SIDE, dtype=np.float64)
+    (losses,) = losses_of(loaded, [subgroup(group, chosen)], [points])
+    measured, found = np.full(at.size, math.nan), np.full(at.size, math.inf)
+    for k, row in enumerate(losses):
+        line = np.concatenate([[loaded.settings.loss0], row]) if first == 1 else row
+        if np.all(np.isfinite(line)) and not too_close(line):
+            measured[k] = noise_level(line.tolist()) or math.nan
+            bound = noise_ceiling(line, lowest=2)
+            found[k] = np.nan_to_num(measured[k], nan=bound if np.isfinite(bound) else 0.0) or eps * float(
+                np.max(np.abs(line))
+            )
+    return measured, found
+
+
+def _louder_along(
+    loaded: Loaded, group: Group, values: np.ndarray, at: np.ndarray, step: np.ndarray, noise: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """The loss's noise along the elements ``at``'s own lines at ``step`` (rounded down to a power of two), where it is
+    :data:`REMEASURED` times their ``noise`` or more, and alike on both sides of θ and at a spacing 4 times finer, within
+    :data:`SYMMETRIC` (as noise is: a kink off θ is on one side, or within the coarser spacing's reach alone); NaN
+    elsewhere. And the losses that took."""
+    spacing = 2.0 ** np.floor(np.log2(step))
+    levels = [
+        _line_noise(loaded, group, values, at, side * spacing / finer, 1)[0] for finer in (1, 4) for side in (1, -1)
+    ]
+    measured = np.fmax(levels[0], levels[1])
+    with np.errstate(invalid="ignore"):
+        quietest = np.minimum(np.minimum(levels[0], levels[1]), np.minimum(levels[2], levels[3]))
+        louder = (measured > REMEASURED * noise) & (quietest * SYMMETRIC >= measured)
+    return np.where(louder, measured, np.nan), 4 * ONE_SIDE * int(at.size)
 
 
 def _look_finer(
@@ -893,24 +925,43 @@ def _look_again(
         (table,) = losses_of(loaded, [subgroup(sub, chosen)], [perturbed])
         return table[:, 0], table[:, 1], taken[:, 0], taken[:, 1]
 
+    # each (suspect, multiple)'s losses, evaluated once: a table looked at again under the noise measured along its
+    # own line retraces its rows
+    remembered: dict[tuple[int, float], tuple[np.ndarray, ...]] = {}
+
+    def recalled(which: np.ndarray, multiple: np.ndarray) -> Row:
+        keys = [(int(w), float(m)) for w, m in zip(which, multiple, strict=True)]
+        new = np.array([key not in remembered for key in keys])
+        if new.any():
+            row = losses(which[new], multiple[new])
+            for j, key in enumerate(key for key, n in zip(keys, new, strict=True) if n):
+                remembered[key] = tuple(column[j : j + 1] for column in row)  # (their dtypes kept)
+        plus, minus, up, down = (np.concatenate([remembered[key][c] for key in keys]) for c in range(4))
+        return plus, minus, up, down
+
     converged = CONVERGED.get(precision, CONVERGED["float32"])
     past_edge = est.nonfinite[k] != 0  # its first-pass losses were not finite
-    refined = second_look(
-        losses,
-        k.size,
-        h,
-        settings.loss0,
-        first.noise[k],
-        scale[k],
-        known,
-        converged,
-        leap_floor,
-        analytic,
-        (est.numeric[k], est.bar[k], est.smooth[k]),
-        past_edge,
-        approach=approach,
-        resolution=settings.eps(group.dtype) * abs(settings.loss0),
-    )
+
+    def look(noise: np.ndarray) -> Refined:
+        return second_look(
+            recalled,
+            k.size,
+            h,
+            settings.loss0,
+            noise,
+            scale[k],
+            known,
+            converged,
+            leap_floor,
+            analytic,
+            (est.numeric[k], est.bar[k], est.smooth[k]),
+            past_edge,
+            approach=approach,
+            resolution=settings.eps(group.dtype) * abs(settings.loss0),
+            first_step=first.h[k],
+        )
+
+    refined = look(first.noise[k])
     # an element outside slopes still moving is UNSETTLED: its tensor is not verified (a direction stays inconclusive)
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance, UNSETTLED)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
@@ -957,6 +1008,21 @@ def _look_again(
             loaded, sub, hidden, kinked, (values, analytic, numeric), first.noise[k], tolerance
         )
         status[accepted], interacting[accepted], cost = NONDIFFERENTIABLE, True, cost + spent
+    # wrong where its table's differences moved far beyond their rounding after they had settled: the noise along its
+    # own line is measured at that row's step, and where it is far more, its table is looked at again under it; where
+    # that does not disagree, it is unsettled, not wrong (float64: float32's rows reach its noise within a few halvings)
+    erratic = np.broadcast_to(refined.erratic, (k.size,))
+    doubted = np.flatnonzero((status == WRONG) & np.isfinite(erratic) & (precision == "float64"))
+    if doubted.size:
+        louder, spent = _louder_along(loaded, sub, values, doubted, erratic[doubted], first.noise[k][doubted])
+        if np.isfinite(louder).any():
+            before = len(remembered)
+            noise = first.noise[k].copy()
+            noise[doubted] = np.where(np.isfinite(louder), louder, noise[doubted])
+            again = look(noise).judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance, UNSETTLED)[2]
+            status[doubted[np.isfinite(louder) & (again[doubted] != WRONG)]] = UNSETTLED
+            spent += 2 * (len(remembered) - before)
+        cost += spent
     with np.errstate(invalid="ignore"):
         up, down = np.where(gap >= 0, refined.upper, refined.lower), np.where(gap >= 0, refined.lower, refined.upper)
         toward = np.where(np.abs(analytic - up) <= np.abs(analytic - down), 1.0, -1.0)

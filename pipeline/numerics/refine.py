@@ -215,6 +215,8 @@ class Refined:
     differences were still running away by a steady law at its finest rows (:func:`_runaway`): no verdict of wrong.
     ``quantum``: the step of the loss where it moved along the line as a staircase far coarser than its noise, whose
     finest differences, 0 or a smooth term's slope beside it, say nothing of the derivative (:func:`_staircase`); NaN
+    elsewhere. ``erratic``: the step of the row where the central differences moved far beyond their rounding after they
+    had settled (:func:`_erratic`): a feature off θ, or noise along the line beyond the noise the look was given; NaN
     elsewhere.
     """
 
@@ -244,6 +246,7 @@ class Refined:
     borne: np.ndarray | bool = True
     ran_away: np.ndarray | bool = False
     quantum: np.ndarray | float = math.nan
+    erratic: np.ndarray | float = math.nan
 
     def confirming(
         self, numeric: np.ndarray, bar: np.ndarray, smooth: np.ndarray, step: np.ndarray, analytic: np.ndarray
@@ -378,6 +381,7 @@ def second_look(
     follow: bool = True,
     approach: bool = False,
     resolution: float = 0.0,
+    first_step: np.ndarray | None = None,
 ) -> Refined:
     """Estimate ``k`` suspects' derivatives again over a sequence of steps (see the module's text).
 
@@ -436,6 +440,10 @@ def second_look(
         float32 (review 89: 3% errors between its slopes passed), and the twin's leaps pass inside it.
         There too an estimate held while finer rows test it is withdrawn where a finer row diverges from it (a kink
         off θ whose jump the curvature hides: the coarse rows agree on a value half its jump off).
+    first_step : ndarray, optional
+        The first pass's step per suspect, where ``known`` is empty (a central first pass, or a table started
+        elsewhere): rows finer than it that reach the analytic value do not bear out the first pass's estimate
+        (:func:`_borne`).
     """
     numeric = np.full(k, np.nan)
     error = np.full(k, np.inf)
@@ -645,9 +653,12 @@ def second_look(
         approached,
         margins,
         precise,
-        _borne(centrals, roundings, coarse, len(known), analytic),
+        _borne(
+            centrals, roundings, coarse, len(known), analytic, steps, None if first is None else (first[0], first_step)
+        ),
         _runaway(centrals, steps, resolution),
         _staircase(moves, steps, noise, loss0),
+        _erratic(centrals, roundings, steps),
     )
     if first is None or not known or analytic is None:
         return refined
@@ -655,7 +666,13 @@ def second_look(
 
 
 def _borne(
-    centrals: np.ndarray, roundings: np.ndarray, coarse: np.ndarray, known: int, analytic: np.ndarray | None
+    centrals: np.ndarray,
+    roundings: np.ndarray,
+    coarse: np.ndarray,
+    known: int,
+    analytic: np.ndarray | None,
+    steps: np.ndarray | None = None,
+    first: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> np.ndarray | bool:
     """Per suspect, whether the rows finer than the first pass's (``known`` of them, richardson's 2h and h, extrapolated
     to ``coarse``) bear out its estimate. They do not where some finer row comes closer to the ``analytic`` value than
@@ -666,9 +683,20 @@ def _borne(
     value, bears a disagreement of many times it out (review 95: a feature ``|x − 1e-10|^1.5`` beside ``x``, the first
     pass accurate to 1e-8, the finer rows moving by 1e-9, its zeroed derivative called wrong); and where the next two
     rows happen to lie near it, a finer one reaching the analytic value does not (the logistic map at 35 steps: 7.6,
-    −1.6, 2.6, −4.7, then −3e2 ... −1.1e7). Rows not evaluated or not finite contradict nothing."""
+    −1.6, 2.6, −4.7, then −3e2 ... −1.1e7). Rows not evaluated or not finite contradict nothing.
+
+    Where the table did not start at the first pass's rows (``known`` 0: a central first pass), ``first`` is its
+    ``(estimate, step)``, and only the rows finer than its step test it, by the second rule (review 113: a ray grazing
+    a sphere, the first pass's central difference across the hit/miss jump 2e5 where the finer rows, inside the hit,
+    reached the analytic value -316.3 before the loss's rounding there stopped the table; the correct value failed)."""
     if known != 2:
-        return True
+        if first is None or first[1] is None or analytic is None or steps is None:
+            return True
+        estimate, step = first[0], first[1]
+        with np.errstate(invalid="ignore"):
+            finer = np.isfinite(centrals) & (steps < step * (1 - 2.0**-20))
+            near = np.abs(centrals - analytic) <= np.abs(estimate - analytic) / 2
+        return np.asarray(~np.any(finer & near, axis=0), dtype=bool)
     with np.errstate(invalid="ignore"):
         reach = np.abs(centrals[1] - coarse) + roundings[1]
         rows = centrals[known : known + 2]
@@ -717,6 +745,28 @@ def _runaway(centrals: np.ndarray, steps: np.ndarray, resolution: float = 0.0) -
         share = move * r**p / (r**p - 1)
         dominant = np.abs(share) >= np.abs(centrals[end, at] - share)
     return np.asarray(found & dominant)
+
+
+def _erratic(centrals: np.ndarray, roundings: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Per suspect, the step of the first row where its central differences moved by more than :data:`GAP_SIGNIFICANT`
+    times both rows' rounding and more than they had the row before, after a row where they had moved less than the row
+    before; NaN where none did. A smooth function's differences settle as the step shrinks (their truncation shrinking
+    by 4 per halving), and their rounding, which grows as the step shrinks, moves them by about itself. A move far
+    beyond it once they settled is a feature off θ the steps enter (kinks 1e-8 to 1e-6 off θ), or noise the look was not
+    given (a ray grazing a sphere, whose depth's square root of a discriminant 1.5e-9 amplifies the rounding of its
+    terms a thousandfold: review 113, where the noise measured along its tensor was one rounding unit of the loss, and a
+    table that ran on into that noise called the correct value wrong)."""
+    k = centrals.shape[1]
+    found = np.full(k, np.nan)
+    with np.errstate(invalid="ignore"):
+        moves = np.abs(np.diff(centrals, axis=0))  # moves[i]: row i to row i + 1
+        felt = moves > GAP_SIGNIFICANT * (roundings[:-1] + roundings[1:])
+        settled = np.maximum.accumulate(moves[1:] < moves[:-1], axis=0)  # settled[i]: some move up to i + 1 shrank
+        grew = felt[2:] & (moves[2:] > moves[1:-1]) & settled[:-1]  # grew[i]: move i + 2, into row i + 3
+        hit = grew.any(axis=0)
+        row = np.argmax(grew, axis=0) + 3
+    found[hit] = steps[row[hit], np.flatnonzero(hit)]
+    return found
 
 
 def _staircase(moves: np.ndarray, steps: np.ndarray, noise: np.ndarray, loss0: float) -> np.ndarray:
