@@ -2769,6 +2769,9 @@ def test_forces_whose_bars_are_the_losss_rounding_are_estimated_again_at_coarser
     assert forces.inconclusive_power > 0.1 > forces.power, forces
     listed = f"  pos: {forces.n_inconclusive} of 36 checked elements, allowances up to {forces.inconclusive_power:.2g}"
     assert listed in str(correct)
+    # and the table stars the power, so that a reader of the table alone is not misled (review 113)
+    assert f"{forces.power:.1e}*  ok" in str(correct), correct
+    assert "* beside inconclusive elements whose allowances are wider (below)" in str(correct)
     assert type(correct).from_dict(correct.to_dict()).tensors[0].inconclusive_power == forces.inconclusive_power
     for error, at in ((0.02, 9), (0.5, (11, 2))):
         wrong = pipeline.check(_LennardJones(error, at), params, {})
