@@ -476,6 +476,17 @@ def _float32_only_part(report: Report) -> str:
     return f"{only} element{'s' if only > 1 else ''} wrong in float32 only (see below)" if only else ""
 
 
+def _judged_in_float64(t: TensorReport, tolerance: Mapping[str, Mapping[str, float]]) -> bool:
+    """Whether a float32 tensor's worst element was found wrong on the model computing in float64
+    (:func:`.numerics.tolerance.float32_only`): it then carries float64's allowance, below the least a float32
+    allowance can be, ``atol + rtol·|n|`` of the float32 tolerance (``t.rounding``, measured on that model, says the
+    tensor is float32)."""
+    w, float32 = t.worst, tolerance.get(FLOAT32)
+    if w is None or float32 is None or not t.rounding > 0 or w.status != "wrong":
+        return False
+    return bool(w.allowed < float32["atol"] + float32["rtol"] * abs(w.numeric))
+
+
 def _inconclusive_beyond_power(report: Report, thin: list[TensorReport]) -> list[TensorReport]:
     """The verified tensors, besides the ``thin`` ones, with inconclusive elements whose allowances are wider than the
     tensor's power: their power is the verified elements', not these."""
@@ -706,10 +717,19 @@ def format_report(report: Report) -> str:
                     if math.isfinite(w.numeric)
                     else "no numeric estimate (the loss was not finite at its steps: see the non-finite losses below)"
                 )
+                in_float64 = _judged_in_float64(t, report.tolerance)
                 lines.append(
                     f"  {t.name}: worst element {w.tensor}{_index(w.index)}: analytic {w.analytic:.6g}, {measured}"
+                    + (
+                        " (judged on the model computing in float64, which finds it wrong too: the numeric value is "
+                        "its estimate moved by this float32 gradient's own rounding, so |a-n| is the formula's error)"
+                        if in_float64
+                        else ""
+                    )
                 )
-            if t.n_wrong and judged and 2 * t.rounding >= t.max_abs_error:
+            else:
+                in_float64 = False
+            if t.n_wrong and judged and 2 * t.rounding >= t.max_abs_error and not in_float64:
                 lines.append(
                     f"  {t.name}: its float32 gradient is itself up to {t.rounding:.3g} off the same model's in float64 "
                     f"at θ, and its largest |a-n| ({t.max_abs_error:.3g}) is within twice that: float32 rounding in an "
