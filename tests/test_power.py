@@ -4455,6 +4455,33 @@ def test_float32_elements_right_in_float64_leave_their_tensor_not_verified_and_a
     assert "gamma" in wrong64.failing
 
 
+class _RootNearItsEdge:
+    """``Σ w·sqrt(x² − a²) + |x|²/2`` with ``x[0]`` 1e-10 above ``a``: the loss is not finite one step below it."""
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        x, a = params["x"], params["a"][0]
+        with np.errstate(invalid="ignore"):
+            return float(np.sum(data["w"] * np.sqrt(x * x - a * a)) + np.sum(x * x) / 2)
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        x, a = params["x"], params["a"][0]
+        root = np.sqrt((x - a) * (x + a))
+        return {"x": data["w"] * x / root + x, "a": np.array([-np.sum(data["w"] * a / root)])}
+
+
+def test_an_element_with_no_finite_estimate_is_not_excused_by_the_noise_along_its_line() -> None:
+    """Review 116: the noise measured along a wrong element's own line made one unsettled whose losses were not finite
+    at its steps, so that it had no finite estimate at all; its tensor still failed on that, and the report read
+    "FAILED: non-finite loss at 1 element; none of the 4 checked elements wrong". Such an element stays wrong."""
+    rng = np.random.default_rng(2)
+    a = 1.0 + 0.2 * rng.random()
+    x = a * (1.5 + rng.random(3))
+    x[0] = a * (1 + 1e-10)
+    report = pipeline.check(_RootNearItsEdge(), {"x": x, "a": np.array([a])}, {"w": rng.normal(size=3)})
+    assert str(report).startswith("gradcheck FAILED: 1 of 4 elements wrong; non-finite loss at 1 element"), report
+    assert [(w.index, w.status) for w in report.worst if w.tensor == "x" and w.status != "agrees"] == [((0,), "wrong")]
+
+
 class _GammaRegression:
     """Gamma regression with shape ``a = exp(la)``, ``e^5``: its float32 ``dL/dla`` is itself 0.2% off float64's
     (log a and digamma a cancel), and ``error`` scales it."""

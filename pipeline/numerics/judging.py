@@ -1016,7 +1016,8 @@ def _look_again(
     # own line is measured at that row's step, and where it is far more, its table is looked at again under it; where
     # that does not disagree, it is unsettled, not wrong (float64: float32's rows reach its noise within a few halvings)
     erratic = np.broadcast_to(refined.erratic, (k.size,))
-    doubted = np.flatnonzero((status == WRONG) & np.isfinite(erratic) & (precision == "float64"))
+    # (not one with no finite estimate: a loss not finite at its steps stays wrong, review 116)
+    doubted = np.flatnonzero((status == WRONG) & np.isfinite(erratic) & np.isfinite(numeric) & (precision == "float64"))
     if doubted.size:
         louder, spent = _louder_along(loaded, sub, values, doubted, erratic[doubted], first.noise[k][doubted])
         if np.isfinite(louder).any():
