@@ -905,6 +905,11 @@ def _look_again(
     and its verdicts (:func:`.tolerance.judge_again`). With ``coarser`` (per suspect), its table starts at that multiple
     of the first pass's step, not at the first pass's own rows (:data:`COARSER`).
 
+    A float64 suspect found wrong whose table's differences moved far beyond their rounding after they had settled
+    (:attr:`.refine.Refined.erratic`) is judged again under the noise measured along its own line, where that is far
+    more than the tensor's (:func:`_louder_along`), its table's rows recalled: where that does not say wrong, it is
+    unsettled.
+
     ``suspect`` masks the group's elements; ``analytic`` and ``judged`` (the first pass's allowances and
     statuses) are the suspects'. ``kinked``: the tensors known to have kinks besides those the suspects show.
     Returns the suspects' ``(numeric, allowed, status, step)`` and the losses the second look took.
