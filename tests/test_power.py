@@ -1203,6 +1203,14 @@ def test_a_sign_flipped_beside_a_first_difference_across_a_jump_stays_wrong_unde
     assert pipeline.check(_GrazingRays("-rad"), params, data, scheme="central").failing == ("rad",)
 
 
+def test_a_one_percent_error_is_not_excused_by_one_noisy_row_reaching_it_under_central_differences() -> None:
+    """Review 117: a grazing ray's radius 1% off, under `scheme: central`. The finer rows reach the derivative, then the
+    sqrt's amplified rounding scatters them by 0.1% to 2%, and one of them came within 0.1% of the wrong value by
+    chance: it was left unsettled. Two consecutive rows must reach the analytic value to excuse it."""
+    params, data = _grazing(0, 1e-9)
+    assert pipeline.check(_GrazingRays("rad"), params, data, scheme="central").failing == ("rad",)
+
+
 def test_kinks_that_disagree_together_leave_a_run_on_a_cluster_not_verified(tmp_path: Path) -> None:
     """The same bug through `gradcheck run` on a local cluster: exit 4, and 4 again from the output it wrote."""
     source = (
