@@ -907,8 +907,7 @@ def _look_again(
 
     A float64 suspect found wrong whose table's differences moved far beyond their rounding after they had settled
     (:attr:`.refine.Refined.erratic`) is judged again under the noise measured along its own line, where that is far
-    more than the tensor's (:func:`_louder_along`), its table's rows recalled: where that does not say wrong, it is
-    unsettled.
+    more than the tensor's (:func:`_louder_along`): where that does not say wrong, it is unsettled.
 
     ``suspect`` masks the group's elements; ``analytic`` and ``judged`` (the first pass's allowances and
     statuses) are the suspects'. ``kinked``: the tensors known to have kinks besides those the suspects show.
@@ -934,43 +933,30 @@ def _look_again(
         (table,) = losses_of(loaded, [subgroup(sub, chosen)], [perturbed])
         return table[:, 0], table[:, 1], taken[:, 0], taken[:, 1]
 
-    # each (suspect, multiple)'s losses, evaluated once: a table looked at again under the noise measured along its
-    # own line retraces its rows
-    remembered: dict[tuple[int, float], tuple[np.ndarray, ...]] = {}
-
-    def recalled(which: np.ndarray, multiple: np.ndarray) -> Row:
-        keys = [(int(w), float(m)) for w, m in zip(which, multiple, strict=True)]
-        new = np.array([key not in remembered for key in keys])
-        if new.any():
-            row = losses(which[new], multiple[new])
-            for j, key in enumerate(key for key, n in zip(keys, new, strict=True) if n):
-                remembered[key] = tuple(column[j : j + 1] for column in row)  # (their dtypes kept)
-        plus, minus, up, down = (np.concatenate([remembered[key][c] for key in keys]) for c in range(4))
-        return plus, minus, up, down
-
     converged = CONVERGED.get(precision, CONVERGED["float32"])
     past_edge = est.nonfinite[k] != 0  # its first-pass losses were not finite
 
-    def look(noise: np.ndarray) -> Refined:
+    def look(which: np.ndarray, noise: np.ndarray) -> Refined:
+        """The second look at the suspects ``which`` (indices into them) under ``noise`` (theirs)."""
         return second_look(
-            recalled,
-            k.size,
-            h,
+            lambda at, multiple: losses(which[at], multiple),
+            which.size,
+            h[which],
             settings.loss0,
             noise,
-            scale[k],
-            known,
+            scale[k][which],
+            [tuple(column[which] for column in row) for row in known],
             converged,
-            leap_floor,
-            analytic,
-            (est.numeric[k], est.bar[k], est.smooth[k]),
-            past_edge,
+            leap_floor[which],
+            analytic[which],
+            (est.numeric[k][which], est.bar[k][which], est.smooth[k][which]),
+            past_edge[which],
             approach=approach,
             resolution=settings.eps(group.dtype) * abs(settings.loss0),
-            first_step=first.h[k],
+            first_step=first.h[k][which],
         )
 
-    refined = look(first.noise[k])
+    refined = look(np.arange(k.size), first.noise[k])
     # an element outside slopes still moving is UNSETTLED: its tensor is not verified (a direction stays inconclusive)
     numeric, allowed, status = refined.judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance, UNSETTLED)
     steps = np.where(refined.kink | ~np.isfinite(refined.numeric), first.h[k], refined.step)
@@ -1025,13 +1011,12 @@ def _look_again(
     doubted = np.flatnonzero((status == WRONG) & np.isfinite(erratic) & np.isfinite(numeric) & (precision == "float64"))
     if doubted.size:
         louder, spent = _louder_along(loaded, sub, values, doubted, erratic[doubted], first.noise[k][doubted])
-        if np.isfinite(louder).any():
-            before = len(remembered)
-            noise = first.noise[k].copy()
-            noise[doubted] = np.where(np.isfinite(louder), louder, noise[doubted])
-            again = look(noise).judge(analytic, (est.numeric[k], *judged, est.bar[k]), tolerance, UNSETTLED)[2]
-            status[doubted[np.isfinite(louder) & (again[doubted] != WRONG)]] = UNSETTLED
-            spent += 2 * (len(remembered) - before)
+        redo = doubted[np.isfinite(louder)]
+        if redo.size:
+            again = look(redo, louder[np.isfinite(louder)])
+            before = (est.numeric[k][redo], *(verdict[redo] for verdict in judged), est.bar[k][redo])
+            status[redo[again.judge(analytic[redo], before, tolerance, UNSETTLED)[2] != WRONG]] = UNSETTLED
+            spent += again.evaluations
         cost += spent
     with np.errstate(invalid="ignore"):
         up, down = np.where(gap >= 0, refined.upper, refined.lower), np.where(gap >= 0, refined.lower, refined.upper)
