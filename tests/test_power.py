@@ -1194,6 +1194,22 @@ def test_a_table_run_into_noise_far_above_the_tensors_is_judged_under_the_noise_
         assert report.failing == (plant,), report
 
 
+@pytest.mark.parametrize("scheme", ["richardson", "central"])
+@pytest.mark.parametrize("plant", [None, "c", "rad", "-rad"])
+def test_a_ray_the_steps_resolve_passes_its_correct_gradient_and_fails_each_error(
+    scheme: str, plant: str | None
+) -> None:
+    """The twins of the grazing ray's checks: one ray 1e-7 of the radius inside the silhouette, where the loss's noise
+    is the probe's and no table runs into more. The correct gradient passes, and a 1% error in either tensor, or the
+    radius's sign flipped, fails naming it."""
+    params, data = _grazing(0, 1e-7)
+    report = pipeline.check(_GrazingRays(plant), params, data, scheme=scheme)
+    if plant is None:
+        assert report.passed, report
+    else:
+        assert report.failing == (plant.lstrip("-"),), report
+
+
 def test_a_sign_flipped_beside_a_first_difference_across_a_jump_stays_wrong_under_central_differences() -> None:
     """Review 116: under `scheme: central` the first pass's difference for a grazing ray's radius crossed the hit/miss
     jump (-1.2e6, the derivative -2.3e4). Its verdict of wrong was to stand only where no finer row came within half
@@ -4533,6 +4549,9 @@ def test_an_error_float64_confirms_is_stated_in_float64s_figures_not_against_flo
     assert (worst.analytic - worst.numeric) / worst.numeric == pytest.approx(error, rel=0.05), worst
     assert "(judged on the model computing in float64, which finds it wrong too" in str(report), report
     assert "its float32 gradient is itself" not in str(report), report
+    # the twins in float64: the correct gradient passes, the error fails there too
+    assert pipeline.check(_GammaRegression(), params, data, precision="float64").passed
+    assert pipeline.check(_GammaRegression(error), params, data, precision="float64").failing == ("la",)
 
 
 def test_a_given_float32_gradients_error_is_not_reported_as_the_models_float32_rounding() -> None:
