@@ -34,6 +34,7 @@ from .nearby import (
     matching,
     moved,
     nearby_steps,
+    ordered_part,
     partway,
     piecewise,
     precise,
@@ -1052,6 +1053,7 @@ def _kinks_nearby(
     # the loss's noise over the points' steps must leave their derivatives precise, or they stay wrong (review 76: a
     # loss exactly 0 at θ, or 1e7 beside a max-pool, widened an element's range by 5 and passed a sign flip)
     vague = ~precise(noise, values, eps, analytic, *slopes[:2], tolerance)
+    sizes = per_element(loaded, lambda number: settings.layout.tensors[number].size, group)
     status, decided, cost = np.full(analytic.size, WRONG, dtype=np.int8), vague.copy(), 0
     matched, last = np.zeros(analytic.size, dtype=bool), HIDDEN_POINTS if hidden else POINTS
     for point in range(last + 1):
@@ -1066,7 +1068,13 @@ def _kinks_nearby(
             return status, cost
         near = Loaded(settings, loaded.model, moved(loaded.params, point, rng, eps), loaded.data)
         left = np.flatnonzero(~decided)
-        derivatives[point, left], rounding[point, left], spent = _derivatives_near(near, group, left, noise[left])
+        # (at the points that break ties by the flat index, steps inside the ties they break: where the loss's noise
+        # leaves a derivative there precise, else it is left out)
+        part = ordered_part(point, sizes)
+        lower, upper = (slope[left] for slope in slopes[:2])
+        left_precise = precise(noise[left], values[left], eps, analytic[left], lower, upper, tolerance, part[left])
+        found, rounding[point, left], spent = _derivatives_near(near, group, left, noise[left], part[left])
+        derivatives[point, left] = np.where(left_precise, found, np.nan)
         cost += spent
         if hidden:  # a value seen there: the same part of the way there, else curvature or a kink off θ made it
             seen = left[
@@ -1074,7 +1082,7 @@ def _kinks_nearby(
             ]
             if seen.size:
                 on_the_way = Loaded(settings, loaded.model, partway(loaded.params, near.params), loaded.data)
-                there, _, spent = _derivatives_near(on_the_way, group, seen, noise[seen], PART)
+                there, _, spent = _derivatives_near(on_the_way, group, seen, noise[seen], PART * part[seen])
                 matched[seen], cost = piecewise(derivatives[point, seen], there, slopes[0][seen]), cost + spent
     return status, cost
 
@@ -1113,7 +1121,7 @@ def _hidden_kinks(
 
 
 def _derivatives_near(
-    near: Loaded, group: Group, chosen: np.ndarray, noise: np.ndarray, part: float = 1.0
+    near: Loaded, group: Group, chosen: np.ndarray, noise: np.ndarray, part: np.ndarray | float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The ``chosen`` (indices) of a group's elements' derivatives at a point near θ (``near``; ``part`` of the way
     to one, their steps as much finer: the ties it breaks are as much closer) and their rounding

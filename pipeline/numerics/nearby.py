@@ -60,6 +60,7 @@ __all__ = [
     "matching",
     "moved",
     "nearby_steps",
+    "ordered_part",
     "partway",
     "piecewise",
     "precise",
@@ -74,6 +75,10 @@ MOVE = 2.0**-4
 #: ...and the derivative there is taken at a step this many times smaller (a tie broken by δ·|v_i − v_j| is
 #: crossed by the step about once in this many points, and that point is left out).
 INSIDE = 64.0
+#: Points 0 and 1 (:func:`moved`) break ties between neighbouring elements by ``2/(n - 1)`` of the move (``n`` their
+#: tensor's size), closer than the steps :data:`INSIDE` allows once ``n`` exceeds ``2·INSIDE + 1``: there a
+#: derivative's step is this part of that gap (:func:`ordered_part`).
+ORDERED_GAP = 1 / 4
 #: A line through a tensor's kinks is judged at this many points near θ, and only where this many are left
 #: (:func:`line_bears_out`): the ReLUs of a convolution on zero biases interact at every point, and one whose
 #: state the points never change (one chance in 2**15 each) is not seen.
@@ -126,6 +131,18 @@ def nearby_steps(values: np.ndarray, eps: float) -> np.ndarray:
     return MOVE / INSIDE * _base(values, eps)
 
 
+def ordered_part(point: int, sizes: np.ndarray) -> np.ndarray:
+    """The part of :func:`nearby_steps` a derivative at point ``point`` near θ (:func:`moved`) is taken at, per element
+    (``sizes``: its tensor's size): 1 at the Gaussian points; at the two whose ``v`` falls or rises with the flat index,
+    which break ties between neighbours by ``2/(n - 1)`` of the move, :data:`ORDERED_GAP` of that where it is finer
+    (review 118: CS231n's max-pool backward on an integer image of 384 pixels, 3x3 windows at stride 2: the steps at
+    point 0 crossed the ties it breaks, it was left out, and the first maximum's gradient failed)."""
+    if point >= 2:
+        return np.ones(np.shape(sizes))
+    gap = 2.0 / np.maximum(np.asarray(sizes, dtype=np.float64) - 1, 1.0)
+    return np.asarray(np.fmin(1.0, ORDERED_GAP * INSIDE * gap))
+
+
 def derivative_near(
     plus: np.ndarray, minus: np.ndarray, loss: float, up: np.ndarray, down: np.ndarray, noise: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -150,13 +167,14 @@ def precise(
     lower: np.ndarray,
     upper: np.ndarray,
     tolerance: Tolerance,
+    part: np.ndarray | float = 1.0,
 ) -> np.ndarray:
-    """Whether the loss's ``noise`` leaves the derivatives at points near θ precise: their rounding at the steps of
-    :func:`nearby_steps` (``values``: the elements' at θ), times the tolerance's safety, within
+    """Whether the loss's ``noise`` leaves the derivatives at points near θ precise: their rounding at ``part`` of the
+    steps of :func:`nearby_steps` (``values``: the elements' at θ), times the tolerance's safety, within
     :data:`~.tolerance.VERIFY_LIMIT` of the largest of the ``analytic`` value and the one-sided slopes. Else the
     points could widen the range by more than the value itself: such an element is not judged at them."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        rounding = noise * math.sqrt(2) / (2 * nearby_steps(values, eps))
+        rounding = noise * math.sqrt(2) / (2 * part * nearby_steps(values, eps))
         scale = np.fmax(np.abs(analytic), np.fmax(np.abs(lower), np.abs(upper)))
         return np.asarray(tolerance.safety * rounding <= VERIFY_LIMIT * scale)
 
