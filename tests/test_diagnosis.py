@@ -841,3 +841,27 @@ def test_a_check_names_the_symmetrisation_its_backward_pass_left_out() -> None:
     report = pipeline.check(_LogDet(unsymmetrised=True), params, data)
     assert report.failing == ("S",)
     assert "analytic − numeric is antisymmetric, the numeric gradient symmetric" in str(report)
+
+
+def test_one_wrong_element_beside_kinks_at_theta_carries_the_caveat_that_kinks_may_interact() -> None:
+    """Review 118: CS231n's max-pool on an integer image, its first-maximum gradient valid, failed at one element
+    beside 151 kinks, and the report left out what it says beside several: where kinks interact, a valid subgradient
+    can lie outside an element's own slopes. Said for one wrong element as for several; not where the wrong ones
+    outnumber the kinks (a real bug's)."""
+    rng = np.random.default_rng(0)
+    numeric = rng.normal(size=12)
+    analytic, allowed = numeric.copy(), np.full(12, 1e-6)
+    status = np.full(12, AGREE, dtype=np.int8)
+    status[:4] = NONDIFFERENTIABLE
+    analytic[4] += 1.0
+    status[4] = WRONG
+    caveat = "so its wrong element may be right: check again at inputs without ties or exact zeros"
+    sentences = diagnose((12,), analytic, numeric, allowed, status)
+    assert sentences[0].startswith("only element [4] is wrong"), sentences
+    assert "4 of its elements sit on kinks at θ" in sentences[1] and caveat in sentences[1], sentences
+    analytic[5:7] += 1.0
+    status[5:7] = WRONG
+    assert "so its wrong elements may be right" in " ".join(diagnose((12,), analytic, numeric, allowed, status))
+    analytic[7:10] += 1.0
+    status[7:10] = WRONG  # six wrong, four kinks
+    assert "may be right" not in " ".join(diagnose((12,), analytic, numeric, allowed, status))
