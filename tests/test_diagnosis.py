@@ -858,7 +858,8 @@ def test_one_wrong_element_beside_kinks_at_theta_carries_the_caveat_that_kinks_m
     caveat = "so its wrong element may be right: check again at inputs without ties or exact zeros"
     sentences = diagnose((12,), analytic, numeric, allowed, status)
     assert sentences[0].startswith("only element [4] is wrong"), sentences
-    assert "4 of its elements sit on kinks at θ" in sentences[1] and caveat in sentences[1], sentences
+    assert "4 of its elements sit on kinks at θ" in sentences[1], sentences
+    assert caveat in sentences[1], sentences
     analytic[5:7] += 1.0
     status[5:7] = WRONG
     assert "so its wrong elements may be right" in " ".join(diagnose((12,), analytic, numeric, allowed, status))

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -506,25 +507,35 @@ def test_a_value_outside_its_slopes_on_interacting_kinks_is_judged_at_points_nea
 
 
 class _StridedPool:
-    """CS231n's ``max_pool_backward_naive``: ``Σ pool(X)·R`` with 3x3 windows at stride 2 over ``(N, C, 8, 8)`` images,
-    each window's gradient to its first maximum (its last with ``last``), times ``scale``."""
+    """CS231n's ``max_pool_backward_naive``: ``Σ pool(X)·R`` with 3x3 windows at ``stride`` over ``(N, C, 8, 8)``
+    images, each window's gradient to its first maximum (its last with ``last``, split evenly among its maxima with
+    ``split``: jax's ``max``), times ``scale``."""
 
-    def __init__(self, last: bool = False, scale: float = 1.0) -> None:
-        self.last, self.scale = last, scale
+    def __init__(self, last: bool = False, scale: float = 1.0, stride: int = 2, split: bool = False) -> None:
+        self.last, self.scale, self.stride, self.split = last, scale, stride, split
+
+    def _windows(self, x: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        s, out = self.stride, 1 + (x.shape[2] - 3) // self.stride
+        for i, j in np.ndindex(out, out):
+            yield i, j, x[:, :, s * i : s * i + 3, s * j : s * j + 3]
 
     def loss(self, params: Arrays, data: Arrays) -> float:
-        x, r = params["X"], data["R"]
-        windows = [
-            x[:, :, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3].max((2, 3)) * r[:, :, i, j] for i, j in np.ndindex(3, 3)
-        ]
-        return float(sum(np.sum(window) for window in windows))
+        r = data["R"]
+        return float(sum(np.sum(window.max((2, 3)) * r[:, :, i, j]) for i, j, window in self._windows(params["X"])))
 
     def grad(self, params: Arrays, data: Arrays) -> Arrays:
-        x, g = params["X"], np.zeros_like(params["X"])
-        for n, c, i, j in np.ndindex(x.shape[0], x.shape[1], 3, 3):
-            window = x[n, c, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3].reshape(-1)
-            k = window.size - 1 - int(np.argmax(window[::-1])) if self.last else int(np.argmax(window))
-            g[n, c, 2 * i + k // 3, 2 * j + k % 3] += self.scale * data["R"][n, c, i, j]
+        x, g, s = params["X"], np.zeros_like(params["X"]), self.stride
+        for i, j, windows in self._windows(x):
+            for n, c in np.ndindex(x.shape[0], x.shape[1]):
+                window = windows[n, c].reshape(-1)
+                share = np.zeros(window.size)
+                if self.split:
+                    share = (window == window.max()) / np.count_nonzero(window == window.max())
+                else:
+                    share[window.size - 1 - int(np.argmax(window[::-1])) if self.last else int(np.argmax(window))] = 1
+                g[n, c, s * i : s * i + 3, s * j : s * j + 3] += (self.scale * data["R"][n, c, i, j] * share).reshape(
+                    3, 3
+                )
         return {"X": g}
 
 
@@ -546,6 +557,27 @@ def test_ties_broken_by_the_flat_index_of_a_large_tensor_are_not_crossed_by_the_
     report = pipeline.check(_StridedPool(last), {"X": x}, {"R": r})
     assert (report.passed, report.n_nondifferentiable >= 1) == (True, True), str(report)
     assert pipeline.check(_StridedPool(last, scale=1.05), {"X": x}, {"R": r}).failing == ("X",)
+
+
+@pytest.mark.parametrize("seed", [2, 4, 7])
+def test_a_tie_split_evenly_among_its_maxima_is_judged_at_enough_points_near_theta_to_see_its_windows_interact(
+    seed: int,
+) -> None:
+    """Review 118: the same max-pool at stride 1, each tie given an even share of its window's gradient (jax's ``max``;
+    the expected gradient over random tie-breaks, so within the derivatives near θ), failed 10 of 15 seeds: an
+    element tied in several windows shows their interaction at about one point near θ in ten, and 8 points that did
+    not show it left the element wrong. After 16 these seeds pass; a 5% error still fails."""
+    rng = np.random.default_rng(seed)
+    x, r = rng.integers(-2, 3, (2, 3, 8, 8)).astype(np.float64), rng.standard_normal((2, 3, 6, 6))
+    model = _StridedPool(stride=1, split=True)
+    # independent: the mean of the gradients at θ plus tiny random tie-breaks, where each tie's maxima win alike often
+    # (1,000 of them: each element's mean within 6 standard errors)
+    shifts = [1e-9 * np.random.default_rng(k).standard_normal(x.shape) for k in range(1000)]
+    mean = np.mean([_StridedPool(stride=1).grad({"X": x + shift}, {"R": r})["X"] for shift in shifts], axis=0)
+    assert np.allclose(model.grad({"X": x}, {"R": r})["X"], mean, rtol=0, atol=0.3)
+    report = pipeline.check(model, {"X": x}, {"R": r})
+    assert (report.passed, report.n_nondifferentiable >= 1) == (True, True), str(report)
+    assert pipeline.check(_StridedPool(stride=1, split=True, scale=1.05), {"X": x}, {"R": r}).failing == ("X",)
 
 
 class _Pool1D:
