@@ -580,6 +580,20 @@ def test_a_tie_split_evenly_among_its_maxima_is_judged_at_enough_points_near_the
     assert pipeline.check(_StridedPool(stride=1, split=True, scale=1.05), {"X": x}, {"R": r}).failing == ("X",)
 
 
+@pytest.mark.parametrize("seed", [1, 9])
+def test_where_the_shards_end_does_not_change_which_points_near_theta_judge_an_element(seed: int) -> None:
+    """The points near θ were drawn from a seed that added the first column of the element's group, which is where its
+    shard begins: automatic shard sizes come from timings, so the same check of the evenly split max-pool above passed,
+    failed or was not verified from one run to the next (and on a cluster, with other shards, otherwise again). They
+    are the same points for every group now: any shard size gives the same verdict, element by element."""
+    rng = np.random.default_rng(seed)
+    x, r = rng.integers(-2, 3, (2, 3, 8, 8)).astype(np.float64), rng.standard_normal((2, 3, 6, 6))
+    model = _StridedPool(stride=1, split=True)
+    reports = [pipeline.check(model, {"X": x}, {"R": r}, shard_size=size) for size in (16, 50, 384)]
+    said = {(report.verdict, report.n_nondifferentiable, report.failing, report.not_verified) for report in reports}
+    assert len(said) == 1, said
+
+
 class _Pool1D:
     """``Σ_w R_w · max(x_w, x_{w+1})``, each window's gradient to its first maximum (its last with ``last``); a tied
     window's gets ``share`` of it."""

@@ -1047,7 +1047,7 @@ def _kinks_nearby(
     settings = loaded.settings
     values, analytic = at_theta
     eps = settings.eps(group.dtype)
-    rng = np.random.default_rng([SEED, int(group.columns[0])])
+    rng = np.random.default_rng(SEED)
     derivatives = np.full((POINTS, analytic.size), np.nan)
     rounding = np.full((POINTS, analytic.size), np.nan)
     # the loss's noise over the points' steps must leave their derivatives precise, or they stay wrong (review 76: a
