@@ -23,6 +23,7 @@ from .groups import FirstPass, Group, first_pass, losses_of, per_element, subgro
 from .nearby import (
     HIDDEN_POINTS,
     INTERACTING,
+    LATE,
     PART,
     POINTS,
     ROUND,
@@ -48,6 +49,7 @@ from .tolerance import (
     FLOAT32_ONLY,
     INCONCLUSIVE,
     NONDIFFERENTIABLE,
+    TOGETHER,
     UNSETTLED,
     VERIFY_LIMIT,
     WRONG,
@@ -1056,14 +1058,25 @@ def _kinks_nearby(
     sizes = per_element(loaded, lambda number: settings.layout.tensors[number].size, group)
     status, decided, cost = np.full(analytic.size, WRONG, dtype=np.int8), vague.copy(), 0
     matched, last = np.zeros(analytic.size, dtype=bool), HIDDEN_POINTS if hidden else POINTS
+    # (whose first SETTLE points showed no interaction: drawn on to LATE, and there never a kink, below)
+    late = np.zeros(analytic.size, dtype=bool)
     for point in range(last + 1):
         if point and point % ROUND == 0:
             if hidden:
                 status, decided = judge_hidden(matched, slopes[0], derivatives, rounding, tolerance)
             else:
                 status, decided = judge_nearby(analytic, *slopes, derivatives, rounding, tolerance, margins)
+                if point == SETTLE:
+                    late = (status == WRONG) & ~vague
+                # an interaction the first points did not show may still be the kinks' (a tie split evenly among
+                # its maxima: review 118), or a range the later points widen past what any one gradient at θ
+                # gives (two tied pixels given d + e and -e: review 120): not verified either way
+                status = np.where(late & (status != WRONG), TOGETHER, status)
             status = np.where(vague, WRONG, status).astype(np.int8)
-            decided = (decided & ((status == NONDIFFERENTIABLE) | (point >= SETTLE) | hidden)) | vague
+            settled = np.where(late, LATE, SETTLE) <= point
+            decided = (
+                (decided & ((status == NONDIFFERENTIABLE) | settled | hidden)) | vague | (late & (status == TOGETHER))
+            )
         if decided.all() or point == last:
             return status, cost
         near = Loaded(settings, loaded.model, moved(loaded.params, point, rng, eps), loaded.data)

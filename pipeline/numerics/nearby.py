@@ -48,6 +48,7 @@ __all__ = [
     "HIDDEN_POINTS",
     "INSIDE",
     "INTERACTING",
+    "LATE",
     "LINE_POINTS",
     "POINTS",
     "ROUND",
@@ -71,8 +72,10 @@ __all__ = [
 #: limiting value rare among random points (one in 64 in review 74's seed 1), hence the first two (:func:`moved`);
 #: and an element tied in several windows shows its windows' interaction at one point in ten or fewer (review 118:
 #: a tie split evenly among its maxima, jax's ``max``, failed 10 of 15 seeds of CS231n's 3x3 max-pool at stride 1
-#: after 8 points; 2 after 16).
-POINTS, ROUND, SETTLE = 64, 4, 16
+#: after 8 points). Such an element is drawn points on to :data:`LATE`, and where they show the interaction it is not
+#: verified (:data:`~.tolerance.TOGETHER`), never a kink: a range widened by more points takes in values no gradient
+#: at θ gives (review 120: two tied pixels given ``d + e`` and ``-e``, each within its range after 16 points, passed).
+POINTS, ROUND, SETTLE, LATE = 64, 4, 8, 16
 #: Each parameter moves by this times ``EPS**(1/3)·max(1, |θ_i|)``...
 MOVE = 2.0**-4
 #: ...and the derivative there is taken at a step this many times smaller (a tie broken by δ·|v_i − v_j| is
