@@ -559,16 +559,19 @@ def test_ties_broken_by_the_flat_index_of_a_large_tensor_are_not_crossed_by_the_
     assert pipeline.check(_StridedPool(last, scale=1.05), {"X": x}, {"R": r}).failing == ("X",)
 
 
-@pytest.mark.parametrize("seed", [2, 3, 4])
+@pytest.mark.parametrize(
+    ("seed", "verdict"), [(2, "not verified"), (3, "not verified"), (4, "not verified"), (7, "passed")]
+)
 def test_a_tie_split_evenly_among_its_maxima_is_not_failed_where_later_points_near_theta_show_its_windows_interact(
-    seed: int,
+    seed: int, verdict: str
 ) -> None:
     """Review 118: the same max-pool at stride 1, each tie given an even share of its window's gradient (jax's ``max``;
     the expected gradient over random tie-breaks, so within the derivatives near θ), failed 10 of 15 seeds: an
     element tied in several windows shows their interaction at about one point near θ in ten, and 8 points that did
     not show it left the element wrong. Such an element is drawn 8 points more; where they show the interaction it is
     not verified, never a kink (review 120: a range those points widen takes in values no gradient at θ gives). These
-    seeds failed; now they are not verified, and a 5% error still fails."""
+    seeds failed; now they are not verified, and a 5% error still fails. Its twin, where the first 8 points show the
+    windows interact, passes."""
     rng = np.random.default_rng(seed)
     x, r = rng.integers(-2, 3, (2, 3, 8, 8)).astype(np.float64), rng.standard_normal((2, 3, 6, 6))
     model = _StridedPool(stride=1, split=True)
@@ -578,7 +581,7 @@ def test_a_tie_split_evenly_among_its_maxima_is_not_failed_where_later_points_ne
     mean = np.mean([_StridedPool(stride=1).grad({"X": x + shift}, {"R": r})["X"] for shift in shifts], axis=0)
     assert np.allclose(model.grad({"X": x}, {"R": r})["X"], mean, rtol=0, atol=0.3)
     report = pipeline.check(model, {"X": x}, {"R": r})
-    assert (report.failing, report.verdict in ("passed", "not verified")) == ((), True), str(report)
+    assert (report.failing, report.verdict) == ((), verdict), str(report)
     assert report.n_nondifferentiable >= 1, str(report)
     assert pipeline.check(_StridedPool(stride=1, split=True, scale=1.05), {"X": x}, {"R": r}).failing == ("X",)
 

@@ -10,6 +10,7 @@ losses it took: the second look's cost, which the report states.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -24,6 +25,7 @@ from .nearby import (
     HIDDEN_POINTS,
     INTERACTING,
     LATE,
+    ORDERED,
     PART,
     POINTS,
     ROUND,
@@ -415,10 +417,7 @@ def _own_noise(
     at the fine spacing, but its noise at the check's steps is real (a term rounded to float32, or ``(sin x + 1e8) −
     1e8``, stands still at the fine spacing, where the look measures the other terms' slope alone: review 114, correct
     gradients failed)."""
-
-    def levels(step: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
-        return _line_noise(loaded, group, values, at, step, first)
-
+    levels = functools.partial(_line_noise, loaded, group, values, at)  # (step, first) -> (measured, found)
     fine = np.fmax(levels(spacing, 1)[1], levels(-spacing, 1)[1])
     # (the loss moving by about that noise per step: a staircase's stands still at most of them, or is noise there far
     # above the fine spacing's; from 8 steps off θ: a cone's apex 1e-8 off bends the first, smoothly)
@@ -1055,7 +1054,10 @@ def _kinks_nearby(
     # the loss's noise over the points' steps must leave their derivatives precise, or they stay wrong (review 76: a
     # loss exactly 0 at θ, or 1e7 beside a max-pool, widened an element's range by 5 and passed a sign flip)
     vague = ~precise(noise, values, eps, analytic, *slopes[:2], tolerance)
-    sizes = per_element(loaded, lambda number: settings.layout.tensors[number].size, group)
+    # (the points that break ties by the flat index take their steps inside those ties: where that finer step leaves
+    # an element's derivative there imprecise, it is left out)
+    ordered = ordered_part(per_element(loaded, lambda number: settings.layout.tensors[number].size, group))
+    ordered_precise = precise(noise, values, eps, analytic, *slopes[:2], tolerance, ordered)
     status, decided, cost = np.full(analytic.size, WRONG, dtype=np.int8), vague.copy(), 0
     matched, last = np.zeros(analytic.size, dtype=bool), HIDDEN_POINTS if hidden else POINTS
     # (whose first SETTLE points showed no interaction: drawn on to LATE, and there never a kink, below)
@@ -1081,13 +1083,9 @@ def _kinks_nearby(
             return status, cost
         near = Loaded(settings, loaded.model, moved(loaded.params, point, rng, eps), loaded.data)
         left = np.flatnonzero(~decided)
-        # (at the points that break ties by the flat index, steps inside the ties they break: where the loss's noise
-        # leaves a derivative there precise, else it is left out)
-        part = ordered_part(point, sizes)
-        lower, upper = (slope[left] for slope in slopes[:2])
-        left_precise = precise(noise[left], values[left], eps, analytic[left], lower, upper, tolerance, part[left])
-        found, rounding[point, left], spent = _derivatives_near(near, group, left, noise[left], part[left])
-        derivatives[point, left] = np.where(left_precise, found, np.nan)
+        part, kept = (ordered[left], ordered_precise[left]) if point < ORDERED else (1.0, True)
+        found, rounding[point, left], spent = _derivatives_near(near, group, left, noise[left], part)
+        derivatives[point, left] = np.where(kept, found, np.nan)
         cost += spent
         if hidden:  # a value seen there: the same part of the way there, else curvature or a kink off θ made it
             seen = left[
@@ -1095,7 +1093,8 @@ def _kinks_nearby(
             ]
             if seen.size:
                 on_the_way = Loaded(settings, loaded.model, partway(loaded.params, near.params), loaded.data)
-                there, _, spent = _derivatives_near(on_the_way, group, seen, noise[seen], PART * part[seen])
+                finer = PART * (ordered[seen] if point < ORDERED else 1.0)
+                there, _, spent = _derivatives_near(on_the_way, group, seen, noise[seen], finer)
                 matched[seen], cost = piecewise(derivatives[point, seen], there, slopes[0][seen]), cost + spent
     return status, cost
 

@@ -50,6 +50,7 @@ __all__ = [
     "INTERACTING",
     "LATE",
     "LINE_POINTS",
+    "ORDERED",
     "POINTS",
     "ROUND",
     "SEED",
@@ -81,6 +82,8 @@ MOVE = 2.0**-4
 #: ...and the derivative there is taken at a step this many times smaller (a tie broken by δ·|v_i − v_j| is
 #: crossed by the step about once in this many points, and that point is left out).
 INSIDE = 64.0
+#: The first this many points near θ break ties by the flat index (:func:`moved`).
+ORDERED = 2
 #: Points 0 and 1 (:func:`moved`) break ties between neighbouring elements by ``2/(n - 1)`` of the move (``n`` their
 #: tensor's size), closer than the steps :data:`INSIDE` allows once ``n`` exceeds ``2·INSIDE + 1``: there a
 #: derivative's step is this part of that gap (:func:`ordered_part`).
@@ -117,7 +120,7 @@ def moved(params: dict[str, np.ndarray], point: int, rng: np.random.Generator, e
     a standard normal. New C-contiguous arrays of the parameters' dtypes."""
     near = {}
     for name, array in params.items():
-        if point < 2:
+        if point < ORDERED:
             v = np.linspace(1.0, -1.0, array.size).reshape(array.shape) * (1 if point == 0 else -1)
         else:
             v = rng.standard_normal(array.shape)
@@ -139,14 +142,12 @@ def nearby_steps(values: np.ndarray, eps: float) -> np.ndarray:
     return MOVE / INSIDE * _base(values, eps)
 
 
-def ordered_part(point: int, sizes: np.ndarray) -> np.ndarray:
-    """The part of :func:`nearby_steps` a derivative at point ``point`` near θ (:func:`moved`) is taken at, per element
-    (``sizes``: its tensor's size): 1 at the Gaussian points; at the two whose ``v`` falls or rises with the flat index,
-    which break ties between neighbours by ``2/(n - 1)`` of the move, :data:`ORDERED_GAP` of that where it is finer
-    (review 118: CS231n's max-pool backward on an integer image of 384 pixels, 3x3 windows at stride 2: the steps at
-    point 0 crossed the ties it breaks, it was left out, and the first maximum's gradient failed)."""
-    if point >= 2:
-        return np.ones(np.shape(sizes))
+def ordered_part(sizes: np.ndarray) -> np.ndarray:
+    """The part of :func:`nearby_steps` a derivative is taken at, per element (``sizes``: its tensor's size), at the
+    first :data:`ORDERED` points near θ, whose ``v`` falls or rises with the flat index (:func:`moved`) and breaks ties
+    between neighbours by ``2/(n - 1)`` of the move: :data:`ORDERED_GAP` of that where it is finer (1 at the Gaussian
+    points; review 118: CS231n's max-pool backward on an integer image of 384 pixels, 3x3 windows at stride 2: the
+    steps at point 0 crossed the ties it breaks, it was left out, and the first maximum's gradient failed)."""
     gap = 2.0 / np.maximum(np.asarray(sizes, dtype=np.float64) - 1, 1.0)
     return np.asarray(np.fmin(1.0, ORDERED_GAP * INSIDE * gap))
 
