@@ -9,6 +9,7 @@ Each class also inherits the builtin a Python caller would naturally catch.
 from __future__ import annotations
 
 __all__ = [
+    "UNGUARDED_SCRIPT",
     "ClusterError",
     "ConfigError",
     "ConfigTypeError",
@@ -20,6 +21,7 @@ __all__ = [
     "StoreError",
     "StoreExistsError",
     "StoreNotFoundError",
+    "exited",
     "one_line",
 ]
 
@@ -95,3 +97,15 @@ class ModelImportError(ModelError, ImportError):
 def one_line(error: BaseException) -> str:
     """An exception as one line: its type and its message, whitespace collapsed."""
     return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+#: What a model module that exits on import is told to do (:func:`exited`).
+UNGUARDED_SCRIPT = (
+    ': a module the check imports must not run a script; put that code under `if __name__ == "__main__":`'
+)
+
+
+def exited(error: SystemExit) -> str:
+    """What a model's ``sys.exit`` (or a script's argument parsing) did, for a one-line error: its exit code is the
+    model's, never a verdict (0 would read as "the gradients agree", 1 as "they disagree")."""
+    return f"called sys.exit({error.code!r}) (a SystemExit: a script's exit or its argument parsing)"

@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 
-from .errors import ModelError, ModelImportError
+from .errors import UNGUARDED_SCRIPT, ModelError, ModelImportError, exited
 from .numerics.layout import Layout
 
 __all__ = [
@@ -113,6 +113,11 @@ def _import_source(path: str, text: str) -> Any:
         sys.path.append(folder)
     try:
         exec(compile(text, path, "exec"), module.__dict__)  # the model file, as the client read it
+    except SystemExit as e:
+        del sys.modules[name]
+        if added:
+            sys.path.remove(folder)
+        raise ModelImportError(f"Model file '{path}' {exited(e)} on import{UNGUARDED_SCRIPT}") from None
     except Exception as e:
         del sys.modules[name]
         if added:
@@ -136,6 +141,8 @@ def _import_module(name: str) -> Any:
                 f"Model module '{name}' cannot be found (is it installed, or on PYTHONPATH?)."
             ) from e
         raise ModelImportError(f"Model module '{name}' failed to import: {e}") from e
+    except SystemExit as e:
+        raise ModelImportError(f"Model module '{name}' {exited(e)} on import{UNGUARDED_SCRIPT}") from None
     except Exception as e:
         raise ModelImportError(f"Model module '{name}' raised {type(e).__name__} on import: {e}") from e
 
@@ -153,6 +160,8 @@ def missing_module(ref: ModelRef) -> str | None:
         found = importlib.util.find_spec(target) is not None
     except (ImportError, ValueError) as e:
         found = not isinstance(e, ModuleNotFoundError)
+    except SystemExit:  # a package's __init__ that exits: found, and its import says so in one line
+        found = True
     return None if found else f"Model module '{target}' cannot be found"
 
 
@@ -256,6 +265,8 @@ def _from_class(cls: type, name: str, target: str) -> Any:
             )
     try:
         return cls()
+    except SystemExit as e:
+        raise ModelError(f"Model {name!r}: {cls.__name__}() {exited(e)}") from None
     except Exception as e:
         raise ModelError(f"Model {name!r}: {cls.__name__}() raised {type(e).__name__}: {e}") from e
 

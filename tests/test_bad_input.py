@@ -128,6 +128,10 @@ def _broken_model_file(d: Path) -> None:
     (d / "broken.py").write_text("raise RuntimeError('no GPU here')\n")
 
 
+def _exiting_model_file(d: Path) -> None:
+    (d / "script.py").write_text("import sys\n\nsys.exit(0)  # a script's code, run on import: 0 is no verdict\n")
+
+
 GRADIENT = ["--set", "gradient=gradient.zarr"]
 GOOD = "model: tests.models:smooth\nparams: params.zarr\ndata: data.zarr\noutput: out.zarr\n"
 
@@ -267,6 +271,12 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         ["--set", "model=broken.py:model"],
         r"broken.py' raised RuntimeError on import: no GPU here",
     ),
+    (
+        "model file exits",
+        _exiting_model_file,
+        ["--set", "model=script.py:model"],
+        r"script.py' called sys.exit\(0\) \(a SystemExit: .*\) on import: .* under `if __name__ == \"__main__\":`",
+    ),
     ("model attribute absent", _nothing, _model("nope"), r"has no attribute 'nope'"),
     ("model attribute misspelt", _nothing, _model("Smoth"), r"has no attribute 'Smoth' \(did you mean 'Smooth'\?\)"),
     ("model lacks grad", _nothing, _model("not_a_model"), r"has no callable grad"),
@@ -280,6 +290,7 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("loss a string", _nothing, _model("string_loss"), r"Model loss at θ must return a real scalar. Got str instead."),
     ("loss None", _nothing, _model("none_loss"), r"Model loss at θ must return a real scalar. Got NoneType instead."),
     ("loss raises", _nothing, _model("raising_loss"), r"Model loss at θ raised KeyError: 'missing'"),
+    ("loss exits", _nothing, _model("exiting_loss"), r"Model loss at θ called sys.exit\(1\) .*\(at .*models.py:\d+\)"),
     (
         "loss_batch raises",
         _nothing,

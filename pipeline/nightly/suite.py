@@ -179,7 +179,7 @@ def model_commit(model: str) -> str | None:
     else:
         try:
             spec = importlib.util.find_spec(target)
-        except Exception:  # a package's __init__ runs, and may raise anything (review 93): no commit to name
+        except (Exception, SystemExit):  # a package's __init__ runs, and may raise anything (review 93): no commit
             return None
         if spec is None or spec.origin is None:
             return None

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from ..errors import GradcheckError, ModelError
+from ..errors import GradcheckError, ModelError, exited
 from ..model import Model, as_loss_value, check_gradient
 from .layout import Layout
 from .plan import Slots, slots_for
@@ -340,6 +340,11 @@ def call_model(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any
         return fn(*args)
     except GradcheckError:
         raise
+    except SystemExit as e:  # the model's exit code is no verdict: 0 would read as "the gradients agree"
+        named = what if isinstance(what, str) else what()
+        raise ModelError(
+            f"Model {named} {exited(e)}{_raised_at(e)}", detail="".join(traceback.format_exception(e))
+        ) from None
     except Exception as e:
         named = what if isinstance(what, str) else what()
         raise ModelError(
