@@ -120,6 +120,7 @@ def validate(config: Config, model: ModelRef | None = None) -> tuple[Inputs, Mod
             raise ConfigError(
                 f"`output`: the folder '{folder}' does not exist. Create it, or choose an `output` in an existing folder."
             )
+    _refuse_output_among_inputs(config)
     inputs = Inputs(config.params, config.data, config.gradient, config.storage_options)
     if config.gradient is not None:
         refuse_coarser_gradient(
@@ -131,6 +132,28 @@ def validate(config: Config, model: ModelRef | None = None) -> tuple[Inputs, Mod
         )
     model_ref: ModelRef = model if model is not None else shipped(config.model)
     return inputs, model_ref, load_model(model_ref)
+
+
+def _refuse_output_among_inputs(config: Config) -> None:
+    """Refuse an ``output`` that is an input store, lies inside one or holds one: a run writes its arrays there, and
+    would add them to the arrays the model is given, or replace an input with ``--overwrite`` (review 122: an output
+    inside the params store left every later check of that store refused)."""
+
+    def where(path: str) -> str:
+        return path.rstrip("/") if is_url(path) else os.path.realpath(path)
+
+    output = where(config.output)
+    for role in ("params", "data", "gradient"):
+        store = getattr(config, role)
+        if store is None:
+            continue
+        path = where(store)
+        if output == path or output.startswith(path + "/") or path.startswith(output + "/"):
+            relation = "is" if output == path else "lies inside" if output.startswith(path + "/") else "holds"
+            raise ConfigError(
+                f"`output` '{config.output}' {relation} the {role} store '{store}': a run writes its arrays there. "
+                "Choose an `output` outside every input store."
+            )
 
 
 def make_problem(config: Config, layout: Layout, model: ModelRef) -> Problem:

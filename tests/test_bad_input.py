@@ -340,6 +340,12 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         r"The output '.*data.zarr' exists and is not a gradcheck output",
     ),
     (
+        "output inside the params store",
+        _nothing,
+        ["--set", "output=params.zarr/out.zarr"],
+        r"`output` '.*params.zarr/out.zarr' lies inside the params store '.*params.zarr': a run writes its arrays",
+    ),
+    (
         "output a different check",
         _nothing,
         ["--set", "epsilon=1e-5", "NO-OVERWRITE"],
