@@ -34,6 +34,8 @@ from .report import Report, format_report, text_table
 __all__ = ["main", "progress_line"]
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_NOT_VERIFIED = 0, 1, 2, 3, 4
+#: `status` of a run with no verdict yet (submitted, running, interrupted, cancelled): 0 would read as "they agree".
+EXIT_NO_VERDICT = 5
 
 
 class _Parser(argparse.ArgumentParser):
@@ -343,7 +345,7 @@ def _status(args: argparse.Namespace) -> int:
     print(jobs.format_status(current))
     if current.state == "failed":
         return EXIT_BAD_INPUT
-    return EXIT_PASSED if current.report is None else _exit_code(current.report)
+    return EXIT_NO_VERDICT if current.report is None else _exit_code(current.report)
 
 
 def _cancel(args: argparse.Namespace) -> int:
