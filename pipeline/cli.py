@@ -11,6 +11,7 @@ kinks, or some disagree in float32 only: the check could not have seen a bug the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NoReturn, TextIO
 
 from . import api
@@ -283,16 +284,43 @@ def _config(args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, cluster=_where(config.cluster, args))
 
 
+@contextlib.contextmanager
+def _stdout_for_json_only(json_only: bool) -> Iterator[None]:
+    """Where ``json_only``, what is written to standard output meanwhile goes to standard error: the model's prints
+    (at import, in its loss), this process's and the worker processes' it starts, which inherit the descriptor; the
+    JSON printed after it is then all that standard output holds (review 122: a model's debug print broke the JSON)."""
+    if not json_only:
+        yield
+        return
+    try:
+        out, err = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a caller's capture): Python's own stream, at least
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    sys.stdout.flush()
+    kept = os.dup(out)
+    os.dup2(err, out)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(kept, out)
+        os.close(kept)
+
+
 def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     show_progress = not args.no_progress and not args.json and sys.stderr.isatty()
-    report = api.run(config, overwrite=args.overwrite, progress=_ProgressBar(sys.stderr) if show_progress else None)
+    with _stdout_for_json_only(args.json):
+        report = api.run(config, overwrite=args.overwrite, progress=_ProgressBar(sys.stderr) if show_progress else None)
     _print(report, as_json=args.json)
     return _exit_code(report)
 
 
 def _plan(args: argparse.Namespace) -> int:
-    planned = api.plan(_config(args), loss_seconds=args.t_loss)
+    with _stdout_for_json_only(args.json):
+        planned = api.plan(_config(args), loss_seconds=args.t_loss)
     if args.json:
         print(json.dumps(planned.to_dict(), indent=2))
         return EXIT_PASSED

@@ -21,7 +21,7 @@ from pipeline.numerics.plan import auto_shard_size
 from pipeline.storage.inputs import write_group
 
 from . import models
-from .conftest import MODELS_FILE, REPO, run_cli
+from .conftest import MODELS_FILE, REPO, file_model_check, run_cli
 from .reference import seed_loop
 
 
@@ -284,3 +284,31 @@ def test_the_progress_line_shows_an_eta_from_the_pace_so_far(
 def test_the_eta_is_the_average_pace_times_the_shards_left() -> None:
     # 40 of 1000 shards in 100 s: 2.5 s a shard, 960 left.
     assert progress_line(40, 1000, 100.0, width=10).endswith("] 40/1000 shards  100.0 s  ETA 2400 s")
+
+
+def test_with_json_standard_output_holds_the_json_alone_whatever_the_model_prints(tmp_path: Path) -> None:
+    # a model that prints when imported and at every loss, as debugging code does: on a local cluster its workers
+    # print too; the report must still parse, and the prints are not lost (they go to standard error)
+    source = (
+        "import numpy as np\n"
+        "print('model imported')\n"
+        "class Quadratic:\n"
+        "    def loss(self, p, d):\n"
+        "        print('loss called')\n"
+        "        return float(np.sum(p['w'] ** 2))\n"
+        "    def grad(self, p, d):\n"
+        "        return {'w': 2 * p['w']}\n"
+        "model = Quadratic()\n"
+    )
+    _, config = file_model_check(tmp_path, source, "model", {"w": np.array([0.5, -1.5, 2.0])})
+    for where in ("--inline", "--workers=1"):
+        result = run_cli("run", str(config), where, "--json", "--overwrite")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["verdict"] == "passed"
+        assert report["difference"] < 1e-10  # the gradient 2w is exact: a quadratic's central difference is too
+        assert "model imported" in result.stderr
+        assert "loss called" in result.stderr
+    planned = run_cli("plan", str(config), "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["n_params"] == 3
