@@ -518,6 +518,7 @@ def check(
     worst: int = 10,
     progress: Progress | None = None,
     output: str | None = None,
+    overwrite: bool = False,
     cluster: str | Mapping[str, Any] | None = None,
     workers: int | None = None,
     client: Client | None = None,
@@ -546,6 +547,8 @@ def check(
     output : str, optional
         Keep the output group there (a run that can be resumed, and read by
         ``gradcheck report``); by default nothing is written.
+    overwrite : bool, optional
+        Replace the result of another check at ``output`` (``--overwrite``); by default it is refused.
     cluster : str or mapping, optional
         As the config's ``cluster``: ``inline`` (the default: this process),
         ``local`` (a ``LocalCluster`` of worker processes), an address or a mapping.
@@ -617,7 +620,7 @@ def check(
             gradient=None if gradient is None else stores["gradient"],
             output=os.path.abspath(output) if output else os.path.join(scratch, "output.zarr"),
         )
-        return run(config, model=obj, client=client, progress=progress)
+        return run(config, model=obj, overwrite=overwrite, client=client, progress=progress)
 
 
 def _check_in_memory(

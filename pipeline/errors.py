@@ -9,6 +9,7 @@ Each class also inherits the builtin a Python caller would naturally catch.
 from __future__ import annotations
 
 __all__ = [
+    "OVERWRITE",
     "UNGUARDED_SCRIPT",
     "ClusterError",
     "ConfigError",
@@ -98,6 +99,9 @@ def one_line(error: BaseException) -> str:
     """An exception as one line: its type and its message, whitespace collapsed."""
     return " ".join(f"{type(error).__name__}: {error}".split())
 
+
+#: How a refused output is replaced, as the command line and Python spell it.
+OVERWRITE = "--overwrite (overwrite=True from Python)"
 
 #: What a model module that exits on import is told to do (:func:`exited`).
 UNGUARDED_SCRIPT = (

@@ -15,6 +15,7 @@ from distributed import Client
 import pipeline
 import pipeline.storage.inputs
 import pipeline.storage.output
+from pipeline.errors import OutputExistsError
 from pipeline.examples import seed_mlp
 
 from . import models
@@ -39,6 +40,22 @@ def test_check_a_model_object_on_a_shared_cluster(client: Client, tmp_path: Path
     assert stored == report
     numeric = pipeline.storage.inputs.read_arrays("output", str(tmp_path / "out.zarr"), ("numeric",))["numeric"]
     np.testing.assert_array_equal(numeric, seed_loop(seed_mlp.planted, params, data, seed_mlp.ORDER, 1e-7))
+    # The model's gradient fixed, the same output is refused with advice that works from Python too, and replaced.
+    with pytest.raises(OutputExistsError, match=r"the model changed. Pass --overwrite \(overwrite=True from Python\)"):
+        pipeline.check(seed_mlp.correct, params, data, scheme="central", epsilon=1e-7, client=client, output=output)
+    again = pipeline.check(
+        seed_mlp.correct,
+        params,
+        data,
+        scheme="central",
+        epsilon=1e-7,
+        threshold=2e-7,
+        client=client,
+        output=output,
+        overwrite=True,
+    )
+    assert again.passed
+    assert again.difference == pytest.approx(1.1890913024229996e-07, rel=1e-6)  # the seed's figure
 
 
 def test_default_settings_find_and_describe_the_seeds_planted_bugs(client: Client) -> None:

@@ -128,6 +128,10 @@ def _broken_model_file(d: Path) -> None:
     (d / "broken.py").write_text("raise RuntimeError('no GPU here')\n")
 
 
+def _someone_elses_store(d: Path) -> None:
+    write_group(str(d / "theirs.zarr"), {"results": np.arange(3.0)})
+
+
 def _exiting_model_file(d: Path) -> None:
     (d / "script.py").write_text("import sys\n\nsys.exit(0)  # a script's code, run on import: 0 is no verdict\n")
 
@@ -335,9 +339,15 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     # the output
     (
         "output someone else's",
+        _someone_elses_store,
+        ["--set", "output=theirs.zarr"],
+        r"The output '.*theirs.zarr' exists and is not a gradcheck output",
+    ),
+    (
+        "output the data store",
         _nothing,
         ["--set", "output=data.zarr"],
-        r"The output '.*data.zarr' exists and is not a gradcheck output",
+        r"`output` '.*data.zarr' is the data store '.*data.zarr': a run writes its arrays there",
     ),
     (
         "output inside the params store",

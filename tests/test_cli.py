@@ -212,7 +212,7 @@ def test_rerun_reuses_a_different_check_is_refused_and_overwrite_replaces(seed_e
     refused = run_cli("run", config, "--set", "epsilon=1e-6")
     assert refused.returncode == 2
     assert refused.stderr.endswith(
-        f"The output '{output}' holds the result of a different check (what differs: `epsilon`); pass --overwrite to "
+        f"The output '{output}' holds the result of a different check (what differs: `epsilon`); pass --overwrite (overwrite=True from Python) to "
         "replace it, or choose another `output`.\n"
     )
     np.testing.assert_array_equal(_numeric(output), first)

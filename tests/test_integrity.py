@@ -80,7 +80,7 @@ def test_an_output_made_before_shards_were_sealed_is_not_resumed(seed_example: P
     assert done.returncode == 2
     assert done.stderr == (
         f"gradcheck: error: The output '{output}' was made by an older gradcheck (format 2), whose shards carry "
-        "no record to verify them by; pass --overwrite to start it again.\n"
+        "no record to verify them by; pass --overwrite (overwrite=True from Python) to start it again.\n"
     )
     assert (output / "numeric" / "c" / "0").read_bytes() == before
     assert run_cli("run", config, "--inline", "--overwrite").returncode == 0
@@ -174,7 +174,7 @@ def test_a_resume_whose_model_now_gives_another_gradient_is_refused(tmp_path: Pa
     assert again.returncode == 2
     assert again.stderr == (
         f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds a finished run whose analytic gradient "
-        "differs from what the model gives now: the model changed. Pass --overwrite to start again.\n"
+        "differs from what the model gives now: the model changed. Pass --overwrite (overwrite=True from Python) to start again.\n"
     )
     for name, values in _arrays(tmp_path / "out.zarr").items():
         np.testing.assert_array_equal(values, before[name], err_msg=name)  # nothing of the old run lost
@@ -205,7 +205,7 @@ def test_a_resume_whose_loss_now_differs_is_refused(tmp_path: Path, term: str, w
     assert again.stderr.startswith(
         f"gradcheck: error: The output '{tmp_path / 'out.zarr'}' holds a finished run whose loss {where} was "
     )
-    assert again.stderr.endswith("the loss changed. Pass --overwrite to start again.\n")
+    assert again.stderr.endswith("the loss changed. Pass --overwrite (overwrite=True from Python) to start again.\n")
     assert again.stderr.count("\n") == 1
     for name, values in _arrays(tmp_path / "out.zarr").items():
         np.testing.assert_array_equal(values, before[name], err_msg=name)  # nothing of the old run lost
@@ -237,7 +237,7 @@ def test_an_interrupted_full_run_of_format_3_is_resumed_and_a_sampled_one_is_not
     assert refused.stderr == (
         f"gradcheck: error: The output '{output}' holds an interrupted sampled run made by an older gradcheck "
         "(format 3), whose arrays span every parameter; this one keeps only the elements it checks. Pass "
-        "--overwrite to start it again.\n"
+        "--overwrite (overwrite=True from Python) to start it again.\n"
     )
 
 
@@ -257,7 +257,7 @@ def test_a_sampled_run_whose_index_names_other_elements_is_found_and_not_resumed
     assert refused.stderr == (
         f"gradcheck: error: The output '{output}' holds an interrupted sampled run whose `index` names other "
         "elements than this run's sample (drawn by another NumPy, or damaged): its shards cannot be resumed. Pass "
-        "--overwrite to start it again.\n"
+        "--overwrite (overwrite=True from Python) to start it again.\n"
     )
     assert run_cli("run", config, *SAMPLED, "--overwrite").returncode == 0
     np.testing.assert_array_equal(zarr.open_array(str(output), path="index", mode="r")[:], right)

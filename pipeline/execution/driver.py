@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import GradcheckError, OutputExistsError
+from ..errors import OVERWRITE, GradcheckError, OutputExistsError
 from ..numerics.cost import Cost, estimate_cost
 from ..numerics.fd import STENCILS
 from ..numerics.layout import Layout
@@ -200,7 +200,7 @@ def execute(
     if not same:
         raise OutputExistsError(
             f"The output {target} holds {held} whose analytic gradient differs from "
-            "what the model gives now: the model changed. Pass --overwrite to start again."
+            f"what the model gives now: the model changed. Pass {OVERWRITE} to start again."
         )
     if done:  # the same run: an older format's shards that hold a kink are computed again (their slopes not kept)
         target.ready_to_resume()
@@ -299,5 +299,5 @@ def _same_loss(target: Target, probe: ProbeResult, held: str) -> None:
         if not same:
             raise OutputExistsError(
                 f"The output {target} holds {held} whose loss {where} was {before!r}; the model's "
-                f"loss there is {now!r} now: the loss changed. Pass --overwrite to start again."
+                f"loss there is {now!r} now: the loss changed. Pass {OVERWRITE} to start again."
             )

@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 import zarr.errors
 
-from ..errors import OutputExistsError, StoreError
+from ..errors import OVERWRITE, OutputExistsError, StoreError
 from ..numerics.layout import Layout
 from ..numerics.plan import Slots, make_plan, slots_for
 from ..numerics.shards import shard_intact
@@ -198,13 +198,13 @@ def check_output(
         if version < SEALED_SINCE:
             raise OutputExistsError(
                 f"The output '{path}' was made by an older gradcheck (format {version}), "
-                "whose shards carry no record to verify them by; pass --overwrite to start it again."
+                f"whose shards carry no record to verify them by; pass {OVERWRITE} to start it again."
             )
         if sampled and "sample" not in existing["gradcheck"]:
             raise OutputExistsError(
                 f"The output '{path}' holds an interrupted sampled run made by an older gradcheck (format {version}), "
-                "whose arrays span every parameter; this one keeps only the elements it checks. Pass --overwrite "
-                "to start it again."
+                "whose arrays span every parameter; this one keeps only the elements it checks. "
+                f"Pass {OVERWRITE} to start it again."
             )
         return True
     earlier = existing.get("identity_parts")
@@ -213,7 +213,7 @@ def check_output(
         named = [_PARTS.get(name, f"`{name}`") for name, value in parts.items() if earlier.get(name) != value]
         differ = f" (what differs: {', '.join(named)})" if named else ""
     raise OutputExistsError(
-        f"The output '{path}' holds the result of a different check{differ}; pass --overwrite to replace it, "
+        f"The output '{path}' holds the result of a different check{differ}; pass {OVERWRITE} to replace it, "
         "or choose another `output`."
     )
 
@@ -305,8 +305,8 @@ def _same_sample(path: str, layout: Layout, slots: Slots, options: Options) -> N
     if not np.array_equal(_stored_index(path, options), slots.indices(layout, 0, slots.size)):
         raise OutputExistsError(
             f"The output '{path}' holds an interrupted sampled run whose `index` names other elements than this "
-            "run's sample (drawn by another NumPy, or damaged): its shards cannot be resumed. Pass --overwrite to "
-            "start it again."
+            "run's sample (drawn by another NumPy, or damaged): its shards cannot be resumed. "
+            f"Pass {OVERWRITE} to start it again."
         )
 
 
