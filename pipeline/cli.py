@@ -392,9 +392,9 @@ def _report(args: argparse.Namespace) -> int:
     if "report" not in attrs:
         raise StoreError(f"The output '{args.output}' has no report yet: its run did not finish.")
     report = Report.from_dict(attrs["report"])
-    _print(report, as_json=args.json)
     sealed = attrs["gradcheck"]["format_version"] >= SEALED_SINCE  # older outputs carry no seals to check
-    corrupt = verify(args.output).corrupt if sealed else ()
+    corrupt = verify(args.output).corrupt if sealed else ()  # first: an output it cannot read prints no report
+    _print(report, as_json=args.json)
     if corrupt:  # the report was made from intact chunks; what is on disk now is not what it describes
         print(
             f"gradcheck: warning: {len(corrupt)} shard(s) of '{args.output}' no longer verify (the first: "

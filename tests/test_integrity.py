@@ -86,6 +86,30 @@ def test_an_output_made_before_shards_were_sealed_is_not_resumed(seed_example: P
     assert run_cli("run", config, "--inline", "--overwrite").returncode == 0
 
 
+@pytest.mark.parametrize("array", ["done", "status"])
+def test_an_output_missing_one_of_its_arrays_is_named_by_every_command_and_replaced_on_overwrite(
+    seed_example: Path, array: str
+) -> None:
+    # an output copied or synced in part: one array gone. No command prints a report it cannot stand by, and each
+    # names the array (not "the store does not exist") and what to do
+    config, output = str(seed_example / "correct.yaml"), seed_example / "correct-output.zarr"
+    assert run_cli("run", config, "--inline").returncode == 0
+    shutil.rmtree(output / array)
+    said = (
+        f"The output '{{}}' lacks its array '{array}' (copied or synced in part?): run the check again and pass "
+        "--overwrite (overwrite=True from Python) to compute it afresh.\n"
+    )
+    for command in (["report", str(output)], ["verify", str(output)], ["run", config, "--inline"]):
+        refused = run_cli(*command)
+        assert refused.returncode == 2, command
+        assert refused.stdout == ""
+        assert refused.stderr == "gradcheck: error: " + said.format(output)
+    again = run_cli("run", config, "--inline", "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert "difference 1.189e-07" in again.stdout  # the seed's figure, computed afresh
+    assert run_cli("verify", str(output)).returncode == 0
+
+
 def test_an_old_runs_late_writes_never_count_for_the_run_that_replaced_it(seed_example: Path) -> None:
     """The race of an overwrite: the replaced run's last shard lands after the new run wrote its own.
 

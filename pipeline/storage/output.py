@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 import zarr.errors
 
-from ..errors import OVERWRITE, OutputExistsError, StoreError
+from ..errors import OVERWRITE, OutputExistsError, StoreError, StoreNotFoundError
 from ..numerics.layout import Layout
 from ..numerics.plan import Slots, make_plan, slots_for
 from ..numerics.shards import shard_intact
@@ -70,11 +70,7 @@ class OutputArrays:
 
     def __init__(self, path: str, options: Options = None) -> None:
         self._path, self._options = path, options
-        with reading("output", path):
-            handles = {
-                name: zarr.open_array(store=path, path=name, mode="r+", **opened(path, options))
-                for name in (*PER_INDEX[:-1], "done")
-            }
+        handles = {name: output_array(path, name, "r+", options) for name in (*PER_INDEX[:-1], "done")}
         self.analytic, self.numeric, self.nonfinite = handles["analytic"], handles["numeric"], handles["nonfinite"]
         self.allowed, self.status, self.step, self.done = (
             handles["allowed"],
@@ -121,9 +117,23 @@ _PER_INDEX_TYPES = {
 
 def completed_shards(path: str, options: Options = None) -> np.ndarray:
     """Indices of the shards whose chunks are written (their ``done`` record is set; see :func:`verify`)."""
+    done = output_array(path, "done", "r", options)
     with reading("output", path):
-        done = np.asarray(zarr.open_array(store=path, path="done", mode="r", **opened(path, options))[:])
-    return np.flatnonzero(done)
+        return np.flatnonzero(np.asarray(done[:]))
+
+
+def output_array(path: str, name: str, mode: str, options: Options = None) -> Any:
+    """The array ``name`` of the output group at ``path``; one that is missing from the group (an output copied or
+    synced in part) is named, with what to do, rather than the group said not to exist (review 122)."""
+    try:
+        with reading("output", path):
+            return zarr.open_array(store=path, path=name, mode=mode, **opened(path, options))
+    except StoreNotFoundError:
+        open_group("output", path, options)  # the group itself missing: that error, as it is
+        raise StoreError(
+            f"The output '{path}' lacks its array '{name}' (copied or synced in part?): run the check again and "
+            f"pass {OVERWRITE} to compute it afresh."
+        ) from None
 
 
 def read_output_attrs(path: str, options: Options = None) -> dict[str, Any]:
