@@ -16,12 +16,14 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from . import api
 from .config import ClusterConfig, Config, load_config, parse_overrides
@@ -471,10 +473,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # errors too (a lost scheduler logs a traceback per reconnection attempt, whatever level Dask's
     # configuration gives its loggers when it is imported): the one line we print says what failed.
     logging.disable(logging.ERROR)
+    terminate = _on_sigterm(_terminated)
     try:
         return _main(args)
     finally:
         logging.disable(logging.NOTSET)  # for a caller of main() in its own process
+        _on_sigterm(terminate)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what systemd, Kubernetes and `kill` send) as a Ctrl-C: the run stops its workers and is left
+    interrupted, to be resumed; the command says so in one line and exits 143 (128 + SIGTERM)."""
+
+
+def _terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM and return the one it replaces; nothing off the main thread (a caller of
+    main() in a thread), where signals cannot be handled."""
+    if threading.current_thread() is not threading.main_thread() or handler is None:
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -498,9 +519,10 @@ def _main(args: argparse.Namespace) -> int:
             print(getattr(e, "detail", None) or "".join(traceback.format_exception(e)), end="", file=sys.stderr)
         print(f"gradcheck: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("gradcheck: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"gradcheck: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader stopped reading (`gradcheck run ... | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return EXIT_BROKEN_PIPE
@@ -510,6 +532,8 @@ def _main(args: argparse.Namespace) -> int:
 
 #: The shell's code for a process whose reader went away (128 + SIGPIPE); the output group is complete.
 EXIT_BROKEN_PIPE = 141
+#: The shell's codes for a process stopped by Ctrl-C (128 + SIGINT) and by SIGTERM (128 + SIGTERM).
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 def _internal_error(error: Exception, *, show: bool) -> int:

@@ -115,6 +115,29 @@ def test_ctrl_c_is_one_line_the_run_is_interrupted_and_resumes(gated: Path) -> N
     assert json.loads(result.stdout)["timings"]["resumed_shards"] == 10
 
 
+def test_sigterm_is_one_line_exit_143_the_run_is_interrupted_and_resumes(gated: Path) -> None:
+    # what systemd, Kubernetes and `kill` send, to the check's process alone: review 122 saw exit 143 and nothing said
+    gate = gated / "gate"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(gated / "check.yaml"), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(GRADCHECK_TEST_GATE=str(gate)),
+    )
+    wait_until(lambda: shards_done(gated / "out.zarr") == 10)  # the `late` shards wait at the gate
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stdout, stderr) == (143, "", "gradcheck: terminated\n")
+    shown = run_cli("status", str(gated / "out.zarr"))
+    assert shown.returncode == 5  # no verdict
+    assert shown.stdout.splitlines()[0] == f"{gated / 'out.zarr'}: run (not a submitted job), interrupted"
+    gate.touch()
+    result = run_cli("run", str(gated / "check.yaml"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["timings"]["resumed_shards"] == 10
+
+
 def test_the_local_clusters_workers_ignore_ctrl_c_and_the_check_stops_them() -> None:
     # Deterministic where the test above is not: a worker interrupted mid-task printed its traceback 1 run in 3.
     with connect(ClusterConfig(workers=2), 2) as client:
