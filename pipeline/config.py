@@ -450,7 +450,10 @@ class Config:
         _reject_unknown("", raw, cls.KEYS)
         missing = [key for key in cls.REQUIRED if raw.get(key) is None]
         if missing:
-            raise ConfigError(f"Missing required key{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.")
+            # (the key named: an override that emptied it, `--set output=`, is then blamed, not the file)
+            raise ConfigError(
+                f"Missing required key{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.", key=missing[0]
+            )
         raw = _resolve_paths(raw, Path(base).resolve())
         gradient = raw.get("gradient")
         shard_size = raw.get("shard_size")

@@ -349,6 +349,7 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         ["--set", "output=data.zarr"],
         r"`output` '.*data.zarr' is the data store '.*data.zarr': a run writes its arrays there",
     ),
+    ("output emptied by --set", _nothing, ["--set", "output="], r"--set output: Missing required key: output\."),
     (
         "output inside the params store",
         _nothing,

@@ -119,6 +119,14 @@ def test_a_bad_record_is_an_error_never_skipped(tmp_path: Path, content: str, me
         read_history(tmp_path)
 
 
+def test_a_history_folder_that_is_missing_or_a_file_is_one_line_saying_which(tmp_path: Path) -> None:
+    with pytest.raises(HistoryError, match=r"History folder '.*nowhere' does not exist\.$"):
+        read_history(tmp_path / "nowhere")
+    (tmp_path / "records").write_text("not a folder")
+    with pytest.raises(HistoryError, match=r"History folder '.*records' is not a folder\.$"):
+        read_history(tmp_path / "records")
+
+
 def test_drift_settings_are_validated() -> None:
     assert DriftPolicy.from_dict({"window": 5, "fail": True}, "s.yaml") == DriftPolicy(window=5, fail=True)
     with pytest.raises(ConfigError, match=r"s.yaml: unknown key `drift.sigma`"):

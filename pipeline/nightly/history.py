@@ -118,7 +118,7 @@ def read_history(folder: str | os.PathLike[str]) -> dict[str, list[Record]]:
     """Every record in ``folder``, by check, oldest first. Raises on any record it cannot use."""
     root = Path(folder)
     if not root.is_dir():
-        raise HistoryError(f"History folder '{root}' does not exist.")
+        raise HistoryError(f"History folder '{root}' {'is not a folder' if root.exists() else 'does not exist'}.")
     history: dict[str, list[Record]] = {}
     for path in sorted(root.glob("*/*.json")):
         try:
