@@ -5164,3 +5164,44 @@ def test_noise_coarser_than_the_probes_finer_spacings_is_not_measured_away_besid
         if report.verdict == "failed":
             failed.append(seed)
     assert len(failed) <= 1, failed  # seed 7: a direction through fewer elements measures the float64 rounding
+
+
+class _ScaledSoftmax:
+    """A float64 tanh layer and a softmax cross-entropy, loss and gradient times ``scale``; ``error`` multiplies
+    ``W2``'s gradient by ``1 + error``."""
+
+    def __init__(self, scale: float, error: float = 0.0) -> None:
+        self.scale, self.error = scale, error
+
+    @staticmethod
+    def _forward(p: Arrays, d: Arrays) -> tuple[np.ndarray, np.ndarray]:
+        h = np.tanh(d["X"] @ p["W1"] + p["b"])
+        z = h @ p["W2"]
+        return h, z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
+
+    def loss(self, p: Arrays, d: Arrays) -> float:
+        _, logp = self._forward(p, d)
+        return float(-logp[np.arange(len(d["y"])), d["y"]].mean() * self.scale)
+
+    def grad(self, p: Arrays, d: Arrays) -> Arrays:
+        h, logp = self._forward(p, d)
+        ds = np.exp(logp)
+        ds[np.arange(len(d["y"])), d["y"]] -= 1
+        ds /= len(d["y"])
+        da = (ds @ p["W2"].T) * (1 - h * h)
+        g = {"W1": d["X"].T @ da, "b": da.sum(0), "W2": h.T @ ds * (1 + self.error)}
+        return {k: v * self.scale for k, v in g.items()}
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-10])
+def test_a_float64_gradient_scaled_down_keeps_most_of_its_power(scale: float) -> None:
+    """Review 121: float64's atol was at most 1e-3 of the gradient's scale, as float32's, which at scale one is never
+    reached (float64's own atol is 1e-13): a loss times 1e-10 passed a 1e-4 error that fails at scale one (W2's
+    power 1.8e-2). It is now float32's share of float64's rounding, 1.9e-12 of the RMS gradient, and never below one
+    rounding unit (review 80's floor), which still limits the power at 1e-10: W1's is 9e-3 (0.34 before)."""
+    params = {k: v.astype(np.float64) for k, v in _decayed_problem()[0].items()}
+    data = {k: np.asarray(v, dtype=np.float64 if k == "X" else None) for k, v in _decayed_problem()[1].items()}
+    correct = pipeline.check(_ScaledSoftmax(scale), params, data)
+    assert correct.passed, str(correct)
+    assert {t.name for t in correct.tensors if t.power < 1e-3} >= {"b", "W2"}
+    assert _found(pipeline.check(_ScaledSoftmax(scale, 1e-4), params, data), "W2")
