@@ -491,11 +491,11 @@ def _terminated(signum: int, frame: object) -> NoReturn:
 
 
 def _on_sigterm(handler: Any) -> Any:
-    """Install ``handler`` for SIGTERM and return the one it replaces; nothing off the main thread (a caller of
-    main() in a thread), where signals cannot be handled."""
-    if threading.current_thread() is not threading.main_thread() or handler is None:
+    """Install ``handler`` for SIGTERM (None: the default, for a handler not installed from Python) and return the one
+    it replaces; nothing off the main thread (a caller of main() in a thread), where signals cannot be handled."""
+    if threading.current_thread() is not threading.main_thread():
         return None
-    return signal.signal(signal.SIGTERM, handler)
+    return signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
 
 
 def _main(args: argparse.Namespace) -> int:

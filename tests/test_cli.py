@@ -312,3 +312,16 @@ def test_with_json_standard_output_holds_the_json_alone_whatever_the_model_print
     planned = run_cli("plan", str(config), "--json")
     assert planned.returncode == 0, planned.stderr
     assert json.loads(planned.stdout)["n_params"] == 3
+
+
+def test_main_called_in_process_leaves_the_callers_sigterm_handler_as_it_was(tmp_path: Path) -> None:
+    import signal
+
+    from pipeline.cli import main
+
+    mine = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        assert main(["example", "seed-mlp", str(tmp_path / "example")]) == 0
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, mine)
