@@ -27,7 +27,7 @@ from typing import Any, NoReturn, TextIO
 
 from . import api
 from .config import ClusterConfig, Config, load_config, parse_overrides
-from .errors import GradcheckError, StoreError, one_line
+from .errors import GradcheckError, StoreError, exited, one_line
 from .examples import EXAMPLES, write_example
 from .nightly.history import format_history, format_run, read_history
 from .nightly.page import write_page
@@ -523,6 +523,9 @@ def _main(args: argparse.Namespace) -> int:
         terminated = isinstance(e, Terminated)
         print(f"gradcheck: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    except SystemExit as e:  # a model's (or a library's) exit where no guard saw it: its code is no verdict
+        print(f"gradcheck: error: the model, or a library it calls, {exited(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except BrokenPipeError:  # the reader stopped reading (`gradcheck run ... | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return EXIT_BROKEN_PIPE

@@ -294,6 +294,12 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("loss a string", _nothing, _model("string_loss"), r"Model loss at θ must return a real scalar. Got str instead."),
     ("loss None", _nothing, _model("none_loss"), r"Model loss at θ must return a real scalar. Got NoneType instead."),
     ("loss raises", _nothing, _model("raising_loss"), r"Model loss at θ raised KeyError: 'missing'"),
+    (
+        "loss exits off θ",
+        _nothing,
+        _model("exiting_off_theta"),
+        r"Model loss called sys.exit\(0\) .*\(at .*models.py:\d+\)",
+    ),
     ("loss exits", _nothing, _model("exiting_loss"), r"Model loss at θ called sys.exit\(1\) .*\(at .*models.py:\d+\)"),
     (
         "loss_batch raises",

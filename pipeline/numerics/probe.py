@@ -546,7 +546,8 @@ def _against_float64(
                 flat[at] = (original + j * spacing * step * direction).astype(flat.dtype)
                 wide[at] = flat[at]
                 values.append(float(np.real(loaded.loss())))
-                precise.append(float(np.real(reference.model.loss(reference.params, reference.data))))
+                exact = call_model("loss in float64", reference.model.loss, reference.params, reference.data)
+                precise.append(float(np.real(exact)))
         except Exception:  # a model that takes no float64 parameters, or fails off θ (its shard names it)
             return level, source, cost + len(values) + len(precise)
         finally:

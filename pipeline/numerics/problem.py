@@ -12,6 +12,7 @@ A :class:`Loaded` must not be shared between threads that evaluate at once.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -240,12 +241,14 @@ class Loaded:
     def loss_from(self, stage: int) -> Any:
         """The loss, re-evaluating only stages ``stage`` on from their input at θ."""
         carry = self.stage_inputs[stage]
-        for _, forward in self.stages[stage:]:
-            carry = forward(carry, self.params, self.data)
+        with _no_exit(f"stages {stage} on"):
+            for _, forward in self.stages[stage:]:
+                carry = forward(carry, self.params, self.data)
         return carry
 
     def loss(self) -> Any:
-        return self.model.loss(self.evaluated, self.data)
+        with _no_exit("loss"):
+            return self.model.loss(self.evaluated, self.data)
 
     @property
     def slots(self) -> Slots:
@@ -256,7 +259,8 @@ class Loaded:
         """The model's optional ``perturbed_losses``: tensor ``name``'s element ``positions[j]`` set to each
         ``values[j, s]`` in turn, the rest at θ; one loss per value, checked to be finite float64 of that shape."""
         method = getattr(self.model, "perturbed_losses")  # noqa: B009  (optional: not in the protocol)
-        losses = np.asarray(method(self.evaluated, self.data, name, positions, values), dtype=np.float64)
+        with _no_exit("perturbed_losses"):
+            losses = np.asarray(method(self.evaluated, self.data, name, positions, values), dtype=np.float64)
         if losses.shape != values.shape:
             raise ValueError(
                 f"perturbed_losses must return one loss per value, shape {values.shape}. Got {losses.shape} instead."
@@ -287,7 +291,8 @@ class Loaded:
 
     def loss_batch(self, batch: dict[str, np.ndarray]) -> Any:
         """The model's optional batched loss (every tensor with a leading axis of K)."""
-        return getattr(self.model, "loss_batch")(batch, self.data)  # noqa: B009  (optional: not in the protocol)
+        with _no_exit("loss_batch"):
+            return getattr(self.model, "loss_batch")(batch, self.data)  # noqa: B009  (optional: not in the protocol)
 
     @property
     def theta(self) -> np.ndarray:
@@ -338,19 +343,42 @@ def call_model(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any
     """
     try:
         return fn(*args)
+    except _Exited as e:  # (a guarded call inside fn: named as this call)
+        raise _Exited(what if isinstance(what, str) else what(), e.exit) from None
     except GradcheckError:
         raise
     except SystemExit as e:  # the model's exit code is no verdict: 0 would read as "the gradients agree"
-        named = what if isinstance(what, str) else what()
-        raise ModelError(
-            f"Model {named} {exited(e)}{_raised_at(e)}", detail="".join(traceback.format_exception(e))
-        ) from None
+        raise _Exited(what if isinstance(what, str) else what(), e) from None
     except Exception as e:
         named = what if isinstance(what, str) else what()
         raise ModelError(
             f"Model {named} raised {type(e).__name__}: {e}{_raised_at(e)}{hint}",
             detail="".join(traceback.format_exception(e)),
         ) from e
+
+
+@contextlib.contextmanager
+def _no_exit(what: str) -> Iterator[None]:
+    """The model's ``sys.exit`` in ``what``, wherever the check calls it (the noise probe's points, a shard's), as the
+    one-line model error :func:`call_model` makes of it: its exit code is no verdict (review 123: one in the probe's
+    losses exited 0 or 1, or killed the worker running it)."""
+    try:
+        yield
+    except SystemExit as e:
+        raise _Exited(what, e) from None
+
+
+class _Exited(ModelError):
+    """The one-line model error a ``sys.exit`` in the model's ``what`` is (:func:`.errors.exited`)."""
+
+    def __init__(self, what: str, exit: SystemExit) -> None:
+        super().__init__(
+            f"Model {what} {exited(exit)}{_raised_at(exit)}", detail="".join(traceback.format_exception(exit))
+        )
+        self.exit = exit
+
+    def __reduce__(self) -> Any:  # (it crosses from a worker pickled: a plain model error, its message kept)
+        return ModelError, (str(self),), {"detail": self.detail}
 
 
 #: What a loss that raises only off θ is asked to do (:func:`call_model`'s ``hint``): a step past the edge of its
