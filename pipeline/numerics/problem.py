@@ -12,7 +12,6 @@ A :class:`Loaded` must not be shared between threads that evaluate at once.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
@@ -241,14 +240,18 @@ class Loaded:
     def loss_from(self, stage: int) -> Any:
         """The loss, re-evaluating only stages ``stage`` on from their input at θ."""
         carry = self.stage_inputs[stage]
-        with _no_exit(f"stages {stage} on"):
+        try:
             for _, forward in self.stages[stage:]:
                 carry = forward(carry, self.params, self.data)
+        except SystemExit as e:  # (each of these four: the model's exit is no verdict, as in :func:`call_model`)
+            raise _Exited(f"stages {stage} on", e) from None
         return carry
 
     def loss(self) -> Any:
-        with _no_exit("loss"):
+        try:
             return self.model.loss(self.evaluated, self.data)
+        except SystemExit as e:  # (review 123: one in the noise probe's losses exited 0 or 1)
+            raise _Exited("loss", e) from None
 
     @property
     def slots(self) -> Slots:
@@ -259,8 +262,10 @@ class Loaded:
         """The model's optional ``perturbed_losses``: tensor ``name``'s element ``positions[j]`` set to each
         ``values[j, s]`` in turn, the rest at θ; one loss per value, checked to be finite float64 of that shape."""
         method = getattr(self.model, "perturbed_losses")  # noqa: B009  (optional: not in the protocol)
-        with _no_exit("perturbed_losses"):
+        try:
             losses = np.asarray(method(self.evaluated, self.data, name, positions, values), dtype=np.float64)
+        except SystemExit as e:
+            raise _Exited("perturbed_losses", e) from None
         if losses.shape != values.shape:
             raise ValueError(
                 f"perturbed_losses must return one loss per value, shape {values.shape}. Got {losses.shape} instead."
@@ -291,8 +296,10 @@ class Loaded:
 
     def loss_batch(self, batch: dict[str, np.ndarray]) -> Any:
         """The model's optional batched loss (every tensor with a leading axis of K)."""
-        with _no_exit("loss_batch"):
+        try:
             return getattr(self.model, "loss_batch")(batch, self.data)  # noqa: B009  (optional: not in the protocol)
+        except SystemExit as e:
+            raise _Exited("loss_batch", e) from None
 
     @property
     def theta(self) -> np.ndarray:
@@ -357,19 +364,10 @@ def call_model(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any
         ) from e
 
 
-@contextlib.contextmanager
-def _no_exit(what: str) -> Iterator[None]:
-    """The model's ``sys.exit`` in ``what``, wherever the check calls it (the noise probe's points, a shard's), as the
-    one-line model error :func:`call_model` makes of it: its exit code is no verdict (review 123: one in the probe's
-    losses exited 0 or 1, or killed the worker running it)."""
-    try:
-        yield
-    except SystemExit as e:
-        raise _Exited(what, e) from None
-
-
 class _Exited(ModelError):
-    """The one-line model error a ``sys.exit`` in the model's ``what`` is (:func:`.errors.exited`)."""
+    """The one-line model error a ``sys.exit`` in the model's ``what`` is (:func:`.errors.exited`), wherever the check
+    calls the model (the noise probe's points, a shard's): its exit code is no verdict (review 123: one in the probe's
+    losses exited 0 or 1, or killed the worker running it)."""
 
     def __init__(self, what: str, exit: SystemExit) -> None:
         super().__init__(
