@@ -450,10 +450,7 @@ class Config:
         _reject_unknown("", raw, cls.KEYS)
         missing = [key for key in cls.REQUIRED if raw.get(key) is None]
         if missing:
-            # (the key named: an override that emptied it, `--set output=`, is then blamed, not the file)
-            raise ConfigError(
-                f"Missing required key{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.", key=missing[0]
-            )
+            raise ConfigError(f"Missing required key{'s' if len(missing) > 1 else ''}: {', '.join(missing)}.")
         raw = _resolve_paths(raw, Path(base).resolve())
         gradient = raw.get("gradient")
         shard_size = raw.get("shard_size")
@@ -588,6 +585,9 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
         command line gave it, the file otherwise.
     """
     overrides = overrides or {}
+    emptied = [key for key in Config.REQUIRED if key in overrides and overrides[key] is None]
+    if emptied:  # `--set output=`: the override is at fault, not the file (review 122)
+        raise ConfigError(f"--set {emptied[0]}: `{emptied[0]}` is required; it cannot be empty.", key=emptied[0])
     merged = merge_config(read_config_file(path), overrides, Path.cwd())
     try:
         return Config.from_dict(merged, Path.cwd())

@@ -201,7 +201,8 @@ def test_a_bad_key_is_blamed_on_the_command_line_or_the_file_whichever_gave_it(
         (MINIMAL, {"indices": "none"}, "indices", "--set indices"),
         (MINIMAL, {"scheme": "forward"}, "scheme", "--set scheme"),
         (MINIMAL, {"params": 3}, "params", "--set params"),
-        ("params: p.zarr\ndata: d.zarr\noutput: o.zarr\n", {}, "model", "FILE"),  # missing: the first named
+        ("params: p.zarr\ndata: d.zarr\noutput: o.zarr\n", {}, None, "FILE"),  # missing: no one key
+        ("params: p.zarr\ndata: d.zarr\n", {"model": None}, "model", "--set model"),  # the file lacks output too
         (MINIMAL, {"output": None}, "output", "--set output"),  # `--set output=` emptied it: not the file's fault
     ],
     ids=[
@@ -215,6 +216,7 @@ def test_a_bad_key_is_blamed_on_the_command_line_or_the_file_whichever_gave_it(
         "set choice",
         "set text",
         "missing keys",
+        "set emptied beside a key missing",
         "set emptied",
     ],
 )
