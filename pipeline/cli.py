@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TextIO
 
 from . import api
@@ -286,46 +287,67 @@ def _config(args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, cluster=_where(config.cluster, args))
 
 
+#: The descriptor standard output had before the first ``--json`` command of this process moved it, and how many
+#: such commands (in threads, calling main()) are running: the last to end puts it back (review 123).
+_JSON_OUT: dict[str, int] = {"users": 0, "kept": -1}
+_JSON_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
-def _stdout_for_json_only(json_only: bool) -> Iterator[None]:
-    """Where ``json_only``, what is written to standard output meanwhile goes to standard error: the model's prints
-    (at import, in its loss), this process's and the worker processes' it starts, which inherit the descriptor; the
-    JSON printed after it is then all that standard output holds (review 122: a model's debug print broke the JSON)."""
+def _stdout_for_json_only(json_only: bool) -> Iterator[Callable[[str], None]]:
+    """Yield how to write the command's result. Where ``json_only``, whatever else is written to standard output
+    meanwhile goes to standard error: the model's prints (at import, in its loss), this process's and the worker
+    processes' it starts, which inherit the descriptor; the result is written to standard output as it was, and is
+    all it holds (review 122: a model's debug print broke the JSON)."""
     if not json_only:
-        yield
+        yield print
         return
     try:
         out, err = sys.stdout.fileno(), sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # not a file (a caller's capture): Python's own stream, at least
+        real = sys.stdout
         with contextlib.redirect_stdout(sys.stderr):
-            yield
+            yield functools.partial(print, file=real)
         return
-    sys.stdout.flush()
-    kept = os.dup(out)
-    os.dup2(err, out)
+    with _JSON_LOCK:
+        if _JSON_OUT["users"] == 0:
+            sys.stdout.flush()
+            _JSON_OUT["kept"] = os.dup(out)
+            os.dup2(err, out)
+        _JSON_OUT["users"] += 1
+        kept = _JSON_OUT["kept"]
     try:
-        yield
+        yield functools.partial(_write_all, kept)
     finally:
-        sys.stdout.flush()
-        os.dup2(kept, out)
-        os.close(kept)
+        with _JSON_LOCK:
+            _JSON_OUT["users"] -= 1
+            if _JSON_OUT["users"] == 0:
+                sys.stdout.flush()
+                os.dup2(kept, out)
+                os.close(kept)
+
+
+def _write_all(fd: int, text: str) -> None:
+    data = (text + "\n").encode()
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     show_progress = not args.no_progress and not args.json and sys.stderr.isatty()
-    with _stdout_for_json_only(args.json):
+    with _stdout_for_json_only(args.json) as write:
         report = api.run(config, overwrite=args.overwrite, progress=_ProgressBar(sys.stderr) if show_progress else None)
-    _print(report, as_json=args.json)
+        write(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return _exit_code(report)
 
 
 def _plan(args: argparse.Namespace) -> int:
-    with _stdout_for_json_only(args.json):
+    with _stdout_for_json_only(args.json) as write:
         planned = api.plan(_config(args), loss_seconds=args.t_loss)
-    if args.json:
-        print(json.dumps(planned.to_dict(), indent=2))
-        return EXIT_PASSED
+        if args.json:
+            write(json.dumps(planned.to_dict(), indent=2))
+            return EXIT_PASSED
     cost, gb = planned.cost, 2**30
     print(
         f"gradcheck plan: {planned.n_checked:,} of {planned.n_params:,} elements checked, "

@@ -325,3 +325,20 @@ def test_main_called_in_process_leaves_the_callers_sigterm_handler_as_it_was(tmp
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, mine)
+
+
+def test_json_results_of_overlapping_commands_all_reach_standard_output(capfd: pytest.CaptureFixture[str]) -> None:
+    # review 123: two `--json` runs overlapping in one process (main() in threads); the second saved the descriptor
+    # the first had already pointed at standard error, and its JSON went there
+    from pipeline.cli import _stdout_for_json_only
+
+    with _stdout_for_json_only(True) as first:
+        print("the model's print", flush=True)
+        with _stdout_for_json_only(True) as second:
+            print("another print", flush=True)
+            second('{"second": 2}')
+        first('{"first": 1}')
+    print("after", flush=True)
+    out, err = capfd.readouterr()
+    assert out == '{"second": 2}\n{"first": 1}\nafter\n'
+    assert err == "the model's print\nanother print\n"
