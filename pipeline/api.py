@@ -140,7 +140,8 @@ def _refuse_output_among_inputs(config: Config) -> None:
     inside the params store left every later check of that store refused)."""
 
     def where(path: str) -> str:
-        path = path.removeprefix("file://")  # a local path as a URL (review 123: not compared, and written into)
+        for local in ("file://", "local://"):  # a local path as a URL (review 123: not compared, and written into)
+            path = path.removeprefix(local)
         return path.rstrip("/") if is_url(path) else os.path.realpath(path)
 
     output = where(config.output)

@@ -302,6 +302,9 @@ def _stdout_for_json_only(json_only: bool) -> Iterator[Callable[[str], None]]:
     if not json_only:
         yield print
         return
+    if sys.stdout is None:  # standard output closed (`>&-`): nowhere to write it, as for any command
+        yield lambda text: None
+        return
     try:
         out, err = sys.stdout.fileno(), sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # not a file (a caller's capture): Python's own stream, at least

@@ -300,6 +300,12 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         _model("exiting_off_theta"),
         r"Model loss called sys.exit\(0\) .*\(at .*models.py:\d+\)",
     ),
+    (
+        "loss exits in the probe alone",
+        _nothing,
+        _model("exiting_where_many_move"),
+        r"Model loss called sys.exit\(0\) .*\(at .*models.py:\d+\)",
+    ),
     ("loss exits", _nothing, _model("exiting_loss"), r"Model loss at θ called sys.exit\(1\) .*\(at .*models.py:\d+\)"),
     (
         "loss_batch raises",
@@ -414,15 +420,17 @@ def test_usage_errors_are_one_line(args: list[str], pattern: str) -> None:
     _assert_one_line_error(run_cli(*args), pattern)
 
 
-def test_an_output_inside_an_input_given_as_a_file_url_is_refused(problem: Path) -> None:
-    # review 123: the input as a file:// URL was not compared with the output's path, and the run wrote into it
+@pytest.mark.parametrize("scheme", ["file://", "local://"])
+def test_an_output_inside_an_input_given_as_a_file_url_is_refused(problem: Path, scheme: str) -> None:
+    # reviews 123 and 124: the input as a file:// (or local://) URL was not compared with the output's path, and the
+    # run wrote into it
     before = _snapshot(problem)
-    params = f"file://{problem / 'params.zarr'}"
+    params = f"{scheme}{problem / 'params.zarr'}"
     output = problem / "params.zarr" / "o.zarr"
     result = run_cli(
         "run", str(problem / "check.yaml"), "--inline", "--set", f"params={params}", "--set", f"output={output}"
     )
-    _assert_one_line_error(result, r"`output` '.*params.zarr/o.zarr' lies inside the params store 'file://")
+    _assert_one_line_error(result, rf"`output` '.*params.zarr/o.zarr' lies inside the params store '{scheme}")
     assert _snapshot(problem) == before
 
 

@@ -342,3 +342,25 @@ def test_json_results_of_overlapping_commands_all_reach_standard_output(capfd: p
     out, err = capfd.readouterr()
     assert out == '{"second": 2}\n{"first": 1}\nafter\n'
     assert err == "the model's print\nanother print\n"
+
+
+def test_with_json_and_standard_output_closed_the_result_goes_nowhere_else(tmp_path: Path) -> None:
+    # review 124: with no standard output the JSON went to standard error (491 lines), where `report --json` drops it
+    _, config = file_model_check(
+        tmp_path,
+        "import numpy as np\nclass Q:\n    def loss(self, p, d): return float(np.sum(p['w'] ** 2))\n"
+        "    def grad(self, p, d): return {'w': 2 * p['w']}\nmodel = Q()\n",
+        "model",
+        {"w": np.array([0.5, -1.5])},
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(config), "--inline", "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=lambda: os.close(1),  # the child's standard output closed, as `>&-` does
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")

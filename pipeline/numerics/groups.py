@@ -150,7 +150,7 @@ def seconds_per_loss(loaded: Loaded, budget_seconds: float = 0.2, at_most: int =
     That also warms the path up in this worker before the shards time it.
     """
     if not (loaded.batched or loaded.perturbs):
-        return fastest(loaded.loss, budget_seconds, at_most)
+        return fastest(functools.partial(call_model, "loss at θ, timed", loaded.loss), budget_seconds, at_most)
     layout = loaded.settings.layout
     width = len(STENCILS[loaded.settings.scheme])
     indices = min(layout.n_params, 64)

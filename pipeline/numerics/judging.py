@@ -43,7 +43,7 @@ from .nearby import (
     precise,
 )
 from .probe import measured_noise
-from .problem import Loaded, call_model
+from .problem import Loaded, ModelExited, call_model
 from .refine import START, Refined, Row, beyond_the_edge, known_rows, second_look
 from .tolerance import (
     AGREE,
@@ -745,6 +745,8 @@ def _in_float64_indeed(loaded: Loaded, group: Group, analytic: np.ndarray) -> np
         return differs
     try:
         gradient = twin.analytic_gradient()
+    except ModelExited:  # (a model's sys.exit is no failure to look past: it ends the check, exit 2)
+        raise
     except ModelError:  # the model cannot compute so in float64 (the re-judging drops the twin)
         return differs
     first = 0
@@ -821,6 +823,8 @@ def _float32_only(
             try:
                 exact, judged, spent = _in_float64(twin, part, noise, kinked, approach)
                 (same_points,) = losses_of(twin, [part], [at_step[at]])
+            except ModelExited:  # (a model's sys.exit is no failure to look past: it ends the check, exit 2)
+                raise
             except ModelError:  # the model cannot compute so in float64: no twin for the rest of the run
                 loaded.drop_float64_twin()
                 return (status, numeric, allowed, interacting), (judged_again, cost)

@@ -21,7 +21,7 @@ from ..errors import ModelError, StoreError
 from ..model import as_loss_value
 from .fd import STENCILS, batched_stencil_losses, close_enough, noise_ceiling, noise_level, step_sizes, too_close
 from .groups import seconds_per_loss
-from .problem import Float64Copy, Loaded, Settings, call_model, fastest, float64_copy, pieces
+from .problem import Float64Copy, Loaded, ModelExited, Settings, call_model, fastest, float64_copy, pieces
 
 __all__ = ["NONDETERMINISM_ULPS", "ProbeResult", "measured_noise", "probe"]
 
@@ -345,6 +345,8 @@ def _off_theta(loaded: Loaded) -> float:
         moved.append((flat, at, original))
     try:
         return float(np.real(loaded.loss()))
+    except ModelExited:  # (a model's sys.exit is no failure to look past: it ends the check, exit 2)
+        raise
     except Exception:  # a loss that fails off θ fails again in its shard, with the element named
         return math.nan
     finally:
@@ -499,7 +501,7 @@ def _analytic_rounding(
         # own grad in float32 need not be the code that made it (review 50)
         return none
     try:
-        exact = reference.model.grad(reference.params, reference.data)
+        exact = call_model("grad in float64", reference.model.grad, reference.params, reference.data)
         widest = []
         for spec in tensors:
             if not loaded.settings.against_float64(spec.dtype):
@@ -508,6 +510,8 @@ def _analytic_rounding(
             mine = np.asarray(analytic[spec.name], dtype=np.float64)
             gap = np.abs(mine - np.asarray(exact[spec.name], dtype=np.float64).reshape(mine.shape))
             widest.append(float(gap.max(initial=0.0)) if np.all(np.isfinite(gap)) else 0.0)
+    except ModelExited:  # (a model's sys.exit is no failure to look past: it ends the check, exit 2)
+        raise
     except Exception:  # a model that takes no float64 parameters: nothing measured
         return none
     return tuple(widest)
@@ -548,6 +552,8 @@ def _against_float64(
                 values.append(float(np.real(loaded.loss())))
                 exact = call_model("loss in float64", reference.model.loss, reference.params, reference.data)
                 precise.append(float(np.real(exact)))
+        except ModelExited:  # (a model's sys.exit is no failure to look past: it ends the check, exit 2)
+            raise
         except Exception:  # a model that takes no float64 parameters, or fails off θ (its shard names it)
             return level, source, cost + len(values) + len(precise)
         finally:
@@ -643,6 +649,8 @@ def _noise_along(
         for j in range(0, 9) if one_sided else range(-4, 5):
             flat[at] = (origin + j * step).astype(flat.dtype)
             values.append(float(np.real(loaded.loss())))
+    except ModelExited:  # (a model's sys.exit is no failure to look past: it ends the check, exit 2)
+        raise
     except Exception:  # a loss that fails off θ fails again in its shard, with the element named
         return _Line(None, len(values) + 1)
     finally:
@@ -714,7 +722,11 @@ def _loss_equivalents(loaded: Loaded, loss: float) -> float:
             f"Model stages evaluate the loss at θ to {staged!r}, but loss gives {loss!r}; they must agree."
         )
     costs = [
-        fastest(functools.partial(forward, loaded.stage_inputs[s], loaded.params, loaded.data))
+        fastest(
+            functools.partial(
+                call_model, f"stage {s} at θ", forward, loaded.stage_inputs[s], loaded.params, loaded.data
+            )
+        )
         for s, (_, forward) in enumerate(loaded.stages)
     ]
     share_from = [sum(costs[s:]) / sum(costs) for s in range(len(costs))]

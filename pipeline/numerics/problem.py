@@ -35,6 +35,7 @@ __all__ = [
     "REFERENCE_BYTES",
     "Float64Copy",
     "Loaded",
+    "ModelExited",
     "Output",
     "Settings",
     "call_model",
@@ -229,6 +230,8 @@ class Loaded:
                     loss = as_loss_value(value, "at θ in float64")
                     settings = dataclasses.replace(self.settings, promote=True, noise=(), loss0=loss)
                     self._twin = Loaded(settings, made.model, made.params, made.data)
+                except ModelExited:  # (a model's sys.exit is no failure to look past: it ends the check, exit 2)
+                    raise
                 except ModelError:  # a model that takes no float64 parameters: no twin
                     self._twin = None
         return self._twin if isinstance(self._twin, Loaded) else None
@@ -244,14 +247,14 @@ class Loaded:
             for _, forward in self.stages[stage:]:
                 carry = forward(carry, self.params, self.data)
         except SystemExit as e:  # (each of these four: the model's exit is no verdict, as in :func:`call_model`)
-            raise _Exited(f"stages {stage} on", e) from None
+            raise ModelExited(f"stages {stage} on", e) from None
         return carry
 
     def loss(self) -> Any:
         try:
             return self.model.loss(self.evaluated, self.data)
         except SystemExit as e:  # (review 123: one in the noise probe's losses exited 0 or 1)
-            raise _Exited("loss", e) from None
+            raise ModelExited("loss", e) from None
 
     @property
     def slots(self) -> Slots:
@@ -265,7 +268,7 @@ class Loaded:
         try:
             losses = np.asarray(method(self.evaluated, self.data, name, positions, values), dtype=np.float64)
         except SystemExit as e:
-            raise _Exited("perturbed_losses", e) from None
+            raise ModelExited("perturbed_losses", e) from None
         if losses.shape != values.shape:
             raise ValueError(
                 f"perturbed_losses must return one loss per value, shape {values.shape}. Got {losses.shape} instead."
@@ -299,7 +302,7 @@ class Loaded:
         try:
             return getattr(self.model, "loss_batch")(batch, self.data)  # noqa: B009  (optional: not in the protocol)
         except SystemExit as e:
-            raise _Exited("loss_batch", e) from None
+            raise ModelExited("loss_batch", e) from None
 
     @property
     def theta(self) -> np.ndarray:
@@ -350,12 +353,12 @@ def call_model(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any
     """
     try:
         return fn(*args)
-    except _Exited as e:  # (a guarded call inside fn: named as this call)
-        raise _Exited(what if isinstance(what, str) else what(), e.exit) from None
+    except ModelExited as e:  # (a guarded call inside fn: named as this call)
+        raise ModelExited(what if isinstance(what, str) else what(), e.exit) from None
     except GradcheckError:
         raise
     except SystemExit as e:  # the model's exit code is no verdict: 0 would read as "the gradients agree"
-        raise _Exited(what if isinstance(what, str) else what(), e) from None
+        raise ModelExited(what if isinstance(what, str) else what(), e) from None
     except Exception as e:
         named = what if isinstance(what, str) else what()
         raise ModelError(
@@ -364,7 +367,7 @@ def call_model(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any
         ) from e
 
 
-class _Exited(ModelError):
+class ModelExited(ModelError):
     """The one-line model error a ``sys.exit`` in the model's ``what`` is (:func:`.errors.exited`), wherever the check
     calls the model (the noise probe's points, a shard's): its exit code is no verdict (review 123: one in the probe's
     losses exited 0 or 1, or killed the worker running it)."""
