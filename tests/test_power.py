@@ -5201,3 +5201,30 @@ def test_softmax_minus_onehot_on_confident_rows_passes_in_float64(margin: float)
             return {"Z": super().grad(p, d)["Z"] * (1 + 1e-3)}
 
     assert _found(pipeline.check(_Off(), {"Z": z}, {"y": y.astype(np.float64)}), "Z")
+
+
+class _ConfidentLogistic:
+    """``sum(log1p(exp(-z)))`` (every label 1) and its textbook gradient ``sigmoid(z) - 1``, ``factor`` times: past
+    z = 36.7 sigmoid rounds to 1 and the gradient to 0 or -2.2e-16, where the derivative is -exp(-z)."""
+
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = factor
+
+    def loss(self, p: Arrays, d: Arrays) -> float:
+        return float(np.sum(np.log1p(np.exp(-p["z"]))))
+
+    def grad(self, p: Arrays, d: Arrays) -> Arrays:
+        return {"z": self.factor * (1.0 / (1.0 + np.exp(-p["z"])) - 1.0)}
+
+
+def test_sigmoid_minus_one_rounded_at_confident_logits_is_not_failed_in_float64() -> None:
+    """Review 123: at logits 36 to 41 the correct ``sigmoid(z) - 1`` is off by up to half a rounding unit of 1, within
+    the atol (2.2e-16); the look at θ of an estimate of no definite sign judged it without the atol (1.4e-18 allowed)
+    and failed 49 of 50 elements as a mask left out of the backward pass. Nothing there is resolved: not verified.
+    Beside ordinary logits the same code passes, and 1% off fails."""
+    rng = np.random.default_rng(0)
+    confident = 36 + rng.uniform(0, 5, 50)
+    assert pipeline.check(_ConfidentLogistic(), {"z": confident}, {}).verdict == "not verified"
+    z = np.concatenate([confident[:40], rng.normal(0, 1.5, 10)])
+    assert pipeline.check(_ConfidentLogistic(), {"z": z}, {}).passed
+    assert _found(pipeline.check(_ConfidentLogistic(1.01), {"z": z}, {}), "z")

@@ -335,7 +335,9 @@ def _kink_at_theta(
             # kink's stays as wide)
             smooth |= between[at] & (np.abs(gap2 - 2 * gap) <= 4 * (spread2 + 2 * spread))
             smooth &= np.abs(mean - mean2) <= 2 * (spread + spread2)
-            allowance = tolerance.safety * spread + tolerance.rtol * np.abs(mean)
+            # (the atol too, as every allowance: the analytic value's own rounding, which no bar sees; review 123:
+            # sigmoid(z) - 1 at logits past 36, half a rounding unit of 1 off, failed beside 1.4e-18 allowed)
+            allowance = tolerance.allowance(mean, spread)
             wrong = smooth & (np.abs(mean - analytic[at]) > allowance)
             # a vague one only where the loss moved there: its step came from its value, not from a gap the coarser
             # rows measured, and a loss whose steps are far coarser than its noise measured stands still at it (a
