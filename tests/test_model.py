@@ -247,3 +247,15 @@ def test_a_config_naming_a_class_that_needs_arguments_exits_2_with_one_line(clas
         result.stderr,
     )
     assert not (folder / "out.zarr").exists()
+
+
+def test_a_model_whose_deep_copy_exits_is_a_model_error_not_the_end_of_the_callers_process() -> None:
+    # review 125: the float64 copy a float32 check makes runs the model's __deepcopy__, whose sys.exit(0) escaped
+    # pipeline.check (a test suite would have ended there, green)
+    class Exits(models.Smooth):
+        def __deepcopy__(self, memo: object) -> None:
+            raise SystemExit(0)
+
+    params, data = models.problem(np.float32)
+    with pytest.raises(ModelError, match=r"Model deep copy called sys.exit\(0\)"):
+        pipeline.check(Exits(), params, data)

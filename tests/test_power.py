@@ -5228,3 +5228,37 @@ def test_sigmoid_minus_one_rounded_at_confident_logits_is_not_failed_in_float64(
     z = np.concatenate([confident[:40], rng.normal(0, 1.5, 10)])
     assert pipeline.check(_ConfidentLogistic(), {"z": z}, {}).passed
     assert _found(pipeline.check(_ConfidentLogistic(1.01), {"z": z}, {}), "z")
+
+
+class _TinyLeaky:
+    """Review 125: ``|w|²`` (w about 1e-14) beside ``c·Σ k·leaky(b) + c·|b|²/2`` (c = 3e-15): the whole gradient about
+    1e-14, the noise along ``w`` not measurable, so the atol is float64's absolute 1e-13. ``factor`` times the gradient;
+    ``mask`` the backward's leaky-ReLU threshold (the forward's is 0)."""
+
+    def __init__(self, factor: float = 1.0, mask: float = 0.0) -> None:
+        self.factor, self.mask = factor, mask
+
+    def loss(self, p: Arrays, d: Arrays) -> float:
+        z, c = p["b"], 3e-15
+        return float(np.sum(p["w"] ** 2) + c * np.sum(np.where(z > 0, z, 0.6 * z) * d["k"]) + c * 0.5 * np.sum(z**2))
+
+    def grad(self, p: Arrays, d: Arrays) -> Arrays:
+        z, c = p["b"], 3e-15
+        b = c * (np.where(z > self.mask, 1.0, 0.6) * d["k"] + z)
+        return {"w": self.factor * 2 * p["w"], "b": self.factor * b}
+
+
+def test_the_look_at_theta_is_not_excused_by_an_atol_that_does_not_follow_the_gradients_scale() -> None:
+    """Review 125: the look at θ's allowance took float64's default atol, 1e-13, where the noise was not measured and
+    the atol did not follow the gradient (here 1e-14): the gradient doubled, halved or 0 was not verified instead of
+    wrong, and a leaky ReLU's mask on the wrong side of an input 1e-9 above 0 (a 40% error) passed. It takes the atol
+    only where it follows the gradient's scale (review 123's logistic regression) or the user set it."""
+    rng = np.random.default_rng(3)
+    params = {"w": 1e-14 * rng.standard_normal(10), "b": np.array([0.2, 0.3, 1e-9, 0.1])}
+    data = {"k": np.array([1.0, 2.0, 3.0, 4.0])}
+    assert pipeline.check(_TinyLeaky(), params, data).passed
+    for factor in (2.0, 0.5, 0.0):
+        wrong = pipeline.check(_TinyLeaky(factor), params, data)
+        assert not wrong.passed
+        assert "b" in wrong.failing
+    assert _found(pipeline.check(_TinyLeaky(mask=2e-9), params, data), "b")

@@ -291,6 +291,8 @@ def _kink_at_theta(
     numeric, allowed, status, steps, sides = judged
     kinks, vague, between = chosen
     tolerance = loaded.settings.tolerance_for(group.dtype)
+    scaled = loaded.settings.atol_scale > 0 or "atol" in dict(loaded.settings.tolerance)
+    atol = tolerance.atol if scaled else 0.0
     values = first.values.astype(np.float64)
     room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
     side = np.where(sides.toward > 0, 1.0, -1.0)  # the way whose slope the value is
@@ -335,9 +337,11 @@ def _kink_at_theta(
             # kink's stays as wide)
             smooth |= between[at] & (np.abs(gap2 - 2 * gap) <= 4 * (spread2 + 2 * spread))
             smooth &= np.abs(mean - mean2) <= 2 * (spread + spread2)
-            # (the atol too, as every allowance: the analytic value's own rounding, which no bar sees; review 123:
-            # sigmoid(z) - 1 at logits past 36, half a rounding unit of 1 off, failed beside 1.4e-18 allowed)
-            allowance = tolerance.allowance(mean, spread)
+            # (the atol too, where it follows the gradient's scale or the user set it: the analytic value's own
+            # rounding, which no bar sees; review 123: sigmoid(z) - 1 at logits past 36, half a rounding unit of 1
+            # off, failed beside 1.4e-18 allowed. Not the default's absolute 1e-13 where the noise was not measured:
+            # it can exceed a whole gradient of 1e-14, and a 40% error in a leaky ReLU's mask passed; review 125)
+            allowance = atol + tolerance.safety * spread + tolerance.rtol * np.abs(mean)
             wrong = smooth & (np.abs(mean - analytic[at]) > allowance)
             # a vague one only where the loss moved there: its step came from its value, not from a gap the coarser
             # rows measured, and a loss whose steps are far coarser than its noise measured stands still at it (a

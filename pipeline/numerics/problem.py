@@ -468,6 +468,8 @@ def float64_copy(loaded: Loaded) -> Float64Copy | None:
         return None
     try:  # a copy: whatever the float64 evaluation changes in the model (a buffer cast, a cache) stays there
         model = copy.deepcopy(loaded.model)
+    except SystemExit as e:  # (its __deepcopy__ is the model's code too: review 125)
+        raise ModelExited("deep copy", e) from None
     except Exception:
         return None
     params = {key: array.astype(np.float64) for key, array in loaded.params.items()}
