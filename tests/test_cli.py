@@ -353,13 +353,23 @@ def test_with_json_and_standard_output_closed_the_result_goes_nowhere_else(tmp_p
         "model",
         {"w": np.array([0.5, -1.5])},
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(config), "--inline", "--json"],
-        stdout=subprocess.DEVNULL,
+    done = subprocess.run(  # the child's standard output closed by the shell, `>&-` (no preexec_fn: a fork)
+        [
+            "sh",
+            "-c",
+            'exec "$@" >&-',
+            "sh",
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            str(config),
+            "--inline",
+            "--json",
+        ],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
-        preexec_fn=lambda: os.close(1),  # the child's standard output closed, as `>&-` does
         timeout=120,
         check=False,
     )
