@@ -341,7 +341,7 @@ def _run(args: argparse.Namespace) -> int:
     show_progress = not args.no_progress and not args.json and sys.stderr.isatty()
     with _stdout_for_json_only(args.json) as write:
         report = api.run(config, overwrite=args.overwrite, progress=_ProgressBar(sys.stderr) if show_progress else None)
-        write(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+        _print(report, as_json=args.json, write=write)
     return _exit_code(report)
 
 
@@ -487,8 +487,8 @@ def _import(args: argparse.Namespace) -> int:
     return EXIT_PASSED
 
 
-def _print(report: Report, *, as_json: bool) -> None:
-    print(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
+def _print(report: Report, *, as_json: bool, write: Callable[[str], None] = print) -> None:
+    write(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

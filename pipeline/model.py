@@ -113,15 +113,12 @@ def _import_source(path: str, text: str) -> Any:
         sys.path.append(folder)
     try:
         exec(compile(text, path, "exec"), module.__dict__)  # the model file, as the client read it
-    except SystemExit as e:
+    except (Exception, SystemExit) as e:
         del sys.modules[name]
         if added:
             sys.path.remove(folder)
-        raise ModelImportError(f"Model file '{path}' {exited(e)} on import{UNGUARDED_SCRIPT}") from None
-    except Exception as e:
-        del sys.modules[name]
-        if added:
-            sys.path.remove(folder)
+        if isinstance(e, SystemExit):
+            raise ModelImportError(f"Model file '{path}' {exited(e)} on import{UNGUARDED_SCRIPT}") from None
         beside = (
             f" (modules beside the model file are found where its folder '{folder}' exists; elsewhere install them "
             "or put them on PYTHONPATH)"

@@ -89,10 +89,21 @@ def test_a_noise_probe_that_kills_its_worker_is_one_line_exit_2_not_an_internal_
     assert result.returncode == 0, result.stderr
 
 
-def test_ctrl_c_is_one_line_the_run_is_interrupted_and_resumes(gated: Path) -> None:
-    # Ctrl-C reaches the terminal's whole process group: the check and its local cluster's workers. Review 92:
-    # each worker printed its KeyboardInterrupt traceback (60 lines), and `status` said "cancelled" with a bare
-    # "KeyboardInterrupt: ".
+@pytest.mark.parametrize(
+    ("stop", "group", "code", "said"),
+    [
+        # Ctrl-C reaches the terminal's whole process group: the check and its local cluster's workers. Review 92:
+        # each worker printed its KeyboardInterrupt traceback (60 lines), and `status` said "cancelled" with a bare
+        # "KeyboardInterrupt: ".
+        (signal.SIGINT, True, 130, "gradcheck: interrupted\n"),
+        # what systemd, Kubernetes and `kill` send, to the check's process alone: review 122 saw exit 143, nothing said
+        (signal.SIGTERM, False, 143, "gradcheck: terminated\n"),
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stopped_run_says_so_in_one_line_is_left_interrupted_and_resumes(
+    gated: Path, stop: signal.Signals, group: bool, code: int, said: str
+) -> None:
     gate = gated / "gate"
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", str(gated / "check.yaml"), "--no-progress"],
@@ -100,38 +111,20 @@ def test_ctrl_c_is_one_line_the_run_is_interrupted_and_resumes(gated: Path) -> N
         stderr=subprocess.PIPE,
         text=True,
         env=_env(GRADCHECK_TEST_GATE=str(gate)),
-        start_new_session=True,  # its own process group, as a terminal's foreground job
+        start_new_session=group,  # its own process group, as a terminal's foreground job
     )
     wait_until(lambda: shards_done(gated / "out.zarr") == 10)  # the `late` shards wait at the gate
-    os.killpg(process.pid, signal.SIGINT)
+    if group:
+        os.killpg(process.pid, stop)
+    else:
+        process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=60)
-    assert (process.returncode, stdout, stderr) == (130, "", "gradcheck: interrupted\n")
-    shown = run_cli("status", str(gated / "out.zarr")).stdout.splitlines()
-    assert shown[0] == f"{gated / 'out.zarr'}: run (not a submitted job), interrupted"
-    assert shown[2:] == ["its process is gone; the same `gradcheck run` resumes it from the shards done"]
-    gate.touch()
-    result = run_cli("run", str(gated / "check.yaml"), "--json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["timings"]["resumed_shards"] == 10
-
-
-def test_sigterm_is_one_line_exit_143_the_run_is_interrupted_and_resumes(gated: Path) -> None:
-    # what systemd, Kubernetes and `kill` send, to the check's process alone: review 122 saw exit 143 and nothing said
-    gate = gated / "gate"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", str(gated / "check.yaml"), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(GRADCHECK_TEST_GATE=str(gate)),
-    )
-    wait_until(lambda: shards_done(gated / "out.zarr") == 10)  # the `late` shards wait at the gate
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=60)
-    assert (process.returncode, stdout, stderr) == (143, "", "gradcheck: terminated\n")
+    assert (process.returncode, stdout, stderr) == (code, "", said)
     shown = run_cli("status", str(gated / "out.zarr"))
     assert shown.returncode == 5  # no verdict
-    assert shown.stdout.splitlines()[0] == f"{gated / 'out.zarr'}: run (not a submitted job), interrupted"
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"{gated / 'out.zarr'}: run (not a submitted job), interrupted"
+    assert lines[2:] == ["its process is gone; the same `gradcheck run` resumes it from the shards done"]
     gate.touch()
     result = run_cli("run", str(gated / "check.yaml"), "--json")
     assert result.returncode == 0, result.stderr

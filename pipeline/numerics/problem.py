@@ -354,17 +354,22 @@ def call_model(what: str | Callable[[], str], fn: Callable[..., Any], *args: Any
     try:
         return fn(*args)
     except ModelExited as e:  # (a guarded call inside fn: named as this call)
-        raise ModelExited(what if isinstance(what, str) else what(), e.exit) from None
+        raise ModelExited(_named(what), e.exit) from None
     except GradcheckError:
         raise
     except SystemExit as e:  # the model's exit code is no verdict: 0 would read as "the gradients agree"
-        raise ModelExited(what if isinstance(what, str) else what(), e) from None
+        raise ModelExited(_named(what), e) from None
     except Exception as e:
-        named = what if isinstance(what, str) else what()
+        named = _named(what)
         raise ModelError(
             f"Model {named} raised {type(e).__name__}: {e}{_raised_at(e)}{hint}",
             detail="".join(traceback.format_exception(e)),
         ) from e
+
+
+def _named(what: str | Callable[[], str]) -> str:
+    """:func:`call_model`'s name for the call, made only once an error needs it."""
+    return what if isinstance(what, str) else what()
 
 
 class ModelExited(ModelError):
