@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -259,3 +260,14 @@ def test_a_model_whose_deep_copy_exits_is_a_model_error_not_the_end_of_the_calle
     params, data = models.problem(np.float32)
     with pytest.raises(ModelError, match=r"Model deep copy called sys.exit\(0\)"):
         pipeline.check(Exits(), params, data)
+
+
+def test_a_model_whose_pickling_exits_is_a_model_error_on_a_cluster(client: Client) -> None:
+    # review 125: a model object sent to a cluster is pickled first, its __reduce__ the model's code too
+    class Exits(models.Smooth):
+        def __reduce__(self) -> Any:
+            raise SystemExit(0)
+
+    params, data = models.problem()
+    with pytest.raises(ModelError, match=r"^The model object cannot be sent .* pickling it called sys.exit\(0\)"):
+        pipeline.check(Exits(), params, data, client=client)

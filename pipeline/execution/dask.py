@@ -26,7 +26,7 @@ from distributed.comm.core import CommClosedError
 from distributed.protocol.pickle import dumps, loads
 from distributed.scheduler import KilledWorker
 
-from ..errors import ClusterError, ModelError, ModelImportError, one_line
+from ..errors import ClusterError, ModelError, ModelImportError, exited, one_line
 from ..model import ModelRef, ModelSource, load_model, missing_module
 from ..numerics import shards
 from ..numerics.directions import check_direction
@@ -137,6 +137,10 @@ def importable_everywhere(client: Client, model: ModelRef) -> None:
     if not isinstance(model, (str, ModelSource)):
         try:
             loads(dumps(model))  # what sending it to a worker does
+        except SystemExit as e:  # (its pickling hooks are the model's code too: their exit code is no verdict)
+            raise ModelError(
+                f"The model object cannot be sent to the cluster's workers: pickling it {exited(e)}."
+            ) from None
         except Exception as e:
             raise ModelError(
                 f"The model object cannot be sent to the cluster's workers: pickling it failed ({one_line(e)}). "
