@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import functools
 import hashlib
 import json
@@ -281,17 +280,15 @@ def _loaded_here(config: Config, inputs: Inputs, settings: Settings, model: Mode
     )
 
 
-#: What a full, read-only or failing disk raises (in this process, or from a worker's write).
-_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
-
-
 @contextlib.contextmanager
 def _disk_errors(path: str) -> Iterator[None]:
     """A full or failing disk, wherever the run met it (the lock, the output, a worker's write), as one line."""
+    from .storage.output import FULL_DISK
+
     try:
         yield
     except OSError as e:
-        if e.errno not in _FULL:
+        if e.errno not in FULL_DISK:
             raise
         raise StoreError(
             f"The output '{path}' cannot be written: {e.strerror or e}. Make room and run the same command "

@@ -374,6 +374,12 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         r"`output` '.*params.zarr/out.zarr' lies inside the params store '.*params.zarr': a run writes its arrays",
     ),
     (
+        "output where its lock cannot be made",  # (review 126: "internal error", exit 3)
+        _nothing,
+        ["--set", "output=/proc/out.zarr"],
+        r"The output '/proc/out.zarr' cannot be written: FileNotFoundError: .*'/proc/out.zarr.lock'",
+    ),
+    (
         "output a different check",
         _nothing,
         ["--set", "epsilon=1e-5", "NO-OVERWRITE"],

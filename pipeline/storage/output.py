@@ -409,21 +409,46 @@ def output_lock(path: str, options: Options = None) -> Iterator[None]:
     created only if absent (S3's conditional put). A lock left by a process that is gone (on
     this host) is taken over; any other is refused.
     """
-    lock = _LockFile(path, options)
     record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    for _ in range(3):
-        if lock.create(json.dumps(record).encode()):
-            break
-        holder = _lock_holder(lock)
-        if holder is not None:
-            raise _being_written(path, lock, holder)
-        lock.remove()  # stale: its process is gone (another run may remove it first)
-    else:  # every attempt lost a race for a stale lock to another run: never proceed unlocked
-        raise OutputExistsError(f"The output '{path}' is being taken by another gradcheck run; try again.")
+    with _locking(path):
+        lock = _LockFile(path, options)
+        for _ in range(3):
+            if lock.create(json.dumps(record).encode()):
+                break
+            holder = _lock_holder(lock)
+            if holder is not None:
+                raise _being_written(path, lock, holder)
+            lock.remove()  # stale: its process is gone (another run may remove it first)
+        else:  # every attempt lost a race for a stale lock to another run: never proceed unlocked
+            raise OutputExistsError(f"The output '{path}' is being taken by another gradcheck run; try again.")
     try:
         yield
     finally:
         lock.remove()
+
+
+#: A disk's errors that the run names itself, with what to do (:func:`pipeline.api`): full, read-only, failing.
+FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+@contextmanager
+def _locking(path: str) -> Iterator[None]:
+    """The lock's own errors, before anything is written, as one line naming the output: a folder that cannot hold
+    it, a bucket that does not exist, credentials refused, an endpoint not reached (review 126: exit 3, "internal
+    error"); a full disk is left to the run's own message."""
+    try:
+        yield
+    except (StoreError, OutputExistsError):
+        raise
+    except OSError as e:
+        if e.errno in FULL_DISK:
+            raise
+        raise StoreError(f"The output '{path}' cannot be written: {type(e).__name__}: {e}") from e
+    except Exception as e:
+        if not is_url(path):
+            raise
+        # (a remote filesystem's own errors, botocore's EndpointConnectionError..., derive from none of the above)
+        raise StoreError(f"The output '{path}' cannot be written: {type(e).__name__}: {e}") from e
 
 
 def _being_written(path: str, lock: _LockFile, holder: Mapping[str, Any]) -> OutputExistsError:
