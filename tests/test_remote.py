@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -141,3 +142,31 @@ def test_a_remote_output_is_locked_by_a_conditional_create(
     done = run_cli("run", "check.yaml", "--inline", cwd=tmp_path, env=s3_env)
     assert done.returncode == 0, done.stderr
     assert not fs.exists(lock)
+
+
+def test_an_output_in_a_bucket_that_is_missing_or_an_endpoint_not_reached_is_one_line_and_nothing_written(
+    s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    # review 126: the output's lock is its first write, and its errors read "internal error", exit 3; a store not
+    # reached also printed 100 lines of "Exception ignored in: <coroutine ...>" after its one line
+    root = "s3://checks/unwritable"
+    _write_check(tmp_path, root, s3_endpoint, "correct", "")
+    missing = run_cli(
+        "run", "check.yaml", "--inline", "--set", "output=s3://no-such-bucket/out.zarr", cwd=tmp_path, env=s3_env
+    )
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        "gradcheck: error: The output 's3://no-such-bucket/out.zarr' cannot be written: "
+        "FileNotFoundError: The specified bucket does not exist\n"
+    )
+    with socket.socket() as s:  # a loopback port nothing answers on
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for command in (("report", f"{root}/out.zarr"), ("verify", f"{root}/out.zarr")):
+        unreached = run_cli(*command, env={**s3_env, "FSSPEC_S3_ENDPOINT_URL": nowhere})
+        assert unreached.returncode == 2
+        assert re.fullmatch(
+            rf"gradcheck: error: The output store '{root}/out.zarr' cannot be read: EndpointConnectionError: .*\n",
+            unreached.stderr,
+        )
+    assert not s3fs.S3FileSystem(endpoint_url=s3_endpoint).exists("checks/unwritable/out.zarr")
