@@ -164,3 +164,23 @@ def test_each_dask_command_exists_with_its_options(where: str, command: list[str
     options = {token.split("=")[0] for token in command[2:] if token.startswith("--")}
     known = set(re.findall(r"--[a-z][a-z-]*", _dask_help(command[1])))
     assert options <= known, f"{where}: unknown options {sorted(options - known)} of dask {command[1]}"
+
+
+#: What the dask Helm chart's deployments run (dask/helm-chart's templates: the commands, and their options).
+HELM_CHART_RUNS = {
+    "dask-scheduler": ("scheduler", ["--port=8786", "--dashboard-address=:8787"]),
+    "dask-worker": (
+        "worker",
+        ["--nthreads", "--memory-limit", "--no-dashboard", "--dashboard-address", "--worker-port"],
+    ),
+}
+
+
+def test_the_image_has_the_commands_the_helm_chart_runs() -> None:
+    # review 126: the chart runs `dask-scheduler` and `dask-worker`, which distributed no longer ships
+    dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    for program, (subcommand, options) in HELM_CHART_RUNS.items():
+        assert f'exec dask {subcommand} "$@"\\n\' > /usr/local/bin/{program}' in dockerfile, program
+        known = set(re.findall(r"--[a-z][a-z-]*", _dask_help(subcommand)))
+        assert {option.split("=")[0] for option in options} <= known, program
+    assert "chmod 755 /usr/local/bin/dask-scheduler /usr/local/bin/dask-worker" in dockerfile
