@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import itertools
 import json
 import os
@@ -170,6 +171,9 @@ def main() -> None:
         "--rows", default="1,16", help="the data's batch sizes to run the MLPs with, comma-separated (default 1,16)"
     )
     args = parser.parse_args()
+    missing = [name for name in ("torch", "jax") if importlib.util.find_spec(name) is None]
+    if missing:
+        parser.exit(2, f'{parser.prog}: needs {" and ".join(missing)}: pip install -e ".[bench,torch,jax]"\n')
     sizes = [int(r) for r in args.rows.split(",")]
     with tempfile.TemporaryDirectory() as folder:
         results: dict[str, Any] = {

@@ -91,8 +91,9 @@ def _command(args: list[str], cwd: Path) -> Callable[[], None]:
 
 
 def _without_timings(report: pipeline.Report) -> dict[str, Any]:
+    """The report less what differs between any two runs: its timings and its cost (wall time, memory)."""
     as_dict = report.to_dict()
-    del as_dict["timings"]
+    del as_dict["timings"], as_dict["cost"]
     return as_dict
 
 
