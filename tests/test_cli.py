@@ -256,6 +256,11 @@ def test_example_is_rewritten_in_place_but_never_over_other_files(tmp_path: Path
     )
     assert (tmp_path / "mine" / "correct.yaml").read_text() == "my own notes\n"
     assert not (tmp_path / "mine" / "params.zarr").exists()
+    # a URL: its configs are files on a local disk (review 126: they went to a folder named 's3:', stores to S3)
+    remote = run_cli("example", "seed-mlp", "s3://bucket/ex", cwd=tmp_path)
+    assert (remote.returncode, remote.stdout) == (2, "")
+    assert remote.stderr.startswith("gradcheck: error: `gradcheck example` writes a folder on a local disk, not ")
+    assert not (tmp_path / "s3:").exists()
 
 
 def test_version_prints_the_packages_version_and_exits_0() -> None:

@@ -129,4 +129,9 @@ def write_example(name: str, folder: str) -> list[str]:
     """Write example ``name`` into ``folder``; return the paths of its configs."""
     if name not in EXAMPLES:
         raise GradcheckError(f"Unknown example {name!r}. Expected one of: {', '.join(EXAMPLES)}.")
+    if "://" in folder:  # (its configs are files a run reads from a local disk: review 126 found them under ./s3:/)
+        raise GradcheckError(
+            f"`gradcheck example` writes a folder on a local disk, not '{folder}': write it locally, then copy its "
+            "stores there and point `params`, `data` and `output` at them."
+        )
     return EXAMPLES[name](folder)
