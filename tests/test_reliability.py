@@ -105,8 +105,12 @@ def test_a_stopped_run_says_so_in_one_line_is_left_interrupted_and_resumes(
     gated: Path, stop: signal.Signals, group: bool, code: int, said: str
 ) -> None:
     gate = gated / "gate"
+    # (Ctrl-C as a terminal's foreground job has it: a run started from a background job, `nohup ... &` as CI may be,
+    # inherits SIGINT ignored, which Python keeps, and the run went on at the gate until the test timed out)
+    foreground = "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); import runpy; "
+    foreground += "sys.argv[0] = 'gradcheck'; runpy.run_module('pipeline.cli', run_name='__main__')"
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", str(gated / "check.yaml"), "--no-progress"],
+        [sys.executable, "-c", foreground, "run", str(gated / "check.yaml"), "--no-progress"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
