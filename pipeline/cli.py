@@ -510,15 +510,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         logging.disable(logging.NOTSET)  # for a caller of main() in its own process
         _on_sigterm(terminate)
-        if not _QUIET_AT_EXIT:
-            _QUIET_AT_EXIT.append(atexit.register(_quiet_at_exit))
 
 
 def _quiet_at_exit() -> None:
     """From the interpreter's exit on (an exit handler registered after the stores' event loops', so run before
-    theirs), coroutines left pending complain as those loops close them: a remote store's reads gathered with one that
-    failed (review 126: an S3 endpoint not reached printed its one line, then 100 lines of "Exception ignored in:
-    <coroutine object StorePath.get>"). Their complaints go unsaid; any other object's are printed as before."""
+    theirs), once a command failed on a store: coroutines left pending complain as those loops close them, a remote
+    store's reads gathered with one that failed (review 126: an S3 endpoint not reached printed its one line, then 100
+    lines of "Exception ignored in: <coroutine object StorePath.get>"). Their complaints go unsaid; any other object's
+    are printed as before, and after any other outcome, a coroutine's too (the model's own)."""
     hook = sys.unraisablehook
 
     def quiet(unraisable: Any) -> None:
@@ -565,6 +564,8 @@ def _main(args: argparse.Namespace) -> int:
         if args.traceback:
             print(getattr(e, "detail", None) or "".join(traceback.format_exception(e)), end="", file=sys.stderr)
         print(f"gradcheck: error: {e}", file=sys.stderr)
+        if isinstance(e, StoreError) and not _QUIET_AT_EXIT:  # (a store's reads that failed: see _quiet_at_exit)
+            _QUIET_AT_EXIT.append(atexit.register(_quiet_at_exit))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as e:
         terminated = isinstance(e, Terminated)
