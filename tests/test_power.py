@@ -2067,6 +2067,39 @@ def test_a_loss_that_moves_in_steps_far_coarser_than_its_rounding_leaves_its_gra
     assert threshold.tensors[0].noise_source != QUANTISED
 
 
+class _RoundedTerm:
+    """Review 127: ``1e-3·Σ a·w² + round(sin w[1] + sin w[4], 9) + Σ cos u``, a term rounded to 9 decimals inside a float64
+    loss (steps of 1e-9 where its rounding is 1e-16); ``factor`` scales u's gradient."""
+
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = factor
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        w = params["w"]
+        rounded = np.round(np.sin(w[1]) + np.sin(w[4]), 9)
+        return float(1e-3 * np.sum(data["a"] * w**2) + rounded + np.sum(np.cos(params["u"])))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        w = params["w"]
+        g = 2e-3 * data["a"] * w
+        g[[1, 4]] += np.cos(w[[1, 4]])
+        return {"w": g, "u": -self.factor * np.sin(params["u"])}
+
+
+def test_a_term_rounded_to_decimals_inside_a_float64_loss_does_not_fail_a_correct_gradient() -> None:
+    """Review 127: the probe's lines avoided the rounded term's stairs as kinks (its noise measured as float64's), the
+    finer rows stood on one stair, and two correct derivatives near 1 were called wrong: one whose table ran to a step
+    of 3e-10 (the noise along its own line, measured again there, read smooth on one side by chance: rounding errors
+    in step with evenly spaced points), one a kink whose slope the loss did not follow at θ. Neither is wrong; an
+    error elsewhere still fails."""
+    rng = np.random.default_rng(0)
+    params, data = {"w": rng.normal(size=8), "u": np.array([0.4, 1.2])}, {"a": np.abs(rng.normal(size=8)) + 0.5}
+    report = pipeline.check(_RoundedTerm(), params, data)
+    assert report.verdict in ("passed", "not verified"), report
+    assert report.failing == ()
+    assert pipeline.check(_RoundedTerm(1.01), params, data).failing == ("u",)
+
+
 class _Float32Term:
     """``Σ sin(w[:3]) + float32(1e3 + exp(w[3])) + c·sin(w[3])``: along ``w[3]`` the loss moves in float32's steps at
     1e3 (6.1e-5), far coarser than the float64 rounding the probe measured along ``w`` (its smooth elements move the

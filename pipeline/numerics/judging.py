@@ -94,8 +94,16 @@ UNEVEN = (2 / 3, 4 / 5)
 #: (:attr:`.refine.Refined.erratic`) is looked at again under the noise measured along its own line, where that is this
 #: many times the noise it had (:func:`_louder_along`)...
 REMEASURED = 4.0
-#: ...measured on both sides of θ, and at a spacing 4 times finer, the loudest at most this many times the quietest.
+#: ...measured on both sides of θ, at spacings this many times finer than the step too (two uneven: a staircase's
+#: rounding can fall in step with evenly spaced points, and read smooth at one of them)...
+SPACINGS = (1.0, 4.0, 1.5, 5.0)
+#: ...the loudest at most this many times the quietest, but for one spacing a side (a kink off θ is seen at the
+#: spacings whose points reach it, on its side: at most two or three of them)...
 SYMMETRIC = 8.0
+#: ...or but for all spacings a side save its loudest, where the loss stood still at θ at steps its value would move it
+#: by 64 noises (:func:`_kink_at_theta`): a staircase, its stairs far coarser than that noise, or a flat between kinks
+#: whose jumps the table would have seen.
+QUIET_STILL = len(SPACINGS) - 1
 
 #: The float64 copy's look at a float32 element leaps toward θ only where the copy's loss noise along its tensor is
 #: within this many rounding units of the loss (:func:`_in_float64`): float32 rounding inside a float64 loss is
@@ -352,7 +360,21 @@ def _kink_at_theta(
             # (not where the probe measured every tensor's noise and no staircase showed along the element's line: the
             # loss resolves that noise, and one standing still where the value would move it 64 noises disproves the
             # value; review 125: Σ c·relu(z), z 1e-9 below 0, its mask z > -2e-9, 3 where the derivative is 0, passed)
+            # (each of the four within the noise of θ's loss: one rounding unit of the other terms is a move)
+            still = wrong & (np.abs(own) <= own_noise / 2) & (np.abs(other) <= other_noise / 2)
+            still &= (np.abs(own2) <= own2_noise / 2) & (np.abs(other2) <= other2_noise / 2)
             wrong &= moved | ~vague[at] | (resolved & ~np.isfinite(sides.quantum[at]))
+        # ...nor, where the loss stood still (a kink's value too), where the noise along its own line at the first
+        # pass's step is far above that noise on both sides: a term the loss rounds to a staircase its rows did not
+        # show, its stairs a kink's gap to them, which the probe's lines avoided as kinks (review 127: np.round(t, 9)
+        # inside a float64 loss, its correct derivative of 0.99 called wrong)
+        stood = np.flatnonzero(wrong & still)
+        if stood.size:
+            louder, spent = _louder_along(
+                loaded, group, values, at[stood], first.h[at[stood]], noise[stood], QUIET_STILL
+            )
+            wrong[stood[np.isfinite(louder)]] = False
+            cost += spent
         where = at[wrong]
         numeric[where], allowed[where], status[where], steps[where] = (
             mean[wrong],
@@ -466,23 +488,32 @@ def _line_noise(
 
 
 def _louder_along(
-    loaded: Loaded, group: Group, values: np.ndarray, at: np.ndarray, step: np.ndarray, noise: np.ndarray
+    loaded: Loaded,
+    group: Group,
+    values: np.ndarray,
+    at: np.ndarray,
+    step: np.ndarray,
+    noise: np.ndarray,
+    quiet: int = 1,
 ) -> tuple[np.ndarray, int]:
     """The loss's noise along the elements ``at``'s own lines at ``step`` (rounded down to a power of two), from 2 to 9
-    spacings off θ, where it is :data:`REMEASURED` times their ``noise`` or more, and alike on both sides of θ and at a
-    spacing 4 times finer, within :data:`SYMMETRIC`; NaN elsewhere. And the losses that took. Noise is alike
-    everywhere; a kink reads as noise only on the side it is on, and at one spacing: one between θ and its first point
-    is seen at neither (the features benchmark's two ReLUs either side of θ, 7e-8 and 2e-8 off, read so from θ on at
-    both spacings, and a 3% error was left unsettled)."""
+    spacings off θ, where it is :data:`REMEASURED` times their ``noise`` or more, and alike on both sides of θ and at
+    the :data:`SPACINGS` finer ones, within :data:`SYMMETRIC`, but for ``quiet`` spacings a side; NaN elsewhere. And
+    the losses that took. Noise is alike everywhere; a kink reads as noise only on the side it is on, and at the spacings
+    whose points reach it (its distance from θ within 2 to 9 of them): one between θ and its first point is seen at
+    none (the features benchmark's two ReLUs either side of θ, 7e-8 and 2e-8 off, read so from θ on at both spacings,
+    and a 3% error was left unsettled). One spacing a side may read smooth: a staircase's rounding at evenly spaced
+    points of a nearly linear term can fall in step with them (review 127: np.round(t, 9) inside a float64 loss read
+    smooth on one side at 2**-17, and its correct derivative failed)."""
     spacing = 2.0 ** np.floor(np.log2(step))
-    levels = [
-        _line_noise(loaded, group, values, at, side * spacing / finer, 2)[0] for finer in (1, 4) for side in (1, -1)
-    ]
-    measured = np.fmax(levels[0], levels[1])
+    levels = np.array(
+        [[_line_noise(loaded, group, values, at, side * spacing / f, 2)[0] for f in SPACINGS] for side in (1, -1)]
+    )
+    measured = np.fmax(levels[0, 0], levels[1, 0])  # at the step itself
     with np.errstate(invalid="ignore"):
-        quietest = np.minimum(np.minimum(levels[0], levels[1]), np.minimum(levels[2], levels[3]))
-        louder = (measured > REMEASURED * noise) & (quietest * SYMMETRIC >= measured)
-    return np.where(louder, measured, np.nan), 4 * ONE_SIDE * int(at.size)
+        kept = np.sort(np.nan_to_num(levels, nan=0.0), axis=1)[:, quiet]  # each side's, past its `quiet` quietest
+        louder = (measured > REMEASURED * noise) & (np.fmin(kept[0], kept[1]) * SYMMETRIC >= measured)
+    return np.where(louder, measured, np.nan), 2 * len(SPACINGS) * ONE_SIDE * int(at.size)
 
 
 def _look_finer(
