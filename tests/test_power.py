@@ -2100,6 +2100,42 @@ def test_a_term_rounded_to_decimals_inside_a_float64_loss_does_not_fail_a_correc
     assert pipeline.check(_RoundedTerm(1.01), params, data).failing == ("u",)
 
 
+def test_a_mask_on_the_wrong_side_of_a_kink_in_a_flat_between_kinks_is_not_passed() -> None:
+    """Review 128: along x[0] the loss is flat at θ, a ReLU's kink 1.1e-9 to its right and two more 1e-3 off on either
+    side; the backward mask ``x >= a - 2d`` says 0.855 where the derivative is 0. The loss standing still at θ disproves
+    it, but the noise along the element's own line, loud on both sides (the far kinks), reads as a staircase's, and the
+    element was left inconclusive, its tensor passed. Such an element is unsettled: its tensor not verified."""
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=8)
+
+    def spread(lo: float, hi: float) -> np.ndarray:
+        return np.array([10 ** rng.uniform(np.log10(lo), np.log10(hi)) for _ in range(8)])
+
+    near, right, left = spread(1e-9, 1e-6), spread(2e-4, 4e-3), spread(2e-4, 4e-3)
+    first = np.arange(8) == 0
+    a1, a2 = np.where(first, x + near, x - 0.7), np.where(first, x + right, x + 0.9)
+    b = np.where(first, -x + left, -x + 0.8)
+    c1, c2, c3 = (rng.uniform(0.5, 2, 8) for _ in range(3))
+
+    class Kinks:
+        def __init__(self, margin: float) -> None:
+            self.margin = margin
+
+        def loss(self, params: Arrays, data: Arrays) -> float:
+            z = params["x"]
+            relus = c1 * np.maximum(0, z - a1) + c2 * np.maximum(0, z - a2) + c3 * np.maximum(0, -z - b)
+            return float(np.sum(relus) + np.sum(np.cos(params["u"])))
+
+        def grad(self, params: Arrays, data: Arrays) -> Arrays:
+            z = params["x"]
+            mask = z >= a1 - self.margin * near
+            return {"x": (c1 * mask + c2 * (z > a2) - c3 * (-z > b)).astype(float), "u": -np.sin(params["u"])}
+
+    params = {"x": x, "u": rng.normal(size=3)}
+    assert pipeline.check(Kinks(0.0), params, {}).passed
+    assert pipeline.check(Kinks(2.0), params, {}).verdict != "passed"
+
+
 class _Float32Term:
     """``Σ sin(w[:3]) + float32(1e3 + exp(w[3])) + c·sin(w[3])``: along ``w[3]`` the loss moves in float32's steps at
     1e3 (6.1e-5), far coarser than the float64 rounding the probe measured along ``w`` (its smooth elements move the

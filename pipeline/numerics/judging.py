@@ -364,23 +364,27 @@ def _kink_at_theta(
             still = wrong & (np.abs(own) <= own_noise / 2) & (np.abs(other) <= other_noise / 2)
             still &= (np.abs(own2) <= own2_noise / 2) & (np.abs(other2) <= other2_noise / 2)
             wrong &= moved | ~vague[at] | (resolved & ~np.isfinite(sides.quantum[at]))
-        # ...nor, where the loss stood still (a kink's value too), where the noise along its own line at the first
-        # pass's step is far above that noise on both sides: a term the loss rounds to a staircase its rows did not
-        # show, its stairs a kink's gap to them, which the probe's lines avoided as kinks (review 127: np.round(t, 9)
-        # inside a float64 loss, its correct derivative of 0.99 called wrong)
+        # ...and where the loss stood still (a kink's value too) and the noise along its own line at the first pass's
+        # step is far above that noise on both sides, unsettled, not wrong: a term the loss rounds to a staircase its
+        # rows did not show, its stairs a kink's gap to them, which the probe's lines avoided as kinks (review 127:
+        # np.round(t, 9) inside a float64 loss, its correct derivative of 0.99 called wrong), or kinks on both sides
+        # of a flat, which read so too (review 128: a ReLU's mask on the wrong side of a kink 1e-9 off θ, two more
+        # kinks 1e-3 off on either side; left inconclusive, its tensor passed)
         stood = np.flatnonzero(wrong & still)
+        unsettled = np.zeros(at.size, dtype=bool)
         if stood.size:
             louder, spent = _louder_along(
                 loaded, group, values, at[stood], first.h[at[stood]], noise[stood], QUIET_STILL
             )
-            wrong[stood[np.isfinite(louder)]] = False
+            unsettled[stood[np.isfinite(louder)]] = True
             cost += spent
-        where = at[wrong]
+        judged = wrong | unsettled
+        where = at[judged]
         numeric[where], allowed[where], status[where], steps[where] = (
-            mean[wrong],
-            allowance[wrong],
-            verdict,
-            fine[wrong],
+            mean[judged],
+            allowance[judged],
+            np.where(unsettled[judged], UNSETTLED, verdict),
+            fine[judged],
         )
         sides.kink[where] = False
         found[going] = smooth & moved
