@@ -283,7 +283,7 @@ def _loaded_here(config: Config, inputs: Inputs, settings: Settings, model: Mode
 @contextlib.contextmanager
 def _disk_errors(path: str) -> Iterator[None]:
     """A full or failing disk, wherever the run met it (the lock, the output, a worker's write), as one line."""
-    from .storage.output import FULL_DISK
+    from .storage.access import FULL_DISK
 
     try:
         yield

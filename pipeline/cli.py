@@ -493,10 +493,6 @@ def _print(report: Report, *, as_json: bool, write: Callable[[str], None] = prin
     write(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
 
 
-#: Whether :func:`_quiet_at_exit` is registered (once a process).
-_QUIET_AT_EXIT: list[Any] = []
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradcheck`` command; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -510,6 +506,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         logging.disable(logging.NOTSET)  # for a caller of main() in its own process
         _on_sigterm(terminate)
+
+
+@functools.cache  # (once a process)
+def _quiet_from_exit_on() -> None:
+    atexit.register(_quiet_at_exit)
 
 
 def _quiet_at_exit() -> None:
@@ -564,8 +565,8 @@ def _main(args: argparse.Namespace) -> int:
         if args.traceback:
             print(getattr(e, "detail", None) or "".join(traceback.format_exception(e)), end="", file=sys.stderr)
         print(f"gradcheck: error: {e}", file=sys.stderr)
-        if isinstance(e, StoreError) and not _QUIET_AT_EXIT:  # (a store's reads that failed: see _quiet_at_exit)
-            _QUIET_AT_EXIT.append(atexit.register(_quiet_at_exit))
+        if isinstance(e, StoreError):  # (a store's reads that failed: see _quiet_at_exit)
+            _quiet_from_exit_on()
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as e:
         terminated = isinstance(e, Terminated)

@@ -299,9 +299,8 @@ def _kink_at_theta(
     numeric, allowed, status, steps, sides = judged
     kinks, vague, between = chosen
     tolerance = loaded.settings.tolerance_for(group.dtype)
-    scaled = loaded.settings.atol_scale > 0 or "atol" in dict(loaded.settings.tolerance)
-    atol = tolerance.atol if scaled else 0.0
     resolved = loaded.settings.atol_scale > 0  # every tensor's noise measured, none moving in steps (review 71's did)
+    atol = tolerance.atol if resolved or "atol" in dict(loaded.settings.tolerance) else 0.0
     values = first.values.astype(np.float64)
     room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
     side = np.where(sides.toward > 0, 1.0, -1.0)  # the way whose slope the value is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -42,6 +43,30 @@ def reading(role: str, path: str) -> Iterator[None]:
             raise
         # A remote filesystem's own errors (botocore's NoCredentialsError...) derive from none of the above.
         raise StoreError(f"The {role} store '{path}' cannot be read: {type(e).__name__}: {e}") from e
+
+
+#: A disk's errors that a run names itself, with what to do (:func:`pipeline.api`): full, read-only, failing.
+FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+@contextmanager
+def writing(path: str) -> Iterator[None]:
+    """As :func:`reading`, for the output's first write (its lock), before anything else is written: a folder that
+    cannot hold it, a bucket that does not exist, credentials refused, an endpoint not reached, as one line naming it
+    (review 126: exit 3, "internal error"); a full disk is left to the run's own message."""
+    try:
+        yield
+    except (StoreError, OutputExistsError):
+        raise
+    except OSError as e:
+        if e.errno in FULL_DISK:
+            raise
+        raise StoreError(f"The output '{path}' cannot be written: {type(e).__name__}: {e}") from e
+    except Exception as e:
+        if not is_url(path):
+            raise
+        # (a remote filesystem's own errors, botocore's EndpointConnectionError..., derive from none of the above)
+        raise StoreError(f"The output '{path}' cannot be written: {type(e).__name__}: {e}") from e
 
 
 def open_group(role: str, path: str, options: Options = None) -> zarr.Group:

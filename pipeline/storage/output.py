@@ -29,7 +29,7 @@ from ..numerics.plan import Slots, make_plan, slots_for
 from ..numerics.shards import shard_intact
 from ..numerics.tolerance import NONDIFFERENTIABLE, TOGETHER
 from . import Options, is_url
-from .access import open_group, opened, reading, remove_group
+from .access import open_group, opened, reading, remove_group, writing
 
 __all__ = [
     "FORMAT_VERSION",
@@ -410,7 +410,7 @@ def output_lock(path: str, options: Options = None) -> Iterator[None]:
     this host) is taken over; any other is refused.
     """
     record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    with _locking(path):
+    with writing(path):
         lock = _LockFile(path, options)
         for _ in range(3):
             if lock.create(json.dumps(record).encode()):
@@ -425,30 +425,6 @@ def output_lock(path: str, options: Options = None) -> Iterator[None]:
         yield
     finally:
         lock.remove()
-
-
-#: A disk's errors that the run names itself, with what to do (:func:`pipeline.api`): full, read-only, failing.
-FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
-
-
-@contextmanager
-def _locking(path: str) -> Iterator[None]:
-    """The lock's own errors, before anything is written, as one line naming the output: a folder that cannot hold
-    it, a bucket that does not exist, credentials refused, an endpoint not reached (review 126: exit 3, "internal
-    error"); a full disk is left to the run's own message."""
-    try:
-        yield
-    except (StoreError, OutputExistsError):
-        raise
-    except OSError as e:
-        if e.errno in FULL_DISK:
-            raise
-        raise StoreError(f"The output '{path}' cannot be written: {type(e).__name__}: {e}") from e
-    except Exception as e:
-        if not is_url(path):
-            raise
-        # (a remote filesystem's own errors, botocore's EndpointConnectionError..., derive from none of the above)
-        raise StoreError(f"The output '{path}' cannot be written: {type(e).__name__}: {e}") from e
 
 
 def _being_written(path: str, lock: _LockFile, holder: Mapping[str, Any]) -> OutputExistsError:
