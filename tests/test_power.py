@@ -5333,3 +5333,36 @@ def test_the_look_at_theta_is_not_excused_by_an_atol_that_does_not_follow_the_gr
         assert not wrong.passed
         assert "b" in wrong.failing
     assert _found(pipeline.check(_TinyLeaky(mask=2e-9), params, data), "b")
+
+
+class _DeadZone:
+    """``Σ c·max(0, |x| − e) + Σ cos(u)``, ``x[:3]`` inside the dead zone ``|x| < e``; ``masked``: the backward's
+    ``|x| > e``, else forgotten (``c·sign(x)`` everywhere)."""
+
+    def __init__(self, c: np.ndarray, e: float, masked: bool) -> None:
+        self.c, self.e, self.masked = c, e, masked
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum(self.c * np.maximum(0, np.abs(params["x"]) - self.e)) + np.sum(np.cos(params["u"])))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        x = params["x"]
+        mask = np.abs(x) > self.e if self.masked else np.ones(x.size, dtype=bool)
+        return {"x": self.c * np.sign(x) * mask, "u": -np.sin(params["u"])}
+
+
+def test_a_dead_zone_whose_mask_is_forgotten_is_not_passed() -> None:
+    """Review 128: three elements inside a dead zone 1.9e-7 wide, each 1.4e-8 to 1.8e-7 from its edges; the backward
+    forgot the mask and gives ±c where the derivative is 0. The zone's edges, crossed by the probe's lines, made the
+    tensor's noise 1.4e-7 (the loss's rounding is 2e-15), and the look at θ, measuring the noise along each element's
+    own line, found the loss standing still there at its finest spacing: it took that for a staircase's stair and
+    looked no closer, and the check passed. Standing still on both sides of θ, the loss quiet and smooth beyond, it is
+    one rounding unit of noise: a value that would move the loss by 64 of them is disproved."""
+    rng = np.random.default_rng(8)
+    e = 1.9444909949213208e-07
+    x = rng.normal(size=16)
+    x[np.abs(x) < 0.1] += 0.3
+    x[:3] = np.array([-0.727, -0.2415, -0.0717]) * e
+    c, u = rng.uniform(0.5, 2, 16), rng.normal(size=4)
+    assert pipeline.check(_DeadZone(c, e, masked=True), {"x": x, "u": u}, {}).passed
+    assert pipeline.check(_DeadZone(c, e, masked=False), {"x": x, "u": u}, {}).verdict != "passed"

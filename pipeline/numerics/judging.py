@@ -445,7 +445,10 @@ def _own_noise(
     that took: on each side of θ, from θ, ECNoise's level (:func:`.fd.noise_level`), or where it gives none the least
     of the levels its differences of orders 2 to 4 put on it (:func:`.fd.noise_ceiling` from order 2: the first is the slope, no noise), or where those
     are all exactly 0 (the loss exact to its last unit along the line) one rounding unit of the loss; the larger
-    side's. Infinite where a side's losses moved in steps or stood still (:func:`.fd.too_close`), or were not finite;
+    side's. One rounding unit too where the loss stood still on both sides (a flat at θ: review 128's dead zone, its
+    mask forgotten, whose edges 1e-7 off made the tensor's noise 1e-7 and passed ±1 where the derivative is 0; a
+    staircase's stair shows as such below). Infinite where a side's losses moved in steps, or stood still on that side
+    alone (:func:`.fd.too_close`), or were not finite;
     and where, given ``coarse`` ``(step, noise)`` (the tensor's noise and the step the look took under it), neither
     side of θ is :data:`QUIET` times quieter than that noise (and shows no noise that many times the fine spacing's)
     at the spacings over which the loss moves by about it (:data:`UNEVEN`, from 8 spacings off θ): the loss is smooth
@@ -453,7 +456,11 @@ def _own_noise(
     1e8``, stands still at the fine spacing, where the look measures the other terms' slope alone: review 114, correct
     gradients failed)."""
     levels = functools.partial(_line_noise, loaded, group, values, at)  # (step, first) -> (measured, found)
-    fine = np.fmax(levels(spacing, 1)[1], levels(-spacing, 1)[1])
+    up, down = levels(spacing, 1)[1], levels(-spacing, 1)[1]
+    # (standing still on both sides: one rounding unit of the loss, a value that would move it by 64 disproved where the
+    # loss is quiet beyond, below; on one side only, a stair's edge may lie on the other)
+    unit = loaded.settings.eps("float64") * abs(loaded.settings.loss0)
+    fine = np.where((up == 0) & (down == 0), unit, np.where((up == 0) | (down == 0), math.inf, np.fmax(up, down)))
     # (the loss moving by about that noise per step: a staircase's stands still at most of them, or is noise there far
     # above the fine spacing's; from 8 steps off θ: a cone's apex 1e-8 off bends the first, smoothly)
     wide, noise = coarse[0] / AT_THETA, coarse[1]
@@ -463,8 +470,8 @@ def _own_noise(
         # (at two spacings: at one, a staircase's every step may be the same whole number of its units)
         for uneven in UNEVEN:
             measured, found = levels(side * uneven * wide, ONE_SIDE)
-            with np.errstate(invalid="ignore"):
-                still &= (found * QUIET <= noise) & ~(measured > QUIET * fine)
+            with np.errstate(invalid="ignore"):  # (a line standing still there shows nothing: not quiet)
+                still &= (found * QUIET <= noise) & (found > 0) & ~(measured > QUIET * fine)
         quiet |= still
     return np.where(quiet, fine, math.inf), 6 * ONE_SIDE * int(at.size)
 
@@ -473,7 +480,8 @@ def _line_noise(
     loaded: Loaded, group: Group, values: np.ndarray, at: np.ndarray, step: np.ndarray, first: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Along the elements ``at``'s own lines, at ``ONE_SIDE`` points ``step`` apart from ``first`` steps off θ (from θ
-    where ``first`` is 1): ECNoise's level (NaN where it gives none), and the level :func:`_own_noise` takes."""
+    where ``first`` is 1): ECNoise's level (NaN where it gives none), and the level :func:`_own_noise` takes (0 where
+    the loss stood still, infinite where it moved in steps)."""
     chosen = np.isin(np.arange(values.size), at)
     eps = loaded.settings.eps("float64")
     points = values[at][:, None] + step[:, None] * np.arange(first, first + ONE_SIDE, dtype=np.float64)
@@ -481,7 +489,9 @@ def _line_noise(
     measured, found = np.full(at.size, math.nan), np.full(at.size, math.inf)
     for k, row in enumerate(losses):
         line = np.concatenate([[loaded.settings.loss0], row]) if first == 1 else row
-        if np.all(np.isfinite(line)) and not too_close(line):
+        if np.all(np.isfinite(line)) and np.ptp(line) == 0:
+            found[k] = 0.0  # it stood still: no noise at this spacing (a staircase's stair, or a flat)
+        elif np.all(np.isfinite(line)) and not too_close(line):
             measured[k] = noise_level(line.tolist()) or math.nan
             bound = noise_ceiling(line, lowest=2)
             found[k] = np.nan_to_num(measured[k], nan=bound if np.isfinite(bound) else 0.0) or eps * float(
