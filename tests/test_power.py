@@ -5335,6 +5335,54 @@ def test_the_look_at_theta_is_not_excused_by_an_atol_that_does_not_follow_the_gr
     assert _found(pipeline.check(_TinyLeaky(mask=2e-9), params, data), "b")
 
 
+def _near_ties(seed: int, gap: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Six max-pool windows of four, about half of them (the first always) with a runner-up ``gap`` (log-uniform)
+    below its maximum, which is 0.3 above the rest; and their upstream gradients."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(6, 4))
+    tie = rng.random(6) < 0.5
+    tie[0] = True
+    for i in np.flatnonzero(tie):
+        a, b = rng.choice(4, 2, replace=False)
+        x[i, b] = x[i].max() + 0.3
+        x[i, a] = x[i, b] - 10 ** rng.uniform(np.log10(gap[0]), np.log10(gap[1]))
+    return x.ravel(), rng.uniform(0.5, 2, 6)
+
+
+class _MaxPool:
+    """``v · max over each window of x + 0.1·|x|²``; ``runner_up``: window 0's gradient routed to its runner-up."""
+
+    def __init__(self, v: np.ndarray, runner_up: bool = False) -> None:
+        self.v, self.runner_up = v, runner_up
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(self.v @ params["x"].reshape(6, 4).max(axis=1) + 0.1 * np.sum(params["x"] ** 2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        x = params["x"].reshape(6, 4)
+        g, top = np.zeros((6, 4)), x.argmax(axis=1)
+        if self.runner_up:
+            top[0] = np.argsort(x[0])[-2]
+        g[np.arange(6), top] = self.v
+        return {"x": g.ravel() + 0.2 * params["x"]}
+
+
+@pytest.mark.parametrize("seed", [15, 86])
+def test_a_max_pool_routed_to_its_runner_up_a_hair_below_the_maximum_fails(seed: int) -> None:
+    """Review 128: window 0's runner-up lies 1.2e-8 (seed 15) or 3e-9 (86) below its maximum, and the backward routes
+    the gradient to it. The second look passes inside the tie along both elements' lines (steps of 6e-9 and 1.4e-9) and
+    finds them smooth there, each value off by the window's gradient; but the points near θ that judge a value a
+    smooth line does not show moved every parameter by 4e-7, across the tie, where the runner-up is the maximum, and the
+    check passed. Those points now stay within the step at which the line was seen smooth."""
+    x, v = _near_ties(seed, (1e-9, 1e-6))
+    assert pipeline.check(_MaxPool(v), {"x": x}, {}).passed
+    report = pipeline.check(_MaxPool(v, runner_up=True), {"x": x}, {})
+    assert report.failing == ("x",), report
+    wrong = {e.index[0] for e in report.worst if e.status == "wrong"}
+    assert wrong, report
+    assert wrong <= {0, 1, 2, 3}, report  # window 0's
+
+
 class _DeadZone:
     """``Σ c·max(0, |x| − e) + Σ cos(u)``, ``x[:3]`` inside the dead zone ``|x| < e``; ``masked``: the backward's
     ``|x| > e``, else forgotten (``c·sign(x)`` everywhere)."""

@@ -41,6 +41,7 @@ from .nearby import (
     partway,
     piecewise,
     precise,
+    reach,
 )
 from .probe import measured_noise
 from .problem import Loaded, ModelExited, call_model
@@ -1060,7 +1061,7 @@ def _look_again(
     if precision == "float64" and hidden.any():
         kinked = kinked | {spec.name for spec, _ in subgroup(sub, kink).segments}
         accepted, spent = _hidden_kinks(
-            loaded, sub, hidden, kinked, (values, analytic, numeric), first.noise[k], tolerance
+            loaded, sub, hidden, kinked, (values, analytic, numeric, steps), first.noise[k], tolerance
         )
         status[accepted], interacting[accepted], cost = NONDIFFERENTIABLE, True, cost + spent
     # wrong where its table's differences moved far beyond their rounding after they had settled: the noise along its
@@ -1097,12 +1098,13 @@ def _kinks_nearby(
     tolerance: Tolerance,
     hidden: bool = False,
     margins: tuple[np.ndarray, np.ndarray] | None = None,
+    part: float = 1.0,
 ) -> tuple[np.ndarray, int]:
     """The status of a group's elements on a kink whose analytic value lies outside their one-sided ``slopes``
     (``(lower, upper, margin)``; ``margins``: each slope's own, :attr:`.refine.Refined.margins`), judged
     on their derivatives at points near θ (:mod:`.nearby`), and the losses that took. ``at_theta``: their ``(values, analytic values)``; ``noise``: the loss's noise along each. ``hidden``: the
     elements' own lines show no kink (``slopes``: their derivative there twice, and 0), in a tensor that has kinks
-    (:func:`.nearby.judge_hidden`)."""
+    (:func:`.nearby.judge_hidden`). ``part``: of the points' move and their steps (:func:`.nearby.reach`)."""
     settings = loaded.settings
     values, analytic = at_theta
     eps = settings.eps(group.dtype)
@@ -1111,10 +1113,10 @@ def _kinks_nearby(
     rounding = np.full((POINTS, analytic.size), np.nan)
     # the loss's noise over the points' steps must leave their derivatives precise, or they stay wrong (review 76: a
     # loss exactly 0 at θ, or 1e7 beside a max-pool, widened an element's range by 5 and passed a sign flip)
-    vague = ~precise(noise, values, eps, analytic, *slopes[:2], tolerance)
+    vague = ~precise(noise, values, eps, analytic, *slopes[:2], tolerance, part)
     # (the points that break ties by the flat index take their steps inside those ties: where that finer step leaves
     # an element's derivative there imprecise, it is left out)
-    ordered = ordered_part(per_element(loaded, lambda number: settings.layout.tensors[number].size, group))
+    ordered = part * ordered_part(per_element(loaded, lambda number: settings.layout.tensors[number].size, group))
     ordered_precise = precise(noise, values, eps, analytic, *slopes[:2], tolerance, ordered)
     status, decided, cost = np.full(analytic.size, WRONG, dtype=np.int8), vague.copy(), 0
     matched, last = np.zeros(analytic.size, dtype=bool), HIDDEN_POINTS if hidden else POINTS
@@ -1139,10 +1141,10 @@ def _kinks_nearby(
             )
         if decided.all() or point == last:
             return status, cost
-        near = Loaded(settings, loaded.model, moved(loaded.params, point, rng, eps), loaded.data)
+        near = Loaded(settings, loaded.model, moved(loaded.params, point, rng, eps, part), loaded.data)
         left = np.flatnonzero(~decided)
-        part, kept = (ordered[left], ordered_precise[left]) if point < ORDERED else (1.0, True)
-        found, rounding[point, left], spent = _derivatives_near(near, group, left, noise[left], part)
+        steps, kept = (ordered[left], ordered_precise[left]) if point < ORDERED else (part, True)
+        found, rounding[point, left], spent = _derivatives_near(near, group, left, noise[left], steps)
         derivatives[point, left] = np.where(kept, found, np.nan)
         cost += spent
         if hidden:  # a value seen there: the same part of the way there, else curvature or a kink off θ made it
@@ -1151,7 +1153,7 @@ def _kinks_nearby(
             ]
             if seen.size:
                 on_the_way = Loaded(settings, loaded.model, partway(loaded.params, near.params), loaded.data)
-                finer = PART * (ordered[seen] if point < ORDERED else 1.0)
+                finer = PART * (ordered[seen] if point < ORDERED else part)
                 there, _, spent = _derivatives_near(on_the_way, group, seen, noise[seen], finer)
                 matched[seen], cost = piecewise(derivatives[point, seen], there, slopes[0][seen]), cost + spent
     return status, cost
@@ -1162,7 +1164,7 @@ def _hidden_kinks(
     group: Group,
     hidden: np.ndarray,
     kinked: frozenset[str],
-    at_theta: tuple[np.ndarray, np.ndarray, np.ndarray],
+    at_theta: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     noise: np.ndarray,
     tolerance: Tolerance,
 ) -> tuple[np.ndarray, int]:
@@ -1170,23 +1172,31 @@ def _hidden_kinks(
     (known to have kinks) their derivatives at points near θ bear out (:func:`_kinks_nearby`), tensor by tensor,
     :data:`RECHECK_BATCH` at a time (:func:`_batches`): a tensor's first element that stays wrong ends its re-judging
     (its tensor is wrong either way; a bug everywhere costs one batch); and the losses that took. ``at_theta``: the
-    group's ``(values, analytic values, derivatives at θ)``."""
-    values, analytic, numeric = at_theta
+    group's ``(values, analytic values, derivatives at θ, the steps those were estimated at)``: the points stay within
+    them (:func:`.nearby.reach`, in powers of two; the elements of a batch share their points), but for
+    :data:`LEAP_ROOM` rounding units of the parameter in its own dtype: a float32 element's kink a unit or two off θ
+    is at θ to float32, whose code takes a convention there (the features benchmark's kink 5e-9 off float32's 0.37,
+    its value the slope on the other side, called wrong where its float64 twin's points stayed inside)."""
+    values, analytic, numeric, smooth = at_theta
+    room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
+    parts = 2.0 ** np.floor(np.log2(reach(values, np.fmax(smooth, room), loaded.settings.eps(group.dtype))))
     accepted, cost = np.zeros(hidden.size, dtype=bool), 0
-    for batches in _batches(group, hidden, kinked):
-        for at in batches:
-            status, spent = _kinks_nearby(
-                loaded,
-                subgroup(group, np.isin(np.arange(hidden.size), at)),
-                (values[at], analytic[at]),
-                (numeric[at], numeric[at], np.zeros(at.size)),
-                noise[at],
-                tolerance,
-                hidden=True,
-            )
-            accepted[at], cost = status == NONDIFFERENTIABLE, cost + spent
-            if not accepted[at].all():
-                break
+    for part in np.unique(parts[hidden])[::-1]:
+        for batches in _batches(group, hidden & (parts == part), kinked):
+            for at in batches:
+                status, spent = _kinks_nearby(
+                    loaded,
+                    subgroup(group, np.isin(np.arange(hidden.size), at)),
+                    (values[at], analytic[at]),
+                    (numeric[at], numeric[at], np.zeros(at.size)),
+                    noise[at],
+                    tolerance,
+                    hidden=True,
+                    part=float(part),
+                )
+                accepted[at], cost = status == NONDIFFERENTIABLE, cost + spent
+                if not accepted[at].all():
+                    break
     return accepted, cost
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "partway",
     "piecewise",
     "precise",
+    "reach",
 ]
 
 #: Points near θ, at most, drawn :data:`ROUND` at a time; an element whose derivatives at the first :data:`SETTLE`
@@ -92,8 +93,10 @@ ORDERED_GAP = 1 / 4
 #: (:func:`line_bears_out`): the ReLUs of a convolution on zero biases interact at every point, and one whose
 #: state the points never change (one chance in 2**15 each) is not seen.
 LINE_POINTS, LINE_SEEN = 16, 12
-#: Points near θ, at most, for an element whose own line shows no kink (:func:`judge_hidden`).
+#: Points near θ, at most, for an element whose own line shows no kink (:func:`judge_hidden`)...
 HIDDEN_POINTS = 16
+#: ...each parameter moved at most this part of the step at which that line was seen smooth (:func:`reach`).
+WITHIN_SMOOTH = 1 / 8
 #: A derivative at a point near θ is a piece's where :data:`PART` of the way there (its step as much finer) it moved by
 #: at most :data:`PIECE` of its distance from the derivative at θ (:func:`piecewise`): curvature moves it by 63/64 of
 #: that, a piece that kinks at θ bound by what curvature moves a derivative 4e-7 off θ; and a kink off θ that the point
@@ -113,20 +116,33 @@ def _base(values: np.ndarray, eps: float) -> np.ndarray:
     return math.pow(eps, 1 / 3) * np.maximum(1.0, np.abs(np.asarray(values, dtype=np.float64)))
 
 
-def moved(params: dict[str, np.ndarray], point: int, rng: np.random.Generator, eps: float) -> dict[str, np.ndarray]:
-    """Every parameter moved by ``MOVE·EPS**(1/3)·max(1, |θ_i|)`` times ``v_i``: a point near θ where ties and exact
-    zeros are broken. Point 0 has ``v`` falling and point 1 rising with each tensor's flat index (between -1 and 1):
-    every tie broken toward its first element, as the first maximum is (``argmax``), then toward its last; the others
-    a standard normal. New C-contiguous arrays of the parameters' dtypes."""
+def moved(
+    params: dict[str, np.ndarray], point: int, rng: np.random.Generator, eps: float, reach: float = 1.0
+) -> dict[str, np.ndarray]:
+    """Every parameter moved by ``MOVE·EPS**(1/3)·max(1, |θ_i|)`` times ``v_i`` (and ``reach``): a point near θ where
+    ties and exact zeros are broken. Point 0 has ``v`` falling and point 1 rising with each tensor's flat index (between
+    -1 and 1): every tie broken toward its first element, as the first maximum is (``argmax``), then toward its last;
+    the others a standard normal. New C-contiguous arrays of the parameters' dtypes."""
     near = {}
     for name, array in params.items():
         if point < ORDERED:
             v = np.linspace(1.0, -1.0, array.size).reshape(array.shape) * (1 if point == 0 else -1)
         else:
             v = rng.standard_normal(array.shape)
-        values = array + MOVE * _base(array, eps) * v
+        values = array + reach * MOVE * _base(array, eps) * v
         near[name] = np.ascontiguousarray(values.astype(array.dtype, copy=False))
     return near
+
+
+def reach(values: np.ndarray, smooth: np.ndarray, eps: float) -> np.ndarray:
+    """Per element whose own line was seen smooth at steps up to ``smooth`` (its values at θ ``values``), the part of
+    :data:`MOVE` its points near θ move by (:func:`moved`): at most :data:`WITHIN_SMOOTH` of that step, where a tie with
+    another element off θ is not crossed (a point moves each parameter by a standard normal times the move; review 128:
+    a max-pool routed to its runner-up 1e-8 below the maximum, whose line the second look passed inside at steps of
+    6e-9, was a piece of a tie at θ at points moved 4e-7, and passed). A tie at θ is crossed at any reach."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        part = WITHIN_SMOOTH * np.asarray(smooth, dtype=np.float64) / (MOVE * _base(values, eps))
+    return np.asarray(np.fmin(1.0, np.where(np.isfinite(part) & (part > 0), part, 1.0)))
 
 
 def partway(params: dict[str, np.ndarray], near: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
