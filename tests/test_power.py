@@ -5414,3 +5414,43 @@ def test_a_dead_zone_whose_mask_is_forgotten_is_not_passed() -> None:
     c, u = rng.uniform(0.5, 2, 16), rng.normal(size=4)
     assert pipeline.check(_DeadZone(c, e, masked=True), {"x": x, "u": u}, {}).passed
     assert pipeline.check(_DeadZone(c, e, masked=False), {"x": x, "u": u}, {}).verdict != "passed"
+
+
+def _near(rng: np.random.Generator, values: np.ndarray) -> np.ndarray:
+    """``values`` with about 40% of them (the first always) replaced by a distance log-uniform in 1e-9..1e-6 from a
+    kink, signed at random."""
+    near = rng.random(values.size) < 0.4
+    near[0] = True
+    distance = np.array([10 ** rng.uniform(np.log10(1e-9), np.log10(1e-6)) for _ in range(near.sum())])
+    values[near] = distance * np.sign(rng.normal(size=near.sum()))
+    return values
+
+
+class _LeastAbsoluteDeviations:
+    """``Σ |t − X w| + 0.01·|w|²``; ``factor`` scales one weight's gradient."""
+
+    def __init__(self, x: np.ndarray, t: np.ndarray, j: int, factor: float = 1.0) -> None:
+        self.x, self.t, self.j, self.factor = x, t, j, factor
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        return float(np.sum(np.abs(self.t - self.x @ params["w"])) + 0.01 * np.sum(params["w"] ** 2))
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        g = -self.x.T @ np.sign(self.t - self.x @ params["w"]) + 0.02 * params["w"]
+        g[self.j] *= self.factor
+        return {"w": g}
+
+
+@pytest.mark.parametrize("seed", [0, 24])
+def test_a_3_percent_error_beside_residuals_a_hair_from_l1_kinks_is_not_passed(seed: int) -> None:
+    """Review 128: least absolute deviations, residuals 1e-9 to 1e-6 from 0 on about 4 of 8 rows. Every weight's line
+    crosses those kinks within its steps (called kinks, each value near a slope), and the probe's noise was theirs. A
+    3% error in one weight, a tenth of the kinks' gap, passed: the look at θ, at the step where a value one slope of
+    two stands 64 noises above the loss's, is precise to a thirtieth of the gap. Looked at first where the loss's
+    slope is 0.1% precise against the value, far inside those kinks, it is unsettled."""
+    rng = np.random.default_rng(seed)
+    x, w = rng.normal(size=(8, 6)), rng.normal(size=6)
+    t = x @ w + _near(rng, rng.normal(size=8))
+    j = int(rng.integers(6))
+    assert pipeline.check(_LeastAbsoluteDeviations(x, t, j), {"w": w}, {}).verdict != "failed"
+    assert pipeline.check(_LeastAbsoluteDeviations(x, t, j, 1.03), {"w": w}, {}).verdict != "passed"

@@ -78,9 +78,9 @@ AT_THETA_FINER = 8.0
 #: Where the tensor's noise leaves that step too coarse, the noise is measured along the element's own line, at this
 #: many points on each side of θ (:func:`_own_noise`).
 ONE_SIDE = 8
-#: ...where the tensor's noise is more than this many rounding units of the loss; a value between a kink's slopes
-#: first at a step this many times coarser (the look's own, for a value at a slope, is precise to 1/32 of the gap:
-#: enough to tell one slope from the other, not a 1% error between them).
+#: ...where the tensor's noise is more than this many rounding units of the loss; each element first at a step this
+#: many times coarser (the look's own, for a value at a slope, is precise to 1/32 of the gap: enough to tell one slope
+#: from the other, not a 1% error between them, nor in a value a tenth of the gap).
 OWN_NOISE = 2.0**10
 BETWEEN_PRECISE = 2.0**7
 #: ...and that noise is taken only where one side of θ, at spacings over which the loss moves by about the tensor's
@@ -401,8 +401,9 @@ def _kink_at_theta(
     # passed as a kink's convention, its noise 5e-10 where the loss's rounding is 7e-16; review 113: a point 1e-8 from
     # its target, its distance's derivative's sign flipped, passed as a value between a kink's slopes). Measured again
     # along the element's own line (:func:`_own_noise`), each element still undecided that a step far finer would
-    # resolve is looked at once more at that step; a value between the slopes first at a step
-    # :data:`BETWEEN_PRECISE` times coarser, where a smooth loss's estimate is that much more precise. A value off the
+    # resolve is looked at once more at that step; first at a step :data:`BETWEEN_PRECISE` times coarser, where a smooth
+    # loss's estimate is that much more precise against the value (a value between the slopes; and one at a slope of
+    # kinks off θ: review 128, L1 residuals 1e-9 off 0, a 3% error a tenth of the gap passed). A value off the
     # loss's slope there is unsettled, not wrong: a term the loss rounds to a staircase may stand still at those
     # steps, and the slope there is the other terms' alone (reviews 114 and 115: float32 rounding, (s + 1e8) − 1e8 or
     # '%.12g' inside the loss failed correct values beside inputs 1e-9 to 1e-6 off |x|'s or relu's kink).
@@ -424,7 +425,7 @@ def _kink_at_theta(
     value = np.where(analytic[at] != 0, np.fmin(np.abs(analytic[at]), size[at]), size[at])
     with np.errstate(invalid="ignore", divide="ignore"):
         coarser = np.fmax(2.0 ** np.ceil(np.log2(AT_THETA * BETWEEN_PRECISE * noise / value)), room[at])
-        precise = finer & between[at] & (coarser * AT_THETA_FINER <= np.fmin(steps[at], fine[at]))
+        precise = finer & (coarser * AT_THETA_FINER <= np.fmin(steps[at], fine[at]))
     if precise.any():
         smooth, used = look(at[precise], noise[precise], coarser[precise], UNSETTLED)
         spent += used
