@@ -1061,10 +1061,11 @@ def _look_again(
     hidden = (status == WRONG) & ~kink & np.isfinite(analytic) & np.isfinite(numeric)
     if precision == "float64" and hidden.any():
         kinked = kinked | {spec.name for spec, _ in subgroup(sub, kink).segments}
-        accepted, spent = _hidden_kinks(
+        accepted, doubtful, spent = _hidden_kinks(
             loaded, sub, hidden, kinked, (values, analytic, numeric, steps), first.noise[k], tolerance
         )
         status[accepted], interacting[accepted], cost = NONDIFFERENTIABLE, True, cost + spent
+        status[doubtful] = UNSETTLED
     # wrong where its table's differences moved far beyond their rounding after they had settled: the noise along its
     # own line is measured at that row's step, and where it is far more, its table is looked at again under it; where
     # that does not disagree, it is unsettled, not wrong (float64: float32's rows reach its noise within a few halvings)
@@ -1168,19 +1169,27 @@ def _hidden_kinks(
     at_theta: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     noise: np.ndarray,
     tolerance: Tolerance,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Which of a group's ``hidden`` elements (wrong where their own line shows no kink) in the tensors ``kinked``
     (known to have kinks) their derivatives at points near θ bear out (:func:`_kinks_nearby`), tensor by tensor,
     :data:`RECHECK_BATCH` at a time (:func:`_batches`): a tensor's first element that stays wrong ends its re-judging
-    (its tensor is wrong either way; a bug everywhere costs one batch); and the losses that took. ``at_theta``: the
-    group's ``(values, analytic values, derivatives at θ, the steps those were estimated at)``: the points stay within
-    them (:func:`.nearby.reach`, in powers of two; the elements of a batch share their points), but for
-    :data:`LEAP_ROOM` rounding units of the parameter in its own dtype: a float32 element's kink a unit or two off θ
-    is at θ to float32, whose code takes a convention there (the features benchmark's kink 5e-9 off float32's 0.37,
-    its value the slope on the other side, called wrong where its float64 twin's points stayed inside)."""
+    (its tensor is wrong either way; a bug everywhere costs one batch); which of them are unsettled; and the losses
+    that took. ``at_theta``: the group's ``(values, analytic values, derivatives at θ, the steps those were estimated
+    at)``: the points stay within those steps (:func:`.nearby.reach`, in powers of two; the elements of a batch share
+    their points), but for :data:`LEAP_ROOM` rounding units of the parameter in its own dtype (a float32 element's kink
+    a unit or two off θ is at θ to float32, whose code takes a convention there: the features benchmark's kink 5e-9
+    off float32's 0.37, its value the slope on the other side, was called wrong where its float64 twin's points stayed
+    inside). Where the loss's noise leaves the derivatives there imprecise, the points move as far as ever, and a value
+    borne out there is unsettled, not a kink (those points may lie beyond a kink off θ) nor wrong (review 129: a
+    correct max-pool on an integer image, a pixel tied at θ in windows that cancel along its line and 1e-11 below
+    another, its line smooth only at steps of 1e-11, failed)."""
     values, analytic, numeric, smooth = at_theta
+    eps = loaded.settings.eps(group.dtype)
     room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
-    parts = 2.0 ** np.floor(np.log2(reach(values, np.fmax(smooth, room), loaded.settings.eps(group.dtype))))
+    cap = reach(values, np.fmax(smooth, room), eps)
+    parts = 2.0 ** np.floor(np.log2(cap))
+    wide = (cap < 1) & ~precise(noise, values, eps, analytic, numeric, numeric, tolerance, parts)
+    parts = np.where(wide, 1.0, parts)
     accepted, cost = np.zeros(hidden.size, dtype=bool), 0
     for part in np.unique(parts[hidden])[::-1]:
         for batches in _batches(group, hidden & (parts == part), kinked):
@@ -1198,7 +1207,7 @@ def _hidden_kinks(
                 accepted[at], cost = status == NONDIFFERENTIABLE, cost + spent
                 if not accepted[at].all():
                     break
-    return accepted, cost
+    return accepted & ~wide, accepted & wide, cost
 
 
 def _derivatives_near(
