@@ -5349,7 +5349,7 @@ def _near_ties(seed: int, gap: tuple[float, float]) -> tuple[np.ndarray, np.ndar
     return x.ravel(), rng.uniform(0.5, 2, 6)
 
 
-class _MaxPool:
+class _RunnerUpPool:
     """``v · max over each window of x + 0.1·|x|²``; ``runner_up``: window 0's gradient routed to its runner-up."""
 
     def __init__(self, v: np.ndarray, runner_up: bool = False) -> None:
@@ -5375,8 +5375,8 @@ def test_a_max_pool_routed_to_its_runner_up_a_hair_below_the_maximum_fails(seed:
     smooth line does not show moved every parameter by 4e-7, across the tie, where the runner-up is the maximum, and the
     check passed. Those points now stay within the step at which the line was seen smooth."""
     x, v = _near_ties(seed, (1e-9, 1e-6))
-    assert pipeline.check(_MaxPool(v), {"x": x}, {}).passed
-    report = pipeline.check(_MaxPool(v, runner_up=True), {"x": x}, {})
+    assert pipeline.check(_RunnerUpPool(v), {"x": x}, {}).passed
+    report = pipeline.check(_RunnerUpPool(v, runner_up=True), {"x": x}, {})
     assert report.failing == ("x",), report
     wrong = {e.index[0] for e in report.worst if e.status == "wrong"}
     assert wrong, report
