@@ -265,7 +265,14 @@ def judge_group(
             cost += _kink_at_theta(
                 loaded, group, first, analytic, (kinks, vague, between), (numeric, allowed, status, steps, sides)
             )
-    return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(suspect | noisy | finer | at_theta)), cost)
+    # wrong: is the loss smooth at far finer steps, with another slope there?
+    narrow = np.zeros(analytic.size, dtype=bool)
+    if looking:
+        narrow = (status == WRONG) & np.isfinite(analytic) & np.isfinite(numeric) & (analytic != 0)
+        if narrow.any():
+            cost += _narrower_than_the_step(loaded, group, first, analytic, narrow, (numeric, status, steps))
+    again = suspect | noisy | finer | at_theta | narrow
+    return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(again)), cost)
 
 
 def _kink_at_theta(
@@ -433,6 +440,73 @@ def _kink_at_theta(
     if finer.any():
         spent += look(at[finer], noise[finer], closer[finer], UNSETTLED)[1]
     return cost + spent
+
+
+def _narrower_than_the_step(
+    loaded: Loaded,
+    group: Group,
+    first: FirstPass,
+    analytic: np.ndarray,
+    wrong: np.ndarray,
+    judged: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> int:
+    """A float64 group's ``wrong`` elements looked at once more, each along its own line, at the step where its value
+    stands :data:`AT_THETA` times :data:`BETWEEN_PRECISE` above the tensor's noise (no finer than :data:`LEAP_ROOM`
+    rounding units of the parameter), where that is :data:`AT_THETA_FINER` times finer than the step of the estimate
+    the verdict was made on: the slopes from θ to ``±`` that step and twice it. Where each pair agrees within its noise
+    and the two pairs' means agree (the loss smooth there), and their mean bears the value out and contradicts that
+    estimate, the element is unsettled, not wrong: a feature narrower than every step the check took bent all of them
+    alike (review 130: the median of three values a hair, 1e-12 to 1e-9, from both others, whose derivative is the
+    window's weight only between them; every step saw 0, and the correct value failed). A value it does not bear out
+    stays wrong; a tensor's first such element ends its look, :data:`RECHECK_BATCH` at a time (the tensor is wrong
+    either way). Updates ``judged`` ``(numeric, status, steps)`` in place; returns the losses it took."""
+    numeric, status, steps = judged
+    tolerance = loaded.settings.tolerance_for(group.dtype)
+    values = first.values.astype(np.float64)
+    unit = loaded.settings.eps("float64") * abs(loaded.settings.loss0)
+    room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
+
+    def finest(noise: np.ndarray, at: np.ndarray, share: float = 1.0) -> np.ndarray:
+        """The steps at which the elements ``at``'s values stand ``share`` of :data:`AT_THETA` times above ``noise``."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(
+                np.fmax(2.0 ** np.ceil(np.log2(share * AT_THETA * noise / np.abs(analytic[at]))), room[at])
+            )
+
+    cost = 0
+    for batches in _batches(group, wrong):
+        for at in batches:
+            # (the tensor's noise far above the loss's rounding may be the feature's own: measured along each line)
+            noise = first.noise[at].copy()
+            loud = noise > OWN_NOISE * unit
+            if loud.any():
+                wide = np.fmin(finest(noise[loud], at[loud]), steps[at[loud]] / (2 * AT_THETA_FINER))
+                own, spent = _own_noise(
+                    loaded, group, values, at[loud], finest(np.full(loud.sum(), unit), at[loud]), (wide, noise[loud])
+                )
+                noise[loud], cost = np.fmin(noise[loud], own), cost + spent
+            fine = finest(noise, at, BETWEEN_PRECISE)
+            at, noise, fine = (part[fine * AT_THETA_FINER <= steps[at]] for part in (at, noise, fine))
+            if not at.size:
+                continue
+            moves = np.array([1.0, -1.0, 2.0, -2.0])
+            perturbed = values[at][:, None] + fine[:, None] * moves
+            (losses,) = losses_of(loaded, [subgroup(group, np.isin(np.arange(values.size), at))], [perturbed])
+            cost += losses.size
+            with np.errstate(invalid="ignore", divide="ignore"):
+                taken = perturbed - values[at][:, None]
+                slope = (losses - loaded.settings.loss0) / taken
+                spread = 2 * noise[:, None] / np.abs(taken)
+                mean, mean2 = (slope[:, 0] + slope[:, 1]) / 2, (slope[:, 2] + slope[:, 3]) / 2
+                bar, bar2 = (spread[:, 0] + spread[:, 1]) / 2, (spread[:, 2] + spread[:, 3]) / 2
+                smooth = np.abs(slope[:, 0] - slope[:, 1]) <= 4 * bar
+                smooth &= (np.abs(slope[:, 2] - slope[:, 3]) <= 4 * bar2) & (np.abs(mean - mean2) <= 2 * (bar + bar2))
+                allowance = tolerance.atol + tolerance.safety * bar + tolerance.rtol * np.abs(mean)
+                borne = smooth & (np.abs(mean - analytic[at]) <= allowance) & (np.abs(mean - numeric[at]) > allowance)
+            status[at[borne]], numeric[at[borne]], steps[at[borne]] = UNSETTLED, mean[borne], fine[borne]
+            if not borne.all():
+                break
+    return cost
 
 
 def _own_noise(
