@@ -270,7 +270,7 @@ def judge_group(
     if looking:
         narrow = (status == WRONG) & np.isfinite(analytic) & np.isfinite(numeric) & (analytic != 0)
         if narrow.any():
-            cost += _narrower_than_the_step(loaded, group, first, analytic, narrow, (numeric, status, steps))
+            cost += _narrower_than_the_step(loaded, group, first, analytic, narrow, (numeric, allowed, status, steps))
     again = suspect | noisy | finer | at_theta | narrow
     return (numeric, allowed, status, steps, sides), (int(np.count_nonzero(again)), cost)
 
@@ -448,7 +448,7 @@ def _narrower_than_the_step(
     first: FirstPass,
     analytic: np.ndarray,
     wrong: np.ndarray,
-    judged: tuple[np.ndarray, np.ndarray, np.ndarray],
+    judged: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
 ) -> int:
     """A float64 group's ``wrong`` elements looked at once more, each along its own line, at the step where its value
     stands :data:`AT_THETA` times :data:`BETWEEN_PRECISE` above the tensor's noise (no finer than :data:`LEAP_ROOM`
@@ -458,9 +458,10 @@ def _narrower_than_the_step(
     estimate, the element is unsettled, not wrong: a feature narrower than every step the check took bent all of them
     alike (review 130: the median of three values a hair, 1e-12 to 1e-9, from both others, whose derivative is the
     window's weight only between them; every step saw 0, and the correct value failed). A value it does not bear out
-    stays wrong; a tensor's first such element ends its look, :data:`RECHECK_BATCH` at a time (the tensor is wrong
-    either way). Updates ``judged`` ``(numeric, status, steps)`` in place; returns the losses it took."""
-    numeric, status, steps = judged
+    stays wrong; a tensor's first such element (or one the look cannot take finer) ends its look, :data:`RECHECK_BATCH`
+    at a time (the tensor is wrong either way: review 131, a bug everywhere in a loss of cancelling terms cost 4x the
+    check). Updates ``judged`` ``(numeric, allowed, status, steps)`` in place; returns the losses it took."""
+    numeric, allowed, status, steps = judged
     tolerance = loaded.settings.tolerance_for(group.dtype)
     values = first.values.astype(np.float64)
     unit = loaded.settings.eps("float64") * abs(loaded.settings.loss0)
@@ -486,9 +487,10 @@ def _narrower_than_the_step(
                 )
                 noise[loud], cost = np.fmin(noise[loud], own), cost + spent
             fine = finest(noise, at, BETWEEN_PRECISE)
-            at, noise, fine = (part[fine * AT_THETA_FINER <= steps[at]] for part in (at, noise, fine))
+            kept = fine * AT_THETA_FINER <= steps[at]
+            at, noise, fine = (part[kept] for part in (at, noise, fine))
             if not at.size:
-                continue
+                break
             moves = np.array([1.0, -1.0, 2.0, -2.0])
             perturbed = values[at][:, None] + fine[:, None] * moves
             (losses,) = losses_of(loaded, [subgroup(group, np.isin(np.arange(values.size), at))], [perturbed])
@@ -504,7 +506,8 @@ def _narrower_than_the_step(
                 allowance = tolerance.atol + tolerance.safety * bar + tolerance.rtol * np.abs(mean)
                 borne = smooth & (np.abs(mean - analytic[at]) <= allowance) & (np.abs(mean - numeric[at]) > allowance)
             status[at[borne]], numeric[at[borne]], steps[at[borne]] = UNSETTLED, mean[borne], fine[borne]
-            if not borne.all():
+            allowed[at[borne]] = allowance[borne]
+            if not (borne.all() and kept.all()):
                 break
     return cost
 
