@@ -5529,3 +5529,34 @@ def test_a_median_a_hair_from_both_neighbours_does_not_fail_its_correct_gradient
     assert pipeline.check(model, {"x": model.x}, {}).verdict != "failed"
     wrong = _MedianOfThree(seed, hair, routed_low=True)
     assert pipeline.check(wrong, {"x": wrong.x}, {}).verdict == "failed"
+
+
+class _NarrowTanh:
+    """``exp(r·x) + s·tanh(x/s + offset)`` of one parameter at θ = 0: a tanh of width ``s`` far narrower than the
+    first step, beside an exponential whose curvature bends every step (the features benchmark's ``tanh`` family)."""
+
+    def __init__(self, rate: float, width: float, offset: float, factor: float = 1.0) -> None:
+        self.rate, self.width, self.offset, self.factor = rate, width, offset, factor
+
+    def loss(self, params: Arrays, data: Arrays) -> float:
+        x = float(params["x"][0])
+        return math.exp(self.rate * x) + self.width * math.tanh(x / self.width + self.offset)
+
+    def grad(self, params: Arrays, data: Arrays) -> Arrays:
+        slope = self.rate + (1 - math.tanh(self.offset) ** 2)
+        return {"x": np.array([self.factor * slope])}
+
+
+@pytest.mark.parametrize(("c", "offset"), [(60, 0.0), (200, 2.0), (20, -1.0)])
+def test_a_tanh_far_narrower_than_the_step_beside_curvature_does_not_fail_its_correct_derivative(
+    c: int, offset: float
+) -> None:
+    """Review 131: a tanh 1e-6 of the first step wide, beside an exponential of rate c/100 per step. Every step saw
+    the exponential's slope and the tanh's average over the step, 0.12% off the derivative; the narrow look's finest
+    step, where the loss is smooth, bore the value out but was no more precise than 0.16%, and the correct value
+    failed. The look goes on at steps 8 times coarser while the loss stays smooth and its slope stays put: there it
+    is 1e-8 precise, and the value is unsettled, not wrong. A 3% error still fails."""
+    h = float(np.finfo(np.float64).eps) ** 0.2
+    params = {"x": np.zeros(1)}
+    assert pipeline.check(_NarrowTanh(c / h * 1e-2, 1e-6 * h, offset), params, {}).verdict != "failed"
+    assert pipeline.check(_NarrowTanh(c / h * 1e-2, 1e-6 * h, offset, 1.03), params, {}).verdict == "failed"
