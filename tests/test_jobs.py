@@ -185,6 +185,27 @@ def test_status_of_a_foreground_run_and_of_no_run(seed_example: Path) -> None:
     )
 
 
+def test_status_names_a_run_on_another_host_writing_a_finished_output_again(seed_example: Path) -> None:
+    """Review 126: a finished output whose lock a live run on another host holds read `finished` and nothing more,
+    while `run` refused it as being written. Status says who writes it now; the verdict shown is the last run's."""
+    assert run_cli("run", str(seed_example / "correct.yaml")).returncode == 0
+    output = seed_example / "correct-output.zarr"
+    lock = Path(f"{output}.lock")
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "2026-12-06T07:00:00"}))
+    shown = _status(output)
+    assert shown.returncode == 0
+    assert shown.stdout.splitlines()[0] == f"{output}: run (not a submitted job), finished"
+    assert shown.stdout.splitlines()[-1] == (
+        "another gradcheck run is writing it now (pid 1 on elsewhere, since 2026-12-06T07:00:00): "
+        "what is shown is the last run's"
+    )
+    refused = run_cli("run", str(seed_example / "correct.yaml"))
+    assert refused.returncode == 2
+    assert "is being written by another gradcheck run (pid 1 on elsewhere, since 2026-12-06T07:00:00)" in refused.stderr
+    lock.unlink()
+    assert "another gradcheck run" not in _status(output).stdout
+
+
 def test_submitting_over_an_output_another_job_is_writing_is_refused_at_once(tmp_path: Path) -> None:
     """The 'overwrite that never happened': refused at submit time, naming the run that holds the output."""
     output = write_gated_problem(tmp_path, "scheme: central\n")

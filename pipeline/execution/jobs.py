@@ -158,7 +158,8 @@ class JobStatus:
     ``state`` is ``submitted`` (waiting for a worker), ``running``, ``finished``,
     ``cancelled``, ``failed`` (``message`` says why) or ``interrupted`` (Ctrl-C, or recorded as
     running while no live process holds the output's lock: it was killed). ``cluster``
-    is where a submitted job runs, as ``cancel`` reaches it (None for a foreground run).
+    is where a submitted job runs, as ``cancel`` reaches it (None for a foreground run). ``writer``: who holds the
+    output's lock where the output says its run ended (another run writing it again, on this host or another).
     """
 
     output: str
@@ -172,6 +173,7 @@ class JobStatus:
     message: str | None
     report: Report | None
     cluster: Mapping[str, Any] | None = None
+    writer: str | None = None
 
 
 def status(output: str, options: Options = None) -> JobStatus:
@@ -205,6 +207,9 @@ def status(output: str, options: Options = None) -> JobStatus:
         if recorded == "running":
             recorded = "interrupted"  # `gradcheck run` resumes it
     running = recorded == "running"
+    # (an output whose run ended, its lock held: another run writing it again; review 126: `status` said finished
+    # where `run` refused it as being written)
+    writer = None if running else stores.lock_holder(output, options)
     job = progress.get("job") or {}
     return JobStatus(
         output=output,
@@ -218,6 +223,7 @@ def status(output: str, options: Options = None) -> JobStatus:
         eta_seconds=eta if running else None,
         message=state.get("message"),
         report=Report.from_dict(attrs["report"]) if state.get("state") == "finished" and "report" in attrs else None,
+        writer=writer,
     )
 
 
@@ -243,6 +249,8 @@ def format_status(s: JobStatus) -> str:
         verdict = "passed" if s.report.passed else f"FAILED ({', '.join(s.report.failing) or 'threshold'})"
         difference = "n/a" if s.report.difference is None else f"{s.report.difference:.3e}"
         lines.append(f"verdict: {verdict}; difference {difference}")
+    if s.writer is not None:
+        lines.append(f"another gradcheck run is writing it now ({s.writer}): what is shown is the last run's")
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "check_output",
     "completed_shards",
     "lock_held",
+    "lock_holder",
     "output_lock",
     "output_shard_size",
     "output_slots",
@@ -445,7 +446,13 @@ def refuse_if_locked(path: str, options: Options = None) -> None:
 
 def lock_held(path: str, options: Options = None) -> bool:
     """Whether a live run holds ``<output>.lock``."""
-    return _lock_holder(_LockFile(path, options)) is not None
+    return lock_holder(path, options) is not None
+
+
+def lock_holder(path: str, options: Options = None) -> str | None:
+    """Who holds ``<output>.lock`` (``pid … on host, since …``); None where no live run does."""
+    holder = _lock_holder(_LockFile(path, options))
+    return None if holder is None else f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
 
 
 def _lock_holder(lock: _LockFile) -> dict[str, Any] | None:
