@@ -310,7 +310,7 @@ def _kink_at_theta(
     resolved = loaded.settings.atol_scale > 0  # every tensor's noise measured, none moving in steps (review 71's did)
     atol = tolerance.atol if resolved or "atol" in dict(loaded.settings.tolerance) else 0.0
     values = first.values.astype(np.float64)
-    room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
+    room = _room(values, group.dtype)
     side = np.where(sides.toward > 0, 1.0, -1.0)  # the way whose slope the value is
     with np.errstate(invalid="ignore", divide="ignore"):
         # what the step must resolve: the value, or where it is 0 the estimate; a kink's gap
@@ -318,8 +318,7 @@ def _kink_at_theta(
 
     def finest(noise: np.ndarray | float, at: np.ndarray) -> np.ndarray:
         """The steps at which the elements ``at``'s ``size`` stands :data:`AT_THETA` times above ``noise``."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.asarray(np.fmax(2.0 ** np.ceil(np.log2(AT_THETA * noise / size[at])), room[at]))
+        return _finest(noise, size[at], room[at])
 
     def look(at: np.ndarray, noise: np.ndarray, fine: np.ndarray, verdict: int = WRONG) -> tuple[np.ndarray, int]:
         """The look at the elements ``at``, under ``noise`` at steps ``fine`` (each theirs), a value it finds off
@@ -344,15 +343,14 @@ def _kink_at_theta(
         cost = int(at.size)
         at, noise, fine, own, own_noise = at[going], noise[going], fine[going], own[going], own_noise[going]
         (other, own2, other2), (other_noise, own2_noise, other2_noise) = slopes([-1.0, 2.0, -2.0])
+        # (a value between the slopes: their gap may be the curvature's too, twice as wide at twice the step; a kink's
+        # stays as wide)
+        mean, spread, smooth = _paired(
+            np.stack([own, other, own2, other2], axis=1),
+            np.stack([own_noise, other_noise, own2_noise, other2_noise], axis=1),
+            between[at],
+        )
         with np.errstate(invalid="ignore"):
-            mean, mean2 = (own + other) / 2, (own2 + other2) / 2
-            spread, spread2 = (own_noise + other_noise) / 2, (own2_noise + other2_noise) / 2
-            gap, gap2 = own - other, own2 - other2
-            smooth = (np.abs(gap) <= 4 * spread) & (np.abs(gap2) <= 4 * spread2)
-            # (a value between the slopes: their gap may be the curvature's too, twice as wide at twice the step; a
-            # kink's stays as wide)
-            smooth |= between[at] & (np.abs(gap2 - 2 * gap) <= 4 * (spread2 + 2 * spread))
-            smooth &= np.abs(mean - mean2) <= 2 * (spread + spread2)
             # (the atol too, where it follows the gradient's scale or the user set it: the analytic value's own
             # rounding, which no bar sees; review 123: sigmoid(z) - 1 at logits past 36, half a rounding unit of 1
             # off, failed beside 1.4e-18 allowed. Not the default's absolute 1e-13 where the noise was not measured:
@@ -431,7 +429,7 @@ def _kink_at_theta(
     # (precise against the value where it is the smaller: a 1% error in a value a tenth of the gap)
     value = np.where(analytic[at] != 0, np.fmin(np.abs(analytic[at]), size[at]), size[at])
     with np.errstate(invalid="ignore", divide="ignore"):
-        coarser = np.fmax(2.0 ** np.ceil(np.log2(AT_THETA * BETWEEN_PRECISE * noise / value)), room[at])
+        coarser = _finest(BETWEEN_PRECISE * noise, value, room[at])
         precise = finer & (coarser * AT_THETA_FINER <= np.fmin(steps[at], fine[at]))
     if precise.any():
         smooth, used = look(at[precise], noise[precise], coarser[precise], UNSETTLED)
@@ -440,6 +438,18 @@ def _kink_at_theta(
     if finer.any():
         spent += look(at[finer], noise[finer], closer[finer], UNSETTLED)[1]
     return cost + spent
+
+
+def _room(values: np.ndarray, dtype: str) -> np.ndarray:
+    """:data:`LEAP_ROOM` rounding units of each parameter's value in its own dtype: no step is finer."""
+    return np.asarray(LEAP_ROOM * np.spacing(np.abs(values).astype(dtype)).astype(np.float64))
+
+
+def _finest(noise: np.ndarray | float, size: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """The steps, powers of two and no finer than ``room``, at which ``size`` stands :data:`AT_THETA` times above
+    ``noise`` (each element's)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.fmax(2.0 ** np.ceil(np.log2(AT_THETA * noise / size)), room))
 
 
 def _narrower_than_the_step(
@@ -468,14 +478,11 @@ def _narrower_than_the_step(
     tolerance = loaded.settings.tolerance_for(group.dtype)
     values = first.values.astype(np.float64)
     unit = loaded.settings.eps("float64") * abs(loaded.settings.loss0)
-    room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
+    room = _room(values, group.dtype)
 
     def finest(noise: np.ndarray, at: np.ndarray, share: float = 1.0) -> np.ndarray:
         """The steps at which the elements ``at``'s values stand ``share`` of :data:`AT_THETA` times above ``noise``."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.asarray(
-                np.fmax(2.0 ** np.ceil(np.log2(share * AT_THETA * noise / np.abs(analytic[at]))), room[at])
-            )
+        return _finest(share * noise, np.abs(analytic[at]), room[at])
 
     cost = 0
     for batches in _batches(group, wrong):
@@ -543,14 +550,23 @@ def _slopes_around(
         taken = perturbed - values[at][:, None]
         slope = (losses - loaded.settings.loss0) / taken
         spread = 2 * noise[:, None] / np.abs(taken)
+    return (*_paired(slope, spread, curving), int(losses.size))
+
+
+def _paired(
+    slope: np.ndarray, spread: np.ndarray, curving: np.ndarray | bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From one-sided slopes along each element's line to ``+s, −s, +2s, −2s`` (columns; ``spread`` their noise):
+    the mean of the first pair, its noise, and whether the loss is smooth there: each pair agrees within four times its
+    noise (or, where ``curving``, their gaps grow with the step as curvature's do) and the two pairs' means agree."""
+    with np.errstate(invalid="ignore"):
         mean, mean2 = (slope[:, 0] + slope[:, 1]) / 2, (slope[:, 2] + slope[:, 3]) / 2
         bar, bar2 = (spread[:, 0] + spread[:, 1]) / 2, (spread[:, 2] + spread[:, 3]) / 2
         gap, gap2 = slope[:, 0] - slope[:, 1], slope[:, 2] - slope[:, 3]
         smooth = (np.abs(gap) <= 4 * bar) & (np.abs(gap2) <= 4 * bar2)
-        if curving:
-            smooth |= np.abs(gap2 - 2 * gap) <= 4 * (bar2 + 2 * bar)
+        smooth |= curving & (np.abs(gap2 - 2 * gap) <= 4 * (bar2 + 2 * bar))
         smooth &= np.abs(mean - mean2) <= 2 * (bar + bar2)
-    return mean, bar, np.asarray(smooth, dtype=bool), int(losses.size)
+    return mean, bar, np.asarray(smooth, dtype=bool)
 
 
 def _own_noise(
@@ -1303,7 +1319,7 @@ def _hidden_kinks(
     another, its line smooth only at steps of 1e-11, failed)."""
     values, analytic, numeric, smooth = at_theta
     eps = loaded.settings.eps(group.dtype)
-    room = LEAP_ROOM * np.spacing(np.abs(values).astype(group.dtype)).astype(np.float64)
+    room = _room(values, group.dtype)
     cap = reach(values, np.fmax(smooth, room), eps)
     parts = 2.0 ** np.floor(np.log2(cap))
     wide = (cap < 1) & ~precise(noise, values, eps, analytic, numeric, numeric, tolerance, parts)

@@ -430,10 +430,14 @@ def output_lock(path: str, options: Options = None) -> Iterator[None]:
 
 def _being_written(path: str, lock: _LockFile, holder: Mapping[str, Any]) -> OutputExistsError:
     return OutputExistsError(
-        f"The output '{path}' is being written by another gradcheck run "
-        f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}); "
+        f"The output '{path}' is being written by another gradcheck run ({_who(holder)}); "
         f"wait for it, or remove '{lock.path}' if that run is gone."
     )
+
+
+def _who(holder: Mapping[str, Any]) -> str:
+    """A lock's holder, as the messages name it."""
+    return f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
 
 
 def refuse_if_locked(path: str, options: Options = None) -> None:
@@ -452,7 +456,7 @@ def lock_held(path: str, options: Options = None) -> bool:
 def lock_holder(path: str, options: Options = None) -> str | None:
     """Who holds ``<output>.lock`` (``pid … on host, since …``); None where no live run does."""
     holder = _lock_holder(_LockFile(path, options))
-    return None if holder is None else f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
+    return None if holder is None else _who(holder)
 
 
 def _lock_holder(lock: _LockFile) -> dict[str, Any] | None:
