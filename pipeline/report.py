@@ -341,13 +341,18 @@ def _undecided(directions: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     that is not wrong; both empty where none did."""
     kinks, edges = (sum(d.get("undecided") in whys for d in directions) for whys in (("kink", "crossing"), ("edge",)))
     said = (
-        f"{_directions(kinks)} a kink at θ" if kinks else "",
+        # (at θ as far as the finest steps tell: a float32 direction's steps cross ReLUs 2e-4 from θ, and review 133
+        # read "a kink at θ" as false where no input was 0)
+        f"{_directions(kinks)} a kink at θ or nearer θ than their finest steps resolve" if kinks else "",
         f"{_directions(edges, 'meet', 'meets')} a loss not finite at the first steps that finer steps do not decide"
         if edges
         else "",
     )
     why = (
-        "several kinks at θ on one line can put a valid subgradient beyond its one-sided slopes" if kinks else "",
+        "several kinks at θ on one line can put a valid subgradient beyond its one-sided slopes, and a kink nearer θ "
+        "than the steps looks like one at θ"
+        if kinks
+        else "",
         "a loss not finite says nothing of the gradient" if edges else "",
     )
     return "; ".join(filter(None, said)), " and ".join(filter(None, why))
@@ -378,36 +383,35 @@ def _decided_by(direction: Mapping[str, Any]) -> str:
 
 
 def _unsettled_why(t: TensorReport, said: str | None = None) -> str:
-    """What a tensor's unsettled elements are, and why its other elements do not verify it; where ``said`` names a
-    tensor above whose unsettled elements were explained, a reference to it (the paragraph is long)."""
+    """What a tensor's unsettled elements are, which one (its worst element, where that is one), and why its other
+    elements do not verify it; where ``said`` names a tensor above whose unsettled elements were explained, a
+    reference to it. Short: one paragraph listing every rule that leaves an element unsettled read as a wall of text,
+    and did not say which element (review 133)."""
     some, one = f"{t.n_unsettled} of its {t.n_checked} checked elements", t.n_unsettled == 1
+    w = t.worst
+    which = (
+        f" ({'one is ' if not one else ''}{w.tensor}{_index(w.index)}: analytic {w.analytic:.7g}, numeric "
+        f"{w.numeric:.7g})"
+        if w is not None and w.status == "unsettled"
+        else ""
+    )
     if said is not None:
         return (
-            f"{some} {'was' if one else 'were'} not settled at the finest steps taken (see {said}, above), so its "
-            "other elements do not verify it"
+            f"{some} {'was' if one else 'were'} not settled at the finest steps taken{which}, so its other elements "
+            f"do not verify it (see {said}, above)"
         )
     return (
-        f"{some} {'was' if one else 'were'} not settled at the finest steps taken: {'its' if one else 'their'} table "
-        "of differences did not converge (a loss that changes erratically at every step taken: chaotic dynamics over "
-        "a long horizon), or its differences ran away as the step shrank, by the same law row after row (a jump or a "
-        "pole of the loss inside the steps: a dihedral angle at a bond angle near straight, the log-determinant of a "
-        "nearly singular matrix), or its estimate disagreed by more than 10 times its allowance where the finer rows "
-        "could not confirm it (the loss's curvature changing over the steps, or the finer rows moving toward the "
-        "analytic value: a steep feature, or the loss's rounding larger there than its noise measured along the "
-        "tensor), or the loss's one-sided slopes were still moving with the analytic value outside them, or between "
-        "them but not at the one that had stopped moving (a feature closer to θ than the steps resolve: a square root "
-        "or a logarithm a hair above its guard, a cusp), or the loss moved along it in steps far coarser than its "
-        "noise measured along the tensor and stood still at the finer steps (a term rounded to float32 inside a "
-        "float64 loss), steps too coarse for coarser differences to see through, or, beside a kink or a cone's apex a "
-        "hair off θ whose level was the tensor's noise, the loss at far finer steps, where it is smooth, had another "
-        "slope (a wrong mask there, or a term the loss rounds to a staircase, which stands still at those steps), or "
-        "its differences, once settled, moved far beyond their rounding at finer steps, and under the noise then "
-        "measured along its own line, far more than the tensor's, it did not disagree (a square root of a tiny "
-        "argument amplifying the rounding of the terms it cancels: a ray grazing a sphere), or the loss was not "
-        "finite at the first steps (past the edge of its domain: a solver that diverges there) and the finer ones, "
-        "where it is, left the error bar too wide to verify it; such a value cannot be called wrong "
-        "(finer steps may reach it) nor right (the steps taken never resolved the derivative there), so the tensor's "
-        "other elements do not verify it; check it at parameters farther from the feature"
+        f"{some} {'was' if one else 'were'} not settled at the finest steps taken{which}: {'its' if one else 'their'} "
+        "table of differences did not converge, or ran away, or the one-sided slopes were still moving, or finer "
+        "steps did not bear the estimate out, where the steps ended. The steps never resolved the derivative there, "
+        "so such a value can be called neither wrong (finer steps may reach it) nor right, and the tensor's other "
+        "elements do not verify it. The loss has a feature there that its steps "
+        "do not resolve: a kink or a change of curvature a hair off θ (a ReLU, ELU or hinge input near 0, a cusp), a "
+        "square root or a logarithm just above its guard, a jump or a pole inside the steps (a dihedral angle at a "
+        "bond angle near straight, a nearly singular log-determinant), a term rounded to a staircase (a float32 cast "
+        "inside a float64 loss), rounding amplified where a square root of a tiny argument cancels terms (a ray "
+        "grazing a sphere), a loss not finite at the first steps, or a loss that changes erratically at every step "
+        "taken (chaotic dynamics over a long horizon); check it at parameters farther from the feature"
     )
 
 

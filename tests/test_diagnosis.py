@@ -105,6 +105,56 @@ def test_a_few_wrong_elements_are_named_and_the_edges_of_a_field_said_so() -> No
     assert _judged((64,), inside, numeric) == ("2 of 64 checked elements are wrong: [5], [40]",)
 
 
+def test_wrong_elements_at_one_end_of_an_axis_only_are_no_boundary() -> None:
+    # Review 133: word2vec's output embedding written, not accumulated, at a repeated context index, the vocabulary's
+    # last row (12, 6): "at index 11 of axis 0, every checked element there (each at an edge of the tensor: a
+    # boundary's stencil?)" sent a user after a boundary. One end of one axis is as likely any row; two ends say more.
+    rng = np.random.default_rng(4)
+    numeric = rng.normal(size=(12, 8))
+    analytic = numeric.copy()
+    analytic[11] *= 0.5
+    assert _judged((12, 8), analytic.reshape(-1), numeric.reshape(-1)) == (
+        "analytic is 0.5x the numeric gradient at the 8 wrong elements (of 96 checked), at index 11 of axis 0, every "
+        "checked element there",
+    )
+    analytic = numeric.copy()
+    analytic[11, [2, 5]] += [0.4, -0.3]
+    assert _judged((12, 8), analytic.reshape(-1), numeric.reshape(-1)) == (
+        "2 of 96 checked elements are wrong, at index 11 of axis 0",
+    )
+
+
+def test_a_gradient_moved_by_one_along_two_axes_at_once_is_said_so() -> None:
+    # Review 133: a convolution's input gradient cropped from its padded gradient at P - 1 instead of P, so that
+    # dx[n, c, i, j] holds the gradient of x[n, c, i - 1, j - 1], read as "196 of 196 checked elements are wrong"
+    rng = np.random.default_rng(5)
+    numeric = rng.normal(size=(2, 2, 7, 7))
+    analytic = np.zeros_like(numeric)
+    analytic[:, :, 1:, 1:] = numeric[:, :, :-1, :-1]
+    analytic[:, :, 0, :] = rng.normal(size=(2, 2, 7))  # the padding's gradient, which no element of x has
+    analytic[:, :, :, 0] = rng.normal(size=(2, 2, 7))
+    assert _judged(numeric.shape, analytic.reshape(-1), numeric.reshape(-1)) == (
+        "analytic is the numeric gradient shifted by one along axes 2 and 3 at once: element [i, j] there holds the "
+        "gradient of [i - 1, j - 1] (an index off by one along both: a padding or crop offset?)",
+    )
+    # along one axis the sentence is the one it was
+    analytic = np.zeros_like(numeric)
+    analytic[:, :, :-1, :] = numeric[:, :, 1:, :]
+    assert _judged(numeric.shape, analytic.reshape(-1), numeric.reshape(-1)) == (
+        "analytic is the numeric gradient shifted by one along axis 2: element i holds the next element's gradient "
+        "(an index off by one)",
+    )
+
+
+def test_a_one_element_tensor_wrong_is_its_value_not_a_factor_everywhere() -> None:
+    # Review 133: a Huber regression's bias, its derivative taken as the quadratic's everywhere, read as "analytic is
+    # 5.629x the numeric gradient everywhere": one value has a ratio to anything, and no factor was found
+    assert _judged((1,), np.array([-0.216424]), np.array([-0.0384447])) == (
+        "its value is wrong: analytic -0.216424, numeric -0.0384447 (5.629x)",
+    )
+    assert _judged((), np.array([0.5]), np.array([-0.5])) == ("its value is wrong: analytic 0.5, numeric -0.5 (-1x)",)
+
+
 def test_a_region_counts_only_the_rows_that_have_a_gradient_and_says_how_many_more_indices() -> None:
     # Found by review 46. An embedding (12, 8) whose backward doubles dims 0-3 of the 6 rows in the batch: the wrong
     # elements fill every row that has a gradient (the others are 0 in both), so the region is the dims, not the rows.

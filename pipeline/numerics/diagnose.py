@@ -72,19 +72,36 @@ def _ratio(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray) -> fl
 
 
 def _shift(analytic: np.ndarray, numeric: np.ndarray, allowed: np.ndarray) -> str | None:
-    """``along axis k`` when the analytic gradient is the numeric one moved by one position."""
-    candidates = [(axis, step) for axis in range(numeric.ndim) for step in (1, -1)]
-    for axis, step in candidates:
-        if numeric.shape[axis] < 3:
-            continue
-        n = np.moveaxis(numeric, axis, 0)
-        a = np.moveaxis(analytic, axis, 0)
-        room = np.moveaxis(allowed, axis, 0)
-        # analytic[i] == numeric[i + step] wherever both exist
-        inner_a, inner_n, inner_room = (a[:-1], n[1:], room[1:]) if step == 1 else (a[1:], n[:-1], room[:-1])
-        if _close(inner_a, inner_n, inner_room) and not _close(a, n, room):
-            direction = "next" if step == 1 else "previous"
-            return f"along axis {axis}: element i holds the {direction} element's gradient (an index off by one)"
+    """``along axis k: ...`` when the analytic gradient is the numeric one moved by one position along one axis, or
+    ``along axes j and k at once: ...`` along two (a convolution's input gradient cropped from its padded one a pixel
+    off: review 133, said only as "196 of 196 checked elements are wrong")."""
+    long = [axis for axis in range(numeric.ndim) if numeric.shape[axis] >= 3]
+    ones = [((axis, step),) for axis in long for step in (1, -1)]
+    pairs = [
+        ((first, one), (second, two))
+        for i, first in enumerate(long)
+        for second in long[i + 1 :]
+        for one in (1, -1)
+        for two in (1, -1)
+    ]
+    for moves in ones + pairs:
+        # analytic[i] == numeric[i + step] wherever both exist, along each moved axis
+        a_at, n_at = [slice(None)] * numeric.ndim, [slice(None)] * numeric.ndim
+        for axis, step in moves:
+            a_at[axis], n_at[axis] = (
+                (slice(None, -1), slice(1, None)) if step == 1 else (slice(1, None), slice(None, -1))
+            )
+        inner_a, inner_n, inner_room = analytic[tuple(a_at)], numeric[tuple(n_at)], allowed[tuple(n_at)]
+        if _close(inner_a, inner_n, inner_room) and not _close(analytic, numeric, allowed):
+            if len(moves) == 1:
+                (axis, step), direction = moves[0], "next" if moves[0][1] == 1 else "previous"
+                return f"along axis {axis}: element i holds the {direction} element's gradient (an index off by one)"
+            (j, one), (k, two) = moves
+            return (
+                f"along axes {j} and {k} at once: element [i, j] there holds the gradient of "
+                f"[i {'+' if one == 1 else '-'} 1, j {'+' if two == 1 else '-'} 1] (an index off by one along both: "
+                "a padding or crop offset?)"
+            )
     return None
 
 
@@ -197,15 +214,20 @@ def _edges(shape: tuple[int, ...], wrong: np.ndarray) -> str:
     """`` (each at an edge of the tensor: a boundary's stencil?)`` where every wrong element (flat positions; two or more)
     lies at the first or last index of an axis of :data:`EDGE_AXIS` or more: a boundary condition's rows of a
     discretised operator, which its hand-written adjoint transposed wrongly (review 94: a Dirichlet heat equation's
-    adjoint wrong at ``u0[0]`` and ``u0[63]`` only, said as "2 of 64 checked elements are wrong")."""
+    adjoint wrong at ``u0[0]`` and ``u0[63]`` only, said as "2 of 64 checked elements are wrong"), and where they lie at
+    two such ends or more: one end alone is as likely any row (review 133: word2vec's context row written, not
+    accumulated, at a repeated index, the vocabulary's last, read as a boundary)."""
     long = [axis for axis, n in enumerate(shape) if n >= EDGE_AXIS]
     if wrong.size < 2 or not long:
         return ""
     at = np.unravel_index(wrong, shape)
     edge = np.zeros(wrong.size, dtype=bool)
+    edges = 0  # how many of the long axes' ends hold wrong elements
     for axis in long:
-        edge |= (at[axis] == 0) | (at[axis] == shape[axis] - 1)
-    return " (each at an edge of the tensor: a boundary's stencil?)" if bool(np.all(edge)) else ""
+        for end in (at[axis] == 0, at[axis] == shape[axis] - 1):
+            edge |= end
+            edges += bool(end.any())
+    return " (each at an edge of the tensor: a boundary's stencil?)" if edges >= 2 and bool(np.all(edge)) else ""
 
 
 def _swapped(shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, room: np.ndarray) -> str | None:
@@ -397,7 +419,8 @@ def diagnose(
     dead = (analytic == 0) & (numeric == 0)  # 0 against 0: no gradient there (dead units, rows not in the batch)
     live = considered & ~dead
     region = "" if everywhere or sample is not None or flat.size < 2 else _region(held, flat, np.flatnonzero(live))
-    k = _ratio(analytic[flat], numeric[flat], room_all[flat]) if everywhere or flat.size > 1 else None
+    # (one element has a ratio to anything: review 133, a bias's wrong formula read as "5.629x ... everywhere")
+    k = _ratio(analytic[flat], numeric[flat], room_all[flat]) if flat.size > 1 else None
     if k is not None and abs(k - 1) > 1e-3:
         scope = (
             "everywhere"
@@ -451,7 +474,7 @@ def diagnose(
         # (not dead units, 0 against 0, whose analytic value is exact: review 50); nor where a sample checked some only
         unsure = int(np.count_nonzero(considered & np.isin(status, (INCONCLUSIVE, UNSETTLED)) & ~dead))
         only = "element" if unsure or sample is not None else "only element"
-        which = f"{only} {_index(held, int(named(flat[:1])[0]))}" if held else "its value"
+        which = f"{only} {_index(held, int(named(flat[:1])[0]))}" if math.prod(held) > 1 else "its value"
         # enough digits that the two differ where they do; a ratio that rounds to 1 says nothing, a relative difference does
         relative = abs(a0 - n0) / abs(n0) if n0 != 0 else math.inf
         digits = digits_apart(a0, n0)

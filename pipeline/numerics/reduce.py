@@ -287,12 +287,13 @@ STATUS = {
 
 
 def _worse(a: Element | None, b: Element | None) -> Element | None:
-    """The worse of two elements (a wrong one first, then by rank; between equals, the earlier index), either may be
-    None: a wrong tensor's worst element is a wrong one (a kink beside it, its allowance narrower, ranked higher and
-    was named instead: review 67)."""
+    """The worse of two elements (a wrong one first, then an unsettled one, then by rank; between equals, the earlier
+    index), either may be None: a wrong tensor's worst element is a wrong one (a kink beside it, its allowance
+    narrower, ranked higher and was named instead: review 67), and a tensor left not verified by an unsettled element
+    names that element (review 133: the report said one was not settled, and no list showed which)."""
     if a is None or b is None:
         return a or b
-    return max(a, b, key=lambda e: (e.status == WRONG, e.rank, -e.index))
+    return max(a, b, key=lambda e: (e.status == WRONG, e.status == UNSETTLED, e.rank, -e.index))
 
 
 def _error_key(abs_error: float) -> float:
@@ -363,9 +364,10 @@ def summarize_shard(
         n_nonfinite = n_checked - int(np.count_nonzero(finite))
         max_abs_error = math.nan if n_nonfinite else float(e.max(initial=0.0))
         h = step[at][mine]
-        wrong_here = status[at] == WRONG  # a wrong element first (:func:`_worse`)
+        # a wrong element first, else an unsettled one, which leaves its tensor not verified (:func:`_worse`)
+        first = next((these for these in (status[at] == WRONG, status[at] == UNSETTLED) if these.any()), None)
         worst_here = (
-            at.start + int(np.argmax(np.where(wrong_here, ranked[at], -np.inf) if wrong_here.any() else ranked[at]))
+            at.start + int(np.argmax(ranked[at] if first is None else np.where(first, ranked[at], -np.inf)))
             if np.any(mine)
             else None
         )
