@@ -317,7 +317,8 @@ def _unverified_why(
             return (
                 f"none of its {t.n_checked} checked elements could be verified: its gradient, analytic and numeric, "
                 f"is {share:.1g} of the whole gradient's norm, too small to measure against at this precision: the "
-                "loss may not depend on it (a bias before a batch norm, dead units, unused), or its gradient is "
+                "loss may not depend on it (a bias before a batch norm, an attention key's bias, which the softmax over the "
+                "keys cancels, dead units, unused), or its gradient is "
                 f"genuinely tiny (vanishing through many layers, scaled down); {unseen}"
                 + (f"; {IN_FLOAT64}" if float32 else "")
             )

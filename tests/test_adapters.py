@@ -100,6 +100,7 @@ def test_a_loss_vmap_cannot_run_falls_back_to_one_call_per_perturbation_and_the_
     assert report.verdict == "passed"
     assert report.evaluation.startswith("one loss call per perturbation: torch.func.vmap cannot run this loss (")
     assert "setup_context" in report.evaluation  # torch's own reason, in one sentence
+    assert "generate_vmap_rule = True" in report.evaluation  # and how to batch it (review 134)
     assert "losses near θ: one loss call per perturbation" in str(report)
 
 
@@ -592,6 +593,28 @@ def test_a_bias_before_a_batch_norm_is_no_false_alarm_in_either_precision() -> N
         if precision == "float64":
             assert next(t for t in report.tensors if t.name == "0.bias").max_abs_error < 1e-10
             assert "0.weight" not in report.not_verified
+
+
+def test_a_check_leaves_a_module_in_training_mode_as_it_found_it() -> None:
+    """Review 134: a BatchNorm in training mode updated its running statistics at every loss a check took (1,972
+    updates in native float32; under `precision: float64` its count only, the statistics being cast copies): the
+    user's module came back changed. Its buffers are restored after every call that changes them; the batch
+    statistics the loss uses are the same, and so is the verdict."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    before = {name: b.clone() for name, b in net.named_buffers()}
+    model = TorchModel(net, lambda m, d: m(d["x"]).pow(2).sum())
+    x = {"x": np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)}
+    for precision in ("native", "float64"):
+        report = pipeline.check(model, model.params, x, precision=precision)
+        assert report.failing == (), report
+        assert report.timings["loss_evaluations"] > 100
+        for name, b in net.named_buffers():
+            assert torch.equal(b, before[name]), (precision, name, b, before[name])
+    assert net.training
+    # a loss that runs the module shows it: the statistics move where a caller runs it outside a check
+    net(torch.as_tensor(x["x"]))
+    assert int(dict(net.named_buffers())["1.num_batches_tracked"]) == 1
 
 
 def test_a_loss_that_uses_none_of_the_parameters_checked_is_refused_not_passed() -> None:

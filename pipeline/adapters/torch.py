@@ -12,7 +12,9 @@ that runs the module again (activation checkpointing, torchdiffeq's adjoint meth
 
 Each call runs with deterministic algorithms on, one torch thread (a worker is one process per
 core) and, for float64 parameters (``precision: float64``), float64 as the default dtype; the
-floating buffers and data are cast to the parameters' dtype. All three are restored afterwards.
+floating buffers and data are cast to the parameters' dtype. All three are restored afterwards, and so
+are the module's buffers where a call changed them (a BatchNorm in training mode updates its running
+statistics): a check leaves the module as it found it.
 Every loss is evaluated as ``grad`` evaluates it, with grad enabled and each parameter requiring
 grad: a module may compute another function under ``no_grad`` (a transformer's fast path) or for
 tensors that do not require grad (a penalty on ``p.requires_grad`` parameters only).
@@ -40,6 +42,11 @@ from . import AGREE_ULPS, DropsData, first_sentence, flat_rows, parameter_dtype,
 __all__ = ["TorchModel"]
 
 Arrays = dict[str, np.ndarray]
+#: What the report adds where vmap refused a custom ``torch.autograd.Function`` (review 134: users did not know how).
+VMAP_RULE = (
+    "; a custom torch.autograd.Function runs under vmap, its perturbations batched, once its forward leaves ctx to a "
+    "separate setup_context staticmethod and it sets generate_vmap_rule = True"
+)
 #: The most perturbations one vmap chunk evaluates...
 MAX_ROWS = 256
 #: ...and the most memory its copies of the perturbed tensor take: chunks that stay in the CPU's caches
@@ -71,7 +78,7 @@ class TorchModel(DropsData):
     ----------
     module : torch.nn.Module
         Its parameters are the tensors checked; its buffers are used as they are (cast to the
-        parameters' dtype).
+        parameters' dtype), and restored after every call that changed them.
     loss_fn : callable
         ``loss_fn(module, data)`` with ``data`` the data store's arrays as tensors (by name), on
         ``device``; returns a scalar tensor. It must be deterministic.
@@ -119,6 +126,8 @@ class TorchModel(DropsData):
         if any(p.device != self.device for p in module.parameters()):
             module = copy.deepcopy(module)  # moved to the device as a copy: the user's module stays where it is
         self._objective = _Objective(module, loss_fn).to(self.device)
+        # each buffer as the model found it, and its copy: a call that changes one is undone (_restore)
+        self._found = {name: (b, b.detach().clone()) for name, b in self._objective.module.named_buffers()}
         self._unbatched: dict[str, str] = {}  # tensors vmap cannot run the loss for, and why
         self._agreed: set[str] = set()  # tensors whose vmapped loss agreed with one plain call
         self._data: tuple[Mapping[str, np.ndarray], torch.dtype, dict[str, torch.Tensor]] | None = None
@@ -183,7 +192,7 @@ class TorchModel(DropsData):
                 try:
                     losses = self._vmapped(tensors, data, dtype, name, chosen, moved)
                 except Exception as e:  # vmap cannot run this loss: the loop below can (or says why not)
-                    self._unbatched[name] = first_sentence(e)
+                    self._unbatched[name] = first_sentence(e) + (VMAP_RULE if "setup_context" in str(e) else "")
                 else:
                     if name not in self._agreed:  # once per tensor: vmap's first loss against one plain call
                         single = self._looped(tensors, data, dtype, name, chosen[:1], moved[:1])[0]
@@ -266,6 +275,23 @@ class TorchModel(DropsData):
             torch.set_num_threads(threads)
             torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
             torch.set_default_dtype(default)
+            self._restore()
+
+    def _restore(self) -> None:
+        """The module's buffers as the model found them, where a call changed them: in place (a BatchNorm in
+        training mode updating its running statistics and its count, review 134: 1,972 updates in one check of a
+        user's module) or by assigning another tensor. Their values are compared, not their version counters: the
+        batch norm's kernel updates the statistics without counting it. Their values are used as they are, never
+        checked."""
+        module = self._objective.module
+        now = dict(module.named_buffers())
+        for name, (tensor, copied) in self._found.items():
+            if now.get(name) is not tensor:
+                owner, _, attribute = name.rpartition(".")
+                setattr(module.get_submodule(owner), attribute, tensor)
+            if not torch.equal(tensor, copied):
+                with torch.no_grad():
+                    tensor.copy_(copied)
 
     def _tensors(self, params: Arrays, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The parameters as leaves that require grad, in ``dtype`` on the device: every loss is evaluated as

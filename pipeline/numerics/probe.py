@@ -242,7 +242,8 @@ def _why_the_loss_changed(loaded: Loaded, before: float, after: float) -> str:
         return (
             f"Model loss is not deterministic: two evaluations at θ gave {before!r} and {after!r} "
             f"(spread {spread:.3g}, {spread / max(abs(before), 1e-300):.3g} relative). Dropout or other randomness "
-            "makes gradient checking meaningless; fix the random state inside the loss to check such a model."
+            "makes gradient checking meaningless; fix the random state inside the loss (a torch module in training "
+            "mode: module.eval() turns its dropout off) to check such a model."
         )
     arrays = {
         **{f"params['{k}']": v for k, v in loaded.params.items()},
