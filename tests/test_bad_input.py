@@ -319,7 +319,8 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
         _nothing,
         _model("dropout"),
         r"Model loss is not deterministic: two evaluations at θ gave .* \(spread .*\)\. Dropout or other randomness "
-        r"makes gradient checking meaningless; fix the random state inside the loss to check such a model\.",
+        r"makes gradient checking meaningless; fix the random state inside the loss \(a torch module in training "
+        r"mode: module\.eval\(\) turns its dropout off\) to check such a model\.",
     ),
     (
         "grad updates its data in place",

@@ -2303,7 +2303,8 @@ def test_a_gradient_of_rounding_residue_is_said_to_be_too_small_to_measure_not_t
     assert re.search(
         r"  b: none of its 4 checked elements could be verified: its gradient, analytic and numeric, is \de-\d+ of "
         r"the whole gradient's norm, too small to measure against at this precision: the loss may not depend on it "
-        r"\(a bias before a batch norm, dead units, unused\), or its gradient is genuinely tiny",
+        r"\(a bias before a batch norm, an attention key's bias, which the softmax over the keys cancels, dead units, "
+        r"unused\), or its gradient is genuinely tiny",
         str(report),
     )
     assert "precision: float64" not in str(report)  # already float64 (a held-out review was told to use it)
