@@ -47,6 +47,9 @@ VMAP_RULE = (
     "; a custom torch.autograd.Function runs under vmap, its perturbations batched, once its forward leaves ctx to a "
     "separate setup_context staticmethod and it sets generate_vmap_rule = True"
 )
+#: A model's buffers are all compared with their copies after this many calls; after that, only those some call changed
+#: (a BatchNorm's statistics change at every forward pass in training mode, a loss's or a gradient's).
+WATCHED = 4
 #: The most perturbations one vmap chunk evaluates...
 MAX_ROWS = 256
 #: ...and the most memory its copies of the perturbed tensor take: chunks that stay in the CPU's caches
@@ -128,6 +131,8 @@ class TorchModel(DropsData):
         self._objective = _Objective(module, loss_fn).to(self.device)
         # each buffer as the model found it, and its copy: a call that changes one is undone (_restore)
         self._found = {name: (b, b.detach().clone()) for name, b in self._objective.module.named_buffers()}
+        self._changing: set[str] = set()  # buffers some call changed: compared after every call...
+        self._calls = 0  # ...the others after the first WATCHED calls only (a large buffer costs a pass each)
         self._unbatched: dict[str, str] = {}  # tensors vmap cannot run the loss for, and why
         self._agreed: set[str] = set()  # tensors whose vmapped loss agreed with one plain call
         self._data: tuple[Mapping[str, np.ndarray], torch.dtype, dict[str, torch.Tensor]] | None = None
@@ -285,13 +290,15 @@ class TorchModel(DropsData):
         checked."""
         module = self._objective.module
         now = dict(module.named_buffers())
+        self._calls += 1
         for name, (tensor, copied) in self._found.items():
             if now.get(name) is not tensor:
                 owner, _, attribute = name.rpartition(".")
                 setattr(module.get_submodule(owner), attribute, tensor)
-            if not torch.equal(tensor, copied):
+            if (self._calls <= WATCHED or name in self._changing) and not torch.equal(tensor, copied):
                 with torch.no_grad():
                     tensor.copy_(copied)
+                self._changing.add(name)
 
     def _tensors(self, params: Arrays, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The parameters as leaves that require grad, in ``dtype`` on the device: every loss is evaluated as
