@@ -615,6 +615,52 @@ def test_a_check_leaves_a_module_in_training_mode_as_it_found_it() -> None:
     # a loss that runs the module shows it: the statistics move where a caller runs it outside a check
     net(torch.as_tensor(x["x"]))
     assert int(dict(net.named_buffers())["1.num_batches_tracked"]) == 1
+    # and the model checks the module as it is now, not as it was when wrapped (review 135: a snapshot taken then
+    # wrote the old statistics back into the user's module)
+    with torch.no_grad():
+        dict(net.named_buffers())["1.running_mean"].fill_(0.7)
+    net.eval()
+    now = {name: b.clone() for name, b in net.named_buffers()}
+    assert pipeline.check(model, model.params, x, precision="float64").passed
+    for name, b in net.named_buffers():
+        assert torch.equal(b, now[name]), name
+
+
+class _Counted(torch.nn.Module):
+    """Review 135: a module whose forward reads a buffer, then counts the call in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lin(x) * (1 + 1e-3 * self.calls)
+        with torch.no_grad():
+            self.calls += 1
+        return out
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_every_loss_starts_from_the_modules_buffers_as_they_are(batch: bool) -> None:
+    """A forward that updates a buffer its loss reads computes one function of the parameters from the module's state
+    (refused as not deterministic before each call ran on copies); no call sees another's update, batched or not."""
+    torch.manual_seed(0)
+    net = _Counted().double()
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=(8, 3)), "y": rng.normal(size=(8, 2))}
+    model = TorchModel(net, lambda m, d: ((m(d["x"]) - d["y"]) ** 2).mean(), batch=batch)
+    assert pipeline.check(model, model.params, data).passed
+    assert pipeline.check(
+        model,
+        model.params,
+        data,
+        gradient={
+            "lin.bias": 1.01 * model.grad(model.params, data)["lin.bias"],
+            "lin.weight": model.grad(model.params, data)["lin.weight"],
+        },
+    ).failing == ("lin.bias",)
+    assert float(net.calls) == 0
 
 
 def test_a_loss_that_uses_none_of_the_parameters_checked_is_refused_not_passed() -> None:

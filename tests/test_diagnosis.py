@@ -118,6 +118,11 @@ def test_wrong_elements_at_one_end_of_an_axis_only_are_no_boundary() -> None:
         "checked element there",
     )
     analytic = numeric.copy()
+    analytic[11] += rng.normal(size=8)  # the whole row, its corners at both ends of axis 1 (review 135)
+    assert _judged((12, 8), analytic.reshape(-1), numeric.reshape(-1)) == (
+        "8 of 96 checked elements are wrong, at index 11 of axis 0, every checked element there",
+    )
+    analytic = numeric.copy()
     analytic[11, [2, 5]] += [0.4, -0.3]
     assert _judged((12, 8), analytic.reshape(-1), numeric.reshape(-1)) == (
         "2 of 96 checked elements are wrong, at index 11 of axis 0",
@@ -137,6 +142,11 @@ def test_a_gradient_moved_by_one_along_two_axes_at_once_is_said_so() -> None:
         "analytic is the numeric gradient shifted by one along axes 2 and 3 at once: element [i, j] there holds the "
         "gradient of [i - 1, j - 1] (an index off by one along both: a padding or crop offset?)",
     )
+    # a constant field whose first row and column are wrong is as close unmoved as moved: no shift (review 135)
+    constant = np.full((16, 16), 1 / 256)
+    edged = constant.copy()
+    edged[0, :], edged[:, 0] = rng.normal(size=16) * 1e-3, rng.normal(size=16) * 1e-3
+    assert not any("shifted" in sentence for sentence in _judged((16, 16), edged.reshape(-1), constant.reshape(-1)))
     # along one axis the sentence is the one it was
     analytic = np.zeros_like(numeric)
     analytic[:, :, :-1, :] = numeric[:, :, 1:, :]

@@ -1775,11 +1775,17 @@ def test_a_direction_whose_finer_steps_left_a_kink_off_theta_is_judged_on_them()
     """A gap that changed sign and then fell at the next finer step is a kink off θ that the steps passed inside, not
     one at θ: a Gaussian float32 ReLU network's b1 direction (gaps 0.09, −0.11, −0.19, then 0.009 inside it, where the
     loss is smooth and a 10% error stands out). A first version of the rule above counted it as at θ, and the bug
-    decided nothing."""
-    params, data = _binary_relu_problem(14, integer=False)
-    report = pipeline.check(_BinaryReluNet(b1=1.1), params, data, directions=4, indices="none")
-    assert report.failing == ("b1",), str(report)
-    assert [d["status"] for d in report.directions if d["tensor"] == "b1"].count("wrong") >= 1
+    decided nothing. The gaps are float32 sums', which round otherwise on another CPU's kernels (on an AMD EPYC that
+    seed's b1 directions all met kinks at θ, the bug not verified): ten seeds, the bug named wrong by a direction in
+    all but one at most (39 of 40 there), and never passed."""
+    named = 0
+    for seed in range(10, 20):
+        params, data = _binary_relu_problem(seed, integer=False)
+        report = pipeline.check(_BinaryReluNet(b1=1.1), params, data, directions=4, indices="none")
+        assert report.verdict != "passed", str(report)
+        wrong = [d["status"] for d in report.directions if d["tensor"] == "b1"].count("wrong")
+        named += report.failing == ("b1",) and wrong >= 1
+    assert named >= 9
 
 
 def test_a_direction_whose_gap_halves_after_changing_sign_is_smooth() -> None:
@@ -2171,7 +2177,7 @@ def test_an_element_whose_loss_moves_in_steps_far_coarser_than_its_noise_is_not_
     assert correct.verdict == "not verified", correct
     (tensor,) = correct.tensors
     assert (tensor.n_wrong, tensor.n_unsettled) == (0, 1)
-    assert "stood still at the finer steps (a term rounded to float32 inside a float64 loss)" in str(correct)
+    assert "a term rounded to a staircase (a float32 cast inside a float64 loss)" in str(correct)
     doubled = pipeline.check(_Float32Term(c, 2.0), params, {})
     assert doubled.failing == ("w",), doubled
     worst = doubled.tensors[0].worst
@@ -2269,7 +2275,7 @@ def test_a_loss_that_jumps_at_theta_is_not_verified_and_a_flipped_sign_there_doe
         report = pipeline.check(_Routed(flipped), {"gate": gate}, data)
         assert (report.verdict, report.not_verified) == ("not verified", ("gate",)), report
         assert "loss noise along gate: measured on each side of θ (every line through θ crossed a jump" in str(report)
-        assert "its differences ran away as the step shrank, by the same law row after row" in str(report)
+        assert "table of differences did not converge, or ran away" in str(report)
     apart = gate.copy()
     apart[order[1]] -= 1e-3 * data["x"]
     assert pipeline.check(_Routed(), {"gate": apart}, data).passed
@@ -2911,8 +2917,14 @@ def test_an_element_far_outside_its_allowance_that_finer_steps_could_not_confirm
     params = {"theta": np.r_[beta + 0.01 * rng.standard_normal(3), 1.1]}
     assert pipeline.check(_NegativeBinomial(), params, data).passed
     report = pipeline.check(_NegativeBinomial(1e-4), params, data)
-    assert report.verdict == "not verified", report
-    assert "more than 10 times its allowance" in str(report)
+    # the loss's rounding differs from machine to machine (numpy's and the BLAS's kernels for the CPU at hand): where
+    # the finer rows bear the disagreement out the error fails (an AMD EPYC), where they cannot it is unsettled (the
+    # machines it was found on); it never passes
+    assert report.verdict in ("not verified", "failed"), report
+    if report.verdict == "not verified":
+        assert "finer steps did not bear the estimate out" in str(report)
+    else:
+        assert report.failing == ("theta",)
     assert pipeline.check(_NegativeBinomial(2e-4), params, data).failing == ("theta",)
 
 
@@ -3580,11 +3592,12 @@ def test_a_solver_that_overflows_past_the_edge_is_not_failed_where_finer_steps_c
     for given in ({"nu": exact}, None):
         report = pipeline.check(_Diffusion(), params, data, gradient=given)
         assert (report.verdict, report.not_verified, report.nonfinite.count) == ("not verified", ("nu",), 0), report
-        assert "or the loss was not finite at the first steps (past the edge of its domain" in str(report)
+        assert "a loss not finite at the first steps" in str(report)
     for error in (0.01, 0.1):
         report = pipeline.check(_Diffusion(error), params, data)
         assert report.failing == ("nu",)
-        assert f"analytic is {1 + error:g}x the numeric gradient" in report.tensors[0].diagnosis[0]
+        assert report.tensors[0].diagnosis[0].startswith("its value is wrong: analytic ")  # a tensor of one element
+        assert report.tensors[0].diagnosis[0].endswith(f"({1 + error:g}x)")
     wrong = pipeline.check(_Diffusion(), params, data, gradient={"nu": exact * np.float32(1.1)})
     assert wrong.failing == ("nu",)
     assert wrong.nonfinite.count == 0

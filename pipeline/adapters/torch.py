@@ -12,9 +12,9 @@ that runs the module again (activation checkpointing, torchdiffeq's adjoint meth
 
 Each call runs with deterministic algorithms on, one torch thread (a worker is one process per
 core) and, for float64 parameters (``precision: float64``), float64 as the default dtype; the
-floating buffers and data are cast to the parameters' dtype. All three are restored afterwards, and so
-are the module's buffers where a call changed them (a BatchNorm in training mode updates its running
-statistics): a check leaves the module as it found it.
+floating buffers and data are cast to the parameters' dtype. All three are restored afterwards. Each call
+runs on copies of the module's buffers (of up to 1 MiB each; a BatchNorm in training mode updates its
+running statistics there): a check leaves the module as it found it.
 Every loss is evaluated as ``grad`` evaluates it, with grad enabled and each parameter requiring
 grad: a module may compute another function under ``no_grad`` (a transformer's fast path) or for
 tensors that do not require grad (a penalty on ``p.requires_grad`` parameters only).
@@ -47,9 +47,10 @@ VMAP_RULE = (
     "; a custom torch.autograd.Function runs under vmap, its perturbations batched, once its forward leaves ctx to a "
     "separate setup_context staticmethod and it sets generate_vmap_rule = True"
 )
-#: A model's buffers are all compared with their copies after this many calls; after that, only those some call changed
-#: (a BatchNorm's statistics change at every forward pass in training mode, a loss's or a gradient's).
-WATCHED = 4
+#: Every call runs on copies of the module's buffers of at most this size each (a BatchNorm's running statistics, which
+#: training mode updates at every forward pass): the module's own stay as they were. Larger ones (a positional table, a
+#: mask) are its own, not copied at every loss.
+COPIED_BYTES = 2**20
 #: The most perturbations one vmap chunk evaluates...
 MAX_ROWS = 256
 #: ...and the most memory its copies of the perturbed tensor take: chunks that stay in the CPU's caches
@@ -81,7 +82,7 @@ class TorchModel(DropsData):
     ----------
     module : torch.nn.Module
         Its parameters are the tensors checked; its buffers are used as they are (cast to the
-        parameters' dtype), and restored after every call that changed them.
+        parameters' dtype); each call runs on copies of them (up to 1 MiB each), so the module's own do not change.
     loss_fn : callable
         ``loss_fn(module, data)`` with ``data`` the data store's arrays as tensors (by name), on
         ``device``; returns a scalar tensor. It must be deterministic.
@@ -129,10 +130,6 @@ class TorchModel(DropsData):
         if any(p.device != self.device for p in module.parameters()):
             module = copy.deepcopy(module)  # moved to the device as a copy: the user's module stays where it is
         self._objective = _Objective(module, loss_fn).to(self.device)
-        # each buffer as the model found it, and its copy: a call that changes one is undone (_restore)
-        self._found = {name: (b, b.detach().clone()) for name, b in self._objective.module.named_buffers()}
-        self._changing: set[str] = set()  # buffers some call changed: compared after every call...
-        self._calls = 0  # ...the others after the first WATCHED calls only (a large buffer costs a pass each)
         self._unbatched: dict[str, str] = {}  # tensors vmap cannot run the loss for, and why
         self._agreed: set[str] = set()  # tensors whose vmapped loss agreed with one plain call
         self._data: tuple[Mapping[str, np.ndarray], torch.dtype, dict[str, torch.Tensor]] | None = None
@@ -280,25 +277,6 @@ class TorchModel(DropsData):
             torch.set_num_threads(threads)
             torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
             torch.set_default_dtype(default)
-            self._restore()
-
-    def _restore(self) -> None:
-        """The module's buffers as the model found them, where a call changed them: in place (a BatchNorm in
-        training mode updating its running statistics and its count, review 134: 1,972 updates in one check of a
-        user's module) or by assigning another tensor. Their values are compared, not their version counters: the
-        batch norm's kernel updates the statistics without counting it. Their values are used as they are, never
-        checked."""
-        module = self._objective.module
-        now = dict(module.named_buffers())
-        self._calls += 1
-        for name, (tensor, copied) in self._found.items():
-            if now.get(name) is not tensor:
-                owner, _, attribute = name.rpartition(".")
-                setattr(module.get_submodule(owner), attribute, tensor)
-            if (self._calls <= WATCHED or name in self._changing) and not torch.equal(tensor, copied):
-                with torch.no_grad():
-                    tensor.copy_(copied)
-                self._changing.add(name)
 
     def _tensors(self, params: Arrays, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The parameters as leaves that require grad, in ``dtype`` on the device: every loss is evaluated as
@@ -310,11 +288,15 @@ class TorchModel(DropsData):
         }
 
     def _buffers(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """The module's floating buffers of another dtype, cast to ``dtype`` (the others are used as they are)."""
+        """Copies of the module's buffers for one call: its floating buffers of another dtype cast to ``dtype``, the
+        others of :data:`COPIED_BYTES` or less copied as they are (larger ones are used as they are). A call that
+        updates them (a BatchNorm in training mode: review 134, 1,972 updates of a user's running statistics in one
+        check) changes its copies only, and every call starts from the module's own: the loss is one function of the
+        parameters, and the module comes back from a check as it went in."""
         return {
-            name: b.to(dtype)
+            name: b.to(dtype) if b.is_floating_point() and b.dtype != dtype else b.clone()
             for name, b in self._objective.module.named_buffers()
-            if b.is_floating_point() and b.dtype != dtype
+            if (b.is_floating_point() and b.dtype != dtype) or b.numel() * b.element_size() <= COPIED_BYTES
         }
 
     def _inputs(self, data: Arrays, dtype: torch.dtype) -> dict[str, torch.Tensor]:
