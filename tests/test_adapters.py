@@ -629,6 +629,8 @@ def test_a_check_leaves_a_module_in_training_mode_as_it_found_it() -> None:
 class _Counted(torch.nn.Module):
     """Review 135: a module whose forward reads a buffer, then counts the call in it."""
 
+    calls: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.lin = torch.nn.Linear(3, 2)
