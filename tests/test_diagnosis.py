@@ -100,6 +100,12 @@ def test_a_few_wrong_elements_are_named_and_the_edges_of_a_field_said_so() -> No
         "2 of 256 checked elements are wrong, at index 0, 9 of axis 0 (each at an edge of the tensor: a boundary's "
         "stencil?)",
     )
+    # corners only: every wrong element at both ends of one axis (review 136: a batch of fields, wrong at [0, 0] and
+    # [0, 63])
+    batch = rng.normal(size=(8, 64))
+    cornered = batch.copy()
+    cornered[0, [0, 63]] += [1.0, -1.0]
+    assert _judged((8, 64), cornered.reshape(-1), batch.reshape(-1))[0].endswith("a boundary's stencil?)")
     inside = numeric.copy()
     inside[[5, 40]] += [0.3, -0.2]
     assert _judged((64,), inside, numeric) == ("2 of 64 checked elements are wrong: [5], [40]",)

@@ -230,7 +230,17 @@ def _edges(shape: tuple[int, ...], wrong: np.ndarray) -> str:
     # the other axis at its corners, review 135)
     alone = np.sum(ends, axis=0) == 1
     edges = sum(bool(np.any(end & alone)) for end in ends)
-    return " (each at an edge of the tensor: a boundary's stencil?)" if edges >= 2 and bool(np.all(edge)) else ""
+    # or where along some axis every one lies at its first or last index, both held: corners too (review 136: a batch
+    # of fields wrong at [0, 0] and [0, 63])
+    spanned = any(
+        bool(np.all(first | last) and first.any() and last.any())
+        for first, last in zip(ends[0::2], ends[1::2], strict=True)
+    )
+    return (
+        " (each at an edge of the tensor: a boundary's stencil?)"
+        if (edges >= 2 or spanned) and bool(np.all(edge))
+        else ""
+    )
 
 
 def _swapped(shape: tuple[int, ...], analytic: np.ndarray, numeric: np.ndarray, room: np.ndarray) -> str | None:
