@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -244,19 +245,18 @@ class TorchModel(DropsData):
         shape = tensors[name].shape
         others = {k: v for k, v in tensors.items() if k != name}
         inputs = self._inputs(data, dtype)
-        copies: dict[str, torch.Tensor] = {}
 
-        def one(position: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        def one(copies: dict[str, torch.Tensor], position: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
             perturbed = base.scatter(0, position.reshape(1), value.reshape(1)).reshape(shape)
             return self._call_with({**copies, **others, name: perturbed}, inputs)
 
         rows = max(1, min(MAX_ROWS, CHUNK_BYTES // max(1, base.numel() * base.element_size())))
         parts = []
         for first in range(0, chosen.numel(), rows):  # each chunk's autograd graph is dropped before the next
-            # each chunk on its own copies of the buffers: a count a forward keeps there does not carry from one
-            # chunk to the next (review 136: 172 of 300 rows differed from plain calls)
-            copies = self._buffers(dtype)
-            out = torch.func.vmap(one)(chosen[first : first + rows], moved[first : first + rows])
+            # each chunk on its own copies of the buffers (bound, not mapped): a count a forward keeps there does not
+            # carry from one chunk to the next (review 136: 172 of 300 rows differed from plain calls)
+            chunk = functools.partial(one, self._buffers(dtype))
+            out = torch.func.vmap(chunk)(chosen[first : first + rows], moved[first : first + rows])
             if out.shape != chosen[first : first + rows].shape:
                 raise ValueError(f"the loss has shape {tuple(out.shape[1:])} under vmap")
             parts.append(out.detach())
@@ -297,11 +297,13 @@ class TorchModel(DropsData):
         updates them (a BatchNorm in training mode: review 134, 1,972 updates of a user's running statistics in one
         check) changes its copies only, and every call starts from the module's own: the loss is one function of the
         parameters, and the module comes back from a check as it went in."""
-        return {
-            name: b.to(dtype) if b.is_floating_point() and b.dtype != dtype else b.clone()
-            for name, b in self._objective.module.named_buffers()
-            if (b.is_floating_point() and b.dtype != dtype) or b.numel() * b.element_size() <= COPIED_BYTES
-        }
+        copies = {}
+        for name, b in self._objective.module.named_buffers():
+            if b.is_floating_point() and b.dtype != dtype:
+                copies[name] = b.to(dtype)
+            elif b.numel() * b.element_size() <= COPIED_BYTES:
+                copies[name] = b.clone()
+        return copies
 
     def _inputs(self, data: Arrays, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The data as tensors on the device, floating arrays in ``dtype``; made once per data and dtype."""

@@ -365,9 +365,9 @@ def summarize_shard(
         max_abs_error = math.nan if n_nonfinite else float(e.max(initial=0.0))
         h = step[at][mine]
         # a wrong element first, else an unsettled one, which leaves its tensor not verified (:func:`_worse`)
-        first = next((these for these in (status[at] == WRONG, status[at] == UNSETTLED) if these.any()), None)
+        preferred = next((these for these in (status[at] == WRONG, status[at] == UNSETTLED) if these.any()), None)
         worst_here = (
-            at.start + int(np.argmax(ranked[at] if first is None else np.where(first, ranked[at], -np.inf)))
+            at.start + int(np.argmax(ranked[at] if preferred is None else np.where(preferred, ranked[at], -np.inf)))
             if np.any(mine)
             else None
         )
